@@ -1,0 +1,77 @@
+# Utilization review platform. `make run` and `make test` set themselves up.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTOS := $(shell find protos -name '*.proto')
+GEN_STAMP := gen/.stamp
+
+.PHONY: help setup protos lint test test-unit run demo bench kafka-start kafka-stop pg-start pg-stop clean
+
+help:
+	@echo "make run    - start Kafka + the three services on SQLite, submit the sample workload, keep serving"
+	@echo "make demo   - the same, exits after the summary"
+	@echo "make test   - unit, integration and end-to-end tests (real Kafka, real PostgreSQL)"
+	@echo "make bench  - end-to-end throughput/latency on PostgreSQL next to raw ceilings"
+	@echo "make lint   - ruff + mypy"
+	@echo "make protos - regenerate Python code from protos/"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+$(GEN_STAMP): $(PROTOS) $(STAMP) protos/generate.py
+	$(BIN)/python protos/generate.py
+	$(BIN)/pip install -q -e . --no-deps
+	touch $(GEN_STAMP)
+
+setup: $(STAMP) $(GEN_STAMP)
+
+protos: $(STAMP)
+	$(BIN)/python protos/generate.py
+	touch $(GEN_STAMP)
+
+lint: setup
+	$(BIN)/ruff check services tests deploy protos
+	$(BIN)/mypy services
+
+kafka-start: setup
+	deploy/kafka/kafka.sh start
+
+kafka-stop:
+	deploy/kafka/kafka.sh stop
+
+pg-start:
+	deploy/postgres/pg.sh start
+
+pg-stop:
+	deploy/postgres/pg.sh stop
+
+test-unit: setup
+	$(BIN)/pytest tests/unit -q
+
+test: setup
+	deploy/kafka/kafka.sh start
+	deploy/postgres/pg.sh start
+	$(BIN)/pytest -q
+
+run: setup
+	deploy/kafka/kafka.sh start
+	$(BIN)/python -m services.cli.platform run
+
+demo: setup
+	deploy/kafka/kafka.sh start
+	$(BIN)/python -m services.cli.platform demo
+
+bench: setup
+	deploy/kafka/kafka.sh start
+	deploy/postgres/pg.sh start
+	$(BIN)/python -m services.cli.bench $(BENCH_ARGS)
+
+clean:
+	-deploy/kafka/kafka.sh stop
+	-deploy/postgres/pg.sh stop
+	rm -rf gen var .pytest_cache .mypy_cache .ruff_cache
