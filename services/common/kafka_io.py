@@ -1,0 +1,89 @@
+"""Kafka clients (kafka-python) configured the same way in every service."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+
+logger = logging.getLogger(__name__)
+
+
+def _servers(bootstrap: str) -> list[str]:
+    return [s.strip() for s in bootstrap.split(",") if s.strip()]
+
+
+def make_producer(bootstrap: str, client_id: str, **overrides: Any) -> KafkaProducer:
+    """acks=all with idempotence: a record is acknowledged only once the broker has it durably."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": _servers(bootstrap),
+        "client_id": client_id,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 2,
+        "batch_size": 64 * 1024,
+        "retries": 10,
+        "request_timeout_ms": 15000,
+        "max_block_ms": 15000,
+    }
+    config.update(overrides)
+    return KafkaProducer(**config)
+
+
+def make_consumer(bootstrap: str, group_id: str, client_id: str, topics: Iterable[str],
+                  **overrides: Any) -> KafkaConsumer:
+    """Manual offset commits only: offsets move after the database transaction commits."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": _servers(bootstrap),
+        "group_id": group_id,
+        "client_id": client_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "fetch_max_wait_ms": 100,
+        "max_poll_records": 500,
+        "max_poll_interval_ms": 300000,
+        "session_timeout_ms": 10000,
+        "heartbeat_interval_ms": 3000,
+    }
+    config.update(overrides)
+    consumer = KafkaConsumer(**config)
+    consumer.subscribe(list(topics))
+    return consumer
+
+
+def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), client_id="ur-probe",
+                                     request_timeout_ms=5000)
+            admin.list_topics()
+            admin.close()
+            return
+        except (NoBrokersAvailable, KafkaError, OSError) as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s: {exc}") from exc
+            time.sleep(0.5)
+
+
+def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+    """Create the topics that don't exist yet (idempotent; safe to race with another service)."""
+    admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), client_id="ur-topic-admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if not missing:
+            return
+        try:
+            admin.create_topics([NewTopic(name=n, num_partitions=partitions, replication_factor=1)
+                                 for n in missing])
+            logger.info("created topics %s", missing)
+        except TopicAlreadyExistsError:
+            pass
+    finally:
+        admin.close()

@@ -1,0 +1,62 @@
+"""Alembic, driven from code: each service keeps its migrations in
+``services/<name>/migrations`` and upgrades its own database to head."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, MetaData
+
+logger = logging.getLogger(__name__)
+
+SERVICES_DIR = Path(__file__).resolve().parent.parent
+
+
+def alembic_config(service: str, database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    # ConfigParser interpolation would choke on '%' in passwords.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def upgrade(service: str, engine: Engine) -> None:
+    """Bring the database to the newest revision, on the given engine's connection."""
+    config = alembic_config(service, engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+    logger.info("%s database at head", service)
+
+
+def run_env(target_metadata: MetaData) -> None:
+    """Body of every service's ``migrations/env.py``."""
+    from alembic import context
+    from sqlalchemy import create_engine
+
+    config = context.config
+    connection = config.attributes.get("connection")
+    render_as_batch = True  # SQLite needs batch mode to alter tables
+    if connection is not None:
+        context.configure(connection=connection, target_metadata=target_metadata,
+                          render_as_batch=render_as_batch)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    url = config.get_main_option("sqlalchemy.url")
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=target_metadata, literal_binds=True,
+                          render_as_batch=render_as_batch)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = create_engine(url or "")
+    with engine.connect() as conn:
+        context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=render_as_batch)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()

@@ -1,0 +1,70 @@
+"""Unit of work over a SQLAlchemy Core connection.
+
+Rolls back unless ``commit()`` is called. Events staged with ``publish()`` go
+into the outbox in the same transaction; after-commit hooks (waking the relay)
+run only once the commit has succeeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import Connection, Engine, Table
+
+from services.common.consumer import already_processed, mark_processed
+from services.common.events import OutgoingEvent
+from services.common.outbox import add_events
+
+
+class SqlUnitOfWork:
+    def __init__(self, engine: Engine, outbox: Table, processed: Table,
+                 after_commit: Callable[[], None] | None = None) -> None:
+        self._engine = engine
+        self._outbox = outbox
+        self._processed = processed
+        self._after_commit = after_commit
+        self._events: list[OutgoingEvent] = []
+        self._conn: Connection | None = None
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            raise RuntimeError("unit of work used outside its 'with' block")
+        return self._conn
+
+    def __enter__(self) -> Self:
+        self._conn = self._engine.connect()
+        self._conn.begin()
+        self._events = []
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        conn = self.conn
+        if conn.in_transaction():
+            conn.rollback()
+        conn.close()
+        self._conn = None
+
+    def publish(self, event: OutgoingEvent) -> None:
+        self._events.append(event)
+
+    def already_processed(self, consumer: str, event_ids: list[str]) -> set[str]:
+        return already_processed(self.conn, self._processed, consumer, event_ids)
+
+    def mark_processed(self, consumer: str, event_ids: list[str]) -> None:
+        mark_processed(self.conn, self._processed, consumer, event_ids)
+
+    def commit(self) -> None:
+        add_events(self.conn, self._outbox, self._events)
+        had_events = bool(self._events)
+        self._events = []
+        self.conn.commit()
+        if had_events and self._after_commit is not None:
+            self._after_commit()
+
+    def rollback(self) -> None:
+        self._events = []
+        self.conn.rollback()

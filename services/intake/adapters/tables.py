@@ -1,0 +1,79 @@
+"""Intake's schema (SQLAlchemy Core). Alembic migrations mirror it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+)
+
+from services.common.db import BigIntId, outbox_table, processed_events_table
+
+metadata = MetaData()
+
+members = Table(
+    "members", metadata,
+    Column("member_id", String(40), primary_key=True),
+    Column("birth_date", Date, nullable=True),
+)
+
+coverages = Table(
+    "coverages", metadata,
+    Column("id", BigIntId, primary_key=True, autoincrement=True),
+    Column("member_id", String(40), ForeignKey("members.member_id"), nullable=False, index=True),
+    Column("line_of_business", String(30), nullable=False),
+    Column("plan_id", String(40), nullable=False),
+    Column("state", String(2), nullable=False),
+    Column("effective", Date, nullable=False),
+    Column("termination", Date, nullable=True),
+)
+
+requests = Table(
+    "requests", metadata,
+    Column("request_id", String(36), primary_key=True),
+    Column("idempotency_key", String(100), nullable=False, unique=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("member_id", String(40), nullable=False, index=True),
+    Column("line_of_business", String(30), nullable=True),
+    Column("member_state", String(2), nullable=False),
+    Column("urgency", String(20), nullable=True),
+    Column("review_type", String(20), nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("status_reason", String(300), nullable=False, default=""),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    # The submission as received (ur.intake.v1.SubmitRequestRequest, wait_ms cleared).
+    Column("payload", LargeBinary, nullable=False),
+    Column("determination_id", String(36), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("decided_by", String(100), nullable=True),
+    # ur.common.v1.Determination without its lines (decider, clock), as received.
+    Column("determination_header", LargeBinary, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_requests_status_received", requests.c.status, requests.c.received_at)
+
+request_lines = Table(
+    "request_lines", metadata,
+    Column("request_id", String(36), ForeignKey("requests.request_id"), primary_key=True),
+    Column("line_number", Integer, primary_key=True, autoincrement=False),
+    Column("procedure_code", String(5), nullable=False),
+    Column("outcome", String(40), nullable=True),
+    Column("queued", Boolean, nullable=False, default=False),
+    Column("certified", Boolean, nullable=False, default=False),
+    # ur.common.v1.LineDetermination and ur.common.v1.Authorization, as received.
+    Column("determination", LargeBinary, nullable=True),
+    Column("authorization", LargeBinary, nullable=True),
+    Column("authorization_number", String(20), nullable=True),
+)
+
+outbox = outbox_table(metadata)
+processed_events = processed_events_table(metadata)

@@ -1,0 +1,54 @@
+"""Shapes of the codes a request carries (pure functions).
+
+CPT: 5 characters, 5 digits or 4 digits + F/T/U (category II/III, PLA).
+HCPCS Level II: a letter + 4 digits. ICD-10-CM: letter, digit, alphanumeric,
+then optionally a dot and 1-4 alphanumerics. NPI: 10 digits whose last digit is
+the Luhn check digit computed over the constant prefix 80840 + the first nine.
+(Sources: AMA CPT; CMS HCPCS; CDC/NCHS ICD-10-CM; CMS NPI check digit standard.)
+"""
+
+from __future__ import annotations
+
+import re
+
+_CPT = re.compile(r"^(\d{5}|\d{4}[FTU])$")
+_HCPCS = re.compile(r"^[A-V]\d{4}$")
+_ICD10CM = re.compile(r"^[A-TV-Z]\d[0-9A-Z](\.?[0-9A-Z]{1,4})?$")
+_STATE = frozenset(
+    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY "
+    "NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR GU VI AS MP".split())
+
+
+def is_procedure_code(code: str) -> bool:
+    return bool(_CPT.match(code) or _HCPCS.match(code))
+
+
+def is_icd10cm(code: str) -> bool:
+    return bool(_ICD10CM.match(code.upper()))
+
+
+def normalize_icd10(code: str) -> str:
+    """Uppercase without the dot: 'm54.50' -> 'M5450'."""
+    return code.upper().replace(".", "")
+
+
+def is_state(code: str) -> bool:
+    return code in _STATE
+
+
+def luhn_check_digit(payload: str) -> int:
+    total = 0
+    for i, ch in enumerate(reversed(payload)):
+        d = int(ch)
+        if i % 2 == 0:  # rightmost payload digit is doubled (check digit will follow it)
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return (10 - total % 10) % 10
+
+
+def is_npi(npi: str) -> bool:
+    if len(npi) != 10 or not npi.isdigit():
+        return False
+    return luhn_check_digit("80840" + npi[:9]) == int(npi[9])

@@ -1,0 +1,258 @@
+"""Intake's domain: a prior-authorization request, its validation, eligibility
+and the status a request has as its story unfolds. No I/O here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+from services.common.grpc_errors import FieldViolation
+from services.intake.domain.codes import is_icd10cm, is_npi, is_procedure_code, is_state
+
+LINES_OF_BUSINESS = ("medicare_advantage", "medicaid", "commercial", "workers_comp")
+REVIEW_TYPES = ("prospective", "concurrent", "retrospective")
+URGENCIES = ("standard", "expedited")
+FACT_KINDS = ("bool", "number", "text", "date")
+
+MAX_LINES = 50
+MAX_UNITS = 9999
+MAX_FACTS = 200
+_KEY = re.compile(r"^[\x21-\x7e]{1,100}$")
+_MEMBER = re.compile(r"^[A-Za-z0-9-]{1,40}$")
+_FACT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+YMD = tuple[int, int, int]
+_Bad = Callable[[str, str], None]
+
+
+class RequestStatus(enum.Enum):
+    IN_REVIEW = "in_review"
+    PENDED = "pended"
+    DECIDED = "decided"
+    COMPLETE = "complete"
+    INELIGIBLE = "ineligible"
+
+
+@dataclass(frozen=True)
+class ServiceLine:
+    line_number: int
+    procedure_code: str
+    modifiers: tuple[str, ...]
+    units: int
+    start_date: YMD | None
+    end_date: YMD | None
+    place_of_service: int
+
+
+@dataclass(frozen=True)
+class ClinicalFact:
+    name: str
+    kind: str | None  # None: no value was given
+    value: bool | float | str | YMD | None
+    unit: str
+
+
+@dataclass(frozen=True)
+class PriorAuthRequest:
+    """A request as submitted, before validation (values may be malformed)."""
+
+    idempotency_key: str
+    member_id: str
+    line_of_business: str | None  # None: unspecified
+    member_state: str
+    plan_id: str
+    requesting_npi: str
+    requesting_name: str
+    servicing_npi: str
+    servicing_name: str
+    diagnoses: tuple[tuple[str, bool], ...]
+    lines: tuple[ServiceLine, ...]
+    review_type: str | None
+    urgency: str | None
+    facts: tuple[ClinicalFact, ...]
+
+    def fingerprint(self) -> str:
+        """Identity of the payload (everything but the idempotency key) for replay detection."""
+        body = asdict(self)
+        body.pop("idempotency_key")
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _date(value: YMD | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date(*value)
+    except ValueError:
+        return None
+
+
+def validate(req: PriorAuthRequest) -> list[FieldViolation]:
+    """Every problem with the request, each naming its field (proto field paths)."""
+    v: list[FieldViolation] = []
+
+    def bad(field: str, description: str) -> None:
+        v.append(FieldViolation(field, description))
+
+    if not req.idempotency_key:
+        bad("idempotency_key", "required")
+    elif not _KEY.match(req.idempotency_key):
+        bad("idempotency_key", "1-100 printable ASCII characters without spaces")
+    if not req.member_id:
+        bad("member_id", "required")
+    elif not _MEMBER.match(req.member_id):
+        bad("member_id", "1-40 letters, digits or '-'")
+    if req.line_of_business is None:
+        bad("coverage.line_of_business", "required: medicare advantage, medicaid, commercial or workers' comp")
+    if not req.member_state:
+        bad("coverage.member_state", "required (two-letter USPS code)")
+    elif not is_state(req.member_state):
+        bad("coverage.member_state", f"{req.member_state!r} is not a two-letter USPS state code")
+    for prefix, npi in (("requesting_provider", req.requesting_npi), ("servicing_provider", req.servicing_npi)):
+        if not npi:
+            bad(f"{prefix}.npi", "required")
+        elif not is_npi(npi):
+            bad(f"{prefix}.npi", f"{npi!r} is not a valid NPI (10 digits with a Luhn check digit)")
+    if not req.diagnoses:
+        bad("diagnoses", "at least one ICD-10-CM diagnosis is required")
+    for i, (code, _primary) in enumerate(req.diagnoses):
+        if not is_icd10cm(code):
+            bad(f"diagnoses[{i}].code", f"{code!r} is not an ICD-10-CM code (e.g. M54.50)")
+    if sum(1 for _c, primary in req.diagnoses if primary) > 1:
+        bad("diagnoses", "at most one diagnosis may be primary")
+    if req.review_type is None:
+        bad("review_type", "required: prospective, concurrent or retrospective")
+    if req.urgency is None:
+        bad("urgency", "required: standard or expedited")
+    _validate_lines(req, bad)
+    _validate_facts(req, bad)
+    return v
+
+
+def _validate_lines(req: PriorAuthRequest, bad: _Bad) -> None:
+    if not req.lines:
+        bad("service_lines", "at least one service line is required")
+    if len(req.lines) > MAX_LINES:
+        bad("service_lines", f"at most {MAX_LINES} lines per request")
+    seen: set[int] = set()
+    for i, line in enumerate(req.lines):
+        f = f"service_lines[{i}]"
+        if line.line_number != i + 1:
+            bad(f"{f}.line_number", f"must be {i + 1} (lines are numbered 1, 2, 3... in order)")
+        seen.add(line.line_number)
+        if not line.procedure_code:
+            bad(f"{f}.procedure_code", "required")
+        elif not is_procedure_code(line.procedure_code):
+            bad(f"{f}.procedure_code",
+                f"{line.procedure_code!r} is neither CPT (5 characters) nor HCPCS Level II (letter + 4 digits)")
+        for j, modifier in enumerate(line.modifiers):
+            if not re.fullmatch(r"[A-Z0-9]{2}", modifier):
+                bad(f"{f}.modifiers[{j}]", f"{modifier!r} is not a two-character modifier")
+        if line.units <= 0:
+            bad(f"{f}.units", "must be at least 1")
+        elif line.units > MAX_UNITS:
+            bad(f"{f}.units", f"at most {MAX_UNITS}")
+        start, end = _date(line.start_date), _date(line.end_date)
+        if line.start_date is None:
+            bad(f"{f}.start_date", "required")
+        elif start is None:
+            bad(f"{f}.start_date", f"{line.start_date} is not a calendar date")
+        if line.end_date is not None and end is None:
+            bad(f"{f}.end_date", f"{line.end_date} is not a calendar date")
+        if start and end and end < start:
+            bad(f"{f}.end_date", "is before start_date")
+        if start and end and (end - start).days > 366:
+            bad(f"{f}.end_date", "a line may span at most one year")
+        if line.place_of_service == 0:
+            bad(f"{f}.place_of_service", "required")
+
+
+def _validate_facts(req: PriorAuthRequest, bad: _Bad) -> None:
+    if len(req.facts) > MAX_FACTS:
+        bad("clinical_facts", f"at most {MAX_FACTS} facts")
+    names: set[str] = set()
+    for i, fact in enumerate(req.facts):
+        f = f"clinical_facts[{i}]"
+        if not _FACT_NAME.match(fact.name):
+            bad(f"{f}.name", "snake_case name, starting with a letter, at most 64 characters")
+        elif fact.name in names:
+            bad(f"{f}.name", f"{fact.name!r} is given twice")
+        names.add(fact.name)
+        if fact.kind is None:
+            bad(f"{f}.value", "a value is required")
+        elif fact.kind == "date" and _date(fact.value if isinstance(fact.value, tuple) else None) is None:
+            bad(f"{f}.date_value", "is not a calendar date")
+        elif fact.kind == "number" and isinstance(fact.value, float) and fact.value != fact.value:
+            bad(f"{f}.number_value", "is not a number")
+
+
+# -- eligibility --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Coverage:
+    member_id: str
+    line_of_business: str
+    plan_id: str
+    state: str
+    effective: dt.date
+    termination: dt.date | None
+
+    def active_on(self, day: dt.date) -> bool:
+        return self.effective <= day and (self.termination is None or day <= self.termination)
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    eligible: bool
+    reason: str
+
+
+def check_eligibility(req: PriorAuthRequest, coverages: Sequence[Coverage], member_known: bool) -> Eligibility:
+    """The member must have coverage of the requested line of business, in the
+    requested state, active on every line's start date."""
+    if not member_known:
+        return Eligibility(False, "member not found")
+    same_lob = [c for c in coverages if c.line_of_business == req.line_of_business]
+    if not same_lob:
+        return Eligibility(False, f"no {req.line_of_business} coverage on file for this member")
+    in_state = [c for c in same_lob if c.state == req.member_state]
+    if not in_state:
+        return Eligibility(False, f"{req.line_of_business} coverage is not in state {req.member_state}")
+    for line in req.lines:
+        day = _date(line.start_date)
+        if day is not None and not any(c.active_on(day) for c in in_state):
+            return Eligibility(False, f"coverage not active on {day.isoformat()} (line {line.line_number})")
+    return Eligibility(True, "eligible")
+
+
+# -- status -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LineProgress:
+    decided: bool
+    queued: bool
+    certified: bool  # approved in whole or part: an authorization is due
+    authorized: bool
+
+
+def derive_status(current: RequestStatus, lines: Iterable[LineProgress]) -> RequestStatus:
+    """Order-independent: determination and authorization events may arrive either way round."""
+    if current is RequestStatus.INELIGIBLE:
+        return current
+    lines = list(lines)
+    if not lines or not all(line.decided for line in lines):
+        return RequestStatus.IN_REVIEW
+    if any(line.queued for line in lines):
+        return RequestStatus.PENDED
+    if all(line.authorized for line in lines if line.certified):
+        return RequestStatus.COMPLETE
+    return RequestStatus.DECIDED
+
+
+SETTLED = frozenset({RequestStatus.PENDED, RequestStatus.COMPLETE, RequestStatus.INELIGIBLE})

@@ -1,0 +1,26 @@
+"""IntakeService over gRPC: translate, call the handlers, translate back."""
+
+from __future__ import annotations
+
+import grpc
+from ur.intake.v1 import intake_pb2, intake_pb2_grpc
+
+from services.common.grpc_errors import translate_errors
+from services.intake.entrypoints.mapping import to_domain, to_view
+from services.intake.service_layer.handlers import IntakeHandlers
+
+
+class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
+    def __init__(self, handlers: IntakeHandlers) -> None:
+        self._handlers = handlers
+
+    @translate_errors
+    def SubmitRequest(self, request: intake_pb2.SubmitRequestRequest,  # noqa: N802 - gRPC method name
+                      context: grpc.ServicerContext) -> intake_pb2.SubmitRequestResponse:
+        result = self._handlers.submit(to_domain(request), request, request.wait_ms)
+        return intake_pb2.SubmitRequestResponse(request=to_view(result.record), replayed=result.replayed)
+
+    @translate_errors
+    def GetRequest(self, request: intake_pb2.GetRequestRequest,  # noqa: N802
+                   context: grpc.ServicerContext) -> intake_pb2.GetRequestResponse:
+        return intake_pb2.GetRequestResponse(request=to_view(self._handlers.get(request.request_id)))

@@ -1,0 +1,101 @@
+"""Protobuf ⇄ intake domain. Servicers only translate; rules live in the domain."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from ur.common.v1 import types_pb2
+from ur.intake.v1 import intake_pb2
+
+from services.common.proto_enums import to_name, to_number
+from services.intake.adapters.repository import RequestRecord
+from services.intake.domain.model import ClinicalFact, PriorAuthRequest, ServiceLine
+
+LOB = types_pb2.LineOfBusiness.DESCRIPTOR
+REVIEW_TYPE = types_pb2.ReviewType.DESCRIPTOR
+URGENCY = types_pb2.Urgency.DESCRIPTOR
+STATUS = intake_pb2.RequestStatus.DESCRIPTOR
+
+
+def _ymd(message: types_pb2.Date, present: bool) -> tuple[int, int, int] | None:
+    if not present or (message.year == 0 and message.month == 0 and message.day == 0):
+        return None
+    return (message.year, message.month, message.day)
+
+
+def _fact(fact: types_pb2.ClinicalFact) -> ClinicalFact:
+    kind = fact.WhichOneof("value")
+    if kind == "bool_value":
+        return ClinicalFact(fact.name, "bool", fact.bool_value, fact.unit)
+    if kind == "number_value":
+        return ClinicalFact(fact.name, "number", fact.number_value, fact.unit)
+    if kind == "text_value":
+        return ClinicalFact(fact.name, "text", fact.text_value, fact.unit)
+    if kind == "date_value":
+        d = fact.date_value
+        return ClinicalFact(fact.name, "date", (d.year, d.month, d.day), fact.unit)
+    return ClinicalFact(fact.name, None, None, fact.unit)
+
+
+def to_domain(msg: intake_pb2.SubmitRequestRequest) -> PriorAuthRequest:
+    return PriorAuthRequest(
+        idempotency_key=msg.idempotency_key,
+        member_id=msg.member_id,
+        line_of_business=to_name(LOB, msg.coverage.line_of_business),
+        member_state=msg.coverage.member_state,
+        plan_id=msg.coverage.plan_id,
+        requesting_npi=msg.requesting_provider.npi,
+        requesting_name=msg.requesting_provider.name,
+        servicing_npi=msg.servicing_provider.npi,
+        servicing_name=msg.servicing_provider.name,
+        diagnoses=tuple((d.code, d.primary) for d in msg.diagnoses),
+        lines=tuple(
+            ServiceLine(line_number=line.line_number, procedure_code=line.procedure_code,
+                        modifiers=tuple(line.modifiers), units=line.units,
+                        start_date=_ymd(line.start_date, line.HasField("start_date")),
+                        end_date=_ymd(line.end_date, line.HasField("end_date")),
+                        place_of_service=int(line.place_of_service))
+            for line in msg.service_lines),
+        review_type=to_name(REVIEW_TYPE, msg.review_type),
+        urgency=to_name(URGENCY, msg.urgency),
+        facts=tuple(_fact(f) for f in msg.clinical_facts),
+    )
+
+
+def to_view(record: RequestRecord) -> intake_pb2.RequestView:
+    submitted = intake_pb2.SubmitRequestRequest.FromString(record.payload)
+    view = intake_pb2.RequestView(
+        request_id=record.request_id,
+        idempotency_key=record.idempotency_key,
+        member_id=record.member_id,
+        status=to_number(STATUS, record.status.value),
+        status_reason=record.status_reason,
+        urgency=submitted.urgency,
+        review_type=submitted.review_type,
+        line_of_business=submitted.coverage.line_of_business,
+        determination_id=record.determination_id or "",
+    )
+    view.received_at.CopyFrom(_ts(record.received_at))
+    if record.decided_at is not None:
+        view.decided_at.CopyFrom(_ts(record.decided_at))
+    if record.determination_header:
+        header = types_pb2.Determination.FromString(record.determination_header)
+        view.decided_by.CopyFrom(header.decided_by)
+        view.clock.CopyFrom(header.clock)
+    by_number = {ln.line_number: ln for ln in record.lines}
+    for line in submitted.service_lines:
+        item = view.lines.add()
+        item.line.CopyFrom(line)
+        stored = by_number.get(line.line_number)
+        if stored is None:
+            continue
+        if stored.determination:
+            item.determination.MergeFromString(stored.determination)
+        if stored.authorization:
+            item.authorization.MergeFromString(stored.authorization)
+    return view
+
+
+def _ts(value: object) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value)  # type: ignore[arg-type]
+    return ts
