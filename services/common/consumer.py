@@ -40,7 +40,7 @@ from services.common.events import (
 logger = logging.getLogger(__name__)
 
 
-class PoisonMessage(Exception):  # noqa: N818 - a message, not an error condition of ours
+class PoisonMessage(Exception):
     """This event can never be applied (malformed, or violates the contract)."""
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 def _prefix(enum: Any) -> str:
     unspecified = enum.values_by_number[0].name
-    return unspecified[: -len("UNSPECIFIED")]
+    return str(unspecified[: -len("UNSPECIFIED")])
 
 
 def to_name(enum: Any, number: int) -> str | None:

@@ -67,7 +67,7 @@ def to_view(record: RequestRecord) -> intake_pb2.RequestView:
         request_id=record.request_id,
         idempotency_key=record.idempotency_key,
         member_id=record.member_id,
-        status=to_number(STATUS, record.status.value),
+        status=to_number(STATUS, record.status.value),  # type: ignore[arg-type]
         status_reason=record.status_reason,
         urgency=submitted.urgency,
         review_type=submitted.review_type,
