@@ -1,0 +1,173 @@
+"""Start the three services as separate processes, wait for health, and (for
+``make run``/``make demo``) push the bundled sample workload through them.
+
+    python -m services.cli.platform run    # serve until Ctrl-C
+    python -m services.cli.platform demo   # exit after the summary
+
+The same :class:`Platform` drives the end-to-end tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common import settings
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = settings.SERVICES
+
+
+@dataclass
+class Platform:
+    """Three service processes sharing one Kafka and one database server (or SQLite files)."""
+
+    var_dir: Path
+    kafka_bootstrap: str
+    topic_prefix: str = "ur"
+    database_urls: Mapping[str, str] = field(default_factory=dict)  # service → URL; default SQLite
+    ports: Mapping[str, int] = field(default_factory=lambda: dict(settings.DEFAULT_PORTS))
+    members_seed: Path | None = REPO / "deploy" / "sample" / "members.yaml"
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def target(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service]}"
+
+    def env_for(self, service: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("UR_")}
+        upper = service.upper()
+        env.update({
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "UR_TOPIC_PREFIX": self.topic_prefix,
+            "UR_VAR_DIR": str(self.var_dir),
+            f"UR_{upper}_GRPC_LISTEN": self.target(service),
+            "UR_AUTHORIZATION_TARGET": self.target("authorization"),
+            "PYTHONUNBUFFERED": "1",
+        })
+        if service in self.database_urls:
+            env[f"UR_{upper}_DATABASE_URL"] = self.database_urls[service]
+        if service == "intake" and self.members_seed is not None:
+            env["UR_INTAKE_MEMBERS_SEED"] = str(self.members_seed)
+        env.update(self.extra_env)
+        return env
+
+    def log_path(self, service: str) -> Path:
+        return self.var_dir / "logs" / f"{service}.log"
+
+    def start(self, *services: str) -> None:
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        (self.var_dir / "logs").mkdir(exist_ok=True)
+        for service in services or SERVICES:
+            log = self.log_path(service).open("ab")
+            self.procs[service] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{service}.entrypoints.main"], env=self.env_for(service),
+                stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+            log.close()
+
+    def wait_healthy(self, *services: str, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        for service in services or SERVICES:
+            while not self.is_serving(service):
+                proc = self.procs.get(service)
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(f"{service} exited with {proc.returncode}; log:\n{self.tail(service)}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{service} not SERVING after {timeout_s:.0f}s; log:\n{self.tail(service)}")
+                time.sleep(0.2)
+
+    def is_serving(self, service: str) -> bool:
+        with grpc.insecure_channel(self.target(service)) as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
+                                                                  timeout=1.0)
+            except grpc.RpcError:
+                return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    def tail(self, service: str, lines: int = 40) -> str:
+        path = self.log_path(service)
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self, service: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(service)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+
+    from services.cli import workload
+
+    parser = argparse.ArgumentParser(prog="platform", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["run", "demo"])
+    parser.add_argument("--var-dir", default=os.environ.get("UR_VAR_DIR", str(REPO / "var" / "run")))
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args(argv)
+    console = Console()
+    bootstrap = settings.get("KAFKA_BOOTSTRAP_SERVERS")
+    database_urls = {s: os.environ[f"UR_{s.upper()}_DATABASE_URL"] for s in SERVICES
+                     if os.environ.get(f"UR_{s.upper()}_DATABASE_URL")}
+    platform = Platform(var_dir=Path(args.var_dir), kafka_bootstrap=bootstrap, database_urls=database_urls)
+    where = ", ".join(f"{s} {platform.target(s)}" for s in SERVICES)
+    console.print(f"[bold]Starting the UR platform[/bold] (Kafka {bootstrap}; data in {args.var_dir}): {where}")
+    try:
+        platform.start()
+        with console.status("waiting for the services to report SERVING..."):
+            platform.wait_healthy()
+        console.print("[green]all three services are SERVING[/green]")
+        requests = workload.load_workload()
+        # A run prefix keeps each run's idempotency keys apart while data accumulates across runs.
+        run_id = time.strftime("%Y%m%d%H%M%S")
+        for request in requests:
+            request.idempotency_key = f"{run_id}-{request.idempotency_key}"[:100]
+        summary = workload.run_workload(platform.target("intake"), requests, concurrency=args.concurrency,
+                                        console=console)
+        workload.render_summary(summary, console)
+        if args.mode == "demo":
+            return 0
+        console.print("\nThe platform keeps serving; try [bold].venv/bin/urctl queue list[/bold] or "
+                      "[bold].venv/bin/urctl request show <id>[/bold]. Ctrl-C stops it.")
+        while all(p.poll() is None for p in platform.procs.values()):
+            time.sleep(1)
+        console.print("[red]a service exited[/red]")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 1
+    finally:
+        console.print("stopping services...")
+        platform.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""A generic gRPC client driven only by server reflection: no generated code.
+
+    python -m services.cli.reflect list 127.0.0.1:50051
+    python -m services.cli.reflect describe 127.0.0.1:50051 ur.intake.v1.IntakeService
+    python -m services.cli.reflect call 127.0.0.1:50051 ur.intake.v1.IntakeService/GetRequest '{"request_id": "..."}'
+
+It is how an operator (or a tool like grpcurl) explores a running service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor_pool, json_format, message_factory
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+
+class ReflectionClient:
+    def __init__(self, target: str) -> None:
+        self._channel = grpc.insecure_channel(target)
+        self._db = ProtoReflectionDescriptorDatabase(self._channel)
+        self._pool = descriptor_pool.DescriptorPool(self._db)
+
+    def services(self) -> list[str]:
+        return sorted(self._db.get_services())
+
+    def methods(self, service: str) -> list[tuple[str, str, str]]:
+        desc = self._pool.FindServiceByName(service)
+        return [(m.name, m.input_type.full_name, m.output_type.full_name) for m in desc.methods]
+
+    def call(self, full_method: str, body: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
+        service, _, method = full_method.rpartition("/")
+        desc = self._pool.FindServiceByName(service).FindMethodByName(method)
+        request_cls = message_factory.GetMessageClass(desc.input_type)
+        response_cls = message_factory.GetMessageClass(desc.output_type)
+        request = json_format.ParseDict(body, request_cls())
+        rpc = self._channel.unary_unary(f"/{service}/{method}", request_serializer=lambda m: m.SerializeToString(),
+                                        response_deserializer=response_cls.FromString)
+        response = rpc(request, timeout=timeout_s)
+        return json_format.MessageToDict(response, preserving_proto_field_name=True)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="reflect", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_list = sub.add_parser("list")
+    p_list.add_argument("target")
+    p_desc = sub.add_parser("describe")
+    p_desc.add_argument("target")
+    p_desc.add_argument("service")
+    p_call = sub.add_parser("call")
+    p_call.add_argument("target")
+    p_call.add_argument("method", help="package.Service/Method")
+    p_call.add_argument("body", nargs="?", default="{}", help="request as JSON")
+    args = parser.parse_args(argv)
+    client = ReflectionClient(args.target)
+    try:
+        if args.command == "list":
+            print("\n".join(client.services()))
+        elif args.command == "describe":
+            for name, request, response in client.methods(args.service):
+                print(f"rpc {name}({request}) returns ({response})")
+        else:
+            print(json.dumps(client.call(args.method, json.loads(args.body)), indent=2))
+    except grpc.RpcError as exc:
+        print(f"{exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    except (KeyError, json.JSONDecodeError, json_format.ParseError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""Binds the criteria library to the durable-rules matcher for the handlers."""
+
+from __future__ import annotations
+
+from services.review.adapters.criteria_loader import CriteriaLibrary
+from services.review.domain.criteria import ConditionMatcher, LineEvaluation, LineFacts, evaluate
+
+
+class LibraryEvaluator:
+    def __init__(self, library: CriteriaLibrary, matcher: ConditionMatcher) -> None:
+        self._library = library
+        self._matcher = matcher
+
+    def evaluate(self, line: LineFacts) -> LineEvaluation | None:
+        criteria = self._library.select(line)
+        if criteria is None:
+            return None
+        return evaluate(criteria, line, self._matcher)

@@ -1,0 +1,230 @@
+"""Review's use cases: evaluate each submitted request line by line, approve
+what clearly meets criteria, queue the rest for people, and announce the
+determination; answer queries about determinations and the queue."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ur.common.v1 import types_pb2
+from ur.events.v1 import events_pb2
+
+from services.common.clock import utcnow
+from services.common.consumer import PoisonMessage
+from services.common.events import IncomingEvent, OutgoingEvent
+from services.common.grpc_errors import FieldViolation, NotFound, ValidationFailed
+from services.common.proto_enums import to_name, to_number
+from services.common.settings import Topics
+from services.review.adapters.authorization_client import DuplicateChecker, LineQuery
+from services.review.adapters.repository import ReviewUnitOfWork
+from services.review.domain.clocks import Deadline, deadline_for
+from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts
+from services.review.domain.decisions import LineDecision, decide_line
+
+logger = logging.getLogger(__name__)
+
+CONSUMER_NAME = "review"
+SYSTEM_DECIDER = types_pb2.DeciderRef(id="system:rules-engine", role="software")
+LOB = types_pb2.LineOfBusiness.DESCRIPTOR
+URGENCY = types_pb2.Urgency.DESCRIPTOR
+REVIEW_TYPE = types_pb2.ReviewType.DESCRIPTOR
+OUTCOME = types_pb2.LineOutcome.DESCRIPTOR
+ACTION = types_pb2.ActionCode.DESCRIPTOR
+CONDITION = types_pb2.ConditionStatus.DESCRIPTOR
+
+
+class Evaluator(Protocol):
+    def evaluate(self, line: LineFacts) -> LineEvaluation | None:
+        """The criteria evaluation of a line, or None when no criteria set applies."""
+
+
+@dataclass(frozen=True)
+class _Decided:
+    event_id: str
+    case_row: dict[str, Any]
+    task_rows: list[dict[str, Any]]
+    event: events_pb2.DeterminationMade
+
+
+def _date(d: types_pb2.Date) -> dt.date | None:
+    if d.year == 0:
+        return None
+    try:
+        return dt.date(d.year, d.month, d.day)
+    except ValueError as exc:
+        raise PoisonMessage(f"invalid date {d.year}-{d.month}-{d.day}") from exc
+
+
+def _facts(message: events_pb2.RequestSubmitted) -> dict[str, FactValue]:
+    facts: dict[str, FactValue] = {}
+    for fact in message.clinical_facts:
+        kind = fact.WhichOneof("value")
+        if kind == "bool_value":
+            facts[fact.name] = fact.bool_value
+        elif kind == "number_value":
+            facts[fact.name] = fact.number_value
+        elif kind == "text_value":
+            facts[fact.name] = fact.text_value
+        elif kind == "date_value":
+            value = _date(fact.date_value)
+            if value is not None:
+                facts[fact.name] = value
+    return facts
+
+
+def _explanation(evaluation: LineEvaluation | None, decision: LineDecision) -> types_pb2.Explanation:
+    explanation = types_pb2.Explanation(flags=list(decision.flags))
+    if evaluation is None:
+        explanation.summary = decision.reasons[0]
+        return explanation
+    explanation.criteria_id = evaluation.criteria_id
+    explanation.criteria_version = evaluation.criteria_version
+    explanation.criteria_hash = evaluation.criteria_hash
+    explanation.summary = evaluation.summary
+    explanation.missing_facts.extend(evaluation.missing_facts)
+    for c in evaluation.conditions:
+        explanation.conditions.add(condition_id=c.condition_id, description=c.description,
+                                   status=to_number(CONDITION, c.status.value),  # type: ignore[arg-type]
+                                   observed=list(c.observed))
+    return explanation
+
+
+class ReviewHandlers:
+    def __init__(self, uow_factory: Callable[[], ReviewUnitOfWork], topics: Topics, evaluator: Evaluator,
+                 duplicates: DuplicateChecker) -> None:
+        self._uow = uow_factory
+        self._topics = topics
+        self._evaluator = evaluator
+        self._duplicates = duplicates
+
+    # -- events --------------------------------------------------------------------------------
+    def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
+        """Decide every new request once. Evaluation and the duplicate check run
+        before the transaction opens; the write is one transaction."""
+        with self._uow() as uow:
+            done = uow.already_processed(CONSUMER_NAME, [e.event_id for e in events])
+            fresh = [e for e in events if e.event_id not in done]
+            decided_before = uow.cases.existing([_request_id(e) for e in fresh])
+        todo: dict[str, IncomingEvent] = {}
+        for event in fresh:
+            request_id = _request_id(event)
+            if request_id not in decided_before:
+                todo.setdefault(request_id, event)
+        decided = [self._decide(e) for e in todo.values()]
+        with self._uow() as uow:
+            # A second look inside the transaction; the primary key on cases is the final guard.
+            still_new = set(todo) - uow.cases.existing(list(todo))
+            decided = [d for d in decided if d.case_row["request_id"] in still_new]
+            uow.cases.add_many([d.case_row for d in decided])
+            uow.tasks.add_many([t for d in decided for t in d.task_rows])
+            for d in decided:
+                uow.publish(OutgoingEvent(topic=self._topics.determination_made, key=d.case_row["request_id"],
+                                          message=d.event))
+            uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
+            uow.commit()
+        if decided:
+            queued = sum(len(d.task_rows) for d in decided)
+            logger.info("decided %d requests (%d lines queued for review)", len(decided), queued)
+
+    def _decide(self, event: IncomingEvent) -> _Decided:
+        message = event.message
+        assert isinstance(message, events_pb2.RequestSubmitted)
+        request_id = message.request_id
+        lob = to_name(LOB, message.coverage.line_of_business)
+        urgency = to_name(URGENCY, message.urgency) or "standard"
+        review_type = to_name(REVIEW_TYPE, message.review_type) or "prospective"
+        if lob is None or not message.service_lines or not message.member_id:
+            raise PoisonMessage(f"request {request_id} lacks line of business, member or service lines")
+        state = message.coverage.member_state
+        received_at = message.received_at.ToDatetime(tzinfo=dt.UTC)
+        diagnoses = tuple(d.code.upper().replace(".", "") for d in message.diagnoses)
+        facts = _facts(message)
+        queries = []
+        for line in message.service_lines:
+            start = _date(line.start_date)
+            if start is None:
+                raise PoisonMessage(f"request {request_id} line {line.line_number} has no start date")
+            queries.append(LineQuery(line.line_number, line.procedure_code, start, _date(line.end_date) or start))
+        overlaps = self._duplicates.overlapping(message.member_id, queries)
+        deadline = deadline_for(lob, state, urgency, review_type, received_at)
+        now = utcnow()
+        determination = types_pb2.Determination(request_id=request_id, determination_id=str(uuid.uuid4()),
+                                                decided_by=SYSTEM_DECIDER)
+        determination.decided_at.FromDatetime(now)
+        determination.clock.regime = deadline.regime
+        determination.clock.rule = deadline.rule
+        determination.clock.due_at.FromDatetime(deadline.due_at)
+        tasks: list[dict[str, Any]] = []
+        for line in message.service_lines:
+            line_facts = LineFacts(procedure_code=line.procedure_code, diagnoses=diagnoses, line_of_business=lob,
+                                   member_state=state, urgency=urgency, review_type=review_type,
+                                   units=line.units, place_of_service=int(line.place_of_service), facts=facts)
+            evaluation = self._evaluator.evaluate(line_facts)
+            decision = decide_line(evaluation, line.procedure_code, lob, overlaps.get(line.line_number, []))
+            out = determination.lines.add(
+                line_number=line.line_number, procedure_code=line.procedure_code,
+                outcome=to_number(OUTCOME, decision.outcome.value),  # type: ignore[arg-type]
+                action_code=to_number(ACTION, decision.action),  # type: ignore[arg-type]
+                reasons=list(decision.reasons), queued_for_review=decision.queued_for_review,
+                explanation=_explanation(evaluation, decision))
+            if decision.action == "certified_in_total":
+                out.approved_units = line.units
+                out.approved_start.CopyFrom(line.start_date)
+                out.approved_end.CopyFrom(line.end_date if line.HasField("end_date") else line.start_date)
+            if decision.queued_for_review:
+                tasks.append(self._task_row(request_id, line.line_number, line.procedure_code, lob, state, urgency,
+                                            decision, deadline, now))
+        case_row = {
+            "request_id": request_id, "determination_id": determination.determination_id,
+            "member_id": message.member_id, "line_of_business": lob, "member_state": state, "urgency": urgency,
+            "review_type": review_type, "requesting_npi": message.requesting_provider.npi,
+            "received_at": received_at, "due_at": deadline.due_at, "regime": deadline.regime,
+            "request": message.SerializeToString(), "determination": determination.SerializeToString(),
+            "created_at": now}
+        outgoing = events_pb2.DeterminationMade(determination=determination, member_id=message.member_id,
+                                                coverage=message.coverage)
+        return _Decided(event.event_id, case_row, tasks, outgoing)
+
+    @staticmethod
+    def _task_row(request_id: str, line_number: int, code: str, lob: str, state: str, urgency: str,
+                  decision: LineDecision, deadline: Deadline, now: dt.datetime) -> dict[str, Any]:
+        return {"task_id": str(uuid.uuid4()), "request_id": request_id, "line_number": line_number,
+                "procedure_code": code, "line_of_business": lob, "member_state": state, "urgency": urgency,
+                "outcome": decision.outcome.value, "reasons": json.dumps([*decision.reasons, *decision.flags]),
+                "status": "open", "due_at": deadline.due_at, "created_at": now}
+
+    # -- queries -------------------------------------------------------------------------------
+    def determination(self, request_id: str) -> types_pb2.Determination:
+        with self._uow() as uow:
+            blob = uow.cases.determination(request_id)
+        if blob is None:
+            raise NotFound(f"no determination for request {request_id!r} (unknown, or not evaluated yet)")
+        return types_pb2.Determination.FromString(blob)
+
+    def queue(self, page_size: int, page_token: str) -> tuple[list[dict[str, Any]], str, int]:
+        if not 0 <= page_size <= 500:
+            raise ValidationFailed([FieldViolation("page_size", "between 1 and 500 (0 means 50)")])
+        try:
+            offset = int(page_token) if page_token else 0
+        except ValueError:
+            raise ValidationFailed([FieldViolation("page_token", "not a token this service issued")]) from None
+        size = page_size or 50
+        with self._uow() as uow:
+            rows, total = uow.tasks.open_tasks(size, offset)
+        next_token = str(offset + size) if offset + size < total else ""
+        return [dict(r._mapping) for r in rows], next_token, total
+
+
+def _request_id(event: IncomingEvent) -> str:
+    message = event.message
+    if not isinstance(message, events_pb2.RequestSubmitted):
+        raise PoisonMessage(f"review does not consume {event.event_type}")
+    if not message.request_id:
+        raise PoisonMessage("RequestSubmitted without request_id")
+    return str(message.request_id)

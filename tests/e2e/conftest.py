@@ -1,0 +1,77 @@
+"""The platform as separate processes on PostgreSQL and the real Kafka broker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from ur.authorization.v1 import authorization_pb2_grpc
+from ur.intake.v1 import intake_pb2, intake_pb2_grpc
+from ur.review.v1 import review_pb2_grpc
+
+from services.cli.platform import Platform
+from tests.conftest import REPO, free_port
+
+SETTLED = {intake_pb2.REQUEST_STATUS_PENDED, intake_pb2.REQUEST_STATUS_COMPLETE,
+           intake_pb2.REQUEST_STATUS_INELIGIBLE}
+
+
+def start_platform(tmp: Path, make_database: Callable[[str], str], kafka_bootstrap: str,
+                   prefix: str) -> Platform:
+    platform = Platform(
+        var_dir=tmp, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix,
+        database_urls={s: make_database(s) for s in ("intake", "review", "authorization")},
+        ports={s: free_port() for s in ("intake", "review", "authorization")},
+        members_seed=REPO / "tests" / "data" / "members.yaml",
+        extra_env={"UR_LOG_LEVEL": "INFO", "UR_TOPIC_PARTITIONS": "3"})
+    platform.start()
+    try:
+        platform.wait_healthy(timeout_s=120)
+    except RuntimeError:
+        platform.stop()
+        raise
+    return platform
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[str], str],
+             kafka_bootstrap: str) -> Iterator[Platform]:
+    import uuid
+
+    running = start_platform(tmp_path_factory.mktemp("platform"), make_database, kafka_bootstrap,
+                             f"urt{uuid.uuid4().hex[:10]}")
+    yield running
+    running.stop()
+
+
+class Clients:
+    def __init__(self, platform: Platform) -> None:
+        self.channels = {s: grpc.insecure_channel(platform.target(s)) for s in ("intake", "review", "authorization")}
+        self.intake = intake_pb2_grpc.IntakeServiceStub(self.channels["intake"])
+        self.review = review_pb2_grpc.ReviewServiceStub(self.channels["review"])
+        self.authorization = authorization_pb2_grpc.AuthorizationServiceStub(self.channels["authorization"])
+
+    def settle(self, request_id: str, timeout_s: float = 60) -> intake_pb2.RequestView:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            view = self.intake.GetRequest(intake_pb2.GetRequestRequest(request_id=request_id), timeout=10).request
+            if view.status in SETTLED:
+                return view
+            if time.monotonic() > deadline:
+                raise AssertionError(f"request {request_id} not settled after {timeout_s}s: "
+                                     f"{intake_pb2.RequestStatus.Name(view.status)}")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        for channel in self.channels.values():
+            channel.close()
+
+
+@pytest.fixture(scope="module")
+def clients(platform: Platform) -> Iterator[Clients]:
+    c = Clients(platform)
+    yield c
+    c.close()
