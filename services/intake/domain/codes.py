@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 _CPT = re.compile(r"^(\d{5}|\d{4}[FTU])$")
-_HCPCS = re.compile(r"^[A-V]\d{4}$")
+_HCPCS = re.compile(r"^[A-Z]\d{4}$")
 _ICD10CM = re.compile(r"^[A-TV-Z]\d[0-9A-Z](\.?[0-9A-Z]{1,4})?$")
 _STATE = frozenset({
     "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL",
