@@ -1,0 +1,101 @@
+"""Authorization's consumer on the real broker and PostgreSQL: a determination
+delivered twice yields one authorization per approved line; a poison record
+lands on the dead-letter topic and the loop goes on."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from sqlalchemy import func, select, update
+from ur.common.v1 import types_pb2
+from ur.events.v1 import events_pb2
+
+from services.authorization.adapters import tables
+from services.authorization.adapters.repository import AuthorizationUnitOfWork
+from services.authorization.service_layer.handlers import AuthorizationHandlers
+from services.common import kafka_io, migrations
+from services.common.consumer import ConsumerLoop
+from services.common.db import make_engine
+from services.common.events import OutgoingEvent
+from services.common.outbox import OutboxRelay, add_events
+from services.common.settings import Topics
+
+pytestmark = pytest.mark.integration
+
+
+def _determination(request_id: str) -> events_pb2.DeterminationMade:
+    det = types_pb2.Determination(request_id=request_id, determination_id=str(uuid.uuid4()))
+    for n, action in ((1, types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL), (2, types_pb2.ACTION_CODE_PENDED)):
+        det.lines.add(line_number=n, procedure_code="72148", action_code=action, approved_units=1 if n == 1 else 0,
+                      approved_start=types_pb2.Date(year=2027, month=1, day=4),
+                      approved_end=types_pb2.Date(year=2027, month=1, day=31))
+    return events_pb2.DeterminationMade(determination=det, member_id="T-MA-0001")
+
+
+def test_redelivered_determinations_authorize_once_and_poison_is_parked(
+        make_database: Callable[[str], str], kafka_bootstrap: str, topic_prefix: str) -> None:
+    topics = Topics(topic_prefix)
+    kafka_io.ensure_topics(kafka_bootstrap, topics.all(), 3)
+    engine = make_engine(make_database("authorization"))
+    migrations.upgrade("authorization", engine)
+    producer = kafka_io.make_producer(kafka_bootstrap, client_id="test")
+
+    # Publish 20 determinations through a real outbox relay, then publish them all again
+    # (what a relay crash between send and mark would do).
+    request_ids = [f"req-{i}" for i in range(20)]
+    with engine.begin() as conn:
+        add_events(conn, tables.outbox, [OutgoingEvent(topic=topics.determination_made, key=r,
+                                                       message=_determination(r)) for r in request_ids])
+    relay = OutboxRelay(engine, tables.outbox, producer, "review")
+    assert relay.publish_pending() == 20
+    with engine.begin() as conn:
+        conn.execute(update(tables.outbox).values(published_at=None))
+    raw = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    raw.send(topics.determination_made, key=b"poison", value=b"\x08\x96\x01 nonsense",
+             headers=[("event-type", b"ur.events.v1.DeterminationMade"), ("event-id", b"poison-1")])
+    raw.flush()
+    raw.close()
+    assert relay.publish_pending() == 20
+
+    def uow() -> AuthorizationUnitOfWork:
+        return AuthorizationUnitOfWork(engine, tables.outbox, tables.processed_events)
+
+    loop = ConsumerLoop(
+        kafka_io.make_consumer(kafka_bootstrap, group_id=f"{topic_prefix}-auth", client_id="t",
+                               topics=[topics.determination_made]),
+        AuthorizationHandlers(uow, topics),
+        {"ur.events.v1.DeterminationMade": events_pb2.DeterminationMade.FromString},
+        name="authorization", dlq_producer=producer, dlq_topic=topics.dead_letter("authorization"))
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while loop.applied_total + loop.dead_lettered_total < 41 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop.set()
+    thread.join()
+    loop.close()
+
+    with engine.connect() as conn:
+        per_line = conn.execute(select(tables.authorizations.c.request_id, func.count())
+                                .group_by(tables.authorizations.c.request_id)).all()
+        issued_events = conn.execute(select(func.count()).select_from(tables.outbox)
+                                     .where(tables.outbox.c.topic == topics.authorizations_issued)).scalar()
+    assert sorted(r for r, _ in per_line) == sorted(request_ids)
+    assert all(n == 1 for _, n in per_line)  # line 1 only: line 2 is pended
+    assert issued_events == 20
+    assert loop.dead_lettered_total == 1
+
+    dlq = KafkaConsumer(topics.dead_letter("authorization"), bootstrap_servers=kafka_bootstrap,
+                        auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    parked = [dict(r.headers) for r in dlq]
+    dlq.close()
+    producer.close()
+    engine.dispose()
+    assert len(parked) == 1 and b"not a valid ur.events.v1.DeterminationMade" in parked[0]["dlq-reason"]
+    assert parked[0]["dlq-consumer"] == b"authorization"
