@@ -1,0 +1,379 @@
+#!/usr/bin/env bash
+# A project-local, single-node Apache Kafka broker (KRaft, combined broker+controller)
+# for `make run` / `make test` / `make bench`.
+#
+#   deploy/kafka/kafka.sh fetch    download the broker jars with Maven (deploy/kafka/pom.xml)
+#   deploy/kafka/kafka.sh start    fetch, format storage once, start the broker, wait until it answers
+#   deploy/kafka/kafka.sh stop     stop the broker this script started
+#   deploy/kafka/kafka.sh status   say whether it runs (exit 0 running, 3 not running)
+#
+# Everything lives under <repo>/.cache/kafka: libs/ (jars), data/ (KRaft log dirs),
+# server.properties, log4j2.xml, broker.log (log4j), broker.out (JVM stdout/stderr), broker.pid.
+# `rm -rf .cache/kafka/data` throws the topics away; the next start formats a fresh cluster.
+#
+# When KAFKA_BOOTSTRAP_SERVERS is set (non-empty) an external cluster is used: start and stop
+# do nothing. Needs java >= 17 (the broker) and, only when the jars are missing or stale, mvn.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
+POM="$SCRIPT_DIR/pom.xml"
+CACHE="$ROOT/.cache/kafka"
+LIBS="$CACHE/libs"
+DATA="$CACHE/data"
+PROPS="$CACHE/server.properties"
+LOG4J="$CACHE/log4j2.xml"
+LOG="$CACHE/broker.log"
+OUT="$CACHE/broker.out"
+PIDFILE="$CACHE/broker.pid"
+CLUSTER_ID_FILE="$CACHE/cluster.id"
+# Records which pom.xml the jars in libs/ were fetched from: a changed pom refetches.
+FETCH_STAMP="$LIBS/.fetched-from-pom.sha256"
+
+HOST=127.0.0.1
+PORT=9092
+CONTROLLER_PORT=9093
+BOOTSTRAP="$HOST:$PORT"
+READY_TIMEOUT_S=90
+STOP_TIMEOUT_S=30
+
+log() { printf '[kafka %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+die() { printf '[kafka %s] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit 1; }
+
+external() { [[ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; }
+
+require_java() {
+    command -v java >/dev/null 2>&1 \
+        || die "java not found: install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"
+    local version major
+    version=$(java -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')
+    major=${version%%.*}
+    [[ "$major" == 1 ]] && major=$(cut -d. -f2 <<<"$version")
+    if [[ "$major" =~ ^[0-9]+$ ]] && ((major < 17)); then
+        die "java $version found, but Kafka 4 needs Java 17 or newer (apt-get install openjdk-17-jre-headless)"
+    fi
+}
+
+pom_hash() { sha256sum "$POM" | cut -d' ' -f1; }
+
+jars_present() {
+    compgen -G "$LIBS/kafka_2.13-*.jar" >/dev/null && compgen -G "$LIBS/kafka-tools-*.jar" >/dev/null
+}
+
+jars_current() {
+    jars_present && [[ -f "$FETCH_STAMP" && "$(cat "$FETCH_STAMP")" == "$(pom_hash)" ]]
+}
+
+# Serialises fetch/start/stop of concurrent invocations (two `make` runs at once).
+take_lock() {
+    mkdir -p "$CACHE"
+    if command -v flock >/dev/null 2>&1; then
+        exec 9>"$CACHE/.lock"
+        flock 9
+    fi
+}
+
+cmd_fetch() {
+    require_java
+    if jars_current; then
+        log "broker jars present in ${LIBS#"$ROOT"/}"
+        return 0
+    fi
+    command -v mvn >/dev/null 2>&1 \
+        || die "mvn not found; it downloads the Kafka jars once (Debian: apt-get install maven)"
+    log "downloading Kafka broker jars with Maven (${POM#"$ROOT"/}) ..."
+    # Into a fresh directory, then swapped in: never a mix of two Kafka versions on the classpath.
+    local tmp="$CACHE/libs.tmp"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    # Output to a file (shown on failure): -q still leaves terminal escape codes behind.
+    if ! mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
+            -DoutputDirectory="$tmp" -DincludeScope=runtime >"$CACHE/mvn.out" 2>&1; then
+        cat "$CACHE/mvn.out" >&2
+        rm -rf "$tmp"
+        die "Maven could not fetch the Kafka jars (is Maven Central reachable?)"
+    fi
+    compgen -G "$tmp/kafka_2.13-*.jar" >/dev/null || die "Maven ran but no kafka_2.13 jar arrived in $tmp"
+    pom_hash >"$tmp/$(basename "$FETCH_STAMP")"
+    rm -rf "$LIBS"
+    mv "$tmp" "$LIBS"
+    log "fetched $(compgen -G "$LIBS/*.jar" | wc -l) jars into ${LIBS#"$ROOT"/}"
+}
+
+# Port accepts TCP connections.
+tcp_open() { (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; }
+
+python_bin() {
+    if [[ -x "$ROOT/.venv/bin/python" ]]; then echo "$ROOT/.venv/bin/python"; else echo python3; fi
+}
+
+# A Kafka broker answers a metadata request (not just something listening on the port).
+broker_answers() {
+    tcp_open || return 1
+    local py
+    py=$(python_bin)
+    if "$py" -c 'import kafka' >/dev/null 2>&1; then
+        "$py" - "$BOOTSTRAP" >/dev/null 2>&1 <<'PY'
+import sys
+
+from kafka import KafkaAdminClient
+
+admin = KafkaAdminClient(bootstrap_servers=sys.argv[1], client_id="ur-kafka-sh",
+                         request_timeout_ms=5000, bootstrap_timeout_ms=5000)
+try:
+    admin.list_topics()
+finally:
+    admin.close()
+PY
+    else
+        # No kafka-python yet (venv not built): ask with Kafka's own admin client instead.
+        timeout 30 java -cp "$LIBS/*" -Dlog4j2.configurationFile="$LOG4J" \
+            org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --list >/dev/null 2>&1
+    fi
+}
+
+read_pid() {
+    [[ -f "$PIDFILE" ]] || return 1
+    local pid
+    pid=$(tr -dc '0-9' <"$PIDFILE")
+    [[ -n "$pid" ]] || return 1
+    echo "$pid"
+}
+
+# The pid is alive and really is this checkout's broker (guards against pid reuse).
+is_our_broker() {
+    local pid=$1 cmdline
+    [[ -r "/proc/$pid/cmdline" ]] || return 1
+    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    [[ "$cmdline" == *kafka.Kafka* && "$cmdline" == *"$PROPS"* ]]
+}
+
+running_pid() {
+    local pid
+    pid=$(read_pid) || return 1
+    is_our_broker "$pid" || return 1
+    echo "$pid"
+}
+
+write_config() {
+    mkdir -p "$DATA"
+    cat >"$PROPS" <<EOF
+# Written by deploy/kafka/kafka.sh on every start; edit the script, not this file.
+# Single node, KRaft: this process is both the broker and the (only) controller.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=$HOST:$CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$DATA
+num.partitions=6
+auto.create.topics.enable=true
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=6
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+log.retention.hours=24
+log.segment.bytes=104857600
+EOF
+    cat >"$LOG4J" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- Written by deploy/kafka/kafka.sh. WARN everywhere, INFO for the broker lifecycle. -->
+<Configuration status="WARN">
+  <Appenders>
+    <RollingFile name="file" fileName="$LOG" filePattern="$LOG.%i">
+      <PatternLayout pattern="[%d{ISO8601}] %-5p %m (%c{1})%n"/>
+      <Policies><SizeBasedTriggeringPolicy size="20 MB"/></Policies>
+      <DefaultRolloverStrategy max="2"/>
+    </RollingFile>
+  </Appenders>
+  <Loggers>
+    <Logger name="kafka.server.KafkaRaftServer" level="INFO"/>
+    <Logger name="kafka.server.BrokerServer" level="INFO"/>
+    <Logger name="kafka.server.ControllerServer" level="INFO"/>
+    <Logger name="kafka.Kafka" level="INFO"/>
+    <Root level="WARN"><AppenderRef ref="file"/></Root>
+  </Loggers>
+</Configuration>
+EOF
+}
+
+format_storage() {
+    if [[ -f "$DATA/meta.properties" ]]; then
+        log "storage already formatted (${DATA#"$ROOT"/})"
+        return 0
+    fi
+    local cluster_id
+    if [[ -s "$CLUSTER_ID_FILE" ]]; then
+        cluster_id=$(cat "$CLUSTER_ID_FILE")
+    else
+        cluster_id=$(java -cp "$LIBS/*" -Dlog4j2.configurationFile="$LOG4J" kafka.tools.StorageTool random-uuid)
+        echo "$cluster_id" >"$CLUSTER_ID_FILE"
+    fi
+    log "formatting KRaft storage (cluster id $cluster_id) ..."
+    # --standalone: this node alone is the initial controller quorum (matches
+    # controller.quorum.bootstrap.servers; a dynamic quorum, KIP-853).
+    if ! java -cp "$LIBS/*" -Dlog4j2.configurationFile="$LOG4J" kafka.tools.StorageTool \
+            format --standalone --ignore-formatted -t "$cluster_id" -c "$PROPS" >"$CACHE/format.out" 2>&1; then
+        cat "$CACHE/format.out" >&2
+        die "formatting the Kafka storage failed"
+    fi
+}
+
+fail_start() {
+    local msg=$1
+    printf '[kafka %s] ERROR: %s\n' "$(date +%H:%M:%S)" "$msg" >&2
+    if [[ -s "$LOG" ]]; then
+        # Stack traces would push the cause out of a plain tail: errors and causes first.
+        echo "---- errors in ${LOG#"$ROOT"/} ----" >&2
+        grep -E '^\[[^]]*\] (ERROR|FATAL)|^Caused by:' "$LOG" | tail -n 12 >&2 || true
+        echo "---- last lines of ${LOG#"$ROOT"/} ----" >&2
+        tail -n 25 "$LOG" >&2
+    fi
+    if [[ -s "$OUT" ]]; then
+        echo "---- last lines of ${OUT#"$ROOT"/} ----" >&2
+        tail -n 20 "$OUT" >&2
+    fi
+    exit 1
+}
+
+wait_ready() {
+    local pid=$1 deadline=$((SECONDS + READY_TIMEOUT_S)) next_note=$((SECONDS + 10))
+    log "waiting for the broker on $BOOTSTRAP (up to ${READY_TIMEOUT_S}s) ..."
+    until broker_answers; do
+        # Not kill -0: a broker that died is our zombie child until this script exits.
+        if ! is_our_broker "$pid"; then
+            rm -f "$PIDFILE"
+            fail_start "the Kafka broker (pid $pid) exited during start-up"
+        fi
+        if ((SECONDS >= deadline)); then
+            fail_start "the Kafka broker (pid $pid) did not answer on $BOOTSTRAP within ${READY_TIMEOUT_S}s (still running; 'deploy/kafka/kafka.sh stop' stops it)"
+        fi
+        if ((SECONDS >= next_note)); then
+            log "... still starting ($((SECONDS - deadline + READY_TIMEOUT_S))s)"
+            next_note=$((SECONDS + 10))
+        fi
+        sleep 1
+    done
+    log "Kafka broker ready on $BOOTSTRAP"
+}
+
+cmd_start() {
+    if external; then
+        log "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS is set: using that external cluster, not starting a local broker"
+        return 0
+    fi
+    take_lock
+    cmd_fetch
+    local pid
+    if pid=$(running_pid); then
+        # Ours, maybe still starting (a concurrent start, or a previous timeout).
+        log "broker already running (pid $pid)"
+        wait_ready "$pid"
+        return 0
+    fi
+    if broker_answers; then
+        log "a Kafka broker already answers on $BOOTSTRAP (not started by this script); using it"
+        log "Kafka broker ready on $BOOTSTRAP"
+        return 0
+    fi
+    if tcp_open; then
+        die "something that is not a Kafka broker listens on $BOOTSTRAP; stop it or set KAFKA_BOOTSTRAP_SERVERS"
+    fi
+    rm -f "$PIDFILE"
+    write_config
+    format_storage
+    log "starting the Kafka broker (log: ${LOG#"$ROOT"/}) ..."
+    : >"$OUT"
+    # setsid: the broker outlives this script and the terminal's Ctrl-C of `make`.
+    # The inner shell writes its own pid and execs java, so the pid file names the JVM.
+    # 9>&-: the broker must not inherit (and so hold forever) the lock taken by take_lock.
+    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PIDFILE" \
+        java -Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$LOG4J" -Dkafka.logs.dir="$CACHE" \
+        -cp "$LIBS/*" kafka.Kafka "$PROPS" \
+        </dev/null >>"$OUT" 2>&1 9>&- &
+    local waited=0
+    until pid=$(read_pid); do
+        ((waited++ < 50)) || fail_start "the broker process did not write its pid file"
+        sleep 0.1
+    done
+    log "broker pid $pid"
+    wait_ready "$pid"
+}
+
+cmd_stop() {
+    if external; then
+        log "KAFKA_BOOTSTRAP_SERVERS is set: the external cluster is not ours to stop"
+        return 0
+    fi
+    take_lock
+    local pid
+    if ! pid=$(running_pid); then
+        rm -f "$PIDFILE"
+        if tcp_open; then
+            log "not stopping: something answers on $BOOTSTRAP but this script did not start it"
+        else
+            log "not running"
+        fi
+        return 0
+    fi
+    log "stopping the Kafka broker (pid $pid) ..."
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + STOP_TIMEOUT_S))
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            log "still running after ${STOP_TIMEOUT_S}s, sending KILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 1
+            break
+        fi
+        sleep 0.5
+    done
+    rm -f "$PIDFILE"
+    log "stopped"
+}
+
+cmd_status() {
+    if external; then
+        log "external cluster KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS (no local broker managed)"
+        return 0
+    fi
+    local pid
+    if pid=$(running_pid); then
+        if broker_answers; then
+            log "running (pid $pid), answering on $BOOTSTRAP"
+        else
+            log "running (pid $pid), not answering on $BOOTSTRAP yet"
+        fi
+        return 0
+    fi
+    if broker_answers; then
+        log "a broker answers on $BOOTSTRAP, but not one this script started"
+        return 0
+    fi
+    log "not running"
+    return 3
+}
+
+case "${1:-}" in
+    fetch) take_lock; cmd_fetch ;;
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    *)
+        echo "usage: $0 {fetch|start|stop|status}" >&2
+        exit 2
+        ;;
+esac
