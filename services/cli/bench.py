@@ -1,0 +1,512 @@
+"""``make bench``: the platform end to end on PostgreSQL, next to the raw
+ceilings of its parts on this machine.
+
+Phases (each printed with a progress bar, all figures also written to JSON):
+
+1. throughput  - N requests (default 10,000) through SubmitRequest with C concurrent
+                 callers; end-to-end rate = settled requests / wall time, where a request
+                 is settled when its AuthorizationsIssued event (approved) or its
+                 DeterminationMade event (queued for review) reaches a Kafka consumer in
+                 this process.
+2. latency     - an open-loop offered load (default 200 requests/s for 20 s); latency is
+                 submit → authorization event, p50/p95/p99.
+3. ceilings    - kafka-python produce and consume on the same broker, durable-rules
+                 evaluations (raw, and through the criteria library), a trivial gRPC
+                 unary call (health check) at the same concurrency.
+
+CPU seconds used by each service process in each phase are read from /proc, which
+says where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import create_engine, make_url, text
+from ur.common.v1 import types_pb2
+from ur.events.v1 import events_pb2
+from ur.intake.v1 import intake_pb2, intake_pb2_grpc
+
+from services.cli.platform import REPO, Platform
+from services.common import kafka_io
+
+NPIS = ("1234567893", "1245319599")
+LUMBAR_CODES = ("72148", "72149", "72158")
+
+
+# -- the workload ----------------------------------------------------------------------------------
+
+def eligible_members(seed: Path) -> list[tuple[str, int, str]]:
+    """(member id, line of business number, state) of members with coverage active in early 2027."""
+    lob_numbers = {"medicare_advantage": 1, "medicaid": 2, "commercial": 3, "workers_comp": 4}
+    doc = yaml.safe_load(seed.read_text())
+    found = []
+    for member in doc["members"]:
+        for cov in member.get("coverages") or []:
+            term = cov.get("termination")
+            if term is None or str(term) >= "2027-06-30":
+                found.append((str(member["member_id"]), lob_numbers[cov["line_of_business"]], str(cov["state"])))
+                break
+    return found
+
+
+def make_request(i: int, members: list[tuple[str, int, str]], run: str) -> intake_pb2.SubmitRequestRequest:
+    """A lumbar spine MRI; 4 in 5 meet criteria, 1 in 5 goes to a nurse. Dates spread so
+    that the same member's requests rarely overlap."""
+    member_id, lob, state = members[i % len(members)]
+    meets = i % 5 != 0
+    start = dt.date(2027, 1, 4) + dt.timedelta(days=(i // len(members)) * 20 % 300)
+    end = start + dt.timedelta(days=14)
+
+    def d(x: dt.date) -> types_pb2.Date:
+        return types_pb2.Date(year=x.year, month=x.month, day=x.day)
+
+    def num(name: str, value: float, unit: str = "") -> types_pb2.ClinicalFact:
+        return types_pb2.ClinicalFact(name=name, number_value=value, unit=unit)
+
+    def flag(name: str) -> types_pb2.ClinicalFact:
+        return types_pb2.ClinicalFact(name=name, bool_value=False)
+
+    return intake_pb2.SubmitRequestRequest(
+        idempotency_key=f"bench-{run}-{i}", member_id=member_id,
+        coverage=types_pb2.Coverage(line_of_business=lob, member_state=state, plan_id="BENCH"),  # type: ignore[arg-type]
+        requesting_provider=types_pb2.Provider(npi=NPIS[0]), servicing_provider=types_pb2.Provider(npi=NPIS[1]),
+        diagnoses=[types_pb2.Diagnosis(code="M54.16", primary=True)],
+        service_lines=[types_pb2.ServiceLine(line_number=1, procedure_code=LUMBAR_CODES[i % 3], units=1,
+                                             start_date=d(start), end_date=d(end),
+                                             place_of_service=types_pb2.PLACE_OF_SERVICE_OUTPATIENT_HOSPITAL)],
+        review_type=types_pb2.REVIEW_TYPE_PROSPECTIVE, urgency=types_pb2.URGENCY_STANDARD,
+        clinical_facts=[num("symptom_duration_weeks", 8 if meets else 2, "weeks"),
+                        num("conservative_therapy_weeks", 7 if meets else 1, "weeks"),
+                        flag("suspected_cauda_equina"), flag("suspected_cancer"), flag("suspected_infection"),
+                        flag("suspected_fracture"), flag("progressive_neurologic_deficit")])
+
+
+# -- observing completions -------------------------------------------------------------------------
+
+@dataclass
+class Tracker:
+    """Follows the determination and authorization topics; records when each request settled."""
+
+    bootstrap: str
+    prefix: str
+    settled_at: dict[str, float] = field(default_factory=dict)
+    authorized_at: dict[str, float] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _ready: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+
+    def _run(self) -> None:
+        consumer = kafka_io.make_consumer(
+            self.bootstrap, group_id=f"bench-tracker-{uuid.uuid4().hex[:8]}", client_id="bench-tracker",
+            topics=[f"{self.prefix}.review.determination-made.v1",
+                    f"{self.prefix}.authorization.authorizations-issued.v1"],
+            auto_offset_reset="latest", fetch_max_wait_ms=20)
+        while not consumer.assignment():
+            consumer.poll(timeout_ms=100)
+        self._ready.set()
+        while not self._stop.is_set():
+            for records in consumer.poll(timeout_ms=100, max_records=2000).values():
+                now = time.monotonic()
+                for r in records:
+                    if r.topic.endswith("authorizations-issued.v1"):
+                        rid = events_pb2.AuthorizationsIssued.FromString(r.value).request_id
+                        self.authorized_at.setdefault(rid, now)
+                        self.settled_at.setdefault(rid, now)
+                    else:
+                        det = events_pb2.DeterminationMade.FromString(r.value).determination
+                        if not any(ln.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL for ln in det.lines):
+                            self.settled_at.setdefault(det.request_id, now)
+        consumer.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+# -- measurement helpers ---------------------------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def broker_pid() -> int | None:
+    pid_file = REPO / ".cache" / "kafka" / "broker.pid"
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+class CpuMeter:
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self.wall = time.monotonic()
+
+    def read(self) -> dict[str, float]:
+        elapsed = time.monotonic() - self.wall
+        used = {name: round(cpu_seconds(pid) - self.start[name], 2) for name, pid in self.pids.items()}
+        used["wall_s"] = round(elapsed, 2)
+        return used
+
+
+# -- phases ----------------------------------------------------------------------------------------
+
+def submit_all(stub: intake_pb2_grpc.IntakeServiceStub, requests: list[intake_pb2.SubmitRequestRequest],
+               concurrency: int, console: Console, label: str,
+               rate: float | None = None) -> tuple[dict[str, float], int]:
+    """Submits every request; returns request id → submit start time, and the error count."""
+    started: dict[str, float] = {}
+    errors = 0
+    lock = threading.Lock()
+    with futures.ThreadPoolExecutor(max_workers=concurrency) as pool, progress(console) as bar:
+        task = bar.add_task(label, total=len(requests))
+
+        def one(request: intake_pb2.SubmitRequestRequest) -> None:
+            nonlocal errors
+            t0 = time.monotonic()
+            try:
+                rid = stub.SubmitRequest(request, timeout=30).request.request_id
+                with lock:
+                    started[rid] = t0
+            except grpc.RpcError:
+                with lock:
+                    errors += 1
+            bar.advance(task)
+
+        begin = time.monotonic()
+        pending = []
+        for i, request in enumerate(requests):
+            if rate:
+                delay = begin + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            pending.append(pool.submit(one, request))
+        for f in pending:
+            f.result()
+    return started, errors
+
+
+def wait_settled(tracker: Tracker, ids: Iterator[str] | list[str], timeout_s: float, console: Console,
+                 label: str) -> None:
+    wanted = list(ids)
+    deadline = time.monotonic() + timeout_s
+    with progress(console) as bar:
+        task = bar.add_task(label, total=len(wanted))
+        while time.monotonic() < deadline:
+            done = sum(1 for rid in wanted if rid in tracker.settled_at)
+            bar.update(task, completed=done)
+            if done == len(wanted):
+                return
+            time.sleep(0.2)
+
+
+def ceiling_kafka(bootstrap: str, prefix: str, count: int, console: Console) -> dict[str, float]:
+    topic = f"{prefix}.bench.ceiling"
+    kafka_io.ensure_topics(bootstrap, [topic], 6)
+    payload = make_request(1, [("M", 1, "CA")], "x").SerializeToString()
+    producer = kafka_io.make_producer(bootstrap, client_id="bench-ceiling")
+    with progress(console) as bar:
+        task = bar.add_task("ceiling: kafka-python produce (acks=all)", total=count)
+        t0 = time.monotonic()
+        for i in range(count):
+            producer.send(topic, key=str(i).encode(), value=payload,
+                          headers=[("event-type", b"x"), ("event-id", str(i).encode())])
+            if i % 1000 == 999:
+                bar.update(task, completed=i + 1)
+        producer.flush()
+        produce_rate = count / (time.monotonic() - t0)
+        bar.update(task, completed=count)
+    producer.close()
+    consumer = kafka_io.make_consumer(bootstrap, group_id=f"bench-{uuid.uuid4().hex[:6]}", client_id="bench",
+                                      topics=[topic])
+    seen = 0
+    with progress(console) as bar:
+        task = bar.add_task("ceiling: kafka-python consume", total=count)
+        t0 = time.monotonic()
+        while seen < count and time.monotonic() - t0 < 120:
+            for records in consumer.poll(timeout_ms=500, max_records=2000).values():
+                seen += len(records)
+            bar.update(task, completed=seen)
+        consume_rate = seen / (time.monotonic() - t0)
+    consumer.close()
+    return {"kafka_produce_per_s": round(produce_rate), "kafka_consume_per_s": round(consume_rate)}
+
+
+def ceiling_rules(count: int, console: Console) -> dict[str, float]:
+    """Raw durable-rules (assert_fact + delete_state on a 3-rule set) and the criteria library's rate."""
+    from durable.lang import assert_fact, delete_state, m, ruleset, when_all
+
+    from services.review.adapters.criteria_evaluator import LibraryEvaluator
+    from services.review.adapters.criteria_loader import load_library
+    from services.review.adapters.rules_engine import DurableRulesMatcher
+    from services.review.bootstrap import DEFAULT_CRITERIA_DIR
+    from services.review.domain.criteria import LineFacts
+
+    name = f"bench_raw_{uuid.uuid4().hex[:6]}"
+    hits: list[int] = []
+    with ruleset(name):
+        @when_all(m.symptom_duration_weeks >= 6)
+        def _a(c: Any) -> None:
+            hits.append(1)
+
+        @when_all(m.conservative_therapy_weeks >= 6)
+        def _b(c: Any) -> None:
+            hits.append(2)
+
+        @when_all(m.suspected_cauda_equina == True)  # noqa: E712 - durable-rules DSL
+        def _c(c: Any) -> None:
+            hits.append(3)
+
+    facts = {"symptom_duration_weeks": 8.0, "conservative_therapy_weeks": 7.0, "suspected_cauda_equina": False}
+    with progress(console) as bar:
+        task = bar.add_task("ceiling: durable-rules raw", total=count)
+        t0 = time.monotonic()
+        for i in range(count):
+            sid = f"s{i}"
+            assert_fact(name, {"sid": sid, **facts})
+            delete_state(name, sid)
+            if i % 2000 == 1999:
+                bar.update(task, completed=i + 1)
+        raw = count / (time.monotonic() - t0)
+        bar.update(task, completed=count)
+    evaluator = LibraryEvaluator(load_library(DEFAULT_CRITERIA_DIR), DurableRulesMatcher())
+    line = LineFacts(procedure_code="72148", diagnoses=("M5416",), line_of_business="medicare_advantage",
+                     member_state="CA", urgency="standard", review_type="prospective", units=1,
+                     place_of_service=22, facts={**facts, "suspected_cancer": False, "suspected_infection": False,
+                                                 "suspected_fracture": False,
+                                                 "progressive_neurologic_deficit": False})
+    with progress(console) as bar:
+        task = bar.add_task("ceiling: criteria library line evaluations", total=count)
+        t0 = time.monotonic()
+        for i in range(count):
+            evaluator.evaluate(line)
+            if i % 2000 == 1999:
+                bar.update(task, completed=i + 1)
+        library = count / (time.monotonic() - t0)
+        bar.update(task, completed=count)
+    return {"durable_rules_raw_per_s": round(raw), "criteria_library_line_evals_per_s": round(library)}
+
+
+def ceiling_grpc(target: str, count: int, concurrency: int, console: Console) -> dict[str, float]:
+    channel = grpc.insecure_channel(target)
+    stub = health_pb2_grpc.HealthStub(channel)
+    request = health_pb2.HealthCheckRequest(service="")
+    with futures.ThreadPoolExecutor(max_workers=concurrency) as pool, progress(console) as bar:
+        task = bar.add_task("ceiling: trivial gRPC unary (health check)", total=count)
+        t0 = time.monotonic()
+
+        def worker(n: int) -> None:
+            for _ in range(n):
+                stub.Check(request, timeout=10)
+                bar.advance(task)
+
+        per = count // concurrency
+        list(pool.map(worker, [per] * concurrency))
+        rate = per * concurrency / (time.monotonic() - t0)
+    channel.close()
+    return {"grpc_unary_per_s": round(rate)}
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+def pg_admin_url() -> str:
+    url = os.environ.get("UR_BENCH_PG_URL") or os.environ.get("UR_TEST_PG_URL")
+    if url:
+        return url
+    return subprocess.run([str(REPO / "deploy" / "postgres" / "pg.sh"), "url", "postgres"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def fresh_databases(admin_url: str) -> dict[str, str]:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    urls = {}
+    with admin.connect() as conn:
+        for service in ("intake", "review", "authorization"):
+            name = f"ur_bench_{service}"
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            urls[service] = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    admin.dispose()
+    return urls
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=int(os.environ.get("BENCH_REQUESTS", "10000")))
+    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", "32")))
+    parser.add_argument("--rate", type=float, default=float(os.environ.get("BENCH_RATE", "200")),
+                        help="offered load of the latency phase, requests/s")
+    parser.add_argument("--rate-seconds", type=float, default=float(os.environ.get("BENCH_RATE_SECONDS", "20")))
+    parser.add_argument("--ceiling-count", type=int, default=50000)
+    parser.add_argument("--output", default=os.environ.get("BENCH_OUTPUT", "bench-results.json"))
+    parser.add_argument("--skip-ceilings", action="store_true")
+    args = parser.parse_args(argv)
+    console = Console()
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
+    prefix = f"urbench{time.strftime('%H%M%S')}"
+    seed = REPO / "deploy" / "sample" / "members.yaml"
+    members = eligible_members(seed)
+    var_dir = REPO / "var" / "bench"
+    urls = fresh_databases(pg_admin_url())
+    platform = Platform(var_dir=var_dir, kafka_bootstrap=bootstrap, topic_prefix=prefix, database_urls=urls,
+                        members_seed=seed, extra_env={"UR_LOG_LEVEL": "WARNING"})
+    results: dict[str, Any] = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                               "machine": {"cpus": os.cpu_count()}, "parameters": vars(args)}
+    console.print(f"[bold]make bench[/bold]: PostgreSQL, Kafka {bootstrap}, topics {prefix}.*, "
+                  f"{len(members)} eligible members")
+    platform.start()
+    try:
+        platform.wait_healthy(timeout_s=120)
+        pids = {name: proc.pid for name, proc in platform.procs.items()}
+        broker = broker_pid()
+        if broker:
+            pids["kafka"] = broker
+        pids["bench-client"] = os.getpid()
+        tracker = Tracker(bootstrap, prefix)
+        tracker.start()
+        channel = grpc.insecure_channel(platform.target("intake"))
+        stub = intake_pb2_grpc.IntakeServiceStub(channel)
+        run = uuid.uuid4().hex[:6]
+        # warm-up: connections, JIT-free but caches and pools
+        warm = [make_request(i, members, f"warm{run}") for i in range(200)]
+        started, _ = submit_all(stub, warm, args.concurrency, console, "warm-up")
+        wait_settled(tracker, list(started), 60, console, "warm-up settling")
+
+        # phase 1: throughput
+        requests = [make_request(i, members, run) for i in range(args.requests)]
+        meter = CpuMeter(pids)
+        t0 = time.monotonic()
+        started, errors = submit_all(stub, requests, args.concurrency, console, "phase 1: SubmitRequest")
+        submit_wall = time.monotonic() - t0
+        wait_settled(tracker, list(started), 300, console, "phase 1: settled end to end")
+        settled = [rid for rid in started if rid in tracker.settled_at]
+        end = max((tracker.settled_at[r] for r in settled), default=t0)
+        lat = [(tracker.authorized_at[r] - started[r]) * 1000 for r in started if r in tracker.authorized_at]
+        results["throughput"] = {
+            "requests": len(requests), "errors": errors, "settled": len(settled),
+            "submit_per_s": round(len(started) / submit_wall, 1),
+            "end_to_end_per_s": round(len(settled) / (end - t0), 1),
+            "authorized": len(lat),
+            "submit_to_authorization_ms": {"p50": round(percentile(lat, 50), 1),
+                                           "p95": round(percentile(lat, 95), 1),
+                                           "p99": round(percentile(lat, 99), 1)},
+            "cpu_seconds": meter.read(),
+        }
+
+        # phase 2: latency at an offered rate
+        count = int(args.rate * args.rate_seconds)
+        paced = [make_request(i, members, f"rate{run}") for i in range(args.requests, args.requests + count)]
+        meter = CpuMeter(pids)
+        started, errors = submit_all(stub, paced, max(args.concurrency, 64), console,
+                                     f"phase 2: {args.rate:.0f} requests/s offered", rate=args.rate)
+        wait_settled(tracker, list(started), 120, console, "phase 2: settled end to end")
+        lat = [(tracker.authorized_at[r] - started[r]) * 1000 for r in started if r in tracker.authorized_at]
+        results["latency_at_rate"] = {
+            "offered_per_s": args.rate, "requests": count, "errors": errors, "authorized": len(lat),
+            "submit_to_authorization_ms": {"p50": round(percentile(lat, 50), 1),
+                                           "p95": round(percentile(lat, 95), 1),
+                                           "p99": round(percentile(lat, 99), 1),
+                                           "mean": round(statistics.fmean(lat), 1) if lat else None},
+            "cpu_seconds": meter.read(),
+        }
+        tracker.stop()
+        channel.close()
+
+        if not args.skip_ceilings:
+            ceilings: dict[str, float] = {}
+            ceilings.update(ceiling_grpc(platform.target("review"), 20000, args.concurrency, console))
+            ceilings.update(ceiling_kafka(bootstrap, prefix, args.ceiling_count, console))
+            ceilings.update(ceiling_rules(args.ceiling_count, console))
+            results["ceilings"] = ceilings
+            tp = results["throughput"]
+            # Each request produces three events (submitted, determination, authorization) and is
+            # consumed four times (review, authorization, intake twice).
+            results["ratios"] = {
+                "submit_vs_grpc_unary": round(tp["submit_per_s"] / ceilings["grpc_unary_per_s"], 3),
+                "events_produced_vs_kafka_produce": round(3 * tp["end_to_end_per_s"] / ceilings["kafka_produce_per_s"],
+                                                          3),
+                "events_consumed_vs_kafka_consume": round(4 * tp["end_to_end_per_s"]
+                                                          / ceilings["kafka_consume_per_s"], 3),
+                "line_evals_vs_durable_rules_raw": round(tp["end_to_end_per_s"] / ceilings["durable_rules_raw_per_s"],
+                                                         3),
+                "library_vs_durable_rules_raw": round(ceilings["criteria_library_line_evals_per_s"]
+                                                      / ceilings["durable_rules_raw_per_s"], 3),
+            }
+    finally:
+        platform.stop()
+    Path(args.output).write_text(json.dumps(results, indent=2))
+    render(results, console)
+    console.print(f"results written to {args.output}")
+    return 0
+
+
+def render(results: dict[str, Any], console: Console) -> None:
+    table = Table(title="make bench")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    tp = results.get("throughput", {})
+    lr = results.get("latency_at_rate", {})
+    rows: list[tuple[str, Any]] = [
+        ("phase 1 requests / errors", f"{tp.get('requests')} / {tp.get('errors')}"),
+        ("SubmitRequest rate (req/s)", tp.get("submit_per_s")),
+        ("end-to-end throughput (req/s)", tp.get("end_to_end_per_s")),
+        ("phase 1 submit→authorization p50/p95/p99 (ms)",
+         "/".join(str(v) for v in tp.get("submit_to_authorization_ms", {}).values())),
+        (f"at {lr.get('offered_per_s')} req/s offered: p50/p95/p99 (ms)",
+         "/".join(str(lr.get("submit_to_authorization_ms", {}).get(k)) for k in ("p50", "p95", "p99"))),
+    ]
+    for name, used in (("phase 1", tp.get("cpu_seconds", {})), ("phase 2", lr.get("cpu_seconds", {}))):
+        rows.append((f"{name} CPU seconds by process", ", ".join(f"{k} {v}" for k, v in used.items())))
+    for key, value in results.get("ceilings", {}).items():
+        rows.append((f"ceiling: {key}", value))
+    for key, value in results.get("ratios", {}).items():
+        rows.append((f"ratio: {key}", value))
+    for name, value in rows:
+        table.add_row(name, str(value))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
