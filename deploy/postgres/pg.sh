@@ -26,6 +26,9 @@
 #     used when the socket path would exceed the ~107 byte limit of Unix socket paths. The choice
 #     is re-derived on every call (same inputs, same answer), and `status` prints it.
 #     Not root: the cluster simply belongs to the invoking user, under .cache/postgres.
+#   * When a server this checkout did not start already answers on 127.0.0.1:55432 (another
+#     checkout's cluster) and lets `ur`/`ur` in, `start` uses it (creating missing databases)
+#     instead of failing; `stop` leaves it alone.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -234,8 +237,17 @@ log_line_prefix = '%m [%p] %q%u@%d '
 EOF
 }
 
+# psql as the `ur` role over TCP: for a cluster on our port that this checkout did not start
+# (another checkout's, typically).
+ur_psql() {
+    PGPASSWORD=$PASSWORD PGCONNECT_TIMEOUT=10 \
+        "$BINDIR/psql" -w -X -q -v ON_ERROR_STOP=1 -h "$HOST" -p "$PORT" -U "$ROLE" -d postgres "$@"
+}
+
+# Role and databases, idempotent. $1: admin_psql (our cluster) or ur_psql (a foreign one).
 provision() {
-    admin_psql <<SQL
+    local psql_fn=$1
+    "$psql_fn" <<SQL
 DO \$\$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ROLE') THEN
@@ -248,8 +260,8 @@ END
 SQL
     local db
     for db in "${DATABASES[@]}"; do
-        if [[ -z "$(admin_psql -Atc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]]; then
-            admin_psql -c "CREATE DATABASE $db OWNER $ROLE" >/dev/null
+        if [[ -z "$("$psql_fn" -Atc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]]; then
+            "$psql_fn" -c "CREATE DATABASE $db OWNER $ROLE" >/dev/null
             log "created database $db"
         fi
     done
@@ -290,7 +302,15 @@ cmd_start() {
         log "already running (${DATA})"
     else
         if ready; then
-            die "something else already listens on $HOST:$PORT (not the cluster in $DATA); stop it or set UR_PG_ADMIN_URL"
+            # Not our data directory, e.g. the cluster of another checkout of this project: use it
+            # when the `ur` role gets in (the port is fixed, there can only be one).
+            if ur_psql -Atc 'SELECT 1' >/dev/null 2>&1; then
+                log "a PostgreSQL server not started from this checkout answers on $HOST:$PORT and accepts $ROLE; using it"
+                provision ur_psql
+                log "PostgreSQL ready on $HOST:$PORT"
+                return 0
+            fi
+            die "something else already listens on $HOST:$PORT (not the cluster in $DATA, and role $ROLE cannot log in); stop it or set UR_PG_ADMIN_URL"
         fi
         init_cluster
         write_config
@@ -302,7 +322,7 @@ cmd_start() {
         fi
     fi
     wait_ready
-    provision
+    provision admin_psql
     log "PostgreSQL ready on $HOST:$PORT"
 }
 
