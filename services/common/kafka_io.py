@@ -9,7 +9,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
             admin.list_topics()
             admin.close()
             return
-        except (NoBrokersAvailable, KafkaError, OSError) as exc:
+        except (KafkaError, OSError) as exc:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s: {exc}") from exc
             time.sleep(0.5)
