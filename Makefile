@@ -18,14 +18,14 @@ help:
 	@echo "make protos - regenerate Python code from protos/"
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	test -x $(BIN)/pip || $(PY) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 $(GEN_STAMP): $(PROTOS) $(STAMP) protos/generate.py
 	$(BIN)/python protos/generate.py
-	$(BIN)/pip install -q -e . --no-deps
+	$(BIN)/python -m pip install -q -e . --no-deps
 	touch $(GEN_STAMP)
 
 setup: $(STAMP) $(GEN_STAMP)
