@@ -528,18 +528,23 @@ def cmd_queue_list(args: argparse.Namespace, targets: Targets, console: Console)
     return EXIT_OK
 
 
+def _used_by(setting: settings.Setting) -> str:
+    return "all services" if setting.used_by == ("*",) else ", ".join(setting.used_by)
+
+
 def cmd_settings(args: argparse.Namespace, targets: Targets, console: Console) -> int:
+    """The declared settings; ``--markdown`` prints the README's configuration table."""
     if args.markdown:
         print("| variable | default | used by | meaning |\n|---|---|---|---|")
         for s in settings.SETTINGS:
-            print(f"| `{s.name}` | `{s.default}` | {', '.join(s.used_by)} | {s.help} |")
+            default = f"`{s.default}`" if s.default else "`(see meaning)`"
+            print(f"| `{s.name}` | {default} | {_used_by(s)} | {s.help} |")
         return EXIT_OK
     table = Table(title="Settings (environment variables)", box=box.SIMPLE_HEAVY)
     for column in ("variable", "value", "default", "used by", "meaning"):
         table.add_column(column)
     for s in settings.SETTINGS:
-        table.add_row(_t(s.name, "bold"), _t(settings.get(s.name)), _t(s.default), _t(", ".join(s.used_by)),
-                      _t(s.help))
+        table.add_row(_t(s.name, "bold"), _t(settings.get(s.name)), _t(s.default), _t(_used_by(s)), _t(s.help))
     console.print(table)
     return EXIT_OK
 
