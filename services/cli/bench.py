@@ -286,15 +286,15 @@ def ceiling_rules(count: int, console: Console) -> dict[str, float]:
     name = f"bench_raw_{uuid.uuid4().hex[:6]}"
     hits: list[int] = []
     with ruleset(name):
-        @when_all(m.symptom_duration_weeks >= 6)
+        @when_all(m.symptom_duration_weeks >= 6)  # type: ignore[untyped-decorator]
         def _a(c: Any) -> None:
             hits.append(1)
 
-        @when_all(m.conservative_therapy_weeks >= 6)
+        @when_all(m.conservative_therapy_weeks >= 6)  # type: ignore[untyped-decorator]
         def _b(c: Any) -> None:
             hits.append(2)
 
-        @when_all(m.suspected_cauda_equina == True)  # noqa: E712 - durable-rules DSL
+        @when_all(m.suspected_cauda_equina == True)  # type: ignore[untyped-decorator]  # noqa: E712
         def _c(c: Any) -> None:
             hits.append(3)
 
