@@ -303,7 +303,7 @@ def lumbar_mri(rng: random.Random, kind: str) -> Clinical:
     expedited = False
     duration: float | None
     therapy: float | None
-    if kind == MEETS and rng.random() < 0.25:  # a red flag: imaging regardless of duration
+    if kind == MEETS and rng.random() < 0.18:  # a red flag: imaging regardless of duration
         red = rng.choices(RED_FLAGS, weights=(3, 2, 1, 2, 3))[0]
         flags[red] = True
         duration, therapy = float(rng.randint(0, 3)) + rng.choice((0.0, 0.5)), float(rng.randint(0, 1))
@@ -334,8 +334,16 @@ def uncovered_surgery(rng: random.Random, kind: str) -> Clinical:
     """Orthopedic and spine surgery no criteria set covers: always referred to a nurse."""
     if kind != REFER:
         raise ValueError(kind)
-    choice = rng.randrange(4)
-    if choice == 0:  # total knee arthroplasty
+    choice = rng.randrange(5)
+    if choice == 4:  # shoulder arthroscopy: rotator cuff repair with add-on procedures
+        lines = [Line("29827", 1, POS.PLACE_OF_SERVICE_AMBULATORY_SURGICAL_CENTER, 45),
+                 Line("29826", 1, POS.PLACE_OF_SERVICE_AMBULATORY_SURGICAL_CENTER, 45)]
+        if rng.random() < 0.5:
+            lines.append(Line("29824", 1, POS.PLACE_OF_SERVICE_AMBULATORY_SURGICAL_CENTER, 45))
+        diagnoses = [rng.choice(("M75.121", "M75.122", "S46.011A")), "M19.011"]
+        facts = [num("symptom_duration_weeks", rng.randint(8, 40), "weeks"),
+                 num("conservative_therapy_weeks", rng.randint(6, 16), "weeks")]
+    elif choice == 0:  # total knee arthroplasty
         lines = [Line("27447", 1, rng.choice((POS.PLACE_OF_SERVICE_INPATIENT_HOSPITAL,
                                               POS.PLACE_OF_SERVICE_OUTPATIENT_HOSPITAL)), 60)]
         diagnoses = [rng.choice(("M17.11", "M17.12", "M17.0"))]
@@ -406,9 +414,6 @@ class Generator:
         office = all(line.place_of_service == POS.PLACE_OF_SERVICE_OFFICE for line in clinical.lines)
         servicing = ordering if office else rng.choice(self.facilities)
         start = _day(rng, SERVICE_FIRST, SERVICE_LAST_START)
-        review_type = clinical.review_type
-        if review_type == types_pb2.REVIEW_TYPE_PROSPECTIVE and start < dt.date(2026, 12, 20) and rng.random() < 0.06:
-            review_type = types_pb2.REVIEW_TYPE_RETROSPECTIVE
         expedited = clinical.expedited or (category != INVALID and rng.random() < 0.08)
         message = intake_pb2.SubmitRequestRequest(
             idempotency_key=self.key(),
@@ -418,7 +423,7 @@ class Generator:
             requesting_provider=types_pb2.Provider(npi=ordering.npi, name=ordering.name),
             servicing_provider=types_pb2.Provider(npi=servicing.npi, name=servicing.name),
             diagnoses=[types_pb2.Diagnosis(code=code, primary=i == 0) for i, code in enumerate(clinical.diagnoses)],
-            review_type=review_type,  # type: ignore[arg-type]
+            review_type=clinical.review_type,  # type: ignore[arg-type]
             urgency=types_pb2.URGENCY_EXPEDITED if expedited else types_pb2.URGENCY_STANDARD,
             clinical_facts=clinical.facts,
         )

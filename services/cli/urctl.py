@@ -291,12 +291,14 @@ def _authorization_text(view: intake_pb2.LineView) -> Text:
     return Text("none", style="dim")
 
 
-def format_line(view: intake_pb2.LineView) -> RenderableType:
+def format_line(view: intake_pb2.LineView, *, ineligible: bool = False) -> RenderableType:
     """One service line: its determination (outcome, X12 action code, reasons, criteria id and
-    version, each condition met/unmet/missing, missing facts, flags) and its authorization."""
+    version, each condition met/unmet/missing, missing facts, flags) and its authorization.
+    ``ineligible``: the request was never reviewed, so the line has no determination to wait for."""
     rows: list[tuple[str, RenderableType]] = []
     if not view.HasField("determination"):
-        rows.append(("outcome", Text("not decided yet", style="cyan")))
+        rows.append(("outcome", Text("not reviewed (the member is not eligible)", style="red") if ineligible
+                     else Text("not decided yet", style="cyan")))
         return Group(_line_heading(view), _indent(_kv_grid(rows)))
     det = view.determination
     rows.append(("outcome", _t(enum_label(types_pb2.LineOutcome, det.outcome), _OUTCOME_STYLE.get(det.outcome, ""))))
@@ -368,7 +370,7 @@ def format_request(view: intake_pb2.RequestView, *, replayed: bool = False) -> R
         rows.append(("determination", _t(view.determination_id)))
     parts: list[RenderableType] = [title, _indent(_kv_grid(rows), bottom=1)]
     for line in view.lines:
-        parts += [format_line(line), Text("")]
+        parts += [format_line(line, ineligible=view.status == intake_pb2.REQUEST_STATUS_INELIGIBLE), Text("")]
     return Group(*parts)
 
 
