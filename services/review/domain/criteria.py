@@ -1,0 +1,664 @@
+"""Clinical criteria for one service line, and what they conclude. Pure Python, no I/O.
+
+A :class:`CriteriaSet` names the services and diagnoses it covers, the typed clinical facts it
+reads, the conditions over those facts, and the outcome rules that combine conditions. All of it is
+data, so a criteria set can be written, reviewed, versioned and hashed as a file.
+
+:func:`evaluate` applies one criteria set to one line through a :class:`ConditionMatcher` (the
+durable-rules adapter in production, :class:`PythonMatcher` as the reference). Its contract:
+
+* a condition is MISSING when any fact it reads is absent (or unusable: of the wrong type); MET
+  when the matcher reports it; UNMET otherwise;
+* outcome rules are read with three-valued logic (MET true, UNMET false, MISSING unknown), and only a
+  rule that is definitely true yields its outcome, in the order ``no_action_when`` (no
+  authorization needed), ``urgent_when`` (meets criteria, urgent), ``approve_when`` (meets
+  criteria);
+* otherwise, when a required fact is missing, or a missing fact could still make a rule true, the
+  line is pended for those facts (sorted); else it is referred to a nurse, naming the unmet
+  conditions.
+
+There is no deny outcome, and nothing here can produce one: software may approve, pend or route;
+an adverse decision belongs to a physician (CMS-4201-F and the CMS Medicare Advantage FAQ of
+February 2024: an algorithm may assist but not be the sole basis of a denial).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import hashlib
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, TypeAlias
+
+
+class Outcome(enum.Enum):
+    """What software concluded for a line. Mirrors ``ur.common.v1.LineOutcome``; no deny."""
+
+    MEETS_CRITERIA = "meets_criteria"
+    MEETS_CRITERIA_URGENT = "meets_criteria_urgent"
+    REFER_TO_NURSE = "refer_to_nurse"
+    PEND_MISSING_INFORMATION = "pend_missing_information"
+    NO_ACTION_REQUIRED = "no_action_required"
+
+
+class ConditionStatus(enum.Enum):
+    MET = "met"
+    UNMET = "unmet"
+    MISSING = "missing"
+
+
+FactValue: TypeAlias = bool | float | str | dt.date
+
+
+class FactType(enum.StrEnum):
+    BOOL = "bool"
+    NUMBER = "number"
+    TEXT = "text"
+    DATE = "date"
+
+
+class Op(enum.StrEnum):
+    EQ = "eq"
+    NE = "ne"
+    GT = "gt"
+    GE = "ge"
+    LT = "lt"
+    LE = "le"
+    IN = "in"
+    NOT_IN = "not_in"
+
+
+SET_OPS = frozenset({Op.IN, Op.NOT_IN})
+ORDER_OPS = frozenset({Op.GT, Op.GE, Op.LT, Op.LE})
+OPS_BY_TYPE: Mapping[FactType, frozenset[Op]] = {
+    FactType.BOOL: frozenset({Op.EQ, Op.NE}),
+    FactType.NUMBER: frozenset(Op),
+    FactType.TEXT: frozenset({Op.EQ, Op.NE, Op.IN, Op.NOT_IN}),
+    FactType.DATE: frozenset(Op),
+}
+
+LINES_OF_BUSINESS = frozenset({"medicare_advantage", "medicaid", "commercial", "workers_comp"})
+
+# Code shapes (see the domain notes): CPT is 5 digits or 4 digits + F/T/U; HCPCS Level II is a letter
+# and 4 digits; a normalized ICD-10-CM code is letter, digit, alphanumeric, then up to 4 alphanumerics.
+CPT_CODE = re.compile(r"\d{5}|\d{4}[FTU]")
+HCPCS_CODE = re.compile(r"[A-Z]\d{4}")
+ICD10CM_CODE = re.compile(r"[A-Z]\d[0-9A-Z][0-9A-Z]{0,4}")
+# A prefix pattern: a letter, then optionally a digit and up to 5 alphanumerics, then "*".
+ICD10CM_PREFIX = re.compile(r"[A-Z](\d[0-9A-Z]{0,5})?\*")
+CRITERIA_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
+VERSION = re.compile(r"\d{1,9}(\.\d{1,9}){0,3}")
+NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def is_service_code(code: str) -> bool:
+    """True for a CPT or HCPCS Level II code shape."""
+    return bool(CPT_CODE.fullmatch(code) or HCPCS_CODE.fullmatch(code))
+
+
+def normalize_diagnosis(code: str) -> str:
+    """``m54.50`` -> ``M5450``: the form diagnosis patterns are matched against."""
+    return code.strip().upper().replace(".", "")
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Numeric ordering of versions, so that ``2026.10`` follows ``2026.9``."""
+    return tuple(int(part) for part in version.split("."))
+
+
+class InvalidCriteria(ValueError):
+    """A criteria set that contradicts itself. ``field`` is a dotted path into the set
+    (``conditions[2].when.fact``); the loader adds the file name."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+# -- facts -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FactSpec:
+    """A clinical fact the criteria read. ``required`` facts pend the line when absent and the
+    line does not otherwise meet criteria."""
+
+    name: str
+    type: FactType
+    description: str
+    unit: str | None = None
+    required: bool = False
+
+    def accepts(self, value: object) -> bool:
+        """Whether ``value`` is usable as this fact (booleans are not numbers, datetimes are
+        not dates, non-finite numbers are nobody's measurement)."""
+        if self.type is FactType.BOOL:
+            return isinstance(value, bool)
+        if self.type is FactType.NUMBER:
+            return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if self.type is FactType.TEXT:
+            return isinstance(value, str)
+        return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
+
+    def render(self, value: object) -> str:
+        """``name=value unit`` as shown to reviewers."""
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int | float):
+            number = float(value)
+            text = str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
+        elif isinstance(value, dt.date):
+            text = value.isoformat()
+        else:
+            text = str(value)
+        if not self.accepts(value):
+            return f"{self.name}={text} (unusable: not a {self.type.value})"
+        unit = f" {self.unit}" if self.unit and self.type is FactType.NUMBER else ""
+        return f"{self.name}={text}{unit}"
+
+
+# -- conditions and outcome rules ------------------------------------------------------------------
+
+PredicateValue: TypeAlias = FactValue | tuple[FactValue, ...]
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """``fact op value``; for ``in``/``not_in`` the value is a tuple. Numbers compare as floats,
+    dates as dates."""
+
+    fact: str
+    op: Op
+    value: PredicateValue
+
+    def holds(self, actual: FactValue) -> bool:
+        """Whether the predicate holds for a usable value of its fact."""
+        if self.op in SET_OPS:
+            assert isinstance(self.value, tuple)
+            found = any(_same(actual, v) for v in self.value)
+            return found if self.op is Op.IN else not found
+        expected = self.value
+        assert not isinstance(expected, tuple)
+        if self.op is Op.EQ:
+            return _same(actual, expected)
+        if self.op is Op.NE:
+            return not _same(actual, expected)
+        # Validation guarantees comparable types: numbers with numbers, dates with dates.
+        a, b = _comparable(actual), _comparable(expected)
+        if self.op is Op.GT:
+            return a > b
+        if self.op is Op.GE:
+            return a >= b
+        if self.op is Op.LT:
+            return a < b
+        return a <= b
+
+
+def _same(a: FactValue, b: FactValue) -> bool:
+    # bool is an int in Python: True must not equal 1.0 here, as it does not in the rules engine.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a is b
+    return a == b
+
+
+def _comparable(value: FactValue) -> float:
+    if isinstance(value, dt.date):
+        return float(value.toordinal())
+    assert isinstance(value, int | float)
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A named clinical condition: every predicate must hold (a conjunction over its facts)."""
+
+    id: str
+    description: str
+    predicates: tuple[Predicate, ...]
+
+    @property
+    def facts(self) -> tuple[str, ...]:
+        """The facts this condition reads, in order of first use."""
+        return tuple(dict.fromkeys(p.fact for p in self.predicates))
+
+
+@dataclass(frozen=True)
+class AllOf:
+    terms: tuple[RuleTerm, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    terms: tuple[RuleTerm, ...]
+
+
+# A condition id, or a combination of terms.
+RuleTerm: TypeAlias = str | AllOf | AnyOf
+
+
+@dataclass(frozen=True)
+class OutcomeRules:
+    """Which combinations of conditions give which (non-adverse) outcome."""
+
+    approve_when: RuleTerm
+    urgent_when: RuleTerm | None = None
+    no_action_when: RuleTerm | None = None
+
+    def in_order(self) -> tuple[tuple[Outcome, str, RuleTerm], ...]:
+        """(outcome, field name, rule) in the order they are tried."""
+        rules: list[tuple[Outcome, str, RuleTerm | None]] = [
+            (Outcome.NO_ACTION_REQUIRED, "no_action_when", self.no_action_when),
+            (Outcome.MEETS_CRITERIA_URGENT, "urgent_when", self.urgent_when),
+            (Outcome.MEETS_CRITERIA, "approve_when", self.approve_when),
+        ]
+        return tuple((o, name, rule) for o, name, rule in rules if rule is not None)
+
+
+def rule_conditions(term: RuleTerm) -> tuple[str, ...]:
+    """Every condition id a rule mentions, in order."""
+    if isinstance(term, str):
+        return (term,)
+    return tuple(dict.fromkeys(c for t in term.terms for c in rule_conditions(t)))
+
+
+# -- examples --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Example:
+    """A worked case shipped with a criteria set: the facts, and the outcome they must give.
+    Unset line attributes default to the set's first code, diagnosis pattern and line of business."""
+
+    name: str
+    facts: Mapping[str, FactValue]
+    expect: Outcome
+    missing_facts: tuple[str, ...] | None = None
+    procedure_code: str | None = None
+    diagnoses: tuple[str, ...] | None = None
+    line_of_business: str | None = None
+
+
+# -- the criteria set ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CriteriaSet:
+    """One versioned, hashed set of clinical criteria. Construction validates internal
+    consistency and raises :class:`InvalidCriteria` naming the field at fault."""
+
+    id: str
+    version: str
+    title: str
+    sources: tuple[str, ...]
+    lines_of_business: frozenset[str]
+    service_codes: frozenset[str]
+    diagnosis_patterns: tuple[str, ...]
+    facts: tuple[FactSpec, ...]
+    conditions: tuple[Condition, ...]
+    outcomes: OutcomeRules
+    content_hash: str
+    examples: tuple[Example, ...] = ()
+    notes: str = ""
+    _facts_by_name: Mapping[str, FactSpec] = field(init=False, repr=False, compare=False)
+    _conditions_by_id: Mapping[str, Condition] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_facts_by_name", {f.name: f for f in self.facts})
+        object.__setattr__(self, "_conditions_by_id", {c.id: c for c in self.conditions})
+        _check(self)
+
+    @property
+    def key(self) -> str:
+        """``id@version``: unique within a library."""
+        return f"{self.id}@{self.version}"
+
+    @property
+    def required_facts(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.facts if f.required)
+
+    def fact(self, name: str) -> FactSpec:
+        return self._facts_by_name[name]
+
+    def condition(self, condition_id: str) -> Condition:
+        return self._conditions_by_id[condition_id]
+
+    def declares(self, fact_name: str) -> bool:
+        return fact_name in self._facts_by_name
+
+    def diagnosis_specificity(self, diagnoses: Iterable[str]) -> tuple[int, int] | None:
+        """How specifically the best of ``diagnoses`` matches this set's patterns: (characters
+        matched, 1 for an exact code / 0 for a prefix), or None when none matches."""
+        best: tuple[int, int] | None = None
+        for raw in diagnoses:
+            code = normalize_diagnosis(raw)
+            for pattern in self.diagnosis_patterns:
+                if pattern.endswith("*"):
+                    stem = pattern[:-1]
+                    score = (len(stem), 0) if code.startswith(stem) else None
+                else:
+                    score = (len(pattern), 1) if code == pattern else None
+                if score is not None and (best is None or score > best):
+                    best = score
+        return best
+
+    def covers(self, line: LineFacts) -> bool:
+        """Service code, line of business and at least one diagnosis all match."""
+        return (line.procedure_code.strip().upper() in self.service_codes
+                and line.line_of_business in self.lines_of_business
+                and self.diagnosis_specificity(line.diagnoses) is not None)
+
+
+def _check(c: CriteriaSet) -> None:
+    """The invariants of a criteria set; the first violation found is raised."""
+    if not CRITERIA_ID.fullmatch(c.id):
+        raise InvalidCriteria("id", f"{c.id!r} is not a lowercase id (letters, digits, '-')")
+    if not VERSION.fullmatch(c.version):
+        raise InvalidCriteria("version", f"{c.version!r} is not a dotted number such as '2026.1'")
+    if not c.title.strip():
+        raise InvalidCriteria("title", "must not be empty")
+    if not c.sources or any(not s.strip() for s in c.sources):
+        raise InvalidCriteria("sources", "cite at least one public source, none of them empty")
+    if not c.lines_of_business:
+        raise InvalidCriteria("lines_of_business", "name at least one line of business")
+    for lob in sorted(c.lines_of_business):
+        if lob not in LINES_OF_BUSINESS:
+            raise InvalidCriteria("lines_of_business", f"{lob!r} is not one of {sorted(LINES_OF_BUSINESS)}")
+    if not c.service_codes:
+        raise InvalidCriteria("service_codes", "name at least one CPT or HCPCS code")
+    for code in sorted(c.service_codes):
+        if not is_service_code(code):
+            raise InvalidCriteria("service_codes", f"{code!r} is neither a CPT code (5 digits, or 4 digits + F/T/U) "
+                                                   "nor a HCPCS Level II code (a letter + 4 digits)")
+    if not c.diagnosis_patterns:
+        raise InvalidCriteria("diagnosis_patterns", "name at least one ICD-10-CM code or prefix pattern")
+    for i, pattern in enumerate(c.diagnosis_patterns):
+        if not (ICD10CM_CODE.fullmatch(pattern) or ICD10CM_PREFIX.fullmatch(pattern)):
+            raise InvalidCriteria(f"diagnosis_patterns[{i}]",
+                                  f"{pattern!r} is neither a normalized ICD-10-CM code (M5450) "
+                                  "nor a prefix pattern (M545*)")
+    if len(set(c.diagnosis_patterns)) != len(c.diagnosis_patterns):
+        raise InvalidCriteria("diagnosis_patterns", "lists a pattern twice")
+    _check_facts(c)
+    _check_conditions(c)
+    _check_outcomes(c)
+    _check_examples(c)
+
+
+def _check_facts(c: CriteriaSet) -> None:
+    if not c.facts:
+        raise InvalidCriteria("facts", "declare at least one fact")
+    seen: set[str] = set()
+    used = {f for cond in c.conditions for f in cond.facts}
+    for i, spec in enumerate(c.facts):
+        where = f"facts[{i}]"
+        if not NAME.fullmatch(spec.name):
+            raise InvalidCriteria(f"{where}.name", f"{spec.name!r} is not a snake_case name")
+        if spec.name in seen:
+            raise InvalidCriteria(f"{where}.name", f"{spec.name!r} is declared twice")
+        seen.add(spec.name)
+        if not spec.description.strip():
+            raise InvalidCriteria(f"{where}.description", "must not be empty")
+        if spec.unit is not None and spec.type is not FactType.NUMBER:
+            raise InvalidCriteria(f"{where}.unit", f"only number facts have a unit, {spec.name!r} is {spec.type.value}")
+        if spec.name not in used and not spec.required:
+            raise InvalidCriteria(f"{where}.name", f"{spec.name!r} is used by no condition and not required")
+
+
+def _check_conditions(c: CriteriaSet) -> None:
+    if not c.conditions:
+        raise InvalidCriteria("conditions", "define at least one condition")
+    seen: set[str] = set()
+    for i, cond in enumerate(c.conditions):
+        where = f"conditions[{i}]"
+        if not NAME.fullmatch(cond.id):
+            raise InvalidCriteria(f"{where}.id", f"{cond.id!r} is not a snake_case id")
+        if cond.id in seen:
+            raise InvalidCriteria(f"{where}.id", f"{cond.id!r} is defined twice")
+        seen.add(cond.id)
+        if not cond.description.strip():
+            raise InvalidCriteria(f"{where}.description", "must not be empty")
+        if not cond.predicates:
+            raise InvalidCriteria(f"{where}.when", "needs at least one predicate")
+        for j, p in enumerate(cond.predicates):
+            _check_predicate(c, p, f"{where}.when" if len(cond.predicates) == 1 else f"{where}.when.all_of[{j}]")
+
+
+def _check_predicate(c: CriteriaSet, p: Predicate, where: str) -> None:
+    if not c.declares(p.fact):
+        raise InvalidCriteria(f"{where}.fact", f"{p.fact!r} is not a declared fact "
+                                               f"(declared: {', '.join(f.name for f in c.facts)})")
+    spec = c.fact(p.fact)
+    if p.op not in OPS_BY_TYPE[spec.type]:
+        allowed = ", ".join(sorted(o.value for o in OPS_BY_TYPE[spec.type]))
+        raise InvalidCriteria(f"{where}.op", f"{p.op.value!r} does not apply to {spec.type.value} fact "
+                                             f"{p.fact!r} (use one of: {allowed})")
+    values = p.value if isinstance(p.value, tuple) else (p.value,)
+    if (p.op in SET_OPS) != isinstance(p.value, tuple):
+        raise InvalidCriteria(f"{where}.value", f"{p.op.value!r} takes " +
+                              ("a list of values" if p.op in SET_OPS else "a single value"))
+    if not values:
+        raise InvalidCriteria(f"{where}.value", "the list of values is empty")
+    for v in values:
+        if not spec.accepts(v):
+            raise InvalidCriteria(f"{where}.value", f"{v!r} is not a {spec.type.value} "
+                                                    f"as fact {p.fact!r} requires")
+
+
+def _check_rule(c: CriteriaSet, term: RuleTerm, where: str) -> None:
+    if isinstance(term, str):
+        if term not in c._conditions_by_id:
+            raise InvalidCriteria(where, f"{term!r} is not a defined condition "
+                                         f"(defined: {', '.join(cond.id for cond in c.conditions)})")
+        return
+    kind = "all_of" if isinstance(term, AllOf) else "any_of"
+    if not term.terms:
+        raise InvalidCriteria(f"{where}.{kind}", "is empty")
+    for i, t in enumerate(term.terms):
+        _check_rule(c, t, f"{where}.{kind}[{i}]")
+
+
+def _check_outcomes(c: CriteriaSet) -> None:
+    for _, name, rule in c.outcomes.in_order():
+        _check_rule(c, rule, f"outcomes.{name}")
+    for name in c.required_facts:
+        if not c.declares(name):  # unreachable through FactSpec, kept for hand-built sets
+            raise InvalidCriteria("facts", f"required fact {name!r} is not declared")
+    mentioned = {cid for _, _, rule in c.outcomes.in_order() for cid in rule_conditions(rule)}
+    for i, cond in enumerate(c.conditions):
+        if cond.id not in mentioned:
+            raise InvalidCriteria(f"conditions[{i}].id", f"{cond.id!r} is used by no outcome rule")
+
+
+def _check_examples(c: CriteriaSet) -> None:
+    names: set[str] = set()
+    for i, ex in enumerate(c.examples):
+        where = f"examples[{i}]"
+        if not ex.name.strip() or ex.name in names:
+            raise InvalidCriteria(f"{where}.name", f"{ex.name!r} is empty or used twice")
+        names.add(ex.name)
+        for name, value in ex.facts.items():
+            if not c.declares(name):
+                raise InvalidCriteria(f"{where}.facts.{name}", f"{name!r} is not a declared fact")
+            if not c.fact(name).accepts(value):
+                raise InvalidCriteria(f"{where}.facts.{name}", f"{value!r} is not a {c.fact(name).type.value}")
+        if ex.procedure_code is not None and ex.procedure_code not in c.service_codes:
+            raise InvalidCriteria(f"{where}.procedure_code", f"{ex.procedure_code!r} is not one of service_codes")
+        if ex.line_of_business is not None and ex.line_of_business not in c.lines_of_business:
+            raise InvalidCriteria(f"{where}.line_of_business",
+                                  f"{ex.line_of_business!r} is not one of lines_of_business")
+        if ex.missing_facts is not None:
+            for name in ex.missing_facts:
+                if not c.declares(name):
+                    raise InvalidCriteria(f"{where}.missing_facts", f"{name!r} is not a declared fact")
+
+
+def content_hash(canonical: bytes) -> str:
+    """The hash a criteria set is identified by: sha256 of its canonical content."""
+    return hashlib.sha256(canonical).hexdigest()
+
+
+# -- lines and their evaluation --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LineFacts:
+    """Everything known about one service line. ``diagnoses`` are normalized ICD-10-CM codes
+    (uppercase, no dot); ``facts`` are the request's clinical facts by name."""
+
+    procedure_code: str
+    diagnoses: tuple[str, ...]
+    line_of_business: str
+    member_state: str
+    urgency: str  # "standard" | "expedited"
+    review_type: str  # "prospective" | "concurrent" | "retrospective"
+    units: int
+    place_of_service: int
+    facts: Mapping[str, FactValue]
+
+
+def example_line(criteria: CriteriaSet, example: Example) -> LineFacts:
+    """The line an example describes, with the set's defaults filled in."""
+    pattern = criteria.diagnosis_patterns[0]
+    return LineFacts(
+        procedure_code=example.procedure_code or min(criteria.service_codes),
+        diagnoses=example.diagnoses or (pattern.rstrip("*"),),
+        line_of_business=example.line_of_business or min(criteria.lines_of_business),
+        member_state="", urgency="standard", review_type="prospective", units=1, place_of_service=11,
+        facts=dict(example.facts))
+
+
+@dataclass(frozen=True)
+class ConditionResult:
+    condition_id: str
+    description: str
+    status: ConditionStatus
+    observed: tuple[str, ...]  # "name=value unit" of the facts it saw
+
+
+@dataclass(frozen=True)
+class LineEvaluation:
+    outcome: Outcome
+    criteria_id: str
+    criteria_version: str
+    criteria_hash: str
+    conditions: tuple[ConditionResult, ...]
+    missing_facts: tuple[str, ...]
+    summary: str  # one plain-language sentence a nurse can read
+
+
+class ConditionMatcher(Protocol):
+    def matched(self, criteria: CriteriaSet, line: LineFacts) -> frozenset[str]:
+        """Ids of the conditions whose every predicate holds on ``line.facts``. A condition
+        with an absent or unusable fact never holds."""
+        ...
+
+
+class PythonMatcher:
+    """Reference :class:`ConditionMatcher`: evaluates the predicates in plain Python."""
+
+    def matched(self, criteria: CriteriaSet, line: LineFacts) -> frozenset[str]:
+        usable = usable_facts(criteria, line.facts)
+        return frozenset(
+            cond.id for cond in criteria.conditions
+            if all(p.fact in usable and p.holds(usable[p.fact]) for p in cond.predicates))
+
+
+def usable_facts(criteria: CriteriaSet, facts: Mapping[str, object]) -> dict[str, FactValue]:
+    """The facts the criteria declare, present with a value of the declared type."""
+    usable: dict[str, FactValue] = {}
+    for spec in criteria.facts:
+        value = facts.get(spec.name)
+        if value is not None and spec.accepts(value):
+            usable[spec.name] = value  # type: ignore[assignment]  # accepts() checked the type
+    return usable
+
+
+Truth: TypeAlias = bool | None  # None: unknown, because a fact is missing
+
+
+def _truth(term: RuleTerm, known: Mapping[str, Truth]) -> Truth:
+    """Kleene three-valued logic over condition truths."""
+    if isinstance(term, str):
+        return known[term]
+    values = [_truth(t, known) for t in term.terms]
+    if isinstance(term, AllOf):
+        if any(v is False for v in values):
+            return False
+        return True if all(v is True for v in values) else None
+    if any(v is True for v in values):
+        return True
+    return False if all(v is False for v in values) else None
+
+
+def _open_conditions(term: RuleTerm, known: Mapping[str, Truth]) -> list[str]:
+    """Unknown conditions whose value could still change an undecided rule. Exact when each
+    condition appears once in the rule; otherwise it may name a few too many, never too few."""
+    if _truth(term, known) is not None:
+        return []
+    if isinstance(term, str):
+        return [term]
+    return [cid for t in term.terms for cid in _open_conditions(t, known)]
+
+
+def _witnesses(term: RuleTerm, known: Mapping[str, Truth]) -> list[str]:
+    """The met conditions that make a true rule true."""
+    if isinstance(term, str):
+        return [term] if known[term] is True else []
+    if isinstance(term, AllOf):
+        return [cid for t in term.terms for cid in _witnesses(t, known)]
+    return [cid for t in term.terms if _truth(t, known) is True for cid in _witnesses(t, known)]
+
+
+def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher) -> LineEvaluation:
+    """Apply ``criteria`` to ``line``; see the module docstring for the contract. The matcher
+    sees only the declared facts that are present and well typed."""
+    usable = usable_facts(criteria, line.facts)
+    matched = matcher.matched(criteria, dataclasses.replace(line, facts=usable))
+
+    results: list[ConditionResult] = []
+    known: dict[str, Truth] = {}
+    for cond in criteria.conditions:
+        if any(f not in usable for f in cond.facts):
+            status = ConditionStatus.MISSING
+        elif cond.id in matched:
+            status = ConditionStatus.MET
+        else:
+            status = ConditionStatus.UNMET
+        known[cond.id] = {ConditionStatus.MET: True, ConditionStatus.UNMET: False}.get(status)
+        observed = tuple(criteria.fact(f).render(line.facts[f]) for f in cond.facts if line.facts.get(f) is not None)
+        results.append(ConditionResult(cond.id, cond.description, status, observed))
+
+    def done(outcome: Outcome, missing: tuple[str, ...], summary: str) -> LineEvaluation:
+        return LineEvaluation(outcome=outcome, criteria_id=criteria.id, criteria_version=criteria.version,
+                              criteria_hash=criteria.content_hash, conditions=tuple(results),
+                              missing_facts=missing, summary=summary)
+
+    title = criteria.title
+    for outcome, _, rule in criteria.outcomes.in_order():
+        if _truth(rule, known) is True:
+            because = _describe(criteria, _witnesses(rule, known))
+            if outcome is Outcome.NO_ACTION_REQUIRED:
+                return done(outcome, (), f"No authorization is required under the {title} criteria: {because}.")
+            if outcome is Outcome.MEETS_CRITERIA_URGENT:
+                return done(outcome, (), f"Meets the {title} criteria and is urgent: {because}.")
+            return done(outcome, (), f"Meets the {title} criteria: {because}.")
+
+    missing = {f for f in criteria.required_facts if f not in usable}
+    for _, _, rule in criteria.outcomes.in_order():
+        for cid in _open_conditions(rule, known):
+            missing.update(f for f in criteria.condition(cid).facts if f not in usable)
+    if missing:
+        names = tuple(sorted(missing))
+        wanted = "; ".join(f"{criteria.fact(n).description} ({n})" for n in names)
+        return done(Outcome.PEND_MISSING_INFORMATION, names,
+                    f"Cannot apply the {title} criteria until the request states: {wanted}.")
+
+    unmet = [r.condition_id for r in results if r.status is ConditionStatus.UNMET]
+    return done(Outcome.REFER_TO_NURSE, (),
+                f"Does not clearly meet the {title} criteria, so a nurse reviews it; not met: "
+                f"{_describe(criteria, unmet) or 'no combination of conditions'}.")
+
+
+def _describe(criteria: CriteriaSet, condition_ids: Iterable[str]) -> str:
+    return "; ".join(criteria.condition(cid).description for cid in dict.fromkeys(condition_ids))
