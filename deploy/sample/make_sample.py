@@ -19,9 +19,21 @@ Everything is synthetic. Member ids are invented; there are no names. Provider N
 numbers with a correct check digit and fictional practice names; one may coincide with a real NPI
 by chance, but nothing here describes a real person or provider.
 
+The workload is prior-authorization traffic for service dates from December 2026 to February 2027
+(all prospective): lumbar spine and knee MRI, outpatient therapy visits (one to three lines),
+home sleep tests and polysomnography, and surgery no criteria set covers. Its categories:
+
+* ``meets``: the criteria clearly approve every line; ``refer``: a nurse reviews it (criteria not
+  met, or no criteria set covers the code or line of business); ``missing_info``: pended for facts;
+* ``invalid``: one defect intake rejects (NPI check digit, a 4-character CPT, an ICD-9 code,
+  0 units, end date before start date); ``ineligible``: an unknown member or ended coverage;
+* ``replay``: an earlier request resent unchanged (same idempotency key and payload).
+
 The clinical facts and codes follow the review service's criteria library
-(``services/review/criteria/*.yaml``); when that library changes, change :data:`PROFILES` and
-regenerate (a unit test fails when the committed files and this script disagree).
+(``services/review/criteria/*.yaml``). Unit tests in ``tests/unit/cli/test_sample_data.py`` check
+that the committed files are what this script generates and that intake's rules and review's
+criteria sort every request into its intended category; when the criteria change, change
+:data:`PROFILES` and regenerate.
 """
 
 from __future__ import annotations
@@ -55,6 +67,8 @@ SERVICE_LAST_START = dt.date(2027, 2, 15)
 SERVICE_LAST_END = dt.date(2027, 2, 28)
 #: Terminated coverage ends before this day, so every sample service date falls outside it.
 TERMINATED_BEFORE = dt.date(2026, 11, 1)
+#: Requests are for adults (the sleep criteria are for adults; none of the sample services is pediatric).
+ADULT_BORN_BY = dt.date(2008, 11, 30)
 
 
 # -- NPI ---------------------------------------------------------------------------------------------
@@ -275,14 +289,21 @@ class Clinical:
 
 @dataclass(frozen=True)
 class Profile:
-    """A kind of service the sample requests, and how to make it meet criteria, miss facts, or be
-    referred. ``build(rng, kind)`` returns None when the profile cannot produce ``kind``."""
+    """A kind of service the sample requests. ``lines_of_business[category]`` says whose coverage a
+    request of that category may use; ``build(rng, category, line_of_business)`` makes its lines,
+    diagnoses and facts so that the review service's criteria give that category."""
 
     name: str
-    lines_of_business: tuple[str, ...]
     weights: dict[str, int]  # category -> relative weight of this profile within the category
-    build: Callable[[random.Random, str], Clinical]
+    lines_of_business: dict[str, tuple[str, ...]]
+    build: Callable[[random.Random, str, str], Clinical]
 
+
+def _pick(rng: random.Random, *choices: int) -> int:
+    return rng.choice(choices)
+
+
+# Lumbar spine MRI: services/review/criteria/imaging-mri-lumbar-spine.yaml ----------------------------
 
 LUMBAR_CODES = ("72148", "72149", "72158")  # MRI lumbar spine: without, with, without and with contrast
 LUMBAR_DX = ("M54.50", "M54.16", "M51.16", "M48.062")
@@ -290,13 +311,13 @@ RED_FLAGS = ("suspected_cauda_equina", "suspected_cancer", "suspected_infection"
              "progressive_neurologic_deficit")
 
 
-def lumbar_mri(rng: random.Random, kind: str) -> Clinical:
-    """Lumbar spine MRI for low back pain: meets criteria with any red flag, or after at least six
-    weeks of symptoms and six weeks of conservative therapy; pends when either duration is missing;
-    otherwise a nurse reviews it."""
+def lumbar_mri(rng: random.Random, kind: str, lob: str = "commercial") -> Clinical:
+    """Meets criteria with any red flag (cauda equina and a progressive deficit are urgent), or after
+    at least six weeks of symptoms and six weeks of conservative therapy; pends when a duration is
+    missing; otherwise a nurse reviews it."""
     code = rng.choices(LUMBAR_CODES, weights=(70, 10, 20))[0]
-    pos = rng.choice((POS.PLACE_OF_SERVICE_OUTPATIENT_HOSPITAL, POS.PLACE_OF_SERVICE_INDEPENDENT_CLINIC,
-                      POS.PLACE_OF_SERVICE_OFFICE))
+    pos = _pick(rng, POS.PLACE_OF_SERVICE_OUTPATIENT_HOSPITAL, POS.PLACE_OF_SERVICE_INDEPENDENT_CLINIC,
+                POS.PLACE_OF_SERVICE_OFFICE)
     line = Line(code, 1, pos, 30)
     diagnoses = [rng.choice(LUMBAR_DX)]
     flags = dict.fromkeys(RED_FLAGS, False)
@@ -330,7 +351,149 @@ def lumbar_mri(rng: random.Random, kind: str) -> Clinical:
     return Clinical([line], diagnoses, facts, expedited=expedited)
 
 
-def uncovered_surgery(rng: random.Random, kind: str) -> Clinical:
+# Knee MRI: services/review/criteria/imaging-mri-knee.yaml ---------------------------------------------
+
+def knee_mri(rng: random.Random, kind: str, lob: str) -> Clinical:
+    """73721 after radiographs: meets with a locked knee (urgent), exam signs of a tear, a suspected
+    occult fracture, or six weeks of symptoms and of conservative care; pends without radiographs or
+    durations stated; otherwise a nurse reviews it (e.g. three weeks of pain, normal exam)."""
+    injury = lob == "workers_comp" or rng.random() < 0.4
+    diagnoses = [rng.choice(("S83.241A", "S83.242A", "S83.511A")) if injury
+                 else rng.choice(("M25.561", "M25.562", "M23.221", "M25.461"))]
+    line = Line("73721", 1, _pick(rng, POS.PLACE_OF_SERVICE_OUTPATIENT_HOSPITAL,
+                                  POS.PLACE_OF_SERVICE_INDEPENDENT_CLINIC), 30)
+    facts: dict[str, bool | float] = {"knee_radiographs_done": True, "locked_knee": False,
+                                      "exam_positive_for_tear": False, "suspected_occult_fracture": False}
+    expedited = False
+    if kind == MEETS:
+        reason = rng.choices(("locked", "tear", "fracture", "chronic"), weights=(1, 5, 1, 4))[0]
+        if reason == "locked":
+            facts["locked_knee"] = expedited = True
+            facts["symptom_duration_weeks"] = float(rng.randint(0, 2))
+        elif reason == "tear":
+            facts["exam_positive_for_tear"] = True
+            facts["symptom_duration_weeks"] = float(rng.randint(1, 8))
+        elif reason == "fracture":
+            facts["suspected_occult_fracture"] = True
+            facts["symptom_duration_weeks"] = float(rng.randint(0, 3))
+        else:
+            facts["symptom_duration_weeks"] = float(rng.randint(8, 40))
+            facts["conservative_therapy_weeks"] = float(rng.randint(6, 12))
+    elif kind == REFER:
+        if rng.random() < 0.6:  # a few weeks of pain, normal examination
+            facts["symptom_duration_weeks"] = float(rng.randint(1, 5))
+            facts["conservative_therapy_weeks"] = float(rng.randint(0, 3))
+        else:  # an exam suggests a tear, but radiographs have not been taken
+            facts.update(knee_radiographs_done=False, exam_positive_for_tear=True,
+                         symptom_duration_weeks=float(rng.randint(2, 12)),
+                         conservative_therapy_weeks=float(rng.randint(0, 8)))
+    elif kind == MISSING:
+        if rng.random() < 0.5:  # long-standing pain, conservative care not stated
+            facts["symptom_duration_weeks"] = float(rng.randint(7, 30))
+        else:  # radiographs and duration not stated
+            del facts["knee_radiographs_done"]
+    else:
+        raise ValueError(kind)
+    return Clinical([line], diagnoses, _facts(facts, {"symptom_duration_weeks": "weeks",
+                                                      "conservative_therapy_weeks": "weeks"}), expedited=expedited)
+
+
+# Outpatient PT/OT visits: services/review/criteria/pt-ot-visits.yaml ---------------------------------
+
+THERAPY_CODES = ("97110", "97140", "97530", "97112", "97535")
+THERAPY_DX = ("M17.11", "M17.12", "Z47.1", "M54.50", "M75.101", "I69.351", "R26.89", "S83.241D")
+
+
+def therapy_visits(rng: random.Random, kind: str, lob: str) -> Clinical:
+    """More visits of an episode of care: meets with at most 12 visits under a signed plan of care
+    with a current progress report documenting improvement; a nurse reviews maintenance therapy
+    without measurable improvement, 24 visits at once, or workers' comp therapy (no criteria set
+    covers it there); pends when progress is not reported. Each line is one code over the visits."""
+    completed = float(rng.choice((12, 12, 18, 20, 24, 30)))
+    requested = float(rng.choice((6, 8, 8, 10, 12, 12)))
+    facts: dict[str, bool | float] = {"visits_completed": completed, "visits_requested": requested,
+                                      "plan_of_care_signed": True, "progress_report_current": True,
+                                      "functional_improvement_documented": True}
+    if kind == REFER and lob != "workers_comp":
+        if rng.random() < 0.7:  # maintenance therapy: no measurable improvement (a nurse, never a denial)
+            facts["functional_improvement_documented"] = False
+        else:  # a first request well beyond the initial allowance
+            requested = 24.0
+            facts.update(visits_completed=0.0, visits_requested=requested)
+    elif kind == MISSING:
+        del facts["progress_report_current"], facts["functional_improvement_documented"]
+    elif kind not in (MEETS, REFER):
+        raise ValueError(kind)
+    codes = ["97110", *rng.sample(THERAPY_CODES[1:], rng.choice((0, 1, 1, 2)))]
+    pos = _pick(rng, POS.PLACE_OF_SERVICE_OFFICE, POS.PLACE_OF_SERVICE_OUTPATIENT_HOSPITAL)
+    span = int(requested * 7 / 2)  # about two visits a week
+    lines = [Line(code, int(requested) * (2 if code == "97110" else 1), pos, span) for code in codes]
+    return Clinical(lines, [rng.choice(THERAPY_DX)], _facts(facts, {"visits_completed": "visits",
+                                                                    "visits_requested": "visits"}))
+
+
+# Sleep testing: services/review/criteria/sleep-study-home-test.yaml and sleep-study-psg.yaml ----------
+
+SLEEP_RISK_FREE = ("significant_cardiorespiratory_disease", "neuromuscular_weakness", "hypoventilation_suspected",
+                   "chronic_opioid_use", "history_of_stroke", "severe_insomnia")
+
+
+def _osa_risk(rng: random.Random, at_risk: bool) -> dict[str, bool | float]:
+    """Epworth score and signs; at risk: sleepy and two or three of snoring, apneas, hypertension."""
+    if not at_risk:
+        return {"epworth_score": float(rng.randint(4, 10)), "habitual_loud_snoring": True,
+                "witnessed_apneas": False, "hypertension_diagnosed": rng.random() < 0.3}
+    signs = rng.choice(((True, True, False), (True, False, True), (False, True, True), (True, True, True)))
+    return {"epworth_score": float(rng.randint(11, 19)), "habitual_loud_snoring": signs[0],
+            "witnessed_apneas": signs[1], "hypertension_diagnosed": signs[2]}
+
+
+def home_sleep_test(rng: random.Random, kind: str, lob: str) -> Clinical:
+    """Meets for an uncomplicated adult at increased risk of moderate to severe OSA; a nurse reviews
+    a patient with a reason for laboratory testing, or one not at risk; pends when the complicating
+    conditions are not addressed."""
+    facts: dict[str, bool | float] = {**_osa_risk(rng, at_risk=kind != REFER or rng.random() < 0.6),
+                                      **dict.fromkeys(SLEEP_RISK_FREE, False)}
+    if kind == REFER and float(facts["epworth_score"]) > 10:  # at risk, but a home test is unreliable
+        facts[rng.choice(("chronic_opioid_use", "history_of_stroke", "significant_cardiorespiratory_disease"))] = True
+    elif kind == MISSING:
+        for name in rng.sample(SLEEP_RISK_FREE, rng.randint(2, 4)):
+            del facts[name]
+    elif kind not in (MEETS, REFER):
+        raise ValueError(kind)
+    code = rng.choices(("G0399", "G0398", "95806", "95800"), weights=(6, 1, 2, 1))[0]
+    diagnoses = [rng.choice(("G47.33", "R06.83", "G47.30"))]
+    return Clinical([Line(code, 1, POS.PLACE_OF_SERVICE_HOME, 30)], diagnoses,
+                    _facts(facts, {"epworth_score": "points"}))
+
+
+def polysomnography(rng: random.Random, kind: str, lob: str) -> Clinical:
+    """Meets when at risk of OSA with a reason to test in the laboratory (cardiorespiratory
+    disease, stroke, opioids, insomnia, a failed home test); an uncomplicated patient goes to a
+    nurse (who may redirect to a home test); pends when the reasons are not stated."""
+    facts: dict[str, bool | float] = {**_osa_risk(rng, at_risk=True), **dict.fromkeys(SLEEP_RISK_FREE, False),
+                                      "home_test_failed": False}
+    if kind == MEETS:
+        facts[rng.choice((*SLEEP_RISK_FREE, "home_test_failed", "home_test_failed"))] = True
+    elif kind == MISSING:
+        for name in (*SLEEP_RISK_FREE, "home_test_failed"):
+            del facts[name]
+    elif kind != REFER:
+        raise ValueError(kind)
+    diagnoses = [rng.choice(("G47.33", "R06.83", "G47.10"))]
+    return Clinical([Line("95810", 1, _pick(rng, POS.PLACE_OF_SERVICE_INDEPENDENT_CLINIC,
+                                            POS.PLACE_OF_SERVICE_OUTPATIENT_HOSPITAL), 30)],
+                    diagnoses, _facts(facts, {"epworth_score": "points"}))
+
+
+def _facts(values: dict[str, bool | float], units: dict[str, str]) -> list[Fact]:
+    return [flag(name, value) if isinstance(value, bool) else num(name, value, units.get(name, ""))
+            for name, value in values.items()]
+
+
+# Services no criteria set covers: always referred to a nurse ------------------------------------------
+
+def uncovered_surgery(rng: random.Random, kind: str, lob: str) -> Clinical:
     """Orthopedic and spine surgery no criteria set covers: always referred to a nurse."""
     if kind != REFER:
         raise ValueError(kind)
@@ -344,8 +507,8 @@ def uncovered_surgery(rng: random.Random, kind: str) -> Clinical:
         facts = [num("symptom_duration_weeks", rng.randint(8, 40), "weeks"),
                  num("conservative_therapy_weeks", rng.randint(6, 16), "weeks")]
     elif choice == 0:  # total knee arthroplasty
-        lines = [Line("27447", 1, rng.choice((POS.PLACE_OF_SERVICE_INPATIENT_HOSPITAL,
-                                              POS.PLACE_OF_SERVICE_OUTPATIENT_HOSPITAL)), 60)]
+        lines = [Line("27447", 1, _pick(rng, POS.PLACE_OF_SERVICE_INPATIENT_HOSPITAL,
+                                        POS.PLACE_OF_SERVICE_OUTPATIENT_HOSPITAL), 60)]
         diagnoses = [rng.choice(("M17.11", "M17.12", "M17.0"))]
         facts = [num("conservative_therapy_weeks", rng.randint(12, 52), "weeks"),
                  num("body_mass_index", round(rng.uniform(24, 39), 1), "kg/m2")]
@@ -367,9 +530,19 @@ def uncovered_surgery(rng: random.Random, kind: str) -> Clinical:
     return Clinical(lines, diagnoses, facts)
 
 
+NOT_WC = ("medicare_advantage", "medicaid", "commercial")
+_ALL = {MEETS: LOBS, REFER: LOBS, MISSING: LOBS}
 PROFILES: tuple[Profile, ...] = (
-    Profile("lumbar-mri", LOBS, {MEETS: 100, REFER: 55, MISSING: 100}, lumbar_mri),
-    Profile("uncovered-surgery", LOBS, {REFER: 45}, uncovered_surgery),
+    Profile("lumbar-mri", {MEETS: 45, REFER: 22, MISSING: 35}, _ALL, lumbar_mri),
+    Profile("knee-mri", {MEETS: 20, REFER: 10, MISSING: 20}, _ALL, knee_mri),
+    # Therapy criteria do not cover workers' comp; a workers' comp therapy request is referred.
+    Profile("therapy-visits", {MEETS: 20, REFER: 12, MISSING: 25},
+            {MEETS: NOT_WC, REFER: LOBS, MISSING: NOT_WC}, therapy_visits),
+    Profile("home-sleep-test", {MEETS: 10, REFER: 8, MISSING: 12},
+            {MEETS: NOT_WC, REFER: NOT_WC, MISSING: NOT_WC}, home_sleep_test),
+    Profile("polysomnography", {MEETS: 5, REFER: 6, MISSING: 8},
+            {MEETS: NOT_WC, REFER: NOT_WC, MISSING: NOT_WC}, polysomnography),
+    Profile("uncovered-surgery", {REFER: 42}, _ALL, uncovered_surgery),
 )
 
 
@@ -399,13 +572,11 @@ class Generator:
         candidates = [p for p in PROFILES if p.weights.get(category)]
         return self.rng.choices(candidates, weights=[p.weights[category] for p in candidates])[0]
 
-    def pick_member(self, clinical: Clinical, lobs: Sequence[str]) -> tuple[Member, CoverageRow]:
-        codes = [line.code for line in clinical.lines]
-        options = [(m, c) for m in self.members for c in m.active() if c.line_of_business in lobs
-                   and not any((m.member_id, code) in self.used for code in codes)]
-        member, coverage = self.rng.choice(options)
-        self.used.update((member.member_id, code) for code in codes)
-        return member, coverage
+    def pick_member(self, lobs: Sequence[str]) -> tuple[Member, CoverageRow]:
+        """An adult member with active coverage of one of ``lobs``."""
+        options = [(m, c) for m in self.members if m.birth_date <= ADULT_BORN_BY
+                   for c in m.active() if c.line_of_business in lobs]
+        return self.rng.choice(options)
 
     def request(self, category: str, member_id: str, coverage: CoverageRow, clinical: Clinical
                 ) -> intake_pb2.SubmitRequestRequest:
@@ -414,7 +585,7 @@ class Generator:
         office = all(line.place_of_service == POS.PLACE_OF_SERVICE_OFFICE for line in clinical.lines)
         servicing = ordering if office else rng.choice(self.facilities)
         start = _day(rng, SERVICE_FIRST, SERVICE_LAST_START)
-        expedited = clinical.expedited or (category != INVALID and rng.random() < 0.08)
+        expedited = clinical.expedited or (category != INVALID and rng.random() < 0.11)
         message = intake_pb2.SubmitRequestRequest(
             idempotency_key=self.key(),
             member_id=member_id,
@@ -435,14 +606,21 @@ class Generator:
         return message
 
     def valid(self, category: str) -> intake_pb2.SubmitRequestRequest:
+        """A request of ``category`` (meets, refer or missing_info). No member gets the same code
+        twice, so that review never sees a possible duplicate of an earlier authorization."""
         profile = self.profile_for(category)
-        clinical = profile.build(self.rng, category)
-        member, coverage = self.pick_member(clinical, profile.lines_of_business)
-        return self.request(category, member.member_id, coverage, clinical)
+        for _ in range(1000):
+            member, coverage = self.pick_member(profile.lines_of_business[category])
+            clinical = profile.build(self.rng, category, coverage.line_of_business)
+            pairs = {(member.member_id, line.code) for line in clinical.lines}
+            if not pairs & self.used:
+                self.used |= pairs
+                return self.request(category, member.member_id, coverage, clinical)
+        raise RuntimeError(f"no member left for another {profile.name} request; add members or requests fewer")
 
     def ineligible(self, n: int) -> intake_pb2.SubmitRequestRequest:
         """Alternately a member nobody knows and a member whose coverage has ended."""
-        clinical = lumbar_mri(self.rng, MEETS)
+        clinical = lumbar_mri(self.rng, MEETS)  # the coverage, not the clinical story, is at fault
         terminated = [(m, c) for m in self.members for c in m.terminated()]
         known = {m.member_id for m in self.members}
         if n % 2 == 0:

@@ -4,6 +4,7 @@ that the committed files are what deploy/sample/make_sample.py produces."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib.util
 import json
 import random
@@ -17,11 +18,17 @@ from typing import Any
 import pytest
 import yaml
 from google.protobuf import json_format
+from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2
 
+from services.common.proto_enums import to_name
 from services.intake.domain.codes import is_npi as intake_is_npi
 from services.intake.domain.model import Coverage, check_eligibility, validate
 from services.intake.entrypoints.mapping import to_domain
+from services.review.adapters.criteria_loader import CriteriaLibrary, load_library
+from services.review.bootstrap import DEFAULT_CRITERIA_DIR
+from services.review.domain.criteria import LineFacts, Outcome, PythonMatcher, evaluate
+from services.review.domain.decisions import decide_line
 
 REPO = Path(__file__).resolve().parents[3]
 SAMPLE = REPO / "deploy" / "sample"
@@ -234,7 +241,52 @@ def test_lumbar_mri_requests_follow_the_rule(workload: list[dict[str, Any]], exp
         assert _lumbar_category(facts) == category, entry["idempotency_key"]
         assert {d["code"] for d in entry["diagnoses"]} <= {"M54.50", "M54.16", "M51.16", "M48.062"}
         checked += 1
-    assert checked >= 100
+    assert checked >= 50
+
+
+def _review_category(request: intake_pb2.SubmitRequestRequest) -> tuple[str, list[str | None]]:
+    """What the review service's criteria library and decision rules make of a request, as a
+    workload category, with the criteria id each line was evaluated against."""
+    library = _library()
+    lob = to_name(types_pb2.LineOfBusiness.DESCRIPTOR, request.coverage.line_of_business)
+    assert lob is not None
+    facts = {f.name: getattr(f, str(f.WhichOneof("value"))) for f in request.clinical_facts}
+    diagnoses = tuple(d.code.upper().replace(".", "") for d in request.diagnoses)
+    outcomes, criteria_ids = set(), []
+    for line in request.service_lines:
+        line_facts = LineFacts(procedure_code=line.procedure_code, diagnoses=diagnoses, line_of_business=lob,
+                               member_state=request.coverage.member_state, urgency="standard",
+                               review_type="prospective", units=line.units,
+                               place_of_service=int(line.place_of_service), facts=facts)
+        criteria = library.select(line_facts)
+        evaluation = evaluate(criteria, line_facts, PythonMatcher()) if criteria is not None else None
+        outcomes.add(decide_line(evaluation, line.procedure_code, lob, []).outcome)
+        criteria_ids.append(criteria.id if criteria is not None else None)
+    if outcomes <= {Outcome.MEETS_CRITERIA, Outcome.MEETS_CRITERIA_URGENT}:
+        return "meets", criteria_ids
+    if Outcome.PEND_MISSING_INFORMATION in outcomes:
+        return "missing_info", criteria_ids
+    return ("refer" if outcomes == {Outcome.REFER_TO_NURSE} else str(sorted(o.value for o in outcomes))), criteria_ids
+
+
+@functools.cache
+def _library() -> CriteriaLibrary:
+    return load_library(DEFAULT_CRITERIA_DIR)
+
+
+def test_review_criteria_give_the_intended_outcome(workload: list[dict[str, Any]], expected: list[str]) -> None:
+    """The review service's own criteria library (services/review/criteria) and decision rules
+    evaluate each eligible, valid request as the generator meant it. When this fails after a
+    criteria change, align PROFILES in deploy/sample/make_sample.py and regenerate."""
+    used: Counter[str | None] = Counter()
+    for i, (entry, category) in enumerate(zip(workload, expected, strict=True)):
+        if category not in ("meets", "refer", "missing_info"):
+            continue
+        got, criteria_ids = _review_category(json_format.ParseDict(entry, intake_pb2.SubmitRequestRequest()))
+        assert got == category, f"[{i}] {entry['idempotency_key']}: meant {category}, review gives {got}"
+        used.update(criteria_ids)
+    # Every criteria set of the library is exercised, and so is "no criteria set covers this".
+    assert {c.id for c in _library().current()} | {None} == set(used)
 
 
 # -- members -----------------------------------------------------------------------------------------
