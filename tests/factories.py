@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import uuid
 
@@ -23,11 +24,16 @@ def fact(name: str, value: bool | float | str, unit: str = "") -> types_pb2.Clin
 
 def lumbar_mri(*, meets: bool = True, member_id: str = "T-MA-0001", key: str | None = None,
                lob: int = types_pb2.LINE_OF_BUSINESS_MEDICARE_ADVANTAGE, state: str = "CA",
-               procedure_code: str = "72148", start: tuple[int, int, int] = (2027, 1, 11),
+               procedure_code: str = "72148", start: dt.date | None = None,
                missing_facts: bool = False,
                urgency: int = types_pb2.URGENCY_STANDARD) -> intake_pb2.SubmitRequestRequest:
     """A lumbar spine MRI for low back pain: meets criteria after 8 weeks of symptoms and
-    conservative therapy; does not (refer to nurse) after 2 weeks without red flags."""
+    conservative therapy; does not (refer to nurse) after 2 weeks without red flags.
+
+    Each call gets its own 14-day window (unless ``start`` is given) so that requests for
+    the same member don't overlap: overlapping ones are flagged as possible duplicates."""
+    begin = start or dt.date(2027, 1, 11) + dt.timedelta(days=15 * (next(_counter) % 2000))
+    end = begin + dt.timedelta(days=14)
     facts = [] if missing_facts else [
         fact("symptom_duration_weeks", 8 if meets else 2, "weeks"),
         fact("conservative_therapy_weeks", 7 if meets else 1, "weeks"),
@@ -44,8 +50,8 @@ def lumbar_mri(*, meets: bool = True, member_id: str = "T-MA-0001", key: str | N
         diagnoses=[types_pb2.Diagnosis(code="M54.16", primary=True)],
         service_lines=[types_pb2.ServiceLine(
             line_number=1, procedure_code=procedure_code, units=1,
-            start_date=types_pb2.Date(year=start[0], month=start[1], day=start[2]),
-            end_date=types_pb2.Date(year=start[0], month=start[1], day=start[2] + 14),
+            start_date=types_pb2.Date(year=begin.year, month=begin.month, day=begin.day),
+            end_date=types_pb2.Date(year=end.year, month=end.month, day=end.day),
             place_of_service=types_pb2.PLACE_OF_SERVICE_OUTPATIENT_HOSPITAL)],
         review_type=types_pb2.REVIEW_TYPE_PROSPECTIVE,
         urgency=urgency,

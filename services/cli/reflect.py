@@ -38,7 +38,7 @@ class ReflectionClient:
         request_cls = message_factory.GetMessageClass(desc.input_type)
         response_cls = message_factory.GetMessageClass(desc.output_type)
         request = json_format.ParseDict(body, request_cls())
-        rpc = self._channel.unary_unary(f"/{service}/{method}", request_serializer=lambda m: m.SerializeToString(),
+        rpc: Any = self._channel.unary_unary(f"/{service}/{method}", request_serializer=lambda m: m.SerializeToString(),
                                         response_deserializer=response_cls.FromString)
         response = rpc(request, timeout=timeout_s)
         return json_format.MessageToDict(response, preserving_proto_field_name=True)

@@ -49,10 +49,21 @@ def make_consumer(bootstrap: str, group_id: str, client_id: str, topics: Iterabl
         "max_poll_interval_ms": 300000,
         "session_timeout_ms": 10000,
         "heartbeat_interval_ms": 3000,
+        # Notice new topics/partitions within seconds, not the default five minutes.
+        "metadata_max_age_ms": 10000,
     }
     config.update(overrides)
     consumer = KafkaConsumer(**config)
-    consumer.subscribe(list(topics))
+    names = list(topics)
+    # Joining the group before the topics' partitions are known gets an empty assignment
+    # that is only corrected at the next metadata refresh; wait until they are visible.
+    deadline = time.monotonic() + 60
+    while not all(consumer.partitions_for_topic(t) for t in names):
+        if time.monotonic() > deadline:
+            consumer.close()
+            raise RuntimeError(f"topics {names} have no partitions visible on {bootstrap} after 60s")
+        time.sleep(0.2)
+    consumer.subscribe(names)
     return consumer
 
 

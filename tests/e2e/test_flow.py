@@ -50,6 +50,20 @@ def test_approved_request_gets_its_authorization_within_the_wait(clients: Client
     assert number in {a.authorization_number for a in listed}
 
 
+def test_overlapping_authorization_is_flagged_and_routed_to_a_nurse(clients: Clients) -> None:
+    import datetime as dt
+
+    first = lumbar_mri(start=dt.date(2029, 3, 1))
+    first.wait_ms = 15000
+    number = clients.intake.SubmitRequest(first, timeout=30).request.lines[0].authorization.authorization_number
+    assert number
+    again = lumbar_mri(start=dt.date(2029, 3, 10))  # same member and code, overlapping dates
+    view = clients.settle(clients.intake.SubmitRequest(again, timeout=30).request.request_id)
+    det = view.lines[0].determination
+    assert view.status == intake_pb2.REQUEST_STATUS_PENDED and det.queued_for_review
+    assert any(number in flag for flag in det.explanation.flags)
+
+
 def test_request_not_meeting_criteria_is_queued_for_a_nurse(clients: Clients) -> None:
     view = clients.intake.SubmitRequest(lumbar_mri(meets=False, member_id="T-COM-0003", state="NY",
                                                    lob=types_pb2.LINE_OF_BUSINESS_COMMERCIAL),
