@@ -269,7 +269,7 @@ def _conditions_table(explanation: types_pb2.Explanation) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("condition")
     table.add_column("status", no_wrap=True)
-    table.add_column("observed")
+    table.add_column("observed", overflow="fold")
     for c in explanation.conditions:
         label, style = _CONDITION_STYLE.get(c.status, ("unspecified", ""))
         what = c.condition_id + (f": {c.description}" if c.description else "")
@@ -431,8 +431,8 @@ def format_queue(tasks: Sequence[review_pb2.ReviewTask], total: int) -> Renderab
             (t.request_id, "cyan"), f" line {t.line_number}  ", (t.procedure_code, "bold"),
             f"  {_LOB_SHORT.get(t.line_of_business, '?')} {t.member_state}")
         detail = Text(enum_label(types_pb2.LineOutcome, t.outcome), style="yellow")
-        if t.reasons:
-            detail.append(": " + "; ".join(t.reasons))
+        for reason in t.reasons:
+            detail.append(f"\n• {reason}")
         parts += [heading, _indent(detail)]
     return Group(*parts)
 

@@ -328,7 +328,7 @@ def test_queue_list_table(server: Server, capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     assert "showing 5 of 5" in out and "27447" in out and "EXPEDITED" in out
     assert all(f"req-{i} line 1" in out for i in range(5))
-    assert "refer to nurse: no criteria set covers 27447 for medicaid" in out
+    assert "  refer to nurse" in out and "  • no criteria set covers 27447 for medicaid" in out
 
 
 def test_queue_list_unreachable_review(capsys: pytest.CaptureFixture[str]) -> None:
