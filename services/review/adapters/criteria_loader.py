@@ -23,7 +23,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,6 +50,7 @@ from services.review.domain.criteria import (
     content_hash,
     evaluate,
     example_line,
+    is_service_code,
     normalize_diagnosis,
     version_key,
 )
@@ -81,6 +82,10 @@ OUTCOME_REQUIRED = ("approve_when",)
 OUTCOME_OPTIONAL = ("urgent_when", "no_action_when")
 EXAMPLE_REQUIRED = ("name", "facts", "expect")
 EXAMPLE_OPTIONAL = ("missing_facts", "procedure_code", "diagnoses", "line_of_business")
+_KNOWN_KEYS = frozenset(TOP_REQUIRED + TOP_OPTIONAL + FACT_REQUIRED + FACT_OPTIONAL + CONDITION_REQUIRED
+                        + PREDICATE_REQUIRED + OUTCOME_REQUIRED + OUTCOME_OPTIONAL + EXAMPLE_REQUIRED
+                        + EXAMPLE_OPTIONAL + ("all_of", "any_of"))
+_EXAMPLE_FACTS = re.compile(r"examples\[\d+\]\.facts")
 
 
 class CriteriaError(ValueError):
@@ -138,22 +143,24 @@ def _adverse(text: str) -> bool:
     return bool(set(normalized.split("_")) & _ADVERSE_WORDS) or any(p in normalized for p in _ADVERSE_PHRASES)
 
 
-def _adverse_sites(node: Any, where: str, in_outcome: bool) -> Iterator[str]:
-    """Fields that name an adverse outcome: any key anywhere, and any string in an outcome
-    position (under ``outcomes``, or an example's ``expect``). Descriptions elsewhere may say
-    "adverse reaction" without expressing an outcome."""
+def _adverse_sites(node: Any, where: str, scan_values: bool) -> Iterator[str]:
+    """Fields that express an adverse outcome: any key (except the fact names of an example), and
+    any text in an outcome position (under ``outcomes``, an example's ``expect``, or an unknown
+    key). Descriptions, names and fact values elsewhere may say "adverse reaction" or "denied
+    before" without expressing an outcome."""
     if isinstance(node, dict):
+        fact_names = _EXAMPLE_FACTS.fullmatch(where) is not None
         for key, value in node.items():
             path = f"{where}.{key}" if where else str(key)
-            if _adverse(str(key)):
+            if not fact_names and _adverse(str(key)):
                 yield path
                 continue
-            outcome_here = in_outcome or path == "outcomes" or (where.startswith("examples[") and key == "expect")
-            yield from _adverse_sites(value, path, outcome_here)
+            outcome_position = not fact_names and (key in ("outcomes", "expect") or key not in _KNOWN_KEYS)
+            yield from _adverse_sites(value, path, scan_values or outcome_position)
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            yield from _adverse_sites(value, f"{where}[{i}]", in_outcome)
-    elif in_outcome and isinstance(node, str) and _adverse(node):
+            yield from _adverse_sites(value, f"{where}[{i}]", scan_values)
+    elif scan_values and isinstance(node, str) and _adverse(node):
         yield where
 
 
@@ -200,8 +207,10 @@ class _Shape:
         return node
 
     def items(self, node: Any, where: str) -> list[Any]:
-        if not isinstance(node, list) or not node:
-            raise self.fail(where, f"expected a non-empty list, got {_kind(node)}")
+        if not isinstance(node, list):
+            raise self.fail(where, f"expected a list, got {_kind(node)}")
+        if not node:
+            raise self.fail(where, "must not be empty")
         return node
 
 
@@ -299,7 +308,7 @@ def _example(shape: _Shape, node: Any, where: str, facts: Mapping[str, FactSpec]
 def parse_criteria(doc: Any, path: Path, digest: str) -> CriteriaSet:
     """Build a criteria set from a parsed YAML document; ``path`` only names the file in errors."""
     shape = _Shape(path)
-    for site in _adverse_sites(doc, "", in_outcome=False):
+    for site in _adverse_sites(doc, "", scan_values=False):
         raise shape.fail(site, DENY_PROBLEM)
     raw = shape.mapping(doc, "", TOP_REQUIRED, TOP_OPTIONAL)
 
@@ -324,12 +333,17 @@ def parse_criteria(doc: Any, path: Path, digest: str) -> CriteriaSet:
     examples = tuple(_example(shape, e, f"examples[{i}]", by_name)
                      for i, e in enumerate(shape.items(raw["examples"], "examples")))
     patterns = shape.texts(raw["diagnosis_patterns"], "diagnosis_patterns")
+    codes = shape.texts(raw["service_codes"], "service_codes")
+    for i, code in enumerate(codes):
+        if not is_service_code(code):
+            raise shape.fail(f"service_codes[{i}]", f"{code!r} is neither a CPT code (5 digits, or 4 digits + F/T/U) "
+                                                    "nor a HCPCS Level II code (a letter + 4 digits)")
     try:
         criteria = CriteriaSet(
             id=shape.text(raw["id"], "id"), version=shape.text(raw["version"], "version"),
             title=shape.text(raw["title"], "title"), sources=tuple(shape.texts(raw["sources"], "sources")),
             lines_of_business=frozenset(shape.texts(raw["lines_of_business"], "lines_of_business")),
-            service_codes=frozenset(shape.texts(raw["service_codes"], "service_codes")),
+            service_codes=frozenset(codes),
             diagnosis_patterns=tuple(normalize_diagnosis(p) for p in patterns),
             facts=tuple(specs), conditions=conditions, outcomes=outcomes, content_hash=digest,
             examples=examples, notes=shape.text(raw["notes"], "notes") if "notes" in raw else "")
@@ -376,17 +390,26 @@ class CriteriaLibrary:
     """Every loaded criteria set, every version. Selection uses the highest version of each id."""
 
     sets: tuple[CriteriaSet, ...]
+    _all: tuple[CriteriaSet, ...] = field(init=False, repr=False, compare=False)
+    _current_by_code: Mapping[str, tuple[CriteriaSet, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ordered = tuple(sorted(self.sets, key=lambda c: (c.id, version_key(c.version))))
+        newest = {c.id: c for c in ordered}  # ascending versions: the last one of each id stays
+        by_code: dict[str, list[CriteriaSet]] = {}
+        for c in newest.values():
+            for code in c.service_codes:
+                by_code.setdefault(code, []).append(c)
+        object.__setattr__(self, "_all", ordered)
+        object.__setattr__(self, "_current_by_code", {k: tuple(v) for k, v in by_code.items()})
 
     def all(self) -> tuple[CriteriaSet, ...]:
         """All sets, ordered by id then version."""
-        return tuple(sorted(self.sets, key=lambda c: (c.id, version_key(c.version))))
+        return self._all
 
     def current(self) -> tuple[CriteriaSet, ...]:
         """The highest version of each id, ordered by id."""
-        newest: dict[str, CriteriaSet] = {}
-        for c in self.all():
-            newest[c.id] = c  # all() is in ascending version order
-        return tuple(newest.values())
+        return tuple({c.id: c for c in self._all}.values())
 
     def get(self, criteria_id: str, version: str | None = None) -> CriteriaSet | None:
         """A set by id and version (default: the highest version)."""
@@ -402,7 +425,7 @@ class CriteriaLibrary:
         then the smaller id, so the choice never depends on file order. A newer version that stopped
         covering a line is not overridden by an older one that still does."""
         candidates = []
-        for c in self.current():
+        for c in self._current_by_code.get(line.procedure_code.strip().upper(), ()):
             specificity = c.diagnosis_specificity(line.diagnoses)
             if specificity is not None and c.covers(line):
                 candidates.append(((-specificity[0], -specificity[1], len(c.lines_of_business),

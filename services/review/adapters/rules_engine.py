@@ -21,9 +21,13 @@ Quirks of durable-rules 2.0.28 this module works around (each one observed here)
 * An action with two parameters is taken to be asynchronous (it must call back), and exceptions
   in actions are swallowed into the session state, so actions take exactly one parameter and do
   nothing that can fail.
-* Asserting a fact that no rule matches raises ``MessageNotHandledException``: an ordinary "no
-  condition holds" here. A failed assert may leave no session, and deleting a session that does
-  not exist raises.
+* Asserting a fact that no rule matches raises ``MessageNotHandledException`` and leaves a session
+  whose deletion can then crash the process (SIGSEGV or abort, depending on heap layout; seen
+  here on the second version of a one-rule set). Every ruleset therefore carries a catch-all rule
+  that matches every line, so no assert goes unhandled. A failed assert may leave no session, and
+  deleting a session that does not exist raises.
+* A ruleset holds at most about 1,024 live sessions; the next assert raises ``MemoryError``.
+  Deleting each line's session at once is what keeps the engine usable, not a nicety.
 * Its JSON parser rejects some exponent notation ("1e+16", "1e-05") that Python's ``json`` writes
   for magnitudes >= 1e16 or < 1e-4. Numbers are therefore sent as proxies with the same order
   relative to every threshold a ruleset may contain, and thresholds are limited to that range.
@@ -66,6 +70,9 @@ logger = logging.getLogger(__name__)
 MIN_THRESHOLD = 1e-3
 MAX_THRESHOLD = 1e15
 _TINY_PROXY = 5e-4  # strictly between 0 and any allowed non-zero threshold; JSON "0.0005"
+_CATCH_ALL = "every_line"
+_LINE_FIELD = "kind"
+_LINE_VALUE = "line"
 
 
 class RulesEngineError(RuntimeError):
@@ -168,6 +175,10 @@ def _recorder(condition_id: str) -> Callable[[Any], None]:
     return record
 
 
+def _ignore(c: Any) -> None:
+    """The catch-all rule's action: nothing to record."""
+
+
 def _compile(host: _SynchronousHost, criteria: CriteriaSet) -> _Compiled:
     """Register ``criteria`` once (caller holds the lock)."""
     name = ruleset_name(criteria)
@@ -178,7 +189,8 @@ def _compile(host: _SynchronousHost, criteria: CriteriaSet) -> _Compiled:
                                    f"{known.content_hash[:12]}, now {criteria.content_hash[:12]}); "
                                    "changed criteria need a new version")
         return known
-    definition = {}
+    # The catch-all: its field is not "f_"-prefixed, so no fact can shadow it (see the module docstring).
+    definition = {_CATCH_ALL: when_all(m.__getattr__(_LINE_FIELD) == _LINE_VALUE)(_ignore).define()}
     for i, cond in enumerate(criteria.conditions):
         expression = functools.reduce(operator.and_, [_expression(criteria, p) for p in cond.predicates])
         definition[f"c{i}_{cond.id}"] = when_all(expression)(_recorder(cond.id)).define()
@@ -188,7 +200,7 @@ def _compile(host: _SynchronousHost, criteria: CriteriaSet) -> _Compiled:
         raise RulesEngineError(f"durable-rules refused ruleset {name}: {exc}") from exc
     compiled = _Compiled(name, criteria.content_hash)
     _registered[name] = compiled
-    logger.info("compiled criteria %s into a durable-rules ruleset of %d rules", name, len(definition))
+    logger.info("compiled criteria %s into a durable-rules ruleset of %d rules", name, len(definition) - 1)
     return compiled
 
 
@@ -222,12 +234,15 @@ class DurableRulesMatcher(ConditionMatcher):
             name = _compile(host, criteria).name
             sid = str(next(_sids))
             fact["sid"] = sid
+            fact[_LINE_FIELD] = _LINE_VALUE
             _fired[sid] = set()
             try:
                 try:
                     host.assert_fact(name, fact)
-                except engine.MessageNotHandledException:
-                    pass  # no condition holds; the session exists all the same
+                except engine.MessageNotHandledException as exc:
+                    # Unreachable while the catch-all rule exists; deleting this session could crash
+                    # the process, so it is left behind (one of about 1,024) and the line fails.
+                    raise RulesEngineError(f"{name}: the catch-all rule did not match a line") from exc
                 except Exception as exc:
                     _discard(host, name, sid)
                     raise RulesEngineError(f"durable-rules could not evaluate a line against {name}: {exc}") from exc

@@ -219,11 +219,10 @@ class Condition:
     id: str
     description: str
     predicates: tuple[Predicate, ...]
+    facts: tuple[str, ...] = field(init=False)  # the facts it reads, in order of first use
 
-    @property
-    def facts(self) -> tuple[str, ...]:
-        """The facts this condition reads, in order of first use."""
-        return tuple(dict.fromkeys(p.fact for p in self.predicates))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "facts", tuple(dict.fromkeys(p.fact for p in self.predicates)))
 
 
 @dataclass(frozen=True)
