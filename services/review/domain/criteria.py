@@ -272,7 +272,7 @@ class Example:
     Unset line attributes default to the set's first code, diagnosis pattern and line of business."""
 
     name: str
-    facts: Mapping[str, FactValue]
+    facts: Mapping[str, FactValue] = field(hash=False)  # a mapping cannot be hashed; the rest identifies it
     expect: Outcome
     missing_facts: tuple[str, ...] | None = None
     procedure_code: str | None = None
@@ -513,7 +513,7 @@ class LineFacts:
     review_type: str  # "prospective" | "concurrent" | "retrospective"
     units: int
     place_of_service: int
-    facts: Mapping[str, FactValue]
+    facts: Mapping[str, FactValue] = field(hash=False)
 
 
 def example_line(criteria: CriteriaSet, example: Example) -> LineFacts:

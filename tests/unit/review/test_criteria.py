@@ -301,6 +301,7 @@ class TestDurableRulesMatcher(MatcherContract):
 
 def test_required_criteria_files_are_shipped_and_cite_sources() -> None:
     assert {c.id for c in LIBRARY.all()} >= REQUIRED_FILES
+    assert len(set(LIBRARY.all())) == len(LIBRARY.all())  # hashable, and distinct
     for c in LIBRARY.all():
         assert c.sources and all(len(s) > 20 for s in c.sources)
         assert len(c.content_hash) == 64
@@ -322,6 +323,8 @@ def test_lumbar_mri_is_selected_for_low_back_pain_lines() -> None:
             for lob in ("medicare_advantage", "medicaid", "commercial", "workers_comp"):
                 chosen = LIBRARY.select(line({}, code=code, diagnoses=("Z0000", dx), lob=lob))
                 assert chosen is not None and chosen.id == "imaging-mri-lumbar-spine"
+    dotted = LIBRARY.select(line({}, diagnoses=("m54.16",)))  # normalized before matching
+    assert dotted is not None and dotted.id == "imaging-mri-lumbar-spine"
 
 
 @pytest.mark.parametrize(("code", "diagnoses", "lob"), [
