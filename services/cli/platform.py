@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -135,7 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = settings.get("KAFKA_BOOTSTRAP_SERVERS")
     database_urls = {s: os.environ[f"UR_{s.upper()}_DATABASE_URL"] for s in SERVICES
                      if os.environ.get(f"UR_{s.upper()}_DATABASE_URL")}
-    platform = Platform(var_dir=Path(args.var_dir), kafka_bootstrap=bootstrap, database_urls=database_urls)
+    var_dir = Path(args.var_dir)
+    if var_dir.exists() and not database_urls:
+        # The sample workload's approvals would overlap the last run's authorizations and be
+        # referred as possible duplicates: each run starts from fresh demo databases, and the
+        # previous run's data stays readable beside them.
+        previous = var_dir.with_name(var_dir.name + ".previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        var_dir.rename(previous)
+    platform = Platform(var_dir=var_dir, kafka_bootstrap=bootstrap, database_urls=database_urls)
     where = ", ".join(f"{s} {platform.target(s)}" for s in SERVICES)
     console.print(f"[bold]Starting the UR platform[/bold] (Kafka {bootstrap}; data in {args.var_dir}): {where}")
     try:

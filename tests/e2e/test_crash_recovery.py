@@ -90,3 +90,27 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(own
     # Intake tells the same story: every complete request shows its one authorization number.
     shown = {v.lines[0].authorization.authorization_number for v in complete}
     assert len(shown) == len(complete) and "" not in shown
+
+
+def test_sigterm_stops_each_service_gracefully(own_platform: Platform) -> None:
+    clients = Clients(own_platform)
+    request = lumbar_mri(meets=True)
+    request.wait_ms = 15000
+    assert clients.intake.SubmitRequest(request, timeout=30).request.status == intake_pb2.REQUEST_STATUS_COMPLETE
+    # A call in flight when SIGTERM arrives still gets its answer.
+    slow = lumbar_mri(meets=False)
+    slow.wait_ms = 2000
+    answer: list[intake_pb2.SubmitRequestResponse] = []
+    caller = threading.Thread(target=lambda: answer.append(clients.intake.SubmitRequest(slow, timeout=30)))
+    caller.start()
+    time.sleep(0.3)
+    procs = dict(own_platform.procs)
+    for service in ("intake", "review", "authorization"):
+        own_platform.kill(service, signal.SIGTERM)
+    caller.join(30)
+    clients.close()
+    assert answer and answer[0].request.request_id
+    for service, proc in procs.items():
+        assert proc.returncode == 0, f"{service} exited with {proc.returncode}"
+        log = own_platform.log_path(service).read_text()
+        assert f"{service} stopped" in log and "Traceback" not in log
