@@ -35,7 +35,7 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
     handlers = AuthorizationHandlers(uow, topics,
                                      int(settings.extra.get("UR_AUTHORIZATION_VALIDITY_DAYS", "90")))
     consumer = ConsumerLoop(
-        kafka_io.make_consumer(settings.kafka_bootstrap, group_id="ur-authorization",
+        kafka_io.make_consumer(settings.kafka_bootstrap, group_id=topics.consumer_group("authorization"),
                                client_id="ur-authorization", topics=[topics.determination_made]),
         handlers, {"ur.events.v1.DeterminationMade": events_pb2.DeterminationMade.FromString},
         name=CONSUMER_NAME, dlq_producer=producer, dlq_topic=topics.dead_letter("authorization"),

@@ -134,6 +134,10 @@ class Topics:
     def authorizations_issued(self) -> str:
         return f"{self.prefix}.authorization.authorizations-issued.v1"
 
+    def consumer_group(self, service: str) -> str:
+        """Groups carry the prefix too: platforms sharing a cluster must not share groups."""
+        return f"{self.prefix}.{service}"
+
     def dead_letter(self, service: str) -> str:
         return f"{self.prefix}.{service}.dead-letter.v1"
 

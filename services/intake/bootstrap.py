@@ -45,7 +45,8 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
     handlers = IntakeHandlers(uow, topics, Waiters(),
                               max_wait_ms=int(settings.extra.get("UR_INTAKE_MAX_WAIT_MS", "15000")))
     consumer = ConsumerLoop(
-        kafka_io.make_consumer(settings.kafka_bootstrap, group_id="ur-intake", client_id="ur-intake",
+        kafka_io.make_consumer(settings.kafka_bootstrap, group_id=topics.consumer_group("intake"),
+                               client_id="ur-intake",
                                topics=[topics.determination_made, topics.authorizations_issued]),
         handlers,
         {"ur.events.v1.DeterminationMade": events_pb2.DeterminationMade.FromString,

@@ -49,7 +49,8 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
     duplicates = GrpcDuplicateChecker(settings.extra.get("UR_AUTHORIZATION_TARGET", "127.0.0.1:50053"))
     handlers = ReviewHandlers(uow, topics, LibraryEvaluator(library, DurableRulesMatcher()), duplicates)
     consumer = ConsumerLoop(
-        kafka_io.make_consumer(settings.kafka_bootstrap, group_id="ur-review", client_id="ur-review",
+        kafka_io.make_consumer(settings.kafka_bootstrap, group_id=topics.consumer_group("review"),
+                               client_id="ur-review",
                                topics=[topics.request_submitted]),
         handlers, {"ur.events.v1.RequestSubmitted": events_pb2.RequestSubmitted.FromString},
         name=CONSUMER_NAME, dlq_producer=producer, dlq_topic=topics.dead_letter("review"),
