@@ -115,5 +115,6 @@ def test_sigterm_stops_each_service_gracefully(own_platform: Platform) -> None:
         log = own_platform.log_path(service).read_text()
         assert f"{service} stopped" in log
         # kafka-python 3 may log a socket race of its own while closing; ours must be clean.
-        ours = [line for line in log.splitlines() if " services." in line and (" ERROR " in line or " WARNING " in line)]
+        ours = [line for line in log.splitlines()
+                if " services." in line and (" ERROR " in line or " WARNING " in line)]
         assert not ours, ours
