@@ -56,6 +56,19 @@ LUMBAR_CODES = ("72148", "72149", "72158")
 
 # -- the workload ----------------------------------------------------------------------------------
 
+def write_bench_members(path: Path, count: int) -> None:
+    """A synthetic population large enough that no two bench requests for one member and code
+    overlap in time (overlaps are, rightly, referred to a nurse as possible duplicates)."""
+    lobs = ("medicare_advantage", "medicaid", "commercial", "workers_comp")
+    states = ("CA", "TX", "NY", "FL", "IL", "PA", "OH", "GA", "NC", "MI")
+    members = [{"member_id": f"B{i:07d}", "birth_date": "1960-01-01",
+                "coverages": [{"line_of_business": lobs[i % 4], "plan_id": f"BENCH-{i % 4}",
+                               "state": states[i % len(states)], "effective": "2026-01-01", "termination": None}]}
+               for i in range(count)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"members": members}, sort_keys=False))
+
+
 def eligible_members(seed: Path) -> list[tuple[str, int, str]]:
     """(member id, line of business number, state) of members with coverage active in early 2027."""
     lob_numbers = {"medicare_advantage": 1, "medicaid": 2, "commercial": 3, "workers_comp": 4}
@@ -75,7 +88,7 @@ def make_request(i: int, members: list[tuple[str, int, str]], run: str) -> intak
     that the same member's requests rarely overlap."""
     member_id, lob, state = members[i % len(members)]
     meets = i % 5 != 0
-    start = dt.date(2027, 1, 4) + dt.timedelta(days=(i // len(members)) * 20 % 300)
+    start = dt.date(2027, 1, 4) + dt.timedelta(days=(i // len(members)) * 16)
     end = start + dt.timedelta(days=14)
 
     def d(x: dt.date) -> types_pb2.Date:
@@ -350,6 +363,41 @@ def ceiling_grpc(target: str, count: int, concurrency: int, console: Console) ->
     return {"grpc_unary_per_s": round(rate)}
 
 
+# -- profiles --------------------------------------------------------------------------------------
+
+def start_profiles(pids: dict[str, int], seconds: int, out_dir: Path) -> list[subprocess.Popen[bytes]]:
+    """Sample every thread of each service with py-spy (installed with `pip install py-spy`)."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    return [subprocess.Popen([str(spy), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
+                              "--format", "raw", "--nonblocking", "--output", str(out_dir / f"{name}.folded")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for name, pid in pids.items() if name in ("intake", "review", "authorization")]
+
+
+def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
+    """Self time by leaf function, and inclusive time by our own functions, from py-spy's folded stacks."""
+    leaf: dict[str, int] = {}
+    ours: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        frames = stack.split(";")
+        if frames and "(threading.py)" in frames[-1] and "wait" in frames[-1]:
+            continue  # idle threads
+        total += count
+        leaf[frames[-1]] = leaf.get(frames[-1], 0) + count
+        for frame in {f for f in frames if "services/" in f}:
+            ours[frame] = ours.get(frame, 0) + count
+
+    def share(d: dict[str, int]) -> list[tuple[str, float]]:
+        return [(k, round(100 * v / total, 1)) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+
+    return {"samples": total, "self_pct": share(leaf), "inclusive_ours_pct": share(ours)}
+
+
 # -- main ------------------------------------------------------------------------------------------
 
 def pg_admin_url() -> str:
@@ -384,13 +432,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling-count", type=int, default=50000)
     parser.add_argument("--output", default=os.environ.get("BENCH_OUTPUT", "bench-results.json"))
     parser.add_argument("--skip-ceilings", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample each service with py-spy during phase 1 and print where the time goes")
     args = parser.parse_args(argv)
     console = Console()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
     prefix = f"urbench{time.strftime('%H%M%S')}"
-    seed = REPO / "deploy" / "sample" / "members.yaml"
-    members = eligible_members(seed)
     var_dir = REPO / "var" / "bench"
+    seed = var_dir / "members.yaml"
+    total = args.requests + int(args.rate * args.rate_seconds) + 200
+    # About six requests per member, 16 days apart: none overlap.
+    write_bench_members(seed, max(1000, total // 6))
+    members = eligible_members(seed)
     urls = fresh_databases(pg_admin_url())
     platform = Platform(var_dir=var_dir, kafka_bootstrap=bootstrap, topic_prefix=prefix, database_urls=urls,
                         members_seed=seed, extra_env={"UR_LOG_LEVEL": "WARNING"})
@@ -419,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         # phase 1: throughput
         requests = [make_request(i, members, run) for i in range(args.requests)]
         meter = CpuMeter(pids)
+        spies = start_profiles(pids, 20, var_dir) if args.profile else []
         t0 = time.monotonic()
         started, errors = submit_all(stub, requests, args.concurrency, console, "phase 1: SubmitRequest")
         submit_wall = time.monotonic() - t0
@@ -436,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
                                            "p99": round(percentile(lat, 99), 1)},
             "cpu_seconds": meter.read(),
         }
+        for spy in spies:
+            spy.wait(60)
+        if spies:
+            results["profiles"] = {name: summarize_profile(var_dir / f"{name}.folded")
+                                   for name in ("intake", "review", "authorization")
+                                   if (var_dir / f"{name}.folded").exists()}
 
         # phase 2: latency at an offered rate
         count = int(args.rate * args.rate_seconds)
@@ -508,6 +568,13 @@ def render(results: dict[str, Any], console: Console) -> None:
     for name, value in rows:
         table.add_row(name, str(value))
     console.print(table)
+    for service, profile in results.get("profiles", {}).items():
+        console.print(f"[bold]{service}[/bold]: {profile['samples']} busy samples; self time by function:")
+        for frame, pct in profile["self_pct"]:
+            console.print(f"  {pct:5.1f} %  {frame}")
+        console.print("  inclusive, our code:")
+        for frame, pct in profile["inclusive_ours_pct"]:
+            console.print(f"  {pct:5.1f} %  {frame}")
 
 
 if __name__ == "__main__":

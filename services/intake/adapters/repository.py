@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 
 from services.common.clock import ensure_utc
 from services.common.uow import SqlUnitOfWork
@@ -93,18 +93,35 @@ class RequestRepository:
         self.conn.execute(t.requests.insert().values(**values))
         self.conn.execute(t.request_lines.insert(), list(lines))
 
-    def update_request(self, request_id: str, **values: Any) -> None:
-        self.conn.execute(update(t.requests).where(t.requests.c.request_id == request_id).values(**values))
-
-    def update_line(self, request_id: str, line_number: int, **values: Any) -> None:
-        self.conn.execute(update(t.request_lines).where(
-            t.request_lines.c.request_id == request_id, t.request_lines.c.line_number == line_number)
-            .values(**values))
+    def apply(self, headers: Sequence[dict[str, Any]], statuses: Sequence[dict[str, Any]],
+              line_determinations: Sequence[dict[str, Any]], line_authorizations: Sequence[dict[str, Any]]) -> None:
+        """Batched updates (executemany): keys prefixed ``b_`` select the row, the rest are new values."""
+        for table, rows, keys in ((t.requests, headers, ("request_id",)), (t.requests, statuses, ("request_id",)),
+                                  (t.request_lines, line_determinations, ("request_id", "line_number")),
+                                  (t.request_lines, line_authorizations, ("request_id", "line_number"))):
+            if not rows:
+                continue
+            columns = [c for c in rows[0] if not c.startswith("b_")]
+            statement = (update(table).where(*(table.c[k] == bindparam(f"b_{k}") for k in keys))
+                         .values({c: bindparam(c) for c in columns}))
+            self.conn.execute(statement, list(rows))
 
 
 class MemberRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+
+    def coverages_of(self, member_id: str) -> tuple[bool, list[Coverage]]:
+        """Whether the member exists, and their coverages, in one round trip."""
+        rows = self.conn.execute(
+            select(t.members.c.member_id, t.coverages.c.line_of_business, t.coverages.c.plan_id,
+                   t.coverages.c.state, t.coverages.c.effective, t.coverages.c.termination)
+            .select_from(t.members.outerjoin(t.coverages, t.coverages.c.member_id == t.members.c.member_id))
+            .where(t.members.c.member_id == member_id)).all()
+        coverages = [Coverage(member_id=member_id, line_of_business=r.line_of_business, plan_id=r.plan_id,
+                              state=r.state, effective=r.effective, termination=r.termination)
+                     for r in rows if r.line_of_business is not None]
+        return bool(rows), coverages
 
     def known(self, member_id: str) -> bool:
         return self.conn.execute(select(t.members.c.member_id)

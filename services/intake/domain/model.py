@@ -6,10 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 
 from services.common.grpc_errors import FieldViolation
 from services.intake.domain.codes import is_icd10cm, is_npi, is_procedure_code, is_state
@@ -78,10 +77,8 @@ class PriorAuthRequest:
 
     def fingerprint(self) -> str:
         """Identity of the payload (everything but the idempotency key) for replay detection."""
-        body = asdict(self)
-        body.pop("idempotency_key")
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        # The repr of these frozen dataclasses of tuples, strings and numbers is canonical.
+        return hashlib.sha256(repr(replace(self, idempotency_key="")).encode()).hexdigest()
 
 
 def _date(value: YMD | None) -> dt.date | None:

@@ -3,12 +3,14 @@ determination and authorization events that tell the rest of its story."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from ur.common.v1 import types_pb2
@@ -20,7 +22,7 @@ from services.common.consumer import PoisonMessage
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.grpc_errors import FieldViolation, IdempotencyConflict, NotFound, ValidationFailed
 from services.common.settings import Topics
-from services.intake.adapters.repository import IntakeUnitOfWork, RequestRecord
+from services.intake.adapters.repository import IntakeUnitOfWork, LineRecord, RequestRecord
 from services.intake.domain.model import (
     SETTLED,
     LineProgress,
@@ -84,26 +86,25 @@ class IntakeHandlers:
         if violations:
             raise ValidationFailed(violations)
         fingerprint = req.fingerprint()
-        replay = self._replay(req.idempotency_key, fingerprint)
-        if replay is not None:
-            return replay
         request_id = str(uuid.uuid4())
         waiter = self._waiters.register(request_id) if wait_ms > 0 else None
         try:
             try:
-                record_status = self._record(request_id, req, submitted, fingerprint)
+                record = self._record(request_id, req, submitted, fingerprint)
             except IntegrityError:
-                # Lost a race with a concurrent submission of the same key.
+                # The key is taken: a replay (or a conflict), perhaps by a concurrent submission.
+                # Inserting first keeps the common path to one transaction.
                 replay = self._replay(req.idempotency_key, fingerprint)
                 if replay is None:
                     raise
                 return replay
-            if waiter is not None and record_status not in SETTLED:
+            if waiter is not None and record.status not in SETTLED:
                 self._wait(request_id, waiter, min(wait_ms, self._max_wait_ms))
+                record = self.get(request_id)
         finally:
             if waiter is not None:
                 self._waiters.release(request_id)
-        return SubmitResult(self.get(request_id), replayed=False)
+        return SubmitResult(record, replayed=False)
 
     def _replay(self, key: str, fingerprint: str) -> SubmitResult | None:
         with self._uow() as uow:
@@ -119,21 +120,24 @@ class IntakeHandlers:
         return SubmitResult(existing, replayed=True)
 
     def _record(self, request_id: str, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
-                fingerprint: str) -> RequestStatus:
+                fingerprint: str) -> RequestRecord:
+        """Check eligibility and record the request (and, if eligible, its event) in one transaction."""
         now = utcnow()
         stored = intake_pb2.SubmitRequestRequest()
         stored.CopyFrom(submitted)
         stored.wait_ms = 0
+        payload = stored.SerializeToString()
         with self._uow() as uow:
-            eligibility = check_eligibility(req, uow.members.coverages(req.member_id),
-                                            uow.members.known(req.member_id))
+            known, coverages = uow.members.coverages_of(req.member_id)
+            eligibility = check_eligibility(req, coverages, known)
             status = RequestStatus.IN_REVIEW if eligibility.eligible else RequestStatus.INELIGIBLE
+            reason = "" if eligibility.eligible else eligibility.reason
             uow.requests.add(
                 {"request_id": request_id, "idempotency_key": req.idempotency_key, "fingerprint": fingerprint,
                  "member_id": req.member_id, "line_of_business": req.line_of_business,
                  "member_state": req.member_state, "urgency": req.urgency, "review_type": req.review_type,
-                 "status": status.value, "status_reason": "" if eligibility.eligible else eligibility.reason,
-                 "received_at": now, "payload": stored.SerializeToString(), "updated_at": now},
+                 "status": status.value, "status_reason": reason, "received_at": now, "payload": payload,
+                 "updated_at": now},
                 [{"request_id": request_id, "line_number": line.line_number,
                   "procedure_code": line.procedure_code, "queued": False, "certified": False}
                  for line in req.lines])
@@ -142,7 +146,12 @@ class IntakeHandlers:
                                           message=_submitted_event(request_id, now, stored)))
             uow.commit()
         logger.info("request %s recorded: %s (%d lines)", request_id, status.value, len(req.lines))
-        return status
+        return RequestRecord(
+            request_id=request_id, idempotency_key=req.idempotency_key, fingerprint=fingerprint,
+            member_id=req.member_id, status=status, status_reason=reason, received_at=now, payload=payload,
+            determination_id=None, decided_at=None, determination_header=None,
+            lines=tuple(LineRecord(line.line_number, line.procedure_code, None, False, False, None, None)
+                        for line in req.lines))
 
     def _wait(self, request_id: str, waiter: threading.Event, wait_ms: int) -> None:
         """Sleep until the request settles or time runs out. No transaction is open meanwhile;
@@ -166,27 +175,36 @@ class IntakeHandlers:
 
     # -- events --------------------------------------------------------------------------------
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
-        """Apply DeterminationMade / AuthorizationsIssued events (idempotent, one transaction)."""
+        """Apply DeterminationMade / AuthorizationsIssued events (idempotent, one transaction).
+
+        Line progress is tracked in memory across the batch so that each statement runs once
+        per batch (executemany), not once per line or request."""
         with self._uow() as uow:
             done = uow.already_processed(CONSUMER_NAME, [e.event_id for e in events])
             fresh = [e for e in events if e.event_id not in done]
             records = uow.requests.get_many(sorted({_request_id(e) for e in fresh}))
-            touched: set[str] = set()
+            progress = {rid: {ln.line_number: _Progress.of(ln) for ln in rec.lines} for rid, rec in records.items()}
+            changes = _Changes()
             for event in fresh:
                 request_id = _request_id(event)
                 record = records.get(request_id)
                 if record is None:
                     raise PoisonMessage(f"event {event.event_id} refers to unknown request {request_id}")
                 if isinstance(event.message, events_pb2.DeterminationMade):
-                    _apply_determination(uow, record, event.message)
+                    _apply_determination(changes, record, progress[request_id], event.message)
                 elif isinstance(event.message, events_pb2.AuthorizationsIssued):
-                    _apply_authorizations(uow, record, event.message)
-                touched.add(request_id)
-            for request_id in sorted(touched):
-                _refresh_status(uow, request_id)
+                    _apply_authorizations(changes, record, progress[request_id], event.message)
+                changes.touched.add(request_id)
+            now = utcnow()
+            for request_id in sorted(changes.touched):
+                record = records[request_id]
+                status = derive_status(record.status, [p.view() for p in progress[request_id].values()])
+                if status is not record.status:
+                    changes.statuses.append({"b_request_id": request_id, "status": status.value, "updated_at": now})
+            uow.requests.apply(changes.headers, changes.statuses, changes.line_determinations,
+                               changes.line_authorizations)
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
             uow.commit()
-
     def notify(self, events: Sequence[IncomingEvent]) -> None:
         self._waiters.notify([_request_id(e) for e in events])
 
@@ -211,45 +229,61 @@ def _submitted_event(request_id: str, received_at: object,
     return event
 
 
-def _apply_determination(uow: IntakeUnitOfWork, record: RequestRecord,
+@dataclass
+class _Progress:
+    decided: bool
+    queued: bool
+    certified: bool
+    authorized: bool
+
+    @classmethod
+    def of(cls, line: LineRecord) -> _Progress:
+        return cls(line.determination is not None, line.queued, line.certified, line.authorization is not None)
+
+    def view(self) -> LineProgress:
+        return LineProgress(self.decided, self.queued, self.certified, self.authorized)
+
+
+@dataclass
+class _Changes:
+    headers: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    line_determinations: list[dict[str, Any]] = field(default_factory=list)
+    line_authorizations: list[dict[str, Any]] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+
+
+def _apply_determination(changes: _Changes, record: RequestRecord, lines: dict[int, _Progress],
                          message: events_pb2.DeterminationMade) -> None:
     determination = message.determination
-    known = {ln.line_number for ln in record.lines}
     for line in determination.lines:
-        if line.line_number not in known:
+        if line.line_number not in lines:
             raise PoisonMessage(f"determination names line {line.line_number} that request "
                                 f"{record.request_id} does not have")
     header = types_pb2.Determination()
     header.CopyFrom(determination)
     del header.lines[:]
-    uow.requests.update_request(
-        record.request_id, determination_id=determination.determination_id,
-        decided_at=determination.decided_at.ToDatetime(tzinfo=utcnow().tzinfo),
-        decided_by=determination.decided_by.id, determination_header=header.SerializeToString(),
-        updated_at=utcnow())
+    changes.headers.append({
+        "b_request_id": record.request_id, "determination_id": determination.determination_id,
+        "decided_at": determination.decided_at.ToDatetime(tzinfo=dt.UTC),
+        "decided_by": determination.decided_by.id, "determination_header": header.SerializeToString()})
     for line in determination.lines:
-        uow.requests.update_line(
-            record.request_id, line.line_number,
-            outcome=types_pb2.LineOutcome.Name(line.outcome), queued=line.queued_for_review,
-            certified=line.action_code in CERTIFIED, determination=line.SerializeToString())
+        certified = line.action_code in CERTIFIED
+        changes.line_determinations.append({
+            "b_request_id": record.request_id, "b_line_number": line.line_number,
+            "outcome": types_pb2.LineOutcome.Name(line.outcome), "queued": line.queued_for_review,
+            "certified": certified, "determination": line.SerializeToString()})
+        progress = lines[line.line_number]
+        progress.decided, progress.queued, progress.certified = True, line.queued_for_review, certified
 
 
-def _apply_authorizations(uow: IntakeUnitOfWork, record: RequestRecord,
+def _apply_authorizations(changes: _Changes, record: RequestRecord, lines: dict[int, _Progress],
                           message: events_pb2.AuthorizationsIssued) -> None:
     for auth in message.authorizations:
-        uow.requests.update_line(record.request_id, auth.line_number, authorization=auth.SerializeToString(),
-                                 authorization_number=auth.authorization_number)
-
-
-def _refresh_status(uow: IntakeUnitOfWork, request_id: str) -> None:
-    record = uow.requests.get(request_id)
-    assert record is not None
-    status = _status_of(record)
-    if status is not record.status:
-        uow.requests.update_request(request_id, status=status.value, updated_at=utcnow())
-
-
-def _status_of(record: RequestRecord) -> RequestStatus:
-    return derive_status(record.status, [
-        LineProgress(decided=ln.determination is not None, queued=ln.queued, certified=ln.certified,
-                     authorized=ln.authorization is not None) for ln in record.lines])
+        if auth.line_number not in lines:
+            raise PoisonMessage(f"authorization for line {auth.line_number} that request "
+                                f"{record.request_id} does not have")
+        changes.line_authorizations.append({
+            "b_request_id": record.request_id, "b_line_number": auth.line_number,
+            "authorization": auth.SerializeToString(), "authorization_number": auth.authorization_number})
+        lines[auth.line_number].authorized = True

@@ -24,8 +24,8 @@ class LineQuery:
 
 
 class DuplicateChecker(Protocol):
-    def overlapping(self, member_id: str, lines: Sequence[LineQuery]) -> dict[int, list[str]]:
-        """line number → numbers of active authorizations that overlap it."""
+    def overlapping(self, requests: Sequence[tuple[str, Sequence[LineQuery]]]) -> list[dict[int, list[str]]]:
+        """For each (member id, lines): line number → numbers of active authorizations overlapping it."""
 
 
 def _pb_date(d: dt.date) -> types_pb2.Date:
@@ -47,28 +47,42 @@ class GrpcDuplicateChecker:
             self._stub = authorization_pb2_grpc.AuthorizationServiceStub(self._channel)
         return self._stub
 
-    def overlapping(self, member_id: str, lines: Sequence[LineQuery]) -> dict[int, list[str]]:
-        if not lines:
-            return {}
-        start = min(q.start for q in lines)
-        end = max(q.end for q in lines)
-        try:
-            response = self._client().ListMemberAuthorizations(
+    def overlapping(self, requests: Sequence[tuple[str, Sequence[LineQuery]]]) -> list[dict[int, list[str]]]:
+        """One call per request, all in flight at once (a batch waits for the slowest, not the sum)."""
+        client = self._client()
+        calls = []
+        for member_id, lines in requests:
+            calls.append(client.ListMemberAuthorizations.future(
                 authorization_pb2.ListMemberAuthorizationsRequest(
-                    member_id=member_id, overlaps_from=_pb_date(start), overlaps_to=_pb_date(end),
-                    active_only=True, limit=1000),
-                timeout=self._timeout_s)
-        except grpc.RpcError as exc:
-            raise TransientError(f"authorization service at {self._target}: {exc.code().name}") from exc
-        found: dict[int, list[str]] = {}
-        for q in lines:
-            for auth in response.authorizations:
-                valid_from = dt.date(auth.valid_from.year, auth.valid_from.month, auth.valid_from.day)
-                valid_to = dt.date(auth.valid_to.year, auth.valid_to.month, auth.valid_to.day)
-                if auth.procedure_code == q.procedure_code and valid_from <= q.end and q.start <= valid_to:
-                    found.setdefault(q.line_number, []).append(auth.authorization_number)
-        return found
+                    member_id=member_id, overlaps_from=_pb_date(min(q.start for q in lines)),
+                    overlaps_to=_pb_date(max(q.end for q in lines)), active_only=True, limit=1000),
+                timeout=self._timeout_s) if lines else None)
+        results: list[dict[int, list[str]]] = []
+        for (_member, lines), call in zip(requests, calls, strict=True):
+            if call is None:
+                results.append({})
+                continue
+            try:
+                response = call.result()
+            except grpc.RpcError as exc:
+                for other in calls:
+                    if other is not None:
+                        other.cancel()
+                raise TransientError(f"authorization service at {self._target}: {exc.code().name}") from exc
+            results.append(_overlaps(lines, response.authorizations))
+        return results
 
     def close(self) -> None:
         if self._channel is not None:
             self._channel.close()
+
+
+def _overlaps(lines: Sequence[LineQuery], authorizations: Sequence[types_pb2.Authorization]) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    for q in lines:
+        for auth in authorizations:
+            valid_from = dt.date(auth.valid_from.year, auth.valid_from.month, auth.valid_from.day)
+            valid_to = dt.date(auth.valid_to.year, auth.valid_to.month, auth.valid_to.day)
+            if auth.procedure_code == q.procedure_code and valid_from <= q.end and q.start <= valid_to:
+                found.setdefault(q.line_number, []).append(auth.authorization_number)
+    return found

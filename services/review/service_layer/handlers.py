@@ -116,7 +116,9 @@ class ReviewHandlers:
             request_id = _request_id(event)
             if request_id not in decided_before:
                 todo.setdefault(request_id, event)
-        decided = [self._decide(e) for e in todo.values()]
+        pending = list(todo.values())
+        overlaps = self._duplicates.overlapping([_line_queries(e) for e in pending])
+        decided = [self._decide(e, o) for e, o in zip(pending, overlaps, strict=True)]
         with self._uow() as uow:
             # A second look inside the transaction; the primary key on cases is the final guard.
             still_new = set(todo) - uow.cases.existing(list(todo))
@@ -132,7 +134,7 @@ class ReviewHandlers:
             queued = sum(len(d.task_rows) for d in decided)
             logger.info("decided %d requests (%d lines queued for review)", len(decided), queued)
 
-    def _decide(self, event: IncomingEvent) -> _Decided:
+    def _decide(self, event: IncomingEvent, overlaps: dict[int, list[str]]) -> _Decided:
         message = event.message
         assert isinstance(message, events_pb2.RequestSubmitted)
         request_id = message.request_id
@@ -145,13 +147,6 @@ class ReviewHandlers:
         received_at = message.received_at.ToDatetime(tzinfo=dt.UTC)
         diagnoses = tuple(d.code.upper().replace(".", "") for d in message.diagnoses)
         facts = _facts(message)
-        queries = []
-        for line in message.service_lines:
-            start = _date(line.start_date)
-            if start is None:
-                raise PoisonMessage(f"request {request_id} line {line.line_number} has no start date")
-            queries.append(LineQuery(line.line_number, line.procedure_code, start, _date(line.end_date) or start))
-        overlaps = self._duplicates.overlapping(message.member_id, queries)
         deadline = deadline_for(lob, state, urgency, review_type, received_at)
         now = utcnow()
         determination = types_pb2.Determination(request_id=request_id, determination_id=str(uuid.uuid4()),
@@ -219,6 +214,18 @@ class ReviewHandlers:
             rows, total = uow.tasks.open_tasks(size, offset)
         next_token = str(offset + size) if offset + size < total else ""
         return [dict(r._mapping) for r in rows], next_token, total
+
+
+def _line_queries(event: IncomingEvent) -> tuple[str, list[LineQuery]]:
+    message = event.message
+    assert isinstance(message, events_pb2.RequestSubmitted)
+    queries = []
+    for line in message.service_lines:
+        start = _date(line.start_date)
+        if start is None:
+            raise PoisonMessage(f"request {message.request_id} line {line.line_number} has no start date")
+        queries.append(LineQuery(line.line_number, line.procedure_code, start, _date(line.end_date) or start))
+    return message.member_id, queries
 
 
 def _request_id(event: IncomingEvent) -> str:
