@@ -190,15 +190,31 @@ def progress(console: Console) -> Progress:
                     console=console, transient=False)
 
 
+def postgres_cpu_seconds() -> float:
+    """All PostgreSQL server processes on this machine (backends are pooled, so they persist)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "postgres":
+                total += cpu_seconds(int(entry.name))
+        except OSError:
+            continue
+    return total
+
+
 class CpuMeter:
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
         self.start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self.start_pg = postgres_cpu_seconds()
         self.wall = time.monotonic()
 
     def read(self) -> dict[str, float]:
         elapsed = time.monotonic() - self.wall
         used = {name: round(cpu_seconds(pid) - self.start[name], 2) for name, pid in self.pids.items()}
+        used["postgres"] = round(postgres_cpu_seconds() - self.start_pg, 2)
         used["wall_s"] = round(elapsed, 2)
         return used
 

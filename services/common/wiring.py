@@ -31,7 +31,9 @@ class Infrastructure:
 
 def infrastructure(settings: ServiceSettings, outbox: Table) -> Infrastructure:
     """Connect, migrate and make sure the topics exist; nothing consumes or serves yet."""
-    engine = make_engine(settings.database_url, pool_size=max(10, settings.grpc_max_workers))
+    # Every gRPC worker, the consumer, the relay and waiting callers may hold a connection at once;
+    # a pool smaller than that churns connections (a new PostgreSQL backend each time).
+    engine = make_engine(settings.database_url, pool_size=settings.grpc_max_workers + 4)
     if settings.auto_migrate:
         migrations.upgrade(settings.service, engine)
     topics = settings.topics
