@@ -27,6 +27,12 @@ class SqlUnitOfWork:
         self._after_commit = after_commit
         self._events: list[OutgoingEvent] = []
         self._conn: Connection | None = None
+        self._read_only = False
+
+    def read_only(self) -> Self:
+        """Queries only: autocommit, so no BEGIN/ROLLBACK round trips; commit() is refused."""
+        self._read_only = True
+        return self
 
     @property
     def conn(self) -> Connection:
@@ -36,7 +42,10 @@ class SqlUnitOfWork:
 
     def __enter__(self) -> Self:
         self._conn = self._engine.connect()
-        self._conn.begin()
+        if self._read_only:
+            self._conn.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            self._conn.begin()
         self._events = []
         return self
 
@@ -58,6 +67,8 @@ class SqlUnitOfWork:
         mark_processed(self.conn, self._processed, consumer, event_ids)
 
     def commit(self) -> None:
+        if self._read_only:
+            raise RuntimeError("commit() in a read-only unit of work")
         add_events(self.conn, self._outbox, self._events)
         had_events = bool(self._events)
         self._events = []

@@ -122,7 +122,7 @@ class AuthorizationHandlers:
         if not numbers.is_well_formed(canonical):
             raise ValidationFailed([FieldViolation(
                 "authorization_number", f"{number!r} is not an authorization number (like UR26-8K3F-Q9ZD)")])
-        with self._uow() as uow:
+        with self._uow().read_only() as uow:
             row = uow.authorizations.by_number(canonical)
         if row is None:
             raise NotFound(f"no authorization {canonical}")
@@ -134,7 +134,7 @@ class AuthorizationHandlers:
             raise ValidationFailed([FieldViolation("member_id", "required")])
         if not 0 <= limit <= 1000:
             raise ValidationFailed([FieldViolation("limit", "between 1 and 1000 (0 means 100)")])
-        with self._uow() as uow:
+        with self._uow().read_only() as uow:
             rows = uow.authorizations.for_member(member_id, procedure_code, overlaps_from, overlaps_to,
                                                  active_only, limit or 100)
         return [to_proto(r) for r in rows]

@@ -107,7 +107,7 @@ class IntakeHandlers:
         return SubmitResult(record, replayed=False)
 
     def _replay(self, key: str, fingerprint: str) -> SubmitResult | None:
-        with self._uow() as uow:
+        with self._uow().read_only() as uow:
             existing_id = uow.requests.id_for_key(key)
             if existing_id is None:
                 return None
@@ -160,14 +160,14 @@ class IntakeHandlers:
         while (remaining := deadline - time.monotonic()) > 0:
             waiter.wait(min(remaining, 0.25))
             waiter.clear()
-            with self._uow() as uow:
+            with self._uow().read_only() as uow:
                 record = uow.requests.get(request_id)
             if record is not None and record.status in SETTLED:
                 return
 
     # -- queries -------------------------------------------------------------------------------
     def get(self, request_id: str) -> RequestRecord:
-        with self._uow() as uow:
+        with self._uow().read_only() as uow:
             record = uow.requests.get(request_id)
         if record is None:
             raise NotFound(f"no request {request_id!r}")

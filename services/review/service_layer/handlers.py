@@ -107,7 +107,7 @@ class ReviewHandlers:
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
         """Decide every new request once. Evaluation and the duplicate check run
         before the transaction opens; the write is one transaction."""
-        with self._uow() as uow:
+        with self._uow().read_only() as uow:
             done = uow.already_processed(CONSUMER_NAME, [e.event_id for e in events])
             fresh = [e for e in events if e.event_id not in done]
             decided_before = uow.cases.existing([_request_id(e) for e in fresh])
@@ -196,7 +196,7 @@ class ReviewHandlers:
 
     # -- queries -------------------------------------------------------------------------------
     def determination(self, request_id: str) -> types_pb2.Determination:
-        with self._uow() as uow:
+        with self._uow().read_only() as uow:
             blob = uow.cases.determination(request_id)
         if blob is None:
             raise NotFound(f"no determination for request {request_id!r} (unknown, or not evaluated yet)")
@@ -210,7 +210,7 @@ class ReviewHandlers:
         except ValueError:
             raise ValidationFailed([FieldViolation("page_token", "not a token this service issued")]) from None
         size = page_size or 50
-        with self._uow() as uow:
+        with self._uow().read_only() as uow:
             rows, total = uow.tasks.open_tasks(size, offset)
         next_token = str(offset + size) if offset + size < total else ""
         return [dict(r._mapping) for r in rows], next_token, total

@@ -62,3 +62,17 @@ def test_events_of_a_rolled_back_transaction_never_exist(tmp_path: Path) -> None
         conn.rollback()
     producer = FakeProducer()
     assert OutboxRelay(engine, outbox, producer, "x").publish_pending() == 0
+
+
+def test_a_read_only_unit_of_work_refuses_to_commit(tmp_path: Path) -> None:
+    from services.common.db import processed_events_table
+    from services.common.uow import SqlUnitOfWork
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'ro.db'}")
+    metadata = MetaData()
+    outbox, processed = outbox_table(metadata), processed_events_table(metadata)
+    metadata.create_all(engine)
+    with SqlUnitOfWork(engine, outbox, processed).read_only() as uow:
+        assert uow.already_processed("c", ["e1"]) == set()
+        with pytest.raises(RuntimeError, match="read-only"):
+            uow.commit()
