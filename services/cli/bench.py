@@ -448,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling-count", type=int, default=50000)
     parser.add_argument("--output", default=os.environ.get("BENCH_OUTPUT", "bench-results.json"))
     parser.add_argument("--skip-ceilings", action="store_true")
+    parser.add_argument("--grpc-workers", type=int, default=int(os.environ.get("BENCH_GRPC_WORKERS", "16")),
+                        help="UR_GRPC_MAX_WORKERS of the services under test")
     parser.add_argument("--profile", action="store_true",
                         help="sample each service with py-spy during phase 1 and print where the time goes")
     args = parser.parse_args(argv)
@@ -462,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     members = eligible_members(seed)
     urls = fresh_databases(pg_admin_url())
     platform = Platform(var_dir=var_dir, kafka_bootstrap=bootstrap, topic_prefix=prefix, database_urls=urls,
-                        members_seed=seed, extra_env={"UR_LOG_LEVEL": "WARNING"})
+                        members_seed=seed, extra_env={"UR_LOG_LEVEL": "WARNING",
+                                                              "UR_GRPC_MAX_WORKERS": str(args.grpc_workers)})
     results: dict[str, Any] = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                                "machine": {"cpus": os.cpu_count()}, "parameters": vars(args)}
     console.print(f"[bold]make bench[/bold]: PostgreSQL, Kafka {bootstrap}, topics {prefix}.*, "
