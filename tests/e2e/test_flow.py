@@ -91,9 +91,9 @@ def test_missing_facts_are_pended_naming_them(clients: Clients) -> None:
 
 
 def test_unknown_service_is_referred(clients: Clients) -> None:
-    view = clients.intake.SubmitRequest(lumbar_mri(procedure_code="27447"), timeout=30).request
+    view = clients.intake.SubmitRequest(lumbar_mri(procedure_code="28296"), timeout=30).request
     det = clients.settle(view.request_id).lines[0].determination
-    assert det.outcome == types_pb2.LINE_OUTCOME_REFER_TO_NURSE and "no criteria set covers 27447" in det.reasons[0]
+    assert det.outcome == types_pb2.LINE_OUTCOME_REFER_TO_NURSE and "no criteria set covers 28296" in det.reasons[0]
 
 
 def test_ineligible_member_is_answered_and_recorded(clients: Clients) -> None:
