@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from sqlalchemy import create_engine, text
 from ur.intake.v1 import intake_pb2
@@ -22,6 +23,7 @@ from tests.factories import lumbar_mri
 pytestmark = pytest.mark.e2e
 
 TOTAL = 150
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 
 
 @pytest.fixture
@@ -39,7 +41,20 @@ def _count(url: str, sql: str) -> list[tuple[object, ...]]:
     return rows
 
 
-@pytest.mark.parametrize("victim", ["review", "authorization"])
+def _submit_with_retries(clients: Clients, request: intake_pb2.SubmitRequestRequest) -> intake_pb2.RequestView:
+    """What a prior-authorization queue does: resend the same request (same idempotency key)
+    until intake answers; a request recorded before the crash comes back as a replay."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return clients.intake.SubmitRequest(request, timeout=10).request
+        except grpc.RpcError as exc:
+            if exc.code() not in RETRYABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.mark.parametrize("victim", ["review", "authorization", "intake"])
 def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(own_platform: Platform,
                                                                             victim: str) -> None:
     clients = Clients(own_platform)
@@ -50,7 +65,8 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(own
     def submit(batch: range) -> None:
         for i in batch:
             # Alternate approvals and referrals so both paths cross the crash.
-            view = clients.intake.SubmitRequest(lumbar_mri(meets=i % 4 != 0), timeout=30).request
+            request = lumbar_mri(meets=i % 4 != 0)
+            view = _submit_with_retries(clients, request)
             with lock:
                 request_ids.append(view.request_id)
                 if len(request_ids) >= TOTAL // 3:
@@ -66,7 +82,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(own
     own_platform.wait_healthy(victim, timeout_s=120)
     for w in workers:
         w.join()
-    assert len(request_ids) == TOTAL
+    assert len(request_ids) == TOTAL and len(set(request_ids)) == TOTAL
     views = [clients.settle(rid, timeout_s=120) for rid in request_ids]
     clients.close()
 
@@ -87,6 +103,9 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(own
     assert {r for r, _l, _n in auths} == {v.request_id for v in complete}
     numbers = _count(auth_url, "SELECT count(DISTINCT authorization_number), count(*) FROM authorizations")
     assert numbers[0][0] == numbers[0][1] == len(complete)
+    intake_rows = _count(own_platform.database_urls["intake"],
+                         "SELECT count(*), count(DISTINCT idempotency_key) FROM requests")
+    assert intake_rows[0] == (TOTAL, TOTAL)
     # Intake tells the same story: every complete request shows its one authorization number.
     shown = {v.lines[0].authorization.authorization_number for v in complete}
     assert len(shown) == len(complete) and "" not in shown
