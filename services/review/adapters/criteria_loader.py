@@ -32,6 +32,7 @@ import yaml
 from services.review.domain.criteria import (
     AllOf,
     AnyOf,
+    Approval,
     Condition,
     CriteriaSet,
     Example,
@@ -71,9 +72,10 @@ _ADVERSE_WORDS = frozenset({
 _ADVERSE_PHRASES = ("not_certified", "non_certified", "not_approved", "not_authorized", "not_covered",
                     "not_medically_necessary", "not_necessary")
 
-TOP_REQUIRED = ("id", "version", "title", "sources", "lines_of_business", "service_codes", "diagnosis_patterns",
-                "facts", "conditions", "outcomes", "examples")
-TOP_OPTIONAL = ("notes",)
+TOP_REQUIRED = ("id", "version", "title", "category", "sources", "lines_of_business", "service_codes",
+                "diagnosis_patterns", "facts", "conditions", "outcomes", "examples")
+TOP_OPTIONAL = ("notes", "approval")
+APPROVAL_REQUIRED = ("max_units", "unit")
 FACT_REQUIRED = ("name", "type", "description")
 FACT_OPTIONAL = ("unit", "required")
 CONDITION_REQUIRED = ("id", "description", "when")
@@ -84,7 +86,7 @@ EXAMPLE_REQUIRED = ("name", "facts", "expect")
 EXAMPLE_OPTIONAL = ("missing_facts", "procedure_code", "diagnoses", "line_of_business")
 _KNOWN_KEYS = frozenset(TOP_REQUIRED + TOP_OPTIONAL + FACT_REQUIRED + FACT_OPTIONAL + CONDITION_REQUIRED
                         + PREDICATE_REQUIRED + OUTCOME_REQUIRED + OUTCOME_OPTIONAL + EXAMPLE_REQUIRED
-                        + EXAMPLE_OPTIONAL + ("all_of", "any_of"))
+                        + EXAMPLE_OPTIONAL + APPROVAL_REQUIRED + ("all_of", "any_of"))
 _EXAMPLE_FACTS = re.compile(r"examples\[\d+\]\.facts")
 
 
@@ -338,6 +340,12 @@ def parse_criteria(doc: Any, path: Path, digest: str) -> CriteriaSet:
         if not is_service_code(code):
             raise shape.fail(f"service_codes[{i}]", f"{code!r} is neither a CPT code (5 digits, or 4 digits + F/T/U) "
                                                     "nor a HCPCS Level II code (a letter + 4 digits)")
+    approval = None
+    if "approval" in raw:
+        a = shape.mapping(raw["approval"], "approval", APPROVAL_REQUIRED)
+        if not isinstance(a["max_units"], int) or isinstance(a["max_units"], bool):
+            raise shape.fail("approval.max_units", f"expected a whole number, got {_kind(a['max_units'])}")
+        approval = Approval(max_units=a["max_units"], unit=shape.text(a["unit"], "approval.unit"))
     try:
         criteria = CriteriaSet(
             id=shape.text(raw["id"], "id"), version=shape.text(raw["version"], "version"),
@@ -346,7 +354,8 @@ def parse_criteria(doc: Any, path: Path, digest: str) -> CriteriaSet:
             service_codes=frozenset(codes),
             diagnosis_patterns=tuple(normalize_diagnosis(p) for p in patterns),
             facts=tuple(specs), conditions=conditions, outcomes=outcomes, content_hash=digest,
-            examples=examples, notes=shape.text(raw["notes"], "notes") if "notes" in raw else "")
+            examples=examples, notes=shape.text(raw["notes"], "notes") if "notes" in raw else "",
+            category=shape.text(raw["category"], "category"), approval=approval)
     except InvalidCriteria as exc:
         raise shape.fail(exc.field, exc.problem) from exc
     _check_examples_hold(shape, criteria)

@@ -83,6 +83,17 @@ OPS_BY_TYPE: Mapping[FactType, frozenset[Op]] = {
 
 LINES_OF_BUSINESS = frozenset({"medicare_advantage", "medicaid", "commercial", "workers_comp"})
 
+# The service categories criteria sets belong to. Reviewers' specialties are matched against these,
+# and a provider's gold-card exemption is earned per category.
+CATEGORIES = frozenset({
+    "advanced_imaging", "musculoskeletal_surgery", "spine_surgery", "sleep_medicine", "rehabilitation_therapy",
+    "chiropractic", "acupuncture", "home_health", "post_acute_care", "inpatient_acute", "pain_management",
+    "bariatric_surgery", "genetic_testing", "durable_medical_equipment", "behavioral_health",
+})
+
+# Facts a line states by itself; they override a clinical fact of the same name.
+LINE_DERIVED_FACTS = ("requested_units",)
+
 # Code shapes (see the domain notes): CPT is 5 digits or 4 digits + F/T/U; HCPCS Level II is a letter
 # and 4 digits; a normalized ICD-10-CM code is letter, digit, alphanumeric, then up to 4 alphanumerics.
 CPT_CODE = re.compile(r"\d{5}|\d{4}[FTU]")
@@ -283,6 +294,20 @@ class Example:
 # -- the criteria set ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Approval:
+    """How much a line that meets criteria is approved for: at most ``max_units`` per certification
+    period (inpatient days, visits). Units beyond it are not refused: they come back as the next
+    review (concurrent review's "approved days and next review date"), which only a person may
+    turn into anything adverse."""
+
+    max_units: int
+    unit: str  # "days" | "visits" | "units"
+
+
+APPROVAL_UNITS = frozenset({"days", "visits", "units"})
+
+
+@dataclass(frozen=True)
 class CriteriaSet:
     """One versioned, hashed set of clinical criteria. Construction validates internal
     consistency and raises :class:`InvalidCriteria` naming the field at fault."""
@@ -300,6 +325,8 @@ class CriteriaSet:
     content_hash: str
     examples: tuple[Example, ...] = ()
     notes: str = ""
+    category: str = "advanced_imaging"
+    approval: Approval | None = None
     _facts_by_name: Mapping[str, FactSpec] = field(init=False, repr=False, compare=False)
     _conditions_by_id: Mapping[str, Condition] = field(init=False, repr=False, compare=False)
 
@@ -357,6 +384,13 @@ def _check(c: CriteriaSet) -> None:
         raise InvalidCriteria("version", f"{c.version!r} is not a dotted number such as '2026.1'")
     if not c.title.strip():
         raise InvalidCriteria("title", "must not be empty")
+    if c.category not in CATEGORIES:
+        raise InvalidCriteria("category", f"{c.category!r} is not one of {sorted(CATEGORIES)}")
+    if c.approval is not None:
+        if not 1 <= c.approval.max_units <= 366:
+            raise InvalidCriteria("approval.max_units", "must be a whole number from 1 to 366")
+        if c.approval.unit not in APPROVAL_UNITS:
+            raise InvalidCriteria("approval.unit", f"{c.approval.unit!r} is not one of {sorted(APPROVAL_UNITS)}")
     if not c.sources or any(not s.strip() for s in c.sources):
         raise InvalidCriteria("sources", "cite at least one public source, none of them empty")
     if not c.lines_of_business:
@@ -516,6 +550,15 @@ class LineFacts:
     facts: Mapping[str, FactValue] = field(hash=False)
 
 
+def with_line_facts(facts: Mapping[str, FactValue], units: int) -> dict[str, FactValue]:
+    """A request's clinical facts plus what the line itself states (``requested_units``), which
+    wins over a clinical fact of the same name. Build :attr:`LineFacts.facts` with this."""
+    merged = dict(facts)
+    if units > 0:
+        merged["requested_units"] = float(units)
+    return merged
+
+
 def example_line(criteria: CriteriaSet, example: Example) -> LineFacts:
     """The line an example describes, with the set's defaults filled in."""
     pattern = criteria.diagnosis_patterns[0]
@@ -523,8 +566,13 @@ def example_line(criteria: CriteriaSet, example: Example) -> LineFacts:
         procedure_code=example.procedure_code or min(criteria.service_codes),
         diagnoses=example.diagnoses or (pattern.rstrip("*"),),
         line_of_business=example.line_of_business or min(criteria.lines_of_business),
-        member_state="", urgency="standard", review_type="prospective", units=1, place_of_service=11,
-        facts=dict(example.facts))
+        member_state="", urgency="standard", review_type="prospective", place_of_service=11,
+        units=_example_units(example), facts=with_line_facts(example.facts, _example_units(example)))
+
+
+def _example_units(example: Example) -> int:
+    units = example.facts.get("requested_units", 1)
+    return int(units) if isinstance(units, int | float) and not isinstance(units, bool) and units >= 1 else 1
 
 
 @dataclass(frozen=True)
@@ -544,6 +592,7 @@ class LineEvaluation:
     conditions: tuple[ConditionResult, ...]
     missing_facts: tuple[str, ...]
     summary: str  # one plain-language sentence a nurse can read
+    approval: Approval | None = None  # the set's cap, when the line meets criteria
 
 
 class ConditionMatcher(Protocol):
@@ -629,9 +678,11 @@ def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher) 
         results.append(ConditionResult(cond.id, cond.description, status, observed))
 
     def done(outcome: Outcome, missing: tuple[str, ...], summary: str) -> LineEvaluation:
+        meets = outcome in (Outcome.MEETS_CRITERIA, Outcome.MEETS_CRITERIA_URGENT)
         return LineEvaluation(outcome=outcome, criteria_id=criteria.id, criteria_version=criteria.version,
                               criteria_hash=criteria.content_hash, conditions=tuple(results),
-                              missing_facts=missing, summary=summary)
+                              missing_facts=missing, summary=summary,
+                              approval=criteria.approval if meets else None)
 
     title = criteria.title
     for outcome, _, rule in criteria.outcomes.in_order():

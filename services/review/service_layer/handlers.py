@@ -24,7 +24,7 @@ from services.common.settings import Topics
 from services.review.adapters.authorization_client import DuplicateChecker, LineQuery
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.domain.clocks import Deadline, deadline_for
-from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts
+from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts, with_line_facts
 from services.review.domain.decisions import LineDecision, decide_line
 
 logger = logging.getLogger(__name__)
@@ -159,7 +159,8 @@ class ReviewHandlers:
         for line in message.service_lines:
             line_facts = LineFacts(procedure_code=line.procedure_code, diagnoses=diagnoses, line_of_business=lob,
                                    member_state=state, urgency=urgency, review_type=review_type,
-                                   units=line.units, place_of_service=int(line.place_of_service), facts=facts)
+                                   units=line.units, place_of_service=int(line.place_of_service),
+                                   facts=with_line_facts(facts, line.units))
             evaluation = self._evaluator.evaluate(line_facts)
             decision = decide_line(evaluation, line.procedure_code, lob, overlaps.get(line.line_number, []))
             out = determination.lines.add(

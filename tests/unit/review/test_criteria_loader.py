@@ -24,6 +24,7 @@ BASE: dict[str, Any] = {
     "id": "test-lumbar",
     "version": "1",
     "title": "lumbar spine MRI",
+    "category": "advanced_imaging",
     "sources": ["ACR Appropriateness Criteria: Low Back Pain"],
     "lines_of_business": ["commercial"],
     "service_codes": ["72148", "G0399", "0042T"],
@@ -240,3 +241,51 @@ def test_versions_of_one_id_load_side_by_side(tmp_path: Path) -> None:
 def test_a_missing_or_empty_directory_is_an_error(tmp_path: Path, make: Callable[[Path], Path]) -> None:
     with pytest.raises(CriteriaLibraryError, match=r"is not a directory|contains no criteria files"):
         load_library(make(tmp_path))
+
+
+def test_category_must_be_known(tmp_path: Path) -> None:
+    error = broken(tmp_path, lambda d: d.update(category="dentistry"))
+    assert error.field == "category" and "'dentistry' is not one of" in error.problem
+    error = broken(tmp_path, lambda d: d.pop("category"))
+    assert error.field == "category" and error.problem == "missing required field"
+
+
+def test_approval_cap_is_checked(tmp_path: Path) -> None:
+    error = broken(tmp_path, lambda d: d.update(approval={"max_units": 0, "unit": "days"}))
+    assert error.field == "approval.max_units"
+    error = broken(tmp_path, lambda d: d.update(approval={"max_units": "3", "unit": "days"}))
+    assert error.field == "approval.max_units" and "whole number" in error.problem
+    error = broken(tmp_path, lambda d: d.update(approval={"max_units": 3, "unit": "weeks"}))
+    assert error.field == "approval.unit"
+    error = broken(tmp_path, lambda d: d.update(approval={"max_units": 3}))
+    assert error.field == "approval.unit" and error.problem == "missing required field"
+    doc = copy.deepcopy(BASE)
+    doc["approval"] = {"max_units": 3, "unit": "days"}
+    c = load_criteria(write(tmp_path, doc))
+    assert c.approval is not None and (c.approval.max_units, c.approval.unit) == (3, "days")
+
+
+def test_requested_units_come_from_the_line(tmp_path: Path) -> None:
+    doc = copy.deepcopy(BASE)
+    doc["facts"].append({"name": "requested_units", "type": "number", "unit": "visits",
+                         "description": "units the line requests"})
+    doc["conditions"].append({"id": "few_units", "description": "at most 6 units",
+                              "when": {"fact": "requested_units", "op": "le", "value": 6}})
+    doc["outcomes"] = {"approve_when": {"any_of": ["cancer", {"all_of": ["six_weeks", "few_units"]}]}}
+    doc["examples"] = [
+        {"name": "six units", "facts": {"symptom_duration_weeks": 8, "requested_units": 6},
+         "expect": "meets_criteria"},
+        {"name": "twelve units",
+         "facts": {"symptom_duration_weeks": 8, "requested_units": 12, "suspected_cancer": False},
+         "expect": "refer_to_nurse"},
+    ]
+    c = load_criteria(write(tmp_path, doc))
+    from services.review.domain.criteria import LineFacts, PythonMatcher, evaluate, with_line_facts
+    line = LineFacts(procedure_code="72148", diagnoses=("M5450",), line_of_business="commercial",
+                     member_state="TX", urgency="standard", review_type="prospective", units=12,
+                     place_of_service=11,
+                     facts=with_line_facts({"symptom_duration_weeks": 8.0, "requested_units": 2.0,
+                                             "suspected_cancer": False}, 12))
+    result = evaluate(c, line, PythonMatcher())
+    assert result.outcome is Outcome.REFER_TO_NURSE
+    assert "requested_units=12 visits" in [o for r in result.conditions for o in r.observed]
