@@ -170,9 +170,7 @@ class ReviewHandlers:
                 reasons=list(decision.reasons), queued_for_review=decision.queued_for_review,
                 explanation=_explanation(evaluation, decision))
             if decision.action == "certified_in_total":
-                out.approved_units = line.units
-                out.approved_start.CopyFrom(line.start_date)
-                out.approved_end.CopyFrom(line.end_date if line.HasField("end_date") else line.start_date)
+                _certify(out, line, evaluation)
             if decision.queued_for_review:
                 tasks.append(self._task_row(request_id, line.line_number, line.procedure_code, lob, state, urgency,
                                             decision, deadline, now))
@@ -215,6 +213,31 @@ class ReviewHandlers:
             rows, total = uow.tasks.open_tasks(size, offset)
         next_token = str(offset + size) if offset + size < total else ""
         return [dict(r._mapping) for r in rows], next_token, total
+
+
+def _certify(out: types_pb2.LineDetermination, line: types_pb2.ServiceLine,
+             evaluation: LineEvaluation | None) -> None:
+    """Approved units and dates. A criteria set with an approval cap certifies at most that many
+    units per period; the rest is not refused but reviewed again (concurrent review), so the
+    line says when."""
+    out.approved_units = line.units
+    out.approved_start.CopyFrom(line.start_date)
+    out.approved_end.CopyFrom(line.end_date if line.HasField("end_date") else line.start_date)
+    cap = evaluation.approval if evaluation is not None else None
+    if cap is None or line.units <= cap.max_units:
+        return
+    out.approved_units = cap.max_units
+    start = _date(line.start_date)
+    if cap.unit == "days" and start is not None:
+        last = start + dt.timedelta(days=cap.max_units - 1)
+        following = last + dt.timedelta(days=1)
+        out.approved_end.CopyFrom(types_pb2.Date(year=last.year, month=last.month, day=last.day))
+        out.next_review_date.CopyFrom(types_pb2.Date(year=following.year, month=following.month, day=following.day))
+        out.reasons.append(f"certified {cap.max_units} of {line.units} requested days; next concurrent review on "
+                           f"{following.isoformat()} decides further days (nothing is refused)")
+    else:
+        out.reasons.append(f"certified {cap.max_units} of {line.units} requested {cap.unit} (the criteria's "
+                           f"period); further {cap.unit} need a new request (nothing is refused)")
 
 
 def _line_queries(event: IncomingEvent) -> tuple[str, list[LineQuery]]:
