@@ -134,6 +134,14 @@ class Topics:
     def authorizations_issued(self) -> str:
         return f"{self.prefix}.authorization.authorizations-issued.v1"
 
+    @property
+    def additional_information(self) -> str:
+        return f"{self.prefix}.intake.additional-information.v1"
+
+    @property
+    def review_alerts(self) -> str:
+        return f"{self.prefix}.review.alerts.v1"
+
     def consumer_group(self, service: str) -> str:
         """Groups carry the prefix too: platforms sharing a cluster must not share groups."""
         return f"{self.prefix}.{service}"
@@ -143,7 +151,7 @@ class Topics:
 
     def all(self) -> list[str]:
         return [self.request_submitted, self.determination_made, self.authorizations_issued,
-                *(self.dead_letter(s) for s in SERVICES)]
+                self.additional_information, self.review_alerts, *(self.dead_letter(s) for s in SERVICES)]
 
 
 def _int(name: str, env: Mapping[str, str] | None) -> int:
