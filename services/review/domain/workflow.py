@@ -1,0 +1,215 @@
+"""The people's side of review: who may take a task, in which order, and what each role may decide.
+Pure: no I/O.
+
+Roles and what they may do (domain reference, section 1; CA Labor Code 4610(e); NCQA/URAC UM):
+
+=============  ==========================================================================
+nurse          approve; request information; refer to a physician
+adjuster       the same, on workers' compensation lines only
+physician      approve; approve in part; modify; deny (reason and criterion required);
+               request information; peer-to-peer
+supervisor     reassign and release tasks; manage the directory; decides nothing
+=============  ==========================================================================
+
+Only a physician's decision can be adverse; the server checks the authenticated reviewer's role
+before anything is written (:func:`check_decision`), never the client.
+
+Eligibility for a task (:func:`eligibility`): the role the next action needs (a task referred to a
+physician needs a physician; otherwise a nurse, or an adjuster on workers' comp), the line of
+business, a specialty matching the criteria category ("general" covers lines no criteria set
+covers), and, where the regime requires it, a licence in the member's state (:func:`licence_required`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+class Role(enum.StrEnum):
+    NURSE = "nurse"
+    PHYSICIAN = "physician"
+    ADJUSTER = "adjuster"
+    SUPERVISOR = "supervisor"
+
+
+class TaskStatus(enum.StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    PENDED_INFORMATION = "pended_information"
+    DECIDED = "decided"
+    CANCELLED = "cancelled"
+
+
+class Decision(enum.StrEnum):
+    APPROVE = "approve"
+    REQUEST_INFORMATION = "request_information"
+    REFER_TO_PHYSICIAN = "refer_to_physician"
+    APPROVE_PARTIAL = "approve_partial"
+    MODIFY = "modify"
+    DENY = "deny"
+
+
+# X12 278 HCR01 meaning of each decision (the determination's action code).
+ACTION_OF: dict[Decision, str] = {
+    Decision.APPROVE: "certified_in_total",
+    Decision.REQUEST_INFORMATION: "pended",
+    Decision.REFER_TO_PHYSICIAN: "pended",
+    Decision.APPROVE_PARTIAL: "certified_partial",
+    Decision.MODIFY: "modified",
+    Decision.DENY: "not_certified",
+}
+
+ADVERSE = frozenset({Decision.APPROVE_PARTIAL, Decision.MODIFY, Decision.DENY})
+ALLOWED: dict[Role, frozenset[Decision]] = {
+    Role.NURSE: frozenset({Decision.APPROVE, Decision.REQUEST_INFORMATION, Decision.REFER_TO_PHYSICIAN}),
+    Role.ADJUSTER: frozenset({Decision.APPROVE, Decision.REQUEST_INFORMATION, Decision.REFER_TO_PHYSICIAN}),
+    Role.PHYSICIAN: frozenset(Decision),
+    Role.SUPERVISOR: frozenset(),
+}
+GENERAL = "general"
+
+
+class WorkflowError(Exception):
+    """Base of the workflow's refusals; entrypoints map each to a status code."""
+
+
+class NotPermitted(WorkflowError):
+    """The caller's role may not do this (PERMISSION_DENIED)."""
+
+
+class Conflict(WorkflowError):
+    """The task is not in a state that allows this (FAILED_PRECONDITION)."""
+
+
+class BadDecision(WorkflowError):
+    """A decision that lacks what it needs: ``field`` names it (INVALID_ARGUMENT)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    reviewer_id: str
+    name: str
+    role: Role
+    specialties: frozenset[str]
+    licence_states: frozenset[str]
+    lines_of_business: frozenset[str]
+    capacity: int
+    credential: str
+    active: bool = True
+
+    def describe(self) -> str:
+        """"RN, licensed in CA, TX" — what a determination records about its decider."""
+        states = ", ".join(sorted(self.licence_states))
+        return f"{self.credential}, licensed in {states}" if states else self.credential
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    """What routing needs to know about a task."""
+
+    task_id: str
+    line_of_business: str
+    member_state: str
+    category: str  # criteria category, or "general"
+    required_role: Role  # nurse (first level) or physician (after a referral)
+    urgency: str  # "standard" | "expedited"
+    due_at: dt.datetime
+    regime: str
+
+
+def licence_required(regime: str, line_of_business: str, member_state: str, role: Role) -> bool:
+    """Whether the reviewer must be licensed in the member's state.
+
+    * Texas workers' compensation: UR agents' personnel must hold Texas licences (28 TAC 10.101
+      and 19.2005 for health care providers making determinations).
+    * California workers' compensation: the reviewer's licence must be valid and, for physicians,
+      the UR plan's medical director holds a California licence (8 CCR 9792.7, Labor Code 4610).
+    * Physicians deciding for Medicaid managed care follow the state's licensure rules; this
+      platform requires a licence in the member's state for every Medicaid physician review.
+    Elsewhere the regime sets no state-licence condition; plans may add their own."""
+    if line_of_business == "workers_comp" and member_state in ("TX", "CA"):
+        return True
+    return line_of_business == "medicaid" and role is Role.PHYSICIAN
+
+
+def eligibility(reviewer: Reviewer, task: TaskFacts) -> tuple[bool, tuple[str, ...]]:
+    """(eligible, reasons): on success the reasons say why the task is the reviewer's; on failure
+    the first reason says why not."""
+    why: list[str] = []
+    if not reviewer.active:
+        return False, ("reviewer is inactive",)
+    role_ok = reviewer.role is task.required_role or (
+        task.required_role is Role.NURSE and reviewer.role is Role.ADJUSTER
+        and task.line_of_business == "workers_comp")
+    if not role_ok:
+        return False, (f"needs a {task.required_role.value}, reviewer is a {reviewer.role.value}",)
+    why.append(f"role: {reviewer.role.value} (task needs a {task.required_role.value})")
+    if task.line_of_business not in reviewer.lines_of_business:
+        return False, (f"reviewer does not cover {task.line_of_business.replace('_', ' ')}",)
+    why.append(f"line of business: {task.line_of_business.replace('_', ' ')}")
+    if task.category in reviewer.specialties:
+        why.append(f"specialty: {task.category}")
+    elif GENERAL in reviewer.specialties and task.category == GENERAL:
+        why.append("specialty: general (no criteria category)")
+    else:
+        return False, (f"specialty {task.category} not among {', '.join(sorted(reviewer.specialties)) or 'none'}",)
+    if licence_required(task.regime, task.line_of_business, task.member_state, reviewer.role):
+        if task.member_state not in reviewer.licence_states:
+            return False, (f"regime requires a licence in {task.member_state}",)
+        why.append(f"licensed in {task.member_state} (required by {task.regime})")
+    return True, tuple(why)
+
+
+def priority(task: TaskFacts) -> tuple[int, dt.datetime, str]:
+    """Sort key: expedited before standard, then earliest due, then id (stable)."""
+    return (0 if task.urgency == "expedited" else 1, task.due_at, task.task_id)
+
+
+def next_for(reviewer: Reviewer, candidates: Iterable[TaskFacts], held: int) -> list[TaskFacts]:
+    """The tasks ``reviewer`` could claim now, most urgent first; empty at capacity."""
+    if held >= reviewer.capacity:
+        return []
+    return sorted((t for t in candidates if eligibility(reviewer, t)[0]), key=priority)
+
+
+def check_decision(reviewer: Reviewer, decision: Decision, *, reason: str = "", criterion: str = "",
+                   approved_units: int | None = None, requested_units: int = 0,
+                   facts: Sequence[str] = ()) -> None:
+    """Raise unless ``reviewer`` may make ``decision`` with these particulars."""
+    if decision not in ALLOWED[reviewer.role]:
+        if decision in ADVERSE:
+            raise NotPermitted(f"a {reviewer.role.value} may not {decision.value.replace('_', ' ')}: only a "
+                               "physician may deny, reduce or modify a request")
+        raise NotPermitted(f"a {reviewer.role.value} may not {decision.value.replace('_', ' ')}")
+    if decision in ADVERSE:
+        if not reason.strip():
+            raise BadDecision("reason", "an adverse decision states its reason in plain language")
+        if not criterion.strip():
+            raise BadDecision("criterion", "an adverse decision names the criterion it rests on")
+    if decision in (Decision.APPROVE_PARTIAL, Decision.MODIFY):
+        if approved_units is None or approved_units < 1:
+            raise BadDecision("approved_units", "at least 1")
+        if decision is Decision.APPROVE_PARTIAL and requested_units and approved_units >= requested_units:
+            raise BadDecision("approved_units", f"a partial approval approves fewer than the {requested_units} "
+                                                "requested (approve it instead)")
+    if decision is Decision.REQUEST_INFORMATION and not [f for f in facts if f.strip()]:
+        raise BadDecision("facts", "name at least one fact the provider must send")
+
+
+def check_can_act(reviewer: Reviewer, status: TaskStatus, assigned_to: str | None, lease_expires_at: dt.datetime | None,
+                  now: dt.datetime) -> None:
+    """A decision needs a task the caller holds under a live lease."""
+    if status is not TaskStatus.CLAIMED:
+        raise Conflict(f"the task is {status.value}, not claimed; claim it first")
+    if assigned_to != reviewer.reviewer_id:
+        raise Conflict("the task is held by another reviewer")
+    if lease_expires_at is not None and lease_expires_at <= now:
+        raise Conflict("your lease on the task expired; claim it again")
