@@ -4,6 +4,9 @@
     IdempotencyConflict  → ALREADY_EXISTS
     NotFound             → NOT_FOUND
     PermissionDenied     → PERMISSION_DENIED
+    Unauthenticated      → UNAUTHENTICATED
+    FailedPrecondition   → FAILED_PRECONDITION
+    ResourceExhausted    → RESOURCE_EXHAUSTED
     anything else        → INTERNAL (logged with its traceback, message kept generic)
 """
 
@@ -51,6 +54,18 @@ class PermissionDenied(ServiceError):
     pass
 
 
+class Unauthenticated(ServiceError):
+    pass
+
+
+class FailedPrecondition(ServiceError):
+    pass
+
+
+class ResourceExhausted(ServiceError):
+    pass
+
+
 def _abort(context: grpc.ServicerContext, code: int, message: str,
            details: Sequence[Any] = ()) -> None:
     status = status_pb2.Status(code=code, message=message)
@@ -83,6 +98,12 @@ def translate_errors(method: F) -> F:
             _abort(context, code_pb2.NOT_FOUND, str(exc))
         except PermissionDenied as exc:
             _abort(context, code_pb2.PERMISSION_DENIED, str(exc))
+        except Unauthenticated as exc:
+            _abort(context, code_pb2.UNAUTHENTICATED, str(exc))
+        except FailedPrecondition as exc:
+            _abort(context, code_pb2.FAILED_PRECONDITION, str(exc))
+        except ResourceExhausted as exc:
+            _abort(context, code_pb2.RESOURCE_EXHAUSTED, str(exc))
         except Exception:
             logger.exception("unhandled error in %s", method.__name__)
             _abort(context, code_pb2.INTERNAL, "internal error; see the service log")
