@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import importlib
+
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from services.common import migrations
@@ -14,7 +18,7 @@ from services.common.db import make_engine
 pytestmark = pytest.mark.integration
 
 EXPECTED = {"intake": {"requests", "request_lines", "members", "coverages", "outbox", "processed_events"},
-            "review": {"cases", "review_tasks", "outbox", "processed_events"},
+            "review": {"cases", "review_tasks", "reviewers", "task_events", "outbox", "processed_events"},
             "authorization": {"authorizations", "outbox", "processed_events"}}
 
 
@@ -26,4 +30,9 @@ def test_migrations_on_postgres_and_sqlite(service: str, make_database: Callable
         migrations.upgrade(service, engine)
         migrations.upgrade(service, engine)
         assert EXPECTED[service] <= set(inspect(engine).get_table_names())
+        # The migrations build exactly the schema the code declares (tables, columns, types, indexes).
+        metadata = importlib.import_module(f"services.{service}.adapters.tables").metadata
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        assert diff == [], f"{service} migrations differ from adapters/tables.py on {engine.dialect.name}: {diff}"
         engine.dispose()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Column,
+    Date,
     DateTime,
     Index,
     Integer,
@@ -54,9 +57,52 @@ review_tasks = Table(
     Column("status", String(20), nullable=False),
     Column("due_at", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The reviewer workflow (migration 0002). Routing: the criteria category ("general" when no
+    # criteria set covers the line) and the role the next action needs.
+    Column("category", String(40), nullable=False, server_default="general"),
+    Column("required_role", String(20), nullable=False, server_default="nurse"),
+    Column("units", Integer, nullable=False, server_default="0"),
+    Column("regime", String(40), nullable=False, server_default=""),
+    Column("clock_rule", Text, nullable=False, server_default=""),
+    # Lease: who holds the task until when; version makes every change a compare-and-set.
+    Column("assigned_to", String(64), nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Column("version", Integer, nullable=False, server_default="0"),
+    Column("requested_facts", Text, nullable=True),  # JSON list, while pended for information
+    Column("information_due", Date, nullable=True),
+    Column("escalated_at", DateTime(timezone=True), nullable=True),
+    Column("missed_at", DateTime(timezone=True), nullable=True),
+    Column("deemed_denial", Boolean, nullable=False, server_default="0"),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("request_id", "line_number", name="uq_review_tasks_request_line"),
 )
 Index("ix_review_tasks_queue", review_tasks.c.status, review_tasks.c.urgency, review_tasks.c.due_at)
+Index("ix_review_tasks_assignee", review_tasks.c.assigned_to, review_tasks.c.status)
+
+reviewers = Table(
+    "reviewers", metadata,
+    Column("reviewer_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("specialties", Text, nullable=False),  # JSON lists
+    Column("licence_states", Text, nullable=False),
+    Column("lines_of_business", Text, nullable=False),
+    Column("capacity", Integer, nullable=False),
+    Column("credential", String(200), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every action on a task, attributed: the audit trail a reviewer's queue view and regulators read.
+task_events = Table(
+    "task_events", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("task_id", String(36), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("detail", Text, nullable=False),
+)
 
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
