@@ -37,13 +37,27 @@ class ServiceRuntime:
     stop_event: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    # Periodic work of a service (name, seconds between runs, function); runs until stop.
+    periodic: list[tuple[str, float, Callable[[], object]]] = field(default_factory=list)
 
     def start(self) -> None:
         self._relay_stop = threading.Event()
+        for name, every_s, work in self.periodic:
+            self._threads.append(self._spawn(name, self._every(every_s, work, name)))
         if self.relay is not None:
             self._threads.append(self._spawn("outbox-relay", lambda: self.relay.run(self._relay_stop)))  # type: ignore[union-attr]
         if self.consumer is not None:
             self._threads.append(self._spawn("consumer", lambda: self.consumer.run(self.stop_event)))  # type: ignore[union-attr]
+
+    def _every(self, every_s: float, work: Callable[[], object], name: str) -> Callable[[], None]:
+        def loop() -> None:
+            while not self.stop_event.wait(every_s):
+                try:
+                    work()
+                except Exception:
+                    # A periodic pass that fails (database briefly away) is retried next time.
+                    logger.exception("%s pass failed; retrying in %.0f s", name, every_s)
+        return loop
 
     def _spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
         def guarded() -> None:

@@ -61,6 +61,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("UR_REVIEW_CRITERIA_DIR", "",
             "Directory of criteria YAML files (default: the library shipped with the review service).",
             ("review",)),
+    Setting("UR_REVIEW_TOKENS_FILE", "",
+            "YAML file mapping bearer tokens (SHA-256, or plain in development) to reviewer ids; "
+            "without it reviewer calls are refused.", ("review",)),
+    Setting("UR_REVIEW_REVIEWERS_SEED", "",
+            "YAML file of reviewers loaded into the directory at start (insert or update).", ("review",)),
+    Setting("UR_REVIEW_LEASE_S", "900",
+            "Seconds a claimed task stays with its reviewer before it returns to the queue.", ("review",)),
+    Setting("UR_REVIEW_MONITOR_S", "30",
+            "Seconds between deadline monitor passes (lease expiry, escalation, alerts).", ("review",)),
+    Setting("UR_REVIEW_AT_RISK_FRACTION", "0.2",
+            "A task is at risk when less than this share of its time to deadline is left.", ("review",)),
     Setting("UR_AUTHORIZATION_TARGET", "127.0.0.1:50053",
             "Where review (and urctl) reach the authorization gRPC service.", ("review", "cli")),
     # authorization
