@@ -8,6 +8,7 @@ from pathlib import Path
 from ur.events.v1 import events_pb2
 from ur.review.v1 import review_pb2, review_pb2_grpc
 
+from services.common.auth import load_tokens
 from services.common.grpc_server import Registration
 from services.common.runtime import ServiceRuntime
 from services.common.settings import ServiceSettings
@@ -17,9 +18,11 @@ from services.review.adapters.authorization_client import GrpcDuplicateChecker
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import load_library
 from services.review.adapters.repository import ReviewUnitOfWork
+from services.review.adapters.reviewers_loader import load_reviewers
 from services.review.adapters.rules_engine import DurableRulesMatcher
-from services.review.entrypoints.grpc_api import ReviewServicer
+from services.review.entrypoints.grpc_api import ReviewerServicer
 from services.review.service_layer.handlers import ReviewHandlers
+from services.review.service_layer.workflow import ReviewEvents, ReviewWorkflow
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +41,29 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
         return ReviewUnitOfWork(infra.engine, tables.outbox, tables.processed_events, after_commit=infra.relay.wake)
 
     duplicates = GrpcDuplicateChecker(settings.extra.get("UR_AUTHORIZATION_TARGET", "127.0.0.1:50053"))
-    handlers = ReviewHandlers(uow, infra.topics, LibraryEvaluator(library, matcher), duplicates)
+    evaluator = LibraryEvaluator(library, matcher)
+    handlers = ReviewHandlers(uow, infra.topics, evaluator, duplicates)
+    extra = settings.extra
+    workflow = ReviewWorkflow(uow, infra.topics, lambda: evaluator,
+                              lease_s=float(extra.get("UR_REVIEW_LEASE_S") or 900),
+                              at_risk_fraction=float(extra.get("UR_REVIEW_AT_RISK_FRACTION") or 0.2))
+    tokens_file = extra.get("UR_REVIEW_TOKENS_FILE") or ""
+    tokens = load_tokens(tokens_file) if tokens_file else None
+    if tokens is None:
+        logger.warning("UR_REVIEW_TOKENS_FILE is not set: reviewer calls will be refused (UNAUTHENTICATED)")
+    seed = extra.get("UR_REVIEW_REVIEWERS_SEED") or ""
+    if seed:
+        reviewers = load_reviewers(seed)
+        workflow.seed(reviewers)
+        logger.info("reviewer directory: %d reviewers from %s", len(reviewers), seed)
     runtime = assemble(
-        infra, handlers, [infra.topics.request_submitted], [events_pb2.RequestSubmitted],
-        Registration(review_pb2_grpc.add_ReviewServiceServicer_to_server, ReviewServicer(handlers),
+        infra, ReviewEvents(handlers, workflow),
+        [infra.topics.request_submitted, infra.topics.additional_information],
+        [events_pb2.RequestSubmitted, events_pb2.AdditionalInformationReceived],
+        Registration(review_pb2_grpc.add_ReviewServiceServicer_to_server,
+                     ReviewerServicer(handlers, workflow, tokens),
                      review_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name))
     runtime.on_stop.append(duplicates.close)
+    runtime.periodic.append(("deadline-monitor", float(extra.get("UR_REVIEW_MONITOR_S") or 30), workflow.monitor))
     runtime.start()
     return runtime

@@ -593,6 +593,7 @@ class LineEvaluation:
     missing_facts: tuple[str, ...]
     summary: str  # one plain-language sentence a nurse can read
     approval: Approval | None = None  # the set's cap, when the line meets criteria
+    category: str = "general"  # the set's service category (routing, gold card)
 
 
 class ConditionMatcher(Protocol):
@@ -682,7 +683,7 @@ def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher) 
         return LineEvaluation(outcome=outcome, criteria_id=criteria.id, criteria_version=criteria.version,
                               criteria_hash=criteria.content_hash, conditions=tuple(results),
                               missing_facts=missing, summary=summary,
-                              approval=criteria.approval if meets else None)
+                              approval=criteria.approval if meets else None, category=criteria.category)
 
     title = criteria.title
     for outcome, _, rule in criteria.outcomes.in_order():

@@ -10,10 +10,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ur.common.v1 import types_pb2
 from ur.review.v1 import review_pb2, review_pb2_grpc
 
+from services.common.auth import TokenDirectory
 from services.common.clock import ensure_utc
-from services.common.grpc_errors import translate_errors
-from services.common.proto_enums import to_number
+from services.common.grpc_errors import FieldViolation, Unauthenticated, ValidationFailed, translate_errors
+from services.common.proto_enums import to_name, to_number
+from services.review.domain import workflow as wf
 from services.review.service_layer.handlers import ReviewHandlers
+from services.review.service_layer.workflow import DecisionInput, ReviewWorkflow, TaskView
 
 LOB = types_pb2.LineOfBusiness.DESCRIPTOR
 URGENCY = types_pb2.Urgency.DESCRIPTOR
@@ -50,3 +53,173 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
                 reasons=json.loads(row["reasons"]), created_at=_ts(row["created_at"]), due_at=_ts(row["due_at"]),
                 status=row["status"])
         return response
+
+
+ROLE = review_pb2.ReviewerRole.DESCRIPTOR
+P2P_KIND = {review_pb2.RecordPeerToPeerRequest.KIND_OFFERED: "offered",
+            review_pb2.RecordPeerToPeerRequest.KIND_HELD: "held",
+            review_pb2.RecordPeerToPeerRequest.KIND_DECLINED: "declined"}
+
+
+def reviewer_to_proto(r: wf.Reviewer) -> review_pb2.Reviewer:
+    return review_pb2.Reviewer(
+        reviewer_id=r.reviewer_id, name=r.name, role=to_number(ROLE, r.role.value),  # type: ignore[arg-type]
+        specialties=sorted(r.specialties), licence_states=sorted(r.licence_states),
+        lines_of_business=[to_number(LOB, lob) for lob in sorted(r.lines_of_business)],  # type: ignore[misc]
+        capacity=r.capacity, credential=r.credential, active=r.active)
+
+
+def reviewer_from_proto(p: review_pb2.Reviewer) -> wf.Reviewer:
+    role = to_name(ROLE, p.role)
+    if role is None:
+        raise ValidationFailed([FieldViolation("reviewer.role", "nurse, physician, adjuster or supervisor")])
+    lobs = []
+    for i, number in enumerate(p.lines_of_business):
+        name = to_name(LOB, number)
+        if name is None:
+            raise ValidationFailed([FieldViolation(f"reviewer.lines_of_business[{i}]", "unspecified")])
+        lobs.append(name)
+    return wf.Reviewer(reviewer_id=p.reviewer_id.strip(), name=p.name.strip(), role=wf.Role(role),
+                       specialties=frozenset(s.strip() for s in p.specialties),
+                       licence_states=frozenset(s.strip().upper() for s in p.licence_states),
+                       lines_of_business=frozenset(lobs), capacity=p.capacity, credential=p.credential.strip(),
+                       active=p.active)
+
+
+def task_to_proto(view: TaskView) -> review_pb2.TaskView:
+    row = view.task
+    out = review_pb2.TaskView(why_eligible=list(view.why_eligible))
+    t = out.task
+    t.task_id, t.request_id, t.line_number = row.task_id, row.request_id, row.line_number
+    t.procedure_code, t.member_state, t.status = row.procedure_code, row.member_state, row.status
+    t.line_of_business = to_number(LOB, row.line_of_business)  # type: ignore[assignment]
+    t.urgency = to_number(URGENCY, row.urgency)  # type: ignore[assignment]
+    t.outcome = to_number(OUTCOME, row.outcome)  # type: ignore[assignment]
+    t.reasons.extend(json.loads(row.reasons))
+    t.created_at.CopyFrom(_ts(row.created_at))
+    t.due_at.CopyFrom(_ts(row.due_at))
+    t.category = row.category
+    t.required_role = to_number(ROLE, row.required_role)  # type: ignore[assignment]
+    t.assigned_to = row.assigned_to or ""
+    if row.lease_expires_at is not None:
+        t.lease_expires_at.CopyFrom(_ts(row.lease_expires_at))
+    t.clock.regime, t.clock.rule = row.regime, row.clock_rule
+    t.clock.due_at.CopyFrom(_ts(row.due_at))
+    t.escalated = row.escalated_at is not None
+    if row.requested_facts:
+        t.requested_facts.extend(json.loads(row.requested_facts))
+    if row.information_due is not None:
+        d = row.information_due
+        t.information_due.CopyFrom(types_pb2.Date(year=d.year, month=d.month, day=d.day))
+    for h in view.history:
+        event = out.history.add(actor=h.actor, action=h.action, detail=h.detail)
+        event.at.CopyFrom(_ts(h.at))
+    if view.determination is not None:
+        out.determination.CopyFrom(view.determination)
+    return out
+
+
+def _opt_date(d: types_pb2.Date, field: str) -> dt.date | None:
+    if d.year == 0 and d.month == 0 and d.day == 0:
+        return None
+    try:
+        return dt.date(d.year, d.month, d.day)
+    except ValueError:
+        raise ValidationFailed([FieldViolation(field, f"{d.year}-{d.month}-{d.day} is not a date")]) from None
+
+
+def decision_from_proto(request: review_pb2.DecideTaskRequest) -> DecisionInput:
+    kind = request.WhichOneof("decision")
+    if kind is None:
+        raise ValidationFailed([FieldViolation("decision", "choose approve, request_information, refer_to_physician, "
+                                                           "approve_partial, modify or deny")])
+    if kind == "approve":
+        return DecisionInput(wf.Decision.APPROVE, note=request.approve.note)
+    if kind == "request_information":
+        ri = request.request_information
+        return DecisionInput(wf.Decision.REQUEST_INFORMATION, note=ri.note, facts=tuple(ri.facts),
+                             needed_by=_opt_date(ri.needed_by, "request_information.needed_by"))
+    if kind == "refer_to_physician":
+        return DecisionInput(wf.Decision.REFER_TO_PHYSICIAN, note=request.refer_to_physician.note)
+    if kind == "deny":
+        return DecisionInput(wf.Decision.DENY, reason=request.deny.reason, criterion=request.deny.criterion)
+    part = request.approve_partial if kind == "approve_partial" else request.modify
+    return DecisionInput(wf.Decision(kind), reason=part.reason, criterion=part.criterion,
+                         approved_units=part.approved_units,
+                         approved_start=_opt_date(part.approved_start, f"{kind}.approved_start"),
+                         approved_end=_opt_date(part.approved_end, f"{kind}.approved_end"))
+
+
+class ReviewerServicer(ReviewServicer):
+    """ReviewService with the reviewer workflow: every workflow call authenticates its caller."""
+
+    def __init__(self, handlers: ReviewHandlers, workflow: ReviewWorkflow, tokens: TokenDirectory | None) -> None:
+        super().__init__(handlers)
+        self._workflow = workflow
+        self._tokens = tokens
+
+    def _principal(self, context: grpc.ServicerContext) -> str:
+        if self._tokens is None:
+            raise Unauthenticated("reviewer identity is not configured on this server (UR_REVIEW_TOKENS_FILE)")
+        return self._tokens.authenticate(context)
+
+    @translate_errors
+    def WhoAmI(self, request: review_pb2.WhoAmIRequest, context: grpc.ServicerContext) -> review_pb2.Reviewer:  # noqa: N802
+        return reviewer_to_proto(self._workflow.whoami(self._principal(context)))
+
+    @translate_errors
+    def PutReviewer(self, request: review_pb2.PutReviewerRequest,  # noqa: N802
+                    context: grpc.ServicerContext) -> review_pb2.Reviewer:
+        principal = self._principal(context)
+        return reviewer_to_proto(self._workflow.put_reviewer(principal, reviewer_from_proto(request.reviewer)))
+
+    @translate_errors
+    def ListReviewers(self, request: review_pb2.ListReviewersRequest,  # noqa: N802
+                      context: grpc.ServicerContext) -> review_pb2.ListReviewersResponse:
+        reviewers = self._workflow.list_reviewers(self._principal(context))
+        return review_pb2.ListReviewersResponse(reviewers=[reviewer_to_proto(r) for r in reviewers])
+
+    @translate_errors
+    def ListMyTasks(self, request: review_pb2.ListMyTasksRequest,  # noqa: N802
+                    context: grpc.ServicerContext) -> review_pb2.ListMyTasksResponse:
+        held, available = self._workflow.my_tasks(self._principal(context), request.limit)
+        return review_pb2.ListMyTasksResponse(held=[task_to_proto(v) for v in held],
+                                              available=[task_to_proto(v) for v in available])
+
+    @translate_errors
+    def ClaimNextTask(self, request: review_pb2.ClaimNextTaskRequest,  # noqa: N802
+                      context: grpc.ServicerContext) -> review_pb2.ClaimNextTaskResponse:
+        return review_pb2.ClaimNextTaskResponse(task=task_to_proto(self._workflow.claim_next(self._principal(context))))
+
+    @translate_errors
+    def ReleaseTask(self, request: review_pb2.ReleaseTaskRequest,  # noqa: N802
+                    context: grpc.ServicerContext) -> review_pb2.TaskView:
+        return task_to_proto(self._workflow.release(self._principal(context), request.task_id, request.note))
+
+    @translate_errors
+    def ReassignTask(self, request: review_pb2.ReassignTaskRequest,  # noqa: N802
+                     context: grpc.ServicerContext) -> review_pb2.TaskView:
+        return task_to_proto(self._workflow.reassign(self._principal(context), request.task_id, request.reviewer_id,
+                                                     request.note))
+
+    @translate_errors
+    def DecideTask(self, request: review_pb2.DecideTaskRequest,  # noqa: N802
+                   context: grpc.ServicerContext) -> review_pb2.DecideTaskResponse:
+        principal = self._principal(context)
+        view, determination = self._workflow.decide(principal, request.task_id, decision_from_proto(request))
+        return review_pb2.DecideTaskResponse(task=task_to_proto(view), determination=determination)
+
+    @translate_errors
+    def RecordPeerToPeer(self, request: review_pb2.RecordPeerToPeerRequest,  # noqa: N802
+                         context: grpc.ServicerContext) -> review_pb2.TaskView:
+        principal = self._principal(context)
+        kind = P2P_KIND.get(request.kind)
+        if kind is None:
+            raise ValidationFailed([FieldViolation("kind", "offered, held or declined")])
+        at = request.at.ToDatetime(tzinfo=dt.UTC) if request.HasField("at") else None
+        return task_to_proto(self._workflow.record_peer_to_peer(principal, request.task_id, kind, at,
+                                                                request.provider_contact, request.note))
+
+    @translate_errors
+    def GetTask(self, request: review_pb2.GetTaskRequest, context: grpc.ServicerContext) -> review_pb2.TaskView:  # noqa: N802
+        return task_to_proto(self._workflow.get_task(self._principal(context), request.task_id))

@@ -172,8 +172,8 @@ class ReviewHandlers:
             if decision.action == "certified_in_total":
                 _certify(out, line, evaluation)
             if decision.queued_for_review:
-                tasks.append(self._task_row(request_id, line.line_number, line.procedure_code, lob, state, urgency,
-                                            decision, deadline, now))
+                tasks.append(self._task_row(request_id, line, lob, state, urgency, decision, deadline, now,
+                                            evaluation.category if evaluation is not None else "general"))
         case_row = {
             "request_id": request_id, "determination_id": determination.determination_id,
             "member_id": message.member_id, "line_of_business": lob, "member_state": state, "urgency": urgency,
@@ -186,12 +186,15 @@ class ReviewHandlers:
         return _Decided(event.event_id, case_row, tasks, outgoing)
 
     @staticmethod
-    def _task_row(request_id: str, line_number: int, code: str, lob: str, state: str, urgency: str,
-                  decision: LineDecision, deadline: Deadline, now: dt.datetime) -> dict[str, Any]:
-        return {"task_id": str(uuid.uuid4()), "request_id": request_id, "line_number": line_number,
-                "procedure_code": code, "line_of_business": lob, "member_state": state, "urgency": urgency,
-                "outcome": decision.outcome.value, "reasons": json.dumps([*decision.reasons, *decision.flags]),
-                "status": "open", "due_at": deadline.due_at, "created_at": now}
+    def _task_row(request_id: str, line: types_pb2.ServiceLine, lob: str, state: str, urgency: str,
+                  decision: LineDecision, deadline: Deadline, now: dt.datetime, category: str) -> dict[str, Any]:
+        return {"task_id": str(uuid.uuid4()), "request_id": request_id, "line_number": line.line_number,
+                "procedure_code": line.procedure_code, "line_of_business": lob, "member_state": state,
+                "urgency": urgency, "outcome": decision.outcome.value,
+                "reasons": json.dumps([*decision.reasons, *decision.flags]), "status": "open",
+                "due_at": deadline.due_at, "created_at": now, "category": category, "required_role": "nurse",
+                "units": line.units, "regime": deadline.regime, "clock_rule": deadline.rule, "version": 0,
+                "deemed_denial": False}
 
     # -- queries -------------------------------------------------------------------------------
     def determination(self, request_id: str) -> types_pb2.Determination:

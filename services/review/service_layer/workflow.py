@@ -566,3 +566,20 @@ def validate_reviewer(r: wf.Reviewer) -> None:
     if problems:
         raise ValidationFailed(problems)
 
+
+
+class ReviewEvents:
+    """The review consumer's handler: new requests to the criteria, additional information to the
+    workflow. Each kind is applied in its own idempotent transaction, requests first."""
+
+    def __init__(self, handlers: Any, workflow: ReviewWorkflow) -> None:
+        self._handlers = handlers
+        self._workflow = workflow
+
+    def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
+        information = [e for e in events if isinstance(e.message, events_pb2.AdditionalInformationReceived)]
+        requests = [e for e in events if not isinstance(e.message, events_pb2.AdditionalInformationReceived)]
+        if requests:
+            self._handlers.handle_batch(requests)
+        if information:
+            self._workflow.handle_information(information)
