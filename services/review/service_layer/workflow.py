@@ -376,14 +376,13 @@ class ReviewWorkflow:
         with self._uow() as uow:
             repo = WorkflowRepository(uow.conn)
             done = uow.already_processed(CONSUMER_NAME, [e.event_id for e in events])
-            for event in events:
-                if event.event_id in done:
-                    continue
+            fresh = [e for e in events if e.event_id not in done]
+            for event in fresh:
                 message = event.message
                 if not isinstance(message, events_pb2.AdditionalInformationReceived):
                     raise PoisonMessage(f"review does not take {event.event_type} as information")
                 self._apply_information(uow, repo, evaluator, message, now)
-            uow.mark_processed(CONSUMER_NAME, [e.event_id for e in events])
+            uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
             uow.commit()
 
     def _apply_information(self, uow: ReviewUnitOfWork, repo: WorkflowRepository, evaluator: Any,

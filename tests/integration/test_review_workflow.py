@@ -1,0 +1,243 @@
+"""The reviewer workflow on real databases: claims under a race never double-assign (PostgreSQL and
+SQLite), leases expire, a nurse cannot deny while a physician can (and is named), information pends
+and reopens, and the monitor escalates and records missed deadlines."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+from ur.common.v1 import types_pb2
+from ur.events.v1 import events_pb2
+
+from services.common import migrations
+from services.common.db import make_engine
+from services.common.events import IncomingEvent
+from services.common.grpc_errors import FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted
+from services.common.settings import Topics
+from services.review.adapters import tables
+from services.review.adapters.authorization_client import LineQuery
+from services.review.adapters.criteria_evaluator import LibraryEvaluator
+from services.review.adapters.criteria_loader import load_library
+from services.review.adapters.repository import ReviewUnitOfWork
+from services.review.bootstrap import DEFAULT_CRITERIA_DIR
+from services.review.domain.criteria import PythonMatcher
+from services.review.domain.workflow import Decision, Reviewer, Role
+from services.review.service_layer.handlers import ReviewHandlers
+from services.review.service_layer.workflow import DecisionInput, ReviewWorkflow
+from tests.factories import fact, lumbar_mri
+
+pytestmark = pytest.mark.integration
+
+T0 = dt.datetime(2026, 11, 25, 15, 0, tzinfo=dt.UTC)
+ALL_LOBS = frozenset({"medicare_advantage", "medicaid", "commercial", "workers_comp"})
+
+
+class NoDuplicates:
+    def overlapping(self, requests: list[tuple[str, list[LineQuery]]]) -> list[dict[int, list[str]]]:
+        return [{} for _ in requests]
+
+
+@dataclass
+class Review:
+    engine: Engine
+    handlers: ReviewHandlers
+    workflow: ReviewWorkflow
+    now: list[dt.datetime]
+
+    def submit(self, *, meets: bool = False, lob: int = types_pb2.LINE_OF_BUSINESS_COMMERCIAL, state: str = "TX",
+               missing: bool = False, urgency: int = types_pb2.URGENCY_STANDARD) -> str:
+        req = lumbar_mri(meets=meets, lob=lob, state=state, missing_facts=missing, urgency=urgency)
+        request_id = str(uuid.uuid4())
+        event = events_pb2.RequestSubmitted(
+            request_id=request_id, member_id=req.member_id, coverage=req.coverage,
+            requesting_provider=req.requesting_provider, servicing_provider=req.servicing_provider,
+            diagnoses=req.diagnoses, service_lines=req.service_lines, review_type=req.review_type,
+            urgency=req.urgency, clinical_facts=req.clinical_facts)
+        event.received_at.FromDatetime(self.now[0])
+        self.handlers.handle_batch([IncomingEvent(event_id=str(uuid.uuid4()), event_type="RequestSubmitted",
+                                                  schema_version="1", key=request_id, message=event, topic="t",
+                                                  partition=0, offset=0)])
+        return request_id
+
+    def task_of(self, request_id: str) -> str:
+        with self.engine.connect() as conn:
+            return str(conn.execute(select(tables.review_tasks.c.task_id)
+                                    .where(tables.review_tasks.c.request_id == request_id)).scalar_one())
+
+    def outbox(self) -> list[events_pb2.DeterminationMade]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(tables.outbox.c.payload, tables.outbox.c.event_type)
+                                .order_by(tables.outbox.c.id)).all()
+        return [events_pb2.DeterminationMade.FromString(r.payload) for r in rows
+                if r.event_type.endswith("DeterminationMade")]
+
+    def alerts(self) -> list[events_pb2.ReviewAlert]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(tables.outbox.c.payload, tables.outbox.c.event_type)).all()
+        return [events_pb2.ReviewAlert.FromString(r.payload) for r in rows if r.event_type.endswith("ReviewAlert")]
+
+
+def reviewer(rid: str, role: Role = Role.NURSE, states: tuple[str, ...] = ("TX",), capacity: int = 10,
+             specialties: tuple[str, ...] = ("advanced_imaging", "general")) -> Reviewer:
+    return Reviewer(rid, f"Reviewer {rid}", role, frozenset(specialties), frozenset(states), ALL_LOBS, capacity,
+                    "MD" if role is Role.PHYSICIAN else "RN")
+
+
+def build(url: str) -> Review:
+    engine = make_engine(url)
+    migrations.upgrade("review", engine)
+    now = [T0]
+
+    def uow() -> ReviewUnitOfWork:
+        return ReviewUnitOfWork(engine, tables.outbox, tables.processed_events)
+
+    evaluator = LibraryEvaluator(load_library(DEFAULT_CRITERIA_DIR), PythonMatcher())
+    handlers = ReviewHandlers(uow, Topics("t"), evaluator, NoDuplicates())  # type: ignore[arg-type]
+    workflow = ReviewWorkflow(uow, Topics("t"), lambda: evaluator, lease_s=600, clock=lambda: now[0])
+    workflow.seed([reviewer("rn-1"), reviewer("rn-2"), reviewer("md-1", Role.PHYSICIAN),
+                   reviewer("sup-1", Role.SUPERVISOR, specialties=())])
+    return Review(engine, handlers, workflow, now)
+
+
+@pytest.fixture
+def review(make_database: Callable[[str], str]) -> Iterator[Review]:
+    r = build(make_database("review"))
+    yield r
+    r.engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_many_reviewers_claiming_at_once_never_share_a_task(backend: str, make_database: Callable[[str], str],
+                                                             tmp_path: Path) -> None:
+    url = make_database("race") if backend == "postgresql" else f"sqlite:///{tmp_path / 'race.db'}"
+    r = build(url)
+    nurses = [reviewer(f"rn-race-{i}", capacity=4) for i in range(12)]
+    r.workflow.seed(nurses)
+    for _ in range(30):
+        r.submit()
+    claimed: list[tuple[str, str]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(nurses))
+
+    def work(nurse: Reviewer) -> None:
+        start.wait()
+        while True:
+            try:
+                view = r.workflow.claim_next(nurse.reviewer_id)
+            except (NotFound, ResourceExhausted):
+                return
+            except BaseException as exc:
+                errors.append(exc)
+                return
+            claimed.append((view.task.task_id, nurse.reviewer_id))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in nurses]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    per_task = Counter(task for task, _ in claimed)
+    assert len(claimed) == 30 and max(per_task.values()) == 1
+    assert max(Counter(who for _, who in claimed).values()) <= 4  # capacity respected
+    with r.engine.connect() as conn:
+        holders = dict(conn.execute(select(tables.review_tasks.c.task_id, tables.review_tasks.c.assigned_to)).all())
+    assert holders == dict(claimed)
+    r.engine.dispose()
+
+
+def test_an_expired_lease_returns_the_task_to_the_queue(review: Review) -> None:
+    task_id = review.task_of(review.submit())
+    assert review.workflow.claim_next("rn-1").task.task_id == task_id
+    with pytest.raises(NotFound):
+        review.workflow.claim_next("rn-2")
+    review.now[0] = T0 + dt.timedelta(minutes=11)
+    assert review.workflow.monitor()["leases_expired"] == 1
+    view = review.workflow.claim_next("rn-2")
+    assert view.task.task_id == task_id and view.task.assigned_to == "rn-2"
+    with pytest.raises(FailedPrecondition, match="held by another reviewer"):
+        review.workflow.decide("rn-1", task_id, DecisionInput(Decision.APPROVE))
+    assert [h.action for h in view.history] == ["claimed", "lease_expired", "claimed"]
+
+
+def test_a_nurse_cannot_deny_a_physician_can_and_is_named(review: Review) -> None:
+    request_id = review.submit()
+    task_id = review.task_of(request_id)
+    review.workflow.claim_next("rn-1")
+    before = len(review.outbox())
+    for decision in (Decision.DENY, Decision.MODIFY, Decision.APPROVE_PARTIAL):
+        with pytest.raises(PermissionDenied, match="only a physician"):
+            review.workflow.decide("rn-1", task_id, DecisionInput(decision, reason="r", criterion="c",
+                                                                  approved_units=1))
+    assert len(review.outbox()) == before  # nothing written
+    review.workflow.decide("rn-1", task_id, DecisionInput(Decision.REFER_TO_PHYSICIAN, note="borderline"))
+    with pytest.raises(NotFound):
+        review.workflow.claim_next("rn-2")  # a physician's task now
+    assert review.workflow.claim_next("md-1").task.task_id == task_id
+    review.workflow.record_peer_to_peer("md-1", task_id, "offered", None, "Dr. Requester", "call offered")
+    view, determination = review.workflow.decide(
+        "md-1", task_id, DecisionInput(Decision.DENY, reason="MRI is not indicated before six weeks of "
+                                       "conservative therapy without red flags",
+                                       criterion="imaging-mri-lumbar-spine@2026.1: conservative_therapy_six_weeks"))
+    line = determination.lines[0]
+    assert line.action_code == types_pb2.ACTION_CODE_NOT_CERTIFIED
+    assert line.decided_by.id == "md-1" and line.decided_by.role == "physician"
+    assert line.decided_by.credential == "MD, licensed in TX"
+    assert line.criterion.endswith("conservative_therapy_six_weeks")
+    assert line.explanation.criteria_id == "imaging-mri-lumbar-spine"  # the criteria explanation travels on
+    assert review.outbox()[-1].determination.lines[0].action_code == types_pb2.ACTION_CODE_NOT_CERTIFIED
+    assert [h.action for h in view.history] == ["claimed", "refer_to_physician", "claimed",
+                                                "peer_to_peer_offered", "deny"]
+    assert view.task.status == "decided"
+
+
+def test_information_requested_then_received_reopens_or_approves(review: Review) -> None:
+    request_id = review.submit()  # two weeks of symptoms: refer to nurse
+    task_id = review.task_of(request_id)
+    review.workflow.claim_next("rn-1")
+    view, det = review.workflow.decide("rn-1", task_id, DecisionInput(
+        Decision.REQUEST_INFORMATION, facts=("conservative_therapy_weeks", "symptom_duration_weeks")))
+    assert view.task.status == "pended_information"
+    assert det.lines[0].action_code == types_pb2.ACTION_CODE_PENDED
+    assert list(det.lines[0].requested_facts) == ["conservative_therapy_weeks", "symptom_duration_weeks"]
+    info = events_pb2.AdditionalInformationReceived(
+        request_id=request_id, information_id=str(uuid.uuid4()),
+        clinical_facts=[fact("symptom_duration_weeks", 9, "weeks"), fact("conservative_therapy_weeks", 7, "weeks")])
+    event = IncomingEvent(event_id=str(uuid.uuid4()), event_type="AdditionalInformationReceived", message=info,
+                          schema_version="1", key=request_id,
+                          topic="t", partition=0, offset=0)
+    review.workflow.handle_information([event])
+    review.workflow.handle_information([event])  # redelivery is harmless
+    with review.engine.connect() as conn:
+        status = conn.execute(select(tables.review_tasks.c.status)).scalar_one()
+    assert status == "decided"
+    approvals = [d for d in review.outbox() if d.determination.lines[0].action_code
+                 == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL]
+    assert len(approvals) == 1 and approvals[0].determination.lines[0].approved_units == 1
+
+
+def test_the_monitor_escalates_then_records_a_missed_medicaid_deadline(review: Review) -> None:
+    request_id = review.submit(lob=types_pb2.LINE_OF_BUSINESS_MEDICAID, state="OH")
+    with review.engine.connect() as conn:
+        due = conn.execute(select(tables.review_tasks.c.due_at)).scalar_one()
+    due = due if due.tzinfo else due.replace(tzinfo=dt.UTC)
+    review.now[0] = due - (due - T0) * 0.1
+    assert review.workflow.monitor()["unassigned_alerts"] == 1
+    assert review.workflow.monitor()["escalated"] == 0  # once
+    review.now[0] = due + dt.timedelta(minutes=1)
+    assert review.workflow.monitor()["missed"] == 1
+    kinds = [a.kind for a in review.alerts()]
+    assert kinds == [events_pb2.ReviewAlert.KIND_UNASSIGNED_NEAR_DEADLINE, events_pb2.ReviewAlert.KIND_DEADLINE_MISSED]
+    missed = review.alerts()[-1]
+    assert missed.deemed_denial and missed.request_id == request_id and "438.404" in missed.message
+    with review.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(tables.review_tasks)
+                            .where(tables.review_tasks.c.deemed_denial.is_(True))).scalar_one() == 1
