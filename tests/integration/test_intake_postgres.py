@@ -5,6 +5,7 @@ and idempotent application of determination/authorization events."""
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -12,20 +13,21 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
+from ur.intake.v1 import intake_pb2
 
 from services.common import migrations
 from services.common.db import make_engine
 from services.common.events import IncomingEvent
-from services.common.grpc_errors import IdempotencyConflict, ValidationFailed
+from services.common.grpc_errors import FailedPrecondition, IdempotencyConflict, NotFound, ValidationFailed
 from services.common.settings import Topics
 from services.intake.adapters import tables
 from services.intake.adapters.repository import IntakeUnitOfWork
 from services.intake.adapters.seed import load_members
 from services.intake.domain.model import RequestStatus
-from services.intake.entrypoints.mapping import to_domain
+from services.intake.entrypoints.mapping import information_to_domain, to_domain
 from services.intake.service_layer.handlers import IntakeHandlers, Waiters
 from tests.conftest import REPO
-from tests.factories import lumbar_mri
+from tests.factories import fact, lumbar_mri
 
 pytestmark = pytest.mark.integration
 
@@ -128,3 +130,53 @@ def test_events_apply_once_in_either_order(intake: Intake) -> None:
     with intake.engine.connect() as conn:
         assert conn.execute(select(tables.request_lines.c.authorization_number)).scalar() == "changed"
     assert intake.count(tables.processed_events) == 2
+
+
+def _info(request_id: str, key: str = "info-1", weeks: float = 7.0) -> intake_pb2.SubmitAdditionalInformationRequest:
+    return intake_pb2.SubmitAdditionalInformationRequest(
+        request_id=request_id, idempotency_key=key, note="therapy notes attached",
+        clinical_facts=[fact("conservative_therapy_weeks", weeks, "weeks")])
+
+
+def add_info(intake: Intake, message: intake_pb2.SubmitAdditionalInformationRequest):  # type: ignore[no-untyped-def]
+    return intake.handlers.add_information(information_to_domain(message), message)
+
+
+def test_additional_information_is_recorded_and_forwarded_once(intake: Intake) -> None:
+    request_id = submit(intake, lumbar_mri(meets=False)).record.request_id
+    first = add_info(intake, _info(request_id))
+    again = add_info(intake, _info(request_id))
+    assert again.replayed and again.information_id == first.information_id
+    assert intake.count(tables.additional_information) == 1
+    with intake.engine.connect() as conn:
+        rows = conn.execute(select(tables.outbox).where(tables.outbox.c.topic == "t.intake.additional-information.v1")
+                            ).all()
+    assert len(rows) == 1 and rows[0].message_key == request_id
+    event = events_pb2.AdditionalInformationReceived.FromString(rows[0].payload)
+    assert event.information_id == first.information_id and event.clinical_facts[0].number_value == 7.0
+    with pytest.raises(IdempotencyConflict):
+        add_info(intake, _info(request_id, weeks=9.0))
+
+
+def test_bad_additional_information_is_refused_precisely_and_stores_nothing(intake: Intake) -> None:
+    request_id = submit(intake, lumbar_mri(meets=False)).record.request_id
+    bad = _info(request_id)
+    bad.clinical_facts.add(name="Bad Name", bool_value=True)
+    bad.clinical_facts.add(name="no_value")
+    with pytest.raises(ValidationFailed) as caught:
+        add_info(intake, bad)
+    assert [v.field for v in caught.value.violations] == ["clinical_facts[1].name", "clinical_facts[2].value"]
+    with pytest.raises(ValidationFailed) as caught:
+        add_info(intake, intake_pb2.SubmitAdditionalInformationRequest(request_id="nope", idempotency_key="k"))
+    assert [v.field for v in caught.value.violations] == ["request_id", "clinical_facts"]
+    with pytest.raises(NotFound):
+        add_info(intake, _info(str(uuid.uuid4()), key="other"))
+    assert intake.count(tables.additional_information) == 0
+
+
+def test_information_for_a_request_not_under_review_is_refused(intake: Intake) -> None:
+    ineligible = lumbar_mri(member_id="T-NOPE-0001")
+    record = submit(intake, ineligible).record
+    assert record.status is RequestStatus.INELIGIBLE
+    with pytest.raises(FailedPrecondition, match="ineligible"):
+        add_info(intake, _info(record.request_id))

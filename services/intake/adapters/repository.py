@@ -89,6 +89,13 @@ class RequestRepository:
         return self.conn.execute(select(t.requests.c.request_id)
                                  .where(t.requests.c.idempotency_key == idempotency_key)).scalar()
 
+    def information_by_key(self, idempotency_key: str) -> Row[Any] | None:
+        return self.conn.execute(select(t.additional_information).where(
+            t.additional_information.c.idempotency_key == idempotency_key)).first()
+
+    def add_information(self, values: dict[str, Any]) -> None:
+        self.conn.execute(t.additional_information.insert().values(**values))
+
     def add(self, values: dict[str, Any], lines: Sequence[dict[str, Any]]) -> None:
         self.conn.execute(t.requests.insert().values(**values))
         self.conn.execute(t.request_lines.insert(), list(lines))

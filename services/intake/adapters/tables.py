@@ -75,5 +75,17 @@ request_lines = Table(
     Column("authorization_number", String(20), nullable=True),
 )
 
+# Additional information sent for a request under review (forwarded to review).
+additional_information = Table(
+    "additional_information", metadata,
+    Column("information_id", String(36), primary_key=True),
+    Column("request_id", String(36), ForeignKey("requests.request_id"), nullable=False, index=True),
+    Column("idempotency_key", String(100), nullable=False, unique=True),
+    Column("fingerprint", String(64), nullable=False),
+    # ur.intake.v1.SubmitAdditionalInformationRequest as received.
+    Column("payload", LargeBinary, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)

@@ -7,6 +7,7 @@ import datetime as dt
 import enum
 import hashlib
 import re
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -170,7 +171,7 @@ def _validate_lines(req: PriorAuthRequest, bad: _Bad) -> None:
             bad(f"{f}.place_of_service", "required")
 
 
-def _validate_facts(req: PriorAuthRequest, bad: _Bad) -> None:
+def _validate_facts(req: PriorAuthRequest | AdditionalInformation, bad: _Bad) -> None:
     if len(req.facts) > MAX_FACTS:
         bad("clinical_facts", f"at most {MAX_FACTS} facts")
     names: set[str] = set()
@@ -187,6 +188,46 @@ def _validate_facts(req: PriorAuthRequest, bad: _Bad) -> None:
             bad(f"{f}.date_value", "is not a calendar date")
         elif fact.kind == "number" and isinstance(fact.value, float) and fact.value != fact.value:
             bad(f"{f}.number_value", "is not a number")
+
+
+# -- additional information ---------------------------------------------------------------------
+
+MAX_NOTE = 2000
+
+
+@dataclass(frozen=True)
+class AdditionalInformation:
+    """Facts sent for a request already under review (the answer to a request for information)."""
+
+    request_id: str
+    idempotency_key: str
+    facts: tuple[ClinicalFact, ...]
+    note: str
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(repr(replace(self, idempotency_key="")).encode()).hexdigest()
+
+
+def validate_information(info: AdditionalInformation) -> list[FieldViolation]:
+    v: list[FieldViolation] = []
+
+    def bad(field: str, description: str) -> None:
+        v.append(FieldViolation(field, description))
+
+    try:
+        uuid.UUID(info.request_id)
+    except ValueError:
+        bad("request_id", "required: the id SubmitRequest returned")
+    if not info.idempotency_key:
+        bad("idempotency_key", "required")
+    elif not _KEY.match(info.idempotency_key):
+        bad("idempotency_key", "1-100 printable ASCII characters without spaces")
+    if not info.facts:
+        bad("clinical_facts", "send at least one fact")
+    _validate_facts(info, bad)
+    if len(info.note) > MAX_NOTE:
+        bad("note", f"at most {MAX_NOTE} characters")
+    return v
 
 
 # -- eligibility --------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ from __future__ import annotations
 import grpc
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
+from services.common.clock import ensure_utc
 from services.common.grpc_errors import translate_errors
-from services.intake.entrypoints.mapping import to_domain, to_view
+from services.intake.entrypoints.mapping import information_to_domain, to_domain, to_view
 from services.intake.service_layer.handlers import IntakeHandlers
 
 
@@ -24,3 +25,12 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
     def GetRequest(self, request: intake_pb2.GetRequestRequest,  # noqa: N802
                    context: grpc.ServicerContext) -> intake_pb2.GetRequestResponse:
         return intake_pb2.GetRequestResponse(request=to_view(self._handlers.get(request.request_id)))
+
+    @translate_errors
+    def SubmitAdditionalInformation(self, request: intake_pb2.SubmitAdditionalInformationRequest,  # noqa: N802
+                                    context: grpc.ServicerContext) -> intake_pb2.SubmitAdditionalInformationResponse:
+        result = self._handlers.add_information(information_to_domain(request), request)
+        response = intake_pb2.SubmitAdditionalInformationResponse(information_id=result.information_id,
+                                                                  replayed=result.replayed)
+        response.received_at.FromDatetime(ensure_utc(result.received_at))
+        return response

@@ -8,7 +8,7 @@ from ur.intake.v1 import intake_pb2
 
 from services.common.proto_enums import to_name, to_number
 from services.intake.adapters.repository import RequestRecord
-from services.intake.domain.model import ClinicalFact, PriorAuthRequest, ServiceLine
+from services.intake.domain.model import AdditionalInformation, ClinicalFact, PriorAuthRequest, ServiceLine
 
 LOB = types_pb2.LineOfBusiness.DESCRIPTOR
 REVIEW_TYPE = types_pb2.ReviewType.DESCRIPTOR
@@ -99,3 +99,8 @@ def _ts(value: object) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(value)  # type: ignore[arg-type]
     return ts
+
+
+def information_to_domain(msg: intake_pb2.SubmitAdditionalInformationRequest) -> AdditionalInformation:
+    return AdditionalInformation(request_id=msg.request_id.strip(), idempotency_key=msg.idempotency_key,
+                                 facts=tuple(_fact(f) for f in msg.clinical_facts), note=msg.note)

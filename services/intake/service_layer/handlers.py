@@ -20,17 +20,25 @@ from ur.intake.v1 import intake_pb2
 from services.common.clock import utcnow
 from services.common.consumer import PoisonMessage
 from services.common.events import IncomingEvent, OutgoingEvent
-from services.common.grpc_errors import FieldViolation, IdempotencyConflict, NotFound, ValidationFailed
+from services.common.grpc_errors import (
+    FailedPrecondition,
+    FieldViolation,
+    IdempotencyConflict,
+    NotFound,
+    ValidationFailed,
+)
 from services.common.settings import Topics
 from services.intake.adapters.repository import IntakeUnitOfWork, LineRecord, RequestRecord
 from services.intake.domain.model import (
     SETTLED,
+    AdditionalInformation,
     LineProgress,
     PriorAuthRequest,
     RequestStatus,
     check_eligibility,
     derive_status,
     validate,
+    validate_information,
 )
 
 logger = logging.getLogger(__name__)
@@ -61,6 +69,13 @@ class Waiters:
                 event = self._events.get(rid)
                 if event is not None:
                     event.set()
+
+
+@dataclass(frozen=True)
+class InformationResult:
+    information_id: str
+    received_at: dt.datetime
+    replayed: bool
 
 
 @dataclass(frozen=True)
@@ -164,6 +179,58 @@ class IntakeHandlers:
                 record = uow.requests.get(request_id)
             if record is not None and record.status in SETTLED:
                 return
+
+    def add_information(self, info: AdditionalInformation,
+                        submitted: intake_pb2.SubmitAdditionalInformationRequest) -> InformationResult:
+        """Record additional facts for a request under review and forward them to review, in one
+        transaction. Same key and payload: the original answer; same key, other payload: refused."""
+        violations = validate_information(info)
+        if violations:
+            raise ValidationFailed(violations)
+        fingerprint = info.fingerprint()
+        now = utcnow()
+        with self._uow() as uow:
+            previous = uow.requests.information_by_key(info.idempotency_key)
+            if previous is not None:
+                if previous.fingerprint != fingerprint or previous.request_id != info.request_id:
+                    raise IdempotencyConflict(
+                        f"idempotency key {info.idempotency_key!r} was already used for other information; "
+                        "use a new key")
+                return InformationResult(previous.information_id, previous.received_at, replayed=True)
+            record = uow.requests.get(info.request_id, for_update=True)
+            if record is None:
+                raise NotFound(f"no request {info.request_id!r}")
+            if record.status not in (RequestStatus.IN_REVIEW, RequestStatus.PENDED):
+                raise FailedPrecondition(
+                    f"request {info.request_id} is {record.status.value.lower().replace('_', ' ')}"
+                    f"{': ' + record.status_reason if record.status_reason else ''}; nothing is waiting for "
+                    "information")
+            information_id = str(uuid.uuid4())
+            uow.requests.add_information({
+                "information_id": information_id, "request_id": info.request_id,
+                "idempotency_key": info.idempotency_key, "fingerprint": fingerprint,
+                "payload": submitted.SerializeToString(), "received_at": now})
+            event = events_pb2.AdditionalInformationReceived(
+                request_id=info.request_id, information_id=information_id,
+                clinical_facts=submitted.clinical_facts, note=submitted.note)
+            event.received_at.FromDatetime(now)
+            uow.publish(OutgoingEvent(topic=self._topics.additional_information, key=info.request_id, message=event))
+            try:
+                uow.commit()
+            except IntegrityError:
+                # A concurrent call with the same key won: answer as it did (or refuse a conflict).
+                return self._information_replay(info, fingerprint)
+        logger.info("additional information %s for request %s: %d facts", information_id, info.request_id,
+                    len(info.facts))
+        return InformationResult(information_id, now, replayed=False)
+
+    def _information_replay(self, info: AdditionalInformation, fingerprint: str) -> InformationResult:
+        with self._uow().read_only() as uow:
+            previous = uow.requests.information_by_key(info.idempotency_key)
+        if previous is None or previous.fingerprint != fingerprint or previous.request_id != info.request_id:
+            raise IdempotencyConflict(f"idempotency key {info.idempotency_key!r} was already used for other "
+                                      "information; use a new key")
+        return InformationResult(previous.information_id, previous.received_at, replayed=True)
 
     # -- queries -------------------------------------------------------------------------------
     def get(self, request_id: str) -> RequestRecord:
