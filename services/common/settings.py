@@ -84,6 +84,7 @@ SETTINGS: tuple[Setting, ...] = (
     # clients
     Setting("UR_INTAKE_TARGET", "127.0.0.1:50051", "Where urctl and tools reach intake.", ("cli",)),
     Setting("UR_REVIEW_TARGET", "127.0.0.1:50052", "Where urctl and tools reach review.", ("cli",)),
+    Setting("UR_REVIEWER_TOKEN", "", "Bearer token urctl review commands send (a reviewer's secret).", ("cli",)),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
