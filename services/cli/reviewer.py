@@ -254,8 +254,8 @@ def parse_fact(text: str) -> types_pb2.ClinicalFact:
         raise urctl.CliError(f"--fact {text!r}: expected name=value (or name=value:unit)")
     value, unit = raw, ""
     head, colon, tail = raw.rpartition(":")
-    if colon and head and tail and not tail[:1].isdigit():
-        value, unit = head, tail
+    if colon and tail.strip() and " " not in tail.strip() and _is_number(head):
+        value, unit = head, tail.strip()  # units belong to numbers only
     fact = types_pb2.ClinicalFact(name=name.strip(), unit=unit)
     lowered = value.strip().lower()
     if lowered in ("true", "false"):
@@ -272,6 +272,14 @@ def parse_fact(text: str) -> types_pb2.ClinicalFact:
     except ValueError:
         fact.text_value = value
     return fact
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def cmd_add_info(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
