@@ -39,6 +39,8 @@ class Platform:
     database_urls: Mapping[str, str] = field(default_factory=dict)  # service → URL; default SQLite
     ports: Mapping[str, int] = field(default_factory=lambda: dict(settings.DEFAULT_PORTS))
     members_seed: Path | None = REPO / "deploy" / "sample" / "members.yaml"
+    reviewers_seed: Path | None = REPO / "deploy" / "sample" / "reviewers.yaml"
+    tokens_file: Path | None = REPO / "deploy" / "sample" / "reviewer-tokens.dev.yaml"
     extra_env: Mapping[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -60,6 +62,10 @@ class Platform:
             env[f"UR_{upper}_DATABASE_URL"] = self.database_urls[service]
         if service == "intake" and self.members_seed is not None:
             env["UR_INTAKE_MEMBERS_SEED"] = str(self.members_seed)
+        if service == "review" and self.reviewers_seed is not None:
+            env["UR_REVIEW_REVIEWERS_SEED"] = str(self.reviewers_seed)
+        if service == "review" and self.tokens_file is not None:
+            env["UR_REVIEW_TOKENS_FILE"] = str(self.tokens_file)
         env.update(self.extra_env)
         return env
 
