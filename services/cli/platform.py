@@ -130,7 +130,7 @@ class Platform:
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
-    from services.cli import workload
+    from services.cli import scripted_review, workload
 
     parser = argparse.ArgumentParser(prog="platform", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = workload.run_workload(platform.target("intake"), requests, concurrency=args.concurrency,
                                         console=console)
         workload.render_summary(summary, console)
+        scripted_review.run_shift(platform.target("review"), console)
         if args.mode == "demo":
             return 0
         console.print("\nThe platform keeps serving; try [bold].venv/bin/urctl queue list[/bold] or "
