@@ -22,7 +22,7 @@ class CalendarFileError(ValueError):
 def load_calendar(path: Path) -> Calendar:
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, yaml.YAMLError, ValueError) as exc:  # PyYAML raises ValueError for 2026-02-30
         raise CalendarFileError(f"{path.name}: cannot read: {exc}") from exc
     if not isinstance(doc, dict):
         raise CalendarFileError(f"{path.name}: expected a mapping")

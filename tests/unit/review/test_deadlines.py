@@ -1,0 +1,232 @@
+"""The regulatory clocks: every regime, expedited and standard, pends under each regime, business days
+across weekends and holidays, the California 5:30 pm cut-off, daylight-saving changes, year ends and
+extensions. Each deadline names the rule that set it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from services.review.adapters.holiday_calendars import CalendarFileError, load_calendar, load_calendars
+from services.review.domain.deadlines import ClockEngine, ClockError, ClockRequest, ClockState, ExtensionRefused
+
+PT = ZoneInfo("America/Los_Angeles")
+CT = ZoneInfo("America/Chicago")
+UTC = dt.UTC
+ENGINE = ClockEngine(load_calendars())
+
+
+def at(tz: ZoneInfo, y: int, mo: int, d: int, h: int = 10, mi: int = 0) -> dt.datetime:
+    return dt.datetime(y, mo, d, h, mi, tzinfo=tz).astimezone(UTC)
+
+
+def req(lob: str, received: dt.datetime, *, state: str = "OH", urgency: str = "standard",
+        review: str = "prospective", setting: str = "") -> ClockRequest:
+    return ClockRequest(lob, state, urgency, review, received, setting)
+
+
+def local(due: dt.datetime | None, tz: ZoneInfo) -> tuple[int, int, int, int, int]:
+    assert due is not None
+    d = due.astimezone(tz)
+    return d.year, d.month, d.day, d.hour, d.minute
+
+
+# -- CMS-0057-F ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lob", ["medicare_advantage", "medicaid"])
+def test_cms_standard_is_seven_calendar_days_and_expedited_72_hours(lob: str) -> None:
+    received = at(UTC, 2026, 11, 25, 15)
+    standard = ENGINE.start(req(lob, received))
+    assert standard.regime == "cms-0057-f" and standard.due_at == received + dt.timedelta(days=7)
+    assert "7 calendar days" in standard.rule and "CMS-0057-F" in standard.rule
+    expedited = ENGINE.start(req(lob, received, urgency="expedited"))
+    assert expedited.due_at == received + dt.timedelta(hours=72) and "72 hours" in expedited.rule
+    assert standard.deemed_denial_on_miss is (lob == "medicaid")
+
+
+def test_cms_pend_leaves_the_clock_running() -> None:
+    received = at(UTC, 2026, 11, 25, 15)
+    state = ENGINE.start(req("medicare_advantage", received))
+    pended = ENGINE.pend(state, received + dt.timedelta(days=2))
+    assert pended.due_at == state.due_at and "keeps running" in pended.rule
+    answered = ENGINE.information_received(pended, received + dt.timedelta(days=5))
+    assert answered.due_at == state.due_at and "unchanged" in answered.rule
+    assert [e.kind for e in answered.history] == ["started", "pended", "information_received"]
+
+
+def test_medicare_advantage_extension_only_on_permitted_grounds_with_notice() -> None:
+    received = at(UTC, 2026, 11, 25, 15)
+    state = ENGINE.start(req("medicare_advantage", received))
+    with pytest.raises(ExtensionRefused, match="not a permitted ground"):
+        ENGINE.extend(state, received, "reviewer_backlog", notice_sent=True)
+    with pytest.raises(ExtensionRefused, match="written notice"):
+        ENGINE.extend(state, received, "enrollee_request", notice_sent=False)
+    extended = ENGINE.extend(state, received + dt.timedelta(days=1), "enrollee_request", notice_sent=True)
+    assert extended.due_at == received + dt.timedelta(days=21) and "422.568(b)(1)" in extended.rule
+    with pytest.raises(ExtensionRefused, match="one extension"):
+        ENGINE.extend(extended, received + dt.timedelta(days=2), "information_needed_in_enrollee_interest", True)
+
+
+# -- ERISA -------------------------------------------------------------------------------------------
+
+def test_erisa_pre_service_is_15_days_tolled_while_waiting_for_information() -> None:
+    received = at(UTC, 2026, 3, 2, 12)
+    state = ENGINE.start(req("commercial", received))
+    assert state.regime == "erisa-2560.503-1" and state.due_at == received + dt.timedelta(days=15)
+    assert "2560.503-1(f)(2)(iii)(A)" in state.rule
+    pended = ENGINE.pend(state, received + dt.timedelta(days=5))
+    assert pended.due_at is None and pended.tolled and "tolled" in pended.rule
+    assert not ENGINE.at_risk(pended, received + dt.timedelta(days=30))
+    assert not ENGINE.is_missed(pended, received + dt.timedelta(days=30))
+    answered = ENGINE.information_received(pended, received + dt.timedelta(days=12))
+    assert answered.due_at == received + dt.timedelta(days=22)  # 10 days were left when it stopped
+    assert "10" in answered.rule or "240.0 hours" in answered.rule
+
+
+def test_erisa_urgent_is_72_hours_and_an_incomplete_urgent_claim_follows_48_plus_48() -> None:
+    received = at(UTC, 2026, 3, 2, 12)
+    state = ENGINE.start(req("commercial", received, urgency="expedited"))
+    assert state.due_at == received + dt.timedelta(hours=72) and "urgent care claim" in state.rule
+    pended = ENGINE.pend(state, received + dt.timedelta(hours=20), "incomplete claim")
+    assert pended.due_at == received + dt.timedelta(hours=20 + 96)
+    quick = ENGINE.information_received(pended, received + dt.timedelta(hours=30))
+    assert quick.due_at == received + dt.timedelta(hours=30 + 48)
+    late = ENGINE.information_received(pended, received + dt.timedelta(hours=90))
+    assert late.due_at == received + dt.timedelta(hours=20 + 48 + 48)  # 48 h from the end of the answer time
+    with pytest.raises(ExtensionRefused, match="urgent care claims have no extension"):
+        ENGINE.extend(state, received, "beyond_plan_control", True)
+
+
+def test_erisa_allows_one_extension_with_notice_before_the_period_ends() -> None:
+    received = at(UTC, 2026, 3, 2, 12)
+    state = ENGINE.start(req("commercial", received))
+    extended = ENGINE.extend(state, received + dt.timedelta(days=14), "beyond_plan_control", notice_sent=True)
+    assert extended.due_at == received + dt.timedelta(days=30)
+    with pytest.raises(ExtensionRefused, match="one extension"):
+        ENGINE.extend(extended, received + dt.timedelta(days=16), "beyond_plan_control", notice_sent=True)
+    with pytest.raises(ExtensionRefused, match="already ended"):
+        ENGINE.extend(state, received + dt.timedelta(days=16), "beyond_plan_control", notice_sent=True)
+    post = ENGINE.start(req("commercial", received, review="retrospective"))
+    assert post.due_at == received + dt.timedelta(days=30) and "post-service" in post.rule
+
+
+# -- California workers' comp ------------------------------------------------------------------------
+
+def test_california_five_business_days_skip_thanksgiving_the_day_after_and_the_weekend() -> None:
+    # Wednesday 2026-11-25 10:00 PT: Thu 26 and Fri 27 are holidays, then the weekend.
+    state = ENGINE.start(req("workers_comp", at(PT, 2026, 11, 25), state="CA"))
+    assert state.regime == "ca-lc-4610" and "5 business days" in state.rule
+    assert local(state.due_at, PT) == (2026, 12, 4, 23, 59)  # Mon 30, Tue 1, Wed 2, Thu 3, Fri 4
+
+
+def test_california_cutoff_at_half_past_five() -> None:
+    before = ENGINE.start(req("workers_comp", at(PT, 2026, 3, 2, 17, 29), state="CA"))  # Monday
+    after = ENGINE.start(req("workers_comp", at(PT, 2026, 3, 2, 17, 31), state="CA"))
+    assert local(before.due_at, PT)[:3] == (2026, 3, 9)
+    assert local(after.due_at, PT)[:3] == (2026, 3, 10)
+    assert "cut-off" in after.rule and "cut-off" not in before.rule
+    weekend = ENGINE.start(req("workers_comp", at(PT, 2026, 3, 7, 9), state="CA"))  # Saturday
+    assert local(weekend.due_at, PT)[:3] == (2026, 3, 16)  # counted from Monday 9
+
+
+def test_california_deadline_across_the_november_daylight_saving_change() -> None:
+    # Friday 2026-10-30: five business days are Nov 2-6; clocks fall back on Sunday Nov 1.
+    state = ENGINE.start(req("workers_comp", at(PT, 2026, 10, 30), state="CA"))
+    assert local(state.due_at, PT) == (2026, 11, 6, 23, 59)
+    assert state.due_at == dt.datetime(2026, 11, 7, 7, 59, 59, tzinfo=UTC)  # PST is UTC-8
+
+
+def test_california_restarts_on_information_but_never_beyond_14_days() -> None:
+    received = at(PT, 2026, 3, 2)  # Monday
+    state = ENGINE.start(req("workers_comp", received, state="CA"))
+    pended = ENGINE.pend(state, at(PT, 2026, 3, 3))
+    assert pended.due_at == received + dt.timedelta(days=14) and "14 days" in pended.rule
+    answered = ENGINE.information_received(pended, at(PT, 2026, 3, 4))  # Wednesday
+    assert local(answered.due_at, PT)[:3] == (2026, 3, 11) and "from its receipt" in answered.rule
+    late = ENGINE.information_received(pended, at(PT, 2026, 3, 12))
+    assert late.due_at == received + dt.timedelta(days=14) and "14-day limit" in late.rule
+    with pytest.raises(ExtensionRefused, match="allows no extension"):
+        ENGINE.extend(state, received, "enrollee_request", True)
+
+
+def test_california_expedited_and_retrospective() -> None:
+    received = at(PT, 2026, 3, 2, 18)
+    assert ENGINE.start(req("workers_comp", received, state="CA", urgency="expedited")).due_at == \
+        received + dt.timedelta(hours=72)
+    retro = ENGINE.start(req("workers_comp", received, state="CA", review="retrospective"))
+    assert retro.due_at == received + dt.timedelta(days=30) and "retrospective" in retro.rule
+
+
+# -- Texas workers' comp -----------------------------------------------------------------------------
+
+def test_texas_three_working_days_skip_the_days_28_tac_102_3_names() -> None:
+    # Tuesday 2026-12-22: Dec 24, 25 (Fri) are not working days; Dec 26 is a Saturday.
+    state = ENGINE.start(req("workers_comp", at(CT, 2026, 12, 22), state="TX", review="concurrent"))
+    assert state.regime == "tx-28-tac-134.600" and "3 working days" in state.rule
+    assert local(state.due_at, CT)[:3] == (2026, 12, 29)  # Wed 23, Mon 28, Tue 29
+
+
+def test_texas_inpatient_concurrent_review_is_one_working_day_across_the_year_end() -> None:
+    # Thursday 2026-12-31: New Year's Day is not a working day, then the weekend.
+    state = ENGINE.start(req("workers_comp", at(CT, 2026, 12, 31), state="TX", review="concurrent",
+                             setting="inpatient"))
+    assert local(state.due_at, CT)[:3] == (2027, 1, 4) and "1 working day" in state.rule
+    pended = ENGINE.pend(state, at(CT, 2027, 1, 2))
+    assert pended.due_at == state.due_at and "keeps running" in pended.rule
+
+
+def test_texas_across_the_march_daylight_saving_change() -> None:
+    # Friday 2026-03-06; clocks spring forward on Sunday March 8: due Wednesday March 11, CDT (UTC-5).
+    state = ENGINE.start(req("workers_comp", at(CT, 2026, 3, 6), state="TX"))
+    assert state.due_at == dt.datetime(2026, 3, 12, 4, 59, 59, tzinfo=UTC)
+
+
+def test_other_states_workers_comp_get_a_conservative_named_default() -> None:
+    state = ENGINE.start(req("workers_comp", at(UTC, 2026, 3, 2), state="NV"))
+    assert state.regime == "workers-comp-default" and "NV" in state.rule
+
+
+# -- across regimes ----------------------------------------------------------------------------------
+
+def test_at_risk_when_less_than_a_fifth_of_the_time_is_left() -> None:
+    received = at(UTC, 2026, 3, 2, 0)
+    state = ENGINE.start(req("medicare_advantage", received, urgency="expedited"))  # 72 h
+    assert not ENGINE.at_risk(state, received + dt.timedelta(hours=57))
+    assert ENGINE.at_risk(state, received + dt.timedelta(hours=58))
+    assert ENGINE.is_missed(state, received + dt.timedelta(hours=72, seconds=1))
+
+
+def test_state_round_trips_through_its_stored_form() -> None:
+    state = ENGINE.pend(ENGINE.start(req("commercial", at(UTC, 2026, 3, 2))), at(UTC, 2026, 3, 4))
+    assert ClockState.from_dict(state.to_dict()) == state
+
+
+def test_every_regime_names_its_rule() -> None:
+    received = at(UTC, 2026, 6, 1)
+    for lob, state, urgency, review in [("medicare_advantage", "OH", "standard", "prospective"),
+                                        ("medicaid", "OH", "expedited", "prospective"),
+                                        ("medicaid", "OH", "standard", "retrospective"),
+                                        ("commercial", "NY", "standard", "prospective"),
+                                        ("commercial", "NY", "expedited", "concurrent"),
+                                        ("workers_comp", "CA", "standard", "concurrent"),
+                                        ("workers_comp", "TX", "standard", "prospective")]:
+        clock = ENGINE.start(req(lob, received, state=state, urgency=urgency, review=review))
+        assert clock.rule and clock.regime and clock.history[0].rule == clock.rule
+    with pytest.raises(ClockError, match="time zone"):
+        ENGINE.start(req("commercial", dt.datetime(2026, 1, 1)))
+
+
+def test_a_malformed_calendar_is_refused_precisely(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntime_zone: Mars/Olympus\nsource: s\nholidays: [{date: 2026-01-01, name: a}]\n")
+    with pytest.raises(CalendarFileError, match=r"bad\.yaml: time_zone: 'Mars/Olympus'"):
+        load_calendar(bad)
+    bad.write_text("name: x\ntime_zone: UTC\nsource: s\nholidays: [{date: 2026-02-30, name: a}]\n")
+    with pytest.raises(CalendarFileError, match=r"bad\.yaml: cannot read: day is out of range"):
+        load_calendar(bad)
+    bad.write_text("name: x\ntime_zone: UTC\nsource: s\nholiday: []\n")
+    with pytest.raises(CalendarFileError, match="holiday: unknown key"):
+        load_calendar(bad)
