@@ -601,9 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
     queue_list.add_argument("--limit", type=int, default=50, metavar="N", help="at most N tasks (default 50)")
     queue_list.set_defaults(handler=cmd_queue_list)
 
-    from services.cli import reviewer  # imported here: reviewer imports this module
+    from services.cli import criteria, reviewer  # imported here: they import this module
 
     reviewer.add_commands(commands, request, connection, output)
+    criteria.add_criteria_commands(commands, connection, output)
 
     settings_cmd = commands.add_parser("settings", help="the environment variables the platform reads")
     settings_cmd.add_argument("--markdown", action="store_true", help="as a Markdown table (for the README)")
