@@ -232,6 +232,14 @@ def cmd_p2p(args: argparse.Namespace, targets: urctl.Targets, console: Console) 
     return urctl.EXIT_OK
 
 
+def cmd_extend(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
+    view = _review(args, targets, "the extension", lambda s, md: s.ExtendDeadline(
+        review_pb2.ExtendDeadlineRequest(task_id=args.task_id, ground=args.ground, notice_sent=args.notice_sent),
+        metadata=md, timeout=args.timeout))
+    urctl._emit(console, args, view, lambda: format_task(view))
+    return urctl.EXIT_OK
+
+
 def cmd_release(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
     view = _review(args, targets, "the release", lambda s, md: s.ReleaseTask(
         review_pb2.ReleaseTaskRequest(task_id=args.task_id, note=args.note or ""), metadata=md, timeout=args.timeout))
@@ -362,6 +370,12 @@ def add_commands(commands: Any, request_group: Any, connection: argparse.Argumen
     p2p.add_argument("--contact", metavar="WHO")
     p2p.add_argument("--note", metavar="TEXT")
     p2p.set_defaults(handler=cmd_p2p)
+    extend = review.add_parser("extend", parents=parents, help="extend the deadline where the regime allows it")
+    extend.add_argument("task_id", metavar="TASK_ID")
+    extend.add_argument("--ground", required=True,
+                        choices=["enrollee_request", "information_needed_in_enrollee_interest", "beyond_plan_control"])
+    extend.add_argument("--notice-sent", action="store_true", help="the required written notice was sent")
+    extend.set_defaults(handler=cmd_extend)
     release = review.add_parser("release", parents=parents, help="give a held task back to the queue")
     release.add_argument("task_id", metavar="TASK_ID")
     release.add_argument("--note", metavar="TEXT")

@@ -17,9 +17,11 @@ from services.review.adapters import tables
 from services.review.adapters.authorization_client import GrpcDuplicateChecker
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import load_library
+from services.review.adapters.holiday_calendars import load_calendars
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.adapters.reviewers_loader import load_reviewers
 from services.review.adapters.rules_engine import DurableRulesMatcher
+from services.review.domain.deadlines import ClockEngine
 from services.review.entrypoints.grpc_api import ReviewerServicer
 from services.review.service_layer.handlers import ReviewHandlers
 from services.review.service_layer.workflow import ReviewEvents, ReviewWorkflow
@@ -42,9 +44,10 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
 
     duplicates = GrpcDuplicateChecker(settings.extra.get("UR_AUTHORIZATION_TARGET", "127.0.0.1:50053"))
     evaluator = LibraryEvaluator(library, matcher)
-    handlers = ReviewHandlers(uow, infra.topics, evaluator, duplicates)
+    clocks = ClockEngine(load_calendars())
+    handlers = ReviewHandlers(uow, infra.topics, evaluator, duplicates, clocks)
     extra = settings.extra
-    workflow = ReviewWorkflow(uow, infra.topics, lambda: evaluator,
+    workflow = ReviewWorkflow(uow, infra.topics, lambda: evaluator, clocks,
                               lease_s=float(extra.get("UR_REVIEW_LEASE_S") or 900),
                               at_risk_fraction=float(extra.get("UR_REVIEW_AT_RISK_FRACTION") or 0.2))
     tokens_file = extra.get("UR_REVIEW_TOKENS_FILE") or ""

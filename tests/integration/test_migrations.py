@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
-
-import importlib
 
 import pytest
 from alembic.autogenerate import compare_metadata

@@ -26,9 +26,11 @@ from services.review.adapters import tables
 from services.review.adapters.authorization_client import LineQuery
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import load_library
+from services.review.adapters.holiday_calendars import load_calendars
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.bootstrap import DEFAULT_CRITERIA_DIR
 from services.review.domain.criteria import PythonMatcher
+from services.review.domain.deadlines import ClockEngine
 from services.review.domain.workflow import Decision, Reviewer, Role
 from services.review.service_layer.handlers import ReviewHandlers
 from services.review.service_layer.workflow import DecisionInput, ReviewWorkflow
@@ -100,8 +102,9 @@ def build(url: str) -> Review:
         return ReviewUnitOfWork(engine, tables.outbox, tables.processed_events)
 
     evaluator = LibraryEvaluator(load_library(DEFAULT_CRITERIA_DIR), PythonMatcher())
-    handlers = ReviewHandlers(uow, Topics("t"), evaluator, NoDuplicates())  # type: ignore[arg-type]
-    workflow = ReviewWorkflow(uow, Topics("t"), lambda: evaluator, lease_s=600, clock=lambda: now[0])
+    clocks = ClockEngine(load_calendars())
+    handlers = ReviewHandlers(uow, Topics("t"), evaluator, NoDuplicates(), clocks)  # type: ignore[arg-type]
+    workflow = ReviewWorkflow(uow, Topics("t"), lambda: evaluator, clocks, lease_s=600, clock=lambda: now[0])
     workflow.seed([reviewer("rn-1"), reviewer("rn-2"), reviewer("md-1", Role.PHYSICIAN),
                    reviewer("sup-1", Role.SUPERVISOR, specialties=())])
     return Review(engine, handlers, workflow, now)
@@ -241,3 +244,43 @@ def test_the_monitor_escalates_then_records_a_missed_medicaid_deadline(review: R
     with review.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(tables.review_tasks)
                             .where(tables.review_tasks.c.deemed_denial.is_(True))).scalar_one() == 1
+
+
+def test_an_erisa_request_for_information_tolls_the_clock_until_the_answer(review: Review) -> None:
+    request_id = review.submit(lob=types_pb2.LINE_OF_BUSINESS_COMMERCIAL)
+    task_id = review.task_of(request_id)
+    with review.engine.connect() as conn:
+        first_due = conn.execute(select(tables.review_tasks.c.due_at)).scalar_one()
+    first_due = first_due if first_due.tzinfo else first_due.replace(tzinfo=dt.UTC)
+    assert first_due == T0 + dt.timedelta(days=15)
+    review.now[0] = T0 + dt.timedelta(days=5)
+    review.workflow.claim_next("rn-1")
+    view, _ = review.workflow.decide("rn-1", task_id, DecisionInput(Decision.REQUEST_INFORMATION,
+                                                                     facts=("conservative_therapy_weeks",)))
+    assert view.task.clock_paused and "tolled" in view.task.clock_rule
+    review.now[0] = T0 + dt.timedelta(days=40)  # long past the original deadline: still not missed
+    assert review.workflow.monitor()["missed"] == 0
+    info = events_pb2.AdditionalInformationReceived(request_id=request_id, information_id=str(uuid.uuid4()),
+                                                    clinical_facts=[fact("conservative_therapy_weeks", 3, "weeks")])
+    review.workflow.handle_information([IncomingEvent(event_id=str(uuid.uuid4()), event_type="x",
+                                                      schema_version="1", key=request_id, message=info, topic="t",
+                                                      partition=0, offset=0)])
+    task = review.workflow.get_task("rn-1", task_id).task
+    due = task.due_at if task.due_at.tzinfo else task.due_at.replace(tzinfo=dt.UTC)
+    assert not task.clock_paused and task.status == "open"
+    assert due == T0 + dt.timedelta(days=40) + dt.timedelta(days=10)  # the 10 days left when it stopped
+    assert "resumes" in task.clock_rule
+
+
+def test_deadline_extensions_follow_the_regime(review: Review) -> None:
+    ma = review.task_of(review.submit(lob=types_pb2.LINE_OF_BUSINESS_MEDICARE_ADVANTAGE))
+    with pytest.raises(FailedPrecondition, match="written notice"):
+        review.workflow.extend_deadline("rn-1", ma, "enrollee_request", notice_sent=False)
+    view = review.workflow.extend_deadline("rn-1", ma, "enrollee_request", notice_sent=True)
+    due = view.task.due_at if view.task.due_at.tzinfo else view.task.due_at.replace(tzinfo=dt.UTC)
+    assert due == T0 + dt.timedelta(days=21) and view.history[-1].action == "deadline_extended"
+    with pytest.raises(FailedPrecondition, match="one extension"):
+        review.workflow.extend_deadline("rn-1", ma, "enrollee_request", notice_sent=True)
+    wc = review.task_of(review.submit(lob=types_pb2.LINE_OF_BUSINESS_WORKERS_COMP, state="TX"))
+    with pytest.raises(FailedPrecondition, match="allows no extension"):
+        review.workflow.extend_deadline("rn-1", wc, "enrollee_request", notice_sent=True)

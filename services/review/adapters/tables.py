@@ -41,6 +41,8 @@ cases = Table(
     Column("request", LargeBinary, nullable=False),
     Column("determination", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The regulatory clock (services/review/domain/deadlines.py ClockState as JSON), migration 0003.
+    Column("clock_state", Text, nullable=True),
 )
 
 review_tasks = Table(
@@ -74,6 +76,8 @@ review_tasks = Table(
     Column("missed_at", DateTime(timezone=True), nullable=True),
     Column("deemed_denial", Boolean, nullable=False, server_default="0"),
     Column("updated_at", DateTime(timezone=True), nullable=True),
+    # True while the regime stops the clock (ERISA tolling during a request for information).
+    Column("clock_paused", Boolean, nullable=False, server_default="0"),
     UniqueConstraint("request_id", "line_number", name="uq_review_tasks_request_line"),
 )
 Index("ix_review_tasks_queue", review_tasks.c.status, review_tasks.c.urgency, review_tasks.c.due_at)

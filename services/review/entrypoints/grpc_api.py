@@ -223,3 +223,10 @@ class ReviewerServicer(ReviewServicer):
     @translate_errors
     def GetTask(self, request: review_pb2.GetTaskRequest, context: grpc.ServicerContext) -> review_pb2.TaskView:  # noqa: N802
         return task_to_proto(self._workflow.get_task(self._principal(context), request.task_id))
+
+    @translate_errors
+    def ExtendDeadline(self, request: review_pb2.ExtendDeadlineRequest,  # noqa: N802
+                       context: grpc.ServicerContext) -> review_pb2.TaskView:
+        principal = self._principal(context)
+        return task_to_proto(self._workflow.extend_deadline(principal, request.task_id, request.ground.strip(),
+                                                            request.notice_sent))

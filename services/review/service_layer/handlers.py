@@ -23,8 +23,8 @@ from services.common.proto_enums import to_name, to_number
 from services.common.settings import Topics
 from services.review.adapters.authorization_client import DuplicateChecker, LineQuery
 from services.review.adapters.repository import ReviewUnitOfWork
-from services.review.domain.clocks import Deadline, deadline_for
 from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts, with_line_facts
+from services.review.domain.deadlines import ClockEngine, ClockRequest, ClockState
 from services.review.domain.decisions import LineDecision, decide_line
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,8 @@ def _explanation(evaluation: LineEvaluation | None, decision: LineDecision) -> t
 
 class ReviewHandlers:
     def __init__(self, uow_factory: Callable[[], ReviewUnitOfWork], topics: Topics, evaluator: Evaluator,
-                 duplicates: DuplicateChecker) -> None:
+                 duplicates: DuplicateChecker, clocks: ClockEngine) -> None:
+        self._clocks = clocks
         self._uow = uow_factory
         self._topics = topics
         self._evaluator = evaluator
@@ -147,7 +148,11 @@ class ReviewHandlers:
         received_at = message.received_at.ToDatetime(tzinfo=dt.UTC)
         diagnoses = tuple(d.code.upper().replace(".", "") for d in message.diagnoses)
         facts = _facts(message)
-        deadline = deadline_for(lob, state, urgency, review_type, received_at)
+        inpatient = any(line.place_of_service == types_pb2.PLACE_OF_SERVICE_INPATIENT_HOSPITAL
+                        for line in message.service_lines)
+        deadline = self._clocks.start(ClockRequest(lob, state, urgency, review_type, received_at,
+                                                   "inpatient" if inpatient else ""))
+        assert deadline.due_at is not None
         now = utcnow()
         determination = types_pb2.Determination(request_id=request_id, determination_id=str(uuid.uuid4()),
                                                 decided_by=SYSTEM_DECIDER)
@@ -179,6 +184,7 @@ class ReviewHandlers:
             "member_id": message.member_id, "line_of_business": lob, "member_state": state, "urgency": urgency,
             "review_type": review_type, "requesting_npi": message.requesting_provider.npi,
             "received_at": received_at, "due_at": deadline.due_at, "regime": deadline.regime,
+            "clock_state": json.dumps(deadline.to_dict()),
             "request": message.SerializeToString(), "determination": determination.SerializeToString(),
             "created_at": now}
         outgoing = events_pb2.DeterminationMade(determination=determination, member_id=message.member_id,
@@ -187,7 +193,7 @@ class ReviewHandlers:
 
     @staticmethod
     def _task_row(request_id: str, line: types_pb2.ServiceLine, lob: str, state: str, urgency: str,
-                  decision: LineDecision, deadline: Deadline, now: dt.datetime, category: str) -> dict[str, Any]:
+                  decision: LineDecision, deadline: ClockState, now: dt.datetime, category: str) -> dict[str, Any]:
         return {"task_id": str(uuid.uuid4()), "request_id": request_id, "line_number": line.line_number,
                 "procedure_code": line.procedure_code, "line_of_business": lob, "member_state": state,
                 "urgency": urgency, "outcome": decision.outcome.value,

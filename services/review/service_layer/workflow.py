@@ -39,6 +39,7 @@ from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.adapters.workflow_repository import WorkflowRepository
 from services.review.domain import workflow as wf
 from services.review.domain.criteria import CATEGORIES, LineFacts, Outcome, with_line_facts
+from services.review.domain.deadlines import ClockEngine, ClockError, ClockState, ExtensionRefused
 from services.review.domain.decisions import decide_line
 from services.review.service_layer.handlers import _certify, _explanation, _facts
 
@@ -88,8 +89,9 @@ def _date(d: types_pb2.Date) -> dt.date | None:
 
 class ReviewWorkflow:
     def __init__(self, uow_factory: Callable[[], ReviewUnitOfWork], topics: Topics,
-                 evaluator: Callable[[], Any], *, lease_s: float = 900.0, at_risk_fraction: float = 0.2,
-                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 evaluator: Callable[[], Any], clocks: ClockEngine, *, lease_s: float = 900.0,
+                 at_risk_fraction: float = 0.2, clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self._clocks = clocks
         self._uow = uow_factory
         self._topics = topics
         self._evaluator = evaluator
@@ -286,6 +288,10 @@ class ReviewWorkflow:
             task_values = self._task_after(d, me, now, case_row)
             self._cas(repo, row, **task_values)
             repo.record(task_id, me.reviewer_id, d.decision.value, _detail(d), now)
+            if d.decision is wf.Decision.REQUEST_INFORMATION:
+                clock = self._clock_of(case_row)
+                if clock is not None and clock.paused_at is None:
+                    self._set_clock(repo, case_row, determination, self._clocks.pend(clock, now), now)
             out = self._publish_line(uow, repo, case_row, request, determination, line, me, now)
             uow.commit()
             view = self._view(repo, self._task(repo, task_id), me)
@@ -398,6 +404,9 @@ class ReviewWorkflow:
         request.clinical_facts.extend([*kept, *message.clinical_facts])
         repo.save_case(case_row.request_id, request=request.SerializeToString())
         stored = types_pb2.Determination.FromString(case_row.determination)
+        clock = self._clock_of(case_row)
+        if clock is not None and clock.paused_at is not None:
+            self._set_clock(repo, case_row, stored, self._clocks.information_received(clock, now), now)
         facts = _facts(request)
         diagnoses = tuple(d.code.upper().replace(".", "") for d in request.diagnoses)
         for row in repo.tasks_of_request(message.request_id):
@@ -443,6 +452,58 @@ class ReviewWorkflow:
                             f"reopened: {decision.reasons[0] if decision.reasons else 're-evaluated'}", now)
             self._publish_line(uow, repo, case_row, request, stored, line, None, now)
 
+    # -- the clock -----------------------------------------------------------------------------
+    @staticmethod
+    def _clock_of(case_row: Row[Any]) -> ClockState | None:
+        return ClockState.from_dict(json.loads(case_row.clock_state)) if case_row.clock_state else None
+
+    def _set_clock(self, repo: WorkflowRepository, case_row: Row[Any], determination: types_pb2.Determination,
+                   clock: ClockState, now: dt.datetime) -> None:
+        """Store the case's new clock and carry its deadline to the case, its open tasks and the
+        determination's clock reference. A tolled clock keeps the last due time, marked paused."""
+        due = clock.due_at
+        values: dict[str, Any] = {"clock_state": json.dumps(clock.to_dict())}
+        if due is not None:
+            values["due_at"] = due
+        repo.save_case(case_row.request_id, **values)
+        determination.clock.rule = clock.rule
+        if due is not None:
+            determination.clock.due_at.FromDatetime(due)
+        for task in repo.tasks_of_request(case_row.request_id):
+            if task.status in (wf.TaskStatus.DECIDED.value, wf.TaskStatus.CANCELLED.value):
+                continue
+            task_values: dict[str, Any] = {"clock_rule": clock.rule, "clock_paused": clock.tolled,
+                                           "updated_at": now}
+            if due is not None and due != ensure_utc(task.due_at):
+                task_values.update(due_at=due, escalated_at=None)
+            repo.set_task(task.task_id, task.version, **task_values)
+
+    def extend_deadline(self, principal: str, task_id: str, ground: str, notice_sent: bool) -> TaskView:
+        """Extend the request's decision deadline where its regime allows it (see ClockEngine.extend)."""
+        now = self._now()
+        with self._uow() as uow:
+            repo = WorkflowRepository(uow.conn)
+            me = self._me(repo, principal)
+            if me.role not in (wf.Role.PHYSICIAN, wf.Role.SUPERVISOR, wf.Role.NURSE):
+                raise PermissionDenied(f"a {me.role.value} may not extend a deadline")
+            row = self._task(repo, task_id)
+            case_row = repo.case(row.request_id, for_update=True)
+            clock = self._clock_of(case_row) if case_row is not None else None
+            if case_row is None or clock is None:
+                raise FailedPrecondition("this case has no regulatory clock to extend")
+            try:
+                extended = self._clocks.extend(clock, now, ground, notice_sent)
+            except ExtensionRefused as exc:
+                raise FailedPrecondition(f"extension refused: {exc}") from exc
+            except ClockError as exc:
+                raise FailedPrecondition(str(exc)) from exc
+            determination = types_pb2.Determination.FromString(case_row.determination)
+            self._set_clock(repo, case_row, determination, extended, now)
+            repo.save_case(case_row.request_id, determination=determination.SerializeToString())
+            repo.record(task_id, me.reviewer_id, "deadline_extended", extended.rule, now)
+            uow.commit()
+            return self._view(repo, self._task(repo, task_id), me)
+
     # -- the monitor ---------------------------------------------------------------------------
     def monitor(self) -> dict[str, int]:
         """One pass: expire leases, escalate tasks at risk, raise alerts, record missed deadlines.
@@ -457,6 +518,8 @@ class ReviewWorkflow:
                     repo.record(row.task_id, SYSTEM, "lease_expired", f"{row.assigned_to}'s lease ran out", now)
                     counts["leases_expired"] += 1
             for row in repo.undecided(now):
+                if row.clock_paused:
+                    continue  # the regime stops the clock while information is awaited
                 due = ensure_utc(row.due_at)
                 created = ensure_utc(row.created_at)
                 if due <= now and row.missed_at is None:
