@@ -655,9 +655,6 @@ def load_draft(path: Path, library: CriteriaLibrary | None) -> tuple[CriteriaSet
         draft = load_criteria(path)
     except CriteriaError as exc:
         raise CriteriaInputError(f"the draft does not validate: {exc}") from exc
-    problem = _engine_problem(LoadedSet(path, draft))
-    if problem is not None:
-        raise CriteriaInputError(f"the draft does not validate: {problem}")
     replaces = None
     if library is not None:
         same = library.get(draft.id, draft.version)
@@ -667,6 +664,9 @@ def load_draft(path: Path, library: CriteriaLibrary | None) -> tuple[CriteriaSet
                 "in the criteria library with different content; give the draft a new version")
         current = library.get(draft.id)
         replaces = current.version if current is not None else None
+    problem = _engine_problem(LoadedSet(path, draft))
+    if problem is not None:
+        raise CriteriaInputError(f"the draft does not validate: {problem}")
     return draft, replaces
 
 
