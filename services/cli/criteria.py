@@ -582,6 +582,14 @@ class Flip:
     before: str  # met | unmet | missing | "not a condition"
     after: str
     observed: tuple[str, ...]
+    before_description: str = ""  # what the condition said before, when the draft rewords it
+
+    @property
+    def described(self) -> str:
+        text = self.description or self.condition_id
+        if self.before_description and self.before_description != self.description:
+            text += f" (was: {self.before_description})"
+        return text
 
 
 @dataclass(frozen=True)
@@ -670,19 +678,23 @@ def load_draft(path: Path, library: CriteriaLibrary | None) -> tuple[CriteriaSet
     return draft, replaces
 
 
-def _before_detail(line: Any, draft: CriteriaSet) -> str:
+def _before_detail(line: Any, draft: CriteriaSet, flips: Sequence[Flip]) -> str:
     e = line.explanation
     outcome = to_name(OUTCOME, line.outcome)
+    under = f" under {e.criteria_id} {e.criteria_version}" if e.criteria_id else ""
     if outcome == "pend_missing_information" and e.missing_facts:
-        return "for: " + "; ".join(_fact_words(draft, n) for n in e.missing_facts)
+        return f"{under} for: " + "; ".join(_fact_words(draft, n) for n in e.missing_facts)
     if outcome == "refer_to_nurse":
         if not e.criteria_id:
             return "(no criteria set covered it)"
-        unmet = [c.description or c.condition_id for c in e.conditions if c.status == types_pb2.CONDITION_STATUS_UNMET]
         if e.flags:
-            return "(possible duplicate of an existing authorization)"
-        return f"(not met: {'; '.join(unmet)})" if unmet else ""
-    return ""
+            return f"{under} (possible duplicate of an existing authorization)"
+        # Conditions that the draft now meets say why; absent red flags are "unmet" too.
+        gained = [f.before_description or f.description for f in flips if f.before == "unmet"]
+        unmet = gained or [c.description or c.condition_id for c in e.conditions
+                           if c.status == types_pb2.CONDITION_STATUS_UNMET]
+        return f"{under} because this was not met: {'; '.join(unmet)}" if unmet else under
+    return under
 
 
 def _fact_words(draft: CriteriaSet, name: str) -> str:
@@ -713,10 +725,11 @@ def _flips(before: Any, evaluation: LineEvaluation, same_set: bool) -> tuple[Fli
         was = (to_name(CONDITION, previous.status) or "?") if previous is not None else "not a condition"
         if was != c.status.value:
             observed = c.observed or (tuple(previous.observed) if previous is not None else ())
-            flips.append(Flip(c.condition_id, c.description, was, c.status.value, observed))
+            flips.append(Flip(c.condition_id, c.description, was, c.status.value, observed,
+                              previous.description if previous is not None else ""))
     for previous in old.values():
         flips.append(Flip(previous.condition_id, previous.description, to_name(CONDITION, previous.status) or "?",
-                          "no longer a condition", tuple(previous.observed)))
+                          "no longer a condition", tuple(previous.observed), previous.description))
     return tuple(flips)
 
 
@@ -725,7 +738,7 @@ def _later_decision(line: Any) -> str:
     if not who.role or who.role == "software":
         return ""
     words = _ACTION_WORDS.get(line.action_code, urctl.format_action(line.action_code))
-    return f"a {who.role} has since decided: {words}"
+    return f"a {who.role} decided: {words}"
 
 
 def replay(draft: CriteriaSet, draft_file: str, replaces: str | None, library: CriteriaLibrary | None,
@@ -826,7 +839,7 @@ def _replay_case(row: Any, draft: CriteriaSet, with_draft: CriteriaLibrary | Non
                 request_id=row.request_id, received_at=_utc(row.received_at).strftime("%Y-%m-%d %H:%M"),
                 line_number=service_line.line_number, procedure_code=service_line.procedure_code,
                 before=was, before_criteria=f"{e.criteria_id} {e.criteria_version}" if e.criteria_id else "none",
-                before_detail=_before_detail(before, draft), after=after,
+                before_detail=_before_detail(before, draft, flips).strip(), after=after,
                 after_detail=_after_detail(evaluation, after, draft, flips), flips=flips,
                 later_decision=_later_decision(before),
                 note="possible duplicate of an existing authorization" if before.explanation.flags else ""))
@@ -913,7 +926,7 @@ def format_replay(report: ReplayReport, sample_size: int) -> RenderableType:
                                 (OUTCOME_LABEL.get(c.before, c.before), _OUTCOME_STYLE.get(c.before, "")), " → ",
                                 (OUTCOME_LABEL.get(c.after, c.after), f"bold {_OUTCOME_STYLE.get(c.after, '')}"))
         rows: list[tuple[str, RenderableType]] = [
-            ("before", _t(f"{c.before_words} (criteria: {c.before_criteria})")),
+            ("before", _t(c.before_words)),
             ("with the draft", _t(c.after_words, "bold")),
         ]
         if c.flips:
@@ -923,7 +936,7 @@ def format_replay(report: ReplayReport, sample_size: int) -> RenderableType:
             table.add_column("with the draft", no_wrap=True)
             table.add_column("the request says", overflow="fold")
             for f in c.flips:
-                table.add_row(_t(f.description or f.condition_id), _t(f.before, _STATUS_STYLE.get(f.before, "dim")),
+                table.add_row(_t(f.described), _t(f.before, _STATUS_STYLE.get(f.before, "dim")),
                               _t(f.after, _STATUS_STYLE.get(f.after, "dim")), _t(", ".join(f.observed) or "not stated"))
             rows.append(("why", table))
         if c.later_decision:

@@ -412,6 +412,7 @@ def check_replay_report(report: dict[str, Any]) -> None:
     assert (symptoms["before"], symptoms["after"]) == ("met", "unmet")
     assert symptoms["description"] == "symptoms for at least 10 weeks"
     assert symptoms["observed"] == ["symptom_duration_weeks=8 weeks"]
+    assert symptoms["before_description"] == "symptoms for at least 6 weeks"
 
 
 @pytest.fixture
@@ -442,7 +443,9 @@ def test_replay_reports_counts_and_flipped_conditions_without_touching_the_datab
     assert "was approved → would now be referred to a nurse" in out
     assert f"Request {MEETS_ID} line 1, 72148" in out
     assert "would now be referred to a nurse because this is not met: symptoms for at least 10 weeks" in out
-    assert "symptoms for at least 10 weeks" in out and "symptom_duration_weeks=8 weeks" in out
+    assert "symptoms for at least 10 weeks (was: symptoms for at least 6 weeks)" in out
+    assert "symptom_duration_weeks=8 weeks" in out
+    assert "was approved under imaging-mri-lumbar-spine 2026.1" in out
     assert "approved (meets criteria)" in out and "-1" in out and "+1" in out
     assert _snapshot(review_db) == before  # same bytes, same mtime, no -wal or -shm left behind
 
