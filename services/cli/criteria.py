@@ -917,7 +917,8 @@ def format_replay(report: ReplayReport, sample_size: int) -> RenderableType:
     for (was, now), n in report.transitions.most_common():
         moves.add_row(_t(n, "bold"), _t(f"{_WAS.get(was, was)} → {_WOULD.get(now, now)}"))
     parts += [moves]
-
+    if not report.sample:
+        return Group(*parts)
     parts.append(_t(f"Sample of changed lines ({len(report.sample)} of {report.changed}; --sample {sample_size})",
                     "bold"))
     for c in report.sample:
