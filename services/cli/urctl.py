@@ -642,4 +642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main, not this __main__ copy: the command modules raise
+    # services.cli.urctl.CliError, which a __main__.CliError handler would not catch.
+    from services.cli import urctl as _canonical  # noqa: PLW0406 - deliberately the importable copy
+
+    sys.exit(_canonical.main())
