@@ -17,7 +17,7 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2
 
-from services.common.clock import utcnow
+from services.common.clock import ensure_utc, utcnow
 from services.common.consumer import PoisonMessage
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.grpc_errors import (
@@ -183,26 +183,35 @@ class IntakeHandlers:
     def add_information(self, info: AdditionalInformation,
                         submitted: intake_pb2.SubmitAdditionalInformationRequest) -> InformationResult:
         """Record additional facts for a request under review and forward them to review, in one
-        transaction. Same key and payload: the original answer; same key, other payload: refused."""
+        transaction. Same key and payload: the original answer, even once the request is decided;
+        same key, other payload (or another request): IdempotencyConflict."""
         violations = validate_information(info)
         if violations:
             raise ValidationFailed(violations)
         fingerprint = info.fingerprint()
+        try:
+            return self._record_information(info, submitted, fingerprint)
+        except IntegrityError:
+            # The key was recorded by a concurrent call after this one looked for it: answer as it did.
+            replay = self._information_replay(info, fingerprint)
+            if replay is None:
+                raise
+            return replay
+
+    def _record_information(self, info: AdditionalInformation,
+                            submitted: intake_pb2.SubmitAdditionalInformationRequest,
+                            fingerprint: str) -> InformationResult:
         now = utcnow()
         with self._uow() as uow:
             previous = uow.requests.information_by_key(info.idempotency_key)
             if previous is not None:
-                if previous.fingerprint != fingerprint or previous.request_id != info.request_id:
-                    raise IdempotencyConflict(
-                        f"idempotency key {info.idempotency_key!r} was already used for other information; "
-                        "use a new key")
-                return InformationResult(previous.information_id, previous.received_at, replayed=True)
+                return _information_answer(info, fingerprint, previous)
             record = uow.requests.get(info.request_id, for_update=True)
             if record is None:
                 raise NotFound(f"no request {info.request_id!r}")
             if record.status not in (RequestStatus.IN_REVIEW, RequestStatus.PENDED):
                 raise FailedPrecondition(
-                    f"request {info.request_id} is {record.status.value.lower().replace('_', ' ')}"
+                    f"request {info.request_id} is {record.status.value.replace('_', ' ')}"
                     f"{': ' + record.status_reason if record.status_reason else ''}; nothing is waiting for "
                     "information")
             information_id = str(uuid.uuid4())
@@ -215,22 +224,15 @@ class IntakeHandlers:
                 clinical_facts=submitted.clinical_facts, note=submitted.note)
             event.received_at.FromDatetime(now)
             uow.publish(OutgoingEvent(topic=self._topics.additional_information, key=info.request_id, message=event))
-            try:
-                uow.commit()
-            except IntegrityError:
-                # A concurrent call with the same key won: answer as it did (or refuse a conflict).
-                return self._information_replay(info, fingerprint)
+            uow.commit()
         logger.info("additional information %s for request %s: %d facts", information_id, info.request_id,
                     len(info.facts))
         return InformationResult(information_id, now, replayed=False)
 
-    def _information_replay(self, info: AdditionalInformation, fingerprint: str) -> InformationResult:
+    def _information_replay(self, info: AdditionalInformation, fingerprint: str) -> InformationResult | None:
         with self._uow().read_only() as uow:
             previous = uow.requests.information_by_key(info.idempotency_key)
-        if previous is None or previous.fingerprint != fingerprint or previous.request_id != info.request_id:
-            raise IdempotencyConflict(f"idempotency key {info.idempotency_key!r} was already used for other "
-                                      "information; use a new key")
-        return InformationResult(previous.information_id, previous.received_at, replayed=True)
+        return None if previous is None else _information_answer(info, fingerprint, previous)
 
     # -- queries -------------------------------------------------------------------------------
     def get(self, request_id: str) -> RequestRecord:
@@ -274,6 +276,14 @@ class IntakeHandlers:
             uow.commit()
     def notify(self, events: Sequence[IncomingEvent]) -> None:
         self._waiters.notify([_request_id(e) for e in events])
+
+
+def _information_answer(info: AdditionalInformation, fingerprint: str, previous: Any) -> InformationResult:
+    """The answer to a call whose key is already recorded (``previous``): a replay, or a conflict."""
+    if previous.fingerprint != fingerprint or previous.request_id != info.request_id:
+        raise IdempotencyConflict(
+            f"idempotency key {info.idempotency_key!r} was already used for other information; use a new key")
+    return InformationResult(previous.information_id, ensure_utc(previous.received_at), replayed=True)
 
 
 def _request_id(event: IncomingEvent) -> str:

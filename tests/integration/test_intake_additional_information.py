@@ -1,0 +1,239 @@
+"""SubmitAdditionalInformation over gRPC against intake on a real PostgreSQL: the information and
+its AdditionalInformationReceived event are recorded together, replays answer as the first call
+did (also under a race), and every refusal has its status code and leaves nothing behind."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sqlalchemy import Engine, Row, func, select
+from ur.common.v1 import types_pb2
+from ur.events.v1 import events_pb2
+from ur.intake.v1 import intake_pb2, intake_pb2_grpc
+
+from services.common import migrations
+from services.common.db import make_engine
+from services.common.events import IncomingEvent
+from services.common.grpc_server import Registration, RunningServer, create_server
+from services.common.settings import Topics
+from services.intake.adapters import tables
+from services.intake.adapters.repository import IntakeUnitOfWork
+from services.intake.adapters.seed import load_members
+from services.intake.entrypoints.grpc_api import IntakeServicer
+from services.intake.entrypoints.mapping import to_domain
+from services.intake.service_layer.handlers import IntakeHandlers, Waiters
+from tests.conftest import REPO
+from tests.factories import fact, lumbar_mri
+
+pytestmark = pytest.mark.integration
+
+TOPIC = "t.intake.additional-information.v1"
+
+
+@dataclass
+class Intake:
+    engine: Engine
+    handlers: IntakeHandlers
+    stub: intake_pb2_grpc.IntakeServiceStub
+
+    def count(self, table: object) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
+
+    def submit(self, message: intake_pb2.SubmitRequestRequest) -> str:
+        return self.handlers.submit(to_domain(message), message).record.request_id
+
+    def outbox(self) -> list[Row[Any]]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(tables.outbox).where(tables.outbox.c.topic == TOPIC)
+                                     .order_by(tables.outbox.c.id)).all())
+
+
+@pytest.fixture
+def intake(make_database: Callable[[str], str]) -> Iterator[Intake]:
+    engine = make_engine(make_database("intake"))
+    migrations.upgrade("intake", engine)
+
+    def uow() -> IntakeUnitOfWork:
+        return IntakeUnitOfWork(engine, tables.outbox, tables.processed_events)
+
+    load_members(REPO / "tests" / "data" / "members.yaml", uow)
+    handlers = IntakeHandlers(uow, Topics("t"), Waiters())
+    server: RunningServer = create_server("127.0.0.1:0", [Registration(
+        intake_pb2_grpc.add_IntakeServiceServicer_to_server, IntakeServicer(handlers),
+        intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name)])
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield Intake(engine, handlers, intake_pb2_grpc.IntakeServiceStub(channel))
+    finally:
+        channel.close()
+        server.stop(0)
+        engine.dispose()
+
+
+def info(request_id: str, key: str = "info-1", weeks: float = 7.0,
+         note: str = "PT notes attached") -> intake_pb2.SubmitAdditionalInformationRequest:
+    return intake_pb2.SubmitAdditionalInformationRequest(
+        request_id=request_id, idempotency_key=key, note=note,
+        clinical_facts=[fact("conservative_therapy_weeks", weeks, "weeks"), fact("imaging_done", True),
+                        types_pb2.ClinicalFact(name="therapy_start", date_value=types_pb2.Date(
+                            year=2026, month=11, day=2))])
+
+
+def refused(intake: Intake, message: intake_pb2.SubmitAdditionalInformationRequest) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        intake.stub.SubmitAdditionalInformation(message, timeout=10)
+    return caught.value
+
+
+def violations(error: grpc.RpcError) -> list[str]:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    fields: list[str] = []
+    for detail in status.details:
+        bad_request = error_details_pb2.BadRequest()
+        assert detail.Unpack(bad_request)
+        fields += [v.field for v in bad_request.field_violations]
+    return fields
+
+
+def decide(intake: Intake, request_id: str, *, queued: bool) -> None:
+    """Apply a determination to line 1: queued for a person (PENDED) or certified (DECIDED)."""
+    line = (types_pb2.LineDetermination(line_number=1, action_code=types_pb2.ACTION_CODE_PENDED,
+                                        outcome=types_pb2.LINE_OUTCOME_REFER_TO_NURSE, queued_for_review=True)
+            if queued else
+            types_pb2.LineDetermination(line_number=1, action_code=types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL,
+                                        outcome=types_pb2.LINE_OUTCOME_MEETS_CRITERIA))
+    message = events_pb2.DeterminationMade(determination=types_pb2.Determination(
+        request_id=request_id, determination_id=str(uuid.uuid4()), lines=[line]))
+    message.determination.decided_at.GetCurrentTime()
+    intake.handlers.handle_batch([IncomingEvent(
+        event_id=str(uuid.uuid4()), event_type="ur.events.v1.DeterminationMade", schema_version="1",
+        key=request_id, message=message, topic="t", partition=0, offset=0)])
+
+
+def test_information_and_its_event_are_recorded_together(intake: Intake) -> None:
+    request_id = intake.submit(lumbar_mri(meets=False))
+    response = intake.stub.SubmitAdditionalInformation(info(request_id), timeout=10)
+    assert not response.replayed and uuid.UUID(response.information_id)
+    with intake.engine.connect() as conn:
+        stored = conn.execute(select(tables.additional_information)).one()
+    assert (stored.information_id, stored.request_id, stored.idempotency_key) == (
+        response.information_id, request_id, "info-1")
+    assert intake_pb2.SubmitAdditionalInformationRequest.FromString(stored.payload) == info(request_id)
+
+    [row] = intake.outbox()
+    assert row.message_key == request_id
+    assert row.event_type == "ur.events.v1.AdditionalInformationReceived"
+    assert row.schema_version == "1" and uuid.UUID(row.event_id)
+    event = events_pb2.AdditionalInformationReceived.FromString(row.payload)
+    assert (event.request_id, event.information_id, event.note) == (
+        request_id, response.information_id, "PT notes attached")
+    assert list(event.clinical_facts) == list(info(request_id).clinical_facts)
+    assert event.received_at == response.received_at
+    received = response.received_at.ToDatetime(dt.UTC)
+    assert abs((dt.datetime.now(dt.UTC) - received).total_seconds()) < 60
+
+
+def test_same_key_and_payload_replays_the_first_answer(intake: Intake) -> None:
+    request_id = intake.submit(lumbar_mri(meets=False))
+    first = intake.stub.SubmitAdditionalInformation(info(request_id), timeout=10)
+    decide(intake, request_id, queued=False)  # a replay still answers after the request is decided
+    again = intake.stub.SubmitAdditionalInformation(info(request_id), timeout=10)
+    assert again.replayed and (again.information_id, again.received_at) == (first.information_id,
+                                                                            first.received_at)
+    assert intake.count(tables.additional_information) == 1 and len(intake.outbox()) == 1
+
+
+def test_same_key_with_another_payload_is_already_exists(intake: Intake) -> None:
+    request_id = intake.submit(lumbar_mri(meets=False))
+    other_id = intake.submit(lumbar_mri(meets=False))
+    intake.stub.SubmitAdditionalInformation(info(request_id), timeout=10)
+    for message in (info(request_id, weeks=9.0), info(request_id, note="other note"), info(other_id)):
+        error = refused(intake, message)
+        assert error.code() is grpc.StatusCode.ALREADY_EXISTS and "info-1" in (error.details() or "")
+    assert intake.count(tables.additional_information) == 1 and len(intake.outbox()) == 1
+
+
+def test_racing_calls_with_one_key_record_once_and_all_get_the_answer(intake: Intake) -> None:
+    request_id = intake.submit(lumbar_mri(meets=False))
+    answers: list[intake_pb2.SubmitAdditionalInformationResponse] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def go() -> None:
+        barrier.wait()
+        try:
+            answers.append(intake.stub.SubmitAdditionalInformation(info(request_id, key="race"), timeout=10))
+        except grpc.RpcError as exc:
+            errors.append(exc)
+
+    # Hold the request's row lock so that every call has looked for its key (and found none)
+    # before any of them can record it.
+    with intake.engine.begin() as conn:
+        conn.execute(select(tables.requests).where(tables.requests.c.request_id == request_id).with_for_update())
+        threads = [threading.Thread(target=go) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len({a.information_id for a in answers}) == 1 and sum(not a.replayed for a in answers) == 1
+    assert intake.count(tables.additional_information) == 1 and len(intake.outbox()) == 1
+
+
+def test_invalid_information_is_invalid_argument_and_stores_nothing(intake: Intake) -> None:
+    request_id = intake.submit(lumbar_mri(meets=False))
+    events_before = intake.count(tables.outbox)
+    bad = info(request_id, key="bad key", note="x" * 2001)
+    bad.clinical_facts.add(name="Bad Name", bool_value=True)
+    bad.clinical_facts.add(name="no_value")
+    bad.clinical_facts.add(name="imaging_done", bool_value=False)
+    error = refused(intake, bad)
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(error) == ["idempotency_key", "clinical_facts[3].name", "clinical_facts[4].value",
+                                 "clinical_facts[5].name", "note"]
+    error = refused(intake, intake_pb2.SubmitAdditionalInformationRequest(request_id="not-a-uuid"))
+    assert violations(error) == ["request_id", "idempotency_key", "clinical_facts"]
+    assert intake.count(tables.additional_information) == 0 and intake.count(tables.outbox) == events_before
+
+
+def test_unknown_request_is_not_found(intake: Intake) -> None:
+    unknown = str(uuid.uuid4())
+    error = refused(intake, info(unknown))
+    assert error.code() is grpc.StatusCode.NOT_FOUND and unknown in (error.details() or "")
+    assert intake.count(tables.additional_information) == 0 and len(intake.outbox()) == 0
+
+
+def test_requests_not_under_review_are_failed_precondition(intake: Intake) -> None:
+    ineligible = intake.submit(lumbar_mri(member_id="T-NOPE-0001"))
+    decided = intake.submit(lumbar_mri())
+    decide(intake, decided, queued=False)
+    for request_id, status in ((ineligible, "ineligible"), (decided, "decided")):
+        error = refused(intake, info(request_id, key=f"k-{request_id}"))
+        assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert f"request {request_id} is {status}" in (error.details() or "")
+        assert "nothing is waiting for information" in (error.details() or "")
+    assert intake.count(tables.additional_information) == 0 and len(intake.outbox()) == 0
+
+
+def test_pended_and_in_review_requests_take_information(intake: Intake) -> None:
+    in_review = intake.submit(lumbar_mri(meets=False))
+    pended = intake.submit(lumbar_mri(meets=False))
+    decide(intake, pended, queued=True)
+    assert intake.handlers.get(pended).status.value == "pended"
+    for request_id in (in_review, pended):
+        assert not intake.stub.SubmitAdditionalInformation(info(request_id, key=f"k-{request_id}"),
+                                                           timeout=10).replayed
+    assert [r.message_key for r in intake.outbox()] == [in_review, pended]
