@@ -72,6 +72,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds between deadline monitor passes (lease expiry, escalation, alerts).", ("review",)),
     Setting("UR_REVIEW_AT_RISK_FRACTION", "0.2",
             "A task is at risk when less than this share of its time to deadline is left.", ("review",)),
+    Setting("UR_REVIEW_CRITERIA_RELOAD_S", "5",
+            "Seconds between checks of the criteria directory; a changed library is loaded without a restart "
+            "(requests in flight finish on the old one). 0 disables.", ("review",)),
+    Setting("UR_REVIEW_NO_PA_LIST", "",
+            "YAML file of codes needing no prior authorization, per line of business (default: the list shipped "
+            "with the review service, services/review/policy/no-prior-auth.yaml).", ("review",)),
+    Setting("UR_REVIEW_GOLD_CARD_MIN_REQUESTS", "10",
+            "Fewest criteria-decided requests of a provider in a service category, within the window, before "
+            "a gold-card exemption can apply.", ("review",)),
+    Setting("UR_REVIEW_GOLD_CARD_APPROVAL_RATE", "0.90",
+            "Share of a provider's requests in a category that must have been approved for the gold-card "
+            "exemption (Texas HB 3459: 90 %).", ("review",)),
+    Setting("UR_REVIEW_GOLD_CARD_WINDOW_DAYS", "183",
+            "Days of decisions the gold-card approval rate is computed over (six months).", ("review",)),
     Setting("UR_AUTHORIZATION_TARGET", "127.0.0.1:50053",
             "Where review (and urctl) reach the authorization gRPC service.", ("review", "cli")),
     # authorization

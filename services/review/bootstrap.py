@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from ur.events.v1 import events_pb2
@@ -11,17 +12,20 @@ from ur.review.v1 import review_pb2, review_pb2_grpc
 from services.common.auth import load_tokens
 from services.common.grpc_server import Registration
 from services.common.runtime import ServiceRuntime
-from services.common.settings import ServiceSettings
+from services.common.settings import ServiceSettings, SettingsError
 from services.common.wiring import assemble, infrastructure
 from services.review.adapters import tables
 from services.review.adapters.authorization_client import GrpcDuplicateChecker
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
-from services.review.adapters.criteria_loader import load_library
+from services.review.adapters.criteria_loader import CriteriaLibrary, load_library
+from services.review.adapters.criteria_reload import CriteriaReloader
 from services.review.adapters.holiday_calendars import load_calendars
+from services.review.adapters.policy_loader import DEFAULT_NO_PA_LIST, load_no_prior_auth
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.adapters.reviewers_loader import load_reviewers
 from services.review.adapters.rules_engine import DurableRulesMatcher
 from services.review.domain.deadlines import ClockEngine
+from services.review.domain.policy import GoldCardPolicy, Policies
 from services.review.entrypoints.grpc_api import ReviewerServicer
 from services.review.service_layer.handlers import ReviewHandlers
 from services.review.service_layer.workflow import ReviewEvents, ReviewWorkflow
@@ -43,11 +47,17 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
         return ReviewUnitOfWork(infra.engine, tables.outbox, tables.processed_events, after_commit=infra.relay.wake)
 
     duplicates = GrpcDuplicateChecker(settings.extra.get("UR_AUTHORIZATION_TARGET", "127.0.0.1:50053"))
-    evaluator = LibraryEvaluator(library, matcher)
-    clocks = ClockEngine(load_calendars())
-    handlers = ReviewHandlers(uow, infra.topics, evaluator, duplicates, clocks)
     extra = settings.extra
-    workflow = ReviewWorkflow(uow, infra.topics, lambda: evaluator, clocks,
+    policies = _policies(extra)
+
+    def evaluator_of(lib: CriteriaLibrary) -> LibraryEvaluator:
+        return LibraryEvaluator(lib, matcher)
+
+    criteria = CriteriaReloader(criteria_dir, library, matcher, evaluator_of)
+    clocks = ClockEngine(load_calendars())
+    handlers = ReviewHandlers(uow, infra.topics, criteria.current(), duplicates, clocks, policies=policies,
+                              current_evaluator=criteria.current)
+    workflow = ReviewWorkflow(uow, infra.topics, criteria.current, clocks,
                               lease_s=float(extra.get("UR_REVIEW_LEASE_S") or 900),
                               at_risk_fraction=float(extra.get("UR_REVIEW_AT_RISK_FRACTION") or 0.2))
     tokens_file = extra.get("UR_REVIEW_TOKENS_FILE") or ""
@@ -68,5 +78,34 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
                      review_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name))
     runtime.on_stop.append(duplicates.close)
     runtime.periodic.append(("deadline-monitor", float(extra.get("UR_REVIEW_MONITOR_S") or 30), workflow.monitor))
+    reload_s = _number(extra, "UR_REVIEW_CRITERIA_RELOAD_S", 5.0)
+    if reload_s > 0:
+        # Stopped with the runtime's other periodic threads (the runtime's stop event ends it).
+        runtime.periodic.append(("criteria-reload", reload_s, criteria.check))
+        logger.info("watching %s for criteria changes every %g s", criteria_dir, reload_s)
     runtime.start()
     return runtime
+
+
+def _number(extra: Mapping[str, str], name: str, default: float) -> float:
+    raw = extra.get(name) or ""
+    try:
+        return float(raw) if raw else default
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _policies(extra: Mapping[str, str]) -> Policies:
+    """The no-prior-authorization list and the gold-card policy, from the settings."""
+    no_pa_file = Path(extra.get("UR_REVIEW_NO_PA_LIST") or DEFAULT_NO_PA_LIST)
+    no_prior_auth = load_no_prior_auth(no_pa_file)
+    try:
+        gold_card = GoldCardPolicy(approval_rate=_number(extra, "UR_REVIEW_GOLD_CARD_APPROVAL_RATE", 0.90),
+                                   min_requests=int(_number(extra, "UR_REVIEW_GOLD_CARD_MIN_REQUESTS", 10)),
+                                   window_days=int(_number(extra, "UR_REVIEW_GOLD_CARD_WINDOW_DAYS", 183)))
+    except ValueError as exc:
+        raise SettingsError(f"gold-card settings: {exc}") from exc
+    logger.info("no-prior-authorization list %s: %d codes; gold card at %.0f %% of at least %d requests over %d days",
+                no_pa_file, len(no_prior_auth.codes()), gold_card.approval_rate * 100, gold_card.min_requests,
+                gold_card.window_days)
+    return Policies(no_prior_auth, gold_card)

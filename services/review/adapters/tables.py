@@ -108,5 +108,21 @@ task_events = Table(
     Column("detail", Text, nullable=False),
 )
 
+# Lines decided by criteria or by a person, per requesting provider and service category: the record
+# a gold-card exemption is computed from (migration 0004). Lines answered from the no-prior-
+# authorization list or approved under a gold card are not recorded, so an exemption cannot feed itself.
+provider_line_outcomes = Table(
+    "provider_line_outcomes", metadata,
+    Column("request_id", String(36), primary_key=True),
+    Column("line_number", Integer, primary_key=True),
+    Column("requesting_npi", String(10), nullable=False),
+    Column("category", String(40), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("approved", Boolean, nullable=False),
+    Column("decided_by", String(64), nullable=False),  # "system:rules-engine" or a reviewer id
+)
+Index("ix_provider_line_outcomes_provider", provider_line_outcomes.c.requesting_npi,
+      provider_line_outcomes.c.category, provider_line_outcomes.c.decided_at)
+
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)

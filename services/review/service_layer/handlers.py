@@ -23,9 +23,10 @@ from services.common.proto_enums import to_name, to_number
 from services.common.settings import Topics
 from services.review.adapters.authorization_client import DuplicateChecker, LineQuery
 from services.review.adapters.repository import ReviewUnitOfWork
-from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts, with_line_facts
+from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts, Outcome, with_line_facts
 from services.review.domain.deadlines import ClockEngine, ClockRequest, ClockState
-from services.review.domain.decisions import LineDecision, decide_line
+from services.review.domain.decisions import DecidedBy, LineDecision, decide_with_policy
+from services.review.domain.policy import GoldCard, NoPriorAuthEntry, Policies
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,40 @@ class _Decided:
     event_id: str
     case_row: dict[str, Any]
     task_rows: list[dict[str, Any]]
+    outcome_rows: list[dict[str, Any]]
     event: events_pb2.DeterminationMade
+
+
+@dataclass(frozen=True)
+class _Line:
+    """One service line before its decision: what the no-PA list and criteria say about it."""
+
+    line: types_pb2.ServiceLine
+    no_prior_auth: NoPriorAuthEntry | None
+    evaluation: LineEvaluation | None
+
+
+@dataclass(frozen=True)
+class _Assessed:
+    event: IncomingEvent
+    message: events_pb2.RequestSubmitted
+    lob: str
+    urgency: str
+    review_type: str
+    lines: list[_Line]
+
+    @property
+    def npi(self) -> str:
+        return str(self.message.requesting_provider.npi)
+
+    def gold_card_candidates(self) -> set[tuple[str, str]]:
+        """(npi, category) of the lines an exemption could still change: covered by criteria that
+        did not approve them."""
+        if not self.npi:
+            return set()
+        return {(self.npi, a.evaluation.category) for a in self.lines
+                if a.no_prior_auth is None and a.evaluation is not None
+                and a.evaluation.outcome not in (Outcome.MEETS_CRITERIA, Outcome.MEETS_CRITERIA_URGENT)}
 
 
 def _date(d: types_pb2.Date) -> dt.date | None:
@@ -86,8 +120,12 @@ def _explanation(evaluation: LineEvaluation | None, decision: LineDecision) -> t
     explanation.criteria_id = evaluation.criteria_id
     explanation.criteria_version = evaluation.criteria_version
     explanation.criteria_hash = evaluation.criteria_hash
-    explanation.summary = evaluation.summary
-    explanation.missing_facts.extend(evaluation.missing_facts)
+    if decision.decided_by is DecidedBy.GOLD_CARD:
+        # The exemption decided; the criteria's findings stay visible, but nothing is asked for.
+        explanation.summary = "; ".join(decision.reasons)
+    else:
+        explanation.summary = evaluation.summary
+        explanation.missing_facts.extend(evaluation.missing_facts)
     for c in evaluation.conditions:
         explanation.conditions.add(condition_id=c.condition_id, description=c.description,
                                    status=to_number(CONDITION, c.status.value),  # type: ignore[arg-type]
@@ -97,17 +135,28 @@ def _explanation(evaluation: LineEvaluation | None, decision: LineDecision) -> t
 
 class ReviewHandlers:
     def __init__(self, uow_factory: Callable[[], ReviewUnitOfWork], topics: Topics, evaluator: Evaluator,
-                 duplicates: DuplicateChecker, clocks: ClockEngine) -> None:
+                 duplicates: DuplicateChecker, clocks: ClockEngine, *, policies: Policies | None = None,
+                 current_evaluator: Callable[[], Evaluator] | None = None) -> None:
+        """``current_evaluator``, when given, is asked once per batch for the evaluator to use (the
+        criteria library may be reloaded while the service runs); otherwise ``evaluator`` is."""
         self._clocks = clocks
         self._uow = uow_factory
         self._topics = topics
-        self._evaluator = evaluator
+        self._current_evaluator = current_evaluator or (lambda: evaluator)
         self._duplicates = duplicates
+        self._policies = policies or Policies()
 
     # -- events --------------------------------------------------------------------------------
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
-        """Decide every new request once. Evaluation and the duplicate check run
-        before the transaction opens; the write is one transaction."""
+        """Decide every new request once. Evaluation, the duplicate check and the providers'
+        records run before the transaction opens; the write is one transaction.
+
+        Per line: a code on the no-prior-authorization list → no action required; otherwise the
+        criteria set covering it is applied (one library version for the whole batch, so a batch
+        in flight finishes on the version it started with); a possible duplicate goes to a nurse;
+        a line criteria do not approve is approved when the requesting provider is gold-carded for
+        the set's category; the rest is decided by criteria."""
+        evaluator = self._current_evaluator()
         with self._uow().read_only() as uow:
             done = uow.already_processed(CONSUMER_NAME, [e.event_id for e in events])
             fresh = [e for e in events if e.event_id not in done]
@@ -119,13 +168,16 @@ class ReviewHandlers:
                 todo.setdefault(request_id, event)
         pending = list(todo.values())
         overlaps = self._duplicates.overlapping([_line_queries(e) for e in pending])
-        decided = [self._decide(e, o) for e, o in zip(pending, overlaps, strict=True)]
+        assessed = [self._assess(e, evaluator) for e in pending]
+        cards = self._gold_cards(assessed)
+        decided = [self._decide(a, o, cards) for a, o in zip(assessed, overlaps, strict=True)]
         with self._uow() as uow:
             # A second look inside the transaction; the primary key on cases is the final guard.
             still_new = set(todo) - uow.cases.existing(list(todo))
             decided = [d for d in decided if d.case_row["request_id"] in still_new]
             uow.cases.add_many([d.case_row for d in decided])
             uow.tasks.add_many([t for d in decided for t in d.task_rows])
+            uow.provider_outcomes.add_many([r for d in decided for r in d.outcome_rows])
             for d in decided:
                 uow.publish(OutgoingEvent(topic=self._topics.determination_made, key=d.case_row["request_id"],
                                           message=d.event))
@@ -135,19 +187,47 @@ class ReviewHandlers:
             queued = sum(len(d.task_rows) for d in decided)
             logger.info("decided %d requests (%d lines queued for review)", len(decided), queued)
 
-    def _decide(self, event: IncomingEvent, overlaps: dict[int, list[str]]) -> _Decided:
+    def _assess(self, event: IncomingEvent, evaluator: Evaluator) -> _Assessed:
+        """The no-PA list and criteria applied to each line of a request (no I/O)."""
         message = event.message
         assert isinstance(message, events_pb2.RequestSubmitted)
-        request_id = message.request_id
         lob = to_name(LOB, message.coverage.line_of_business)
         urgency = to_name(URGENCY, message.urgency) or "standard"
         review_type = to_name(REVIEW_TYPE, message.review_type) or "prospective"
         if lob is None or not message.service_lines or not message.member_id:
-            raise PoisonMessage(f"request {request_id} lacks line of business, member or service lines")
-        state = message.coverage.member_state
-        received_at = message.received_at.ToDatetime(tzinfo=dt.UTC)
+            raise PoisonMessage(f"request {message.request_id} lacks line of business, member or service lines")
         diagnoses = tuple(d.code.upper().replace(".", "") for d in message.diagnoses)
         facts = _facts(message)
+        lines = []
+        for line in message.service_lines:
+            listed = self._policies.no_prior_auth.lookup(lob, line.procedure_code)
+            evaluation = None
+            if listed is None:
+                evaluation = evaluator.evaluate(LineFacts(
+                    procedure_code=line.procedure_code, diagnoses=diagnoses, line_of_business=lob,
+                    member_state=message.coverage.member_state, urgency=urgency, review_type=review_type,
+                    units=line.units, place_of_service=int(line.place_of_service),
+                    facts=with_line_facts(facts, line.units)))
+            lines.append(_Line(line, listed, evaluation))
+        return _Assessed(event, message, lob, urgency, review_type, lines)
+
+    def _gold_cards(self, assessed: Sequence[_Assessed]) -> dict[tuple[str, str], GoldCard]:
+        """The exemptions of the batch's providers, from one aggregate query over their records."""
+        pairs = set().union(*(a.gold_card_candidates() for a in assessed)) if assessed else set()
+        if not pairs:
+            return {}
+        policy = self._policies.gold_card
+        with self._uow().read_only() as uow:
+            records = uow.provider_outcomes.records(pairs, policy.window_start(utcnow()))
+        return policy.exemptions(records)
+
+    def _decide(self, assessed: _Assessed, overlaps: dict[int, list[str]],
+                cards: dict[tuple[str, str], GoldCard]) -> _Decided:
+        event, message, lob = assessed.event, assessed.message, assessed.lob
+        urgency, review_type = assessed.urgency, assessed.review_type
+        request_id = message.request_id
+        state = message.coverage.member_state
+        received_at = message.received_at.ToDatetime(tzinfo=dt.UTC)
         inpatient = any(line.place_of_service == types_pb2.PLACE_OF_SERVICE_INPATIENT_HOSPITAL
                         for line in message.service_lines)
         deadline = self._clocks.start(ClockRequest(lob, state, urgency, review_type, received_at,
@@ -161,13 +241,13 @@ class ReviewHandlers:
         determination.clock.rule = deadline.rule
         determination.clock.due_at.FromDatetime(deadline.due_at)
         tasks: list[dict[str, Any]] = []
-        for line in message.service_lines:
-            line_facts = LineFacts(procedure_code=line.procedure_code, diagnoses=diagnoses, line_of_business=lob,
-                                   member_state=state, urgency=urgency, review_type=review_type,
-                                   units=line.units, place_of_service=int(line.place_of_service),
-                                   facts=with_line_facts(facts, line.units))
-            evaluation = self._evaluator.evaluate(line_facts)
-            decision = decide_line(evaluation, line.procedure_code, lob, overlaps.get(line.line_number, []))
+        outcomes: list[dict[str, Any]] = []
+        for assessed_line in assessed.lines:
+            line, evaluation = assessed_line.line, assessed_line.evaluation
+            card = cards.get((assessed.npi, evaluation.category)) if evaluation is not None else None
+            decision = decide_with_policy(evaluation, line.procedure_code, lob, overlaps.get(line.line_number, []),
+                                          no_prior_auth=assessed_line.no_prior_auth,
+                                          no_prior_auth_list=self._policies.no_prior_auth.name, gold_card=card)
             out = determination.lines.add(
                 line_number=line.line_number, procedure_code=line.procedure_code,
                 outcome=to_number(OUTCOME, decision.outcome.value),  # type: ignore[arg-type]
@@ -179,6 +259,11 @@ class ReviewHandlers:
             if decision.queued_for_review:
                 tasks.append(self._task_row(request_id, line, lob, state, urgency, decision, deadline, now,
                                             evaluation.category if evaluation is not None else "general"))
+            if decision.counts_for_gold_card and evaluation is not None and assessed.npi:
+                outcomes.append({"request_id": request_id, "line_number": line.line_number,
+                                 "requesting_npi": assessed.npi, "category": evaluation.category,
+                                 "decided_at": now, "approved": decision.approved,
+                                 "decided_by": SYSTEM_DECIDER.id})
         case_row = {
             "request_id": request_id, "determination_id": determination.determination_id,
             "member_id": message.member_id, "line_of_business": lob, "member_state": state, "urgency": urgency,
@@ -189,7 +274,7 @@ class ReviewHandlers:
             "created_at": now}
         outgoing = events_pb2.DeterminationMade(determination=determination, member_id=message.member_id,
                                                 coverage=message.coverage)
-        return _Decided(event.event_id, case_row, tasks, outgoing)
+        return _Decided(event.event_id, case_row, tasks, outcomes, outgoing)
 
     @staticmethod
     def _task_row(request_id: str, line: types_pb2.ServiceLine, lob: str, state: str, urgency: str,
