@@ -433,13 +433,41 @@ class CriteriaLibrary:
         beats a prefix of the same length), then fewer lines of business, then fewer service codes,
         then the smaller id, so the choice never depends on file order. A newer version that stopped
         covering a line is not overridden by an older one that still does."""
-        candidates = []
-        for c in self._current_by_code.get(line.procedure_code.strip().upper(), ()):
-            specificity = c.diagnosis_specificity(line.diagnoses)
-            if specificity is not None and c.covers(line):
-                candidates.append(((-specificity[0], -specificity[1], len(c.lines_of_business),
-                                    len(c.service_codes), c.id), c))
-        return min(candidates, key=lambda pair: pair[0])[1] if candidates else None
+        index: dict[str, tuple[tuple[frozenset[str], frozenset[str], tuple[str, ...], CriteriaSet], ...]] | None
+        index = self.__dict__.get("_select_index")
+        if index is None:
+            # Built once, on first use; not a field. Per code: (lines of business, exact codes,
+            # prefix stems longest first, set), the same answers as CriteriaSet.covers and
+            # diagnosis_specificity without redoing their work for every line.
+            index = {code: tuple((c.lines_of_business,
+                                  frozenset(p for p in c.diagnosis_patterns if not p.endswith("*")),
+                                  tuple(sorted((p[:-1] for p in c.diagnosis_patterns if p.endswith("*")),
+                                               key=len, reverse=True)), c) for c in sets)
+                     for code, sets in self._current_by_code.items()}
+            object.__setattr__(self, "_select_index", index)
+        entries = index.get(line.procedure_code.strip().upper())
+        if not entries:
+            return None
+        codes = [normalize_diagnosis(d) for d in line.diagnoses]
+        best: tuple[tuple[int, int, int, int, str], CriteriaSet] | None = None
+        for lobs, exact, stems, c in entries:
+            if line.line_of_business not in lobs:
+                continue
+            specificity: tuple[int, int] | None = None
+            for code in codes:
+                score = (len(code), 1) if code in exact else None
+                for stem in stems:
+                    if code.startswith(stem):
+                        if score is None or (len(stem), 0) > score:
+                            score = (len(stem), 0)
+                        break
+                if score is not None and (specificity is None or score > specificity):
+                    specificity = score
+            if specificity is not None:
+                key = (-specificity[0], -specificity[1], len(lobs), len(c.service_codes), c.id)
+                if best is None or key < best[0]:
+                    best = (key, c)
+        return best[1] if best is not None else None
 
 
 def load_library(directory: Path | str) -> CriteriaLibrary:

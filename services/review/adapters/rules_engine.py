@@ -3,8 +3,11 @@ condition.
 
 How a line is matched: its usable facts are asserted as one durable-rules *fact* under a fresh
 session id (sid); every rule whose condition holds fires (an asserted fact, unlike a posted event,
-is not consumed by the first rule that matches it), each action records its condition id under the
-sid, and the session is deleted before returning, so the engine keeps nothing per line.
+is not consumed by the first rule that matches it), each action records its condition id (actions
+run synchronously inside ``assert_fact``, under the module lock, so one list is that line's record),
+and the session is deleted before returning, so the engine keeps nothing per line. Everything about
+a ruleset that does not depend on the line (its name, how each fact becomes an engine value) is
+compiled once; per line there is one fact to build, one assert and one delete.
 
 Quirks of durable-rules 2.0.28 this module works around (each one observed here):
 
@@ -45,7 +48,7 @@ import logging
 import math
 import operator
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,12 +93,17 @@ class _SynchronousHost(engine.Host):  # type: ignore[misc]  # durable has no typ
 class _Compiled:
     name: str
     content_hash: str
+    # (fact name, engine field, engine value of a usable fact) for every declared fact, in order
+    facts: tuple[tuple[str, str, Callable[[Any], bool | float | int | str]], ...] = ()
 
 
 _LOCK = threading.Lock()
 _host: _SynchronousHost | None = None  # created on first use: nothing starts at import time
 _registered: dict[str, _Compiled] = {}
-_fired: dict[str, set[str]] = {}
+# The conditions that fired for the line being asserted. Actions run only inside assert_fact, for
+# the session just asserted (the host has no dispatcher threads), and every call into the engine
+# holds _LOCK: one list, cleared before each assert, is that line's record.
+_fired: list[str] = []
 _sids = itertools.count(1)
 
 
@@ -138,6 +146,20 @@ def _engine_value(ftype: FactType, value: FactValue) -> bool | float | int | str
     return str(value)
 
 
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _to_ordinal(value: Any) -> int:
+    return int(value.toordinal())
+
+
+# How a usable fact (one that FactSpec.accepts) becomes an engine value: what _engine_value does,
+# without deciding the type per call. Usable booleans and texts are already what the engine takes.
+_CONVERTERS: dict[FactType, Callable[[Any], bool | float | int | str]] = {
+    FactType.BOOL: _identity, FactType.NUMBER: engine_number, FactType.TEXT: str, FactType.DATE: _to_ordinal}
+
+
 def _threshold(criteria: CriteriaSet, p: Predicate, value: FactValue) -> bool | float | int | str:
     ftype = criteria.fact(p.fact).type
     if ftype is FactType.NUMBER:
@@ -167,16 +189,38 @@ def _expression(criteria: CriteriaSet, p: Predicate) -> Any:
 
 def _recorder(condition_id: str) -> Callable[[Any], None]:
     # Exactly one parameter: durable-rules treats a two-parameter action as asynchronous.
+    record_fired = _fired.append
+
     def record(c: Any) -> None:
-        fired = _fired.get(c.m.sid)
-        if fired is not None:
-            fired.add(condition_id)
+        record_fired(condition_id)
 
     return record
 
 
 def _ignore(c: Any) -> None:
     """The catch-all rule's action: nothing to record."""
+
+
+def ruleset_definition(criteria: CriteriaSet, action: Callable[[str], Callable[[Any], None]]) -> dict[str, Any]:
+    """The durable-rules definition of ``criteria``: the catch-all rule, then one rule per condition
+    whose action is ``action(condition id)`` (an action takes exactly one parameter). The matcher
+    registers this with its recording actions; ``make bench`` registers it on a host of its own to
+    measure the engine alone on the same rules."""
+    # The catch-all: its field is not "f_"-prefixed, so no fact can shadow it (see the module docstring).
+    definition = {_CATCH_ALL: when_all(m.__getattr__(_LINE_FIELD) == _LINE_VALUE)(_ignore).define()}
+    for i, cond in enumerate(criteria.conditions):
+        expression = functools.reduce(operator.and_, [_expression(criteria, p) for p in cond.predicates])
+        definition[f"c{i}_{cond.id}"] = when_all(expression)(action(cond.id)).define()
+    return definition
+
+
+def engine_fact(criteria: CriteriaSet, facts: Mapping[str, object]) -> dict[str, Any]:
+    """The fact the matcher asserts for a line with these clinical facts, without its ``sid``: the
+    usable facts as engine values under ``f_<name>``, and the field the catch-all rule matches."""
+    fact: dict[str, Any] = {f"f_{name}": _engine_value(criteria.fact(name).type, value)
+                            for name, value in usable_facts(criteria, facts).items()}
+    fact[_LINE_FIELD] = _LINE_VALUE
+    return fact
 
 
 def _compile(host: _SynchronousHost, criteria: CriteriaSet) -> _Compiled:
@@ -189,16 +233,13 @@ def _compile(host: _SynchronousHost, criteria: CriteriaSet) -> _Compiled:
                                    f"{known.content_hash[:12]}, now {criteria.content_hash[:12]}); "
                                    "changed criteria need a new version")
         return known
-    # The catch-all: its field is not "f_"-prefixed, so no fact can shadow it (see the module docstring).
-    definition = {_CATCH_ALL: when_all(m.__getattr__(_LINE_FIELD) == _LINE_VALUE)(_ignore).define()}
-    for i, cond in enumerate(criteria.conditions):
-        expression = functools.reduce(operator.and_, [_expression(criteria, p) for p in cond.predicates])
-        definition[f"c{i}_{cond.id}"] = when_all(expression)(_recorder(cond.id)).define()
+    definition = ruleset_definition(criteria, _recorder)
     try:
         host.register_rulesets({name: definition})
     except Exception as exc:
         raise RulesEngineError(f"durable-rules refused ruleset {name}: {exc}") from exc
-    compiled = _Compiled(name, criteria.content_hash)
+    compiled = _Compiled(name, criteria.content_hash,
+                         tuple((f.name, f"f_{f.name}", _CONVERTERS[f.type]) for f in criteria.facts))
     _registered[name] = compiled
     logger.info("compiled criteria %s into a durable-rules ruleset of %d rules", name, len(definition) - 1)
     return compiled
@@ -215,11 +256,29 @@ class DurableRulesMatcher(ConditionMatcher):
     """:class:`ConditionMatcher` backed by durable-rules. Safe to share between threads.
 
     ``criteria`` given to the constructor are compiled at once, so that a ruleset the engine
-    refuses fails at startup rather than at the first line; others compile on first use."""
+    refuses fails at startup rather than at the first line; :meth:`add` compiles more later (hot
+    reload), and any other set compiles on first use. Compiled rulesets belong to the process: every
+    matcher sees them all."""
 
     def __init__(self, criteria: Iterable[CriteriaSet] = ()) -> None:
-        for c in criteria:
-            self.compile(c)
+        self.add(criteria)
+
+    def add(self, criteria: Iterable[CriteriaSet]) -> tuple[str, ...]:
+        """Compile criteria versions into the running engine; returns their ruleset names
+        (``id@version``), in order. A version already compiled from the same content is left as it
+        is; one compiled from different content raises :class:`RulesEngineError`, and then nothing
+        of this call is compiled. Lines being matched meanwhile are not disturbed."""
+        wanted = list(criteria)
+        with _LOCK:
+            seen: dict[str, str] = {name: known.content_hash for name, known in _registered.items()}
+            for c in wanted:
+                name = ruleset_name(c)
+                if seen.setdefault(name, c.content_hash) != c.content_hash:
+                    raise RulesEngineError(f"{name} is already compiled (or added) from different content (sha256 "
+                                           f"{seen[name][:12]}, now {c.content_hash[:12]}); "
+                                           "changed criteria need a new version")
+            host = _get_host()
+            return tuple(_compile(host, c).name for c in wanted)
 
     def compile(self, criteria: CriteriaSet) -> str:
         """Register the ruleset of ``criteria`` (idempotent); returns its name."""
@@ -227,29 +286,33 @@ class DurableRulesMatcher(ConditionMatcher):
             return _compile(_get_host(), criteria).name
 
     def matched(self, criteria: CriteriaSet, line: LineFacts) -> frozenset[str]:
-        fact: dict[str, Any] = {f"f_{name}": _engine_value(criteria.fact(name).type, value)
-                                for name, value in usable_facts(criteria, line.facts).items()}
+        usable = usable_facts(criteria, line.facts)
         with _LOCK:
             host = _get_host()
-            name = _compile(host, criteria).name
+            compiled = _registered.get(ruleset_name(criteria))
+            if compiled is None or compiled.content_hash != criteria.content_hash:
+                compiled = _compile(host, criteria)
+            name = compiled.name
+            fact: dict[str, Any] = {key: convert(usable[fact_name])
+                                    for fact_name, key, convert in compiled.facts if fact_name in usable}
             sid = str(next(_sids))
             fact["sid"] = sid
             fact[_LINE_FIELD] = _LINE_VALUE
-            _fired[sid] = set()
+            _fired.clear()
             try:
-                try:
-                    host.assert_fact(name, fact)
-                except engine.MessageNotHandledException as exc:
-                    # Unreachable while the catch-all rule exists; deleting this session could crash
-                    # the process, so it is left behind (one of about 1,024) and the line fails.
-                    raise RulesEngineError(f"{name}: the catch-all rule did not match a line") from exc
-                except Exception as exc:
-                    _discard(host, name, sid)
-                    raise RulesEngineError(f"durable-rules could not evaluate a line against {name}: {exc}") from exc
-                host.delete_state(name, sid)
-                return frozenset(_fired[sid])
+                host.assert_fact(name, fact)
+            except engine.MessageNotHandledException as exc:
+                # Unreachable while the catch-all rule exists; deleting this session could crash
+                # the process, so it is left behind (one of about 1,024) and the line fails.
+                raise RulesEngineError(f"{name}: the catch-all rule did not match a line") from exc
+            except Exception as exc:
+                _discard(host, name, sid)
+                raise RulesEngineError(f"durable-rules could not evaluate a line against {name}: {exc}") from exc
             finally:
-                _fired.pop(sid, None)
+                fired = frozenset(_fired)
+                _fired.clear()
+            host.delete_state(name, sid)
+            return fired
 
 
 def _discard(host: _SynchronousHost, name: str, sid: str) -> None:

@@ -24,13 +24,12 @@ February 2024: an algorithm may assist but not be the sole basis of a denial).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import enum
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
@@ -615,97 +614,223 @@ class PythonMatcher:
 
 def usable_facts(criteria: CriteriaSet, facts: Mapping[str, object]) -> dict[str, FactValue]:
     """The facts the criteria declare, present with a value of the declared type."""
-    usable: dict[str, FactValue] = {}
-    for spec in criteria.facts:
-        value = facts.get(spec.name)
-        if value is not None and spec.accepts(value):
-            usable[spec.name] = value  # type: ignore[assignment]  # accepts() checked the type
-    return usable
+    return _plan(criteria).usable(facts)
 
 
 Truth: TypeAlias = bool | None  # None: unknown, because a fact is missing
 
 
-def _truth(term: RuleTerm, known: Mapping[str, Truth]) -> Truth:
-    """Kleene three-valued logic over condition truths."""
-    if isinstance(term, str):
-        return known[term]
-    values = [_truth(t, known) for t in term.terms]
-    if isinstance(term, AllOf):
-        if any(v is False for v in values):
-            return False
-        return True if all(v is True for v in values) else None
-    if any(v is True for v in values):
-        return True
-    return False if all(v is False for v in values) else None
+# -- the per-set evaluation plan ---------------------------------------------------------------------
+#
+# evaluate() runs once per service line, so everything about a criteria set that does not depend on
+# the line (type checks per fact, the facts each condition reads, the outcome rules as compiled
+# Kleene functions, how each fact is rendered) is worked out once, on first use, and kept on the
+# set itself. A plan holds no line data: its size does not grow with the lines evaluated.
+
+_PLAN_ATTRIBUTE = "_evaluation_plan"
 
 
-def _open_conditions(term: RuleTerm, known: Mapping[str, Truth]) -> list[str]:
-    """Unknown conditions whose value could still change an undecided rule. Exact when each
-    condition appears once in the rule; otherwise it may name a few too many, never too few."""
-    if _truth(term, known) is not None:
-        return []
-    if isinstance(term, str):
-        return [term]
-    return [cid for t in term.terms for cid in _open_conditions(t, known)]
+def _accepter(spec: FactSpec) -> Callable[[object], bool]:
+    """``spec.accepts`` with a fast path for the exact types lines carry."""
+    accepts = spec.accepts
+    if spec.type is FactType.BOOL:
+        return lambda v: v is True or v is False  # bool cannot be subclassed: same as isinstance
+    if spec.type is FactType.NUMBER:
+        isfinite = math.isfinite
+
+        def number(v: object) -> bool:
+            if type(v) is float:
+                return isfinite(v)
+            return accepts(v)
+
+        return number
+    if spec.type is FactType.TEXT:
+        return lambda v: type(v) is str or accepts(v)
+    return accepts
 
 
-def _witnesses(term: RuleTerm, known: Mapping[str, Truth]) -> list[str]:
-    """The met conditions that make a true rule true."""
-    if isinstance(term, str):
-        return [term] if known[term] is True else []
-    if isinstance(term, AllOf):
-        return [cid for t in term.terms for cid in _witnesses(t, known)]
-    return [cid for t in term.terms if _truth(t, known) is True for cid in _witnesses(t, known)]
+def _renderer(spec: FactSpec) -> Callable[[object], str]:
+    """``spec.render`` with its answers for booleans and finite floats computed without the checks."""
+    render = spec.render
+    if spec.type is FactType.BOOL:
+        rendered_true, rendered_false = render(True), render(False)
+        return lambda v: rendered_true if v is True else rendered_false if v is False else render(v)
+    if spec.type is FactType.NUMBER:
+        prefix = f"{spec.name}="
+        suffix = f" {spec.unit}" if spec.unit else ""
+        isfinite = math.isfinite
+
+        def number(v: object) -> str:
+            if type(v) is float and isfinite(v):
+                text = str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+                return prefix + text + suffix
+            return render(v)
+
+        return number
+    return render
+
+
+class _Rule:
+    """An outcome rule compiled for Kleene logic over ``{condition id: True | False | None}``."""
+
+    __slots__ = ("children", "condition_id", "conjunction", "term")
+
+    def __init__(self, term: RuleTerm) -> None:
+        self.term = term
+        self.condition_id = term if isinstance(term, str) else None
+        self.conjunction = isinstance(term, AllOf)
+        self.children = () if isinstance(term, str) else tuple(_Rule(t) for t in term.terms)
+
+    def truth(self, known: Mapping[str, Truth]) -> Truth:
+        if self.condition_id is not None:
+            return known[self.condition_id]
+        result: Truth
+        if self.conjunction:
+            result = True
+            for child in self.children:
+                value = child.truth(known)
+                if value is False:
+                    return False
+                if value is None:
+                    result = None
+            return result
+        result = False
+        for child in self.children:
+            value = child.truth(known)
+            if value is True:
+                return True
+            if value is None:
+                result = None
+        return result
+
+    def open_conditions(self, known: Mapping[str, Truth], out: list[str]) -> None:
+        """Unknown conditions whose value could still change this rule, if it is undecided. Exact
+        when each condition appears once in the rule; otherwise it may name a few too many, never
+        too few."""
+        if self.truth(known) is not None:
+            return
+        if self.condition_id is not None:
+            out.append(self.condition_id)
+            return
+        for child in self.children:
+            child.open_conditions(known, out)
+
+    def witnesses(self, known: Mapping[str, Truth], out: list[str]) -> None:
+        """The met conditions that make a true rule true."""
+        if self.condition_id is not None:
+            if known[self.condition_id] is True:
+                out.append(self.condition_id)
+            return
+        for child in self.children:
+            if self.conjunction or child.truth(known) is True:
+                child.witnesses(known, out)
+
+
+class _Plan:
+    __slots__ = ("checks", "conditions", "renderers", "required", "rules")
+
+    def __init__(self, criteria: CriteriaSet) -> None:
+        self.checks = tuple((spec.name, _accepter(spec)) for spec in criteria.facts)
+        self.conditions = tuple((cond.id, cond.description, cond.facts) for cond in criteria.conditions)
+        read = dict.fromkeys(f for cond in criteria.conditions for f in cond.facts)
+        self.renderers = tuple((name, _renderer(criteria.fact(name))) for name in read)
+        self.required = criteria.required_facts
+        self.rules = tuple((outcome, _Rule(rule)) for outcome, _, rule in criteria.outcomes.in_order())
+
+    def usable(self, facts: Mapping[str, object]) -> dict[str, FactValue]:
+        usable: dict[str, FactValue] = {}
+        get = facts.get
+        for name, accepts in self.checks:
+            value = get(name)
+            if value is not None and accepts(value):
+                usable[name] = value  # type: ignore[assignment]  # accepts() checked the type
+        return usable
+
+
+def _plan(criteria: CriteriaSet) -> _Plan:
+    plan: _Plan | None = criteria.__dict__.get(_PLAN_ATTRIBUTE)
+    if plan is None:
+        # Not a field: equality, hashing and repr ignore it; two threads may both build one, alike.
+        plan = _Plan(criteria)
+        object.__setattr__(criteria, _PLAN_ATTRIBUTE, plan)
+    return plan
+
+
+def _with_facts(line: LineFacts, facts: Mapping[str, FactValue]) -> LineFacts:
+    """``dataclasses.replace(line, facts=facts)`` without its per-call introspection."""
+    copy: LineFacts = object.__new__(LineFacts)
+    attributes = copy.__dict__
+    attributes.update(line.__dict__)
+    attributes["facts"] = facts
+    return copy
+
+
+_MET, _UNMET, _MISSING = ConditionStatus.MET, ConditionStatus.UNMET, ConditionStatus.MISSING
 
 
 def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher) -> LineEvaluation:
     """Apply ``criteria`` to ``line``; see the module docstring for the contract. The matcher
     sees only the declared facts that are present and well typed."""
-    usable = usable_facts(criteria, line.facts)
-    matched = matcher.matched(criteria, dataclasses.replace(line, facts=usable))
+    plan = _plan(criteria)
+    facts = line.facts
+    usable = plan.usable(facts)
+    matched = matcher.matched(criteria, _with_facts(line, usable))
 
+    rendered: dict[str, str] = {}
+    for name, render in plan.renderers:
+        value = facts.get(name)
+        if value is not None:
+            rendered[name] = render(value)
     results: list[ConditionResult] = []
     known: dict[str, Truth] = {}
-    for cond in criteria.conditions:
-        if any(f not in usable for f in cond.facts):
-            status = ConditionStatus.MISSING
-        elif cond.id in matched:
-            status = ConditionStatus.MET
+    for cid, description, reads in plan.conditions:
+        if len(reads) == 1:
+            name = reads[0]
+            present = name in usable
+            observed: tuple[str, ...] = (rendered[name],) if name in rendered else ()
         else:
-            status = ConditionStatus.UNMET
-        known[cond.id] = {ConditionStatus.MET: True, ConditionStatus.UNMET: False}.get(status)
-        observed = tuple(criteria.fact(f).render(line.facts[f]) for f in cond.facts if line.facts.get(f) is not None)
-        results.append(ConditionResult(cond.id, cond.description, status, observed))
+            present = all(f in usable for f in reads)
+            observed = tuple(rendered[f] for f in reads if f in rendered)
+        if not present:
+            status, known[cid] = _MISSING, None
+        elif cid in matched:
+            status, known[cid] = _MET, True
+        else:
+            status, known[cid] = _UNMET, False
+        results.append(ConditionResult(cid, description, status, observed))
 
     def done(outcome: Outcome, missing: tuple[str, ...], summary: str) -> LineEvaluation:
-        meets = outcome in (Outcome.MEETS_CRITERIA, Outcome.MEETS_CRITERIA_URGENT)
+        meets = outcome is Outcome.MEETS_CRITERIA or outcome is Outcome.MEETS_CRITERIA_URGENT
         return LineEvaluation(outcome=outcome, criteria_id=criteria.id, criteria_version=criteria.version,
                               criteria_hash=criteria.content_hash, conditions=tuple(results),
                               missing_facts=missing, summary=summary,
                               approval=criteria.approval if meets else None, category=criteria.category)
 
     title = criteria.title
-    for outcome, _, rule in criteria.outcomes.in_order():
-        if _truth(rule, known) is True:
-            because = _describe(criteria, _witnesses(rule, known))
+    for outcome, rule in plan.rules:
+        if rule.truth(known) is True:
+            witnesses: list[str] = []
+            rule.witnesses(known, witnesses)
+            because = _describe(criteria, witnesses)
             if outcome is Outcome.NO_ACTION_REQUIRED:
                 return done(outcome, (), f"No authorization is required under the {title} criteria: {because}.")
             if outcome is Outcome.MEETS_CRITERIA_URGENT:
                 return done(outcome, (), f"Meets the {title} criteria and is urgent: {because}.")
             return done(outcome, (), f"Meets the {title} criteria: {because}.")
 
-    missing = {f for f in criteria.required_facts if f not in usable}
-    for _, _, rule in criteria.outcomes.in_order():
-        for cid in _open_conditions(rule, known):
-            missing.update(f for f in criteria.condition(cid).facts if f not in usable)
+    missing = {f for f in plan.required if f not in usable}
+    open_conditions: list[str] = []
+    for _, rule in plan.rules:
+        rule.open_conditions(known, open_conditions)
+    for cid in open_conditions:
+        missing.update(f for f in criteria.condition(cid).facts if f not in usable)
     if missing:
         names = tuple(sorted(missing))
         wanted = "; ".join(f"{criteria.fact(n).description} ({n})" for n in names)
         return done(Outcome.PEND_MISSING_INFORMATION, names,
                     f"Cannot apply the {title} criteria until the request states: {wanted}.")
 
-    unmet = [r.condition_id for r in results if r.status is ConditionStatus.UNMET]
+    unmet = [r.condition_id for r in results if r.status is _UNMET]
     return done(Outcome.REFER_TO_NURSE, (),
                 f"Does not clearly meet the {title} criteria, so a nurse reviews it; not met: "
                 f"{_describe(criteria, unmet) or 'no combination of conditions'}.")
