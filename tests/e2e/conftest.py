@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import grpc
@@ -20,13 +20,13 @@ SETTLED = {intake_pb2.REQUEST_STATUS_PENDED, intake_pb2.REQUEST_STATUS_COMPLETE,
 
 
 def start_platform(tmp: Path, make_database: Callable[[str], str], kafka_bootstrap: str,
-                   prefix: str) -> Platform:
+                   prefix: str, extra_env: Mapping[str, str] | None = None) -> Platform:
     platform = Platform(
         var_dir=tmp, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix,
         database_urls={s: make_database(s) for s in ("intake", "review", "authorization")},
         ports={s: free_port() for s in ("intake", "review", "authorization")},
         members_seed=REPO / "tests" / "data" / "members.yaml",
-        extra_env={"UR_LOG_LEVEL": "INFO", "UR_TOPIC_PARTITIONS": "3"})
+        extra_env={"UR_LOG_LEVEL": "INFO", "UR_TOPIC_PARTITIONS": "3", **(extra_env or {})})
     platform.start()
     try:
         platform.wait_healthy(timeout_s=120)
