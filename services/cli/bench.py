@@ -10,9 +10,12 @@ Phases (each printed with a progress bar, all figures also written to JSON):
                  this process.
 2. latency     - an open-loop offered load (default 200 requests/s for 20 s); latency is
                  submit → authorization event, p50/p95/p99.
-3. ceilings    - kafka-python produce and consume on the same broker, durable-rules
-                 evaluations (raw, and through the criteria library), a trivial gRPC
+3. ceilings    - kafka-python produce and consume on the same broker, a trivial gRPC
                  unary call (health check) at the same concurrency.
+4. rules       - after the platform stops, services/cli/bench_rules.py in a process of its
+                 own: whole-library line evaluations/s next to raw durable-rules on the
+                 same lines and rulesets, RSS before and after N evaluations (default
+                 1,000,000; --rule-evaluations 0 skips it).
 
 CPU seconds used by each service process in each phase are read from /proc, which
 says where the time goes.
@@ -302,61 +305,12 @@ def ceiling_kafka(bootstrap: str, prefix: str, count: int, console: Console) -> 
     return {"kafka_produce_per_s": round(produce_rate), "kafka_consume_per_s": round(consume_rate)}
 
 
-def ceiling_rules(count: int, console: Console) -> dict[str, float]:
-    """Raw durable-rules (assert_fact + delete_state of a 3-rule set, plus a catch-all rule, on a
-    host without background threads: the shared host's threads race rule actions, see
-    services/review/adapters/rules_engine.py) and the criteria library's rate through the
-    review service's own matcher."""
-    from durable import engine
-    from durable.lang import m, when_all
-
-    from services.review.adapters.criteria_evaluator import LibraryEvaluator
-    from services.review.adapters.criteria_loader import load_library
-    from services.review.adapters.rules_engine import DurableRulesMatcher
-    from services.review.bootstrap import DEFAULT_CRITERIA_DIR
-    from services.review.domain.criteria import LineFacts
-
-    class QuietHost(engine.Host):  # type: ignore[misc]
-        def _run(self) -> None:
-            return None
-
-    hits: list[int] = []
-    host = QuietHost()
-    name = f"bench_raw_{uuid.uuid4().hex[:6]}"
-    host.register_rulesets({name: {
-        "any_line": when_all(m.line == 1)(lambda c: None).define(),
-        "duration": when_all(m.symptom_duration_weeks >= 6)(lambda c: hits.append(1)).define(),
-        "therapy": when_all(m.conservative_therapy_weeks >= 6)(lambda c: hits.append(2)).define(),
-        "cauda_equina": when_all(m.suspected_cauda_equina == True)(lambda c: hits.append(3)).define(),  # noqa: E712
-    }})
-    facts = {"symptom_duration_weeks": 8.0, "conservative_therapy_weeks": 7.0, "suspected_cauda_equina": False}
-    with progress(console) as bar:
-        task = bar.add_task("ceiling: durable-rules raw", total=count)
-        t0 = time.monotonic()
-        for i in range(count):
-            sid = f"s{i}"
-            host.assert_fact(name, {"sid": sid, "line": 1, **facts})
-            host.delete_state(name, sid)
-            if i % 2000 == 1999:
-                bar.update(task, completed=i + 1)
-        raw = count / (time.monotonic() - t0)
-        bar.update(task, completed=count)
-    evaluator = LibraryEvaluator(load_library(DEFAULT_CRITERIA_DIR), DurableRulesMatcher())
-    line = LineFacts(procedure_code="72148", diagnoses=("M5416",), line_of_business="medicare_advantage",
-                     member_state="CA", urgency="standard", review_type="prospective", units=1,
-                     place_of_service=22, facts={**facts, "suspected_cancer": False, "suspected_infection": False,
-                                                 "suspected_fracture": False,
-                                                 "progressive_neurologic_deficit": False})
-    with progress(console) as bar:
-        task = bar.add_task("ceiling: criteria library line evaluations", total=count)
-        t0 = time.monotonic()
-        for i in range(count):
-            evaluator.evaluate(line)
-            if i % 2000 == 1999:
-                bar.update(task, completed=i + 1)
-        library = count / (time.monotonic() - t0)
-        bar.update(task, completed=count)
-    return {"durable_rules_raw_per_s": round(raw), "criteria_library_line_evals_per_s": round(library)}
+def rule_evaluations(count: int, output: Path) -> dict[str, Any]:
+    """services/cli/bench_rules.py in its own process (its RSS is its own); its JSON report."""
+    subprocess.run([sys.executable, "-m", "services.cli.bench_rules", "--evaluations", str(count),
+                    "--json", str(output)], cwd=REPO, check=True)
+    report: dict[str, Any] = json.loads(output.read_text())
+    return report
 
 
 def ceiling_grpc(target: str, count: int, concurrency: int, console: Console) -> dict[str, float]:
@@ -448,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling-count", type=int, default=50000)
     parser.add_argument("--output", default=os.environ.get("BENCH_OUTPUT", "bench-results.json"))
     parser.add_argument("--skip-ceilings", action="store_true")
+    parser.add_argument("--rule-evaluations", type=int,
+                        default=int(os.environ.get("BENCH_RULE_EVALUATIONS", "1000000")),
+                        help="line evaluations of the criteria-library phase (services/cli/bench_rules.py); 0 skips it")
     parser.add_argument("--grpc-workers", type=int, default=int(os.environ.get("BENCH_GRPC_WORKERS", "16")),
                         help="UR_GRPC_MAX_WORKERS of the services under test")
     parser.add_argument("--profile", action="store_true",
@@ -539,7 +496,6 @@ def main(argv: list[str] | None = None) -> int:
             ceilings: dict[str, float] = {}
             ceilings.update(ceiling_grpc(platform.target("review"), 20000, args.concurrency, console))
             ceilings.update(ceiling_kafka(bootstrap, prefix, args.ceiling_count, console))
-            ceilings.update(ceiling_rules(args.ceiling_count, console))
             results["ceilings"] = ceilings
             tp = results["throughput"]
             # Each request produces three events (submitted, determination, authorization) and is
@@ -550,13 +506,16 @@ def main(argv: list[str] | None = None) -> int:
                                                           3),
                 "events_consumed_vs_kafka_consume": round(4 * tp["end_to_end_per_s"]
                                                           / ceilings["kafka_consume_per_s"], 3),
-                "line_evals_vs_durable_rules_raw": round(tp["end_to_end_per_s"] / ceilings["durable_rules_raw_per_s"],
-                                                         3),
-                "library_vs_durable_rules_raw": round(ceilings["criteria_library_line_evals_per_s"]
-                                                      / ceilings["durable_rules_raw_per_s"], 3),
             }
     finally:
         platform.stop()
+    if args.rule_evaluations > 0:
+        rules = rule_evaluations(args.rule_evaluations, var_dir / "bench-rules.json")
+        results["rule_evaluations"] = rules
+        ratios = results.setdefault("ratios", {})
+        ratios["library_vs_durable_rules_raw"] = rules["ratio_vs_raw"]
+        ratios["line_evals_vs_durable_rules_raw"] = round(results["throughput"]["end_to_end_per_s"]
+                                                          / rules["raw_per_s"], 3)
     Path(args.output).write_text(json.dumps(results, indent=2))
     render(results, console)
     console.print(f"results written to {args.output}")
@@ -584,9 +543,15 @@ def render(results: dict[str, Any], console: Console) -> None:
         rows.append((f"ceiling: {key}", value))
     for key, value in results.get("ratios", {}).items():
         rows.append((f"ratio: {key}", value))
+    rules = results.get("rule_evaluations")
+    if rules:
+        from services.cli.bench_rules import report_rows
+        rows.extend((f"rules: {name}", value) for name, value in report_rows(rules))
     for name, value in rows:
         table.add_row(name, str(value))
     console.print(table)
+    if rules:
+        console.print(f"rules: raw = {rules['raw_measures']}")
     for service, profile in results.get("profiles", {}).items():
         console.print(f"[bold]{service}[/bold]: {profile['samples']} busy samples; self time by function:")
         for frame, pct in profile["self_pct"]:
