@@ -530,6 +530,76 @@ def uncovered_surgery(rng: random.Random, kind: str, lob: str) -> Clinical:
     return Clinical(lines, diagnoses, facts)
 
 
+# The rest of the criteria library: requests built from each set's own worked examples --------------
+
+#: Criteria sets the hand-written profiles above already exercise.
+PROFILED = frozenset({"imaging-mri-lumbar-spine", "imaging-mri-knee", "pt-ot-visits", "sleep-study-home-test",
+                      "sleep-study-psg"})
+#: Where each service category is delivered (place of service of its lines).
+CATEGORY_POS = {
+    "inpatient_acute": POS.PLACE_OF_SERVICE_INPATIENT_HOSPITAL,
+    "post_acute_care": POS.PLACE_OF_SERVICE_SKILLED_NURSING_FACILITY,
+    "home_health": POS.PLACE_OF_SERVICE_HOME,
+    "durable_medical_equipment": POS.PLACE_OF_SERVICE_HOME,
+    "behavioral_health": POS.PLACE_OF_SERVICE_OUTPATIENT_HOSPITAL,
+    "spine_surgery": POS.PLACE_OF_SERVICE_INPATIENT_HOSPITAL,
+    "musculoskeletal_surgery": POS.PLACE_OF_SERVICE_AMBULATORY_SURGICAL_CENTER,
+    "bariatric_surgery": POS.PLACE_OF_SERVICE_INPATIENT_HOSPITAL,
+    "genetic_testing": POS.PLACE_OF_SERVICE_INDEPENDENT_LABORATORY,
+    "advanced_imaging": POS.PLACE_OF_SERVICE_OUTPATIENT_HOSPITAL,
+    "pain_management": POS.PLACE_OF_SERVICE_AMBULATORY_SURGICAL_CENTER,
+}
+_EXPECT = {MEETS: ("meets_criteria", "meets_criteria_urgent"), REFER: ("refer_to_nurse",),
+           MISSING: ("pend_missing_information",)}
+_rotation = [0]
+
+
+def _library() -> Any:
+    from services.review.adapters.criteria_loader import load_library  # the review service's own library
+
+    return load_library(HERE.parents[1] / "services" / "review" / "criteria")
+
+
+def _dotted(code: str) -> str:
+    return code if len(code) <= 3 else f"{code[:3]}.{code[3:]}"
+
+
+def library_example(rng: random.Random, kind: str, lob: str) -> Clinical:
+    """A request from one of a criteria set's worked examples with the intended outcome; the sets are
+    taken in turn so the sample exercises the whole library."""
+    sets = [c for c in _library().current() if c.id not in PROFILED and lob in c.lines_of_business
+            and any(e.expect.value in _EXPECT[kind] and e.line_of_business in (None, lob) for e in c.examples)]
+    criteria = sets[_rotation[0] % len(sets)]
+    _rotation[0] += 1
+    example = rng.choice([e for e in criteria.examples
+                          if e.expect.value in _EXPECT[kind] and e.line_of_business in (None, lob)])
+    if example.diagnoses:
+        diagnoses = [_dotted(d) for d in example.diagnoses]
+    else:
+        stems = [p.rstrip("*") for p in criteria.diagnosis_patterns if len(p.rstrip("*")) >= 3]
+        diagnoses = [_dotted(stems[0])]
+    units_fact = example.facts.get("requested_units", 1)
+    units = int(units_fact) if isinstance(units_fact, int | float) and not isinstance(units_fact, bool) else 1
+    unit = criteria.approval.unit if criteria.approval is not None else ""
+    line = Line(example.procedure_code or min(criteria.service_codes), max(units, 1),
+                CATEGORY_POS.get(criteria.category, POS.PLACE_OF_SERVICE_OFFICE),
+                max(units - 1, 0) if unit == "days" else 30)
+    facts: list[Fact] = []
+    for name, value in sorted(example.facts.items()):
+        if name == "requested_units":
+            continue  # the line's units say it
+        spec = criteria.fact(name)
+        if isinstance(value, bool):
+            facts.append(flag(name, value))
+        elif isinstance(value, int | float):
+            facts.append(num(name, value, spec.unit or ""))
+        elif isinstance(value, dt.date):
+            facts.append(Fact(name=name, date_value=_pb_date(value)))
+        else:
+            facts.append(Fact(name=name, text_value=str(value)))
+    return Clinical([line], diagnoses, facts)
+
+
 NOT_WC = ("medicare_advantage", "medicaid", "commercial")
 _ALL = {MEETS: LOBS, REFER: LOBS, MISSING: LOBS}
 PROFILES: tuple[Profile, ...] = (
@@ -543,6 +613,7 @@ PROFILES: tuple[Profile, ...] = (
     Profile("polysomnography", {MEETS: 5, REFER: 6, MISSING: 8},
             {MEETS: NOT_WC, REFER: NOT_WC, MISSING: NOT_WC}, polysomnography),
     Profile("uncovered-surgery", {REFER: 42}, _ALL, uncovered_surgery),
+    Profile("criteria-library", {MEETS: 40, REFER: 25, MISSING: 30}, _ALL, library_example),
 )
 
 
@@ -654,6 +725,7 @@ class Generator:
 
 def make_workload(rng: random.Random, members: Sequence[Member]) -> list[Planned]:
     gen = Generator(rng, members)
+    _rotation[0] = 0
     planned: list[Planned] = []
     for category in (MEETS, REFER, MISSING):
         planned += [Planned(category, gen.valid(category)) for _ in range(MIX[category])]

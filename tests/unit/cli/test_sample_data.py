@@ -27,7 +27,7 @@ from services.intake.domain.model import Coverage, check_eligibility, validate
 from services.intake.entrypoints.mapping import to_domain
 from services.review.adapters.criteria_loader import CriteriaLibrary, load_library
 from services.review.bootstrap import DEFAULT_CRITERIA_DIR
-from services.review.domain.criteria import LineFacts, Outcome, PythonMatcher, evaluate
+from services.review.domain.criteria import LineFacts, Outcome, PythonMatcher, evaluate, with_line_facts
 from services.review.domain.decisions import decide_line
 
 REPO = Path(__file__).resolve().parents[3]
@@ -257,7 +257,8 @@ def _review_category(request: intake_pb2.SubmitRequestRequest) -> tuple[str, lis
         line_facts = LineFacts(procedure_code=line.procedure_code, diagnoses=diagnoses, line_of_business=lob,
                                member_state=request.coverage.member_state, urgency="standard",
                                review_type="prospective", units=line.units,
-                               place_of_service=int(line.place_of_service), facts=facts)
+                               place_of_service=int(line.place_of_service),
+                               facts=with_line_facts(facts, line.units))
         criteria = library.select(line_facts)
         evaluation = evaluate(criteria, line_facts, PythonMatcher()) if criteria is not None else None
         outcomes.add(decide_line(evaluation, line.procedure_code, lob, []).outcome)
