@@ -35,6 +35,10 @@ P2P = {"offered": review_pb2.RecordPeerToPeerRequest.KIND_OFFERED,
        "declined": review_pb2.RecordPeerToPeerRequest.KIND_DECLINED}
 
 
+class UsageError(urctl.CliError):
+    exit_code = urctl.EXIT_USAGE
+
+
 def _token(args: argparse.Namespace) -> str:
     token = getattr(args, "token", None) or settings.get("UR_REVIEWER_TOKEN")
     if not token:
@@ -262,7 +266,7 @@ def parse_fact(text: str) -> types_pb2.ClinicalFact:
         raise urctl.CliError(f"--fact {text!r}: expected name=value (or name=value:unit)")
     value, unit = raw, ""
     head, colon, tail = raw.rpartition(":")
-    if colon and tail.strip() and " " not in tail.strip() and _is_number(head):
+    if colon and tail.strip() and " " not in tail.strip() and not tail.strip()[0].isdigit() and _is_number(head):
         value, unit = head, tail.strip()  # units belong to numbers only
     fact = types_pb2.ClinicalFact(name=name.strip(), unit=unit)
     lowered = value.strip().lower()
@@ -292,7 +296,7 @@ def _is_number(text: str) -> bool:
 
 def cmd_add_info(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
     if not args.fact:
-        raise urctl.CliError("give at least one --fact name=value")
+        raise UsageError("give at least one --fact name=value")
     request = intake_pb2.SubmitAdditionalInformationRequest(
         request_id=args.request_id, idempotency_key=args.key or f"info-{uuid.uuid4()}", note=args.note or "",
         clinical_facts=[parse_fact(f) for f in args.fact])

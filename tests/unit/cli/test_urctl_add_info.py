@@ -70,7 +70,6 @@ def test_a_fact_without_name_or_value_is_a_clear_error(text: str) -> None:
         parse_fact(text)
 
 
-@pytest.mark.xfail(strict=True, reason="reviewer.parse_fact reads a time of day as a number with a numeric unit")
 def test_a_time_of_day_is_text_not_a_number_with_a_unit() -> None:
     fact = parse_fact("last_dose_time=10:30")
     assert (fact.WhichOneof("value"), fact.text_value) == ("text_value", "10:30")
@@ -169,7 +168,6 @@ def test_without_facts_nothing_is_sent(intake: tuple[FakeIntake, str], capsys: p
     assert "at least one --fact" in capsys.readouterr().err and fake.received == []
 
 
-@pytest.mark.xfail(strict=True, reason="add-info (services/cli/reviewer.py) reports a usage error with exit 1")
 def test_without_facts_is_a_usage_error(intake: tuple[FakeIntake, str]) -> None:
     _, target = intake
     assert urctl.main(["request", "add-info", REQUEST_ID, "--intake", target]) == urctl.EXIT_USAGE
