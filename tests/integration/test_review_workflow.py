@@ -284,3 +284,19 @@ def test_deadline_extensions_follow_the_regime(review: Review) -> None:
     wc = review.task_of(review.submit(lob=types_pb2.LINE_OF_BUSINESS_WORKERS_COMP, state="TX"))
     with pytest.raises(FailedPrecondition, match="allows no extension"):
         review.workflow.extend_deadline("rn-1", wc, "enrollee_request", notice_sent=True)
+
+
+OUTCOMES = tables.provider_line_outcomes
+
+
+def test_a_reviewers_decision_updates_the_gold_card_record(review: Review) -> None:
+    request_id = review.submit()
+    task_id = review.task_of(request_id)
+    with review.engine.connect() as conn:
+        before = conn.execute(select(OUTCOMES.c.approved, OUTCOMES.c.decided_by)).one()
+    assert before.approved is False or before.approved == 0
+    review.workflow.claim_next("rn-1")
+    review.workflow.decide("rn-1", task_id, DecisionInput(Decision.APPROVE, note="notes document therapy"))
+    with review.engine.connect() as conn:
+        after = conn.execute(select(OUTCOMES.c.approved, OUTCOMES.c.decided_by)).one()
+    assert bool(after.approved) and after.decided_by == "rn-1"

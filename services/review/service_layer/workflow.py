@@ -288,6 +288,11 @@ class ReviewWorkflow:
             task_values = self._task_after(d, me, now, case_row)
             self._cas(repo, row, **task_values)
             repo.record(task_id, me.reviewer_id, d.decision.value, _detail(d), now)
+            if d.decision in (wf.Decision.APPROVE, *wf.ADVERSE):
+                # The gold-card record counts a person's final word; only approval in full is approval.
+                uow.provider_outcomes.update_outcome(row.request_id, row.line_number,
+                                                     approved=d.decision is wf.Decision.APPROVE,
+                                                     decided_by=me.reviewer_id, decided_at=now)
             if d.decision is wf.Decision.REQUEST_INFORMATION:
                 clock = self._clock_of(case_row)
                 if clock is not None and clock.paused_at is None:
@@ -438,6 +443,8 @@ class ReviewWorkflow:
                           updated_at=now)
                 repo.record(row.task_id, SYSTEM, "information_received",
                             "criteria now met: approved by the rules engine", now)
+                uow.provider_outcomes.update_outcome(row.request_id, row.line_number, approved=True,
+                                                     decided_by="system:rules-engine", decided_at=now)
             else:
                 if decision.action == "certified_in_total":
                     # Meets criteria now, but a physician was asked or a duplicate is suspected: a person decides.
