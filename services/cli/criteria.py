@@ -64,15 +64,15 @@ from services.review.adapters.tables import cases
 from services.review.domain.criteria import (
     ConditionMatcher,
     CriteriaSet,
-    FactValue,
     LineEvaluation,
     LineFacts,
     Outcome,
     PythonMatcher,
     evaluate,
     example_line,
-    with_line_facts,
+    version_key,
 )
+from services.review.service_layer import lines
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_CRITERIA_DIR = REPO / "services" / "review" / "criteria"
@@ -238,7 +238,7 @@ def cmd_validate(args: argparse.Namespace, targets: urctl.Targets, console: Cons
             table.add_column(column, no_wrap=column != "category", overflow="fold",
                              min_width=14 if column == "category" else None,
                              justify="right" if column in ("codes", "examples") else "left")
-        for s in sorted(result.sets, key=lambda s: (s.criteria.id, version_sort(s.criteria.version))):
+        for s in sorted(result.sets, key=lambda s: (s.criteria.id, version_key(s.criteria.version))):
             c = s.criteria
             table.add_row(_t(c.id, "bold"), _t(c.version), _t(c.category.replace("_", " ")), _t(len(c.service_codes)),
                           _t(len(c.examples)), _t(c.content_hash[:10], "dim"))
@@ -322,7 +322,7 @@ def cmd_test(args: argparse.Namespace, targets: urctl.Targets, console: Console)
     validation = validate_paths(_paths(args))
     matchers: dict[str, ConditionMatcher] = {"durable-rules": DurableRulesMatcher(), "python": PythonMatcher()}
     results: list[SetResult] = []
-    sets = sorted(validation.sets, key=lambda s: (s.criteria.id, version_sort(s.criteria.version)))
+    sets = sorted(validation.sets, key=lambda s: (s.criteria.id, version_key(s.criteria.version)))
     with _progress(Console(stderr=True), not args.json and len(sets) >= PROGRESS_MIN_SETS) as progress:
         task = progress.add_task("running examples", total=len(sets))
         for loaded in sets:
@@ -366,69 +366,15 @@ def cmd_test(args: argparse.Namespace, targets: urctl.Targets, console: Console)
     return urctl.EXIT_OK if ok else urctl.EXIT_SERVICE_ERROR
 
 
-def version_sort(version: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in version.split("."))
-    except ValueError:
-        return ()
-
-
-# -- from a request to its lines' facts (what the review service does on RequestSubmitted) ----------
-
-def _date(d: Any) -> dt.date | None:
-    if d.year == 0:
-        return None
-    try:
-        return dt.date(d.year, d.month, d.day)
-    except ValueError:
-        return None
-
-
-def request_facts(clinical_facts: Sequence[Any]) -> dict[str, FactValue]:
-    """The typed clinical facts of a request by name (an impossible date is left out)."""
-    facts: dict[str, FactValue] = {}
-    for fact in clinical_facts:
-        kind = fact.WhichOneof("value")
-        if kind == "bool_value":
-            facts[fact.name] = fact.bool_value
-        elif kind == "number_value":
-            facts[fact.name] = fact.number_value
-        elif kind == "text_value":
-            facts[fact.name] = fact.text_value
-        elif kind == "date_value":
-            value = _date(fact.date_value)
-            if value is not None:
-                facts[fact.name] = value
-    return facts
-
+# -- from a request to its lines' facts: review's own translation (service_layer/lines.py) ---------
 
 def request_lines(message: Any) -> list[tuple[Any, LineFacts]]:
-    """(service line, LineFacts) of a RequestSubmitted or SubmitRequestRequest, built as review
-    builds them; empty when the request names no line of business."""
-    lob = to_name(LOB, message.coverage.line_of_business)
-    if lob is None:
-        return []
-    urgency = to_name(URGENCY, message.urgency) or "standard"
-    review_type = to_name(REVIEW_TYPE, message.review_type) or "prospective"
-    diagnoses = tuple(d.code.upper().replace(".", "") for d in message.diagnoses)
-    facts = request_facts(message.clinical_facts)
-    return [(line, LineFacts(procedure_code=line.procedure_code, diagnoses=diagnoses, line_of_business=lob,
-                             member_state=message.coverage.member_state, urgency=urgency, review_type=review_type,
-                             units=line.units, place_of_service=int(line.place_of_service),
-                             facts=with_line_facts(facts, line.units)))
-            for line in message.service_lines]
+    """(service line, LineFacts) as review builds them; an impossible date fact is left out (intake
+    would refuse the request; explain still shows what the rest of it gives)."""
+    return lines.request_lines(message, drop_impossible_dates=True)
 
 
-def explanation_of(evaluation: LineEvaluation) -> Any:
-    """A LineEvaluation as the ur.common.v1.Explanation the review service stores."""
-    explanation = types_pb2.Explanation(
-        criteria_id=evaluation.criteria_id, criteria_version=evaluation.criteria_version,
-        criteria_hash=evaluation.criteria_hash, summary=evaluation.summary,
-        missing_facts=list(evaluation.missing_facts))
-    for c in evaluation.conditions:
-        explanation.conditions.add(condition_id=c.condition_id, description=c.description,
-                                   status=to_number(CONDITION, c.status.value), observed=list(c.observed))
-    return explanation
+explanation_of = lines.explanation_proto
 
 
 # -- explain ---------------------------------------------------------------------------------------

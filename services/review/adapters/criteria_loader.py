@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from services.review.adapters import strict_yaml
 from services.review.domain.criteria import (
     AllOf,
     AnyOf,
@@ -111,23 +112,6 @@ class CriteriaLibraryError(ValueError):
 
 
 # -- YAML ------------------------------------------------------------------------------------------
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
-
-
-def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
-
 
 def _canonical(doc: Any) -> bytes:
     def default(value: object) -> str:
@@ -386,7 +370,7 @@ def load_criteria(path: Path) -> CriteriaSet:
     except (OSError, UnicodeDecodeError) as exc:
         raise CriteriaError(path, "", f"cannot read: {exc}") from exc
     try:
-        doc = yaml.load(content, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = strict_yaml.load(content)
     except yaml.YAMLError as exc:
         raise CriteriaError(path, "", f"not valid YAML: {exc}") from exc
     return parse_criteria(doc, path, content_hash(_canonical(doc)))

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from services.review.adapters import strict_yaml
 from services.review.domain.policy import InvalidPolicy, NoPriorAuthEntry, NoPriorAuthList
 
 DEFAULT_NO_PA_LIST = Path(__file__).resolve().parents[1] / "policy" / "no-prior-auth.yaml"
@@ -38,23 +39,6 @@ class PolicyFileError(ValueError):
         self.problem = problem
         where = f"{self.path.name}: {field}: " if field else f"{self.path.name}: "
         super().__init__(where + problem)
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
-
-
-def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
 def _mapping(path: Path, node: Any, where: str, keys: frozenset[str]) -> dict[str, Any]:
@@ -122,7 +106,7 @@ def load_no_prior_auth(path: Path | str) -> NoPriorAuthList:
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyFileError(file, "", f"cannot read: {exc}") from exc
     try:
-        doc = yaml.load(content, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = strict_yaml.load(content)
     except yaml.YAMLError as exc:
         raise PolicyFileError(file, "", f"not valid YAML: {exc}") from exc
     return parse_no_prior_auth(doc, file)

@@ -16,6 +16,7 @@ from services.common.grpc_errors import FieldViolation, Unauthenticated, Validat
 from services.common.proto_enums import to_name, to_number
 from services.review.domain import workflow as wf
 from services.review.service_layer.handlers import ReviewHandlers
+from services.review.service_layer.lines import to_proto_date
 from services.review.service_layer.workflow import DecisionInput, ReviewWorkflow, TaskView
 
 LOB = types_pb2.LineOfBusiness.DESCRIPTOR
@@ -109,8 +110,7 @@ def task_to_proto(view: TaskView) -> review_pb2.TaskView:
     if row.requested_facts:
         t.requested_facts.extend(json.loads(row.requested_facts))
     if row.information_due is not None:
-        d = row.information_due
-        t.information_due.CopyFrom(types_pb2.Date(year=d.year, month=d.month, day=d.day))
+        t.information_due.CopyFrom(to_proto_date(row.information_due))
     for h in view.history:
         event = out.history.add(actor=h.actor, action=h.action, detail=h.detail)
         event.at.CopyFrom(_ts(h.at))

@@ -23,10 +23,17 @@ from services.common.proto_enums import to_name, to_number
 from services.common.settings import Topics
 from services.review.adapters.authorization_client import DuplicateChecker, LineQuery
 from services.review.adapters.repository import ReviewUnitOfWork
-from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts, Outcome, with_line_facts
+from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts, Outcome
 from services.review.domain.deadlines import ClockEngine, ClockRequest, ClockState
 from services.review.domain.decisions import DecidedBy, LineDecision, decide_with_policy
 from services.review.domain.policy import GoldCard, NoPriorAuthEntry, Policies
+from services.review.service_layer.lines import (
+    explanation_proto,
+    line_facts,
+    proto_date,
+    request_facts,
+    to_proto_date,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +44,6 @@ URGENCY = types_pb2.Urgency.DESCRIPTOR
 REVIEW_TYPE = types_pb2.ReviewType.DESCRIPTOR
 OUTCOME = types_pb2.LineOutcome.DESCRIPTOR
 ACTION = types_pb2.ActionCode.DESCRIPTOR
-CONDITION = types_pb2.ConditionStatus.DESCRIPTOR
 
 
 class Evaluator(Protocol):
@@ -87,49 +93,28 @@ class _Assessed:
 
 
 def _date(d: types_pb2.Date) -> dt.date | None:
-    if d.year == 0:
-        return None
     try:
-        return dt.date(d.year, d.month, d.day)
+        return proto_date(d)
     except ValueError as exc:
         raise PoisonMessage(f"invalid date {d.year}-{d.month}-{d.day}") from exc
 
 
 def _facts(message: events_pb2.RequestSubmitted) -> dict[str, FactValue]:
-    facts: dict[str, FactValue] = {}
-    for fact in message.clinical_facts:
-        kind = fact.WhichOneof("value")
-        if kind == "bool_value":
-            facts[fact.name] = fact.bool_value
-        elif kind == "number_value":
-            facts[fact.name] = fact.number_value
-        elif kind == "text_value":
-            facts[fact.name] = fact.text_value
-        elif kind == "date_value":
-            value = _date(fact.date_value)
-            if value is not None:
-                facts[fact.name] = value
-    return facts
+    try:
+        return request_facts(message.clinical_facts)
+    except ValueError as exc:
+        raise PoisonMessage(f"request {message.request_id} has a clinical fact with an invalid date") from exc
 
 
 def _explanation(evaluation: LineEvaluation | None, decision: LineDecision) -> types_pb2.Explanation:
-    explanation = types_pb2.Explanation(flags=list(decision.flags))
     if evaluation is None:
-        explanation.summary = decision.reasons[0]
-        return explanation
-    explanation.criteria_id = evaluation.criteria_id
-    explanation.criteria_version = evaluation.criteria_version
-    explanation.criteria_hash = evaluation.criteria_hash
+        return types_pb2.Explanation(flags=list(decision.flags), summary=decision.reasons[0])
+    explanation = explanation_proto(evaluation)
+    explanation.flags.extend(decision.flags)
     if decision.decided_by is DecidedBy.GOLD_CARD:
         # The exemption decided; the criteria's findings stay visible, but nothing is asked for.
         explanation.summary = "; ".join(decision.reasons)
-    else:
-        explanation.summary = evaluation.summary
-        explanation.missing_facts.extend(evaluation.missing_facts)
-    for c in evaluation.conditions:
-        explanation.conditions.add(condition_id=c.condition_id, description=c.description,
-                                   status=to_number(CONDITION, c.status.value),  # type: ignore[arg-type]
-                                   observed=list(c.observed))
+        del explanation.missing_facts[:]
     return explanation
 
 
@@ -196,18 +181,11 @@ class ReviewHandlers:
         review_type = to_name(REVIEW_TYPE, message.review_type) or "prospective"
         if lob is None or not message.service_lines or not message.member_id:
             raise PoisonMessage(f"request {message.request_id} lacks line of business, member or service lines")
-        diagnoses = tuple(d.code.upper().replace(".", "") for d in message.diagnoses)
         facts = _facts(message)
         lines = []
         for line in message.service_lines:
             listed = self._policies.no_prior_auth.lookup(lob, line.procedure_code)
-            evaluation = None
-            if listed is None:
-                evaluation = evaluator.evaluate(LineFacts(
-                    procedure_code=line.procedure_code, diagnoses=diagnoses, line_of_business=lob,
-                    member_state=message.coverage.member_state, urgency=urgency, review_type=review_type,
-                    units=line.units, place_of_service=int(line.place_of_service),
-                    facts=with_line_facts(facts, line.units)))
+            evaluation = None if listed is not None else evaluator.evaluate(line_facts(message, line, lob, facts))
             lines.append(_Line(line, listed, evaluation))
         return _Assessed(event, message, lob, urgency, review_type, lines)
 
@@ -325,8 +303,8 @@ def _certify(out: types_pb2.LineDetermination, line: types_pb2.ServiceLine,
     if cap.unit == "days" and start is not None:
         last = start + dt.timedelta(days=cap.max_units - 1)
         following = last + dt.timedelta(days=1)
-        out.approved_end.CopyFrom(types_pb2.Date(year=last.year, month=last.month, day=last.day))
-        out.next_review_date.CopyFrom(types_pb2.Date(year=following.year, month=following.month, day=following.day))
+        out.approved_end.CopyFrom(to_proto_date(last))
+        out.next_review_date.CopyFrom(to_proto_date(following))
         out.reasons.append(f"certified {cap.max_units} of {line.units} requested days; next concurrent review on "
                            f"{following.isoformat()} decides further days (nothing is refused)")
     else:

@@ -38,10 +38,11 @@ from services.common.settings import Topics
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.adapters.workflow_repository import WorkflowRepository
 from services.review.domain import workflow as wf
-from services.review.domain.criteria import CATEGORIES, LineFacts, Outcome, with_line_facts
+from services.review.domain.criteria import CATEGORIES, Outcome
 from services.review.domain.deadlines import ClockEngine, ClockError, ClockState, ExtensionRefused
 from services.review.domain.decisions import decide_line
 from services.review.service_layer.handlers import _certify, _explanation, _facts
+from services.review.service_layer.lines import line_facts, proto_date, to_proto_date
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +78,6 @@ def task_facts(row: Row[Any]) -> wf.TaskFacts:
     return wf.TaskFacts(task_id=row.task_id, line_of_business=row.line_of_business, member_state=row.member_state,
                         category=row.category, required_role=wf.Role(row.required_role), urgency=row.urgency,
                         due_at=ensure_utc(row.due_at), regime=row.regime)
-
-
-def _pb_date(d: dt.date) -> types_pb2.Date:
-    return types_pb2.Date(year=d.year, month=d.month, day=d.day)
-
-
-def _date(d: types_pb2.Date) -> dt.date | None:
-    return dt.date(d.year, d.month, d.day) if d.year else None
 
 
 class ReviewWorkflow:
@@ -326,7 +319,7 @@ class ReviewWorkflow:
         elif d.decision is wf.Decision.REQUEST_INFORMATION:
             due = d.needed_by or (ensure_utc(case_row.due_at).date())
             line.requested_facts.extend(f.strip() for f in d.facts if f.strip())
-            line.information_due.CopyFrom(_pb_date(due))
+            line.information_due.CopyFrom(to_proto_date(due))
             line.reasons.append(f"information requested by {who}: {', '.join(line.requested_facts)}, "
                                 f"needed by {due.isoformat()}" + (f" ({d.note})" if d.note else ""))
         elif d.decision is wf.Decision.REFER_TO_PHYSICIAN:
@@ -335,11 +328,11 @@ class ReviewWorkflow:
             if d.decision is not wf.Decision.DENY:
                 assert d.approved_units is not None
                 line.approved_units = d.approved_units
-                start = d.approved_start or _date(service_line.start_date)
-                end = d.approved_end or _date(service_line.end_date) or start
+                start = d.approved_start or proto_date(service_line.start_date)
+                end = d.approved_end or proto_date(service_line.end_date) or start
                 if start is not None and end is not None:
-                    line.approved_start.CopyFrom(_pb_date(start))
-                    line.approved_end.CopyFrom(_pb_date(max(start, end)))
+                    line.approved_start.CopyFrom(to_proto_date(start))
+                    line.approved_end.CopyFrom(to_proto_date(max(start, end)))
             line.criterion = d.criterion
             verb = {wf.Decision.DENY: "denied", wf.Decision.APPROVE_PARTIAL: "approved in part",
                     wf.Decision.MODIFY: "modified"}[d.decision]
@@ -413,18 +406,12 @@ class ReviewWorkflow:
         if clock is not None and clock.paused_at is not None:
             self._set_clock(repo, case_row, stored, self._clocks.information_received(clock, now), now)
         facts = _facts(request)
-        diagnoses = tuple(d.code.upper().replace(".", "") for d in request.diagnoses)
         for row in repo.tasks_of_request(message.request_id):
             if row.status not in (wf.TaskStatus.OPEN.value, wf.TaskStatus.CLAIMED.value,
                                   wf.TaskStatus.PENDED_INFORMATION.value):
                 continue
             service_line = next(s for s in request.service_lines if s.line_number == row.line_number)
-            line_facts = LineFacts(procedure_code=service_line.procedure_code, diagnoses=diagnoses,
-                                   line_of_business=row.line_of_business, member_state=row.member_state,
-                                   urgency=case_row.urgency, review_type=case_row.review_type,
-                                   units=service_line.units, place_of_service=int(service_line.place_of_service),
-                                   facts=with_line_facts(facts, service_line.units))
-            evaluation = evaluator.evaluate(line_facts)
+            evaluation = evaluator.evaluate(line_facts(request, service_line, row.line_of_business, facts))
             decision = decide_line(evaluation, service_line.procedure_code, row.line_of_business, [])
             previous = next(ln for ln in stored.lines if ln.line_number == row.line_number)
             line = types_pb2.LineDetermination(

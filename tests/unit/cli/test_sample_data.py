@@ -27,8 +27,9 @@ from services.intake.domain.model import Coverage, check_eligibility, validate
 from services.intake.entrypoints.mapping import to_domain
 from services.review.adapters.criteria_loader import CriteriaLibrary, load_library
 from services.review.bootstrap import DEFAULT_CRITERIA_DIR
-from services.review.domain.criteria import LineFacts, Outcome, PythonMatcher, evaluate, with_line_facts
+from services.review.domain.criteria import Outcome, PythonMatcher, evaluate
 from services.review.domain.decisions import decide_line
+from services.review.service_layer.lines import request_lines
 
 REPO = Path(__file__).resolve().parents[3]
 SAMPLE = REPO / "deploy" / "sample"
@@ -250,15 +251,8 @@ def _review_category(request: intake_pb2.SubmitRequestRequest) -> tuple[str, lis
     library = _library()
     lob = to_name(types_pb2.LineOfBusiness.DESCRIPTOR, request.coverage.line_of_business)
     assert lob is not None
-    facts = {f.name: getattr(f, str(f.WhichOneof("value"))) for f in request.clinical_facts}
-    diagnoses = tuple(d.code.upper().replace(".", "") for d in request.diagnoses)
     outcomes, criteria_ids = set(), []
-    for line in request.service_lines:
-        line_facts = LineFacts(procedure_code=line.procedure_code, diagnoses=diagnoses, line_of_business=lob,
-                               member_state=request.coverage.member_state, urgency="standard",
-                               review_type="prospective", units=line.units,
-                               place_of_service=int(line.place_of_service),
-                               facts=with_line_facts(facts, line.units))
+    for line, line_facts in request_lines(request):  # the review service's own translation
         criteria = library.select(line_facts)
         evaluation = evaluate(criteria, line_facts, PythonMatcher()) if criteria is not None else None
         outcomes.add(decide_line(evaluation, line.procedure_code, lob, []).outcome)

@@ -1,0 +1,87 @@
+"""One translation between a request's protobuf and the criteria domain, used by the review consumer,
+the reviewer workflow and the criteria tools (``urctl criteria explain|replay``), so that all of them
+evaluate a line exactly as the service does."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from ur.common.v1 import types_pb2
+
+from services.common.proto_enums import to_name, to_number
+from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts, with_line_facts
+
+LOB = types_pb2.LineOfBusiness.DESCRIPTOR
+URGENCY = types_pb2.Urgency.DESCRIPTOR
+REVIEW_TYPE = types_pb2.ReviewType.DESCRIPTOR
+CONDITION = types_pb2.ConditionStatus.DESCRIPTOR
+
+
+def proto_date(d: types_pb2.Date) -> dt.date | None:
+    """None when unset; raises ValueError for an impossible date."""
+    if d.year == 0:
+        return None
+    return dt.date(d.year, d.month, d.day)
+
+
+def to_proto_date(d: dt.date) -> types_pb2.Date:
+    return types_pb2.Date(year=d.year, month=d.month, day=d.day)
+
+
+def request_facts(clinical_facts: Sequence[Any], *, drop_impossible_dates: bool = False) -> dict[str, FactValue]:
+    """The typed clinical facts of a request by name. An impossible date raises ValueError, or is
+    left out with ``drop_impossible_dates``."""
+    facts: dict[str, FactValue] = {}
+    for fact in clinical_facts:
+        kind = fact.WhichOneof("value")
+        if kind == "bool_value":
+            facts[fact.name] = fact.bool_value
+        elif kind == "number_value":
+            facts[fact.name] = fact.number_value
+        elif kind == "text_value":
+            facts[fact.name] = fact.text_value
+        elif kind == "date_value":
+            try:
+                value = proto_date(fact.date_value)
+            except ValueError:
+                if drop_impossible_dates:
+                    continue
+                raise
+            if value is not None:
+                facts[fact.name] = value
+    return facts
+
+
+def line_facts(message: Any, line: types_pb2.ServiceLine, lob: str, facts: dict[str, FactValue]) -> LineFacts:
+    """What the criteria see of one line of a RequestSubmitted (or SubmitRequestRequest)."""
+    return LineFacts(procedure_code=line.procedure_code,
+                     diagnoses=tuple(d.code.upper().replace(".", "") for d in message.diagnoses),
+                     line_of_business=lob, member_state=message.coverage.member_state,
+                     urgency=to_name(URGENCY, message.urgency) or "standard",
+                     review_type=to_name(REVIEW_TYPE, message.review_type) or "prospective",
+                     units=line.units, place_of_service=int(line.place_of_service),
+                     facts=with_line_facts(facts, line.units))
+
+
+def request_lines(message: Any, *, drop_impossible_dates: bool = False) -> list[tuple[Any, LineFacts]]:
+    """(service line, LineFacts) of every line; empty when the request names no line of business."""
+    lob = to_name(LOB, message.coverage.line_of_business)
+    if lob is None:
+        return []
+    facts = request_facts(message.clinical_facts, drop_impossible_dates=drop_impossible_dates)
+    return [(line, line_facts(message, line, lob, facts)) for line in message.service_lines]
+
+
+def explanation_proto(evaluation: LineEvaluation) -> types_pb2.Explanation:
+    """A criteria evaluation as the ``ur.common.v1.Explanation`` determinations carry."""
+    explanation = types_pb2.Explanation(
+        criteria_id=evaluation.criteria_id, criteria_version=evaluation.criteria_version,
+        criteria_hash=evaluation.criteria_hash, summary=evaluation.summary,
+        missing_facts=list(evaluation.missing_facts))
+    for c in evaluation.conditions:
+        explanation.conditions.add(condition_id=c.condition_id, description=c.description,
+                                   status=to_number(CONDITION, c.status.value),  # type: ignore[arg-type]
+                                   observed=list(c.observed))
+    return explanation
