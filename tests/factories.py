@@ -7,7 +7,11 @@ import itertools
 import uuid
 
 from ur.common.v1 import types_pb2
+from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2
+
+from services.common.events import IncomingEvent
+from services.review.adapters.authorization_client import LineQuery
 
 VALID_NPI = "1234567893"
 OTHER_NPI = "1245319599"
@@ -57,3 +61,23 @@ def lumbar_mri(*, meets: bool = True, member_id: str = "T-MA-0001", key: str | N
         urgency=urgency,
         clinical_facts=facts,
     )
+
+
+class NoDuplicates:
+    """Review's duplicate check (authorization's gRPC lookup) when nothing overlaps."""
+
+    def overlapping(self, requests: list[tuple[str, list[LineQuery]]]) -> list[dict[int, list[str]]]:
+        return [{} for _ in requests]
+
+
+def submitted_event(request: intake_pb2.SubmitRequestRequest, request_id: str,
+                    received_at: dt.datetime) -> IncomingEvent:
+    """The RequestSubmitted event intake would publish for ``request``, as review's consumer gets it."""
+    event = events_pb2.RequestSubmitted(
+        request_id=request_id, member_id=request.member_id, coverage=request.coverage,
+        requesting_provider=request.requesting_provider, servicing_provider=request.servicing_provider,
+        diagnoses=request.diagnoses, service_lines=request.service_lines, review_type=request.review_type,
+        urgency=request.urgency, clinical_facts=request.clinical_facts)
+    event.received_at.FromDatetime(received_at)
+    return IncomingEvent(event_id=str(uuid.uuid4()), event_type="RequestSubmitted", schema_version="1",
+                         key=request_id, message=event, topic="t", partition=0, offset=0)

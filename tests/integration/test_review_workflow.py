@@ -23,7 +23,6 @@ from services.common.events import IncomingEvent
 from services.common.grpc_errors import FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted
 from services.common.settings import Topics
 from services.review.adapters import tables
-from services.review.adapters.authorization_client import LineQuery
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import load_library
 from services.review.adapters.holiday_calendars import load_calendars
@@ -34,17 +33,12 @@ from services.review.domain.deadlines import ClockEngine
 from services.review.domain.workflow import Decision, Reviewer, Role
 from services.review.service_layer.handlers import ReviewHandlers
 from services.review.service_layer.workflow import DecisionInput, ReviewWorkflow
-from tests.factories import fact, lumbar_mri
+from tests.factories import NoDuplicates, fact, lumbar_mri, submitted_event
 
 pytestmark = pytest.mark.integration
 
 T0 = dt.datetime(2026, 11, 25, 15, 0, tzinfo=dt.UTC)
 ALL_LOBS = frozenset({"medicare_advantage", "medicaid", "commercial", "workers_comp"})
-
-
-class NoDuplicates:
-    def overlapping(self, requests: list[tuple[str, list[LineQuery]]]) -> list[dict[int, list[str]]]:
-        return [{} for _ in requests]
 
 
 @dataclass
@@ -58,15 +52,7 @@ class Review:
                missing: bool = False, urgency: int = types_pb2.URGENCY_STANDARD) -> str:
         req = lumbar_mri(meets=meets, lob=lob, state=state, missing_facts=missing, urgency=urgency)
         request_id = str(uuid.uuid4())
-        event = events_pb2.RequestSubmitted(
-            request_id=request_id, member_id=req.member_id, coverage=req.coverage,
-            requesting_provider=req.requesting_provider, servicing_provider=req.servicing_provider,
-            diagnoses=req.diagnoses, service_lines=req.service_lines, review_type=req.review_type,
-            urgency=req.urgency, clinical_facts=req.clinical_facts)
-        event.received_at.FromDatetime(self.now[0])
-        self.handlers.handle_batch([IncomingEvent(event_id=str(uuid.uuid4()), event_type="RequestSubmitted",
-                                                  schema_version="1", key=request_id, message=event, topic="t",
-                                                  partition=0, offset=0)])
+        self.handlers.handle_batch([submitted_event(req, request_id, self.now[0])])
         return request_id
 
     def task_of(self, request_id: str) -> str:

@@ -15,15 +15,12 @@ import pytest
 import yaml
 from sqlalchemy import Engine, select
 from ur.common.v1 import types_pb2
-from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2
 
 from services.common import migrations
 from services.common.db import make_engine
-from services.common.events import IncomingEvent
 from services.common.settings import Topics
 from services.review.adapters import tables
-from services.review.adapters.authorization_client import LineQuery
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.holiday_calendars import load_calendars
 from services.review.adapters.policy_loader import DEFAULT_NO_PA_LIST, PolicyFileError, load_no_prior_auth
@@ -41,7 +38,7 @@ from services.review.domain.policy import (
     ProviderRecord,
 )
 from services.review.service_layer.handlers import ReviewHandlers
-from tests.factories import OTHER_NPI, VALID_NPI, lumbar_mri
+from tests.factories import OTHER_NPI, VALID_NPI, NoDuplicates, lumbar_mri, submitted_event
 from tests.unit.review.builders import SHIPPED_DIR, shipped_library
 
 REPO = Path(__file__).resolve().parents[3]
@@ -220,11 +217,6 @@ def test_without_policies_it_is_decide_line() -> None:
 
 # -- through the handler, on SQLite ----------------------------------------------------------------------
 
-class NoDuplicates:
-    def overlapping(self, requests: list[tuple[str, list[LineQuery]]]) -> list[dict[int, list[str]]]:
-        return [{} for _ in requests]
-
-
 @dataclass
 class Review:
     engine: Engine
@@ -232,15 +224,7 @@ class Review:
 
     def submit(self, request: intake_pb2.SubmitRequestRequest) -> types_pb2.Determination:
         request_id = str(uuid.uuid4())
-        event = events_pb2.RequestSubmitted(
-            request_id=request_id, member_id=request.member_id, coverage=request.coverage,
-            requesting_provider=request.requesting_provider, servicing_provider=request.servicing_provider,
-            diagnoses=request.diagnoses, service_lines=request.service_lines, review_type=request.review_type,
-            urgency=request.urgency, clinical_facts=request.clinical_facts)
-        event.received_at.FromDatetime(dt.datetime.now(dt.UTC))
-        self.handlers.handle_batch([IncomingEvent(event_id=str(uuid.uuid4()), event_type="RequestSubmitted",
-                                                  schema_version="1", key=request_id, message=event, topic="t",
-                                                  partition=0, offset=0)])
+        self.handlers.handle_batch([submitted_event(request, request_id, dt.datetime.now(dt.UTC))])
         return self.handlers.determination(request_id)
 
     def outcome_rows(self) -> list[tuple[str, str, bool]]:
