@@ -278,7 +278,7 @@ class ReviewWorkflow:
             determination = types_pb2.Determination.FromString(case_row.determination)
             stored_line = next(ln for ln in determination.lines if ln.line_number == row.line_number)
             line = self._decided_line(stored_line, service_line, me, d, now, case_row)
-            task_values = self._task_after(d, me, now, case_row)
+            task_values = self._task_after(d, now, case_row)
             self._cas(repo, row, **task_values)
             repo.record(task_id, me.reviewer_id, d.decision.value, _detail(d), now)
             if d.decision in (wf.Decision.APPROVE, *wf.ADVERSE):
@@ -290,7 +290,7 @@ class ReviewWorkflow:
                 clock = self._clock_of(case_row)
                 if clock is not None and clock.paused_at is None:
                     self._set_clock(repo, case_row, determination, self._clocks.pend(clock, now), now)
-            out = self._publish_line(uow, repo, case_row, request, determination, line, me, now)
+            out = self._publish_line(uow, repo, case_row, request, determination, line, now)
             uow.commit()
             view = self._view(repo, self._task(repo, task_id), me)
         logger.info("task %s: %s by %s (%s)", task_id, d.decision.value, me.reviewer_id, me.role.value)
@@ -340,7 +340,7 @@ class ReviewWorkflow:
             line.reasons.append(f"criterion: {d.criterion}")
         return line
 
-    def _task_after(self, d: DecisionInput, me: wf.Reviewer, now: dt.datetime, case_row: Row[Any]) -> dict[str, Any]:
+    def _task_after(self, d: DecisionInput, now: dt.datetime, case_row: Row[Any]) -> dict[str, Any]:
         if d.decision is wf.Decision.REQUEST_INFORMATION:
             due = d.needed_by or ensure_utc(case_row.due_at).date()
             return {"status": wf.TaskStatus.PENDED_INFORMATION.value, "assigned_to": None, "lease_expires_at": None,
@@ -353,8 +353,7 @@ class ReviewWorkflow:
 
     def _publish_line(self, uow: ReviewUnitOfWork, repo: WorkflowRepository, case_row: Row[Any],
                       request: events_pb2.RequestSubmitted, stored: types_pb2.Determination,
-                      line: types_pb2.LineDetermination, decider: wf.Reviewer | None,
-                      now: dt.datetime) -> types_pb2.Determination:
+                      line: types_pb2.LineDetermination, now: dt.datetime) -> types_pb2.Determination:
         """Replace the line in the case's stored determination and announce a determination of that line."""
         for i, existing in enumerate(stored.lines):
             if existing.line_number == line.line_number:
@@ -444,7 +443,7 @@ class ReviewWorkflow:
                           outcome=outcome.value, reasons=json.dumps(list(line.reasons)), updated_at=now)
                 repo.record(row.task_id, SYSTEM, "information_received",
                             f"reopened: {decision.reasons[0] if decision.reasons else 're-evaluated'}", now)
-            self._publish_line(uow, repo, case_row, request, stored, line, None, now)
+            self._publish_line(uow, repo, case_row, request, stored, line, now)
 
     # -- the clock -----------------------------------------------------------------------------
     @staticmethod
@@ -507,7 +506,7 @@ class ReviewWorkflow:
         with self._uow() as uow:
             repo = WorkflowRepository(uow.conn)
             for row in repo.expired_leases(now):
-                if self._cas_quiet(repo, row, status=wf.TaskStatus.OPEN.value, assigned_to=None,
+                if repo.set_task(row.task_id, row.version, status=wf.TaskStatus.OPEN.value, assigned_to=None,
                                    lease_expires_at=None, updated_at=now):
                     repo.record(row.task_id, SYSTEM, "lease_expired", f"{row.assigned_to}'s lease ran out", now)
                     counts["leases_expired"] += 1
@@ -518,7 +517,7 @@ class ReviewWorkflow:
                 created = ensure_utc(row.created_at)
                 if due <= now and row.missed_at is None:
                     deemed = row.line_of_business == "medicaid"
-                    if self._cas_quiet(repo, row, missed_at=now, deemed_denial=deemed, updated_at=now):
+                    if repo.set_task(row.task_id, row.version, missed_at=now, deemed_denial=deemed, updated_at=now):
                         detail = "deadline passed without a decision" + (
                             "; under 42 CFR 438.404(c)(5) this counts as an adverse decision (deemed denial), "
                             "which the member may appeal" if deemed else "")
@@ -530,7 +529,7 @@ class ReviewWorkflow:
                 if at_risk and row.escalated_at is None and row.status != wf.TaskStatus.PENDED_INFORMATION.value:
                     held = (row.status == wf.TaskStatus.CLAIMED.value and row.lease_expires_at is not None
                             and ensure_utc(row.lease_expires_at) > now)
-                    if self._cas_quiet(repo, row, escalated_at=now, updated_at=now):
+                    if repo.set_task(row.task_id, row.version, escalated_at=now, updated_at=now):
                         left = due - now
                         hours = left.total_seconds() / 3600
                         if held:
@@ -571,10 +570,6 @@ class ReviewWorkflow:
     def _cas(repo: WorkflowRepository, row: Row[Any], **values: Any) -> None:
         if not repo.set_task(row.task_id, row.version, **values):
             raise FailedPrecondition("the task changed while you were acting on it; look again")
-
-    @staticmethod
-    def _cas_quiet(repo: WorkflowRepository, row: Row[Any], **values: Any) -> bool:
-        return repo.set_task(row.task_id, row.version, **values)
 
 
 def _roles_for(me: wf.Reviewer) -> list[str]:
