@@ -9,6 +9,7 @@ from services.authorization.adapters import tables
 from services.authorization.adapters.repository import AuthorizationUnitOfWork
 from services.authorization.entrypoints.grpc_api import AuthorizationServicer
 from services.authorization.service_layer.handlers import AuthorizationHandlers
+from services.common.clock import utcnow
 from services.common.grpc_server import Registration
 from services.common.runtime import ServiceRuntime
 from services.common.settings import ServiceSettings
@@ -23,7 +24,7 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
                                        after_commit=infra.relay.wake)
 
     handlers = AuthorizationHandlers(uow, infra.topics,
-                                     int(settings.extra.get("UR_AUTHORIZATION_VALIDITY_DAYS", "90")))
+                                     int(settings.extra.get("UR_AUTHORIZATION_VALIDITY_DAYS", "90")), clock=utcnow)
     runtime = assemble(
         infra, handlers, [infra.topics.determination_made], [events_pb2.DeterminationMade],
         Registration(authorization_pb2_grpc.add_AuthorizationServiceServicer_to_server,

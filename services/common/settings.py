@@ -71,7 +71,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("UR_REVIEW_MONITOR_S", "30",
             "Seconds between deadline monitor passes (lease expiry, escalation, alerts).", ("review",)),
     Setting("UR_REVIEW_AT_RISK_FRACTION", "0.2",
-            "A task is at risk when less than this share of its time to deadline is left.", ("review",)),
+            "A task is at risk when less than this share of its regulatory clock (receipt to deadline, less "
+            "tolled time) is left; between 0 and 1.", ("review",)),
     Setting("UR_REVIEW_CRITERIA_RELOAD_S", "5",
             "Seconds between checks of the criteria directory; a changed library is loaded without a restart "
             "(requests in flight finish on the old one). 0 disables.", ("review",)),

@@ -8,6 +8,7 @@ from pathlib import Path
 from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
+from services.common.clock import utcnow
 from services.common.grpc_server import Registration
 from services.common.runtime import ServiceRuntime
 from services.common.settings import ServiceSettings
@@ -28,7 +29,7 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
     seed = settings.extra.get("UR_INTAKE_MEMBERS_SEED", "")
     if seed:
         load_members(Path(seed), uow)
-    handlers = IntakeHandlers(uow, infra.topics, Waiters(),
+    handlers = IntakeHandlers(uow, infra.topics, Waiters(), clock=utcnow,
                               max_wait_ms=int(settings.extra.get("UR_INTAKE_MAX_WAIT_MS", "15000")))
     runtime = assemble(
         infra, handlers, [infra.topics.determination_made, infra.topics.authorizations_issued],

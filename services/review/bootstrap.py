@@ -10,6 +10,7 @@ from ur.events.v1 import events_pb2
 from ur.review.v1 import review_pb2, review_pb2_grpc
 
 from services.common.auth import load_tokens
+from services.common.clock import utcnow
 from services.common.grpc_server import Registration
 from services.common.runtime import ServiceRuntime
 from services.common.settings import ServiceSettings, SettingsError
@@ -55,11 +56,13 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
 
     criteria = CriteriaReloader(criteria_dir, library, matcher, evaluator_of)
     clocks = ClockEngine(load_calendars())
-    handlers = ReviewHandlers(uow, infra.topics, criteria.current(), duplicates, clocks, policies=policies,
-                              current_evaluator=criteria.current)
-    workflow = ReviewWorkflow(uow, infra.topics, criteria.current, clocks,
-                              lease_s=float(extra.get("UR_REVIEW_LEASE_S") or 900),
-                              at_risk_fraction=float(extra.get("UR_REVIEW_AT_RISK_FRACTION") or 0.2))
+    at_risk = _number(extra, "UR_REVIEW_AT_RISK_FRACTION", 0.2)
+    if not 0 < at_risk < 1:
+        raise SettingsError(f"UR_REVIEW_AT_RISK_FRACTION must be between 0 and 1, got {at_risk}")
+    handlers = ReviewHandlers(uow, infra.topics, criteria.current(), duplicates, clocks, clock=utcnow,
+                              policies=policies, current_evaluator=criteria.current, at_risk_fraction=at_risk)
+    workflow = ReviewWorkflow(uow, infra.topics, criteria.current, clocks, clock=utcnow,
+                              lease_s=_number(extra, "UR_REVIEW_LEASE_S", 900), at_risk_fraction=at_risk)
     tokens_file = extra.get("UR_REVIEW_TOKENS_FILE") or ""
     tokens = load_tokens(tokens_file) if tokens_file else None
     if tokens is None:

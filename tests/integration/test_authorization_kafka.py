@@ -19,6 +19,7 @@ from services.authorization.adapters import tables
 from services.authorization.adapters.repository import AuthorizationUnitOfWork
 from services.authorization.service_layer.handlers import AuthorizationHandlers
 from services.common import kafka_io, migrations
+from services.common.clock import utcnow
 from services.common.consumer import ConsumerLoop
 from services.common.db import make_engine
 from services.common.events import OutgoingEvent
@@ -68,7 +69,7 @@ def test_redelivered_determinations_authorize_once_and_poison_is_parked(
     loop = ConsumerLoop(
         kafka_io.make_consumer(kafka_bootstrap, group_id=f"{topic_prefix}-auth", client_id="t",
                                topics=[topics.determination_made]),
-        AuthorizationHandlers(uow, topics),
+        AuthorizationHandlers(uow, topics, clock=utcnow),
         {"ur.events.v1.DeterminationMade": events_pb2.DeterminationMade.FromString},
         name="authorization", dlq_producer=producer, dlq_topic=topics.dead_letter("authorization"))
     stop = threading.Event()

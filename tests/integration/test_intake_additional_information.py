@@ -22,6 +22,7 @@ from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
 from services.common import migrations
+from services.common.clock import utcnow
 from services.common.db import make_engine
 from services.common.events import IncomingEvent
 from services.common.grpc_server import Registration, RunningServer, create_server
@@ -68,7 +69,7 @@ def intake(make_database: Callable[[str], str]) -> Iterator[Intake]:
         return IntakeUnitOfWork(engine, tables.outbox, tables.processed_events)
 
     load_members(REPO / "tests" / "data" / "members.yaml", uow)
-    handlers = IntakeHandlers(uow, Topics("t"), Waiters())
+    handlers = IntakeHandlers(uow, Topics("t"), Waiters(), clock=utcnow)
     server: RunningServer = create_server("127.0.0.1:0", [Registration(
         intake_pb2_grpc.add_IntakeServiceServicer_to_server, IntakeServicer(handlers),
         intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name)])

@@ -16,6 +16,7 @@ from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2
 
 from services.common import migrations
+from services.common.clock import utcnow
 from services.common.db import make_engine
 from services.common.events import IncomingEvent
 from services.common.grpc_errors import FailedPrecondition, IdempotencyConflict, NotFound, ValidationFailed
@@ -51,7 +52,7 @@ def intake(make_database: Callable[[str], str]) -> Iterator[Intake]:
         return IntakeUnitOfWork(engine, tables.outbox, tables.processed_events)
 
     load_members(REPO / "tests" / "data" / "members.yaml", uow)
-    yield Intake(engine, IntakeHandlers(uow, Topics("t"), Waiters()))
+    yield Intake(engine, IntakeHandlers(uow, Topics("t"), Waiters(), clock=utcnow))
     engine.dispose()
 
 

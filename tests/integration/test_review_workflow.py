@@ -18,6 +18,7 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
 from services.common import migrations
+from services.common.clock import ensure_utc
 from services.common.db import make_engine
 from services.common.events import IncomingEvent
 from services.common.grpc_errors import FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted
@@ -49,10 +50,12 @@ class Review:
     now: list[dt.datetime]
 
     def submit(self, *, meets: bool = False, lob: int = types_pb2.LINE_OF_BUSINESS_COMMERCIAL, state: str = "TX",
-               missing: bool = False, urgency: int = types_pb2.URGENCY_STANDARD) -> str:
+               missing: bool = False, urgency: int = types_pb2.URGENCY_STANDARD,
+               received_at: dt.datetime | None = None) -> str:
+        """Review consumes the request at ``now``; intake received it at ``received_at`` (default: now)."""
         req = lumbar_mri(meets=meets, lob=lob, state=state, missing_facts=missing, urgency=urgency)
         request_id = str(uuid.uuid4())
-        self.handlers.handle_batch([submitted_event(req, request_id, self.now[0])])
+        self.handlers.handle_batch([submitted_event(req, request_id, received_at or self.now[0])])
         return request_id
 
     def task_of(self, request_id: str) -> str:
@@ -79,7 +82,7 @@ def reviewer(rid: str, role: Role = Role.NURSE, states: tuple[str, ...] = ("TX",
                     "MD" if role is Role.PHYSICIAN else "RN")
 
 
-def build(url: str) -> Review:
+def build(url: str, at_risk_fraction: float = 0.2) -> Review:
     engine = make_engine(url)
     migrations.upgrade("review", engine)
     now = [T0]
@@ -89,8 +92,10 @@ def build(url: str) -> Review:
 
     evaluator = LibraryEvaluator(load_library(DEFAULT_CRITERIA_DIR), PythonMatcher())
     clocks = ClockEngine(load_calendars())
-    handlers = ReviewHandlers(uow, Topics("t"), evaluator, NoDuplicates(), clocks)  # type: ignore[arg-type]
-    workflow = ReviewWorkflow(uow, Topics("t"), lambda: evaluator, clocks, lease_s=600, clock=lambda: now[0])
+    handlers = ReviewHandlers(uow, Topics("t"), evaluator, NoDuplicates(), clocks,  # type: ignore[arg-type]
+                              clock=lambda: now[0], at_risk_fraction=at_risk_fraction)
+    workflow = ReviewWorkflow(uow, Topics("t"), lambda: evaluator, clocks, lease_s=600, clock=lambda: now[0],
+                              at_risk_fraction=at_risk_fraction)
     workflow.seed([reviewer("rn-1"), reviewer("rn-2"), reviewer("md-1", Role.PHYSICIAN),
                    reviewer("sup-1", Role.SUPERVISOR, specialties=())])
     return Review(engine, handlers, workflow, now)
@@ -230,6 +235,28 @@ def test_the_monitor_escalates_then_records_a_missed_medicaid_deadline(review: R
     with review.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(tables.review_tasks)
                             .where(tables.review_tasks.c.deemed_denial.is_(True))).scalar_one() == 1
+
+
+@pytest.mark.parametrize(("fraction", "first_pass_after"), [(0.2, dt.timedelta(days=1)), (0.3, dt.timedelta(0))])
+def test_a_task_created_five_days_after_receipt_is_at_risk_on_the_monitors_first_pass(
+        make_database: Callable[[str], str], fraction: float, first_pass_after: dt.timedelta) -> None:
+    """A Kafka backlog, a restart or a replay: the request was received five days before review
+    created its task (7-day Medicare Advantage clock). At risk is measured over the regulatory clock,
+    so the monitor's first look flags it; measured from the task's creation it would wait for days."""
+    r = build(make_database("late"), at_risk_fraction=fraction)
+    try:
+        received = T0 - dt.timedelta(days=5)
+        request_id = r.submit(lob=types_pb2.LINE_OF_BUSINESS_MEDICARE_ADVANTAGE, state="OH", received_at=received)
+        with r.engine.connect() as conn:
+            task = conn.execute(select(tables.review_tasks)).one()
+        assert ensure_utc(task.created_at) == T0  # the injected clock, not the machine's
+        assert ensure_utc(task.due_at) == received + dt.timedelta(days=7)
+        r.now[0] = T0 + first_pass_after
+        assert r.workflow.monitor()["unassigned_alerts"] == 1
+        alert = r.alerts()[-1]
+        assert alert.request_id == request_id and alert.kind == events_pb2.ReviewAlert.KIND_UNASSIGNED_NEAR_DEADLINE
+    finally:
+        r.engine.dispose()
 
 
 def test_an_erisa_request_for_information_tolls_the_clock_until_the_answer(review: Review) -> None:

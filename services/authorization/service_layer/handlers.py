@@ -14,7 +14,7 @@ from ur.events.v1 import events_pb2
 from services.authorization.adapters.repository import AuthorizationUnitOfWork
 from services.authorization.domain import numbers
 from services.authorization.domain.model import DecidedLine, plan_authorizations
-from services.common.clock import ensure_utc, utcnow
+from services.common.clock import Clock, ensure_utc
 from services.common.consumer import PoisonMessage
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.grpc_errors import FieldViolation, NotFound, ValidationFailed
@@ -54,14 +54,15 @@ def to_proto(row: Row[Any]) -> types_pb2.Authorization:
 
 class AuthorizationHandlers:
     def __init__(self, uow_factory: Callable[[], AuthorizationUnitOfWork], topics: Topics,
-                 validity_days: int = 90) -> None:
+                 validity_days: int = 90, *, clock: Clock) -> None:
         self._uow = uow_factory
+        self._now = clock
         self._topics = topics
         self._validity_days = validity_days
 
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
         """Issue authorizations for every certified line of every new determination, once."""
-        now = utcnow()
+        now = self._now()
         with self._uow() as uow:
             done = uow.already_processed(CONSUMER_NAME, [e.event_id for e in events])
             fresh = [e for e in events if e.event_id not in done]

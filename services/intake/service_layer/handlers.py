@@ -17,7 +17,7 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2
 
-from services.common.clock import ensure_utc, utcnow
+from services.common.clock import Clock, ensure_utc
 from services.common.consumer import PoisonMessage
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.grpc_errors import (
@@ -85,9 +85,10 @@ class SubmitResult:
 
 
 class IntakeHandlers:
-    def __init__(self, uow_factory: Callable[[], IntakeUnitOfWork], topics: Topics, waiters: Waiters,
-                 max_wait_ms: int = 15000) -> None:
+    def __init__(self, uow_factory: Callable[[], IntakeUnitOfWork], topics: Topics, waiters: Waiters, *,
+                 clock: Clock, max_wait_ms: int = 15000) -> None:
         self._uow = uow_factory
+        self._now = clock
         self._topics = topics
         self._waiters = waiters
         self._max_wait_ms = max_wait_ms
@@ -137,7 +138,7 @@ class IntakeHandlers:
     def _record(self, request_id: str, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
                 fingerprint: str) -> RequestRecord:
         """Check eligibility and record the request (and, if eligible, its event) in one transaction."""
-        now = utcnow()
+        now = self._now()
         stored = intake_pb2.SubmitRequestRequest()
         stored.CopyFrom(submitted)
         stored.wait_ms = 0
@@ -201,7 +202,7 @@ class IntakeHandlers:
     def _record_information(self, info: AdditionalInformation,
                             submitted: intake_pb2.SubmitAdditionalInformationRequest,
                             fingerprint: str) -> InformationResult:
-        now = utcnow()
+        now = self._now()
         with self._uow() as uow:
             previous = uow.requests.information_by_key(info.idempotency_key)
             if previous is not None:
@@ -264,7 +265,7 @@ class IntakeHandlers:
                 elif isinstance(event.message, events_pb2.AuthorizationsIssued):
                     _apply_authorizations(changes, record, progress[request_id], event.message)
                 changes.touched.add(request_id)
-            now = utcnow()
+            now = self._now()
             for request_id in sorted(changes.touched):
                 record = records[request_id]
                 status = derive_status(record.status, [p.view() for p in progress[request_id].values()])

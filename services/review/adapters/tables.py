@@ -78,10 +78,14 @@ review_tasks = Table(
     Column("updated_at", DateTime(timezone=True), nullable=True),
     # True while the regime stops the clock (ERISA tolling during a request for information).
     Column("clock_paused", Boolean, nullable=False, server_default="0"),
+    # From when less than the at-risk share of the regulatory clock is left (receipt or deemed receipt
+    # to deadline, less tolled time); NULL while the clock is tolled (migration 0005).
+    Column("at_risk_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("request_id", "line_number", name="uq_review_tasks_request_line"),
 )
 Index("ix_review_tasks_queue", review_tasks.c.status, review_tasks.c.urgency, review_tasks.c.due_at)
 Index("ix_review_tasks_assignee", review_tasks.c.assigned_to, review_tasks.c.status)
+Index("ix_review_tasks_at_risk", review_tasks.c.status, review_tasks.c.at_risk_at)
 
 reviewers = Table(
     "reviewers", metadata,

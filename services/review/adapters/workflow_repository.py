@@ -103,9 +103,14 @@ class WorkflowRepository:
             .values(version=version + 1, **values))
         return result.rowcount == 1
 
-    def undecided(self, now: dt.datetime, limit: int = 1000) -> list[Row[Any]]:
-        return list(self.conn.execute(select(review_tasks).where(review_tasks.c.status.in_(UNDECIDED))
-                                      .order_by(review_tasks.c.due_at).limit(limit)))
+    def needing_attention(self, now: dt.datetime, limit: int = 1000) -> list[Row[Any]]:
+        """Undecided tasks whose deadline passed unrecorded or that reached their at-risk point
+        unescalated, soonest deadline first."""
+        t = review_tasks
+        missed = and_(t.c.missed_at.is_(None), t.c.due_at <= now)
+        at_risk = and_(t.c.escalated_at.is_(None), t.c.at_risk_at <= now)
+        return list(self.conn.execute(select(t).where(t.c.status.in_(UNDECIDED), or_(missed, at_risk))
+                                      .order_by(t.c.due_at).limit(limit)))
 
     def expired_leases(self, now: dt.datetime) -> list[Row[Any]]:
         return list(self.conn.execute(select(review_tasks).where(

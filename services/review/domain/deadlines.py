@@ -3,12 +3,23 @@ pends, answers and extensions do to it. Pure (no I/O); holiday calendars come in
 
 Conventions
 -----------
-* Every instant is an aware datetime; what is stored and returned is UTC. Business days are counted
-  in the regime's time zone, so daylight-saving changes and year ends fall where they fall locally.
-* Hour and calendar-day clocks run from the instant of receipt (7 calendar days = 168 hours).
+* Every instant is an aware datetime; what is stored and returned is UTC. Days are counted on the
+  regime's local calendar (its time zone), so daylight-saving changes and year ends fall where they
+  fall locally.
+* Hour clocks (72 hours) run in elapsed time from the instant of receipt.
+* Calendar-day clocks (7, 15, 30 days; 14-day extensions and caps) run from the instant of receipt to
+  the same local time of day that many days later: a request received 23:30 on 2 March in New York
+  is due 23:30 on 9 March, whatever the clocks did on 8 March (168 elapsed hours would end at 00:30
+  on the 10th). A local time that does not exist on the due day (skipped by the spring change) is
+  read with the offset before the change.
 * A business-day clock counts days after the (effective) day of receipt that are neither weekend
   days nor holidays of the regime's calendar, and is due at the end of the last one
   (23:59:59 local time).
+* Calendars answer only for the years they cover; a day outside them is refused
+  (:class:`CalendarRangeError`), never silently treated as a business day.
+* At risk is measured over the clock itself: from receipt (or deemed receipt, e.g. after
+  California's 5:30 pm cut-off, or the receipt of information that restarts the period) to the
+  deadline, less any time the clock was tolled.
 * California workers' comp: a request received after 5:30 pm Pacific, or on a day that is not a
   business day, counts as received on the next business day (8 CCR 9792.9.1).
 
@@ -68,19 +79,32 @@ class ExtensionRefused(ClockError):
     """The regime does not allow this extension; the message says why."""
 
 
+class CalendarRangeError(ClockError):
+    """A day outside the years a holiday calendar covers: refused rather than guessed."""
+
+
 @dataclass(frozen=True)
 class Calendar:
-    """Non-business days of a jurisdiction besides weekends, and the time zone days are counted in."""
+    """Non-business days of a jurisdiction besides weekends, the time zone days are counted in, and
+    the years (inclusive) the calendar can answer for."""
 
     name: str
     time_zone: str
     holidays: frozenset[dt.date]
+    first_year: int = dt.MINYEAR
+    last_year: int = dt.MAXYEAR
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
 
+    def covers(self, day: dt.date) -> bool:
+        return self.first_year <= day.year <= self.last_year
+
     def is_business_day(self, day: dt.date) -> bool:
+        if not self.covers(day):
+            raise CalendarRangeError(f"the {self.name} holiday calendar covers {self.first_year}-{self.last_year}; "
+                                     f"it cannot say whether {day.isoformat()} is a business day")
         return day.weekday() < 5 and day not in self.holidays
 
     def next_business_day(self, day: dt.date) -> dt.date:
@@ -97,6 +121,30 @@ class Calendar:
 
     def end_of(self, day: dt.date) -> dt.datetime:
         return dt.datetime.combine(day, END_OF_DAY, tzinfo=self.zone).astimezone(UTC)
+
+    def add_days(self, at: dt.datetime, days: int) -> dt.datetime:
+        """``days`` calendar days after ``at`` on this calendar's local clock (same local time of day)."""
+        return add_local_days(at, days, self.zone)
+
+
+def add_local_days(at: dt.datetime, days: int, zone: ZoneInfo) -> dt.datetime:
+    """``days`` calendar days after ``at`` at the same wall-clock time in ``zone``, as UTC."""
+    wall = _utc(at).astimezone(zone).replace(tzinfo=None) + dt.timedelta(days=days)
+    return wall.replace(tzinfo=zone).astimezone(UTC)
+
+
+def wall_seconds(start: dt.datetime, end: dt.datetime, zone: ZoneInfo) -> float:
+    """Seconds from ``start`` to ``end`` as the local wall clock in ``zone`` reads them (a day is always
+    86,400 of them), so that a period tolled across a daylight-saving change resumes with the same
+    days and local time of day left."""
+    def wall(value: dt.datetime) -> dt.datetime:
+        return _utc(value).astimezone(zone).replace(tzinfo=None)
+    return (wall(end) - wall(start)).total_seconds()
+
+
+def add_wall_seconds(at: dt.datetime, seconds: float, zone: ZoneInfo) -> dt.datetime:
+    wall = _utc(at).astimezone(zone).replace(tzinfo=None) + dt.timedelta(seconds=seconds)
+    return wall.replace(tzinfo=zone).astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -133,6 +181,15 @@ class ClockState:
     cap_at: dt.datetime | None = None  # California: never beyond 14 days from receipt
     extended: bool = False
     history: tuple[ClockEvent, ...] = field(default=())
+    # When the period being counted started: the receipt, a deemed receipt (California's cut-off) or
+    # the receipt of information that restarted it. None means the receipt.
+    period_start: dt.datetime | None = None
+    tolled_s: float = 0.0  # elapsed time the clock stood still (ERISA tolling), summed
+    time_zone: str = "America/New_York"  # the local calendar its days are counted on
+
+    @property
+    def started_at(self) -> dt.datetime:
+        return self.period_start or self.received_at
 
     @property
     def tolled(self) -> bool:
@@ -146,6 +203,7 @@ class ClockState:
                 "deemed_denial_on_miss": self.deemed_denial_on_miss, "calendar": self.calendar,
                 "business_days": self.business_days, "expedited": self.expedited, "paused_at": ts(self.paused_at),
                 "remaining_s": self.remaining_s, "cap_at": ts(self.cap_at), "extended": self.extended,
+                "period_start": ts(self.period_start), "tolled_s": self.tolled_s, "time_zone": self.time_zone,
                 "history": [{"at": ts(e.at), "kind": e.kind, "rule": e.rule, "due_at": ts(e.due_at)}
                             for e in self.history]}
 
@@ -159,7 +217,8 @@ class ClockState:
                    pend_effect=PendEffect(d["pend_effect"]), deemed_denial_on_miss=bool(d["deemed_denial_on_miss"]),
                    calendar=d["calendar"], business_days=int(d["business_days"]), expedited=bool(d["expedited"]),
                    paused_at=ts(d["paused_at"]), remaining_s=d["remaining_s"], cap_at=ts(d["cap_at"]),
-                   extended=bool(d["extended"]),
+                   extended=bool(d["extended"]), period_start=ts(d.get("period_start")),
+                   tolled_s=float(d.get("tolled_s") or 0.0), time_zone=d.get("time_zone") or "America/New_York",
                    history=tuple(ClockEvent(ts(e["at"]) or received, e["kind"], e["rule"], ts(e["due_at"]))
                                  for e in d["history"]))
 
@@ -171,6 +230,11 @@ ERISA_EXTENSION_GROUNDS = frozenset({"beyond_plan_control", "information_needed"
 class ClockEngine:
     """Starts clocks and applies pends, answers and extensions per regime (see the module doc)."""
 
+    # The local calendar each regime counts its days on. CMS and ERISA clocks count calendar days on
+    # the federal calendar's clock (Eastern time); the states' on their own.
+    REGIME_CALENDAR = {"cms-0057-f": "us-federal", "erisa-2560.503-1": "us-federal", "ca-lc-4610": "california",
+                       "tx-28-tac-134.600": "texas", "workers-comp-default": "us-federal"}
+
     def __init__(self, calendars: Mapping[str, Calendar]) -> None:
         for needed in ("us-federal", "california", "texas"):
             if needed not in calendars:
@@ -178,7 +242,11 @@ class ClockEngine:
         self._calendars = dict(calendars)
 
     def calendar(self, name: str) -> Calendar:
-        return self._calendars[name]
+        try:
+            return self._calendars[name]
+        except KeyError:
+            raise ClockError(f"no holiday calendar for {name!r} (known: {', '.join(sorted(self._calendars))})") \
+                from None
 
     # -- start ---------------------------------------------------------------------------------
     def start(self, req: ClockRequest) -> ClockState:
@@ -189,34 +257,34 @@ class ClockEngine:
             medicaid = lob == "medicaid"
             cite = "42 CFR 438.210(d)" if medicaid else "42 CFR 422.568(b), 422.572(a)"
             if review == "retrospective":
-                return self._hours("cms-0057-f", received, 30 * 24, PendEffect.UNCHANGED,
-                                   "retrospective: 30 calendar days from receipt", deemed=medicaid)
+                return self._days("cms-0057-f", received, 30, PendEffect.UNCHANGED,
+                                  "retrospective: 30 calendar days from receipt", deemed=medicaid)
             if expedited:
                 return self._hours("cms-0057-f", received, 72, PendEffect.UNCHANGED,
                                    f"expedited: 72 hours from receipt ({cite}; CMS-0057-F)", deemed=medicaid,
                                    expedited=True)
-            return self._hours("cms-0057-f", received, 7 * 24, PendEffect.UNCHANGED,
-                               f"standard: 7 calendar days from receipt ({cite}; CMS-0057-F)", deemed=medicaid)
+            return self._days("cms-0057-f", received, 7, PendEffect.UNCHANGED,
+                              f"standard: 7 calendar days from receipt ({cite}; CMS-0057-F)", deemed=medicaid)
         if lob == "commercial":
             if review == "retrospective":
-                return self._hours("erisa-2560.503-1", received, 30 * 24, PendEffect.TOLL,
-                                   "post-service claim: 30 days (29 CFR 2560.503-1(f)(2)(iii)(B))")
+                return self._days("erisa-2560.503-1", received, 30, PendEffect.TOLL,
+                                  "post-service claim: 30 days (29 CFR 2560.503-1(f)(2)(iii)(B))")
             if expedited:
                 return self._hours("erisa-2560.503-1", received, 72, PendEffect.URGENT_INCOMPLETE,
                                    "urgent care claim: 72 hours from receipt (29 CFR 2560.503-1(f)(2)(i))",
                                    expedited=True)
-            return self._hours("erisa-2560.503-1", received, 15 * 24, PendEffect.TOLL,
-                               "pre-service claim: 15 days from receipt (29 CFR 2560.503-1(f)(2)(iii)(A))")
+            return self._days("erisa-2560.503-1", received, 15, PendEffect.TOLL,
+                              "pre-service claim: 15 days from receipt (29 CFR 2560.503-1(f)(2)(iii)(A))")
         if lob == "workers_comp" and state == "CA":
             return self._california(received, expedited, review)
         if lob == "workers_comp" and state == "TX":
             days = 1 if review == "concurrent" and req.setting == "inpatient" else 3
             what = ("concurrent review of an inpatient stay: 1 working day" if days == 1 else
                     f"{'concurrent review' if review == 'concurrent' else 'preauthorization'}: 3 working days")
-            return self._business("tx-28-tac-134.600", "texas", received, received, days, PendEffect.UNCHANGED,
+            return self._business("tx-28-tac-134.600", received, received, days, PendEffect.UNCHANGED,
                                   f"{what} from receipt (28 TAC 134.600, 19.2009; working days per 28 TAC 102.3)")
         if lob == "workers_comp":
-            return self._business("workers-comp-default", "us-federal", received, received, 5, PendEffect.UNCHANGED,
+            return self._business("workers-comp-default", received, received, 5, PendEffect.UNCHANGED,
                                   f"no rule configured for {state or 'this state'}'s workers' comp: 5 business days "
                                   "(conservative default)")
         raise ClockError(f"no regime for line of business {lob!r}")
@@ -227,18 +295,18 @@ class ClockEngine:
                                "expedited: 72 hours from receipt (Labor Code 4610(i)(2); 8 CCR 9792.9.1(c)(4))",
                                expedited=True)
         if review == "retrospective":
-            return self._hours("ca-lc-4610", received, 30 * 24, PendEffect.UNCHANGED,
-                               "retrospective: 30 days from receipt of the medical information "
-                               "(Labor Code 4610(i)(3); 8 CCR 9792.9.1(d))")
+            return self._days("ca-lc-4610", received, 30, PendEffect.UNCHANGED,
+                              "retrospective: 30 days from receipt of the medical information "
+                              "(Labor Code 4610(i)(3); 8 CCR 9792.9.1(d))")
         effective = self._ca_effective(received)
-        state = self._business("ca-lc-4610", "california", received, effective, 5, PendEffect.RESTART,
+        state = self._business("ca-lc-4610", received, effective, 5, PendEffect.RESTART,
                                "prospective/concurrent: 5 business days from receipt of the request "
                                "(Labor Code 4610(i)(1); 8 CCR 9792.9.1(c)(3))" + self._cutoff_note(received, effective))
-        return replace(state, cap_at=received + dt.timedelta(days=14))
+        return replace(state, cap_at=self.calendar("california").add_days(received, 14))
 
     def _ca_effective(self, at: dt.datetime) -> dt.datetime:
         """8 CCR 9792.9.1: after 5:30 pm Pacific, or on a non-business day, the next business day."""
-        cal = self._calendars["california"]
+        cal = self.calendar("california")
         local = at.astimezone(cal.zone)
         if cal.is_business_day(local.date()) and local.time() <= CA_CUTOFF:
             return at
@@ -248,23 +316,38 @@ class ClockEngine:
     def _cutoff_note(self, received: dt.datetime, effective: dt.datetime) -> str:
         if effective == received:
             return ""
-        cal = self._calendars["california"]
+        cal = self.calendar("california")
         return (f"; received {received.astimezone(cal.zone):%a %Y-%m-%d %H:%M %Z}, after the 5:30 pm cut-off or "
                 f"on a non-business day, so counted from {effective.astimezone(cal.zone):%a %Y-%m-%d}")
 
+    def _zone_of(self, regime: str) -> str:
+        return self.calendar(self.REGIME_CALENDAR[regime]).time_zone
+
     def _hours(self, regime: str, received: dt.datetime, hours: int, effect: PendEffect, rule: str, *,
                deemed: bool = False, expedited: bool = False) -> ClockState:
+        """An elapsed-time clock: ``hours`` real hours whatever the local clocks do."""
         due = received + dt.timedelta(hours=hours)
         return ClockState(regime=regime, rule=rule, due_at=due, received_at=received, pend_effect=effect,
-                          deemed_denial_on_miss=deemed, expedited=expedited,
+                          deemed_denial_on_miss=deemed, expedited=expedited, time_zone=self._zone_of(regime),
                           history=(ClockEvent(received, "started", rule, due),))
 
-    def _business(self, regime: str, calendar: str, received: dt.datetime, effective: dt.datetime, days: int,
+    def _days(self, regime: str, received: dt.datetime, days: int, effect: PendEffect, rule: str, *,
+              deemed: bool = False) -> ClockState:
+        """A calendar-day clock, counted on the regime's local calendar."""
+        zone = self._zone_of(regime)
+        due = add_local_days(received, days, ZoneInfo(zone))
+        return ClockState(regime=regime, rule=rule, due_at=due, received_at=received, pend_effect=effect,
+                          deemed_denial_on_miss=deemed, time_zone=zone,
+                          history=(ClockEvent(received, "started", rule, due),))
+
+    def _business(self, regime: str, received: dt.datetime, effective: dt.datetime, days: int,
                   effect: PendEffect, rule: str) -> ClockState:
-        cal = self._calendars[calendar]
+        calendar = self.REGIME_CALENDAR[regime]
+        cal = self.calendar(calendar)
         due = cal.end_of(cal.add_business_days(effective.astimezone(cal.zone).date(), days))
         return ClockState(regime=regime, rule=rule, due_at=due, received_at=received, pend_effect=effect,
-                          calendar=calendar, business_days=days,
+                          calendar=calendar, business_days=days, time_zone=cal.time_zone,
+                          period_start=effective if effective != received else None,
                           history=(ClockEvent(received, "started", rule, due),))
 
     # -- pends and answers ----------------------------------------------------------------------
@@ -276,8 +359,9 @@ class ClockEngine:
             rule = f"{reason}: the clock keeps running ({_unchanged_cite(state.regime)})"
             return _with(state, at, "pended", rule, state.due_at, paused_at=at)
         if state.pend_effect is PendEffect.TOLL:
-            assert state.due_at is not None
-            remaining = max(0.0, (state.due_at - at).total_seconds())
+            due = _running(state)
+            # Days and local time of day left, so the period resumes with them after a DST change.
+            remaining = max(0.0, wall_seconds(at, due, ZoneInfo(state.time_zone)))
             rule = (f"{reason}: the period is tolled from the request for information until the answer "
                     "(29 CFR 2560.503-1(f)(4))")
             return replace(_with(state, at, "pended", rule, None, paused_at=at), remaining_s=remaining)
@@ -287,43 +371,49 @@ class ClockEngine:
                     "48 hours of the answer or of the end of that time (29 CFR 2560.503-1(f)(2)(i))")
             return _with(state, at, "pended", rule, due, paused_at=at)
         # California: the period restarts when the information arrives; until then the 14-day cap holds.
-        assert state.cap_at is not None
         rule = (f"{reason}: 5 business days from receipt of the information, never beyond 14 days from "
                 "the request (8 CCR 9792.9.1(f)(1))")
-        return _with(state, at, "pended", rule, state.cap_at, paused_at=at)
+        return _with(state, at, "pended", rule, _cap(state), paused_at=at)
 
     def information_received(self, state: ClockState, at: dt.datetime) -> ClockState:
         at = _utc(at)
-        if state.paused_at is None:
+        paused_at = state.paused_at
+        if paused_at is None:
             raise ClockError("the clock is not waiting for information")
         if state.pend_effect is PendEffect.UNCHANGED:
             return _with(state, at, "information_received",
                          f"information received: the deadline is unchanged ({_unchanged_cite(state.regime)})",
                          state.due_at, paused_at=None)
         if state.pend_effect is PendEffect.TOLL:
-            assert state.remaining_s is not None
-            due = at + dt.timedelta(seconds=state.remaining_s)
-            hours = state.remaining_s / 3600
-            return replace(_with(state, at, "information_received",
-                                 f"information received: the tolled period resumes with {hours:.1f} hours left "
-                                 "(29 CFR 2560.503-1(f)(4))", due, paused_at=None), remaining_s=None)
+            if state.remaining_s is None:
+                raise ClockError("a tolled clock without the time it had left")
+            due = add_wall_seconds(at, state.remaining_s, ZoneInfo(state.time_zone))
+            days, rest = divmod(state.remaining_s, 86400)
+            left = f"{int(days)} days {rest / 3600:.1f} hours" if days else f"{rest / 3600:.1f} hours"
+            resumed = _with(state, at, "information_received",
+                            f"information received: the tolled period resumes with {left} left "
+                            "(29 CFR 2560.503-1(f)(4))", due, paused_at=None)
+            return replace(resumed, remaining_s=None,
+                           tolled_s=state.tolled_s + max(0.0, (at - paused_at).total_seconds()))
         if state.pend_effect is PendEffect.URGENT_INCOMPLETE:
-            answer_by = state.paused_at + dt.timedelta(hours=48)
+            answer_by = paused_at + dt.timedelta(hours=48)
             due = min(at, answer_by) + dt.timedelta(hours=48)
             return _with(state, at, "information_received",
                          "urgent claim completed: decision within 48 hours of the answer "
                          "(29 CFR 2560.503-1(f)(2)(i))", due, paused_at=None)
-        assert state.cap_at is not None
+        cap = _cap(state)
         effective = self._ca_effective(at)
-        cal = self._calendars["california"]
+        cal = self.calendar("california")
         due = cal.end_of(cal.add_business_days(effective.astimezone(cal.zone).date(), state.business_days))
-        if due > state.cap_at:
-            return _with(state, at, "information_received",
-                         "information received: 5 business days would pass the 14-day limit, so due 14 days "
-                         "from the request (8 CCR 9792.9.1(f)(1))", state.cap_at, paused_at=None)
-        return _with(state, at, "information_received",
-                     "information received: 5 business days from its receipt (8 CCR 9792.9.1(f)(1))"
-                     + self._cutoff_note(at, effective), due, paused_at=None)
+        if due > cap:
+            answered = _with(state, at, "information_received",
+                             "information received: 5 business days would pass the 14-day limit, so due 14 days "
+                             "from the request (8 CCR 9792.9.1(f)(1))", cap, paused_at=None)
+        else:
+            answered = _with(state, at, "information_received",
+                             "information received: 5 business days from its receipt (8 CCR 9792.9.1(f)(1))"
+                             + self._cutoff_note(at, effective), due, paused_at=None)
+        return replace(answered, period_start=effective)  # the period restarted from the information
 
     # -- extensions ----------------------------------------------------------------------------
     def extend(self, state: ClockState, at: dt.datetime, ground: str, notice_sent: bool) -> ClockState:
@@ -358,21 +448,41 @@ class ClockEngine:
             raise ExtensionRefused("the regime allows one extension, and it was taken")
         if state.due_at is None:
             raise ExtensionRefused("the clock is tolled; extend it once it runs again")
-        extended = _with(state, at, "extended", rule, state.due_at + dt.timedelta(days=days))
-        return replace(extended, extended=True)
+        due = add_local_days(state.due_at, days, ZoneInfo(state.time_zone))
+        return replace(_with(state, at, "extended", rule, due), extended=True)
 
     # -- monitoring ----------------------------------------------------------------------------
     @staticmethod
-    def at_risk(state: ClockState, now: dt.datetime, fraction: float = 0.2) -> bool:
-        """Less than ``fraction`` of the time from receipt to deadline is left (never while tolled)."""
+    def at_risk_from(state: ClockState, fraction: float = 0.2) -> dt.datetime | None:
+        """The instant from which less than ``fraction`` of the clock's own time is left: the period
+        from its start (receipt, deemed receipt or restart) to the deadline, less tolled time. None
+        while the clock is tolled (a stopped clock is never at risk)."""
         if state.due_at is None:
-            return False
-        total = (state.due_at - state.received_at).total_seconds()
-        return (state.due_at - _utc(now)).total_seconds() < fraction * total
+            return None
+        total = max(0.0, (state.due_at - state.started_at).total_seconds() - state.tolled_s)
+        return state.due_at - dt.timedelta(seconds=fraction * total)
+
+    @classmethod
+    def at_risk(cls, state: ClockState, now: dt.datetime, fraction: float = 0.2) -> bool:
+        """Less than ``fraction`` of the clock's time is left (never while tolled)."""
+        threshold = cls.at_risk_from(state, fraction)
+        return threshold is not None and _utc(now) > threshold
 
     @staticmethod
     def is_missed(state: ClockState, now: dt.datetime) -> bool:
         return state.due_at is not None and _utc(now) > state.due_at
+
+
+def _running(state: ClockState) -> dt.datetime:
+    if state.due_at is None:
+        raise ClockError("the clock is tolled")
+    return state.due_at
+
+
+def _cap(state: ClockState) -> dt.datetime:
+    if state.cap_at is None:
+        raise ClockError(f"a {state.regime} clock without its 14-day cap")
+    return state.cap_at
 
 
 def _with(state: ClockState, at: dt.datetime, kind: str, rule: str, due: dt.datetime | None, *,

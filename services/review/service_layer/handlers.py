@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
-from services.common.clock import utcnow
+from services.common.clock import Clock
 from services.common.consumer import PoisonMessage
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.grpc_errors import FieldViolation, NotFound, ValidationFailed
@@ -24,7 +24,7 @@ from services.common.settings import Topics
 from services.review.adapters.authorization_client import DuplicateChecker, LineQuery
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts, Outcome
-from services.review.domain.deadlines import ClockEngine, ClockRequest, ClockState
+from services.review.domain.deadlines import ClockEngine, ClockError, ClockRequest, ClockState
 from services.review.domain.decisions import DecidedBy, LineDecision, decide_with_policy
 from services.review.domain.policy import GoldCard, NoPriorAuthEntry, Policies
 from services.review.service_layer.lines import (
@@ -120,11 +120,15 @@ def _explanation(evaluation: LineEvaluation | None, decision: LineDecision) -> t
 
 class ReviewHandlers:
     def __init__(self, uow_factory: Callable[[], ReviewUnitOfWork], topics: Topics, evaluator: Evaluator,
-                 duplicates: DuplicateChecker, clocks: ClockEngine, *, policies: Policies | None = None,
-                 current_evaluator: Callable[[], Evaluator] | None = None) -> None:
+                 duplicates: DuplicateChecker, clocks: ClockEngine, *, clock: Clock,
+                 policies: Policies | None = None, current_evaluator: Callable[[], Evaluator] | None = None,
+                 at_risk_fraction: float = 0.2) -> None:
         """``current_evaluator``, when given, is asked once per batch for the evaluator to use (the
-        criteria library may be reloaded while the service runs); otherwise ``evaluator`` is."""
+        criteria library may be reloaded while the service runs); otherwise ``evaluator`` is.
+        ``at_risk_fraction``: a task is at risk once less than this share of its clock is left."""
         self._clocks = clocks
+        self._now = clock
+        self._at_risk = at_risk_fraction
         self._uow = uow_factory
         self._topics = topics
         self._current_evaluator = current_evaluator or (lambda: evaluator)
@@ -196,7 +200,7 @@ class ReviewHandlers:
             return {}
         policy = self._policies.gold_card
         with self._uow().read_only() as uow:
-            records = uow.provider_outcomes.records(pairs, policy.window_start(utcnow()))
+            records = uow.provider_outcomes.records(pairs, policy.window_start(self._now()))
         return policy.exemptions(records)
 
     def _decide(self, assessed: _Assessed, overlaps: dict[int, list[str]],
@@ -208,10 +212,13 @@ class ReviewHandlers:
         received_at = message.received_at.ToDatetime(tzinfo=dt.UTC)
         inpatient = any(line.place_of_service == types_pb2.PLACE_OF_SERVICE_INPATIENT_HOSPITAL
                         for line in message.service_lines)
-        deadline = self._clocks.start(ClockRequest(lob, state, urgency, review_type, received_at,
-                                                   "inpatient" if inpatient else ""))
+        try:
+            deadline = self._clocks.start(ClockRequest(lob, state, urgency, review_type, received_at,
+                                                       "inpatient" if inpatient else ""))
+        except ClockError as exc:  # e.g. a year the holiday calendars do not cover: refuse, never guess
+            raise PoisonMessage(f"request {request_id}: no regulatory clock: {exc}") from exc
         assert deadline.due_at is not None
-        now = utcnow()
+        now = self._now()
         determination = types_pb2.Determination(request_id=request_id, determination_id=str(uuid.uuid4()),
                                                 decided_by=SYSTEM_DECIDER)
         determination.decided_at.FromDatetime(now)
@@ -236,7 +243,8 @@ class ReviewHandlers:
                 _certify(out, line, evaluation)
             if decision.queued_for_review:
                 tasks.append(self._task_row(request_id, line, lob, state, urgency, decision, deadline, now,
-                                            evaluation.category if evaluation is not None else "general"))
+                                            evaluation.category if evaluation is not None else "general",
+                                            ClockEngine.at_risk_from(deadline, self._at_risk)))
             if decision.counts_for_gold_card and evaluation is not None and assessed.npi:
                 outcomes.append({"request_id": request_id, "line_number": line.line_number,
                                  "requesting_npi": assessed.npi, "category": evaluation.category,
@@ -256,14 +264,15 @@ class ReviewHandlers:
 
     @staticmethod
     def _task_row(request_id: str, line: types_pb2.ServiceLine, lob: str, state: str, urgency: str,
-                  decision: LineDecision, deadline: ClockState, now: dt.datetime, category: str) -> dict[str, Any]:
+                  decision: LineDecision, deadline: ClockState, now: dt.datetime, category: str,
+                  at_risk_at: dt.datetime | None) -> dict[str, Any]:
         return {"task_id": str(uuid.uuid4()), "request_id": request_id, "line_number": line.line_number,
                 "procedure_code": line.procedure_code, "line_of_business": lob, "member_state": state,
                 "urgency": urgency, "outcome": decision.outcome.value,
                 "reasons": json.dumps([*decision.reasons, *decision.flags]), "status": "open",
                 "due_at": deadline.due_at, "created_at": now, "category": category, "required_role": "nurse",
                 "units": line.units, "regime": deadline.regime, "clock_rule": deadline.rule, "version": 0,
-                "deemed_denial": False}
+                "deemed_denial": False, "at_risk_at": at_risk_at}
 
     # -- queries -------------------------------------------------------------------------------
     def determination(self, request_id: str) -> types_pb2.Determination:

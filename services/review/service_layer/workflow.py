@@ -22,7 +22,7 @@ from sqlalchemy import Row
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
-from services.common.clock import ensure_utc, utcnow
+from services.common.clock import Clock, ensure_utc
 from services.common.consumer import PoisonMessage, TransientError
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.grpc_errors import (
@@ -83,7 +83,7 @@ def task_facts(row: Row[Any]) -> wf.TaskFacts:
 class ReviewWorkflow:
     def __init__(self, uow_factory: Callable[[], ReviewUnitOfWork], topics: Topics,
                  evaluator: Callable[[], Any], clocks: ClockEngine, *, lease_s: float = 900.0,
-                 at_risk_fraction: float = 0.2, clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 clock: Clock, at_risk_fraction: float = 0.2) -> None:
         self._clocks = clocks
         self._uow = uow_factory
         self._topics = topics
@@ -465,8 +465,9 @@ class ReviewWorkflow:
         for task in repo.tasks_of_request(case_row.request_id):
             if task.status in (wf.TaskStatus.DECIDED.value, wf.TaskStatus.CANCELLED.value):
                 continue
+            at_risk_at = ClockEngine.at_risk_from(clock, self._at_risk)
             task_values: dict[str, Any] = {"clock_rule": clock.rule, "clock_paused": clock.tolled,
-                                           "updated_at": now}
+                                           "at_risk_at": at_risk_at, "updated_at": now}
             if due is not None and due != ensure_utc(task.due_at):
                 task_values.update(due_at=due, escalated_at=None)
             repo.set_task(task.task_id, task.version, **task_values)
@@ -510,11 +511,10 @@ class ReviewWorkflow:
                                    lease_expires_at=None, updated_at=now):
                     repo.record(row.task_id, SYSTEM, "lease_expired", f"{row.assigned_to}'s lease ran out", now)
                     counts["leases_expired"] += 1
-            for row in repo.undecided(now):
+            for row in repo.needing_attention(now):
                 if row.clock_paused:
                     continue  # the regime stops the clock while information is awaited
                 due = ensure_utc(row.due_at)
-                created = ensure_utc(row.created_at)
                 if due <= now and row.missed_at is None:
                     deemed = row.line_of_business == "medicaid"
                     if repo.set_task(row.task_id, row.version, missed_at=now, deemed_denial=deemed, updated_at=now):
@@ -525,7 +525,9 @@ class ReviewWorkflow:
                         self._alert(uow, row, events_pb2.ReviewAlert.KIND_DEADLINE_MISSED, deemed, detail, now)
                         counts["missed"] += 1
                     continue
-                at_risk = now >= due - (due - created) * self._at_risk
+                # Measured over the regulatory clock (receipt to deadline, less tolled time), never
+                # from when the task happened to be created: a late task is escalated on time.
+                at_risk = row.at_risk_at is not None and now >= ensure_utc(row.at_risk_at)
                 if at_risk and row.escalated_at is None and row.status != wf.TaskStatus.PENDED_INFORMATION.value:
                     held = (row.status == wf.TaskStatus.CLAIMED.value and row.lease_expires_at is not None
                             and ensure_utc(row.lease_expires_at) > now)

@@ -13,6 +13,7 @@ import pytest
 from services.review.adapters.holiday_calendars import CalendarFileError, load_calendar, load_calendars
 from services.review.domain.deadlines import ClockEngine, ClockError, ClockRequest, ClockState, ExtensionRefused
 
+ET = ZoneInfo("America/New_York")
 PT = ZoneInfo("America/Los_Angeles")
 CT = ZoneInfo("America/Chicago")
 UTC = dt.UTC
@@ -73,17 +74,18 @@ def test_medicare_advantage_extension_only_on_permitted_grounds_with_notice() ->
 # -- ERISA -------------------------------------------------------------------------------------------
 
 def test_erisa_pre_service_is_15_days_tolled_while_waiting_for_information() -> None:
-    received = at(UTC, 2026, 3, 2, 12)
+    received = at(ET, 2026, 3, 2, 7)  # 07:00 EST; the clocks spring forward on 8 March
     state = ENGINE.start(req("commercial", received))
-    assert state.regime == "erisa-2560.503-1" and state.due_at == received + dt.timedelta(days=15)
+    assert state.regime == "erisa-2560.503-1" and local(state.due_at, ET) == (2026, 3, 17, 7, 0)
     assert "2560.503-1(f)(2)(iii)(A)" in state.rule
-    pended = ENGINE.pend(state, received + dt.timedelta(days=5))
+    pended = ENGINE.pend(state, at(ET, 2026, 3, 7, 7))
     assert pended.due_at is None and pended.tolled and "tolled" in pended.rule
     assert not ENGINE.at_risk(pended, received + dt.timedelta(days=30))
     assert not ENGINE.is_missed(pended, received + dt.timedelta(days=30))
-    answered = ENGINE.information_received(pended, received + dt.timedelta(days=12))
-    assert answered.due_at == received + dt.timedelta(days=22)  # 10 days were left when it stopped
-    assert "10" in answered.rule or "240.0 hours" in answered.rule
+    answered = ENGINE.information_received(pended, at(ET, 2026, 3, 14, 7))
+    assert local(answered.due_at, ET) == (2026, 3, 24, 7, 0)  # 10 days were left when it stopped
+    assert "10 days" in answered.rule
+    assert answered.tolled_s == 7 * 86400 - 3600  # seven days on the calendar, one hour short in real time
 
 
 def test_erisa_urgent_is_72_hours_and_an_incomplete_urgent_claim_follows_48_plus_48() -> None:
@@ -101,16 +103,16 @@ def test_erisa_urgent_is_72_hours_and_an_incomplete_urgent_claim_follows_48_plus
 
 
 def test_erisa_allows_one_extension_with_notice_before_the_period_ends() -> None:
-    received = at(UTC, 2026, 3, 2, 12)
+    received = at(ET, 2026, 3, 2, 7)
     state = ENGINE.start(req("commercial", received))
     extended = ENGINE.extend(state, received + dt.timedelta(days=14), "beyond_plan_control", notice_sent=True)
-    assert extended.due_at == received + dt.timedelta(days=30)
+    assert local(extended.due_at, ET) == (2026, 4, 1, 7, 0)
     with pytest.raises(ExtensionRefused, match="one extension"):
         ENGINE.extend(extended, received + dt.timedelta(days=16), "beyond_plan_control", notice_sent=True)
     with pytest.raises(ExtensionRefused, match="already ended"):
         ENGINE.extend(state, received + dt.timedelta(days=16), "beyond_plan_control", notice_sent=True)
     post = ENGINE.start(req("commercial", received, review="retrospective"))
-    assert post.due_at == received + dt.timedelta(days=30) and "post-service" in post.rule
+    assert local(post.due_at, ET) == (2026, 4, 1, 7, 0) and "post-service" in post.rule
 
 
 # -- California workers' comp ------------------------------------------------------------------------
@@ -143,11 +145,12 @@ def test_california_restarts_on_information_but_never_beyond_14_days() -> None:
     received = at(PT, 2026, 3, 2)  # Monday
     state = ENGINE.start(req("workers_comp", received, state="CA"))
     pended = ENGINE.pend(state, at(PT, 2026, 3, 3))
-    assert pended.due_at == received + dt.timedelta(days=14) and "14 days" in pended.rule
+    assert local(pended.due_at, PT) == (2026, 3, 16, 10, 0) and "14 days" in pended.rule
     answered = ENGINE.information_received(pended, at(PT, 2026, 3, 4))  # Wednesday
     assert local(answered.due_at, PT)[:3] == (2026, 3, 11) and "from its receipt" in answered.rule
+    assert answered.started_at == at(PT, 2026, 3, 4)  # the period restarted from the information
     late = ENGINE.information_received(pended, at(PT, 2026, 3, 12))
-    assert late.due_at == received + dt.timedelta(days=14) and "14-day limit" in late.rule
+    assert local(late.due_at, PT) == (2026, 3, 16, 10, 0) and "14-day limit" in late.rule
     with pytest.raises(ExtensionRefused, match="allows no extension"):
         ENGINE.extend(state, received, "enrollee_request", True)
 
@@ -157,7 +160,7 @@ def test_california_expedited_and_retrospective() -> None:
     assert ENGINE.start(req("workers_comp", received, state="CA", urgency="expedited")).due_at == \
         received + dt.timedelta(hours=72)
     retro = ENGINE.start(req("workers_comp", received, state="CA", review="retrospective"))
-    assert retro.due_at == received + dt.timedelta(days=30) and "retrospective" in retro.rule
+    assert local(retro.due_at, PT) == (2026, 4, 1, 18, 0) and "retrospective" in retro.rule
 
 
 # -- Texas workers' comp -----------------------------------------------------------------------------
@@ -219,14 +222,31 @@ def test_every_regime_names_its_rule() -> None:
         ENGINE.start(req("commercial", dt.datetime(2026, 1, 1)))
 
 
-def test_a_malformed_calendar_is_refused_precisely(tmp_path: Path) -> None:
+GOOD_CALENDAR = """name: x
+time_zone: UTC
+source: s
+years: {first: 2025, last: 2030}
+base: {country: US}
+keep: ["Christmas Day"]
+observed: {saturday: friday, sunday: monday}
+"""
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    (("time_zone: UTC", "time_zone: Mars/Olympus"), r"bad\.yaml: time_zone: 'Mars/Olympus'"),
+    (("keep:", "add: [{date: 2026-02-30, name: a}]\nkeep:"), r"bad\.yaml: cannot read: day is out of range"),
+    (("keep:", "holiday: []\nkeep:"), "holiday: unknown key"),
+    (("Christmas Day", "Xmas"), "keep: 'Xmas' is not a holiday the holidays package"),
+    (("{first: 2025, last: 2030}", "{first: 2030, last: 2025}"), "years: first and last"),
+    (("sunday: monday", "sunday: tuesday"), "observed: expected"),
+    (("keep:", "rules: [{name: d, month: 9, weekday: fri, nth: 6}]\nkeep:"), r"rules\[0\]\.nth: 1 to 4"),
+    (("keep:", "remove: [{date: 2026-12-24, name: nope}]\nkeep:"), "remove: 2026-12-24 is not 'nope'"),
+    (("base: {country: US}", "base: {country: ZZ}"), "base: the holidays package has no calendar"),
+])
+def test_a_malformed_calendar_is_refused_precisely(tmp_path: Path, change: tuple[str, str], problem: str) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\ntime_zone: Mars/Olympus\nsource: s\nholidays: [{date: 2026-01-01, name: a}]\n")
-    with pytest.raises(CalendarFileError, match=r"bad\.yaml: time_zone: 'Mars/Olympus'"):
-        load_calendar(bad)
-    bad.write_text("name: x\ntime_zone: UTC\nsource: s\nholidays: [{date: 2026-02-30, name: a}]\n")
-    with pytest.raises(CalendarFileError, match=r"bad\.yaml: cannot read: day is out of range"):
-        load_calendar(bad)
-    bad.write_text("name: x\ntime_zone: UTC\nsource: s\nholiday: []\n")
-    with pytest.raises(CalendarFileError, match="holiday: unknown key"):
+    bad.write_text(GOOD_CALENDAR)
+    load_calendar(bad)
+    bad.write_text(GOOD_CALENDAR.replace(*change))
+    with pytest.raises(CalendarFileError, match=problem):
         load_calendar(bad)

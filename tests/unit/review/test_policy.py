@@ -41,6 +41,8 @@ from services.review.service_layer.handlers import ReviewHandlers
 from tests.factories import OTHER_NPI, VALID_NPI, NoDuplicates, lumbar_mri, submitted_event
 from tests.unit.review.builders import SHIPPED_DIR, shipped_library
 
+NOW = dt.datetime(2026, 11, 24, 12, tzinfo=dt.UTC)  # the clock every handler here reads
+
 REPO = Path(__file__).resolve().parents[3]
 
 # Codes the tests and the sample workload use for "no criteria set covers this": never exempt them.
@@ -224,7 +226,7 @@ class Review:
 
     def submit(self, request: intake_pb2.SubmitRequestRequest) -> types_pb2.Determination:
         request_id = str(uuid.uuid4())
-        self.handlers.handle_batch([submitted_event(request, request_id, dt.datetime.now(dt.UTC))])
+        self.handlers.handle_batch([submitted_event(request, request_id, NOW)])
         return self.handlers.determination(request_id)
 
     def outcome_rows(self) -> list[tuple[str, str, bool]]:
@@ -249,7 +251,7 @@ def review(tmp_path: Path) -> Iterator[Review]:
     evaluator = LibraryEvaluator(shipped_library(), PythonMatcher())
     policies = Policies(load_no_prior_auth(DEFAULT_NO_PA_LIST), GoldCardPolicy(min_requests=3))
     handlers = ReviewHandlers(uow, Topics("t"), evaluator, NoDuplicates(),  # type: ignore[arg-type]
-                              ClockEngine(load_calendars()), policies=policies)
+                              ClockEngine(load_calendars()), clock=lambda: NOW, policies=policies)
     yield Review(engine, handlers)
     engine.dispose()
 
@@ -298,7 +300,7 @@ def test_gold_card_is_earned_from_recorded_decisions_and_does_not_feed_itself(re
 
 
 def test_record_line_outcome_inserts_or_updates(review: Review) -> None:
-    now = dt.datetime.now(dt.UTC)
+    now = NOW
     with ReviewUnitOfWork(review.engine, tables.outbox, tables.processed_events) as uow:
         repo = uow.provider_outcomes
         repo.record_line_outcome("r1", 1, requesting_npi=VALID_NPI, category="sleep_medicine", decided_at=now,
