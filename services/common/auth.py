@@ -22,7 +22,7 @@ from pathlib import Path
 import grpc
 import yaml
 
-from services.common.grpc_errors import Unauthenticated
+from services.common.errors import Unauthenticated
 
 
 class TokenFileError(ValueError):

@@ -1,4 +1,4 @@
-"""Domain errors → gRPC status, in one place.
+"""The platform's errors (services/common/errors.py) → gRPC status, in one place: a table.
 
     ValidationFailed     → INVALID_ARGUMENT with google.rpc.BadRequest field violations
     IdempotencyConflict  → ALREADY_EXISTS
@@ -7,6 +7,7 @@
     Unauthenticated      → UNAUTHENTICATED
     FailedPrecondition   → FAILED_PRECONDITION
     ResourceExhausted    → RESOURCE_EXHAUSTED
+    Unavailable          → UNAVAILABLE
     anything else        → INTERNAL (logged with its traceback, message kept generic)
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -23,47 +23,19 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from services.common.errors import (
+    FailedPrecondition,
+    IdempotencyConflict,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    ServiceError,
+    Unauthenticated,
+    Unavailable,
+    ValidationFailed,
+)
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FieldViolation:
-    field: str
-    description: str
-
-
-class ServiceError(Exception):
-    """Base of the errors a servicer turns into a status."""
-
-
-class ValidationFailed(ServiceError):
-    def __init__(self, violations: Sequence[FieldViolation]) -> None:
-        self.violations = tuple(violations)
-        super().__init__("; ".join(f"{v.field}: {v.description}" for v in self.violations))
-
-
-class IdempotencyConflict(ServiceError):
-    pass
-
-
-class NotFound(ServiceError):
-    pass
-
-
-class PermissionDenied(ServiceError):
-    pass
-
-
-class Unauthenticated(ServiceError):
-    pass
-
-
-class FailedPrecondition(ServiceError):
-    pass
-
-
-class ResourceExhausted(ServiceError):
-    pass
 
 
 def _abort(context: grpc.ServicerContext, code: int, message: str,
@@ -74,6 +46,24 @@ def _abort(context: grpc.ServicerContext, code: int, message: str,
         packed.Pack(detail)
         status.details.append(packed)
     context.abort_with_status(rpc_status.to_status(status))
+
+
+STATUS_OF: dict[type, int] = {
+    IdempotencyConflict: code_pb2.ALREADY_EXISTS,
+    NotFound: code_pb2.NOT_FOUND,
+    PermissionDenied: code_pb2.PERMISSION_DENIED,
+    Unauthenticated: code_pb2.UNAUTHENTICATED,
+    FailedPrecondition: code_pb2.FAILED_PRECONDITION,
+    ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
+    Unavailable: code_pb2.UNAVAILABLE,
+}
+
+
+def status_code_of(exc: ServiceError) -> int:
+    for kind in type(exc).__mro__:
+        if kind in STATUS_OF:
+            return int(STATUS_OF[kind])
+    return int(code_pb2.INTERNAL)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -92,18 +82,8 @@ def translate_errors(method: F) -> F:
                 for v in exc.violations])
             _abort(context, code_pb2.INVALID_ARGUMENT,
                    f"request is invalid ({len(exc.violations)} problem(s)): {exc}", [bad_request])
-        except IdempotencyConflict as exc:
-            _abort(context, code_pb2.ALREADY_EXISTS, str(exc))
-        except NotFound as exc:
-            _abort(context, code_pb2.NOT_FOUND, str(exc))
-        except PermissionDenied as exc:
-            _abort(context, code_pb2.PERMISSION_DENIED, str(exc))
-        except Unauthenticated as exc:
-            _abort(context, code_pb2.UNAUTHENTICATED, str(exc))
-        except FailedPrecondition as exc:
-            _abort(context, code_pb2.FAILED_PRECONDITION, str(exc))
-        except ResourceExhausted as exc:
-            _abort(context, code_pb2.RESOURCE_EXHAUSTED, str(exc))
+        except ServiceError as exc:
+            _abort(context, status_code_of(exc), str(exc))
         except Exception:
             logger.exception("unhandled error in %s", method.__name__)
             _abort(context, code_pb2.INTERNAL, "internal error; see the service log")

@@ -18,8 +18,8 @@ from ur.intake.v1 import intake_pb2
 from services.common import migrations
 from services.common.clock import utcnow
 from services.common.db import make_engine
+from services.common.errors import FailedPrecondition, IdempotencyConflict, NotFound, ValidationFailed
 from services.common.events import IncomingEvent
-from services.common.grpc_errors import FailedPrecondition, IdempotencyConflict, NotFound, ValidationFailed
 from services.common.settings import Topics
 from services.intake.adapters import tables
 from services.intake.adapters.repository import IntakeUnitOfWork

@@ -20,8 +20,8 @@ from ur.events.v1 import events_pb2
 from services.common import migrations
 from services.common.clock import ensure_utc
 from services.common.db import make_engine
+from services.common.errors import FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted
 from services.common.events import IncomingEvent
-from services.common.grpc_errors import FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted
 from services.common.settings import Topics
 from services.review.adapters import tables
 from services.review.adapters.criteria_evaluator import LibraryEvaluator

@@ -9,7 +9,8 @@ from ur.authorization.v1 import authorization_pb2, authorization_pb2_grpc
 from ur.common.v1 import types_pb2
 
 from services.authorization.service_layer.handlers import AuthorizationHandlers
-from services.common.grpc_errors import FieldViolation, ValidationFailed, translate_errors
+from services.common.errors import FieldViolation, ValidationFailed
+from services.common.grpc_errors import translate_errors
 
 
 def _date(d: types_pb2.Date, field: str, present: bool) -> dt.date | None:

@@ -16,8 +16,8 @@ from services.authorization.domain import numbers
 from services.authorization.domain.model import DecidedLine, plan_authorizations
 from services.common.clock import Clock, ensure_utc
 from services.common.consumer import PoisonMessage
+from services.common.errors import FieldViolation, NotFound, ValidationFailed
 from services.common.events import IncomingEvent, OutgoingEvent
-from services.common.grpc_errors import FieldViolation, NotFound, ValidationFailed
 from services.common.proto_enums import to_name
 from services.common.settings import Topics
 

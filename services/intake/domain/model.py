@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from services.common.grpc_errors import FieldViolation
+from services.common.errors import FieldViolation
 from services.intake.domain.codes import is_icd10cm, is_npi, is_procedure_code, is_state
 
 LINES_OF_BUSINESS = ("medicare_advantage", "medicaid", "commercial", "workers_comp")

@@ -19,14 +19,14 @@ from ur.intake.v1 import intake_pb2
 
 from services.common.clock import Clock, ensure_utc
 from services.common.consumer import PoisonMessage
-from services.common.events import IncomingEvent, OutgoingEvent
-from services.common.grpc_errors import (
+from services.common.errors import (
     FailedPrecondition,
     FieldViolation,
     IdempotencyConflict,
     NotFound,
     ValidationFailed,
 )
+from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.settings import Topics
 from services.intake.adapters.repository import IntakeUnitOfWork, LineRecord, RequestRecord
 from services.intake.domain.model import (

@@ -12,7 +12,8 @@ from ur.review.v1 import review_pb2, review_pb2_grpc
 
 from services.common.auth import TokenDirectory
 from services.common.clock import ensure_utc
-from services.common.grpc_errors import FieldViolation, Unauthenticated, ValidationFailed, translate_errors
+from services.common.errors import FieldViolation, Unauthenticated, ValidationFailed
+from services.common.grpc_errors import translate_errors
 from services.common.proto_enums import to_name, to_number
 from services.review.domain import workflow as wf
 from services.review.service_layer.handlers import ReviewHandlers

@@ -17,8 +17,8 @@ from ur.events.v1 import events_pb2
 
 from services.common.clock import Clock
 from services.common.consumer import PoisonMessage
+from services.common.errors import FieldViolation, NotFound, ValidationFailed
 from services.common.events import IncomingEvent, OutgoingEvent
-from services.common.grpc_errors import FieldViolation, NotFound, ValidationFailed
 from services.common.proto_enums import to_name, to_number
 from services.common.settings import Topics
 from services.review.adapters.authorization_client import DuplicateChecker, LineQuery

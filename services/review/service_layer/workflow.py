@@ -24,8 +24,7 @@ from ur.events.v1 import events_pb2
 
 from services.common.clock import Clock, ensure_utc
 from services.common.consumer import PoisonMessage, TransientError
-from services.common.events import IncomingEvent, OutgoingEvent
-from services.common.grpc_errors import (
+from services.common.errors import (
     FailedPrecondition,
     FieldViolation,
     NotFound,
@@ -33,6 +32,7 @@ from services.common.grpc_errors import (
     ResourceExhausted,
     ValidationFailed,
 )
+from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.proto_enums import to_number
 from services.common.settings import Topics
 from services.review.adapters.repository import ReviewUnitOfWork
