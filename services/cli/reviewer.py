@@ -24,7 +24,8 @@ from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 from ur.review.v1 import review_pb2, review_pb2_grpc
 
-from services.cli import urctl
+from services.cli.base import EXIT_OK, CliError, Parsers, Targets, UsageError, call, emit
+from services.cli.render import conditions_table, enum_label, format_date, format_timestamp, kv_grid
 from services.common import settings
 from services.common.proto_enums import to_number
 
@@ -35,28 +36,24 @@ P2P = {"offered": review_pb2.RecordPeerToPeerRequest.KIND_OFFERED,
        "declined": review_pb2.RecordPeerToPeerRequest.KIND_DECLINED}
 
 
-class UsageError(urctl.CliError):
-    exit_code = urctl.EXIT_USAGE
-
-
 def _token(args: argparse.Namespace) -> str:
     token = getattr(args, "token", None) or settings.get("UR_REVIEWER_TOKEN")
     if not token:
-        raise urctl.CliError("review commands need a reviewer token: --token or UR_REVIEWER_TOKEN")
+        raise CliError("review commands need a reviewer token: --token or UR_REVIEWER_TOKEN")
     return str(token)
 
 
-def _review(args: argparse.Namespace, targets: urctl.Targets, subject: str,
+def _review(args: argparse.Namespace, targets: Targets, subject: str,
             invoke: Callable[[review_pb2_grpc.ReviewServiceStub, list[tuple[str, str]]], Any]) -> Any:
     metadata = [("authorization", f"Bearer {_token(args)}")]
-    return urctl._call("review", targets.review, args.timeout, subject,
-                       lambda channel: invoke(review_pb2_grpc.ReviewServiceStub(channel), metadata))
+    return call("review", targets.review, args.timeout, subject,
+                lambda channel: invoke(review_pb2_grpc.ReviewServiceStub(channel), metadata))
 
 
 # -- rendering -------------------------------------------------------------------------------------
 
 def _when(ts: Any) -> str:
-    return urctl.format_timestamp(ts) if ts.seconds else "—"
+    return format_timestamp(ts) if ts.seconds else "—"
 
 
 def _due_in(ts: Any, now: dt.datetime | None = None) -> str:
@@ -68,11 +65,11 @@ def _due_in(ts: Any, now: dt.datetime | None = None) -> str:
 
 def format_task(view: review_pb2.TaskView) -> RenderableType:
     t = view.task
-    role = urctl.enum_label(review_pb2.ReviewerRole, t.required_role)
+    role = enum_label(review_pb2.ReviewerRole, t.required_role)
     rows: list[tuple[str, RenderableType]] = [
         ("task", Text(t.task_id, style="bold")),
         ("request", Text(f"{t.request_id}  line {t.line_number}  {t.procedure_code}")),
-        ("member", Text(f"{urctl.enum_label(types_pb2.LineOfBusiness, t.line_of_business)}, {t.member_state}")),
+        ("member", Text(f"{enum_label(types_pb2.LineOfBusiness, t.line_of_business)}, {t.member_state}")),
         ("status", Text(t.status + (f" (held by {t.assigned_to} until {_when(t.lease_expires_at)})"
                                     if t.assigned_to else ""), style="yellow" if t.escalated else "")),
         ("needs", Text(f"a {role}; category {t.category}")),
@@ -81,15 +78,15 @@ def format_task(view: review_pb2.TaskView) -> RenderableType:
         ("clock", Text(f"{t.clock.regime}: {t.clock.rule}")),
     ]
     if t.requested_facts:
-        rows.append(("requested", Text(", ".join(t.requested_facts) + f" by {urctl.format_date(t.information_due)}")))
+        rows.append(("requested", Text(", ".join(t.requested_facts) + f" by {format_date(t.information_due)}")))
     if view.why_eligible:
         rows.append(("why yours", Text("; ".join(view.why_eligible))))
-    parts: list[RenderableType] = [urctl._kv_grid(rows)]
+    parts: list[RenderableType] = [kv_grid(rows)]
     reasons = list(t.reasons)
     if reasons:
         parts.append(Text("reasons:\n" + "\n".join(f"  • {r}" for r in reasons)))
     if view.determination.explanation.criteria_id:
-        parts.append(urctl._conditions_table(view.determination.explanation))
+        parts.append(conditions_table(view.determination.explanation))
     if view.history:
         history = Table(box=box.SIMPLE, title="history", title_justify="left")
         for column in ("when", "who", "what", "detail"):
@@ -108,8 +105,8 @@ def format_my_tasks(response: review_pb2.ListMyTasksResponse) -> RenderableType:
         for v in views:
             t = v.task
             table.add_row(mark, t.task_id[:8], f"{t.request_id[:8]} / {t.line_number}", t.procedure_code,
-                          urctl.enum_label(types_pb2.Urgency, t.urgency), _due_in(t.due_at) + (" !" if t.escalated
-                                                                                             else ""),
+                          enum_label(types_pb2.Urgency, t.urgency),
+                          _due_in(t.due_at) + (" !" if t.escalated else ""),
                           t.status, "; ".join(v.why_eligible))
     if not response.held and not response.available:
         return Text("Nothing in your queue.")
@@ -121,36 +118,36 @@ def format_reviewers(reviewers: Sequence[review_pb2.Reviewer]) -> RenderableType
     for column in ("id", "name", "role", "credential", "specialties", "licences", "lines of business", "capacity"):
         table.add_column(column)
     for r in reviewers:
-        table.add_row(r.reviewer_id, r.name, urctl.enum_label(review_pb2.ReviewerRole, r.role), r.credential,
+        table.add_row(r.reviewer_id, r.name, enum_label(review_pb2.ReviewerRole, r.role), r.credential,
                       ", ".join(r.specialties), ", ".join(r.licence_states),
-                      ", ".join(urctl.enum_label(types_pb2.LineOfBusiness, lob) for lob in r.lines_of_business),
+                      ", ".join(enum_label(types_pb2.LineOfBusiness, lob) for lob in r.lines_of_business),
                       str(r.capacity) + ("" if r.active else " (inactive)"))
     return table
 
 
 # -- commands --------------------------------------------------------------------------------------
 
-def cmd_whoami(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
+def cmd_whoami(args: argparse.Namespace, targets: Targets, console: Console) -> int:
     me = _review(args, targets, "who am I", lambda s, md: s.WhoAmI(review_pb2.WhoAmIRequest(), metadata=md,
                                                                     timeout=args.timeout))
-    urctl._emit(console, args, me, lambda: format_reviewers([me]))
-    return urctl.EXIT_OK
+    emit(console, args, me, lambda: format_reviewers([me]))
+    return EXIT_OK
 
 
-def cmd_reviewers(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
+def cmd_reviewers(args: argparse.Namespace, targets: Targets, console: Console) -> int:
     response = _review(args, targets, "the directory", lambda s, md: s.ListReviewers(
         review_pb2.ListReviewersRequest(), metadata=md, timeout=args.timeout))
-    urctl._emit(console, args, response, lambda: format_reviewers(response.reviewers))
-    return urctl.EXIT_OK
+    emit(console, args, response, lambda: format_reviewers(response.reviewers))
+    return EXIT_OK
 
 
-def cmd_put_reviewer(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
+def cmd_put_reviewer(args: argparse.Namespace, targets: Targets, console: Console) -> int:
     try:
         doc = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise urctl.CliError(f"cannot read {args.file}: {exc}") from exc
+        raise CliError(f"cannot read {args.file}: {exc}") from exc
     if not isinstance(doc, dict):
-        raise urctl.CliError(f"{args.file}: expected one reviewer as a mapping")
+        raise CliError(f"{args.file}: expected one reviewer as a mapping")
     reviewer = review_pb2.Reviewer(
         reviewer_id=str(doc.get("reviewer_id", "")), name=str(doc.get("name", "")),
         role=to_number(ROLE, str(doc.get("role", ""))),  # type: ignore[arg-type]
@@ -160,29 +157,29 @@ def cmd_put_reviewer(args: argparse.Namespace, targets: urctl.Targets, console: 
         active=bool(doc.get("active", True)))
     saved = _review(args, targets, "the directory update", lambda s, md: s.PutReviewer(
         review_pb2.PutReviewerRequest(reviewer=reviewer), metadata=md, timeout=args.timeout))
-    urctl._emit(console, args, saved, lambda: format_reviewers([saved]))
-    return urctl.EXIT_OK
+    emit(console, args, saved, lambda: format_reviewers([saved]))
+    return EXIT_OK
 
 
-def cmd_tasks(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
+def cmd_tasks(args: argparse.Namespace, targets: Targets, console: Console) -> int:
     response = _review(args, targets, "your queue", lambda s, md: s.ListMyTasks(
         review_pb2.ListMyTasksRequest(limit=args.limit), metadata=md, timeout=args.timeout))
-    urctl._emit(console, args, response, lambda: format_my_tasks(response))
-    return urctl.EXIT_OK
+    emit(console, args, response, lambda: format_my_tasks(response))
+    return EXIT_OK
 
 
-def cmd_claim(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
+def cmd_claim(args: argparse.Namespace, targets: Targets, console: Console) -> int:
     response = _review(args, targets, "the claim", lambda s, md: s.ClaimNextTask(
         review_pb2.ClaimNextTaskRequest(), metadata=md, timeout=args.timeout))
-    urctl._emit(console, args, response, lambda: format_task(response.task))
-    return urctl.EXIT_OK
+    emit(console, args, response, lambda: format_task(response.task))
+    return EXIT_OK
 
 
-def cmd_show(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
+def cmd_show(args: argparse.Namespace, targets: Targets, console: Console) -> int:
     view = _review(args, targets, "the task", lambda s, md: s.GetTask(
         review_pb2.GetTaskRequest(task_id=args.task_id), metadata=md, timeout=args.timeout))
-    urctl._emit(console, args, view, lambda: format_task(view))
-    return urctl.EXIT_OK
+    emit(console, args, view, lambda: format_task(view))
+    return EXIT_OK
 
 
 def _date_arg(value: str | None, flag: str) -> types_pb2.Date | None:
@@ -191,11 +188,11 @@ def _date_arg(value: str | None, flag: str) -> types_pb2.Date | None:
     try:
         d = dt.date.fromisoformat(value)
     except ValueError:
-        raise urctl.CliError(f"{flag} must be a date (YYYY-MM-DD), got {value!r}") from None
+        raise CliError(f"{flag} must be a date (YYYY-MM-DD), got {value!r}") from None
     return types_pb2.Date(year=d.year, month=d.month, day=d.day)
 
 
-def cmd_decide(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
+def cmd_decide(args: argparse.Namespace, targets: Targets, console: Console) -> int:
     request = review_pb2.DecideTaskRequest(task_id=args.task_id)
     kind = args.decision
     if kind == "approve":
@@ -223,47 +220,47 @@ def cmd_decide(args: argparse.Namespace, targets: urctl.Targets, console: Consol
                 target.CopyFrom(parsed)
     response = _review(args, targets, "the decision", lambda s, md: s.DecideTask(request, metadata=md,
                                                                                 timeout=args.timeout))
-    urctl._emit(console, args, response, lambda: format_task(response.task))
-    return urctl.EXIT_OK
+    emit(console, args, response, lambda: format_task(response.task))
+    return EXIT_OK
 
 
-def cmd_p2p(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
+def cmd_p2p(args: argparse.Namespace, targets: Targets, console: Console) -> int:
     request = review_pb2.RecordPeerToPeerRequest(task_id=args.task_id, kind=P2P[args.kind],
                                                  provider_contact=args.contact or "", note=args.note or "")
     view = _review(args, targets, "the peer-to-peer record", lambda s, md: s.RecordPeerToPeer(
         request, metadata=md, timeout=args.timeout))
-    urctl._emit(console, args, view, lambda: format_task(view))
-    return urctl.EXIT_OK
+    emit(console, args, view, lambda: format_task(view))
+    return EXIT_OK
 
 
-def cmd_extend(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
+def cmd_extend(args: argparse.Namespace, targets: Targets, console: Console) -> int:
     view = _review(args, targets, "the extension", lambda s, md: s.ExtendDeadline(
         review_pb2.ExtendDeadlineRequest(task_id=args.task_id, ground=args.ground, notice_sent=args.notice_sent),
         metadata=md, timeout=args.timeout))
-    urctl._emit(console, args, view, lambda: format_task(view))
-    return urctl.EXIT_OK
+    emit(console, args, view, lambda: format_task(view))
+    return EXIT_OK
 
 
-def cmd_release(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
+def cmd_release(args: argparse.Namespace, targets: Targets, console: Console) -> int:
     view = _review(args, targets, "the release", lambda s, md: s.ReleaseTask(
         review_pb2.ReleaseTaskRequest(task_id=args.task_id, note=args.note or ""), metadata=md, timeout=args.timeout))
-    urctl._emit(console, args, view, lambda: format_task(view))
-    return urctl.EXIT_OK
+    emit(console, args, view, lambda: format_task(view))
+    return EXIT_OK
 
 
-def cmd_reassign(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
+def cmd_reassign(args: argparse.Namespace, targets: Targets, console: Console) -> int:
     view = _review(args, targets, "the reassignment", lambda s, md: s.ReassignTask(
         review_pb2.ReassignTaskRequest(task_id=args.task_id, reviewer_id=args.to, note=args.note or ""),
         metadata=md, timeout=args.timeout))
-    urctl._emit(console, args, view, lambda: format_task(view))
-    return urctl.EXIT_OK
+    emit(console, args, view, lambda: format_task(view))
+    return EXIT_OK
 
 
 def parse_fact(text: str) -> types_pb2.ClinicalFact:
     """``name=value`` or ``name=value:unit``: true/false, numbers, ISO dates, else text."""
     name, sep, raw = text.partition("=")
     if not sep or not name.strip():
-        raise urctl.CliError(f"--fact {text!r}: expected name=value (or name=value:unit)")
+        raise CliError(f"--fact {text!r}: expected name=value (or name=value:unit)")
     value, unit = raw, ""
     head, colon, tail = raw.rpartition(":")
     if colon and tail.strip() and " " not in tail.strip() and not tail.strip()[0].isdigit() and _is_number(head):
@@ -294,33 +291,34 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def cmd_add_info(args: argparse.Namespace, targets: urctl.Targets, console: Console) -> int:
+def cmd_add_info(args: argparse.Namespace, targets: Targets, console: Console) -> int:
     if not args.fact:
         raise UsageError("give at least one --fact name=value")
     request = intake_pb2.SubmitAdditionalInformationRequest(
         request_id=args.request_id, idempotency_key=args.key or f"info-{uuid.uuid4()}", note=args.note or "",
         clinical_facts=[parse_fact(f) for f in args.fact])
     response = _call_intake(args, targets, request)
-    urctl._emit(console, args, response, lambda: Text(
+    emit(console, args, response, lambda: Text(
         f"information {response.information_id} recorded for request {args.request_id}"
         + (" (replayed)" if response.replayed else "") + "; review re-runs the criteria"))
-    return urctl.EXIT_OK
+    return EXIT_OK
 
 
-def _call_intake(args: argparse.Namespace, targets: urctl.Targets,
+def _call_intake(args: argparse.Namespace, targets: Targets,
                  request: intake_pb2.SubmitAdditionalInformationRequest) -> Any:
     def invoke(channel: grpc.Channel) -> Any:
         return intake_pb2_grpc.IntakeServiceStub(channel).SubmitAdditionalInformation(request, timeout=args.timeout)
-    return urctl._call("intake", targets.intake, args.timeout, "the information", invoke)
+    return call("intake", targets.intake, args.timeout, "the information", invoke)
 
 
-def add_commands(commands: Any, request_group: Any, connection: argparse.ArgumentParser,
-                 output: argparse.ArgumentParser) -> None:
+def add_commands(parsers: Parsers) -> None:
+    """``request add-info`` and ``review ...``."""
+    connection, output = parsers.connection, parsers.output
     auth = argparse.ArgumentParser(add_help=False)
     auth.add_argument("--token", default=argparse.SUPPRESS, help="reviewer bearer token (default: UR_REVIEWER_TOKEN)")
     parents = [connection, output, auth]
 
-    add_info = request_group.add_parser("add-info", parents=[connection, output],
+    add_info = parsers.group("request", "requests").add_parser("add-info", parents=[connection, output],
                                         help="send additional clinical facts for a request under review")
     add_info.add_argument("request_id", metavar="REQUEST_ID")
     add_info.add_argument("--fact", action="append", default=[], metavar="NAME=VALUE[:UNIT]")
@@ -328,8 +326,7 @@ def add_commands(commands: Any, request_group: Any, connection: argparse.Argumen
     add_info.add_argument("--key", metavar="KEY", help="idempotency key (default: a new one)")
     add_info.set_defaults(handler=cmd_add_info)
 
-    review = commands.add_parser("review", help="reviewer work: queue, claim, decide").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+    review = parsers.group("review", "reviewer work: queue, claim, decide")
     review.add_parser("whoami", parents=parents, help="your directory entry").set_defaults(handler=cmd_whoami)
     review.add_parser("reviewers", parents=parents, help="the reviewer directory").set_defaults(
         handler=cmd_reviewers)

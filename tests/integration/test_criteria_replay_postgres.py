@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from services.cli import criteria as criteria_cli
 from services.cli import urctl
 from services.review.adapters import tables
+from services.review.adapters.queries import read_only_engine
 from tests.unit.cli.test_criteria_cli import check_replay_report, seed_review_database, write_draft
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,7 @@ def test_replay_on_postgresql_reads_and_writes_nothing(make_database: Callable[[
 def test_the_read_only_engine_refuses_writes_on_postgresql(make_database: Callable[[str], str]) -> None:
     url = make_database("replay_ro")
     seed_review_database(url)
-    engine, shown = criteria_cli.open_read_only(url)
+    engine, shown = read_only_engine(url)
     try:
         with engine.connect() as conn:
             assert conn.execute(sa.text("SHOW transaction_read_only")).scalar_one() == "on"

@@ -21,10 +21,12 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 from ur.review.v1 import review_pb2, review_pb2_grpc
 
-from services.cli import criteria as criteria_cli
 from services.cli import urctl
+from services.cli.criteria import examples as criteria_examples
+from services.cli.criteria.library import explanation_of, request_lines
 from services.common.proto_enums import to_number
 from services.review.adapters import tables
+from services.review.adapters.queries import read_only_engine
 from services.review.adapters.criteria_loader import load_library
 from services.review.domain.criteria import PythonMatcher, evaluate
 from tests.factories import lumbar_mri
@@ -227,7 +229,7 @@ class _BlindMatcher:
 
 def test_test_reports_each_failing_example_with_expected_and_got(monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(criteria_cli, "DurableRulesMatcher", _BlindMatcher)
+    monkeypatch.setattr(criteria_examples, "DurableRulesMatcher", _BlindMatcher)
     code, out, _ = run(capsys, "test", str(LUMBAR))
     assert code == 1
     assert f"{LUMBAR_ID}@2026.1: example 'eight weeks of symptoms after seven weeks of therapy' failed" in out
@@ -341,7 +343,7 @@ def stored_determination(message: Any) -> Any:
     determination = types_pb2.Determination(request_id=message.request_id, determination_id=str(uuid.uuid4()),
                                             decided_by=types_pb2.DeciderRef(id="system:rules-engine",
                                                                             role="software"))
-    for line, facts in criteria_cli.request_lines(message):
+    for line, facts in request_lines(message):
         out = determination.lines.add(line_number=line.line_number, procedure_code=line.procedure_code)
         criteria = library.select(facts)
         if criteria is None:
@@ -350,7 +352,7 @@ def stored_determination(message: Any) -> Any:
             continue
         evaluation = evaluate(criteria, facts, PythonMatcher())
         out.outcome = to_number(types_pb2.LineOutcome.DESCRIPTOR, evaluation.outcome.value)
-        out.explanation.CopyFrom(criteria_cli.explanation_of(evaluation))
+        out.explanation.CopyFrom(explanation_of(evaluation))
     return determination
 
 
@@ -463,7 +465,7 @@ def test_replay_until_and_the_default_database_under_ur_var_dir(review_db: Path,
 
 
 def test_the_read_only_engine_cannot_write(review_db: Path) -> None:
-    engine, _ = criteria_cli.open_read_only(f"sqlite:///{review_db}")
+    engine, _ = read_only_engine(f"sqlite:///{review_db}")
     try:
         with engine.connect() as conn, pytest.raises(sa.exc.OperationalError, match="readonly"):
             conn.execute(sa.delete(tables.cases))

@@ -1,0 +1,61 @@
+"""``urctl criteria validate [PATH ...]``: load criteria files as the review service would, and name
+every problem as ``file: field: problem``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from services.cli.base import EXIT_OK, EXIT_SERVICE_ERROR, Targets
+from services.cli.criteria.library import criteria_paths, validate_paths
+from services.cli.render import plain
+from services.review.adapters.criteria_loader import CriteriaError
+from services.review.domain.criteria import version_key
+
+
+def problem_json(e: CriteriaError) -> dict[str, str]:
+    """A problem as ``--json`` reports it."""
+    return {"file": str(e.path), "field": e.field, "problem": e.problem}
+
+
+def print_problems(console: Console, problems: Sequence[CriteriaError]) -> None:
+    """Each problem on one line as ``file: field: problem``, in red."""
+    for e in problems:  # one whole line each, never wrapped: "file: field: problem"
+        console.print(plain(str(e), "red"), soft_wrap=True)
+
+
+def cmd_validate(args: argparse.Namespace, targets: Targets, console: Console) -> int:
+    result = validate_paths(criteria_paths(args))
+    if args.json:
+        print(json.dumps({
+            "valid": [{"file": str(s.path), "id": s.criteria.id, "version": s.criteria.version,
+                       "category": s.criteria.category, "sha256": s.criteria.content_hash,
+                       "service_codes": len(s.criteria.service_codes), "examples": len(s.criteria.examples)}
+                      for s in result.sets],
+            "problems": [problem_json(e) for e in result.problems]}, indent=2))
+        return EXIT_OK if result.ok else EXIT_SERVICE_ERROR
+    if result.sets:
+        table = Table(title=f"{len(result.sets)} valid criteria set(s)", box=box.SIMPLE_HEAD, pad_edge=False,
+                      show_edge=False, collapse_padding=True)
+        for column in ("id", "version", "category", "codes", "examples", "sha256"):
+            table.add_column(column, no_wrap=column != "category", overflow="fold",
+                             min_width=14 if column == "category" else None,
+                             justify="right" if column in ("codes", "examples") else "left")
+        for s in sorted(result.sets, key=lambda s: (s.criteria.id, version_key(s.criteria.version))):
+            c = s.criteria
+            table.add_row(plain(c.id, "bold"), plain(c.version), plain(c.category.replace("_", " ")),
+                          plain(len(c.service_codes)), plain(len(c.examples)), plain(c.content_hash[:10], "dim"))
+        console.print(table)
+    if result.problems:
+        print_problems(console, result.problems)
+        files = len({e.path for e in result.problems})
+        console.print(plain(f"{len(result.problems)} problem(s) in {files} file(s): "
+                            "these criteria would not load", "bold red"))
+        return EXIT_SERVICE_ERROR
+    console.print(plain("every criteria file is valid", "green"))
+    return EXIT_OK
