@@ -1,12 +1,6 @@
-"""urctl's commands over the services' gRPC APIs, and the settings they read:
-
-    urctl submit request.yaml [--wait-ms 15000] [--json]
-    urctl request show REQUEST_ID [--json]
-    urctl authorization show UR26-8K3F-Q9ZD [--json]
-    urctl authorization list --member MA100001 [--code 72148] [--json]
-    urctl queue list [--limit 50] [--json]
-    urctl settings [--markdown]
-"""
+"""urctl's commands over the services' gRPC APIs: ``submit``, ``request show``, ``authorization
+show|list`` and ``queue list``; and ``settings``, the environment variables the platform reads (their
+usage is in urctl's help)."""
 
 from __future__ import annotations
 

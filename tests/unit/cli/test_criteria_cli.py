@@ -26,8 +26,8 @@ from services.cli.criteria import examples as criteria_examples
 from services.cli.criteria.library import explanation_of, request_lines
 from services.common.proto_enums import to_number
 from services.review.adapters import tables
-from services.review.adapters.queries import read_only_engine
 from services.review.adapters.criteria_loader import load_library
+from services.review.adapters.queries import read_only_engine
 from services.review.domain.criteria import PythonMatcher, evaluate
 from tests.factories import lumbar_mri
 

@@ -169,9 +169,9 @@ class CaseQueriesContract:
             conn.execute(sa.text("CREATE TABLE unrelated (id INTEGER)"))
         engine.dispose()
         with open_case_reader(url) as reader:
-            with pytest.raises(Unavailable, match="cannot read the review database") as caught:
-                with reader.snapshot() as cases:
-                    cases.count(MARCH_2)
+            with pytest.raises(Unavailable, match="cannot read the review database") as caught, \
+                    reader.snapshot() as cases:
+                cases.count(MARCH_2)
             assert reader.location in str(caught.value)
 
     def test_the_caller_s_own_errors_pass_through(self, reader: CaseReader) -> None:
