@@ -62,8 +62,6 @@ def default_database_url() -> str:
     return service_default
 
 
-
-
 def load_draft(path: Path, library: CriteriaLibrary | None) -> tuple[CriteriaSet, str | None]:
     """The draft, valid and compilable; and the version of the same id it would replace."""
     try:

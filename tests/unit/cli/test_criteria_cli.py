@@ -515,3 +515,43 @@ def test_replay_of_an_unchanged_set_changes_nothing(review_db: Path, tmp_path: P
     assert code == 0, err
     assert "lines whose outcome would change  0" in out
     assert "No line would get a different outcome under the draft." in out
+
+
+def test_replay_says_what_a_person_has_decided_since(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A two-week lumbar MRI software referred and a nurse then approved: a draft that asks for two
+    weeks of symptoms and one of therapy would approve it, and the sample says what the nurse did."""
+    rows = case_rows()
+    referred = rows[1]
+    determination = types_pb2.Determination.FromString(referred["determination"])
+    line = determination.lines[0]
+    assert line.outcome == types_pb2.LINE_OUTCOME_REFER_TO_NURSE
+    line.action_code = types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL
+    line.decided_by.CopyFrom(types_pb2.DeciderRef(id="rn-okafor", role="nurse", name="A. Okafor"))
+    referred["determination"] = determination.SerializeToString()
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    engine = sa.create_engine(url)
+    tables.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(tables.cases), rows)
+    engine.dispose()
+
+    doc = lumbar_doc()
+    doc["version"] = f"2026.9.{uuid.uuid4().int % 10**8}"
+    for cid, fact, weeks in (("symptoms_six_weeks", "symptom_duration_weeks", 2),
+                             ("conservative_therapy_six_weeks", "conservative_therapy_weeks", 1)):
+        doc["conditions"][condition_index(doc, cid)]["when"] = {"fact": fact, "op": "ge", "value": weeks}
+    for example in doc["examples"]:  # the two that the lower thresholds now approve
+        if example["name"] in ("two weeks of pain without red flags",
+                               "long-standing pain with little conservative therapy"):
+            example["expect"] = "meets_criteria"
+    draft = write_doc(tmp_path / "two-weeks.yaml", doc)
+    code, out, err = run(capsys, "replay", str(draft), "--since", "2026-03-01", "--database-url", url, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["transitions"] == [{"before": "refer_to_nurse", "after": "meets_criteria", "lines": 1}]
+    (changed,) = report["sample"]
+    assert changed["request_id"] == referred["request_id"]
+    assert changed["later_decision"] == "a nurse decided: approved"
+    code, out, err = run(capsys, "replay", str(draft), "--since", "2026-03-01", "--database-url", url)
+    assert code == 0, err
+    assert "since then      a nurse decided: approved" in out
