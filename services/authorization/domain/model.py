@@ -1,4 +1,4 @@
-"""What an approved line turns into. Pure: no I/O."""
+"""What an approved line turns into, and the authorizations on file. Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -41,3 +41,43 @@ def plan_authorizations(lines: Sequence[DecidedLine], decided_on: dt.date,
         end = max(end, start)
         drafts.append(AuthorizationDraft(line.line_number, line.procedure_code, line.approved_units, start, end))
     return drafts
+
+
+@dataclass(frozen=True)
+class AuthorizationToIssue:
+    """An authorization about to be stored; storing it gives it its number."""
+
+    request_id: str
+    line_number: int
+    determination_id: str
+    member_id: str
+    procedure_code: str
+    units: int
+    valid_from: dt.date
+    valid_to: dt.date
+    status: str  # "active", "expired" or "cancelled"
+    issued_at: dt.datetime  # its year is the number's (UR26-...)
+
+
+@dataclass(frozen=True)
+class IssuedAuthorization:
+    """An authorization on file, with the number a provider quotes on the claim."""
+
+    authorization_number: str
+    request_id: str
+    line_number: int
+    determination_id: str
+    member_id: str
+    procedure_code: str
+    units: int
+    valid_from: dt.date
+    valid_to: dt.date
+    status: str
+    issued_at: dt.datetime
+
+    @classmethod
+    def numbered(cls, draft: AuthorizationToIssue, number: str) -> IssuedAuthorization:
+        return cls(authorization_number=number, request_id=draft.request_id, line_number=draft.line_number,
+                   determination_id=draft.determination_id, member_id=draft.member_id,
+                   procedure_code=draft.procedure_code, units=draft.units, valid_from=draft.valid_from,
+                   valid_to=draft.valid_to, status=draft.status, issued_at=draft.issued_at)

@@ -7,8 +7,8 @@ from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2
 
 from services.common.proto_enums import to_name, to_number
-from services.intake.adapters.repository import RequestRecord
 from services.intake.domain.model import AdditionalInformation, ClinicalFact, PriorAuthRequest, ServiceLine
+from services.intake.domain.records import RequestRecord
 
 LOB = types_pb2.LineOfBusiness.DESCRIPTOR
 REVIEW_TYPE = types_pb2.ReviewType.DESCRIPTOR
