@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 CERTIFIED_ACTIONS = frozenset({"certified_in_total", "certified_partial", "modified"})
 
@@ -60,24 +60,12 @@ class AuthorizationToIssue:
 
 
 @dataclass(frozen=True)
-class IssuedAuthorization:
+class IssuedAuthorization(AuthorizationToIssue):
     """An authorization on file, with the number a provider quotes on the claim."""
 
     authorization_number: str
-    request_id: str
-    line_number: int
-    determination_id: str
-    member_id: str
-    procedure_code: str
-    units: int
-    valid_from: dt.date
-    valid_to: dt.date
-    status: str
-    issued_at: dt.datetime
 
     @classmethod
     def numbered(cls, draft: AuthorizationToIssue, number: str) -> IssuedAuthorization:
-        return cls(authorization_number=number, request_id=draft.request_id, line_number=draft.line_number,
-                   determination_id=draft.determination_id, member_id=draft.member_id,
-                   procedure_code=draft.procedure_code, units=draft.units, valid_from=draft.valid_from,
-                   valid_to=draft.valid_to, status=draft.status, issued_at=draft.issued_at)
+        return cls(**{f.name: getattr(draft, f.name) for f in fields(AuthorizationToIssue)},
+                   authorization_number=number)
