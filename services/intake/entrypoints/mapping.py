@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from google.protobuf.timestamp_pb2 import Timestamp
 from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2
@@ -95,9 +97,9 @@ def to_view(record: RequestRecord) -> intake_pb2.RequestView:
     return view
 
 
-def _ts(value: object) -> Timestamp:
+def _ts(value: dt.datetime) -> Timestamp:
     ts = Timestamp()
-    ts.FromDatetime(value)  # type: ignore[arg-type]
+    ts.FromDatetime(value)
     return ts
 
 
