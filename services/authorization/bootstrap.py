@@ -6,7 +6,7 @@ from ur.authorization.v1 import authorization_pb2, authorization_pb2_grpc
 from ur.events.v1 import events_pb2
 
 from services.authorization.adapters import tables
-from services.authorization.adapters.repository import AuthorizationUnitOfWork
+from services.authorization.adapters.repository import SqlAuthorizationUnitOfWork
 from services.authorization.entrypoints.grpc_api import AuthorizationServicer
 from services.authorization.service_layer.handlers import AuthorizationHandlers
 from services.common.clock import utcnow
@@ -19,9 +19,9 @@ from services.common.wiring import assemble, infrastructure
 def build(settings: ServiceSettings) -> ServiceRuntime:
     infra = infrastructure(settings, tables.outbox)
 
-    def uow() -> AuthorizationUnitOfWork:
-        return AuthorizationUnitOfWork(infra.engine, tables.outbox, tables.processed_events,
-                                       after_commit=infra.relay.wake)
+    def uow() -> SqlAuthorizationUnitOfWork:
+        return SqlAuthorizationUnitOfWork(infra.engine, tables.outbox, tables.processed_events,
+                                          after_commit=infra.relay.wake)
 
     handlers = AuthorizationHandlers(uow, infra.topics,
                                      int(settings.extra.get("UR_AUTHORIZATION_VALIDITY_DAYS", "90")), clock=utcnow)

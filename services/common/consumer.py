@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from services.common.clock import utcnow
+from services.common.errors import PoisonMessage
 from services.common.events import (
     HEADER_DLQ_CONSUMER,
     HEADER_DLQ_REASON,
@@ -39,9 +40,11 @@ from services.common.events import (
 
 logger = logging.getLogger(__name__)
 
+# PoisonMessage lives in services/common/errors.py (service layers raise it without importing Kafka or
+# SQLAlchemy); it is re-exported here, where the loop's contract names it.
+__all__ = ["ConsumerLoop", "EventHandler", "PoisonMessage", "TransientError", "already_processed", "decode",
+           "mark_processed"]
 
-class PoisonMessage(Exception):
-    """This event can never be applied (malformed, or violates the contract)."""
 
 
 class TransientError(Exception):

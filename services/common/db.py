@@ -7,6 +7,8 @@ two reliability tables so that every service writes them the same way.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,11 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
-    text,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from services.common.errors import DuplicateKey
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +99,21 @@ def processed_events_table(metadata: MetaData) -> Table:
     )
 
 
-def ping(engine: Engine) -> None:
-    with engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
+def is_unique_violation(exc: IntegrityError) -> bool:
+    """Whether the database refused a row because a unique (or primary) key already holds that value."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)  # psycopg
+    if sqlstate is not None:
+        return bool(sqlstate == "23505")
+    return getattr(exc.orig, "sqlite_errorname", "") in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+
+
+@contextmanager
+def duplicate_keys_raised_as(what: str) -> Iterator[None]:
+    """Translate a unique-key refusal inside the block into :class:`DuplicateKey` (naming ``what``);
+    other integrity errors (a foreign key, a NOT NULL) pass unchanged."""
+    try:
+        yield
+    except IntegrityError as exc:
+        if is_unique_violation(exc):
+            raise DuplicateKey(f"{what} already exists") from exc
+        raise

@@ -13,6 +13,7 @@ them (``raise DuplicateKey(...) from exc``).
     │   ├── ResourceExhausted        capacity, quota or rate limit
     │   └── Unavailable              a dependency is down; retry later
     ├── DuplicateKey                 storage said a unique key exists (adapters raise, use cases catch)
+    ├── PoisonMessage                a consumed event can never be applied (dead-lettered)
     └── ConfigurationError           a setting or configuration file is wrong (CLI/process exit 2)
 """
 
@@ -72,6 +73,11 @@ class Unavailable(ServiceError):
 
 class DuplicateKey(PlatformError):
     """A unique key already holds a row: the storage adapter's translation of an integrity error."""
+
+
+class PoisonMessage(PlatformError):
+    """This event can never be applied (malformed, or violates the contract): the consumer loop
+    (``services/common/consumer.py``) parks it on the dead-letter topic and goes on."""
 
 
 class ConfigurationError(PlatformError):

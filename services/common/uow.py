@@ -7,7 +7,7 @@ run only once the commit has succeeded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -16,9 +16,14 @@ from sqlalchemy import Connection, Engine, Table
 from services.common.consumer import already_processed, mark_processed
 from services.common.events import OutgoingEvent
 from services.common.outbox import add_events
+from services.common.ports import UnitOfWork
 
 
-class SqlUnitOfWork:
+class SqlUnitOfWork(UnitOfWork):
+    """:class:`~services.common.ports.UnitOfWork` on one connection of ``engine``: staged events go
+    into ``outbox``, consumed ones into ``processed``; ``after_commit`` runs after a commit that
+    stored events (it wakes the outbox relay)."""
+
     def __init__(self, engine: Engine, outbox: Table, processed: Table,
                  after_commit: Callable[[], None] | None = None) -> None:
         self._engine = engine
@@ -60,10 +65,10 @@ class SqlUnitOfWork:
     def publish(self, event: OutgoingEvent) -> None:
         self._events.append(event)
 
-    def already_processed(self, consumer: str, event_ids: list[str]) -> set[str]:
+    def already_processed(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
         return already_processed(self.conn, self._processed, consumer, event_ids)
 
-    def mark_processed(self, consumer: str, event_ids: list[str]) -> None:
+    def mark_processed(self, consumer: str, event_ids: Sequence[str]) -> None:
         mark_processed(self.conn, self._processed, consumer, event_ids)
 
     def commit(self) -> None:

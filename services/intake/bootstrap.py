@@ -14,7 +14,7 @@ from services.common.runtime import ServiceRuntime
 from services.common.settings import ServiceSettings
 from services.common.wiring import assemble, infrastructure
 from services.intake.adapters import tables
-from services.intake.adapters.repository import IntakeUnitOfWork
+from services.intake.adapters.repository import SqlIntakeUnitOfWork
 from services.intake.adapters.seed import load_members
 from services.intake.entrypoints.grpc_api import IntakeServicer
 from services.intake.service_layer.handlers import IntakeHandlers, Waiters
@@ -23,8 +23,8 @@ from services.intake.service_layer.handlers import IntakeHandlers, Waiters
 def build(settings: ServiceSettings) -> ServiceRuntime:
     infra = infrastructure(settings, tables.outbox)
 
-    def uow() -> IntakeUnitOfWork:
-        return IntakeUnitOfWork(infra.engine, tables.outbox, tables.processed_events, after_commit=infra.relay.wake)
+    def uow() -> SqlIntakeUnitOfWork:
+        return SqlIntakeUnitOfWork(infra.engine, tables.outbox, tables.processed_events, after_commit=infra.relay.wake)
 
     seed = settings.extra.get("UR_INTAKE_MEMBERS_SEED", "")
     if seed:

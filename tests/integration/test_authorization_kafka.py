@@ -16,7 +16,7 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
 from services.authorization.adapters import tables
-from services.authorization.adapters.repository import AuthorizationUnitOfWork
+from services.authorization.adapters.repository import SqlAuthorizationUnitOfWork
 from services.authorization.service_layer.handlers import AuthorizationHandlers
 from services.common import kafka_io, migrations
 from services.common.clock import utcnow
@@ -63,8 +63,8 @@ def test_redelivered_determinations_authorize_once_and_poison_is_parked(
     raw.close()
     assert relay.publish_pending() == 20
 
-    def uow() -> AuthorizationUnitOfWork:
-        return AuthorizationUnitOfWork(engine, tables.outbox, tables.processed_events)
+    def uow() -> SqlAuthorizationUnitOfWork:
+        return SqlAuthorizationUnitOfWork(engine, tables.outbox, tables.processed_events)
 
     loop = ConsumerLoop(
         kafka_io.make_consumer(kafka_bootstrap, group_id=f"{topic_prefix}-auth", client_id="t",

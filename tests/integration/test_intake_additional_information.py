@@ -28,7 +28,7 @@ from services.common.events import IncomingEvent
 from services.common.grpc_server import Registration, RunningServer, create_server
 from services.common.settings import Topics
 from services.intake.adapters import tables
-from services.intake.adapters.repository import IntakeUnitOfWork
+from services.intake.adapters.repository import SqlIntakeUnitOfWork
 from services.intake.adapters.seed import load_members
 from services.intake.entrypoints.grpc_api import IntakeServicer
 from services.intake.entrypoints.mapping import to_domain
@@ -65,8 +65,8 @@ def intake(make_database: Callable[[str], str]) -> Iterator[Intake]:
     engine = make_engine(make_database("intake"))
     migrations.upgrade("intake", engine)
 
-    def uow() -> IntakeUnitOfWork:
-        return IntakeUnitOfWork(engine, tables.outbox, tables.processed_events)
+    def uow() -> SqlIntakeUnitOfWork:
+        return SqlIntakeUnitOfWork(engine, tables.outbox, tables.processed_events)
 
     load_members(REPO / "tests" / "data" / "members.yaml", uow)
     handlers = IntakeHandlers(uow, Topics("t"), Waiters(), clock=utcnow)

@@ -22,7 +22,7 @@ from services.common.errors import FailedPrecondition, IdempotencyConflict, NotF
 from services.common.events import IncomingEvent
 from services.common.settings import Topics
 from services.intake.adapters import tables
-from services.intake.adapters.repository import IntakeUnitOfWork
+from services.intake.adapters.repository import SqlIntakeUnitOfWork
 from services.intake.adapters.seed import load_members
 from services.intake.domain.model import RequestStatus
 from services.intake.entrypoints.mapping import information_to_domain, to_domain
@@ -48,8 +48,8 @@ def intake(make_database: Callable[[str], str]) -> Iterator[Intake]:
     engine = make_engine(make_database("intake"))
     migrations.upgrade("intake", engine)
 
-    def uow() -> IntakeUnitOfWork:
-        return IntakeUnitOfWork(engine, tables.outbox, tables.processed_events)
+    def uow() -> SqlIntakeUnitOfWork:
+        return SqlIntakeUnitOfWork(engine, tables.outbox, tables.processed_events)
 
     load_members(REPO / "tests" / "data" / "members.yaml", uow)
     yield Intake(engine, IntakeHandlers(uow, Topics("t"), Waiters(), clock=utcnow))

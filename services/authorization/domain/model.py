@@ -1,10 +1,10 @@
-"""What an approved line turns into. Pure: no I/O."""
+"""What an approved line turns into, and the authorizations on file. Pure: no I/O."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 CERTIFIED_ACTIONS = frozenset({"certified_in_total", "certified_partial", "modified"})
 
@@ -41,3 +41,31 @@ def plan_authorizations(lines: Sequence[DecidedLine], decided_on: dt.date,
         end = max(end, start)
         drafts.append(AuthorizationDraft(line.line_number, line.procedure_code, line.approved_units, start, end))
     return drafts
+
+
+@dataclass(frozen=True)
+class AuthorizationToIssue:
+    """An authorization about to be stored; storing it gives it its number."""
+
+    request_id: str
+    line_number: int
+    determination_id: str
+    member_id: str
+    procedure_code: str
+    units: int
+    valid_from: dt.date
+    valid_to: dt.date
+    status: str  # "active", "expired" or "cancelled"
+    issued_at: dt.datetime  # its year is the number's (UR26-...)
+
+
+@dataclass(frozen=True)
+class IssuedAuthorization(AuthorizationToIssue):
+    """An authorization on file, with the number a provider quotes on the claim."""
+
+    authorization_number: str
+
+    @classmethod
+    def numbered(cls, draft: AuthorizationToIssue, number: str) -> IssuedAuthorization:
+        return cls(**{f.name: getattr(draft, f.name) for f in fields(AuthorizationToIssue)},
+                   authorization_number=number)

@@ -5,18 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from sqlalchemy import Row
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
-from services.authorization.adapters.repository import AuthorizationUnitOfWork
 from services.authorization.domain import numbers
-from services.authorization.domain.model import DecidedLine, plan_authorizations
-from services.common.clock import Clock, ensure_utc
-from services.common.consumer import PoisonMessage
-from services.common.errors import FieldViolation, NotFound, ValidationFailed
+from services.authorization.domain.model import (
+    AuthorizationToIssue,
+    DecidedLine,
+    IssuedAuthorization,
+    plan_authorizations,
+)
+from services.authorization.service_layer.ports import AuthorizationUnitOfWork, Clock
+from services.common.errors import FieldViolation, NotFound, PoisonMessage, ValidationFailed
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.proto_enums import to_name
 from services.common.settings import Topics
@@ -40,15 +41,16 @@ _STATUS = {"active": types_pb2.AUTHORIZATION_STATUS_ACTIVE, "expired": types_pb2
            "cancelled": types_pb2.AUTHORIZATION_STATUS_CANCELLED}
 
 
-def to_proto(row: Row[Any]) -> types_pb2.Authorization:
-    status = _STATUS.get(row.status, types_pb2.AUTHORIZATION_STATUS_UNSPECIFIED)
+def to_proto(issued: IssuedAuthorization) -> types_pb2.Authorization:
+    status = _STATUS.get(issued.status, types_pb2.AUTHORIZATION_STATUS_UNSPECIFIED)
     auth = types_pb2.Authorization(
-        authorization_number=row.authorization_number or "", request_id=row.request_id,
-        line_number=row.line_number, member_id=row.member_id, procedure_code=row.procedure_code,
-        units=row.units, status=status, determination_id=row.determination_id,
-        valid_from=types_pb2.Date(year=row.valid_from.year, month=row.valid_from.month, day=row.valid_from.day),
-        valid_to=types_pb2.Date(year=row.valid_to.year, month=row.valid_to.month, day=row.valid_to.day))
-    auth.issued_at.FromDatetime(ensure_utc(row.issued_at))
+        authorization_number=issued.authorization_number, request_id=issued.request_id,
+        line_number=issued.line_number, member_id=issued.member_id, procedure_code=issued.procedure_code,
+        units=issued.units, status=status, determination_id=issued.determination_id,
+        valid_from=types_pb2.Date(year=issued.valid_from.year, month=issued.valid_from.month,
+                                  day=issued.valid_from.day),
+        valid_to=types_pb2.Date(year=issued.valid_to.year, month=issued.valid_to.month, day=issued.valid_to.day))
+    auth.issued_at.FromDatetime(issued.issued_at)
     return auth
 
 
@@ -66,25 +68,21 @@ class AuthorizationHandlers:
         with self._uow() as uow:
             done = uow.already_processed(CONSUMER_NAME, [e.event_id for e in events])
             fresh = [e for e in events if e.event_id not in done]
-            messages = [e.message for e in fresh]
-            for m in messages:
-                if not isinstance(m, events_pb2.DeterminationMade):
-                    raise PoisonMessage(f"authorization does not consume {type(m).__name__}")
+            messages: list[events_pb2.DeterminationMade] = []
+            for event in fresh:
+                if not isinstance(event.message, events_pb2.DeterminationMade):
+                    raise PoisonMessage(f"authorization does not consume {type(event.message).__name__}")
+                messages.append(event.message)
             existing = uow.authorizations.lines_already_authorized(
-                [m.determination.request_id for m in messages])  # type: ignore[attr-defined]
-            rows: list[dict[str, Any]] = []
-            owners: list[str] = []
+                [m.determination.request_id for m in messages])
+            drafts: list[AuthorizationToIssue] = []
             for message in messages:
-                assert isinstance(message, events_pb2.DeterminationMade)
-                rows_for = self._rows(message, now, existing)
-                rows.extend(rows_for)
-                owners.extend(message.determination.request_id for _ in rows_for)
-            stored = uow.authorizations.add_many(rows, now.year)
-            by_request: dict[str, list[Row[Any]]] = {}
-            for row in stored:
-                by_request.setdefault(row.request_id, []).append(row)
+                drafts.extend(self._drafts(message, now, existing))
+            stored = uow.authorizations.add_many(drafts)
+            by_request: dict[str, list[IssuedAuthorization]] = {}
+            for auth in stored:
+                by_request.setdefault(auth.request_id, []).append(auth)
             for message in messages:
-                assert isinstance(message, events_pb2.DeterminationMade)
                 issued = by_request.get(message.determination.request_id)
                 if not issued:
                     continue
@@ -99,8 +97,8 @@ class AuthorizationHandlers:
         if stored:
             logger.info("issued %d authorizations for %d determinations", len(stored), len(messages))
 
-    def _rows(self, message: events_pb2.DeterminationMade, now: dt.datetime,
-              existing: set[tuple[str, int]]) -> list[dict[str, Any]]:
+    def _drafts(self, message: events_pb2.DeterminationMade, now: dt.datetime,
+                existing: set[tuple[str, int]]) -> list[AuthorizationToIssue]:
         det = message.determination
         if not det.request_id or not det.determination_id:
             raise PoisonMessage("determination without request id or determination id")
@@ -111,10 +109,10 @@ class AuthorizationHandlers:
                              approved_start=_date(ln.approved_start), approved_end=_date(ln.approved_end))
                  for ln in det.lines]
         drafts = plan_authorizations(lines, now.date(), self._validity_days)
-        return [{"request_id": det.request_id, "line_number": d.line_number,
-                 "determination_id": det.determination_id, "member_id": message.member_id,
-                 "procedure_code": d.procedure_code, "units": d.units, "valid_from": d.valid_from,
-                 "valid_to": d.valid_to, "status": "active", "issued_at": now}
+        return [AuthorizationToIssue(
+                    request_id=det.request_id, line_number=d.line_number, determination_id=det.determination_id,
+                    member_id=message.member_id, procedure_code=d.procedure_code, units=d.units,
+                    valid_from=d.valid_from, valid_to=d.valid_to, status="active", issued_at=now)
                 for d in drafts if (det.request_id, d.line_number) not in existing]
 
     # -- queries -------------------------------------------------------------------------------
@@ -124,10 +122,10 @@ class AuthorizationHandlers:
             raise ValidationFailed([FieldViolation(
                 "authorization_number", f"{number!r} is not an authorization number (like UR26-8K3F-Q9ZD)")])
         with self._uow().read_only() as uow:
-            row = uow.authorizations.by_number(canonical)
-        if row is None:
+            found = uow.authorizations.by_number(canonical)
+        if found is None:
             raise NotFound(f"no authorization {canonical}")
-        return to_proto(row)
+        return to_proto(found)
 
     def for_member(self, member_id: str, procedure_code: str, overlaps_from: dt.date | None,
                    overlaps_to: dt.date | None, active_only: bool, limit: int) -> list[types_pb2.Authorization]:
@@ -136,6 +134,6 @@ class AuthorizationHandlers:
         if not 0 <= limit <= 1000:
             raise ValidationFailed([FieldViolation("limit", "between 1 and 1000 (0 means 100)")])
         with self._uow().read_only() as uow:
-            rows = uow.authorizations.for_member(member_id, procedure_code, overlaps_from, overlaps_to,
-                                                 active_only, limit or 100)
-        return [to_proto(r) for r in rows]
+            found = uow.authorizations.for_member(member_id, procedure_code, overlaps_from, overlaps_to,
+                                                  active_only, limit or 100)
+        return [to_proto(a) for a in found]

@@ -1,77 +1,80 @@
-"""Intake's repositories over a unit of work's connection (SQLAlchemy Core)."""
+"""Intake's ports (``service_layer/ports.py``) over a unit of work's connection (SQLAlchemy Core).
+Rows become domain values here; a unique-key refusal becomes ``DuplicateKey``."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, select, update
+from sqlalchemy import Connection, Row, Select, Table, bindparam, select, update
 
 from services.common.clock import ensure_utc
+from services.common.db import duplicate_keys_raised_as
 from services.common.uow import SqlUnitOfWork
 from services.intake.adapters import tables as t
-from services.intake.domain.model import Coverage, RequestStatus
+from services.intake.domain.model import Coverage, Member, RequestStatus
+from services.intake.domain.records import InformationRecord, LineRecord, RequestChanges, RequestRecord
+from services.intake.service_layer import ports
 
 
-@dataclass(frozen=True)
-class LineRecord:
-    line_number: int
-    procedure_code: str
-    outcome: str | None
-    queued: bool
-    certified: bool
-    determination: bytes | None
-    authorization: bytes | None
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    request_id: str
-    idempotency_key: str
-    fingerprint: str
-    member_id: str
-    status: RequestStatus
-    status_reason: str
-    received_at: dt.datetime
-    payload: bytes
-    determination_id: str | None
-    decided_at: dt.datetime | None
-    determination_header: bytes | None
-    lines: tuple[LineRecord, ...]
+def _bytes(value: Any) -> bytes | None:
+    return bytes(value) if value else None
 
 
 def _record(row: Row[Any], lines: Iterable[Row[Any]]) -> RequestRecord:
     return RequestRecord(
         request_id=row.request_id, idempotency_key=row.idempotency_key, fingerprint=row.fingerprint,
-        member_id=row.member_id, status=RequestStatus(row.status), status_reason=row.status_reason,
-        received_at=ensure_utc(row.received_at), payload=bytes(row.payload),
+        member_id=row.member_id, line_of_business=row.line_of_business, member_state=row.member_state,
+        urgency=row.urgency, review_type=row.review_type, status=RequestStatus(row.status),
+        status_reason=row.status_reason, received_at=ensure_utc(row.received_at), payload=bytes(row.payload),
         determination_id=row.determination_id,
-        decided_at=ensure_utc(row.decided_at) if row.decided_at else None,
-        determination_header=bytes(row.determination_header) if row.determination_header else None,
+        decided_at=ensure_utc(row.decided_at) if row.decided_at else None, decided_by=row.decided_by,
+        determination_header=_bytes(row.determination_header),
         lines=tuple(LineRecord(line_number=ln.line_number, procedure_code=ln.procedure_code, outcome=ln.outcome,
                                queued=bool(ln.queued), certified=bool(ln.certified),
-                               determination=bytes(ln.determination) if ln.determination else None,
-                               authorization=bytes(ln.authorization) if ln.authorization else None)
+                               determination=_bytes(ln.determination), authorization=_bytes(ln.authorization))
                     for ln in lines),
     )
 
 
-class RequestRepository:
+class SqlRequestRepository(ports.RequestRepository):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+
+    def add(self, record: RequestRecord) -> None:
+        with duplicate_keys_raised_as(f"request {record.request_id} (idempotency key {record.idempotency_key!r})"):
+            self.conn.execute(t.requests.insert().values(
+                request_id=record.request_id, idempotency_key=record.idempotency_key,
+                fingerprint=record.fingerprint, member_id=record.member_id,
+                line_of_business=record.line_of_business, member_state=record.member_state,
+                urgency=record.urgency, review_type=record.review_type, status=record.status.value,
+                status_reason=record.status_reason, received_at=record.received_at, payload=record.payload,
+                determination_id=record.determination_id, decided_at=record.decided_at,
+                decided_by=record.decided_by, determination_header=record.determination_header,
+                updated_at=record.received_at))
+        if record.lines:
+            self.conn.execute(t.request_lines.insert(), [
+                {"request_id": record.request_id, "line_number": ln.line_number,
+                 "procedure_code": ln.procedure_code, "outcome": ln.outcome, "queued": ln.queued,
+                 "certified": ln.certified, "determination": ln.determination, "authorization": ln.authorization}
+                for ln in record.lines])
+
+    def _one(self, query: Select[Any]) -> RequestRecord | None:
+        row = self.conn.execute(query).first()
+        if row is None:
+            return None
+        lines = self.conn.execute(select(t.request_lines).where(t.request_lines.c.request_id == row.request_id)
+                                  .order_by(t.request_lines.c.line_number)).all()
+        return _record(row, lines)
 
     def get(self, request_id: str, *, for_update: bool = False) -> RequestRecord | None:
         query = select(t.requests).where(t.requests.c.request_id == request_id)
         if for_update and self.conn.dialect.name == "postgresql":
             query = query.with_for_update()
-        row = self.conn.execute(query).first()
-        if row is None:
-            return None
-        lines = self.conn.execute(select(t.request_lines).where(t.request_lines.c.request_id == request_id)
-                                  .order_by(t.request_lines.c.line_number)).all()
-        return _record(row, lines)
+        return self._one(query)
+
+    def by_key(self, idempotency_key: str) -> RequestRecord | None:
+        return self._one(select(t.requests).where(t.requests.c.idempotency_key == idempotency_key))
 
     def get_many(self, request_ids: Sequence[str]) -> dict[str, RequestRecord]:
         if not request_ids:
@@ -85,81 +88,91 @@ class RequestRepository:
             by_request.setdefault(ln.request_id, []).append(ln)
         return {r.request_id: _record(r, by_request.get(r.request_id, [])) for r in rows}
 
-    def id_for_key(self, idempotency_key: str) -> str | None:
-        return self.conn.execute(select(t.requests.c.request_id)
-                                 .where(t.requests.c.idempotency_key == idempotency_key)).scalar()
-
-    def information_by_key(self, idempotency_key: str) -> Row[Any] | None:
-        return self.conn.execute(select(t.additional_information).where(
-            t.additional_information.c.idempotency_key == idempotency_key)).first()
-
-    def add_information(self, values: dict[str, Any]) -> None:
-        self.conn.execute(t.additional_information.insert().values(**values))
-
-    def add(self, values: dict[str, Any], lines: Sequence[dict[str, Any]]) -> None:
-        self.conn.execute(t.requests.insert().values(**values))
-        self.conn.execute(t.request_lines.insert(), list(lines))
-
-    def apply(self, headers: Sequence[dict[str, Any]], statuses: Sequence[dict[str, Any]],
-              line_determinations: Sequence[dict[str, Any]], line_authorizations: Sequence[dict[str, Any]]) -> None:
-        """Batched updates (executemany): keys prefixed ``b_`` select the row, the rest are new values."""
-        for table, rows, keys in ((t.requests, headers, ("request_id",)), (t.requests, statuses, ("request_id",)),
-                                  (t.request_lines, line_determinations, ("request_id", "line_number")),
-                                  (t.request_lines, line_authorizations, ("request_id", "line_number"))):
+    def apply(self, changes: RequestChanges) -> None:
+        # Batched updates (executemany): keys prefixed ``b_`` select the row, the rest are new values.
+        batches: tuple[tuple[Table, tuple[str, ...], list[dict[str, Any]]], ...] = (
+            (t.requests, ("request_id",), [
+                {"b_request_id": d.request_id, "determination_id": d.determination_id, "decided_at": d.decided_at,
+                 "decided_by": d.decided_by, "determination_header": d.header} for d in changes.determinations]),
+            (t.requests, ("request_id",), [
+                {"b_request_id": s.request_id, "status": s.status.value, "updated_at": s.at}
+                for s in changes.statuses]),
+            (t.request_lines, ("request_id", "line_number"), [
+                {"b_request_id": ln.request_id, "b_line_number": ln.line_number, "outcome": ln.outcome,
+                 "queued": ln.queued, "certified": ln.certified, "determination": ln.determination}
+                for ln in changes.lines_decided]),
+            (t.request_lines, ("request_id", "line_number"), [
+                {"b_request_id": a.request_id, "b_line_number": a.line_number, "authorization": a.authorization,
+                 "authorization_number": a.authorization_number} for a in changes.lines_authorized]),
+        )
+        for table, keys, rows in batches:
             if not rows:
                 continue
             columns = [c for c in rows[0] if not c.startswith("b_")]
             statement = (update(table).where(*(table.c[k] == bindparam(f"b_{k}") for k in keys))
                          .values({c: bindparam(c) for c in columns}))
-            self.conn.execute(statement, list(rows))
+            self.conn.execute(statement, rows)
 
 
-class MemberRepository:
+class SqlInformationRepository(ports.InformationRepository):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def coverages_of(self, member_id: str) -> tuple[bool, list[Coverage]]:
-        """Whether the member exists, and their coverages, in one round trip."""
+    def add(self, record: InformationRecord) -> None:
+        with duplicate_keys_raised_as(f"information with idempotency key {record.idempotency_key!r}"):
+            self.conn.execute(t.additional_information.insert().values(
+                information_id=record.information_id, request_id=record.request_id,
+                idempotency_key=record.idempotency_key, fingerprint=record.fingerprint, payload=record.payload,
+                received_at=record.received_at))
+
+    def by_key(self, idempotency_key: str) -> InformationRecord | None:
+        row = self.conn.execute(select(t.additional_information).where(
+            t.additional_information.c.idempotency_key == idempotency_key)).first()
+        if row is None:
+            return None
+        return InformationRecord(information_id=row.information_id, request_id=row.request_id,
+                                 idempotency_key=row.idempotency_key, fingerprint=row.fingerprint,
+                                 payload=bytes(row.payload), received_at=ensure_utc(row.received_at))
+
+
+class SqlMemberRepository(ports.MemberRepository):
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, member_id: str) -> Member | None:
+        # One round trip: the member and their coverages (if any) by an outer join.
         rows = self.conn.execute(
-            select(t.members.c.member_id, t.coverages.c.line_of_business, t.coverages.c.plan_id,
+            select(t.members.c.birth_date, t.coverages.c.line_of_business, t.coverages.c.plan_id,
                    t.coverages.c.state, t.coverages.c.effective, t.coverages.c.termination)
             .select_from(t.members.outerjoin(t.coverages, t.coverages.c.member_id == t.members.c.member_id))
-            .where(t.members.c.member_id == member_id)).all()
-        coverages = [Coverage(member_id=member_id, line_of_business=r.line_of_business, plan_id=r.plan_id,
-                              state=r.state, effective=r.effective, termination=r.termination)
-                     for r in rows if r.line_of_business is not None]
-        return bool(rows), coverages
+            .where(t.members.c.member_id == member_id).order_by(t.coverages.c.id)).all()
+        if not rows:
+            return None
+        return Member(member_id=member_id, birth_date=rows[0].birth_date, coverages=tuple(
+            Coverage(member_id=member_id, line_of_business=r.line_of_business, plan_id=r.plan_id, state=r.state,
+                     effective=r.effective, termination=r.termination)
+            for r in rows if r.line_of_business is not None))
 
-    def known(self, member_id: str) -> bool:
-        return self.conn.execute(select(t.members.c.member_id)
-                                 .where(t.members.c.member_id == member_id)).first() is not None
-
-    def coverages(self, member_id: str) -> list[Coverage]:
-        rows = self.conn.execute(select(t.coverages).where(t.coverages.c.member_id == member_id)).all()
-        return [Coverage(member_id=r.member_id, line_of_business=r.line_of_business, plan_id=r.plan_id,
-                         state=r.state, effective=r.effective, termination=r.termination) for r in rows]
-
-    def replace(self, member_id: str, birth_date: dt.date | None, coverages: Sequence[Coverage]) -> None:
-        """Upsert one member with exactly these coverages (seed loading)."""
-        exists = self.known(member_id)
-        if exists:
-            self.conn.execute(update(t.members).where(t.members.c.member_id == member_id)
-                              .values(birth_date=birth_date))
-            self.conn.execute(t.coverages.delete().where(t.coverages.c.member_id == member_id))
+    def save(self, member: Member) -> None:
+        known = self.conn.execute(select(t.members.c.member_id)
+                                  .where(t.members.c.member_id == member.member_id)).first() is not None
+        if known:
+            self.conn.execute(update(t.members).where(t.members.c.member_id == member.member_id)
+                              .values(birth_date=member.birth_date))
+            self.conn.execute(t.coverages.delete().where(t.coverages.c.member_id == member.member_id))
         else:
-            self.conn.execute(t.members.insert().values(member_id=member_id, birth_date=birth_date))
-        if coverages:
+            self.conn.execute(t.members.insert().values(member_id=member.member_id, birth_date=member.birth_date))
+        if member.coverages:
             self.conn.execute(t.coverages.insert(), [
-                {"member_id": c.member_id, "line_of_business": c.line_of_business, "plan_id": c.plan_id,
-                 "state": c.state, "effective": c.effective, "termination": c.termination} for c in coverages])
+                {"member_id": member.member_id, "line_of_business": c.line_of_business, "plan_id": c.plan_id,
+                 "state": c.state, "effective": c.effective, "termination": c.termination}
+                for c in member.coverages])
 
 
-class IntakeUnitOfWork(SqlUnitOfWork):
-    requests: RequestRepository
-    members: MemberRepository
-
-    def __enter__(self) -> IntakeUnitOfWork:
+class SqlIntakeUnitOfWork(SqlUnitOfWork, ports.IntakeUnitOfWork):
+    def __enter__(self) -> SqlIntakeUnitOfWork:
         super().__enter__()
-        self.requests = RequestRepository(self.conn)
-        self.members = MemberRepository(self.conn)
+        self.requests = SqlRequestRepository(self.conn)
+        self.information = SqlInformationRepository(self.conn)
+        self.members = SqlMemberRepository(self.conn)
         return self

@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from services.intake.adapters.repository import IntakeUnitOfWork
-from services.intake.domain.model import LINES_OF_BUSINESS, Coverage
+from services.intake.domain.model import LINES_OF_BUSINESS, Coverage, Member
+from services.intake.service_layer.ports import IntakeUnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ def load_members(path: Path, uow_factory: Callable[[], IntakeUnitOfWork]) -> int
                                           plan_id=str(cov.get("plan_id", "")), state=str(cov.get("state", "")),
                                           effective=effective,
                                           termination=_date(cov.get("termination"), f"{cwhere}.termination")))
-            uow.members.replace(member_id, _date(entry.get("birth_date"), f"{where}.birth_date"), coverages)
+            uow.members.save(Member(member_id, _date(entry.get("birth_date"), f"{where}.birth_date"),
+                                    tuple(coverages)))
         uow.commit()
     logger.info("loaded %d members from %s", len(members), path)
     return len(members)

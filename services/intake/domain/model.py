@@ -246,6 +246,15 @@ class Coverage:
 
 
 @dataclass(frozen=True)
+class Member:
+    """A member on file and their coverages (eligibility is checked against these)."""
+
+    member_id: str
+    birth_date: dt.date | None
+    coverages: tuple[Coverage, ...]
+
+
+@dataclass(frozen=True)
 class Eligibility:
     eligible: bool
     reason: str

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from google.protobuf.timestamp_pb2 import Timestamp
 from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2
 
 from services.common.proto_enums import to_name, to_number
-from services.intake.adapters.repository import RequestRecord
 from services.intake.domain.model import AdditionalInformation, ClinicalFact, PriorAuthRequest, ServiceLine
+from services.intake.domain.records import RequestRecord
 
 LOB = types_pb2.LineOfBusiness.DESCRIPTOR
 REVIEW_TYPE = types_pb2.ReviewType.DESCRIPTOR
@@ -95,9 +97,9 @@ def to_view(record: RequestRecord) -> intake_pb2.RequestView:
     return view
 
 
-def _ts(value: object) -> Timestamp:
+def _ts(value: dt.datetime) -> Timestamp:
     ts = Timestamp()
-    ts.FromDatetime(value)  # type: ignore[arg-type]
+    ts.FromDatetime(value)
     return ts
 
 

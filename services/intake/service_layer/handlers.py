@@ -9,26 +9,23 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2
 
-from services.common.clock import Clock, ensure_utc
-from services.common.consumer import PoisonMessage
 from services.common.errors import (
+    DuplicateKey,
     FailedPrecondition,
     FieldViolation,
     IdempotencyConflict,
     NotFound,
+    PoisonMessage,
     ValidationFailed,
 )
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.settings import Topics
-from services.intake.adapters.repository import IntakeUnitOfWork, LineRecord, RequestRecord
 from services.intake.domain.model import (
     SETTLED,
     AdditionalInformation,
@@ -40,6 +37,17 @@ from services.intake.domain.model import (
     validate,
     validate_information,
 )
+from services.intake.domain.records import (
+    DeterminationRecorded,
+    InformationRecord,
+    LineAuthorized,
+    LineDecided,
+    LineRecord,
+    RequestChanges,
+    RequestRecord,
+    StatusChanged,
+)
+from services.intake.service_layer.ports import Clock, IntakeUnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +115,7 @@ class IntakeHandlers:
         try:
             try:
                 record = self._record(request_id, req, submitted, fingerprint)
-            except IntegrityError:
+            except DuplicateKey:
                 # The key is taken: a replay (or a conflict), perhaps by a concurrent submission.
                 # Inserting first keeps the common path to one transaction.
                 replay = self._replay(req.idempotency_key, fingerprint)
@@ -124,11 +132,9 @@ class IntakeHandlers:
 
     def _replay(self, key: str, fingerprint: str) -> SubmitResult | None:
         with self._uow().read_only() as uow:
-            existing_id = uow.requests.id_for_key(key)
-            if existing_id is None:
-                return None
-            existing = uow.requests.get(existing_id)
-        assert existing is not None
+            existing = uow.requests.by_key(key)
+        if existing is None:
+            return None
         if existing.fingerprint != fingerprint:
             raise IdempotencyConflict(
                 f"idempotency key {key!r} was already used for request {existing.request_id} with a different "
@@ -144,30 +150,22 @@ class IntakeHandlers:
         stored.wait_ms = 0
         payload = stored.SerializeToString()
         with self._uow() as uow:
-            known, coverages = uow.members.coverages_of(req.member_id)
-            eligibility = check_eligibility(req, coverages, known)
+            member = uow.members.get(req.member_id)
+            eligibility = check_eligibility(req, member.coverages if member else (), member is not None)
             status = RequestStatus.IN_REVIEW if eligibility.eligible else RequestStatus.INELIGIBLE
-            reason = "" if eligibility.eligible else eligibility.reason
-            uow.requests.add(
-                {"request_id": request_id, "idempotency_key": req.idempotency_key, "fingerprint": fingerprint,
-                 "member_id": req.member_id, "line_of_business": req.line_of_business,
-                 "member_state": req.member_state, "urgency": req.urgency, "review_type": req.review_type,
-                 "status": status.value, "status_reason": reason, "received_at": now, "payload": payload,
-                 "updated_at": now},
-                [{"request_id": request_id, "line_number": line.line_number,
-                  "procedure_code": line.procedure_code, "queued": False, "certified": False}
-                 for line in req.lines])
+            record = RequestRecord(
+                request_id=request_id, idempotency_key=req.idempotency_key, fingerprint=fingerprint,
+                member_id=req.member_id, line_of_business=req.line_of_business, member_state=req.member_state,
+                urgency=req.urgency, review_type=req.review_type, status=status,
+                status_reason="" if eligibility.eligible else eligibility.reason, received_at=now,
+                payload=payload, lines=tuple(LineRecord(line.line_number, line.procedure_code) for line in req.lines))
+            uow.requests.add(record)
             if eligibility.eligible:
                 uow.publish(OutgoingEvent(topic=self._topics.request_submitted, key=request_id,
                                           message=_submitted_event(request_id, now, stored)))
             uow.commit()
         logger.info("request %s recorded: %s (%d lines)", request_id, status.value, len(req.lines))
-        return RequestRecord(
-            request_id=request_id, idempotency_key=req.idempotency_key, fingerprint=fingerprint,
-            member_id=req.member_id, status=status, status_reason=reason, received_at=now, payload=payload,
-            determination_id=None, decided_at=None, determination_header=None,
-            lines=tuple(LineRecord(line.line_number, line.procedure_code, None, False, False, None, None)
-                        for line in req.lines))
+        return record
 
     def _wait(self, request_id: str, waiter: threading.Event, wait_ms: int) -> None:
         """Sleep until the request settles or time runs out. No transaction is open meanwhile;
@@ -192,7 +190,7 @@ class IntakeHandlers:
         fingerprint = info.fingerprint()
         try:
             return self._record_information(info, submitted, fingerprint)
-        except IntegrityError:
+        except DuplicateKey:
             # The key was recorded by a concurrent call after this one looked for it: answer as it did.
             replay = self._information_replay(info, fingerprint)
             if replay is None:
@@ -204,7 +202,7 @@ class IntakeHandlers:
                             fingerprint: str) -> InformationResult:
         now = self._now()
         with self._uow() as uow:
-            previous = uow.requests.information_by_key(info.idempotency_key)
+            previous = uow.information.by_key(info.idempotency_key)
             if previous is not None:
                 return _information_answer(info, fingerprint, previous)
             record = uow.requests.get(info.request_id, for_update=True)
@@ -216,10 +214,9 @@ class IntakeHandlers:
                     f"{': ' + record.status_reason if record.status_reason else ''}; nothing is waiting for "
                     "information")
             information_id = str(uuid.uuid4())
-            uow.requests.add_information({
-                "information_id": information_id, "request_id": info.request_id,
-                "idempotency_key": info.idempotency_key, "fingerprint": fingerprint,
-                "payload": submitted.SerializeToString(), "received_at": now})
+            uow.information.add(InformationRecord(
+                information_id=information_id, request_id=info.request_id, idempotency_key=info.idempotency_key,
+                fingerprint=fingerprint, payload=submitted.SerializeToString(), received_at=now))
             event = events_pb2.AdditionalInformationReceived(
                 request_id=info.request_id, information_id=information_id,
                 clinical_facts=submitted.clinical_facts, note=submitted.note)
@@ -232,7 +229,7 @@ class IntakeHandlers:
 
     def _information_replay(self, info: AdditionalInformation, fingerprint: str) -> InformationResult | None:
         with self._uow().read_only() as uow:
-            previous = uow.requests.information_by_key(info.idempotency_key)
+            previous = uow.information.by_key(info.idempotency_key)
         return None if previous is None else _information_answer(info, fingerprint, previous)
 
     # -- queries -------------------------------------------------------------------------------
@@ -254,7 +251,8 @@ class IntakeHandlers:
             fresh = [e for e in events if e.event_id not in done]
             records = uow.requests.get_many(sorted({_request_id(e) for e in fresh}))
             progress = {rid: {ln.line_number: _Progress.of(ln) for ln in rec.lines} for rid, rec in records.items()}
-            changes = _Changes()
+            changes = RequestChanges()
+            touched: set[str] = set()
             for event in fresh:
                 request_id = _request_id(event)
                 record = records.get(request_id)
@@ -264,27 +262,28 @@ class IntakeHandlers:
                     _apply_determination(changes, record, progress[request_id], event.message)
                 elif isinstance(event.message, events_pb2.AuthorizationsIssued):
                     _apply_authorizations(changes, record, progress[request_id], event.message)
-                changes.touched.add(request_id)
+                touched.add(request_id)
             now = self._now()
-            for request_id in sorted(changes.touched):
+            for request_id in sorted(touched):
                 record = records[request_id]
                 status = derive_status(record.status, [p.view() for p in progress[request_id].values()])
                 if status is not record.status:
-                    changes.statuses.append({"b_request_id": request_id, "status": status.value, "updated_at": now})
-            uow.requests.apply(changes.headers, changes.statuses, changes.line_determinations,
-                               changes.line_authorizations)
+                    changes.statuses.append(StatusChanged(request_id, status, now))
+            uow.requests.apply(changes)
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
             uow.commit()
+
     def notify(self, events: Sequence[IncomingEvent]) -> None:
         self._waiters.notify([_request_id(e) for e in events])
 
 
-def _information_answer(info: AdditionalInformation, fingerprint: str, previous: Any) -> InformationResult:
+def _information_answer(info: AdditionalInformation, fingerprint: str,
+                        previous: InformationRecord) -> InformationResult:
     """The answer to a call whose key is already recorded (``previous``): a replay, or a conflict."""
     if previous.fingerprint != fingerprint or previous.request_id != info.request_id:
         raise IdempotencyConflict(
             f"idempotency key {info.idempotency_key!r} was already used for other information; use a new key")
-    return InformationResult(previous.information_id, ensure_utc(previous.received_at), replayed=True)
+    return InformationResult(previous.information_id, previous.received_at, replayed=True)
 
 
 def _request_id(event: IncomingEvent) -> str:
@@ -296,14 +295,14 @@ def _request_id(event: IncomingEvent) -> str:
     raise PoisonMessage(f"intake does not consume {event.event_type}")
 
 
-def _submitted_event(request_id: str, received_at: object,
+def _submitted_event(request_id: str, received_at: dt.datetime,
                      stored: intake_pb2.SubmitRequestRequest) -> events_pb2.RequestSubmitted:
     event = events_pb2.RequestSubmitted(
         request_id=request_id, member_id=stored.member_id, coverage=stored.coverage,
         requesting_provider=stored.requesting_provider, servicing_provider=stored.servicing_provider,
         diagnoses=stored.diagnoses, service_lines=stored.service_lines, review_type=stored.review_type,
         urgency=stored.urgency, clinical_facts=stored.clinical_facts)
-    event.received_at.FromDatetime(received_at)  # type: ignore[arg-type]
+    event.received_at.FromDatetime(received_at)
     return event
 
 
@@ -322,16 +321,7 @@ class _Progress:
         return LineProgress(self.decided, self.queued, self.certified, self.authorized)
 
 
-@dataclass
-class _Changes:
-    headers: list[dict[str, Any]] = field(default_factory=list)
-    statuses: list[dict[str, Any]] = field(default_factory=list)
-    line_determinations: list[dict[str, Any]] = field(default_factory=list)
-    line_authorizations: list[dict[str, Any]] = field(default_factory=list)
-    touched: set[str] = field(default_factory=set)
-
-
-def _apply_determination(changes: _Changes, record: RequestRecord, lines: dict[int, _Progress],
+def _apply_determination(changes: RequestChanges, record: RequestRecord, lines: dict[int, _Progress],
                          message: events_pb2.DeterminationMade) -> None:
     determination = message.determination
     for line in determination.lines:
@@ -341,27 +331,27 @@ def _apply_determination(changes: _Changes, record: RequestRecord, lines: dict[i
     header = types_pb2.Determination()
     header.CopyFrom(determination)
     del header.lines[:]
-    changes.headers.append({
-        "b_request_id": record.request_id, "determination_id": determination.determination_id,
-        "decided_at": determination.decided_at.ToDatetime(tzinfo=dt.UTC),
-        "decided_by": determination.decided_by.id, "determination_header": header.SerializeToString()})
+    changes.determinations.append(DeterminationRecorded(
+        request_id=record.request_id, determination_id=determination.determination_id,
+        decided_at=determination.decided_at.ToDatetime(tzinfo=dt.UTC), decided_by=determination.decided_by.id,
+        header=header.SerializeToString()))
     for line in determination.lines:
         certified = line.action_code in CERTIFIED
-        changes.line_determinations.append({
-            "b_request_id": record.request_id, "b_line_number": line.line_number,
-            "outcome": types_pb2.LineOutcome.Name(line.outcome), "queued": line.queued_for_review,
-            "certified": certified, "determination": line.SerializeToString()})
+        changes.lines_decided.append(LineDecided(
+            request_id=record.request_id, line_number=line.line_number,
+            outcome=types_pb2.LineOutcome.Name(line.outcome), queued=line.queued_for_review,
+            certified=certified, determination=line.SerializeToString()))
         progress = lines[line.line_number]
         progress.decided, progress.queued, progress.certified = True, line.queued_for_review, certified
 
 
-def _apply_authorizations(changes: _Changes, record: RequestRecord, lines: dict[int, _Progress],
+def _apply_authorizations(changes: RequestChanges, record: RequestRecord, lines: dict[int, _Progress],
                           message: events_pb2.AuthorizationsIssued) -> None:
     for auth in message.authorizations:
         if auth.line_number not in lines:
             raise PoisonMessage(f"authorization for line {auth.line_number} that request "
                                 f"{record.request_id} does not have")
-        changes.line_authorizations.append({
-            "b_request_id": record.request_id, "b_line_number": auth.line_number,
-            "authorization": auth.SerializeToString(), "authorization_number": auth.authorization_number})
+        changes.lines_authorized.append(LineAuthorized(
+            request_id=record.request_id, line_number=auth.line_number, authorization=auth.SerializeToString(),
+            authorization_number=auth.authorization_number))
         lines[auth.line_number].authorized = True

@@ -1,0 +1,105 @@
+"""What intake keeps about a request as its story unfolds, and the changes that the determination
+and authorization events make to it. Plain values: the repositories (``service_layer/ports.py``)
+take and return them; ``bytes`` fields hold protobuf messages exactly as they were received."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from services.intake.domain.model import RequestStatus
+
+
+@dataclass(frozen=True)
+class LineRecord:
+    line_number: int
+    procedure_code: str
+    outcome: str | None = None  # ur.common.v1.LineOutcome name, once decided
+    queued: bool = False  # waiting for a person
+    certified: bool = False  # approved in whole or part: an authorization is due
+    determination: bytes | None = None  # ur.common.v1.LineDetermination
+    authorization: bytes | None = None  # ur.common.v1.Authorization
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """A submitted request: its identity, the submission as received (``payload``:
+    ur.intake.v1.SubmitRequestRequest with wait_ms cleared), where it stands, and its lines."""
+
+    request_id: str
+    idempotency_key: str
+    fingerprint: str  # PriorAuthRequest.fingerprint(): tells a replay from a conflicting reuse of the key
+    member_id: str
+    line_of_business: str | None
+    member_state: str
+    urgency: str | None
+    review_type: str | None
+    status: RequestStatus
+    status_reason: str
+    received_at: dt.datetime
+    payload: bytes
+    lines: tuple[LineRecord, ...]
+    determination_id: str | None = None
+    decided_at: dt.datetime | None = None
+    decided_by: str | None = None
+    determination_header: bytes | None = None  # ur.common.v1.Determination without its lines
+
+
+@dataclass(frozen=True)
+class InformationRecord:
+    """Additional information received for a request (``payload``:
+    ur.intake.v1.SubmitAdditionalInformationRequest)."""
+
+    information_id: str
+    request_id: str
+    idempotency_key: str
+    fingerprint: str  # AdditionalInformation.fingerprint()
+    payload: bytes
+    received_at: dt.datetime
+
+
+# -- changes events make ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeterminationRecorded:
+    request_id: str
+    determination_id: str
+    decided_at: dt.datetime
+    decided_by: str
+    header: bytes  # ur.common.v1.Determination without its lines
+
+
+@dataclass(frozen=True)
+class LineDecided:
+    request_id: str
+    line_number: int
+    outcome: str
+    queued: bool
+    certified: bool
+    determination: bytes  # ur.common.v1.LineDetermination
+
+
+@dataclass(frozen=True)
+class LineAuthorized:
+    request_id: str
+    line_number: int
+    authorization: bytes  # ur.common.v1.Authorization
+    authorization_number: str
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    request_id: str
+    status: RequestStatus
+    at: dt.datetime
+
+
+@dataclass
+class RequestChanges:
+    """Changes to apply together. Within each list a later change to the same request or line
+    overrides an earlier one (events are applied in order)."""
+
+    determinations: list[DeterminationRecorded] = field(default_factory=list)
+    statuses: list[StatusChanged] = field(default_factory=list)
+    lines_decided: list[LineDecided] = field(default_factory=list)
+    lines_authorized: list[LineAuthorized] = field(default_factory=list)

@@ -1,0 +1,221 @@
+"""Intake's ports (``services/intake/service_layer/ports.py``): one contract, run against the fake
+(``tests/fakes/intake.py``), SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import pytest
+
+from services.common.errors import DuplicateKey
+from services.intake.adapters import tables
+from services.intake.adapters.repository import SqlIntakeUnitOfWork
+from services.intake.domain.model import Coverage, Member, RequestStatus
+from services.intake.domain.records import (
+    DeterminationRecorded,
+    InformationRecord,
+    LineAuthorized,
+    LineDecided,
+    LineRecord,
+    RequestChanges,
+    RequestRecord,
+    StatusChanged,
+)
+from tests.contract.unit_of_work import Backend, FakeBackend, SqlBackend, UnitOfWorkContract
+from tests.fakes.intake import IntakeStore
+
+RECEIVED = dt.datetime(2027, 3, 1, 14, 30, 5, 123456, tzinfo=dt.UTC)
+
+
+def request(n: int = 1, *, key: str | None = None, lines: int = 2,
+            status: RequestStatus = RequestStatus.IN_REVIEW) -> RequestRecord:
+    return RequestRecord(
+        request_id=f"00000000-0000-4000-8000-{n:012d}", idempotency_key=key or f"key-{n}", fingerprint="f" * 64,
+        member_id="T-MA-0001", line_of_business="medicare_advantage", member_state="CA", urgency="standard",
+        review_type="prospective", status=status, status_reason="", received_at=RECEIVED + dt.timedelta(seconds=n),
+        payload=b"\x0a\x05key-1\x00\xff", lines=tuple(LineRecord(i, f"7214{i}") for i in range(lines, 0, -1)))
+
+
+def information(n: int, request_id: str, key: str | None = None) -> InformationRecord:
+    return InformationRecord(information_id=f"10000000-0000-4000-8000-{n:012d}", request_id=request_id,
+                             idempotency_key=key or f"info-{n}", fingerprint="e" * 64, payload=b"\x01\x02",
+                             received_at=RECEIVED + dt.timedelta(hours=n))
+
+
+def member(member_id: str = "T-MA-0001", *coverages: Coverage) -> Member:
+    return Member(member_id, dt.date(1950, 2, 1), coverages)
+
+
+def coverage(member_id: str = "T-MA-0001", lob: str = "medicare_advantage", state: str = "CA",
+             termination: dt.date | None = None) -> Coverage:
+    return Coverage(member_id, lob, "H0001-001", state, dt.date(2026, 1, 1), termination)
+
+
+def in_order(record: RequestRecord) -> RequestRecord:
+    return replace(record, lines=tuple(sorted(record.lines, key=lambda ln: ln.line_number)))
+
+
+class IntakePortsContract(UnitOfWorkContract):
+    # -- requests ------------------------------------------------------------------------------
+    def test_a_request_round_trips_with_its_lines_in_order(self, backend: Backend) -> None:
+        with backend.uow() as uow:
+            uow.requests.add(request(1))
+            uow.requests.add(request(2, lines=1, status=RequestStatus.INELIGIBLE))
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            got = uow.requests.get(request(1).request_id)
+            assert got == in_order(request(1))
+            assert got is not None and [ln.line_number for ln in got.lines] == [1, 2]
+            assert got.received_at.utcoffset() == dt.timedelta(0)
+            assert uow.requests.get(request(1).request_id, for_update=True) == got
+            assert uow.requests.by_key("key-2") == request(2, lines=1, status=RequestStatus.INELIGIBLE)
+            assert uow.requests.get(request(3).request_id) is None
+            assert uow.requests.by_key("key-3") is None
+
+    def test_get_many_returns_those_that_exist(self, backend: Backend) -> None:
+        with backend.uow() as uow:
+            uow.requests.add(request(1))
+            uow.requests.add(request(2))
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            assert uow.requests.get_many([request(2).request_id, request(3).request_id, request(1).request_id]) == {
+                request(1).request_id: in_order(request(1)), request(2).request_id: in_order(request(2))}
+            assert uow.requests.get_many([]) == {}
+
+    def test_a_taken_idempotency_key_or_id_is_a_duplicate_key(self, backend: Backend) -> None:
+        with backend.uow() as uow:
+            uow.requests.add(request(1))
+            uow.commit()
+        for duplicate in (request(2, key="key-1"), replace(request(1), idempotency_key="fresh")):
+            with pytest.raises(DuplicateKey), backend.uow() as uow:
+                uow.requests.add(duplicate)
+        with backend.uow().read_only() as uow:
+            assert uow.requests.by_key("key-1") == in_order(request(1))
+            assert uow.requests.by_key("fresh") is None
+            assert uow.requests.get(request(2).request_id) is None
+
+    def test_a_request_added_without_commit_is_not_stored(self, backend: Backend) -> None:
+        with backend.uow() as uow:
+            uow.requests.add(request(1))
+            uow.information.add(information(1, request(1).request_id))
+            uow.members.save(member("T-NEW-0001"))
+            assert uow.requests.get(request(1).request_id) is not None  # the transaction sees its own work
+        with backend.uow().read_only() as uow:
+            assert uow.requests.get(request(1).request_id) is None
+            assert uow.information.by_key("info-1") is None
+            assert uow.members.get("T-NEW-0001") is None
+
+    def test_changes_apply_to_requests_and_lines(self, backend: Backend) -> None:
+        decided_at = dt.datetime(2027, 3, 2, 9, 0, tzinfo=dt.UTC)
+        one, two = request(1), request(2)
+        with backend.uow() as uow:
+            uow.requests.add(one)
+            uow.requests.add(two)
+            uow.commit()
+        changes = RequestChanges(
+            determinations=[DeterminationRecorded(one.request_id, "d1", decided_at, "rules", b"\x01"),
+                            DeterminationRecorded(one.request_id, "d2", decided_at + dt.timedelta(1), "nurse-7",
+                                                  b"\x02")],
+            statuses=[StatusChanged(one.request_id, RequestStatus.PENDED, decided_at),
+                      StatusChanged(one.request_id, RequestStatus.DECIDED, decided_at),
+                      StatusChanged(two.request_id, RequestStatus.PENDED, decided_at)],
+            lines_decided=[LineDecided(one.request_id, 1, "LINE_OUTCOME_REFER_TO_NURSE", True, False, b"\x03"),
+                           LineDecided(one.request_id, 1, "LINE_OUTCOME_MEETS_CRITERIA", False, True, b"\x04"),
+                           LineDecided(one.request_id, 2, "LINE_OUTCOME_REFER_TO_NURSE", True, False, b"\x05")],
+            lines_authorized=[LineAuthorized(one.request_id, 1, b"\x06", "UR27-AAAA-BBBB")])
+        with backend.uow() as uow:
+            uow.requests.apply(changes)
+            uow.requests.apply(RequestChanges())
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            got = uow.requests.get_many([one.request_id, two.request_id])
+        assert got[one.request_id] == replace(
+            one, status=RequestStatus.DECIDED, determination_id="d2", decided_at=decided_at + dt.timedelta(1),
+            decided_by="nurse-7", determination_header=b"\x02", lines=(
+                LineRecord(1, "72141", "LINE_OUTCOME_MEETS_CRITERIA", False, True, b"\x04", b"\x06"),
+                LineRecord(2, "72142", "LINE_OUTCOME_REFER_TO_NURSE", True, False, b"\x05", None)))
+        assert got[two.request_id] == in_order(replace(two, status=RequestStatus.PENDED))
+
+    # -- additional information ----------------------------------------------------------------
+    def test_information_round_trips_and_its_key_is_unique(self, backend: Backend) -> None:
+        rid = request(1).request_id
+        with backend.uow() as uow:
+            uow.requests.add(request(1))
+            uow.information.add(information(1, rid))
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            got = uow.information.by_key("info-1")
+            assert got == information(1, rid) and got.received_at.utcoffset() == dt.timedelta(0)
+            assert uow.information.by_key("info-2") is None
+        for duplicate in (information(2, rid, key="info-1"), replace(information(1, rid), idempotency_key="new")):
+            with pytest.raises(DuplicateKey), backend.uow() as uow:
+                uow.information.add(duplicate)
+        with backend.uow().read_only() as uow:
+            assert uow.information.by_key("info-1") == information(1, rid)
+            assert uow.information.by_key("new") is None
+
+    # -- members -------------------------------------------------------------------------------
+    def test_a_member_round_trips_with_coverages_in_the_order_saved(self, backend: Backend) -> None:
+        covered = member("T-MA-0001", coverage(state="NV", termination=dt.date(2026, 6, 30)), coverage(),
+                         coverage(lob="commercial"))
+        bare = Member("T-NONE-0002", None, ())
+        with backend.uow() as uow:
+            uow.members.save(covered)
+            uow.members.save(bare)
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            assert uow.members.get("T-MA-0001") == covered
+            assert uow.members.get("T-NONE-0002") == bare
+            assert uow.members.get("T-NOBODY-3") is None
+
+    def test_saving_a_member_again_replaces_birth_date_and_coverages(self, backend: Backend) -> None:
+        with backend.uow() as uow:
+            uow.members.save(member("T-MA-0001", coverage(), coverage(lob="commercial")))
+            uow.commit()
+        again = Member("T-MA-0001", None, (coverage(lob="medicaid", state="TX"),))
+        with backend.uow() as uow:
+            uow.members.save(again)
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            assert uow.members.get("T-MA-0001") == again
+
+
+# -- the implementations -----------------------------------------------------------------------
+
+class TestFakeIntake(IntakePortsContract):
+    @pytest.fixture
+    def backend(self) -> Backend:
+        store = IntakeStore()
+        return FakeBackend(store, store.unit_of_work)
+
+
+@pytest.fixture(scope="module")
+def sqlite_intake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlBackend]:
+    path = tmp_path_factory.mktemp("intake") / "intake.db"
+    backend = SqlBackend("intake", f"sqlite:///{path}", tables.metadata, SqlIntakeUnitOfWork)
+    yield backend
+    backend.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def postgres_intake(make_database: Callable[[str], str]) -> Iterator[SqlBackend]:
+    backend = SqlBackend("intake", make_database("intake_ports"), tables.metadata, SqlIntakeUnitOfWork)
+    yield backend
+    backend.engine.dispose()
+
+
+class TestSqliteIntake(IntakePortsContract):
+    @pytest.fixture
+    def backend(self, sqlite_intake: SqlBackend) -> Backend:
+        sqlite_intake.clear()
+        return sqlite_intake
+
+
+@pytest.mark.integration
+class TestPostgresIntake(IntakePortsContract):
+    @pytest.fixture
+    def backend(self, postgres_intake: SqlBackend) -> Backend:
+        postgres_intake.clear()
+        return postgres_intake

@@ -1,0 +1,104 @@
+"""The in-memory unit of work every service's fake builds on (``services/common/ports.py``)."""
+
+from __future__ import annotations
+
+import abc
+import copy
+import threading
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Generic, Self, TypeVar
+
+from services.common.events import OutgoingEvent
+from services.common.ports import UnitOfWork
+
+
+class FakeStore:
+    """What a fake database holds. Subclasses add their tables as attributes; every attribute is a
+    container (dict, list, set) of immutable values, so copying each container is a snapshot."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.outbox: list[OutgoingEvent] = []
+        self.processed: set[tuple[str, str]] = set()  # (consumer, event id)
+
+    def _tables(self) -> dict[str, object]:
+        return {name: value for name, value in vars(self).items() if name != "_lock"}
+
+    def snapshot(self) -> Self:
+        """A private copy for one transaction."""
+        with self._lock:
+            twin = copy.copy(self)
+            for name, value in self._tables().items():
+                setattr(twin, name, copy.copy(value))
+        return twin
+
+    def take(self, working: Self) -> None:
+        """Commit: the transaction's copy becomes the state."""
+        with self._lock:
+            for name, value in working._tables().items():
+                setattr(self, name, copy.copy(value))
+
+
+S = TypeVar("S", bound=FakeStore)
+
+
+class FakeUnitOfWork(UnitOfWork, Generic[S]):
+    """Works on a snapshot of ``store``; ``commit`` makes the snapshot (with the staged events and
+    processed ids) the store's state, so whatever is not committed simply disappears."""
+
+    def __init__(self, store: S) -> None:
+        self.store = store
+        self._read_only = False
+        self._working: S | None = None
+        self._events: list[OutgoingEvent] = []
+
+    @abc.abstractmethod
+    def _open(self, working: S) -> None:
+        """Point the repositories at this transaction's copy of the store."""
+
+    @property
+    def working(self) -> S:
+        if self._working is None:
+            raise RuntimeError("unit of work used outside its 'with' block")
+        return self._working
+
+    def _begin(self) -> None:
+        self._working = self.store.snapshot()
+        self._events = []
+        self._open(self._working)
+
+    def read_only(self) -> Self:
+        self._read_only = True
+        return self
+
+    def __enter__(self) -> Self:
+        self._begin()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._working = None
+        self._events = []
+
+    def publish(self, event: OutgoingEvent) -> None:
+        self._events.append(event)
+
+    def already_processed(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        return {e for e in event_ids if (consumer, e) in self.working.processed}
+
+    def mark_processed(self, consumer: str, event_ids: Sequence[str]) -> None:
+        self.working.processed.update((consumer, e) for e in event_ids)
+
+    def commit(self) -> None:
+        if self._read_only:
+            raise RuntimeError("commit() in a read-only unit of work")
+        working = self.working
+        working.outbox.extend(self._events)
+        self.store.take(working)
+        self._begin()
+
+    def rollback(self) -> None:
+        if self._working is None:
+            raise RuntimeError("unit of work used outside its 'with' block")
+        self._begin()

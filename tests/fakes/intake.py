@@ -1,0 +1,110 @@
+"""Intake's ports in memory (``services/intake/service_layer/ports.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import TypeVar
+
+from services.common.errors import DuplicateKey
+from services.intake.domain.model import Member
+from services.intake.domain.records import InformationRecord, RequestChanges, RequestRecord
+from services.intake.service_layer import ports
+from tests.fakes.common import FakeStore, FakeUnitOfWork
+
+R = TypeVar("R", RequestRecord, InformationRecord)
+
+
+def _with_key(records: Iterable[R], idempotency_key: str) -> R | None:
+    return next((r for r in records if r.idempotency_key == idempotency_key), None)
+
+
+class IntakeStore(FakeStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: dict[str, RequestRecord] = {}
+        self.information: dict[str, InformationRecord] = {}
+        self.members: dict[str, Member] = {}
+
+    def unit_of_work(self) -> FakeIntakeUnitOfWork:
+        """The handlers' ``uow_factory``: a new unit of work on this store."""
+        return FakeIntakeUnitOfWork(self)
+
+
+class FakeRequestRepository(ports.RequestRepository):
+    def __init__(self, store: IntakeStore) -> None:
+        self.store = store
+
+    def add(self, record: RequestRecord) -> None:
+        if record.request_id in self.store.requests or _with_key(self.store.requests.values(),
+                                                                  record.idempotency_key):
+            raise DuplicateKey(f"request {record.request_id} (idempotency key {record.idempotency_key!r})")
+        self.store.requests[record.request_id] = replace(
+            record, lines=tuple(sorted(record.lines, key=lambda ln: ln.line_number)))
+
+    def get(self, request_id: str, *, for_update: bool = False) -> RequestRecord | None:
+        return self.store.requests.get(request_id)
+
+    def by_key(self, idempotency_key: str) -> RequestRecord | None:
+        return _with_key(self.store.requests.values(), idempotency_key)
+
+    def get_many(self, request_ids: Sequence[str]) -> dict[str, RequestRecord]:
+        return {rid: self.store.requests[rid] for rid in request_ids if rid in self.store.requests}
+
+    def _change(self, request_id: str, **values: object) -> None:
+        record = self.store.requests.get(request_id)
+        if record is not None:  # like an UPDATE that matches no row
+            self.store.requests[request_id] = replace(record, **values)  # type: ignore[arg-type]
+
+    def _change_line(self, request_id: str, line_number: int, **values: object) -> None:
+        record = self.store.requests.get(request_id)
+        if record is None:
+            return
+        lines = tuple(replace(ln, **values) if ln.line_number == line_number else ln  # type: ignore[arg-type]
+                      for ln in record.lines)
+        self.store.requests[request_id] = replace(record, lines=lines)
+
+    def apply(self, changes: RequestChanges) -> None:
+        for d in changes.determinations:
+            self._change(d.request_id, determination_id=d.determination_id, decided_at=d.decided_at,
+                         decided_by=d.decided_by, determination_header=d.header)
+        for s in changes.statuses:
+            self._change(s.request_id, status=s.status)
+        for ln in changes.lines_decided:
+            self._change_line(ln.request_id, ln.line_number, outcome=ln.outcome, queued=ln.queued,
+                              certified=ln.certified, determination=ln.determination)
+        for a in changes.lines_authorized:
+            self._change_line(a.request_id, a.line_number, authorization=a.authorization)
+
+
+class FakeInformationRepository(ports.InformationRepository):
+    def __init__(self, store: IntakeStore) -> None:
+        self.store = store
+
+    def add(self, record: InformationRecord) -> None:
+        if record.information_id in self.store.information or _with_key(self.store.information.values(),
+                                                                         record.idempotency_key):
+            raise DuplicateKey(f"information with idempotency key {record.idempotency_key!r}")
+        self.store.information[record.information_id] = record
+
+    def by_key(self, idempotency_key: str) -> InformationRecord | None:
+        return _with_key(self.store.information.values(), idempotency_key)
+
+
+class FakeMemberRepository(ports.MemberRepository):
+    def __init__(self, store: IntakeStore) -> None:
+        self.store = store
+
+    def get(self, member_id: str) -> Member | None:
+        return self.store.members.get(member_id)
+
+    def save(self, member: Member) -> None:
+        self.store.members[member.member_id] = member
+
+
+class FakeIntakeUnitOfWork(FakeUnitOfWork[IntakeStore], ports.IntakeUnitOfWork):
+    def _open(self, working: IntakeStore) -> None:
+        self.requests = FakeRequestRepository(working)
+        self.information = FakeInformationRepository(working)
+        self.members = FakeMemberRepository(working)
+

@@ -1,0 +1,368 @@
+"""Intake's use cases on fakes (tests/fakes/intake.py): submitting, reading back, additional
+information, and the determination / authorization events that move a request along."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from dataclasses import dataclass, replace
+
+import pytest
+from google.protobuf.message import Message
+from ur.common.v1 import types_pb2
+from ur.events.v1 import events_pb2
+from ur.intake.v1 import intake_pb2
+
+from services.common.errors import (
+    DuplicateKey,
+    FailedPrecondition,
+    IdempotencyConflict,
+    NotFound,
+    PoisonMessage,
+    ValidationFailed,
+)
+from services.common.events import IncomingEvent
+from services.common.settings import Topics
+from services.intake.domain.model import Coverage, Member, RequestStatus
+from services.intake.domain.records import InformationRecord, LineRecord, RequestRecord
+from services.intake.entrypoints.mapping import information_to_domain, to_domain
+from services.intake.service_layer.handlers import InformationResult, IntakeHandlers, SubmitResult, Waiters
+from tests.factories import fact, lumbar_mri
+from tests.fakes.intake import FakeInformationRepository, FakeIntakeUnitOfWork, FakeRequestRepository, IntakeStore
+
+NOW = dt.datetime(2027, 3, 1, 15, 0, tzinfo=dt.UTC)
+TOPICS = Topics("t")
+
+
+@dataclass
+class Intake:
+    store: IntakeStore
+    handlers: IntakeHandlers
+
+    def submit(self, message: intake_pb2.SubmitRequestRequest, wait_ms: int = 0) -> SubmitResult:
+        return self.handlers.submit(to_domain(message), message, wait_ms)
+
+    def add_info(self, message: intake_pb2.SubmitAdditionalInformationRequest) -> InformationResult:
+        return self.handlers.add_information(information_to_domain(message), message)
+
+    def events(self, topic: str) -> list[Message]:
+        return [e.message for e in self.store.outbox if e.topic == topic]
+
+
+def covered(member_id: str, lob: str = "medicare_advantage", state: str = "CA",
+            termination: dt.date | None = None) -> Member:
+    return Member(member_id, dt.date(1950, 2, 1),
+                  (Coverage(member_id, lob, "H0001-001", state, dt.date(2026, 1, 1), termination),))
+
+
+@pytest.fixture
+def intake() -> Intake:
+    store = IntakeStore()
+    for member in (covered("T-MA-0001"), covered("T-NV-0002", state="NV"),
+                   covered("T-TERM-0003", termination=dt.date(2026, 12, 31))):
+        store.members[member.member_id] = member
+    return Intake(store, IntakeHandlers(store.unit_of_work, TOPICS, Waiters(), clock=lambda: NOW))
+
+
+def incoming(message: Message, event_id: str | None = None) -> IncomingEvent:
+    return IncomingEvent(event_id=event_id or str(uuid.uuid4()), event_type=message.DESCRIPTOR.full_name,
+                         schema_version="1", key="k", message=message, topic="t", partition=0, offset=0)
+
+
+def determination(request_id: str, *lines: tuple[int, int, bool], determination_id: str = "d1",
+                  decided_by: str = "rules-engine") -> events_pb2.DeterminationMade:
+    """``lines``: (line number, action code, queued for review)."""
+    det = types_pb2.Determination(request_id=request_id, determination_id=determination_id,
+                                  decided_by=types_pb2.DeciderRef(id=decided_by))
+    det.decided_at.FromDatetime(NOW + dt.timedelta(minutes=5))
+    for number, action, queued in lines:
+        outcome = types_pb2.LINE_OUTCOME_REFER_TO_NURSE if queued else types_pb2.LINE_OUTCOME_MEETS_CRITERIA
+        det.lines.add(line_number=number, action_code=action, queued_for_review=queued, outcome=outcome)
+    return events_pb2.DeterminationMade(determination=det, member_id="T-MA-0001")
+
+
+CERTIFIED = (1, types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL, False)
+PENDED = (1, types_pb2.ACTION_CODE_PENDED, True)
+
+
+def authorizations(request_id: str, *line_numbers: int) -> events_pb2.AuthorizationsIssued:
+    return events_pb2.AuthorizationsIssued(request_id=request_id, determination_id="d1", authorizations=[
+        types_pb2.Authorization(authorization_number=f"UR27-AAAA-BBB{n}", request_id=request_id, line_number=n,
+                                units=1) for n in line_numbers])
+
+
+# -- submit ------------------------------------------------------------------------------------
+
+def test_a_valid_request_is_recorded_in_review_and_announced_together(intake: Intake) -> None:
+    message = lumbar_mri()
+    message.wait_ms = 5000  # how long the caller would wait; not part of what is stored
+    result = intake.submit(message)
+    record = result.record
+    assert not result.replayed and record.status is RequestStatus.IN_REVIEW and record.status_reason == ""
+    assert record.received_at == NOW and record.lines == (LineRecord(1, "72148"),)
+    assert intake.store.requests == {record.request_id: record}
+    stored = intake_pb2.SubmitRequestRequest.FromString(record.payload)
+    assert stored.wait_ms == 0 and stored.idempotency_key == message.idempotency_key
+    [event] = intake.store.outbox
+    assert (event.topic, event.key) == ("t.intake.request-submitted.v1", record.request_id)
+    assert isinstance(event.message, events_pb2.RequestSubmitted)
+    assert event.message.request_id == record.request_id and event.message.member_id == "T-MA-0001"
+    assert event.message.received_at.ToDatetime(dt.UTC) == NOW
+    assert list(event.message.service_lines) == list(message.service_lines)
+
+
+def test_an_invalid_request_is_refused_field_by_field_and_nothing_is_written(intake: Intake) -> None:
+    bad = lumbar_mri()
+    bad.servicing_provider.npi = "1111111111"
+    del bad.diagnoses[:]
+    with pytest.raises(ValidationFailed) as caught:
+        intake.submit(bad, wait_ms=-1)
+    assert [v.field for v in caught.value.violations] == ["servicing_provider.npi", "diagnoses", "wait_ms"]
+    assert intake.store.requests == {} and intake.store.outbox == []
+
+
+def test_the_same_key_and_body_again_is_answered_as_the_first_time(intake: Intake) -> None:
+    message = lumbar_mri(key="once")
+    first = intake.submit(message)
+    again = intake.submit(message)
+    assert again.replayed and again.record == first.record
+    assert len(intake.store.requests) == 1 and len(intake.store.outbox) == 1
+
+
+def test_the_same_key_with_another_body_is_a_conflict(intake: Intake) -> None:
+    first = intake.submit(lumbar_mri(key="once"))
+    with pytest.raises(IdempotencyConflict, match=f"already used for request {first.record.request_id}"):
+        intake.submit(lumbar_mri(key="once", meets=False))
+    assert list(intake.store.requests) == [first.record.request_id] and len(intake.store.outbox) == 1
+
+
+@pytest.mark.parametrize(("member_id", "reason"), [
+    ("T-NOBODY-9", "member not found"),
+    ("T-NV-0002", "medicare_advantage coverage is not in state CA"),
+    ("T-TERM-0003", "coverage not active on 2027-06-01 (line 1)"),
+])
+def test_an_ineligible_member_is_recorded_but_not_sent_to_review(intake: Intake, member_id: str, reason: str) -> None:
+    message = lumbar_mri(member_id=member_id, start=dt.date(2027, 6, 1))
+    result = intake.submit(message, wait_ms=10_000)  # settled at once: nothing to wait for
+    assert result.record.status is RequestStatus.INELIGIBLE and result.record.status_reason == reason
+    assert list(intake.store.requests) == [result.record.request_id] and intake.store.outbox == []
+    again = intake.submit(message)
+    assert again.replayed and again.record == result.record
+
+
+def test_a_waiting_submission_returns_as_soon_as_its_request_settles(intake: Intake) -> None:
+    results: list[SubmitResult] = []
+    caller = threading.Thread(target=lambda: results.append(intake.submit(lumbar_mri(), wait_ms=20_000)), daemon=True)
+    caller.start()
+    while not intake.store.requests and caller.is_alive():  # until the request is recorded
+        caller.join(0.005)
+    [request_id] = intake.store.requests
+    events = [incoming(determination(request_id, PENDED))]
+    intake.handlers.handle_batch(events)
+    intake.handlers.notify(events)
+    caller.join(timeout=20)
+    assert not caller.is_alive()
+    [result] = results
+    assert result.record.status is RequestStatus.PENDED and not result.replayed
+
+
+# -- GetRequest --------------------------------------------------------------------------------
+
+def test_get_returns_the_request_as_it_stands(intake: Intake) -> None:
+    record = intake.submit(lumbar_mri()).record
+    assert intake.handlers.get(record.request_id) == record
+    unknown = str(uuid.uuid4())
+    with pytest.raises(NotFound, match=unknown):
+        intake.handlers.get(unknown)
+
+
+# -- additional information --------------------------------------------------------------------
+
+def info(request_id: str, key: str = "info-1", weeks: float = 7.0,
+         note: str = "PT notes attached") -> intake_pb2.SubmitAdditionalInformationRequest:
+    return intake_pb2.SubmitAdditionalInformationRequest(
+        request_id=request_id, idempotency_key=key, note=note,
+        clinical_facts=[fact("conservative_therapy_weeks", weeks, "weeks"), fact("imaging_done", True)])
+
+
+INFO_TOPIC = "t.intake.additional-information.v1"
+
+
+def test_information_is_recorded_and_forwarded_to_review_together(intake: Intake) -> None:
+    request_id = intake.submit(lumbar_mri(meets=False)).record.request_id
+    result = intake.add_info(info(request_id))
+    assert not result.replayed and result.received_at == NOW and uuid.UUID(result.information_id)
+    [stored] = intake.store.information.values()
+    assert stored == InformationRecord(result.information_id, request_id, "info-1",
+                                       information_to_domain(info(request_id)).fingerprint(),
+                                       info(request_id).SerializeToString(), NOW)
+    [event] = intake.events(INFO_TOPIC)
+    assert isinstance(event, events_pb2.AdditionalInformationReceived)
+    assert (event.request_id, event.information_id, event.note) == (request_id, result.information_id,
+                                                                    "PT notes attached")
+    assert list(event.clinical_facts) == list(info(request_id).clinical_facts)
+    assert event.received_at.ToDatetime(dt.UTC) == NOW
+    assert [e.key for e in intake.store.outbox if e.topic == INFO_TOPIC] == [request_id]
+
+
+def test_the_same_information_again_gets_the_first_answer_even_once_decided(intake: Intake) -> None:
+    request_id = intake.submit(lumbar_mri(meets=False)).record.request_id
+    first = intake.add_info(info(request_id))
+    intake.handlers.handle_batch([incoming(determination(request_id, CERTIFIED))])
+    again = intake.add_info(info(request_id))
+    assert again == replace(first, replayed=True)
+    assert len(intake.store.information) == 1 and len(intake.events(INFO_TOPIC)) == 1
+
+
+def test_a_key_reused_for_other_information_is_a_conflict(intake: Intake) -> None:
+    request_id = intake.submit(lumbar_mri(meets=False)).record.request_id
+    other_id = intake.submit(lumbar_mri(meets=False)).record.request_id
+    intake.add_info(info(request_id))
+    for message in (info(request_id, weeks=9.0), info(request_id, note="other"), info(other_id)):
+        with pytest.raises(IdempotencyConflict, match="info-1"):
+            intake.add_info(message)
+    assert len(intake.store.information) == 1 and len(intake.events(INFO_TOPIC)) == 1
+
+
+def test_a_key_recorded_by_a_concurrent_call_is_answered_as_that_call_was(intake: Intake) -> None:
+    """The other call commits between this one's look-up and its insert: the store's unique key
+    refuses the insert (DuplicateKey) and the answer is the replay."""
+    request_id = intake.submit(lumbar_mri(meets=False)).record.request_id
+    first = intake.add_info(info(request_id))
+
+    class LateLookUp(FakeInformationRepository):
+        def by_key(self, idempotency_key: str) -> InformationRecord | None:
+            return None
+
+    class Racing(FakeIntakeUnitOfWork):
+        def _open(self, working: IntakeStore) -> None:
+            super()._open(working)
+            if not self._read_only:
+                self.information = LateLookUp(working)
+
+    racing = IntakeHandlers(lambda: Racing(intake.store), TOPICS, Waiters(), clock=lambda: NOW)
+    assert racing.add_information(information_to_domain(info(request_id)), info(request_id)) == replace(
+        first, replayed=True)
+    with pytest.raises(IdempotencyConflict):
+        racing.add_information(information_to_domain(info(request_id, weeks=1)), info(request_id, weeks=1))
+    assert len(intake.store.information) == 1 and len(intake.events(INFO_TOPIC)) == 1
+
+
+def test_a_duplicate_that_no_recorded_key_explains_is_not_swallowed(intake: Intake) -> None:
+    class IdTaken(FakeRequestRepository):
+        def add(self, record: RequestRecord) -> None:
+            raise DuplicateKey(f"request {record.request_id}")
+
+    class Colliding(FakeIntakeUnitOfWork):
+        def _open(self, working: IntakeStore) -> None:
+            super()._open(working)
+            self.requests = IdTaken(working)
+
+    colliding = IntakeHandlers(lambda: Colliding(intake.store), TOPICS, Waiters(), clock=lambda: NOW)
+    message = lumbar_mri()
+    with pytest.raises(DuplicateKey):
+        colliding.submit(to_domain(message), message)
+    assert intake.store.requests == {} and intake.store.outbox == []
+
+
+def test_information_for_an_unknown_request_is_not_found(intake: Intake) -> None:
+    unknown = str(uuid.uuid4())
+    with pytest.raises(NotFound, match=unknown):
+        intake.add_info(info(unknown))
+    assert intake.store.information == {}
+
+
+def test_only_requests_waiting_for_a_decision_take_information(intake: Intake) -> None:
+    ineligible = intake.submit(lumbar_mri(member_id="T-NOBODY-9")).record.request_id
+    decided = intake.submit(lumbar_mri()).record.request_id
+    pended = intake.submit(lumbar_mri(meets=False)).record.request_id
+    in_review = intake.submit(lumbar_mri(meets=False)).record.request_id
+    intake.handlers.handle_batch([incoming(determination(decided, CERTIFIED)),
+                                  incoming(determination(pended, PENDED))])
+    for request_id, status in ((ineligible, "ineligible: member not found"), (decided, "decided")):
+        with pytest.raises(FailedPrecondition, match=f"request {request_id} is {status}; nothing is waiting"):
+            intake.add_info(info(request_id, key=f"k-{request_id}"))
+    for request_id in (pended, in_review):
+        assert not intake.add_info(info(request_id, key=f"k-{request_id}")).replayed
+    assert [e.key for e in intake.store.outbox if e.topic == INFO_TOPIC] == [pended, in_review]
+
+
+def test_invalid_information_is_refused_field_by_field_and_nothing_is_written(intake: Intake) -> None:
+    request_id = intake.submit(lumbar_mri(meets=False)).record.request_id
+    bad = info(request_id, key="bad key", note="x" * 2001)
+    bad.clinical_facts.add(name="no_value")
+    with pytest.raises(ValidationFailed) as caught:
+        intake.add_info(bad)
+    assert [v.field for v in caught.value.violations] == ["idempotency_key", "clinical_facts[2].value", "note"]
+    assert intake.store.information == {} and intake.events(INFO_TOPIC) == []
+
+
+# -- events ------------------------------------------------------------------------------------
+
+def test_a_certified_line_decides_the_request_and_its_authorization_completes_it(intake: Intake) -> None:
+    request_id = intake.submit(lumbar_mri()).record.request_id
+    made = determination(request_id, CERTIFIED, decided_by="rules-engine")
+    intake.handlers.handle_batch([incoming(made)])
+    record = intake.handlers.get(request_id)
+    assert record.status is RequestStatus.DECIDED
+    assert (record.determination_id, record.decided_at, record.decided_by) == (
+        "d1", NOW + dt.timedelta(minutes=5), "rules-engine")
+    header = types_pb2.Determination.FromString(record.determination_header or b"")
+    assert header.decided_by.id == "rules-engine" and not header.lines
+    [line] = record.lines
+    assert (line.outcome, line.queued, line.certified) == ("LINE_OUTCOME_MEETS_CRITERIA", False, True)
+    assert line.determination == made.determination.lines[0].SerializeToString() and line.authorization is None
+
+    issued = authorizations(request_id, 1)
+    intake.handlers.handle_batch([incoming(issued)])
+    record = intake.handlers.get(request_id)
+    assert record.status is RequestStatus.COMPLETE
+    assert record.lines[0].authorization == issued.authorizations[0].SerializeToString()
+
+
+def test_a_line_queued_for_a_person_pends_the_request(intake: Intake) -> None:
+    request_id = intake.submit(lumbar_mri(meets=False)).record.request_id
+    intake.handlers.handle_batch([incoming(determination(request_id, PENDED))])
+    assert intake.handlers.get(request_id).status is RequestStatus.PENDED
+
+
+def test_events_apply_once_in_either_order_and_redelivery_changes_nothing(intake: Intake) -> None:
+    request_id = intake.submit(lumbar_mri()).record.request_id
+    det, auth = incoming(determination(request_id, CERTIFIED), "e-det"), incoming(authorizations(request_id, 1),
+                                                                                  "e-auth")
+    intake.handlers.handle_batch([auth])  # the authorization overtakes the determination
+    assert intake.handlers.get(request_id).status is RequestStatus.IN_REVIEW
+    intake.handlers.handle_batch([det, auth])
+    applied = intake.handlers.get(request_id)
+    assert applied.status is RequestStatus.COMPLETE
+    # Redelivery after a crash is harmless, even if the request changed since.
+    changed = replace(applied, status_reason="changed since")
+    intake.store.requests[request_id] = changed
+    intake.handlers.handle_batch([det, auth])
+    assert intake.handlers.get(request_id) == changed
+    assert intake.store.processed == {("intake", "e-det"), ("intake", "e-auth")}
+
+
+def test_one_batch_moves_several_requests(intake: Intake) -> None:
+    one, two, three = (intake.submit(lumbar_mri()).record.request_id for _ in range(3))
+    intake.handlers.handle_batch([incoming(determination(one, CERTIFIED)), incoming(determination(two, PENDED)),
+                                  incoming(determination(three, CERTIFIED)), incoming(authorizations(three, 1))])
+    assert [intake.handlers.get(r).status for r in (one, two, three)] == [
+        RequestStatus.DECIDED, RequestStatus.PENDED, RequestStatus.COMPLETE]
+
+
+@pytest.mark.parametrize(("build", "problem"), [
+    (lambda rid: determination(str(uuid.uuid4()), CERTIFIED), "unknown request"),
+    (lambda rid: determination(rid, (2, types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL, False)), "line 2"),
+    (lambda rid: authorizations(rid, 3), "line 3"),
+    (lambda rid: events_pb2.RequestSubmitted(request_id=rid), "does not consume"),
+])
+def test_an_event_that_cannot_apply_is_poison_and_its_batch_changes_nothing(
+        intake: Intake, build: object, problem: str) -> None:
+    request_id = intake.submit(lumbar_mri()).record.request_id
+    before = intake.handlers.get(request_id)
+    fine = incoming(determination(request_id, CERTIFIED), "e-fine")
+    with pytest.raises(PoisonMessage, match=problem):
+        intake.handlers.handle_batch([fine, incoming(build(request_id))])  # type: ignore[operator]
+    assert intake.handlers.get(request_id) == before and intake.store.processed == set()
