@@ -43,6 +43,7 @@ from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 from ur.review.v1 import review_pb2, review_pb2_grpc
 
 from services.common import settings
+from services.common.config_files import load_yaml
 
 EXIT_OK = 0
 EXIT_SERVICE_ERROR = 1
@@ -160,7 +161,7 @@ def _parse_document(path: Path, text: str) -> Any:
             raise RequestFileError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") \
                 from exc
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)  # duplicate keys refused
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -537,10 +538,7 @@ def _used_by(setting: settings.Setting) -> str:
 def cmd_settings(args: argparse.Namespace, targets: Targets, console: Console) -> int:
     """The declared settings; ``--markdown`` prints the README's configuration table."""
     if args.markdown:
-        print("| variable | default | used by | meaning |\n|---|---|---|---|")
-        for s in settings.SETTINGS:
-            default = f"`{s.default}`" if s.default else "`(see meaning)`"
-            print(f"| `{s.name}` | {default} | {_used_by(s)} | {s.help} |")
+        print(settings.markdown_table())
         return EXIT_OK
     table = Table(title="Settings (environment variables)", box=box.SIMPLE_HEAVY)
     for column in ("variable", "value", "default", "used by", "meaning"):

@@ -110,7 +110,7 @@ entries:
     (GOOD.replace("reason:", "why:"), "entries[0].why", "unknown key"),
     (GOOD.replace("    source: a published list\n", ""), "entries[0].source", "is required"),
     (GOOD.replace('["99213"]', '["9921"]'), "entries[0].codes[0]", "neither a CPT nor a HCPCS"),
-    (GOOD.replace('["99213"]', "[99213]"), "entries[0].codes[0]", "non-empty text"),
+    (GOOD.replace('["99213"]', "[99213]"), "entries[0].codes[0]", "expected text, got the number 99213"),
     (GOOD.replace("[commercial]", "[commercial, medicare]"), "entries[0].lines_of_business[1]", "'medicare'"),
     (GOOD.replace('["99213"]', '["99213", "99213"]'), "entries[0].codes[1]", "already listed for commercial"),
     (GOOD + "  - codes: []\n    lines_of_business: [commercial]\n    reason: r\n    source: s\n",
