@@ -26,9 +26,10 @@ S = TypeVar("S", bound=settings.ServiceSettings)
 
 
 def configuration_error(service: str, error: ConfigurationError) -> int:
+    """Say what is wrong on stderr (one problem a line), and the exit status that means it."""
     lines = str(error).splitlines() or [type(error).__name__]
-    text = lines[0] if len(lines) == 1 else "\n" + "\n".join(f"  {line}" for line in lines)
-    sys.stderr.write(f"ur-{service}: configuration error: {text}\n")
+    text = f" {lines[0]}" if len(lines) == 1 else "".join(f"\n  {line}" for line in lines)
+    sys.stderr.write(f"ur-{service}: configuration error:{text}\n")
     return EXIT_CONFIGURATION
 
 

@@ -60,7 +60,7 @@ _ADDRESS = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]/,]+):(\d{1,5})")
 
 def _address(value: str) -> str:
     match = _ADDRESS.fullmatch(value.strip())
-    if match is None or not 0 < int(match.group(2)) < 65536:
+    if match is None or int(match.group(2)) > 65535:  # port 0: bind any free port
         raise ValueError(f"expected host:port, got {value!r}")
     return value.strip()
 
