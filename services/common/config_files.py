@@ -72,6 +72,8 @@ def _mapping_without_duplicates(loader: StrictLoader, node: yaml.MappingNode) ->
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        if not isinstance(key, typing.Hashable):
+            continue  # construct_mapping refuses it with its own message
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
