@@ -52,6 +52,7 @@ from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
 from services.cli.platform import REPO, Platform
 from services.common import kafka_io
+from services.common.config_files import load_yaml
 
 NPIS = ("1234567893", "1245319599")
 LUMBAR_CODES = ("72148", "72149", "72158")
@@ -75,7 +76,7 @@ def write_bench_members(path: Path, count: int) -> None:
 def eligible_members(seed: Path) -> list[tuple[str, int, str]]:
     """(member id, line of business number, state) of members with coverage active in early 2027."""
     lob_numbers = {"medicare_advantage": 1, "medicaid": 2, "commercial": 3, "workers_comp": 4}
-    doc = yaml.safe_load(seed.read_text())
+    doc = load_yaml(seed.read_text())
     found = []
     for member in doc["members"]:
         for cov in member.get("coverages") or []:

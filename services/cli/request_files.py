@@ -12,6 +12,7 @@ from google.protobuf import json_format
 from ur.intake.v1 import intake_pb2
 
 from services.cli.base import RequestFileError
+from services.common.config_files import load_yaml
 
 
 def _parse_document(path: Path, text: str) -> Any:
@@ -23,7 +24,7 @@ def _parse_document(path: Path, text: str) -> Any:
             raise RequestFileError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") \
                 from exc
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)  # duplicate keys refused
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -11,11 +11,9 @@ import argparse
 import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import grpc
-import yaml
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
@@ -27,7 +25,9 @@ from ur.review.v1 import review_pb2, review_pb2_grpc
 from services.cli.base import EXIT_OK, CliError, Parsers, Targets, UsageError, call, emit
 from services.cli.render import conditions_table, enum_label, format_date, format_timestamp, kv_grid
 from services.common import settings
+from services.common.config_files import parse, read_yaml
 from services.common.proto_enums import to_number
+from services.review.adapters.reviewers_loader import ReviewerEntry, ReviewerFileError
 
 ROLE = review_pb2.ReviewerRole.DESCRIPTOR
 LOB = types_pb2.LineOfBusiness.DESCRIPTOR
@@ -142,19 +142,17 @@ def cmd_reviewers(args: argparse.Namespace, targets: Targets, console: Console) 
 
 
 def cmd_put_reviewer(args: argparse.Namespace, targets: Targets, console: Console) -> int:
+    """One reviewer from a YAML file, in the directory seed's shape (one entry, without the list)."""
     try:
-        doc = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise CliError(f"cannot read {args.file}: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise CliError(f"{args.file}: expected one reviewer as a mapping")
+        entry = parse(ReviewerEntry, read_yaml(args.file, ReviewerFileError), args.file, ReviewerFileError).to_domain()
+    except ReviewerFileError as exc:
+        raise CliError(str(exc)) from exc
     reviewer = review_pb2.Reviewer(
-        reviewer_id=str(doc.get("reviewer_id", "")), name=str(doc.get("name", "")),
-        role=to_number(ROLE, str(doc.get("role", ""))),  # type: ignore[arg-type]
-        specialties=list(doc.get("specialties") or []), licence_states=list(doc.get("licence_states") or []),
-        lines_of_business=[to_number(LOB, str(lob)) for lob in doc.get("lines_of_business") or []],  # type: ignore[misc]
-        capacity=int(doc.get("capacity", 10)), credential=str(doc.get("credential", "")),
-        active=bool(doc.get("active", True)))
+        reviewer_id=entry.reviewer_id, name=entry.name,
+        role=to_number(ROLE, entry.role.value),  # type: ignore[arg-type]
+        specialties=sorted(entry.specialties), licence_states=sorted(entry.licence_states),
+        lines_of_business=[to_number(LOB, lob) for lob in sorted(entry.lines_of_business)],  # type: ignore[misc]
+        capacity=entry.capacity, credential=entry.credential, active=entry.active)
     saved = _review(args, targets, "the directory update", lambda s, md: s.PutReviewer(
         review_pb2.PutReviewerRequest(reviewer=reviewer), metadata=md, timeout=args.timeout))
     emit(console, args, saved, lambda: format_reviewers([saved]))

@@ -92,10 +92,7 @@ def _used_by(setting: settings.Setting) -> str:
 def cmd_settings(args: argparse.Namespace, targets: Targets, console: Console) -> int:
     """The declared settings; ``--markdown`` prints the README's configuration table."""
     if args.markdown:
-        print("| variable | default | used by | meaning |\n|---|---|---|---|")
-        for s in settings.SETTINGS:
-            default = f"`{s.default}`" if s.default else "`(see meaning)`"
-            print(f"| `{s.name}` | {default} | {_used_by(s)} | {s.help} |")
+        print(settings.markdown_table())
         return EXIT_OK
     table = Table(title="Settings (environment variables)", box=box.SIMPLE_HEAVY)
     for column in ("variable", "value", "default", "used by", "meaning"):

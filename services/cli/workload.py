@@ -14,7 +14,6 @@ their clinical facts is logged or printed.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -34,6 +33,7 @@ from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
 from services.cli.urctl import decision_latency_ms
 from services.common import settings
+from services.common.config_files import ConfigFileError, kind, load_json, read_text
 
 DEFAULT_WORKLOAD = Path(__file__).resolve().parents[2] / "deploy" / "sample" / "workload.json"
 
@@ -46,9 +46,9 @@ POLL_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.25
 
 
-class WorkloadFileError(ValueError):
-    """The workload file cannot be read, or an entry is not a SubmitRequestRequest (the message
-    names the file and the entry's index)."""
+class WorkloadFileError(ConfigFileError):
+    """The workload file cannot be read, or an entry is not a SubmitRequestRequest:
+    ``workload.json: [3]: not a SubmitRequestRequest: ...``."""
 
 
 @dataclass
@@ -92,21 +92,21 @@ def load_workload(path: Path | None = None) -> list[intake_pb2.SubmitRequestRequ
     """The requests of a workload file (a JSON list of SubmitRequestRequest in protobuf JSON form);
     default :data:`DEFAULT_WORKLOAD`. Raises :class:`WorkloadFileError`."""
     path = DEFAULT_WORKLOAD if path is None else Path(path)
+    text = read_text(path, WorkloadFileError)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise WorkloadFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WorkloadFileError(f"{path}: not a JSON document: {exc}") from exc
+        document = load_json(text)
+    except ValueError as exc:  # json.JSONDecodeError too
+        raise WorkloadFileError(path, "", f"not a JSON document: {exc}") from exc
     if not isinstance(document, list):
-        raise WorkloadFileError(f"{path}: expected a JSON list of SubmitRequestRequest objects")
+        raise WorkloadFileError(path, "", f"expected a JSON list of SubmitRequestRequest objects, got {kind(document)}")
     requests = []
     for i, entry in enumerate(document):
         request = intake_pb2.SubmitRequestRequest()
         try:
+            # The protobuf schema is the model: unknown fields, wrong types and bad enum names are refused.
             json_format.ParseDict(entry, request)
         except json_format.ParseError as exc:
-            raise WorkloadFileError(f"{path}: entry [{i}] is not a SubmitRequestRequest: {exc}") from exc
+            raise WorkloadFileError(path, f"[{i}]", f"not a SubmitRequestRequest: {exc}") from exc
         requests.append(request)
     return requests
 

@@ -18,15 +18,50 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import grpc
-import yaml
+from pydantic import AfterValidator, model_validator
 
+from services.common.config_files import ConfigFileError, FileModel, Text, load_model
 from services.common.errors import Unauthenticated
 
 
-class TokenFileError(ValueError):
-    """A tokens file that cannot be used; the message names the file and the entry."""
+class TokenFileError(ConfigFileError):
+    """A tokens file that cannot be used; the message names the file and the entry, never a token."""
+
+
+def _sha256_hex(value: str) -> str:
+    digest = value.lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError("not a SHA-256 hex digest")
+    return digest
+
+
+def _long_enough(value: str) -> str:
+    if len(value) < 16:
+        raise ValueError("at least 16 characters")  # says nothing of the token itself
+    return value
+
+
+class TokenEntry(FileModel):
+    principal: Text
+    token: Annotated[str, AfterValidator(_long_enough)] | None = None
+    token_sha256: Annotated[str, AfterValidator(_sha256_hex)] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TokenEntry:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError("give exactly one of 'token' (development) or 'token_sha256'")
+        return self
+
+    @property
+    def digest(self) -> str:
+        return token_digest(self.token) if self.token is not None else str(self.token_sha256)
+
+
+class TokensFile(FileModel):
+    tokens: list[TokenEntry]
 
 
 def token_digest(token: str) -> str:
@@ -64,33 +99,14 @@ class TokenDirectory:
 
 
 def load_tokens(path: Path | str) -> TokenDirectory:
-    file = Path(path)
-    try:
-        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise TokenFileError(f"{file}: cannot read tokens: {exc}") from exc
-    entries = doc.get("tokens") if isinstance(doc, dict) else None
-    if not isinstance(entries, list):
-        raise TokenFileError(f"{file}: expected a mapping with a 'tokens' list")
+    """The token directory of a tokens file; raises :class:`TokenFileError` (``file: field: problem``)."""
+    doc = load_model(TokensFile, path, TokenFileError, redact=True)
     digests: dict[str, str] = {}
-    for i, entry in enumerate(entries):
-        where = f"{file}: tokens[{i}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("principal"), str) or not entry["principal"]:
-            raise TokenFileError(f"{where}: needs a 'principal'")
-        unknown = set(entry) - {"principal", "token", "token_sha256"}
-        if unknown:
-            raise TokenFileError(f"{where}: unknown key(s) {sorted(unknown)}")
-        if ("token" in entry) == ("token_sha256" in entry):
-            raise TokenFileError(f"{where}: give exactly one of 'token' (development) or 'token_sha256'")
-        if "token" in entry:
-            if not isinstance(entry["token"], str) or len(entry["token"]) < 16:
-                raise TokenFileError(f"{where}.token: at least 16 characters")
-            digest = token_digest(entry["token"])
-        else:
-            digest = str(entry["token_sha256"]).lower()
-            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-                raise TokenFileError(f"{where}.token_sha256: not a SHA-256 hex digest")
+    where: dict[str, int] = {}
+    for i, entry in enumerate(doc.tokens):
+        digest = entry.digest
         if digest in digests:
-            raise TokenFileError(f"{where}: the same token is listed twice")
-        digests[digest] = entry["principal"]
+            raise TokenFileError(path, f"tokens[{i}]", f"the same token as tokens[{where[digest]}]")
+        digests[digest] = entry.principal
+        where[digest] = i
     return TokenDirectory(digests)

@@ -1,4 +1,8 @@
-"""The command line every service shares: ``ur-<service> [serve|migrate]``."""
+"""The command line every service shares: ``ur-<service> [serve|migrate]``.
+
+Exit status: 0 after a graceful stop; 2 for a configuration error (a setting, or a file a setting
+names: the message says which, and which field); 1 when the service could not start otherwise
+(database or broker unreachable)."""
 
 from __future__ import annotations
 
@@ -6,36 +10,59 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from typing import TypeVar
 
 from services.common import logs, migrations, settings
 from services.common.db import make_engine
-from services.common.runtime import ServiceRuntime
+from services.common.errors import ConfigurationError
+from services.common.runtime import Application
 
 logger = logging.getLogger(__name__)
 
+EXIT_FAILED = 1
+EXIT_CONFIGURATION = 2
 
-def run(service: str, build: Callable[[settings.ServiceSettings], ServiceRuntime],
-        argv: list[str] | None = None) -> int:
+S = TypeVar("S", bound=settings.ServiceSettings)
+
+
+def configuration_error(service: str, error: ConfigurationError) -> int:
+    """Say what is wrong on stderr (one problem a line), and the exit status that means it."""
+    lines = str(error).splitlines() or [type(error).__name__]
+    text = f" {lines[0]}" if len(lines) == 1 else "".join(f"\n  {line}" for line in lines)
+    sys.stderr.write(f"ur-{service}: configuration error:{text}\n")
+    return EXIT_CONFIGURATION
+
+
+def run(model: type[S], build: Callable[[S], Application], argv: list[str] | None = None) -> int:
+    """Read ``model`` from the environment, ``build`` the service, start it and serve until stopped."""
+    service = model.service
     parser = argparse.ArgumentParser(prog=f"ur-{service}", description=f"The UR platform's {service} service.")
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"],
                         help="serve (default): run the service; migrate: upgrade its database and exit")
     args = parser.parse_args(argv)
     try:
-        config = settings.load(service)
-    except settings.SettingsError as exc:
-        print(f"ur-{service}: configuration error: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
+        config = settings.load(model)
+    except ConfigurationError as exc:
+        return configuration_error(service, exc)
     logs.configure(config.log_level, service)
     if args.command == "migrate":
-        engine = make_engine(config.database_url)
+        engine = make_engine(config.database)
         migrations.upgrade(service, engine)
         engine.dispose()
         return 0
     try:
-        runtime = build(config)
+        runtime = build(config).runtime
+    except ConfigurationError as exc:
+        return configuration_error(service, exc)
     except Exception as exc:
         logger.exception("%s failed to start: %s", service, exc)
-        return 1
+        return EXIT_FAILED
+    try:
+        runtime.start()
+    except Exception as exc:
+        logger.exception("%s failed to start: %s", service, exc)
+        runtime.stop()
+        return EXIT_FAILED
     logger.info("%s serving on port %d", service, runtime.port)
     runtime.serve_forever()
     return 0

@@ -54,14 +54,15 @@ class OutboxRelay:
     """
 
     def __init__(self, engine: Engine, outbox: Table, producer: Any, producer_name: str,
-                 batch_size: int = 500, idle_s: float = 0.2) -> None:
+                 batch_size: int = 500, idle_s: float = 0.2, wakeup: threading.Event | None = None) -> None:
         self._engine = engine
         self._outbox = outbox
         self._producer = producer
         self._producer_name = producer_name.encode()
         self._batch_size = batch_size
         self._idle_s = idle_s
-        self._wakeup = threading.Event()
+        # Given when units of work are wired before the relay exists (they set it after commit).
+        self._wakeup = wakeup if wakeup is not None else threading.Event()
         self.published_total = 0
 
     def wake(self) -> None:

@@ -1,6 +1,10 @@
 """Running one service process: gRPC server, consumer loop and outbox relay on
 their own threads, stopped gracefully on SIGTERM/SIGINT.
 
+A runtime is built wired but idle (``bootstrap.build()``: the database is ready, nothing else is
+connected); :meth:`ServiceRuntime.start` connects to Kafka (creating missing topics), starts the
+threads and then binds the gRPC server, so SERVING means every part is up.
+
 Shutdown order: health → NOT_SERVING and the server refuses new calls while
 in-flight ones finish; the consumer finishes its batch and commits offsets;
 the relay publishes what has committed; then connections close.
@@ -11,43 +15,98 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table
 
-from services.common.consumer import ConsumerLoop
-from services.common.grpc_server import RunningServer
+from services.common import kafka_io
+from services.common.consumer import ConsumerLoop, Decoders, EventHandler
+from services.common.events import IncomingEvent
+from services.common.grpc_server import Registration, RunningServer, create_server
 from services.common.outbox import OutboxRelay
+from services.common.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 
 
+class Kafka:
+    """The Kafka clients a runtime opens when it starts (kafka-python, configured in kafka_io)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+
+    def prepare(self, topics: Sequence[str], partitions: int) -> None:
+        """Wait for the broker, then create the topics that are missing."""
+        kafka_io.wait_for_broker(self.bootstrap)
+        kafka_io.ensure_topics(self.bootstrap, topics, partitions)
+
+    def producer(self, client_id: str) -> Any:
+        return kafka_io.make_producer(self.bootstrap, client_id=client_id)
+
+    def consumer(self, group_id: str, client_id: str, topics: Sequence[str]) -> Any:
+        return kafka_io.make_consumer(self.bootstrap, group_id=group_id, client_id=client_id, topics=topics)
+
+
 @dataclass
 class ServiceRuntime:
+    """One service, wired: its database, the handler of the events it consumes, its gRPC servicers
+    and periodic work. Nothing runs until :meth:`start`."""
+
     name: str
-    server: RunningServer
+    settings: ServiceSettings
     engine: Engine
+    outbox: Table
+    handler: EventHandler
+    consumes: Sequence[str]
+    decoders: Decoders
+    registrations: Sequence[Registration]
+    on_applied: Callable[[Sequence[IncomingEvent]], None] | None = None
+    #: Set after every commit that staged events (the units of work's ``after_commit``); the relay
+    #: publishes at once instead of at its next poll.
+    wakeup: threading.Event = field(default_factory=threading.Event)
+    kafka: Kafka | None = None  # default: the brokers of settings.kafka_bootstrap_servers
+    # Periodic work of a service (name, seconds between runs, function); runs until stop.
+    periodic: list[tuple[str, float, Callable[[], object]]] = field(default_factory=list)
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    # What start() opens:
+    server: RunningServer | None = None
     relay: OutboxRelay | None = None
     consumer: ConsumerLoop | None = None
     producer: Any = None
-    grace_s: float = 10.0
-    stop_event: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
-    on_stop: list[Callable[[], None]] = field(default_factory=list)
-    # Periodic work of a service (name, seconds between runs, function); runs until stop.
-    periodic: list[tuple[str, float, Callable[[], object]]] = field(default_factory=list)
+    _relay_stop: threading.Event = field(default_factory=threading.Event)
+
+    def wake_relay(self) -> None:
+        self.wakeup.set()
 
     def start(self) -> None:
-        self._relay_stop = threading.Event()
+        """Connect to Kafka, start the relay, the consumer and periodic work, then serve gRPC.
+        On failure, :meth:`stop` closes what was opened."""
+        if self.server is not None or self._threads:
+            raise RuntimeError(f"{self.name} is already started")
+        settings = self.settings
+        topics = settings.topics
+        kafka = self.kafka or Kafka(settings.kafka_bootstrap_servers)
+        kafka.prepare(topics.all(), settings.topic_partitions)
+        self.producer = kafka.producer(client_id=f"ur-{self.name}")
+        self.relay = OutboxRelay(self.engine, self.outbox, self.producer, self.name,
+                                 batch_size=settings.relay_batch, idle_s=settings.relay_idle_s, wakeup=self.wakeup)
+        self.consumer = ConsumerLoop(
+            kafka.consumer(group_id=topics.consumer_group(self.name), client_id=f"ur-{self.name}",
+                           topics=self.consumes),
+            self.handler, self.decoders, name=self.name, dlq_producer=self.producer,
+            dlq_topic=topics.dead_letter(self.name), max_batch=settings.consumer_max_batch,
+            on_applied=self.on_applied)
         for name, every_s, work in self.periodic:
             self._threads.append(self._spawn(name, self._every(every_s, work, name)))
-        if self.relay is not None:
-            self._threads.append(self._spawn("outbox-relay", lambda: self.relay.run(self._relay_stop)))  # type: ignore[union-attr]
-        if self.consumer is not None:
-            self._threads.append(self._spawn("consumer", lambda: self.consumer.run(self.stop_event)))  # type: ignore[union-attr]
+        relay, consumer = self.relay, self.consumer
+        self._threads.append(self._spawn("outbox-relay", lambda: relay.run(self._relay_stop)))
+        self._threads.append(self._spawn("consumer", lambda: consumer.run(self.stop_event)))
+        self.server = create_server(settings.grpc_listen, self.registrations, max_workers=settings.grpc_max_workers)
 
     def _every(self, every_s: float, work: Callable[[], object], name: str) -> Callable[[], None]:
         def loop() -> None:
@@ -73,20 +132,24 @@ class ServiceRuntime:
 
     @property
     def port(self) -> int:
+        """The bound gRPC port (once started)."""
+        if self.server is None:
+            raise RuntimeError(f"{self.name} is not started")
         return self.server.port
 
     def stop(self) -> None:
+        """Stop what is running (all of it, or what a failed start opened) and close connections."""
         logger.info("%s stopping", self.name)
         self.stop_event.set()
-        self.server.stop(self.grace_s)
+        if self.server is not None:
+            self.server.stop(self.settings.grpc_shutdown_grace_s)
         for thread in self._threads:
             if thread.name.endswith("consumer"):
                 thread.join(timeout=30)
         if self.consumer is not None:
             self.consumer.close()
         self._relay_stop.set()
-        if self.relay is not None:
-            self.relay.wake()
+        self.wakeup.set()
         for thread in self._threads:
             thread.join(timeout=30)
         for hook in self.on_stop:
@@ -109,3 +172,10 @@ class ServiceRuntime:
         while not self.stop_event.wait(1.0):
             pass
         self.stop()
+
+
+class Application(Protocol):
+    """What a service's ``bootstrap.build()`` returns: its runtime, and the parts tests reach for."""
+
+    @property
+    def runtime(self) -> ServiceRuntime: ...

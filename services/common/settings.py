@@ -1,17 +1,43 @@
-"""Configuration of every service, read from the environment.
+"""Configuration of every service, read from the environment as typed, validated models.
 
-Every variable a service reads is declared once in :data:`SETTINGS`, with its
-default and meaning. ``deploy/`` (compose, Kubernetes) may only pass variables
-declared here; a test enforces it, and the README's configuration table is
-generated from the same list (``urctl settings``).
+Each variable is one field of a model below (pydantic-settings): its name, type, range, default and
+meaning are declared once, there. :data:`SETTINGS` lists them all for ``urctl settings``, whose
+``--markdown`` form is the README's configuration table (tests/unit/test_readme.py keeps the two
+identical); ``deploy/`` may only pass declared variables (tests/unit/test_deploy_settings.py).
+
+A service reads its model with :func:`load`. Values are checked strictly (a whole number where one is
+expected, a share between 0 and 1, an existing file), an empty value means "use the default", and a
+``UR_*`` variable that no model declares is refused, so a typo (``UR_INTAKE_DATABASE_ULR``) stops the
+service instead of being ignored. Every problem is reported as ``VARIABLE: problem`` by a
+:class:`SettingsError` (a :class:`~services.common.errors.ConfigurationError`: process exit status 2).
+
+    PlatformSettings          every service (Kafka, topics, logging, threads, batches)
+    └── ServiceSettings       a service process: plus its database and gRPC address
+        ├── IntakeSettings
+        ├── ReviewSettings
+        └── AuthorizationSettings
+    ClientSettings            urctl and the tools (where the services are, a reviewer's token)
+    ToolSettings              the tests and the benchmark (PostgreSQL servers)
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.exc import ArgumentError
+
+from services.common.config_files import describe
+from services.common.errors import ConfigurationError
+from services.common.topics import Topics
 
 SERVICES = ("intake", "review", "authorization")
 
@@ -19,89 +45,318 @@ SERVICES = ("intake", "review", "authorization")
 DEFAULT_PORTS = {"intake": 50051, "review": 50052, "authorization": 50053}
 
 
+class SettingsError(ConfigurationError):
+    """Settings the service cannot use; ``str()`` is one ``VARIABLE: problem`` line per problem."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(f"{name}: {problem}" for name, problem in self.problems))
+
+
+# -- value types -----------------------------------------------------------------------------------
+
+_ADDRESS = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]/,]+):(\d{1,5})")
+
+
+def _address(value: str) -> str:
+    match = _ADDRESS.fullmatch(value.strip())
+    if match is None or int(match.group(2)) > 65535:  # port 0: bind any free port
+        raise ValueError(f"expected host:port, got {value!r}")
+    return value.strip()
+
+
+def _addresses(value: str) -> str:
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not parts:
+        raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+    return ",".join(_address(p) for p in parts)
+
+
+def _database_url(value: str) -> str:
+    try:
+        from sqlalchemy import make_url
+
+        make_url(value)
+    except ArgumentError:
+        raise ValueError(f"not a SQLAlchemy database URL (driver://user:password@host/database): {value!r}") \
+            from None
+    return value
+
+
+def _topic_prefix(value: str) -> str:
+    # Kafka topic names: letters, digits, '.', '_' and '-', at most 249 characters in all.
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", value):
+        raise ValueError(f"letters, digits, '.', '_' and '-' only (a Kafka topic name), got {value!r}")
+    return value
+
+
+def _existing_file(value: Path) -> Path:
+    if not value.exists():
+        raise ValueError(f"no such file: '{value}'")
+    if not value.is_file():
+        raise ValueError(f"'{value}' is not a file")
+    return value
+
+
+def _existing_directory(value: Path) -> Path:
+    if not value.is_dir():
+        raise ValueError(f"no such directory: '{value}'")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+Addresses = Annotated[str, AfterValidator(_addresses)]
+DatabaseUrl = Annotated[str, AfterValidator(_database_url)]
+TopicPrefix = Annotated[str, AfterValidator(_topic_prefix)]
+# Paths come as text from the environment: converted (not strict), then checked.
+AnyPath = Annotated[Path, Strict(False)]
+ExistingFile = Annotated[Path, Strict(False), AfterValidator(_existing_file)]
+ExistingDirectory = Annotated[Path, Strict(False), AfterValidator(_existing_directory)]
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                     BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v)]
+Seconds = Annotated[float, Field(gt=0)]
+SecondsOrZero = Annotated[float, Field(ge=0)]
+Count = Annotated[int, Field(ge=1)]
+
+
+def setting(env: str, default: Any, help: str, **constraints: Any) -> Any:
+    """A field read from the environment variable ``env``."""
+    return Field(default, validation_alias=env, description=help, **constraints)
+
+
+# -- the models ------------------------------------------------------------------------------------
+
+
+class _Environment(BaseSettings):
+    """Strict, immutable, from the process environment only (no .env file, no secrets directory); a
+    variable set to the empty string counts as unset. Fields are also settable by name (tests)."""
+
+    model_config = SettingsConfigDict(strict=True, extra="forbid", frozen=True, case_sensitive=True,
+                                      env_ignore_empty=True, validate_by_name=True, validate_by_alias=True)
+
+    #: Who reads these variables (the README's "used by" column): "*" for every service.
+    used_by: ClassVar[tuple[str, ...]] = ("*",)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings
+
+
+class PlatformSettings(_Environment):
+    """What every service reads."""
+
+    kafka_bootstrap_servers: Addresses = setting(
+        "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092",
+        "Kafka bootstrap servers (comma separated). `make run`/`make test` start a local broker only when "
+        "this is unset.")
+    topic_prefix: TopicPrefix = setting(
+        "UR_TOPIC_PREFIX", "ur", "Prefix of every Kafka topic name; lets several platforms share a cluster.")
+    topic_partitions: Count = setting("UR_TOPIC_PARTITIONS", 6, "Partitions of topics the services create when "
+                                                                "missing.")
+    log_level: LogLevel = setting("UR_LOG_LEVEL", "INFO", "Python log level of the services (DEBUG, INFO, "
+                                                          "WARNING, ERROR, CRITICAL).")
+    var_dir: AnyPath = setting("UR_VAR_DIR", Path("var"), "Directory for SQLite files when no database URL is "
+                                                          "given.")
+    auto_migrate: bool = setting("UR_AUTO_MIGRATE", True, "Run Alembic migrations to head when a service starts "
+                                                          "(0 or false to disable).")
+    grpc_max_workers: Count = setting("UR_GRPC_MAX_WORKERS", 16, "Threads serving gRPC calls in each service.")
+    grpc_shutdown_grace_s: SecondsOrZero = setting(
+        "UR_GRPC_SHUTDOWN_GRACE_S", 10.0, "Seconds in-flight gRPC calls get to finish on SIGTERM.")
+    consumer_max_batch: Count = setting("UR_CONSUMER_MAX_BATCH", 500,
+                                        "Most Kafka records one consumer transaction processes.")
+    relay_batch: Count = setting("UR_RELAY_BATCH", 500, "Most outbox rows the relay publishes per round.")
+    relay_idle_s: Seconds = setting("UR_RELAY_IDLE_S", 0.2, "How often the outbox relay polls when nothing woke "
+                                                            "it.")
+
+
+class ServiceSettings(PlatformSettings):
+    """A service process: the platform's settings, its database and its gRPC address (each service
+    declares the variables of the last two)."""
+
+    service: ClassVar[str]
+    database_url: str | None = None
+    grpc_listen: str = ""
+
+    @property
+    def database(self) -> str:
+        """The database URL, SQLite under ``var_dir`` when none is set."""
+        return self.database_url or sqlite_url(self.service, self.var_dir)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+
+class IntakeSettings(ServiceSettings):
+    service: ClassVar[str] = "intake"
+    used_by: ClassVar[tuple[str, ...]] = ("intake",)
+
+    database_url: DatabaseUrl | None = setting(
+        "UR_INTAKE_DATABASE_URL", None, "SQLAlchemy URL of intake's database (default: SQLite under UR_VAR_DIR).")
+    grpc_listen: Address = setting("UR_INTAKE_GRPC_LISTEN", "127.0.0.1:50051", "Address the intake gRPC server "
+                                                                               "binds.")
+    members_seed: ExistingFile | None = setting(
+        "UR_INTAKE_MEMBERS_SEED", None,
+        "YAML file of members and coverage loaded into intake's database at start (upsert).")
+    max_wait_ms: Annotated[int, Field(ge=0)] = setting(
+        "UR_INTAKE_MAX_WAIT_MS", 15000, "Upper bound on SubmitRequest.wait_ms (Da Vinci PAS targets 15 s).")
+
+
+class ReviewSettings(ServiceSettings):
+    service: ClassVar[str] = "review"
+    used_by: ClassVar[tuple[str, ...]] = ("review",)
+
+    database_url: DatabaseUrl | None = setting(
+        "UR_REVIEW_DATABASE_URL", None, "SQLAlchemy URL of review's database (default: SQLite under UR_VAR_DIR).")
+    grpc_listen: Address = setting("UR_REVIEW_GRPC_LISTEN", "127.0.0.1:50052", "Address the review gRPC server "
+                                                                               "binds.")
+    criteria_dir: ExistingDirectory | None = setting(
+        "UR_REVIEW_CRITERIA_DIR", None,
+        "Directory of criteria YAML files (default: the library shipped with the review service).")
+    tokens_file: ExistingFile | None = setting(
+        "UR_REVIEW_TOKENS_FILE", None,
+        "YAML file mapping bearer tokens (SHA-256, or plain in development) to reviewer ids; without it "
+        "reviewer calls are refused.")
+    reviewers_seed: ExistingFile | None = setting(
+        "UR_REVIEW_REVIEWERS_SEED", None,
+        "YAML file of reviewers loaded into the directory at start (insert or update).")
+    lease_s: Seconds = setting("UR_REVIEW_LEASE_S", 900.0, "Seconds a claimed task stays with its reviewer before "
+                                                           "it returns to the queue.")
+    monitor_s: Seconds = setting("UR_REVIEW_MONITOR_S", 30.0, "Seconds between deadline monitor passes (lease "
+                                                              "expiry, escalation, alerts).")
+    at_risk_fraction: Annotated[float, Field(gt=0, lt=1)] = setting(
+        "UR_REVIEW_AT_RISK_FRACTION", 0.2,
+        "A task is at risk when less than this share of its regulatory clock (receipt to deadline, less tolled "
+        "time) is left; between 0 and 1.")
+    criteria_reload_s: SecondsOrZero = setting(
+        "UR_REVIEW_CRITERIA_RELOAD_S", 5.0,
+        "Seconds between checks of the criteria directory; a changed library is loaded without a restart "
+        "(requests in flight finish on the old one). 0 disables.")
+    no_pa_list: ExistingFile | None = setting(
+        "UR_REVIEW_NO_PA_LIST", None,
+        "YAML file of codes needing no prior authorization, per line of business (default: the list shipped "
+        "with the review service, services/review/policy/no-prior-auth.yaml).")
+    gold_card_min_requests: Count = setting(
+        "UR_REVIEW_GOLD_CARD_MIN_REQUESTS", 10,
+        "Fewest criteria-decided requests of a provider in a service category, within the window, before a "
+        "gold-card exemption can apply.")
+    gold_card_approval_rate: Annotated[float, Field(gt=0, le=1)] = setting(
+        "UR_REVIEW_GOLD_CARD_APPROVAL_RATE", 0.9,
+        "Share of a provider's requests in a category that must have been approved for the gold-card "
+        "exemption (Texas HB 3459: 90 %).")
+    gold_card_window_days: Count = setting(
+        "UR_REVIEW_GOLD_CARD_WINDOW_DAYS", 183, "Days of decisions the gold-card approval rate is computed over "
+                                                "(six months).")
+    authorization_target: Address = setting(
+        "UR_AUTHORIZATION_TARGET", "127.0.0.1:50053", "Where review (and urctl) reach the authorization gRPC "
+                                                      "service.")
+
+
+class AuthorizationSettings(ServiceSettings):
+    service: ClassVar[str] = "authorization"
+    used_by: ClassVar[tuple[str, ...]] = ("authorization",)
+
+    database_url: DatabaseUrl | None = setting(
+        "UR_AUTHORIZATION_DATABASE_URL", None,
+        "SQLAlchemy URL of authorization's database (default: SQLite under UR_VAR_DIR).")
+    grpc_listen: Address = setting("UR_AUTHORIZATION_GRPC_LISTEN", "127.0.0.1:50053",
+                                   "Address the authorization gRPC server binds.")
+    validity_days: Count = setting("UR_AUTHORIZATION_VALIDITY_DAYS", 90,
+                                   "Validity of an authorization when the line names no end date.")
+
+
+class ClientSettings(_Environment):
+    """What urctl and the tools read."""
+
+    used_by: ClassVar[tuple[str, ...]] = ("cli",)
+
+    intake_target: Address = setting("UR_INTAKE_TARGET", "127.0.0.1:50051", "Where urctl and tools reach intake.")
+    review_target: Address = setting("UR_REVIEW_TARGET", "127.0.0.1:50052", "Where urctl and tools reach review.")
+    authorization_target: Address = setting("UR_AUTHORIZATION_TARGET", "127.0.0.1:50053",
+                                            "Where urctl and tools reach authorization.")
+    reviewer_token: str | None = setting("UR_REVIEWER_TOKEN", None,
+                                         "Bearer token urctl review commands send (a reviewer's secret).")
+
+
+class ToolSettings(_Environment):
+    """What the tests and the benchmark read (deploy/postgres/pg.sh too); services ignore them."""
+
+    used_by: ClassVar[tuple[str, ...]] = ("tests",)
+
+    pg_admin_url: str | None = setting(
+        "UR_PG_ADMIN_URL", None,
+        "An existing PostgreSQL server (postgresql://user:pw@host:5432/postgres) for the tests and the bench; "
+        "`deploy/postgres/pg.sh` then manages no local cluster.")
+    test_pg_url: str | None = setting("UR_TEST_PG_URL", None,
+                                      "PostgreSQL admin URL the tests create their throw-away databases on "
+                                      "(default: the one `deploy/postgres/pg.sh url` names).")
+    bench_pg_url: str | None = setting("UR_BENCH_PG_URL", None,
+                                       "PostgreSQL admin URL of `make bench` (default: UR_TEST_PG_URL, then the "
+                                       "local cluster).")
+
+
+MODELS: tuple[type[_Environment], ...] = (PlatformSettings, IntakeSettings, ReviewSettings, AuthorizationSettings,
+                                          ClientSettings, ToolSettings)
+SERVICE_MODELS: Mapping[str, type[ServiceSettings]] = {
+    m.service: m for m in (IntakeSettings, ReviewSettings, AuthorizationSettings)}
+
+
+# -- the table -------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Setting:
+    """One environment variable, as documented: its default as text ("" when there is none)."""
+
     name: str
     default: str
     help: str
-    #: which services read it ("*" for all, "cli" for urctl/tools)
+    #: which services read it ("*" for all, "cli" for urctl/tools, "tests" for the tests and bench)
     used_by: tuple[str, ...] = ("*",)
 
 
-def _repo_var_dir() -> Path:
-    return Path(os.environ.get("UR_VAR_DIR", "var"))
+def _env_name(name: str, field: FieldInfo) -> str:
+    return field.validation_alias if isinstance(field.validation_alias, str) else name
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092",
-            "Kafka bootstrap servers (comma separated). `make run`/`make test` start a local "
-            "broker only when this is unset."),
-    Setting("UR_TOPIC_PREFIX", "ur", "Prefix of every Kafka topic name; lets several platforms share a cluster."),
-    Setting("UR_TOPIC_PARTITIONS", "6", "Partitions of topics the services create when missing."),
-    Setting("UR_LOG_LEVEL", "INFO", "Python log level of the services."),
-    Setting("UR_VAR_DIR", "var", "Directory for SQLite files when no database URL is given."),
-    Setting("UR_AUTO_MIGRATE", "1", "Run Alembic migrations to head when a service starts (0 to disable)."),
-    Setting("UR_GRPC_MAX_WORKERS", "16", "Threads serving gRPC calls in each service."),
-    Setting("UR_GRPC_SHUTDOWN_GRACE_S", "10", "Seconds in-flight gRPC calls get to finish on SIGTERM."),
-    Setting("UR_CONSUMER_MAX_BATCH", "500", "Most Kafka records one consumer transaction processes."),
-    Setting("UR_RELAY_BATCH", "500", "Most outbox rows the relay publishes per round."),
-    Setting("UR_RELAY_IDLE_S", "0.2", "How often the outbox relay polls when nothing woke it."),
-    # intake
-    Setting("UR_INTAKE_DATABASE_URL", "", "SQLAlchemy URL of intake's database (default: SQLite under UR_VAR_DIR).",
-            ("intake",)),
-    Setting("UR_INTAKE_GRPC_LISTEN", "127.0.0.1:50051", "Address the intake gRPC server binds.", ("intake",)),
-    Setting("UR_INTAKE_MEMBERS_SEED", "",
-            "YAML file of members and coverage loaded into intake's database at start (upsert).", ("intake",)),
-    Setting("UR_INTAKE_MAX_WAIT_MS", "15000", "Upper bound on SubmitRequest.wait_ms (Da Vinci PAS targets 15 s).",
-            ("intake",)),
-    # review
-    Setting("UR_REVIEW_DATABASE_URL", "", "SQLAlchemy URL of review's database (default: SQLite under UR_VAR_DIR).",
-            ("review",)),
-    Setting("UR_REVIEW_GRPC_LISTEN", "127.0.0.1:50052", "Address the review gRPC server binds.", ("review",)),
-    Setting("UR_REVIEW_CRITERIA_DIR", "",
-            "Directory of criteria YAML files (default: the library shipped with the review service).",
-            ("review",)),
-    Setting("UR_REVIEW_TOKENS_FILE", "",
-            "YAML file mapping bearer tokens (SHA-256, or plain in development) to reviewer ids; "
-            "without it reviewer calls are refused.", ("review",)),
-    Setting("UR_REVIEW_REVIEWERS_SEED", "",
-            "YAML file of reviewers loaded into the directory at start (insert or update).", ("review",)),
-    Setting("UR_REVIEW_LEASE_S", "900",
-            "Seconds a claimed task stays with its reviewer before it returns to the queue.", ("review",)),
-    Setting("UR_REVIEW_MONITOR_S", "30",
-            "Seconds between deadline monitor passes (lease expiry, escalation, alerts).", ("review",)),
-    Setting("UR_REVIEW_AT_RISK_FRACTION", "0.2",
-            "A task is at risk when less than this share of its regulatory clock (receipt to deadline, less "
-            "tolled time) is left; between 0 and 1.", ("review",)),
-    Setting("UR_REVIEW_CRITERIA_RELOAD_S", "5",
-            "Seconds between checks of the criteria directory; a changed library is loaded without a restart "
-            "(requests in flight finish on the old one). 0 disables.", ("review",)),
-    Setting("UR_REVIEW_NO_PA_LIST", "",
-            "YAML file of codes needing no prior authorization, per line of business (default: the list shipped "
-            "with the review service, services/review/policy/no-prior-auth.yaml).", ("review",)),
-    Setting("UR_REVIEW_GOLD_CARD_MIN_REQUESTS", "10",
-            "Fewest criteria-decided requests of a provider in a service category, within the window, before "
-            "a gold-card exemption can apply.", ("review",)),
-    Setting("UR_REVIEW_GOLD_CARD_APPROVAL_RATE", "0.90",
-            "Share of a provider's requests in a category that must have been approved for the gold-card "
-            "exemption (Texas HB 3459: 90 %).", ("review",)),
-    Setting("UR_REVIEW_GOLD_CARD_WINDOW_DAYS", "183",
-            "Days of decisions the gold-card approval rate is computed over (six months).", ("review",)),
-    Setting("UR_AUTHORIZATION_TARGET", "127.0.0.1:50053",
-            "Where review (and urctl) reach the authorization gRPC service.", ("review", "cli")),
-    # authorization
-    Setting("UR_AUTHORIZATION_DATABASE_URL", "",
-            "SQLAlchemy URL of authorization's database (default: SQLite under UR_VAR_DIR).", ("authorization",)),
-    Setting("UR_AUTHORIZATION_GRPC_LISTEN", "127.0.0.1:50053", "Address the authorization gRPC server binds.",
-            ("authorization",)),
-    Setting("UR_AUTHORIZATION_VALIDITY_DAYS", "90",
-            "Validity of an authorization when the line names no end date.", ("authorization",)),
-    # clients
-    Setting("UR_INTAKE_TARGET", "127.0.0.1:50051", "Where urctl and tools reach intake.", ("cli",)),
-    Setting("UR_REVIEW_TARGET", "127.0.0.1:50052", "Where urctl and tools reach review.", ("cli",)),
-    Setting("UR_REVIEWER_TOKEN", "", "Bearer token urctl review commands send (a reviewer's secret).", ("cli",)),
-)
+def _own_fields(model: type[_Environment]) -> Iterator[tuple[str, FieldInfo]]:
+    """The fields ``model`` declares itself (a service's model also holds the platform's)."""
+    inherited = PlatformSettings.model_fields if issubclass(model, ServiceSettings) else {}
+    for name, field in model.model_fields.items():
+        if name not in inherited and field.validation_alias is not None:
+            yield name, field
 
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format(value, "g")
+    return str(value)
+
+
+def _table() -> tuple[Setting, ...]:
+    rows: dict[str, Setting] = {}
+    for model in MODELS:
+        for name, field in _own_fields(model):
+            env = _env_name(name, field)
+            if env in rows:  # read by several (UR_AUTHORIZATION_TARGET): one row, every reader
+                seen = rows[env]
+                rows[env] = Setting(env, seen.default, seen.help, (*seen.used_by, *model.used_by))
+            else:
+                rows[env] = Setting(env, _shown(field.default), field.description or "", model.used_by)
+    return tuple(rows.values())
+
+
+#: Every variable the platform reads, in the README's order.
+SETTINGS: tuple[Setting, ...] = _table()
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
@@ -110,117 +365,61 @@ def known_env_vars() -> frozenset[str]:
 
 
 def get(name: str, env: Mapping[str, str] | None = None) -> str:
-    """The value of a declared setting (environment first, then its default)."""
+    """The text of a declared variable (the environment first, then its default); for the CLI, which
+    has flags to override it."""
     spec = _BY_NAME[name]  # KeyError: an undeclared setting is a programming error
     source = os.environ if env is None else env
     value = source.get(name, "")
     return value if value != "" else spec.default
 
 
-class SettingsError(ValueError):
-    """A setting has a value the service cannot use."""
+def markdown_table() -> str:
+    """The README's configuration table."""
+    lines = ["| variable | default | used by | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        default = f"`{s.default}`" if s.default else "`(see meaning)`"
+        used_by = "all services" if s.used_by == ("*",) else ", ".join(s.used_by)
+        lines.append(f"| `{s.name}` | {default} | {used_by} | {s.help} |")
+    return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class ServiceSettings:
-    service: str
-    database_url: str
-    grpc_listen: str
-    kafka_bootstrap: str
-    topic_prefix: str
-    topic_partitions: int
-    log_level: str
-    auto_migrate: bool
-    grpc_max_workers: int
-    grpc_shutdown_grace_s: float
-    consumer_max_batch: int
-    relay_batch: int
-    relay_idle_s: float
-    extra: Mapping[str, str]
+# -- loading ---------------------------------------------------------------------------------------
 
-    @property
-    def topics(self) -> Topics:
-        return Topics(self.topic_prefix)
+S = TypeVar("S", bound=_Environment)
 
 
-@dataclass(frozen=True)
-class Topics:
-    """Kafka topic names; every event topic is versioned with its schema."""
-
-    prefix: str
-
-    @property
-    def request_submitted(self) -> str:
-        return f"{self.prefix}.intake.request-submitted.v1"
-
-    @property
-    def determination_made(self) -> str:
-        return f"{self.prefix}.review.determination-made.v1"
-
-    @property
-    def authorizations_issued(self) -> str:
-        return f"{self.prefix}.authorization.authorizations-issued.v1"
-
-    @property
-    def additional_information(self) -> str:
-        return f"{self.prefix}.intake.additional-information.v1"
-
-    @property
-    def review_alerts(self) -> str:
-        return f"{self.prefix}.review.alerts.v1"
-
-    def consumer_group(self, service: str) -> str:
-        """Groups carry the prefix too: platforms sharing a cluster must not share groups."""
-        return f"{self.prefix}.{service}"
-
-    def dead_letter(self, service: str) -> str:
-        return f"{self.prefix}.{service}.dead-letter.v1"
-
-    def all(self) -> list[str]:
-        return [self.request_submitted, self.determination_made, self.authorizations_issued,
-                self.additional_information, self.review_alerts, *(self.dead_letter(s) for s in SERVICES)]
+def unknown_variables(env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``UR_*`` variables no model declares, as (name, problem) with the nearest declared name."""
+    known = known_env_vars()
+    problems = []
+    for name in sorted(n for n in env if n.startswith("UR_") and n not in known):
+        near = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        problems.append((name, f"unknown setting{hint}; see `urctl settings`"))
+    return problems
 
 
-def _int(name: str, env: Mapping[str, str] | None) -> int:
-    raw = get(name, env)
+def load(model: type[S]) -> S:
+    """``model`` read from the process environment; raises :class:`SettingsError`."""
+    problems = unknown_variables(os.environ)
     try:
-        return int(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from exc
+        loaded = model()
+    except ValidationError as exc:
+        names = {name: _env_name(name, f) for name, f in model.model_fields.items()}
+        for error in exc.errors(include_url=False):
+            variable = names.get(str(error["loc"][0]), str(error["loc"][0])) if error["loc"] else model.__name__
+            problems.append((variable, describe(error)))
+        raise SettingsError(problems) from None
+    if problems:
+        raise SettingsError(problems)
+    return loaded
 
 
-def _float(name: str, env: Mapping[str, str] | None) -> float:
-    raw = get(name, env)
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
-
-
-def default_database_url(service: str, env: Mapping[str, str] | None = None) -> str:
-    var_dir = Path(get("UR_VAR_DIR", env))
+def sqlite_url(service: str, var_dir: Path) -> str:
     return f"sqlite:///{(var_dir / f'{service}.db').resolve()}"
 
 
-def load(service: str, env: Mapping[str, str] | None = None) -> ServiceSettings:
-    if service not in SERVICES:
-        raise SettingsError(f"unknown service {service!r}")
-    upper = service.upper()
-    database_url = get(f"UR_{upper}_DATABASE_URL", env) or default_database_url(service, env)
-    extra = {s.name: get(s.name, env) for s in SETTINGS if service in s.used_by}
-    return ServiceSettings(
-        service=service,
-        database_url=database_url,
-        grpc_listen=get(f"UR_{upper}_GRPC_LISTEN", env),
-        kafka_bootstrap=get("KAFKA_BOOTSTRAP_SERVERS", env),
-        topic_prefix=get("UR_TOPIC_PREFIX", env),
-        topic_partitions=_int("UR_TOPIC_PARTITIONS", env),
-        log_level=get("UR_LOG_LEVEL", env).upper(),
-        auto_migrate=get("UR_AUTO_MIGRATE", env) not in ("0", "false", "no"),
-        grpc_max_workers=_int("UR_GRPC_MAX_WORKERS", env),
-        grpc_shutdown_grace_s=_float("UR_GRPC_SHUTDOWN_GRACE_S", env),
-        consumer_max_batch=_int("UR_CONSUMER_MAX_BATCH", env),
-        relay_batch=_int("UR_RELAY_BATCH", env),
-        relay_idle_s=_float("UR_RELAY_IDLE_S", env),
-        extra=extra,
-    )
+def default_database_url(service: str, env: Mapping[str, str] | None = None) -> str:
+    """The SQLite URL a service uses when no database URL is set (for the CLI)."""
+    return sqlite_url(service, Path(get("UR_VAR_DIR", env)))
+

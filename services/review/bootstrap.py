@@ -1,22 +1,25 @@
-"""Review's composition root. Nothing connects at import time."""
+"""Review's composition root. Nothing connects at import time; ``build()`` reads the
+configuration files, prepares the database and wires the rest, ``runtime.start()``
+connects to Kafka and serves."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ur.events.v1 import events_pb2
 from ur.review.v1 import review_pb2, review_pb2_grpc
 
 from services.common.auth import load_tokens
-from services.common.clock import utcnow
+from services.common.clock import Clock, utcnow
 from services.common.grpc_server import Registration
 from services.common.runtime import ServiceRuntime
-from services.common.settings import ServiceSettings, SettingsError
+from services.common.settings import ReviewSettings
 from services.common.wiring import assemble, infrastructure
 from services.review.adapters import tables
-from services.review.adapters.authorization_client import GrpcDuplicateChecker
+from services.review.adapters.authorization_client import DuplicateChecker, GrpcDuplicateChecker
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import CriteriaLibrary, load_library
 from services.review.adapters.criteria_reload import CriteriaReloader
@@ -28,7 +31,7 @@ from services.review.adapters.rules_engine import DurableRulesMatcher
 from services.review.domain.deadlines import ClockEngine
 from services.review.domain.policy import GoldCardPolicy, Policies
 from services.review.entrypoints.grpc_api import ReviewerServicer
-from services.review.service_layer.handlers import ReviewHandlers
+from services.review.service_layer.handlers import Evaluator, ReviewHandlers
 from services.review.service_layer.workflow import ReviewEvents, ReviewWorkflow
 
 logger = logging.getLogger(__name__)
@@ -36,42 +39,51 @@ logger = logging.getLogger(__name__)
 DEFAULT_CRITERIA_DIR = Path(__file__).resolve().parent / "criteria"
 
 
-def build(settings: ServiceSettings) -> ServiceRuntime:
-    criteria_dir = Path(settings.extra.get("UR_REVIEW_CRITERIA_DIR") or DEFAULT_CRITERIA_DIR)
-    library = load_library(criteria_dir)
-    # Compiled at start: a ruleset durable-rules refuses fails here, not on the first request.
-    matcher = DurableRulesMatcher(library.all())
-    logger.info("loaded %d criteria sets from %s", len(library.all()), criteria_dir)
+@dataclass(frozen=True)
+class Review:
+    """The wired review service; ``runtime.start()`` serves it."""
+
+    runtime: ServiceRuntime
+    handlers: ReviewHandlers
+    workflow: ReviewWorkflow
+    uow: Callable[[], ReviewUnitOfWork]
+
+
+def build(settings: ReviewSettings, *, clock: Clock = utcnow, duplicates: DuplicateChecker | None = None,
+          evaluator: Evaluator | None = None) -> Review:
+    """Review on ``settings``' database (migrated, reviewers seeded), not started.
+
+    ``duplicates`` replaces the gRPC client of the authorization service; ``evaluator`` replaces the
+    criteria library of ``settings.criteria_dir`` (which is then neither compiled nor watched).
+    Configuration files are read before the database is touched, so a bad one fails first."""
+    policies = _policies(settings)
+    clocks = ClockEngine(load_calendars())
+    tokens = load_tokens(settings.tokens_file) if settings.tokens_file is not None else None
+    if tokens is None:
+        logger.warning("UR_REVIEW_TOKENS_FILE is not set: reviewer calls will be refused (UNAUTHENTICATED)")
+    reviewers = load_reviewers(settings.reviewers_seed) if settings.reviewers_seed is not None else []
+    criteria: CriteriaReloader | None = None
+    criteria_dir = settings.criteria_dir or DEFAULT_CRITERIA_DIR
+    if evaluator is None:
+        criteria = _criteria(criteria_dir)
+        current_evaluator: Callable[[], Evaluator] = criteria.current
+    else:
+        fixed = evaluator
+        current_evaluator = lambda: fixed  # noqa: E731
     infra = infrastructure(settings, tables.outbox)
 
     def uow() -> ReviewUnitOfWork:
-        return ReviewUnitOfWork(infra.engine, tables.outbox, tables.processed_events, after_commit=infra.relay.wake)
+        return ReviewUnitOfWork(infra.engine, tables.outbox, tables.processed_events, after_commit=infra.wake)
 
-    duplicates = GrpcDuplicateChecker(settings.extra.get("UR_AUTHORIZATION_TARGET", "127.0.0.1:50053"))
-    extra = settings.extra
-    policies = _policies(extra)
-
-    def evaluator_of(lib: CriteriaLibrary) -> LibraryEvaluator:
-        return LibraryEvaluator(lib, matcher)
-
-    criteria = CriteriaReloader(criteria_dir, library, matcher, evaluator_of)
-    clocks = ClockEngine(load_calendars())
-    at_risk = _number(extra, "UR_REVIEW_AT_RISK_FRACTION", 0.2)
-    if not 0 < at_risk < 1:
-        raise SettingsError(f"UR_REVIEW_AT_RISK_FRACTION must be between 0 and 1, got {at_risk}")
-    handlers = ReviewHandlers(uow, infra.topics, criteria.current(), duplicates, clocks, clock=utcnow,
-                              policies=policies, current_evaluator=criteria.current, at_risk_fraction=at_risk)
-    workflow = ReviewWorkflow(uow, infra.topics, criteria.current, clocks, clock=utcnow,
-                              lease_s=_number(extra, "UR_REVIEW_LEASE_S", 900), at_risk_fraction=at_risk)
-    tokens_file = extra.get("UR_REVIEW_TOKENS_FILE") or ""
-    tokens = load_tokens(tokens_file) if tokens_file else None
-    if tokens is None:
-        logger.warning("UR_REVIEW_TOKENS_FILE is not set: reviewer calls will be refused (UNAUTHENTICATED)")
-    seed = extra.get("UR_REVIEW_REVIEWERS_SEED") or ""
-    if seed:
-        reviewers = load_reviewers(seed)
+    checker = duplicates if duplicates is not None else GrpcDuplicateChecker(settings.authorization_target)
+    handlers = ReviewHandlers(uow, infra.topics, current_evaluator(), checker, clocks, clock=clock,
+                              policies=policies, current_evaluator=current_evaluator,
+                              at_risk_fraction=settings.at_risk_fraction)
+    workflow = ReviewWorkflow(uow, infra.topics, current_evaluator, clocks, clock=clock,
+                              lease_s=settings.lease_s, at_risk_fraction=settings.at_risk_fraction)
+    if reviewers:
         workflow.seed(reviewers)
-        logger.info("reviewer directory: %d reviewers from %s", len(reviewers), seed)
+        logger.info("reviewer directory: %d reviewers from %s", len(reviewers), settings.reviewers_seed)
     runtime = assemble(
         infra, ReviewEvents(handlers, workflow),
         [infra.topics.request_submitted, infra.topics.additional_information],
@@ -79,35 +91,37 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
         Registration(review_pb2_grpc.add_ReviewServiceServicer_to_server,
                      ReviewerServicer(handlers, workflow, tokens),
                      review_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name))
-    runtime.on_stop.append(duplicates.close)
-    runtime.periodic.append(("deadline-monitor", float(extra.get("UR_REVIEW_MONITOR_S") or 30), workflow.monitor))
-    reload_s = _number(extra, "UR_REVIEW_CRITERIA_RELOAD_S", 5.0)
-    if reload_s > 0:
+    if isinstance(checker, GrpcDuplicateChecker):
+        runtime.on_stop.append(checker.close)
+    runtime.periodic.append(("deadline-monitor", settings.monitor_s, workflow.monitor))
+    if criteria is not None and settings.criteria_reload_s > 0:
         # Stopped with the runtime's other periodic threads (the runtime's stop event ends it).
-        runtime.periodic.append(("criteria-reload", reload_s, criteria.check))
-        logger.info("watching %s for criteria changes every %g s", criteria_dir, reload_s)
-    runtime.start()
-    return runtime
+        runtime.periodic.append(("criteria-reload", settings.criteria_reload_s, criteria.check))
+        logger.info("watching %s for criteria changes every %g s", criteria_dir, settings.criteria_reload_s)
+    return Review(runtime, handlers, workflow, uow)
 
 
-def _number(extra: Mapping[str, str], name: str, default: float) -> float:
-    raw = extra.get(name) or ""
-    try:
-        return float(raw) if raw else default
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+def _criteria(directory: Path) -> CriteriaReloader:
+    """The criteria library of ``directory``, compiled for the rules engine, ready to be reloaded."""
+    library = load_library(directory)
+    # Compiled at start: a ruleset durable-rules refuses fails here, not on the first request.
+    matcher = DurableRulesMatcher(library.all())
+    logger.info("loaded %d criteria sets from %s", len(library.all()), directory)
+
+    def evaluator_of(lib: CriteriaLibrary) -> LibraryEvaluator:
+        return LibraryEvaluator(lib, matcher)
+
+    return CriteriaReloader(directory, library, matcher, evaluator_of)
 
 
-def _policies(extra: Mapping[str, str]) -> Policies:
+def _policies(settings: ReviewSettings) -> Policies:
     """The no-prior-authorization list and the gold-card policy, from the settings."""
-    no_pa_file = Path(extra.get("UR_REVIEW_NO_PA_LIST") or DEFAULT_NO_PA_LIST)
+    no_pa_file = settings.no_pa_list or DEFAULT_NO_PA_LIST
     no_prior_auth = load_no_prior_auth(no_pa_file)
-    try:
-        gold_card = GoldCardPolicy(approval_rate=_number(extra, "UR_REVIEW_GOLD_CARD_APPROVAL_RATE", 0.90),
-                                   min_requests=int(_number(extra, "UR_REVIEW_GOLD_CARD_MIN_REQUESTS", 10)),
-                                   window_days=int(_number(extra, "UR_REVIEW_GOLD_CARD_WINDOW_DAYS", 183)))
-    except ValueError as exc:
-        raise SettingsError(f"gold-card settings: {exc}") from exc
+    # The settings' ranges are GoldCardPolicy's own, so this cannot refuse them.
+    gold_card = GoldCardPolicy(approval_rate=settings.gold_card_approval_rate,
+                               min_requests=settings.gold_card_min_requests,
+                               window_days=settings.gold_card_window_days)
     logger.info("no-prior-authorization list %s: %d codes; gold card at %.0f %% of at least %d requests over %d days",
                 no_pa_file, len(no_prior_auth.codes()), gold_card.approval_rate * 100, gold_card.min_requests,
                 gold_card.window_days)

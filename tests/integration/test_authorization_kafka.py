@@ -15,16 +15,13 @@ from sqlalchemy import func, select, update
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
+from services.authorization import bootstrap
 from services.authorization.adapters import tables
-from services.authorization.adapters.repository import SqlAuthorizationUnitOfWork
-from services.authorization.service_layer.handlers import AuthorizationHandlers
-from services.common import kafka_io, migrations
-from services.common.clock import utcnow
+from services.common import kafka_io
 from services.common.consumer import ConsumerLoop
-from services.common.db import make_engine
 from services.common.events import OutgoingEvent
 from services.common.outbox import OutboxRelay, add_events
-from services.common.settings import Topics
+from services.common.settings import AuthorizationSettings
 
 pytestmark = pytest.mark.integration
 
@@ -40,10 +37,10 @@ def _determination(request_id: str) -> events_pb2.DeterminationMade:
 
 def test_redelivered_determinations_authorize_once_and_poison_is_parked(
         make_database: Callable[[str], str], kafka_bootstrap: str, topic_prefix: str) -> None:
-    topics = Topics(topic_prefix)
+    app = bootstrap.build(AuthorizationSettings(database_url=make_database("authorization"), topic_prefix=topic_prefix,
+                                                kafka_bootstrap_servers=kafka_bootstrap))
+    engine, topics = app.runtime.engine, app.runtime.settings.topics
     kafka_io.ensure_topics(kafka_bootstrap, topics.all(), 3)
-    engine = make_engine(make_database("authorization"))
-    migrations.upgrade("authorization", engine)
     producer = kafka_io.make_producer(kafka_bootstrap, client_id="test")
 
     # Publish 20 determinations through a real outbox relay, then publish them all again
@@ -63,13 +60,11 @@ def test_redelivered_determinations_authorize_once_and_poison_is_parked(
     raw.close()
     assert relay.publish_pending() == 20
 
-    def uow() -> SqlAuthorizationUnitOfWork:
-        return SqlAuthorizationUnitOfWork(engine, tables.outbox, tables.processed_events)
-
+    # The service's handler as wired, under a consumer loop this test drives.
     loop = ConsumerLoop(
         kafka_io.make_consumer(kafka_bootstrap, group_id=f"{topic_prefix}-auth", client_id="t",
                                topics=[topics.determination_made]),
-        AuthorizationHandlers(uow, topics, clock=utcnow),
+        app.handlers,
         {"ur.events.v1.DeterminationMade": events_pb2.DeterminationMade.FromString},
         name="authorization", dlq_producer=producer, dlq_topic=topics.dead_letter("authorization"))
     stop = threading.Event()

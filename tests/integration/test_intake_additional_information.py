@@ -21,18 +21,13 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
-from services.common import migrations
-from services.common.clock import utcnow
-from services.common.db import make_engine
 from services.common.events import IncomingEvent
-from services.common.grpc_server import Registration, RunningServer, create_server
-from services.common.settings import Topics
+from services.common.grpc_server import RunningServer, create_server
+from services.common.settings import IntakeSettings
+from services.intake import bootstrap
 from services.intake.adapters import tables
-from services.intake.adapters.repository import SqlIntakeUnitOfWork
-from services.intake.adapters.seed import load_members
-from services.intake.entrypoints.grpc_api import IntakeServicer
 from services.intake.entrypoints.mapping import to_domain
-from services.intake.service_layer.handlers import IntakeHandlers, Waiters
+from services.intake.service_layer.handlers import IntakeHandlers
 from tests.conftest import REPO
 from tests.factories import fact, lumbar_mri
 
@@ -62,24 +57,17 @@ class Intake:
 
 @pytest.fixture
 def intake(make_database: Callable[[str], str]) -> Iterator[Intake]:
-    engine = make_engine(make_database("intake"))
-    migrations.upgrade("intake", engine)
-
-    def uow() -> SqlIntakeUnitOfWork:
-        return SqlIntakeUnitOfWork(engine, tables.outbox, tables.processed_events)
-
-    load_members(REPO / "tests" / "data" / "members.yaml", uow)
-    handlers = IntakeHandlers(uow, Topics("t"), Waiters(), clock=utcnow)
-    server: RunningServer = create_server("127.0.0.1:0", [Registration(
-        intake_pb2_grpc.add_IntakeServiceServicer_to_server, IntakeServicer(handlers),
-        intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name)])
+    app = bootstrap.build(IntakeSettings(database_url=make_database("intake"), topic_prefix="t",
+                                         members_seed=REPO / "tests" / "data" / "members.yaml"))
+    # The gRPC servicer as wired, without the runtime's Kafka side.
+    server: RunningServer = create_server("127.0.0.1:0", app.runtime.registrations)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     try:
-        yield Intake(engine, handlers, intake_pb2_grpc.IntakeServiceStub(channel))
+        yield Intake(app.runtime.engine, app.handlers, intake_pb2_grpc.IntakeServiceStub(channel))
     finally:
         channel.close()
         server.stop(0)
-        engine.dispose()
+        app.runtime.engine.dispose()
 
 
 def info(request_id: str, key: str = "info-1", weeks: float = 7.0,

@@ -15,18 +15,14 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2
 
-from services.common import migrations
-from services.common.clock import utcnow
-from services.common.db import make_engine
 from services.common.errors import FailedPrecondition, IdempotencyConflict, NotFound, ValidationFailed
 from services.common.events import IncomingEvent
-from services.common.settings import Topics
+from services.common.settings import IntakeSettings
+from services.intake import bootstrap
 from services.intake.adapters import tables
-from services.intake.adapters.repository import SqlIntakeUnitOfWork
-from services.intake.adapters.seed import load_members
 from services.intake.domain.model import RequestStatus
 from services.intake.entrypoints.mapping import information_to_domain, to_domain
-from services.intake.service_layer.handlers import IntakeHandlers, Waiters
+from services.intake.service_layer.handlers import IntakeHandlers
 from tests.conftest import REPO
 from tests.factories import fact, lumbar_mri
 
@@ -45,15 +41,10 @@ class Intake:
 
 @pytest.fixture
 def intake(make_database: Callable[[str], str]) -> Iterator[Intake]:
-    engine = make_engine(make_database("intake"))
-    migrations.upgrade("intake", engine)
-
-    def uow() -> SqlIntakeUnitOfWork:
-        return SqlIntakeUnitOfWork(engine, tables.outbox, tables.processed_events)
-
-    load_members(REPO / "tests" / "data" / "members.yaml", uow)
-    yield Intake(engine, IntakeHandlers(uow, Topics("t"), Waiters(), clock=utcnow))
-    engine.dispose()
+    app = bootstrap.build(IntakeSettings(database_url=make_database("intake"), topic_prefix="t",
+                                         members_seed=REPO / "tests" / "data" / "members.yaml"))
+    yield Intake(app.runtime.engine, app.handlers)
+    app.runtime.engine.dispose()
 
 
 def submit(intake: Intake, message):  # type: ignore[no-untyped-def]

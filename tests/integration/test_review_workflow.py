@@ -17,20 +17,16 @@ from sqlalchemy import Engine, func, select
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
-from services.common import migrations
 from services.common.clock import ensure_utc
-from services.common.db import make_engine
 from services.common.errors import FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted
 from services.common.events import IncomingEvent
-from services.common.settings import Topics
+from services.common.settings import ReviewSettings
+from services.review import bootstrap
 from services.review.adapters import tables
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import load_library
-from services.review.adapters.holiday_calendars import load_calendars
-from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.bootstrap import DEFAULT_CRITERIA_DIR
 from services.review.domain.criteria import PythonMatcher
-from services.review.domain.deadlines import ClockEngine
 from services.review.domain.workflow import Decision, Reviewer, Role
 from services.review.service_layer.handlers import ReviewHandlers
 from services.review.service_layer.workflow import DecisionInput, ReviewWorkflow
@@ -83,22 +79,15 @@ def reviewer(rid: str, role: Role = Role.NURSE, states: tuple[str, ...] = ("TX",
 
 
 def build(url: str, at_risk_fraction: float = 0.2) -> Review:
-    engine = make_engine(url)
-    migrations.upgrade("review", engine)
+    """The review service as bootstrap wires it (not started), on a pinned clock, with no
+    authorizations on file and the shipped criteria evaluated in Python."""
     now = [T0]
-
-    def uow() -> ReviewUnitOfWork:
-        return ReviewUnitOfWork(engine, tables.outbox, tables.processed_events)
-
-    evaluator = LibraryEvaluator(load_library(DEFAULT_CRITERIA_DIR), PythonMatcher())
-    clocks = ClockEngine(load_calendars())
-    handlers = ReviewHandlers(uow, Topics("t"), evaluator, NoDuplicates(), clocks,  # type: ignore[arg-type]
-                              clock=lambda: now[0], at_risk_fraction=at_risk_fraction)
-    workflow = ReviewWorkflow(uow, Topics("t"), lambda: evaluator, clocks, lease_s=600, clock=lambda: now[0],
-                              at_risk_fraction=at_risk_fraction)
-    workflow.seed([reviewer("rn-1"), reviewer("rn-2"), reviewer("md-1", Role.PHYSICIAN),
-                   reviewer("sup-1", Role.SUPERVISOR, specialties=())])
-    return Review(engine, handlers, workflow, now)
+    app = bootstrap.build(ReviewSettings(database_url=url, at_risk_fraction=at_risk_fraction, lease_s=600.0),
+                          clock=lambda: now[0], duplicates=NoDuplicates(),
+                          evaluator=LibraryEvaluator(load_library(DEFAULT_CRITERIA_DIR), PythonMatcher()))
+    app.workflow.seed([reviewer("rn-1"), reviewer("rn-2"), reviewer("md-1", Role.PHYSICIAN),
+                       reviewer("sup-1", Role.SUPERVISOR, specialties=())])
+    return Review(app.runtime.engine, app.handlers, app.workflow, now)
 
 
 @pytest.fixture

@@ -6,10 +6,11 @@ import sys
 
 from services.authorization.bootstrap import build
 from services.common.main import run
+from services.common.settings import AuthorizationSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run("authorization", build, argv)
+    return run(AuthorizationSettings, build, argv)
 
 
 if __name__ == "__main__":

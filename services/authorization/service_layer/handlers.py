@@ -20,7 +20,7 @@ from services.authorization.service_layer.ports import AuthorizationUnitOfWork, 
 from services.common.errors import FieldViolation, NotFound, PoisonMessage, ValidationFailed
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.proto_enums import to_name
-from services.common.settings import Topics
+from services.common.topics import Topics
 
 logger = logging.getLogger(__name__)
 

@@ -1,66 +1,93 @@
-"""Loads members and coverage from a YAML seed file (see deploy/sample/members.yaml)."""
+"""Loads members and coverage from a YAML seed file (see deploy/sample/members.yaml), validated by a
+typed model before anything is written.
+
+    members:
+      - member_id: "MA100001"
+        birth_date: "1949-03-06"            # optional
+        coverages:
+          - line_of_business: medicare_advantage
+            plan_id: "H4827-002"
+            state: "CA"
+            effective: "2025-01-01"
+            termination: null               # optional
+
+Unknown keys, duplicate keys, values of the wrong YAML type, an unknown line of business, a bad date
+and a member listed twice are refused with a :class:`SeedError`:
+``members.yaml: members[3].coverages[0].effective: ...``.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-import yaml
+from pydantic import field_validator
 
+from services.common.config_files import ConfigFileError, Date, FileModel, Text, load_model
 from services.intake.domain.model import LINES_OF_BUSINESS, Coverage, Member
 from services.intake.service_layer.ports import IntakeUnitOfWork
 
 logger = logging.getLogger(__name__)
 
 
-class SeedError(ValueError):
-    pass
+class SeedError(ConfigFileError):
+    """A members file problem: the message names the file, the entry and the field."""
 
 
-def _date(value: Any, where: str) -> dt.date | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.date):
+class CoverageEntry(FileModel):
+    line_of_business: str
+    plan_id: str = ""
+    state: str = ""
+    effective: Date
+    termination: Date | None = None
+
+    @field_validator("line_of_business")
+    @classmethod
+    def _known_line(cls, value: str) -> str:
+        if value not in LINES_OF_BUSINESS:
+            raise ValueError(f"{value!r} is not one of {', '.join(LINES_OF_BUSINESS)}")
         return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError as exc:
-        raise SeedError(f"{where}: {value!r} is not a YYYY-MM-DD date") from exc
+
+
+class MemberEntry(FileModel):
+    member_id: Text
+    birth_date: Date | None = None
+    coverages: list[CoverageEntry] | None = None
+
+
+class MembersFile(FileModel):
+    members: list[MemberEntry]
+
+
+def read_members(path: Path) -> list[Member]:
+    """Every member of the file with its coverages; raises :class:`SeedError`."""
+    doc = load_model(MembersFile, path, SeedError)
+    first: dict[str, int] = {}
+    out = []
+    for i, member in enumerate(doc.members):
+        if member.member_id in first:
+            raise SeedError(path, f"members[{i}].member_id",
+                            f"{member.member_id!r} is already listed at members[{first[member.member_id]}]")
+        first[member.member_id] = i
+        coverages = [Coverage(member_id=member.member_id, line_of_business=c.line_of_business, plan_id=c.plan_id,
+                              state=c.state, effective=c.effective, termination=c.termination)
+                     for c in member.coverages or ()]
+        out.append(Member(member.member_id, member.birth_date, tuple(coverages)))
+    return out
+
+
+def store_members(members: Sequence[Member], uow_factory: Callable[[], IntakeUnitOfWork]) -> None:
+    """Upsert ``members`` in one transaction."""
+    with uow_factory() as uow:
+        for member in members:
+            uow.members.save(member)
+        uow.commit()
 
 
 def load_members(path: Path, uow_factory: Callable[[], IntakeUnitOfWork]) -> int:
-    """Upsert every member of the file; returns how many. Errors name the entry."""
-    try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise SeedError(f"{path}: {exc}") from exc
-    members = (document or {}).get("members")
-    if not isinstance(members, list):
-        raise SeedError(f"{path}: expected a top-level 'members' list")
-    with uow_factory() as uow:
-        for i, entry in enumerate(members):
-            where = f"{path}: members[{i}]"
-            member_id = str(entry.get("member_id", ""))
-            if not member_id:
-                raise SeedError(f"{where}.member_id: required")
-            coverages = []
-            for j, cov in enumerate(entry.get("coverages") or []):
-                cwhere = f"{where}.coverages[{j}]"
-                lob = cov.get("line_of_business")
-                if lob not in LINES_OF_BUSINESS:
-                    raise SeedError(f"{cwhere}.line_of_business: {lob!r} not one of {LINES_OF_BUSINESS}")
-                effective = _date(cov.get("effective"), f"{cwhere}.effective")
-                if effective is None:
-                    raise SeedError(f"{cwhere}.effective: required")
-                coverages.append(Coverage(member_id=member_id, line_of_business=lob,
-                                          plan_id=str(cov.get("plan_id", "")), state=str(cov.get("state", "")),
-                                          effective=effective,
-                                          termination=_date(cov.get("termination"), f"{cwhere}.termination")))
-            uow.members.save(Member(member_id, _date(entry.get("birth_date"), f"{where}.birth_date"),
-                                    tuple(coverages)))
-        uow.commit()
+    """Upsert every member of the file (read whole and validated first); returns how many."""
+    members = read_members(path)
+    store_members(members, uow_factory)
     logger.info("loaded %d members from %s", len(members), path)
     return len(members)

@@ -25,7 +25,7 @@ from services.common.errors import (
     ValidationFailed,
 )
 from services.common.events import IncomingEvent, OutgoingEvent
-from services.common.settings import Topics
+from services.common.topics import Topics
 from services.intake.domain.model import (
     SETTLED,
     AdditionalInformation,

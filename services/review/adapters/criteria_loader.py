@@ -2,9 +2,14 @@
 
 Errors::
 
-    ValueError
-     ├── CriteriaError          one problem in one file: str is "file.yaml: field.path: problem"
+    ConfigurationError
+     ├── ConfigFileError
+     │    └── CriteriaError     one problem in one file: str is "file.yaml: field.path: problem"
      └── CriteriaLibraryError   every file's problem, collected by load_library()
+
+The shape is checked here, by hand rather than by a pydantic model (as the platform's other
+configuration files are): a rule term is text or a one-key mapping, fact values take the declared
+fact's type, and the adverse-outcome guard must see every key and value before any other check.
 
 A file is rejected for unknown or missing keys, values of the wrong YAML type, duplicate keys,
 undeclared facts, unknown fact types or operators, outcome rules naming unknown conditions, service
@@ -27,9 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
-from services.review.adapters import strict_yaml
+from services.common.config_files import ConfigFileError, parse_yaml, read_text
+from services.common.errors import ConfigurationError
 from services.review.domain.criteria import (
     AllOf,
     AnyOf,
@@ -91,18 +95,11 @@ _KNOWN_KEYS = frozenset(TOP_REQUIRED + TOP_OPTIONAL + FACT_REQUIRED + FACT_OPTIO
 _EXAMPLE_FACTS = re.compile(r"examples\[\d+\]\.facts")
 
 
-class CriteriaError(ValueError):
+class CriteriaError(ConfigFileError):
     """One problem in one criteria file."""
 
-    def __init__(self, path: Path | str, field: str, problem: str) -> None:
-        self.path = Path(path)
-        self.field = field
-        self.problem = problem
-        where = f"{self.path.name}: {field}: " if field else f"{self.path.name}: "
-        super().__init__(where + problem)
 
-
-class CriteriaLibraryError(ValueError):
+class CriteriaLibraryError(ConfigurationError):
     """The problems of every criteria file that failed, one line each."""
 
     def __init__(self, errors: Iterable[CriteriaError]) -> None:
@@ -365,14 +362,7 @@ def _check_examples_hold(shape: _Shape, criteria: CriteriaSet) -> None:
 
 def load_criteria(path: Path) -> CriteriaSet:
     """Read and validate one criteria file; raises :class:`CriteriaError`."""
-    try:
-        content = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CriteriaError(path, "", f"cannot read: {exc}") from exc
-    try:
-        doc = strict_yaml.load(content)
-    except yaml.YAMLError as exc:
-        raise CriteriaError(path, "", f"not valid YAML: {exc}") from exc
+    doc = parse_yaml(path, read_text(path, CriteriaError), CriteriaError)
     return parse_criteria(doc, path, content_hash(_canonical(doc)))
 
 

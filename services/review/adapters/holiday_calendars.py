@@ -15,34 +15,129 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
-import yaml
+from pydantic import AfterValidator, Field, model_validator
 
+from services.common.config_files import ConfigFileError, Date, FileModel, Text, load_model
 from services.review.domain.deadlines import Calendar
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "calendars"
-KEYS = frozenset({"name", "time_zone", "source", "years", "base", "keep", "rules", "observed",
-                  "observed_exceptions", "add", "remove"})
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SATURDAY_MOVES = {"none": 0, "friday": -1}
 SUNDAY_MOVES = {"none": 0, "monday": 1}
+RULE_SHAPE = "expected {name, month, day} or {name, month, weekday, nth}"
 
 
-class CalendarFileError(ValueError):
-    pass
+class CalendarFileError(ConfigFileError):
+    """One problem in one calendar file: ``file.yaml: field: problem``."""
+
+
+# -- the file's shape ------------------------------------------------------------------------------
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone") from None
+    return value
+
+
+def _month(value: int) -> int:
+    if not 1 <= value <= 12:
+        raise ValueError("1 to 12")
+    return value
+
+
+def _nth(value: int) -> int:
+    if value not in (1, 2, 3, 4, -1):
+        raise ValueError("1 to 4, or -1 for the last")
+    return value
+
+
+class Years(FileModel):
+    first: int
+    last: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Years:
+        if not 1900 < self.first <= self.last < 2200:
+            raise ValueError(f"first and last must be years with first <= last (got {self.first!r}, {self.last!r})")
+        return self
+
+
+class Base(FileModel):
+    """A calendar of the holidays package: country and, optionally, subdivision."""
+
+    country: Text
+    subdivision: Text | None = None
+
+
+class Rule(FileModel):
+    """A holiday the package lacks: a fixed day of a month, or the nth (or last) weekday of one."""
+
+    name: Text
+    month: Annotated[int, AfterValidator(_month)]
+    day: int | None = None
+    weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] | None = None
+    nth: Annotated[int, AfterValidator(_nth)] | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> Rule:
+        given = {k for k in ("day", "weekday", "nth") if getattr(self, k) is not None}
+        if given not in ({"day"}, {"weekday", "nth"}):
+            raise ValueError(RULE_SHAPE)
+        return self
+
+
+class Observed(FileModel):
+    """Where a holiday falling on a weekend is observed."""
+
+    saturday: Literal["none", "friday"]
+    sunday: Literal["none", "monday"]
+
+
+class ObservedException(FileModel):
+    """One holiday's own weekend rule (either day, or both)."""
+
+    saturday: Literal["none", "friday"] | None = None
+    sunday: Literal["none", "monday"] | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ObservedException:
+        if self.saturday is None and self.sunday is None:
+            raise ValueError("expected {saturday: ...} and/or {sunday: ...}")
+        return self
+
+
+class Dated(FileModel):
+    date: Date
+    name: Text
+
+
+class CalendarFile(FileModel):
+    name: Text
+    time_zone: Annotated[Text, AfterValidator(_time_zone)]
+    source: Text
+    years: Years
+    base: Base
+    keep: Annotated[list[Text], Field(min_length=1)]
+    rules: list[Rule] | None = None
+    observed: Observed
+    observed_exceptions: dict[str, ObservedException] | None = None
+    add: list[Dated] | None = None
+    remove: list[Dated] | None = None
+
+
+# -- loading ---------------------------------------------------------------------------------------
 
 
 def load_calendar(path: Path) -> Calendar:
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, ValueError) as exc:  # PyYAML raises ValueError for 2026-02-30
-        raise CalendarFileError(f"{path.name}: cannot read: {exc}") from exc
-    return _Reader(path.name).calendar(doc)
+    return _Reader(path).calendar(load_model(CalendarFile, path, CalendarFileError))
 
 
 def load_calendars(directory: Path = DEFAULT_DIR) -> dict[str, Calendar]:
@@ -51,59 +146,36 @@ def load_calendars(directory: Path = DEFAULT_DIR) -> dict[str, Calendar]:
 
 
 class _Reader:
-    def __init__(self, file: str) -> None:
-        self.file = file
+    """The holidays a valid calendar file describes; what its shape cannot say is checked here."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
     def fail(self, where: str, problem: str) -> CalendarFileError:
-        return CalendarFileError(f"{self.file}: {where}: {problem}")
+        return CalendarFileError(self.path, where, problem)
 
-    def calendar(self, doc: Any) -> Calendar:
-        if not isinstance(doc, dict):
-            raise CalendarFileError(f"{self.file}: expected a mapping")
-        unknown = sorted(set(doc) - KEYS)
-        if unknown:
-            raise self.fail(unknown[0], f"unknown key (allowed: {', '.join(sorted(KEYS))})")
-        for key in ("name", "time_zone", "source"):
-            if not isinstance(doc.get(key), str) or not doc[key].strip():
-                raise self.fail(key, "required text")
-        try:
-            ZoneInfo(doc["time_zone"])
-        except (ZoneInfoNotFoundError, ValueError):
-            raise self.fail("time_zone", f"{doc['time_zone']!r} is not an IANA time zone") from None
-        first, last = self.years(doc.get("years"))
+    def calendar(self, doc: CalendarFile) -> Calendar:
+        first, last = doc.years.first, doc.years.last
         days: dict[dt.date, str] = {}
         span = range(first - 1, last + 2)  # a holiday of next year can be observed on 31 December
-        base = self.base(doc.get("base"), doc.get("keep"), span)
-        for name, day in [*base, *self.rules(doc.get("rules"), span)]:
-            days.setdefault(self.observe(name, day, doc.get("observed"), doc.get("observed_exceptions")), name)
-        for day, name in self.dated(doc.get("remove"), "remove"):
-            if days.get(day) != name:
-                raise self.fail("remove", f"{day.isoformat()} is not {name!r} in this calendar")
-            del days[day]
-        for day, name in self.dated(doc.get("add"), "add"):
-            days[day] = name
-        return Calendar(name=doc["name"], time_zone=doc["time_zone"], holidays=frozenset(days),
+        exceptions = doc.observed_exceptions or {}
+        for name, day in [*self.base(doc.base, doc.keep, span), *self.rules(doc.rules or [], span)]:
+            days.setdefault(self.observe(day, doc.observed, exceptions.get(name)), name)
+        for i, entry in enumerate(doc.remove or []):
+            if days.get(entry.date) != entry.name:
+                raise self.fail(f"remove[{i}]", f"{entry.date.isoformat()} is not {entry.name!r} in this calendar")
+            del days[entry.date]
+        for entry in doc.add or []:
+            days[entry.date] = entry.name
+        return Calendar(name=doc.name, time_zone=doc.time_zone, holidays=frozenset(days),
                         first_year=first, last_year=last)
 
-    def years(self, value: Any) -> tuple[int, int]:
-        if not isinstance(value, dict) or set(value) != {"first", "last"}:
-            raise self.fail("years", "expected {first: YYYY, last: YYYY}")
-        first, last = value["first"], value["last"]
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (first, last)) or not \
-                1900 < first <= last < 2200:
-            raise self.fail("years", f"first and last must be years with first <= last (got {first!r}, {last!r})")
-        return first, last
-
-    def base(self, value: Any, keep: Any, span: range) -> list[tuple[str, dt.date]]:
-        if not isinstance(value, dict) or not set(value) <= {"country", "subdivision"} or "country" not in value:
-            raise self.fail("base", "expected {country: XX, subdivision: YY (optional)} of the holidays package")
-        if not isinstance(keep, list) or not keep or not all(isinstance(k, str) and k for k in keep):
-            raise self.fail("keep", "a non-empty list of holiday names as the holidays package spells them")
+    def base(self, base: Base, keep: list[str], span: range) -> list[tuple[str, dt.date]]:
+        described = base.model_dump(exclude_none=True)
         try:
-            known = holidays.country_holidays(value["country"], subdiv=value.get("subdivision"), years=span,
-                                              observed=False)
+            known = holidays.country_holidays(base.country, subdiv=base.subdivision, years=span, observed=False)
         except (NotImplementedError, KeyError, ValueError) as exc:
-            raise self.fail("base", f"the holidays package has no calendar for {value}: {exc}") from None
+            raise self.fail("base", f"the holidays package has no calendar for {described}: {exc}") from None
         found: list[tuple[str, dt.date]] = []
         for day, names in sorted(known.items()):
             for name in str(names).split("; "):
@@ -111,42 +183,29 @@ class _Reader:
                     found.append((name, day))
         missing = sorted(set(keep) - {name for name, _ in found})
         if missing:
-            raise self.fail("keep", f"{missing[0]!r} is not a holiday the holidays package "
-                                    f"{importlib.metadata.version('holidays')} knows for {value}")
+            raise self.fail(f"keep[{keep.index(missing[0])}]",
+                            f"{missing[0]!r} is not a holiday the holidays package "
+                            f"{importlib.metadata.version('holidays')} knows for {described}")
         return found
 
-    def rules(self, value: Any, span: range) -> list[tuple[str, dt.date]]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.fail("rules", "a list of {name, month, day} or {name, month, weekday, nth}")
+    def rules(self, rules: list[Rule], span: range) -> list[tuple[str, dt.date]]:
         found = []
-        for i, rule in enumerate(value):
-            where = f"rules[{i}]"
-            if not isinstance(rule, dict) or not isinstance(rule.get("name"), str):
-                raise self.fail(where, "expected {name, month, day} or {name, month, weekday, nth}")
-            keys = set(rule) - {"name"}
-            month = rule.get("month")
-            if not isinstance(month, int) or not 1 <= month <= 12:
-                raise self.fail(f"{where}.month", "1 to 12")
+        for i, rule in enumerate(rules):
             for year in span:
-                if keys == {"month", "day"}:
+                if rule.day is not None:
                     try:
-                        day = dt.date(year, month, rule["day"])
-                    except (TypeError, ValueError):
-                        raise self.fail(f"{where}.day", f"{rule['day']!r} is not a day of month {month}") from None
-                elif keys == {"month", "weekday", "nth"}:
-                    day = self.nth_weekday(where, year, month, rule["weekday"], rule["nth"])
+                        day = dt.date(year, rule.month, rule.day)
+                    except ValueError:
+                        raise self.fail(f"rules[{i}].day", f"{rule.day!r} is not a day of month {rule.month}") \
+                            from None
                 else:
-                    raise self.fail(where, "expected {name, month, day} or {name, month, weekday, nth}")
-                found.append((rule["name"], day))
+                    assert rule.weekday is not None and rule.nth is not None  # the model's shape check
+                    day = self.nth_weekday(year, rule.month, rule.weekday, rule.nth)
+                found.append((rule.name, day))
         return found
 
-    def nth_weekday(self, where: str, year: int, month: int, weekday: Any, nth: Any) -> dt.date:
-        if weekday not in WEEKDAYS:
-            raise self.fail(f"{where}.weekday", f"one of {', '.join(WEEKDAYS)}")
-        if nth not in (1, 2, 3, 4, -1):
-            raise self.fail(f"{where}.nth", "1 to 4, or -1 for the last")
+    @staticmethod
+    def nth_weekday(year: int, month: int, weekday: str, nth: int) -> dt.date:
         target = WEEKDAYS.index(weekday)
         if nth == -1:
             nxt = dt.date(year + (month == 12), month % 12 + 1, 1)
@@ -155,48 +214,15 @@ class _Reader:
         first = dt.date(year, month, 1)
         return first + dt.timedelta(days=(target - first.weekday()) % 7 + 7 * (nth - 1))
 
-    def observe(self, name: str, day: dt.date, rule: Any, exceptions: Any) -> dt.date:
+    @staticmethod
+    def observe(day: dt.date, rule: Observed, exception: ObservedException | None) -> dt.date:
         """The day off for a holiday falling on ``day``, under the calendar's weekend rule."""
-        if not isinstance(rule, dict) or set(rule) != {"saturday", "sunday"} \
-                or rule["saturday"] not in SATURDAY_MOVES or rule["sunday"] not in SUNDAY_MOVES:
-            raise self.fail("observed", "expected {saturday: none|friday, sunday: none|monday}")
-        if exceptions is not None:
-            if not isinstance(exceptions, dict):
-                raise self.fail("observed_exceptions", "a mapping of holiday name to {saturday, sunday}")
-            specific = exceptions.get(name)
-            if specific is not None:
-                rule = {**rule, **self.partial_rule(name, specific)}
+        saturday, sunday = rule.saturday, rule.sunday
+        if exception is not None:
+            saturday = exception.saturday or saturday
+            sunday = exception.sunday or sunday
         if day.weekday() == 5:
-            return day + dt.timedelta(days=SATURDAY_MOVES[rule["saturday"]])
+            return day + dt.timedelta(days=SATURDAY_MOVES[saturday])
         if day.weekday() == 6:
-            return day + dt.timedelta(days=SUNDAY_MOVES[rule["sunday"]])
+            return day + dt.timedelta(days=SUNDAY_MOVES[sunday])
         return day
-
-    def partial_rule(self, name: str, value: Any) -> Mapping[str, str]:
-        where = f"observed_exceptions.{name}"
-        if not isinstance(value, dict) or not value or not set(value) <= {"saturday", "sunday"}:
-            raise self.fail(where, "expected {saturday: ...} and/or {sunday: ...}")
-        if value.get("saturday", "none") not in SATURDAY_MOVES or value.get("sunday", "none") not in SUNDAY_MOVES:
-            raise self.fail(where, "saturday: none|friday, sunday: none|monday")
-        return value
-
-    def dated(self, value: Any, key: str) -> list[tuple[dt.date, str]]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.fail(key, "a list of {date: YYYY-MM-DD, name: ...}")
-        out = []
-        for i, entry in enumerate(value):
-            where = f"{key}[{i}]"
-            if not isinstance(entry, dict) or set(entry) != {"date", "name"}:
-                raise self.fail(where, "expected {date: YYYY-MM-DD, name: ...}")
-            day = entry["date"]
-            if isinstance(day, str):
-                try:
-                    day = dt.date.fromisoformat(day)
-                except ValueError:
-                    raise self.fail(f"{where}.date", f"{entry['date']!r} is not a date") from None
-            if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
-                raise self.fail(f"{where}.date", f"{entry['date']!r} is not a date")
-            out.append((day, str(entry["name"])))
-        return out

@@ -17,78 +17,46 @@ refused with a :class:`PolicyFileError` naming the file and the field (``entries
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
+from pydantic import Field
 
-from services.review.adapters import strict_yaml
+from services.common.config_files import ConfigFileError, FileModel, Text, parse, read_yaml
 from services.review.domain.policy import InvalidPolicy, NoPriorAuthEntry, NoPriorAuthList
 
 DEFAULT_NO_PA_LIST = Path(__file__).resolve().parents[1] / "policy" / "no-prior-auth.yaml"
 
-TOP_KEYS = frozenset({"version", "entries"})
-ENTRY_KEYS = frozenset({"codes", "lines_of_business", "reason", "source"})
 
-
-class PolicyFileError(ValueError):
+class PolicyFileError(ConfigFileError):
     """One problem in one policy file: str is ``"file.yaml: field.path: problem"``."""
 
-    def __init__(self, path: Path | str, field: str, problem: str) -> None:
-        self.path = Path(path)
-        self.field = field
-        self.problem = problem
-        where = f"{self.path.name}: {field}: " if field else f"{self.path.name}: "
-        super().__init__(where + problem)
+
+class NoPriorAuthFileEntry(FileModel):
+    codes: Annotated[list[Text], Field(min_length=1)]
+    lines_of_business: Annotated[list[Text], Field(min_length=1)]
+    reason: Text
+    source: Text
 
 
-def _mapping(path: Path, node: Any, where: str, keys: frozenset[str]) -> dict[str, Any]:
-    if not isinstance(node, dict):
-        raise PolicyFileError(path, where, f"expected a mapping, got {type(node).__name__}")
-    unknown = sorted(str(k) for k in node if k not in keys)
-    if unknown:
-        raise PolicyFileError(path, f"{where}.{unknown[0]}" if where else unknown[0],
-                              f"unknown key (expected: {', '.join(sorted(keys))})")
-    missing = sorted(k for k in keys if k not in node)
-    if missing:
-        raise PolicyFileError(path, f"{where}.{missing[0]}" if where else missing[0], "is required")
-    return node
-
-
-def _text(path: Path, node: Any, where: str) -> str:
-    if not isinstance(node, str) or not node.strip():
-        raise PolicyFileError(path, where, "expected non-empty text (quote codes: \"99213\")")
-    return node.strip()
-
-
-def _texts(path: Path, node: Any, where: str) -> list[str]:
-    if not isinstance(node, list) or not node:
-        raise PolicyFileError(path, where, "expected a non-empty list")
-    return [_text(path, item, f"{where}[{i}]") for i, item in enumerate(node)]
+class NoPriorAuthFile(FileModel):
+    version: Text
+    entries: list[NoPriorAuthFileEntry]
 
 
 def parse_no_prior_auth(doc: Any, path: Path) -> NoPriorAuthList:
     """The list a parsed YAML document describes; raises :class:`PolicyFileError`."""
-    top = _mapping(path, doc, "", TOP_KEYS)
-    _text(path, top["version"], "version")
-    raw_entries = top["entries"]
-    if not isinstance(raw_entries, list):
-        raise PolicyFileError(path, "entries", "expected a list")
+    top = parse(NoPriorAuthFile, doc, path, PolicyFileError)
     entries: list[NoPriorAuthEntry] = []
     seen: dict[tuple[str, str], str] = {}
-    for i, raw in enumerate(raw_entries):
+    for i, entry in enumerate(top.entries):
         where = f"entries[{i}]"
-        entry = _mapping(path, raw, where, ENTRY_KEYS)
-        codes = _texts(path, entry["codes"], f"{where}.codes")
-        lobs = _texts(path, entry["lines_of_business"], f"{where}.lines_of_business")
-        reason = _text(path, entry["reason"], f"{where}.reason")
-        source = _text(path, entry["source"], f"{where}.source")
-        for j, lob in enumerate(lobs):
-            for k, code in enumerate(codes):
+        for j, lob in enumerate(entry.lines_of_business):
+            for k, code in enumerate(entry.codes):
                 field = f"{where}.codes[{k}]"
                 if (lob, code) in seen:
                     raise PolicyFileError(path, field, f"{code!r} is already listed for {lob} at {seen[(lob, code)]}")
                 seen[(lob, code)] = field
-                candidate = NoPriorAuthEntry(code, lob, reason, source)
+                candidate = NoPriorAuthEntry(code, lob, entry.reason, entry.source)
                 try:
                     NoPriorAuthList((candidate,))
                 except InvalidPolicy as exc:
@@ -101,12 +69,4 @@ def parse_no_prior_auth(doc: Any, path: Path) -> NoPriorAuthList:
 def load_no_prior_auth(path: Path | str) -> NoPriorAuthList:
     """Read and validate the no-prior-authorization list at ``path``."""
     file = Path(path)
-    try:
-        content = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyFileError(file, "", f"cannot read: {exc}") from exc
-    try:
-        doc = strict_yaml.load(content)
-    except yaml.YAMLError as exc:
-        raise PolicyFileError(file, "", f"not valid YAML: {exc}") from exc
-    return parse_no_prior_auth(doc, file)
+    return parse_no_prior_auth(read_yaml(file, PolicyFileError), file)

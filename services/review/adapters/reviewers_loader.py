@@ -1,4 +1,4 @@
-"""The reviewer directory's seed file (YAML), strictly.
+"""The reviewer directory's seed file (YAML), validated by a typed model.
 
     reviewers:
       - reviewer_id: rn-alvarez
@@ -8,73 +8,58 @@
         specialties: [advanced_imaging, general]
         licence_states: [TX, CA]
         lines_of_business: [commercial, medicaid, workers_comp]
-        capacity: 10
+        capacity: 10                     # default 10
+        active: true                     # default true
+
+Unknown keys, duplicate keys, values of the wrong YAML type, an unknown role and a reviewer listed
+twice are refused with a :class:`ReviewerFileError`: ``reviewers.yaml: reviewers[2].role: ...``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
-import yaml
+from pydantic import Field, Strict
 
+from services.common.config_files import ConfigFileError, FileModel, Text, load_model
 from services.review.domain.workflow import Reviewer, Role
 
-REQUIRED = ("reviewer_id", "name", "role", "credential")
-OPTIONAL = ("specialties", "licence_states", "lines_of_business", "capacity", "active")
 
-
-class ReviewerFileError(ValueError):
+class ReviewerFileError(ConfigFileError):
     """A seed file problem: the message names the file, the entry and the field."""
 
 
-def _texts(value: Any, where: str) -> frozenset[str]:
-    if value is None:
-        return frozenset()
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ReviewerFileError(f"{where}: expected a list of text")
-    return frozenset(v.strip() for v in value)
+class ReviewerEntry(FileModel):
+    reviewer_id: Text
+    name: Text
+    role: Annotated[Role, Strict(False)]  # YAML gives the role's text; the enum is its value
+    credential: Text
+    specialties: list[Text] | None = None
+    licence_states: list[Text] | None = None
+    lines_of_business: list[Text] | None = None
+    capacity: Annotated[int, Field(ge=0)] = 10
+    active: bool = True
+
+    def to_domain(self) -> Reviewer:
+        return Reviewer(reviewer_id=self.reviewer_id, name=self.name, role=self.role,
+                        specialties=frozenset(self.specialties or ()),
+                        licence_states=frozenset(self.licence_states or ()),
+                        lines_of_business=frozenset(self.lines_of_business or ()),
+                        capacity=self.capacity, credential=self.credential, active=self.active)
+
+
+class ReviewersFile(FileModel):
+    reviewers: list[ReviewerEntry]
 
 
 def load_reviewers(path: Path | str) -> list[Reviewer]:
-    file = Path(path)
-    try:
-        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ReviewerFileError(f"{file}: cannot read: {exc}") from exc
-    entries = doc.get("reviewers") if isinstance(doc, dict) else None
-    if not isinstance(entries, list):
-        raise ReviewerFileError(f"{file}: expected a mapping with a 'reviewers' list")
-    out: list[Reviewer] = []
-    seen: set[str] = set()
-    for i, e in enumerate(entries):
-        where = f"{file.name}: reviewers[{i}]"
-        if not isinstance(e, dict):
-            raise ReviewerFileError(f"{where}: expected a mapping")
-        for key in e:
-            if key not in REQUIRED + OPTIONAL:
-                raise ReviewerFileError(f"{where}.{key}: unknown key (allowed: {', '.join(REQUIRED + OPTIONAL)})")
-        for key in REQUIRED:
-            if not isinstance(e.get(key), str) or not e[key].strip():
-                raise ReviewerFileError(f"{where}.{key}: required text")
-        try:
-            role = Role(e["role"])
-        except ValueError:
-            raise ReviewerFileError(f"{where}.role: {e['role']!r} is not one of "
-                                    f"{', '.join(r.value for r in Role)}") from None
-        capacity = e.get("capacity", 10)
-        if not isinstance(capacity, int) or isinstance(capacity, bool):
-            raise ReviewerFileError(f"{where}.capacity: expected a whole number")
-        active = e.get("active", True)
-        if not isinstance(active, bool):
-            raise ReviewerFileError(f"{where}.active: expected true or false")
-        if e["reviewer_id"] in seen:
-            raise ReviewerFileError(f"{where}.reviewer_id: {e['reviewer_id']!r} is listed twice")
-        seen.add(e["reviewer_id"])
-        out.append(Reviewer(
-            reviewer_id=e["reviewer_id"].strip(), name=e["name"].strip(), role=role,
-            specialties=_texts(e.get("specialties"), f"{where}.specialties"),
-            licence_states=_texts(e.get("licence_states"), f"{where}.licence_states"),
-            lines_of_business=_texts(e.get("lines_of_business"), f"{where}.lines_of_business"),
-            capacity=capacity, credential=e["credential"].strip(), active=active))
-    return out
+    """The reviewers of a seed file, in file order; raises :class:`ReviewerFileError`."""
+    doc = load_model(ReviewersFile, path, ReviewerFileError)
+    first: dict[str, int] = {}
+    for i, entry in enumerate(doc.reviewers):
+        if entry.reviewer_id in first:
+            raise ReviewerFileError(path, f"reviewers[{i}].reviewer_id",
+                                    f"{entry.reviewer_id!r} is already listed at reviewers[{first[entry.reviewer_id]}]")
+        first[entry.reviewer_id] = i
+    return [entry.to_domain() for entry in doc.reviewers]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 
 from services.common.main import run
+from services.common.settings import ReviewSettings
 from services.review.bootstrap import build
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run("review", build, argv)
+    return run(ReviewSettings, build, argv)
 
 
 if __name__ == "__main__":

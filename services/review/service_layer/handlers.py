@@ -20,7 +20,7 @@ from services.common.consumer import PoisonMessage
 from services.common.errors import FieldViolation, NotFound, ValidationFailed
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.proto_enums import to_name, to_number
-from services.common.settings import Topics
+from services.common.topics import Topics
 from services.review.adapters.authorization_client import DuplicateChecker, LineQuery
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts, Outcome

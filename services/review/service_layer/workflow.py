@@ -34,7 +34,7 @@ from services.common.errors import (
 )
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.proto_enums import to_number
-from services.common.settings import Topics
+from services.common.topics import Topics
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.adapters.workflow_repository import WorkflowRepository
 from services.review.domain import workflow as wf

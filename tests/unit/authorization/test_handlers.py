@@ -17,7 +17,7 @@ from services.authorization.domain.model import AuthorizationToIssue
 from services.authorization.service_layer.handlers import AuthorizationHandlers
 from services.common.errors import NotFound, PoisonMessage, ValidationFailed
 from services.common.events import IncomingEvent
-from services.common.settings import Topics
+from services.common.topics import Topics
 from tests.fakes.authorization import AuthorizationStore
 
 NOW = dt.datetime(2027, 3, 1, 15, 0, tzinfo=dt.UTC)

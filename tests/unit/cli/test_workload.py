@@ -197,12 +197,15 @@ def test_load_workload_reads_the_bundled_sample() -> None:
 def test_load_workload_names_the_bad_entry(tmp_path: Path) -> None:
     path = tmp_path / "w.json"
     path.write_text(json.dumps([{"member_id": "MA100001"}, {"membr_id": "x"}]))
-    with pytest.raises(workload.WorkloadFileError, match=r"entry \[1\]"):
+    with pytest.raises(workload.WorkloadFileError, match=r"^w\.json: \[1\]: not a SubmitRequestRequest: .*membr_id"):
         workload.load_workload(path)
     path.write_text("{}")
-    with pytest.raises(workload.WorkloadFileError, match="JSON list"):
+    with pytest.raises(workload.WorkloadFileError, match=r"^w\.json: expected a JSON list .*, got a mapping$"):
         workload.load_workload(path)
-    with pytest.raises(workload.WorkloadFileError, match="cannot read"):
+    path.write_text('[{"member_id": "a", "member_id": "b"}]')
+    with pytest.raises(workload.WorkloadFileError, match=r"^w\.json: not a JSON document: duplicate key 'member_id'"):
+        workload.load_workload(path)
+    with pytest.raises(workload.WorkloadFileError, match=r"^missing\.json: cannot read: No such file"):
         workload.load_workload(tmp_path / "missing.json")
 
 

@@ -23,7 +23,7 @@ from services.common.errors import (
     ValidationFailed,
 )
 from services.common.events import IncomingEvent
-from services.common.settings import Topics
+from services.common.topics import Topics
 from services.intake.domain.model import Coverage, Member, RequestStatus
 from services.intake.domain.records import InformationRecord, LineRecord, RequestRecord
 from services.intake.entrypoints.mapping import information_to_domain, to_domain

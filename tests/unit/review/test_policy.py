@@ -17,16 +17,13 @@ from sqlalchemy import Engine, select
 from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2
 
-from services.common import migrations
-from services.common.db import make_engine
-from services.common.settings import Topics
+from services.common.settings import ReviewSettings
+from services.review import bootstrap
 from services.review.adapters import tables
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
-from services.review.adapters.holiday_calendars import load_calendars
 from services.review.adapters.policy_loader import DEFAULT_NO_PA_LIST, PolicyFileError, load_no_prior_auth
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.domain.criteria import LineEvaluation, Outcome, PythonMatcher
-from services.review.domain.deadlines import ClockEngine
 from services.review.domain.decisions import DecidedBy, decide_line, decide_with_policy
 from services.review.domain.policy import (
     GoldCard,
@@ -34,7 +31,6 @@ from services.review.domain.policy import (
     InvalidPolicy,
     NoPriorAuthEntry,
     NoPriorAuthList,
-    Policies,
     ProviderRecord,
 )
 from services.review.service_layer.handlers import ReviewHandlers
@@ -110,7 +106,7 @@ entries:
     (GOOD.replace("reason:", "why:"), "entries[0].why", "unknown key"),
     (GOOD.replace("    source: a published list\n", ""), "entries[0].source", "is required"),
     (GOOD.replace('["99213"]', '["9921"]'), "entries[0].codes[0]", "neither a CPT nor a HCPCS"),
-    (GOOD.replace('["99213"]', "[99213]"), "entries[0].codes[0]", "non-empty text"),
+    (GOOD.replace('["99213"]', "[99213]"), "entries[0].codes[0]", "expected text, got the number 99213"),
     (GOOD.replace("[commercial]", "[commercial, medicare]"), "entries[0].lines_of_business[1]", "'medicare'"),
     (GOOD.replace('["99213"]', '["99213", "99213"]'), "entries[0].codes[1]", "already listed for commercial"),
     (GOOD + "  - codes: []\n    lines_of_business: [commercial]\n    reason: r\n    source: s\n",
@@ -242,18 +238,13 @@ class Review:
 
 @pytest.fixture
 def review(tmp_path: Path) -> Iterator[Review]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'review.db'}")
-    migrations.upgrade("review", engine)
-
-    def uow() -> ReviewUnitOfWork:
-        return ReviewUnitOfWork(engine, tables.outbox, tables.processed_events)
-
-    evaluator = LibraryEvaluator(shipped_library(), PythonMatcher())
-    policies = Policies(load_no_prior_auth(DEFAULT_NO_PA_LIST), GoldCardPolicy(min_requests=3))
-    handlers = ReviewHandlers(uow, Topics("t"), evaluator, NoDuplicates(),  # type: ignore[arg-type]
-                              ClockEngine(load_calendars()), clock=lambda: NOW, policies=policies)
-    yield Review(engine, handlers)
-    engine.dispose()
+    """Review as bootstrap wires it (shipped no-PA list, gold card after 3 requests), not started."""
+    app = bootstrap.build(ReviewSettings(database_url=f"sqlite:///{tmp_path / 'review.db'}", topic_prefix="t",
+                                         gold_card_min_requests=3),
+                          clock=lambda: NOW, duplicates=NoDuplicates(),  # type: ignore[arg-type]
+                          evaluator=LibraryEvaluator(shipped_library(), PythonMatcher()))
+    yield Review(app.runtime.engine, app.handlers)
+    app.runtime.engine.dispose()
 
 
 def office_visit() -> intake_pb2.SubmitRequestRequest:

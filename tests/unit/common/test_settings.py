@@ -1,0 +1,148 @@
+"""Settings: typed models read from the environment, strictly, with one message shape for every problem."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from services.common import settings
+from services.common.errors import ConfigurationError
+from services.common.settings import (
+    AuthorizationSettings,
+    IntakeSettings,
+    ReviewSettings,
+    SettingsError,
+    load,
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what each test sets: the developer's or CI's variables must not leak in."""
+    for name in list(os.environ):
+        if name.startswith("UR_") or name == "KAFKA_BOOTSTRAP_SERVERS":
+            monkeypatch.delenv(name)
+
+
+def problems(model: type[settings.ServiceSettings]) -> list[str]:
+    with pytest.raises(SettingsError) as caught:
+        load(model)
+    return str(caught.value).splitlines()
+
+
+def test_defaults_are_the_documented_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UR_VAR_DIR", str(tmp_path))
+    review = load(ReviewSettings)
+    assert review.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert review.grpc_listen == "127.0.0.1:50052"
+    assert review.lease_s == 900.0 and review.at_risk_fraction == 0.2 and review.auto_migrate is True
+    assert review.tokens_file is None and review.criteria_dir is None
+    assert review.database == f"sqlite:///{(tmp_path / 'review.db').resolve()}"
+    assert review.topics.request_submitted == "ur.intake.request-submitted.v1"
+    # Defaults are not validated when used; given explicitly, they must pass their own checks.
+    for model in settings.MODELS:
+        model(**{name: f.default for name, f in model.model_fields.items() if f.default is not None})
+
+
+def test_values_are_read_as_their_types(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("tokens: []\n")
+    for name, value in {"UR_REVIEW_LEASE_S": "60", "UR_REVIEW_AT_RISK_FRACTION": "0.25", "UR_AUTO_MIGRATE": "0",
+                        "UR_LOG_LEVEL": "debug", "UR_REVIEW_TOKENS_FILE": str(tokens),
+                        "UR_REVIEW_DATABASE_URL": "postgresql+psycopg://u:p@db:5432/review",
+                        "KAFKA_BOOTSTRAP_SERVERS": "k1:9092, k2:9092", "UR_REVIEW_GOLD_CARD_MIN_REQUESTS": "3",
+                        "UR_REVIEW_CRITERIA_RELOAD_S": "0"}.items():
+        monkeypatch.setenv(name, value)
+    review = load(ReviewSettings)
+    assert review.lease_s == 60.0 and review.at_risk_fraction == 0.25 and review.auto_migrate is False
+    assert review.log_level == "DEBUG" and review.tokens_file == tokens
+    assert review.database == "postgresql+psycopg://u:p@db:5432/review"
+    assert review.kafka_bootstrap_servers == "k1:9092,k2:9092"
+    assert review.gold_card_min_requests == 3 and review.criteria_reload_s == 0.0
+
+
+def test_an_empty_value_means_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UR_INTAKE_MAX_WAIT_MS", "")
+    monkeypatch.setenv("UR_INTAKE_DATABASE_URL", "")
+    intake = load(IntakeSettings)
+    assert intake.max_wait_ms == 15000 and intake.database_url is None
+
+
+@pytest.mark.parametrize(("name", "value", "problem"), [
+    ("UR_REVIEW_LEASE_S", "-5", "UR_REVIEW_LEASE_S: must be greater than 0, got -5.0"),
+    ("UR_REVIEW_LEASE_S", "soon", "UR_REVIEW_LEASE_S: expected a number, got text ('soon')"),
+    ("UR_REVIEW_AT_RISK_FRACTION", "1", "UR_REVIEW_AT_RISK_FRACTION: must be less than 1, got 1.0"),
+    ("UR_REVIEW_GOLD_CARD_APPROVAL_RATE", "0", "UR_REVIEW_GOLD_CARD_APPROVAL_RATE: must be greater than 0, got 0.0"),
+    ("UR_REVIEW_GOLD_CARD_WINDOW_DAYS", "3.5", "UR_REVIEW_GOLD_CARD_WINDOW_DAYS: expected a whole number, got text"),
+    ("UR_TOPIC_PARTITIONS", "0", "UR_TOPIC_PARTITIONS: must be greater than or equal to 1, got 0"),
+    ("UR_AUTO_MIGRATE", "maybe", "UR_AUTO_MIGRATE: expected true or false, got text ('maybe')"),
+    ("UR_LOG_LEVEL", "LOUD", "UR_LOG_LEVEL: 'LOUD' is not one of 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'"),
+    ("UR_REVIEW_GRPC_LISTEN", "50052", "UR_REVIEW_GRPC_LISTEN: expected host:port, got '50052'"),
+    ("UR_AUTHORIZATION_TARGET", "auth:99999", "UR_AUTHORIZATION_TARGET: expected host:port, got 'auth:99999'"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "k1:9092,,k2", "KAFKA_BOOTSTRAP_SERVERS: expected host:port, got 'k2'"),
+    ("UR_TOPIC_PREFIX", "my topics", "UR_TOPIC_PREFIX: letters, digits, '.', '_' and '-' only"),
+    ("UR_REVIEW_DATABASE_URL", "review.db", "UR_REVIEW_DATABASE_URL: not a SQLAlchemy database URL"),
+    ("UR_REVIEW_TOKENS_FILE", "/nonexistent/tokens.yaml",
+     "UR_REVIEW_TOKENS_FILE: no such file: '/nonexistent/tokens.yaml'"),
+    ("UR_REVIEW_NO_PA_LIST", "/", "UR_REVIEW_NO_PA_LIST: '/' is not a file"),
+    ("UR_REVIEW_CRITERIA_DIR", "/nonexistent", "UR_REVIEW_CRITERIA_DIR: no such directory: '/nonexistent'"),
+])
+def test_a_bad_value_names_the_variable_and_the_problem(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
+                                                        problem: str) -> None:
+    monkeypatch.setenv(name, value)
+    (line,) = problems(ReviewSettings)
+    assert line.startswith(problem), line
+
+
+def test_every_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UR_AUTHORIZATION_VALIDITY_DAYS", "0")
+    monkeypatch.setenv("UR_RELAY_IDLE_S", "never")
+    monkeypatch.setenv("UR_AUTHORIZATION_DATABASE_ULR", "sqlite://")
+    lines = problems(AuthorizationSettings)
+    assert lines[0] == ("UR_AUTHORIZATION_DATABASE_ULR: unknown setting (did you mean "
+                        "UR_AUTHORIZATION_DATABASE_URL?); see `urctl settings`")
+    assert sorted(line.split(":")[0] for line in lines[1:]) == ["UR_AUTHORIZATION_VALIDITY_DAYS", "UR_RELAY_IDLE_S"]
+
+
+def test_an_undeclared_ur_variable_is_refused_but_others_are_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME_GROWN", "1")  # not ours
+    monkeypatch.setenv("UR_TEST_PG_URL", "postgresql://x")  # declared (the tests'), ignored by services
+    monkeypatch.setenv("UR_REVIEW_LEASE_S", "60")  # another service's: compose may pass one environment
+    assert load(IntakeSettings).max_wait_ms == 15000
+    monkeypatch.setenv("UR_INTAKE_MAXWAIT_MS", "10")
+    assert problems(IntakeSettings) == [
+        "UR_INTAKE_MAXWAIT_MS: unknown setting (did you mean UR_INTAKE_MAX_WAIT_MS?); see `urctl settings`"]
+
+
+def test_settings_error_is_a_configuration_error() -> None:
+    assert issubclass(SettingsError, ConfigurationError)
+
+
+def test_models_are_immutable_and_refuse_unknown_fields(tmp_path: Path) -> None:
+    intake = IntakeSettings(database_url="sqlite://")
+    with pytest.raises(ValueError, match="frozen"):
+        intake.max_wait_ms = 3  # type: ignore[misc]
+    with pytest.raises(ValueError, match="Extra inputs"):
+        IntakeSettings(max_wait=3)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="valid integer"):
+        IntakeSettings(max_wait_ms="3")  # type: ignore[arg-type]  # strict: no coercion from Python
+
+
+def test_every_variable_is_documented_once() -> None:
+    names = [s.name for s in settings.SETTINGS]
+    assert len(names) == len(set(names))
+    assert all(s.help.strip() for s in settings.SETTINGS)
+    # One row, every reader, for a variable two models declare.
+    (target,) = (s for s in settings.SETTINGS if s.name == "UR_AUTHORIZATION_TARGET")
+    assert target.used_by == ("review", "cli")
+    declared = {f.validation_alias for m in settings.MODELS for f in m.model_fields.values()
+                if isinstance(f.validation_alias, str)}
+    assert declared == settings.known_env_vars()
+
+
+def test_get_reads_text_for_the_cli() -> None:
+    assert settings.get("UR_INTAKE_TARGET", {}) == "127.0.0.1:50051"
+    assert settings.get("UR_INTAKE_TARGET", {"UR_INTAKE_TARGET": "intake:50051"}) == "intake:50051"
+    assert settings.get("UR_REVIEWER_TOKEN", {}) == ""
