@@ -70,7 +70,7 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
     seed = extra.get("UR_REVIEW_REVIEWERS_SEED") or ""
     if seed:
         reviewers = load_reviewers(seed)
-        workflow.seed(reviewers)
+        workflow.directory.seed(reviewers)
         logger.info("reviewer directory: %d reviewers from %s", len(reviewers), seed)
     runtime = assemble(
         infra, ReviewEvents(handlers, workflow),
@@ -80,7 +80,7 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
                      ReviewerServicer(handlers, workflow, tokens),
                      review_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name))
     runtime.on_stop.append(duplicates.close)
-    runtime.periodic.append(("deadline-monitor", float(extra.get("UR_REVIEW_MONITOR_S") or 30), workflow.monitor))
+    runtime.periodic.append(("deadline-monitor", float(extra.get("UR_REVIEW_MONITOR_S") or 30), workflow.monitor.run))
     reload_s = _number(extra, "UR_REVIEW_CRITERIA_RELOAD_S", 5.0)
     if reload_s > 0:
         # Stopped with the runtime's other periodic threads (the runtime's stop event ends it).
