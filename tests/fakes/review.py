@@ -39,6 +39,9 @@ class ReviewStore:
     outbox: list[OutgoingEvent] = field(default_factory=list)
     processed: set[tuple[str, str]] = field(default_factory=set)
     sequence: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    before_task_save: list[Callable[[Task], None]] = field(default_factory=list)
+    """Each is run once, just before the next task save of any unit of work: how a test lets
+    another writer in between a use case's read and its write."""
 
     def events(self, message_type: type | None = None) -> list[object]:
         """The committed outbox's messages, of one type when given."""
@@ -106,14 +109,11 @@ class FakeCaseRepository(ports.CaseRepository):
 
 
 class FakeTaskRepository(ports.TaskRepository):
-    def __init__(self, layer: _Layer[str, Task], history: list[tuple[int, str, AuditEntry]],
-                 committed_history: list[tuple[int, str, AuditEntry]], sequence: itertools.count[int]) -> None:
+    def __init__(self, store: ReviewStore, layer: _Layer[str, Task],
+                 history: list[tuple[int, str, AuditEntry]]) -> None:
+        self._store = store
         self._tasks = layer
         self._history = history  # this unit of work's pending entries
-        self._committed_history = committed_history
-        self._sequence = sequence
-        self.before_save: Callable[[Task], None] | None = None
-        """Called with the task about to be saved: a test's way to let another writer in first."""
 
     def _all(self) -> list[Task]:
         return self._tasks.values()
@@ -126,25 +126,24 @@ class FakeTaskRepository(ports.TaskRepository):
                 or taken & set(lines):
             raise DuplicateKey("a task for one of these lines is already stored")
         for t in tasks:
-            self._tasks.put(t.task_id, t)
             self._append(t)
+            self._tasks.put(t.task_id, t)
 
     def get(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)
 
     def save(self, task: Task) -> None:
-        if self.before_save is not None:
-            hook, self.before_save = self.before_save, None
-            hook(task)
+        if self._store.before_task_save:
+            self._store.before_task_save.pop(0)(task)
         stored = self._tasks.get(task.task_id)
         if stored is None or stored.version != task.version:
             raise StaleTask(task.task_id)
         task.version += 1
-        self._tasks.put(task.task_id, task)
         self._append(task)
+        self._tasks.put(task.task_id, task)
 
     def _append(self, task: Task) -> None:
-        self._history.extend((next(self._sequence), task.task_id, e) for e in task.new_entries)
+        self._history.extend((next(self._store.sequence), task.task_id, e) for e in task.new_entries)
         task.new_entries.clear()
 
     def of_request(self, request_id: str) -> list[Task]:
@@ -175,7 +174,7 @@ class FakeTaskRepository(ports.TaskRepository):
         return found[offset:offset + limit], len(found)
 
     def history(self, task_id: str) -> list[AuditEntry]:
-        entries = [(e.at, seq, e) for seq, tid, e in [*self._committed_history, *self._history] if tid == task_id]
+        entries = [(e.at, seq, e) for seq, tid, e in [*self._store.history, *self._history] if tid == task_id]
         return [e for _, _, e in sorted(entries, key=lambda x: (x[0], x[1]))]
 
 
@@ -251,7 +250,7 @@ class FakeUnitOfWork(ports.UnitOfWork):
         self._events: list[OutgoingEvent] = []
         self._processed: set[tuple[str, str]] = set()
         self.cases = FakeCaseRepository(self._layers[0])
-        self.tasks = FakeTaskRepository(self._layers[1], self._history, s.history, s.sequence)
+        self.tasks = FakeTaskRepository(s, self._layers[1], self._history)
         self.reviewers = FakeReviewerRepository(self._layers[2])
         self.provider_outcomes = FakeProviderOutcomeRepository(self._layers[3])
         self._active = True
