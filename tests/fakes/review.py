@@ -23,7 +23,7 @@ from services.review.domain.case import Case
 from services.review.domain.criteria import LineEvaluation, LineFacts, Outcome
 from services.review.domain.policy import LineOutcome, ProviderRecord
 from services.review.domain.task import UNDECIDED, AuditEntry, Task
-from services.review.domain.workflow import Reviewer, Role, StaleTask, TaskStatus
+from services.review.domain.workflow import Reviewer, Role, StaleTask, TaskStatus, priority
 from services.review.service_layer import ports
 
 
@@ -79,7 +79,7 @@ class _Layer(Generic[K, V]):
 
 
 def _urgent_first(t: Task) -> tuple[int, dt.datetime, str]:
-    return (0 if t.urgency == "expedited" else 1, t.due_at, t.task_id)
+    return priority(t.facts())
 
 
 class FakeCaseRepository(ports.CaseRepository):
