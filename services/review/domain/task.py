@@ -5,19 +5,22 @@ state machine and the role rules (services/review/domain/workflow.py) and raises
 :class:`~services.review.domain.workflow.WorkflowError` when it refuses; each change is written to
 the task's audit trail (:attr:`Task.new_entries`, stored with the task). The repository saves a task
 with a compare-and-set on :attr:`Task.version`, so of two writers that read the same version only
-the first succeeds (:class:`~services.review.domain.workflow.StaleTask`)::
+the first succeeds (:class:`~services.review.domain.workflow.StaleTask`).
 
-                 claim / reassign                 approve, approve_partial, modify, deny
-      ┌──────┐ ────────────────────▶ ┌─────────┐ ─────────────────────────────────────▶ ┌─────────┐
-      │ open │                       │ claimed │                                        │ decided │
-      └──────┘ ◀──────────────────── └─────────┘ ───── request_information ──┐         └─────────┘
-         ▲  ▲   release, lease expiry,    │ ▲                                 ▼              ▲
-         │  │   refer_to_physician        │ └── reassign, or claim    ┌────────────────────┐ │
-         │  │   (now needs a physician)   │     after lease expiry    │ pended_information │ │
-         │  └─────────────────────────────┴───────────────────────────└────────────────────┘ │
-         │        information received, criteria still unmet (reopen)         │              │
-         └──────────────────────────────────────────────────────────────────────────────────┘
-                         information received, criteria now met at nurse level (approve_on_criteria)
+=======================  ==========================================  ==========================
+from                     by                                          to
+=======================  ==========================================  ==========================
+open                     claim; reassign (a supervisor)              claimed
+claimed, lease ran out   claim, reassign                             claimed, new lease
+claimed, lease live      reassign                                    claimed, new lease
+claimed                  release (holder, supervisor), lease expiry  open
+claimed, by the decider  approve; approve_partial, modify, deny      decided
+                         (a physician only)
+claimed, by the decider  refer_to_physician                          open, for a physician
+claimed, by the decider  request_information                         pended_information
+open, claimed, pended    information received, criteria now met      decided (nurse level only)
+open, claimed, pended    information received, otherwise             open, new evaluation
+=======================  ==========================================  ==========================
 
 Beside the state, the deadline monitor marks a task escalated (at risk of missing its deadline) and
 missed (deadline passed undecided; for Medicaid a deemed denial), each once.
