@@ -11,7 +11,6 @@ from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2
 
 from services.common.events import IncomingEvent
-from services.review.adapters.authorization_client import LineQuery
 
 VALID_NPI = "1234567893"
 OTHER_NPI = "1245319599"
@@ -61,13 +60,6 @@ def lumbar_mri(*, meets: bool = True, member_id: str = "T-MA-0001", key: str | N
         urgency=urgency,
         clinical_facts=facts,
     )
-
-
-class NoDuplicates:
-    """Review's duplicate check (authorization's gRPC lookup) when nothing overlaps."""
-
-    def overlapping(self, requests: list[tuple[str, list[LineQuery]]]) -> list[dict[int, list[str]]]:
-        return [{} for _ in requests]
 
 
 def submitted_event(request: intake_pb2.SubmitRequestRequest, request_id: str,

@@ -19,7 +19,7 @@ from services.common.runtime import ServiceRuntime
 from services.common.settings import ReviewSettings
 from services.common.wiring import assemble, infrastructure
 from services.review.adapters import tables
-from services.review.adapters.authorization_client import DuplicateChecker, GrpcDuplicateChecker
+from services.review.adapters.authorization_client import GrpcDuplicateChecker
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import CriteriaLibrary, load_library
 from services.review.adapters.criteria_reload import CriteriaReloader
@@ -31,7 +31,8 @@ from services.review.adapters.rules_engine import DurableRulesMatcher
 from services.review.domain.deadlines import ClockEngine
 from services.review.domain.policy import GoldCardPolicy, Policies
 from services.review.entrypoints.grpc_api import ReviewerServicer
-from services.review.service_layer.handlers import Evaluator, ReviewHandlers
+from services.review.service_layer.handlers import ReviewHandlers
+from services.review.service_layer.ports import DuplicateChecker, Evaluator
 from services.review.service_layer.workflow import ReviewEvents, ReviewWorkflow
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def build(settings: ReviewSettings, *, clock: Clock = utcnow, duplicates: Duplic
     workflow = ReviewWorkflow(uow, infra.topics, current_evaluator, clocks, clock=clock,
                               lease_s=settings.lease_s, at_risk_fraction=settings.at_risk_fraction)
     if reviewers:
-        workflow.seed(reviewers)
+        workflow.directory.seed(reviewers)
         logger.info("reviewer directory: %d reviewers from %s", len(reviewers), settings.reviewers_seed)
     runtime = assemble(
         infra, ReviewEvents(handlers, workflow),
@@ -93,7 +94,7 @@ def build(settings: ReviewSettings, *, clock: Clock = utcnow, duplicates: Duplic
                      review_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name))
     if isinstance(checker, GrpcDuplicateChecker):
         runtime.on_stop.append(checker.close)
-    runtime.periodic.append(("deadline-monitor", settings.monitor_s, workflow.monitor))
+    runtime.periodic.append(("deadline-monitor", settings.monitor_s, workflow.monitor.run))
     if criteria is not None and settings.criteria_reload_s > 0:
         # Stopped with the runtime's other periodic threads (the runtime's stop event ends it).
         runtime.periodic.append(("criteria-reload", settings.criteria_reload_s, criteria.check))

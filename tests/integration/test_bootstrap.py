@@ -16,7 +16,8 @@ from services.intake import bootstrap as intake_bootstrap
 from services.intake.entrypoints.mapping import to_domain
 from services.review import bootstrap as review_bootstrap
 from tests.conftest import REPO
-from tests.factories import NoDuplicates, lumbar_mri
+from tests.factories import lumbar_mri
+from tests.fakes.review import NoDuplicates
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,7 @@ def test_review_takes_its_collaborators_and_the_settings_files(make_database: Ca
         assert app.runtime.server is None
         assert [name for name, _, _ in app.runtime.periodic] == ["deadline-monitor", "criteria-reload"]
         assert app.runtime.on_stop == []  # no gRPC client of authorization was made to be closed
-        assert app.workflow.whoami("rn-alvarez").name == "Maria Alvarez"  # seeded from the settings' file
+        assert app.workflow.directory.whoami("rn-alvarez").name == "Maria Alvarez"  # seeded from the settings' file
     finally:
         app.runtime.engine.dispose()
 

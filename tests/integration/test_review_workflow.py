@@ -27,10 +27,12 @@ from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import load_library
 from services.review.bootstrap import DEFAULT_CRITERIA_DIR
 from services.review.domain.criteria import PythonMatcher
+from services.review.domain.task import DecisionInput
 from services.review.domain.workflow import Decision, Reviewer, Role
 from services.review.service_layer.handlers import ReviewHandlers
-from services.review.service_layer.workflow import DecisionInput, ReviewWorkflow
-from tests.factories import NoDuplicates, fact, lumbar_mri, submitted_event
+from services.review.service_layer.workflow import ReviewWorkflow
+from tests.factories import fact, lumbar_mri, submitted_event
+from tests.fakes.review import NoDuplicates
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +87,7 @@ def build(url: str, at_risk_fraction: float = 0.2) -> Review:
     app = bootstrap.build(ReviewSettings(database_url=url, at_risk_fraction=at_risk_fraction, lease_s=600.0),
                           clock=lambda: now[0], duplicates=NoDuplicates(),
                           evaluator=LibraryEvaluator(load_library(DEFAULT_CRITERIA_DIR), PythonMatcher()))
-    app.workflow.seed([reviewer("rn-1"), reviewer("rn-2"), reviewer("md-1", Role.PHYSICIAN),
+    app.workflow.directory.seed([reviewer("rn-1"), reviewer("rn-2"), reviewer("md-1", Role.PHYSICIAN),
                        reviewer("sup-1", Role.SUPERVISOR, specialties=())])
     return Review(app.runtime.engine, app.handlers, app.workflow, now)
 
@@ -103,7 +105,7 @@ def test_many_reviewers_claiming_at_once_never_share_a_task(backend: str, make_d
     url = make_database("race") if backend == "postgresql" else f"sqlite:///{tmp_path / 'race.db'}"
     r = build(url)
     nurses = [reviewer(f"rn-race-{i}", capacity=4) for i in range(12)]
-    r.workflow.seed(nurses)
+    r.workflow.directory.seed(nurses)
     for _ in range(30):
         r.submit()
     claimed: list[tuple[str, str]] = []
@@ -114,7 +116,7 @@ def test_many_reviewers_claiming_at_once_never_share_a_task(backend: str, make_d
         start.wait()
         while True:
             try:
-                view = r.workflow.claim_next(nurse.reviewer_id)
+                view = r.workflow.queue.claim_next(nurse.reviewer_id)
             except (NotFound, ResourceExhausted):
                 return
             except BaseException as exc:
@@ -139,34 +141,34 @@ def test_many_reviewers_claiming_at_once_never_share_a_task(backend: str, make_d
 
 def test_an_expired_lease_returns_the_task_to_the_queue(review: Review) -> None:
     task_id = review.task_of(review.submit())
-    assert review.workflow.claim_next("rn-1").task.task_id == task_id
+    assert review.workflow.queue.claim_next("rn-1").task.task_id == task_id
     with pytest.raises(NotFound):
-        review.workflow.claim_next("rn-2")
+        review.workflow.queue.claim_next("rn-2")
     review.now[0] = T0 + dt.timedelta(minutes=11)
-    assert review.workflow.monitor()["leases_expired"] == 1
-    view = review.workflow.claim_next("rn-2")
+    assert review.workflow.monitor.run()["leases_expired"] == 1
+    view = review.workflow.queue.claim_next("rn-2")
     assert view.task.task_id == task_id and view.task.assigned_to == "rn-2"
     with pytest.raises(FailedPrecondition, match="held by another reviewer"):
-        review.workflow.decide("rn-1", task_id, DecisionInput(Decision.APPROVE))
+        review.workflow.decisions.decide("rn-1", task_id, DecisionInput(Decision.APPROVE))
     assert [h.action for h in view.history] == ["claimed", "lease_expired", "claimed"]
 
 
 def test_a_nurse_cannot_deny_a_physician_can_and_is_named(review: Review) -> None:
     request_id = review.submit()
     task_id = review.task_of(request_id)
-    review.workflow.claim_next("rn-1")
+    review.workflow.queue.claim_next("rn-1")
     before = len(review.outbox())
     for decision in (Decision.DENY, Decision.MODIFY, Decision.APPROVE_PARTIAL):
         with pytest.raises(PermissionDenied, match="only a physician"):
-            review.workflow.decide("rn-1", task_id, DecisionInput(decision, reason="r", criterion="c",
+            review.workflow.decisions.decide("rn-1", task_id, DecisionInput(decision, reason="r", criterion="c",
                                                                   approved_units=1))
     assert len(review.outbox()) == before  # nothing written
-    review.workflow.decide("rn-1", task_id, DecisionInput(Decision.REFER_TO_PHYSICIAN, note="borderline"))
+    review.workflow.decisions.decide("rn-1", task_id, DecisionInput(Decision.REFER_TO_PHYSICIAN, note="borderline"))
     with pytest.raises(NotFound):
-        review.workflow.claim_next("rn-2")  # a physician's task now
-    assert review.workflow.claim_next("md-1").task.task_id == task_id
-    review.workflow.record_peer_to_peer("md-1", task_id, "offered", None, "Dr. Requester", "call offered")
-    view, determination = review.workflow.decide(
+        review.workflow.queue.claim_next("rn-2")  # a physician's task now
+    assert review.workflow.queue.claim_next("md-1").task.task_id == task_id
+    review.workflow.peer_to_peer.record("md-1", task_id, "offered", None, "Dr. Requester", "call offered")
+    view, determination = review.workflow.decisions.decide(
         "md-1", task_id, DecisionInput(Decision.DENY, reason="MRI is not indicated before six weeks of "
                                        "conservative therapy without red flags",
                                        criterion="imaging-mri-lumbar-spine@2026.1: conservative_therapy_six_weeks"))
@@ -185,8 +187,8 @@ def test_a_nurse_cannot_deny_a_physician_can_and_is_named(review: Review) -> Non
 def test_information_requested_then_received_reopens_or_approves(review: Review) -> None:
     request_id = review.submit()  # two weeks of symptoms: refer to nurse
     task_id = review.task_of(request_id)
-    review.workflow.claim_next("rn-1")
-    view, det = review.workflow.decide("rn-1", task_id, DecisionInput(
+    review.workflow.queue.claim_next("rn-1")
+    view, det = review.workflow.decisions.decide("rn-1", task_id, DecisionInput(
         Decision.REQUEST_INFORMATION, facts=("conservative_therapy_weeks", "symptom_duration_weeks")))
     assert view.task.status == "pended_information"
     assert det.lines[0].action_code == types_pb2.ACTION_CODE_PENDED
@@ -197,8 +199,8 @@ def test_information_requested_then_received_reopens_or_approves(review: Review)
     event = IncomingEvent(event_id=str(uuid.uuid4()), event_type="AdditionalInformationReceived", message=info,
                           schema_version="1", key=request_id,
                           topic="t", partition=0, offset=0)
-    review.workflow.handle_information([event])
-    review.workflow.handle_information([event])  # redelivery is harmless
+    review.workflow.information.handle_batch([event])
+    review.workflow.information.handle_batch([event])  # redelivery is harmless
     with review.engine.connect() as conn:
         status = conn.execute(select(tables.review_tasks.c.status)).scalar_one()
     assert status == "decided"
@@ -213,10 +215,10 @@ def test_the_monitor_escalates_then_records_a_missed_medicaid_deadline(review: R
         due = conn.execute(select(tables.review_tasks.c.due_at)).scalar_one()
     due = due if due.tzinfo else due.replace(tzinfo=dt.UTC)
     review.now[0] = due - (due - T0) * 0.1
-    assert review.workflow.monitor()["unassigned_alerts"] == 1
-    assert review.workflow.monitor()["escalated"] == 0  # once
+    assert review.workflow.monitor.run()["unassigned_alerts"] == 1
+    assert review.workflow.monitor.run()["escalated"] == 0  # once
     review.now[0] = due + dt.timedelta(minutes=1)
-    assert review.workflow.monitor()["missed"] == 1
+    assert review.workflow.monitor.run()["missed"] == 1
     kinds = [a.kind for a in review.alerts()]
     assert kinds == [events_pb2.ReviewAlert.KIND_UNASSIGNED_NEAR_DEADLINE, events_pb2.ReviewAlert.KIND_DEADLINE_MISSED]
     missed = review.alerts()[-1]
@@ -241,7 +243,7 @@ def test_a_task_created_five_days_after_receipt_is_at_risk_on_the_monitors_first
         assert ensure_utc(task.created_at) == T0  # the injected clock, not the machine's
         assert ensure_utc(task.due_at) == received + dt.timedelta(days=7)
         r.now[0] = T0 + first_pass_after
-        assert r.workflow.monitor()["unassigned_alerts"] == 1
+        assert r.workflow.monitor.run()["unassigned_alerts"] == 1
         alert = r.alerts()[-1]
         assert alert.request_id == request_id and alert.kind == events_pb2.ReviewAlert.KIND_UNASSIGNED_NEAR_DEADLINE
     finally:
@@ -256,18 +258,18 @@ def test_an_erisa_request_for_information_tolls_the_clock_until_the_answer(revie
     first_due = first_due if first_due.tzinfo else first_due.replace(tzinfo=dt.UTC)
     assert first_due == T0 + dt.timedelta(days=15)
     review.now[0] = T0 + dt.timedelta(days=5)
-    review.workflow.claim_next("rn-1")
-    view, _ = review.workflow.decide("rn-1", task_id, DecisionInput(Decision.REQUEST_INFORMATION,
+    review.workflow.queue.claim_next("rn-1")
+    view, _ = review.workflow.decisions.decide("rn-1", task_id, DecisionInput(Decision.REQUEST_INFORMATION,
                                                                      facts=("conservative_therapy_weeks",)))
     assert view.task.clock_paused and "tolled" in view.task.clock_rule
     review.now[0] = T0 + dt.timedelta(days=40)  # long past the original deadline: still not missed
-    assert review.workflow.monitor()["missed"] == 0
+    assert review.workflow.monitor.run()["missed"] == 0
     info = events_pb2.AdditionalInformationReceived(request_id=request_id, information_id=str(uuid.uuid4()),
                                                     clinical_facts=[fact("conservative_therapy_weeks", 3, "weeks")])
-    review.workflow.handle_information([IncomingEvent(event_id=str(uuid.uuid4()), event_type="x",
+    review.workflow.information.handle_batch([IncomingEvent(event_id=str(uuid.uuid4()), event_type="x",
                                                       schema_version="1", key=request_id, message=info, topic="t",
                                                       partition=0, offset=0)])
-    task = review.workflow.get_task("rn-1", task_id).task
+    task = review.workflow.queue.get_task("rn-1", task_id).task
     due = task.due_at if task.due_at.tzinfo else task.due_at.replace(tzinfo=dt.UTC)
     assert not task.clock_paused and task.status == "open"
     assert due == T0 + dt.timedelta(days=40) + dt.timedelta(days=10)  # the 10 days left when it stopped
@@ -277,15 +279,15 @@ def test_an_erisa_request_for_information_tolls_the_clock_until_the_answer(revie
 def test_deadline_extensions_follow_the_regime(review: Review) -> None:
     ma = review.task_of(review.submit(lob=types_pb2.LINE_OF_BUSINESS_MEDICARE_ADVANTAGE))
     with pytest.raises(FailedPrecondition, match="written notice"):
-        review.workflow.extend_deadline("rn-1", ma, "enrollee_request", notice_sent=False)
-    view = review.workflow.extend_deadline("rn-1", ma, "enrollee_request", notice_sent=True)
+        review.workflow.deadlines.extend_deadline("rn-1", ma, "enrollee_request", notice_sent=False)
+    view = review.workflow.deadlines.extend_deadline("rn-1", ma, "enrollee_request", notice_sent=True)
     due = view.task.due_at if view.task.due_at.tzinfo else view.task.due_at.replace(tzinfo=dt.UTC)
     assert due == T0 + dt.timedelta(days=21) and view.history[-1].action == "deadline_extended"
     with pytest.raises(FailedPrecondition, match="one extension"):
-        review.workflow.extend_deadline("rn-1", ma, "enrollee_request", notice_sent=True)
+        review.workflow.deadlines.extend_deadline("rn-1", ma, "enrollee_request", notice_sent=True)
     wc = review.task_of(review.submit(lob=types_pb2.LINE_OF_BUSINESS_WORKERS_COMP, state="TX"))
     with pytest.raises(FailedPrecondition, match="allows no extension"):
-        review.workflow.extend_deadline("rn-1", wc, "enrollee_request", notice_sent=True)
+        review.workflow.deadlines.extend_deadline("rn-1", wc, "enrollee_request", notice_sent=True)
 
 
 OUTCOMES = tables.provider_line_outcomes
@@ -297,8 +299,8 @@ def test_a_reviewers_decision_updates_the_gold_card_record(review: Review) -> No
     with review.engine.connect() as conn:
         before = conn.execute(select(OUTCOMES.c.approved, OUTCOMES.c.decided_by)).one()
     assert before.approved is False or before.approved == 0
-    review.workflow.claim_next("rn-1")
-    review.workflow.decide("rn-1", task_id, DecisionInput(Decision.APPROVE, note="notes document therapy"))
+    review.workflow.queue.claim_next("rn-1")
+    review.workflow.decisions.decide("rn-1", task_id, DecisionInput(Decision.APPROVE, note="notes document therapy"))
     with review.engine.connect() as conn:
         after = conn.execute(select(OUTCOMES.c.approved, OUTCOMES.c.decided_by)).one()
     assert bool(after.approved) and after.decided_by == "rn-1"

@@ -5,34 +5,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 import grpc
 from ur.authorization.v1 import authorization_pb2, authorization_pb2_grpc
 from ur.common.v1 import types_pb2
 
 from services.common.consumer import TransientError
-
-
-@dataclass(frozen=True)
-class LineQuery:
-    line_number: int
-    procedure_code: str
-    start: dt.date
-    end: dt.date
-
-
-class DuplicateChecker(Protocol):
-    def overlapping(self, requests: Sequence[tuple[str, Sequence[LineQuery]]]) -> list[dict[int, list[str]]]:
-        """For each (member id, lines): line number → numbers of active authorizations overlapping it."""
+from services.review.service_layer.ports import DuplicateChecker, LineQuery
 
 
 def _pb_date(d: dt.date) -> types_pb2.Date:
     return types_pb2.Date(year=d.year, month=d.month, day=d.day)
 
 
-class GrpcDuplicateChecker:
+class GrpcDuplicateChecker(DuplicateChecker):
     """Asks the authorization service; unavailability is transient (the event is retried)."""
 
     def __init__(self, target: str, timeout_s: float = 5.0) -> None:

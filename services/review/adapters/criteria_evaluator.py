@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from services.review.adapters.criteria_loader import CriteriaLibrary
 from services.review.domain.criteria import ConditionMatcher, LineEvaluation, LineFacts, evaluate
+from services.review.service_layer.ports import Evaluator
 
 
-class LibraryEvaluator:
+class LibraryEvaluator(Evaluator):
     def __init__(self, library: CriteriaLibrary, matcher: ConditionMatcher) -> None:
         self._library = library
         self._matcher = matcher

@@ -21,15 +21,12 @@ from pathlib import Path
 from typing import Protocol
 
 from services.review.adapters.criteria_loader import CriteriaLibrary, load_library
-from services.review.domain.criteria import CriteriaSet, LineEvaluation, LineFacts
+from services.review.domain.criteria import CriteriaSet
+from services.review.service_layer.ports import Evaluator
 
 logger = logging.getLogger(__name__)
 
 Fingerprint = tuple[tuple[str, int, int], ...]
-
-
-class Evaluator(Protocol):
-    def evaluate(self, line: LineFacts) -> LineEvaluation | None: ...
 
 
 class RulesetCompiler(Protocol):

@@ -1,19 +1,70 @@
-"""Review's repositories (SQLAlchemy Core) and unit of work."""
+"""Review's repositories and unit of work on SQLAlchemy Core (the ports: service_layer/ports.py).
+
+Rows become domain objects here and nowhere else; SQLite's naive datetimes come back as aware UTC.
+Saving a task is an optimistic compare-and-set on its ``version``: the UPDATE only succeeds for the
+writer that read the version it replaces, so two reviewers racing for one task never both get it,
+on PostgreSQL and on SQLite alike, without holding locks while choosing.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, case, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Row, and_, case, func, insert, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
 
+from services.common.clock import ensure_utc
+from services.common.errors import DuplicateKey
 from services.common.uow import SqlUnitOfWork
-from services.review.adapters.tables import cases, provider_line_outcomes, review_tasks
-from services.review.domain.policy import ProviderRecord
+from services.review.adapters.tables import cases, provider_line_outcomes, review_tasks, reviewers, task_events
+from services.review.domain.case import Case
+from services.review.domain.criteria import Outcome
+from services.review.domain.deadlines import ClockState
+from services.review.domain.policy import LineOutcome, ProviderRecord
+from services.review.domain.task import AuditEntry, Task
+from services.review.domain.workflow import Reviewer, Role, StaleTask, TaskStatus
+from services.review.service_layer import ports
+
+UNDECIDED = (TaskStatus.OPEN.value, TaskStatus.CLAIMED.value, TaskStatus.PENDED_INFORMATION.value)
 
 
-class CaseRepository:
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    return ensure_utc(value) if value is not None else None
+
+
+def _insert(conn: Connection, table: Any, rows: Sequence[dict[str, Any]], what: str) -> None:
+    if not rows:
+        return
+    try:
+        conn.execute(insert(table), list(rows))
+    except IntegrityError as exc:
+        raise DuplicateKey(f"{what} already stored") from exc
+
+
+# -- cases ---------------------------------------------------------------------------------------
+
+def case_from_row(row: Row[Any]) -> Case:
+    return Case(request_id=row.request_id, determination_id=row.determination_id, member_id=row.member_id,
+                line_of_business=row.line_of_business, member_state=row.member_state, urgency=row.urgency,
+                review_type=row.review_type, requesting_npi=row.requesting_npi,
+                received_at=ensure_utc(row.received_at), due_at=ensure_utc(row.due_at), regime=row.regime,
+                request=bytes(row.request), determination=bytes(row.determination),
+                created_at=ensure_utc(row.created_at),
+                clock=ClockState.from_dict(json.loads(row.clock_state)) if row.clock_state else None)
+
+
+def case_row(c: Case) -> dict[str, Any]:
+    return {"request_id": c.request_id, "determination_id": c.determination_id, "member_id": c.member_id,
+            "line_of_business": c.line_of_business, "member_state": c.member_state, "urgency": c.urgency,
+            "review_type": c.review_type, "requesting_npi": c.requesting_npi, "received_at": c.received_at,
+            "due_at": c.due_at, "regime": c.regime, "request": c.request, "determination": c.determination,
+            "created_at": c.created_at, "clock_state": json.dumps(c.clock.to_dict()) if c.clock else None}
+
+
+class SqlCaseRepository(ports.CaseRepository):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
@@ -23,65 +74,189 @@ class CaseRepository:
         rows = self.conn.execute(select(cases.c.request_id).where(cases.c.request_id.in_(list(request_ids))))
         return {r.request_id for r in rows}
 
-    def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(insert(cases), list(rows))
+    def add_many(self, new: Sequence[Case]) -> None:
+        _insert(self.conn, cases, [case_row(c) for c in new], "a case for one of these requests is")
 
-    def determination(self, request_id: str) -> bytes | None:
-        value = self.conn.execute(select(cases.c.determination).where(cases.c.request_id == request_id)).scalar()
-        return bytes(value) if value is not None else None
+    def get(self, request_id: str, *, for_update: bool = False) -> Case | None:
+        query = select(cases).where(cases.c.request_id == request_id)
+        if for_update:
+            query = query.with_for_update()  # PostgreSQL: serialize writers of one case; SQLite ignores it
+        row = self.conn.execute(query).first()
+        return case_from_row(row) if row is not None else None
+
+    def save(self, c: Case) -> None:
+        self.conn.execute(update(cases).where(cases.c.request_id == c.request_id).values(
+            request=c.request, determination=c.determination, due_at=c.due_at,
+            clock_state=json.dumps(c.clock.to_dict()) if c.clock else None))
 
 
-class TaskRepository:
+# -- tasks ---------------------------------------------------------------------------------------
+
+def task_from_row(row: Row[Any]) -> Task:
+    return Task(task_id=row.task_id, request_id=row.request_id, line_number=row.line_number,
+                procedure_code=row.procedure_code, line_of_business=row.line_of_business,
+                member_state=row.member_state, urgency=row.urgency, outcome=Outcome(row.outcome),
+                reasons=tuple(json.loads(row.reasons)), status=TaskStatus(row.status), due_at=ensure_utc(row.due_at),
+                created_at=ensure_utc(row.created_at), category=row.category, required_role=Role(row.required_role),
+                units=row.units, regime=row.regime, clock_rule=row.clock_rule, assigned_to=row.assigned_to,
+                lease_expires_at=_utc(row.lease_expires_at), version=row.version,
+                requested_facts=tuple(json.loads(row.requested_facts)) if row.requested_facts else (),
+                information_due=row.information_due, escalated_at=_utc(row.escalated_at),
+                missed_at=_utc(row.missed_at), deemed_denial=bool(row.deemed_denial),
+                updated_at=_utc(row.updated_at), clock_paused=bool(row.clock_paused),
+                at_risk_at=_utc(row.at_risk_at))
+
+
+def task_row(t: Task) -> dict[str, Any]:
+    """Every column but the key and the version (which the repository manages)."""
+    return {"request_id": t.request_id, "line_number": t.line_number, "procedure_code": t.procedure_code,
+            "line_of_business": t.line_of_business, "member_state": t.member_state, "urgency": t.urgency,
+            "outcome": t.outcome.value, "reasons": json.dumps(list(t.reasons)), "status": t.status.value,
+            "due_at": t.due_at, "created_at": t.created_at, "category": t.category,
+            "required_role": t.required_role.value, "units": t.units, "regime": t.regime,
+            "clock_rule": t.clock_rule, "assigned_to": t.assigned_to, "lease_expires_at": t.lease_expires_at,
+            "requested_facts": json.dumps(list(t.requested_facts)) if t.requested_facts else None,
+            "information_due": t.information_due, "escalated_at": t.escalated_at, "missed_at": t.missed_at,
+            "deemed_denial": t.deemed_denial, "updated_at": t.updated_at, "clock_paused": t.clock_paused,
+            "at_risk_at": t.at_risk_at}
+
+
+def _urgent_first() -> tuple[Any, ...]:
+    return (case((review_tasks.c.urgency == "expedited", 0), else_=1), review_tasks.c.due_at,
+            review_tasks.c.task_id)
+
+
+class SqlTaskRepository(ports.TaskRepository):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(insert(review_tasks), list(rows))
+    def _tasks(self, query: Any) -> list[Task]:
+        return [task_from_row(r) for r in self.conn.execute(query)]
 
-    def open_tasks(self, limit: int, offset: int) -> tuple[list[Row[Any]], int]:
-        """Most urgent first: expedited before standard, then the earliest due time."""
-        urgency_rank = case((review_tasks.c.urgency == "expedited", 0), else_=1)
-        query = (select(review_tasks).where(review_tasks.c.status == "open")
-                 .order_by(urgency_rank, review_tasks.c.due_at, review_tasks.c.created_at, review_tasks.c.task_id)
-                 .limit(limit).offset(offset))
-        total = self.conn.execute(select(func.count()).select_from(review_tasks)
-                                  .where(review_tasks.c.status == "open")).scalar_one()
-        return list(self.conn.execute(query)), int(total)
+    def add_many(self, tasks: Sequence[Task]) -> None:
+        _insert(self.conn, review_tasks, [{"task_id": t.task_id, "version": t.version, **task_row(t)} for t in tasks],
+                "a task for one of these lines is")
+        for t in tasks:
+            self._append_history(t)
+
+    def get(self, task_id: str) -> Task | None:
+        found = self._tasks(select(review_tasks).where(review_tasks.c.task_id == task_id))
+        return found[0] if found else None
+
+    def save(self, task: Task) -> None:
+        result = self.conn.execute(
+            update(review_tasks).where(review_tasks.c.task_id == task.task_id, review_tasks.c.version == task.version)
+            .values(version=task.version + 1, **task_row(task)))
+        if result.rowcount != 1:
+            raise StaleTask(task.task_id)
+        task.version += 1
+        self._append_history(task)
+
+    def _append_history(self, task: Task) -> None:
+        if task.new_entries:
+            self.conn.execute(insert(task_events), [
+                {"task_id": task.task_id, "at": e.at, "actor": e.actor, "action": e.action, "detail": e.detail}
+                for e in task.new_entries])
+            task.new_entries.clear()
+
+    def of_request(self, request_id: str) -> list[Task]:
+        return self._tasks(select(review_tasks).where(review_tasks.c.request_id == request_id)
+                           .order_by(review_tasks.c.line_number))
+
+    def held_by(self, reviewer_id: str, now: dt.datetime) -> list[Task]:
+        return self._tasks(select(review_tasks).where(review_tasks.c.status == TaskStatus.CLAIMED.value,
+                                                      review_tasks.c.assigned_to == reviewer_id,
+                                                      review_tasks.c.lease_expires_at > now)
+                           .order_by(*_urgent_first()))
+
+    def claimable(self, roles: Sequence[Role], lines_of_business: Iterable[str], categories: Iterable[str],
+                  now: dt.datetime, limit: int) -> list[Task]:
+        t = review_tasks
+        free = or_(t.c.status == TaskStatus.OPEN.value,
+                   and_(t.c.status == TaskStatus.CLAIMED.value, t.c.lease_expires_at <= now))
+        return self._tasks(select(t).where(free, t.c.required_role.in_([r.value for r in roles]),
+                                           t.c.line_of_business.in_(list(lines_of_business)),
+                                           t.c.category.in_(list(categories)))
+                           .order_by(*_urgent_first()).limit(limit))
+
+    def expired_leases(self, now: dt.datetime) -> list[Task]:
+        return self._tasks(select(review_tasks).where(review_tasks.c.status == TaskStatus.CLAIMED.value,
+                                                      review_tasks.c.lease_expires_at <= now)
+                           .order_by(review_tasks.c.task_id))
+
+    def needing_attention(self, now: dt.datetime, limit: int = 1000) -> list[Task]:
+        t = review_tasks
+        missed = and_(t.c.missed_at.is_(None), t.c.due_at <= now)
+        at_risk = and_(t.c.escalated_at.is_(None), t.c.at_risk_at <= now)
+        return self._tasks(select(t).where(t.c.status.in_(UNDECIDED), or_(missed, at_risk))
+                           .order_by(t.c.due_at, t.c.task_id).limit(limit))
+
+    def open_tasks(self, limit: int, offset: int) -> tuple[list[Task], int]:
+        t = review_tasks
+        urgency_rank = case((t.c.urgency == "expedited", 0), else_=1)
+        query = (select(t).where(t.c.status == TaskStatus.OPEN.value)
+                 .order_by(urgency_rank, t.c.due_at, t.c.created_at, t.c.task_id).limit(limit).offset(offset))
+        total = self.conn.execute(select(func.count()).select_from(t)
+                                  .where(t.c.status == TaskStatus.OPEN.value)).scalar_one()
+        return self._tasks(query), int(total)
+
+    def history(self, task_id: str) -> list[AuditEntry]:
+        rows = self.conn.execute(select(task_events).where(task_events.c.task_id == task_id)
+                                 .order_by(task_events.c.at, task_events.c.id))
+        return [AuditEntry(ensure_utc(r.at), r.actor, r.action, r.detail) for r in rows]
 
 
-class ProviderOutcomeRepository:
-    """The gold-card record: one row per line decided by criteria or by a person."""
+# -- the reviewer directory ----------------------------------------------------------------------
 
+def reviewer_from_row(row: Row[Any]) -> Reviewer:
+    return Reviewer(reviewer_id=row.reviewer_id, name=row.name, role=Role(row.role),
+                    specialties=frozenset(json.loads(row.specialties)),
+                    licence_states=frozenset(json.loads(row.licence_states)),
+                    lines_of_business=frozenset(json.loads(row.lines_of_business)), capacity=row.capacity,
+                    credential=row.credential, active=bool(row.active))
+
+
+def reviewer_row(r: Reviewer, now: dt.datetime) -> dict[str, Any]:
+    return {"reviewer_id": r.reviewer_id, "name": r.name, "role": r.role.value,
+            "specialties": json.dumps(sorted(r.specialties)), "licence_states": json.dumps(sorted(r.licence_states)),
+            "lines_of_business": json.dumps(sorted(r.lines_of_business)), "capacity": r.capacity,
+            "credential": r.credential, "active": r.active, "updated_at": now}
+
+
+class SqlReviewerRepository(ports.ReviewerRepository):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Rows of ``provider_line_outcomes`` for lines decided in this transaction."""
-        if rows:
-            self.conn.execute(insert(provider_line_outcomes), list(rows))
+    def get(self, reviewer_id: str) -> Reviewer | None:
+        row = self.conn.execute(select(reviewers).where(reviewers.c.reviewer_id == reviewer_id)).first()
+        return reviewer_from_row(row) if row is not None else None
 
-    def record_line_outcome(self, request_id: str, line_number: int, *, requesting_npi: str, category: str,
-                            decided_at: dt.datetime, approved: bool, decided_by: str) -> None:
-        """Record (or replace) who decided a line and whether it was approved, e.g. when a reviewer
-        decides a line software referred. Insert-or-update, so it works whether or not the line
-        was recorded when software decided it."""
-        values = {"requesting_npi": requesting_npi, "category": category, "decided_at": decided_at,
-                  "approved": approved, "decided_by": decided_by}
-        changed = self.conn.execute(
-            update(provider_line_outcomes)
-            .where(provider_line_outcomes.c.request_id == request_id,
-                   provider_line_outcomes.c.line_number == line_number)
-            .values(**values)).rowcount
-        if not changed:
-            self.conn.execute(insert(provider_line_outcomes).values(request_id=request_id, line_number=line_number,
-                                                                    **values))
+    def all(self) -> list[Reviewer]:
+        return [reviewer_from_row(r) for r in self.conn.execute(select(reviewers).order_by(reviewers.c.reviewer_id))]
+
+    def put(self, reviewer: Reviewer, now: dt.datetime) -> None:
+        row = reviewer_row(reviewer, now)
+        done = self.conn.execute(update(reviewers).where(reviewers.c.reviewer_id == reviewer.reviewer_id)
+                                 .values(**{k: v for k, v in row.items() if k != "reviewer_id"}))
+        if done.rowcount == 0:
+            # Another writer may insert the same id between the two statements.
+            _insert(self.conn, reviewers, [row], f"reviewer {reviewer.reviewer_id!r} is")
+
+
+# -- the gold-card record ------------------------------------------------------------------------
+
+class SqlProviderOutcomeRepository(ports.ProviderOutcomeRepository):
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add_many(self, outcomes: Sequence[LineOutcome]) -> None:
+        _insert(self.conn, provider_line_outcomes, [
+            {"request_id": o.request_id, "line_number": o.line_number, "requesting_npi": o.requesting_npi,
+             "category": o.category, "decided_at": o.decided_at, "approved": o.approved, "decided_by": o.decided_by}
+            for o in outcomes], "an outcome of one of these lines is")
 
     def update_outcome(self, request_id: str, line_number: int, *, approved: bool, decided_by: str,
                        decided_at: dt.datetime) -> bool:
-        """A person's decision on a recorded line; False when the line was never recorded (it was
-        answered from the no-PA list or under a gold card, and does not count)."""
         changed = self.conn.execute(
             update(provider_line_outcomes)
             .where(provider_line_outcomes.c.request_id == request_id,
@@ -90,8 +265,7 @@ class ProviderOutcomeRepository:
         return bool(changed)
 
     def records(self, pairs: Iterable[tuple[str, str]], since: dt.datetime) -> list[ProviderRecord]:
-        """Approved and total counts of each (npi, category) pair decided at or after ``since``:
-        one aggregate query for the whole batch. Pairs without any decision are absent."""
+        """One aggregate query for the whole batch."""
         wanted = sorted(set(pairs))
         if not wanted:
             return []
@@ -104,14 +278,20 @@ class ProviderOutcomeRepository:
                 for r in self.conn.execute(query)]
 
 
-class ReviewUnitOfWork(SqlUnitOfWork):
-    cases: CaseRepository
-    tasks: TaskRepository
-    provider_outcomes: ProviderOutcomeRepository
+# -- the unit of work ----------------------------------------------------------------------------
+
+class ReviewUnitOfWork(SqlUnitOfWork, ports.UnitOfWork):
+    """Review's unit of work on one database connection (outbox and processed events included)."""
+
+    cases: SqlCaseRepository
+    tasks: SqlTaskRepository
+    reviewers: SqlReviewerRepository
+    provider_outcomes: SqlProviderOutcomeRepository
 
     def __enter__(self) -> ReviewUnitOfWork:
         super().__enter__()
-        self.cases = CaseRepository(self.conn)
-        self.tasks = TaskRepository(self.conn)
-        self.provider_outcomes = ProviderOutcomeRepository(self.conn)
+        self.cases = SqlCaseRepository(self.conn)
+        self.tasks = SqlTaskRepository(self.conn)
+        self.reviewers = SqlReviewerRepository(self.conn)
+        self.provider_outcomes = SqlProviderOutcomeRepository(self.conn)
         return self

@@ -138,12 +138,18 @@ def _engine_value(ftype: FactType, value: FactValue) -> bool | float | int | str
     if ftype is FactType.BOOL:
         return bool(value)
     if ftype is FactType.NUMBER:
-        assert isinstance(value, int | float)
-        return engine_number(value)
+        return engine_number(_number(value))
     if ftype is FactType.DATE:
-        assert not isinstance(value, bool | int | float | str)
+        if isinstance(value, bool | int | float | str):
+            raise TypeError(f"{value!r} is not a date")
         return value.toordinal()
     return str(value)
+
+
+def _number(value: FactValue) -> float:
+    if not isinstance(value, int | float):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
 
 
 def _identity(value: Any) -> Any:
@@ -163,24 +169,22 @@ _CONVERTERS: dict[FactType, Callable[[Any], bool | float | int | str]] = {
 def _threshold(criteria: CriteriaSet, p: Predicate, value: FactValue) -> bool | float | int | str:
     ftype = criteria.fact(p.fact).type
     if ftype is FactType.NUMBER:
-        assert isinstance(value, int | float)
-        if value != 0 and not MIN_THRESHOLD <= abs(value) < MAX_THRESHOLD:
+        number = _number(value)
+        if number != 0 and not MIN_THRESHOLD <= abs(number) < MAX_THRESHOLD:
             raise RulesEngineError(f"{criteria.key}: threshold {value!r} of fact {p.fact!r} is outside what the rules "
                                    f"engine represents exactly (0, or {MIN_THRESHOLD} <= |x| < {MAX_THRESHOLD:g})")
-        return float(value)
+        return number
     return _engine_value(ftype, value)
 
 
 def _expression(criteria: CriteriaSet, p: Predicate) -> Any:
     field = _field(p.fact)
     if p.op in SET_OPS:
-        assert isinstance(p.value, tuple)
-        values = [_threshold(criteria, p, v) for v in p.value]
+        values = [_threshold(criteria, p, v) for v in p.values()]
         if p.op is Op.IN:
             return functools.reduce(operator.or_, [field == v for v in values])
         return functools.reduce(operator.and_, [field != v for v in values])
-    assert not isinstance(p.value, tuple)
-    v = _threshold(criteria, p, p.value)
+    v = _threshold(criteria, p, p.single())
     compare: dict[Op, Callable[[Any, Any], Any]] = {
         Op.EQ: operator.eq, Op.NE: operator.ne, Op.GT: operator.gt, Op.GE: operator.ge,
         Op.LT: operator.lt, Op.LE: operator.le}

@@ -188,11 +188,9 @@ class Predicate:
     def holds(self, actual: FactValue) -> bool:
         """Whether the predicate holds for a usable value of its fact."""
         if self.op in SET_OPS:
-            assert isinstance(self.value, tuple)
-            found = any(_same(actual, v) for v in self.value)
+            found = any(_same(actual, v) for v in self.values())
             return found if self.op is Op.IN else not found
-        expected = self.value
-        assert not isinstance(expected, tuple)
+        expected = self.single()
         if self.op is Op.EQ:
             return _same(actual, expected)
         if self.op is Op.NE:
@@ -207,6 +205,18 @@ class Predicate:
             return a < b
         return a <= b
 
+    def values(self) -> tuple[FactValue, ...]:
+        """The values of an ``in``/``not_in`` predicate."""
+        if not isinstance(self.value, tuple):
+            raise TypeError(f"{self.fact} {self.op.value}: expected a list of values, got {self.value!r}")
+        return self.value
+
+    def single(self) -> FactValue:
+        """The value of a comparison."""
+        if isinstance(self.value, tuple):
+            raise TypeError(f"{self.fact} {self.op.value}: expected one value, got {self.value!r}")
+        return self.value
+
 
 def _same(a: FactValue, b: FactValue) -> bool:
     # bool is an int in Python: True must not equal 1.0 here, as it does not in the rules engine.
@@ -218,7 +228,8 @@ def _same(a: FactValue, b: FactValue) -> bool:
 def _comparable(value: FactValue) -> float:
     if isinstance(value, dt.date):
         return float(value.toordinal())
-    assert isinstance(value, int | float)
+    if not isinstance(value, int | float):
+        raise TypeError(f"{value!r} is neither a number nor a date")
     return float(value)
 
 

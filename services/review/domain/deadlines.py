@@ -212,7 +212,8 @@ class ClockState:
         def ts(value: Any) -> dt.datetime | None:
             return dt.datetime.fromisoformat(value) if value else None
         received = ts(d["received_at"])
-        assert received is not None
+        if received is None:
+            raise ValueError("a stored clock state without received_at")
         return cls(regime=d["regime"], rule=d["rule"], due_at=ts(d["due_at"]), received_at=received,
                    pend_effect=PendEffect(d["pend_effect"]), deemed_denial_on_miss=bool(d["deemed_denial_on_miss"]),
                    calendar=d["calendar"], business_days=int(d["business_days"]), expedited=bool(d["expedited"]),

@@ -95,6 +95,21 @@ class NoPriorAuthList:
 # -- gold card -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class LineOutcome:
+    """Who decided a line and whether it was approved: one entry of a provider's record. Lines
+    answered from the no-prior-authorization list or under a gold card have none, so an exemption
+    cannot feed itself."""
+
+    request_id: str
+    line_number: int
+    requesting_npi: str
+    category: str
+    decided_at: dt.datetime
+    approved: bool
+    decided_by: str  # "system:rules-engine" or a reviewer id
+
+
+@dataclass(frozen=True)
 class ProviderRecord:
     """A provider's criteria- or person-decided lines in one category since ``since``."""
 

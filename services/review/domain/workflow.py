@@ -12,7 +12,10 @@ supervisor     reassign and release tasks; manage the directory; decides nothing
 =============  ==========================================================================
 
 Only a physician's decision can be adverse; the server checks the authenticated reviewer's role
-before anything is written (:func:`check_decision`), never the client.
+before anything is written (:func:`check_decision`), never the client. What else each role may do
+is one table, :data:`MAY` (:func:`check_may`): claiming is for the roles that decide (a supervisor
+assigns instead), reassigning and the directory are a supervisor's, peer-to-peer a physician's,
+and any role but an adjuster may extend a deadline.
 
 Eligibility for a task (:func:`eligibility`): the role the next action needs (a task referred to a
 physician needs a physician; otherwise a nurse, or an adjuster on workers' comp), the line of
@@ -63,6 +66,8 @@ ACTION_OF: dict[Decision, str] = {
 }
 
 ADVERSE = frozenset({Decision.APPROVE_PARTIAL, Decision.MODIFY, Decision.DENY})
+# A person's last word on a line (what the provider's gold-card record counts): approval in full, or adverse.
+FINAL = frozenset({Decision.APPROVE}) | ADVERSE
 ALLOWED: dict[Role, frozenset[Decision]] = {
     Role.NURSE: frozenset({Decision.APPROVE, Decision.REQUEST_INFORMATION, Decision.REFER_TO_PHYSICIAN}),
     Role.ADJUSTER: frozenset({Decision.APPROVE, Decision.REQUEST_INFORMATION, Decision.REFER_TO_PHYSICIAN}),
@@ -73,24 +78,64 @@ GENERAL = "general"
 
 
 class WorkflowError(Exception):
-    """Base of the workflow's refusals; entrypoints map each to a status code."""
+    """Base of the workflow's refusals; the service layer maps each to a service error
+    (services/review/service_layer/refusals.py)."""
 
 
 class NotPermitted(WorkflowError):
-    """The caller's role may not do this (PERMISSION_DENIED)."""
+    """The caller's role may not do this (PermissionDenied)."""
 
 
 class Conflict(WorkflowError):
-    """The task is not in a state that allows this (FAILED_PRECONDITION)."""
+    """The task is not in a state that allows this (FailedPrecondition)."""
 
 
-class BadDecision(WorkflowError):
-    """A decision that lacks what it needs: ``field`` names it (INVALID_ARGUMENT)."""
+class StaleTask(Conflict):
+    """The task changed since it was read: saving it is a compare-and-set on its version, and
+    another writer got there first."""
+
+    def __init__(self, task_id: str = "") -> None:
+        super().__init__("the task changed while you were acting on it; look again")
+        self.task_id = task_id
+
+
+class AtCapacity(WorkflowError):
+    """The reviewer holds as many tasks as their capacity allows (ResourceExhausted)."""
+
+
+class InvalidInput(WorkflowError):
+    """An input that lacks what it needs: ``field`` names it (ValidationFailed)."""
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+class BadDecision(InvalidInput):
+    """A decision that lacks what it needs."""
+
+
+class Action(enum.StrEnum):
+    """What a reviewer may ask for besides a decision (decisions: :data:`ALLOWED`)."""
+
+    CLAIM = "claim"
+    REASSIGN = "reassign"
+    PEER_TO_PEER = "peer_to_peer"
+    EXTEND_DEADLINE = "extend_deadline"
+    MANAGE_DIRECTORY = "manage_directory"
+
+
+# Action -> (the roles that may, the refusal for the others; {role} names the caller's role).
+MAY: dict[Action, tuple[frozenset[Role], str]] = {
+    Action.CLAIM: (frozenset({Role.NURSE, Role.ADJUSTER, Role.PHYSICIAN}),
+                   "a supervisor assigns tasks but does not claim them"),
+    Action.REASSIGN: (frozenset({Role.SUPERVISOR}), "only a supervisor reassigns tasks"),
+    Action.PEER_TO_PEER: (frozenset({Role.PHYSICIAN}), "peer-to-peer conversations are a physician's"),
+    Action.EXTEND_DEADLINE: (frozenset({Role.PHYSICIAN, Role.SUPERVISOR, Role.NURSE}),
+                             "a {role} may not extend a deadline"),
+    Action.MANAGE_DIRECTORY: (frozenset({Role.SUPERVISOR}), "only a supervisor manages the reviewer directory"),
+}
 
 
 @dataclass(frozen=True)
@@ -123,6 +168,27 @@ class TaskFacts:
     urgency: str  # "standard" | "expedited"
     due_at: dt.datetime
     regime: str
+
+
+def check_may(reviewer: Reviewer, action: Action) -> None:
+    """Raise NotPermitted unless ``reviewer``'s role may do ``action`` (:data:`MAY`)."""
+    roles, refusal = MAY[action]
+    if reviewer.role not in roles:
+        raise NotPermitted(refusal.format(role=reviewer.role.value))
+
+
+def check_capacity(reviewer: Reviewer, held: int) -> None:
+    """Raise AtCapacity when ``reviewer`` already holds ``held`` tasks, their capacity."""
+    if held >= reviewer.capacity:
+        raise AtCapacity(f"you hold {held} task(s), your capacity; decide or release one first")
+
+
+def roles_served(reviewer: Reviewer) -> tuple[Role, ...]:
+    """The required roles of the tasks a reviewer's queue draws from: an adjuster takes nurse-level
+    tasks (on workers' comp lines, which :func:`eligibility` checks)."""
+    if reviewer.role is Role.ADJUSTER:
+        return (Role.NURSE,)
+    return (reviewer.role,)
 
 
 def licence_required(regime: str, line_of_business: str, member_state: str, role: Role) -> bool:

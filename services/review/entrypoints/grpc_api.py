@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -16,9 +15,11 @@ from services.common.errors import FieldViolation, Unauthenticated, ValidationFa
 from services.common.grpc_errors import translate_errors
 from services.common.proto_enums import to_name, to_number
 from services.review.domain import workflow as wf
+from services.review.domain.task import DecisionInput, Task
 from services.review.service_layer.handlers import ReviewHandlers
 from services.review.service_layer.lines import to_proto_date
-from services.review.service_layer.workflow import DecisionInput, ReviewWorkflow, TaskView
+from services.review.service_layer.views import TaskView
+from services.review.service_layer.workflow import ReviewWorkflow
 
 LOB = types_pb2.LineOfBusiness.DESCRIPTOR
 URGENCY = types_pb2.Urgency.DESCRIPTOR
@@ -43,17 +44,17 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
     @translate_errors
     def ListReviewQueue(self, request: review_pb2.ListReviewQueueRequest,  # noqa: N802
                         context: grpc.ServicerContext) -> review_pb2.ListReviewQueueResponse:
-        rows, next_token, total = self._handlers.queue(request.page_size, request.page_token)
+        tasks, next_token, total = self._handlers.queue(request.page_size, request.page_token)
         response = review_pb2.ListReviewQueueResponse(next_page_token=next_token, total=total)
-        for row in rows:
+        for task in tasks:
             response.tasks.add(
-                task_id=row["task_id"], request_id=row["request_id"], line_number=row["line_number"],
-                procedure_code=row["procedure_code"], member_state=row["member_state"],
-                line_of_business=to_number(LOB, row["line_of_business"]),  # type: ignore[arg-type]
-                urgency=to_number(URGENCY, row["urgency"]),  # type: ignore[arg-type]
-                outcome=to_number(OUTCOME, row["outcome"]),  # type: ignore[arg-type]
-                reasons=json.loads(row["reasons"]), created_at=_ts(row["created_at"]), due_at=_ts(row["due_at"]),
-                status=row["status"])
+                task_id=task.task_id, request_id=task.request_id, line_number=task.line_number,
+                procedure_code=task.procedure_code, member_state=task.member_state,
+                line_of_business=to_number(LOB, task.line_of_business),  # type: ignore[arg-type]
+                urgency=to_number(URGENCY, task.urgency),  # type: ignore[arg-type]
+                outcome=to_number(OUTCOME, task.outcome.value),  # type: ignore[arg-type]
+                reasons=list(task.reasons), created_at=_ts(task.created_at), due_at=_ts(task.due_at),
+                status=task.status.value)
         return response
 
 
@@ -89,29 +90,28 @@ def reviewer_from_proto(p: review_pb2.Reviewer) -> wf.Reviewer:
 
 
 def task_to_proto(view: TaskView) -> review_pb2.TaskView:
-    row = view.task
+    task: Task = view.task
     out = review_pb2.TaskView(why_eligible=list(view.why_eligible))
     t = out.task
-    t.task_id, t.request_id, t.line_number = row.task_id, row.request_id, row.line_number
-    t.procedure_code, t.member_state, t.status = row.procedure_code, row.member_state, row.status
-    t.line_of_business = to_number(LOB, row.line_of_business)  # type: ignore[assignment]
-    t.urgency = to_number(URGENCY, row.urgency)  # type: ignore[assignment]
-    t.outcome = to_number(OUTCOME, row.outcome)  # type: ignore[assignment]
-    t.reasons.extend(json.loads(row.reasons))
-    t.created_at.CopyFrom(_ts(row.created_at))
-    t.due_at.CopyFrom(_ts(row.due_at))
-    t.category = row.category
-    t.required_role = to_number(ROLE, row.required_role)  # type: ignore[assignment]
-    t.assigned_to = row.assigned_to or ""
-    if row.lease_expires_at is not None:
-        t.lease_expires_at.CopyFrom(_ts(row.lease_expires_at))
-    t.clock.regime, t.clock.rule = row.regime, row.clock_rule
-    t.clock.due_at.CopyFrom(_ts(row.due_at))
-    t.escalated = row.escalated_at is not None
-    if row.requested_facts:
-        t.requested_facts.extend(json.loads(row.requested_facts))
-    if row.information_due is not None:
-        t.information_due.CopyFrom(to_proto_date(row.information_due))
+    t.task_id, t.request_id, t.line_number = task.task_id, task.request_id, task.line_number
+    t.procedure_code, t.member_state, t.status = task.procedure_code, task.member_state, task.status.value
+    t.line_of_business = to_number(LOB, task.line_of_business)  # type: ignore[assignment]
+    t.urgency = to_number(URGENCY, task.urgency)  # type: ignore[assignment]
+    t.outcome = to_number(OUTCOME, task.outcome.value)  # type: ignore[assignment]
+    t.reasons.extend(task.reasons)
+    t.created_at.CopyFrom(_ts(task.created_at))
+    t.due_at.CopyFrom(_ts(task.due_at))
+    t.category = task.category
+    t.required_role = to_number(ROLE, task.required_role.value)  # type: ignore[assignment]
+    t.assigned_to = task.assigned_to or ""
+    if task.lease_expires_at is not None:
+        t.lease_expires_at.CopyFrom(_ts(task.lease_expires_at))
+    t.clock.regime, t.clock.rule = task.regime, task.clock_rule
+    t.clock.due_at.CopyFrom(_ts(task.due_at))
+    t.escalated = task.escalated_at is not None
+    t.requested_facts.extend(task.requested_facts)
+    if task.information_due is not None:
+        t.information_due.CopyFrom(to_proto_date(task.information_due))
     for h in view.history:
         event = out.history.add(actor=h.actor, action=h.action, detail=h.detail)
         event.at.CopyFrom(_ts(h.at))
@@ -166,48 +166,51 @@ class ReviewerServicer(ReviewServicer):
 
     @translate_errors
     def WhoAmI(self, request: review_pb2.WhoAmIRequest, context: grpc.ServicerContext) -> review_pb2.Reviewer:  # noqa: N802
-        return reviewer_to_proto(self._workflow.whoami(self._principal(context)))
+        return reviewer_to_proto(self._workflow.directory.whoami(self._principal(context)))
 
     @translate_errors
     def PutReviewer(self, request: review_pb2.PutReviewerRequest,  # noqa: N802
                     context: grpc.ServicerContext) -> review_pb2.Reviewer:
         principal = self._principal(context)
-        return reviewer_to_proto(self._workflow.put_reviewer(principal, reviewer_from_proto(request.reviewer)))
+        return reviewer_to_proto(self._workflow.directory.put_reviewer(principal,
+                                                                       reviewer_from_proto(request.reviewer)))
 
     @translate_errors
     def ListReviewers(self, request: review_pb2.ListReviewersRequest,  # noqa: N802
                       context: grpc.ServicerContext) -> review_pb2.ListReviewersResponse:
-        reviewers = self._workflow.list_reviewers(self._principal(context))
+        reviewers = self._workflow.directory.list_reviewers(self._principal(context))
         return review_pb2.ListReviewersResponse(reviewers=[reviewer_to_proto(r) for r in reviewers])
 
     @translate_errors
     def ListMyTasks(self, request: review_pb2.ListMyTasksRequest,  # noqa: N802
                     context: grpc.ServicerContext) -> review_pb2.ListMyTasksResponse:
-        held, available = self._workflow.my_tasks(self._principal(context), request.limit)
+        held, available = self._workflow.queue.my_tasks(self._principal(context), request.limit)
         return review_pb2.ListMyTasksResponse(held=[task_to_proto(v) for v in held],
                                               available=[task_to_proto(v) for v in available])
 
     @translate_errors
     def ClaimNextTask(self, request: review_pb2.ClaimNextTaskRequest,  # noqa: N802
                       context: grpc.ServicerContext) -> review_pb2.ClaimNextTaskResponse:
-        return review_pb2.ClaimNextTaskResponse(task=task_to_proto(self._workflow.claim_next(self._principal(context))))
+        view = self._workflow.queue.claim_next(self._principal(context))
+        return review_pb2.ClaimNextTaskResponse(task=task_to_proto(view))
 
     @translate_errors
     def ReleaseTask(self, request: review_pb2.ReleaseTaskRequest,  # noqa: N802
                     context: grpc.ServicerContext) -> review_pb2.TaskView:
-        return task_to_proto(self._workflow.release(self._principal(context), request.task_id, request.note))
+        return task_to_proto(self._workflow.queue.release(self._principal(context), request.task_id, request.note))
 
     @translate_errors
     def ReassignTask(self, request: review_pb2.ReassignTaskRequest,  # noqa: N802
                      context: grpc.ServicerContext) -> review_pb2.TaskView:
-        return task_to_proto(self._workflow.reassign(self._principal(context), request.task_id, request.reviewer_id,
-                                                     request.note))
+        return task_to_proto(self._workflow.queue.reassign(self._principal(context), request.task_id,
+                                                           request.reviewer_id, request.note))
 
     @translate_errors
     def DecideTask(self, request: review_pb2.DecideTaskRequest,  # noqa: N802
                    context: grpc.ServicerContext) -> review_pb2.DecideTaskResponse:
         principal = self._principal(context)
-        view, determination = self._workflow.decide(principal, request.task_id, decision_from_proto(request))
+        view, determination = self._workflow.decisions.decide(principal, request.task_id,
+                                                              decision_from_proto(request))
         return review_pb2.DecideTaskResponse(task=task_to_proto(view), determination=determination)
 
     @translate_errors
@@ -218,16 +221,16 @@ class ReviewerServicer(ReviewServicer):
         if kind is None:
             raise ValidationFailed([FieldViolation("kind", "offered, held or declined")])
         at = request.at.ToDatetime(tzinfo=dt.UTC) if request.HasField("at") else None
-        return task_to_proto(self._workflow.record_peer_to_peer(principal, request.task_id, kind, at,
+        return task_to_proto(self._workflow.peer_to_peer.record(principal, request.task_id, kind, at,
                                                                 request.provider_contact, request.note))
 
     @translate_errors
     def GetTask(self, request: review_pb2.GetTaskRequest, context: grpc.ServicerContext) -> review_pb2.TaskView:  # noqa: N802
-        return task_to_proto(self._workflow.get_task(self._principal(context), request.task_id))
+        return task_to_proto(self._workflow.queue.get_task(self._principal(context), request.task_id))
 
     @translate_errors
     def ExtendDeadline(self, request: review_pb2.ExtendDeadlineRequest,  # noqa: N802
                        context: grpc.ServicerContext) -> review_pb2.TaskView:
         principal = self._principal(context)
-        return task_to_proto(self._workflow.extend_deadline(principal, request.task_id, request.ground.strip(),
-                                                            request.notice_sent))
+        return task_to_proto(self._workflow.deadlines.extend_deadline(principal, request.task_id,
+                                                                      request.ground.strip(), request.notice_sent))

@@ -5,12 +5,10 @@ determination; answer queries about determinations and the queue."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
@@ -19,44 +17,33 @@ from services.common.clock import Clock
 from services.common.consumer import PoisonMessage
 from services.common.errors import FieldViolation, NotFound, ValidationFailed
 from services.common.events import IncomingEvent, OutgoingEvent
-from services.common.proto_enums import to_name, to_number
+from services.common.proto_enums import to_name
 from services.common.topics import Topics
-from services.review.adapters.authorization_client import DuplicateChecker, LineQuery
-from services.review.adapters.repository import ReviewUnitOfWork
-from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts, Outcome
-from services.review.domain.deadlines import ClockEngine, ClockError, ClockRequest, ClockState
-from services.review.domain.decisions import DecidedBy, LineDecision, decide_with_policy
-from services.review.domain.policy import GoldCard, NoPriorAuthEntry, Policies
-from services.review.service_layer.lines import (
-    explanation_proto,
-    line_facts,
-    proto_date,
-    request_facts,
-    to_proto_date,
-)
+from services.review.domain.case import Case
+from services.review.domain.criteria import LineEvaluation, Outcome
+from services.review.domain.deadlines import ClockEngine, ClockError, ClockRequest
+from services.review.domain.decisions import ACTION_CERTIFIED, decide_with_policy
+from services.review.domain.policy import GoldCard, LineOutcome, NoPriorAuthEntry, Policies
+from services.review.domain.task import Task
+from services.review.service_layer.determinations import SYSTEM_DECIDER, certify, rules_line
+from services.review.service_layer.lines import line_facts
+from services.review.service_layer.ports import DuplicateChecker, Evaluator, LineQuery, UnitOfWork
+from services.review.service_layer.submitted import date_of, facts_of
 
 logger = logging.getLogger(__name__)
 
 CONSUMER_NAME = "review"
-SYSTEM_DECIDER = types_pb2.DeciderRef(id="system:rules-engine", role="software")
 LOB = types_pb2.LineOfBusiness.DESCRIPTOR
 URGENCY = types_pb2.Urgency.DESCRIPTOR
 REVIEW_TYPE = types_pb2.ReviewType.DESCRIPTOR
-OUTCOME = types_pb2.LineOutcome.DESCRIPTOR
-ACTION = types_pb2.ActionCode.DESCRIPTOR
-
-
-class Evaluator(Protocol):
-    def evaluate(self, line: LineFacts) -> LineEvaluation | None:
-        """The criteria evaluation of a line, or None when no criteria set applies."""
 
 
 @dataclass(frozen=True)
 class _Decided:
     event_id: str
-    case_row: dict[str, Any]
-    task_rows: list[dict[str, Any]]
-    outcome_rows: list[dict[str, Any]]
+    case: Case
+    tasks: list[Task]
+    outcomes: list[LineOutcome]
     event: events_pb2.DeterminationMade
 
 
@@ -92,34 +79,8 @@ class _Assessed:
                 and a.evaluation.outcome not in (Outcome.MEETS_CRITERIA, Outcome.MEETS_CRITERIA_URGENT)}
 
 
-def _date(d: types_pb2.Date) -> dt.date | None:
-    try:
-        return proto_date(d)
-    except ValueError as exc:
-        raise PoisonMessage(f"invalid date {d.year}-{d.month}-{d.day}") from exc
-
-
-def _facts(message: events_pb2.RequestSubmitted) -> dict[str, FactValue]:
-    try:
-        return request_facts(message.clinical_facts)
-    except ValueError as exc:
-        raise PoisonMessage(f"request {message.request_id} has a clinical fact with an invalid date") from exc
-
-
-def _explanation(evaluation: LineEvaluation | None, decision: LineDecision) -> types_pb2.Explanation:
-    if evaluation is None:
-        return types_pb2.Explanation(flags=list(decision.flags), summary=decision.reasons[0])
-    explanation = explanation_proto(evaluation)
-    explanation.flags.extend(decision.flags)
-    if decision.decided_by is DecidedBy.GOLD_CARD:
-        # The exemption decided; the criteria's findings stay visible, but nothing is asked for.
-        explanation.summary = "; ".join(decision.reasons)
-        del explanation.missing_facts[:]
-    return explanation
-
-
 class ReviewHandlers:
-    def __init__(self, uow_factory: Callable[[], ReviewUnitOfWork], topics: Topics, evaluator: Evaluator,
+    def __init__(self, uow_factory: Callable[[], UnitOfWork], topics: Topics, evaluator: Evaluator,
                  duplicates: DuplicateChecker, clocks: ClockEngine, *, clock: Clock,
                  policies: Policies | None = None, current_evaluator: Callable[[], Evaluator] | None = None,
                  at_risk_fraction: float = 0.2) -> None:
@@ -163,29 +124,28 @@ class ReviewHandlers:
         with self._uow() as uow:
             # A second look inside the transaction; the primary key on cases is the final guard.
             still_new = set(todo) - uow.cases.existing(list(todo))
-            decided = [d for d in decided if d.case_row["request_id"] in still_new]
-            uow.cases.add_many([d.case_row for d in decided])
-            uow.tasks.add_many([t for d in decided for t in d.task_rows])
-            uow.provider_outcomes.add_many([r for d in decided for r in d.outcome_rows])
+            decided = [d for d in decided if d.case.request_id in still_new]
+            uow.cases.add_many([d.case for d in decided])
+            uow.tasks.add_many([t for d in decided for t in d.tasks])
+            uow.provider_outcomes.add_many([o for d in decided for o in d.outcomes])
             for d in decided:
-                uow.publish(OutgoingEvent(topic=self._topics.determination_made, key=d.case_row["request_id"],
+                uow.publish(OutgoingEvent(topic=self._topics.determination_made, key=d.case.request_id,
                                           message=d.event))
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
             uow.commit()
         if decided:
-            queued = sum(len(d.task_rows) for d in decided)
+            queued = sum(len(d.tasks) for d in decided)
             logger.info("decided %d requests (%d lines queued for review)", len(decided), queued)
 
     def _assess(self, event: IncomingEvent, evaluator: Evaluator) -> _Assessed:
         """The no-PA list and criteria applied to each line of a request (no I/O)."""
-        message = event.message
-        assert isinstance(message, events_pb2.RequestSubmitted)
+        message = _submitted(event)
         lob = to_name(LOB, message.coverage.line_of_business)
         urgency = to_name(URGENCY, message.urgency) or "standard"
         review_type = to_name(REVIEW_TYPE, message.review_type) or "prospective"
         if lob is None or not message.service_lines or not message.member_id:
             raise PoisonMessage(f"request {message.request_id} lacks line of business, member or service lines")
-        facts = _facts(message)
+        facts = facts_of(message)
         lines = []
         for line in message.service_lines:
             listed = self._policies.no_prior_auth.lookup(lob, line.procedure_code)
@@ -217,7 +177,8 @@ class ReviewHandlers:
                                                        "inpatient" if inpatient else ""))
         except ClockError as exc:  # e.g. a year the holiday calendars do not cover: refuse, never guess
             raise PoisonMessage(f"request {request_id}: no regulatory clock: {exc}") from exc
-        assert deadline.due_at is not None
+        if deadline.due_at is None:
+            raise PoisonMessage(f"request {request_id}: the regulatory clock started without a due time")
         now = self._now()
         determination = types_pb2.Determination(request_id=request_id, determination_id=str(uuid.uuid4()),
                                                 decided_by=SYSTEM_DECIDER)
@@ -225,64 +186,48 @@ class ReviewHandlers:
         determination.clock.regime = deadline.regime
         determination.clock.rule = deadline.rule
         determination.clock.due_at.FromDatetime(deadline.due_at)
-        tasks: list[dict[str, Any]] = []
-        outcomes: list[dict[str, Any]] = []
+        tasks: list[Task] = []
+        outcomes: list[LineOutcome] = []
         for assessed_line in assessed.lines:
             line, evaluation = assessed_line.line, assessed_line.evaluation
             card = cards.get((assessed.npi, evaluation.category)) if evaluation is not None else None
             decision = decide_with_policy(evaluation, line.procedure_code, lob, overlaps.get(line.line_number, []),
                                           no_prior_auth=assessed_line.no_prior_auth,
                                           no_prior_auth_list=self._policies.no_prior_auth.name, gold_card=card)
-            out = determination.lines.add(
-                line_number=line.line_number, procedure_code=line.procedure_code,
-                outcome=to_number(OUTCOME, decision.outcome.value),  # type: ignore[arg-type]
-                action_code=to_number(ACTION, decision.action),  # type: ignore[arg-type]
-                reasons=list(decision.reasons), queued_for_review=decision.queued_for_review,
-                explanation=_explanation(evaluation, decision))
-            if decision.action == "certified_in_total":
-                _certify(out, line, evaluation)
+            out = rules_line(line, decision, evaluation)
+            if decision.action == ACTION_CERTIFIED:
+                certify(out, line, evaluation)
+            determination.lines.add().CopyFrom(out)
+            category = evaluation.category if evaluation is not None else "general"
             if decision.queued_for_review:
-                tasks.append(self._task_row(request_id, line, lob, state, urgency, decision, deadline, now,
-                                            evaluation.category if evaluation is not None else "general",
-                                            ClockEngine.at_risk_from(deadline, self._at_risk)))
+                tasks.append(Task.open_for_review(
+                    task_id=str(uuid.uuid4()), request_id=request_id, line_number=line.line_number,
+                    procedure_code=line.procedure_code, line_of_business=lob, member_state=state, urgency=urgency,
+                    outcome=decision.outcome, reasons=(*decision.reasons, *decision.flags), clock=deadline,
+                    category=category, units=line.units, now=now, at_risk_fraction=self._at_risk))
             if decision.counts_for_gold_card and evaluation is not None and assessed.npi:
-                outcomes.append({"request_id": request_id, "line_number": line.line_number,
-                                 "requesting_npi": assessed.npi, "category": evaluation.category,
-                                 "decided_at": now, "approved": decision.approved,
-                                 "decided_by": SYSTEM_DECIDER.id})
-        case_row = {
-            "request_id": request_id, "determination_id": determination.determination_id,
-            "member_id": message.member_id, "line_of_business": lob, "member_state": state, "urgency": urgency,
-            "review_type": review_type, "requesting_npi": message.requesting_provider.npi,
-            "received_at": received_at, "due_at": deadline.due_at, "regime": deadline.regime,
-            "clock_state": json.dumps(deadline.to_dict()),
-            "request": message.SerializeToString(), "determination": determination.SerializeToString(),
-            "created_at": now}
+                outcomes.append(LineOutcome(request_id, line.line_number, assessed.npi, category, now,
+                                            decision.approved, SYSTEM_DECIDER.id))
+        case = Case(request_id=request_id, determination_id=determination.determination_id,
+                    member_id=message.member_id, line_of_business=lob, member_state=state, urgency=urgency,
+                    review_type=review_type, requesting_npi=message.requesting_provider.npi,
+                    received_at=received_at, due_at=deadline.due_at, regime=deadline.regime,
+                    request=message.SerializeToString(), determination=determination.SerializeToString(),
+                    created_at=now, clock=deadline)
         outgoing = events_pb2.DeterminationMade(determination=determination, member_id=message.member_id,
                                                 coverage=message.coverage)
-        return _Decided(event.event_id, case_row, tasks, outcomes, outgoing)
-
-    @staticmethod
-    def _task_row(request_id: str, line: types_pb2.ServiceLine, lob: str, state: str, urgency: str,
-                  decision: LineDecision, deadline: ClockState, now: dt.datetime, category: str,
-                  at_risk_at: dt.datetime | None) -> dict[str, Any]:
-        return {"task_id": str(uuid.uuid4()), "request_id": request_id, "line_number": line.line_number,
-                "procedure_code": line.procedure_code, "line_of_business": lob, "member_state": state,
-                "urgency": urgency, "outcome": decision.outcome.value,
-                "reasons": json.dumps([*decision.reasons, *decision.flags]), "status": "open",
-                "due_at": deadline.due_at, "created_at": now, "category": category, "required_role": "nurse",
-                "units": line.units, "regime": deadline.regime, "clock_rule": deadline.rule, "version": 0,
-                "deemed_denial": False, "at_risk_at": at_risk_at}
+        return _Decided(event.event_id, case, tasks, outcomes, outgoing)
 
     # -- queries -------------------------------------------------------------------------------
     def determination(self, request_id: str) -> types_pb2.Determination:
         with self._uow().read_only() as uow:
-            blob = uow.cases.determination(request_id)
-        if blob is None:
+            case = uow.cases.get(request_id)
+        if case is None:
             raise NotFound(f"no determination for request {request_id!r} (unknown, or not evaluated yet)")
-        return types_pb2.Determination.FromString(blob)
+        return types_pb2.Determination.FromString(case.determination)
 
-    def queue(self, page_size: int, page_token: str) -> tuple[list[dict[str, Any]], str, int]:
+    def queue(self, page_size: int, page_token: str) -> tuple[list[Task], str, int]:
+        """A page of the open tasks, most urgent first, the next page's token and how many are open."""
         if not 0 <= page_size <= 500:
             raise ValidationFailed([FieldViolation("page_size", "between 1 and 500 (0 means 50)")])
         try:
@@ -291,52 +236,31 @@ class ReviewHandlers:
             raise ValidationFailed([FieldViolation("page_token", "not a token this service issued")]) from None
         size = page_size or 50
         with self._uow().read_only() as uow:
-            rows, total = uow.tasks.open_tasks(size, offset)
+            tasks, total = uow.tasks.open_tasks(size, offset)
         next_token = str(offset + size) if offset + size < total else ""
-        return [dict(r._mapping) for r in rows], next_token, total
-
-
-def _certify(out: types_pb2.LineDetermination, line: types_pb2.ServiceLine,
-             evaluation: LineEvaluation | None) -> None:
-    """Approved units and dates. A criteria set with an approval cap certifies at most that many
-    units per period; the rest is not refused but reviewed again (concurrent review), so the
-    line says when."""
-    out.approved_units = line.units
-    out.approved_start.CopyFrom(line.start_date)
-    out.approved_end.CopyFrom(line.end_date if line.HasField("end_date") else line.start_date)
-    cap = evaluation.approval if evaluation is not None else None
-    if cap is None or line.units <= cap.max_units:
-        return
-    out.approved_units = cap.max_units
-    start = _date(line.start_date)
-    if cap.unit == "days" and start is not None:
-        last = start + dt.timedelta(days=cap.max_units - 1)
-        following = last + dt.timedelta(days=1)
-        out.approved_end.CopyFrom(to_proto_date(last))
-        out.next_review_date.CopyFrom(to_proto_date(following))
-        out.reasons.append(f"certified {cap.max_units} of {line.units} requested days; next concurrent review on "
-                           f"{following.isoformat()} decides further days (nothing is refused)")
-    else:
-        out.reasons.append(f"certified {cap.max_units} of {line.units} requested {cap.unit} (the criteria's "
-                           f"period); further {cap.unit} need a new request (nothing is refused)")
+        return tasks, next_token, total
 
 
 def _line_queries(event: IncomingEvent) -> tuple[str, list[LineQuery]]:
-    message = event.message
-    assert isinstance(message, events_pb2.RequestSubmitted)
+    message = _submitted(event)
     queries = []
     for line in message.service_lines:
-        start = _date(line.start_date)
+        start = date_of(line.start_date)
         if start is None:
             raise PoisonMessage(f"request {message.request_id} line {line.line_number} has no start date")
-        queries.append(LineQuery(line.line_number, line.procedure_code, start, _date(line.end_date) or start))
+        queries.append(LineQuery(line.line_number, line.procedure_code, start, date_of(line.end_date) or start))
     return message.member_id, queries
 
 
-def _request_id(event: IncomingEvent) -> str:
+def _submitted(event: IncomingEvent) -> events_pb2.RequestSubmitted:
     message = event.message
     if not isinstance(message, events_pb2.RequestSubmitted):
         raise PoisonMessage(f"review does not consume {event.event_type}")
+    return message
+
+
+def _request_id(event: IncomingEvent) -> str:
+    message = _submitted(event)
     if not message.request_id:
         raise PoisonMessage("RequestSubmitted without request_id")
     return str(message.request_id)

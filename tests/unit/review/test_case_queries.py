@@ -25,7 +25,6 @@ from services.review.adapters.queries import (
     open_case_reader,
     read_only_engine,
 )
-from services.review.adapters.repository import CaseRepository
 from tests.factories import lumbar_mri, submitted_event
 
 MARCH_2 = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
@@ -58,12 +57,13 @@ def stored_row(received_at: dt.datetime, *, request_id: str | None = None, perso
 
 
 def seed(url: str, rows: list[dict[str, Any]]) -> None:
-    """Review's schema and ``rows``, written through review's own CaseRepository."""
+    """Review's schema and ``rows`` (case rows as review's adapter writes them)."""
     engine = sa.create_engine(url)
     try:
         tables.metadata.create_all(engine)
         with engine.begin() as conn:
-            CaseRepository(conn).add_many(rows)
+            if rows:
+                conn.execute(sa.insert(tables.cases), rows)
     finally:
         engine.dispose()
 

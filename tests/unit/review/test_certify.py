@@ -5,7 +5,7 @@ from __future__ import annotations
 from ur.common.v1 import types_pb2
 
 from services.review.domain.criteria import Approval, LineEvaluation, Outcome
-from services.review.service_layer.handlers import _certify
+from services.review.service_layer.determinations import certify
 
 
 def _line(units: int) -> types_pb2.ServiceLine:
@@ -20,13 +20,13 @@ def _evaluation(approval: Approval | None) -> LineEvaluation:
 
 def test_without_a_cap_the_request_is_certified_as_asked() -> None:
     out = types_pb2.LineDetermination()
-    _certify(out, _line(7), _evaluation(None))
+    certify(out, _line(7), _evaluation(None))
     assert out.approved_units == 7 and out.approved_end.day == 5 and not out.HasField("next_review_date")
 
 
 def test_a_day_cap_certifies_a_period_and_names_the_next_review() -> None:
     out = types_pb2.LineDetermination()
-    _certify(out, _line(7), _evaluation(Approval(3, "days")))
+    certify(out, _line(7), _evaluation(Approval(3, "days")))
     assert out.approved_units == 3
     assert (out.approved_start.year, out.approved_start.month, out.approved_start.day) == (2026, 12, 30)
     assert (out.approved_end.year, out.approved_end.month, out.approved_end.day) == (2027, 1, 1)
@@ -36,12 +36,12 @@ def test_a_day_cap_certifies_a_period_and_names_the_next_review() -> None:
 
 def test_a_request_within_the_cap_is_untouched() -> None:
     out = types_pb2.LineDetermination()
-    _certify(out, _line(3), _evaluation(Approval(3, "days")))
+    certify(out, _line(3), _evaluation(Approval(3, "days")))
     assert out.approved_units == 3 and out.approved_end.day == 5 and not out.reasons
 
 
 def test_a_visit_cap_keeps_the_dates() -> None:
     out = types_pb2.LineDetermination()
-    _certify(out, _line(12), _evaluation(Approval(6, "visits")))
+    certify(out, _line(12), _evaluation(Approval(6, "visits")))
     assert out.approved_units == 6 and out.approved_end.day == 5 and not out.HasField("next_review_date")
     assert "certified 6 of 12 requested visits" in out.reasons[-1]

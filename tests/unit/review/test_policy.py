@@ -22,7 +22,6 @@ from services.review import bootstrap
 from services.review.adapters import tables
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.policy_loader import DEFAULT_NO_PA_LIST, PolicyFileError, load_no_prior_auth
-from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.domain.criteria import LineEvaluation, Outcome, PythonMatcher
 from services.review.domain.decisions import DecidedBy, decide_line, decide_with_policy
 from services.review.domain.policy import (
@@ -34,7 +33,8 @@ from services.review.domain.policy import (
     ProviderRecord,
 )
 from services.review.service_layer.handlers import ReviewHandlers
-from tests.factories import OTHER_NPI, VALID_NPI, NoDuplicates, lumbar_mri, submitted_event
+from tests.factories import OTHER_NPI, VALID_NPI, lumbar_mri, submitted_event
+from tests.fakes.review import NoDuplicates
 from tests.unit.review.builders import SHIPPED_DIR, shipped_library
 
 NOW = dt.datetime(2026, 11, 24, 12, tzinfo=dt.UTC)  # the clock every handler here reads
@@ -288,20 +288,3 @@ def test_gold_card_is_earned_from_recorded_decisions_and_does_not_feed_itself(re
     assert review.submit(other).lines[0].queued_for_review  # the exemption is the provider's
     knee = lumbar_mri(meets=False, procedure_code="99213")
     assert review.submit(knee).lines[0].action_code == types_pb2.ACTION_CODE_NO_ACTION_REQUIRED
-
-
-def test_record_line_outcome_inserts_or_updates(review: Review) -> None:
-    now = NOW
-    with ReviewUnitOfWork(review.engine, tables.outbox, tables.processed_events) as uow:
-        repo = uow.provider_outcomes
-        repo.record_line_outcome("r1", 1, requesting_npi=VALID_NPI, category="sleep_medicine", decided_at=now,
-                                 approved=False, decided_by="system:rules-engine")
-        repo.record_line_outcome("r1", 1, requesting_npi=VALID_NPI, category="sleep_medicine", decided_at=now,
-                                 approved=True, decided_by="rn-alvarez")
-        assert repo.update_outcome("r1", 1, approved=True, decided_by="md-patel", decided_at=now)
-        assert not repo.update_outcome("r2", 1, approved=True, decided_by="md-patel", decided_at=now)
-        records = repo.records([(VALID_NPI, "sleep_medicine"), (OTHER_NPI, "sleep_medicine")],
-                               now - dt.timedelta(days=1))
-        assert [(r.npi, r.approved, r.total) for r in records] == [(VALID_NPI, 1, 1)]
-        assert repo.records([(VALID_NPI, "sleep_medicine")], now + dt.timedelta(seconds=1)) == []
-        uow.commit()

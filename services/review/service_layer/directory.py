@@ -1,0 +1,81 @@
+"""The reviewer directory: who may act, in which role, on which lines. Loaded from configuration
+at start (:meth:`Directory.seed`) and managed by supervisors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from services.common.clock import Clock
+from services.common.errors import FieldViolation, ValidationFailed
+from services.review.domain import workflow as wf
+from services.review.domain.criteria import CATEGORIES, LINES_OF_BUSINESS
+from services.review.service_layer.ports import UnitOfWork
+from services.review.service_layer.preamble import identify, use_case
+
+logger = logging.getLogger(__name__)
+
+
+class Directory:
+    def __init__(self, uow_factory: Callable[[], UnitOfWork], *, clock: Clock) -> None:
+        self._uow = uow_factory
+        self._now = clock
+
+    @use_case
+    def whoami(self, principal: str) -> wf.Reviewer:
+        with self._uow().read_only() as uow:
+            return identify(uow, principal)
+
+    @use_case
+    def list_reviewers(self, principal: str) -> list[wf.Reviewer]:
+        with self._uow().read_only() as uow:
+            identify(uow, principal)
+            return uow.reviewers.all()
+
+    @use_case
+    def put_reviewer(self, principal: str, reviewer: wf.Reviewer) -> wf.Reviewer:
+        validate_reviewer(reviewer)
+        with self._uow() as uow:
+            identify(uow, principal, may=wf.Action.MANAGE_DIRECTORY)
+            uow.reviewers.put(reviewer, self._now())
+            uow.commit()
+        logger.info("reviewer %s (%s) updated by %s", reviewer.reviewer_id, reviewer.role.value, principal)
+        return reviewer
+
+    def seed(self, reviewers: Sequence[wf.Reviewer]) -> None:
+        """Load the directory from configuration at start (insert or update each)."""
+        for r in reviewers:
+            validate_reviewer(r)
+        with self._uow() as uow:
+            for r in reviewers:
+                uow.reviewers.put(r, self._now())
+            uow.commit()
+
+
+def validate_reviewer(r: wf.Reviewer) -> None:
+    """Raise ValidationFailed naming every field of a directory entry that is wrong."""
+    problems = []
+    if not r.reviewer_id.strip() or len(r.reviewer_id) > 64:
+        problems.append(FieldViolation("reviewer.reviewer_id", "1 to 64 characters"))
+    if not r.name.strip():
+        problems.append(FieldViolation("reviewer.name", "required"))
+    if r.role is not wf.Role.SUPERVISOR:
+        if not r.lines_of_business:
+            problems.append(FieldViolation("reviewer.lines_of_business", "at least one"))
+        unknown = sorted(s for s in r.specialties if s not in CATEGORIES and s != wf.GENERAL)
+        if unknown or not r.specialties:
+            problems.append(FieldViolation("reviewer.specialties",
+                                           f"at least one of: general, {', '.join(sorted(CATEGORIES))}"
+                                           + (f" (unknown: {', '.join(unknown)})" if unknown else "")))
+        if not 1 <= r.capacity <= 500:
+            problems.append(FieldViolation("reviewer.capacity", "between 1 and 500"))
+        if not r.credential.strip():
+            problems.append(FieldViolation("reviewer.credential", "required, e.g. RN or MD"))
+    bad_states = sorted(s for s in r.licence_states if len(s) != 2 or not s.isalpha() or not s.isupper())
+    if bad_states:
+        problems.append(FieldViolation("reviewer.licence_states", f"two-letter USPS codes (not {bad_states})"))
+    bad_lobs = sorted(lob for lob in r.lines_of_business if lob not in LINES_OF_BUSINESS)
+    if bad_lobs:
+        problems.append(FieldViolation("reviewer.lines_of_business", f"unknown: {bad_lobs}"))
+    if problems:
+        raise ValidationFailed(problems)
