@@ -1,0 +1,1 @@
+"""Da Vinci PAS 2.2.1 (FHIR R4) translations."""
