@@ -65,7 +65,8 @@ class Rejection:
     code: str  # AAA03, code list 901
     followup: str  # AAA04, code list 889
     message: str
-    path: str = ""  # where in the request the problem is (FHIRPath or X12 segment/element)
+    path: str = ""  # FHIRPath of the element in error (PAS errorPath)
+    element: str = ""  # the X12 element in error, loop-segment+position ("2010C-NM109"; PAS errorElement)
 
 
 def _date(value: types_pb2.Date, present: bool) -> dt.date | None:
@@ -152,5 +153,5 @@ def rejection_of(view: intake_pb2.RequestView) -> Rejection | None:
         return None
     reason = view.status_reason or "not eligible"
     if reason.startswith("member not found"):
-        return Rejection("2010C", "75", "C", reason)
-    return Rejection("2010C", "78", "N", reason)
+        return Rejection("2010C", "75", "C", reason, element="2010C-NM109")
+    return Rejection("2010C", "78", "N", reason, element="2010C-NM109")

@@ -9,6 +9,7 @@ a bare KeyError on an unknown one).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -70,14 +71,14 @@ def load(body: str | bytes | Mapping[str, Any], limits: Limits = DEFAULT_LIMITS)
     value is None when it could not be decoded."""
     if isinstance(body, (bytes, bytearray)):
         if len(body) > limits.max_bytes:
-            return None, [Problem("Bundle", "too-long", f"the body has {len(body)} bytes, more than {limits.max_bytes}")]
+            return None, [Problem("Bundle", "too-long", f"{len(body)} bytes, more than {limits.max_bytes}")]
         try:
             body = bytes(body).decode("utf-8")
         except UnicodeDecodeError as exc:
             return None, [Problem("Bundle", "structure", f"the body is not UTF-8 (byte {exc.start})")]
     if isinstance(body, str):
         if len(body) > limits.max_bytes:
-            return None, [Problem("Bundle", "too-long", f"the body has {len(body)} characters, more than {limits.max_bytes}")]
+            return None, [Problem("Bundle", "too-long", f"{len(body)} characters, more than {limits.max_bytes}")]
         try:
             value = json.loads(body, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
         except _Duplicate as exc:
@@ -125,7 +126,7 @@ def check(value: Any, limits: Limits = DEFAULT_LIMITS) -> list[Problem]:
                                         f"an array of {len(node)} values, more than {limits.max_array}"))
                 continue
             stack.extend((child, (*path, i)) for i, child in enumerate(node))
-        elif isinstance(node, float) and (node != node or node in (float("inf"), float("-inf"))):
+        elif isinstance(node, float) and not math.isfinite(node):
             problems.append(Problem(fhirpath(path), "value", "not a finite number"))
         elif node is not None and not isinstance(node, (bool, int, float)):
             problems.append(Problem(fhirpath(path), "structure", f"{type(node).__name__} is not a JSON value"))

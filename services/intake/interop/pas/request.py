@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -206,16 +207,16 @@ class _Translation:
         self.items(claim)
         self.urgency(claim)
         self.age()
-        for _name_, (_path, fact) in sorted(self.facts.items()):
-            self.command.clinical_facts.append(fact)
+        self.command.clinical_facts.extend(fact for _key, (_path, fact) in sorted(self.facts.items()))
 
     def bundle_rules(self) -> Found | None:
         b = self.bundle
         if b.type != "collection":
             self.bad("Bundle.type", "value", f"a PAS request Bundle is a 'collection', not {b.type!r}")
         if b.identifier is None or not b.identifier.value:
-            self.bad("Bundle.identifier", "required", "the submitter's transaction identifier (Bundle.identifier.value) "
-                                                      "is required: it makes a resent Bundle a replay")
+            self.bad("Bundle.identifier", "required", "the submitter's transaction identifier "
+                                                      "(Bundle.identifier.value) is required: it makes a resent "
+                                                      "Bundle a replay")
         if b.timestamp is None:
             self.bad("Bundle.timestamp", "required", "Bundle.timestamp is required")
         entries = b.entry or []
@@ -473,7 +474,8 @@ class _Translation:
                     self.fact(name, f"{ip}.valueBoolean", bool_value=bool(info.valueBoolean))
                 elif info.valueQuantity is not None and info.valueQuantity.value is not None:
                     q = info.valueQuantity
-                    self.fact(name, f"{ip}.valueQuantity", number_value=float(q.value), unit=str(q.unit or q.code or ""))
+                    self.fact(name, f"{ip}.valueQuantity", number_value=float(q.value),
+                              unit=str(q.unit or q.code or ""))
                 elif info.valueString is not None:
                     self.fact(name, f"{ip}.valueString", text_value=str(info.valueString)[:1000])
                 else:
@@ -522,7 +524,8 @@ class _Translation:
         elif answer.valueDate is not None and as_date(answer.valueDate) is not None:
             self.fact(name, f"{path}.valueDate", date_value=as_date(answer.valueDate))
         elif answer.valueCoding is not None:
-            self.fact(name, f"{path}.valueCoding", text_value=str(answer.valueCoding.code or answer.valueCoding.display))
+            coding = answer.valueCoding
+            self.fact(name, f"{path}.valueCoding", text_value=str(coding.code or coding.display))
         else:
             self.bad(path, "value", f"the answer for {name!r} is of a type the platform does not read")
 
@@ -535,7 +538,7 @@ class _Translation:
         if bool_value is not None:
             fact.bool_value = bool_value
         elif number_value is not None:
-            if number_value != number_value or number_value in (float("inf"), float("-inf")):
+            if not math.isfinite(number_value):
                 self.bad(path, "value", f"the value of {name!r} is not a finite number")
                 return
             fact.number_value = number_value
@@ -572,7 +575,8 @@ class _Translation:
             if item.category is None:
                 self.bad(f"{ip}.category", "required", "a PAS item has a category (X12 service type code)")
             elif code_in(item.category, codes.SERVICE_TYPE_SYSTEM) is None:
-                self.bad(f"{ip}.category", "value", f"the category is an X12 service type code ({codes.SERVICE_TYPE_SYSTEM})")
+                self.bad(f"{ip}.category", "value",
+                         f"the category is an X12 service type code ({codes.SERVICE_TYPE_SYSTEM})")
             for k, ext in enumerate(item.modifierExtension or []):
                 if ext.url == EXT_INFO_CANCELLED and ext.valueBoolean:
                     self.bad(f"{ip}.modifierExtension[{k}]", "not-supported",
@@ -617,7 +621,7 @@ class _Translation:
         found = extensions(item, EXT_REQUESTED_SERVICE)
         if not found:
             return None  # PAS 2.2.1: 0..1
-        k, ext = found[0]
+        _k, ext = found[0]
         path = ext_path(ip, EXT_REQUESTED_SERVICE)
         if ext.valueReference is None:
             self.bad(path, "value", "requestedService is a reference")
@@ -641,7 +645,8 @@ class _Translation:
                                              f"service's code; got {', '.join(given) or 'none'}")
             return
         if not is_procedure_code(code):
-            self.bad(where, "value", f"{code[:20]!r} is neither CPT (5 characters) nor HCPCS Level II (letter + 4 digits)")
+            self.bad(where, "value",
+                     f"{code[:20]!r} is neither CPT (5 characters) nor HCPCS Level II (letter + 4 digits)")
             return
         line.procedure_code = code
         for k, modifier in enumerate(item.modifier or []):
