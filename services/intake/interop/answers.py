@@ -67,6 +67,7 @@ class Rejection:
     message: str
     path: str = ""  # FHIRPath of the element in error (PAS errorPath)
     element: str = ""  # the X12 element in error, loop-segment+position ("2010C-NM109"; PAS errorElement)
+    line: int = 0  # for loop 2000F: the service line (1-based) it concerns
 
 
 def _date(value: types_pb2.Date, present: bool) -> dt.date | None:
