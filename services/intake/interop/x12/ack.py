@@ -9,14 +9,7 @@ interchange that could not be read, with its note code.
 from __future__ import annotations
 
 from services.intake.interop.x12.edi import Delimiters, InterchangeRejection, clean, write
-from services.intake.interop.x12.envelope import (
-    VERSION,
-    Envelope,
-    FunctionalGroup,
-    Interchange,
-    TransactionSet,
-    wrap,
-)
+from services.intake.interop.x12.envelope import VERSION, Envelope, Interchange, TransactionSet, wrap
 
 ACK_VERSION = "005010X231A1"
 
@@ -36,29 +29,32 @@ def _set_response(ts: TransactionSet, delimiters: Delimiters) -> list[tuple[str,
     return out
 
 
-def ack_999(received: Interchange, group: FunctionalGroup, envelope: Envelope,
-            transaction_control: str = "0001") -> str:
-    """A 999 interchange acknowledging one received functional group."""
+def ack_999(received: Interchange, envelope: Envelope) -> str:
+    """A 999 interchange acknowledging every functional group received: one 999 transaction set
+    (control numbers 0001, 0002, ...) per group."""
     d = Delimiters()
-    body: list[tuple[str, ...]] = [("ST", "999", transaction_control, ACK_VERSION),
-                                   ("AK1", group.header.get(1), group.control_number, group.header.get(8))]
-    accepted = 0
-    for ts in group.transactions:
-        body.extend(_set_response(ts, d))
-        accepted += ts.accepted and not group.errors
-    received_count = len(group.transactions)
-    if group.errors or accepted == 0:
-        verdict = "R"
-    elif accepted < received_count:
-        verdict = "P"
-    else:
-        verdict = "A"
-    declared = group.trailer.get(1) if group.trailer is not None and group.trailer.get(1).isdigit() else str(
-        received_count)
-    body.append(("AK9", verdict, declared, str(received_count), str(accepted), *group.errors[:5]))
-    body.append(("SE", str(len(body) + 1), transaction_control))
-    del received  # the envelope already carries what the reply needs from it
-    return wrap(envelope, "FA", ACK_VERSION, [body], d)
+    transactions = []
+    for n, group in enumerate(received.groups, start=1):
+        control = f"{n:04d}"
+        body: list[tuple[str, ...]] = [("ST", "999", control, ACK_VERSION),
+                                       ("AK1", group.header.get(1), group.control_number, group.header.get(8))]
+        accepted = 0
+        for ts in group.transactions:
+            body.extend(_set_response(ts, d))
+            accepted += ts.accepted and not group.errors
+        received_count = len(group.transactions)
+        if group.errors or accepted == 0:
+            verdict = "R"
+        elif accepted < received_count:
+            verdict = "P"
+        else:
+            verdict = "A"
+        declared = group.trailer.get(1) if group.trailer is not None and group.trailer.get(1).isdigit() else str(
+            received_count)
+        body.append(("AK9", verdict, declared, str(received_count), str(accepted), *group.errors[:5]))
+        body.append(("SE", str(len(body) + 1), control))
+        transactions.append(body)
+    return wrap(envelope, "FA", ACK_VERSION, transactions, d)
 
 
 def ta1(rejection: InterchangeRejection, envelope: Envelope, received_control: str = "000000000",
