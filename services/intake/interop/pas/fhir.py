@@ -37,7 +37,7 @@ def parse_bundle(body: str | bytes | Mapping[str, Any], limits: Limits = DEFAULT
     """Bounded decoding, then the model library's validation (datatypes, R4 cardinalities, unknown
     elements), each failure as a problem naming its element."""
     value, problems = load(body, limits)
-    if problems or value is None:
+    if problems:
         return None, problems
     if not isinstance(value, Mapping) or value.get("resourceType") != "Bundle":
         got = value.get("resourceType") if isinstance(value, Mapping) else type(value).__name__
@@ -49,6 +49,8 @@ def parse_bundle(body: str | bytes | Mapping[str, Any], limits: Limits = DEFAULT
         for error in exc.errors()[:MAX_VALIDATION_PROBLEMS]:
             loc = [p for p in error["loc"] if p not in ("root",)]
             message = str(error["msg"]).replace("Value error, ", "")
+            if error["type"] in ("json_invalid", "model_type", "dict_type"):
+                message = f"expected a JSON object, got {type(error.get('input')).__name__}"
             out.append(Problem(fhirpath(loc), "structure", message[:300]))
         return None, out or [Problem("Bundle", "structure", "not a valid FHIR R4 Bundle")]
 

@@ -97,6 +97,7 @@ EXT_INFO_CANCELLED = PAS + "modifierextension-infoCancelled"
 EXT_CARE_TEAM_SCOPE = PAS + "extension-careTeamClaimScope"
 REQUESTED_SERVICE_TYPES = ("ServiceRequest", "DeviceRequest", "MedicationRequest", "NutritionOrder")
 
+MAX_SPAN_DAYS = 366  # intake's limit for one line
 _MEMBER = re.compile(r"^[A-Za-z0-9-]{1,40}$")
 _FACT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _MODIFIER = re.compile(r"^[A-Z0-9]{2}$")
@@ -707,6 +708,9 @@ class _Translation:
         if end is not None and end != start:
             if end < start:
                 self.bad(f"{ip}.servicedPeriod.end", "value", "the period ends before it starts")
+                return
+            if (end - start).days > MAX_SPAN_DAYS:
+                self.bad(f"{ip}.servicedPeriod.end", "value", f"a line spans at most {MAX_SPAN_DAYS} days")
                 return
             _set_date(line.end_date, end)
 
