@@ -427,18 +427,22 @@ def test_a_fact_given_twice_with_different_values_is_a_problem() -> None:
     assert problems(bundle) == [("invariant", "Bundle.entry[0].resource.supportingInfo[1].valueQuantity")]
 
 
+C0 = "Bundle.entry[0].resource"
+
+
 @pytest.mark.parametrize(("change", "expected"), [
     (lambda b: b.update(type="batch"), ("value", "Bundle.type")),
     (lambda b: b.pop("identifier"), ("required", "Bundle.identifier")),
     (lambda b: b.pop("timestamp"), ("required", "Bundle.timestamp")),
     (lambda b: b["entry"][1].pop("fullUrl"), ("required", "Bundle.entry[1].fullUrl")),
-    (lambda b: b["entry"][2].update(request={"method": "POST", "url": "Claim"}), ("structure", "Bundle.entry[2].request")),
-    (lambda b: claim(b).update(use="claim"), ("value", "Bundle.entry[0].resource.use")),
-    (lambda b: claim(b).update(status="draft"), ("value", "Bundle.entry[0].resource.status")),
-    (lambda b: claim(b).update(insurer={"reference": "Organization/missing"}), ("not-found", "Bundle.entry[0].resource.insurer")),
-    (lambda b: claim(b).update(patient={"reference": "Organization/ins"}), ("value", "Bundle.entry[0].resource.patient")),
-    (lambda b: claim(b)["identifier"][0].pop("system"), ("required", "Bundle.entry[0].resource.identifier[0].system")),
-    (lambda b: claim(b)["item"][0].pop("locationCodeableConcept"), ("required", "Bundle.entry[0].resource.item[0].location")),
+    (lambda b: b["entry"][2].update(request={"method": "POST", "url": "Claim"}),
+     ("structure", "Bundle.entry[2].request")),
+    (lambda b: claim(b).update(use="claim"), ("value", f"{C0}.use")),
+    (lambda b: claim(b).update(status="draft"), ("value", f"{C0}.status")),
+    (lambda b: claim(b).update(insurer={"reference": "Organization/missing"}), ("not-found", f"{C0}.insurer")),
+    (lambda b: claim(b).update(patient={"reference": "Organization/ins"}), ("value", f"{C0}.patient")),
+    (lambda b: claim(b)["identifier"][0].pop("system"), ("required", f"{C0}.identifier[0].system")),
+    (lambda b: claim(b)["item"][0].pop("locationCodeableConcept"), ("required", f"{C0}.item[0].location")),
     (lambda b: b["entry"].reverse(), ("invariant", "Bundle.entry[0].resource")),
 ])
 def test_pas_bundle_rules(change: Any, expected: tuple[str, str]) -> None:

@@ -24,7 +24,7 @@ def isa(control: str = "000000905", *, sep: str = "*", comp: str = ":", rep: str
 
 def service(n: int, code: str = "72148", *, sv: str | None = None, dates: str = "DTP*472*D8*20260302~",
             pos: str = "22:B", um: str | None = None, hsd: str = "", provider: str = "") -> list[str]:
-    return [f"HL*{{hl}}*{{ev}}*SS*0~", f"TRN*1*SVC{n}*9012345678~",
+    return ["HL*{hl}*{ev}*SS*0~", f"TRN*1*SVC{n}*9012345678~",
             um if um is not None else f"UM*HS*I*73*{pos}~",
             *([dates] if dates else []), sv if sv is not None else f"SV1*HC:{code}**UN*1~",
             *([hsd] if hsd else []), *([provider] if provider else [])]

@@ -137,4 +137,5 @@ def write(segments: list[Segment] | list[tuple[str, ...]], delimiters: Delimiter
 def clean(value: str, delimiters: Delimiters = X12_DEFAULT, limit: int = 264) -> str:
     """Free text made safe for an element: no delimiters, printable, at most ``limit`` characters."""
     banned = {delimiters.element, delimiters.component, delimiters.repetition, delimiters.segment, "\r", "\n"}
-    return "".join(" " if ch in banned or not ch.isprintable() else ch for ch in value)[:limit].strip()
+    text = "".join(" " if ch in banned or not ch.isprintable() else ch for ch in value)
+    return " ".join(text.split())[:limit].strip()

@@ -118,7 +118,7 @@ class _Writer:
             self.out.append(("REF", "NT", clean(self.view.request_id, limit=50)))
         for seg in event.all("DTP"):
             self.out.append(self.recomposed(seg))
-        reasons = [f"line {a.line_number} {a.action}: {'; '.join(a.reasons)}" for a in self.answers.values()
+        reasons = [f"line {a.line_number} {a.action} - {'; '.join(a.reasons)}" for a in self.answers.values()
                    if a.reasons]
         if reasons:
             self.out.append(("MSG", clean(" | ".join(reasons), limit=MSG_LIMIT)))
