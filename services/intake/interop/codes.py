@@ -10,6 +10,8 @@ Typology (payer type, the US Core Coverage.type binding); X12 1032 claim filing 
 
 from __future__ import annotations
 
+import datetime as dt
+
 from ur.common.v1 import types_pb2
 
 X12 = "https://codesystem.x12.org/005010/"
@@ -130,3 +132,8 @@ REJECT_REASONS = {
 # AAA04 follow-up action.
 FOLLOWUPS = {"C": "Please correct and resubmit", "N": "Resubmission not allowed",
              "P": "Please resubmit original transaction", "R": "Resubmission allowed"}
+
+
+def age_on(born: dt.date, on: dt.date) -> int:
+    """Whole years of age on a day (the ``age_years`` clinical fact both doors derive from a birth date)."""
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))

@@ -29,6 +29,9 @@ from services.intake.interop.pas.outcome import Problem, fhirpath
 PAS = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/"
 PAS_TEMP_CODES = "http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASTempCodes"
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+RELATIONSHIP = "http://terminology.hl7.org/CodeSystem/subscriber-relationship"
+X12_RELATIONSHIP = "https://codesystem.x12.org/005010/1069"
 MAX_VALIDATION_PROBLEMS = 100
 
 
@@ -161,3 +164,56 @@ def iter_items(items: Sequence[Any] | None, path: str, depth: int = 0) -> Iterat
         yield from iter_items(getattr(item, "item", None), here, depth + 1)
         for k, answer in enumerate(getattr(item, "answer", None) or []):
             yield from iter_items(getattr(answer, "item", None), f"{here}.answer[{k}]", depth + 1)
+
+
+def collection_rules(bundle: Bundle, what: str) -> list[Problem]:
+    """The PAS rules every request Bundle shares: a collection with the submitter's identifier and a
+    timestamp, each entry with a fullUrl and a resource and no request/search/response."""
+    out: list[Problem] = []
+    if bundle.type != "collection":
+        out.append(Problem("Bundle.type", "value", f"a PAS {what} Bundle is a 'collection', not {bundle.type!r}"))
+    if bundle.identifier is None or not bundle.identifier.value:
+        out.append(Problem("Bundle.identifier", "required", "the submitter's transaction identifier "
+                                                            "(Bundle.identifier.value) is required"))
+    if bundle.timestamp is None:
+        out.append(Problem("Bundle.timestamp", "required", "Bundle.timestamp is required"))
+    entries = bundle.entry or []
+    if not entries:
+        out.append(Problem("Bundle.entry", "required", f"a PAS {what} Bundle has the Claim and what it references"))
+    for i, entry in enumerate(entries):
+        if not entry.fullUrl:
+            out.append(Problem(f"Bundle.entry[{i}].fullUrl", "required", "every entry of a PAS Bundle has a fullUrl"))
+        if entry.resource is None:
+            out.append(Problem(f"Bundle.entry[{i}].resource", "required", "every entry of a PAS Bundle has a resource"))
+        for name in ("request", "search", "response"):
+            if getattr(entry, name) is not None:
+                out.append(Problem(f"Bundle.entry[{i}].{name}", "structure",
+                                   f"a PAS {what} Bundle has no entry.{name}"))
+    if entries and (entries[0].resource is None or kind(entries[0].resource) != "Claim"):
+        first = kind(entries[0].resource) if entries[0].resource is not None else "nothing"
+        out.append(Problem("Bundle.entry[0].resource", "invariant",
+                           f"the first entry of a PAS {what} Bundle is the Claim, not {first}"))
+    return out
+
+
+@dataclass(frozen=True)
+class MemberId:
+    value: str | None  # None: the coverage does not give the patient's own member id
+    path: str  # where it was found, or where it belongs
+    relationship: str | None  # the patient's relationship to the subscriber when not 'self'
+
+
+def member_id_of(coverage: Found) -> MemberId:
+    """The patient's member id: the Coverage identifier of type MB, else ``subscriberId`` when the
+    patient is the subscriber (relationship self, X12 18, or none given)."""
+    r, cp = coverage.resource, coverage.path
+    for k, ident in enumerate(r.identifier or []):
+        if code_in(ident.type, V2_0203) == "MB" and ident.value:
+            return MemberId(str(ident.value), f"{cp}.identifier[{k}].value", None)
+    relationship = code_in(r.relationship, RELATIONSHIP)
+    x12_relationship = code_in(r.relationship, X12_RELATIONSHIP)
+    is_self = relationship == "self" or x12_relationship == "18" or (relationship is None and
+                                                                      x12_relationship is None)
+    if r.subscriberId and is_self:
+        return MemberId(str(r.subscriberId), f"{cp}.subscriberId", None)
+    return MemberId(None, f"{cp}.identifier", None if is_self else (relationship or x12_relationship))

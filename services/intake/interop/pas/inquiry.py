@@ -15,10 +15,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.intake.domain.codes import is_npi, is_procedure_code
-from services.intake.interop.pas.fhir import NPI_SYSTEM, BundleIndex, Found, as_date, code_in, kind, parse_bundle
+from services.intake.interop.pas.fhir import (
+    NPI_SYSTEM,
+    BundleIndex,
+    Found,
+    as_date,
+    code_in,
+    collection_rules,
+    kind,
+    member_id_of,
+    parse_bundle,
+)
 from services.intake.interop.pas.guard import DEFAULT_LIMITS, Limits
 from services.intake.interop.pas.outcome import Problem
-from services.intake.interop.pas.request import PROCEDURE_SYSTEMS, RELATIONSHIP, V2_0203
+from services.intake.interop.pas.request import PROCEDURE_SYSTEMS
 
 
 @dataclass(frozen=True)
@@ -44,21 +54,9 @@ def parse_inquiry(bundle_json: str | bytes | Mapping[str, Any], *,
     def bad(expression: str, code: str, message: str) -> None:
         out.append(Problem(expression, code, message))
 
-    if bundle.type != "collection":
-        bad("Bundle.type", "value", f"a PAS inquiry Bundle is a 'collection', not {bundle.type!r}")
-    if bundle.identifier is None or not bundle.identifier.value:
-        bad("Bundle.identifier", "required", "the inquiry's transaction identifier is required")
-    if bundle.timestamp is None:
-        bad("Bundle.timestamp", "required", "Bundle.timestamp is required")
+    out.extend(collection_rules(bundle, "inquiry"))
     entries = bundle.entry or []
-    for i, entry in enumerate(entries):
-        if not entry.fullUrl:
-            bad(f"Bundle.entry[{i}].fullUrl", "required", "every entry of a PAS Bundle has a fullUrl")
-        for name in ("request", "search", "response"):
-            if getattr(entry, name) is not None:
-                bad(f"Bundle.entry[{i}].{name}", "structure", f"a PAS inquiry Bundle has no entry.{name}")
     if not entries or entries[0].resource is None or kind(entries[0].resource) != "Claim":
-        bad("Bundle.entry[0].resource", "invariant", "the first entry of a PAS inquiry Bundle is the Claim")
         return out
     index = BundleIndex.of(bundle)
     claim = Found(entries[0].resource, "Bundle.entry[0].resource", entries[0].fullUrl or "")
@@ -111,15 +109,11 @@ def parse_inquiry(bundle_json: str | bytes | Mapping[str, Any], *,
     coverage = resolve(insurances[0].coverage if insurances else None, f"{p}.insurance[0].coverage", ("Coverage",),
                        "the coverage")
     if coverage is not None:
-        cov = coverage.resource
-        for ident in cov.identifier or []:
-            if code_in(ident.type, V2_0203) == "MB" and ident.value:
-                member_id = str(ident.value)
-                break
-        if not member_id and cov.subscriberId and code_in(cov.relationship, RELATIONSHIP) in (None, "self"):
-            member_id = str(cov.subscriberId)
-        if not member_id:
-            bad(f"{coverage.path}.identifier", "required", "the patient's member id (identifier of type MB)")
+        member = member_id_of(coverage)
+        if member.value is None:
+            bad(member.path, "required", "the patient's member id (identifier of type MB)")
+        else:
+            member_id = member.value
 
     codes: list[str] = []
     starts: list[dt.date] = []

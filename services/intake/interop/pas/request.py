@@ -61,11 +61,13 @@ from services.intake.interop.pas.fhir import (
     as_date,
     code_in,
     codings,
+    collection_rules,
     ext_path,
     extensions,
     identifier_value,
     iter_items,
     kind,
+    member_id_of,
     parse_bundle,
 )
 from services.intake.interop.pas.guard import DEFAULT_LIMITS, Limits
@@ -79,9 +81,7 @@ PROCEDURE_SYSTEMS = (CPT_SYSTEM, HCPCS_SYSTEM)
 ICD10CM_SYSTEM = "http://hl7.org/fhir/sid/icd-10-cm"
 PROCESS_PRIORITY = "http://terminology.hl7.org/CodeSystem/processpriority"
 DIAGNOSIS_TYPE_SYSTEMS = (PAS_TEMP_CODES, "http://terminology.hl7.org/CodeSystem/ex-diagnosistype")
-V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
-RELATIONSHIP = "http://terminology.hl7.org/CodeSystem/subscriber-relationship"
 LOINC = "http://loinc.org"
 # The platform's clinical fact names (the criteria library's ``facts``) as a code system: a
 # supportingInfo, Observation or QuestionnaireResponse item coded with it carries that fact.
@@ -211,33 +211,11 @@ class _Translation:
         self.command.clinical_facts.extend(fact for _key, (_path, fact) in sorted(self.facts.items()))
 
     def bundle_rules(self) -> Found | None:
-        b = self.bundle
-        if b.type != "collection":
-            self.bad("Bundle.type", "value", f"a PAS request Bundle is a 'collection', not {b.type!r}")
-        if b.identifier is None or not b.identifier.value:
-            self.bad("Bundle.identifier", "required", "the submitter's transaction identifier "
-                                                      "(Bundle.identifier.value) is required: it makes a resent "
-                                                      "Bundle a replay")
-        if b.timestamp is None:
-            self.bad("Bundle.timestamp", "required", "Bundle.timestamp is required")
-        entries = b.entry or []
-        if not entries:
-            self.bad("Bundle.entry", "required", "a PAS request Bundle has the Claim and the resources it references")
+        self.problems.extend(collection_rules(self.bundle, "request"))
+        entries = self.bundle.entry or []
+        if not entries or entries[0].resource is None or kind(entries[0].resource) != "Claim":
             return None
-        for i, entry in enumerate(entries):
-            if not entry.fullUrl:
-                self.bad(f"Bundle.entry[{i}].fullUrl", "required", "every entry of a PAS Bundle has a fullUrl")
-            if entry.resource is None:
-                self.bad(f"Bundle.entry[{i}].resource", "required", "every entry of a PAS Bundle has a resource")
-            for name in ("request", "search", "response"):
-                if getattr(entry, name) is not None:
-                    self.bad(f"Bundle.entry[{i}].{name}", "structure", f"a PAS request Bundle has no entry.{name}")
-        first = entries[0].resource
-        if first is None or kind(first) != "Claim":
-            self.bad("Bundle.entry[0].resource", "invariant",
-                     f"the first entry of a PAS request Bundle is the Claim, not {kind(first) if first else 'nothing'}")
-            return None
-        return Found(first, "Bundle.entry[0].resource", entries[0].fullUrl or "")
+        return Found(entries[0].resource, "Bundle.entry[0].resource", entries[0].fullUrl or "")
 
     def claim_rules(self, claim: Found) -> None:
         c, p = claim.resource, claim.path
@@ -287,7 +265,7 @@ class _Translation:
         beneficiary = self.index.resolve(r.beneficiary, cov)
         if beneficiary is not None and self.patient is not None and beneficiary.resource is not self.patient.resource:
             self.bad(f"{cp}.beneficiary", "invariant", "the coverage's beneficiary is not the Claim's patient")
-        self.member_id(r, cp)
+        self.member_id(cov)
         self.line_of_business(r, cp)
         for j, cls in enumerate(r.class_fhir or []):
             if code_in(cls.type, COVERAGE_CLASS) in ("plan", "group") and cls.value:
@@ -300,28 +278,18 @@ class _Translation:
             self.command.coverage.plan_id = self.profile.plan_id
         self.member_state()
 
-    def member_id(self, r: Any, cp: str) -> None:
-        member: tuple[str, str] | None = None
-        for k, ident in enumerate(r.identifier or []):
-            if code_in(ident.type, V2_0203) == "MB" and ident.value:
-                member = (str(ident.value), f"{cp}.identifier[{k}].value")
-                break
-        relationship = code_in(r.relationship, RELATIONSHIP)
-        x12_relationship = code_in(r.relationship, codes.X12 + "1069")
-        is_self = relationship == "self" or x12_relationship == "18" or (relationship is None and
-                                                                          x12_relationship is None)
-        if member is None and r.subscriberId and is_self:
-            member = (str(r.subscriberId), f"{cp}.subscriberId")
-        if member is None:
-            extra = "" if is_self else (f"; the patient is not the subscriber (relationship "
-                                        f"{relationship or x12_relationship!r}) and needs an own member id")
-            self.bad(f"{cp}.identifier", "required",
-                     "the member id: a Coverage.identifier of type MB, or subscriberId when the patient is the "
-                     "subscriber" + extra)
-        elif not _MEMBER.match(member[0]):
-            self.bad(member[1], "value", "a member id is 1-40 letters, digits or '-'")
+    def member_id(self, coverage: Found) -> None:
+        member = member_id_of(coverage)
+        if member.value is None:
+            extra = "" if member.relationship is None else (
+                f"; the patient is not the subscriber (relationship {member.relationship!r}) and needs an own "
+                "member id")
+            self.bad(member.path, "required", "the member id: a Coverage.identifier of type MB, or subscriberId "
+                                              "when the patient is the subscriber" + extra)
+        elif not _MEMBER.match(member.value):
+            self.bad(member.path, "value", "a member id is 1-40 letters, digits or '-'")
         else:
-            self.command.member_id = member[0]
+            self.command.member_id = member.value
 
     def line_of_business(self, r: Any, cp: str) -> None:
         lob, given = 0, []
@@ -755,8 +723,8 @@ class _Translation:
         born, on = as_date(self.patient.resource.birthDate), as_date(self.bundle.timestamp)
         if born is None or on is None or born > on:
             return
-        years = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
-        self.fact("age_years", f"{self.patient.path}.birthDate", number_value=float(years), unit="years")
+        self.fact("age_years", f"{self.patient.path}.birthDate", number_value=float(codes.age_on(born, on)),
+                  unit="years")
 
 
 def _concept_text(concept: CodeableConcept) -> str:

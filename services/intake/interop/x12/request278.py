@@ -565,8 +565,8 @@ class _Mapper:
         born, on = (_date(dmg.get(2)) if dmg is not None else None), self.r.date
         if born is None or on is None or born > on:
             return
-        years = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
-        self.command.clinical_facts.append(types_pb2.ClinicalFact(name="age_years", number_value=years, unit="years"))
+        self.command.clinical_facts.append(types_pb2.ClinicalFact(name="age_years", number_value=codes.age_on(born, on),
+                                                                  unit="years"))
 
 
 def _place(um: Segment | None, d: Delimiters) -> int:
