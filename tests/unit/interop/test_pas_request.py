@@ -11,7 +11,8 @@ from ur.intake.v1 import intake_pb2
 from services.intake.domain.model import validate
 from services.intake.entrypoints.mapping import to_domain
 from services.intake.interop.pas.outcome import Problem, operation_outcome
-from services.intake.interop.pas.request import FACT_SYSTEM, PayerProfile, pas_request_to_command
+from services.intake.interop.pas.request import FACT_SYSTEM, pas_request_to_command
+from services.intake.interop.payers import PayerProfile
 from tests.unit.interop.pas_fixtures import (
     NPI,
     PAS,

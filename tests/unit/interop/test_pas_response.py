@@ -13,7 +13,7 @@ from ur.intake.v1 import intake_pb2
 
 from services.intake.interop.answers import Rejection
 from services.intake.interop.pas.inquiry import InquiryQuery, parse_inquiry
-from services.intake.interop.pas.request import PayerProfile, pas_request_to_command
+from services.intake.interop.pas.request import pas_request_to_command
 from services.intake.interop.pas.response import (
     EXT_REVIEW_ACTION,
     EXT_REVIEW_ACTION_CODE,
@@ -22,6 +22,7 @@ from services.intake.interop.pas.response import (
     pas_error_bundle,
     pas_response_bundle,
 )
+from services.intake.interop.payers import PayerProfile
 from tests.unit.interop.pas_fixtures import PAS, claim, complete_bundle, entry, example, view_for
 
 ACTION = "https://codesystem.x12.org/005010/306"

@@ -373,7 +373,7 @@ def test_member_state_from_the_payer_profile_when_n4_is_absent() -> None:
 
 
 def test_member_state_missing_everywhere_is_15() -> None:
-    from services.intake.interop.pas.request import PayerProfile
+    from services.intake.interop.payers import PayerProfile
 
     payers = {PAYER_ID: PayerProfile(t.LINE_OF_BUSINESS_COMMERCIAL)}
     receipt = receive_278(interchange(transaction(subscriber_extra="")), "s", payers, at=AT, interchange_control=1,

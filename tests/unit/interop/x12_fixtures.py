@@ -6,7 +6,7 @@ import datetime as dt
 
 from ur.common.v1 import types_pb2
 
-from services.intake.interop.pas.request import PayerProfile
+from services.intake.interop.payers import PayerProfile
 
 PAYER_ID = "LSHP01"
 PAYERS = {PAYER_ID: PayerProfile(types_pb2.LINE_OF_BUSINESS_MEDICARE_ADVANTAGE, plan_id="MA-GOLD", state="TX")}

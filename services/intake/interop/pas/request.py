@@ -40,7 +40,6 @@ import logging
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
@@ -72,6 +71,7 @@ from services.intake.interop.pas.fhir import (
 )
 from services.intake.interop.pas.guard import DEFAULT_LIMITS, Limits
 from services.intake.interop.pas.outcome import Problem
+from services.intake.interop.payers import PayerProfile
 
 logger = logging.getLogger(__name__)
 
@@ -101,16 +101,6 @@ MAX_SPAN_DAYS = 366  # intake's limit for one line
 _MEMBER = re.compile(r"^[A-Za-z0-9-]{1,40}$")
 _FACT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _MODIFIER = re.compile(r"^[A-Z0-9]{2}$")
-
-
-@dataclass(frozen=True)
-class PayerProfile:
-    """What the door's trading-partner configuration says about a payer identifier (an insurer
-    Organization identifier value, or a 278's payer id) when the request itself does not."""
-
-    line_of_business: int  # ur.common.v1.LineOfBusiness
-    plan_id: str = ""
-    state: str = ""  # the state whose rules govern the plan, when the member's address is absent
 
 
 def idempotency_key(submitter_id: str, system: str, value: str) -> str:

@@ -136,7 +136,7 @@ def _period(start: dt.date | None, end: dt.date | None) -> dict[str, str]:
 
 
 def _procedure_coding(code: str, claim_item: Any) -> dict[str, str]:
-    for coding in claim_item.productOrService.coding or [] if claim_item is not None else []:
+    for coding in claim_item.productOrService.coding or []:
         if coding.system in PROCEDURE_SYSTEMS and coding.code == code:
             return {"system": coding.system, "code": code}
     return {"system": CPT_SYSTEM if code[:1].isdigit() else HCPCS_SYSTEM, "code": code}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ur.intake.v1 import intake_pb2
 
 from services.intake.interop.answers import Rejection
-from services.intake.interop.pas.request import PayerProfile
+from services.intake.interop.payers import PayerProfile
 from services.intake.interop.x12.ack import ack_999, ta1
 from services.intake.interop.x12.edi import InterchangeRejection
 from services.intake.interop.x12.envelope import Envelope, Interchange, Party, read_interchange, reply_envelope

@@ -42,7 +42,7 @@ from services.intake.domain.codes import is_icd10cm, is_npi, is_procedure_code, 
 from services.intake.domain.model import MAX_LINES
 from services.intake.interop import codes
 from services.intake.interop.answers import Rejection
-from services.intake.interop.pas.request import PayerProfile
+from services.intake.interop.payers import PayerProfile
 from services.intake.interop.x12.edi import Delimiters, Segment
 from services.intake.interop.x12.envelope import ElementError, SegmentError, TransactionSet
 
