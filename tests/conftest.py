@@ -80,10 +80,13 @@ def kafka_bootstrap() -> str:
     return bootstrap
 
 
-def free_port() -> int:
+@pytest.fixture
+def refused_target() -> Iterator[str]:
+    """host:port where nothing listens while the test runs: this socket holds the port without
+    listening, so connections are refused and no other process can take the port meanwhile."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield f"127.0.0.1:{s.getsockname()[1]}"
 
 
 @pytest.fixture

@@ -43,6 +43,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("UR_AUTO_MIGRATE", "1", "Run Alembic migrations to head when a service starts (0 to disable)."),
     Setting("UR_GRPC_MAX_WORKERS", "16", "Threads serving gRPC calls in each service."),
     Setting("UR_GRPC_SHUTDOWN_GRACE_S", "10", "Seconds in-flight gRPC calls get to finish on SIGTERM."),
+    Setting("UR_GRPC_PORT_FILE", "",
+            "File the service writes the port its gRPC server bound to, once it serves; with a listen address "
+            "of port 0 this is how a supervisor (the tests' Platform) learns the port."),
     Setting("UR_CONSUMER_MAX_BATCH", "500", "Most Kafka records one consumer transaction processes."),
     Setting("UR_RELAY_BATCH", "500", "Most outbox rows the relay publishes per round."),
     Setting("UR_RELAY_IDLE_S", "0.2", "How often the outbox relay polls when nothing woke it."),
@@ -132,6 +135,7 @@ class ServiceSettings:
     auto_migrate: bool
     grpc_max_workers: int
     grpc_shutdown_grace_s: float
+    grpc_port_file: str
     consumer_max_batch: int
     relay_batch: int
     relay_idle_s: float
@@ -218,6 +222,7 @@ def load(service: str, env: Mapping[str, str] | None = None) -> ServiceSettings:
         auto_migrate=get("UR_AUTO_MIGRATE", env) not in ("0", "false", "no"),
         grpc_max_workers=_int("UR_GRPC_MAX_WORKERS", env),
         grpc_shutdown_grace_s=_float("UR_GRPC_SHUTDOWN_GRACE_S", env),
+        grpc_port_file=get("UR_GRPC_PORT_FILE", env),
         consumer_max_batch=_int("UR_CONSUMER_MAX_BATCH", env),
         relay_batch=_int("UR_RELAY_BATCH", env),
         relay_idle_s=_float("UR_RELAY_IDLE_S", env),

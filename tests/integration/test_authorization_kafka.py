@@ -5,7 +5,6 @@ lands on the dead-letter topic and the loop goes on."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable
 
@@ -24,6 +23,7 @@ from services.common.db import make_engine
 from services.common.events import OutgoingEvent
 from services.common.outbox import OutboxRelay, add_events
 from services.common.settings import Topics
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -74,12 +74,13 @@ def test_redelivered_determinations_authorize_once_and_poison_is_parked(
     stop = threading.Event()
     thread = threading.Thread(target=loop.run, args=(stop,))
     thread.start()
-    deadline = time.monotonic() + 60
-    while loop.applied_total + loop.dead_lettered_total < 41 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    stop.set()
-    thread.join()
-    loop.close()
+    try:
+        wait_until(lambda: loop.applied_total + loop.dead_lettered_total, 60,
+                   what="the consumer to apply or park all 41 records", until=lambda handled: handled >= 41)
+    finally:
+        stop.set()
+        thread.join()
+        loop.close()
 
     with engine.connect() as conn:
         per_line = conn.execute(select(tables.authorizations.c.request_id, func.count())
@@ -92,8 +93,14 @@ def test_redelivered_determinations_authorize_once_and_poison_is_parked(
     assert loop.dead_lettered_total == 1
 
     dlq = KafkaConsumer(topics.dead_letter("authorization"), bootstrap_servers=kafka_bootstrap,
-                        auto_offset_reset="earliest", consumer_timeout_ms=3000)
-    parked = [dict(r.headers) for r in dlq]
+                        auto_offset_reset="earliest", consumer_timeout_ms=1000)
+    parked: list[dict[str, bytes]] = []
+
+    def read_parked() -> list[dict[str, bytes]]:
+        parked.extend(dict(r.headers) for r in dlq)  # until a second passes without a record
+        return parked
+
+    wait_until(read_parked, 30, what="the poison record on the dead-letter topic", interval_s=0)
     dlq.close()
     producer.close()
     engine.dispose()
