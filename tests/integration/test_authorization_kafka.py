@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
@@ -38,9 +38,10 @@ def _determination(request_id: str) -> events_pb2.DeterminationMade:
 
 
 def test_redelivered_determinations_authorize_once_and_poison_is_parked(
-        make_database: Callable[[str], str], kafka_bootstrap: str, topic_prefix: str) -> None:
+        make_database: Callable[[str], str], kafka_bootstrap: str, topic_prefix: str,
+        make_topics: Callable[[Iterable[str], int], None]) -> None:
     topics = Topics(topic_prefix)
-    kafka_io.ensure_topics(kafka_bootstrap, topics.all(), 3)
+    make_topics(topics.all(), 3)
     engine = make_engine(make_database("authorization"))
     migrations.upgrade("authorization", engine)
     producer = kafka_io.make_producer(kafka_bootstrap, client_id="test")
