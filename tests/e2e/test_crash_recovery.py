@@ -92,13 +92,13 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(own
     try:
         assert submitted.wait(60)
         own_platform.kill(victim, signal.SIGKILL)
-        before = len(request_ids)
+        before, refused_before = len(request_ids), refused[0]
     finally:
         killed.set()
     # Restart only once the stream has run into the outage: intake's clients were refused, or
     # (the victim being downstream) intake went on taking requests without it.
     if victim == "intake":
-        wait_until(lambda: refused[0], 60, what="a submission refused while intake is down")
+        wait_until(lambda: refused[0] - refused_before, 60, what="a submission refused while intake is down")
     else:
         wait_until(lambda: len(request_ids) - before, 60, what=f"4 more submissions while {victim} is down",
                    until=lambda more: more >= 4)
