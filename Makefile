@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 GEN_STAMP := gen/.stamp
 
-.PHONY: help setup protos lint test test-unit run demo bench kafka-start kafka-stop pg-start pg-stop clean
+.PHONY: help setup protos lint test test-unit test-timetravel run demo bench kafka-start kafka-stop pg-start pg-stop clean
 
 help:
 	@echo "make run    - start Kafka + the three services on SQLite, submit the sample workload, keep serving"
 	@echo "make demo   - the same, exits after the summary"
 	@echo "make test   - unit, integration and end-to-end tests (real Kafka, real PostgreSQL)"
+	@echo "make test-timetravel - unit and integration tests with the clock moved to each of TRAVEL_DATES"
 	@echo "make bench  - end-to-end throughput/latency on PostgreSQL next to raw ceilings"
 	@echo "make lint   - ruff + mypy"
 	@echo "make protos - regenerate Python code from protos/"
@@ -57,6 +58,20 @@ test: setup
 	deploy/kafka/kafka.sh start
 	deploy/postgres/pg.sh start
 	$(BIN)/pytest -q
+
+# Dates whose handling has gone wrong before, each a whole run of the unit and integration tiers
+# with the wall clock moved there (UR_TEST_TRAVEL_TO, tests/conftest.py): New Year's Eve 2027,
+# the evening before the US spring-forward with New York as the local zone, and 2031.
+TRAVEL_DATES ?= 2027-12-31T23:30:00+00:00 2028-03-11T22:30:00[America/New_York] 2031-06-15T12:00:00+00:00
+
+test-timetravel: setup
+	deploy/kafka/kafka.sh start
+	deploy/postgres/pg.sh start
+	@set -f; failed=""; for when in $(TRAVEL_DATES); do \
+	    echo "==== unit + integration tests at $$when"; \
+	    UR_TEST_TRAVEL_TO="$$when" $(BIN)/pytest tests/unit tests/integration -q || failed="$$failed $$when"; \
+	done; \
+	test -z "$$failed" || { echo "==== time travel: tests failed at$$failed"; exit 1; }
 
 run: setup
 	deploy/kafka/kafka.sh start

@@ -29,9 +29,19 @@ REPO = Path(__file__).resolve().parents[2]
 SERVICES = settings.SERVICES
 
 
+#: Services that are started with another one's address (review asks authorization about duplicates).
+NEEDS_ADDRESS_OF = {"review": ("authorization",)}
+
+
 @dataclass
 class Platform:
-    """Three service processes sharing one Kafka and one database server (or SQLite files)."""
+    """Three service processes sharing one Kafka and one database server (or SQLite files).
+
+    ``ports`` are the ports the services bind; 0 lets each one bind a free port and report it
+    (``UR_GRPC_PORT_FILE``), which is what the tests do: nothing can take a port between choosing
+    it and binding it. A service started again (after ``kill``) binds the port it had, so its
+    clients' addresses stay right, as with a fixed port.
+    """
 
     var_dir: Path
     kafka_bootstrap: str
@@ -43,9 +53,21 @@ class Platform:
     tokens_file: Path | None = REPO / "deploy" / "sample" / "reviewer-tokens.dev.yaml"
     extra_env: Mapping[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: service → the port it reported binding
+    bound: dict[str, int] = field(default_factory=dict)
+
+    def port(self, service: str) -> int:
+        """The port the service serves on: the one it reported, else the fixed one it was given."""
+        port = self.bound.get(service) or self.ports[service]
+        if not port:
+            raise RuntimeError(f"{service} has not reported its port yet (start it, then wait_healthy)")
+        return port
 
     def target(self, service: str) -> str:
-        return f"127.0.0.1:{self.ports[service]}"
+        return f"127.0.0.1:{self.port(service)}"
+
+    def port_file(self, service: str) -> Path:
+        return self.var_dir / "ports" / f"{service}.port"
 
     def env_for(self, service: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("UR_")}
@@ -54,10 +76,12 @@ class Platform:
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "UR_TOPIC_PREFIX": self.topic_prefix,
             "UR_VAR_DIR": str(self.var_dir),
-            f"UR_{upper}_GRPC_LISTEN": self.target(service),
-            "UR_AUTHORIZATION_TARGET": self.target("authorization"),
+            f"UR_{upper}_GRPC_LISTEN": f"127.0.0.1:{self.bound.get(service) or self.ports[service]}",
+            "UR_GRPC_PORT_FILE": str(self.port_file(service)),
             "PYTHONUNBUFFERED": "1",
         })
+        for other in NEEDS_ADDRESS_OF.get(service, ()):
+            env[f"UR_{other.upper()}_TARGET"] = self.target(other)
         if service in self.database_urls:
             env[f"UR_{upper}_DATABASE_URL"] = self.database_urls[service]
         if service == "intake" and self.members_seed is not None:
@@ -72,26 +96,60 @@ class Platform:
     def log_path(self, service: str) -> Path:
         return self.var_dir / "logs" / f"{service}.log"
 
-    def start(self, *services: str) -> None:
-        self.var_dir.mkdir(parents=True, exist_ok=True)
-        (self.var_dir / "logs").mkdir(exist_ok=True)
-        for service in services or SERVICES:
-            log = self.log_path(service).open("ab")
-            self.procs[service] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{service}.entrypoints.main"], env=self.env_for(service),
-                stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
-            log.close()
+    def start(self, *services: str, timeout_s: float = 90.0) -> None:
+        """Start the services; one that needs another's address whose port is still to be reported
+        starts once that port is known (at most ``timeout_s`` later)."""
+        wanted = services or SERVICES
+        for sub in ("logs", "ports"):
+            (self.var_dir / sub).mkdir(parents=True, exist_ok=True)
+        later = [s for s in wanted if not all(self._port_known(o) for o in NEEDS_ADDRESS_OF.get(s, ()))]
+        for service in wanted:
+            if service not in later:
+                self._spawn(service)
+        deadline = time.monotonic() + timeout_s
+        for service in later:
+            for other in NEEDS_ADDRESS_OF[service]:
+                self.wait_port(other, timeout_s=max(0.0, deadline - time.monotonic()))
+            self._spawn(service)
+
+    def _port_known(self, service: str) -> bool:
+        return bool(self.bound.get(service) or self.ports[service])
+
+    def _spawn(self, service: str) -> None:
+        # A port file left by an earlier run (or a killed process) must not pass for this one's.
+        self.port_file(service).unlink(missing_ok=True)
+        log = self.log_path(service).open("ab")
+        self.procs[service] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}.entrypoints.main"], env=self.env_for(service),
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        log.close()
+
+    def wait_port(self, service: str, timeout_s: float = 90.0) -> int:
+        """Wait until the running process of ``service`` reports the port it serves on."""
+        deadline = time.monotonic() + timeout_s
+        path = self.port_file(service)
+        while not path.exists():
+            self._check_alive(service, f"reported no port in {path} within {timeout_s:.0f}s", deadline)
+            time.sleep(0.05)
+        self.bound[service] = int(path.read_text(encoding="ascii"))
+        return self.bound[service]
 
     def wait_healthy(self, *services: str, timeout_s: float = 90.0) -> None:
         deadline = time.monotonic() + timeout_s
         for service in services or SERVICES:
+            self.wait_port(service, timeout_s=max(0.0, deadline - time.monotonic()))
             while not self.is_serving(service):
-                proc = self.procs.get(service)
-                if proc is not None and proc.poll() is not None:
-                    raise RuntimeError(f"{service} exited with {proc.returncode}; log:\n{self.tail(service)}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{service} not SERVING after {timeout_s:.0f}s; log:\n{self.tail(service)}")
+                self._check_alive(service, f"not SERVING after {timeout_s:.0f}s", deadline)
                 time.sleep(0.2)
+
+    def _check_alive(self, service: str, late: str, deadline: float) -> None:
+        proc = self.procs.get(service)
+        if proc is None:
+            raise RuntimeError(f"{service} is not running")
+        if proc.poll() is not None:
+            raise RuntimeError(f"{service} exited with {proc.returncode}; log:\n{self.tail(service)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{service} {late}; log:\n{self.tail(service)}")
 
     def is_serving(self, service: str) -> bool:
         with grpc.insecure_channel(self.target(service)) as channel:

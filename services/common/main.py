@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from services.common import logs, migrations, settings
@@ -64,5 +66,20 @@ def run(model: type[S], build: Callable[[S], Application], argv: list[str] | Non
         runtime.stop()
         return EXIT_FAILED
     logger.info("%s serving on port %d", service, runtime.port)
+    if config.grpc_port_file:
+        try:
+            report_port(config.grpc_port_file, runtime.port)
+        except OSError as exc:
+            logger.error("%s cannot report its port in %s: %s", service, config.grpc_port_file, exc)
+            runtime.stop()
+            return EXIT_FAILED
     runtime.serve_forever()
     return 0
+
+
+def report_port(path: Path, port: int) -> None:
+    """Write the bound port whole or not at all (rename is atomic), so a supervisor that sees the
+    file never reads half a number. Written once everything serves: the file means "ready"."""
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staging.write_text(f"{port}\n", encoding="ascii")
+    staging.replace(path)

@@ -172,6 +172,10 @@ class PlatformSettings(_Environment):
     relay_batch: Count = setting("UR_RELAY_BATCH", 500, "Most outbox rows the relay publishes per round.")
     relay_idle_s: Seconds = setting("UR_RELAY_IDLE_S", 0.2, "How often the outbox relay polls when nothing woke "
                                                             "it.")
+    grpc_port_file: AnyPath | None = setting(
+        "UR_GRPC_PORT_FILE", None,
+        "File the service writes the port its gRPC server bound to, once it serves; with a listen address of "
+        "port 0 this is how a supervisor (the tests' Platform) learns the port.")
 
 
 class ServiceSettings(PlatformSettings):
@@ -298,6 +302,10 @@ class ToolSettings(_Environment):
     bench_pg_url: str | None = setting("UR_BENCH_PG_URL", None,
                                        "PostgreSQL admin URL of `make bench` (default: UR_TEST_PG_URL, then the "
                                        "local cluster).")
+    test_travel_to: str | None = setting(
+        "UR_TEST_TRAVEL_TO", None,
+        "Tests only: move the tests' clock to this instant (ISO 8601 with an offset, or a zone in brackets) with "
+        "time-machine; `make test-timetravel` sets it.")
 
 
 MODELS: tuple[type[_Environment], ...] = (PlatformSettings, IntakeSettings, ReviewSettings, AuthorizationSettings,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -13,7 +12,8 @@ from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 from ur.review.v1 import review_pb2_grpc
 
 from services.cli.platform import Platform
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
+from tests.polling import wait_until
 
 SETTLED = {intake_pb2.REQUEST_STATUS_PENDED, intake_pb2.REQUEST_STATUS_COMPLETE,
            intake_pb2.REQUEST_STATUS_INELIGIBLE}
@@ -24,7 +24,8 @@ def start_platform(tmp: Path, make_database: Callable[[str], str], kafka_bootstr
     platform = Platform(
         var_dir=tmp, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix,
         database_urls={s: make_database(s) for s in ("intake", "review", "authorization")},
-        ports={s: free_port() for s in ("intake", "review", "authorization")},
+        # Port 0: each service binds a free port and reports it; nothing can take it in between.
+        ports={s: 0 for s in ("intake", "review", "authorization")},
         members_seed=REPO / "tests" / "data" / "members.yaml",
         extra_env={"UR_LOG_LEVEL": "INFO", "UR_TOPIC_PARTITIONS": "3", **(extra_env or {})})
     platform.start()
@@ -55,15 +56,12 @@ class Clients:
         self.authorization = authorization_pb2_grpc.AuthorizationServiceStub(self.channels["authorization"])
 
     def settle(self, request_id: str, timeout_s: float = 60) -> intake_pb2.RequestView:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            view = self.intake.GetRequest(intake_pb2.GetRequestRequest(request_id=request_id), timeout=10).request
-            if view.status in SETTLED:
-                return view
-            if time.monotonic() > deadline:
-                raise AssertionError(f"request {request_id} not settled after {timeout_s}s: "
-                                     f"{intake_pb2.RequestStatus.Name(view.status)}")
-            time.sleep(0.1)
+        def status() -> intake_pb2.RequestView:
+            return self.intake.GetRequest(intake_pb2.GetRequestRequest(request_id=request_id), timeout=10).request
+
+        view: intake_pb2.RequestView = wait_until(status, timeout_s, what=f"request {request_id} to settle",
+                                                  until=lambda v: v.status in SETTLED)
+        return view
 
     def close(self) -> None:
         for channel in self.channels.values():

@@ -4,7 +4,6 @@ gRPC, Kafka and PostgreSQL, with the services as separate processes."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import grpc
@@ -22,6 +21,7 @@ from services.cli.platform import Platform
 from services.intake.adapters import tables as intake_tables
 from tests.e2e.conftest import Clients
 from tests.factories import lumbar_mri
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -187,11 +187,14 @@ def test_poison_messages_go_to_the_dead_letter_topic_while_the_rest_flows(client
                              bootstrap_servers=platform.kafka_bootstrap, auto_offset_reset="earliest",
                              consumer_timeout_ms=2000, group_id=None)
     reasons: dict[bytes, str] = {}
-    deadline = time.monotonic() + 30
-    while len(reasons) < 2 and time.monotonic() < deadline:
-        for record in consumer:
-            headers = dict(record.headers)
-            reasons[record.key] = headers["dlq-reason"].decode()
+
+    def parked() -> dict[bytes, str]:
+        for record in consumer:  # until consumer_timeout_ms passes without a record
+            reasons[record.key] = dict(record.headers)["dlq-reason"].decode()
+        return reasons
+
+    wait_until(parked, 30, what="both poison records on the review dead-letter topic", until=lambda r: len(r) >= 2,
+               interval_s=0)
     consumer.close()
     assert "not a valid ur.events.v1.RequestSubmitted" in reasons[b"poison-1"]
     assert "missing 'event-type' header" in reasons[b"poison-2"]

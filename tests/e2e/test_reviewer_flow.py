@@ -5,10 +5,7 @@ caller's bearer token, checked by the server."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 import grpc
 import pytest
@@ -18,23 +15,13 @@ from ur.review.v1 import review_pb2
 
 from tests.e2e.conftest import Clients
 from tests.factories import fact, lumbar_mri
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
 NURSE = [("authorization", "Bearer dev-only-token-rn-alvarez")]
 PHYSICIAN = [("authorization", "Bearer dev-only-token-md-patel")]
 SUPERVISOR = [("authorization", "Bearer dev-only-token-sup-kim")]
-
-
-def eventually(check: Callable[[], Any], what: str, timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def submit_referred(clients: Clients) -> str:
@@ -57,7 +44,10 @@ def claim(clients: Clients, who: list[tuple[str, str]], request_id: str) -> revi
                                        timeout=10)
             return None
         return view
-    return eventually(attempt, f"a claimable task for request {request_id}")  # type: ignore[no-any-return]
+    view = wait_until(attempt, 60, what=f"a claimable task for request {request_id}", until=lambda v: v is not None,
+                      interval_s=0.2)
+    assert view is not None
+    return view
 
 
 def line_of(clients: Clients, request_id: str) -> intake_pb2.LineView:
@@ -97,16 +87,16 @@ def test_nurse_pends_information_answered_through_intake_then_physician_denies(c
             facts=["conservative_therapy_weeks"], note="please send therapy notes")), metadata=NURSE, timeout=10)
     assert pended.task.task.status == "pended_information"
     assert pended.determination.lines[0].action_code == types_pb2.ACTION_CODE_PENDED
-    eventually(lambda: list(line_of(clients, request_id).determination.requested_facts)
-               == ["conservative_therapy_weeks"], "intake to show the request for information")
+    wait_until(lambda: list(line_of(clients, request_id).determination.requested_facts), 60,
+               what="intake to show the request for information", until=lambda f: f == ["conservative_therapy_weeks"])
 
     # The provider answers through intake; review re-runs the criteria and reopens the task.
     clients.intake.SubmitAdditionalInformation(intake_pb2.SubmitAdditionalInformationRequest(
         request_id=request_id, idempotency_key=f"info-{uuid.uuid4()}",
         clinical_facts=[fact("conservative_therapy_weeks", 3, "weeks")]), timeout=10)
-    reopened = eventually(lambda: (v := clients.review.GetTask(review_pb2.GetTaskRequest(task_id=task_id),
-                                                               metadata=NURSE, timeout=10)).task.status == "open"
-                          and v, "the task to reopen")
+    reopened = wait_until(lambda: clients.review.GetTask(review_pb2.GetTaskRequest(task_id=task_id), metadata=NURSE,
+                                                         timeout=10), 60,
+                          what="the task to reopen", until=lambda v: v.task.status == "open")
     assert "information_received" in [h.action for h in reopened.history]
     observed = [o for c in reopened.determination.explanation.conditions for o in c.observed]
     assert "conservative_therapy_weeks=3 weeks" in observed
@@ -134,8 +124,8 @@ def test_nurse_pends_information_answered_through_intake_then_physician_denies(c
     assert line.explanation.criteria_id == "imaging-mri-lumbar-spine"
 
     # Intake tells the whole story; nothing is authorized for a denied line.
-    final = eventually(lambda: (ln := line_of(clients, request_id)).determination.action_code
-                       == types_pb2.ACTION_CODE_NOT_CERTIFIED and ln, "intake to record the denial")
+    final = wait_until(lambda: line_of(clients, request_id), 60, what="intake to record the denial",
+                       until=lambda ln: ln.determination.action_code == types_pb2.ACTION_CODE_NOT_CERTIFIED)
     assert final.determination.decided_by.id == "md-patel" and not final.authorization.authorization_number
     actions = [h.action for h in decided.task.history]
     assert actions[:2] == ["claimed", "request_information"] and actions[-2:] == ["peer_to_peer_offered", "deny"]
@@ -152,8 +142,8 @@ def test_physician_modification_reaches_the_authorization_service(clients: Clien
         task_id=task_id, modify=review_pb2.DecideTaskRequest.Modify(
             approved_units=1, reason="approved as MRI without contrast",
             criterion="imaging-mri-lumbar-spine@2026.1: symptoms_six_weeks")), metadata=PHYSICIAN, timeout=10)
-    line = eventually(lambda: (ln := line_of(clients, request_id)).authorization.authorization_number and ln,
-                      "the authorization for the modified line")
+    line = wait_until(lambda: line_of(clients, request_id), 60, what="the authorization for the modified line",
+                      until=lambda ln: bool(ln.authorization.authorization_number))
     assert line.determination.action_code == types_pb2.ACTION_CODE_MODIFIED
     assert line.authorization.units == 1 and line.authorization.determination_id
     view = clients.intake.GetRequest(intake_pb2.GetRequestRequest(request_id=request_id), timeout=10).request

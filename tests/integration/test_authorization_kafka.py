@@ -5,9 +5,8 @@ lands on the dead-letter topic and the loop goes on."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
@@ -22,6 +21,7 @@ from services.common.consumer import ConsumerLoop
 from services.common.events import OutgoingEvent
 from services.common.outbox import OutboxRelay, add_events
 from services.common.settings import AuthorizationSettings
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +36,12 @@ def _determination(request_id: str) -> events_pb2.DeterminationMade:
 
 
 def test_redelivered_determinations_authorize_once_and_poison_is_parked(
-        make_database: Callable[[str], str], kafka_bootstrap: str, topic_prefix: str) -> None:
+        make_database: Callable[[str], str], kafka_bootstrap: str, topic_prefix: str,
+        make_topics: Callable[[Iterable[str], int], None]) -> None:
     app = bootstrap.build(AuthorizationSettings(database_url=make_database("authorization"), topic_prefix=topic_prefix,
                                                 kafka_bootstrap_servers=kafka_bootstrap))
     engine, topics = app.runtime.engine, app.runtime.settings.topics
-    kafka_io.ensure_topics(kafka_bootstrap, topics.all(), 3)
+    make_topics(topics.all(), 3)
     producer = kafka_io.make_producer(kafka_bootstrap, client_id="test")
 
     # Publish 20 determinations through a real outbox relay, then publish them all again
@@ -70,12 +71,13 @@ def test_redelivered_determinations_authorize_once_and_poison_is_parked(
     stop = threading.Event()
     thread = threading.Thread(target=loop.run, args=(stop,))
     thread.start()
-    deadline = time.monotonic() + 60
-    while loop.applied_total + loop.dead_lettered_total < 41 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    stop.set()
-    thread.join()
-    loop.close()
+    try:
+        wait_until(lambda: loop.applied_total + loop.dead_lettered_total, 60,
+                   what="the consumer to apply or park all 41 records", until=lambda handled: handled >= 41)
+    finally:
+        stop.set()
+        thread.join()
+        loop.close()
 
     with engine.connect() as conn:
         per_line = conn.execute(select(tables.authorizations.c.request_id, func.count())
@@ -88,8 +90,14 @@ def test_redelivered_determinations_authorize_once_and_poison_is_parked(
     assert loop.dead_lettered_total == 1
 
     dlq = KafkaConsumer(topics.dead_letter("authorization"), bootstrap_servers=kafka_bootstrap,
-                        auto_offset_reset="earliest", consumer_timeout_ms=3000)
-    parked = [dict(r.headers) for r in dlq]
+                        auto_offset_reset="earliest", consumer_timeout_ms=1000)
+    parked: list[dict[str, bytes]] = []
+
+    def read_parked() -> list[dict[str, bytes]]:
+        parked.extend(dict(r.headers) for r in dlq)  # until a second passes without a record
+        return parked
+
+    wait_until(read_parked, 30, what="the poison record on the dead-letter topic", interval_s=0)
     dlq.close()
     producer.close()
     engine.dispose()

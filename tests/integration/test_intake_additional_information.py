@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from sqlalchemy import Engine, Row, func, select
+from sqlalchemy import Engine, Row, func, select, text
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
@@ -30,6 +29,7 @@ from services.intake.entrypoints.mapping import to_domain
 from services.intake.service_layer.handlers import IntakeHandlers
 from tests.conftest import REPO
 from tests.factories import fact, lumbar_mri
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -96,6 +96,14 @@ def violations(error: grpc.RpcError) -> list[str]:
     return fields
 
 
+def lock_waiters(engine: Engine) -> int:
+    """Sessions on this test's database that are waiting for a lock, as PostgreSQL sees them now
+    (a new transaction each time: pg_stat_activity is a snapshot per transaction)."""
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM pg_stat_activity "
+                                     "WHERE datname = current_database() AND wait_event_type = 'Lock'")).scalar_one())
+
+
 def decide(intake: Intake, request_id: str, *, queued: bool) -> None:
     """Apply a determination to line 1: queued for a person (PENDED) or certified (DECIDED)."""
     line = (types_pb2.LineDetermination(line_number=1, action_code=types_pb2.ACTION_CODE_PENDED,
@@ -158,23 +166,24 @@ def test_racing_calls_with_one_key_record_once_and_all_get_the_answer(intake: In
     request_id = intake.submit(lumbar_mri(meets=False))
     answers: list[intake_pb2.SubmitAdditionalInformationResponse] = []
     errors: list[BaseException] = []
-    barrier = threading.Barrier(8)
 
     def go() -> None:
-        barrier.wait()
         try:
-            answers.append(intake.stub.SubmitAdditionalInformation(info(request_id, key="race"), timeout=10))
+            answers.append(intake.stub.SubmitAdditionalInformation(info(request_id, key="race"), timeout=60))
         except grpc.RpcError as exc:
             errors.append(exc)
 
     # Hold the request's row lock so that every call has looked for its key (and found none)
-    # before any of them can record it.
+    # before any of them can record it: a call asks for the lock only after its look-up, so once
+    # PostgreSQL shows all eight waiting for a lock, all eight have missed the key.
     with intake.engine.begin() as conn:
         conn.execute(select(tables.requests).where(tables.requests.c.request_id == request_id).with_for_update())
         threads = [threading.Thread(target=go) for _ in range(8)]
         for t in threads:
             t.start()
-        time.sleep(0.5)
+        wait_until(lambda: lock_waiters(intake.engine), 30, what="all eight calls to wait for the request's row lock",
+                   until=lambda waiting: waiting == 8 or bool(errors))
+        assert errors == []
     for t in threads:
         t.join()
     assert errors == []

@@ -4,7 +4,6 @@ servicers: what a person reads, and the exit status, for answers and for each ki
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -179,12 +178,6 @@ def _write_request(tmp_path: Path, member_id: str) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # -- submit --------------------------------------------------------------------------------------------
 
 def test_submit_prints_lines_decisions_and_authorization(server: Server, request_file: Path,
@@ -234,8 +227,9 @@ def test_already_exists_is_reported(server: Server, tmp_path: Path, capsys: pyte
     assert "was already used" in capsys.readouterr().err
 
 
-def test_unreachable_intake_names_the_address(request_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    target = f"127.0.0.1:{_free_port()}"
+def test_unreachable_intake_names_the_address(request_file: Path, refused_target: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    target = refused_target
     assert urctl.main(["submit", str(request_file), "--intake", target]) == 1
     err = capsys.readouterr().err
     assert f"cannot reach intake at {target} — is the platform running? (make run)" in err
@@ -267,7 +261,8 @@ def test_yaml_request_file_reads_like_json(tmp_path: Path, request_file: Path) -
     ("unknown.json", '{"member": "MA100001"}', 'no field named "member"'),
     ("typed.yaml", "requesting_provider:\n  npi: 1234567893\n", "quote values that are strings of digits"),
 ])
-def test_bad_request_file_is_named_with_its_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str,
+def test_bad_request_file_is_named_with_its_problem(tmp_path: Path, refused_target: str,
+                                                    capsys: pytest.CaptureFixture[str], name: str,
                                                     content: str | None, problem: str) -> None:
     path = tmp_path / name
     if content is not None:
@@ -277,7 +272,7 @@ def test_bad_request_file_is_named_with_its_problem(tmp_path: Path, capsys: pyte
     assert str(caught.value).startswith(f"{path}: ")
     assert problem in str(caught.value)
     # The same through the command line: exit status 2, no traceback, nothing sent.
-    assert urctl.main(["submit", str(path), "--intake", f"127.0.0.1:{_free_port()}"]) == 2
+    assert urctl.main(["submit", str(path), "--intake", refused_target]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and problem in err and "Traceback" not in err
 
@@ -331,8 +326,8 @@ def test_queue_list_table(server: Server, capsys: pytest.CaptureFixture[str]) ->
     assert "  refer to nurse" in out and "  • no criteria set covers 27447 for medicaid" in out
 
 
-def test_queue_list_unreachable_review(capsys: pytest.CaptureFixture[str]) -> None:
-    target = f"127.0.0.1:{_free_port()}"
+def test_queue_list_unreachable_review(refused_target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    target = refused_target
     assert urctl.main(["queue", "list", "--review", target]) == 1
     assert f"cannot reach review at {target}" in capsys.readouterr().err
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -150,7 +149,8 @@ def test_counts_every_kind_of_answer_and_outcome(intake: tuple[str, FakeIntake])
 
 def test_gives_up_after_the_settle_timeout(intake: tuple[str, FakeIntake]) -> None:
     target, _fake = intake
-    summary = workload.run_workload(target, [_request("STUCK"), _request("OK-1")], settle_timeout_s=0.6,
+    # OK-1 settles on its second poll, 0.25 s in: the timeout leaves a slow machine ample room for that.
+    summary = workload.run_workload(target, [_request("STUCK"), _request("OK-1")], settle_timeout_s=2,
                                     console=_quiet())
     assert summary.unsettled == 1
     assert summary.auto_approved_requests == 1
@@ -165,11 +165,8 @@ def test_wait_ms_is_applied_to_copies(intake: tuple[str, FakeIntake]) -> None:
     assert [r.wait_ms for r in requests] == [0, 0]
 
 
-def test_unreachable_intake_is_counted_not_raised() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    summary = workload.run_workload(f"127.0.0.1:{port}", [_request("OK-1"), _request("OK-2")], settle_timeout_s=1,
+def test_unreachable_intake_is_counted_not_raised(refused_target: str) -> None:
+    summary = workload.run_workload(refused_target, [_request("OK-1"), _request("OK-2")], settle_timeout_s=1,
                                     console=_quiet())
     assert summary.failed == 2 and summary.failures == {"UNAVAILABLE": 2}
     assert summary.recorded == 0 and summary.unsettled == 0
