@@ -68,8 +68,8 @@ test-timetravel: setup
 	deploy/kafka/kafka.sh start
 	deploy/postgres/pg.sh start
 	@set -f; failed=""; for when in $(TRAVEL_DATES); do \
-	    echo "==== unit + integration tests at $$when"; \
-	    UR_TEST_TRAVEL_TO="$$when" $(BIN)/pytest tests/unit tests/integration -q || failed="$$failed $$when"; \
+	    echo "==== unit, contract and integration tests at $$when"; \
+	    UR_TEST_TRAVEL_TO="$$when" $(BIN)/pytest tests/unit tests/contract tests/integration -q || failed="$$failed $$when"; \
 	done; \
 	test -z "$$failed" || { echo "==== time travel: tests failed at$$failed"; exit 1; }
 
