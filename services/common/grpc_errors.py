@@ -1,6 +1,7 @@
 """The platform's errors (services/common/errors.py) → gRPC status, in one place: a table.
 
-    ValidationFailed     → INVALID_ARGUMENT with google.rpc.BadRequest field violations
+    ValidationFailed     → INVALID_ARGUMENT with google.rpc.BadRequest field violations (the
+                           first MAX_VIOLATIONS; the message says how many were left out)
     IdempotencyConflict  → ALREADY_EXISTS
     NotFound             → NOT_FOUND
     PermissionDenied     → PERMISSION_DENIED
@@ -25,6 +26,7 @@ from grpc_status import rpc_status
 
 from services.common.errors import (
     FailedPrecondition,
+    FieldViolation,
     IdempotencyConflict,
     NotFound,
     PermissionDenied,
@@ -38,9 +40,36 @@ from services.common.errors import (
 logger = logging.getLogger(__name__)
 
 
+# Status message and details travel as trailing metadata, which clients refuse beyond 8 KiB by
+# default (they then see RESOURCE_EXHAUSTED instead of the status): keep both well under it.
+MAX_VIOLATIONS = 50
+MAX_VIOLATIONS_BYTES = 4096
+MAX_MESSAGE_CHARS = 1000
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def bad_request(violations: Sequence[FieldViolation]) -> tuple[str, error_details_pb2.BadRequest]:
+    """The status message and BadRequest detail of a validation failure: the first violations, at
+    most MAX_VIOLATIONS and MAX_VIOLATIONS_BYTES of them; the message counts those left out."""
+    detail = error_details_pb2.BadRequest()
+    for v in violations[:MAX_VIOLATIONS]:
+        entry = error_details_pb2.BadRequest.FieldViolation(field=_cut(v.field, 200),
+                                                            description=_cut(v.description, 300))
+        if detail.ByteSize() + entry.ByteSize() + 3 > MAX_VIOLATIONS_BYTES:
+            break
+        detail.field_violations.append(entry)
+    listed = len(detail.field_violations)
+    left_out = f"; {len(violations) - listed} more not listed" if listed < len(violations) else ""
+    shown = "; ".join(f"{e.field}: {e.description}" for e in detail.field_violations[:5])
+    return f"request is invalid ({len(violations)} problem(s){left_out}): {shown}", detail
+
+
 def _abort(context: grpc.ServicerContext, code: int, message: str,
            details: Sequence[Any] = ()) -> None:
-    status = status_pb2.Status(code=code, message=message)
+    status = status_pb2.Status(code=code, message=_cut(message, MAX_MESSAGE_CHARS))
     for detail in details:
         packed = any_pb2.Any()
         packed.Pack(detail)
@@ -77,11 +106,8 @@ def translate_errors(method: F) -> F:
         try:
             return method(self, request, context)
         except ValidationFailed as exc:
-            bad_request = error_details_pb2.BadRequest(field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in exc.violations])
-            _abort(context, code_pb2.INVALID_ARGUMENT,
-                   f"request is invalid ({len(exc.violations)} problem(s)): {exc}", [bad_request])
+            message, detail = bad_request(exc.violations)
+            _abort(context, code_pb2.INVALID_ARGUMENT, message, [detail])
         except ServiceError as exc:
             _abort(context, status_code_of(exc), str(exc))
         except Exception:

@@ -34,6 +34,8 @@ from services.intake.domain.model import (
     RequestStatus,
     check_eligibility,
     derive_status,
+    is_request_id,
+    shown,
     validate,
     validate_information,
 )
@@ -207,7 +209,7 @@ class IntakeHandlers:
                 return _information_answer(info, fingerprint, previous)
             record = uow.requests.get(info.request_id, for_update=True)
             if record is None:
-                raise NotFound(f"no request {info.request_id!r}")
+                raise NotFound(f"no request {shown(info.request_id)}")
             if record.status not in (RequestStatus.IN_REVIEW, RequestStatus.PENDED):
                 raise FailedPrecondition(
                     f"request {info.request_id} is {record.status.value.replace('_', ' ')}"
@@ -234,10 +236,14 @@ class IntakeHandlers:
 
     # -- queries -------------------------------------------------------------------------------
     def get(self, request_id: str) -> RequestRecord:
-        with self._uow().read_only() as uow:
-            record = uow.requests.get(request_id)
+        """The request; NotFound for an unknown id, or one that no request can have (without asking
+        the database, which refuses some strings outright: PostgreSQL text holds no NUL)."""
+        record = None
+        if is_request_id(request_id):
+            with self._uow().read_only() as uow:
+                record = uow.requests.get(request_id)
         if record is None:
-            raise NotFound(f"no request {request_id!r}")
+            raise NotFound(f"no request {shown(request_id)}")
         return record
 
     # -- events --------------------------------------------------------------------------------
