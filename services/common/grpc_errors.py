@@ -10,6 +10,9 @@
     ResourceExhausted    → RESOURCE_EXHAUSTED
     Unavailable          → UNAVAILABLE
     anything else        → INTERNAL (logged with its traceback, message kept generic)
+
+Before the method runs, the request is held to the limits of every API
+(services/common/request_checks.py): a violation is a ValidationFailed too.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -36,6 +40,7 @@ from services.common.errors import (
     Unavailable,
     ValidationFailed,
 )
+from services.common.request_checks import request_problems
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +109,9 @@ def translate_errors(method: F) -> F:
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
+            # The limits every field of every API keeps (control characters, sizes), before any handler.
+            if isinstance(request, Message) and (problems := request_problems(request)):
+                raise ValidationFailed(problems)
             return method(self, request, context)
         except ValidationFailed as exc:
             message, detail = bad_request(exc.violations)

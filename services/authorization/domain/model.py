@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+
+from services.common.errors import FieldViolation
 
 CERTIFIED_ACTIONS = frozenset({"certified_in_total", "certified_partial", "modified"})
 
@@ -69,3 +72,26 @@ class IssuedAuthorization(AuthorizationToIssue):
     def numbered(cls, draft: AuthorizationToIssue, number: str) -> IssuedAuthorization:
         return cls(**{f.name: getattr(draft, f.name) for f in fields(AuthorizationToIssue)},
                    authorization_number=number)
+
+
+# -- queries ------------------------------------------------------------------------------------
+
+MAX_LIST = 1000
+# The shapes intake accepts (ASCII, matched whole): anything else can match no authorization, and
+# some strings (a NUL) the database refuses outright.
+_MEMBER = re.compile(r"[A-Za-z0-9-]{1,40}")
+_PROCEDURE = re.compile(r"[0-9]{4}[0-9FTU]|[A-Z][0-9]{4}")
+
+
+def member_query_problems(member_id: str, procedure_code: str, limit: int) -> list[FieldViolation]:
+    """What is wrong with a query of a member's authorizations (proto field names), if anything."""
+    problems = []
+    if not member_id:
+        problems.append(FieldViolation("member_id", "required"))
+    elif not _MEMBER.fullmatch(member_id):
+        problems.append(FieldViolation("member_id", "1-40 ASCII letters, digits or '-'"))
+    if procedure_code and not _PROCEDURE.fullmatch(procedure_code):
+        problems.append(FieldViolation("procedure_code", "a CPT (5 characters) or HCPCS Level II code, or empty"))
+    if not 0 <= limit <= MAX_LIST:
+        problems.append(FieldViolation("limit", f"between 1 and {MAX_LIST} (0 means 100)"))
+    return problems

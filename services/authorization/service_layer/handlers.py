@@ -14,6 +14,7 @@ from services.authorization.domain.model import (
     AuthorizationToIssue,
     DecidedLine,
     IssuedAuthorization,
+    member_query_problems,
     plan_authorizations,
 )
 from services.authorization.service_layer.ports import AuthorizationUnitOfWork, Clock
@@ -120,7 +121,7 @@ class AuthorizationHandlers:
         canonical = numbers.normalize(number)
         if not numbers.is_well_formed(canonical):
             raise ValidationFailed([FieldViolation(
-                "authorization_number", f"{number!r} is not an authorization number (like UR26-8K3F-Q9ZD)")])
+                "authorization_number", f"{number[:40]!r} is not an authorization number (like UR26-8K3F-Q9ZD)")])
         with self._uow().read_only() as uow:
             found = uow.authorizations.by_number(canonical)
         if found is None:
@@ -129,10 +130,9 @@ class AuthorizationHandlers:
 
     def for_member(self, member_id: str, procedure_code: str, overlaps_from: dt.date | None,
                    overlaps_to: dt.date | None, active_only: bool, limit: int) -> list[types_pb2.Authorization]:
-        if not member_id:
-            raise ValidationFailed([FieldViolation("member_id", "required")])
-        if not 0 <= limit <= 1000:
-            raise ValidationFailed([FieldViolation("limit", "between 1 and 1000 (0 means 100)")])
+        problems = member_query_problems(member_id, procedure_code, limit)
+        if problems:
+            raise ValidationFailed(problems)
         with self._uow().read_only() as uow:
             found = uow.authorizations.for_member(member_id, procedure_code, overlaps_from, overlaps_to,
                                                   active_only, limit or 100)

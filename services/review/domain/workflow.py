@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -75,6 +76,10 @@ ALLOWED: dict[Role, frozenset[Decision]] = {
     Role.SUPERVISOR: frozenset(),
 }
 GENERAL = "general"
+# What a person's decision may carry: units as a service line has them, facts as criteria name them.
+MAX_UNITS = 9999
+MAX_REQUESTED_FACTS = 50
+FACT_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class WorkflowError(Exception):
@@ -261,13 +266,18 @@ def check_decision(reviewer: Reviewer, decision: Decision, *, reason: str = "", 
         if not criterion.strip():
             raise BadDecision("criterion", "an adverse decision names the criterion it rests on")
     if decision in (Decision.APPROVE_PARTIAL, Decision.MODIFY):
-        if approved_units is None or approved_units < 1:
-            raise BadDecision("approved_units", "at least 1")
+        if approved_units is None or not 1 <= approved_units <= MAX_UNITS:
+            raise BadDecision("approved_units", f"between 1 and {MAX_UNITS}")
         if decision is Decision.APPROVE_PARTIAL and requested_units and approved_units >= requested_units:
             raise BadDecision("approved_units", f"a partial approval approves fewer than the {requested_units} "
                                                 "requested (approve it instead)")
     if decision is Decision.REQUEST_INFORMATION and not [f for f in facts if f.strip()]:
         raise BadDecision("facts", "name at least one fact the provider must send")
+    if len(facts) > MAX_REQUESTED_FACTS:
+        raise BadDecision("facts", f"at most {MAX_REQUESTED_FACTS} facts")
+    for fact in facts:
+        if fact.strip() and not FACT_NAME.fullmatch(fact.strip()):
+            raise BadDecision("facts", f"{fact[:70]!r} is not a fact name (snake_case ASCII, at most 64 characters)")
 
 
 def check_can_act(reviewer: Reviewer, status: TaskStatus, assigned_to: str | None, lease_expires_at: dt.datetime | None,

@@ -120,13 +120,30 @@ def task_to_proto(view: TaskView) -> review_pb2.TaskView:
     return out
 
 
+# Dates a decision may carry: a year of 9999 would overflow the arithmetic downstream (validity ends).
+MIN_YEAR, MAX_YEAR = 1900, 2199
+
+
 def _opt_date(d: types_pb2.Date, field: str) -> dt.date | None:
     if d.year == 0 and d.month == 0 and d.day == 0:
         return None
     try:
+        if not MIN_YEAR <= d.year <= MAX_YEAR:
+            raise ValueError(d.year)
         return dt.date(d.year, d.month, d.day)
     except ValueError:
-        raise ValidationFailed([FieldViolation(field, f"{d.year}-{d.month}-{d.day} is not a date")]) from None
+        raise ValidationFailed([FieldViolation(field, f"{d.year}-{d.month}-{d.day} is not a date between "
+                                                      f"{MIN_YEAR} and {MAX_YEAR}")]) from None
+
+
+def _opt_timestamp(ts: Timestamp, field: str) -> dt.datetime:
+    try:
+        at = ts.ToDatetime(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):
+        raise ValidationFailed([FieldViolation(field, "is not a valid timestamp")]) from None
+    if not MIN_YEAR <= at.year <= MAX_YEAR:
+        raise ValidationFailed([FieldViolation(field, f"a time between {MIN_YEAR} and {MAX_YEAR}")])
+    return at
 
 
 def decision_from_proto(request: review_pb2.DecideTaskRequest) -> DecisionInput:
@@ -220,7 +237,7 @@ class ReviewerServicer(ReviewServicer):
         kind = P2P_KIND.get(request.kind)
         if kind is None:
             raise ValidationFailed([FieldViolation("kind", "offered, held or declined")])
-        at = request.at.ToDatetime(tzinfo=dt.UTC) if request.HasField("at") else None
+        at = _opt_timestamp(request.at, "at") if request.HasField("at") else None
         return task_to_proto(self._workflow.peer_to_peer.record(principal, request.task_id, kind, at,
                                                                 request.provider_contact, request.note))
 

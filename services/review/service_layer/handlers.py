@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -230,10 +231,10 @@ class ReviewHandlers:
         """A page of the open tasks, most urgent first, the next page's token and how many are open."""
         if not 0 <= page_size <= 500:
             raise ValidationFailed([FieldViolation("page_size", "between 1 and 500 (0 means 50)")])
-        try:
-            offset = int(page_token) if page_token else 0
-        except ValueError:
-            raise ValidationFailed([FieldViolation("page_token", "not a token this service issued")]) from None
+        # The tokens issued are offsets; int() alone would take '-5', a full-width digit or a hundred digits.
+        if page_token and not re.fullmatch(r"[0-9]{1,9}", page_token):
+            raise ValidationFailed([FieldViolation("page_token", "not a token this service issued")])
+        offset = int(page_token) if page_token else 0
         size = page_size or 50
         with self._uow().read_only() as uow:
             tasks, total = uow.tasks.open_tasks(size, offset)

@@ -30,7 +30,7 @@ UNICODE_DIGITS = ["²", "①", "٣", "३", "\uff13", "\U0001d7ce"]  # the last 
 
 def _req(**changes: object) -> PriorAuthRequest:
     base = to_domain(lumbar_mri(key="k-1", start=dt.date(2027, 1, 11)))
-    return PriorAuthRequest(**{**base.__dict__, **changes})  # type: ignore[arg-type]
+    return PriorAuthRequest(**{**base.__dict__, **changes})
 
 
 def _fields(req: PriorAuthRequest) -> list[str]:
@@ -161,7 +161,7 @@ def test_huge_values_are_shown_cut_short() -> None:
 def _info(**changes: object) -> AdditionalInformation:
     base = AdditionalInformation("3f2b8f9e-1c4d-4e5f-8a6b-7c8d9e0f1a2b", "info-1",
                                  (ClinicalFact("conservative_therapy_weeks", "number", 7.0, "weeks"),), "")
-    return AdditionalInformation(**{**base.__dict__, **changes})  # type: ignore[arg-type]
+    return AdditionalInformation(**{**base.__dict__, **changes})
 
 
 @pytest.mark.parametrize(("change", "field"), [
