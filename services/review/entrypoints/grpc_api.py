@@ -136,7 +136,7 @@ def _opt_date(d: types_pb2.Date, field: str) -> dt.date | None:
                                                       f"{MIN_YEAR} and {MAX_YEAR}")]) from None
 
 
-def _opt_timestamp(ts: Timestamp, field: str) -> dt.datetime:
+def timestamp_from_proto(ts: Timestamp, field: str) -> dt.datetime:
     try:
         at = ts.ToDatetime(tzinfo=dt.UTC)
     except (ValueError, OverflowError):
@@ -237,7 +237,7 @@ class ReviewerServicer(ReviewServicer):
         kind = P2P_KIND.get(request.kind)
         if kind is None:
             raise ValidationFailed([FieldViolation("kind", "offered, held or declined")])
-        at = _opt_timestamp(request.at, "at") if request.HasField("at") else None
+        at = timestamp_from_proto(request.at, "at") if request.HasField("at") else None
         return task_to_proto(self._workflow.peer_to_peer.record(principal, request.task_id, kind, at,
                                                                 request.provider_contact, request.note))
 
