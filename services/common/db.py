@@ -7,7 +7,7 @@ two reliability tables so that every service writes them the same way.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,13 @@ logger = logging.getLogger(__name__)
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine tuned for the backend: WAL and busy timeout on SQLite, a pool on PostgreSQL."""
+def make_engine(url: str, *, pool_size: int = 10, libpq: Mapping[str, str] | None = None,
+                password_file: Path | None = None) -> Engine:
+    """An engine tuned for the backend: WAL and busy timeout on SQLite, a pool on PostgreSQL.
+
+    PostgreSQL only: ``libpq`` parameters (sslmode, sslrootcert, ...) apply where the URL's query sets
+    none of its own; ``password_file`` holds the password of a URL without one, read at every new
+    connection (a rotated secret is picked up without a restart)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -62,8 +67,17 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                         pool_recycle=1800)
+    connect_args = {k: v for k, v in (libpq or {}).items() if k not in parsed.query}
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                           pool_recycle=1800, connect_args=connect_args)
+    if password_file is not None and parsed.password is None:
+        secret = password_file
+
+        @event.listens_for(engine, "do_connect")
+        def _password(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+            cparams["password"] = secret.read_text(encoding="utf-8").strip()
+
+    return engine
 
 
 def is_postgres(engine: Engine) -> bool:

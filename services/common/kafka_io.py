@@ -1,26 +1,77 @@
-"""Kafka clients (kafka-python) configured the same way in every service."""
+"""Kafka clients (kafka-python) configured the same way in every service, over PLAINTEXT, SSL or
+SASL_SSL (:class:`KafkaSecurity`, from the settings): every producer, consumer and admin client is
+made here, so the security options are added in this one place."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from services.common.settings import PlatformSettings
+
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How clients reach the brokers. PLAINTEXT (the default); SSL: TLS, the brokers' certificates
+    checked against ``cafile`` (else the system's CAs) and their host names, and a client certificate
+    when ``certfile``/``keyfile`` are given; SASL_SSL: the same TLS and a SCRAM login whose password
+    is read from ``password_file`` each time a client is made (a rotated secret needs no restart)."""
+
+    protocol: str = "PLAINTEXT"
+    cafile: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    username: str | None = None
+    password_file: Path | None = None
+
+    @classmethod
+    def of(cls, settings: PlatformSettings) -> KafkaSecurity:
+        return cls(protocol=settings.kafka_security_protocol, cafile=settings.kafka_ssl_cafile,
+                   certfile=settings.kafka_ssl_certfile, keyfile=settings.kafka_ssl_keyfile,
+                   sasl_mechanism=settings.kafka_sasl_mechanism, username=settings.kafka_sasl_username,
+                   password_file=settings.kafka_sasl_password_file)
+
+    def options(self) -> dict[str, Any]:
+        """kafka-python configuration for this security (the same keys for every kind of client)."""
+        if self.protocol == "PLAINTEXT":
+            return {"security_protocol": "PLAINTEXT"}
+        options: dict[str, Any] = {"security_protocol": self.protocol, "ssl_check_hostname": True}
+        if self.cafile is not None:
+            options["ssl_cafile"] = str(self.cafile)
+        if self.certfile is not None:
+            options["ssl_certfile"] = str(self.certfile)
+            options["ssl_keyfile"] = str(self.keyfile) if self.keyfile is not None else None
+        if self.protocol == "SASL_SSL":
+            if not self.username or self.password_file is None:
+                raise ValueError("SASL_SSL needs a username and a password file")
+            options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.username,
+                           sasl_plain_password=self.password_file.read_text(encoding="utf-8").strip())
+        return options
+
+
+PLAINTEXT = KafkaSecurity()
 
 
 def _servers(bootstrap: str) -> list[str]:
     return [s.strip() for s in bootstrap.split(",") if s.strip()]
 
 
-def make_producer(bootstrap: str, client_id: str, **overrides: Any) -> KafkaProducer:
+def make_producer(bootstrap: str, client_id: str, security: KafkaSecurity = PLAINTEXT,
+                  **overrides: Any) -> KafkaProducer:
     """acks=all with idempotence: a record is acknowledged only once the broker has it durably."""
     config: dict[str, Any] = {
+        **security.options(),
         "bootstrap_servers": _servers(bootstrap),
         "client_id": client_id,
         "acks": "all",
@@ -36,9 +87,10 @@ def make_producer(bootstrap: str, client_id: str, **overrides: Any) -> KafkaProd
 
 
 def make_consumer(bootstrap: str, group_id: str, client_id: str, topics: Iterable[str],
-                  **overrides: Any) -> KafkaConsumer:
+                  security: KafkaSecurity = PLAINTEXT, **overrides: Any) -> KafkaConsumer:
     """Manual offset commits only: offsets move after the database transaction commits."""
     config: dict[str, Any] = {
+        **security.options(),
         "bootstrap_servers": _servers(bootstrap),
         "group_id": group_id,
         "client_id": client_id,
@@ -67,12 +119,17 @@ def make_consumer(bootstrap: str, group_id: str, client_id: str, topics: Iterabl
     return consumer
 
 
-def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
+def make_admin(bootstrap: str, client_id: str, security: KafkaSecurity = PLAINTEXT,
+               **overrides: Any) -> KafkaAdminClient:
+    return KafkaAdminClient(**{**security.options(), "bootstrap_servers": _servers(bootstrap), "client_id": client_id,
+                               **overrides})
+
+
+def wait_for_broker(bootstrap: str, timeout_s: float = 60.0, security: KafkaSecurity = PLAINTEXT) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), client_id="ur-probe",
-                                     request_timeout_ms=5000)
+            admin = make_admin(bootstrap, "ur-probe", security, request_timeout_ms=5000)
             admin.list_topics()
             admin.close()
             return
@@ -82,9 +139,10 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
             time.sleep(0.5)
 
 
-def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int,
+                  security: KafkaSecurity = PLAINTEXT) -> None:
     """Create the topics that don't exist yet (idempotent; safe to race with another service)."""
-    admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), client_id="ur-topic-admin")
+    admin = make_admin(bootstrap, "ur-topic-admin", security)
     try:
         existing = set(admin.list_topics())
         missing = [n for n in names if n not in existing]

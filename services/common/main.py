@@ -48,7 +48,8 @@ def run(model: type[S], build: Callable[[S], Application], argv: list[str] | Non
         return configuration_error(service, exc)
     logs.configure(config.log_level, service)
     if args.command == "migrate":
-        engine = make_engine(config.database)
+        engine = make_engine(config.database, libpq=config.libpq_options(),
+                             password_file=config.database_password_file)
         migrations.upgrade(service, engine)
         engine.dispose()
         return 0

@@ -35,19 +35,21 @@ logger = logging.getLogger(__name__)
 class Kafka:
     """The Kafka clients a runtime opens when it starts (kafka-python, configured in kafka_io)."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, security: kafka_io.KafkaSecurity = kafka_io.PLAINTEXT) -> None:
         self.bootstrap = bootstrap
+        self.security = security
 
     def prepare(self, topics: Sequence[str], partitions: int) -> None:
         """Wait for the broker, then create the topics that are missing."""
-        kafka_io.wait_for_broker(self.bootstrap)
-        kafka_io.ensure_topics(self.bootstrap, topics, partitions)
+        kafka_io.wait_for_broker(self.bootstrap, security=self.security)
+        kafka_io.ensure_topics(self.bootstrap, topics, partitions, security=self.security)
 
     def producer(self, client_id: str) -> Any:
-        return kafka_io.make_producer(self.bootstrap, client_id=client_id)
+        return kafka_io.make_producer(self.bootstrap, client_id=client_id, security=self.security)
 
     def consumer(self, group_id: str, client_id: str, topics: Sequence[str]) -> Any:
-        return kafka_io.make_consumer(self.bootstrap, group_id=group_id, client_id=client_id, topics=topics)
+        return kafka_io.make_consumer(self.bootstrap, group_id=group_id, client_id=client_id, topics=topics,
+                                      security=self.security)
 
 
 @dataclass
@@ -67,7 +69,7 @@ class ServiceRuntime:
     #: Set after every commit that staged events (the units of work's ``after_commit``); the relay
     #: publishes at once instead of at its next poll.
     wakeup: threading.Event = field(default_factory=threading.Event)
-    kafka: Kafka | None = None  # default: the brokers of settings.kafka_bootstrap_servers
+    kafka: Kafka | None = None  # default: the brokers of settings.kafka_bootstrap_servers, as its security says
     # Periodic work of a service (name, seconds between runs, function); runs until stop.
     periodic: list[tuple[str, float, Callable[[], object]]] = field(default_factory=list)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
@@ -90,7 +92,7 @@ class ServiceRuntime:
             raise RuntimeError(f"{self.name} is already started")
         settings = self.settings
         topics = settings.topics
-        kafka = self.kafka or Kafka(settings.kafka_bootstrap_servers)
+        kafka = self.kafka or Kafka(settings.kafka_bootstrap_servers, kafka_io.KafkaSecurity.of(settings))
         kafka.prepare(topics.all(), settings.topic_partitions)
         self.producer = kafka.producer(client_id=f"ur-{self.name}")
         self.relay = OutboxRelay(self.engine, self.outbox, self.producer, self.name,

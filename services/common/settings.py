@@ -28,9 +28,9 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 
-from pydantic import AfterValidator, BeforeValidator, Field, Strict, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.exc import ArgumentError
@@ -72,14 +72,26 @@ def _addresses(value: str) -> str:
     return ",".join(_address(p) for p in parts)
 
 
-def _database_url(value: str) -> str:
-    try:
-        from sqlalchemy import make_url
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+SSL_MODES: tuple[str, ...] = get_args(SslMode)
+#: libpq parameters of a PostgreSQL URL that name files.
+_URL_FILES = ("sslrootcert", "sslcert", "sslkey", "passfile")
 
-        make_url(value)
+
+def _database_url(value: str) -> str:
+    from sqlalchemy import make_url
+
+    try:
+        url = make_url(value)
     except ArgumentError:
-        raise ValueError(f"not a SQLAlchemy database URL (driver://user:password@host/database): {value!r}") \
-            from None
+        raise ValueError("not a SQLAlchemy database URL (driver://user:password@host/database)") from None
+    query = {k: v if isinstance(v, str) else v[-1] for k, v in url.query.items()}
+    if "sslmode" in query and query["sslmode"] not in SSL_MODES:
+        raise ValueError(f"sslmode={query['sslmode']!r} is not one of {', '.join(SSL_MODES)}")
+    for name in _URL_FILES:
+        path = query.get(name)
+        if path and not (name == "sslrootcert" and path == "system") and not Path(path).is_file():
+            raise ValueError(f"{name}: no such file: '{path}'")
     return value
 
 
@@ -114,6 +126,7 @@ ExistingFile = Annotated[Path, Strict(False), AfterValidator(_existing_file)]
 ExistingDirectory = Annotated[Path, Strict(False), AfterValidator(_existing_directory)]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                      BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v)]
+KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_SSL"]
 Seconds = Annotated[float, Field(gt=0)]
 SecondsOrZero = Annotated[float, Field(ge=0)]
 Count = Annotated[int, Field(ge=1)]
@@ -122,6 +135,13 @@ Count = Annotated[int, Field(ge=1)]
 def setting(env: str, default: Any, help: str, **constraints: Any) -> Any:
     """A field read from the environment variable ``env``."""
     return Field(default, validation_alias=env, description=help, **constraints)
+
+
+def _pair(key: Path | None, certificate: object, certificate_variable: str) -> Path | None:
+    """A private key comes with its certificate, and a certificate with its key."""
+    if (key is None) != (certificate is None):
+        raise ValueError(f"give both this and {certificate_variable}, or neither")
+    return key
 
 
 # -- the models ------------------------------------------------------------------------------------
@@ -176,6 +196,81 @@ class PlatformSettings(_Environment):
         "UR_GRPC_PORT_FILE", None,
         "File the service writes the port its gRPC server bound to, once it serves; with a listen address of "
         "port 0 this is how a supervisor (the tests' Platform) learns the port.")
+
+    # Kafka over TLS: declared in this order, each checked against the ones before it.
+    kafka_security_protocol: KafkaProtocol = setting(
+        "UR_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+        "How the services reach Kafka: PLAINTEXT, SSL (TLS; a client certificate too when the listener asks for "
+        "one) or SASL_SSL (TLS and a SCRAM user).")
+    kafka_ssl_cafile: ExistingFile | None = setting(
+        "UR_KAFKA_SSL_CAFILE", None,
+        "PEM bundle of the CAs that sign the brokers' certificates (default: the system's); SSL and SASL_SSL "
+        "only.", validate_default=True)
+    kafka_ssl_certfile: ExistingFile | None = setting(
+        "UR_KAFKA_SSL_CERTFILE", None, "PEM client certificate (chain) presented to brokers that require one; "
+                                       "with UR_KAFKA_SSL_KEYFILE.", validate_default=True)
+    kafka_ssl_keyfile: ExistingFile | None = setting(
+        "UR_KAFKA_SSL_KEYFILE", None, "PEM private key of UR_KAFKA_SSL_CERTFILE.", validate_default=True)
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = setting(
+        "UR_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "SASL mechanism with SASL_SSL.")
+    kafka_sasl_username: str | None = setting(
+        "UR_KAFKA_SASL_USERNAME", None, "SCRAM user the services log in as; required with SASL_SSL.",
+        validate_default=True)
+    kafka_sasl_password_file: ExistingFile | None = setting(
+        "UR_KAFKA_SASL_PASSWORD_FILE", None,
+        "File holding the SCRAM user's password (a mounted secret; read when a client connects); required with "
+        "SASL_SSL.", validate_default=True)
+    # PostgreSQL over TLS: libpq parameters for database URLs that do not set them.
+    database_sslmode: SslMode | None = setting(
+        "UR_DATABASE_SSLMODE", None,
+        "libpq sslmode of PostgreSQL connections whose URL gives none (verify-full: encrypted, and the server's "
+        "certificate must be signed by UR_DATABASE_SSLROOTCERT and name the host).")
+    database_sslrootcert: ExistingFile | None = setting(
+        "UR_DATABASE_SSLROOTCERT", None,
+        "PEM bundle of the CAs that sign PostgreSQL servers' certificates, for URLs that name none (sslrootcert).")
+    database_sslcert: ExistingFile | None = setting(
+        "UR_DATABASE_SSLCERT", None, "PEM client certificate for PostgreSQL certificate authentication (sslcert), "
+                                     "with UR_DATABASE_SSLKEY.", validate_default=True)
+    database_sslkey: ExistingFile | None = setting(
+        "UR_DATABASE_SSLKEY", None, "PEM private key of UR_DATABASE_SSLCERT (sslkey; mode 0600).",
+        validate_default=True)
+    database_password_file: ExistingFile | None = setting(
+        "UR_DATABASE_PASSWORD_FILE", None,
+        "File holding the PostgreSQL password, for database URLs without one (a mounted secret rather than a "
+        "password in the URL).")
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile")
+    @classmethod
+    def _tls_only(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("kafka_security_protocol") == "PLAINTEXT":
+            raise ValueError("needs UR_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL (it is PLAINTEXT)")
+        return value
+
+    @field_validator("kafka_ssl_keyfile")
+    @classmethod
+    def _key_with_certificate(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _pair(value, info.data.get("kafka_ssl_certfile"), "UR_KAFKA_SSL_CERTFILE")
+
+    @field_validator("database_sslkey")
+    @classmethod
+    def _database_key_with_certificate(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _pair(value, info.data.get("database_sslcert"), "UR_DATABASE_SSLCERT")
+
+    @field_validator("kafka_sasl_username", "kafka_sasl_password_file")
+    @classmethod
+    def _sasl_credentials(cls, value: str | Path | None, info: ValidationInfo) -> str | Path | None:
+        sasl = info.data.get("kafka_security_protocol") == "SASL_SSL"
+        if sasl and not value:
+            raise ValueError("required with UR_KAFKA_SECURITY_PROTOCOL=SASL_SSL")
+        if value and not sasl and "kafka_security_protocol" in info.data:
+            raise ValueError("only with UR_KAFKA_SECURITY_PROTOCOL=SASL_SSL")
+        return value
+
+    def libpq_options(self) -> dict[str, str]:
+        """libpq parameters for PostgreSQL connections (those set; a database URL's own win)."""
+        options = {"sslmode": self.database_sslmode, "sslrootcert": self.database_sslrootcert,
+                   "sslcert": self.database_sslcert, "sslkey": self.database_sslkey}
+        return {name: str(value) for name, value in options.items() if value is not None}
 
 
 class ServiceSettings(PlatformSettings):

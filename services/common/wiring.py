@@ -39,7 +39,8 @@ def infrastructure(settings: ServiceSettings, outbox: Table) -> Infrastructure:
     """The service's database, migrated to head unless ``auto_migrate`` is off."""
     # Every gRPC worker, the consumer, the relay and waiting callers may hold a connection at once;
     # a pool smaller than that churns connections (a new PostgreSQL backend each time).
-    engine = make_engine(settings.database, pool_size=settings.grpc_max_workers + 4)
+    engine = make_engine(settings.database, pool_size=settings.grpc_max_workers + 4,
+                         libpq=settings.libpq_options(), password_file=settings.database_password_file)
     if settings.auto_migrate:
         migrations.upgrade(settings.service, engine)
     return Infrastructure(settings, engine, settings.topics, outbox)
