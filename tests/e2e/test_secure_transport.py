@@ -104,7 +104,8 @@ def test_the_platform_runs_end_to_end_over_sasl_ssl_and_verified_tls_postgres(
             rows = conn.execute(text("SELECT a.datname, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s "
                                      "ON s.pid = a.pid WHERE a.datname LIKE 'ur\\_%'")).all()
         engine.dispose()
-        assert {r.datname for r in rows} == set(DATABASES.values()) and all(r.ssl for r in rows)
+        assert {r.datname for r in rows} == set(DATABASES.values())
+        assert all(r.ssl for r in rows)
     finally:
         clients.close()
         platform.stop()
@@ -112,7 +113,8 @@ def test_the_platform_runs_end_to_end_over_sasl_ssl_and_verified_tls_postgres(
 
 def test_kafka_clients_over_ssl_present_their_certificate(kafka_tls: SecureKafka) -> None:
     bootstrap, security = kafka_tls.ssl["KAFKA_BOOTSTRAP_SERVERS"], _security(kafka_tls.ssl)
-    assert security.protocol == "SSL" and security.certfile is not None
+    assert security.protocol == "SSL"
+    assert security.certfile is not None
     topic = f"urt-ssl-{uuid.uuid4().hex[:8]}"
     kafka_io.ensure_topics(bootstrap, [topic], 1, security=security)
     producer = kafka_io.make_producer(bootstrap, "ur-test-ssl", security=security)

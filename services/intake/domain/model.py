@@ -147,14 +147,7 @@ def validate(req: PriorAuthRequest) -> list[FieldViolation]:
         bad("coverage.member_state", f"{shown(req.member_state)} is not a two-letter USPS state code")
     if req.plan_id and not _PLAN.fullmatch(req.plan_id):
         bad("coverage.plan_id", "at most 40 printable ASCII characters")
-    for prefix, npi, name in (("requesting_provider", req.requesting_npi, req.requesting_name),
-                              ("servicing_provider", req.servicing_npi, req.servicing_name)):
-        if not npi:
-            bad(f"{prefix}.npi", "required")
-        elif not is_npi(npi):
-            bad(f"{prefix}.npi", f"{shown(npi)} is not a valid NPI (10 ASCII digits with a Luhn check digit)")
-        if (problem := text_problem(name, MAX_NAME)) is not None:
-            bad(f"{prefix}.name", problem)
+    _validate_providers(req, bad)
     _validate_diagnoses(req, bad)
     if req.review_type is None:
         bad("review_type", "required: prospective, concurrent or retrospective")
@@ -187,6 +180,17 @@ def text_problem(value: str, limit: int, *, multiline: bool = False) -> str | No
     return None
 
 
+def _validate_providers(req: PriorAuthRequest, bad: _Bad) -> None:
+    for prefix, npi, name in (("requesting_provider", req.requesting_npi, req.requesting_name),
+                              ("servicing_provider", req.servicing_npi, req.servicing_name)):
+        if not npi:
+            bad(f"{prefix}.npi", "required")
+        elif not is_npi(npi):
+            bad(f"{prefix}.npi", f"{shown(npi)} is not a valid NPI (10 ASCII digits with a Luhn check digit)")
+        if (problem := text_problem(name, MAX_NAME)) is not None:
+            bad(f"{prefix}.name", problem)
+
+
 def _validate_key(key: str, bad: _Bad) -> None:
     if not key:
         bad("idempotency_key", "required")
@@ -215,37 +219,45 @@ def _validate_lines(req: PriorAuthRequest, bad: _Bad) -> None:
         f = f"service_lines[{i}]"
         if line.line_number != i + 1:
             bad(f"{f}.line_number", f"must be {i + 1} (lines are numbered 1, 2, 3... in order)")
-        if not line.procedure_code:
-            bad(f"{f}.procedure_code", "required")
-        elif not is_procedure_code(line.procedure_code):
-            bad(f"{f}.procedure_code", f"{shown(line.procedure_code)} is neither CPT (5 characters) nor HCPCS "
-                                       "Level II (letter + 4 digits)")
-        if len(line.modifiers) > MAX_MODIFIERS:
-            bad(f"{f}.modifiers", f"at most {MAX_MODIFIERS} modifiers ({len(line.modifiers)} sent)")
-        for j, modifier in enumerate(line.modifiers[:MAX_MODIFIERS]):
-            if not _MODIFIER.fullmatch(modifier):
-                bad(f"{f}.modifiers[{j}]", f"{shown(modifier)} is not a two-character modifier")
+        _validate_codes(line, f, bad)
         if line.units <= 0:
             bad(f"{f}.units", "must be at least 1")
         elif line.units > MAX_UNITS:
             bad(f"{f}.units", f"at most {MAX_UNITS}")
-        start, end = _date(line.start_date), _date(line.end_date)
-        if line.start_date is None:
-            bad(f"{f}.start_date", "required")
-        elif start is None:
-            bad(f"{f}.start_date", f"{_ymd_text(line.start_date)} is not a calendar date between {MIN_YEAR} "
-                                   f"and {MAX_YEAR}")
-        if line.end_date is not None and end is None:
-            bad(f"{f}.end_date", f"{_ymd_text(line.end_date)} is not a calendar date between {MIN_YEAR} "
-                                 f"and {MAX_YEAR}")
-        if start and end and end < start:
-            bad(f"{f}.end_date", "is before start_date")
-        if start and end and (end - start).days > 366:
-            bad(f"{f}.end_date", "a line may span at most one year")
+        _validate_dates(line, f, bad)
         if line.place_of_service == 0:
             bad(f"{f}.place_of_service", "required")
         elif not 1 <= line.place_of_service <= 99:
             bad(f"{f}.place_of_service", f"{line.place_of_service} is not a CMS place of service code (01-99)")
+
+
+def _validate_codes(line: ServiceLine, f: str, bad: _Bad) -> None:
+    if not line.procedure_code:
+        bad(f"{f}.procedure_code", "required")
+    elif not is_procedure_code(line.procedure_code):
+        bad(f"{f}.procedure_code", f"{shown(line.procedure_code)} is neither CPT (5 characters) nor HCPCS "
+                                   "Level II (letter + 4 digits)")
+    if len(line.modifiers) > MAX_MODIFIERS:
+        bad(f"{f}.modifiers", f"at most {MAX_MODIFIERS} modifiers ({len(line.modifiers)} sent)")
+    for j, modifier in enumerate(line.modifiers[:MAX_MODIFIERS]):
+        if not _MODIFIER.fullmatch(modifier):
+            bad(f"{f}.modifiers[{j}]", f"{shown(modifier)} is not a two-character modifier")
+
+
+def _validate_dates(line: ServiceLine, f: str, bad: _Bad) -> None:
+    start, end = _date(line.start_date), _date(line.end_date)
+    if line.start_date is None:
+        bad(f"{f}.start_date", "required")
+    elif start is None:
+        bad(f"{f}.start_date", f"{_ymd_text(line.start_date)} is not a calendar date between {MIN_YEAR} "
+                               f"and {MAX_YEAR}")
+    if line.end_date is not None and end is None:
+        bad(f"{f}.end_date", f"{_ymd_text(line.end_date)} is not a calendar date between {MIN_YEAR} "
+                             f"and {MAX_YEAR}")
+    if start and end and end < start:
+        bad(f"{f}.end_date", "is before start_date")
+    if start and end and (end - start).days > 366:
+        bad(f"{f}.end_date", "a line may span at most one year")
 
 
 def _validate_facts(req: PriorAuthRequest | AdditionalInformation, bad: _Bad) -> None:

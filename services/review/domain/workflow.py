@@ -273,6 +273,10 @@ def check_decision(reviewer: Reviewer, decision: Decision, *, reason: str = "", 
                                                 "requested (approve it instead)")
     if decision is Decision.REQUEST_INFORMATION and not [f for f in facts if f.strip()]:
         raise BadDecision("facts", "name at least one fact the provider must send")
+    _check_requested_facts(facts)
+
+
+def _check_requested_facts(facts: Sequence[str]) -> None:
     if len(facts) > MAX_REQUESTED_FACTS:
         raise BadDecision("facts", f"at most {MAX_REQUESTED_FACTS} facts")
     for fact in facts:

@@ -57,8 +57,8 @@ class Directory:
             uow.commit()
 
 
-def validate_reviewer(r: wf.Reviewer) -> None:
-    """Raise ValidationFailed naming every field of a directory entry that is wrong."""
+def _identity_problems(r: wf.Reviewer) -> list[FieldViolation]:
+    """Id, name and credential: the shapes and widths of their columns."""
     problems = []
     if not _REVIEWER_ID.fullmatch(r.reviewer_id):
         problems.append(FieldViolation("reviewer.reviewer_id", "1 to 64 ASCII letters, digits, '.', '_', '@' or "
@@ -68,6 +68,12 @@ def validate_reviewer(r: wf.Reviewer) -> None:
     for field, text in (("name", r.name), ("credential", r.credential)):
         if len(text) > MAX_TEXT:
             problems.append(FieldViolation(f"reviewer.{field}", f"at most {MAX_TEXT} characters"))
+    return problems
+
+
+def validate_reviewer(r: wf.Reviewer) -> None:
+    """Raise ValidationFailed naming every field of a directory entry that is wrong."""
+    problems = _identity_problems(r)
     if r.role is not wf.Role.SUPERVISOR:
         if not r.lines_of_business:
             problems.append(FieldViolation("reviewer.lines_of_business", "at least one"))

@@ -64,7 +64,8 @@ def test_many_violations_are_cut_and_counted() -> None:
 
 def test_long_violations_are_cut_by_size_too() -> None:
     message, detail = bad_request(_violations(MAX_VIOLATIONS, "x" * 5000))
-    assert detail.ByteSize() <= 4096 and 0 < len(detail.field_violations) < MAX_VIOLATIONS
+    assert detail.ByteSize() <= 4096
+    assert 0 < len(detail.field_violations) < MAX_VIOLATIONS
     assert f"{MAX_VIOLATIONS - len(detail.field_violations)} more not listed" in message
 
 
@@ -80,7 +81,8 @@ def test_ten_thousand_violations_reach_the_client_as_invalid_argument(
     assert status is not None
     found = error_details_pb2.BadRequest()
     assert status.details[0].Unpack(found)
-    assert len(found.field_violations) == MAX_VIOLATIONS and found.field_violations[0].field == "diagnoses[0].code"
+    assert len(found.field_violations) == MAX_VIOLATIONS
+    assert found.field_violations[0].field == "diagnoses[0].code"
     assert "9950 more not listed" in (error.details() or "")
 
 

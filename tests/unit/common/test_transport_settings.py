@@ -63,8 +63,10 @@ def test_ssl_with_a_client_certificate(monkeypatch: pytest.MonkeyPatch, secret: 
     monkeypatch.setenv("UR_KAFKA_SSL_CERTFILE", str(secret("client.pem", "x")))
     monkeypatch.setenv("UR_KAFKA_SSL_KEYFILE", str(secret("client.key", "x")))
     options = KafkaSecurity.of(load(IntakeSettings)).options()
-    assert options["security_protocol"] == "SSL" and "ssl_cafile" not in options  # the system's CAs
-    assert options["ssl_certfile"].endswith("client.pem") and options["ssl_keyfile"].endswith("client.key")
+    assert options["security_protocol"] == "SSL"
+    assert "ssl_cafile" not in options
+    assert options["ssl_certfile"].endswith("client.pem")
+    assert options["ssl_keyfile"].endswith("client.key")
     assert "sasl_mechanism" not in options
 
 

@@ -117,7 +117,8 @@ def test_place_of_service_is_a_cms_code() -> None:
 ])
 def test_numbers_are_bounded(name: str, unit: str, value: float, problem: str) -> None:
     found = number_problem(name, unit, value)
-    assert found is not None and problem in found
+    assert found is not None
+    assert problem in found
     fact = ClinicalFact(name, "number", value, unit)
     assert _fields(_req(facts=(fact,))) == ["clinical_facts[0].number_value"]
 
@@ -149,13 +150,15 @@ def test_text_problem_names_the_character() -> None:
 def test_ten_thousand_bad_diagnoses_are_a_handful_of_violations() -> None:
     diagnoses = tuple((f"bad{i}", False) for i in range(10_000))
     violations = validate(_req(diagnoses=diagnoses))
-    assert violations[0].field == "diagnoses" and "10000 sent" in violations[0].description
+    assert violations[0].field == "diagnoses"
+    assert "10000 sent" in violations[0].description
     assert len(violations) == 1 + MAX_DIAGNOSES
 
 
 def test_huge_values_are_shown_cut_short() -> None:
     [violation] = validate(_req(member_id="x" * 1_000_000))
-    assert len(violation.description) < 200 and "1000000 characters" in violation.description
+    assert len(violation.description) < 200
+    assert "1000000 characters" in violation.description
 
 
 def _info(**changes: object) -> AdditionalInformation:
