@@ -164,6 +164,29 @@ running_pid() {
     echo "$pid"
 }
 
+# The part of server.properties every single-node broker here shares: DATA, partitions, I/O threads.
+single_node_properties() {
+    local data=$1 partitions=$2 io_threads=$3
+    cat <<PROPERTIES
+log.dirs=$data
+num.partitions=$partitions
+auto.create.topics.enable=true
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=$partitions
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=$partitions
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=$io_threads
+num.recovery.threads.per.data.dir=1
+PROPERTIES
+}
+
 write_config() {
     mkdir -p "$DATA"
     cat >"$PROPS" <<EOF
@@ -177,22 +200,7 @@ advertised.listeners=PLAINTEXT://$HOST:$PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs=$DATA
-num.partitions=6
-auto.create.topics.enable=true
-default.replication.factor=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=6
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=6
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-min.insync.replicas=1
-group.initial.rebalance.delay.ms=0
-num.network.threads=2
-num.io.threads=4
-num.recovery.threads.per.data.dir=1
+$(single_node_properties "$DATA" 6 4)
 log.retention.hours=24
 log.segment.bytes=104857600
 EOF
@@ -322,6 +330,22 @@ cmd_start() {
     wait_ready "$pid"
 }
 
+# SIGTERM, then SIGKILL if the broker is still there after STOP_TIMEOUT_S.
+terminate() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + STOP_TIMEOUT_S))
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            log "still running after ${STOP_TIMEOUT_S}s, sending KILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 1
+            break
+        fi
+        sleep 0.5
+    done
+}
+
 cmd_stop() {
     if external; then
         log "KAFKA_BOOTSTRAP_SERVERS is set: the external cluster is not ours to stop"
@@ -339,17 +363,7 @@ cmd_stop() {
         return 0
     fi
     log "stopping the Kafka broker (pid $pid) ..."
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + STOP_TIMEOUT_S))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            log "still running after ${STOP_TIMEOUT_S}s, sending KILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 1
-            break
-        fi
-        sleep 0.5
-    done
+    terminate "$pid"
     rm -f "$PIDFILE"
     log "stopped"
 }
@@ -454,22 +468,7 @@ ssl.key.password=$storepass
 ssl.truststore.type=PKCS12
 ssl.truststore.location=$dir/truststore.p12
 ssl.truststore.password=$storepass
-log.dirs=$dir/data
-num.partitions=3
-auto.create.topics.enable=true
-default.replication.factor=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=3
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=3
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-min.insync.replicas=1
-group.initial.rebalance.delay.ms=0
-num.network.threads=2
-num.io.threads=2
-num.recovery.threads.per.data.dir=1
+$(single_node_properties "$dir/data" 3 2)
 PROPERTIES
     cat >"$dir/log4j2.xml" <<LOG4J
 <?xml version="1.0" encoding="UTF-8"?>
@@ -563,15 +562,7 @@ cmd_secure_stop() {
         return 0
     fi
     log "stopping the secure broker (pid $pid) ..."
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + STOP_TIMEOUT_S))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.5
-    done
+    terminate "$pid"
     rm -f "$dir/broker.pid"
     log "stopped"
 }
