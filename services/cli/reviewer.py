@@ -11,7 +11,7 @@ import argparse
 import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from rich import box
@@ -29,8 +29,10 @@ from services.common.config_files import parse, read_yaml
 from services.common.proto_enums import to_number
 from services.review.adapters.reviewers_loader import ReviewerEntry, ReviewerFileError
 
-ROLE = review_pb2.ReviewerRole.DESCRIPTOR
-LOB = types_pb2.LineOfBusiness.DESCRIPTOR
+T = TypeVar("T")
+
+ROLE = review_pb2.ReviewerRole
+LOB = types_pb2.LineOfBusiness
 P2P = {"offered": review_pb2.RecordPeerToPeerRequest.KIND_OFFERED,
        "held": review_pb2.RecordPeerToPeerRequest.KIND_HELD,
        "declined": review_pb2.RecordPeerToPeerRequest.KIND_DECLINED}
@@ -44,8 +46,8 @@ def _token(args: argparse.Namespace) -> str:
 
 
 def _review(args: argparse.Namespace, targets: Targets, subject: str,
-            invoke: Callable[[review_pb2_grpc.ReviewServiceStub, list[tuple[str, str]]], Any]) -> Any:
-    metadata = [("authorization", f"Bearer {_token(args)}")]
+            invoke: Callable[[review_pb2_grpc.ReviewServiceStub, tuple[tuple[str, str], ...]], T]) -> T:
+    metadata = (("authorization", f"Bearer {_token(args)}"),)
     return call("review", targets.review, args.timeout, subject,
                 lambda channel: invoke(review_pb2_grpc.ReviewServiceStub(channel), metadata))
 
@@ -149,9 +151,9 @@ def cmd_put_reviewer(args: argparse.Namespace, targets: Targets, console: Consol
         raise CliError(str(exc)) from exc
     reviewer = review_pb2.Reviewer(
         reviewer_id=entry.reviewer_id, name=entry.name,
-        role=to_number(ROLE, entry.role.value),  # type: ignore[arg-type]
+        role=to_number(ROLE, entry.role.value),
         specialties=sorted(entry.specialties), licence_states=sorted(entry.licence_states),
-        lines_of_business=[to_number(LOB, lob) for lob in sorted(entry.lines_of_business)],  # type: ignore[misc]
+        lines_of_business=[to_number(LOB, lob) for lob in sorted(entry.lines_of_business)],
         capacity=entry.capacity, credential=entry.credential, active=entry.active)
     saved = _review(args, targets, "the directory update", lambda s, md: s.PutReviewer(
         review_pb2.PutReviewerRequest(reviewer=reviewer), metadata=md, timeout=args.timeout))

@@ -31,8 +31,8 @@ class ShiftReport:
     refused: list[str] = field(default_factory=list)
 
 
-def _md(token: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token}")]
+def _md(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
 
 
 def _claim(stub: review_pb2_grpc.ReviewServiceStub, token: str) -> review_pb2.TaskView | None:

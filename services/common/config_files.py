@@ -71,7 +71,7 @@ class StrictLoader(yaml.SafeLoader):
 def _mapping_without_duplicates(loader: StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node)
         if not isinstance(key, typing.Hashable):
             continue  # construct_mapping refuses it with its own message
         if key in seen:
@@ -82,7 +82,7 @@ def _mapping_without_duplicates(loader: StrictLoader, node: yaml.MappingNode) ->
 
 def _timestamp(loader: StrictLoader, node: yaml.ScalarNode) -> dt.date:
     try:
-        value: dt.date = loader.construct_yaml_timestamp(node)  # type: ignore[no-untyped-call]
+        value: dt.date = loader.construct_yaml_timestamp(node)
     except ValueError as exc:  # PyYAML lets 2026-02-30 escape as a bare ValueError, without a line
         raise yaml.constructor.ConstructorError(None, None, f"{node.value!r} is not a date: {exc}",
                                                 node.start_mark) from exc

@@ -34,8 +34,8 @@ pytestmark = pytest.mark.e2e
 GOLD_CARD_MIN = 5
 MEMBERS = {"medicare_advantage": ("T-MA-0001", "CA"), "medicaid": ("T-MCD-0002", "TX"),
            "commercial": ("T-COM-0003", "NY"), "workers_comp": ("T-WC-0004", "CA")}
-LOB_NUMBER = {name: to_number(types_pb2.LineOfBusiness.DESCRIPTOR, name) for name in MEMBERS}
-OUTCOME_NUMBER = {o: to_number(types_pb2.LineOutcome.DESCRIPTOR, o.value) for o in Outcome}
+LOB_NUMBER = {name: to_number(types_pb2.LineOfBusiness, name) for name in MEMBERS}
+OUTCOME_NUMBER = {o: to_number(types_pb2.LineOutcome, o.value) for o in Outcome}
 LUMBAR_FACTS: dict[str, FactValue] = {
     "suspected_cauda_equina": False, "suspected_cancer": False, "suspected_infection": False,
     "suspected_fracture": False, "progressive_neurologic_deficit": False}

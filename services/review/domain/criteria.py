@@ -31,7 +31,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, TypeGuard
 
 
 class Outcome(enum.Enum):
@@ -143,7 +143,7 @@ class FactSpec:
     unit: str | None = None
     required: bool = False
 
-    def accepts(self, value: object) -> bool:
+    def accepts(self, value: object) -> TypeGuard[FactValue]:
         """Whether ``value`` is usable as this fact (booleans are not numbers, datetimes are
         not dates, non-finite numbers are nobody's measurement)."""
         if self.type is FactType.BOOL:
@@ -641,22 +641,28 @@ Truth: TypeAlias = bool | None  # None: unknown, because a fact is missing
 _PLAN_ATTRIBUTE = "_evaluation_plan"
 
 
-def _accepter(spec: FactSpec) -> Callable[[object], bool]:
+def _accepter(spec: FactSpec) -> Callable[[object], TypeGuard[FactValue]]:
     """``spec.accepts`` with a fast path for the exact types lines carry."""
     accepts = spec.accepts
     if spec.type is FactType.BOOL:
-        return lambda v: v is True or v is False  # bool cannot be subclassed: same as isinstance
+        def boolean(v: object) -> TypeGuard[FactValue]:
+            return v is True or v is False  # bool cannot be subclassed: same as isinstance
+
+        return boolean
     if spec.type is FactType.NUMBER:
         isfinite = math.isfinite
 
-        def number(v: object) -> bool:
+        def number(v: object) -> TypeGuard[FactValue]:
             if type(v) is float:
                 return isfinite(v)
             return accepts(v)
 
         return number
     if spec.type is FactType.TEXT:
-        return lambda v: type(v) is str or accepts(v)
+        def text(v: object) -> TypeGuard[FactValue]:
+            return type(v) is str or accepts(v)
+
+        return text
     return accepts
 
 
@@ -754,7 +760,7 @@ class _Plan:
         for name, accepts in self.checks:
             value = get(name)
             if value is not None and accepts(value):
-                usable[name] = value  # type: ignore[assignment]  # accepts() checked the type
+                usable[name] = value
         return usable
 
 

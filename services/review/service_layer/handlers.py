@@ -33,9 +33,9 @@ from services.review.service_layer.submitted import date_of, facts_of
 logger = logging.getLogger(__name__)
 
 CONSUMER_NAME = "review"
-LOB = types_pb2.LineOfBusiness.DESCRIPTOR
-URGENCY = types_pb2.Urgency.DESCRIPTOR
-REVIEW_TYPE = types_pb2.ReviewType.DESCRIPTOR
+LOB = types_pb2.LineOfBusiness
+URGENCY = types_pb2.Urgency
+REVIEW_TYPE = types_pb2.ReviewType
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from ur.common.v1 import types_pb2
 from services.common.proto_enums import to_name, to_number
 from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts, with_line_facts
 
-LOB = types_pb2.LineOfBusiness.DESCRIPTOR
-URGENCY = types_pb2.Urgency.DESCRIPTOR
-REVIEW_TYPE = types_pb2.ReviewType.DESCRIPTOR
-CONDITION = types_pb2.ConditionStatus.DESCRIPTOR
+LOB = types_pb2.LineOfBusiness
+URGENCY = types_pb2.Urgency
+REVIEW_TYPE = types_pb2.ReviewType
+CONDITION = types_pb2.ConditionStatus
 
 
 def proto_date(d: types_pb2.Date) -> dt.date | None:
@@ -82,6 +82,6 @@ def explanation_proto(evaluation: LineEvaluation) -> types_pb2.Explanation:
         missing_facts=list(evaluation.missing_facts))
     for c in evaluation.conditions:
         explanation.conditions.add(condition_id=c.condition_id, description=c.description,
-                                   status=to_number(CONDITION, c.status.value),  # type: ignore[arg-type]
+                                   status=to_number(CONDITION, c.status.value),
                                    observed=list(c.observed))
     return explanation

@@ -351,7 +351,7 @@ def stored_determination(message: Any) -> Any:
             out.explanation.summary = "no criteria set covers it"
             continue
         evaluation = evaluate(criteria, facts, PythonMatcher())
-        out.outcome = to_number(types_pb2.LineOutcome.DESCRIPTOR, evaluation.outcome.value)
+        out.outcome = to_number(types_pb2.LineOutcome, evaluation.outcome.value)
         out.explanation.CopyFrom(explanation_of(evaluation))
     return determination
 

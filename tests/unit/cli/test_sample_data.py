@@ -249,7 +249,7 @@ def _review_category(request: intake_pb2.SubmitRequestRequest) -> tuple[str, lis
     """What the review service's criteria library and decision rules make of a request, as a
     workload category, with the criteria id each line was evaluated against."""
     library = _library()
-    lob = to_name(types_pb2.LineOfBusiness.DESCRIPTOR, request.coverage.line_of_business)
+    lob = to_name(types_pb2.LineOfBusiness, request.coverage.line_of_business)
     assert lob is not None
     outcomes, criteria_ids = set(), []
     for line, line_facts in request_lines(request):  # the review service's own translation

@@ -283,14 +283,14 @@ class _Translation:
             self.command.member_id = member.value
 
     def line_of_business(self, r: Any, cp: str) -> None:
-        lob, given = 0, []
+        lob, given = types_pb2.LINE_OF_BUSINESS_UNSPECIFIED, []
         for coding in codings(r.type):
             code = str(coding.code or "")
             given.append(code)
             if coding.system in codes.SOPT_SYSTEMS:
                 lob = lob or codes.line_of_business_from_payer_type(code)
             elif coding.system == codes.CLAIM_FILING_SYSTEM:
-                lob = lob or codes.CLAIM_FILING_LINE_OF_BUSINESS.get(code, 0)
+                lob = lob or codes.CLAIM_FILING_LINE_OF_BUSINESS.get(code, types_pb2.LINE_OF_BUSINESS_UNSPECIFIED)
         if not lob and self.profile is not None:
             lob = self.profile.line_of_business
         if not lob:
@@ -299,7 +299,7 @@ class _Translation:
                      "the line of business: Coverage.type with a Source of Payment Typology code (system "
                      "https://nahdo.org/sopt: 11x Medicare managed care, 2x Medicaid, 5x/6x private, 95x workers' "
                      "compensation) or an X12 claim filing indicator" + said)
-        self.command.coverage.line_of_business = lob  # type: ignore[assignment]
+        self.command.coverage.line_of_business = lob
 
     def member_state(self) -> None:
         for who in (self.patient, self.subscriber):
@@ -515,7 +515,7 @@ class _Translation:
 
     def items(self, claim: Found) -> None:
         c, p = claim.resource, claim.path
-        review_types: dict[int, list[int]] = {}
+        review_types: dict[types_pb2.ReviewType.ValueType, list[int]] = {}
         for i, item in enumerate(c.item or []):
             ip = f"{p}.item[{i}]"
             line = types_pb2.ServiceLine(line_number=i + 1)
@@ -563,7 +563,7 @@ class _Translation:
                 if submitted and starts and len(starts) == len(self.command.service_lines) and all(
                         s < submitted for s in starts):
                     review_type = types_pb2.REVIEW_TYPE_RETROSPECTIVE
-            self.command.review_type = review_type  # type: ignore[assignment]
+            self.command.review_type = review_type
 
     def one_extension(self, item: Any, ip: str, url: str, system: str, name: str) -> str | None:
         found = extensions(item, url)
@@ -682,9 +682,9 @@ class _Translation:
             return
         pos = code_in(concept, codes.POS_SYSTEM)
         bill = code_in(concept, codes.TYPE_OF_BILL_SYSTEM)
-        place = 0
+        place = types_pb2.PLACE_OF_SERVICE_UNSPECIFIED
         if pos is not None and pos.isdigit() and int(pos) in codes.PLACES_OF_SERVICE:
-            place = int(pos)
+            place = types_pb2.PlaceOfService.ValueType(int(pos))
         elif bill is not None:
             place = codes.place_from_type_of_bill(bill)
         if not place:
@@ -693,7 +693,7 @@ class _Translation:
                      f"place of service {pos or bill or 'none'!r}: the platform reviews places of service {supported} "
                      f"(system {codes.POS_SYSTEM}) and the matching NUBC bill types")
             return
-        line.place_of_service = place  # type: ignore[assignment]
+        line.place_of_service = place
 
     def urgency(self, claim: Found) -> None:
         c, p = claim.resource, claim.path

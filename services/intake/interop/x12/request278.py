@@ -394,7 +394,7 @@ class _Mapper:
             self.reject("2010A", "79", f"payer id {payer_id[:20]!r} is not one this platform reviews for",
                         element="2010A-NM109", followup="N")
             return
-        self.command.coverage.line_of_business = self.profile.line_of_business  # type: ignore[assignment]
+        self.command.coverage.line_of_business = self.profile.line_of_business
         self.command.coverage.plan_id = self.profile.plan_id
 
     def requester(self, level: Level) -> None:
@@ -447,7 +447,7 @@ class _Mapper:
                                        "request; this door takes initial, renewal and extension requests",
                         element="2000E-UM02", followup="N")
         else:
-            self.command.review_type = review_type  # type: ignore[assignment]
+            self.command.review_type = review_type
         expedited = um.get(6) in codes.EXPEDITED_LEVELS
         self.command.urgency = types_pb2.URGENCY_EXPEDITED if expedited else types_pb2.URGENCY_STANDARD
         principal_seen = False
@@ -559,7 +559,7 @@ class _Mapper:
             self.reject("2000F", "33", "place of service (UM04 with qualifier B) is missing or not one the "
                                        "platform reviews", element="2000F-UM04", line=n)
             return
-        line.place_of_service = place  # type: ignore[assignment]
+        line.place_of_service = place
         self.command.service_lines.append(line)
 
     def age(self, patient: Level) -> None:
@@ -571,15 +571,15 @@ class _Mapper:
                                                                   unit="years"))
 
 
-def _place(um: Segment | None, d: Delimiters) -> int:
+def _place(um: Segment | None, d: Delimiters) -> types_pb2.PlaceOfService.ValueType:
     if um is None or not um.get(4):
-        return 0
+        return types_pb2.PLACE_OF_SERVICE_UNSPECIFIED
     value, qualifier = um.component(4, 1, d), um.component(4, 2, d)
     if qualifier == "B" and value.isdigit() and int(value) in codes.PLACES_OF_SERVICE:
-        return int(value)
+        return types_pb2.PlaceOfService.ValueType(int(value))
     if qualifier == "A":
         return codes.place_from_type_of_bill(value)
-    return 0
+    return types_pb2.PLACE_OF_SERVICE_UNSPECIFIED
 
 
 def _servicing(entities: list[Entity]) -> tuple[str, str] | None:
