@@ -37,7 +37,7 @@ protos: $(STAMP)
 
 lint: setup
 	$(BIN)/ruff check services tests deploy protos
-	$(BIN)/mypy services
+	$(BIN)/mypy services tests
 
 kafka-start: setup
 	deploy/kafka/kafka.sh start

@@ -67,6 +67,7 @@ def _keep_grpc_on_the_real_clock() -> None:
     core, which reads the real clock: a deadline years ahead turns a 0.2 s wait into years
     (``Server.start`` never returns), one years back expires every call at once. gRPC's modules
     therefore keep the real clock; everything else, the code under test included, travels."""
+    import importlib
     import time
     import types
 
@@ -75,14 +76,15 @@ def _keep_grpc_on_the_real_clock() -> None:
     import grpc._server
     import grpc._utilities
     import time_machine
-    from grpc._cython import cygrpc
 
     real = types.SimpleNamespace(**{name: getattr(time, name) for name in dir(time) if not name.startswith("__")})
     real.time = time_machine.escape_hatch.time.time
     real.time_ns = time_machine.escape_hatch.time.time_ns
-    for module in (cygrpc, grpc._channel, grpc._common, grpc._server, grpc._utilities):
+    cygrpc = importlib.import_module("grpc._cython.cygrpc")  # compiled: no type information
+    modules: tuple[types.ModuleType, ...] = (cygrpc, grpc._channel, grpc._common, grpc._server, grpc._utilities)
+    for module in modules:
         assert module.time is time, f"{module.__name__} no longer imports time as a module; revisit this shim"
-        module.time = real  # type: ignore[attr-defined]
+        module.__dict__["time"] = real
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

@@ -174,8 +174,21 @@ class ServiceRuntime:
         self.stop()
 
 
+class Runnable(Protocol):
+    """What ``services/common/main.py`` does with a runtime (:class:`ServiceRuntime` is the real one)."""
+
+    @property
+    def port(self) -> int: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def serve_forever(self) -> None: ...
+
+
 class Application(Protocol):
     """What a service's ``bootstrap.build()`` returns: its runtime, and the parts tests reach for."""
 
     @property
-    def runtime(self) -> ServiceRuntime: ...
+    def runtime(self) -> Runnable: ...

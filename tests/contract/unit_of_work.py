@@ -53,7 +53,8 @@ class SqlBackend(Backend):
         self.engine = make_engine(url)
         migrations.upgrade(service, self.engine)
         self.metadata = metadata
-        self._uow = lambda: uow(self.engine, metadata.tables["outbox"], metadata.tables["processed_events"])
+        self._uow: Callable[[], UnitOfWork] = lambda: uow(self.engine, metadata.tables["outbox"],
+                                                          metadata.tables["processed_events"])
 
     def uow(self) -> Any:
         return self._uow()

@@ -90,7 +90,7 @@ def request(code: str, diagnoses: tuple[str, ...], lob: str, facts: dict[str, Fa
     start, end = dates or window()
     return intake_pb2.SubmitRequestRequest(
         idempotency_key=f"criteria-flow-{uuid.uuid4()}", member_id=member_id,
-        coverage=types_pb2.Coverage(line_of_business=LOB_NUMBER[lob], member_state=state,  # type: ignore[arg-type]
+        coverage=types_pb2.Coverage(line_of_business=LOB_NUMBER[lob], member_state=state,
                                     plan_id="PLAN-1"),
         requesting_provider=types_pb2.Provider(npi=npi or fresh_npi(), name="Requesting Clinic"),
         servicing_provider=types_pb2.Provider(npi=fresh_npi(), name="Servicing Center"),

@@ -105,7 +105,7 @@ def test_ineligible_member_is_answered_and_recorded(clients: Clients) -> None:
 
 
 def _violations(exc: grpc.RpcError) -> dict[str, str]:
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    status = rpc_status.from_call(exc)
     assert status is not None
     found = {}
     for detail in status.details:

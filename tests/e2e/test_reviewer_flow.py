@@ -19,9 +19,9 @@ from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
-NURSE = [("authorization", "Bearer dev-only-token-rn-alvarez")]
-PHYSICIAN = [("authorization", "Bearer dev-only-token-md-patel")]
-SUPERVISOR = [("authorization", "Bearer dev-only-token-sup-kim")]
+NURSE = (("authorization", "Bearer dev-only-token-rn-alvarez"),)
+PHYSICIAN = (("authorization", "Bearer dev-only-token-md-patel"),)
+SUPERVISOR = (("authorization", "Bearer dev-only-token-sup-kim"),)
 
 
 def submit_referred(clients: Clients) -> str:
@@ -31,7 +31,7 @@ def submit_referred(clients: Clients) -> str:
     return str(view.request_id)
 
 
-def claim(clients: Clients, who: list[tuple[str, str]], request_id: str) -> review_pb2.TaskView:
+def claim(clients: Clients, who: tuple[tuple[str, str], ...], request_id: str) -> review_pb2.TaskView:
     def attempt() -> review_pb2.TaskView | None:
         try:
             view = clients.review.ClaimNextTask(review_pb2.ClaimNextTaskRequest(), metadata=who, timeout=10).task
@@ -59,7 +59,7 @@ def test_calls_without_a_valid_token_are_refused(clients: Clients) -> None:
         clients.review.ClaimNextTask(review_pb2.ClaimNextTaskRequest(), timeout=10)
     assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
     with pytest.raises(grpc.RpcError) as caught:
-        clients.review.WhoAmI(review_pb2.WhoAmIRequest(), metadata=[("authorization", "Bearer forged-token-123456")],
+        clients.review.WhoAmI(review_pb2.WhoAmIRequest(), metadata=(("authorization", "Bearer forged-token-123456"),),
                               timeout=10)
     assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
     me = clients.review.WhoAmI(review_pb2.WhoAmIRequest(), metadata=NURSE, timeout=10)
@@ -167,6 +167,6 @@ def test_supervisor_reassigns_and_sees_the_directory(clients: Clients) -> None:
     assert moved.task.assigned_to == "rn-okafor" and moved.history[-1].action == "reassigned"
     directory = clients.review.ListReviewers(review_pb2.ListReviewersRequest(), metadata=SUPERVISOR, timeout=10)
     assert {r.reviewer_id for r in directory.reviewers} >= {"rn-alvarez", "md-patel", "sup-kim"}
-    okafor = [("authorization", "Bearer dev-only-token-rn-okafor")]
+    okafor = (("authorization", "Bearer dev-only-token-rn-okafor"),)
     mine = clients.review.ListMyTasks(review_pb2.ListMyTasksRequest(), metadata=okafor, timeout=10)
     assert [v.task.task_id for v in mine.held] == [task_id] and mine.held[0].why_eligible

@@ -47,7 +47,7 @@ def test_review_takes_its_collaborators_and_the_settings_files(make_database: Ca
     app = review_bootstrap.build(
         ReviewSettings(database_url=make_database("review"), reviewers_seed=REPO / "deploy" / "sample" /
                        "reviewers.yaml", lease_s=60.0),
-        clock=lambda: PINNED, duplicates=duplicates)  # type: ignore[arg-type]
+        clock=lambda: PINNED, duplicates=duplicates)
     try:
         assert app.runtime.server is None
         assert [name for name, _, _ in app.runtime.periodic] == ["deadline-monitor", "criteria-reload"]

@@ -86,7 +86,7 @@ def refused(intake: Intake, message: intake_pb2.SubmitAdditionalInformationReque
 
 
 def violations(error: grpc.RpcError) -> list[str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None
     fields: list[str] = []
     for detail in status.details:

@@ -47,8 +47,10 @@ class Review:
     workflow: ReviewWorkflow
     now: list[dt.datetime]
 
-    def submit(self, *, meets: bool = False, lob: int = types_pb2.LINE_OF_BUSINESS_COMMERCIAL, state: str = "TX",
-               missing: bool = False, urgency: int = types_pb2.URGENCY_STANDARD,
+    def submit(self, *, meets: bool = False,
+               lob: types_pb2.LineOfBusiness.ValueType = types_pb2.LINE_OF_BUSINESS_COMMERCIAL,
+               state: str = "TX", missing: bool = False,
+               urgency: types_pb2.Urgency.ValueType = types_pb2.URGENCY_STANDARD,
                received_at: dt.datetime | None = None) -> str:
         """Review consumes the request at ``now``; intake received it at ``received_at`` (default: now)."""
         req = lumbar_mri(meets=meets, lob=lob, state=state, missing_facts=missing, urgency=urgency)
@@ -134,7 +136,8 @@ def test_many_reviewers_claiming_at_once_never_share_a_task(backend: str, make_d
     assert len(claimed) == 30 and max(per_task.values()) == 1
     assert max(Counter(who for _, who in claimed).values()) <= 4  # capacity respected
     with r.engine.connect() as conn:
-        holders = dict(conn.execute(select(tables.review_tasks.c.task_id, tables.review_tasks.c.assigned_to)).all())
+        rows = conn.execute(select(tables.review_tasks.c.task_id, tables.review_tasks.c.assigned_to)).all()
+    holders = {task_id: assigned_to for task_id, assigned_to in rows}
     assert holders == dict(claimed)
     r.engine.dispose()
 

@@ -101,7 +101,7 @@ def test_compose_ports_match_defaults(compose: dict[str, Any]) -> None:
         _check_address_settings(env, f"compose service {name}")
         for mapping in spec.get("ports") or []:
             target = mapping.get("target") if isinstance(mapping, dict) else str(mapping).split("/")[0].split(":")[-1]
-            assert int(target) == port, f"compose service {name} publishes container port {target}, not {port}"
+            assert int(str(target)) == port, f"compose service {name} publishes container port {target}, not {port}"
         health = " ".join(map(str, (spec.get("healthcheck") or {}).get("test") or []))
         for probed in re.findall(r"127\.0\.0\.1:(\d+)", health):
             assert int(probed) == port, f"compose service {name}: healthcheck probes port {probed}, not {port}"
@@ -184,12 +184,13 @@ def _container_env(container: dict[str, Any], namespace: str,
         value = item.get("value", "")
         secret = (item.get("valueFrom") or {}).get("secretKeyRef")
         config_map = (item.get("valueFrom") or {}).get("configMapKeyRef")
-        for kind, ref in (("Secret", secret), ("ConfigMap", config_map)):
-            if ref:
-                source = config.get((kind, namespace, ref["name"]))
-                assert source is not None, f"{where}: {item['name']} refers to {kind} {ref['name']}, not in deploy/k8s"
-                assert ref["key"] in source, f"{where}: {kind} {ref['name']} has no key {ref['key']}"
-                value = source[ref["key"]]
+        for kind, key_ref in (("Secret", secret), ("ConfigMap", config_map)):
+            if key_ref:
+                source = config.get((kind, namespace, key_ref["name"]))
+                assert source is not None, (f"{where}: {item['name']} refers to {kind} {key_ref['name']}, "
+                                            "not in deploy/k8s")
+                assert key_ref["key"] in source, f"{where}: {kind} {key_ref['name']} has no key {key_ref['key']}"
+                value = source[key_ref["key"]]
         env[item["name"]] = str(value)
     return env
 
@@ -246,7 +247,8 @@ def test_k8s_ports_match_defaults(k8s: list[tuple[Path, dict[str, Any]]]) -> Non
         if document["kind"] != "Service":
             continue
         namespace = _key(document)[0]
-        selected = pod_ports.get((namespace, (document["spec"].get("selector") or {}).get("app.kubernetes.io/name")))
+        app: str | None = (document["spec"].get("selector") or {}).get("app.kubernetes.io/name")
+        selected = pod_ports.get((namespace, app)) if app is not None else None
         if not selected:
             continue
         service, named = selected

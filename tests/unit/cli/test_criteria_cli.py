@@ -303,7 +303,7 @@ class _Review(review_pb2_grpc.ReviewServiceServicer):
 def review_server() -> Iterator[tuple[str, Any]]:
     determination = stored_determination(submitted(lumbar_mri(meets=False), dt.datetime(2026, 3, 2, tzinfo=dt.UTC)))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    review_pb2_grpc.add_ReviewServiceServicer_to_server(_Review(determination), server)
+    review_pb2_grpc.add_ReviewServiceServicer_to_server(_Review(determination), server)  # type: ignore[abstract]  # stub: abstract; runtime: UNIMPLEMENTED
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     yield f"127.0.0.1:{port}", determination

@@ -49,17 +49,20 @@ make_sample = _load_make_sample()
 
 @pytest.fixture(scope="module")
 def workload() -> list[dict[str, Any]]:
-    return json.loads((SAMPLE / "workload.json").read_text())
+    entries: list[dict[str, Any]] = json.loads((SAMPLE / "workload.json").read_text())
+    return entries
 
 
 @pytest.fixture(scope="module")
 def expected() -> list[str]:
-    return json.loads((SAMPLE / "workload.expected.json").read_text())
+    categories: list[str] = json.loads((SAMPLE / "workload.expected.json").read_text())
+    return categories
 
 
 @pytest.fixture(scope="module")
 def members() -> list[dict[str, Any]]:
-    return yaml.safe_load((SAMPLE / "members.yaml").read_text())["members"]
+    found: list[dict[str, Any]] = yaml.safe_load((SAMPLE / "members.yaml").read_text())["members"]
+    return found
 
 
 # -- NPI ---------------------------------------------------------------------------------------------
@@ -189,7 +192,7 @@ def test_intake_rules_agree_with_the_intended_categories(
 
 def test_invalid_requests_cover_each_kind_of_defect(
         workload: list[dict[str, Any]], expected: list[str]) -> None:
-    fields = Counter()
+    fields: Counter[str] = Counter()
     for entry, category in zip(workload, expected, strict=True):
         if category == "invalid":
             request = to_domain(json_format.ParseDict(entry, intake_pb2.SubmitRequestRequest()))

@@ -142,8 +142,8 @@ class FakeReview(review_pb2_grpc.ReviewServiceServicer):
 
 class Server:
     def __init__(self) -> None:
-        self.intake = FakeIntake()
-        self.review = FakeReview()
+        self.intake = FakeIntake()  # type: ignore[abstract]  # stub: abstract; runtime: UNIMPLEMENTED
+        self.review = FakeReview()  # type: ignore[abstract]  # stub: abstract; runtime: UNIMPLEMENTED
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         intake_pb2_grpc.add_IntakeServiceServicer_to_server(self.intake, self.server)
         review_pb2_grpc.add_ReviewServiceServicer_to_server(self.review, self.server)

@@ -103,7 +103,7 @@ class FakeIntake(intake_pb2_grpc.IntakeServiceServicer):
 
 @pytest.fixture
 def intake() -> Iterator[tuple[FakeIntake, str]]:
-    fake = FakeIntake()
+    fake = FakeIntake()  # type: ignore[abstract]  # stub: abstract; runtime: UNIMPLEMENTED
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     intake_pb2_grpc.add_IntakeServiceServicer_to_server(fake, server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -107,7 +107,7 @@ class FakeIntake(intake_pb2_grpc.IntakeServiceServicer):
 
 @pytest.fixture
 def intake() -> Iterator[tuple[str, FakeIntake]]:
-    fake = FakeIntake()
+    fake = FakeIntake()  # type: ignore[abstract]  # stub: abstract; runtime: UNIMPLEMENTED
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     intake_pb2_grpc.add_IntakeServiceServicer_to_server(fake, server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -53,7 +53,7 @@ def test_npi_luhn_with_80840_prefix() -> None:
 
 def _req(**changes: object) -> PriorAuthRequest:
     base = to_domain(lumbar_mri(key="k-1", start=dt.date(2027, 1, 11)))
-    return PriorAuthRequest(**{**base.__dict__, **changes})  # type: ignore[arg-type]
+    return PriorAuthRequest(**{**base.__dict__, **changes})
 
 
 def test_valid_request_has_no_violations() -> None:

@@ -20,7 +20,7 @@ UTC = dt.UTC
 ENGINE = ClockEngine(load_calendars())
 
 
-def at(tz: ZoneInfo, y: int, mo: int, d: int, h: int = 10, mi: int = 0) -> dt.datetime:
+def at(tz: dt.tzinfo, y: int, mo: int, d: int, h: int = 10, mi: int = 0) -> dt.datetime:
     return dt.datetime(y, mo, d, h, mi, tzinfo=tz).astimezone(UTC)
 
 

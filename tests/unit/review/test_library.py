@@ -175,7 +175,8 @@ def test_the_inpatient_concurrent_stay_certifies_days_with_a_next_review() -> No
     assert stay.approval.unit == "days" and 1 <= stay.approval.max_units <= 7
     assert stay.category == "inpatient_acute"
     long_request = next(ex for ex in stay.examples if ex.expect is Outcome.MEETS_CRITERIA
-                        and float(ex.facts.get("requested_units", 0)) > stay.approval.max_units)
+                        and isinstance(units := ex.facts.get("requested_units", 0), int | float)
+                        and units > stay.approval.max_units)
     got = evaluate(stay, example_line(stay, long_request), PythonMatcher())
     assert got.outcome is Outcome.MEETS_CRITERIA and got.approval == stay.approval
 

@@ -241,7 +241,7 @@ def review(tmp_path: Path) -> Iterator[Review]:
     """Review as bootstrap wires it (shipped no-PA list, gold card after 3 requests), not started."""
     app = bootstrap.build(ReviewSettings(database_url=f"sqlite:///{tmp_path / 'review.db'}", topic_prefix="t",
                                          gold_card_min_requests=3),
-                          clock=lambda: NOW, duplicates=NoDuplicates(),  # type: ignore[arg-type]
+                          clock=lambda: NOW, duplicates=NoDuplicates(),
                           evaluator=LibraryEvaluator(shipped_library(), PythonMatcher()))
     yield Review(app.runtime.engine, app.handlers)
     app.runtime.engine.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 
 import pytest
 
@@ -269,8 +270,9 @@ def test_information_that_meets_criteria_approves_a_nurse_level_task(status: Tas
 def test_information_never_settles_a_physicians_or_a_decided_task() -> None:
     with pytest.raises(Conflict, match="decided by a person"):
         task(required_role=Role.PHYSICIAN).approve_on_criteria(NOW)
-    for action in (lambda t: t.approve_on_criteria(NOW),
-                   lambda t: t.reopen_with(Outcome.REFER_TO_NURSE, (), "x", NOW)):
+    actions: tuple[Callable[[Task], object], ...] = (
+        lambda t: t.approve_on_criteria(NOW), lambda t: t.reopen_with(Outcome.REFER_TO_NURSE, (), "x", NOW))
+    for action in actions:
         with pytest.raises(Conflict, match="only an undecided task"):
             action(task(status=TaskStatus.DECIDED))
 

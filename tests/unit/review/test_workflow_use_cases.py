@@ -61,8 +61,8 @@ class Review:
     handlers: ReviewHandlers
     workflow: ReviewWorkflow
 
-    def submit(self, *, meets: bool = False, lob: int = COMMERCIAL, state: str = "TX",
-               urgency: int = types_pb2.URGENCY_STANDARD) -> str:
+    def submit(self, *, meets: bool = False, lob: types_pb2.LineOfBusiness.ValueType = COMMERCIAL,
+               state: str = "TX", urgency: types_pb2.Urgency.ValueType = types_pb2.URGENCY_STANDARD) -> str:
         request_id = str(uuid.uuid4())
         request = lumbar_mri(meets=meets, lob=lob, state=state, urgency=urgency)
         self.handlers.handle_batch([submitted_event(request, request_id, self.clock())])
