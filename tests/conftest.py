@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import SQLAlchemyError
 
 REPO = Path(__file__).resolve().parents[1]
 TRAVEL_ENV = "UR_TEST_TRAVEL_TO"
@@ -111,7 +112,7 @@ def pg_admin_url() -> str:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:
+    except SQLAlchemyError as exc:
         pytest.fail(f"PostgreSQL is required for this test and does not answer at "
                     f"{make_url(url).render_as_string(hide_password=True)}: {exc}\n"
                     "Start it with `deploy/postgres/pg.sh start` (or `make test`).", pytrace=False)

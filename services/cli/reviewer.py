@@ -272,9 +272,10 @@ def parse_fact(text: str) -> types_pb2.ClinicalFact:
         return fact
     try:
         fact.number_value = float(value)
-        return fact
     except ValueError:
         pass
+    else:
+        return fact
     try:
         d = dt.date.fromisoformat(value.strip())
         fact.date_value.CopyFrom(types_pb2.Date(year=d.year, month=d.month, day=d.day))

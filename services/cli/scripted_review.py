@@ -39,11 +39,11 @@ def _claim(stub: review_pb2_grpc.ReviewServiceStub, token: str) -> review_pb2.Ta
     try:
         response: review_pb2.ClaimNextTaskResponse = stub.ClaimNextTask(
             review_pb2.ClaimNextTaskRequest(), metadata=_md(token), timeout=10)
-        return response.task
     except grpc.RpcError as exc:
         if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED):
             return None
         raise
+    return response.task
 
 
 def _first_unmet(view: review_pb2.TaskView) -> types_pb2.ConditionResult | None:

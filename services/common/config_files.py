@@ -159,7 +159,8 @@ Text = typing.Annotated[str, StringConstraints(strip_whitespace=True, min_length
 
 def _iso_date(value: Any) -> Any:
     if isinstance(value, dt.datetime):
-        raise ValueError(f"{value.isoformat()!r} is a time; expected a date (YYYY-MM-DD)")
+        # pydantic turns a ValueError (not a TypeError) into a validation error naming the field.
+        raise ValueError(f"{value.isoformat()!r} is a time; expected a date (YYYY-MM-DD)")  # noqa: TRY004
     if isinstance(value, str):
         try:
             return dt.date.fromisoformat(value.strip())

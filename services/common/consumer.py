@@ -158,11 +158,12 @@ class ConsumerLoop:
         events = [e for _, e in decoded]
         try:
             self._apply(events)
-            return
         except TransientError:
             raise
-        except Exception as exc:  # one bad event must not hold back the others
+        except Exception as exc:  # noqa: BLE001 - one bad event must not hold back the others
             logger.warning("batch of %d failed (%s); applying one by one", len(events), exc)
+        else:
+            return
         for record, event in decoded:
             try:
                 self._apply([event])
@@ -212,11 +213,11 @@ class ConsumerLoop:
         for attempt in range(3):
             try:
                 self._consumer.commit(offsets)
-                return
-            except Exception as exc:
-                # The effects are already recorded; a lost commit only means redelivery.
+            except Exception as exc:  # noqa: BLE001 - the effects are recorded; a lost commit means redelivery
                 logger.warning("offset commit failed (attempt %d): %s", attempt + 1, exc)
                 time.sleep(0.2)
+            else:
+                return
 
     def close(self) -> None:
         try:

@@ -75,11 +75,12 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
                                      request_timeout_ms=5000)
             admin.list_topics()
             admin.close()
-            return
         except (KafkaError, OSError) as exc:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s: {exc}") from exc
             time.sleep(0.5)
+        else:
+            return
 
 
 def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:

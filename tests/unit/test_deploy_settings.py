@@ -55,7 +55,8 @@ def _check_address_settings(env: dict[str, str], where: str) -> None:
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     document = yaml.safe_load(COMPOSE.read_text())
-    assert isinstance(document, dict) and isinstance(document.get("services"), dict), COMPOSE
+    assert isinstance(document, dict), COMPOSE
+    assert isinstance(document.get("services"), dict), COMPOSE
     return document
 
 
@@ -128,7 +129,8 @@ def _k8s_documents() -> Iterator[tuple[Path, dict[str, Any]]]:
     for path in K8S_FILES:
         for document in yaml.safe_load_all(path.read_text()):
             if document:
-                assert isinstance(document, dict) and "kind" in document, f"{path}: not a Kubernetes object"
+                assert isinstance(document, dict), f"{path}: not a Kubernetes object"
+                assert "kind" in document, f"{path}: not a Kubernetes object"
                 yield path, document
 
 
@@ -237,7 +239,8 @@ def test_k8s_ports_match_defaults(k8s: list[tuple[Path, dict[str, Any]]]) -> Non
             assert listen.startswith("0.0.0.0:"), f"{where}: UR_{service.upper()}_GRPC_LISTEN={listen!r}"
             for probe_name in ("startupProbe", "readinessProbe", "livenessProbe"):
                 probe = container.get(probe_name)
-                assert probe and "grpc" in probe, f"{where}: needs a gRPC {probe_name}"
+                assert probe, f"{where}: needs a gRPC {probe_name}"
+                assert "grpc" in probe, f"{where}: needs a gRPC {probe_name}"
                 assert probe["grpc"]["port"] == port, f"{where}: {probe_name} probes {probe['grpc']['port']}"
             labels = document["spec"]["selector"]["matchLabels"]
             pod_ports[(namespace, labels.get("app.kubernetes.io/name", ""))] = (service, ports)

@@ -76,7 +76,7 @@ def engine_problem(loaded: LoadedSet) -> CriteriaError | None:
     """Whether durable-rules compiles the set, as the review service does at start."""
     try:
         DurableRulesMatcher().compile(loaded.criteria)
-    except Exception as exc:  # the engine's own error type is an implementation detail
+    except Exception as exc:  # noqa: BLE001 - the engine's own error type is an implementation detail
         return CriteriaError(loaded.path, "conditions", f"the rules engine refuses this set: {exc}")
     return None
 

@@ -199,7 +199,8 @@ class _Reader:
                         raise self.fail(f"rules[{i}].day", f"{rule.day!r} is not a day of month {rule.month}") \
                             from None
                 else:
-                    assert rule.weekday is not None and rule.nth is not None  # the model's shape check
+                    assert rule.weekday is not None
+                    assert rule.nth is not None
                     day = self.nth_weekday(year, rule.month, rule.weekday, rule.nth)
                 found.append((rule.name, day))
         return found

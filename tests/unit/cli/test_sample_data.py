@@ -37,7 +37,8 @@ SAMPLE = REPO / "deploy" / "sample"
 
 def _load_make_sample() -> ModuleType:
     spec = importlib.util.spec_from_file_location("make_sample", SAMPLE / "make_sample.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("make_sample", module)  # dataclasses look their module up by name
     spec.loader.exec_module(module)
@@ -295,13 +296,17 @@ def test_members_file_format(members: list[dict[str, Any]]) -> None:
     assert len(set(ids)) == len(ids)
     for m in members:
         assert re.fullmatch(r"[A-Z0-9-]{6,20}", m["member_id"])
-        assert isinstance(m["birth_date"], str) and dt.date.fromisoformat(m["birth_date"])
+        assert isinstance(m["birth_date"], str)
+        assert dt.date.fromisoformat(m["birth_date"])
         assert 1 <= len(m["coverages"]) <= 2
         for c in m["coverages"]:
             assert set(c) == {"line_of_business", "plan_id", "state", "effective", "termination"}
             assert c["line_of_business"] in ("medicare_advantage", "medicaid", "commercial", "workers_comp")
-            assert re.fullmatch(r"[A-Z]{2}", c["state"]) and isinstance(c["plan_id"], str) and c["plan_id"]
-            assert isinstance(c["effective"], str) and dt.date.fromisoformat(c["effective"])
+            assert re.fullmatch(r"[A-Z]{2}", c["state"])
+            assert isinstance(c["plan_id"], str)
+            assert c["plan_id"]
+            assert isinstance(c["effective"], str)
+            assert dt.date.fromisoformat(c["effective"])
             assert c["termination"] is None or dt.date.fromisoformat(c["termination"]) < dt.date(2026, 11, 1)
 
 

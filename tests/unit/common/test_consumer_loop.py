@@ -83,7 +83,8 @@ def test_dead_letter_topic_down_is_transient_not_a_skip() -> None:
     bad = Record("t", 0, 0, b"x", b"\xff", [("event-type", TYPE.encode()), ("event-id", b"e")])
     consumer = FakeConsumer([[bad]])
     run_loop(consumer, Handler(), FakeProducer(fail_with=RuntimeError("broker down")))
-    assert consumer.commits == [] and consumer.seeks == [(TopicPartition("t", 0), 0)]
+    assert consumer.commits == []
+    assert consumer.seeks == [(TopicPartition("t", 0), 0)]
 
 
 def test_offsets_are_committed_per_partition_after_apply() -> None:

@@ -95,16 +95,20 @@ def test_each_calendar_matches_its_statute_year_by_year(name: str, statute: obje
 def test_weekend_holidays_in_the_years_ahead_fall_where_each_statute_puts_them() -> None:
     fed, ca, tx = CALENDARS["us-federal"], CALENDARS["california"], CALENDARS["texas"]
     # New Year's Day 2028 is a Saturday: federal offices close Friday 31 December 2027.
-    assert dt.date(2027, 12, 31) in fed.holidays and dt.date(2028, 1, 1) not in fed.holidays
+    assert dt.date(2027, 12, 31) in fed.holidays
+    assert dt.date(2028, 1, 1) not in fed.holidays
     # Independence Day 2032 is a Sunday: Monday 5 July off for federal and California offices, not Texas.
-    assert dt.date(2032, 7, 5) in fed.holidays and dt.date(2032, 7, 5) in ca.holidays
+    assert dt.date(2032, 7, 5) in fed.holidays
+    assert dt.date(2032, 7, 5) in ca.holidays
     assert tx.is_business_day(dt.date(2032, 7, 5))
     # Veterans Day 2028 is a Saturday: California observes Friday 10 November; Christmas 2032, a
     # Saturday, is not moved in California (holiday credit) but is Friday 24 December federally.
-    assert dt.date(2028, 11, 10) in ca.holidays and dt.date(2032, 12, 24) not in ca.holidays
+    assert dt.date(2028, 11, 10) in ca.holidays
+    assert dt.date(2032, 12, 24) not in ca.holidays
     assert dt.date(2032, 12, 24) in fed.holidays
     # Juneteenth is federal only.
-    assert dt.date(2029, 6, 19) in fed.holidays and ca.is_business_day(dt.date(2029, 6, 19))
+    assert dt.date(2029, 6, 19) in fed.holidays
+    assert ca.is_business_day(dt.date(2029, 6, 19))
     assert tx.is_business_day(dt.date(2029, 6, 19))
 
 
