@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 from kafka import TopicPartition
@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from services.common.clock import utcnow
-from services.common.errors import PoisonMessage
+from services.common.errors import PoisonMessage, TransientError
 from services.common.events import (
     HEADER_DLQ_CONSUMER,
     HEADER_DLQ_REASON,
@@ -35,25 +35,18 @@ from services.common.events import (
     HEADER_EVENT_ID,
     HEADER_EVENT_TYPE,
     HEADER_SCHEMA_VERSION,
+    EventHandler,
     IncomingEvent,
 )
 
 logger = logging.getLogger(__name__)
 
-# PoisonMessage lives in services/common/errors.py (service layers raise it without importing Kafka or
-# SQLAlchemy); it is re-exported here, where the loop's contract names it.
+# PoisonMessage and TransientError live in services/common/errors.py, EventHandler in events.py (service
+# layers use them without importing Kafka or SQLAlchemy); they are re-exported here, where the loop's
+# contract names them.
 __all__ = ["ConsumerLoop", "EventHandler", "PoisonMessage", "TransientError", "already_processed", "decode",
            "mark_processed"]
 
-
-
-class TransientError(Exception):
-    """Applying failed for a reason that may pass (database or peer unavailable)."""
-
-
-class EventHandler(Protocol):
-    def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
-        """Apply every event and record its id, atomically, or raise without effect."""
 
 
 def already_processed(conn: Connection, processed: Table, consumer: str, event_ids: Sequence[str]) -> set[str]:

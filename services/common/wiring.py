@@ -13,9 +13,8 @@ from typing import Any
 from sqlalchemy import Engine, Table
 
 from services.common import migrations
-from services.common.consumer import EventHandler
 from services.common.db import make_engine
-from services.common.events import IncomingEvent
+from services.common.events import EventHandler, IncomingEvent
 from services.common.grpc_server import Registration
 from services.common.runtime import Kafka, ServiceRuntime
 from services.common.settings import ServiceSettings

@@ -14,8 +14,7 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
 from services.common.clock import Clock
-from services.common.consumer import PoisonMessage
-from services.common.errors import FieldViolation, NotFound, ValidationFailed
+from services.common.errors import FieldViolation, NotFound, PoisonMessage, ValidationFailed
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.proto_enums import to_name
 from services.common.topics import Topics
