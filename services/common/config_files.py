@@ -264,6 +264,16 @@ def allowed_keys(model: type[BaseModel]) -> list[str]:
             for name, f in model.model_fields.items()]
 
 
+# pydantic error types that say the value has the wrong type -> what was expected instead.
+_EXPECTED = {
+    **dict.fromkeys(("int_type", "int_parsing", "int_from_float"), "a whole number"),
+    **dict.fromkeys(("float_type", "float_parsing"), "a number"),
+    **dict.fromkeys(("bool_type", "bool_parsing"), "true or false"),
+    **dict.fromkeys(("list_type", "tuple_type", "set_type", "frozen_set_type"), "a list"),
+    **dict.fromkeys(("dict_type", "model_type", "model_attributes_type", "mapping_type"), "a mapping"),
+}
+
+
 def describe(error: ErrorDetails, model: type[BaseModel] | None = None, redact: bool = False) -> str:
     """One pydantic error as a problem phrase (the field is said separately). ``redact`` leaves the
     offending value out (a file of secrets)."""
@@ -280,16 +290,8 @@ def describe(error: ErrorDetails, model: type[BaseModel] | None = None, redact: 
         if isinstance(value, int | float) and not isinstance(value, bool) and not redact:
             return f'expected text, got the number {value!r} (YAML reads it as a number: quote it, "{value}")'
         return f"expected text{got}"
-    if code in ("int_type", "int_parsing", "int_from_float"):
-        return f"expected a whole number{got}"
-    if code in ("float_type", "float_parsing"):
-        return f"expected a number{got}"
-    if code in ("bool_type", "bool_parsing"):
-        return f"expected true or false{got}"
-    if code in ("list_type", "tuple_type", "set_type", "frozen_set_type"):
-        return f"expected a list{got}"
-    if code in ("dict_type", "model_type", "model_attributes_type", "mapping_type"):
-        return f"expected a mapping{got}"
+    if code in _EXPECTED:
+        return f"expected {_EXPECTED[code]}{got}"
     if code == "string_too_short":
         return "must not be empty" if ctx.get("min_length") == 1 else \
             f"needs at least {ctx.get('min_length')} characters"

@@ -403,6 +403,15 @@ def _check(c: CriteriaSet) -> None:
             raise InvalidCriteria("approval.unit", f"{c.approval.unit!r} is not one of {sorted(APPROVAL_UNITS)}")
     if not c.sources or any(not s.strip() for s in c.sources):
         raise InvalidCriteria("sources", "cite at least one public source, none of them empty")
+    _check_coverage(c)
+    _check_facts(c)
+    _check_conditions(c)
+    _check_outcomes(c)
+    _check_examples(c)
+
+
+def _check_coverage(c: CriteriaSet) -> None:
+    """Lines of business, service codes and diagnosis patterns: what the set covers."""
     if not c.lines_of_business:
         raise InvalidCriteria("lines_of_business", "name at least one line of business")
     for lob in sorted(c.lines_of_business):
@@ -423,10 +432,6 @@ def _check(c: CriteriaSet) -> None:
                                   "nor a prefix pattern (M545*)")
     if len(set(c.diagnosis_patterns)) != len(c.diagnosis_patterns):
         raise InvalidCriteria("diagnosis_patterns", "lists a pattern twice")
-    _check_facts(c)
-    _check_conditions(c)
-    _check_outcomes(c)
-    _check_examples(c)
 
 
 def _check_facts(c: CriteriaSet) -> None:
@@ -792,29 +797,7 @@ def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher) 
     facts = line.facts
     usable = plan.usable(facts)
     matched = matcher.matched(criteria, _with_facts(line, usable))
-
-    rendered: dict[str, str] = {}
-    for name, render in plan.renderers:
-        value = facts.get(name)
-        if value is not None:
-            rendered[name] = render(value)
-    results: list[ConditionResult] = []
-    known: dict[str, Truth] = {}
-    for cid, description, reads in plan.conditions:
-        if len(reads) == 1:
-            name = reads[0]
-            present = name in usable
-            observed: tuple[str, ...] = (rendered[name],) if name in rendered else ()
-        else:
-            present = all(f in usable for f in reads)
-            observed = tuple(rendered[f] for f in reads if f in rendered)
-        if not present:
-            status, known[cid] = _MISSING, None
-        elif cid in matched:
-            status, known[cid] = _MET, True
-        else:
-            status, known[cid] = _UNMET, False
-        results.append(ConditionResult(cid, description, status, observed))
+    results, known = _condition_results(plan, facts, usable, matched)
 
     def done(outcome: Outcome, missing: tuple[str, ...], summary: str) -> LineEvaluation:
         meets = outcome is Outcome.MEETS_CRITERIA or outcome is Outcome.MEETS_CRITERIA_URGENT
@@ -851,6 +834,34 @@ def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher) 
     return done(Outcome.REFER_TO_NURSE, (),
                 f"Does not clearly meet the {title} criteria, so a nurse reviews it; not met: "
                 f"{_describe(criteria, unmet) or 'no combination of conditions'}.")
+
+
+def _condition_results(plan: _Plan, facts: Mapping[str, object], usable: Mapping[str, FactValue],
+                       matched: frozenset[str]) -> tuple[list[ConditionResult], dict[str, Truth]]:
+    """Each condition's status (with the values it read, as reviewers see them) and its truth."""
+    rendered: dict[str, str] = {}
+    for name, render in plan.renderers:
+        value = facts.get(name)
+        if value is not None:
+            rendered[name] = render(value)
+    results: list[ConditionResult] = []
+    known: dict[str, Truth] = {}
+    for cid, description, reads in plan.conditions:
+        if len(reads) == 1:
+            name = reads[0]
+            present = name in usable
+            observed: tuple[str, ...] = (rendered[name],) if name in rendered else ()
+        else:
+            present = all(f in usable for f in reads)
+            observed = tuple(rendered[f] for f in reads if f in rendered)
+        if not present:
+            status, known[cid] = _MISSING, None
+        elif cid in matched:
+            status, known[cid] = _MET, True
+        else:
+            status, known[cid] = _UNMET, False
+        results.append(ConditionResult(cid, description, status, observed))
+    return results, known
 
 
 def _describe(criteria: CriteriaSet, condition_ids: Iterable[str]) -> str:
