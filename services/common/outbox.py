@@ -63,7 +63,6 @@ class OutboxRelay:
         self._idle_s = idle_s
         # Given when units of work are wired before the relay exists (they set it after commit).
         self._wakeup = wakeup if wakeup is not None else threading.Event()
-        self.published_total = 0
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -94,7 +93,6 @@ class OutboxRelay:
             for future in futures:
                 future.get(timeout=30)  # raises if the broker did not take it: nothing is marked
             conn.execute(update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=utcnow()))
-        self.published_total += len(rows)
         return len(rows)
 
     def run(self, stop: threading.Event) -> None:

@@ -80,9 +80,6 @@ class ServiceRuntime:
     _threads: list[threading.Thread] = field(default_factory=list)
     _relay_stop: threading.Event = field(default_factory=threading.Event)
 
-    def wake_relay(self) -> None:
-        self.wakeup.set()
-
     def start(self) -> None:
         """Connect to Kafka, start the relay, the consumer and periodic work, then serve gRPC.
         On failure, :meth:`stop` closes what was opened."""

@@ -130,9 +130,6 @@ REJECT_REASONS = {
     "AG": "Invalid/missing procedure code(s)",
     "T4": "Payer name or identifier missing",
 }
-# AAA04 follow-up action.
-FOLLOWUPS = {"C": "Please correct and resubmit", "N": "Resubmission not allowed",
-             "P": "Please resubmit original transaction", "R": "Resubmission allowed"}
 
 
 def age_on(born: dt.date, on: dt.date) -> int:

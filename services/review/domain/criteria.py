@@ -72,7 +72,6 @@ class Op(enum.StrEnum):
 
 
 SET_OPS = frozenset({Op.IN, Op.NOT_IN})
-ORDER_OPS = frozenset({Op.GT, Op.GE, Op.LT, Op.LE})
 OPS_BY_TYPE: Mapping[FactType, frozenset[Op]] = {
     FactType.BOOL: frozenset({Op.EQ, Op.NE}),
     FactType.NUMBER: frozenset(Op),
@@ -89,9 +88,6 @@ CATEGORIES = frozenset({
     "chiropractic", "acupuncture", "home_health", "post_acute_care", "inpatient_acute", "pain_management",
     "bariatric_surgery", "genetic_testing", "durable_medical_equipment", "behavioral_health",
 })
-
-# Facts a line states by itself; they override a clinical fact of the same name.
-LINE_DERIVED_FACTS = ("requested_units",)
 
 # Code shapes (see the domain notes): CPT is 5 digits or 4 digits + F/T/U; HCPCS Level II is a letter
 # and 4 digits; a normalized ICD-10-CM code is letter, digit, alphanumeric, then up to 4 alphanumerics.

@@ -52,12 +52,6 @@ def one_command(text: str) -> intake_pb2.SubmitRequestRequest:
     return received.outcome
 
 
-def one_rejection_set(text: str) -> list[tuple[str, str, int]]:
-    [received] = receive(text).requests
-    assert isinstance(received.outcome, list), received.outcome
-    return [(r.loop, r.code, r.line) for r in received.outcome]
-
-
 def loops(text: str) -> list[tuple[str, Segment]]:
     """Each segment of a 278 with the loop it sits in."""
     out, level, in_entity = [], "", False
