@@ -155,11 +155,11 @@ class Tracker:
                 now = time.monotonic()
                 for r in records:
                     if r.topic.endswith("authorizations-issued.v1"):
-                        rid = events_pb2.AuthorizationsIssued.FromString(r.value).request_id
+                        rid = events_pb2.AuthorizationsIssued.FromString(r.value or b"").request_id
                         self.authorized_at.setdefault(rid, now)
                         self.settled_at.setdefault(rid, now)
                     else:
-                        det = events_pb2.DeterminationMade.FromString(r.value).determination
+                        det = events_pb2.DeterminationMade.FromString(r.value or b"").determination
                         if not any(ln.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL for ln in det.lines):
                             self.settled_at.setdefault(det.request_id, now)
         consumer.close()

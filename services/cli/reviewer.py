@@ -11,9 +11,10 @@ import argparse
 import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
@@ -54,11 +55,11 @@ def _review(args: argparse.Namespace, targets: Targets, subject: str,
 
 # -- rendering -------------------------------------------------------------------------------------
 
-def _when(ts: Any) -> str:
+def _when(ts: Timestamp) -> str:
     return format_timestamp(ts) if ts.seconds else "—"
 
 
-def _due_in(ts: Any, now: dt.datetime | None = None) -> str:
+def _due_in(ts: Timestamp, now: dt.datetime | None = None) -> str:
     due = ts.ToDatetime(tzinfo=dt.UTC)
     left = due - (now or dt.datetime.now(dt.UTC))
     hours = left.total_seconds() / 3600
@@ -306,8 +307,9 @@ def cmd_add_info(args: argparse.Namespace, targets: Targets, console: Console) -
 
 
 def _call_intake(args: argparse.Namespace, targets: Targets,
-                 request: intake_pb2.SubmitAdditionalInformationRequest) -> Any:
-    def invoke(channel: grpc.Channel) -> Any:
+                 request: intake_pb2.SubmitAdditionalInformationRequest
+                 ) -> intake_pb2.SubmitAdditionalInformationResponse:
+    def invoke(channel: grpc.Channel) -> intake_pb2.SubmitAdditionalInformationResponse:
         return intake_pb2_grpc.IntakeServiceStub(channel).SubmitAdditionalInformation(request, timeout=args.timeout)
     return call("intake", targets.intake, args.timeout, "the information", invoke)
 

@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 from kafka import TopicPartition
@@ -38,6 +37,7 @@ from services.common.events import (
     EventHandler,
     IncomingEvent,
 )
+from services.common.kafka_io import Consumer, Producer, Record
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def _header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | Non
 Decoders = Mapping[str, Callable[[bytes], Message]]
 
 
-def decode(record: Any, decoders: Decoders) -> IncomingEvent:
+def decode(record: Record, decoders: Decoders) -> IncomingEvent:
     """Turn a Kafka record into an IncomingEvent or raise PoisonMessage saying why."""
     headers = record.headers
     event_type = _header(headers, HEADER_EVENT_TYPE)
@@ -106,8 +106,8 @@ def decode(record: Any, decoders: Decoders) -> IncomingEvent:
 class ConsumerLoop:
     """Poll → decode → apply in one transaction → commit offsets. One thread."""
 
-    def __init__(self, consumer: Any, handler: EventHandler, decoders: Decoders, *, name: str,
-                 dlq_producer: Any, dlq_topic: str, max_batch: int = 500,
+    def __init__(self, consumer: Consumer, handler: EventHandler, decoders: Decoders, *, name: str,
+                 dlq_producer: Producer, dlq_topic: str, max_batch: int = 500,
                  on_applied: Callable[[Sequence[IncomingEvent]], None] | None = None) -> None:
         self._consumer = consumer
         self._handler = handler
@@ -121,7 +121,7 @@ class ConsumerLoop:
         self.dead_lettered_total = 0
 
     # -- dead letters --------------------------------------------------------------------------
-    def _dead_letter(self, record: Any, reason: str) -> None:
+    def _dead_letter(self, record: Record, reason: str) -> None:
         logger.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
         headers = list(record.headers or [])
         headers += [(HEADER_DLQ_REASON, reason.encode()[:1000]),
@@ -138,9 +138,9 @@ class ConsumerLoop:
         self.dead_lettered_total += 1
 
     # -- one batch -----------------------------------------------------------------------------
-    def process(self, records: Sequence[Any]) -> None:
+    def process(self, records: Sequence[Record]) -> None:
         """Apply a batch of records; raises TransientError if it must be retried."""
-        decoded: list[tuple[Any, IncomingEvent]] = []
+        decoded: list[tuple[Record, IncomingEvent]] = []
         for record in records:
             try:
                 decoded.append((record, decode(record, self._decoders)))

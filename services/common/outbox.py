@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, insert, select, update
 
@@ -24,6 +23,7 @@ from services.common.events import (
     HEADER_SCHEMA_VERSION,
     OutgoingEvent,
 )
+from services.common.kafka_io import Producer
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class OutboxRelay:
     polls every ``idle_s`` (which also picks up rows left by a crashed process).
     """
 
-    def __init__(self, engine: Engine, outbox: Table, producer: Any, producer_name: str,
+    def __init__(self, engine: Engine, outbox: Table, producer: Producer, producer_name: str,
                  batch_size: int = 500, idle_s: float = 0.2, wakeup: threading.Event | None = None) -> None:
         self._engine = engine
         self._outbox = outbox

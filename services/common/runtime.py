@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import Engine, Table
 
@@ -43,10 +43,10 @@ class Kafka:
         kafka_io.wait_for_broker(self.bootstrap)
         kafka_io.ensure_topics(self.bootstrap, topics, partitions)
 
-    def producer(self, client_id: str) -> Any:
+    def producer(self, client_id: str) -> kafka_io.Producer:
         return kafka_io.make_producer(self.bootstrap, client_id=client_id)
 
-    def consumer(self, group_id: str, client_id: str, topics: Sequence[str]) -> Any:
+    def consumer(self, group_id: str, client_id: str, topics: Sequence[str]) -> kafka_io.Consumer:
         return kafka_io.make_consumer(self.bootstrap, group_id=group_id, client_id=client_id, topics=topics)
 
 
@@ -76,7 +76,7 @@ class ServiceRuntime:
     server: RunningServer | None = None
     relay: OutboxRelay | None = None
     consumer: ConsumerLoop | None = None
-    producer: Any = None
+    producer: kafka_io.Producer | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _relay_stop: threading.Event = field(default_factory=threading.Event)
 

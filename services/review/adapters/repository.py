@@ -13,7 +13,22 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, case, func, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Executable,
+    Row,
+    Table,
+    and_,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import ensure_utc
@@ -35,7 +50,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return ensure_utc(value) if value is not None else None
 
 
-def _insert(conn: Connection, table: Any, rows: Sequence[dict[str, Any]], what: str) -> None:
+def _insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], what: str) -> None:
     if not rows:
         return
     try:
@@ -121,7 +136,7 @@ def task_row(t: Task) -> dict[str, Any]:
             "at_risk_at": t.at_risk_at}
 
 
-def _urgent_first() -> tuple[Any, ...]:
+def _urgent_first() -> tuple[ColumnElement[int] | Column[dt.datetime] | Column[str], ...]:
     return (case((review_tasks.c.urgency == "expedited", 0), else_=1), review_tasks.c.due_at,
             review_tasks.c.task_id)
 
@@ -130,7 +145,7 @@ class SqlTaskRepository(ports.TaskRepository):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def _tasks(self, query: Any) -> list[Task]:
+    def _tasks(self, query: Executable) -> list[Task]:
         return [task_from_row(r) for r in self.conn.execute(query)]
 
     def add_many(self, tasks: Sequence[Task]) -> None:

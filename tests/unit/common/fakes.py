@@ -42,6 +42,9 @@ class FakeProducer:
     def flush(self, timeout: float | None = None) -> None:
         pass
 
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
 
 class FakeConsumer:
     """Hands out scripted poll results; records seeks and commits."""
@@ -65,6 +68,9 @@ class FakeConsumer:
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.seeks.append((tp, offset))
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(r.topic, r.partition) for poll in self.polls for r in poll}
 
     def commit(self, offsets: dict[TopicPartition, Any]) -> None:
         self.commits.append(offsets)
