@@ -157,7 +157,7 @@ class FileModel(BaseModel):
 Text = typing.Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
-def _iso_date(value: Any) -> Any:
+def _iso_date(value: object) -> object:
     if isinstance(value, dt.datetime):
         # pydantic turns a ValueError (not a TypeError) into a validation error naming the field.
         raise ValueError(f"{value.isoformat()!r} is a time; expected a date (YYYY-MM-DD)")  # noqa: TRY004
@@ -173,7 +173,7 @@ def _iso_date(value: Any) -> Any:
 Date = typing.Annotated[dt.date, BeforeValidator(_iso_date)]
 
 
-def parse(model: type[M], document: Any, path: Path | str,
+def parse(model: type[M], document: object, path: Path | str,
           error: type[ConfigFileError] = ConfigFileError, redact: bool = False) -> M:
     """``document`` validated as ``model``; raises ``error`` naming the file and every bad field
     (without the offending values when ``redact``)."""
@@ -203,7 +203,7 @@ def field_path(loc: Sequence[int | str]) -> str:
     return out
 
 
-def kind(value: Any, redact: bool = False) -> str:
+def kind(value: object, redact: bool = False) -> str:
     """What a YAML value is, in a user's words (and which, unless ``redact``)."""
     if value is None:
         return "nothing"
