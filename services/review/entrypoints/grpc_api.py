@@ -214,7 +214,8 @@ class ReviewerServicer(ReviewServicer):
     @translate_errors
     def ListMyTasks(self, request: review_pb2.ListMyTasksRequest,  # noqa: N802
                     context: grpc.ServicerContext) -> review_pb2.ListMyTasksResponse:
-        held, available = self._workflow.queue.my_tasks(self._principal(context), request.limit)
+        held, available = self._workflow.queue.my_tasks(self._principal(context), request.limit,
+                                                        summary=request.summary)
         return review_pb2.ListMyTasksResponse(held=[task_to_proto(v) for v in held],
                                               available=[task_to_proto(v) for v in available])
 

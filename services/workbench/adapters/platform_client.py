@@ -70,17 +70,36 @@ def _bad_request(exc: grpc.aio.AioRpcError) -> list[error_details_pb2.BadRequest
 
 
 class GrpcPlatform(Platform):
-    """Channels to intake, review and authorization; :meth:`close` closes them."""
+    """Channels to intake, review and authorization, opened on first use (a grpc.aio channel
+    belongs to the event loop it was made on: the server's); :meth:`close` closes them."""
 
     def __init__(self, intake: str, review: str, authorization: str, *, timeout_s: float = 10.0) -> None:
-        self._channels = [grpc.aio.insecure_channel(t) for t in (intake, review, authorization)]
-        self._intake = intake_pb2_grpc.IntakeServiceStub(self._channels[0])
-        self._review = review_pb2_grpc.ReviewServiceStub(self._channels[1])
-        self._authorization = authorization_pb2_grpc.AuthorizationServiceStub(self._channels[2])
+        self._targets = (intake, review, authorization)
+        self._channels: list[grpc.aio.Channel] = []
         self._timeout = timeout_s
 
+    def _open(self) -> None:
+        if not self._channels:
+            self._channels = [grpc.aio.insecure_channel(t) for t in self._targets]
+
+    @property
+    def _intake(self) -> intake_pb2_grpc.IntakeServiceStub:
+        self._open()
+        return intake_pb2_grpc.IntakeServiceStub(self._channels[0])
+
+    @property
+    def _review(self) -> review_pb2_grpc.ReviewServiceStub:
+        self._open()
+        return review_pb2_grpc.ReviewServiceStub(self._channels[1])
+
+    @property
+    def _authorization(self) -> authorization_pb2_grpc.AuthorizationServiceStub:
+        self._open()
+        return authorization_pb2_grpc.AuthorizationServiceStub(self._channels[2])
+
     async def close(self) -> None:
-        for channel in self._channels:
+        channels, self._channels = self._channels, []
+        for channel in channels:
             await channel.close()
 
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
@@ -98,8 +117,8 @@ class GrpcPlatform(Platform):
                                                             timeout=self._timeout))
 
     async def my_tasks(self, token: str, limit: int) -> review_pb2.ListMyTasksResponse:
-        return await self._call(lambda: self._review.ListMyTasks(review_pb2.ListMyTasksRequest(limit=limit),
-                                                                 metadata=self._as(token), timeout=self._timeout))
+        return await self._call(lambda: self._review.ListMyTasks(
+            review_pb2.ListMyTasksRequest(limit=limit, summary=True), metadata=self._as(token), timeout=self._timeout))
 
     async def claim_next(self, token: str) -> review_pb2.TaskView:
         reply: review_pb2.ClaimNextTaskResponse = await self._call(lambda: self._review.ClaimNextTask(

@@ -54,6 +54,8 @@ from services.common.errors import (
 from services.workbench.entrypoints import presentation
 from services.workbench.service_layer.pages import (
     CASE_MANAGER,
+    QUEUE_LIMIT,
+    QUEUE_PAGE,
     SUPERVISOR,
     Pages,
     QueueFilters,
@@ -252,7 +254,8 @@ class Workbench:
         q = request.query_params
         filters = QueueFilters(line_of_business=_int(q.get("lob")), urgency=_int(q.get("urgency")),
                                category=q.get("category", ""), show=q.get("show", "all") if q.get("show") in (
-                                   "all", "held", "available") else "all")
+                                   "all", "held", "available") else "all",
+                               limit=QUEUE_LIMIT if q.get("more") == "1" else QUEUE_PAGE)
         try:
             page = await self.pages.queue(me, filters)
         except ServiceError as exc:

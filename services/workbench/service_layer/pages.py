@@ -18,6 +18,7 @@ from services.common.errors import NotFound, ServiceError
 from services.workbench.service_layer.ports import AccessLog, Platform, Session
 
 QUEUE_LIMIT = 200  # ListMyTasks' most
+QUEUE_PAGE = 50  # what the queue shows unless asked for more: two screens, the top of the queue
 
 NURSE_LEVEL = {review_pb2.REVIEWER_ROLE_NURSE, review_pb2.REVIEWER_ROLE_ADJUSTER}
 PHYSICIAN = review_pb2.REVIEWER_ROLE_PHYSICIAN
@@ -31,6 +32,7 @@ class QueueFilters:
     urgency: int = 0
     category: str = ""
     show: str = "all"  # all | held | available
+    limit: int = QUEUE_PAGE  # most available tasks asked of review (QUEUE_PAGE or QUEUE_LIMIT)
 
     def keeps(self, view: review_pb2.TaskView) -> bool:
         t = view.task
@@ -113,7 +115,7 @@ class Pages:
                             member_ids=member_ids, task_ids=task_ids)
 
     async def queue(self, me: Session, filters: QueueFilters) -> QueuePage:
-        mine = await self._platform.my_tasks(me.token, QUEUE_LIMIT)
+        mine = await self._platform.my_tasks(me.token, min(max(filters.limit, 1), QUEUE_LIMIT))
         categories = sorted({v.task.category for v in [*mine.held, *mine.available]})
         held = [v for v in mine.held if filters.keeps(v)] if filters.show != "available" else []
         available = [v for v in mine.available if filters.keeps(v)] if filters.show != "held" else []
