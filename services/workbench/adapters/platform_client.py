@@ -12,37 +12,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import grpc
-from google.rpc import error_details_pb2
+from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
 from ur.authorization.v1 import authorization_pb2, authorization_pb2_grpc
 from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 from ur.review.v1 import review_pb2, review_pb2_grpc
 
-from services.common.errors import (
-    FailedPrecondition,
-    FieldViolation,
-    IdempotencyConflict,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    ServiceError,
-    Unauthenticated,
-    Unavailable,
-    ValidationFailed,
-)
+from services.common.errors import FieldViolation, ServiceError, Unavailable, ValidationFailed
+from services.common.grpc_errors import STATUS_OF
 from services.workbench.service_layer.ports import Platform
 
 T = TypeVar("T")
 
+# The reverse of the servicers' table (services/common/grpc_errors.py): one mapping, both ways.
 ERROR_OF: dict[grpc.StatusCode, type[ServiceError]] = {
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
-    grpc.StatusCode.ALREADY_EXISTS: IdempotencyConflict,
-}
+    grpc.StatusCode[code_pb2.Code.Name(code)]: kind for kind, code in STATUS_OF.items()}
 
 
 def service_error(exc: grpc.aio.AioRpcError) -> ServiceError:
