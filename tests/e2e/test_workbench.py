@@ -255,10 +255,12 @@ def test_error_and_sign_in_pages_are_accessible(browser: Browser, workbench: str
     page.goto(f"{workbench}/tasks/{uuid.uuid4()}")
     assert "Not found" in page.inner_text("h1")
     check_accessible(page)
+    screenshot(page, "11-not-found")
     page.click("button:has-text('Sign out')")
     page.wait_for_url(re.compile(r"/signin"))
     assert "You have signed out" in page.inner_text("#main")
     check_accessible(page)
+    screenshot(page, "12-signed-out")
     page.goto(f"{workbench}/queue")
     page.wait_for_url(re.compile(r"/signin\?next=/queue"))
 

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(config))
     except OSError as exc:
-        logger.error("workbench failed to start: %s", exc)
+        logger.exception("workbench failed to start: %s", exc)
         return EXIT_FAILED
     return 0
 
