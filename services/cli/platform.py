@@ -33,6 +33,9 @@ REPO = Path(__file__).resolve().parents[2]
 SERVICES = settings.SERVICES
 
 
+#: Where `make run` serves the workbench.
+WORKBENCH_PORT = 8080
+
 #: Services that are started with another one's address (review asks authorization about duplicates).
 NEEDS_ADDRESS_OF = {"review": ("authorization",)}
 
@@ -170,6 +173,36 @@ class Platform:
             return "(no log)"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    # -- the workbench (web application) in front of the services ---------------------------------
+    def start_workbench(self, port: int = WORKBENCH_PORT, timeout_s: float = 60.0,
+                        extra_env: Mapping[str, str] | None = None) -> str:
+        """Start the workbench against the running services (their ports must be known: call after
+        :meth:`wait_healthy`) and wait until it answers; its URL. Port 0: any free port. The
+        session cookie is not marked Secure: this is plain HTTP on localhost."""
+        (self.var_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.var_dir / "ports").mkdir(parents=True, exist_ok=True)
+        port_file = self.port_file("workbench")
+        port_file.unlink(missing_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("UR_")}
+        env.update({"UR_WORKBENCH_LISTEN": f"127.0.0.1:{port}", "UR_WORKBENCH_PORT_FILE": str(port_file),
+                    "UR_WORKBENCH_COOKIE_SECURE": "false", "UR_INTAKE_TARGET": self.target("intake"),
+                    "UR_REVIEW_TARGET": self.target("review"), "UR_AUTHORIZATION_TARGET": self.target("authorization"),
+                    "UR_VAR_DIR": str(self.var_dir), "PYTHONUNBUFFERED": "1", **self.extra_env, **(extra_env or {})})
+        log = self.log_path("workbench").open("ab")
+        self.procs["workbench"] = subprocess.Popen(
+            [sys.executable, "-m", "services.workbench.entrypoints.main"], env=env, stdout=log,
+            stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while not port_file.exists():
+            self._check_alive("workbench", f"reported no port in {port_file} within {timeout_s:.0f}s", deadline)
+            time.sleep(0.05)
+        self.bound["workbench"] = int(port_file.read_text(encoding="ascii"))
+        return self.workbench_url()
+
+    def workbench_url(self) -> str:
+        return f"http://127.0.0.1:{self.bound['workbench']}"
+
     def kill(self, service: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(service)
         proc.send_signal(sig)
@@ -234,6 +267,8 @@ def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
     with console.status("waiting for the services to report SERVING..."):
         platform.wait_healthy()
     console.print("[green]all three services are SERVING[/green]")
+    workbench = platform.start_workbench()
+    console.print(f"[green]the workbench serves on {workbench}/[/green]")
     requests = workload.load_workload()
     # A run prefix keeps each run's idempotency keys apart while data accumulates across runs.
     run_id = time.strftime("%Y%m%d%H%M%S")
@@ -245,7 +280,9 @@ def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
     scripted_review.run_shift(platform.target("review"), console)
     if args.mode == "demo":
         return 0
-    console.print("\nThe platform keeps serving; try [bold].venv/bin/urctl queue list[/bold] or "
+    console.print(f"\n[bold]The workbench: {workbench}/[/bold] (sign in with a development token from "
+                  "deploy/sample/reviewer-tokens.dev.yaml, e.g. dev-only-token-rn-alvarez)")
+    console.print("The platform keeps serving; try [bold].venv/bin/urctl queue list[/bold] or "
                   "[bold].venv/bin/urctl request show <id>[/bold]. Ctrl-C stops it.")
     while all(p.poll() is None for p in platform.procs.values()):
         time.sleep(1)

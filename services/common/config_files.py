@@ -6,7 +6,7 @@ impossible date (``2026-02-30``) names its line. A file that configures a servic
 by a pydantic model (:class:`FileModel`: strict types, unknown keys refused) with :func:`parse`, and
 every problem is reported as ``file: field: problem`` by a :class:`ConfigFileError`:
 
-    reviewers.yaml: reviewers[2].role: 'nures' is not one of 'nurse', 'physician', 'adjuster' or 'supervisor'
+    reviewers.yaml: reviewers[2].role: 'nures' is not one of 'nurse', 'physician', 'adjuster', ...
 
 The same wording is used for settings (:mod:`services.common.settings`), so an operator reads one
 kind of message whatever was wrong.

@@ -16,6 +16,7 @@ service instead of being ignored. Every problem is reported as ``VARIABLE: probl
         ├── IntakeSettings
         ├── ReviewSettings
         └── AuthorizationSettings
+    └── WorkbenchSettings     the workbench web application (HTTP, sessions, where the services are)
     ClientSettings            urctl and the tools (where the services are, a reviewer's token)
     ToolSettings              the tests and the benchmark (PostgreSQL servers)
 """
@@ -274,6 +275,38 @@ class AuthorizationSettings(ServiceSettings):
                                    "Validity of an authorization when the line names no end date.")
 
 
+class WorkbenchSettings(PlatformSettings):
+    """The workbench (services/workbench): a web application in front of the services, holding
+    nothing but sessions. It reads the platform's logging settings and these."""
+
+    used_by: ClassVar[tuple[str, ...]] = ("workbench",)
+
+    listen: Address = setting("UR_WORKBENCH_LISTEN", "127.0.0.1:8080",
+                              "Address the workbench's HTTP server binds (port 0: any free port).")
+    intake_target: Address = setting("UR_INTAKE_TARGET", "127.0.0.1:50051",
+                                     "Where urctl, the tools and the workbench reach intake.")
+    review_target: Address = setting("UR_REVIEW_TARGET", "127.0.0.1:50052",
+                                     "Where urctl, the tools and the workbench reach review.")
+    authorization_target: Address = setting("UR_AUTHORIZATION_TARGET", "127.0.0.1:50053",
+                                            "Where urctl and tools reach authorization.")
+    cookie_secure: bool = setting(
+        "UR_WORKBENCH_COOKIE_SECURE", True,
+        "Mark the session cookie Secure (sent over HTTPS only); false only for plain-HTTP development on "
+        "localhost, as `make run` does.")
+    idle_timeout_s: Seconds = setting(
+        "UR_WORKBENCH_IDLE_TIMEOUT_S", 900.0,
+        "Seconds without a request after which a workbench session ends and the reviewer signs in again.")
+    session_max_s: Seconds = setting(
+        "UR_WORKBENCH_SESSION_MAX_S", 43200.0,
+        "Longest a workbench session lasts, however active (default 12 hours: one shift).")
+    rpc_timeout_s: Seconds = setting("UR_WORKBENCH_RPC_TIMEOUT_S", 10.0,
+                                     "Deadline of each gRPC call the workbench makes to the services.")
+    port_file: AnyPath | None = setting(
+        "UR_WORKBENCH_PORT_FILE", None,
+        "File the workbench writes the HTTP port it bound to, once it serves (how a supervisor learns a port "
+        "chosen with port 0).")
+
+
 class ClientSettings(_Environment):
     """What urctl and the tools read."""
 
@@ -309,7 +342,7 @@ class ToolSettings(_Environment):
 
 
 MODELS: tuple[type[_Environment], ...] = (PlatformSettings, IntakeSettings, ReviewSettings, AuthorizationSettings,
-                                          ClientSettings, ToolSettings)
+                                          WorkbenchSettings, ClientSettings, ToolSettings)
 SERVICE_MODELS: Mapping[str, type[ServiceSettings]] = {
     m.service: m for m in (IntakeSettings, ReviewSettings, AuthorizationSettings)}
 
@@ -334,7 +367,8 @@ def _env_name(name: str, field: FieldInfo) -> str:
 
 def _own_fields(model: type[_Environment]) -> Iterator[tuple[str, FieldInfo]]:
     """The fields ``model`` declares itself (a service's model also holds the platform's)."""
-    inherited = PlatformSettings.model_fields if issubclass(model, ServiceSettings) else {}
+    inherited = PlatformSettings.model_fields if issubclass(model, PlatformSettings) and model is not \
+        PlatformSettings else {}
     for name, field in model.model_fields.items():
         if name not in inherited and field.validation_alias is not None:
             yield name, field

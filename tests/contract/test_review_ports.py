@@ -43,6 +43,7 @@ from services.review.bootstrap import DEFAULT_CRITERIA_DIR
 from services.review.domain.case import Case
 from services.review.domain.criteria import Outcome, PythonMatcher
 from services.review.domain.deadlines import ClockState, PendEffect
+from services.review.domain.notes import CaseNote
 from services.review.domain.policy import LineOutcome, ProviderRecord
 from services.review.domain.task import AuditEntry, Task
 from services.review.domain.workflow import Reviewer, Role, StaleTask, TaskStatus
@@ -314,6 +315,15 @@ class CaseRepositoryContract(StoreContract):
             assert found.due_at == T0 + 48 * H
             assert found.clock == resumed
 
+    def test_a_members_cases_oldest_received_first(self, store: Store) -> None:
+        later, earlier = a_case(received_at=T0 + H), a_case(received_at=T0)
+        with store.uow() as uow:
+            uow.cases.add_many([later, a_case(member_id="M-2"), earlier])
+            uow.commit()
+        with store.uow().read_only() as uow:
+            assert uow.cases.request_ids_of_member("M-1") == [earlier.request_id, later.request_id]
+            assert uow.cases.request_ids_of_member("nobody") == []
+
 
 class TestCasesOnFakes(CaseRepositoryContract):
     store_name = "fake"
@@ -506,6 +516,54 @@ class TaskRepositoryContract(StoreContract):
             assert ids(page) == [newer.task_id]
 
 
+    # -- the supervisor's overview
+    def test_depth_counts_undecided_tasks_by_kind_with_those_at_risk_and_missed(self, store: Store) -> None:
+        now = T0 + 12 * H  # the default task is due at T0 + 24 h and at risk from T0 + 20 h
+        self.add(store,
+                 a_task(due_at=now + H, at_risk_at=now - H),  # at risk
+                 a_task(due_at=now - H),  # missed
+                 a_task(due_at=now + H, at_risk_at=now - H, clock_paused=True),  # tolled: neither
+                 a_task(due_at=now + 9 * H),
+                 a_task(urgency="expedited", line_of_business="medicaid"),
+                 a_task(status=TaskStatus.CLAIMED, assigned_to="rn-1", lease_expires_at=now + H),
+                 a_task(required_role=Role.PHYSICIAN, category="spine_surgery"),
+                 a_task(status=TaskStatus.DECIDED), a_task(status=TaskStatus.CANCELLED))
+        with store.uow().read_only() as uow:
+            depth = [(d.category, d.urgency, d.line_of_business, d.required_role, d.status, d.count, d.at_risk,
+                      d.missed) for d in uow.tasks.depth(now)]
+        assert depth == [
+            ("advanced_imaging", "expedited", "medicaid", Role.NURSE, "open", 1, 0, 0),
+            ("advanced_imaging", "standard", "commercial", Role.NURSE, "claimed", 1, 0, 0),
+            ("advanced_imaging", "standard", "commercial", Role.NURSE, "open", 4, 1, 1),
+            ("spine_surgery", "standard", "commercial", Role.PHYSICIAN, "open", 1, 0, 0)]
+
+    def test_at_risk_and_missed_are_undecided_on_a_running_clock_earliest_due_first(self, store: Store) -> None:
+        now = T0 + 24 * H
+        risky_later = a_task(due_at=now + 2 * H, at_risk_at=now - H)
+        risky_sooner = a_task(due_at=now + H, at_risk_at=now, status=TaskStatus.PENDED_INFORMATION)
+        missed_long_ago = a_task(due_at=now - 5 * H, missed_at=now - 5 * H)
+        missed_just_now = a_task(due_at=now)
+        self.add(store, risky_later, risky_sooner, missed_long_ago, missed_just_now,
+                 a_task(due_at=now + H, at_risk_at=now + dt.timedelta(seconds=1)),
+                 a_task(due_at=now - H, clock_paused=True), a_task(due_at=now + H, at_risk_at=now, clock_paused=True),
+                 a_task(due_at=now - H, status=TaskStatus.DECIDED), a_task(due_at=now + H, at_risk_at=None))
+        with store.uow().read_only() as uow:
+            assert ids(uow.tasks.at_risk(now, 10)) == [risky_sooner.task_id, risky_later.task_id]
+            assert ids(uow.tasks.at_risk(now, 1)) == [risky_sooner.task_id]
+            assert ids(uow.tasks.missed(now, 10)) == [missed_long_ago.task_id, missed_just_now.task_id]
+
+    def test_all_held_is_live_leases_by_holder_then_most_urgent(self, store: Store) -> None:
+        now = T0 + H
+        def held(who: str, **changes: Any) -> Task:
+            return a_task(status=TaskStatus.CLAIMED, assigned_to=who, lease_expires_at=now + H, **changes)
+        b_late, b_urgent, a_only = held("rn-b", due_at=T0 + 30 * H), held("rn-b", urgency="expedited"), held("rn-a")
+        self.add(store, b_late, b_urgent, a_only,
+                 a_task(status=TaskStatus.CLAIMED, assigned_to="rn-a", lease_expires_at=now), a_task())
+        with store.uow().read_only() as uow:
+            assert ids(uow.tasks.all_held(now, 10)) == [a_only.task_id, b_urgent.task_id, b_late.task_id]
+            assert ids(uow.tasks.all_held(now, 2)) == [a_only.task_id, b_urgent.task_id]
+
+
 class TestTasksOnFakes(TaskRepositoryContract):
     store_name = "fake"
 
@@ -550,6 +608,55 @@ class TestReviewersOnSqlite(ReviewerRepositoryContract):
 
 @pytest.mark.integration
 class TestReviewersOnPostgresql(ReviewerRepositoryContract):
+    store_name = "postgresql"
+
+
+# -- case notes ----------------------------------------------------------------------------------
+
+def a_note(member_id: str = "M-1", **changes: Any) -> CaseNote:
+    return dataclasses.replace(CaseNote(note_id=str(uuid.uuid4()), member_id=member_id, author_id="cm-1",
+                                        author_name="Jordan Ross", author_role=Role.CASE_MANAGER, written_at=T0,
+                                        text="Called the member; PT starts Monday.\nRide arranged."), **changes)
+
+
+class CaseNoteRepositoryContract(StoreContract):
+    def test_notes_come_back_as_written_oldest_first(self, store: Store) -> None:
+        first, amended = a_note(written_at=T0), a_note(written_at=T0 + H, author_role=Role.NURSE)
+        amendment = a_note(written_at=T0 + H, amends=first.note_id, text="Correction: PT starts Tuesday.")
+        with store.uow() as uow:
+            for note in (amended, a_note("M-2"), first):
+                uow.case_notes.add(note)
+            uow.case_notes.add(amendment)
+            uow.commit()
+        with store.uow().read_only() as uow:
+            assert uow.case_notes.get(amendment.note_id) == amendment
+            assert uow.case_notes.get("nope") is None
+            assert uow.case_notes.of_member("M-1") == [first, *sorted([amended, amendment], key=lambda n: n.note_id)]
+            assert uow.case_notes.of_member("nobody") == []
+
+    def test_a_note_id_is_taken_once_and_uncommitted_notes_are_not_stored(self, store: Store) -> None:
+        note = a_note()
+        with store.uow() as uow:
+            uow.case_notes.add(note)
+            uow.commit()
+        with pytest.raises(DuplicateKey), store.uow() as uow:
+            uow.case_notes.add(a_note(note_id=note.note_id, text="other"))
+        with store.uow() as uow:
+            uow.case_notes.add(a_note())
+        with store.uow().read_only() as uow:
+            assert uow.case_notes.of_member("M-1") == [note]
+
+
+class TestCaseNotesOnFakes(CaseNoteRepositoryContract):
+    store_name = "fake"
+
+
+class TestCaseNotesOnSqlite(CaseNoteRepositoryContract):
+    store_name = "sqlite"
+
+
+@pytest.mark.integration
+class TestCaseNotesOnPostgresql(CaseNoteRepositoryContract):
     store_name = "postgresql"
 
 
@@ -775,6 +882,7 @@ def test_every_port_has_a_contract() -> None:
     contracts = {UnitOfWorkContract: ports.UnitOfWork, CaseRepositoryContract: ports.CaseRepository,
                  TaskRepositoryContract: ports.TaskRepository, ReviewerRepositoryContract: ports.ReviewerRepository,
                  ProviderOutcomeRepositoryContract: ports.ProviderOutcomeRepository,
+                 CaseNoteRepositoryContract: ports.CaseNoteRepository,
                  EvaluatorContract: ports.Evaluator, DuplicateCheckerContract: ports.DuplicateChecker}
     abstract = {obj for name in ports.__all__ if isinstance(obj := getattr(ports, name), type)
                 and issubclass(obj, abc.ABC)}

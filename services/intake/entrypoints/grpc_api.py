@@ -24,7 +24,14 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
     @translate_errors
     def GetRequest(self, request: intake_pb2.GetRequestRequest,  # noqa: N802
                    context: grpc.ServicerContext) -> intake_pb2.GetRequestResponse:
-        return intake_pb2.GetRequestResponse(request=to_view(self._handlers.get(request.request_id)))
+        record, information = self._handlers.get_with_information(request.request_id)
+        return intake_pb2.GetRequestResponse(request=to_view(record, information))
+
+    @translate_errors
+    def ListMemberRequests(self, request: intake_pb2.ListMemberRequestsRequest,  # noqa: N802
+                           context: grpc.ServicerContext) -> intake_pb2.ListMemberRequestsResponse:
+        records = self._handlers.of_member(request.member_id, request.limit)
+        return intake_pb2.ListMemberRequestsResponse(requests=[to_view(r) for r in records])
 
     @translate_errors
     def SubmitAdditionalInformation(self, request: intake_pb2.SubmitAdditionalInformationRequest,  # noqa: N802

@@ -52,6 +52,7 @@ from services.intake.service_layer.ports import Clock, IntakeUnitOfWork
 logger = logging.getLogger(__name__)
 
 CONSUMER_NAME = "intake"
+MAX_MEMBER_REQUESTS = 200
 CERTIFIED = frozenset({types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL, types_pb2.ACTION_CODE_CERTIFIED_PARTIAL,
                        types_pb2.ACTION_CODE_MODIFIED})
 
@@ -234,11 +235,24 @@ class IntakeHandlers:
 
     # -- queries -------------------------------------------------------------------------------
     def get(self, request_id: str) -> RequestRecord:
+        return self.get_with_information(request_id)[0]
+
+    def get_with_information(self, request_id: str) -> tuple[RequestRecord, list[InformationRecord]]:
+        """The request and the additional information received for it, oldest first."""
         with self._uow().read_only() as uow:
             record = uow.requests.get(request_id)
-        if record is None:
-            raise NotFound(f"no request {request_id!r}")
-        return record
+            if record is None:
+                raise NotFound(f"no request {request_id!r}")
+            return record, uow.information.of_request(request_id)
+
+    def of_member(self, member_id: str, limit: int) -> list[RequestRecord]:
+        """The member's requests, newest first; ``limit`` 0 means 50, at most 200."""
+        if not 0 <= limit <= MAX_MEMBER_REQUESTS:
+            raise ValidationFailed([FieldViolation("limit", f"between 1 and {MAX_MEMBER_REQUESTS} (0 means 50)")])
+        if not member_id.strip():
+            raise ValidationFailed([FieldViolation("member_id", "required")])
+        with self._uow().read_only() as uow:
+            return uow.requests.of_member(member_id.strip(), limit or 50)
 
     # -- events --------------------------------------------------------------------------------
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:

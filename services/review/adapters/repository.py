@@ -34,10 +34,18 @@ from sqlalchemy.exc import IntegrityError
 from services.common.clock import ensure_utc
 from services.common.errors import DuplicateKey
 from services.common.uow import SqlUnitOfWork
-from services.review.adapters.tables import cases, provider_line_outcomes, review_tasks, reviewers, task_events
+from services.review.adapters.tables import (
+    case_notes,
+    cases,
+    provider_line_outcomes,
+    review_tasks,
+    reviewers,
+    task_events,
+)
 from services.review.domain.case import Case
 from services.review.domain.criteria import Outcome
 from services.review.domain.deadlines import ClockState
+from services.review.domain.notes import CaseNote
 from services.review.domain.policy import LineOutcome, ProviderRecord
 from services.review.domain.task import AuditEntry, Task
 from services.review.domain.workflow import Reviewer, Role, StaleTask, TaskStatus
@@ -103,6 +111,10 @@ class SqlCaseRepository(ports.CaseRepository):
         self.conn.execute(update(cases).where(cases.c.request_id == c.request_id).values(
             request=c.request, determination=c.determination, due_at=c.due_at,
             clock_state=json.dumps(c.clock.to_dict()) if c.clock else None))
+
+    def request_ids_of_member(self, member_id: str) -> list[str]:
+        return list(self.conn.execute(select(cases.c.request_id).where(cases.c.member_id == member_id)
+                                      .order_by(cases.c.received_at, cases.c.request_id)).scalars())
 
 
 # -- tasks ---------------------------------------------------------------------------------------
@@ -220,6 +232,37 @@ class SqlTaskRepository(ports.TaskRepository):
                                  .order_by(task_events.c.at, task_events.c.id))
         return [AuditEntry(ensure_utc(r.at), r.actor, r.action, r.detail) for r in rows]
 
+    # -- the supervisor's overview --------------------------------------------------------------
+    @staticmethod
+    def _running() -> Any:
+        return and_(review_tasks.c.status.in_(UNDECIDED), review_tasks.c.clock_paused.is_(False))
+
+    def depth(self, now: dt.datetime) -> list[ports.QueueDepth]:
+        t = review_tasks
+        at_risk = case((and_(t.c.clock_paused.is_(False), t.c.at_risk_at <= now, t.c.due_at > now), 1), else_=0)
+        missed = case((and_(t.c.clock_paused.is_(False), t.c.due_at <= now), 1), else_=0)
+        keys = (t.c.category, t.c.urgency, t.c.line_of_business, t.c.required_role, t.c.status)
+        rows = self.conn.execute(select(*keys, func.count(), func.sum(at_risk), func.sum(missed))
+                                 .where(t.c.status.in_(UNDECIDED)).group_by(*keys).order_by(*keys))
+        return [ports.QueueDepth(category=r[0], urgency=r[1], line_of_business=r[2], required_role=Role(r[3]),
+                                 status=r[4], count=int(r[5]), at_risk=int(r[6] or 0), missed=int(r[7] or 0))
+                for r in rows]
+
+    def at_risk(self, now: dt.datetime, limit: int) -> list[Task]:
+        t = review_tasks
+        return self._tasks(select(t).where(self._running(), t.c.at_risk_at <= now, t.c.due_at > now)
+                           .order_by(t.c.due_at, t.c.task_id).limit(limit))
+
+    def missed(self, now: dt.datetime, limit: int) -> list[Task]:
+        t = review_tasks
+        return self._tasks(select(t).where(self._running(), t.c.due_at <= now)
+                           .order_by(t.c.due_at, t.c.task_id).limit(limit))
+
+    def all_held(self, now: dt.datetime, limit: int) -> list[Task]:
+        t = review_tasks
+        return self._tasks(select(t).where(t.c.status == TaskStatus.CLAIMED.value, t.c.lease_expires_at > now)
+                           .order_by(t.c.assigned_to, *_urgent_first()).limit(limit))
+
 
 # -- the reviewer directory ----------------------------------------------------------------------
 
@@ -293,6 +336,36 @@ class SqlProviderOutcomeRepository(ports.ProviderOutcomeRepository):
                 for r in self.conn.execute(query)]
 
 
+# -- case notes ----------------------------------------------------------------------------------
+
+def _note(row: Row[Any]) -> CaseNote:
+    return CaseNote(note_id=row.note_id, member_id=row.member_id, author_id=row.author_id,
+                    author_name=row.author_name, author_role=Role(row.author_role),
+                    written_at=ensure_utc(row.written_at), text=row.text, amends=row.amends)
+
+
+class SqlCaseNoteRepository(ports.CaseNoteRepository):
+    """Inserts and reads only: no statement here updates or deletes a note."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, note: CaseNote) -> None:
+        _insert(self.conn, case_notes, [{
+            "note_id": note.note_id, "member_id": note.member_id, "author_id": note.author_id,
+            "author_name": note.author_name, "author_role": note.author_role.value, "written_at": note.written_at,
+            "text": note.text, "amends": note.amends}], "this case note is")
+
+    def get(self, note_id: str) -> CaseNote | None:
+        row = self.conn.execute(select(case_notes).where(case_notes.c.note_id == note_id)).first()
+        return None if row is None else _note(row)
+
+    def of_member(self, member_id: str) -> list[CaseNote]:
+        rows = self.conn.execute(select(case_notes).where(case_notes.c.member_id == member_id)
+                                 .order_by(case_notes.c.written_at, case_notes.c.note_id))
+        return [_note(r) for r in rows]
+
+
 # -- the unit of work ----------------------------------------------------------------------------
 
 class ReviewUnitOfWork(SqlUnitOfWork, ports.UnitOfWork):
@@ -302,6 +375,7 @@ class ReviewUnitOfWork(SqlUnitOfWork, ports.UnitOfWork):
     tasks: SqlTaskRepository
     reviewers: SqlReviewerRepository
     provider_outcomes: SqlProviderOutcomeRepository
+    case_notes: SqlCaseNoteRepository
 
     def __enter__(self) -> ReviewUnitOfWork:
         super().__enter__()
@@ -309,4 +383,5 @@ class ReviewUnitOfWork(SqlUnitOfWork, ports.UnitOfWork):
         self.tasks = SqlTaskRepository(self.conn)
         self.reviewers = SqlReviewerRepository(self.conn)
         self.provider_outcomes = SqlProviderOutcomeRepository(self.conn)
+        self.case_notes = SqlCaseNoteRepository(self.conn)
         return self

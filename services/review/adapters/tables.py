@@ -128,5 +128,20 @@ provider_line_outcomes = Table(
 Index("ix_provider_line_outcomes_provider", provider_line_outcomes.c.requesting_npi,
       provider_line_outcomes.c.category, provider_line_outcomes.c.decided_at)
 
+# Case notes on members (migration 0006): append only, never updated or deleted; a correction is a
+# new note naming the one it amends.
+case_notes = Table(
+    "case_notes", metadata,
+    Column("note_id", String(36), primary_key=True),
+    Column("member_id", String(40), nullable=False),
+    Column("author_id", String(64), nullable=False),
+    Column("author_name", String(200), nullable=False),
+    Column("author_role", String(20), nullable=False),
+    Column("written_at", DateTime(timezone=True), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("amends", String(36), nullable=True),
+)
+Index("ix_case_notes_member", case_notes.c.member_id, case_notes.c.written_at)
+
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)

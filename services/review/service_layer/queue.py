@@ -26,17 +26,17 @@ class Queue:
         self._lease = dt.timedelta(seconds=lease_s)
 
     @use_case
-    def my_tasks(self, principal: str, limit: int) -> tuple[list[TaskView], list[TaskView]]:
+    def my_tasks(self, principal: str, limit: int, *, summary: bool = False) -> tuple[list[TaskView], list[TaskView]]:
         """(held, available): what the reviewer holds, and up to ``limit`` (0: 20) tasks they could
-        claim, most urgent first."""
+        claim, most urgent first; ``summary`` views leave out history and determination."""
         if not 0 <= limit <= 200:
             raise ValidationFailed([FieldViolation("limit", "between 1 and 200 (0 means 20)")])
         now = self._now()
         with self._uow().read_only() as uow:
             me = identify(uow, principal)
-            held = [task_view(uow, t, me) for t in uow.tasks.held_by(me.reviewer_id, now)]
+            held = [task_view(uow, t, me, summary=summary) for t in uow.tasks.held_by(me.reviewer_id, now)]
             available = self._candidates(uow, me, now, LIST_CANDIDATES)[:limit or 20]
-            return held, [task_view(uow, t, me) for t in available]
+            return held, [task_view(uow, t, me, summary=summary) for t in available]
 
     @use_case
     def get_task(self, principal: str, task_id: str) -> TaskView:

@@ -138,7 +138,8 @@ def test_a_reviewer_gets_the_defaults(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("change", "expected"), [
     (("role: nurse", "role: nures"),
-     "file.yaml: reviewers[0].role: 'nures' is not one of 'nurse', 'physician', 'adjuster' or 'supervisor'"),
+     "file.yaml: reviewers[0].role: 'nures' is not one of 'nurse', 'physician', 'adjuster', 'supervisor' or "
+     "'case_manager'"),
     (("    credential: RN\n", ""), "file.yaml: reviewers[0].credential: is required"),
     (("name: Nurse One", "name: '  '"), "file.yaml: reviewers[0].name: must not be empty"),
     (("credential: RN", "credential: RN\n    capacity: ten"),

@@ -52,7 +52,7 @@ def test_a_bad_file_named_by_a_setting_exits_2_naming_file_and_field(tmp_path: P
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines()[-1] == (
         "ur-review: configuration error: reviewers.yaml: reviewers[0].role: 'nures' is not one of 'nurse', "
-        "'physician', 'adjuster' or 'supervisor'")
+        "'physician', 'adjuster', 'supervisor' or 'case_manager'")
     assert not (tmp_path / "review.db").exists()  # files are read before the database is touched
 
 

@@ -144,7 +144,7 @@ def test_every_variable_is_documented_once() -> None:
     assert all(s.help.strip() for s in settings.SETTINGS)
     # One row, every reader, for a variable two models declare.
     (target,) = (s for s in settings.SETTINGS if s.name == "UR_AUTHORIZATION_TARGET")
-    assert target.used_by == ("review", "cli")
+    assert target.used_by == ("review", "workbench", "cli")
     declared = {f.validation_alias for m in settings.MODELS for f in m.model_fields.values()
                 if isinstance(f.validation_alias, str)}
     assert declared == settings.known_env_vars()

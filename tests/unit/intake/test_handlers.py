@@ -389,3 +389,40 @@ def test_an_event_that_cannot_apply_is_poison_and_its_batch_changes_nothing(
         intake.handlers.handle_batch([fine, incoming(build(request_id))])  # type: ignore[operator]
     assert intake.handlers.get(request_id) == before
     assert intake.store.processed == set()
+
+
+# -- reading a member's requests and a request's whole story -------------------------------------
+
+def test_the_view_carries_the_submission_and_the_information_received_since(intake: Intake) -> None:
+    from services.intake.entrypoints.mapping import to_view
+
+    request_id = intake.submit(lumbar_mri(meets=False)).record.request_id
+    intake.add_info(intake_pb2.SubmitAdditionalInformationRequest(
+        request_id=request_id, idempotency_key="info-1", note="therapy notes",
+        clinical_facts=[fact("conservative_therapy_weeks", 7, "weeks")]))
+    record, information = intake.handlers.get_with_information(request_id)
+    view = to_view(record, information)
+    submitted = lumbar_mri(meets=False)
+    assert view.coverage == submitted.coverage
+    assert list(view.diagnoses) == list(submitted.diagnoses)
+    assert view.requesting_provider == submitted.requesting_provider
+    assert view.servicing_provider == submitted.servicing_provider
+    assert list(view.clinical_facts) == list(submitted.clinical_facts)
+    [info] = view.additional_information
+    assert info.note == "therapy notes"
+    assert info.received_at.ToDatetime(tzinfo=dt.UTC) == NOW
+    assert [(f.name, f.number_value, f.unit) for f in info.clinical_facts] == [
+        ("conservative_therapy_weeks", 7.0, "weeks")]
+
+
+def test_a_members_requests_newest_first_and_the_limit_is_checked(intake: Intake) -> None:
+    first = intake.submit(lumbar_mri(key="a")).record.request_id
+    intake.handlers = IntakeHandlers(intake.store.unit_of_work, TOPICS, Waiters(),
+                                     clock=lambda: NOW + dt.timedelta(hours=1))
+    second = intake.submit(lumbar_mri(key="b")).record.request_id
+    intake.submit(lumbar_mri(key="c", member_id="T-NV-0002"))
+    assert [r.request_id for r in intake.handlers.of_member("T-MA-0001", 0)] == [second, first]
+    assert [r.request_id for r in intake.handlers.of_member(" T-MA-0001 ", 1)] == [second]
+    for member_id, limit in (("T-MA-0001", 201), ("T-MA-0001", -1), (" ", 10)):
+        with pytest.raises(ValidationFailed):
+            intake.handlers.of_member(member_id, limit)

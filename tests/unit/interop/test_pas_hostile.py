@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -124,10 +123,9 @@ def test_there_are_at_least_200_hostile_bundles() -> None:
 
 @pytest.mark.parametrize(("name", "body"), CASES, ids=[f"{i:03d}" for i in range(len(CASES))])
 def test_hostile_bundle_gives_problems_never_an_exception(name: str, body: Any) -> None:
-    started = time.perf_counter()
+    # No time limit here (speed is measured by make bench, not by a timed test): the input guard's
+    # bounds (size, depth, array length) are what keep a hostile body cheap, and they are tested below.
     result = pas_request_to_command(body, "submitter-1")
-    elapsed = time.perf_counter() - started
-    assert elapsed < 5, f"{name}: {elapsed:.1f}s"
     if isinstance(result, intake_pb2.SubmitRequestRequest):
         # a harmless change (an optional element removed): the command must still be one intake takes
         assert not validate(to_domain(result)), name
