@@ -32,6 +32,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from sqlalchemy.exc import SQLAlchemyError
 
 from services.common import db_errors
 from services.common.errors import (
@@ -69,7 +70,7 @@ def status_code_of(exc: ServiceError) -> int:
 def retry_info(seconds: float) -> error_details_pb2.RetryInfo:
     whole = int(seconds)
     return error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(
-        seconds=whole, nanos=int(round((seconds - whole) * 1e9))))
+        seconds=whole, nanos=round((seconds - whole) * 1e9)))
 
 
 def rich_status(code: int, message: str, details: Sequence[Message] = ()) -> grpc.Status:
@@ -121,8 +122,12 @@ class Condition:
 DATABASE = Condition("database")
 
 
-def status_for(exc: Exception, where: str) -> grpc.Status:
-    """The status a call that raised ``exc`` answers with (logging what needs logging)."""
+INTERNAL = rich_status(code_pb2.INTERNAL, "internal error; see the service log")
+
+
+def status_for(exc: ServiceError | SQLAlchemyError, where: str) -> grpc.Status:
+    """The status a call that raised ``exc`` answers with (a storage error that is not an outage is
+    an internal error, logged with its traceback)."""
     if isinstance(exc, ValidationFailed):
         bad_request = error_details_pb2.BadRequest(field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
@@ -136,12 +141,12 @@ def status_for(exc: Exception, where: str) -> grpc.Status:
     if isinstance(exc, ServiceError):
         return rich_status(status_code_of(exc), str(exc))
     reason = db_errors.unavailable_reason(exc)
-    if reason is not None:
-        DATABASE.failed(reason)
-        unavailable = Unavailable(db_errors.MESSAGE)
-        return rich_status(code_pb2.UNAVAILABLE, str(unavailable), [retry_info(unavailable.retry_after_s)])
-    logger.error("unhandled error in %s", where, exc_info=exc)
-    return rich_status(code_pb2.INTERNAL, "internal error; see the service log")
+    if reason is None:
+        logger.error("unhandled storage error in %s", where, exc_info=exc)
+        return INTERNAL
+    DATABASE.failed(reason)
+    unavailable = Unavailable(db_errors.MESSAGE)
+    return rich_status(code_pb2.UNAVAILABLE, str(unavailable), [retry_info(unavailable.retry_after_s)])
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -149,18 +154,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def translate_errors(method: F) -> F:
     """Decorate a servicer method (plain or ``async``) so errors leave as precise statuses."""
+    where = method.__name__
     if inspect.iscoroutinefunction(method):
         @functools.wraps(method)
-        async def async_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def async_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
                 result = await method(self, request, context)
             except grpc.aio.AbortError:
                 raise  # the method answered with a status itself
-            except Exception as exc:  # noqa: BLE001 - every error becomes a status; status_for logs the unknown
-                status = status_for(exc, method.__name__)
-                await context.abort(status.code, status.details, status.trailing_metadata)
-            DATABASE.cleared()
-            return result
+            except (ServiceError, SQLAlchemyError) as exc:
+                status = status_for(exc, where)
+            except Exception:
+                logger.exception("unhandled error in %s", where)
+                status = INTERNAL
+            else:
+                DATABASE.cleared()
+                return result
+            await context.abort(status.code, status.details, status.trailing_metadata)
 
         return async_wrapper  # type: ignore[return-value]
 
@@ -170,11 +180,15 @@ def translate_errors(method: F) -> F:
             result = method(self, request, context)
         except grpc.aio.AbortError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every error becomes a status; status_for logs the unknown
-            status = status_for(exc, method.__name__)
-            context.set_trailing_metadata(status.trailing_metadata)
-            context.abort(status.code, status.details)
-        DATABASE.cleared()
-        return result
+        except (ServiceError, SQLAlchemyError) as exc:
+            status = status_for(exc, where)
+        except Exception:
+            logger.exception("unhandled error in %s", where)
+            status = INTERNAL
+        else:
+            DATABASE.cleared()
+            return result
+        context.set_trailing_metadata(status.trailing_metadata)
+        context.abort(status.code, status.details)
 
     return wrapper  # type: ignore[return-value]

@@ -29,6 +29,7 @@ Every server has:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -141,10 +142,8 @@ class HealthService:
         self._wake()
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is watching
             self._loop.call_soon_threadsafe(self._notify)
-        except RuntimeError:  # the loop is closed: nobody is watching
-            pass
 
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
@@ -182,11 +181,9 @@ def _v1_reflection_file(pool: Any) -> descriptor.FileDescriptor:
     """grpc.reflection.v1's file descriptor: v1alpha's, renamed (the two are the same messages with
     the same field numbers, so v1alpha's classes read and write v1's wire format)."""
     name = "grpc/reflection/v1/reflection.proto"
-    try:
+    with contextlib.suppress(KeyError):
         found: descriptor.FileDescriptor = pool.FindFileByName(name)
         return found
-    except KeyError:
-        pass
     proto = descriptor_pb2.FileDescriptorProto()
     reflection_pb2.DESCRIPTOR.CopyToProto(proto)
     old, new = ".grpc.reflection.v1alpha.", ".grpc.reflection.v1."
@@ -257,7 +254,7 @@ class ReflectionService:
                 extendee = self._pool.FindMessageTypeByName(request.file_containing_extension.containing_type)
                 extension = self._pool.FindExtensionByNumber(extendee,
                                                              request.file_containing_extension.extension_number)
-                self._files(response, extension.file)
+                self._files(response, self._pool.FindFileContainingSymbol(extension.full_name))
             elif kind == "all_extension_numbers_of_type":
                 extendee = self._pool.FindMessageTypeByName(request.all_extension_numbers_of_type)
                 response.all_extension_numbers_response.base_type_name = extendee.full_name
@@ -302,11 +299,12 @@ Behaviour = Callable[..., Any]
 _UNDECODABLE = (DecodeError, ValueError, RecursionError)
 
 
-def with_behaviour(handler: grpc.RpcMethodHandler, wrap: Callable[[Behaviour], Behaviour],
-                   request_deserializer: Callable[[bytes], Any] | None | bool = True) -> grpc.RpcMethodHandler:
-    """``handler`` with its behaviour replaced by ``wrap(behaviour)`` (same kind: keep it ``async``
-    if it was), and its request deserializer kept (True) or replaced. For interceptors."""
-    deserializer = handler.request_deserializer if request_deserializer is True else request_deserializer
+def with_behaviour(handler: grpc.RpcMethodHandler, wrap: Callable[[Behaviour], Behaviour], *,
+                   request_deserializer: Callable[[bytes], Any] | None = None,
+                   replace_deserializer: bool = False) -> grpc.RpcMethodHandler:
+    """``handler`` with its behaviour replaced by ``wrap(behaviour)`` (of the same kind: ``async`` if
+    it was), keeping its request deserializer unless ``replace_deserializer``. For interceptors."""
+    deserializer = request_deserializer if replace_deserializer else handler.request_deserializer
     serializer = handler.response_serializer
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), deserializer, serializer)
@@ -314,7 +312,9 @@ def with_behaviour(handler: grpc.RpcMethodHandler, wrap: Callable[[Behaviour], B
         return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream), deserializer, serializer)
     if handler.stream_unary is not None:
         return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary), deserializer, serializer)
-    return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), deserializer, serializer)
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), deserializer, serializer)
+    raise ValueError("a method handler without a behaviour")
 
 
 class _DecodeRequests(grpc.aio.ServerInterceptor):
@@ -341,54 +341,63 @@ class _DecodeRequests(grpc.aio.ServerInterceptor):
         return wrapped
 
     def _decoding(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if handler.unary_stream is not None and not _is_async(handler.unary_stream):
+            # grpc calls a plain streaming behaviour on the loop itself, where a plain abort would
+            # deadlock: leave it to grpc (none of the platform's methods is one).
+            return handler
         parse = handler.request_deserializer
+        if parse is None:
+            return handler
         message_type = getattr(getattr(getattr(parse, "__self__", None), "DESCRIPTOR", None), "full_name",
                                "request message")
-        pool = self._pool
 
         def problem(exc: Exception) -> str:
             logger.warning("%s: undecodable request body answered INVALID_ARGUMENT (%s: %s)", method,
                            type(exc).__name__, exc)
             return f"the request body is not a valid {message_type}"
 
-        def wrap(behaviour: Behaviour) -> Behaviour:
-            if inspect.isasyncgenfunction(behaviour):
-                async def stream(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                    try:
-                        request = parse(raw)
-                    except _UNDECODABLE as exc:
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem(exc))
-                    _call_pool.set(pool)
-                    async for item in behaviour(request, context):
-                        yield item
+        return with_behaviour(handler, functools.partial(_decoding_behaviour, parse=parse, problem=problem,
+                                                         pool=self._pool), replace_deserializer=True)
 
-                return stream
-            if inspect.iscoroutinefunction(behaviour):
-                async def call(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                    try:
-                        request = parse(raw)
-                    except _UNDECODABLE as exc:
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem(exc))
-                    _call_pool.set(pool)
-                    return await behaviour(request, context)
 
-                return call
+def _is_async(behaviour: Behaviour) -> bool:
+    return inspect.iscoroutinefunction(behaviour) or inspect.isasyncgenfunction(behaviour)
 
-            def blocking(raw: bytes, context: grpc.ServicerContext) -> Any:  # runs in the pool
-                try:
-                    request = parse(raw)
-                except _UNDECODABLE as exc:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem(exc))
-                return behaviour(request, context)
 
-            return blocking
+def _decoding_behaviour(behaviour: Behaviour, *, parse: Callable[[bytes], Any], problem: Callable[[Exception], str],
+                        pool: futures.Executor) -> Behaviour:
+    """``behaviour`` taking the request's bytes: parsed first, INVALID_ARGUMENT when they do not parse.
+    Of the same kind as ``behaviour`` (async generator, coroutine or plain), as grpc dispatches on it."""
+    if inspect.isasyncgenfunction(behaviour):
+        async def stream(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            try:
+                request = parse(raw)
+            except _UNDECODABLE as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem(exc))
+            _call_pool.set(pool)
+            async for item in behaviour(request, context):
+                yield item
 
-        if handler.unary_stream is not None and not (inspect.iscoroutinefunction(handler.unary_stream)
-                                                     or inspect.isasyncgenfunction(handler.unary_stream)):
-            # grpc calls a plain streaming behaviour on the loop itself, where a plain abort would
-            # deadlock: leave it to grpc (none of the platform's methods is one).
-            return handler
-        return with_behaviour(handler, wrap, request_deserializer=None)
+        return stream
+    if inspect.iscoroutinefunction(behaviour):
+        async def call(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                request = parse(raw)
+            except _UNDECODABLE as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem(exc))
+            _call_pool.set(pool)
+            return await behaviour(request, context)
+
+        return call
+
+    def blocking(raw: bytes, context: grpc.ServicerContext) -> Any:  # runs in the pool
+        try:
+            request = parse(raw)
+        except _UNDECODABLE as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem(exc))
+        return behaviour(request, context)
+
+    return blocking
 
 
 # -- the server -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import TypeVar
 from services.common import logs, migrations, settings
 from services.common.db import make_engine
 from services.common.errors import ConfigurationError
+from services.common.grpc_server import BindError
 from services.common.runtime import Application
 
 logger = logging.getLogger(__name__)
@@ -56,13 +57,24 @@ def run(model: type[S], build: Callable[[S], Application], argv: list[str] | Non
         runtime = build(config).runtime
     except ConfigurationError as exc:
         return configuration_error(service, exc)
-    except Exception as exc:
-        logger.exception("%s failed to start: %s", service, exc)
+    except Exception:
+        logger.exception("%s failed to start", service)
         return EXIT_FAILED
+    unbound: BindError | None = None
     try:
         runtime.start()
-    except Exception as exc:
-        logger.exception("%s failed to start: %s", service, exc)
+    except ConfigurationError as exc:
+        runtime.stop()
+        return configuration_error(service, exc)
+    except BindError as exc:
+        unbound = exc
+    except Exception:
+        logger.exception("%s failed to start", service)
+        runtime.stop()
+        return EXIT_FAILED
+    if unbound is not None:
+        # Its message says it all (the port, and who holds it): one line, no traceback.
+        logger.error("%s failed to start: %s", service, unbound)
         runtime.stop()
         return EXIT_FAILED
     logger.info("%s serving on port %d", service, runtime.port)

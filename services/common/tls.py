@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import grpc
 
@@ -60,7 +61,9 @@ class TransportSecurity:
         if self.require_client_cert and self.ca_file is None:
             raise ConfigurationError("UR_GRPC_TLS_REQUIRE_CLIENT_CERT needs UR_GRPC_TLS_CA_FILE")
         files = _ServerFiles(self.cert_file, self.key_file, self.ca_file)
-        return grpc.dynamic_ssl_server_credentials(files.configuration(), files.changed,
+        # The fetcher returns None for "no change" (grpc's documented contract; the stubs omit it).
+        fetch = cast(Callable[[], grpc.ServerCertificateConfiguration], files.changed)
+        return grpc.dynamic_ssl_server_credentials(files.configuration(), fetch,
                                                    require_client_authentication=self.require_client_cert)
 
     def channel_credentials(self) -> grpc.ChannelCredentials:

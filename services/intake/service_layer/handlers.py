@@ -4,6 +4,7 @@ determination and authorization events that tell the rest of its story."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -11,7 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import ParamSpec, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
@@ -57,7 +58,6 @@ CONSUMER_NAME = "intake"
 #: How much longer than its wait a waiting submission may take to read its request one last time.
 READ_GRACE_S = 0.5
 
-P = ParamSpec("P")
 T = TypeVar("T")
 CERTIFIED = frozenset({types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL, types_pb2.ACTION_CODE_CERTIFIED_PARTIAL,
                        types_pb2.ACTION_CODE_MODIFIED})
@@ -77,10 +77,8 @@ class Waiter:
         if self._loop is None:
             self._woken.set()
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             self._loop.call_soon_threadsafe(self._loop_woken.set)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
 
     def wait(self, timeout_s: float) -> bool:
         """Block until woken or ``timeout_s`` passes; whether it was woken."""
@@ -128,7 +126,7 @@ class Offload(Protocol):
     """Runs a blocking call off the event loop and awaits its result (the gRPC server's
     ``services.common.grpc_server.offload``)."""
 
-    def __call__(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]: ...
+    def __call__(self, fn: Callable[..., T], /, *args: Any) -> Awaitable[T]: ...
 
 
 @dataclass(frozen=True)
