@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from services.common import logs, migrations, settings
+from services.common import lifetime, logs, migrations, settings
 from services.common.db import make_engine
 from services.common.errors import ConfigurationError
 from services.common.grpc_server import BindError
@@ -48,6 +48,8 @@ def run(model: type[S], build: Callable[[S], Application], argv: list[str] | Non
     except ConfigurationError as exc:
         return configuration_error(service, exc)
     logs.configure(config.log_level, service)
+    if config.supervisor_pid is not None:
+        lifetime.stop_with_supervisor(config.supervisor_pid)
     if args.command == "migrate":
         engine = make_engine(config.database)
         migrations.upgrade(service, engine)

@@ -177,6 +177,10 @@ class PlatformSettings(_Environment):
         "UR_GRPC_PORT_FILE", None,
         "File the service writes the port its gRPC server bound to, once it serves; with a listen address of "
         "port 0 this is how a supervisor (the tests' Platform) learns the port.")
+    supervisor_pid: Annotated[int, Field(ge=1)] | None = setting(
+        "UR_SUPERVISOR_PID", None,
+        "Set by a supervisor that starts the service as its child (`make run`, the bench, the tests): the "
+        "service stops when that process dies, even by kill -9.")
     grpc_max_message_bytes: Count = setting(
         "UR_GRPC_MAX_MESSAGE_BYTES", 8 * 1024 * 1024,
         "Largest gRPC message a service receives or sends (and its clients accept), in bytes.")

@@ -50,7 +50,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[
 
 class Clients:
     def __init__(self, platform: Platform) -> None:
-        self.channels = {s: grpc.insecure_channel(platform.target(s)) for s in ("intake", "review", "authorization")}
+        self.channels = {s: platform.channel(s) for s in ("intake", "review", "authorization")}
         self.intake = intake_pb2_grpc.IntakeServiceStub(self.channels["intake"])
         self.review = review_pb2_grpc.ReviewServiceStub(self.channels["review"])
         self.authorization = authorization_pb2_grpc.AuthorizationServiceStub(self.channels["authorization"])
