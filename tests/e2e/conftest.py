@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-import grpc
 import pytest
 from ur.authorization.v1 import authorization_pb2_grpc
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
