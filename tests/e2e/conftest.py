@@ -11,6 +11,7 @@ from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 from ur.review.v1 import review_pb2_grpc
 
 from services.cli.platform import Platform
+from services.common.tls import TransportSecurity
 from tests.conftest import REPO
 from tests.polling import wait_until
 
@@ -19,9 +20,10 @@ SETTLED = {intake_pb2.REQUEST_STATUS_PENDED, intake_pb2.REQUEST_STATUS_COMPLETE,
 
 
 def start_platform(tmp: Path, make_database: Callable[[str], str], kafka_bootstrap: str,
-                   prefix: str, extra_env: Mapping[str, str] | None = None) -> Platform:
+                   prefix: str, extra_env: Mapping[str, str] | None = None,
+                   security: TransportSecurity | None = None) -> Platform:
     platform = Platform(
-        var_dir=tmp, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix,
+        var_dir=tmp, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, security=security,
         database_urls={s: make_database(s) for s in ("intake", "review", "authorization")},
         # Port 0: each service binds a free port and reports it; nothing can take it in between.
         ports={s: 0 for s in ("intake", "review", "authorization")},

@@ -18,7 +18,6 @@ import grpc
 import grpc.aio
 import pytest
 from cryptography import x509
-from google.protobuf import descriptor_pb2, descriptor_pool
 from google.rpc import code_pb2, error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
@@ -26,8 +25,8 @@ from grpc_status import rpc_status
 from sqlalchemy.exc import OperationalError
 from ur.authorization.v1 import authorization_pb2, authorization_pb2_grpc
 from ur.common.v1 import types_pb2
-from ur.intake.v1 import intake_pb2, intake_pb2_grpc
-from ur.review.v1 import review_pb2, review_pb2_grpc
+from ur.intake.v1 import intake_pb2_grpc
+from ur.review.v1 import review_pb2_grpc
 
 from services.authorization.entrypoints.grpc_api import AuthorizationServicer
 from services.common import grpc_errors
@@ -35,14 +34,9 @@ from services.common.grpc_server import BindError, Registration, RunningServer, 
 from services.common.tls import TransportSecurity, open_channel
 from services.intake.entrypoints.grpc_api import IntakeServicer
 from services.review.entrypoints.grpc_api import ReviewerServicer
+from tests.grpc_helpers import GARBAGE, SERVICES, pool_of, reflect
 from tests.tls_material import Material, make_material, reissue_service_certificate
 
-SERVICES = {
-    "ur.intake.v1.IntakeService": intake_pb2.DESCRIPTOR.services_by_name["IntakeService"],
-    "ur.review.v1.ReviewService": review_pb2.DESCRIPTOR.services_by_name["ReviewService"],
-    "ur.authorization.v1.AuthorizationService":
-        authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"],
-}
 REFLECTION = ("grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection")
 
 
@@ -79,29 +73,6 @@ def channel(server: RunningServer) -> Iterator[grpc.Channel]:
 
 
 # -- reflection ------------------------------------------------------------------------------------
-
-def reflect(channel: grpc.Channel, version: str, *requests: Any) -> list[Any]:
-    call = channel.stream_stream(f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
-                                 request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
-                                 response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
-    return list(call(iter(requests), timeout=10))
-
-
-def pool_of(response: Any) -> descriptor_pool.DescriptorPool:
-    """The files of a reflection answer in a fresh pool, as a client (grpcurl) builds it."""
-    protos = [descriptor_pb2.FileDescriptorProto.FromString(raw)
-              for raw in response.file_descriptor_response.file_descriptor_proto]
-    assert protos, f"no files in the answer: {response}"
-    pool = descriptor_pool.DescriptorPool()
-    added: set[str] = set()
-    while len(added) < len(protos):
-        ready = [p for p in protos if p.name not in added and all(d in added for d in p.dependency)]
-        assert ready, f"the answer lacks dependencies of {[p.name for p in protos if p.name not in added]}"
-        for proto in ready:
-            pool.Add(proto)
-            added.add(proto.name)
-    return pool
-
 
 @pytest.mark.parametrize("version", ["v1", "v1alpha"])
 def test_reflection_describes_every_method_of_every_service(channel: grpc.Channel, version: str) -> None:
@@ -151,7 +122,6 @@ def test_health_checks_lists_and_watches(server: RunningServer, channel: grpc.Ch
 
 # -- undecodable bodies, the interceptor hook --------------------------------------------------------
 
-GARBAGE = b"\xff\xff\xff\xff\xff"  # a field tag whose varint never ends
 
 
 def test_an_undecodable_body_is_invalid_argument_with_one_log_line(channel: grpc.Channel,

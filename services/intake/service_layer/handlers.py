@@ -144,7 +144,7 @@ class SubmitResult:
 
 class IntakeHandlers:
     def __init__(self, uow_factory: Callable[[], IntakeUnitOfWork], topics: Topics, waiters: Waiters, *,
-                 clock: Clock, max_wait_ms: int = 15000, poll_s: float = 0.25) -> None:
+                 clock: Clock, max_wait_ms: int = 15000, poll_s: float = 1.0) -> None:
         """``max_wait_ms`` caps a submission's wait; ``poll_s`` is how often a waiting submission
         re-reads its request even unwoken (events consumed by another replica wake nobody here)."""
         self._uow = uow_factory
