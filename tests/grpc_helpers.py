@@ -42,3 +42,9 @@ def pool_of(response: Any) -> descriptor_pool.DescriptorPool:
             pool.Add(proto)
             added.add(proto.name)
     return pool
+
+
+def raw(channel: grpc.Channel, method: str) -> grpc.UnaryUnaryMultiCallable[bytes, bytes]:
+    """``method`` called with a body of bytes, answered in bytes (no message classes either way)."""
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
+    return call

@@ -299,9 +299,9 @@ Behaviour = Callable[..., Any]
 _UNDECODABLE = (DecodeError, ValueError, RecursionError)
 
 
-def with_behaviour(handler: grpc.RpcMethodHandler, wrap: Callable[[Behaviour], Behaviour], *,
+def with_behaviour(handler: grpc.RpcMethodHandler[Any, Any], wrap: Callable[[Behaviour], Behaviour], *,
                    request_deserializer: Callable[[bytes], Any] | None = None,
-                   replace_deserializer: bool = False) -> grpc.RpcMethodHandler:
+                   replace_deserializer: bool = False) -> grpc.RpcMethodHandler[Any, Any]:
     """``handler`` with its behaviour replaced by ``wrap(behaviour)`` (of the same kind: ``async`` if
     it was), keeping its request deserializer unless ``replace_deserializer``. For interceptors."""
     deserializer = request_deserializer if replace_deserializer else handler.request_deserializer
@@ -324,12 +324,12 @@ class _DecodeRequests(grpc.aio.ServerInterceptor):
 
     def __init__(self, pool: futures.Executor) -> None:
         self._pool = pool
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
 
     async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails],
                                                              Any],
-                                handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-        handler: grpc.RpcMethodHandler | None = await continuation(handler_call_details)
+                                handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any]:
+        handler: grpc.RpcMethodHandler[Any, Any] | None = await continuation(handler_call_details)
         if handler is None or handler.request_streaming or handler.request_deserializer is None:
             return handler  # type: ignore[return-value]  # None: grpc answers UNIMPLEMENTED
         method = handler_call_details.method
@@ -340,7 +340,7 @@ class _DecodeRequests(grpc.aio.ServerInterceptor):
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
-    def _decoding(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _decoding(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         if handler.unary_stream is not None and not _is_async(handler.unary_stream):
             # grpc calls a plain streaming behaviour on the loop itself, where a plain abort would
             # deadlock: leave it to grpc (none of the platform's methods is one).

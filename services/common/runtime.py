@@ -6,7 +6,7 @@ connected); :meth:`ServiceRuntime.start` connects to Kafka (creating missing top
 threads and then binds the gRPC server, so SERVING means every part is up.
 
 From then on health follows the dependencies (services/common/health.py): the database (a
-``SELECT 1``), the broker (a metadata request) and the consumer (it polls, and holds partitions)
+``SELECT 1``), the broker (it describes the cluster) and the consumer (it polls, and holds partitions)
 are checked every UR_HEALTH_INTERVAL_S. Health name ``""`` needs all of them; the service's own
 name (``ur.intake.v1.IntakeService``...) needs what its API needs, the database: a broker outage
 delays decisions but the API still answers, so readiness probes should ask for the service's name.
@@ -63,7 +63,7 @@ class Kafka:
         return kafka_io.make_consumer(self.bootstrap, group_id=group_id, client_id=client_id, topics=topics)
 
     def probe(self, timeout_s: float) -> str | None:
-        """The health check: the broker answers a metadata request within ``timeout_s`` (a reused
+        """The health check: the broker answers a cluster description within ``timeout_s`` (a reused
         admin client; a fresh one after a failure, so a restarted broker is found again)."""
         timeout_ms = max(100, int(timeout_s * 1000))
         with self._admin_lock:
@@ -72,7 +72,7 @@ class Kafka:
                     self._admin = KafkaAdminClient(
                         bootstrap_servers=[s.strip() for s in self.bootstrap.split(",") if s.strip()],
                         client_id="ur-health", request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
-                self._admin.list_topics()
+                self._admin.describe_cluster()  # a small answer: list_topics would parse every topic
             except Exception:
                 self.close()
                 raise

@@ -52,8 +52,8 @@ def proxied_intake(tmp_path: Path, make_database: Callable[[str], str], kafka_bo
         proxy.close()
 
 
-def statuses(health: health_pb2_grpc.HealthStub) -> tuple[int, int]:
-    return tuple(health.Check(health_pb2.HealthCheckRequest(service=name), timeout=2).status  # type: ignore[return-value]
+def statuses(health: health_pb2_grpc.HealthStub) -> tuple[int, ...]:
+    return tuple(int(health.Check(health_pb2.HealthCheckRequest(service=name), timeout=2).status)
                  for name in ("", INTAKE))
 
 
@@ -71,10 +71,14 @@ def test_a_database_outage_is_unavailable_and_not_serving_then_heals(
         proxy.cut()
         cut_at = time.monotonic()
         refused = 0
+        def read() -> object:
+            return intake.GetRequest(intake_pb2.GetRequestRequest(request_id=before.request_id), timeout=10)
+
+        def submit() -> object:
+            return intake.SubmitRequest(lumbar_mri(key=f"during-{uuid.uuid4().hex}"), timeout=10)
+
         for _ in range(20):
-            for call in (lambda: intake.GetRequest(intake_pb2.GetRequestRequest(request_id=before.request_id),
-                                                   timeout=10),
-                         lambda: intake.SubmitRequest(lumbar_mri(key=f"during-{uuid.uuid4().hex}"), timeout=10)):
+            for call in (read, submit):
                 with pytest.raises(grpc.RpcError) as failed:
                     call()
                 assert failed.value.code() is grpc.StatusCode.UNAVAILABLE, failed.value.details()

@@ -12,7 +12,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from services.cli.platform import Platform
 from tests.conftest import REPO
-from tests.grpc_helpers import GARBAGE, SERVICES, pool_of, reflect
+from tests.grpc_helpers import GARBAGE, SERVICES, pool_of, raw, reflect
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +60,7 @@ def test_reflection_describes_every_method_of_the_running_services(platform: Pla
 
 def test_an_undecodable_body_is_invalid_argument(platform: Platform) -> None:
     with platform.channel("intake") as channel, pytest.raises(grpc.RpcError) as refused:
-        channel.unary_unary("/ur.intake.v1.IntakeService/SubmitRequest")(GARBAGE, timeout=10)
+        raw(channel, "/ur.intake.v1.IntakeService/SubmitRequest")(GARBAGE, timeout=10)
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     log = platform.log_path("intake").read_text()
     assert "SubmitRequest: undecodable request body answered INVALID_ARGUMENT" in log

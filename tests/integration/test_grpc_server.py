@@ -34,7 +34,7 @@ from services.common.grpc_server import BindError, Registration, RunningServer, 
 from services.common.tls import TransportSecurity, open_channel
 from services.intake.entrypoints.grpc_api import IntakeServicer
 from services.review.entrypoints.grpc_api import ReviewerServicer
-from tests.grpc_helpers import GARBAGE, SERVICES, pool_of, reflect
+from tests.grpc_helpers import GARBAGE, SERVICES, pool_of, raw, reflect
 from tests.tls_material import Material, make_material, reissue_service_certificate
 
 REFLECTION = ("grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection")
@@ -131,7 +131,7 @@ def test_an_undecodable_body_is_invalid_argument_with_one_log_line(channel: grpc
     with caplog.at_level(logging.INFO):
         for method in methods:
             with pytest.raises(grpc.RpcError) as refused:
-                channel.unary_unary(method)(GARBAGE, timeout=5)
+                raw(channel, method)(GARBAGE, timeout=5)
             assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT, method
             assert "the request body is not a valid" in (refused.value.details() or "")
     lines = [r for r in caplog.records if "undecodable request body" in r.getMessage()]
@@ -143,8 +143,8 @@ class RequireMetadata(grpc.aio.ServerInterceptor):
     """A stand-in for issue 10's authentication: calls without ``x-caller`` are UNAUTHENTICATED."""
 
     async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Any],
-                                handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-        handler: grpc.RpcMethodHandler = await continuation(handler_call_details)
+                                handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any]:
+        handler: grpc.RpcMethodHandler[Any, Any] = await continuation(handler_call_details)
         metadata = dict(handler_call_details.invocation_metadata or ())
         if "x-caller" in metadata:
             return handler
@@ -162,7 +162,7 @@ def test_interceptors_run_before_the_body_is_decoded() -> None:
     running = create_server("127.0.0.1:0", registrations(), interceptors=[RequireMetadata()])
     try:
         with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            get = channel.unary_unary("/ur.intake.v1.IntakeService/GetRequest")
+            get = raw(channel, "/ur.intake.v1.IntakeService/GetRequest")
             for metadata, code in (((), grpc.StatusCode.UNAUTHENTICATED),
                                    ((("x-caller", "me"),), grpc.StatusCode.INVALID_ARGUMENT)):
                 with pytest.raises(grpc.RpcError) as refused:
@@ -236,7 +236,8 @@ def health_of(target: str, security: TransportSecurity | None) -> grpc.StatusCod
         try:
             return int(health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status)
         except grpc.RpcError as exc:
-            return cast(grpc.StatusCode, exc.code())
+            code: grpc.StatusCode = exc.code()
+            return code
 
 
 def test_mutual_tls_refuses_clients_without_a_trusted_certificate(material: Material) -> None:
