@@ -123,9 +123,9 @@ class HealthMonitor:
         if not changed:
             return
         failing = sorted(n for n, s in self._states.items() if not s.healthy)
-        logger.log(logging.WARNING if failing else logging.INFO, "health: %s%s", "; ".join(f"{name!r} {'SERVING' if serving else 'NOT_SERVING'}"
-                                                 for name, serving in changed.items()),
-                       f" ({', '.join(failing)} unhealthy)" if failing else "")
+        turned = "; ".join(f"{name!r} {'SERVING' if serving else 'NOT_SERVING'}" for name, serving in changed.items())
+        logger.log(logging.WARNING if failing else logging.INFO, "health: %s%s", turned,
+                   f" ({', '.join(failing)} unhealthy)" if failing else "")
         for name, serving in changed.items():
             self._publish(name, serving)
 
