@@ -165,7 +165,10 @@ class PlatformSettings(_Environment):
                                                           "given.")
     auto_migrate: bool = setting("UR_AUTO_MIGRATE", True, "Run Alembic migrations to head when a service starts "
                                                           "(0 or false to disable).")
-    grpc_max_workers: Count = setting("UR_GRPC_MAX_WORKERS", 16, "Threads serving gRPC calls in each service.")
+    grpc_max_workers: Count = setting(
+        "UR_GRPC_MAX_WORKERS", 16,
+        "Threads running each service's blocking gRPC work (handlers and their database calls); waiting "
+        "calls, health checks and reflection hold none.")
     grpc_shutdown_grace_s: SecondsOrZero = setting(
         "UR_GRPC_SHUTDOWN_GRACE_S", 10.0, "Seconds in-flight gRPC calls get to finish on SIGTERM.")
     consumer_max_batch: Count = setting("UR_CONSUMER_MAX_BATCH", 500,
