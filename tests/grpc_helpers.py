@@ -7,10 +7,13 @@ from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 from ur.authorization.v1 import authorization_pb2
 from ur.intake.v1 import intake_pb2
 from ur.review.v1 import review_pb2
+
+from services.common.tls import TransportSecurity, open_channel
 
 SERVICES = {
     "ur.intake.v1.IntakeService": intake_pb2.DESCRIPTOR.services_by_name["IntakeService"],
@@ -48,3 +51,14 @@ def raw(channel: grpc.Channel, method: str) -> grpc.UnaryUnaryMultiCallable[byte
     """``method`` called with a body of bytes, answered in bytes (no message classes either way)."""
     call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
     return call
+
+
+def health_of(target: str, security: TransportSecurity | None) -> grpc.StatusCode | int:
+    """The server's health status for "", or the code of the failed call (a refused handshake:
+    UNAVAILABLE), on a fresh channel with ``security``."""
+    with open_channel(target, security) as channel:
+        try:
+            return int(health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status)
+        except grpc.RpcError as exc:
+            code: grpc.StatusCode = exc.code()
+            return code

@@ -38,6 +38,22 @@ def start_platform(tmp: Path, make_database: Callable[[str], str], kafka_bootstr
     return platform
 
 
+def start_intake_alone(tmp: Path, kafka_bootstrap: str, prefix: str, database_url: str,
+                       extra_env: Mapping[str, str] | None = None) -> Platform:
+    """Intake without review and authorization (nothing decides its requests), on ``database_url``."""
+    platform = Platform(var_dir=tmp, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix,
+                        database_urls={"intake": database_url}, ports={"intake": 0, "review": 0, "authorization": 0},
+                        members_seed=REPO / "tests" / "data" / "members.yaml",
+                        extra_env={"UR_TOPIC_PARTITIONS": "3", **(extra_env or {})})
+    platform.start("intake")
+    try:
+        platform.wait_healthy("intake", timeout_s=120)
+    except RuntimeError:
+        platform.stop()
+        raise
+    return platform
+
+
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[str], str],
              kafka_bootstrap: str) -> Iterator[Platform]:

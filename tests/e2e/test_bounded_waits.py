@@ -22,7 +22,7 @@ from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
 from services.cli.platform import Platform
 from services.intake.adapters import tables as intake_tables
-from tests.conftest import REPO
+from tests.e2e.conftest import start_intake_alone
 from tests.factories import lumbar_mri
 from tests.polling import wait_until
 
@@ -36,16 +36,10 @@ WAITERS = 40
 def intake_alone(tmp_path: Path, make_database: Callable[[str], str], kafka_bootstrap: str,
                  topic_prefix: str) -> Iterator[tuple[Platform, str]]:
     url = make_database("intake")
-    platform = Platform(var_dir=tmp_path, kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix,
-                        database_urls={"intake": url}, ports={"intake": 0, "review": 0, "authorization": 0},
-                        members_seed=REPO / "tests" / "data" / "members.yaml",
-                        extra_env={"UR_INTAKE_MAX_WAIT_MS": str(int(CAP_S * 1000)), "UR_TOPIC_PARTITIONS": "3"})
-    platform.start("intake")
-    try:
-        platform.wait_healthy("intake", timeout_s=120)
-        yield platform, url
-    finally:
-        platform.stop()
+    platform = start_intake_alone(tmp_path, kafka_bootstrap, topic_prefix, url,
+                                  {"UR_INTAKE_MAX_WAIT_MS": str(int(CAP_S * 1000))})
+    yield platform, url
+    platform.stop()
 
 
 def p99(values: list[float]) -> float:

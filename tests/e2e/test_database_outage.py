@@ -23,7 +23,7 @@ from sqlalchemy import make_url
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
 from services.cli.platform import Platform
-from tests.conftest import REPO
+from tests.e2e.conftest import start_intake_alone
 from tests.factories import lumbar_mri
 from tests.polling import wait_until
 from tests.tcp_proxy import TcpProxy
@@ -39,17 +39,14 @@ def proxied_intake(tmp_path: Path, make_database: Callable[[str], str], kafka_bo
     url = make_url(make_database("intake"))
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
     through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    platform = Platform(var_dir=tmp_path, kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix,
-                        database_urls={"intake": through_proxy}, ports={"intake": 0, "review": 0, "authorization": 0},
-                        members_seed=REPO / "tests" / "data" / "members.yaml",
-                        extra_env={"UR_TOPIC_PARTITIONS": "3"})
-    platform.start("intake")
     try:
-        platform.wait_healthy("intake", timeout_s=120)
-        yield platform, proxy
-    finally:
-        platform.stop()
+        platform = start_intake_alone(tmp_path, kafka_bootstrap, topic_prefix, through_proxy)
+    except RuntimeError:
         proxy.close()
+        raise
+    yield platform, proxy
+    platform.stop()
+    proxy.close()
 
 
 def statuses(health: health_pb2_grpc.HealthStub) -> tuple[int, ...]:

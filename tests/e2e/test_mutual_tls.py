@@ -13,25 +13,16 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from ur.authorization.v1 import authorization_pb2, authorization_pb2_grpc
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
-from services.common.tls import TransportSecurity, open_channel
 from tests.e2e.conftest import start_platform
 from tests.factories import lumbar_mri
+from tests.grpc_helpers import health_of
 from tests.tls_material import make_material
 
 pytestmark = pytest.mark.e2e
-
-
-def health(target: str, security: TransportSecurity | None) -> grpc.StatusCode | int:
-    with open_channel(target, security) as channel:
-        try:
-            return int(health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status)
-        except grpc.RpcError as exc:
-            code: grpc.StatusCode = exc.code()
-            return code
 
 
 def test_the_platform_runs_over_mutual_tls_and_refuses_clients_without_a_certificate(
@@ -52,10 +43,10 @@ def test_the_platform_runs_over_mutual_tls_and_refuses_clients_without_a_certifi
         assert found.request_id == view.request_id
         for service in ("intake", "review", "authorization"):
             target = platform.target(service)
-            assert health(target, platform.security) == health_pb2.HealthCheckResponse.SERVING
-            assert health(target, material.client_without_certificate()) is grpc.StatusCode.UNAVAILABLE, service
-            assert health(target, material.stranger_client()) is grpc.StatusCode.UNAVAILABLE, service
-            assert health(target, None) is grpc.StatusCode.UNAVAILABLE, service
+            assert health_of(target, platform.security) == health_pb2.HealthCheckResponse.SERVING
+            assert health_of(target, material.client_without_certificate()) is grpc.StatusCode.UNAVAILABLE, service
+            assert health_of(target, material.stranger_client()) is grpc.StatusCode.UNAVAILABLE, service
+            assert health_of(target, None) is grpc.StatusCode.UNAVAILABLE, service
         assert "mutual TLS" in platform.log_path("intake").read_text()
     finally:
         platform.stop()

@@ -83,8 +83,18 @@ def alive(pid: int) -> bool:
         return False
 
 
-def end_and_check(supervisor: subprocess.Popen[bytes], services: dict[int, str], signum: int,
-                  log: Path) -> int:
+def run_and_end(args: list[str], env: dict[str, str], var_dir: Path, log: Path, signum: int) -> int:
+    """Start a supervisor, wait until its services serve, send it ``signum``; its exit status, once no
+    service of it is left."""
+    supervisor = launch(args, env, log)
+    try:
+        return end_and_check(supervisor, serving(var_dir, supervisor, log), signum)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+
+
+def end_and_check(supervisor: subprocess.Popen[bytes], services: dict[int, str], signum: int) -> int:
     supervisor.send_signal(signum)
     try:
         code = supervisor.wait(timeout=90)
@@ -102,14 +112,8 @@ def end_and_check(supervisor: subprocess.Popen[bytes], services: dict[int, str],
 def test_ending_make_run_ends_its_services(tmp_path: Path, kafka_bootstrap: str, topic_prefix: str,
                                            signum: int) -> None:
     log = tmp_path / "platform.out"
-    supervisor = launch(["services.cli.platform", "run", "--var-dir", str(tmp_path / "var")],
-                        environment(topic_prefix, kafka_bootstrap), log)
-    try:
-        services = serving(tmp_path / "var", supervisor, log)
-        code = end_and_check(supervisor, services, signum, log)
-    finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
+    code = run_and_end(["services.cli.platform", "run", "--var-dir", str(tmp_path / "var")],
+                       environment(topic_prefix, kafka_bootstrap), tmp_path / "var", log, signum)
     if signum != signal.SIGKILL:
         assert code == 0, log.read_text()[-3000:]
         assert "stopping services" in log.read_text()
@@ -130,16 +134,11 @@ def bench_databases(pg_admin_url: str) -> Iterator[str]:
 def test_ending_the_bench_ends_its_services(tmp_path: Path, kafka_bootstrap: str, pg_admin_url: str,
                                             bench_databases: str, signum: int) -> None:
     log = tmp_path / "bench.out"
-    supervisor = launch(["services.cli.bench", "--requests", "50", "--rate", "1", "--rate-seconds", "1",
-                         "--skip-ceilings", "--rule-evaluations", "0", "--var-dir", str(tmp_path / "var"),
-                         "--db-prefix", bench_databases, "--output", str(tmp_path / "bench.json")],
-                        environment("unused", kafka_bootstrap, UR_BENCH_PG_URL=pg_admin_url), log)
-    try:
-        services = serving(tmp_path / "var", supervisor, log)
-        code = end_and_check(supervisor, services, signum, log)
-    finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
+    code = run_and_end(["services.cli.bench", "--requests", "50", "--rate", "1", "--rate-seconds", "1",
+                        "--skip-ceilings", "--rule-evaluations", "0", "--var-dir", str(tmp_path / "var"),
+                        "--db-prefix", bench_databases, "--output", str(tmp_path / "bench.json")],
+                       environment("unused", kafka_bootstrap, UR_BENCH_PG_URL=pg_admin_url), tmp_path / "var", log,
+                       signum)
     assert code == 128 + signum, log.read_text()[-3000:]
     assert f"stopped by {signal.Signals(signum).name}" in log.read_text()
 

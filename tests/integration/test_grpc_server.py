@@ -31,10 +31,10 @@ from ur.review.v1 import review_pb2_grpc
 from services.authorization.entrypoints.grpc_api import AuthorizationServicer
 from services.common import grpc_errors
 from services.common.grpc_server import BindError, Registration, RunningServer, create_server, with_behaviour
-from services.common.tls import TransportSecurity, open_channel
+from services.common.tls import TransportSecurity
 from services.intake.entrypoints.grpc_api import IntakeServicer
 from services.review.entrypoints.grpc_api import ReviewerServicer
-from tests.grpc_helpers import GARBAGE, SERVICES, pool_of, raw, reflect
+from tests.grpc_helpers import GARBAGE, SERVICES, health_of, pool_of, raw, reflect
 from tests.tls_material import Material, make_material, reissue_service_certificate
 
 REFLECTION = ("grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection")
@@ -228,16 +228,6 @@ def test_a_database_outage_is_unavailable_with_a_retry_hint_and_logged_once(capl
 @pytest.fixture(scope="module")
 def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
     return make_material(tmp_path_factory.mktemp("tls"))
-
-
-def health_of(target: str, security: TransportSecurity | None) -> grpc.StatusCode | int:
-    """The health status, or the code of the failed call."""
-    with open_channel(target, security) as channel:
-        try:
-            return int(health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status)
-        except grpc.RpcError as exc:
-            code: grpc.StatusCode = exc.code()
-            return code
 
 
 def test_mutual_tls_refuses_clients_without_a_trusted_certificate(material: Material) -> None:
