@@ -51,7 +51,7 @@ from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
 from services.cli.platform import REPO, Platform, Stopped, platform_security, stop_on_signals
-from services.common import kafka_io, settings
+from services.common import kafka_io, lifetime, settings
 from services.common.config_files import load_yaml
 from services.common.tls import TransportSecurity, open_channel
 
@@ -428,7 +428,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db-prefix", default="ur_bench",
                         help="the bench's databases are PREFIX_intake, PREFIX_review and PREFIX_authorization "
                              "(dropped and created afresh)")
+    parser.add_argument("--stop-with-parent", action="store_true",
+                        help="end (stopping the services) when the process that started this one ends (make bench)")
     args = parser.parse_args(argv)
+    if args.stop_with_parent:
+        lifetime.stop_with_supervisor(os.getppid())
     console = Console()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
     prefix = f"urbench{time.strftime('%H%M%S')}"

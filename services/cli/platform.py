@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common import settings, tls
+from services.common import lifetime, settings, tls
 from services.common.errors import ConfigurationError
 from services.common.listeners import port_holder
 from services.common.tls import TransportSecurity, open_channel
@@ -303,7 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("mode", choices=["run", "demo"])
     parser.add_argument("--var-dir", default=os.environ.get("UR_VAR_DIR", str(REPO / "var" / "run")))
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--stop-with-parent", action="store_true",
+                        help="end (stopping the services) when the process that started this one ends; `make run` "
+                             "passes it, since make does not pass SIGTERM or SIGHUP on to what it runs")
     args = parser.parse_args(argv)
+    if args.stop_with_parent:
+        lifetime.stop_with_supervisor(os.getppid())
     console = Console()
     bootstrap = settings.get("KAFKA_BOOTSTRAP_SERVERS")
     database_urls = {s: os.environ[f"UR_{s.upper()}_DATABASE_URL"] for s in SERVICES

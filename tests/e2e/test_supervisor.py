@@ -30,7 +30,12 @@ pytestmark = pytest.mark.e2e
 
 def services_of(supervisor: int) -> dict[int, str]:
     """pid → command of every process started with UR_SUPERVISOR_PID=supervisor."""
-    marker = f"UR_SUPERVISOR_PID={supervisor}".encode()
+    return processes_with(f"UR_SUPERVISOR_PID={supervisor}")
+
+
+def processes_with(variable: str) -> dict[int, str]:
+    """pid → command of every process whose environment holds ``variable`` (NAME=value)."""
+    marker = variable.encode()
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -117,6 +122,43 @@ def test_ending_make_run_ends_its_services(tmp_path: Path, kafka_bootstrap: str,
     if signum != signal.SIGKILL:
         assert code == 0, log.read_text()[-3000:]
         assert "stopping services" in log.read_text()
+
+
+@pytest.mark.parametrize(("signum", "to_group"),
+                         [(signal.SIGTERM, False), (signal.SIGHUP, True), (signal.SIGKILL, False)],
+                         ids=["SIGTERM to make", "SIGHUP to the terminal's job", "SIGKILL to make"])
+def test_ending_make_itself_ends_make_run(tmp_path: Path, kafka_bootstrap: str, topic_prefix: str,
+                                         signum: int, to_group: bool) -> None:
+    """``make run`` itself ended: make passes SIGTERM on to the platform (its child, by exec), a closed
+    terminal hangs up the whole job, and a make killed outright takes the platform with it
+    (--stop-with-parent); in every case the platform stops its services."""
+    var_dir = tmp_path / "var"
+    log = tmp_path / "make.out"
+    env = environment(topic_prefix, kafka_bootstrap, UR_VAR_DIR=str(var_dir))
+    with log.open("wb") as out:
+        # -o: the set-up stamps count as done (the suite runs in a checkout that is set up). A session
+        # of its own stands for the terminal's job.
+        make = subprocess.Popen(["make", "--no-print-directory", "-o", ".venv/.installed", "-o", "gen/.stamp", "run"],
+                                env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: all((var_dir / "ports" / f"{s}.port").exists() for s in SERVICES) or make.poll(), 120,
+                   what="make run's services to serve", interval_s=0.2)
+        assert make.poll() is None, log.read_text()[-3000:]
+        started = {pid: command for pid, command in processes_with(f"UR_VAR_DIR={var_dir}").items()
+                   if pid != make.pid}  # the platform and its three services
+        assert len(started) == 4 and sum("services.cli.platform" in c for c in started.values()) == 1, started
+        if to_group:
+            os.killpg(make.pid, signum)
+        else:
+            make.send_signal(signum)
+        make.wait(timeout=60)
+        wait_until(lambda: [cmd for pid, cmd in started.items() if alive(pid)], 60, until=lambda left: not left,
+                   what=f"neither the platform nor a service left after {signal.Signals(signum).name}")
+    finally:
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGKILL)
+            make.wait()
+    assert "stopping services" in log.read_text()
 
 
 @pytest.fixture
