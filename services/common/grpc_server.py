@@ -158,8 +158,8 @@ class HealthService:
 
     async def List(self, request: health_pb2.HealthListRequest,  # noqa: N802
                    context: grpc.aio.ServicerContext[Any, Any]) -> health_pb2.HealthListResponse:
-        return health_pb2.HealthListResponse(statuses={
-            name: health_pb2.HealthCheckResponse(status=status) for name, status in self._statuses.items()})
+        return health_pb2.HealthListResponse(statuses={  # a copy: other threads may add names meanwhile
+            name: health_pb2.HealthCheckResponse(status=status) for name, status in self.statuses().items()})
 
     async def Watch(self, request: health_pb2.HealthCheckRequest,  # noqa: N802
                     context: grpc.aio.ServicerContext[Any, Any]) -> None:
