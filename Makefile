@@ -74,18 +74,20 @@ test-timetravel: setup
 	done; \
 	test -z "$$failed" || { echo "==== time travel: tests failed at$$failed"; exit 1; }
 
+# make passes no SIGTERM or SIGHUP on to a recipe: exec makes the platform (and the bench) make's
+# child, and --stop-with-parent ends it, stopping its services, when make ends.
 run: setup
 	deploy/kafka/kafka.sh start
-	$(BIN)/python -m services.cli.platform run
+	exec $(BIN)/python -m services.cli.platform run --stop-with-parent
 
 demo: setup
 	deploy/kafka/kafka.sh start
-	$(BIN)/python -m services.cli.platform demo
+	exec $(BIN)/python -m services.cli.platform demo --stop-with-parent
 
 bench: setup
 	deploy/kafka/kafka.sh start
 	deploy/postgres/pg.sh start
-	$(BIN)/python -m services.cli.bench $(BENCH_ARGS)
+	exec $(BIN)/python -m services.cli.bench --stop-with-parent $(BENCH_ARGS)
 
 clean:
 	-deploy/kafka/kafka.sh stop

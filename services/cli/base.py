@@ -20,7 +20,9 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from rich.console import Console, RenderableType
 
-from services.common import settings
+from services.common import settings, tls
+from services.common.errors import ConfigurationError
+from services.common.tls import TransportSecurity, open_channel
 
 T = TypeVar("T")
 
@@ -121,9 +123,19 @@ def targets_from(args: argparse.Namespace) -> Targets:
     )
 
 
+def transport_security() -> TransportSecurity | None:
+    """TLS for urctl's calls, from the UR_GRPC_TLS_* settings (None: plaintext); a setting that names
+    no file is a usage error."""
+    try:
+        return tls.for_clients()
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def call(service: str, target: str, timeout_s: float, subject: str, invoke: Callable[[grpc.Channel], T]) -> T:
-    """Run ``invoke`` on a fresh channel; translate gRPC failures into :class:`ServiceCallError`."""
-    with grpc.insecure_channel(target) as channel:
+    """Run ``invoke`` on a fresh channel (TLS when the settings say so); translate gRPC failures into
+    :class:`ServiceCallError`."""
+    with open_channel(target, transport_security()) as channel:
         try:
             return invoke(channel)
         except grpc.RpcError as exc:

@@ -50,10 +50,11 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
-from services.cli.platform import REPO, Platform
-from services.common import kafka_io
+from services.cli.platform import REPO, Platform, Stopped, platform_security, stop_on_signals
+from services.common import kafka_io, lifetime, settings
 from services.common.config_files import load_yaml
 from services.common.proto_enums import to_number
+from services.common.tls import TransportSecurity, open_channel
 
 NPIS = ("1234567893", "1245319599")
 LUMBAR_CODES = ("72148", "72149", "72158")
@@ -329,8 +330,9 @@ def rule_evaluations(count: int, output: Path) -> dict[str, Any]:
     return report
 
 
-def ceiling_grpc(target: str, count: int, concurrency: int, console: Console) -> dict[str, float]:
-    channel = grpc.insecure_channel(target)
+def ceiling_grpc(target: str, count: int, concurrency: int, console: Console,
+                 security: TransportSecurity | None = None) -> dict[str, float]:
+    channel = open_channel(target, security)
     stub = health_pb2_grpc.HealthStub(channel)
     request = health_pb2.HealthCheckRequest(service="")
     with futures.ThreadPoolExecutor(max_workers=concurrency) as pool, progress(console) as bar:
@@ -394,12 +396,12 @@ def pg_admin_url() -> str:
                           text=True, check=True).stdout.strip()
 
 
-def fresh_databases(admin_url: str) -> dict[str, str]:
+def fresh_databases(admin_url: str, prefix: str = "ur_bench") -> dict[str, str]:
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     urls = {}
     with admin.connect() as conn:
         for service in ("intake", "review", "authorization"):
-            name = f"ur_bench_{service}"
+            name = f"{prefix}_{service}"
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
             urls[service] = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
@@ -425,26 +427,37 @@ def main(argv: list[str] | None = None) -> int:
                         help="UR_GRPC_MAX_WORKERS of the services under test")
     parser.add_argument("--profile", action="store_true",
                         help="sample each service with py-spy during phase 1 and print where the time goes")
+    parser.add_argument("--var-dir", type=Path, default=REPO / "var" / "bench",
+                        help="the services' logs, ports and the bench's members file")
+    parser.add_argument("--db-prefix", default="ur_bench",
+                        help="the bench's databases are PREFIX_intake, PREFIX_review and PREFIX_authorization "
+                             "(dropped and created afresh)")
+    parser.add_argument("--stop-with-parent", action="store_true",
+                        help="end (stopping the services) when the process that started this one ends (make bench)")
     args = parser.parse_args(argv)
+    if args.stop_with_parent:
+        lifetime.stop_with_supervisor(os.getppid())
     console = Console()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
     prefix = f"urbench{time.strftime('%H%M%S')}"
-    var_dir = REPO / "var" / "bench"
+    var_dir = args.var_dir
     seed = var_dir / "members.yaml"
     total = args.requests + int(args.rate * args.rate_seconds) + 200
     # About six requests per member, 16 days apart: none overlap.
     write_bench_members(seed, max(1000, total // 6))
     members = eligible_members(seed)
-    urls = fresh_databases(pg_admin_url())
+    urls = fresh_databases(pg_admin_url(), args.db_prefix)
+    # Ports as for `make run`: the services' listen settings (port 0: any free one, reported).
+    ports = {s: int(settings.get(f"UR_{s.upper()}_GRPC_LISTEN").rpartition(":")[2]) for s in settings.SERVICES}
     platform = Platform(var_dir=var_dir, kafka_bootstrap=bootstrap, topic_prefix=prefix, database_urls=urls,
-                        members_seed=seed, extra_env={"UR_LOG_LEVEL": "WARNING",
-                                                              "UR_GRPC_MAX_WORKERS": str(args.grpc_workers)})
+                        members_seed=seed, ports=ports, security=platform_security(),
+                        extra_env={"UR_LOG_LEVEL": "WARNING", "UR_GRPC_MAX_WORKERS": str(args.grpc_workers)})
     results: dict[str, Any] = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                                "machine": {"cpus": os.cpu_count()}, "parameters": vars(args)}
     console.print(f"[bold]make bench[/bold]: PostgreSQL, Kafka {bootstrap}, topics {prefix}.*, "
                   f"{len(members)} eligible members")
-    platform.start()
     try:
+        platform.start()
         platform.wait_healthy(timeout_s=120)
         pids = {name: proc.pid for name, proc in platform.procs.items()}
         broker = broker_pid()
@@ -453,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         pids["bench-client"] = os.getpid()
         tracker = Tracker(bootstrap, prefix)
         tracker.start()
-        channel = grpc.insecure_channel(platform.target("intake"))
+        channel = platform.channel("intake")
         stub = intake_pb2_grpc.IntakeServiceStub(channel)
         run = uuid.uuid4().hex[:6]
         # warm-up: connections, JIT-free but caches and pools
@@ -510,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.skip_ceilings:
             ceilings: dict[str, float] = {}
-            ceilings.update(ceiling_grpc(platform.target("review"), 20000, args.concurrency, console))
+            ceilings.update(ceiling_grpc(platform.target("review"), 20000, args.concurrency, console,
+                                         platform.security))
             ceilings.update(ceiling_kafka(bootstrap, prefix, args.ceiling_count, console))
             results["ceilings"] = ceilings
             tp = results["throughput"]
@@ -578,4 +592,11 @@ def render(results: dict[str, Any], console: Console) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # SIGTERM or SIGHUP (timeout, a closed terminal) stop the bench like Ctrl-C: its platform's
+    # `finally` stops the services.
+    with stop_on_signals():
+        try:
+            sys.exit(main())
+        except Stopped as stopped:
+            print(f"bench: {stopped}; its services were stopped", file=sys.stderr)
+            sys.exit(128 + stopped.signum)

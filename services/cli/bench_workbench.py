@@ -174,7 +174,7 @@ def run(tasks: int = 10_000, rounds: int = 200, database_url: str | None = None)
         finally:
             server.should_exit = True
             thread.join(timeout=15)
-            grpc_server.server.stop(grace=None)
+            grpc_server.stop(None)
             review.runtime.engine.dispose()
     result: dict[str, object] = {
         "open_tasks": tasks, "seed_s": round(seeded_s, 1), "queue_rows": rows,

@@ -67,11 +67,21 @@ class FailedPrecondition(ServiceError):
 
 
 class ResourceExhausted(ServiceError):
-    pass
+    """Capacity, quota or rate limit; ``retry_after_s``, when known, is when trying again may succeed (a
+    gRPC answer carries it as google.rpc.RetryInfo)."""
+
+    def __init__(self, message: str = "", *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(ServiceError):
-    """A dependency (database, broker, another service) cannot be reached; the call may be retried."""
+    """A dependency (database, broker, another service) cannot be reached; the call may be retried,
+    after about ``retry_after_s`` seconds (google.rpc.RetryInfo in a gRPC answer)."""
+
+    def __init__(self, message: str = "", *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class DuplicateKey(PlatformError):

@@ -1,9 +1,17 @@
-"""Running one service process: gRPC server, consumer loop and outbox relay on
+"""Running one service process: gRPC server, consumer loop, outbox relay and health monitor on
 their own threads, stopped gracefully on SIGTERM/SIGINT.
 
 A runtime is built wired but idle (``bootstrap.build()``: the database is ready, nothing else is
 connected); :meth:`ServiceRuntime.start` connects to Kafka (creating missing topics), starts the
 threads and then binds the gRPC server, so SERVING means every part is up.
+
+From then on health follows the dependencies (services/common/health.py): the database (a
+``SELECT 1``), the broker (it describes the cluster) and the consumer (it polls, and holds partitions)
+are checked every UR_HEALTH_INTERVAL_S. Health name ``""`` needs all of them; the service's own
+name (``ur.intake.v1.IntakeService``...) needs what its API needs, the database: a broker outage
+delays decisions but the API still answers, so readiness probes should ask for the service's name.
+A service adds checks with :attr:`ServiceRuntime.checks` (and names that need them with
+:attr:`ServiceRuntime.api_checks`).
 
 Shutdown order: health → NOT_SERVING and the server refuses new calls while
 in-flight ones finish; the consumer finishes its batch and commits offsets;
@@ -18,16 +26,19 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Engine, Table
+import grpc.aio
+from kafka import KafkaAdminClient
+from sqlalchemy import Engine, Table, text
 
-from services.common import kafka_io
+from services.common import kafka_io, tls
 from services.common.consumer import ConsumerLoop, Decoders, EventHandler
 from services.common.events import IncomingEvent
 from services.common.grpc_server import Registration, RunningServer, create_server
+from services.common.health import Check, ConsumerWatch, HealthMonitor
 from services.common.outbox import OutboxRelay
-from services.common.settings import ServiceSettings
+from services.common.settings import ServiceSettings, SettingsError
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +48,8 @@ class Kafka:
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
+        self._admin: Any = None
+        self._admin_lock = threading.Lock()
 
     def prepare(self, topics: Sequence[str], partitions: int) -> None:
         """Wait for the broker, then create the topics that are missing."""
@@ -48,6 +61,30 @@ class Kafka:
 
     def consumer(self, group_id: str, client_id: str, topics: Sequence[str]) -> kafka_io.Consumer:
         return kafka_io.make_consumer(self.bootstrap, group_id=group_id, client_id=client_id, topics=topics)
+
+    def probe(self, timeout_s: float) -> str | None:
+        """The health check: the broker answers a cluster description within ``timeout_s`` (a reused
+        admin client; a fresh one after a failure, so a restarted broker is found again)."""
+        timeout_ms = max(100, int(timeout_s * 1000))
+        with self._admin_lock:
+            try:
+                if self._admin is None:
+                    self._admin = KafkaAdminClient(
+                        bootstrap_servers=[s.strip() for s in self.bootstrap.split(",") if s.strip()],
+                        client_id="ur-health", request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+                self._admin.describe_cluster()  # a small answer: list_topics would parse every topic
+            except Exception:
+                self.close()
+                raise
+        return None
+
+    def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            try:
+                admin.close()
+            except Exception:  # closing a client whose broker is gone: nothing more to do
+                logger.debug("closing the health admin client failed", exc_info=True)
 
 
 @dataclass
@@ -72,8 +109,15 @@ class ServiceRuntime:
     periodic: list[tuple[str, float, Callable[[], object]]] = field(default_factory=list)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    #: gRPC server interceptors, run in order before every call (authentication, issue 10).
+    interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)
+    #: Health checks besides the database, broker and consumer ones (which start() adds).
+    checks: list[Check] = field(default_factory=list)
+    #: Checks the service's API needs (its health names follow them; "" follows every check).
+    api_checks: list[str] = field(default_factory=lambda: ["database"])
     # What start() opens:
     server: RunningServer | None = None
+    monitor: HealthMonitor | None = None
     relay: OutboxRelay | None = None
     consumer: ConsumerLoop | None = None
     producer: kafka_io.Producer | None = None
@@ -86,15 +130,20 @@ class ServiceRuntime:
         if self.server is not None or self._threads:
             raise RuntimeError(f"{self.name} is already started")
         settings = self.settings
+        problems = settings.transport_problems()
+        if problems:
+            raise SettingsError(problems)
         topics = settings.topics
         kafka = self.kafka or Kafka(settings.kafka_bootstrap_servers)
+        self.on_stop.append(kafka.close)
         kafka.prepare(topics.all(), settings.topic_partitions)
         self.producer = kafka.producer(client_id=f"ur-{self.name}")
         self.relay = OutboxRelay(self.engine, self.outbox, self.producer, self.name,
                                  batch_size=settings.relay_batch, idle_s=settings.relay_idle_s, wakeup=self.wakeup)
+        watched = ConsumerWatch(kafka.consumer(group_id=topics.consumer_group(self.name), client_id=f"ur-{self.name}",
+                                               topics=self.consumes), stall_s=settings.health_consumer_stall_s)
         self.consumer = ConsumerLoop(
-            kafka.consumer(group_id=topics.consumer_group(self.name), client_id=f"ur-{self.name}",
-                           topics=self.consumes),
+            watched,
             self.handler, self.decoders, name=self.name, dlq_producer=self.producer,
             dlq_topic=topics.dead_letter(self.name), max_batch=settings.consumer_max_batch,
             on_applied=self.on_applied)
@@ -103,16 +152,45 @@ class ServiceRuntime:
         relay, consumer = self.relay, self.consumer
         self._threads.append(self._spawn("outbox-relay", lambda: relay.run(self._relay_stop)))
         self._threads.append(self._spawn("consumer", lambda: consumer.run(self.stop_event)))
-        self.server = create_server(settings.grpc_listen, self.registrations, max_workers=settings.grpc_max_workers)
+        self.server = create_server(settings.grpc_listen, self.registrations, max_workers=settings.grpc_max_workers,
+                                    interceptors=self.interceptors, security=tls.from_settings(settings),
+                                    max_message_bytes=settings.grpc_max_message_bytes)
+        self.monitor = self._health_monitor(kafka, watched, self.server)
+        monitor = self.monitor
+        self._threads.append(self._spawn("health", lambda: monitor.run(self.stop_event)))
+
+    def _health_monitor(self, kafka: Kafka, consumer: ConsumerWatch, server: RunningServer) -> HealthMonitor:
+        settings = self.settings
+        checks = [Check("database", self._database_probe),
+                  Check("broker", lambda: kafka.probe(settings.health_timeout_s)),
+                  Check("consumer", consumer.probe), *self.checks]
+        every = [c.name for c in checks]
+        names = {"": every, **{name: self.api_checks for name in server.service_names}}
+        return HealthMonitor(checks, names, server.health.set, interval_s=settings.health_interval_s,
+                             timeout_s=settings.health_timeout_s, failures=settings.health_failures,
+                             successes=settings.health_successes)
+
+    def _database_probe(self) -> str | None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return None
 
     def _every(self, every_s: float, work: Callable[[], object], name: str) -> Callable[[], None]:
         def loop() -> None:
+            failing = False
             while not self.stop_event.wait(every_s):
                 try:
                     work()
                 except Exception:
-                    # A periodic pass that fails (database briefly away) is retried next time.
-                    logger.exception("%s pass failed; retrying in %.0f s", name, every_s)
+                    # A periodic pass that fails (database briefly away) is retried next time; the
+                    # log says so once, with the traceback, not on every pass.
+                    if not failing:
+                        logger.exception("%s pass failed; retrying every %.0f s", name, every_s)
+                    failing = True
+                    continue
+                if failing:
+                    logger.info("%s passes again", name)
+                    failing = False
         return loop
 
     def _spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:

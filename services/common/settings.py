@@ -24,6 +24,7 @@ service instead of being ignored. Every problem is reported as ``VARIABLE: probl
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -165,7 +166,10 @@ class PlatformSettings(_Environment):
                                                           "given.")
     auto_migrate: bool = setting("UR_AUTO_MIGRATE", True, "Run Alembic migrations to head when a service starts "
                                                           "(0 or false to disable).")
-    grpc_max_workers: Count = setting("UR_GRPC_MAX_WORKERS", 16, "Threads serving gRPC calls in each service.")
+    grpc_max_workers: Count = setting(
+        "UR_GRPC_MAX_WORKERS", 16,
+        "Threads running each service's blocking gRPC work (handlers and their database calls); waiting "
+        "calls, health checks and reflection hold none.")
     grpc_shutdown_grace_s: SecondsOrZero = setting(
         "UR_GRPC_SHUTDOWN_GRACE_S", 10.0, "Seconds in-flight gRPC calls get to finish on SIGTERM.")
     consumer_max_batch: Count = setting("UR_CONSUMER_MAX_BATCH", 500,
@@ -177,6 +181,46 @@ class PlatformSettings(_Environment):
         "UR_GRPC_PORT_FILE", None,
         "File the service writes the port its gRPC server bound to, once it serves; with a listen address of "
         "port 0 this is how a supervisor (the tests' Platform) learns the port.")
+    supervisor_pid: Annotated[int, Field(ge=1)] | None = setting(
+        "UR_SUPERVISOR_PID", None,
+        "Set by a supervisor that starts the service as its child (`make run`, the bench, the tests): the "
+        "service stops when that process dies, even by kill -9.")
+    grpc_max_message_bytes: Count = setting(
+        "UR_GRPC_MAX_MESSAGE_BYTES", 8 * 1024 * 1024,
+        "Largest gRPC message a service receives or sends (and its clients accept), in bytes.")
+    grpc_tls_cert_file: ExistingFile | None = setting(
+        "UR_GRPC_TLS_CERT_FILE", None,
+        "PEM certificate chain of this process: its gRPC server serves it (TLS on when set, with "
+        "UR_GRPC_TLS_KEY_FILE) and its gRPC clients present it as their client certificate.")
+    grpc_tls_key_file: ExistingFile | None = setting(
+        "UR_GRPC_TLS_KEY_FILE", None, "PEM private key of UR_GRPC_TLS_CERT_FILE.")
+    grpc_tls_ca_file: ExistingFile | None = setting(
+        "UR_GRPC_TLS_CA_FILE", None,
+        "PEM CA bundle: gRPC clients verify servers against it (and use TLS when it is set); a server "
+        "verifies client certificates against it.")
+    grpc_tls_require_client_cert: bool = setting(
+        "UR_GRPC_TLS_REQUIRE_CLIENT_CERT", False,
+        "A TLS gRPC server refuses clients without a certificate signed by UR_GRPC_TLS_CA_FILE (mutual TLS "
+        "between the services).")
+    grpc_allow_plaintext: bool = setting(
+        "UR_GRPC_ALLOW_PLAINTEXT", False,
+        "Let a service bind a non-loopback gRPC address without TLS. Off: such a service refuses to start "
+        "(exit 2); plaintext is for loopback (`make run`) or a network that encrypts for you.")
+    health_interval_s: Seconds = setting(
+        "UR_HEALTH_INTERVAL_S", 1.0,
+        "Seconds between health checks of a service's dependencies (database, broker, consumer).")
+    health_timeout_s: Seconds = setting(
+        "UR_HEALTH_TIMEOUT_S", 2.0, "A dependency check that takes longer than this has failed.")
+    health_failures: Count = setting(
+        "UR_HEALTH_FAILURES", 2,
+        "Consecutive failed checks of a dependency before the gRPC health status turns NOT_SERVING.")
+    health_successes: Count = setting(
+        "UR_HEALTH_SUCCESSES", 2,
+        "Consecutive passed checks of a failed dependency before the status turns SERVING again.")
+    health_consumer_stall_s: Seconds = setting(
+        "UR_HEALTH_CONSUMER_STALL_S", 60.0,
+        "The Kafka consumer counts as stalled (health NOT_SERVING for service \"\") when it has not polled, or "
+        "has held no partition, for this many seconds.")
 
 
 class ServiceSettings(PlatformSettings):
@@ -195,6 +239,26 @@ class ServiceSettings(PlatformSettings):
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
+
+    def transport_problems(self) -> list[tuple[str, str]]:
+        """What is wrong with the gRPC transport settings, as (variable, problem): a plaintext listener on
+        a non-loopback address that UR_GRPC_ALLOW_PLAINTEXT does not allow, half a certificate, client
+        certificates required with no CA to check them. :func:`load` and the runtime refuse to start on
+        any of them."""
+        problems: list[tuple[str, str]] = []
+        if (self.grpc_tls_cert_file is None) != (self.grpc_tls_key_file is None):
+            problems.append(("UR_GRPC_TLS_CERT_FILE" if self.grpc_tls_cert_file is None else "UR_GRPC_TLS_KEY_FILE",
+                             "set UR_GRPC_TLS_CERT_FILE and UR_GRPC_TLS_KEY_FILE together"))
+        if self.grpc_tls_require_client_cert and (self.grpc_tls_ca_file is None or self.grpc_tls_cert_file is None):
+            problems.append(("UR_GRPC_TLS_REQUIRE_CLIENT_CERT",
+                             "needs UR_GRPC_TLS_CA_FILE (to check client certificates) and a server certificate "
+                             "(UR_GRPC_TLS_CERT_FILE, UR_GRPC_TLS_KEY_FILE)"))
+        if self.grpc_tls_cert_file is None and not self.grpc_allow_plaintext and not is_loopback(self.grpc_listen):
+            problems.append((f"UR_{self.service.upper()}_GRPC_LISTEN",
+                             f"{self.grpc_listen} is not a loopback address and the server has no TLS certificate; "
+                             "set UR_GRPC_TLS_CERT_FILE and UR_GRPC_TLS_KEY_FILE, or UR_GRPC_ALLOW_PLAINTEXT=true "
+                             "if plaintext on this network is intended"))
+        return problems
 
 
 class IntakeSettings(ServiceSettings):
@@ -318,6 +382,13 @@ class ClientSettings(_Environment):
                                             "Where urctl and tools reach authorization.")
     reviewer_token: str | None = setting("UR_REVIEWER_TOKEN", None,
                                          "Bearer token urctl review commands send (a reviewer's secret).")
+    # The services' variables (one row each in the table, read by both): a tool is a gRPC client like them.
+    grpc_tls_cert_file: ExistingFile | None = setting(
+        "UR_GRPC_TLS_CERT_FILE", None, "PEM client certificate urctl and the tools present.")
+    grpc_tls_key_file: ExistingFile | None = setting("UR_GRPC_TLS_KEY_FILE", None, "PEM private key of the "
+                                                                                   "client certificate.")
+    grpc_tls_ca_file: ExistingFile | None = setting("UR_GRPC_TLS_CA_FILE", None, "PEM CA bundle the servers' "
+                                                                               "certificates are checked against.")
 
 
 class ToolSettings(_Environment):
@@ -420,7 +491,7 @@ def markdown_table() -> str:
     lines = ["| variable | default | used by | meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
         default = f"`{s.default}`" if s.default else "`(see meaning)`"
-        used_by = "all services" if s.used_by == ("*",) else ", ".join(s.used_by)
+        used_by = ", ".join("all services" if reader == "*" else reader for reader in s.used_by)
         lines.append(f"| `{s.name}` | {default} | {used_by} | {s.help} |")
     return "\n".join(lines)
 
@@ -452,9 +523,23 @@ def load(model: type[S]) -> S:
             variable = names.get(str(error["loc"][0]), str(error["loc"][0])) if error["loc"] else model.__name__
             problems.append((variable, describe(error)))
         raise SettingsError(problems) from None
+    if isinstance(loaded, ServiceSettings):
+        problems += loaded.transport_problems()
     if problems:
         raise SettingsError(problems)
     return loaded
+
+
+def is_loopback(address: str) -> bool:
+    """Whether host:port names a loopback host (127.0.0.0/8, ::1, localhost): reachable from this machine
+    only. Any other name counts as reachable from outside, since what it resolves to may change."""
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def sqlite_url(service: str, var_dir: Path) -> str:

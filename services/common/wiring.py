@@ -36,7 +36,8 @@ class Infrastructure:
 
 def infrastructure(settings: ServiceSettings, outbox: Table) -> Infrastructure:
     """The service's database, migrated to head unless ``auto_migrate`` is off."""
-    # Every gRPC worker, the consumer, the relay and waiting callers may hold a connection at once;
+    # Every gRPC worker thread, the consumer, the relay and the health monitor may hold a connection
+    # at once (a waiting SubmitRequest holds none: it only borrows a worker to re-read its request);
     # a pool smaller than that churns connections (a new PostgreSQL backend each time).
     engine = make_engine(settings.database, pool_size=settings.grpc_max_workers + 4)
     if settings.auto_migrate:

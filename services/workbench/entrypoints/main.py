@@ -11,7 +11,7 @@ import sys
 
 import uvicorn
 
-from services.common import logs, settings
+from services.common import lifetime, logs, settings
 from services.common.errors import ConfigurationError
 from services.common.main import EXIT_FAILED, configuration_error, report_port
 from services.workbench.bootstrap import build
@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         return configuration_error("workbench", exc)
     logs.configure(config.log_level, "workbench")
+    if config.supervisor_pid is not None:
+        lifetime.stop_with_supervisor(config.supervisor_pid)
     try:
         asyncio.run(serve(config))
     except OSError as exc:

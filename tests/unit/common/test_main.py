@@ -119,3 +119,11 @@ def test_any_other_failure_to_build_or_start_exits_1_and_closes_what_was_opened(
     app = FakeApp(FakeRuntime(fail_start=True))
     assert main.run(AuthorizationSettings, lambda settings: app, []) == 1
     assert app.runtime.stopped
+
+
+def test_plaintext_on_a_public_address_exits_2_before_anything_starts(tmp_path: Path) -> None:
+    done = run_service("authorization", tmp_path, UR_AUTHORIZATION_GRPC_LISTEN="0.0.0.0:0")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("ur-authorization: configuration error: UR_AUTHORIZATION_GRPC_LISTEN: 0.0.0.0:0 "
+                                  "is not a loopback address and the server has no TLS certificate")
+    assert not (tmp_path / "authorization.db").exists()

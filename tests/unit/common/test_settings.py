@@ -154,3 +154,41 @@ def test_get_reads_text_for_the_cli() -> None:
     assert settings.get("UR_INTAKE_TARGET", {}) == "127.0.0.1:50051"
     assert settings.get("UR_INTAKE_TARGET", {"UR_INTAKE_TARGET": "intake:50051"}) == "intake:50051"
     assert settings.get("UR_REVIEWER_TOKEN", {}) == ""
+
+
+# -- gRPC transport --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("address", ["127.0.0.1:50051", "127.3.4.5:1", "localhost:0", "[::1]:50051"])
+def test_plaintext_on_loopback_is_the_zero_setup_default(monkeypatch: pytest.MonkeyPatch, address: str) -> None:
+    monkeypatch.setenv("UR_INTAKE_GRPC_LISTEN", address)
+    assert load(IntakeSettings).transport_problems() == []
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0:50051", "[::]:50051", "10.1.2.3:50051", "intake.internal:50051"])
+def test_plaintext_beyond_loopback_is_refused_unless_allowed(monkeypatch: pytest.MonkeyPatch, address: str) -> None:
+    monkeypatch.setenv("UR_INTAKE_GRPC_LISTEN", address)
+    [problem] = problems(IntakeSettings)
+    assert problem.startswith(f"UR_INTAKE_GRPC_LISTEN: {address} is not a loopback address and the server has no "
+                              "TLS certificate")
+    monkeypatch.setenv("UR_GRPC_ALLOW_PLAINTEXT", "true")
+    assert load(IntakeSettings).grpc_listen == address
+
+
+def test_tls_settings_must_make_sense_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pem = tmp_path / "x.pem"
+    pem.write_text("not checked here: the server reads it when it starts\n")
+    monkeypatch.setenv("UR_REVIEW_GRPC_LISTEN", "0.0.0.0:50052")
+    monkeypatch.setenv("UR_GRPC_TLS_CERT_FILE", str(pem))
+    monkeypatch.setenv("UR_GRPC_TLS_REQUIRE_CLIENT_CERT", "true")
+    assert problems(ReviewSettings) == [
+        "UR_GRPC_TLS_KEY_FILE: set UR_GRPC_TLS_CERT_FILE and UR_GRPC_TLS_KEY_FILE together",
+        "UR_GRPC_TLS_REQUIRE_CLIENT_CERT: needs UR_GRPC_TLS_CA_FILE (to check client certificates) and a server "
+        "certificate (UR_GRPC_TLS_CERT_FILE, UR_GRPC_TLS_KEY_FILE)",
+    ]
+    monkeypatch.setenv("UR_GRPC_TLS_KEY_FILE", str(pem))
+    monkeypatch.setenv("UR_GRPC_TLS_CA_FILE", str(pem))
+    loaded = load(ReviewSettings)  # TLS with client certificates: any address
+    assert loaded.grpc_tls_require_client_cert
+    assert loaded.transport_problems() == []
+    monkeypatch.setenv("UR_GRPC_TLS_CA_FILE", str(tmp_path / "missing.pem"))
+    assert problems(ReviewSettings) == [f"UR_GRPC_TLS_CA_FILE: no such file: '{tmp_path / 'missing.pem'}'"]
