@@ -219,6 +219,10 @@ class ConsumerLoop:
         settled = [False] * len(records)
         try:
             items = self._decode_all(records, settled)
+            copies = sum(len(i.copies) for i in items)
+            if copies:
+                logger.info("%s: %d of %d records were copies of events earlier in the batch; applied once",
+                            self._name, copies, len(records))
             self._settle(items, settled)
         except TransientError as exc:
             raise _Interrupted(exc, settled) from exc

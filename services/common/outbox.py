@@ -27,6 +27,9 @@ from services.common.events import (
 
 logger = logging.getLogger(__name__)
 
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 2.0
+
 
 def add_events(conn: Connection, outbox: Table, events: Sequence[OutgoingEvent]) -> None:
     """Stage events in the caller's transaction; they exist only if it commits."""
@@ -98,18 +101,32 @@ class OutboxRelay:
         return len(rows)
 
     def run(self, stop: threading.Event) -> None:
-        backoff = 0.5
+        """Publish until ``stop``. A failed round (broker or database away) is retried 0.5 s later,
+        backing off to :data:`MAX_BACKOFF_S`: short, because the relay is the first hop of every
+        decision after an outage. The first failure of a kind logs its traceback, its repeats one
+        line each."""
+        backoff = FIRST_BACKOFF_S
+        failing: str | None = None
         while not stop.is_set():
             # Cleared before the round so that a wake() during it is not lost.
             self._wakeup.clear()
             try:
                 published = self.publish_pending()
-                backoff = 0.5
-            except Exception:
-                logger.exception("outbox relay round failed; retrying in %.1fs", backoff)
+            except Exception as exc:
+                condition = type(exc).__name__
+                if condition != failing:
+                    logger.exception("outbox relay round failed; retrying in %.1f s", backoff)
+                else:
+                    logger.warning("outbox relay round failed again (%s: %s); retrying in %.1f s",
+                                   condition, str(exc).splitlines()[0] if str(exc) else "", backoff)
+                failing = condition
                 stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
+            if failing is not None:
+                logger.info("outbox relay recovered (%s)", failing)
+                failing = None
+            backoff = FIRST_BACKOFF_S
             if published < self._batch_size:
                 self._wakeup.wait(self._idle_s)
         # Drain what committed before shutdown so a graceful stop leaves nothing behind.
