@@ -23,18 +23,19 @@ Contract (what a handler can rely on, and what happens to every record):
   a connection lost; :class:`~services.common.errors.Unavailable`; SQLAlchemy's
   ``OperationalError``), and any other exception raised by a single event on its own (a bug, an
   integrity race with another consumer, an unclassified outage), rewind the partitions to their
-  first unsettled record and retry with backoff (0.5 s doubling to 15 s). A valid event is never
+  first unsettled record and retry with backoff (0.5 s doubling to 2 s). A valid event is never
   dead-lettered because of an error that is not its own fault: an exception the handler did not
   classify as poison holds the partition (visible as consumer lag and in :attr:`ConsumerLoop.failure`)
   until the cause is fixed, rather than losing the event. Records before the failing one that were
   settled (applied, skipped, or dead-lettered) are committed and not redelivered to this loop; a
   dead-lettered record after it may be dead-lettered again on the retry (the dead-letter topic is
   at-least-once too).
-* **Commits are bounded.** An offset commit waits at most ``commit_timeout_s``; one that fails
-  (broker away, group rebalancing) is not retried in place but carried over, merged into the next
-  commit or retried from the idle loop once a second, so the loop goes back to ``poll`` (which
-  rejoins the group) at once. Offsets of partitions no longer assigned are dropped: their new
-  owner redelivers from the last committed offset, which is harmless.
+* **Commits are bounded.** An offset commit waits at most ``commit_timeout_s`` (2 s); one that
+  fails (broker away, group rebalancing) is not retried in place but carried over: merged into the
+  next commit, tried again 1 s later, then at doubling intervals up to 8 s while the coordinator
+  stays away, so the loop keeps polling (which is what rejoins the group) and applying batches
+  meanwhile. Offsets of partitions no longer assigned are dropped: their new owner redelivers from
+  the last committed offset, which is harmless. A commit is never what decisions wait for.
 """
 
 from __future__ import annotations
@@ -72,12 +73,18 @@ logger = logging.getLogger(__name__)
 __all__ = ["ConsumerLoop", "EventHandler", "PoisonMessage", "TransientError", "already_processed", "decode",
            "mark_processed"]
 
-#: Backoff between retries of a batch that failed transiently (doubling from the first).
+#: Backoff between retries of a batch that failed transiently (doubling from the first). Short: a
+#: retry costs one failed transaction, and the wait after the database or broker is back is what
+#: stands between an outage and the first decision after it.
 FIRST_BACKOFF_S = 0.5
-MAX_BACKOFF_S = 15.0
-#: How long one offset commit may block the loop, and how soon a failed one is tried again.
-COMMIT_TIMEOUT_S = 3.0
+MAX_BACKOFF_S = 2.0
+#: While a failure lasts, how often it is logged again (its first occurrence always is).
+REMINDER_S = 60.0
+#: How long one offset commit may block the loop, and how soon a failed one is tried again (doubling
+#: while the group coordinator stays away, so that an outage costs the loop little of its time).
+COMMIT_TIMEOUT_S = 2.0
 COMMIT_RETRY_S = 1.0
+MAX_COMMIT_RETRY_S = 8.0
 
 
 class TransientError(Exception):
@@ -187,6 +194,7 @@ class ConsumerLoop:
         self._commit_timeout_ms = int(commit_timeout_s * 1000)
         self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self._commit_retry_at = 0.0
+        self._commit_wait_s = COMMIT_RETRY_S
         self.applied_total = 0
         self.dead_lettered_total = 0
         self.duplicates_skipped_total = 0
@@ -194,6 +202,7 @@ class ConsumerLoop:
         self.bisections_total = 0
         self.failure: str | None = None
         self.last_progress = time.monotonic()
+        self._failing_since = self._reminded_at = 0.0
 
     # -- dead letters --------------------------------------------------------------------------
     def _dead_letter(self, record: Any, reason: str) -> None:
@@ -313,17 +322,14 @@ class ConsumerLoop:
             try:
                 self.process(records)
             except _Interrupted as exc:
-                if str(exc) != self.failure:
-                    logger.warning("%s: transient failure, retrying in %.1f s: %s", self._name, backoff, exc)
-                else:
-                    logger.info("%s: still failing, retrying in %.1f s", self._name, backoff)
-                self.failure = str(exc)
+                self._log_failure(str(exc), backoff)
                 self._commit(self._rewind(polled, exc.settled))
                 stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             if self.failure is not None:
-                logger.info("%s: recovered (%s)", self._name, self.failure)
+                logger.info("%s: recovered after %.1f s (%s)", self._name, time.monotonic() - self._failing_since,
+                            self.failure)
                 self.failure = None
             backoff = FIRST_BACKOFF_S
             self.last_progress = time.monotonic()
@@ -331,6 +337,22 @@ class ConsumerLoop:
                           for tp, batch in polled.items()})
         logger.info("consumer %s stopping", self._name)
         self._retry_commit(force=True)
+
+    def _log_failure(self, condition: str, backoff: float) -> None:
+        """One line when a failure starts or changes, a reminder every :data:`REMINDER_S` while it lasts."""
+        now = time.monotonic()
+        if condition != self.failure:
+            if self.failure is None:
+                self._failing_since = now
+            logger.warning("%s: transient failure, retrying every %.1f s or less: %s", self._name, MAX_BACKOFF_S,
+                           condition)
+            self._reminded_at = now
+        elif now - self._reminded_at >= REMINDER_S:
+            logger.warning("%s: still failing after %.0f s: %s", self._name, now - self._failing_since, condition)
+            self._reminded_at = now
+        else:
+            logger.debug("%s: still failing, retrying in %.1f s", self._name, backoff)
+        self.failure = condition
 
     def _rewind(self, polled: Mapping[Any, Sequence[Any]],
                 settled: Sequence[bool]) -> dict[TopicPartition, OffsetAndMetadata]:
@@ -351,9 +373,10 @@ class ConsumerLoop:
     # -- offset commits ------------------------------------------------------------------------
     def _commit(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
         self._uncommitted.update(offsets)
-        self._try_commit()
+        self._retry_commit()
 
     def _retry_commit(self, *, force: bool = False) -> None:
+        """Commit what is pending, unless a failed attempt asked to wait (``force``: try anyway)."""
         if self._uncommitted and (force or time.monotonic() >= self._commit_retry_at):
             self._try_commit()
 
@@ -371,10 +394,11 @@ class ConsumerLoop:
         try:
             self._consumer.commit(dict(self._uncommitted), timeout_ms=self._commit_timeout_ms)
         except KafkaError as exc:
-            self._commit_retry_at = time.monotonic() + COMMIT_RETRY_S
+            self._commit_retry_at = time.monotonic() + self._commit_wait_s
             if getattr(exc, "retriable", False):
-                logger.warning("%s: offset commit did not complete (%s); retrying in %.0f s",
-                               self._name, type(exc).__name__, COMMIT_RETRY_S)
+                logger.warning("%s: offset commit did not complete (%s); next attempt in %.0f s",
+                               self._name, type(exc).__name__, self._commit_wait_s)
+                self._commit_wait_s = min(self._commit_wait_s * 2, MAX_COMMIT_RETRY_S)
             else:
                 # Rebalanced away (CommitFailedError and kin): the partitions' next owner, maybe this
                 # member again after it rejoins, resumes from the last commit that did succeed.
@@ -383,6 +407,7 @@ class ConsumerLoop:
                 self._uncommitted.clear()
             return
         self._uncommitted.clear()
+        self._commit_wait_s = COMMIT_RETRY_S
 
     def _assignment(self) -> set[TopicPartition] | None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 2.0
+#: While a failure lasts, how often it is logged again (its first occurrence always is, with its traceback).
+REMINDER_S = 60.0
 
 
 def add_events(conn: Connection, outbox: Table, events: Sequence[OutgoingEvent]) -> None:
@@ -103,28 +106,33 @@ class OutboxRelay:
     def run(self, stop: threading.Event) -> None:
         """Publish until ``stop``. A failed round (broker or database away) is retried 0.5 s later,
         backing off to :data:`MAX_BACKOFF_S`: short, because the relay is the first hop of every
-        decision after an outage. The first failure of a kind logs its traceback, its repeats one
-        line each."""
+        decision after an outage. The first failure of a kind logs its traceback; while it lasts, a
+        reminder every :data:`REMINDER_S`."""
         backoff = FIRST_BACKOFF_S
         failing: str | None = None
+        since = reminded = 0.0
         while not stop.is_set():
             # Cleared before the round so that a wake() during it is not lost.
             self._wakeup.clear()
             try:
                 published = self.publish_pending()
             except Exception as exc:
+                now = time.monotonic()
                 condition = type(exc).__name__
                 if condition != failing:
-                    logger.exception("outbox relay round failed; retrying in %.1f s", backoff)
-                else:
-                    logger.warning("outbox relay round failed again (%s: %s); retrying in %.1f s",
-                                   condition, str(exc).splitlines()[0] if str(exc) else "", backoff)
+                    logger.exception("outbox relay round failed; retrying every %.1f s or less", MAX_BACKOFF_S)
+                    since = now if failing is None else since
+                    reminded = now
+                elif now - reminded >= REMINDER_S:
+                    logger.warning("outbox relay still failing after %.0f s (%s: %s)", now - since, condition,
+                                   str(exc).splitlines()[0] if str(exc) else "")
+                    reminded = now
                 failing = condition
                 stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             if failing is not None:
-                logger.info("outbox relay recovered (%s)", failing)
+                logger.info("outbox relay recovered after %.1f s (%s)", time.monotonic() - since, failing)
                 failing = None
             backoff = FIRST_BACKOFF_S
             if published < self._batch_size:

@@ -143,9 +143,9 @@ def assert_exactly_once(platform: Platform, clients: Clients, requests: Sequence
     assert complete == approvable
     assert pended == set(ids) - approvable
 
-    cases = dict(rows(platform.database_urls["review"],
-                      "SELECT request_id, count(*) FROM cases WHERE request_id = ANY(:ids) GROUP BY request_id",
-                      ids=ids))
+    cases = {rid: n for rid, n in rows(platform.database_urls["review"],
+                                          "SELECT request_id, count(*) FROM cases WHERE request_id = ANY(:ids) "
+                                          "GROUP BY request_id", ids=ids)}
     assert set(cases) == set(ids), f"{len(set(ids) - set(cases))} requests have no determination"
     assert all(n == 1 for n in cases.values())
     auths = rows(platform.database_urls["authorization"],
