@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, case, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Row, and_, case, func, insert, or_, select, tuple_, union_all, update
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import ensure_utc
@@ -118,12 +118,19 @@ def task_row(t: Task) -> dict[str, Any]:
             "requested_facts": json.dumps(list(t.requested_facts)) if t.requested_facts else None,
             "information_due": t.information_due, "escalated_at": t.escalated_at, "missed_at": t.missed_at,
             "deemed_denial": t.deemed_denial, "updated_at": t.updated_at, "clock_paused": t.clock_paused,
-            "at_risk_at": t.at_risk_at}
+            "at_risk_at": t.at_risk_at, "urgency_rank": urgency_rank(t.urgency)}
 
 
-def _urgent_first() -> tuple[Any, ...]:
-    return (case((review_tasks.c.urgency == "expedited", 0), else_=1), review_tasks.c.due_at,
-            review_tasks.c.task_id)
+def urgency_rank(urgency: str) -> int:
+    """The queue's order of an urgency: expedited (0) before the rest (1)."""
+    return 0 if urgency == "expedited" else 1
+
+
+def _queue_order(t: Any) -> tuple[Any, ...]:
+    """Most urgent first (:func:`~services.review.domain.workflow.priority`): expedited, then earliest
+    due, then id. ``t`` is the tasks table or a subquery of it; on the table this is the order of
+    ``ix_review_tasks_queue_order`` after its status, so a query reads the first rows and stops."""
+    return (t.c.urgency_rank, t.c.due_at, t.c.task_id)
 
 
 class SqlTaskRepository(ports.TaskRepository):
@@ -167,17 +174,20 @@ class SqlTaskRepository(ports.TaskRepository):
         return self._tasks(select(review_tasks).where(review_tasks.c.status == TaskStatus.CLAIMED.value,
                                                       review_tasks.c.assigned_to == reviewer_id,
                                                       review_tasks.c.lease_expires_at > now)
-                           .order_by(*_urgent_first()))
+                           .order_by(*_queue_order(review_tasks)))
 
     def claimable(self, roles: Sequence[Role], lines_of_business: Iterable[str], categories: Iterable[str],
                   now: dt.datetime, limit: int) -> list[Task]:
+        """Open tasks and lapsed claims are read apart, each in queue order from the queue index and
+        cut at ``limit``, then merged: at most twice ``limit`` rows are sorted, however long the queue."""
         t = review_tasks
-        free = or_(t.c.status == TaskStatus.OPEN.value,
-                   and_(t.c.status == TaskStatus.CLAIMED.value, t.c.lease_expires_at <= now))
-        return self._tasks(select(t).where(free, t.c.required_role.in_([r.value for r in roles]),
-                                           t.c.line_of_business.in_(list(lines_of_business)),
-                                           t.c.category.in_(list(categories)))
-                           .order_by(*_urgent_first()).limit(limit))
+        routed = (t.c.required_role.in_([r.value for r in roles]), t.c.line_of_business.in_(list(lines_of_business)),
+                  t.c.category.in_(list(categories)))
+        open_tasks = select(t).where(t.c.status == TaskStatus.OPEN.value, *routed)
+        lapsed = select(t).where(t.c.status == TaskStatus.CLAIMED.value, t.c.lease_expires_at <= now, *routed)
+        both = union_all(*(select(q.order_by(*_queue_order(t)).limit(limit).subquery())
+                           for q in (open_tasks, lapsed))).subquery()
+        return self._tasks(select(both).order_by(*_queue_order(both)).limit(limit))
 
     def expired_leases(self, now: dt.datetime) -> list[Task]:
         return self._tasks(select(review_tasks).where(review_tasks.c.status == TaskStatus.CLAIMED.value,
@@ -193,9 +203,10 @@ class SqlTaskRepository(ports.TaskRepository):
 
     def open_tasks(self, limit: int, offset: int) -> tuple[list[Task], int]:
         t = review_tasks
-        urgency_rank = case((t.c.urgency == "expedited", 0), else_=1)
+        # The listing breaks ties of due time by age before id: an incremental sort of the (rare)
+        # equal-deadline runs the queue index delivers, never a sort of the whole queue.
         query = (select(t).where(t.c.status == TaskStatus.OPEN.value)
-                 .order_by(urgency_rank, t.c.due_at, t.c.created_at, t.c.task_id).limit(limit).offset(offset))
+                 .order_by(t.c.urgency_rank, t.c.due_at, t.c.created_at, t.c.task_id).limit(limit).offset(offset))
         total = self.conn.execute(select(func.count()).select_from(t)
                                   .where(t.c.status == TaskStatus.OPEN.value)).scalar_one()
         return self._tasks(query), int(total)
