@@ -15,7 +15,7 @@ help:
 	@echo "make test   - unit, integration and end-to-end tests (real Kafka, real PostgreSQL)"
 	@echo "make test-timetravel - unit and integration tests with the clock moved to each of TRAVEL_DATES"
 	@echo "make bench  - end-to-end throughput/latency on PostgreSQL next to raw ceilings"
-	@echo "make lint   - ruff + mypy"
+	@echo "make lint   - ruff + mypy + import-linter (layers)"
 	@echo "make protos - regenerate Python code from protos/"
 
 $(STAMP): pyproject.toml
@@ -37,7 +37,8 @@ protos: $(STAMP)
 
 lint: setup
 	$(BIN)/ruff check services tests deploy protos
-	$(BIN)/mypy services
+	$(BIN)/mypy services tests
+	$(BIN)/lint-imports --no-logo
 
 kafka-start: setup
 	deploy/kafka/kafka.sh start

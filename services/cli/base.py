@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -21,6 +21,8 @@ from grpc_status import rpc_status
 from rich.console import Console, RenderableType
 
 from services.common import settings
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_SERVICE_ERROR = 1
@@ -119,7 +121,7 @@ def targets_from(args: argparse.Namespace) -> Targets:
     )
 
 
-def call(service: str, target: str, timeout_s: float, subject: str, invoke: Callable[[grpc.Channel], Any]) -> Any:
+def call(service: str, target: str, timeout_s: float, subject: str, invoke: Callable[[grpc.Channel], T]) -> T:
     """Run ``invoke`` on a fresh channel; translate gRPC failures into :class:`ServiceCallError`."""
     with grpc.insecure_channel(target) as channel:
         try:

@@ -53,6 +53,7 @@ from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 from services.cli.platform import REPO, Platform
 from services.common import kafka_io
 from services.common.config_files import load_yaml
+from services.common.proto_enums import to_number
 
 NPIS = ("1234567893", "1245319599")
 LUMBAR_CODES = ("72148", "72149", "72158")
@@ -73,21 +74,24 @@ def write_bench_members(path: Path, count: int) -> None:
     path.write_text(yaml.safe_dump({"members": members}, sort_keys=False))
 
 
-def eligible_members(seed: Path) -> list[tuple[str, int, str]]:
+Member = tuple[str, types_pb2.LineOfBusiness.ValueType, str]
+
+
+def eligible_members(seed: Path) -> list[Member]:
     """(member id, line of business number, state) of members with coverage active in early 2027."""
-    lob_numbers = {"medicare_advantage": 1, "medicaid": 2, "commercial": 3, "workers_comp": 4}
     doc = load_yaml(seed.read_text())
     found = []
     for member in doc["members"]:
         for cov in member.get("coverages") or []:
             term = cov.get("termination")
             if term is None or str(term) >= "2027-06-30":
-                found.append((str(member["member_id"]), lob_numbers[cov["line_of_business"]], str(cov["state"])))
+                lob = to_number(types_pb2.LineOfBusiness, cov["line_of_business"])
+                found.append((str(member["member_id"]), lob, str(cov["state"])))
                 break
     return found
 
 
-def make_request(i: int, members: list[tuple[str, int, str]], run: str) -> intake_pb2.SubmitRequestRequest:
+def make_request(i: int, members: list[Member], run: str) -> intake_pb2.SubmitRequestRequest:
     """A lumbar spine MRI; 4 in 5 meet criteria, 1 in 5 goes to a nurse. Dates spread so
     that the same member's requests rarely overlap."""
     member_id, lob, state = members[i % len(members)]
@@ -106,7 +110,7 @@ def make_request(i: int, members: list[tuple[str, int, str]], run: str) -> intak
 
     return intake_pb2.SubmitRequestRequest(
         idempotency_key=f"bench-{run}-{i}", member_id=member_id,
-        coverage=types_pb2.Coverage(line_of_business=lob, member_state=state, plan_id="BENCH"),  # type: ignore[arg-type]
+        coverage=types_pb2.Coverage(line_of_business=lob, member_state=state, plan_id="BENCH"),
         requesting_provider=types_pb2.Provider(npi=NPIS[0]), servicing_provider=types_pb2.Provider(npi=NPIS[1]),
         diagnoses=[types_pb2.Diagnosis(code="M54.16", primary=True)],
         service_lines=[types_pb2.ServiceLine(line_number=1, procedure_code=LUMBAR_CODES[i % 3], units=1,
@@ -151,11 +155,11 @@ class Tracker:
                 now = time.monotonic()
                 for r in records:
                     if r.topic.endswith("authorizations-issued.v1"):
-                        rid = events_pb2.AuthorizationsIssued.FromString(r.value).request_id
+                        rid = events_pb2.AuthorizationsIssued.FromString(r.value or b"").request_id
                         self.authorized_at.setdefault(rid, now)
                         self.settled_at.setdefault(rid, now)
                     else:
-                        det = events_pb2.DeterminationMade.FromString(r.value).determination
+                        det = events_pb2.DeterminationMade.FromString(r.value or b"").determination
                         if not any(ln.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL for ln in det.lines):
                             self.settled_at.setdefault(det.request_id, now)
         consumer.close()
@@ -288,7 +292,7 @@ def wait_settled(tracker: Tracker, ids: Iterator[str] | list[str], timeout_s: fl
 def ceiling_kafka(bootstrap: str, prefix: str, count: int, console: Console) -> dict[str, float]:
     topic = f"{prefix}.bench.ceiling"
     kafka_io.ensure_topics(bootstrap, [topic], 6)
-    payload = make_request(1, [("M", 1, "CA")], "x").SerializeToString()
+    payload = make_request(1, [("M", types_pb2.LINE_OF_BUSINESS_MEDICARE_ADVANTAGE, "CA")], "x").SerializeToString()
     producer = kafka_io.make_producer(bootstrap, client_id="bench-ceiling")
     with progress(console) as bar:
         task = bar.add_task("ceiling: kafka-python produce (acks=all)", total=count)

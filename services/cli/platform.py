@@ -19,11 +19,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common import settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = settings.SERVICES
@@ -188,8 +192,6 @@ class Platform:
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
-    from services.cli import scripted_review, workload
-
     parser = argparse.ArgumentParser(prog="platform", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=["run", "demo"])
@@ -212,27 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     where = ", ".join(f"{s} {platform.target(s)}" for s in SERVICES)
     console.print(f"[bold]Starting the UR platform[/bold] (Kafka {bootstrap}; data in {args.var_dir}): {where}")
     try:
-        platform.start()
-        with console.status("waiting for the services to report SERVING..."):
-            platform.wait_healthy()
-        console.print("[green]all three services are SERVING[/green]")
-        requests = workload.load_workload()
-        # A run prefix keeps each run's idempotency keys apart while data accumulates across runs.
-        run_id = time.strftime("%Y%m%d%H%M%S")
-        for request in requests:
-            request.idempotency_key = f"{run_id}-{request.idempotency_key}"[:100]
-        summary = workload.run_workload(platform.target("intake"), requests, concurrency=args.concurrency,
-                                        console=console)
-        workload.render_summary(summary, console)
-        scripted_review.run_shift(platform.target("review"), console)
-        if args.mode == "demo":
-            return 0
-        console.print("\nThe platform keeps serving; try [bold].venv/bin/urctl queue list[/bold] or "
-                      "[bold].venv/bin/urctl request show <id>[/bold]. Ctrl-C stops it.")
-        while all(p.poll() is None for p in platform.procs.values()):
-            time.sleep(1)
-        console.print("[red]a service exited[/red]")
-        return 1
+        return _run(platform, args, console)
     except KeyboardInterrupt:
         return 0
     except RuntimeError as exc:
@@ -241,6 +223,34 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         console.print("stopping services...")
         platform.stop()
+
+
+def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
+    """Start the services, submit the sample workload, run a shift of scripted reviewers, then
+    (``run``) serve until a service exits."""
+    from services.cli import scripted_review, workload
+
+    platform.start()
+    with console.status("waiting for the services to report SERVING..."):
+        platform.wait_healthy()
+    console.print("[green]all three services are SERVING[/green]")
+    requests = workload.load_workload()
+    # A run prefix keeps each run's idempotency keys apart while data accumulates across runs.
+    run_id = time.strftime("%Y%m%d%H%M%S")
+    for request in requests:
+        request.idempotency_key = f"{run_id}-{request.idempotency_key}"[:100]
+    summary = workload.run_workload(platform.target("intake"), requests, concurrency=args.concurrency,
+                                    console=console)
+    workload.render_summary(summary, console)
+    scripted_review.run_shift(platform.target("review"), console)
+    if args.mode == "demo":
+        return 0
+    console.print("\nThe platform keeps serving; try [bold].venv/bin/urctl queue list[/bold] or "
+                  "[bold].venv/bin/urctl request show <id>[/bold]. Ctrl-C stops it.")
+    while all(p.poll() is None for p in platform.procs.values()):
+        time.sleep(1)
+    console.print("[red]a service exited[/red]")
+    return 1
 
 
 if __name__ == "__main__":

@@ -31,19 +31,19 @@ class ShiftReport:
     refused: list[str] = field(default_factory=list)
 
 
-def _md(token: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token}")]
+def _md(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
 
 
 def _claim(stub: review_pb2_grpc.ReviewServiceStub, token: str) -> review_pb2.TaskView | None:
     try:
         response: review_pb2.ClaimNextTaskResponse = stub.ClaimNextTask(
             review_pb2.ClaimNextTaskRequest(), metadata=_md(token), timeout=10)
-        return response.task
     except grpc.RpcError as exc:
         if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED):
             return None
         raise
+    return response.task
 
 
 def _first_unmet(view: review_pb2.TaskView) -> types_pb2.ConditionResult | None:

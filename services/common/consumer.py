@@ -45,7 +45,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError, Message
 from kafka import TopicPartition
@@ -55,7 +54,7 @@ from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from services.common.clock import utcnow
-from services.common.errors import PoisonMessage, Unavailable
+from services.common.errors import PoisonMessage, TransientError, Unavailable
 from services.common.events import (
     HEADER_DLQ_CONSUMER,
     HEADER_DLQ_REASON,
@@ -63,13 +62,16 @@ from services.common.events import (
     HEADER_EVENT_ID,
     HEADER_EVENT_TYPE,
     HEADER_SCHEMA_VERSION,
+    EventHandler,
     IncomingEvent,
 )
+from services.common.kafka_io import Consumer, Producer, Record
 
 logger = logging.getLogger(__name__)
 
-# PoisonMessage lives in services/common/errors.py (service layers raise it without importing Kafka or
-# SQLAlchemy); it is re-exported here, where the loop's contract names it.
+# PoisonMessage and TransientError live in services/common/errors.py, EventHandler in events.py (service
+# layers use them without importing Kafka or SQLAlchemy); they are re-exported here, where the loop's
+# contract names them.
 __all__ = ["ConsumerLoop", "EventHandler", "PoisonMessage", "TransientError", "already_processed", "decode",
            "mark_processed"]
 
@@ -85,18 +87,6 @@ REMINDER_S = 60.0
 COMMIT_TIMEOUT_S = 2.0
 COMMIT_RETRY_S = 1.0
 MAX_COMMIT_RETRY_S = 8.0
-
-
-class TransientError(Exception):
-    """Applying failed for a reason that may pass (database or peer unavailable)."""
-
-
-class EventHandler(Protocol):
-    def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
-        """Apply every event and record its id, atomically, or raise without effect.
-
-        ``events`` hold distinct event ids (the loop removes in-batch copies); ids applied by an
-        earlier batch are the handler's to skip (``already_processed``)."""
 
 
 def already_processed(conn: Connection, processed: Table, consumer: str, event_ids: Sequence[str]) -> set[str]:
@@ -124,7 +114,7 @@ def _header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | Non
 Decoders = Mapping[str, Callable[[bytes], Message]]
 
 
-def decode(record: Any, decoders: Decoders) -> IncomingEvent:
+def decode(record: Record, decoders: Decoders) -> IncomingEvent:
     """Turn a Kafka record into an IncomingEvent or raise PoisonMessage saying why."""
     headers = record.headers
     event_type = _header(headers, HEADER_EVENT_TYPE)
@@ -158,7 +148,7 @@ class _Item:
     """One decoded event of a batch: where its record sits in the batch, and its in-batch copies."""
 
     index: int
-    record: Any
+    record: Record
     event: IncomingEvent
     copies: list[int]
 
@@ -179,8 +169,8 @@ class ConsumerLoop:
     :attr:`last_progress` is the ``time.monotonic()`` of the last batch settled or empty poll, for
     health checks."""
 
-    def __init__(self, consumer: Any, handler: EventHandler, decoders: Decoders, *, name: str,
-                 dlq_producer: Any, dlq_topic: str, max_batch: int = 500,
+    def __init__(self, consumer: Consumer, handler: EventHandler, decoders: Decoders, *, name: str,
+                 dlq_producer: Producer, dlq_topic: str, max_batch: int = 500,
                  on_applied: Callable[[Sequence[IncomingEvent]], None] | None = None,
                  commit_timeout_s: float = COMMIT_TIMEOUT_S) -> None:
         self._consumer = consumer
@@ -205,7 +195,7 @@ class ConsumerLoop:
         self._failing_since = self._reminded_at = 0.0
 
     # -- dead letters --------------------------------------------------------------------------
-    def _dead_letter(self, record: Any, reason: str) -> None:
+    def _dead_letter(self, record: Record, reason: str) -> None:
         logger.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
         headers = list(record.headers or [])
         headers += [(HEADER_DLQ_REASON, reason.encode()[:1000]),
@@ -222,7 +212,7 @@ class ConsumerLoop:
         self.dead_lettered_total += 1
 
     # -- one batch -----------------------------------------------------------------------------
-    def process(self, records: Sequence[Any]) -> None:
+    def process(self, records: Sequence[Record]) -> None:
         """Settle a batch of records (see the module's contract). Raises :class:`TransientError`
         when it must be retried; its ``settled`` attribute then says which records need no retry."""
         settled = [False] * len(records)
@@ -236,7 +226,7 @@ class ConsumerLoop:
         except TransientError as exc:
             raise _Interrupted(exc, settled) from exc
 
-    def _decode_all(self, records: Sequence[Any], settled: list[bool]) -> list[_Item]:
+    def _decode_all(self, records: Sequence[Record], settled: list[bool]) -> list[_Item]:
         items: list[_Item] = []
         first: dict[str, _Item] = {}
         for index, record in enumerate(records):
@@ -354,7 +344,7 @@ class ConsumerLoop:
             logger.debug("%s: still failing, retrying in %.1f s", self._name, backoff)
         self.failure = condition
 
-    def _rewind(self, polled: Mapping[Any, Sequence[Any]],
+    def _rewind(self, polled: Mapping[TopicPartition, Sequence[Record]],
                 settled: Sequence[bool]) -> dict[TopicPartition, OffsetAndMetadata]:
         """Seek every partition back to its first unsettled record; returns the offsets that may
         be committed (each partition's settled prefix)."""

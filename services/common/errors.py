@@ -15,6 +15,9 @@ them (``raise DuplicateKey(...) from exc``).
     ├── DuplicateKey                 storage said a unique key exists (adapters raise, use cases catch)
     ├── PoisonMessage                a consumed event can never be applied (dead-lettered)
     └── ConfigurationError           a setting or configuration file is wrong (CLI/process exit 2)
+
+    TransientError                   applying a consumed event failed for a reason that may pass
+                                     (the consumer loop retries; deliberately not a PlatformError)
 """
 
 from __future__ import annotations
@@ -82,3 +85,8 @@ class PoisonMessage(PlatformError):
 
 class ConfigurationError(PlatformError):
     """A setting or configuration file is wrong; the message names the file or setting and the field."""
+
+
+class TransientError(Exception):
+    """Applying failed for a reason that may pass (database or peer unavailable): the consumer loop
+    (``services/common/consumer.py``) rewinds and retries with backoff."""

@@ -16,10 +16,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 def _abort(context: grpc.ServicerContext, code: int, message: str,
-           details: Sequence[Any] = ()) -> None:
+           details: Sequence[Message] = ()) -> NoReturn:
     status = status_pb2.Status(code=code, message=message)
     for detail in details:
         packed = any_pb2.Any()
@@ -66,14 +67,17 @@ def status_code_of(exc: ServiceError) -> int:
     return int(code_pb2.INTERNAL)
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+S = TypeVar("S")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 
-def translate_errors(method: F) -> F:
+def translate_errors(
+        method: Callable[[S, Req, grpc.ServicerContext], Resp]) -> Callable[[S, Req, grpc.ServicerContext], Resp]:
     """Decorate a servicer method so domain errors leave as precise statuses."""
 
     @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+    def wrapper(self: S, request: Req, context: grpc.ServicerContext) -> Resp:
         try:
             return method(self, request, context)
         except ValidationFailed as exc:
@@ -87,6 +91,5 @@ def translate_errors(method: F) -> F:
         except Exception:
             logger.exception("unhandled error in %s", method.__name__)
             _abort(context, code_pb2.INTERNAL, "internal error; see the service log")
-        return None  # unreachable: abort raises
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper

@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, insert, select, update
 
@@ -25,6 +24,7 @@ from services.common.events import (
     HEADER_SCHEMA_VERSION,
     OutgoingEvent,
 )
+from services.common.kafka_io import Producer
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class OutboxRelay:
     polls every ``idle_s`` (which also picks up rows left by a crashed process).
     """
 
-    def __init__(self, engine: Engine, outbox: Table, producer: Any, producer_name: str,
+    def __init__(self, engine: Engine, outbox: Table, producer: Producer, producer_name: str,
                  batch_size: int = 500, idle_s: float = 0.2, wakeup: threading.Event | None = None) -> None:
         self._engine = engine
         self._outbox = outbox
@@ -69,7 +69,6 @@ class OutboxRelay:
         self._idle_s = idle_s
         # Given when units of work are wired before the relay exists (they set it after commit).
         self._wakeup = wakeup if wakeup is not None else threading.Event()
-        self.published_total = 0
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -100,7 +99,6 @@ class OutboxRelay:
             for future in futures:
                 future.get(timeout=30)  # raises if the broker did not take it: nothing is marked
             conn.execute(update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=utcnow()))
-        self.published_total += len(rows)
         return len(rows)
 
     def run(self, stop: threading.Event) -> None:

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import Engine, Table
 
@@ -43,10 +43,10 @@ class Kafka:
         kafka_io.wait_for_broker(self.bootstrap)
         kafka_io.ensure_topics(self.bootstrap, topics, partitions)
 
-    def producer(self, client_id: str) -> Any:
+    def producer(self, client_id: str) -> kafka_io.Producer:
         return kafka_io.make_producer(self.bootstrap, client_id=client_id)
 
-    def consumer(self, group_id: str, client_id: str, topics: Sequence[str]) -> Any:
+    def consumer(self, group_id: str, client_id: str, topics: Sequence[str]) -> kafka_io.Consumer:
         return kafka_io.make_consumer(self.bootstrap, group_id=group_id, client_id=client_id, topics=topics)
 
 
@@ -76,12 +76,9 @@ class ServiceRuntime:
     server: RunningServer | None = None
     relay: OutboxRelay | None = None
     consumer: ConsumerLoop | None = None
-    producer: Any = None
+    producer: kafka_io.Producer | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _relay_stop: threading.Event = field(default_factory=threading.Event)
-
-    def wake_relay(self) -> None:
-        self.wakeup.set()
 
     def start(self) -> None:
         """Connect to Kafka, start the relay, the consumer and periodic work, then serve gRPC.
@@ -174,8 +171,21 @@ class ServiceRuntime:
         self.stop()
 
 
+class Runnable(Protocol):
+    """What ``services/common/main.py`` does with a runtime (:class:`ServiceRuntime` is the real one)."""
+
+    @property
+    def port(self) -> int: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def serve_forever(self) -> None: ...
+
+
 class Application(Protocol):
     """What a service's ``bootstrap.build()`` returns: its runtime, and the parts tests reach for."""
 
     @property
-    def runtime(self) -> ServiceRuntime: ...
+    def runtime(self) -> Runnable: ...

@@ -340,7 +340,7 @@ def _own_fields(model: type[_Environment]) -> Iterator[tuple[str, FieldInfo]]:
             yield name, field
 
 
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -8,14 +8,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from google.protobuf.message import Message
 from sqlalchemy import Engine, Table
 
 from services.common import migrations
-from services.common.consumer import EventHandler
 from services.common.db import make_engine
-from services.common.events import IncomingEvent
+from services.common.events import EventHandler, IncomingEvent
 from services.common.grpc_server import Registration
 from services.common.runtime import Kafka, ServiceRuntime
 from services.common.settings import ServiceSettings
@@ -45,13 +44,13 @@ def infrastructure(settings: ServiceSettings, outbox: Table) -> Infrastructure:
     return Infrastructure(settings, engine, settings.topics, outbox)
 
 
-def decoders(*message_types: Any) -> dict[str, Callable[[bytes], Any]]:
+def decoders(*message_types: type[Message]) -> dict[str, Callable[[bytes], Message]]:
     """Event type header value → parser, for the protobuf event classes a service consumes."""
     return {t.DESCRIPTOR.full_name: t.FromString for t in message_types}
 
 
-def assemble(infra: Infrastructure, handler: EventHandler, consumes: Sequence[str], event_types: Sequence[Any],
-             registration: Registration,
+def assemble(infra: Infrastructure, handler: EventHandler, consumes: Sequence[str],
+             event_types: Sequence[type[Message]], registration: Registration,
              on_applied: Callable[[Sequence[IncomingEvent]], None] | None = None,
              kafka: Kafka | None = None) -> ServiceRuntime:
     """The runtime around a service's handler and servicer; not started."""

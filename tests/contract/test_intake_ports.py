@@ -67,7 +67,8 @@ class IntakePortsContract(UnitOfWorkContract):
         with backend.uow().read_only() as uow:
             got = uow.requests.get(request(1).request_id)
             assert got == in_order(request(1))
-            assert got is not None and [ln.line_number for ln in got.lines] == [1, 2]
+            assert got is not None
+            assert [ln.line_number for ln in got.lines] == [1, 2]
             assert got.received_at.utcoffset() == dt.timedelta(0)
             assert uow.requests.get(request(1).request_id, for_update=True) == got
             assert uow.requests.by_key("key-2") == request(2, lines=1, status=RequestStatus.INELIGIBLE)
@@ -147,7 +148,8 @@ class IntakePortsContract(UnitOfWorkContract):
             uow.commit()
         with backend.uow().read_only() as uow:
             got = uow.information.by_key("info-1")
-            assert got == information(1, rid) and got.received_at.utcoffset() == dt.timedelta(0)
+            assert got == information(1, rid)
+            assert got.received_at.utcoffset() == dt.timedelta(0)
             assert uow.information.by_key("info-2") is None
         for duplicate in (information(2, rid, key="info-1"), replace(information(1, rid), idempotency_key="new")):
             with pytest.raises(DuplicateKey), backend.uow() as uow:

@@ -28,9 +28,11 @@ def test_reflection_lists_and_calls_every_service(platform: Platform) -> None:
         listed = _reflect("list", platform.target(service))
         assert listed.returncode == 0, listed.stderr
         names = listed.stdout.split()
-        assert full_name in names and "grpc.health.v1.Health" in names
+        assert full_name in names
+        assert "grpc.health.v1.Health" in names
         described = _reflect("describe", platform.target(service), full_name)
-        assert described.returncode == 0 and "rpc " in described.stdout
+        assert described.returncode == 0
+        assert "rpc " in described.stdout
     queue = _reflect("call", platform.target("review"), "ur.review.v1.ReviewService/ListReviewQueue",
                      '{"page_size": 5}')
     assert queue.returncode == 0, queue.stderr
@@ -39,4 +41,5 @@ def test_reflection_lists_and_calls_every_service(platform: Platform) -> None:
     assert json.loads(health.stdout)["status"] == "SERVING"
     missing = _reflect("call", platform.target("intake"), "ur.intake.v1.IntakeService/GetRequest",
                        '{"request_id": "no-such-request"}')
-    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+    assert missing.returncode == 1
+    assert "NOT_FOUND" in missing.stderr

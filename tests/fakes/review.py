@@ -39,7 +39,7 @@ class ReviewStore:
     outbox: list[OutgoingEvent] = field(default_factory=list)
     processed: set[tuple[str, str]] = field(default_factory=set)
     sequence: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    before_task_save: list[Callable[[Task], None]] = field(default_factory=list)
+    before_task_save: list[Callable[[Task], object]] = field(default_factory=list)
     """Each is run once, just before the next task save of any unit of work: how a test lets
     another writer in between a use case's read and its write."""
 

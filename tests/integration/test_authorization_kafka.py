@@ -102,5 +102,6 @@ def test_redelivered_determinations_authorize_once_and_poison_is_parked(
     dlq.close()
     producer.close()
     engine.dispose()
-    assert len(parked) == 1 and b"not a valid ur.events.v1.DeterminationMade" in parked[0]["dlq-reason"]
+    assert len(parked) == 1
+    assert b"not a valid ur.events.v1.DeterminationMade" in parked[0]["dlq-reason"]
     assert parked[0]["dlq-consumer"] == b"authorization"

@@ -59,9 +59,8 @@ FROM (SELECT i, :t0 + make_interval(mins => (i * 37) % 43200) - interval '2 days
 
 
 @pytest.fixture(scope="module")
-def review(make_database: Callable[[str], str], request: pytest.FixtureRequest) -> Review:
+def review(make_database: Callable[[str], str]) -> Iterator[Review]:
     r = build(make_database("queue_plans"))
-    request.addfinalizer(r.engine.dispose)
     r.workflow.directory.seed([reviewer(f"rn-{n}", states=("TX", "CA"), capacity=CLAIMS,
                                         specialties=("advanced_imaging", "general", "spine_surgery"))
                                for n in range(2)] + [reviewer("md-0", Role.PHYSICIAN, states=("TX",))])
@@ -69,7 +68,8 @@ def review(make_database: Callable[[str], str], request: pytest.FixtureRequest) 
         conn.execute(text(POPULATE), {"open": OPEN, "t0": T0})
     with r.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE review_tasks"))
-    return r
+    yield r
+    r.engine.dispose()
 
 
 @contextmanager

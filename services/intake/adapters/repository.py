@@ -17,7 +17,7 @@ from services.intake.domain.records import InformationRecord, LineRecord, Reques
 from services.intake.service_layer import ports
 
 
-def _bytes(value: Any) -> bytes | None:
+def _bytes(value: bytes | memoryview | None) -> bytes | None:
     return bytes(value) if value else None
 
 

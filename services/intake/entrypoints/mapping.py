@@ -12,10 +12,10 @@ from services.common.proto_enums import to_name, to_number
 from services.intake.domain.model import AdditionalInformation, ClinicalFact, PriorAuthRequest, ServiceLine
 from services.intake.domain.records import RequestRecord
 
-LOB = types_pb2.LineOfBusiness.DESCRIPTOR
-REVIEW_TYPE = types_pb2.ReviewType.DESCRIPTOR
-URGENCY = types_pb2.Urgency.DESCRIPTOR
-STATUS = intake_pb2.RequestStatus.DESCRIPTOR
+LOB = types_pb2.LineOfBusiness
+REVIEW_TYPE = types_pb2.ReviewType
+URGENCY = types_pb2.Urgency
+STATUS = intake_pb2.RequestStatus
 
 
 def _ymd(message: types_pb2.Date, present: bool) -> tuple[int, int, int] | None:
@@ -69,7 +69,7 @@ def to_view(record: RequestRecord) -> intake_pb2.RequestView:
         request_id=record.request_id,
         idempotency_key=record.idempotency_key,
         member_id=record.member_id,
-        status=to_number(STATUS, record.status.value),  # type: ignore[arg-type]
+        status=to_number(STATUS, record.status.value),
         status_reason=record.status_reason,
         urgency=submitted.urgency,
         review_type=submitted.review_type,

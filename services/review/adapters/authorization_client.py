@@ -10,7 +10,7 @@ import grpc
 from ur.authorization.v1 import authorization_pb2, authorization_pb2_grpc
 from ur.common.v1 import types_pb2
 
-from services.common.consumer import TransientError
+from services.common.errors import TransientError
 from services.review.service_layer.ports import DuplicateChecker, LineQuery
 
 

@@ -13,7 +13,23 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, case, func, insert, or_, select, tuple_, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    FromClause,
+    Row,
+    Table,
+    and_,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import ensure_utc
@@ -35,7 +51,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return ensure_utc(value) if value is not None else None
 
 
-def _insert(conn: Connection, table: Any, rows: Sequence[dict[str, Any]], what: str) -> None:
+def _insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], what: str) -> None:
     if not rows:
         return
     try:
@@ -126,7 +142,7 @@ def urgency_rank(urgency: str) -> int:
     return 0 if urgency == "expedited" else 1
 
 
-def _queue_order(t: Any) -> tuple[Any, ...]:
+def _queue_order(t: FromClause) -> tuple[ColumnElement[object], ...]:
     """Most urgent first (:func:`~services.review.domain.workflow.priority`): expedited, then earliest
     due, then id. ``t`` is the tasks table or a subquery of it; on the table this is the order of
     ``ix_review_tasks_queue_order`` after its status, so a query reads the first rows and stops."""
@@ -137,7 +153,7 @@ class SqlTaskRepository(ports.TaskRepository):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def _tasks(self, query: Any) -> list[Task]:
+    def _tasks(self, query: Executable) -> list[Task]:
         return [task_from_row(r) for r in self.conn.execute(query)]
 
     def add_many(self, tasks: Sequence[Task]) -> None:

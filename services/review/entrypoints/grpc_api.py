@@ -21,9 +21,9 @@ from services.review.service_layer.lines import to_proto_date
 from services.review.service_layer.views import TaskView
 from services.review.service_layer.workflow import ReviewWorkflow
 
-LOB = types_pb2.LineOfBusiness.DESCRIPTOR
-URGENCY = types_pb2.Urgency.DESCRIPTOR
-OUTCOME = types_pb2.LineOutcome.DESCRIPTOR
+LOB = types_pb2.LineOfBusiness
+URGENCY = types_pb2.Urgency
+OUTCOME = types_pb2.LineOutcome
 
 
 def _ts(value: dt.datetime) -> Timestamp:
@@ -50,15 +50,15 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             response.tasks.add(
                 task_id=task.task_id, request_id=task.request_id, line_number=task.line_number,
                 procedure_code=task.procedure_code, member_state=task.member_state,
-                line_of_business=to_number(LOB, task.line_of_business),  # type: ignore[arg-type]
-                urgency=to_number(URGENCY, task.urgency),  # type: ignore[arg-type]
-                outcome=to_number(OUTCOME, task.outcome.value),  # type: ignore[arg-type]
+                line_of_business=to_number(LOB, task.line_of_business),
+                urgency=to_number(URGENCY, task.urgency),
+                outcome=to_number(OUTCOME, task.outcome.value),
                 reasons=list(task.reasons), created_at=_ts(task.created_at), due_at=_ts(task.due_at),
                 status=task.status.value)
         return response
 
 
-ROLE = review_pb2.ReviewerRole.DESCRIPTOR
+ROLE = review_pb2.ReviewerRole
 P2P_KIND = {review_pb2.RecordPeerToPeerRequest.KIND_OFFERED: "offered",
             review_pb2.RecordPeerToPeerRequest.KIND_HELD: "held",
             review_pb2.RecordPeerToPeerRequest.KIND_DECLINED: "declined"}
@@ -66,9 +66,9 @@ P2P_KIND = {review_pb2.RecordPeerToPeerRequest.KIND_OFFERED: "offered",
 
 def reviewer_to_proto(r: wf.Reviewer) -> review_pb2.Reviewer:
     return review_pb2.Reviewer(
-        reviewer_id=r.reviewer_id, name=r.name, role=to_number(ROLE, r.role.value),  # type: ignore[arg-type]
+        reviewer_id=r.reviewer_id, name=r.name, role=to_number(ROLE, r.role.value),
         specialties=sorted(r.specialties), licence_states=sorted(r.licence_states),
-        lines_of_business=[to_number(LOB, lob) for lob in sorted(r.lines_of_business)],  # type: ignore[misc]
+        lines_of_business=[to_number(LOB, lob) for lob in sorted(r.lines_of_business)],
         capacity=r.capacity, credential=r.credential, active=r.active)
 
 
@@ -95,14 +95,14 @@ def task_to_proto(view: TaskView) -> review_pb2.TaskView:
     t = out.task
     t.task_id, t.request_id, t.line_number = task.task_id, task.request_id, task.line_number
     t.procedure_code, t.member_state, t.status = task.procedure_code, task.member_state, task.status.value
-    t.line_of_business = to_number(LOB, task.line_of_business)  # type: ignore[assignment]
-    t.urgency = to_number(URGENCY, task.urgency)  # type: ignore[assignment]
-    t.outcome = to_number(OUTCOME, task.outcome.value)  # type: ignore[assignment]
+    t.line_of_business = to_number(LOB, task.line_of_business)
+    t.urgency = to_number(URGENCY, task.urgency)
+    t.outcome = to_number(OUTCOME, task.outcome.value)
     t.reasons.extend(task.reasons)
     t.created_at.CopyFrom(_ts(task.created_at))
     t.due_at.CopyFrom(_ts(task.due_at))
     t.category = task.category
-    t.required_role = to_number(ROLE, task.required_role.value)  # type: ignore[assignment]
+    t.required_role = to_number(ROLE, task.required_role.value)
     t.assigned_to = task.assigned_to or ""
     if task.lease_expires_at is not None:
         t.lease_expires_at.CopyFrom(_ts(task.lease_expires_at))

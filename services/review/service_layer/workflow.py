@@ -10,8 +10,7 @@ from collections.abc import Callable, Sequence
 from ur.events.v1 import events_pb2
 
 from services.common.clock import Clock
-from services.common.consumer import EventHandler
-from services.common.events import IncomingEvent
+from services.common.events import EventHandler, IncomingEvent
 from services.common.topics import Topics
 from services.review.domain.deadlines import ClockEngine
 from services.review.service_layer.clocks import DeadlineExtensions

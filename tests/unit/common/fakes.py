@@ -42,6 +42,9 @@ class FakeProducer:
     def flush(self, timeout: float | None = None) -> None:
         pass
 
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
 
 class FakeConsumer:
     """Hands out scripted poll results; records seeks and commits. ``commit_failures`` are raised,

@@ -88,6 +88,13 @@ class FakeRuntime:
     def stop(self) -> None:
         self.stopped = True
 
+    @property
+    def port(self) -> int:
+        return 0
+
+    def serve_forever(self) -> None:
+        raise AssertionError("serve_forever after a failed start")
+
 
 @dataclass
 class FakeApp:
@@ -99,7 +106,7 @@ def test_a_configuration_error_while_building_exits_2(capsys: pytest.CaptureFixt
     def build(settings: AuthorizationSettings) -> FakeApp:
         raise ConfigFileError("x.yaml", "a[0].b", "is required")
 
-    assert main.run(AuthorizationSettings, build, []) == 2  # type: ignore[arg-type]
+    assert main.run(AuthorizationSettings, build, []) == 2
     assert capsys.readouterr().err == "ur-authorization: configuration error: x.yaml: a[0].b: is required\n"
 
 
@@ -108,7 +115,7 @@ def test_any_other_failure_to_build_or_start_exits_1_and_closes_what_was_opened(
     def broken(settings: AuthorizationSettings) -> FakeApp:
         raise ConnectionError("database away")
 
-    assert main.run(AuthorizationSettings, broken, []) == 1  # type: ignore[arg-type]
+    assert main.run(AuthorizationSettings, broken, []) == 1
     app = FakeApp(FakeRuntime(fail_start=True))
-    assert main.run(AuthorizationSettings, lambda settings: app, []) == 1  # type: ignore[arg-type]
+    assert main.run(AuthorizationSettings, lambda settings: app, []) == 1
     assert app.runtime.stopped

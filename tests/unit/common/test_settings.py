@@ -37,8 +37,11 @@ def test_defaults_are_the_documented_ones(tmp_path: Path, monkeypatch: pytest.Mo
     review = load(ReviewSettings)
     assert review.kafka_bootstrap_servers == "127.0.0.1:9092"
     assert review.grpc_listen == "127.0.0.1:50052"
-    assert review.lease_s == 900.0 and review.at_risk_fraction == 0.2 and review.auto_migrate is True
-    assert review.tokens_file is None and review.criteria_dir is None
+    assert review.lease_s == 900.0
+    assert review.at_risk_fraction == 0.2
+    assert review.auto_migrate is True
+    assert review.tokens_file is None
+    assert review.criteria_dir is None
     assert review.database == f"sqlite:///{(tmp_path / 'review.db').resolve()}"
     assert review.topics.request_submitted == "ur.intake.request-submitted.v1"
     # Defaults are not validated when used; given explicitly, they must pass their own checks.
@@ -56,18 +59,23 @@ def test_values_are_read_as_their_types(tmp_path: Path, monkeypatch: pytest.Monk
                         "UR_REVIEW_CRITERIA_RELOAD_S": "0"}.items():
         monkeypatch.setenv(name, value)
     review = load(ReviewSettings)
-    assert review.lease_s == 60.0 and review.at_risk_fraction == 0.25 and review.auto_migrate is False
-    assert review.log_level == "DEBUG" and review.tokens_file == tokens
+    assert review.lease_s == 60.0
+    assert review.at_risk_fraction == 0.25
+    assert review.auto_migrate is False
+    assert review.log_level == "DEBUG"
+    assert review.tokens_file == tokens
     assert review.database == "postgresql+psycopg://u:p@db:5432/review"
     assert review.kafka_bootstrap_servers == "k1:9092,k2:9092"
-    assert review.gold_card_min_requests == 3 and review.criteria_reload_s == 0.0
+    assert review.gold_card_min_requests == 3
+    assert review.criteria_reload_s == 0.0
 
 
 def test_an_empty_value_means_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UR_INTAKE_MAX_WAIT_MS", "")
     monkeypatch.setenv("UR_INTAKE_DATABASE_URL", "")
     intake = load(IntakeSettings)
-    assert intake.max_wait_ms == 15000 and intake.database_url is None
+    assert intake.max_wait_ms == 15000
+    assert intake.database_url is None
 
 
 @pytest.mark.parametrize(("name", "value", "problem"), [
