@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
@@ -139,6 +139,21 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
             time.sleep(0.5)
         else:
             return
+
+
+def topic_retention_ms(bootstrap: str, names: Iterable[str]) -> dict[str, int | None]:
+    """Each topic's ``retention.ms`` as the broker reports it (``None`` when it reports none)."""
+    admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), client_id="ur-topic-admin", **RECONNECT)
+    try:
+        described = admin.describe_configs([ConfigResource("TOPIC", name, ["retention.ms"]) for name in names],
+                                           config_filter="all")
+    finally:
+        admin.close()
+    found: dict[str, int | None] = {}
+    for name, configs in described.get("topic", {}).items():
+        value = configs.get("retention.ms", {}).get("value")
+        found[name] = int(value) if value is not None else None
+    return found
 
 
 def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:

@@ -12,6 +12,7 @@ the relay publishes what has committed; then connections close.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import threading
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Protocol
 
+from kafka.errors import KafkaError
 from sqlalchemy import Engine, Table
 
 from services.common import kafka_io
@@ -27,9 +29,14 @@ from services.common.consumer import ConsumerLoop, Decoders, EventHandler
 from services.common.events import IncomingEvent
 from services.common.grpc_server import Registration, RunningServer, create_server
 from services.common.outbox import OutboxRelay
+from services.common.retention import Retention, dedupe_window
 from services.common.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
+
+#: The first retention pass comes this soon after start (or after one interval, if shorter): a service
+#: restarted more often than the interval still prunes.
+RETENTION_FIRST_PASS_S = 60.0
 
 
 class Kafka:
@@ -48,6 +55,10 @@ class Kafka:
 
     def consumer(self, group_id: str, client_id: str, topics: Sequence[str]) -> kafka_io.Consumer:
         return kafka_io.make_consumer(self.bootstrap, group_id=group_id, client_id=client_id, topics=topics)
+
+    def retention_ms(self, topics: Sequence[str]) -> dict[str, int | None]:
+        """The topics' ``retention.ms``; raises when the broker cannot say."""
+        return kafka_io.topic_retention_ms(self.bootstrap, topics)
 
 
 @dataclass
@@ -77,6 +88,7 @@ class ServiceRuntime:
     relay: OutboxRelay | None = None
     consumer: ConsumerLoop | None = None
     producer: kafka_io.Producer | None = None
+    retention: Retention | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _relay_stop: threading.Event = field(default_factory=threading.Event)
 
@@ -100,19 +112,47 @@ class ServiceRuntime:
             on_applied=self.on_applied)
         for name, every_s, work in self.periodic:
             self._threads.append(self._spawn(name, self._every(every_s, work, name)))
+        self.retention = self._retention(kafka)
+        self._threads.append(self._spawn("retention", self._every(
+            settings.retention_interval_s, self.retention.prune, "retention",
+            first_after=min(settings.retention_interval_s, RETENTION_FIRST_PASS_S))))
         relay, consumer = self.relay, self.consumer
         self._threads.append(self._spawn("outbox-relay", lambda: relay.run(self._relay_stop)))
         self._threads.append(self._spawn("consumer", lambda: consumer.run(self.stop_event)))
         self.server = create_server(settings.grpc_listen, self.registrations, max_workers=settings.grpc_max_workers)
 
-    def _every(self, every_s: float, work: Callable[[], object], name: str) -> Callable[[], None]:
+    def _retention(self, kafka: Kafka) -> Retention:
+        """Retention of the outbox and the processed event ids (services/common/retention.py); the
+        deduplication window is worked out again at each pass from the consumed topics' retention,
+        and a pass that cannot read it leaves the processed event ids alone."""
+        configured = dt.timedelta(days=self.settings.processed_events_retention_days)
+
+        def window() -> dt.timedelta | None:
+            try:
+                return dedupe_window(configured, kafka.retention_ms(self.consumes))
+            except (KafkaError, OSError) as exc:
+                logger.warning("retention: cannot read the retention of %s (%s); processed event ids are kept "
+                               "this time", ", ".join(self.consumes), exc)
+                return None
+
+        return Retention(self.engine, self.outbox, self.outbox.metadata.tables["processed_events"],
+                         outbox_after=dt.timedelta(days=self.settings.outbox_retention_days), processed_after=window)
+
+    def _every(self, every_s: float, work: Callable[[], object], name: str, *,
+               first_after: float | None = None) -> Callable[[], None]:
+        """Run ``work`` every ``every_s`` until stop (first after ``first_after``, when given)."""
+        def once() -> None:
+            try:
+                work()
+            except Exception:
+                # A periodic pass that fails (database briefly away) is retried next time.
+                logger.exception("%s pass failed; retrying in %.0f s", name, every_s)
+
         def loop() -> None:
+            if first_after is not None and not self.stop_event.wait(first_after):
+                once()
             while not self.stop_event.wait(every_s):
-                try:
-                    work()
-                except Exception:
-                    # A periodic pass that fails (database briefly away) is retried next time.
-                    logger.exception("%s pass failed; retrying in %.0f s", name, every_s)
+                once()
         return loop
 
     def _spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
