@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,11 +96,13 @@ class Stream:
             self._threads.append(thread)
 
     def stop(self) -> list[Submitted]:
+        """Stop submitting (idempotent); returns every request submitted."""
         self._stop.set()
         for thread in self._threads:
             thread.join(60)
             assert not thread.is_alive(), "a submitter is stuck"
-        return list(self.submitted)
+        with self._lock:
+            return list(self.submitted)
 
     def count(self) -> int:
         with self._lock:
@@ -130,6 +133,31 @@ def time_to_decision(platform: Platform, stream: Stream, since: float, what: str
     elapsed = time.monotonic() - since
     print(f"\n[faults] decisions resumed {elapsed:.1f} s after {what}")  # the bench quotes these lines
     return elapsed
+
+
+@contextmanager
+def streaming(clients: Clients, *, warmup: int = 20,
+              retryable: Sequence[grpc.StatusCode] = RETRYABLE) -> Iterator[Stream]:
+    """A :class:`Stream` running from ``warmup`` submissions in until the block ends (also on failure)."""
+    stream = Stream(clients, retryable=retryable)
+    stream.start()
+    try:
+        wait_until(stream.count, 60, what=f"{warmup} submissions before the fault",
+                   until=lambda count: count >= warmup)
+        yield stream
+    finally:
+        stream.stop()
+
+
+def recovers(platform: Platform, clients: Clients, stream: Stream, back: float, what: str) -> None:
+    """What every fault test ends with, ``back`` being the ``time.monotonic()`` of the return to
+    health: a new request is decided within :data:`RECOVERY_BUDGET_S`, the stream runs two more
+    seconds, and then every request it sent settles exactly once."""
+    recovered = time_to_decision(platform, stream, back, what)
+    time.sleep(2)
+    requests = stream.stop()
+    assert recovered <= RECOVERY_BUDGET_S
+    assert_exactly_once(platform, clients, requests)
 
 
 def assert_exactly_once(platform: Platform, clients: Clients, requests: Sequence[Submitted]) -> None:
