@@ -64,9 +64,10 @@ class Review:
     workflow: ReviewWorkflow
 
     def submit(self, *, meets: bool = False, lob: types_pb2.LineOfBusiness.ValueType = COMMERCIAL,
-               state: str = "TX", urgency: types_pb2.Urgency.ValueType = types_pb2.URGENCY_STANDARD) -> str:
+               state: str = "TX", urgency: types_pb2.Urgency.ValueType = types_pb2.URGENCY_STANDARD,
+               start: dt.date | None = None) -> str:
         request_id = str(uuid.uuid4())
-        request = lumbar_mri(meets=meets, lob=lob, state=state, urgency=urgency)
+        request = lumbar_mri(meets=meets, lob=lob, state=state, urgency=urgency, start=start)
         self.handlers.handle_batch([submitted_event(request, request_id, self.clock())])
         return request_id
 
@@ -335,7 +336,7 @@ def test_a_referral_goes_to_a_physician_who_denies(review: Review) -> None:
 
 
 def test_a_physician_approves_in_part(review: Review) -> None:
-    task_id = review.task_of(review.submit()).task_id
+    task_id = review.task_of(review.submit(start=dt.date(2027, 1, 25))).task_id
     review.workflow.queue.claim_next("rn-1")
     review.workflow.decisions.decide("rn-1", task_id, DecisionInput(Decision.REFER_TO_PHYSICIAN))
     review.workflow.queue.claim_next("md-1")
@@ -349,7 +350,7 @@ def test_a_physician_approves_in_part(review: Review) -> None:
     assert line.action_code == types_pb2.ACTION_CODE_MODIFIED
     assert line.approved_units == 1
     assert (line.approved_start.month, line.approved_start.day) == (2, 1)
-    assert line.approved_end.month >= 2
+    assert (line.approved_end.year, line.approved_end.month, line.approved_end.day) == (2027, 2, 8)  # as requested
 
 
 def test_a_request_for_information_pends_the_task_and_tolls_an_erisa_clock(review: Review) -> None:
