@@ -25,8 +25,10 @@ Contract (what a handler can rely on, and what happens to every record):
   integrity race with another consumer, an unclassified outage), rewind the partitions to their
   first unsettled record and retry with backoff (0.5 s doubling to 2 s). A valid event is never
   dead-lettered because of an error that is not its own fault: an exception the handler did not
-  classify as poison holds the partition (visible as consumer lag and in :attr:`ConsumerLoop.failure`)
-  until the cause is fixed, rather than losing the event. Records before the failing one that were
+  classify as poison holds the consumer at that record (visible as consumer lag and in
+  :attr:`ConsumerLoop.failure`) until the cause is fixed, rather than losing the event. Its
+  partition cannot go past it (a request's events share a partition and are applied in order); the
+  other partitions of the batch wait with it. Records before the failing one that were
   settled (applied, skipped, or dead-lettered) are committed and not redelivered to this loop; a
   dead-lettered record after it may be dead-lettered again on the retry (the dead-letter topic is
   at-least-once too).
