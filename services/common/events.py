@@ -64,4 +64,7 @@ class EventHandler(Protocol):
     """What the consumer loop (``services/common/consumer.py``) hands each batch to."""
 
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
-        """Apply every event and record its id, atomically, or raise without effect."""
+        """Apply every event and record its id, atomically, or raise without effect.
+
+        ``events`` hold distinct event ids (the loop removes in-batch copies); ids applied by an
+        earlier batch are the handler's to skip (``already_processed``)."""

@@ -172,11 +172,11 @@ class ConsumerWatch:
     def assignment(self) -> set[TopicPartition]:
         return self._consumer.assignment()
 
-    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        self._consumer.commit(offsets)
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], timeout_ms: int | None = None) -> None:
+        self._consumer.commit(offsets, timeout_ms=timeout_ms)
 
-    def close(self, autocommit: bool = False) -> None:
-        self._consumer.close(autocommit=autocommit)
+    def close(self, autocommit: bool = False, timeout_ms: int | None = None) -> None:
+        self._consumer.close(autocommit=autocommit, timeout_ms=timeout_ms)
 
     def probe(self) -> str | None:
         now = self._clock()

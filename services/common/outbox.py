@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine, Table, insert, select, update
@@ -26,6 +27,11 @@ from services.common.events import (
 from services.common.kafka_io import Producer
 
 logger = logging.getLogger(__name__)
+
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 2.0
+#: While a failure lasts, how often it is logged again (its first occurrence always is, with its traceback).
+REMINDER_S = 60.0
 
 
 def add_events(conn: Connection, outbox: Table, events: Sequence[OutgoingEvent]) -> None:
@@ -96,18 +102,37 @@ class OutboxRelay:
         return len(rows)
 
     def run(self, stop: threading.Event) -> None:
-        backoff = 0.5
+        """Publish until ``stop``. A failed round (broker or database away) is retried 0.5 s later,
+        backing off to :data:`MAX_BACKOFF_S`: short, because the relay is the first hop of every
+        decision after an outage. The first failure of a kind logs its traceback; while it lasts, a
+        reminder every :data:`REMINDER_S`."""
+        backoff = FIRST_BACKOFF_S
+        failing: str | None = None
+        since = reminded = 0.0
         while not stop.is_set():
             # Cleared before the round so that a wake() during it is not lost.
             self._wakeup.clear()
             try:
                 published = self.publish_pending()
-                backoff = 0.5
-            except Exception:
-                logger.exception("outbox relay round failed; retrying in %.1fs", backoff)
+            except Exception as exc:
+                now = time.monotonic()
+                condition = type(exc).__name__
+                if condition != failing:
+                    logger.exception("outbox relay round failed; retrying every %.1f s or less", MAX_BACKOFF_S)
+                    since = now if failing is None else since
+                    reminded = now
+                elif now - reminded >= REMINDER_S:
+                    logger.warning("outbox relay still failing after %.0f s (%s: %s)", now - since, condition,
+                                   str(exc).splitlines()[0] if str(exc) else "")
+                    reminded = now
+                failing = condition
                 stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
+            if failing is not None:
+                logger.info("outbox relay recovered after %.1f s (%s)", time.monotonic() - since, failing)
+                failing = None
+            backoff = FIRST_BACKOFF_S
             if published < self._batch_size:
                 self._wakeup.wait(self._idle_s)
         # Drain what committed before shutdown so a graceful stop leaves nothing behind.

@@ -20,6 +20,7 @@ the relay publishes what has committed; then connections close.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import threading
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 
 import grpc.aio
 from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
 from sqlalchemy import Engine, Table, text
 
 from services.common import kafka_io, tls
@@ -38,9 +40,14 @@ from services.common.events import IncomingEvent
 from services.common.grpc_server import Registration, RunningServer, create_server
 from services.common.health import Check, ConsumerWatch, HealthMonitor
 from services.common.outbox import OutboxRelay
+from services.common.retention import Retention, dedupe_window
 from services.common.settings import ServiceSettings, SettingsError
 
 logger = logging.getLogger(__name__)
+
+#: The first retention pass comes this soon after start (or after one interval, if shorter): a service
+#: restarted more often than the interval still prunes.
+RETENTION_FIRST_PASS_S = 60.0
 
 
 class Kafka:
@@ -86,6 +93,10 @@ class Kafka:
             except Exception:  # closing a client whose broker is gone: nothing more to do
                 logger.debug("closing the health admin client failed", exc_info=True)
 
+    def retention_ms(self, topics: Sequence[str]) -> dict[str, int | None]:
+        """The topics' ``retention.ms``; raises when the broker cannot say."""
+        return kafka_io.topic_retention_ms(self.bootstrap, topics)
+
 
 @dataclass
 class ServiceRuntime:
@@ -121,6 +132,7 @@ class ServiceRuntime:
     relay: OutboxRelay | None = None
     consumer: ConsumerLoop | None = None
     producer: kafka_io.Producer | None = None
+    retention: Retention | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _relay_stop: threading.Event = field(default_factory=threading.Event)
 
@@ -149,6 +161,10 @@ class ServiceRuntime:
             on_applied=self.on_applied)
         for name, every_s, work in self.periodic:
             self._threads.append(self._spawn(name, self._every(every_s, work, name)))
+        self.retention = self._retention(kafka)
+        self._threads.append(self._spawn("retention", self._every(
+            settings.retention_interval_s, self.retention.prune, "retention",
+            first_after=min(settings.retention_interval_s, RETENTION_FIRST_PASS_S))))
         relay, consumer = self.relay, self.consumer
         self._threads.append(self._spawn("outbox-relay", lambda: relay.run(self._relay_stop)))
         self._threads.append(self._spawn("consumer", lambda: consumer.run(self.stop_event)))
@@ -175,10 +191,31 @@ class ServiceRuntime:
             conn.execute(text("SELECT 1"))
         return None
 
-    def _every(self, every_s: float, work: Callable[[], object], name: str) -> Callable[[], None]:
+    def _retention(self, kafka: Kafka) -> Retention:
+        """Retention of the outbox and the processed event ids (services/common/retention.py); the
+        deduplication window is worked out again at each pass from the consumed topics' retention,
+        and a pass that cannot read it leaves the processed event ids alone."""
+        configured = dt.timedelta(days=self.settings.processed_events_retention_days)
+
+        def window() -> dt.timedelta | None:
+            try:
+                return dedupe_window(configured, kafka.retention_ms(self.consumes))
+            except (KafkaError, OSError) as exc:
+                logger.warning("retention: cannot read the retention of %s (%s); processed event ids are kept "
+                               "this time", ", ".join(self.consumes), exc)
+                return None
+
+        return Retention(self.engine, self.outbox, self.outbox.metadata.tables["processed_events"],
+                         outbox_after=dt.timedelta(days=self.settings.outbox_retention_days), processed_after=window)
+
+    def _every(self, every_s: float, work: Callable[[], object], name: str, *,
+               first_after: float | None = None) -> Callable[[], None]:
+        """Run ``work`` every ``every_s`` until stop (first after ``first_after``, when given)."""
         def loop() -> None:
             failing = False
-            while not self.stop_event.wait(every_s):
+
+            def attempt() -> None:
+                nonlocal failing
                 try:
                     work()
                 except Exception:
@@ -187,10 +224,15 @@ class ServiceRuntime:
                     if not failing:
                         logger.exception("%s pass failed; retrying every %.0f s", name, every_s)
                     failing = True
-                    continue
+                    return
                 if failing:
                     logger.info("%s passes again", name)
                     failing = False
+
+            if first_after is not None and not self.stop_event.wait(first_after):
+                attempt()
+            while not self.stop_event.wait(every_s):
+                attempt()
         return loop
 
     def _spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:

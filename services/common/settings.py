@@ -177,6 +177,18 @@ class PlatformSettings(_Environment):
     relay_batch: Count = setting("UR_RELAY_BATCH", 500, "Most outbox rows the relay publishes per round.")
     relay_idle_s: Seconds = setting("UR_RELAY_IDLE_S", 0.2, "How often the outbox relay polls when nothing woke "
                                                             "it.")
+    outbox_retention_days: Annotated[float, Field(gt=0)] = setting(
+        "UR_OUTBOX_RETENTION_DAYS", 7.0,
+        "Days a published outbox row is kept (for inspection) before retention deletes it; rows not yet "
+        "published are never deleted.")
+    processed_events_retention_days: Annotated[float, Field(gt=0)] = setting(
+        "UR_PROCESSED_EVENTS_RETENTION_DAYS", 14.0,
+        "Days the id of a consumed event is remembered to drop redelivered copies; never less than the "
+        "consumed topics' retention.ms plus a day (asked of the broker at each pass). Why this is safe: "
+        "services/common/retention.py.")
+    retention_interval_s: Seconds = setting(
+        "UR_RETENTION_INTERVAL_S", 3600.0, "Seconds between retention passes over the outbox and the processed "
+                                           "event ids.")
     grpc_port_file: AnyPath | None = setting(
         "UR_GRPC_PORT_FILE", None,
         "File the service writes the port its gRPC server bound to, once it serves; with a listen address of "

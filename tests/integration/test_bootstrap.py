@@ -63,7 +63,8 @@ def test_start_connects_serves_and_stop_closes(make_database: Callable[[str], st
                                                topic_prefix: str) -> None:
     app = authorization_bootstrap.build(AuthorizationSettings(
         database_url=make_database("authorization"), topic_prefix=topic_prefix, kafka_bootstrap_servers=kafka_bootstrap,
-        grpc_listen="127.0.0.1:0", topic_partitions=1, grpc_shutdown_grace_s=0.0))
+        grpc_listen="127.0.0.1:0", topic_partitions=1, grpc_shutdown_grace_s=0.0,
+        processed_events_retention_days=0.001))
     runtime = app.runtime
     runtime.start()
     try:
@@ -74,6 +75,14 @@ def test_start_connects_serves_and_stop_closes(make_database: Callable[[str], st
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         assert runtime.relay is not None
         assert runtime.consumer is not None
+        # Retention runs, and keeps consumed ids at least as long as the broker keeps the records (plus
+        # a day), not the minute and a half configured.
+        assert runtime.retention is not None
+        assert f"{runtime.name}-retention" in [t.name for t in runtime._threads]
+        window = runtime.retention.processed_after()
+        assert window is not None
+        assert window > dt.timedelta(days=1)
+        assert runtime.retention.prune() == {"outbox": 0, "processed_events": 0}
     finally:
         runtime.stop()
     assert all(not thread.is_alive() for thread in runtime._threads)

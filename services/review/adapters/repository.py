@@ -10,23 +10,27 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
-    Column,
     ColumnElement,
     Connection,
     Executable,
+    FromClause,
+    Integer,
     Row,
+    Select,
     Table,
     and_,
+    bindparam,
     case,
     func,
     insert,
     or_,
     select,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -145,20 +149,58 @@ def task_row(t: Task) -> dict[str, Any]:
             "requested_facts": json.dumps(list(t.requested_facts)) if t.requested_facts else None,
             "information_due": t.information_due, "escalated_at": t.escalated_at, "missed_at": t.missed_at,
             "deemed_denial": t.deemed_denial, "updated_at": t.updated_at, "clock_paused": t.clock_paused,
-            "at_risk_at": t.at_risk_at}
+            "at_risk_at": t.at_risk_at, "urgency_rank": urgency_rank(t.urgency)}
 
 
-def _urgent_first() -> tuple[ColumnElement[int] | Column[dt.datetime] | Column[str], ...]:
-    return (case((review_tasks.c.urgency == "expedited", 0), else_=1), review_tasks.c.due_at,
-            review_tasks.c.task_id)
+def urgency_rank(urgency: str) -> int:
+    """The queue's order of an urgency: expedited (0) before the rest (1)."""
+    return 0 if urgency == "expedited" else 1
+
+
+def _queue_order(t: FromClause) -> tuple[ColumnElement[object], ...]:
+    """Most urgent first (:func:`~services.review.domain.workflow.priority`): expedited, then earliest
+    due, then id. ``t`` is the tasks table or a subquery of it; on the table this is the order of
+    ``ix_review_tasks_queue_order`` after its status, so a query reads the first rows and stops."""
+    return (t.c.urgency_rank, t.c.due_at, t.c.task_id)
+
+
+def _claimable() -> Select[tuple[object, ...]]:
+    """Claimable tasks: open ones and lapsed claims are read apart, each in queue order from the queue
+    index and cut at ``window``, then merged, so that at most twice ``window`` rows are sorted however
+    long the queue. Built once: a subquery of the tasks' thirty columns costs milliseconds to assemble,
+    more than the query takes to run."""
+    t = review_tasks
+    # The window is written into the statement (one prepared statement per window size): PostgreSQL
+    # plans a LIMIT it knows, also once the driver prepares the statement and the plan is reused.
+    window = bindparam("window", type_=Integer(), literal_execute=True)
+    routed = (t.c.required_role.in_(bindparam("roles", expanding=True)),
+              t.c.line_of_business.in_(bindparam("lines", expanding=True)),
+              t.c.category.in_(bindparam("categories", expanding=True)))
+    open_tasks = select(t).where(t.c.status == TaskStatus.OPEN.value, *routed)
+    lapsed = select(t).where(t.c.status == TaskStatus.CLAIMED.value,
+                             t.c.lease_expires_at <= bindparam("now", type_=t.c.lease_expires_at.type), *routed)
+    both = union_all(*(select(q.order_by(*_queue_order(t)).limit(window).subquery())
+                       for q in (open_tasks, lapsed))).subquery()
+    return select(both).order_by(*_queue_order(both)).limit(window)
+
+
+_CLAIMABLE = _claimable()
+
+# A task's compare-and-set, built once for the same reason (thirty SET columns): every column is
+# written, the version moves on, and only the row still at the version read is changed.
+_SAVE_TASK = (update(review_tasks)
+              .where(review_tasks.c.task_id == bindparam("task_id_was"),
+                     review_tasks.c.version == bindparam("version_was"))
+              .values({c.name: bindparam(f"new_{c.name}", type_=c.type)
+                       for c in review_tasks.c if c.name != "task_id"}))
 
 
 class SqlTaskRepository(ports.TaskRepository):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def _tasks(self, query: Executable) -> list[Task]:
-        return [task_from_row(r) for r in self.conn.execute(query)]
+    def _tasks(self, query: Executable, parameters: Mapping[str, object] | None = None) -> list[Task]:
+        return [task_from_row(r) for r in self.conn.execute(query, parameters)]
 
     def add_many(self, tasks: Sequence[Task]) -> None:
         _insert(self.conn, review_tasks, [{"task_id": t.task_id, "version": t.version, **task_row(t)} for t in tasks],
@@ -171,9 +213,9 @@ class SqlTaskRepository(ports.TaskRepository):
         return found[0] if found else None
 
     def save(self, task: Task) -> None:
-        result = self.conn.execute(
-            update(review_tasks).where(review_tasks.c.task_id == task.task_id, review_tasks.c.version == task.version)
-            .values(version=task.version + 1, **task_row(task)))
+        values = {f"new_{name}": value for name, value in task_row(task).items()}
+        result = self.conn.execute(_SAVE_TASK, {"task_id_was": task.task_id, "version_was": task.version,
+                                                "new_version": task.version + 1, **values})
         if result.rowcount != 1:
             raise StaleTask(task.task_id)
         task.version += 1
@@ -194,17 +236,12 @@ class SqlTaskRepository(ports.TaskRepository):
         return self._tasks(select(review_tasks).where(review_tasks.c.status == TaskStatus.CLAIMED.value,
                                                       review_tasks.c.assigned_to == reviewer_id,
                                                       review_tasks.c.lease_expires_at > now)
-                           .order_by(*_urgent_first()))
+                           .order_by(*_queue_order(review_tasks)))
 
     def claimable(self, roles: Sequence[Role], lines_of_business: Iterable[str], categories: Iterable[str],
                   now: dt.datetime, limit: int) -> list[Task]:
-        t = review_tasks
-        free = or_(t.c.status == TaskStatus.OPEN.value,
-                   and_(t.c.status == TaskStatus.CLAIMED.value, t.c.lease_expires_at <= now))
-        return self._tasks(select(t).where(free, t.c.required_role.in_([r.value for r in roles]),
-                                           t.c.line_of_business.in_(list(lines_of_business)),
-                                           t.c.category.in_(list(categories)))
-                           .order_by(*_urgent_first()).limit(limit))
+        return self._tasks(_CLAIMABLE, {"roles": [r.value for r in roles], "lines": list(lines_of_business),
+                                        "categories": list(categories), "now": now, "window": limit})
 
     def expired_leases(self, now: dt.datetime) -> list[Task]:
         return self._tasks(select(review_tasks).where(review_tasks.c.status == TaskStatus.CLAIMED.value,
@@ -220,9 +257,10 @@ class SqlTaskRepository(ports.TaskRepository):
 
     def open_tasks(self, limit: int, offset: int) -> tuple[list[Task], int]:
         t = review_tasks
-        urgency_rank = case((t.c.urgency == "expedited", 0), else_=1)
+        # The listing breaks ties of due time by age before id: an incremental sort of the (rare)
+        # equal-deadline runs the queue index delivers, never a sort of the whole queue.
         query = (select(t).where(t.c.status == TaskStatus.OPEN.value)
-                 .order_by(urgency_rank, t.c.due_at, t.c.created_at, t.c.task_id).limit(limit).offset(offset))
+                 .order_by(t.c.urgency_rank, t.c.due_at, t.c.created_at, t.c.task_id).limit(limit).offset(offset))
         total = self.conn.execute(select(func.count()).select_from(t)
                                   .where(t.c.status == TaskStatus.OPEN.value)).scalar_one()
         return self._tasks(query), int(total)
@@ -261,7 +299,7 @@ class SqlTaskRepository(ports.TaskRepository):
     def all_held(self, now: dt.datetime, limit: int) -> list[Task]:
         t = review_tasks
         return self._tasks(select(t).where(t.c.status == TaskStatus.CLAIMED.value, t.c.lease_expires_at > now)
-                           .order_by(t.c.assigned_to, *_urgent_first()).limit(limit))
+                           .order_by(t.c.assigned_to, *_queue_order(t)).limit(limit))
 
 
 # -- the reviewer directory ----------------------------------------------------------------------

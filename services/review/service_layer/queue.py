@@ -14,7 +14,10 @@ from services.review.service_layer.ports import UnitOfWork
 from services.review.service_layer.preamble import identify, load_task, use_case
 from services.review.service_layer.views import TaskView, task_view
 
-# How many candidates a claim looks through (licences are checked here, not in the query).
+# How many candidates a claim looks through: licences are checked here, not in the query, so a
+# claim reads a short window first (nearly always enough) and a wide one only when none of that was
+# the reviewer's to take.
+CLAIM_FIRST_LOOK = 10
 CLAIM_CANDIDATES = 200
 LIST_CANDIDATES = 500
 
@@ -52,14 +55,18 @@ class Queue:
         with self._uow() as uow:
             me = identify(uow, principal, may=wf.Action.CLAIM)
             wf.check_capacity(me, len(uow.tasks.held_by(me.reviewer_id, now)))
-            for task in self._candidates(uow, me, now, CLAIM_CANDIDATES):
-                task.claim(me, now, self._lease)
-                try:
-                    uow.tasks.save(task)
-                except wf.StaleTask:
-                    continue  # another reviewer got it first
-                uow.commit()
-                return task_view(uow, task, me)
+            for window in (CLAIM_FIRST_LOOK, CLAIM_CANDIDATES):
+                found = uow.tasks.claimable(wf.roles_served(me), me.lines_of_business, me.specialties, now, window)
+                for task in (t for t in found if wf.eligibility(me, t.facts())[0]):
+                    task.claim(me, now, self._lease)
+                    try:
+                        uow.tasks.save(task)
+                    except wf.StaleTask:
+                        continue  # another reviewer got it first
+                    uow.commit()
+                    return task_view(uow, task, me)
+                if len(found) < window:
+                    break  # that was every candidate there is
             raise NotFound("no open task you are eligible for")
 
     @use_case

@@ -128,10 +128,10 @@ class FakeConsumer:
     def assignment(self) -> set[TopicPartition]:
         return self.assigned
 
-    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], timeout_ms: int | None = None) -> None:
         raise NotImplementedError
 
-    def close(self, autocommit: bool = False) -> None:
+    def close(self, autocommit: bool = False, timeout_ms: int | None = None) -> None:
         self.closed = True
 
 

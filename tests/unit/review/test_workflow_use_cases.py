@@ -27,8 +27,9 @@ from services.common.topics import Topics
 from services.review.adapters.holiday_calendars import load_calendars
 from services.review.domain.deadlines import ClockEngine
 from services.review.domain.task import DecisionInput, Task
-from services.review.domain.workflow import Decision, Reviewer, Role, TaskStatus
+from services.review.domain.workflow import Decision, Reviewer, Role, TaskStatus, eligibility
 from services.review.service_layer.handlers import ReviewHandlers
+from services.review.service_layer.queue import CLAIM_FIRST_LOOK
 from services.review.service_layer.workflow import ReviewWorkflow
 from tests.factories import fact, lumbar_mri, submitted_event
 from tests.fakes.review import FakeDuplicateChecker, FakeEvaluator, FakeUnitOfWork, FixedClock, ReviewStore
@@ -37,6 +38,7 @@ T0 = dt.datetime(2026, 11, 25, 15, 0, tzinfo=dt.UTC)
 LEASE = dt.timedelta(minutes=10)
 ALL_LOBS = frozenset({"medicare_advantage", "medicaid", "commercial", "workers_comp"})
 COMMERCIAL = types_pb2.LINE_OF_BUSINESS_COMMERCIAL
+WORKERS_COMP = types_pb2.LINE_OF_BUSINESS_WORKERS_COMP
 APPROVE = DecisionInput(Decision.APPROVE)
 DENY = DecisionInput(Decision.DENY, reason="MRI is not indicated before six weeks of conservative therapy",
                      criterion="imaging-mri-lumbar-spine@2026.1: conservative_therapy_six_weeks")
@@ -175,6 +177,16 @@ def test_claim_refusals(review: Review) -> None:
     review.workflow.queue.claim_next("rn-1")
     with pytest.raises(ResourceExhausted, match="you hold 1 task"):
         review.workflow.queue.claim_next("rn-1")
+
+
+def test_a_claim_looks_past_a_first_window_of_tasks_the_reviewer_may_not_take(review: Review) -> None:
+    # More expedited tasks needing a licence in CA (workers' comp) than a claim reads first; the reviewer
+    # is licensed in TX only.
+    out_of_state = [review.submit(urgency=types_pb2.URGENCY_EXPEDITED, state="CA", lob=WORKERS_COMP)
+                    for _ in range(CLAIM_FIRST_LOOK + 2)]
+    assert not eligibility(reviewer("rn-1"), review.task_of(out_of_state[0]).facts())[0]
+    mine = review.task_of(review.submit(state="TX"))
+    assert review.workflow.queue.claim_next("rn-1").task.task_id == mine.task_id
 
 
 def test_a_claim_that_loses_the_race_moves_on_to_the_next_task(review: Review) -> None:
