@@ -118,10 +118,10 @@ def test_kafka_clients_over_ssl_present_their_certificate(kafka_tls: SecureKafka
     topic = f"urt-ssl-{uuid.uuid4().hex[:8]}"
     kafka_io.ensure_topics(bootstrap, [topic], 1, security=security)
     producer = kafka_io.make_producer(bootstrap, "ur-test-ssl", security=security)
-    producer.send(topic, b"over TLS").get(timeout=30)
+    producer.send(topic, value=b"over TLS").get(timeout=30)
     producer.close()
     consumer = kafka_io.make_consumer(bootstrap, f"urt-{topic}", "ur-test-ssl", [topic], security=security)
-    received: list[bytes] = []
+    received: list[bytes | None] = []
     deadline = time.monotonic() + 60
     try:
         while not received and time.monotonic() < deadline:

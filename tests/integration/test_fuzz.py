@@ -3,9 +3,8 @@
 Per service, MESSAGES inputs: valid requests with a few fields mutated and messages filled at
 random (tests/fuzzing.py: Unicode digits, control characters, NUL, huge and negative numbers, NaN,
 impossible dates, repeated fields thousands long), reviewer calls with a valid, a wrong or no
-token; then JUNK request bodies of random or corrupted bytes that parse, and JUNK that do not (those
-get grpcio's INTERNAL until the server deserializes requests itself: that test is an expected
-failure for now). Afterwards:
+token; then JUNK request bodies of random or corrupted bytes that parse, and JUNK that do not (each
+of those answered INVALID_ARGUMENT by the server's decoding step). Afterwards:
 
 - no call got INTERNAL or UNKNOWN (or another code that means the server broke);
 - nothing malformed is stored: every code column is printable ASCII, free text holds no control
@@ -514,10 +513,8 @@ def test_random_bytes_that_parse_break_nothing(target: Target) -> None:
     assert serving(target)
 
 
-@pytest.mark.xfail(strict=True, reason="grpcio answers INTERNAL to a request body it cannot deserialize; the gRPC "
-                                       "server rework (issue 10: a deserializing interceptor) answers "
-                                       "INVALID_ARGUMENT")
 def test_random_bytes_that_do_not_parse_are_invalid_argument(target: Target) -> None:
+    """The server's decoding step (services/common/grpc_server.py) answers a body that does not parse."""
     outcomes = run(target, junk_calls(target, _seed(target, 2), JUNK, parsable=False),
                    lambda _method, code: code is grpc.StatusCode.INVALID_ARGUMENT)
     print(f"\nfuzz {target.name} undecodable bytes: {outcomes.summary()}")

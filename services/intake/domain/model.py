@@ -16,9 +16,6 @@ from services.common.errors import FieldViolation
 from services.intake.domain.codes import is_icd10cm, is_npi, is_procedure_code, is_state
 
 LINES_OF_BUSINESS = ("medicare_advantage", "medicaid", "commercial", "workers_comp")
-REVIEW_TYPES = ("prospective", "concurrent", "retrospective")
-URGENCIES = ("standard", "expedited")
-FACT_KINDS = ("bool", "number", "text", "date")
 
 # Bounds of everything a request carries. Patterns are ASCII and matched whole (``fullmatch``):
 # ``\\d`` would accept any Unicode digit and ``$`` a trailing newline.

@@ -74,7 +74,7 @@ def _identity_problems(r: wf.Reviewer) -> list[FieldViolation]:
 def validate_reviewer(r: wf.Reviewer) -> None:
     """Raise ValidationFailed naming every field of a directory entry that is wrong."""
     problems = _identity_problems(r)
-    if r.role is not wf.Role.SUPERVISOR:
+    if r.role not in wf.NON_REVIEWING:
         if not r.lines_of_business:
             problems.append(FieldViolation("reviewer.lines_of_business", "at least one"))
         unknown = sorted(s for s in r.specialties if s not in CATEGORIES and s != wf.GENERAL)

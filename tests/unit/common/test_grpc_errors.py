@@ -9,12 +9,12 @@ from concurrent import futures
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from services.common.errors import FieldViolation, NotFound, ServiceError, ValidationFailed
-from services.common.grpc_errors import MAX_MESSAGE_CHARS, MAX_VIOLATIONS, bad_request, translate_errors
+from services.common.grpc_errors import MAX_MESSAGE_CHARS, MAX_VIOLATIONS, bad_request, status_for, translate_errors
 
 
 class _Refusing(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # generated: Any
@@ -93,3 +93,15 @@ def test_long_messages_are_cut(refusing: tuple[_Refusing, health_pb2_grpc.Health
         stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
     assert len(caught.value.details() or "") == MAX_MESSAGE_CHARS
+
+
+def test_the_status_of_a_validation_failure_is_capped_for_async_methods_too() -> None:
+    """``status_for`` builds the status both wrappers (plain and ``async``) answer with."""
+    status = status_for(ValidationFailed(_violations(10_000)), "SubmitRequest")
+    assert status.code is grpc.StatusCode.INVALID_ARGUMENT
+    [details] = [value for key, value in status.trailing_metadata if key == "grpc-status-details-bin"]
+    decoded = status_pb2.Status.FromString(details)
+    assert len(decoded.message) <= MAX_MESSAGE_CHARS
+    found = error_details_pb2.BadRequest()
+    assert decoded.details[0].Unpack(found)
+    assert len(found.field_violations) == MAX_VIOLATIONS

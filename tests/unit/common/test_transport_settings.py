@@ -65,8 +65,8 @@ def test_ssl_with_a_client_certificate(monkeypatch: pytest.MonkeyPatch, secret: 
     options = KafkaSecurity.of(load(IntakeSettings)).options()
     assert options["security_protocol"] == "SSL"
     assert "ssl_cafile" not in options
-    assert options["ssl_certfile"].endswith("client.pem")
-    assert options["ssl_keyfile"].endswith("client.key")
+    assert str(options["ssl_certfile"]).endswith("client.pem")
+    assert str(options["ssl_keyfile"]).endswith("client.key")
     assert "sasl_mechanism" not in options
 
 
