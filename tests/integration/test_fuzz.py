@@ -75,7 +75,7 @@ BROKEN = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.Stat
 SAMPLE = REPO / "deploy" / "sample"
 TOKENS = {"rn-alvarez": "dev-only-token-rn-alvarez", "rn-okafor": "dev-only-token-rn-okafor",
           "adj-chen": "dev-only-token-adj-chen", "md-patel": "dev-only-token-md-patel",
-          "sup-kim": "dev-only-token-sup-kim"}
+          "sup-kim": "dev-only-token-sup-kim", "cm-ross": "dev-only-token-cm-ross"}
 PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -142,6 +142,8 @@ def _intake(url: str) -> Target:
         "SubmitRequest": [*submitted, lumbar_mri(member_id="T-COM-0003")],
         "GetRequest": [intake_pb2.GetRequestRequest(request_id=i) for i in ids],
         "SubmitAdditionalInformation": [info],
+        "ListMemberRequests": [intake_pb2.ListMemberRequestsRequest(member_id=m, limit=10)
+                               for m in ("T-MA-0001", "T-COM-0003")],
     }
     return _serve("intake", app.runtime.registrations, app.runtime.engine, intake_tables.metadata,
                   intake_pb2.DESCRIPTOR.services_by_name["IntakeService"], seeds=seeds, known=ids,
@@ -164,6 +166,7 @@ def _review(url: str) -> Target:
     with app.runtime.engine.connect() as conn:
         task_ids = [str(t) for t in conn.execute(select(review_tables.review_tasks.c.task_id)).scalars()]
     task = task_ids[0] if task_ids else str(uuid.uuid4())
+    note = app.workflow.case_notes.add("cm-ross", "T-MA-0001", "Spoke with the member: PT starts Monday.", "")
     decide = review_pb2.DecideTaskRequest
     seeds: dict[str, list[Message]] = {
         "GetDetermination": [review_pb2.GetDeterminationRequest(request_id=r) for r in request_ids[:4]],
@@ -194,11 +197,17 @@ def _review(url: str) -> Target:
         "GetTask": [review_pb2.GetTaskRequest(task_id=t) for t in task_ids[:4]],
         "ExtendDeadline": [review_pb2.ExtendDeadlineRequest(task_id=task, ground="enrollee_request",
                                                             notice_sent=True)],
+        "GetQueueOverview": [review_pb2.GetQueueOverviewRequest(limit=20)],
+        "ListMemberTasks": [review_pb2.ListMemberTasksRequest(member_id=m) for m in ("T-MA-0001", "T-MA-0002")],
+        "AddCaseNote": [review_pb2.AddCaseNoteRequest(member_id="T-MA-0001", text="Correction: PT starts Tuesday.",
+                                                      amends=note.note_id),
+                        review_pb2.AddCaseNoteRequest(member_id="T-COM-0001", text="Called the member.")],
+        "ListCaseNotes": [review_pb2.ListCaseNotesRequest(member_id="T-MA-0001")],
     }
     return _serve("review", app.runtime.registrations, app.runtime.engine, review_tables.metadata,
                   review_pb2.DESCRIPTOR.services_by_name["ReviewService"], seeds=seeds,
-                  known=[*request_ids, *task_ids, *TOKENS], authenticated=True,
-                  free_text=frozenset({"reviewers.name", "reviewers.credential"}))
+                  known=[*request_ids, *task_ids, *TOKENS, note.note_id, "T-MA-0001"], authenticated=True,
+                  free_text=frozenset({"reviewers.name", "reviewers.credential", "case_notes.author_name"}))
 
 
 def _authorization(url: str) -> Target:
