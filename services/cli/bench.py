@@ -132,6 +132,7 @@ class Tracker:
 
     bootstrap: str
     prefix: str
+    security: kafka_io.KafkaSecurity = kafka_io.PLAINTEXT
     settled_at: dict[str, float] = field(default_factory=dict)
     authorized_at: dict[str, float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -145,6 +146,7 @@ class Tracker:
     def _run(self) -> None:
         consumer = kafka_io.make_consumer(
             self.bootstrap, group_id=f"bench-tracker-{uuid.uuid4().hex[:8]}", client_id="bench-tracker",
+            security=self.security,
             topics=[f"{self.prefix}.review.determination-made.v1",
                     f"{self.prefix}.authorization.authorizations-issued.v1"],
             auto_offset_reset="latest", fetch_max_wait_ms=20)
@@ -290,11 +292,12 @@ def wait_settled(tracker: Tracker, ids: Iterator[str] | list[str], timeout_s: fl
             time.sleep(0.2)
 
 
-def ceiling_kafka(bootstrap: str, prefix: str, count: int, console: Console) -> dict[str, float]:
+def ceiling_kafka(bootstrap: str, prefix: str, count: int, console: Console,
+                  security: kafka_io.KafkaSecurity = kafka_io.PLAINTEXT) -> dict[str, float]:
     topic = f"{prefix}.bench.ceiling"
-    kafka_io.ensure_topics(bootstrap, [topic], 6)
+    kafka_io.ensure_topics(bootstrap, [topic], 6, security=security)
     payload = make_request(1, [("M", types_pb2.LINE_OF_BUSINESS_MEDICARE_ADVANTAGE, "CA")], "x").SerializeToString()
-    producer = kafka_io.make_producer(bootstrap, client_id="bench-ceiling")
+    producer = kafka_io.make_producer(bootstrap, client_id="bench-ceiling", security=security)
     with progress(console) as bar:
         task = bar.add_task("ceiling: kafka-python produce (acks=all)", total=count)
         t0 = time.monotonic()
@@ -308,7 +311,7 @@ def ceiling_kafka(bootstrap: str, prefix: str, count: int, console: Console) -> 
         bar.update(task, completed=count)
     producer.close()
     consumer = kafka_io.make_consumer(bootstrap, group_id=f"bench-{uuid.uuid4().hex[:6]}", client_id="bench",
-                                      topics=[topic])
+                                      topics=[topic], security=security)
     seen = 0
     with progress(console) as bar:
         task = bar.add_task("ceiling: kafka-python consume", total=count)
@@ -439,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         lifetime.stop_with_supervisor(os.getppid())
     console = Console()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
+    kafka_security = kafka_io.KafkaSecurity.of(settings.load(settings.PlatformSettings))  # as the services have it
     prefix = f"urbench{time.strftime('%H%M%S')}"
     var_dir = args.var_dir
     seed = var_dir / "members.yaml"
@@ -464,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         if broker:
             pids["kafka"] = broker
         pids["bench-client"] = os.getpid()
-        tracker = Tracker(bootstrap, prefix)
+        tracker = Tracker(bootstrap, prefix, kafka_security)
         tracker.start()
         channel = platform.channel("intake")
         stub = intake_pb2_grpc.IntakeServiceStub(channel)
@@ -525,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             ceilings: dict[str, float] = {}
             ceilings.update(ceiling_grpc(platform.target("review"), 20000, args.concurrency, console,
                                          platform.security))
-            ceilings.update(ceiling_kafka(bootstrap, prefix, args.ceiling_count, console))
+            ceilings.update(ceiling_kafka(bootstrap, prefix, args.ceiling_count, console, kafka_security))
             results["ceilings"] = ceilings
             tp = results["throughput"]
             # Each request produces three events (submitted, determination, authorization) and is
