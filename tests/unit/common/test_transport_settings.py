@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from services.common import kafka_io
 from services.common.kafka_io import PLAINTEXT, KafkaSecurity
+from services.common.runtime import Kafka
 from services.common.settings import IntakeSettings, SettingsError, load
 
 
@@ -112,3 +114,52 @@ def test_database_tls_from_settings_and_from_the_url(monkeypatch: pytest.MonkeyP
     loaded = load(IntakeSettings)
     assert loaded.libpq_options() == {"sslmode": "verify-full", "sslrootcert": str(ca)}
     assert "sslrootcert=" in loaded.database
+
+
+class _Recorded:
+    """A kafka-python client class stand-in that records the options it was made with."""
+
+    made: list[dict[str, object]]
+
+    def __init__(self, *topics: str, **options: object) -> None:
+        self.made.append(options)
+
+    def describe_cluster(self) -> dict[str, object]:
+        return {}
+
+    def describe_configs(self, *_args: object, **_kw: object) -> dict[str, object]:
+        return {"topic": {}}
+
+    def list_topics(self) -> list[str]:
+        return ["t"]
+
+    def partitions_for_topic(self, _topic: str) -> set[int]:
+        return {0}
+
+    def subscribe(self, _topics: list[str]) -> None:
+        pass
+
+    def close(self, *_args: object, **_kw: object) -> None:
+        pass
+
+
+def test_every_kafka_client_of_the_runtime_carries_the_security(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    """Producer, consumer, topic admin, the health probe's admin client and the retention's lookup of
+    the topics' retention.ms: each made with the TLS options (a client without them could not reach a
+    broker that only listens with SSL or SASL_SSL)."""
+    made: list[dict[str, object]] = []
+    recorded = type("Client", (_Recorded,), {"made": made})
+    for name in ("KafkaAdminClient", "KafkaProducer", "KafkaConsumer"):
+        monkeypatch.setattr(kafka_io, name, recorded)
+    security = KafkaSecurity(protocol="SSL", cafile=tmp_path / "ca.pem")
+    kafka = Kafka("broker:9093", security)
+    kafka.prepare(["t"], 1)
+    kafka.producer("p")
+    kafka.consumer("g", "c", ["t"])
+    assert kafka.probe(1.0) is None
+    assert kafka.retention_ms(["t"]) == {}
+    kafka.close()
+    assert len(made) == 6  # wait_for_broker, ensure_topics, producer, consumer, probe, retention
+    assert all(options["security_protocol"] == "SSL" for options in made)
+    assert all(options["ssl_cafile"] == str(tmp_path / "ca.pem") for options in made)
