@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from services.review.adapters.criteria_loader import CriteriaLibrary, load_library
+from services.review.adapters.vocabulary_loader import VOCABULARY_DIR
 from services.review.domain.criteria import CriteriaSet
 from services.review.service_layer.ports import Evaluator
 
@@ -37,20 +38,22 @@ class RulesetCompiler(Protocol):
 
 
 def fingerprint(directory: Path) -> Fingerprint:
-    """Names, modification times (ns) and sizes of the criteria files: what a change changes."""
-    try:
-        entries = list(directory.iterdir())
-    except OSError:
-        return ()
+    """Names, modification times (ns) and sizes of the criteria files and of the vocabulary files
+    beside them (``vocabulary/``): what a change changes."""
     found = []
-    for path in entries:
-        if path.suffix not in (".yaml", ".yml"):
-            continue
+    for folder, prefix in ((directory, ""), (directory / VOCABULARY_DIR, f"{VOCABULARY_DIR}/")):
         try:
-            stat = path.stat()
-        except OSError:  # removed between listing and stat: the next check sees the new state
+            entries = list(folder.iterdir())
+        except OSError:
             continue
-        found.append((path.name, stat.st_mtime_ns, stat.st_size))
+        for path in entries:
+            if path.suffix not in (".yaml", ".yml"):
+                continue
+            try:
+                stat = path.stat()
+            except OSError:  # removed between listing and stat: the next check sees the new state
+                continue
+            found.append((prefix + path.name, stat.st_mtime_ns, stat.st_size))
     return tuple(sorted(found))
 
 
