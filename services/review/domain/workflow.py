@@ -11,6 +11,8 @@ physician      approve; approve in part; modify; deny (reason and criterion requ
 supervisor     reassign and release tasks; manage the directory; decides nothing
 =============  ==========================================================================
 
+Nurses, physicians and supervisors may change a task's urgency, with a reason (an adjuster may not).
+
 Only a physician's decision can be adverse; the server checks the authenticated reviewer's role
 before anything is written (:func:`check_decision`), never the client. What else each role may do
 is one table, :data:`MAY` (:func:`check_may`): claiming is for the roles that decide (a supervisor
@@ -124,6 +126,7 @@ class Action(enum.StrEnum):
     PEER_TO_PEER = "peer_to_peer"
     EXTEND_DEADLINE = "extend_deadline"
     MANAGE_DIRECTORY = "manage_directory"
+    SET_URGENCY = "set_urgency"
 
 
 # Action -> (the roles that may, the refusal for the others; {role} names the caller's role).
@@ -135,6 +138,8 @@ MAY: dict[Action, tuple[frozenset[Role], str]] = {
     Action.EXTEND_DEADLINE: (frozenset({Role.PHYSICIAN, Role.SUPERVISOR, Role.NURSE}),
                              "a {role} may not extend a deadline"),
     Action.MANAGE_DIRECTORY: (frozenset({Role.SUPERVISOR}), "only a supervisor manages the reviewer directory"),
+    Action.SET_URGENCY: (frozenset({Role.NURSE, Role.PHYSICIAN, Role.SUPERVISOR}),
+                         "an {role} may not change a task's urgency"),
 }
 
 
