@@ -1,7 +1,9 @@
 """``urctl criteria explain REQUEST_FILE|REQUEST_ID``: why each line of a request gets its outcome
 (the criteria set and version, each condition met/unmet/missing with what was observed, missing facts,
-flags). A request file is evaluated locally against a criteria library; a request id is answered by
-the review service's GetDetermination (its stored determination, including a person's later decision)."""
+the facts derived from the request's codes and words and what each was derived from, stated facts
+kept against its codes, why the line is urgent, flags). A request file is evaluated locally against a
+criteria library and its vocabulary; a request id is answered by the review service's
+GetDetermination (its stored determination, including a person's later decision)."""
 
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ def explain_file(path: Path, library: CriteriaLibrary, matcher: ConditionMatcher
             out.explanation.summary = (f"no criteria set covers {line.procedure_code} for {lob} with diagnoses "
                                        f"{', '.join(facts.diagnoses) or '(none)'}; a nurse reviews it")
             continue
-        evaluation = evaluate(criteria, facts, matcher)
+        evaluation = evaluate(criteria, facts, matcher, library.derivations(criteria))
         out.outcome = to_number(OUTCOME, evaluation.outcome.value)  # type: ignore[assignment]
         out.explanation.CopyFrom(explanation_of(evaluation))
     return determination
@@ -74,6 +76,14 @@ def format_explanation(determination: Any, title: str) -> RenderableType:
             rows.append(("summary", plain(e.summary)))
         if e.missing_facts:
             rows.append(("missing facts", plain(", ".join(e.missing_facts), "yellow")))
+        if e.derived:
+            rows.append(("derived facts", Group(*(
+                plain(f"• {d.name} = {d.value}: derived from {d.derived_from} ({d.mapping})", "cyan")
+                for d in e.derived))))
+        if e.contradictions:
+            rows.append(("kept as stated", Group(*(plain(f"• {c}", "yellow") for c in e.contradictions))))
+        if e.urgency:
+            rows.append(("urgent", plain(e.urgency, "bold magenta")))
         if e.flags:
             rows.append(("flags", Group(*(plain(f"• {f}", "yellow") for f in e.flags))))
         if e.conditions:
