@@ -25,10 +25,13 @@ from services.common.errors import (
     ValidationFailed,
 )
 from services.common.events import IncomingEvent, OutgoingEvent
+from services.common.fact_catalog import FactCatalog
 from services.common.topics import Topics
+from services.intake.domain.fact_units import unit_violations
 from services.intake.domain.model import (
     SETTLED,
     AdditionalInformation,
+    ClinicalFact,
     LineProgress,
     PriorAuthRequest,
     RequestStatus,
@@ -94,7 +97,10 @@ class SubmitResult:
 
 class IntakeHandlers:
     def __init__(self, uow_factory: Callable[[], IntakeUnitOfWork], topics: Topics, waiters: Waiters, *,
-                 clock: Clock, max_wait_ms: int = 15000) -> None:
+                 clock: Clock, max_wait_ms: int = 15000, facts: FactCatalog | None = None) -> None:
+        """``facts``: the catalog of the criteria's facts (units, what cannot be negative); without
+        it facts are checked for shape only."""
+        self._facts = facts
         self._uow = uow_factory
         self._now = clock
         self._topics = topics
@@ -104,7 +110,7 @@ class IntakeHandlers:
     # -- commands ------------------------------------------------------------------------------
     def submit(self, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
                wait_ms: int = 0) -> SubmitResult:
-        violations = validate(req)
+        violations = validate(req) + self._fact_units(req.facts)
         if wait_ms < 0:
             violations.append(FieldViolation("wait_ms", "must not be negative"))
         if violations:
@@ -129,6 +135,9 @@ class IntakeHandlers:
             if waiter is not None:
                 self._waiters.release(request_id)
         return SubmitResult(record, replayed=False)
+
+    def _fact_units(self, facts: Sequence[ClinicalFact]) -> list[FieldViolation]:
+        return unit_violations(facts, self._facts) if self._facts is not None else []
 
     def _replay(self, key: str, fingerprint: str) -> SubmitResult | None:
         with self._uow().read_only() as uow:
@@ -184,7 +193,7 @@ class IntakeHandlers:
         """Record additional facts for a request under review and forward them to review, in one
         transaction. Same key and payload: the original answer, even once the request is decided;
         same key, other payload (or another request): IdempotencyConflict."""
-        violations = validate_information(info)
+        violations = validate_information(info) + self._fact_units(info.facts)
         if violations:
             raise ValidationFailed(violations)
         fingerprint = info.fingerprint()
