@@ -288,12 +288,13 @@ class CaseRepositoryContract(StoreContract):
             assert stored is not None
             stored.request, stored.determination = b"merged facts", b"decided"
             stored.follow_clock(tolled)  # a tolled clock keeps the last due time
+            stored.urgency = "expedited"  # a person expedited it, and its clock with it
             stored.member_id = "not saved: a case's member never changes"
             uow.cases.save(stored)
             uow.commit()
         with store.uow().read_only() as uow:
             assert uow.cases.get(case.request_id) == dataclasses.replace(
-                case, request=b"merged facts", determination=b"decided", clock=tolled)
+                case, request=b"merged facts", determination=b"decided", clock=tolled, urgency="expedited")
         resumed = a_clock(T0 + 48 * H, rule="resumed")
         with store.uow() as uow:
             again = uow.cases.get(case.request_id)

@@ -524,13 +524,17 @@ def vocabulary_problems(library: CriteriaLibrary, paths: Mapping[str, Path]) -> 
     whose outcome changes once facts are derived."""
     current = library.current()
     found: list[ConfigFileError] = []
+    faulty: set[str] = set()
     for p in check_vocabularies(library.vocabularies, current):
         owner = p.criteria or p.vocabulary
         error: type[ConfigFileError] = CriteriaError if p.criteria else VocabularyError
         found.append(error(paths.get(owner, Path(owner)), p.field, p.problem))
+        faulty.add(p.vocabulary)
     by_id = {c.id: c for c in current}
     matcher = PythonMatcher()
     for v in library.vocabularies:
+        if v.key in faulty:
+            continue  # its examples would only repeat what is wrong with its mappings
         for i, e in enumerate(v.examples):
             criteria = by_id.get(e.criteria)
             if criteria is None:

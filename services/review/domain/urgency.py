@@ -7,8 +7,12 @@ for a fact while one of the set's red flags is met (a derived one included:
 
 * where the plan may expedite a request on its own judgment, the request's clock starts as expedited
   (72 hours) and every task of the request follows it (they share the clock), each saying why;
-* elsewhere the regime's clock stays as it is, and the urgent line's task goes to the head of the
-  queue (an expedited task sorts before every standard one), saying why and that the clock stays.
+* elsewhere the regime's clock stays as it is, and the request's tasks go to the head of the queue
+  (an expedited task sorts before every standard one), each saying why and that the clock stays.
+
+Either way every task of the request is expedited in the queue: they are one patient's, and the
+line that is not urgent under its own criteria (the decompression beside a cauda equina MRI) is
+often the one that cannot wait.
 
 Which regimes let the plan decide (:data:`POLICIES`):
 
@@ -110,9 +114,9 @@ def route(requested: str, review_type: str, regime: str, urgent: Sequence[Urgent
         lines = {u.line_number: (EXPEDITED, u.reason) for u in urgent}
         return Routing(EXPEDITED, f"expedited on the plan's own determination ({policy.citation}): {why}", lines,
                        default=(EXPEDITED, f"its request is expedited: {why}"))
-    lines = {u.line_number: (EXPEDITED, f"{u.reason}; at the head of the queue, the {regime} clock stays "
-                                        f"({policy.citation})") for u in urgent}
-    return Routing(STANDARD, "", lines, default=(STANDARD, ""))
+    stays = f"at the head of the queue, the {regime} clock stays ({policy.citation})"
+    lines = {u.line_number: (EXPEDITED, f"{u.reason}; {stays}") for u in urgent}
+    return Routing(STANDARD, "", lines, default=(EXPEDITED, f"its request has an urgent line: {why}; {stays}"))
 
 
 def person_clock_change(regime: str, review_type: str, clock: ClockState | None, asked: str,
