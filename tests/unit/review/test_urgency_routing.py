@@ -185,7 +185,8 @@ def review(clocks: ClockEngine) -> Review:
 
 
 def request(*lines: tuple[str, int], diagnoses: tuple[str, ...], facts: list[types_pb2.ClinicalFact],
-            lob: int = MA, state: str = "CA", urgency: int = types_pb2.URGENCY_STANDARD,
+            lob: types_pb2.LineOfBusiness = MA, state: str = "CA",
+            urgency: types_pb2.Urgency = types_pb2.URGENCY_STANDARD,
             member: str = "T-MA-0001") -> intake_pb2.SubmitRequestRequest:
     start = types_pb2.Date(year=2027, month=3, day=1)
     return intake_pb2.SubmitRequestRequest(
