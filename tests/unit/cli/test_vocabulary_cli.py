@@ -78,7 +78,8 @@ def test_explain_shows_derived_facts_and_why_the_line_is_urgent(tmp_path: Path,
                            "start_date": {"year": 2027, "month": 3, "day": 1},
                            "place_of_service": "PLACE_OF_SERVICE_OUTPATIENT_HOSPITAL"}],
         "review_type": "REVIEW_TYPE_PROSPECTIVE", "urgency": "URGENCY_STANDARD",
-        "clinical_facts": [json_format.MessageToDict(fact("urinary_retention", True), preserving_proto_field_name=True)],
+        "clinical_facts": [json_format.MessageToDict(fact("urinary_retention", True),
+                                                     preserving_proto_field_name=True)],
     }
     path = tmp_path / "request.json"
     path.write_text(json.dumps(request))
@@ -108,7 +109,7 @@ class _Review(review_pb2_grpc.ReviewServiceServicer):
     def __init__(self) -> None:
         self.calls: list[tuple[review_pb2.SetTaskUrgencyRequest, str]] = []
 
-    def SetTaskUrgency(self, request: review_pb2.SetTaskUrgencyRequest,  # noqa: N802
+    def SetTaskUrgency(self, request: review_pb2.SetTaskUrgencyRequest,
                        context: grpc.ServicerContext) -> review_pb2.TaskView:
         self.calls.append((request, dict(context.invocation_metadata())["authorization"]))
         view = review_pb2.TaskView()
