@@ -105,13 +105,13 @@ def test_catalog_check_says_whether_intake_s_catalog_matches(tmp_path: Path,
     assert stale.read_text() == (REPO / "services" / "common" / "clinical-facts.yaml").read_text()
 
 
-class _Review(review_pb2_grpc.ReviewServiceServicer):
+class _Review(review_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]  # grpc's generated servicers are untyped
     def __init__(self) -> None:
         self.calls: list[tuple[review_pb2.SetTaskUrgencyRequest, str]] = []
 
     def SetTaskUrgency(self, request: review_pb2.SetTaskUrgencyRequest,
                        context: grpc.ServicerContext) -> review_pb2.TaskView:
-        self.calls.append((request, dict(context.invocation_metadata())["authorization"]))
+        self.calls.append((request, str(dict(context.invocation_metadata())["authorization"])))
         view = review_pb2.TaskView()
         view.task.task_id, view.task.urgency = request.task_id, request.urgency
         view.task.urgency_reason = f"set by rn-1: {request.reason}"
