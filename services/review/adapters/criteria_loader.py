@@ -24,7 +24,6 @@ insignificant whitespace), so comments and layout do not change it and any chang
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from services.common.config_files import ConfigFileError, parse_yaml, read_text
+from services.common.config_files import ConfigFileError, canonical_json, parse_yaml, read_text
 from services.common.errors import ConfigurationError
 from services.review.adapters.vocabulary_loader import (
     VocabularyError,
@@ -120,15 +119,6 @@ class CriteriaLibraryError(ConfigurationError):
 
 
 # -- YAML ------------------------------------------------------------------------------------------
-
-def _canonical(doc: Any) -> bytes:
-    def default(value: object) -> str:
-        if isinstance(value, dt.date):
-            return value.isoformat()
-        raise TypeError(f"cannot hash a {type(value).__name__}")
-
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=default).encode()
-
 
 # -- the adverse-outcome guard ---------------------------------------------------------------------
 
@@ -375,7 +365,7 @@ def _check_examples_hold(shape: _Shape, criteria: CriteriaSet) -> None:
 def load_criteria(path: Path) -> CriteriaSet:
     """Read and validate one criteria file; raises :class:`CriteriaError`."""
     doc = parse_yaml(path, read_text(path, CriteriaError), CriteriaError)
-    return parse_criteria(doc, path, content_hash(_canonical(doc)))
+    return parse_criteria(doc, path, content_hash(canonical_json(doc)))
 
 
 # -- the library -----------------------------------------------------------------------------------

@@ -36,13 +36,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field
 
-from services.common.config_files import ConfigFileError, FileModel, Text, parse, read_yaml
+from services.common.config_files import ConfigFileError, FileModel, Text, canonical_json, parse, read_yaml
 from services.review.domain.criteria import FactValue, Outcome, normalize_diagnosis
 from services.review.domain.vocabulary import (
     CodePattern,
@@ -155,15 +154,6 @@ def _example(path: Path, raw: ExampleModel, where: str) -> VocabularyExample:
         urgency=raw.urgency, kept_stated=tuple(raw.kept_stated or ()))
 
 
-def _canonical(doc: Any) -> bytes:
-    def default(value: object) -> str:
-        if isinstance(value, dt.date):
-            return value.isoformat()
-        raise TypeError(f"cannot hash a {type(value).__name__}")
-
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=default).encode()
-
-
 def parse_vocabulary(doc: Any, path: Path) -> Vocabulary:
     """The vocabulary a parsed YAML document describes; raises :class:`VocabularyError`."""
     top = parse(VocabularyFile, doc, path, VocabularyError)
@@ -172,7 +162,7 @@ def parse_vocabulary(doc: Any, path: Path) -> Vocabulary:
     try:
         return Vocabulary(id=top.id, version=top.version, title=top.title, owner=top.owner,
                           sources=tuple(top.sources), mappings=mappings, examples=examples,
-                          content_hash=hashlib.sha256(_canonical(doc)).hexdigest())
+                          content_hash=hashlib.sha256(canonical_json(doc)).hexdigest())
     except InvalidVocabulary as exc:
         raise VocabularyError(path, exc.field, exc.problem) from exc
 
