@@ -379,16 +379,17 @@ class CriteriaLibrary:
     vocabularies: tuple[Vocabulary, ...] = ()
     _all: tuple[CriteriaSet, ...] = field(init=False, repr=False, compare=False)
     _current_by_code: Mapping[str, tuple[CriteriaSet, ...]] = field(init=False, repr=False, compare=False)
-    _derivations: dict[tuple[str, str], Derivations] = field(init=False, repr=False, compare=False)
+    _derivations: dict[int, tuple[CriteriaSet, Derivations]] = field(init=False, repr=False, compare=False)
 
     def derivations(self, criteria: CriteriaSet) -> Derivations:
         """The vocabulary's derivations for ``criteria`` (any set, a draft included), built once."""
-        key = (criteria.key, criteria.content_hash)
-        found = self._derivations.get(key)
-        if found is None:
+        # Keyed by identity (this runs for every line): the entry keeps its set alive, so an id is
+        # never reused for another set while the entry exists.
+        found = self._derivations.get(id(criteria))
+        if found is None or found[0] is not criteria:
             # Two threads may both build one; they are alike, and either is kept.
-            found = self._derivations[key] = Derivations(criteria, self.vocabularies)
-        return found
+            found = self._derivations[id(criteria)] = (criteria, Derivations(criteria, self.vocabularies))
+        return found[1]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_derivations", {})

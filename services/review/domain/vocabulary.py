@@ -294,7 +294,8 @@ class Derivations:
     def __init__(self, criteria: CriteriaSet, vocabularies: Iterable[Vocabulary]) -> None:
         self.criteria_key = criteria.key
         self._exact: dict[str, list[_Entry]] = {}
-        self._scanned: list[tuple[CodePattern, _Entry]] = []  # prefixes and ranges
+        self._prefixes: list[tuple[str, _Entry]] = []
+        self._ranges: list[tuple[str, str, int, _Entry]] = []
         self._procedures: dict[str, list[_Entry]] = {}
         self._facts: dict[str, list[_Entry]] = {}
         self.entries: list[_Entry] = []
@@ -307,8 +308,10 @@ class Derivations:
                 for pattern in m.when.diagnoses:
                     if pattern.kind == "code":
                         self._exact.setdefault(pattern.low, []).append(entry)
+                    elif pattern.kind == "prefix":
+                        self._prefixes.append((pattern.low, entry))
                     else:
-                        self._scanned.append((pattern, entry))
+                        self._ranges.append((pattern.low, pattern.high, len(pattern.low), entry))
                 for code in m.when.procedures:
                     self._procedures.setdefault(code, []).append(entry)
                 for name in m.when.facts:
@@ -321,13 +324,20 @@ class Derivations:
         """The line's facts with those its codes and words imply (see the module docstring); None
         when nothing is implied."""
         proposals: list[tuple[_Entry, FactValue, str]] = []
-        if self._exact or self._scanned:
+        if self._exact or self._prefixes or self._ranges:
+            # Patterns are matched inline (this runs for every line): codes, then prefixes, then ranges;
+            # a match is confirmed against the mapping's exceptions.
+            exact, prefixes, ranges = self._exact, self._prefixes, self._ranges
             for code in line.diagnoses:
-                for entry in self._exact.get(code, ()):
-                    if entry.mapping.when.matches_diagnosis(code):
-                        proposals.append((entry, _implied(entry), f"diagnosis {display_diagnosis(code)}"))
-                for pattern, entry in self._scanned:
-                    if pattern.matches(code) and entry.mapping.when.matches_diagnosis(code):
+                matched = exact.get(code, ())
+                for stem, entry in prefixes:
+                    if code.startswith(stem):
+                        matched = (*matched, entry)
+                for low, high, n, entry in ranges:
+                    if low <= code[:n] <= high:
+                        matched = (*matched, entry)
+                for entry in matched:
+                    if not entry.mapping.when.excluded or entry.mapping.when.matches_diagnosis(code):
                         proposals.append((entry, _implied(entry), f"diagnosis {display_diagnosis(code)}"))
         if self._procedures:
             procedure = line.procedure_code.strip().upper()
