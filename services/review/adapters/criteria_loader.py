@@ -19,6 +19,10 @@ pend or refer, never deny (CMS-4201-F; CMS Medicare Advantage FAQ, February 2024
 
 The content hash is the sha256 of the document's canonical JSON form (sorted keys, no
 insignificant whitespace), so comments and layout do not change it and any change of content does.
+
+A criteria set may say ``derive_facts: false`` to take no fact from the vocabulary (the criteria
+directory's ``vocabulary/`` folder, adapters/vocabulary_loader.py), which :func:`load_library` loads
+and holds to the library: see :func:`vocabulary_problems`.
 """
 
 from __future__ import annotations

@@ -69,6 +69,14 @@ def _changes(old: CriteriaLibrary, new: CriteriaLibrary) -> list[str]:
             lines.append(f"{cid} {was.version} → (removed)")
         elif was is not None and now is not None and was.key != now.key:
             lines.append(f"{cid} {was.version} → {now.version}")
+    vocabulary_before = {v.id: v for v in old.vocabularies}
+    vocabulary_after = {v.id: v for v in new.vocabularies}
+    for vid in sorted(vocabulary_before.keys() | vocabulary_after.keys()):
+        was_v, now_v = vocabulary_before.get(vid), vocabulary_after.get(vid)
+        if was_v is None or now_v is None or was_v.content_hash != now_v.content_hash:
+            lines.append(f"vocabulary {vid} {was_v.version if was_v else '(new)'} → "
+                         f"{now_v.version if now_v else '(removed)'}"
+                         + (" (content changed)" if was_v and now_v and was_v.version == now_v.version else ""))
     return lines
 
 

@@ -17,7 +17,7 @@ from services.cli.criteria.catalog import build_catalog, catalog_text
 from services.cli.criteria.library import validate_paths
 from services.common.fact_catalog import DEFAULT_CATALOG, load_catalog
 from services.review.adapters.criteria_loader import CriteriaLibraryError, load_library
-from services.review.adapters.criteria_reload import fingerprint
+from services.review.adapters.criteria_reload import _changes, fingerprint
 from services.review.adapters.vocabulary_loader import VocabularyError, load_vocabulary
 from tests.unit.review.builders import SHIPPED_DIR, shipped_library
 
@@ -138,12 +138,13 @@ def test_a_criteria_example_whose_outcome_the_vocabulary_changes_is_refused(tmp_
                "criteria give meets_criteria" in p for p in found)
 
 
-def test_the_reloader_sees_a_changed_vocabulary(tmp_path: Path) -> None:
+def test_the_reloader_sees_and_logs_a_changed_vocabulary(tmp_path: Path) -> None:
     directory = library_dir(tmp_path, VOCABULARY)
-    before = fingerprint(directory)
+    before, old = fingerprint(directory), load_library(directory)
     assert any(name == "vocabulary/test.yaml" for name, _, _ in before)
     (directory / "vocabulary" / "test.yaml").write_text(yaml.safe_dump(changed(lambda d: d.update(title="t2"))))
     assert fingerprint(directory) != before
+    assert _changes(old, load_library(directory)) == ["vocabulary test-spine 1 → 1 (content changed)"]
 
 
 def test_the_shipped_vocabularies_load_with_a_worked_example_for_every_mapping() -> None:
