@@ -62,6 +62,22 @@ class CatalogBuildError(CriteriaInputError):
 
 def build_catalog(library: CriteriaLibrary) -> dict[str, dict[str, dict[str, Any]]]:
     """``{"units": ..., "facts": ...}`` of the catalog for ``library`` (sorted by name)."""
+    facts = _criteria_facts(library)
+    for v in library.vocabularies:
+        for m in v.mappings:
+            for name in m.when.facts:
+                if name in facts:
+                    continue
+                if m.synonym and m.fact in facts:
+                    facts[name] = {**facts[m.fact], "synonym_of": m.fact}
+                elif m.when.fact_value is not None:
+                    facts[name] = {"type": _type_of(m.when.fact_value)}
+    units = {name: {"kind": kind, "aliases": list(aliases)} for name, (kind, aliases) in UNITS.items()}
+    return {"units": dict(sorted(units.items())), "facts": dict(sorted(facts.items()))}
+
+
+def _criteria_facts(library: CriteriaLibrary) -> dict[str, dict[str, Any]]:
+    """Type and unit of every fact the current sets declare; one fact, one type and unit."""
     facts: dict[str, dict[str, Any]] = {}
     owners: dict[str, str] = {}
     for c in library.current():
@@ -77,19 +93,11 @@ def build_catalog(library: CriteriaLibrary) -> dict[str, dict[str, dict[str, Any
                                         f"but {_shown(entry)} in {c.id}")
             facts[spec.name] = entry
             owners.setdefault(spec.name, c.id)
-    for v in library.vocabularies:
-        for m in v.mappings:
-            for name in m.when.facts:
-                if name in facts:
-                    continue
-                if m.synonym and m.fact in facts:
-                    facts[name] = {**facts[m.fact], "synonym_of": m.fact}
-                elif m.when.fact_value is not None:
-                    kind = "bool" if isinstance(m.when.fact_value, bool) else \
-                        "number" if isinstance(m.when.fact_value, float) else "text"
-                    facts[name] = {"type": kind}
-    units = {name: {"kind": kind, "aliases": list(aliases)} for name, (kind, aliases) in UNITS.items()}
-    return {"units": dict(sorted(units.items())), "facts": dict(sorted(facts.items()))}
+    return facts
+
+
+def _type_of(value: object) -> str:
+    return "bool" if isinstance(value, bool) else "number" if isinstance(value, int | float) else "text"
 
 
 def _shown(entry: Mapping[str, Any]) -> str:

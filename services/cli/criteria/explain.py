@@ -76,14 +76,7 @@ def format_explanation(determination: Any, title: str) -> RenderableType:
             rows.append(("summary", plain(e.summary)))
         if e.missing_facts:
             rows.append(("missing facts", plain(", ".join(e.missing_facts), "yellow")))
-        if e.derived:
-            rows.append(("derived facts", Group(*(
-                plain(f"• {d.name} = {d.value}: derived from {d.derived_from} ({d.mapping})", "cyan")
-                for d in e.derived))))
-        if e.contradictions:
-            rows.append(("kept as stated", Group(*(plain(f"• {c}", "yellow") for c in e.contradictions))))
-        if e.urgency:
-            rows.append(("urgent", plain(e.urgency, "bold magenta")))
+        rows += _vocabulary_rows(e)
         if e.flags:
             rows.append(("flags", Group(*(plain(f"• {f}", "yellow") for f in e.flags))))
         if e.conditions:
@@ -91,6 +84,20 @@ def format_explanation(determination: Any, title: str) -> RenderableType:
         parts += [Text.assemble((f"Line {line.line_number}: ", "bold"), (line.procedure_code, "bold cyan")),
                   indent(kv_grid(rows), bottom=1)]
     return Group(*parts)
+
+
+def _vocabulary_rows(e: Any) -> list[tuple[str, RenderableType]]:
+    """What the vocabulary derived and what it did not replace, and why the line is urgent."""
+    rows: list[tuple[str, RenderableType]] = []
+    if e.derived:
+        rows.append(("derived facts", Group(*(
+            plain(f"• {d.name} = {d.value}: derived from {d.derived_from} ({d.mapping})", "cyan")
+            for d in e.derived))))
+    if e.contradictions:
+        rows.append(("kept as stated", Group(*(plain(f"• {c}", "yellow") for c in e.contradictions))))
+    if e.urgency:
+        rows.append(("urgent", plain(e.urgency, "bold magenta")))
+    return rows
 
 
 def _is_uuid(text: str) -> bool:

@@ -115,23 +115,10 @@ def validate_paths(paths: Sequence[Path]) -> Validation:
     result = Validation()
     failed: set[Path] = set()
     for path in paths:
-        vocabulary_candidates: list[Path] = []
-        if path.is_dir():
-            try:
-                result.libraries[path.resolve()] = load_library(path)
-            except CriteriaLibraryError as exc:
-                result.problems.extend(exc.errors)
-                failed.update(e.path.resolve() for e in exc.errors)
-            candidates = [p for p in _criteria_files(path) if p.resolve() not in failed] if path.exists() else []
-            vocabulary_candidates = [p for p in vocabulary_files(path) if p.resolve() not in failed]
-        elif path.exists() and _vocabulary_file(path):
-            candidates = []
-            vocabulary_candidates = _vocabulary_alone(path, result)
-        elif path.exists():
-            candidates = [path]
-        else:
+        if not path.exists():
             result.problems.append(CriteriaError(path, "", "no such file or directory"))
             continue
+        candidates, vocabulary_candidates = _candidates(path, result, failed)
         for file in candidates:
             try:
                 result.sets.append(LoadedSet(file, load_criteria(file)))
@@ -163,6 +150,23 @@ def validate_paths(paths: Sequence[Path]) -> Validation:
         else:
             result.sets.append(loaded)
     return result
+
+
+def _candidates(path: Path, result: Validation, failed: set[Path]) -> tuple[list[Path], list[Path]]:
+    """The criteria and vocabulary files of ``path`` to read one by one: a directory is first loaded
+    as a library (its problems recorded, their files added to ``failed`` and left out); a vocabulary
+    file is checked against the library it sits in."""
+    if path.is_dir():
+        try:
+            result.libraries[path.resolve()] = load_library(path)
+        except CriteriaLibraryError as exc:
+            result.problems.extend(exc.errors)
+            failed.update(e.path.resolve() for e in exc.errors)
+        return ([p for p in _criteria_files(path) if p.resolve() not in failed],
+                [p for p in vocabulary_files(path) if p.resolve() not in failed])
+    if _vocabulary_file(path):
+        return [], _vocabulary_alone(path, result)
+    return [path], []
 
 
 def _vocabulary_alone(path: Path, result: Validation) -> list[Path]:

@@ -490,6 +490,22 @@ def load_library(directory: Path | str) -> CriteriaLibrary:
                                                          f"defined in {other}; give changed criteria a new version"))
             continue
         loaded[criteria.key] = (path, criteria)
+    vocabularies = _load_vocabularies(root, errors)
+    if errors:
+        raise CriteriaLibraryError(errors)
+    library = CriteriaLibrary(tuple(c for _, c in loaded.values()), tuple(v for _, v in vocabularies.values()))
+    files = {key: path for key, (path, _) in (*loaded.items(), *vocabularies.items())}
+    problems = vocabulary_problems(library, files)
+    if problems:
+        raise CriteriaLibraryError(problems)
+    for c in library.current():
+        logger.debug("criteria %s version %s (sha256 %s)", c.id, c.version, c.content_hash[:12])
+    return library
+
+
+def _load_vocabularies(root: Path, errors: list[ConfigFileError]) -> dict[str, tuple[Path, Vocabulary]]:
+    """Each vocabulary file of the criteria directory by key, as far as it loads (the problems of the
+    others appended to ``errors``); one id may be defined once."""
     vocabularies: dict[str, tuple[Path, Vocabulary]] = {}
     for path in vocabulary_files(root):
         try:
@@ -501,16 +517,7 @@ def load_library(directory: Path | str) -> CriteriaLibrary:
             errors.append(VocabularyError(path, "id", f"vocabulary {vocabulary.id!r} is defined twice"))
             continue
         vocabularies[vocabulary.key] = (path, vocabulary)
-    if errors:
-        raise CriteriaLibraryError(errors)
-    library = CriteriaLibrary(tuple(c for _, c in loaded.values()), tuple(v for _, v in vocabularies.values()))
-    files = {key: path for key, (path, _) in (*loaded.items(), *vocabularies.items())}
-    problems = vocabulary_problems(library, files)
-    if problems:
-        raise CriteriaLibraryError(problems)
-    for c in library.current():
-        logger.debug("criteria %s version %s (sha256 %s)", c.id, c.version, c.content_hash[:12])
-    return library
+    return vocabularies
 
 
 def vocabulary_problems(library: CriteriaLibrary, paths: Mapping[str, Path]) -> list[ConfigFileError]:

@@ -914,25 +914,12 @@ def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher,
     derivations for this set) adds facts implied by the line's codes and words, unless the set
     switched derivations off."""
     plan = _plan(criteria)
-    derived: tuple[DerivedFact, ...] = ()
-    contradictions: tuple[Contradiction, ...] = ()
-    if deriver is not None and criteria.derive_facts:
-        made = deriver.derive(line)
-        if made is not None:
-            line = _with_facts(line, made.facts)
-            derived, contradictions = made.derived, made.contradictions
+    line, derived, contradictions = _derive(criteria, line, deriver)
     facts = line.facts
     usable = plan.usable(facts)
     matched = matcher.matched(criteria, _with_facts(line, usable))
 
-    rendered: dict[str, str] = {}
-    for name, render in plan.renderers:
-        value = facts.get(name)
-        if value is not None:
-            rendered[name] = render(value)
-    for d in derived:
-        if d.fact in rendered:
-            rendered[d.fact] += f" (derived from {d.because})"
+    rendered = _rendered(plan, facts, derived)
     results: list[ConditionResult] = []
     known: dict[str, Truth] = {}
     for cid, description, reads in plan.conditions:
@@ -953,16 +940,12 @@ def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher,
 
     def done(outcome: Outcome, missing: tuple[str, ...], summary: str) -> LineEvaluation:
         meets = outcome is Outcome.MEETS_CRITERIA or outcome is Outcome.MEETS_CRITERIA_URGENT
-        if derived:
-            summary = f"{summary[:-1]} ({'; '.join(d.describe() for d in derived)})."
-        urgency = None
-        if plan.urgent is not None and outcome is not Outcome.NO_ACTION_REQUIRED:
-            urgency = _urgency(criteria, plan, known, usable, derived)
         return LineEvaluation(outcome=outcome, criteria_id=criteria.id, criteria_version=criteria.version,
                               criteria_hash=criteria.content_hash, conditions=tuple(results),
-                              missing_facts=missing, summary=summary,
+                              missing_facts=missing, summary=_with_derivations(summary, derived),
                               approval=criteria.approval if meets else None, category=criteria.category,
-                              derived=derived, contradictions=contradictions, urgency=urgency)
+                              derived=derived, contradictions=contradictions,
+                              urgency=_urgency(criteria, plan, outcome, known, usable, derived))
 
     title = criteria.title
     for outcome, rule in plan.rules:
@@ -994,11 +977,40 @@ def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher,
                 f"{_describe(criteria, unmet) or 'no combination of conditions'}.")
 
 
-def _urgency(criteria: CriteriaSet, plan: _Plan, known: Mapping[str, Truth], usable: Mapping[str, FactValue],
-             derived: tuple[DerivedFact, ...]) -> UrgencySignal | None:
-    """Whether the line is urgent: ``urgent_when`` holds, or is undecided with a red flag met."""
+def _derive(criteria: CriteriaSet, line: LineFacts, deriver: FactDeriver | None
+            ) -> tuple[LineFacts, tuple[DerivedFact, ...], tuple[Contradiction, ...]]:
+    """The line with the facts ``deriver`` adds (unless the set switched derivations off)."""
+    made = deriver.derive(line) if deriver is not None and criteria.derive_facts else None
+    if made is None:
+        return line, (), ()
+    return _with_facts(line, made.facts), made.derived, made.contradictions
+
+
+def _rendered(plan: _Plan, facts: Mapping[str, FactValue], derived: tuple[DerivedFact, ...]) -> dict[str, str]:
+    """``name=value unit`` of the facts the conditions read, a derived one saying what from."""
+    rendered: dict[str, str] = {}
+    for name, render in plan.renderers:
+        value = facts.get(name)
+        if value is not None:
+            rendered[name] = render(value)
+    for d in derived:
+        if d.fact in rendered:
+            rendered[d.fact] += f" (derived from {d.because})"
+    return rendered
+
+
+def _with_derivations(summary: str, derived: tuple[DerivedFact, ...]) -> str:
+    if not derived:
+        return summary
+    return f"{summary[:-1]} ({'; '.join(d.describe() for d in derived)})."
+
+
+def _urgency(criteria: CriteriaSet, plan: _Plan, outcome: Outcome, known: Mapping[str, Truth],
+             usable: Mapping[str, FactValue], derived: tuple[DerivedFact, ...]) -> UrgencySignal | None:
+    """Whether the line is urgent: ``urgent_when`` holds, or is undecided with a red flag met. A line
+    that needs no authorization is never urgent."""
     rule = plan.urgent
-    if rule is None:
+    if rule is None or outcome is Outcome.NO_ACTION_REQUIRED:
         return None
     truth = rule.truth(known)
     if truth is False:

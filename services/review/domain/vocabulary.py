@@ -218,6 +218,7 @@ class Vocabulary:
 
 
 def _check(v: Vocabulary) -> None:
+    """The invariants of a vocabulary on its own; the first violation found is raised."""
     if not CRITERIA_ID.fullmatch(v.id):
         raise InvalidVocabulary("id", f"{v.id!r} is not a lowercase id (letters, digits, '-')")
     if not v.sources or any(not s.strip() for s in v.sources):
@@ -226,18 +227,25 @@ def _check(v: Vocabulary) -> None:
         raise InvalidVocabulary("mappings", "define at least one mapping")
     seen: set[str] = set()
     for i, m in enumerate(v.mappings):
-        where = f"mappings[{i}]"
         if not MAPPING_ID.fullmatch(m.id) or m.id in seen:
-            raise InvalidVocabulary(f"{where}.id", f"{m.id!r} is not a lowercase id, or is used twice")
+            raise InvalidVocabulary(f"mappings[{i}].id", f"{m.id!r} is not a lowercase id, or is used twice")
         seen.add(m.id)
-        if not NAME.fullmatch(m.fact):
-            raise InvalidVocabulary(f"{where}.then.fact", f"{m.fact!r} is not a snake_case fact name")
-        if m.fact in LINE_DERIVED_FACTS:
-            raise InvalidVocabulary(f"{where}.then.fact", f"{m.fact!r} is stated by the line itself")
-        _check_trigger(m, where)
-        for cid in sorted(m.criteria):
-            if not CRITERIA_ID.fullmatch(cid):
-                raise InvalidVocabulary(f"{where}.criteria", f"{cid!r} is not a criteria set id")
+        _check_mapping(m, f"mappings[{i}]")
+    _check_examples(v, seen)
+
+
+def _check_mapping(m: FactMapping, where: str) -> None:
+    if not NAME.fullmatch(m.fact):
+        raise InvalidVocabulary(f"{where}.then.fact", f"{m.fact!r} is not a snake_case fact name")
+    if m.fact in LINE_DERIVED_FACTS:
+        raise InvalidVocabulary(f"{where}.then.fact", f"{m.fact!r} is stated by the line itself")
+    _check_trigger(m, where)
+    for cid in sorted(m.criteria):
+        if not CRITERIA_ID.fullmatch(cid):
+            raise InvalidVocabulary(f"{where}.criteria", f"{cid!r} is not a criteria set id")
+
+
+def _check_examples(v: Vocabulary, mapping_ids: set[str]) -> None:
     used = {e.mapping for e in v.examples if e.derived}
     for i, m in enumerate(v.mappings):
         if m.id not in used:
@@ -248,7 +256,7 @@ def _check(v: Vocabulary) -> None:
         if not e.name.strip() or e.name in names:
             raise InvalidVocabulary(f"examples[{i}].name", f"{e.name!r} is empty or used twice")
         names.add(e.name)
-        if e.mapping not in seen:
+        if e.mapping not in mapping_ids:
             raise InvalidVocabulary(f"examples[{i}].mapping", f"{e.mapping!r} is not a mapping of this file")
         if e.urgency is not None and e.urgency not in URGENCIES:
             raise InvalidVocabulary(f"examples[{i}].urgency", f"{e.urgency!r} is not standard or expedited")
@@ -264,18 +272,24 @@ def _check_trigger(m: FactMapping, where: str) -> None:
     for code in sorted(t.procedures):
         if not is_service_code(code):
             raise InvalidVocabulary(f"{where}.when.procedure", f"{code!r} is neither a CPT nor a HCPCS code")
+    if t.facts:
+        _check_fact_trigger(m, where)
+    elif m.synonym:
+        raise InvalidVocabulary(f"{where}.then.value", "only a fact can be copied; a code implies a value")
+
+
+def _check_fact_trigger(m: FactMapping, where: str) -> None:
+    t = m.when
     for name in t.facts:
         if not NAME.fullmatch(name):
             raise InvalidVocabulary(f"{where}.when.fact", f"{name!r} is not a snake_case fact name")
         if name == m.fact:
             raise InvalidVocabulary(f"{where}.when.fact", f"{name!r} cannot imply itself")
-    if t.facts and m.synonym and t.fact_value is not None:
+    if m.synonym and t.fact_value is not None:
         raise InvalidVocabulary(f"{where}.then.value", "a fact trigger with a value implies a value: give one")
-    if t.facts and not m.synonym and t.fact_value is None:
+    if not m.synonym and t.fact_value is None:
         raise InvalidVocabulary(f"{where}.when.value", "say which value of the stated fact implies "
                                                        f"{m.fact} = {render_value(m.value)}")
-    if not t.facts and m.synonym:
-        raise InvalidVocabulary(f"{where}.then.value", "only a fact can be copied; a code implies a value")
 
 
 # -- derivations for one criteria set --------------------------------------------------------------
@@ -325,40 +339,43 @@ class Derivations:
         when nothing is implied."""
         proposals: list[tuple[_Entry, FactValue, str]] = []
         if self._exact or self._prefixes or self._ranges:
-            # Patterns are matched inline (this runs for every line): codes, then prefixes, then ranges;
-            # a match is confirmed against the mapping's exceptions.
-            exact, prefixes, ranges = self._exact, self._prefixes, self._ranges
-            for code in line.diagnoses:
-                matched = exact.get(code, ())
-                for stem, entry in prefixes:
-                    if code.startswith(stem):
-                        matched = (*matched, entry)
-                for low, high, n, entry in ranges:
-                    if low <= code[:n] <= high:
-                        matched = (*matched, entry)
-                for entry in matched:
-                    if not entry.mapping.when.excluded or entry.mapping.when.matches_diagnosis(code):
-                        proposals.append((entry, _implied(entry), f"diagnosis {display_diagnosis(code)}"))
+            self._from_diagnoses(line.diagnoses, proposals)
         if self._procedures:
             procedure = line.procedure_code.strip().upper()
-            for entry in self._procedures.get(procedure, ()):
-                proposals.append((entry, _implied(entry), f"procedure {procedure}"))
+            proposals += [(entry, _implied(entry), f"procedure {procedure}")
+                          for entry in self._procedures.get(procedure, ())]
         if self._facts:
-            facts = line.facts
-            for name, entries in self._facts.items():
-                stated = facts.get(name)
-                if stated is None:
-                    continue
-                for entry in entries:
-                    trigger = entry.mapping.when.fact_value
-                    if entry.mapping.synonym:
-                        if entry.spec.accepts(stated):
-                            proposals.append((entry, stated, f"fact {name}"))
-                    elif _same(stated, trigger):
-                        proposals.append((entry, _implied(entry), f"fact {name}"))
+            self._from_facts(line.facts, proposals)
         if not proposals:
             return None
         return _resolve(line.facts, proposals)
+
+    def _from_diagnoses(self, diagnoses: Iterable[str], proposals: list[tuple[_Entry, FactValue, str]]) -> None:
+        # Patterns are matched inline (this runs for every line): codes, then prefixes, then ranges;
+        # a match is confirmed against the mapping's exceptions.
+        exact, prefixes, ranges = self._exact, self._prefixes, self._ranges
+        for code in diagnoses:
+            matched = exact.get(code, ())
+            for stem, entry in prefixes:
+                if code.startswith(stem):
+                    matched = (*matched, entry)
+            for low, high, n, entry in ranges:
+                if low <= code[:n] <= high:
+                    matched = (*matched, entry)
+            proposals += [(entry, _implied(entry), f"diagnosis {display_diagnosis(code)}") for entry in matched
+                          if not entry.mapping.when.excluded or entry.mapping.when.matches_diagnosis(code)]
+
+    def _from_facts(self, facts: Mapping[str, FactValue], proposals: list[tuple[_Entry, FactValue, str]]) -> None:
+        for name, entries in self._facts.items():
+            stated = facts.get(name)
+            if stated is None:
+                continue
+            for entry in entries:
+                if entry.mapping.synonym:
+                    if entry.spec.accepts(stated):
+                        proposals.append((entry, stated, f"fact {name}"))
+                elif _same(stated, entry.mapping.when.fact_value):
+                    proposals.append((entry, _implied(entry), f"fact {name}"))
 
 
 def _implied(entry: _Entry) -> FactValue:
