@@ -87,7 +87,8 @@ def test_a_cauda_equina_request_in_codes_and_words_goes_first(clients: Clients) 
     assert order.index(issue.request_id) < order.index(routine.request_id)
     assert order.index(pended.request_id) < order.index(routine.request_id)
     first = queue(clients)[0].task
-    assert first.urgency == types_pb2.URGENCY_EXPEDITED and first.urgency_reason
+    assert first.urgency == types_pb2.URGENCY_EXPEDITED
+    assert first.urgency_reason
     by_request = {v.task.request_id: v for v in queue(clients)}
     task = by_request[issue.request_id]
     assert (task.task.line_number, task.task.urgency) == (2, types_pb2.URGENCY_EXPEDITED)
@@ -96,7 +97,8 @@ def test_a_cauda_equina_request_in_codes_and_words_goes_first(clients: Clients) 
     assert "42 CFR 422.570(c)(2)(i)" in task.task.clock.rule
     created = task.task.created_at.ToDatetime(tzinfo=dt.UTC)
     assert task.task.due_at.ToDatetime(tzinfo=dt.UTC) - created <= dt.timedelta(hours=72)
-    assert task.history[0].action == "expedited" and task.history[0].actor == "system"
+    assert task.history[0].action == "expedited"
+    assert task.history[0].actor == "system"
     ct_task = by_request[pended.request_id].task
     assert ct_task.urgency == types_pb2.URGENCY_EXPEDITED
     assert "peritoneal signs: derived from diagnosis K35.20" in ct_task.urgency_reason
@@ -107,7 +109,8 @@ def test_a_nurse_changes_a_task_s_urgency_with_a_reason_and_an_adjuster_may_not(
     view = submit(clients, request("72148", diagnoses=("M54.50",), facts=[fact("symptom_duration_weeks", 3, "weeks")]))
     task = wait_until(lambda: {v.task.request_id: v for v in queue(clients)}.get(view.request_id), 60,
                       what="the routine task in the nurse's queue", until=lambda v: v is not None)
-    assert task is not None and task.task.urgency == types_pb2.URGENCY_STANDARD
+    assert task is not None
+    assert task.task.urgency == types_pb2.URGENCY_STANDARD
     with pytest.raises(grpc.RpcError) as caught:
         clients.review.SetTaskUrgency(review_pb2.SetTaskUrgencyRequest(
             task_id=task.task.task_id, urgency=types_pb2.URGENCY_EXPEDITED, reason="x"), metadata=ADJUSTER, timeout=10)
@@ -117,7 +120,8 @@ def test_a_nurse_changes_a_task_s_urgency_with_a_reason_and_an_adjuster_may_not(
         reason="the member called: new leg weakness"), metadata=NURSE, timeout=10)
     assert changed.task.urgency == types_pb2.URGENCY_EXPEDITED
     assert changed.task.urgency_reason == "set by rn-alvarez: the member called: new leg weakness"
-    assert changed.history[-1].action == "urgency_changed" and changed.history[-1].actor == "rn-alvarez"
+    assert changed.history[-1].action == "urgency_changed"
+    assert changed.history[-1].actor == "rn-alvarez"
     assert "clock restarts as expedited" in changed.history[-1].detail
     received = changed.task.created_at.ToDatetime(tzinfo=dt.UTC)
     assert changed.task.due_at.ToDatetime(tzinfo=dt.UTC) - received <= dt.timedelta(hours=72)
@@ -133,5 +137,7 @@ def test_intake_refuses_a_negative_duration_and_a_foreign_unit(clients: Clients)
             fact("symptom_duration_weeks", -6, "weeks"), fact("conservative_therapy_weeks", 42, "days")]), timeout=10)
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     details = caught.value.details() or ""
-    assert "clinical_facts[0].number_value" in details and "cannot be negative" in details
-    assert "clinical_facts[1].unit" in details and "send it in weeks" in details
+    assert "clinical_facts[0].number_value" in details
+    assert "cannot be negative" in details
+    assert "clinical_facts[1].unit" in details
+    assert "send it in weeks" in details

@@ -41,7 +41,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_validate_lists_the_vocabularies_beside_the_criteria(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "criteria", "validate", "--json")
     report = json.loads(out)
-    assert code == urctl.EXIT_OK and report["problems"] == []
+    assert code == urctl.EXIT_OK
+    assert report["problems"] == []
     assert {v["id"] for v in report["vocabularies"]} == {"spine", "abdomen-pelvis", "sleep", "oncology-genetics"}
 
 
@@ -62,9 +63,11 @@ def test_validate_names_an_unknown_fact_in_a_vocabulary(tmp_path: Path, capsys: 
 def test_test_runs_the_vocabulary_s_worked_examples(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "criteria", "test", "--json")
     report = json.loads(out)
-    assert code == urctl.EXIT_OK and report["failed"] == 0
+    assert code == urctl.EXIT_OK
+    assert report["failed"] == 0
     spine = next(v for v in report["vocabularies"] if v["id"] == "spine")
-    assert spine["failed"] == 0 and spine["passed"] >= 10
+    assert spine["failed"] == 0
+    assert spine["passed"] >= 10
 
 
 def test_explain_shows_derived_facts_and_why_the_line_is_urgent(tmp_path: Path,
@@ -100,7 +103,8 @@ def test_catalog_check_says_whether_intake_s_catalog_matches(tmp_path: Path,
     stale = tmp_path / "catalog.yaml"
     stale.write_text("version: 1\n")
     code, out, _ = run(capsys, "criteria", "catalog", "--check", "--output", str(stale))
-    assert code == urctl.EXIT_SERVICE_ERROR and "does not match the criteria library" in out
+    assert code == urctl.EXIT_SERVICE_ERROR
+    assert "does not match the criteria library" in out
     assert run(capsys, "criteria", "catalog", "--write", "--output", str(stale))[0] == urctl.EXIT_OK
     assert stale.read_text() == (REPO / "services" / "common" / "clinical-facts.yaml").read_text()
 
@@ -144,4 +148,5 @@ def test_review_urgency_sends_the_reason(review_server: tuple[str, _Review], mon
     code, out, _ = run(capsys, "review", "urgency", "t-1", "standard", "--reason", "stable", "--review", target,
                        "--json")
     parsed: dict[str, Any] = json.loads(out)
-    assert code == urctl.EXIT_OK and parsed["task"]["urgency_reason"] == "set by rn-1: stable"
+    assert code == urctl.EXIT_OK
+    assert parsed["task"]["urgency_reason"] == "set by rn-1: stable"

@@ -55,7 +55,8 @@ def test_the_plan_expedites_the_clock_where_its_own_judgment_may() -> None:
 def test_elsewhere_the_clock_stays_and_the_urgent_line_goes_to_the_head_of_the_queue() -> None:
     for regime in ("ca-lc-4610", "tx-28-tac-134.600", "workers-comp-default"):
         routing = route("standard", "prospective", regime, [UrgentLine(2, "a red flag")])
-        assert routing.clock_urgency == "standard" and routing.clock_reason == ""
+        assert routing.clock_urgency == "standard"
+        assert routing.clock_reason == ""
         urgency, why = routing.for_line(2)
         assert urgency == "expedited"
         assert why.startswith(f"a red flag; at the head of the queue, the {regime} clock stays")
@@ -73,7 +74,8 @@ def test_nothing_changes_when_asked_already_nothing_is_urgent_or_the_service_was
 def test_an_expedited_clock_the_plan_chose_records_why(clocks: ClockEngine) -> None:
     state = clocks.start(ClockRequest("medicare_advantage", "CA", "expedited", "prospective", T0,
                                       expedited_because="expedited on the plan's own determination: a red flag"))
-    assert state.expedited and state.due_at == T0 + dt.timedelta(hours=72)
+    assert state.expedited
+    assert state.due_at == T0 + dt.timedelta(hours=72)
     assert state.rule.endswith("; expedited on the plan's own determination: a red flag")
     assert state.history[0].rule == state.rule
 
@@ -83,9 +85,11 @@ def test_a_person_s_change_moves_the_clock_only_where_and_while_the_plan_may(clo
     assert person_clock_change("cms-0057-f", "prospective", standard, "standard", "expedited")[0] is True
     pended = clocks.pend(standard, T0 + dt.timedelta(hours=1))
     restart, note = person_clock_change("cms-0057-f", "prospective", pended, "standard", "expedited")
-    assert not restart and "pended, resumed or extended" in note
+    assert not restart
+    assert "pended, resumed or extended" in note
     restart, note = person_clock_change("ca-lc-4610", "prospective", standard, "standard", "expedited")
-    assert not restart and "8 CCR 9792.9.1(c)(4)" in note
+    assert not restart
+    assert "8 CCR 9792.9.1(c)(4)" in note
     with pytest.raises(Conflict, match="the provider asked for an expedited review"):
         person_clock_change("cms-0057-f", "prospective", standard, "expedited", "standard")
 
@@ -109,7 +113,8 @@ def open_task(clocks: ClockEngine, urgency_reason: str = "") -> Task:
 
 def test_software_s_urgency_leads_the_reasons_and_opens_the_history(clocks: ClockEngine) -> None:
     task = open_task(clocks, "a red flag")
-    assert task.reasons == ("urgency expedited: a red flag", "a reason") and task.urgency_reason == "a red flag"
+    assert task.reasons == ("urgency expedited: a red flag", "a reason")
+    assert task.urgency_reason == "a red flag"
     assert [(e.actor, e.action, e.detail) for e in task.new_entries] == [("system", "expedited", "a red flag")]
     task.reopen_with(Outcome.REFER_TO_NURSE, ("re-evaluated",), "new facts", T0)
     assert task.reasons == ("urgency expedited: a red flag", "re-evaluated")
@@ -135,7 +140,8 @@ def test_urgency_changes_are_refused_without_the_role_a_reason_or_a_change(
     task = open_task(clocks)
     with pytest.raises(error, match=text):
         task.set_urgency(reviewer("x-1", who), urgency, reason, T0)
-    assert task.urgency == "standard" and len(task.new_entries) == 0
+    assert task.urgency == "standard"
+    assert len(task.new_entries) == 0
 
 
 # -- routed by the consumer, changed by people -----------------------------------------------------
@@ -214,12 +220,15 @@ def appendicitis(**kwargs: object) -> intake_pb2.SubmitRequestRequest:
 def test_the_issue_s_request_is_approved_at_once_and_its_other_line_is_expedited(review: Review) -> None:
     request_id = review.submit(cauda_equina())
     mri = review.line(request_id, 1)
-    assert mri.outcome == types_pb2.LINE_OUTCOME_MEETS_CRITERIA_URGENT and not mri.queued_for_review
+    assert mri.outcome == types_pb2.LINE_OUTCOME_MEETS_CRITERIA_URGENT
+    assert not mri.queued_for_review
     assert [d.description for d in mri.explanation.derived] == [
         "suspected cauda equina: derived from diagnosis G83.4, fact saddle_anaesthesia, fact urinary_retention"]
     case = review.store.cases[request_id]
-    assert case.urgency == "expedited" and case.due_at == T0 + dt.timedelta(hours=72)
-    assert case.clock is not None and "42 CFR 422.570(c)(2)(i)" in case.clock.rule
+    assert case.urgency == "expedited"
+    assert case.due_at == T0 + dt.timedelta(hours=72)
+    assert case.clock is not None
+    assert "42 CFR 422.570(c)(2)(i)" in case.clock.rule
     assert "line 1: meets the urgent lumbar spine MRI criteria" in case.clock.rule
     [decompression] = review.tasks_of(request_id)  # no criteria set covers 63047: a nurse reviews it, expedited
     assert (decompression.line_number, decompression.urgency) == (2, "expedited")
@@ -238,7 +247,8 @@ def test_a_red_flag_with_a_fact_missing_pends_the_line_expedited_at_the_head_of_
     assert task.urgency_reason.startswith("a red flag of the urgent CT abdomen and pelvis")
     assert "peritoneal signs: derived from diagnosis K35.20" in task.urgency_reason
     queue, _, total = review.handlers.queue(10, "")
-    assert total == 2 and [t.request_id for t in queue] == [urgent, routine]
+    assert total == 2
+    assert [t.request_id for t in queue] == [urgent, routine]
     assert review.tasks_of(routine)[0].due_at == T0 + dt.timedelta(days=7)
 
 
@@ -248,7 +258,8 @@ def test_where_the_plan_may_not_expedite_the_clock_stays_and_the_task_leads_the_
     request_id = review.submit(cauda_equina(lob=WORKERS_COMP, state="CA", member="T-WC-0004"))
     assert review.line(request_id, 1).outcome == types_pb2.LINE_OUTCOME_MEETS_CRITERIA_URGENT
     [task] = review.tasks_of(request_id)
-    assert task.urgency == "expedited" and task.regime == "ca-lc-4610"
+    assert task.urgency == "expedited"
+    assert task.regime == "ca-lc-4610"
     assert review.store.cases[request_id].urgency == "standard"
     assert task.due_at == review.tasks_of(routine)[0].due_at > T0 + dt.timedelta(hours=72)  # the regime's 5 days
     assert "the ca-lc-4610 clock stays (8 CCR 9792.9.1(c)(4)" in task.urgency_reason
@@ -263,16 +274,21 @@ def test_a_nurse_expedites_a_task_and_the_request_s_clock_and_other_tasks_follow
     assert first.due_at == T0 + dt.timedelta(days=15)
     review.clock.advance(dt.timedelta(hours=2))
     view = review.workflow.urgency.set_urgency("rn-1", first.task_id, "expedited", "the member called: new numbness")
-    assert view.task.urgency == "expedited" and view.task.due_at == T0 + dt.timedelta(hours=72)
-    assert view.history[-1].action == "urgency_changed" and "clock restarts as expedited" in view.history[-1].detail
+    assert view.task.urgency == "expedited"
+    assert view.task.due_at == T0 + dt.timedelta(hours=72)
+    assert view.history[-1].action == "urgency_changed"
+    assert "clock restarts as expedited" in view.history[-1].detail
     case = review.store.cases[request_id]
-    assert case.urgency == "expedited" and case.clock is not None and "by rn-1: the member called" in case.clock.rule
+    assert case.urgency == "expedited"
+    assert case.clock is not None
+    assert "by rn-1: the member called" in case.clock.rule
     other = review.store.tasks[second.task_id]
     assert (other.urgency, other.due_at) == ("expedited", T0 + dt.timedelta(hours=72))
     assert review.actions(other.task_id)[-1][:2] == ("system", "urgency_changed")
     # and back, by a supervisor: the clock follows again
     view = review.workflow.urgency.set_urgency("sup-1", first.task_id, "standard", "reviewed: stable")
-    assert view.task.urgency == "standard" and view.task.due_at == T0 + dt.timedelta(days=15)
+    assert view.task.urgency == "standard"
+    assert view.task.due_at == T0 + dt.timedelta(days=15)
 
 
 def test_urgency_change_refusals_write_nothing(review: Review) -> None:
@@ -285,7 +301,8 @@ def test_urgency_change_refusals_write_nothing(review: Review) -> None:
         review.workflow.urgency.set_urgency("adj-1", task.task_id, "standard", "not urgent")
     with pytest.raises(ValidationFailed):
         review.workflow.urgency.set_urgency("rn-1", task.task_id, "expedited", "")
-    assert len(review.store.history) == before and review.store.tasks[task.task_id].urgency == "expedited"
+    assert len(review.store.history) == before
+    assert review.store.tasks[task.task_id].urgency == "expedited"
 
 
 def information(request_id: str, *facts: types_pb2.ClinicalFact) -> IncomingEvent:

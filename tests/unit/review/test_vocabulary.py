@@ -118,7 +118,9 @@ def test_a_stated_fact_is_never_replaced_and_the_disagreement_is_reported() -> N
     c = red_flag_set()
     got = evaluate(c, line({"suspected_cauda_equina": False, "weeks": 8.0}, diagnoses=("G834",)), MATCHER,
                    Derivations(c, [vocabulary(CES)]))
-    assert got.outcome is Outcome.MEETS_CRITERIA and got.derived == () and got.urgency is None
+    assert got.outcome is Outcome.MEETS_CRITERIA
+    assert got.derived == ()
+    assert got.urgency is None
     [contradiction] = got.contradictions
     assert contradiction.describe() == ("suspected_cauda_equina stated as false and kept; diagnosis G83.4 implies "
                                         "true (test-vocabulary@1 ces-coded)")
@@ -129,8 +131,10 @@ def test_mappings_that_disagree_derive_nothing() -> None:
     ruled_out = mapping("ruled-out", "suspected_cauda_equina", False, facts=("ces_ruled_out",), fact_value=True)
     got = evaluate(c, line({"ces_ruled_out": True, "weeks": 2.0}, diagnoses=("G834",)), MATCHER,
                    Derivations(c, [vocabulary(CES, ruled_out)]))
-    assert got.derived == () and got.missing_facts == ("suspected_cancer", "suspected_cauda_equina")
-    assert {x.stated for x in got.contradictions} == {None} and len(got.contradictions) == 2
+    assert got.derived == ()
+    assert got.missing_facts == ("suspected_cancer", "suspected_cauda_equina")
+    assert {x.stated for x in got.contradictions} == {None}
+    assert len(got.contradictions) == 2
 
 
 def test_fact_triggers_need_their_value_and_synonyms_copy_a_usable_one() -> None:
@@ -138,7 +142,8 @@ def test_fact_triggers_need_their_value_and_synonyms_copy_a_usable_one() -> None
     derivations = Derivations(c, [vocabulary(SADDLE, WEEKS)])
     assert derivations.derive(line({"saddle_anaesthesia": False})) is None
     made = derivations.derive(line({"saddle_anaesthesia": True, "weeks_of_symptoms": 8.0}))
-    assert made is not None and dict(made.facts) == {"saddle_anaesthesia": True, "weeks_of_symptoms": 8.0,
+    assert made is not None
+    assert dict(made.facts) == {"saddle_anaesthesia": True, "weeks_of_symptoms": 8.0,
                                                      "suspected_cauda_equina": True, "weeks": 8.0}
     assert [d.because for d in made.derived] == ["fact saddle_anaesthesia", "fact weeks_of_symptoms"]
     assert derivations.derive(line({"weeks_of_symptoms": "eight"})) is None  # not a number: nothing to copy
@@ -149,7 +154,8 @@ def test_exceptions_procedures_and_scopes() -> None:
     derivations = Derivations(c, [vocabulary(CANCER)])
     assert derivations.derive(line({}, diagnoses=("C4491",))) is None
     made = derivations.derive(line({}, diagnoses=("C4491", "C7951")))
-    assert made is not None and [d.because for d in made.derived] == ["diagnosis C79.51"]
+    assert made is not None
+    assert [d.because for d in made.derived] == ["diagnosis C79.51"]
     by_code = mapping("mri-code", "suspected_cancer", True, procedures=("72148",))
     assert Derivations(c, [vocabulary(by_code)]).derive(line({}, code="72148")) is not None
     elsewhere = mapping("other-set", "suspected_cancer", True, diagnoses=("C50*",), scope=("another-set",))
@@ -161,7 +167,8 @@ def test_a_set_can_switch_derivations_off() -> None:
     assert not Derivations(c, [vocabulary(CES)])
     # evaluate() honours the switch even when handed derivations built for another version of the set
     got = evaluate(c, line({}, diagnoses=("G834",)), MATCHER, Derivations(red_flag_set(), [vocabulary(CES)]))
-    assert got.derived == () and got.outcome is Outcome.PEND_MISSING_INFORMATION
+    assert got.derived == ()
+    assert got.outcome is Outcome.PEND_MISSING_INFORMATION
 
 
 # -- urgency ---------------------------------------------------------------------------------------
@@ -187,20 +194,24 @@ def test_a_red_flag_while_a_fact_is_missing_makes_a_pended_line_urgent() -> None
     c = peritonitis_set()
     signs = mapping("peritonitis-coded", "peritoneal_signs", True, diagnoses=("K35.2*",))
     got = evaluate(c, line({}, diagnoses=("K3520",)), MATCHER, Derivations(c, [vocabulary(signs)]))
-    assert got.outcome is Outcome.PEND_MISSING_INFORMATION and got.missing_facts == ("pregnancy_possible",)
-    assert got.urgency is not None and not got.urgency.definite
+    assert got.outcome is Outcome.PEND_MISSING_INFORMATION
+    assert got.missing_facts == ("pregnancy_possible",)
+    assert got.urgency is not None
+    assert not got.urgency.definite
     assert got.urgency.reason() == ("a red flag of the urgent abdomen test criteria: peritonitis (peritoneal signs: "
                                     "derived from diagnosis K35.20); the request does not yet state pregnancy_possible")
 
 
 def test_a_met_condition_that_is_no_red_flag_makes_nothing_urgent() -> None:
     got = evaluate(peritonitis_set(), line({"pregnancy_possible": False, "suspected_appendicitis": True}), MATCHER)
-    assert got.outcome is Outcome.MEETS_CRITERIA and got.urgency is None
+    assert got.outcome is Outcome.MEETS_CRITERIA
+    assert got.urgency is None
 
 
 def test_a_met_urgent_rule_is_definitely_urgent() -> None:
     got = evaluate(red_flag_set(), line({"suspected_cauda_equina": True}), MATCHER)
-    assert got.urgency is not None and got.urgency.definite
+    assert got.urgency is not None
+    assert got.urgency.definite
     assert got.urgency.reason() == "meets the urgent spine test criteria: ces"
 
 
@@ -221,7 +232,8 @@ def test_a_met_urgent_rule_is_definitely_urgent() -> None:
 def test_a_vocabulary_that_contradicts_itself_is_refused(build: object, field: str, problem: str) -> None:
     with pytest.raises(InvalidVocabulary) as caught:
         build()  # type: ignore[operator]
-    assert caught.value.field == field and problem in caught.value.problem
+    assert caught.value.field == field
+    assert problem in caught.value.problem
 
 
 def test_the_library_check_names_unknown_facts_wrong_types_and_unknown_sets() -> None:
@@ -243,7 +255,8 @@ def test_the_library_check_names_mappings_that_contradict_each_other() -> None:
     c = red_flag_set()
     everything = mapping("all-of-chapter-g", "suspected_cauda_equina", False, diagnoses=("G00-G99",))
     [problem] = check_vocabularies([vocabulary(CES), vocabulary(everything, vid="other")], [c])
-    assert problem.vocabulary == "other@1" and problem.field == "mappings[0].then.value"
+    assert problem.vocabulary == "other@1"
+    assert problem.field == "mappings[0].then.value"
     assert problem.problem == ("all-of-chapter-g implies suspected_cauda_equina = false from diagnosis G83.4, "
                                "where test-vocabulary@1 ces-coded (mappings[0]) implies true")
 
@@ -280,6 +293,8 @@ def test_the_shipped_vocabulary_derives_the_issue_s_request() -> None:
     assert lumbar is not None
     got = evaluate(lumbar, line({"urinary_retention": True, "saddle_anaesthesia": True}, diagnoses=("M5450", "G834"),
                                 lob="medicare_advantage"), MATCHER, library.derivations(lumbar))
-    assert got.outcome is Outcome.MEETS_CRITERIA_URGENT and got.urgency is not None and got.urgency.definite
+    assert got.outcome is Outcome.MEETS_CRITERIA_URGENT
+    assert got.urgency is not None
+    assert got.urgency.definite
     assert [d.describe() for d in got.derived] == [
         "suspected cauda equina: derived from diagnosis G83.4, fact saddle_anaesthesia, fact urinary_retention"]

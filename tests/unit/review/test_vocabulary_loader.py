@@ -61,16 +61,20 @@ def changed(edit: Any) -> dict[str, Any]:
 def test_a_library_loads_its_vocabulary_and_derives_with_it(tmp_path: Path) -> None:
     library = load_library(library_dir(tmp_path, VOCABULARY))
     [vocabulary] = library.vocabularies
-    assert vocabulary.key == "test-spine@1" and len(vocabulary.content_hash) == 64
+    assert vocabulary.key == "test-spine@1"
+    assert len(vocabulary.content_hash) == 64
     lumbar = library.get("imaging-mri-lumbar-spine")
-    assert lumbar is not None and library.derivations(lumbar)
+    assert lumbar is not None
+    assert library.derivations(lumbar)
     assert library.derivations(lumbar) is library.derivations(lumbar)  # built once per set
 
 
 def test_a_library_without_a_vocabulary_folder_derives_nothing(tmp_path: Path) -> None:
     library = load_library(library_dir(tmp_path))
     lumbar = library.get("imaging-mri-lumbar-spine")
-    assert library.vocabularies == () and lumbar is not None and not library.derivations(lumbar)
+    assert library.vocabularies == ()
+    assert lumbar is not None
+    assert not library.derivations(lumbar)
 
 
 def test_duplicate_and_unknown_keys_are_refused(tmp_path: Path) -> None:
@@ -152,17 +156,22 @@ def test_the_shipped_vocabularies_load_with_a_worked_example_for_every_mapping()
     assert {v.id for v in library.vocabularies} == {"spine", "abdomen-pelvis", "sleep", "oncology-genetics"}
     for v in library.vocabularies:
         assert {e.mapping for e in v.examples if e.derived} == {m.id for m in v.mappings}
-        assert all(m.source.strip() and m.note.strip() for m in v.mappings) and v.owner.strip()
+        assert all(m.source.strip() and m.note.strip() for m in v.mappings)
+        assert v.owner.strip()
     assert load_vocabulary(SHIPPED_DIR / "vocabulary" / "spine.yaml").mapping("cauda-equina-syndrome-coded") is not None
 
 
 def test_validate_reports_vocabulary_problems_and_lists_valid_vocabularies(tmp_path: Path) -> None:
     good = validate_paths([SHIPPED_DIR])
-    assert good.ok and len(good.vocabularies) == 4 and len(good.sets) == 25
+    assert good.ok
+    assert len(good.vocabularies) == 4
+    assert len(good.sets) == 25
     broken = library_dir(tmp_path, changed(lambda d: d["mappings"][0]["then"].update(fact="suspected_meningitis")))
     result = validate_paths([broken])
-    assert not result.ok and [type(e) for e in result.problems] == [VocabularyError]
-    assert [s.criteria.id for s in result.sets] == ["imaging-mri-lumbar-spine"] and result.vocabularies == []
+    assert not result.ok
+    assert [type(e) for e in result.problems] == [VocabularyError]
+    assert [s.criteria.id for s in result.sets] == ["imaging-mri-lumbar-spine"]
+    assert result.vocabularies == []
     alone = validate_paths([broken / "vocabulary" / "test.yaml"])
     assert [e.field for e in alone.problems] == ["mappings[0].then.fact"]
 
@@ -172,7 +181,8 @@ def test_the_fact_catalog_intake_reads_matches_the_criteria_library() -> None:
     assert DEFAULT_CATALOG.read_text(encoding="utf-8") == catalog_text(SHIPPED_DIR)
     catalog = load_catalog()
     built = build_catalog(shipped_library())
-    assert set(catalog.facts) == set(built["facts"]) and "requested_units" not in catalog.facts
+    assert set(catalog.facts) == set(built["facts"])
+    assert "requested_units" not in catalog.facts
     assert json.loads(json.dumps(built["facts"]["weeks_of_symptoms"])) == {
         "type": "number", "unit": "weeks", "synonym_of": "symptom_duration_weeks"}
     assert built["facts"]["saddle_anaesthesia"] == {"type": "bool"}
