@@ -10,12 +10,12 @@ GEN_STAMP := gen/.stamp
 .PHONY: help setup protos lint test test-unit test-timetravel run demo bench kafka-start kafka-stop pg-start pg-stop clean
 
 help:
-	@echo "make run    - start Kafka + the three services on SQLite, submit the sample workload, keep serving"
+	@echo "make run    - start Kafka + the three services on SQLite and the workbench (http://127.0.0.1:8080/), submit the sample workload, keep serving"
 	@echo "make demo   - the same, exits after the summary"
 	@echo "make test   - unit, integration and end-to-end tests (real Kafka, real PostgreSQL)"
 	@echo "make test-timetravel - unit and integration tests with the clock moved to each of TRAVEL_DATES"
 	@echo "make bench  - end-to-end throughput/latency on PostgreSQL next to raw ceilings"
-	@echo "make lint   - ruff + mypy"
+	@echo "make lint   - ruff + mypy + import-linter (layers)"
 	@echo "make protos - regenerate Python code from protos/"
 
 $(STAMP): pyproject.toml
@@ -37,7 +37,8 @@ protos: $(STAMP)
 
 lint: setup
 	$(BIN)/ruff check services tests deploy protos
-	$(BIN)/mypy services
+	$(BIN)/mypy services tests
+	$(BIN)/lint-imports --no-logo
 
 kafka-start: setup
 	deploy/kafka/kafka.sh start
@@ -73,18 +74,20 @@ test-timetravel: setup
 	done; \
 	test -z "$$failed" || { echo "==== time travel: tests failed at$$failed"; exit 1; }
 
+# make passes no SIGTERM or SIGHUP on to a recipe: exec makes the platform (and the bench) make's
+# child, and --stop-with-parent ends it, stopping its services, when make ends.
 run: setup
 	deploy/kafka/kafka.sh start
-	$(BIN)/python -m services.cli.platform run
+	exec $(BIN)/python -m services.cli.platform run --stop-with-parent
 
 demo: setup
 	deploy/kafka/kafka.sh start
-	$(BIN)/python -m services.cli.platform demo
+	exec $(BIN)/python -m services.cli.platform demo --stop-with-parent
 
 bench: setup
 	deploy/kafka/kafka.sh start
 	deploy/postgres/pg.sh start
-	$(BIN)/python -m services.cli.bench $(BENCH_ARGS)
+	exec $(BIN)/python -m services.cli.bench --stop-with-parent $(BENCH_ARGS)
 
 clean:
 	-deploy/kafka/kafka.sh stop

@@ -23,8 +23,11 @@ def main() -> int:
     OUT.mkdir()
     files = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
     well_known = Path(grpc_tools.__file__).parent / "_proto"
-    args = ["protoc", f"-I{PROTOS}", f"-I{well_known}", f"--python_out={OUT}", f"--pyi_out={OUT}",
-            f"--grpc_python_out={OUT}", *files]
+    # mypy-protobuf's plugins write the .pyi: messages with a ValueType per enum, typed stubs and servicers.
+    plugins = Path(sys.executable).parent
+    args = ["protoc", f"-I{PROTOS}", f"-I{well_known}", f"--python_out={OUT}", f"--grpc_python_out={OUT}",
+            f"--plugin=protoc-gen-mypy={plugins / 'protoc-gen-mypy'}", f"--mypy_out={OUT}",
+            f"--plugin=protoc-gen-mypy_grpc={plugins / 'protoc-gen-mypy_grpc'}", f"--mypy_grpc_out={OUT}", *files]
     if protoc.main(args) != 0:
         print("protoc failed", file=sys.stderr)  # noqa: T201
         return 1

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import SQLAlchemyError
 
 REPO = Path(__file__).resolve().parents[1]
 TRAVEL_ENV = "UR_TEST_TRAVEL_TO"
@@ -67,6 +68,7 @@ def _keep_grpc_on_the_real_clock() -> None:
     core, which reads the real clock: a deadline years ahead turns a 0.2 s wait into years
     (``Server.start`` never returns), one years back expires every call at once. gRPC's modules
     therefore keep the real clock; everything else, the code under test included, travels."""
+    import importlib
     import time
     import types
 
@@ -75,14 +77,15 @@ def _keep_grpc_on_the_real_clock() -> None:
     import grpc._server
     import grpc._utilities
     import time_machine
-    from grpc._cython import cygrpc
 
     real = types.SimpleNamespace(**{name: getattr(time, name) for name in dir(time) if not name.startswith("__")})
     real.time = time_machine.escape_hatch.time.time
     real.time_ns = time_machine.escape_hatch.time.time_ns
-    for module in (cygrpc, grpc._channel, grpc._common, grpc._server, grpc._utilities):
+    cygrpc = importlib.import_module("grpc._cython.cygrpc")  # compiled: no type information
+    modules: tuple[types.ModuleType, ...] = (cygrpc, grpc._channel, grpc._common, grpc._server, grpc._utilities)
+    for module in modules:
         assert module.time is time, f"{module.__name__} no longer imports time as a module; revisit this shim"
-        module.time = real  # type: ignore[attr-defined]
+        module.__dict__["time"] = real
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -109,7 +112,7 @@ def pg_admin_url() -> str:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:
+    except SQLAlchemyError as exc:
         pytest.fail(f"PostgreSQL is required for this test and does not answer at "
                     f"{make_url(url).render_as_string(hide_password=True)}: {exc}\n"
                     "Start it with `deploy/postgres/pg.sh start` (or `make test`).", pytrace=False)

@@ -26,10 +26,11 @@ def fact(name: str, value: bool | float | str, unit: str = "") -> types_pb2.Clin
 
 
 def lumbar_mri(*, meets: bool = True, member_id: str = "T-MA-0001", key: str | None = None,
-               lob: int = types_pb2.LINE_OF_BUSINESS_MEDICARE_ADVANTAGE, state: str = "CA",
+               lob: types_pb2.LineOfBusiness.ValueType = types_pb2.LINE_OF_BUSINESS_MEDICARE_ADVANTAGE,
+               state: str = "CA",
                procedure_code: str = "72148", start: dt.date | None = None,
                missing_facts: bool = False,
-               urgency: int = types_pb2.URGENCY_STANDARD) -> intake_pb2.SubmitRequestRequest:
+               urgency: types_pb2.Urgency.ValueType = types_pb2.URGENCY_STANDARD) -> intake_pb2.SubmitRequestRequest:
     """A lumbar spine MRI for low back pain: meets criteria after 8 weeks of symptoms and
     conservative therapy; does not (refer to nurse) after 2 weeks without red flags.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -20,7 +20,11 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from rich.console import Console, RenderableType
 
-from services.common import settings
+from services.common import settings, tls
+from services.common.errors import ConfigurationError
+from services.common.tls import TransportSecurity, open_channel
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_SERVICE_ERROR = 1
@@ -119,9 +123,19 @@ def targets_from(args: argparse.Namespace) -> Targets:
     )
 
 
-def call(service: str, target: str, timeout_s: float, subject: str, invoke: Callable[[grpc.Channel], Any]) -> Any:
-    """Run ``invoke`` on a fresh channel; translate gRPC failures into :class:`ServiceCallError`."""
-    with grpc.insecure_channel(target) as channel:
+def transport_security() -> TransportSecurity | None:
+    """TLS for urctl's calls, from the UR_GRPC_TLS_* settings (None: plaintext); a setting that names
+    no file is a usage error."""
+    try:
+        return tls.for_clients()
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def call(service: str, target: str, timeout_s: float, subject: str, invoke: Callable[[grpc.Channel], T]) -> T:
+    """Run ``invoke`` on a fresh channel (TLS when the settings say so); translate gRPC failures into
+    :class:`ServiceCallError`."""
+    with open_channel(target, transport_security()) as channel:
         try:
             return invoke(channel)
         except grpc.RpcError as exc:

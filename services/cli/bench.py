@@ -50,9 +50,11 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
-from services.cli.platform import REPO, Platform
-from services.common import kafka_io
+from services.cli.platform import REPO, Platform, Stopped, platform_security, stop_on_signals
+from services.common import kafka_io, lifetime, settings
 from services.common.config_files import load_yaml
+from services.common.proto_enums import to_number
+from services.common.tls import TransportSecurity, open_channel
 
 NPIS = ("1234567893", "1245319599")
 LUMBAR_CODES = ("72148", "72149", "72158")
@@ -73,21 +75,24 @@ def write_bench_members(path: Path, count: int) -> None:
     path.write_text(yaml.safe_dump({"members": members}, sort_keys=False))
 
 
-def eligible_members(seed: Path) -> list[tuple[str, int, str]]:
+Member = tuple[str, types_pb2.LineOfBusiness.ValueType, str]
+
+
+def eligible_members(seed: Path) -> list[Member]:
     """(member id, line of business number, state) of members with coverage active in early 2027."""
-    lob_numbers = {"medicare_advantage": 1, "medicaid": 2, "commercial": 3, "workers_comp": 4}
     doc = load_yaml(seed.read_text())
     found = []
     for member in doc["members"]:
         for cov in member.get("coverages") or []:
             term = cov.get("termination")
             if term is None or str(term) >= "2027-06-30":
-                found.append((str(member["member_id"]), lob_numbers[cov["line_of_business"]], str(cov["state"])))
+                lob = to_number(types_pb2.LineOfBusiness, cov["line_of_business"])
+                found.append((str(member["member_id"]), lob, str(cov["state"])))
                 break
     return found
 
 
-def make_request(i: int, members: list[tuple[str, int, str]], run: str) -> intake_pb2.SubmitRequestRequest:
+def make_request(i: int, members: list[Member], run: str) -> intake_pb2.SubmitRequestRequest:
     """A lumbar spine MRI; 4 in 5 meet criteria, 1 in 5 goes to a nurse. Dates spread so
     that the same member's requests rarely overlap."""
     member_id, lob, state = members[i % len(members)]
@@ -106,7 +111,7 @@ def make_request(i: int, members: list[tuple[str, int, str]], run: str) -> intak
 
     return intake_pb2.SubmitRequestRequest(
         idempotency_key=f"bench-{run}-{i}", member_id=member_id,
-        coverage=types_pb2.Coverage(line_of_business=lob, member_state=state, plan_id="BENCH"),  # type: ignore[arg-type]
+        coverage=types_pb2.Coverage(line_of_business=lob, member_state=state, plan_id="BENCH"),
         requesting_provider=types_pb2.Provider(npi=NPIS[0]), servicing_provider=types_pb2.Provider(npi=NPIS[1]),
         diagnoses=[types_pb2.Diagnosis(code="M54.16", primary=True)],
         service_lines=[types_pb2.ServiceLine(line_number=1, procedure_code=LUMBAR_CODES[i % 3], units=1,
@@ -151,11 +156,11 @@ class Tracker:
                 now = time.monotonic()
                 for r in records:
                     if r.topic.endswith("authorizations-issued.v1"):
-                        rid = events_pb2.AuthorizationsIssued.FromString(r.value).request_id
+                        rid = events_pb2.AuthorizationsIssued.FromString(r.value or b"").request_id
                         self.authorized_at.setdefault(rid, now)
                         self.settled_at.setdefault(rid, now)
                     else:
-                        det = events_pb2.DeterminationMade.FromString(r.value).determination
+                        det = events_pb2.DeterminationMade.FromString(r.value or b"").determination
                         if not any(ln.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL for ln in det.lines):
                             self.settled_at.setdefault(det.request_id, now)
         consumer.close()
@@ -288,7 +293,7 @@ def wait_settled(tracker: Tracker, ids: Iterator[str] | list[str], timeout_s: fl
 def ceiling_kafka(bootstrap: str, prefix: str, count: int, console: Console) -> dict[str, float]:
     topic = f"{prefix}.bench.ceiling"
     kafka_io.ensure_topics(bootstrap, [topic], 6)
-    payload = make_request(1, [("M", 1, "CA")], "x").SerializeToString()
+    payload = make_request(1, [("M", types_pb2.LINE_OF_BUSINESS_MEDICARE_ADVANTAGE, "CA")], "x").SerializeToString()
     producer = kafka_io.make_producer(bootstrap, client_id="bench-ceiling")
     with progress(console) as bar:
         task = bar.add_task("ceiling: kafka-python produce (acks=all)", total=count)
@@ -325,8 +330,9 @@ def rule_evaluations(count: int, output: Path) -> dict[str, Any]:
     return report
 
 
-def ceiling_grpc(target: str, count: int, concurrency: int, console: Console) -> dict[str, float]:
-    channel = grpc.insecure_channel(target)
+def ceiling_grpc(target: str, count: int, concurrency: int, console: Console,
+                 security: TransportSecurity | None = None) -> dict[str, float]:
+    channel = open_channel(target, security)
     stub = health_pb2_grpc.HealthStub(channel)
     request = health_pb2.HealthCheckRequest(service="")
     with futures.ThreadPoolExecutor(max_workers=concurrency) as pool, progress(console) as bar:
@@ -390,12 +396,12 @@ def pg_admin_url() -> str:
                           text=True, check=True).stdout.strip()
 
 
-def fresh_databases(admin_url: str) -> dict[str, str]:
+def fresh_databases(admin_url: str, prefix: str = "ur_bench") -> dict[str, str]:
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     urls = {}
     with admin.connect() as conn:
         for service in ("intake", "review", "authorization"):
-            name = f"ur_bench_{service}"
+            name = f"{prefix}_{service}"
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
             urls[service] = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
@@ -421,26 +427,37 @@ def main(argv: list[str] | None = None) -> int:
                         help="UR_GRPC_MAX_WORKERS of the services under test")
     parser.add_argument("--profile", action="store_true",
                         help="sample each service with py-spy during phase 1 and print where the time goes")
+    parser.add_argument("--var-dir", type=Path, default=REPO / "var" / "bench",
+                        help="the services' logs, ports and the bench's members file")
+    parser.add_argument("--db-prefix", default="ur_bench",
+                        help="the bench's databases are PREFIX_intake, PREFIX_review and PREFIX_authorization "
+                             "(dropped and created afresh)")
+    parser.add_argument("--stop-with-parent", action="store_true",
+                        help="end (stopping the services) when the process that started this one ends (make bench)")
     args = parser.parse_args(argv)
+    if args.stop_with_parent:
+        lifetime.stop_with_supervisor(os.getppid())
     console = Console()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
     prefix = f"urbench{time.strftime('%H%M%S')}"
-    var_dir = REPO / "var" / "bench"
+    var_dir = args.var_dir
     seed = var_dir / "members.yaml"
     total = args.requests + int(args.rate * args.rate_seconds) + 200
     # About six requests per member, 16 days apart: none overlap.
     write_bench_members(seed, max(1000, total // 6))
     members = eligible_members(seed)
-    urls = fresh_databases(pg_admin_url())
+    urls = fresh_databases(pg_admin_url(), args.db_prefix)
+    # Ports as for `make run`: the services' listen settings (port 0: any free one, reported).
+    ports = {s: int(settings.get(f"UR_{s.upper()}_GRPC_LISTEN").rpartition(":")[2]) for s in settings.SERVICES}
     platform = Platform(var_dir=var_dir, kafka_bootstrap=bootstrap, topic_prefix=prefix, database_urls=urls,
-                        members_seed=seed, extra_env={"UR_LOG_LEVEL": "WARNING",
-                                                              "UR_GRPC_MAX_WORKERS": str(args.grpc_workers)})
+                        members_seed=seed, ports=ports, security=platform_security(),
+                        extra_env={"UR_LOG_LEVEL": "WARNING", "UR_GRPC_MAX_WORKERS": str(args.grpc_workers)})
     results: dict[str, Any] = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                                "machine": {"cpus": os.cpu_count()}, "parameters": vars(args)}
     console.print(f"[bold]make bench[/bold]: PostgreSQL, Kafka {bootstrap}, topics {prefix}.*, "
                   f"{len(members)} eligible members")
-    platform.start()
     try:
+        platform.start()
         platform.wait_healthy(timeout_s=120)
         pids = {name: proc.pid for name, proc in platform.procs.items()}
         broker = broker_pid()
@@ -449,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         pids["bench-client"] = os.getpid()
         tracker = Tracker(bootstrap, prefix)
         tracker.start()
-        channel = grpc.insecure_channel(platform.target("intake"))
+        channel = platform.channel("intake")
         stub = intake_pb2_grpc.IntakeServiceStub(channel)
         run = uuid.uuid4().hex[:6]
         # warm-up: connections, JIT-free but caches and pools
@@ -506,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.skip_ceilings:
             ceilings: dict[str, float] = {}
-            ceilings.update(ceiling_grpc(platform.target("review"), 20000, args.concurrency, console))
+            ceilings.update(ceiling_grpc(platform.target("review"), 20000, args.concurrency, console,
+                                         platform.security))
             ceilings.update(ceiling_kafka(bootstrap, prefix, args.ceiling_count, console))
             results["ceilings"] = ceilings
             tp = results["throughput"]
@@ -574,4 +592,11 @@ def render(results: dict[str, Any], console: Console) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # SIGTERM or SIGHUP (timeout, a closed terminal) stop the bench like Ctrl-C: its platform's
+    # `finally` stops the services.
+    with stop_on_signals():
+        try:
+            sys.exit(main())
+        except Stopped as stopped:
+            print(f"bench: {stopped}; its services were stopped", file=sys.stderr)
+            sys.exit(128 + stopped.signum)

@@ -5,32 +5,82 @@
     python -m services.cli.platform demo   # exit after the summary
 
 The same :class:`Platform` drives the end-to-end tests and the benchmark.
+
+The services go down with their supervisor however it ends: a normal exit, Ctrl-C, SIGTERM (as
+``timeout``, a process supervisor or ``make`` send) or SIGHUP (a closed terminal) all stop them
+(:func:`stop_on_signals`), and each service also stops when the supervisor dies without a chance to
+clean up (``kill -9``): it is started with UR_SUPERVISOR_PID (services/common/lifetime.py). A service that cannot
+start stops the run with an error that names the port and, where it can be seen, who holds it.
+
+Set UR_GRPC_TLS_CA_FILE, UR_GRPC_TLS_CERT_FILE and UR_GRPC_TLS_KEY_FILE (and
+UR_GRPC_TLS_REQUIRE_CLIENT_CERT) to run the platform over TLS; the supervisor passes them on to the
+services and uses them itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common import settings
+from services.common import lifetime, settings, tls
+from services.common.errors import ConfigurationError
+from services.common.listeners import port_holder
+from services.common.tls import TransportSecurity, open_channel
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = settings.SERVICES
 
 
+#: Where `make run` serves the workbench.
+WORKBENCH_PORT = 8080
+
 #: Services that are started with another one's address (review asks authorization about duplicates).
 NEEDS_ADDRESS_OF = {"review": ("authorization",)}
+
+class Stopped(Exception):
+    """The supervisor received a signal that ends it (SIGTERM, SIGHUP)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals(*signums: int) -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP (or ``signums``) into :class:`Stopped` raised in the main thread while
+    the block runs, so that its ``finally`` clauses (stopping the services) run; SIGINT already raises
+    KeyboardInterrupt. Main thread only (Python delivers signals there)."""
+
+    def raise_stopped(signum: int, _frame: FrameType | None) -> None:
+        raise Stopped(signum)
+
+    wanted = signums or (signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, raise_stopped) for signum in wanted}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @dataclass
@@ -52,6 +102,10 @@ class Platform:
     reviewers_seed: Path | None = REPO / "deploy" / "sample" / "reviewers.yaml"
     tokens_file: Path | None = REPO / "deploy" / "sample" / "reviewer-tokens.dev.yaml"
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    #: The port the workbench binds (0: any free one, reported); see :meth:`start_workbench`.
+    workbench_port: int = WORKBENCH_PORT
+    #: TLS for the services (their UR_GRPC_TLS_* settings) and for the platform's own calls.
+    security: TransportSecurity | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     #: service → the port it reported binding
     bound: dict[str, int] = field(default_factory=dict)
@@ -66,6 +120,10 @@ class Platform:
     def target(self, service: str) -> str:
         return f"127.0.0.1:{self.port(service)}"
 
+    def channel(self, service: str) -> grpc.Channel:
+        """A channel to the service as the platform reaches it (TLS when it runs with TLS)."""
+        return open_channel(self.target(service), self.security)
+
     def port_file(self, service: str) -> Path:
         return self.var_dir / "ports" / f"{service}.port"
 
@@ -78,6 +136,8 @@ class Platform:
             "UR_VAR_DIR": str(self.var_dir),
             f"UR_{upper}_GRPC_LISTEN": f"127.0.0.1:{self.bound.get(service) or self.ports[service]}",
             "UR_GRPC_PORT_FILE": str(self.port_file(service)),
+            # The service stops when this process dies, even by kill -9 (services/common/lifetime.py).
+            "UR_SUPERVISOR_PID": str(os.getpid()),
             "PYTHONUNBUFFERED": "1",
         })
         for other in NEEDS_ADDRESS_OF.get(service, ()):
@@ -90,6 +150,11 @@ class Platform:
             env["UR_REVIEW_REVIEWERS_SEED"] = str(self.reviewers_seed)
         if service == "review" and self.tokens_file is not None:
             env["UR_REVIEW_TOKENS_FILE"] = str(self.tokens_file)
+        if self.security is not None:
+            env.update({name: str(path) for name, path in (
+                ("UR_GRPC_TLS_CA_FILE", self.security.ca_file), ("UR_GRPC_TLS_CERT_FILE", self.security.cert_file),
+                ("UR_GRPC_TLS_KEY_FILE", self.security.key_file)) if path is not None})
+            env["UR_GRPC_TLS_REQUIRE_CLIENT_CERT"] = "true" if self.security.require_client_cert else "false"
         env.update(self.extra_env)
         return env
 
@@ -102,6 +167,10 @@ class Platform:
         wanted = services or SERVICES
         for sub in ("logs", "ports"):
             (self.var_dir / sub).mkdir(parents=True, exist_ok=True)
+        for service in wanted:
+            taken = self._taken(service)
+            if taken:
+                raise RuntimeError(f"cannot start {service}: {taken}")
         later = [s for s in wanted if not all(self._port_known(o) for o in NEEDS_ADDRESS_OF.get(s, ()))]
         for service in wanted:
             if service not in later:
@@ -115,10 +184,20 @@ class Platform:
     def _port_known(self, service: str) -> bool:
         return bool(self.bound.get(service) or self.ports[service])
 
+    def _taken(self, service: str) -> str | None:
+        """Why the fixed port ``service`` is to bind is not free ('port N is in use by pid...'), or None."""
+        port = self.bound.get(service) or self.ports[service]
+        if not port:
+            return None
+        holder = port_holder(port)
+        return None if holder is None else f"port {port} is in use by {holder}"
+
     def _spawn(self, service: str) -> None:
         # A port file left by an earlier run (or a killed process) must not pass for this one's.
         self.port_file(service).unlink(missing_ok=True)
         log = self.log_path(service).open("ab")
+        # Its own session: a terminal's Ctrl-C or hang-up reaches the supervisor, which stops the
+        # services in order; UR_SUPERVISOR_PID (env_for) covers a supervisor killed outright.
         self.procs[service] = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}.entrypoints.main"], env=self.env_for(service),
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
@@ -147,12 +226,15 @@ class Platform:
         if proc is None:
             raise RuntimeError(f"{service} is not running")
         if proc.poll() is not None:
-            raise RuntimeError(f"{service} exited with {proc.returncode}; log:\n{self.tail(service)}")
+            taken = self._taken(service)
+            why = f"{service} could not bind its port: {taken}" if taken else \
+                f"{service} exited with {proc.returncode}"
+            raise RuntimeError(f"{why}; log:\n{self.tail(service)}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{service} {late}; log:\n{self.tail(service)}")
 
     def is_serving(self, service: str) -> bool:
-        with grpc.insecure_channel(self.target(service)) as channel:
+        with self.channel(service) as channel:
             try:
                 reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
                                                                   timeout=1.0)
@@ -166,40 +248,114 @@ class Platform:
             return "(no log)"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    # -- the workbench (web application) in front of the services ---------------------------------
+    def start_workbench(self, port: int | None = None, timeout_s: float = 60.0,
+                        extra_env: Mapping[str, str] | None = None) -> str:
+        """Start the workbench against the running services (their ports must be known: call after
+        :meth:`wait_healthy`) and wait until it answers; its URL. Port 0: any free port. The
+        session cookie is not marked Secure: this is plain HTTP on localhost."""
+        (self.var_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.var_dir / "ports").mkdir(parents=True, exist_ok=True)
+        port_file = self.port_file("workbench")
+        port_file.unlink(missing_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("UR_")}
+        listen = f"127.0.0.1:{self.workbench_port if port is None else port}"
+        env.update({"UR_WORKBENCH_LISTEN": listen, "UR_WORKBENCH_PORT_FILE": str(port_file),
+                    "UR_WORKBENCH_COOKIE_SECURE": "false", "UR_INTAKE_TARGET": self.target("intake"),
+                    "UR_REVIEW_TARGET": self.target("review"), "UR_AUTHORIZATION_TARGET": self.target("authorization"),
+                    "UR_VAR_DIR": str(self.var_dir), "UR_SUPERVISOR_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1",
+                    **self.extra_env, **(extra_env or {})})
+        log = self.log_path("workbench").open("ab")
+        self.procs["workbench"] = subprocess.Popen(
+            [sys.executable, "-m", "services.workbench.entrypoints.main"], env=env, stdout=log,
+            stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while not port_file.exists():
+            self._check_alive("workbench", f"reported no port in {port_file} within {timeout_s:.0f}s", deadline)
+            time.sleep(0.05)
+        self.bound["workbench"] = int(port_file.read_text(encoding="ascii"))
+        return self.workbench_url()
+
+    def workbench_url(self) -> str:
+        return f"http://127.0.0.1:{self.bound['workbench']}"
+
     def kill(self, service: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(service)
         proc.send_signal(sig)
         proc.wait(timeout=60)
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
+        """SIGTERM to every service, SIGKILL to those still running after ``timeout_s``. Another
+        SIGTERM or SIGHUP meanwhile does not interrupt it (in the main thread: elsewhere signals
+        cannot arrive)."""
+        with _signals_ignored():
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            for proc in self.procs.values():
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            self.procs.clear()
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _port_of(address: str) -> int:
+    return int(address.rpartition(":")[2])
+
+
+def platform_security() -> TransportSecurity | None:
+    """TLS for ``make run`` and the bench from the environment's UR_GRPC_TLS_* settings (None:
+    plaintext); raises ConfigurationError for a setting that names no file."""
+    client = tls.for_clients()
+    if client is None:
+        return None
+    require = settings.get("UR_GRPC_TLS_REQUIRE_CLIENT_CERT").strip().lower() in ("1", "true", "yes", "on")
+    return TransportSecurity(ca_file=client.ca_file, cert_file=client.cert_file, key_file=client.key_file,
+                             require_client_cert=require)
 
 
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
-
-    from services.cli import scripted_review, workload
 
     parser = argparse.ArgumentParser(prog="platform", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=["run", "demo"])
     parser.add_argument("--var-dir", default=os.environ.get("UR_VAR_DIR", str(REPO / "var" / "run")))
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--stop-with-parent", action="store_true",
+                        help="end (stopping the services) when the process that started this one ends; `make run` "
+                             "passes it, since make does not pass SIGTERM or SIGHUP on to what it runs")
     args = parser.parse_args(argv)
+    if args.stop_with_parent:
+        lifetime.stop_with_supervisor(os.getppid())
     console = Console()
     bootstrap = settings.get("KAFKA_BOOTSTRAP_SERVERS")
     database_urls = {s: os.environ[f"UR_{s.upper()}_DATABASE_URL"] for s in SERVICES
                      if os.environ.get(f"UR_{s.upper()}_DATABASE_URL")}
+    try:
+        security = platform_security()
+    except ConfigurationError as exc:
+        console.print(f"[red]configuration error: {exc}[/red]")
+        return 2
     var_dir = Path(args.var_dir)
     if var_dir.exists() and not database_urls:
         # The sample workload's approvals would overlap the last run's authorizations and be
@@ -208,32 +364,19 @@ def main(argv: list[str] | None = None) -> int:
         previous = var_dir.with_name(var_dir.name + ".previous")
         shutil.rmtree(previous, ignore_errors=True)
         var_dir.rename(previous)
-    platform = Platform(var_dir=var_dir, kafka_bootstrap=bootstrap, database_urls=database_urls)
-    where = ", ".join(f"{s} {platform.target(s)}" for s in SERVICES)
-    console.print(f"[bold]Starting the UR platform[/bold] (Kafka {bootstrap}; data in {args.var_dir}): {where}")
+    # Each service's listen address setting gives its port (port 0: any free one, reported).
+    ports = {s: _port_of(settings.get(f"UR_{s.upper()}_GRPC_LISTEN")) for s in SERVICES}
+    platform = Platform(var_dir=var_dir, kafka_bootstrap=bootstrap, topic_prefix=settings.get("UR_TOPIC_PREFIX"),
+                        database_urls=database_urls, ports=ports, security=security,
+                        workbench_port=_port_of(settings.get("UR_WORKBENCH_LISTEN")))
+    console.print(f"[bold]Starting the UR platform[/bold] (Kafka {bootstrap}; data in {args.var_dir}"
+                  f"{'; TLS' if security is not None else ''})")
     try:
-        platform.start()
-        with console.status("waiting for the services to report SERVING..."):
-            platform.wait_healthy()
-        console.print("[green]all three services are SERVING[/green]")
-        requests = workload.load_workload()
-        # A run prefix keeps each run's idempotency keys apart while data accumulates across runs.
-        run_id = time.strftime("%Y%m%d%H%M%S")
-        for request in requests:
-            request.idempotency_key = f"{run_id}-{request.idempotency_key}"[:100]
-        summary = workload.run_workload(platform.target("intake"), requests, concurrency=args.concurrency,
-                                        console=console)
-        workload.render_summary(summary, console)
-        scripted_review.run_shift(platform.target("review"), console)
-        if args.mode == "demo":
-            return 0
-        console.print("\nThe platform keeps serving; try [bold].venv/bin/urctl queue list[/bold] or "
-                      "[bold].venv/bin/urctl request show <id>[/bold]. Ctrl-C stops it.")
-        while all(p.poll() is None for p in platform.procs.values()):
-            time.sleep(1)
-        console.print("[red]a service exited[/red]")
-        return 1
-    except KeyboardInterrupt:
+        with stop_on_signals():
+            return _run(platform, args, console)
+    except (KeyboardInterrupt, Stopped) as exc:
+        if isinstance(exc, Stopped):
+            console.print(f"{exc}")
         return 0
     except RuntimeError as exc:
         console.print(f"[red]{exc}[/red]")
@@ -241,6 +384,39 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         console.print("stopping services...")
         platform.stop()
+
+
+def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
+    """Start the services, submit the sample workload, run a shift of scripted reviewers, then
+    (``run``) serve until a service exits."""
+    from services.cli import scripted_review, workload
+
+    platform.start()
+    with console.status("waiting for the services to report SERVING..."):
+        platform.wait_healthy()
+    where = ", ".join(f"{s} {platform.target(s)}" for s in SERVICES)
+    console.print(f"[green]all three services are SERVING[/green]: {where}")
+    workbench = platform.start_workbench()
+    console.print(f"[green]the workbench serves on {workbench}/[/green]")
+    requests = workload.load_workload()
+    # A run prefix keeps each run's idempotency keys apart while data accumulates across runs.
+    run_id = time.strftime("%Y%m%d%H%M%S")
+    for request in requests:
+        request.idempotency_key = f"{run_id}-{request.idempotency_key}"[:100]
+    summary = workload.run_workload(platform.target("intake"), requests, concurrency=args.concurrency,
+                                    console=console, security=platform.security)
+    workload.render_summary(summary, console)
+    scripted_review.run_shift(platform.target("review"), console, security=platform.security)
+    if args.mode == "demo":
+        return 0
+    console.print(f"\n[bold]The workbench: {workbench}/[/bold] (sign in with a development token from "
+                  "deploy/sample/reviewer-tokens.dev.yaml, e.g. dev-only-token-rn-alvarez)")
+    console.print("The platform keeps serving; try [bold].venv/bin/urctl queue list[/bold] or "
+                  "[bold].venv/bin/urctl request show <id>[/bold]. Ctrl-C stops it.")
+    while all(p.poll() is None for p in platform.procs.values()):
+        time.sleep(1)
+    console.print("[red]a service exited[/red]")
+    return 1
 
 
 if __name__ == "__main__":

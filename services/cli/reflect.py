@@ -18,10 +18,14 @@ import grpc
 from google.protobuf import descriptor_pool, json_format, message_factory
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from services.common import tls
+from services.common.errors import ConfigurationError
+from services.common.tls import TransportSecurity, open_channel
+
 
 class ReflectionClient:
-    def __init__(self, target: str) -> None:
-        self._channel = grpc.insecure_channel(target)
+    def __init__(self, target: str, security: TransportSecurity | None = None) -> None:
+        self._channel = open_channel(target, security)
         self._db = ProtoReflectionDescriptorDatabase(self._channel)
         self._pool = descriptor_pool.DescriptorPool(self._db)
 
@@ -61,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     p_call.add_argument("method", help="package.Service/Method")
     p_call.add_argument("body", nargs="?", default="{}", help="request as JSON")
     args = parser.parse_args(argv)
-    client = ReflectionClient(args.target)
+    try:
+        security = tls.for_clients()
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    client = ReflectionClient(args.target, security)
     try:
         if args.command == "list":
             print("\n".join(client.services()))

@@ -8,7 +8,7 @@ Server-supplied text goes through :func:`plain`, never rich markup: field paths 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich import box
@@ -20,6 +20,11 @@ from rich.text import Text
 from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2
 from ur.review.v1 import review_pb2
+
+if TYPE_CHECKING:
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
+
+V = TypeVar("V", bound=int)
 
 #: X12 278 HCR01 codes of the ActionCode enum values.
 X12_ACTION: dict[int, str] = {
@@ -58,9 +63,9 @@ def plain(value: object, style: str = "") -> Text:
     return Text(str(value), style=style)
 
 
-def enum_label(enum: Any, number: int) -> str:
+def enum_label(enum: _EnumTypeWrapper[V], number: int) -> str:
     """``LINE_OUTCOME_MEETS_CRITERIA`` -> ``meets criteria`` (the enum's prefix dropped)."""
-    names = enum.DESCRIPTOR.values_by_number if hasattr(enum, "DESCRIPTOR") else enum.values_by_number
+    names = enum.DESCRIPTOR.values_by_number
     value = names.get(number)
     if value is None:
         return f"unknown ({number})"

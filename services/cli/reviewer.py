@@ -11,9 +11,10 @@ import argparse
 import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TypeVar
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
@@ -29,8 +30,10 @@ from services.common.config_files import parse, read_yaml
 from services.common.proto_enums import to_number
 from services.review.adapters.reviewers_loader import ReviewerEntry, ReviewerFileError
 
-ROLE = review_pb2.ReviewerRole.DESCRIPTOR
-LOB = types_pb2.LineOfBusiness.DESCRIPTOR
+T = TypeVar("T")
+
+ROLE = review_pb2.ReviewerRole
+LOB = types_pb2.LineOfBusiness
 P2P = {"offered": review_pb2.RecordPeerToPeerRequest.KIND_OFFERED,
        "held": review_pb2.RecordPeerToPeerRequest.KIND_HELD,
        "declined": review_pb2.RecordPeerToPeerRequest.KIND_DECLINED}
@@ -44,19 +47,19 @@ def _token(args: argparse.Namespace) -> str:
 
 
 def _review(args: argparse.Namespace, targets: Targets, subject: str,
-            invoke: Callable[[review_pb2_grpc.ReviewServiceStub, list[tuple[str, str]]], Any]) -> Any:
-    metadata = [("authorization", f"Bearer {_token(args)}")]
+            invoke: Callable[[review_pb2_grpc.ReviewServiceStub, tuple[tuple[str, str], ...]], T]) -> T:
+    metadata = (("authorization", f"Bearer {_token(args)}"),)
     return call("review", targets.review, args.timeout, subject,
                 lambda channel: invoke(review_pb2_grpc.ReviewServiceStub(channel), metadata))
 
 
 # -- rendering -------------------------------------------------------------------------------------
 
-def _when(ts: Any) -> str:
+def _when(ts: Timestamp) -> str:
     return format_timestamp(ts) if ts.seconds else "—"
 
 
-def _due_in(ts: Any, now: dt.datetime | None = None) -> str:
+def _due_in(ts: Timestamp, now: dt.datetime | None = None) -> str:
     due = ts.ToDatetime(tzinfo=dt.UTC)
     left = due - (now or dt.datetime.now(dt.UTC))
     hours = left.total_seconds() / 3600
@@ -152,9 +155,9 @@ def cmd_put_reviewer(args: argparse.Namespace, targets: Targets, console: Consol
         raise CliError(str(exc)) from exc
     reviewer = review_pb2.Reviewer(
         reviewer_id=entry.reviewer_id, name=entry.name,
-        role=to_number(ROLE, entry.role.value),  # type: ignore[arg-type]
+        role=to_number(ROLE, entry.role.value),
         specialties=sorted(entry.specialties), licence_states=sorted(entry.licence_states),
-        lines_of_business=[to_number(LOB, lob) for lob in sorted(entry.lines_of_business)],  # type: ignore[misc]
+        lines_of_business=[to_number(LOB, lob) for lob in sorted(entry.lines_of_business)],
         capacity=entry.capacity, credential=entry.credential, active=entry.active)
     saved = _review(args, targets, "the directory update", lambda s, md: s.PutReviewer(
         review_pb2.PutReviewerRequest(reviewer=reviewer), metadata=md, timeout=args.timeout))
@@ -282,9 +285,10 @@ def parse_fact(text: str) -> types_pb2.ClinicalFact:
         return fact
     try:
         fact.number_value = float(value)
-        return fact
     except ValueError:
         pass
+    else:
+        return fact
     try:
         d = dt.date.fromisoformat(value.strip())
         fact.date_value.CopyFrom(types_pb2.Date(year=d.year, month=d.month, day=d.day))
@@ -315,8 +319,9 @@ def cmd_add_info(args: argparse.Namespace, targets: Targets, console: Console) -
 
 
 def _call_intake(args: argparse.Namespace, targets: Targets,
-                 request: intake_pb2.SubmitAdditionalInformationRequest) -> Any:
-    def invoke(channel: grpc.Channel) -> Any:
+                 request: intake_pb2.SubmitAdditionalInformationRequest
+                 ) -> intake_pb2.SubmitAdditionalInformationResponse:
+    def invoke(channel: grpc.Channel) -> intake_pb2.SubmitAdditionalInformationResponse:
         return intake_pb2_grpc.IntakeServiceStub(channel).SubmitAdditionalInformation(request, timeout=args.timeout)
     return call("intake", targets.intake, args.timeout, "the information", invoke)
 

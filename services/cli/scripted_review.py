@@ -20,6 +20,8 @@ from rich.table import Table
 from ur.common.v1 import types_pb2
 from ur.review.v1 import review_pb2, review_pb2_grpc
 
+from services.common.tls import TransportSecurity, open_channel
+
 NURSES = (("rn-alvarez", "dev-only-token-rn-alvarez"), ("rn-okafor", "dev-only-token-rn-okafor"),
           ("adj-chen", "dev-only-token-adj-chen"))
 PHYSICIAN = ("md-patel", "dev-only-token-md-patel")
@@ -31,19 +33,19 @@ class ShiftReport:
     refused: list[str] = field(default_factory=list)
 
 
-def _md(token: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token}")]
+def _md(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
 
 
 def _claim(stub: review_pb2_grpc.ReviewServiceStub, token: str) -> review_pb2.TaskView | None:
     try:
         response: review_pb2.ClaimNextTaskResponse = stub.ClaimNextTask(
             review_pb2.ClaimNextTaskRequest(), metadata=_md(token), timeout=10)
-        return response.task
     except grpc.RpcError as exc:
         if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED):
             return None
         raise
+    return response.task
 
 
 def _first_unmet(view: review_pb2.TaskView) -> types_pb2.ConditionResult | None:
@@ -107,9 +109,10 @@ def physician_step(stub: review_pb2_grpc.ReviewServiceStub, view: review_pb2.Tas
         report.actions.append((who, t.task_id[:8], t.procedure_code, "approved", "physician review"))
 
 
-def run_shift(review_target: str, console: Console, *, nurse_tasks: int = 12, physician_tasks: int = 4) -> ShiftReport:
+def run_shift(review_target: str, console: Console, *, nurse_tasks: int = 12, physician_tasks: int = 4,
+              security: TransportSecurity | None = None) -> ShiftReport:
     report = ShiftReport()
-    with grpc.insecure_channel(review_target) as channel:
+    with open_channel(review_target, security) as channel:
         stub = review_pb2_grpc.ReviewServiceStub(channel)
         queue = stub.ListReviewQueue(review_pb2.ListReviewQueueRequest(page_size=500), timeout=10)
         console.print(f"\n[bold]Review queue[/bold]: {queue.total} lines wait for a person "

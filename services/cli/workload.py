@@ -32,8 +32,10 @@ from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
 from services.cli.urctl import decision_latency_ms
-from services.common import settings
+from services.common import settings, tls
 from services.common.config_files import ConfigFileError, kind, load_json, read_text
+from services.common.errors import ConfigurationError
+from services.common.tls import TransportSecurity, open_channel
 
 DEFAULT_WORKLOAD = Path(__file__).resolve().parents[2] / "deploy" / "sample" / "workload.json"
 
@@ -241,13 +243,13 @@ def _settle(stub: intake_pb2_grpc.IntakeServiceStub, views: dict[str, intake_pb2
 
 def run_workload(intake_target: str, requests: Sequence[intake_pb2.SubmitRequestRequest], *,
                  concurrency: int = 16, wait_ms: int = 0, settle_timeout_s: float = 60,
-                 console: Console | None = None) -> WorkloadSummary:
+                 console: Console | None = None, security: TransportSecurity | None = None) -> WorkloadSummary:
     """Submit every request to intake at ``intake_target``, wait for the recorded ones to settle,
     and summarize (see :class:`WorkloadSummary`).
 
     ``wait_ms`` > 0 replaces each request's wait_ms (on copies; the caller's messages are not
     changed). Errors of individual calls are counted, never raised; an unreachable intake shows up
-    as ``failed`` with ``failures == {"UNAVAILABLE": n}``.
+    as ``failed`` with ``failures == {"UNAVAILABLE": n}``. ``security``: TLS; None, plaintext.
     """
     console = console or Console()
     concurrency = max(1, concurrency)
@@ -260,7 +262,7 @@ def run_workload(intake_target: str, requests: Sequence[intake_pb2.SubmitRequest
             copies.append(copy)
         requests = copies
     started = time.monotonic()
-    with grpc.insecure_channel(intake_target) as channel:
+    with open_channel(intake_target, security) as channel:
         stub = intake_pb2_grpc.IntakeServiceStub(channel)
         answers = _submit_all(stub, requests, concurrency, console)
         views = dict(answers.views)
@@ -326,14 +328,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     try:
         requests = load_workload(args.file)
-    except WorkloadFileError as exc:
+        security = tls.for_clients()
+    except (WorkloadFileError, ConfigurationError) as exc:
         print(f"workload: {exc}", file=sys.stderr)
         return 2
     if args.key_prefix:
         for request in requests:
             request.idempotency_key = f"{args.key_prefix}-{request.idempotency_key}"[:100]
     summary = run_workload(args.intake or settings.get("UR_INTAKE_TARGET"), requests, concurrency=args.concurrency,
-                           wait_ms=args.wait_ms, settle_timeout_s=args.settle_timeout, console=console)
+                           wait_ms=args.wait_ms, settle_timeout_s=args.settle_timeout, console=console,
+                           security=security)
     render_summary(summary, console)
     if summary.failed and summary.failures.get("UNAVAILABLE") == summary.failed:
         print(f"workload: cannot reach intake at {args.intake or settings.get('UR_INTAKE_TARGET')} — "

@@ -6,7 +6,7 @@ impossible date (``2026-02-30``) names its line. A file that configures a servic
 by a pydantic model (:class:`FileModel`: strict types, unknown keys refused) with :func:`parse`, and
 every problem is reported as ``file: field: problem`` by a :class:`ConfigFileError`:
 
-    reviewers.yaml: reviewers[2].role: 'nures' is not one of 'nurse', 'physician', 'adjuster' or 'supervisor'
+    reviewers.yaml: reviewers[2].role: 'nures' is not one of 'nurse', 'physician', 'adjuster', ...
 
 The same wording is used for settings (:mod:`services.common.settings`), so an operator reads one
 kind of message whatever was wrong.
@@ -71,7 +71,7 @@ class StrictLoader(yaml.SafeLoader):
 def _mapping_without_duplicates(loader: StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node)
         if not isinstance(key, typing.Hashable):
             continue  # construct_mapping refuses it with its own message
         if key in seen:
@@ -82,7 +82,7 @@ def _mapping_without_duplicates(loader: StrictLoader, node: yaml.MappingNode) ->
 
 def _timestamp(loader: StrictLoader, node: yaml.ScalarNode) -> dt.date:
     try:
-        value: dt.date = loader.construct_yaml_timestamp(node)  # type: ignore[no-untyped-call]
+        value: dt.date = loader.construct_yaml_timestamp(node)
     except ValueError as exc:  # PyYAML lets 2026-02-30 escape as a bare ValueError, without a line
         raise yaml.constructor.ConstructorError(None, None, f"{node.value!r} is not a date: {exc}",
                                                 node.start_mark) from exc
@@ -130,7 +130,7 @@ def read_yaml(path: Path | str, error: Callable[[Path, str, str], ConfigFileErro
     return parse_yaml(path, read_text(path, error), error)
 
 
-def canonical_json(document: Any) -> bytes:
+def canonical_json(document: object) -> bytes:
     """A parsed document's canonical JSON (sorted keys, no insignificant whitespace, dates as ISO
     text): what a content hash is taken of, so comments and layout do not change it."""
     def default(value: object) -> str:
@@ -168,9 +168,10 @@ class FileModel(BaseModel):
 Text = typing.Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
-def _iso_date(value: Any) -> Any:
+def _iso_date(value: object) -> object:
     if isinstance(value, dt.datetime):
-        raise ValueError(f"{value.isoformat()!r} is a time; expected a date (YYYY-MM-DD)")
+        # pydantic turns a ValueError (not a TypeError) into a validation error naming the field.
+        raise ValueError(f"{value.isoformat()!r} is a time; expected a date (YYYY-MM-DD)")  # noqa: TRY004
     if isinstance(value, str):
         try:
             return dt.date.fromisoformat(value.strip())
@@ -183,7 +184,7 @@ def _iso_date(value: Any) -> Any:
 Date = typing.Annotated[dt.date, BeforeValidator(_iso_date)]
 
 
-def parse(model: type[M], document: Any, path: Path | str,
+def parse(model: type[M], document: object, path: Path | str,
           error: type[ConfigFileError] = ConfigFileError, redact: bool = False) -> M:
     """``document`` validated as ``model``; raises ``error`` naming the file and every bad field
     (without the offending values when ``redact``)."""
@@ -213,7 +214,7 @@ def field_path(loc: Sequence[int | str]) -> str:
     return out
 
 
-def kind(value: Any, redact: bool = False) -> str:
+def kind(value: object, redact: bool = False) -> str:
     """What a YAML value is, in a user's words (and which, unless ``redact``)."""
     if value is None:
         return "nothing"
@@ -274,6 +275,16 @@ def allowed_keys(model: type[BaseModel]) -> list[str]:
             for name, f in model.model_fields.items()]
 
 
+# pydantic error types that say the value has the wrong type -> what was expected instead.
+_EXPECTED = {
+    **dict.fromkeys(("int_type", "int_parsing", "int_from_float"), "a whole number"),
+    **dict.fromkeys(("float_type", "float_parsing"), "a number"),
+    **dict.fromkeys(("bool_type", "bool_parsing"), "true or false"),
+    **dict.fromkeys(("list_type", "tuple_type", "set_type", "frozen_set_type"), "a list"),
+    **dict.fromkeys(("dict_type", "model_type", "model_attributes_type", "mapping_type"), "a mapping"),
+}
+
+
 def describe(error: ErrorDetails, model: type[BaseModel] | None = None, redact: bool = False) -> str:
     """One pydantic error as a problem phrase (the field is said separately). ``redact`` leaves the
     offending value out (a file of secrets)."""
@@ -290,16 +301,8 @@ def describe(error: ErrorDetails, model: type[BaseModel] | None = None, redact: 
         if isinstance(value, int | float) and not isinstance(value, bool) and not redact:
             return f'expected text, got the number {value!r} (YAML reads it as a number: quote it, "{value}")'
         return f"expected text{got}"
-    if code in ("int_type", "int_parsing", "int_from_float"):
-        return f"expected a whole number{got}"
-    if code in ("float_type", "float_parsing"):
-        return f"expected a number{got}"
-    if code in ("bool_type", "bool_parsing"):
-        return f"expected true or false{got}"
-    if code in ("list_type", "tuple_type", "set_type", "frozen_set_type"):
-        return f"expected a list{got}"
-    if code in ("dict_type", "model_type", "model_attributes_type", "mapping_type"):
-        return f"expected a mapping{got}"
+    if code in _EXPECTED:
+        return f"expected {_EXPECTED[code]}{got}"
     if code == "string_too_short":
         return "must not be empty" if ctx.get("min_length") == 1 else \
             f"needs at least {ctx.get('min_length')} characters"

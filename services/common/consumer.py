@@ -1,15 +1,43 @@
 """The Kafka consumer loop every service runs.
 
-Contract:
-* a handler applies a batch of events and records their ids in
-  ``processed_events`` in ONE database transaction (see :class:`EventHandler`);
-* offsets are committed only after that transaction commits, so a crash at any
-  point redelivers, and redelivery is a no-op;
-* a record that cannot be decoded, or that a handler rejects as invalid
-  (:class:`PoisonMessage`), goes to the service's dead-letter topic with the
-  reason in a header, and the loop goes on;
-* a :class:`TransientError` (database or peer down) rewinds to the first
-  unapplied record and retries with backoff; nothing is skipped.
+Contract (what a handler can rely on, and what happens to every record):
+
+* **One transaction per batch.** A handler applies a batch of events and records their ids in
+  ``processed_events`` in ONE database transaction (see :class:`EventHandler`); offsets are
+  committed only after that transaction commits, so a crash at any point redelivers, and
+  redelivery is a no-op (the handler skips ids already in ``processed_events``).
+* **Distinct event ids.** Kafka delivers at least once, and every broker fault produces records
+  delivered twice, often within one poll. The loop drops the later copies of an event id before
+  the handler sees the batch, so a handler never receives the same id twice in one call (it would
+  otherwise insert it twice into ``processed_events`` and fail on the key). Copies in *different*
+  batches are the handler's ``processed_events`` check's to skip.
+* **Undecodable records** (missing headers, unknown type or version, a payload that does not
+  parse) go to the service's dead-letter topic with the reason in a header.
+* **A failed batch is split, never condemned.** When the handler raises anything but a
+  :class:`TransientError` for a batch, nothing of it was written; the loop bisects it (each half
+  in its own transaction, recursively) until the events that fail stand alone. Only an event
+  that fails *by itself* with :class:`PoisonMessage` (the handler says it can never be applied)
+  is dead-lettered; its neighbours are applied normally. A batch with one poison event among
+  *n* costs about 2·log2(n) extra transactions, not n.
+* **Everything else is retried, never parked.** :class:`TransientError` (database or peer down,
+  a connection lost; :class:`~services.common.errors.Unavailable`; SQLAlchemy's
+  ``OperationalError``), and any other exception raised by a single event on its own (a bug, an
+  integrity race with another consumer, an unclassified outage), rewind the partitions to their
+  first unsettled record and retry with backoff (0.5 s doubling to 2 s). A valid event is never
+  dead-lettered because of an error that is not its own fault: an exception the handler did not
+  classify as poison holds the consumer at that record (visible as consumer lag and in
+  :attr:`ConsumerLoop.failure`) until the cause is fixed, rather than losing the event. Its
+  partition cannot go past it (a request's events share a partition and are applied in order); the
+  other partitions of the batch wait with it. Records before the failing one that were
+  settled (applied, skipped, or dead-lettered) are committed and not redelivered to this loop; a
+  dead-lettered record after it may be dead-lettered again on the retry (the dead-letter topic is
+  at-least-once too).
+* **Commits are bounded.** An offset commit waits at most ``commit_timeout_s`` (2 s); one that
+  fails (broker away, group rebalancing) is not retried in place but carried over: merged into the
+  next commit, tried again 1 s later, then at doubling intervals up to 8 s while the coordinator
+  stays away, so the loop keeps polling (which is what rejoins the group) and applying batches
+  meanwhile. Offsets of partitions no longer assigned are dropped: their new owner redelivers from
+  the last committed offset, which is harmless. A commit is never what decisions wait for.
 """
 
 from __future__ import annotations
@@ -18,16 +46,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError, Message
 from kafka import TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from services.common.clock import utcnow
-from services.common.errors import PoisonMessage
+from services.common.errors import PoisonMessage, TransientError, Unavailable
 from services.common.events import (
     HEADER_DLQ_CONSUMER,
     HEADER_DLQ_REASON,
@@ -35,25 +64,31 @@ from services.common.events import (
     HEADER_EVENT_ID,
     HEADER_EVENT_TYPE,
     HEADER_SCHEMA_VERSION,
+    EventHandler,
     IncomingEvent,
 )
+from services.common.kafka_io import Consumer, Producer, Record
 
 logger = logging.getLogger(__name__)
 
-# PoisonMessage lives in services/common/errors.py (service layers raise it without importing Kafka or
-# SQLAlchemy); it is re-exported here, where the loop's contract names it.
+# PoisonMessage and TransientError live in services/common/errors.py, EventHandler in events.py (service
+# layers use them without importing Kafka or SQLAlchemy); they are re-exported here, where the loop's
+# contract names them.
 __all__ = ["ConsumerLoop", "EventHandler", "PoisonMessage", "TransientError", "already_processed", "decode",
            "mark_processed"]
 
-
-
-class TransientError(Exception):
-    """Applying failed for a reason that may pass (database or peer unavailable)."""
-
-
-class EventHandler(Protocol):
-    def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
-        """Apply every event and record its id, atomically, or raise without effect."""
+#: Backoff between retries of a batch that failed transiently (doubling from the first). Short: a
+#: retry costs one failed transaction, and the wait after the database or broker is back is what
+#: stands between an outage and the first decision after it.
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 2.0
+#: While a failure lasts, how often it is logged again (its first occurrence always is).
+REMINDER_S = 60.0
+#: How long one offset commit may block the loop, and how soon a failed one is tried again (doubling
+#: while the group coordinator stays away, so that an outage costs the loop little of its time).
+COMMIT_TIMEOUT_S = 2.0
+COMMIT_RETRY_S = 1.0
+MAX_COMMIT_RETRY_S = 8.0
 
 
 def already_processed(conn: Connection, processed: Table, consumer: str, event_ids: Sequence[str]) -> set[str]:
@@ -81,7 +116,7 @@ def _header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | Non
 Decoders = Mapping[str, Callable[[bytes], Message]]
 
 
-def decode(record: Any, decoders: Decoders) -> IncomingEvent:
+def decode(record: Record, decoders: Decoders) -> IncomingEvent:
     """Turn a Kafka record into an IncomingEvent or raise PoisonMessage saying why."""
     headers = record.headers
     event_type = _header(headers, HEADER_EVENT_TYPE)
@@ -110,12 +145,36 @@ def decode(record: Any, decoders: Decoders) -> IncomingEvent:
                          offset=record.offset)
 
 
-class ConsumerLoop:
-    """Poll → decode → apply in one transaction → commit offsets. One thread."""
+@dataclass
+class _Item:
+    """One decoded event of a batch: where its record sits in the batch, and its in-batch copies."""
 
-    def __init__(self, consumer: Any, handler: EventHandler, decoders: Decoders, *, name: str,
-                 dlq_producer: Any, dlq_topic: str, max_batch: int = 500,
-                 on_applied: Callable[[Sequence[IncomingEvent]], None] | None = None) -> None:
+    index: int
+    record: Record
+    event: IncomingEvent
+    copies: list[int]
+
+
+class _Interrupted(TransientError):
+    """A batch stopped part-way; ``settled[i]`` tells whether record i needs no further work."""
+
+    def __init__(self, cause: TransientError, settled: list[bool]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.settled = settled
+
+
+class ConsumerLoop:
+    """Poll → decode → drop in-batch copies → apply in one transaction → commit offsets. One thread.
+
+    :attr:`failure` names the condition the loop is retrying (``None`` while it makes progress);
+    :attr:`last_progress` is the ``time.monotonic()`` of the last batch settled or empty poll, for
+    health checks."""
+
+    def __init__(self, consumer: Consumer, handler: EventHandler, decoders: Decoders, *, name: str,
+                 dlq_producer: Producer, dlq_topic: str, max_batch: int = 500,
+                 on_applied: Callable[[Sequence[IncomingEvent]], None] | None = None,
+                 commit_timeout_s: float = COMMIT_TIMEOUT_S) -> None:
         self._consumer = consumer
         self._handler = handler
         self._decoders = decoders
@@ -124,11 +183,21 @@ class ConsumerLoop:
         self._dlq_topic = dlq_topic
         self._max_batch = max_batch
         self._on_applied = on_applied
+        self._commit_timeout_ms = int(commit_timeout_s * 1000)
+        self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
+        self._commit_retry_at = 0.0
+        self._commit_wait_s = COMMIT_RETRY_S
         self.applied_total = 0
         self.dead_lettered_total = 0
+        self.duplicates_skipped_total = 0
+        #: Transactions that failed and were split (a measure of how often bisection ran).
+        self.bisections_total = 0
+        self.failure: str | None = None
+        self.last_progress = time.monotonic()
+        self._failing_since = self._reminded_at = 0.0
 
     # -- dead letters --------------------------------------------------------------------------
-    def _dead_letter(self, record: Any, reason: str) -> None:
+    def _dead_letter(self, record: Record, reason: str) -> None:
         logger.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
         headers = list(record.headers or [])
         headers += [(HEADER_DLQ_REASON, reason.encode()[:1000]),
@@ -137,49 +206,96 @@ class ConsumerLoop:
         try:
             future = self._dlq_producer.send(self._dlq_topic, key=record.key, value=record.value,
                                              headers=headers)
-            self._dlq_producer.flush(timeout=30)
-            future.get(timeout=30)
+            self._dlq_producer.flush(timeout=10)
+            future.get(timeout=10)
         except Exception as exc:
             # Not parked yet, so not skippable: retry the batch (a DLQ duplicate is harmless).
             raise TransientError(f"dead-letter topic unavailable: {exc}") from exc
         self.dead_lettered_total += 1
 
     # -- one batch -----------------------------------------------------------------------------
-    def process(self, records: Sequence[Any]) -> None:
-        """Apply a batch of records; raises TransientError if it must be retried."""
-        decoded: list[tuple[Any, IncomingEvent]] = []
-        for record in records:
+    def process(self, records: Sequence[Record]) -> None:
+        """Settle a batch of records (see the module's contract). Raises :class:`TransientError`
+        when it must be retried; its ``settled`` attribute then says which records need no retry."""
+        settled = [False] * len(records)
+        try:
+            items = self._decode_all(records, settled)
+            copies = sum(len(i.copies) for i in items)
+            if copies:
+                logger.info("%s: %d of %d records were copies of events earlier in the batch; applied once",
+                            self._name, copies, len(records))
+            self._settle(items, settled)
+        except TransientError as exc:
+            raise _Interrupted(exc, settled) from exc
+
+    def _decode_all(self, records: Sequence[Record], settled: list[bool]) -> list[_Item]:
+        items: list[_Item] = []
+        first: dict[str, _Item] = {}
+        for index, record in enumerate(records):
             try:
-                decoded.append((record, decode(record, self._decoders)))
+                event = decode(record, self._decoders)
             except PoisonMessage as exc:
                 self._dead_letter(record, str(exc))
-        if not decoded:
+                settled[index] = True
+                continue
+            seen = first.get(event.event_id)
+            if seen is not None:
+                # A redelivered copy (at-least-once): settled with the first, never applied twice.
+                seen.copies.append(index)
+                self.duplicates_skipped_total += 1
+                continue
+            item = _Item(index, record, event, [])
+            first[event.event_id] = item
+            items.append(item)
+        return items
+
+    def _settle(self, items: Sequence[_Item], settled: list[bool]) -> None:
+        """Apply ``items`` in one transaction; when that fails for a reason of its own, split."""
+        if not items:
             return
-        events = [e for _, e in decoded]
         try:
-            self._apply(events)
-            return
+            self._apply([i.event for i in items])
         except TransientError:
             raise
-        except Exception as exc:  # one bad event must not hold back the others
-            logger.warning("batch of %d failed (%s); applying one by one", len(events), exc)
-        for record, event in decoded:
-            try:
-                self._apply([event])
-            except TransientError:
-                raise
-            except PoisonMessage as exc:
-                self._dead_letter(record, str(exc))
-            except Exception as exc:
-                logger.exception("event %s failed", event.event_id)
-                self._dead_letter(record, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            if len(items) == 1:
+                self._alone_failed(items[0], exc, settled)
+                return
+            self.bisections_total += 1
+            logger.warning("%s: a batch of %d failed (%s: %s); splitting it to find the event at fault",
+                           self._name, len(items), type(exc).__name__, exc, exc_info=True)
+            middle = len(items) // 2
+            self._settle(items[:middle], settled)
+            self._settle(items[middle:], settled)
+            return
+        for item in items:
+            settled[item.index] = True
+            for copy in item.copies:
+                settled[copy] = True
+
+    def _alone_failed(self, item: _Item, exc: Exception, settled: list[bool]) -> None:
+        """An event failed in a transaction of its own: parked if poison, otherwise retried."""
+        if isinstance(exc, PoisonMessage):
+            self._dead_letter(item.record, str(exc))
+            settled[item.index] = True
+            for copy in item.copies:
+                settled[copy] = True
+            return
+        condition = f"event {item.event.event_id} failed: {type(exc).__name__}: {exc}"
+        if condition != self.failure:
+            # Once per condition with the traceback; the retries that follow log one line each.
+            logger.error("%s; not a poison message, so it is retried, not dead-lettered", condition,
+                         exc_info=exc)
+        raise TransientError(condition) from exc
 
     def _apply(self, events: Sequence[IncomingEvent]) -> None:
         try:
             self._handler.handle_batch(events)
+        except Unavailable as exc:
+            raise TransientError(str(exc)) from exc
         except (OperationalError, DBAPIError) as exc:
             if isinstance(exc, OperationalError) or getattr(exc, "connection_invalidated", False):
-                raise TransientError(str(exc)) from exc
+                raise TransientError(str(exc).splitlines()[0]) from exc
             raise
         self.applied_total += len(events)
         if self._on_applied is not None:
@@ -187,39 +303,112 @@ class ConsumerLoop:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        backoff = 0.5
+        backoff = FIRST_BACKOFF_S
         while not stop.is_set():
             polled = self._consumer.poll(timeout_ms=200, max_records=self._max_batch)
             if not polled:
+                self.last_progress = time.monotonic()
+                self._retry_commit()
                 continue
             records = [r for batch in polled.values() for r in batch]
             try:
                 self.process(records)
-            except TransientError as exc:
-                logger.warning("transient failure, will retry in %.1fs: %s", backoff, exc)
-                for tp, batch in polled.items():
-                    self._consumer.seek(tp, batch[0].offset)
+            except _Interrupted as exc:
+                self._log_failure(str(exc), backoff)
+                self._commit(self._rewind(polled, exc.settled))
                 stop.wait(backoff)
-                backoff = min(backoff * 2, 15.0)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
-            backoff = 0.5
-            offsets = {TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(batch[-1].offset + 1, "", -1)
-                       for tp, batch in polled.items()}
-            self._commit(offsets)
+            if self.failure is not None:
+                logger.info("%s: recovered after %.1f s (%s)", self._name, time.monotonic() - self._failing_since,
+                            self.failure)
+                self.failure = None
+            backoff = FIRST_BACKOFF_S
+            self.last_progress = time.monotonic()
+            self._commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(batch[-1].offset + 1, "", -1)
+                          for tp, batch in polled.items()})
         logger.info("consumer %s stopping", self._name)
+        self._retry_commit(force=True)
 
-    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        for attempt in range(3):
-            try:
-                self._consumer.commit(offsets)
-                return
-            except Exception as exc:
-                # The effects are already recorded; a lost commit only means redelivery.
-                logger.warning("offset commit failed (attempt %d): %s", attempt + 1, exc)
-                time.sleep(0.2)
+    def _log_failure(self, condition: str, backoff: float) -> None:
+        """One line when a failure starts or changes, a reminder every :data:`REMINDER_S` while it lasts."""
+        now = time.monotonic()
+        if condition != self.failure:
+            if self.failure is None:
+                self._failing_since = now
+            logger.warning("%s: transient failure, retrying every %.1f s or less: %s", self._name, MAX_BACKOFF_S,
+                           condition)
+            self._reminded_at = now
+        elif now - self._reminded_at >= REMINDER_S:
+            logger.warning("%s: still failing after %.0f s: %s", self._name, now - self._failing_since, condition)
+            self._reminded_at = now
+        else:
+            logger.debug("%s: still failing, retrying in %.1f s", self._name, backoff)
+        self.failure = condition
+
+    def _rewind(self, polled: Mapping[TopicPartition, Sequence[Record]],
+                settled: Sequence[bool]) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Seek every partition back to its first unsettled record; returns the offsets that may
+        be committed (each partition's settled prefix)."""
+        done: dict[TopicPartition, OffsetAndMetadata] = {}
+        index = 0
+        for tp, batch in polled.items():
+            flags = settled[index:index + len(batch)]
+            index += len(batch)
+            prefix = next((n for n, flag in enumerate(flags) if not flag), len(batch))
+            if prefix < len(batch):
+                self._consumer.seek(tp, batch[prefix].offset)
+            if prefix:
+                done[TopicPartition(tp.topic, tp.partition)] = OffsetAndMetadata(batch[prefix - 1].offset + 1, "", -1)
+        return done
+
+    # -- offset commits ------------------------------------------------------------------------
+    def _commit(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
+        self._uncommitted.update(offsets)
+        self._retry_commit()
+
+    def _retry_commit(self, *, force: bool = False) -> None:
+        """Commit what is pending, unless a failed attempt asked to wait (``force``: try anyway)."""
+        if self._uncommitted and (force or time.monotonic() >= self._commit_retry_at):
+            self._try_commit()
+
+    def _try_commit(self) -> None:
+        """One bounded attempt; what fails is kept for the next one (the effects are recorded already,
+        so a commit that never happens costs a redelivery, never a loss)."""
+        if not self._uncommitted:
+            return
+        assigned = self._assignment()
+        if assigned is not None:
+            for tp in [tp for tp in self._uncommitted if tp not in assigned]:
+                del self._uncommitted[tp]  # another member owns it now and redelivers from its commit
+        if not self._uncommitted:
+            return
+        try:
+            self._consumer.commit(dict(self._uncommitted), timeout_ms=self._commit_timeout_ms)
+        except KafkaError as exc:
+            self._commit_retry_at = time.monotonic() + self._commit_wait_s
+            if getattr(exc, "retriable", False):
+                logger.warning("%s: offset commit did not complete (%s); next attempt in %.0f s",
+                               self._name, type(exc).__name__, self._commit_wait_s)
+                self._commit_wait_s = min(self._commit_wait_s * 2, MAX_COMMIT_RETRY_S)
+            else:
+                # Rebalanced away (CommitFailedError and kin): the partitions' next owner, maybe this
+                # member again after it rejoins, resumes from the last commit that did succeed.
+                logger.warning("%s: offset commit refused (%s: %s); resuming from the last committed offsets",
+                               self._name, type(exc).__name__, exc)
+                self._uncommitted.clear()
+            return
+        self._uncommitted.clear()
+        self._commit_wait_s = COMMIT_RETRY_S
+
+    def _assignment(self) -> set[TopicPartition] | None:
+        try:
+            return set(self._consumer.assignment())
+        except (KafkaError, AttributeError):
+            return None
 
     def close(self) -> None:
         try:
-            self._consumer.close(autocommit=False)
+            self._consumer.close(autocommit=False, timeout_ms=self._commit_timeout_ms)
         except Exception:
             logger.exception("closing consumer")

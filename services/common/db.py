@@ -86,17 +86,23 @@ def outbox_table(metadata: MetaData) -> Table:
     )
     Index("ix_outbox_unpublished", table.c.id,
           postgresql_where=table.c.published_at.is_(None), sqlite_where=table.c.published_at.is_(None))
+    # Retention (services/common/retention.py) deletes published rows oldest first.
+    Index("ix_outbox_published_at", table.c.published_at,
+          postgresql_where=table.c.published_at.is_not(None), sqlite_where=table.c.published_at.is_not(None))
     return table
 
 
 def processed_events_table(metadata: MetaData) -> Table:
     """Events a consumer has applied; its primary key makes redelivery harmless."""
-    return Table(
+    table = Table(
         "processed_events", metadata,
         Column("consumer", String(100), primary_key=True),
         Column("event_id", String(36), primary_key=True),
         Column("processed_at", DateTime(timezone=True), nullable=False),
     )
+    # Retention (services/common/retention.py) forgets ids past the deduplication window, oldest first.
+    Index("ix_processed_events_processed_at", table.c.processed_at)
+    return table
 
 
 def is_unique_violation(exc: IntegrityError) -> bool:

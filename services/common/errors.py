@@ -15,6 +15,9 @@ them (``raise DuplicateKey(...) from exc``).
     ├── DuplicateKey                 storage said a unique key exists (adapters raise, use cases catch)
     ├── PoisonMessage                a consumed event can never be applied (dead-lettered)
     └── ConfigurationError           a setting or configuration file is wrong (CLI/process exit 2)
+
+    TransientError                   applying a consumed event failed for a reason that may pass
+                                     (the consumer loop retries; deliberately not a PlatformError)
 """
 
 from __future__ import annotations
@@ -64,11 +67,21 @@ class FailedPrecondition(ServiceError):
 
 
 class ResourceExhausted(ServiceError):
-    pass
+    """Capacity, quota or rate limit; ``retry_after_s``, when known, is when trying again may succeed (a
+    gRPC answer carries it as google.rpc.RetryInfo)."""
+
+    def __init__(self, message: str = "", *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(ServiceError):
-    """A dependency (database, broker, another service) cannot be reached; the call may be retried."""
+    """A dependency (database, broker, another service) cannot be reached; the call may be retried,
+    after about ``retry_after_s`` seconds (google.rpc.RetryInfo in a gRPC answer)."""
+
+    def __init__(self, message: str = "", *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class DuplicateKey(PlatformError):
@@ -82,3 +95,8 @@ class PoisonMessage(PlatformError):
 
 class ConfigurationError(PlatformError):
     """A setting or configuration file is wrong; the message names the file or setting and the field."""
+
+
+class TransientError(Exception):
+    """Applying failed for a reason that may pass (database or peer unavailable): the consumer loop
+    (``services/common/consumer.py``) rewinds and retries with backoff."""

@@ -8,8 +8,10 @@ event id consumers deduplicate on, and the producing service.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from google.protobuf.message import Message
 
@@ -56,3 +58,13 @@ class IncomingEvent:
     topic: str
     partition: int
     offset: int
+
+
+class EventHandler(Protocol):
+    """What the consumer loop (``services/common/consumer.py``) hands each batch to."""
+
+    def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
+        """Apply every event and record its id, atomically, or raise without effect.
+
+        ``events`` hold distinct event ids (the loop removes in-batch copies); ids applied by an
+        earlier batch are the handler's to skip (``already_processed``)."""

@@ -6,23 +6,35 @@
     PermissionDenied     → PERMISSION_DENIED
     Unauthenticated      → UNAUTHENTICATED
     FailedPrecondition   → FAILED_PRECONDITION
-    ResourceExhausted    → RESOURCE_EXHAUSTED
-    Unavailable          → UNAVAILABLE
+    ResourceExhausted    → RESOURCE_EXHAUSTED (with google.rpc.RetryInfo when it names a delay)
+    Unavailable          → UNAVAILABLE with google.rpc.RetryInfo
+    a storage error that means the database cannot be reached (services/common/db_errors.py)
+                         → UNAVAILABLE with google.rpc.RetryInfo; logged once when the outage
+                           starts and once when a call succeeds again, not once per call
     anything else        → INTERNAL (logged with its traceback, message kept generic)
+
+:func:`translate_errors` decorates servicer methods, plain or ``async``; both run on the asyncio
+server of services/common/grpc_server.py (plain ones in its thread pool).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
+import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
-from google.protobuf import any_pb2
+import grpc.aio
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from sqlalchemy.exc import SQLAlchemyError
 
+from services.common import db_errors
 from services.common.errors import (
     FailedPrecondition,
     IdempotencyConflict,
@@ -36,17 +48,6 @@ from services.common.errors import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def _abort(context: grpc.ServicerContext, code: int, message: str,
-           details: Sequence[Any] = ()) -> None:
-    status = status_pb2.Status(code=code, message=message)
-    for detail in details:
-        packed = any_pb2.Any()
-        packed.Pack(detail)
-        status.details.append(packed)
-    context.abort_with_status(rpc_status.to_status(status))
-
 
 STATUS_OF: dict[type, int] = {
     IdempotencyConflict: code_pb2.ALREADY_EXISTS,
@@ -66,27 +67,128 @@ def status_code_of(exc: ServiceError) -> int:
     return int(code_pb2.INTERNAL)
 
 
+def retry_info(seconds: float) -> error_details_pb2.RetryInfo:
+    whole = int(seconds)
+    return error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(
+        seconds=whole, nanos=round((seconds - whole) * 1e9)))
+
+
+def rich_status(code: int, message: str, details: Sequence[Message] = ()) -> grpc.Status:
+    """A status with google.rpc details, as the ``grpc-status-details-bin`` trailer carries them."""
+    status = status_pb2.Status(code=code, message=message)
+    for detail in details:
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
+    converted: grpc.Status = rpc_status.to_status(status)
+    return converted
+
+
+class Condition:
+    """A condition that calls keep running into (the database is down), logged when it starts and when
+    it ends rather than once per call. Thread-safe; :meth:`cleared` costs one attribute read while
+    nothing is wrong, so every successful call can report it."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._lock = threading.Lock()
+        self._failing = False
+        self._refused = 0
+
+    @property
+    def failing(self) -> bool:
+        return self._failing
+
+    def failed(self, reason: str) -> None:
+        with self._lock:
+            self._refused += 1
+            if self._failing:
+                return
+            self._failing = True
+        logger.warning("%s unavailable: %s; calls that need it answer UNAVAILABLE until it returns", self.what,
+                       reason)
+
+    def cleared(self) -> None:
+        if not self._failing:
+            return
+        with self._lock:
+            if not self._failing:
+                return
+            self._failing, refused, self._refused = False, self._refused, 0
+        logger.info("%s available again; %d call(s) were answered UNAVAILABLE meanwhile", self.what, refused)
+
+
+#: The database outage as the gRPC calls meet it (one per process: a service has one database).
+DATABASE = Condition("database")
+
+
+INTERNAL = rich_status(code_pb2.INTERNAL, "internal error; see the service log")
+
+
+def status_for(exc: ServiceError | SQLAlchemyError, where: str) -> grpc.Status:
+    """The status a call that raised ``exc`` answers with (a storage error that is not an outage is
+    an internal error, logged with its traceback)."""
+    if isinstance(exc, ValidationFailed):
+        bad_request = error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in exc.violations])
+        return rich_status(code_pb2.INVALID_ARGUMENT,
+                           f"request is invalid ({len(exc.violations)} problem(s)): {exc}", [bad_request])
+    if isinstance(exc, Unavailable):
+        return rich_status(code_pb2.UNAVAILABLE, str(exc), [retry_info(exc.retry_after_s)])
+    if isinstance(exc, ResourceExhausted) and exc.retry_after_s is not None:
+        return rich_status(code_pb2.RESOURCE_EXHAUSTED, str(exc), [retry_info(exc.retry_after_s)])
+    if isinstance(exc, ServiceError):
+        return rich_status(status_code_of(exc), str(exc))
+    reason = db_errors.unavailable_reason(exc)
+    if reason is None:
+        logger.error("unhandled storage error in %s", where, exc_info=exc)
+        return INTERNAL
+    DATABASE.failed(reason)
+    unavailable = Unavailable(db_errors.MESSAGE)
+    return rich_status(code_pb2.UNAVAILABLE, str(unavailable), [retry_info(unavailable.retry_after_s)])
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def translate_errors(method: F) -> F:
-    """Decorate a servicer method so domain errors leave as precise statuses."""
+    """Decorate a servicer method (plain or ``async``) so errors leave as precise statuses."""
+    where = method.__name__
+    if inspect.iscoroutinefunction(method):
+        @functools.wraps(method)
+        async def async_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                result = await method(self, request, context)
+            except grpc.aio.AbortError:
+                raise  # the method answered with a status itself
+            except (ServiceError, SQLAlchemyError) as exc:
+                status = status_for(exc, where)
+            except Exception:
+                logger.exception("unhandled error in %s", where)
+                status = INTERNAL
+            else:
+                DATABASE.cleared()
+                return result
+            await context.abort(status.code, status.details, status.trailing_metadata)
+
+        return cast(F, async_wrapper)
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return method(self, request, context)
-        except ValidationFailed as exc:
-            bad_request = error_details_pb2.BadRequest(field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in exc.violations])
-            _abort(context, code_pb2.INVALID_ARGUMENT,
-                   f"request is invalid ({len(exc.violations)} problem(s)): {exc}", [bad_request])
-        except ServiceError as exc:
-            _abort(context, status_code_of(exc), str(exc))
+            result = method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except (ServiceError, SQLAlchemyError) as exc:
+            status = status_for(exc, where)
         except Exception:
-            logger.exception("unhandled error in %s", method.__name__)
-            _abort(context, code_pb2.INTERNAL, "internal error; see the service log")
-        return None  # unreachable: abort raises
+            logger.exception("unhandled error in %s", where)
+            status = INTERNAL
+        else:
+            DATABASE.cleared()
+            return result
+        context.set_trailing_metadata(status.trailing_metadata)
+        context.abort(status.code, status.details)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)

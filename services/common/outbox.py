@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, insert, select, update
 
@@ -24,8 +24,14 @@ from services.common.events import (
     HEADER_SCHEMA_VERSION,
     OutgoingEvent,
 )
+from services.common.kafka_io import Producer
 
 logger = logging.getLogger(__name__)
+
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 2.0
+#: While a failure lasts, how often it is logged again (its first occurrence always is, with its traceback).
+REMINDER_S = 60.0
 
 
 def add_events(conn: Connection, outbox: Table, events: Sequence[OutgoingEvent]) -> None:
@@ -53,7 +59,7 @@ class OutboxRelay:
     polls every ``idle_s`` (which also picks up rows left by a crashed process).
     """
 
-    def __init__(self, engine: Engine, outbox: Table, producer: Any, producer_name: str,
+    def __init__(self, engine: Engine, outbox: Table, producer: Producer, producer_name: str,
                  batch_size: int = 500, idle_s: float = 0.2, wakeup: threading.Event | None = None) -> None:
         self._engine = engine
         self._outbox = outbox
@@ -63,7 +69,6 @@ class OutboxRelay:
         self._idle_s = idle_s
         # Given when units of work are wired before the relay exists (they set it after commit).
         self._wakeup = wakeup if wakeup is not None else threading.Event()
-        self.published_total = 0
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -94,22 +99,40 @@ class OutboxRelay:
             for future in futures:
                 future.get(timeout=30)  # raises if the broker did not take it: nothing is marked
             conn.execute(update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=utcnow()))
-        self.published_total += len(rows)
         return len(rows)
 
     def run(self, stop: threading.Event) -> None:
-        backoff = 0.5
+        """Publish until ``stop``. A failed round (broker or database away) is retried 0.5 s later,
+        backing off to :data:`MAX_BACKOFF_S`: short, because the relay is the first hop of every
+        decision after an outage. The first failure of a kind logs its traceback; while it lasts, a
+        reminder every :data:`REMINDER_S`."""
+        backoff = FIRST_BACKOFF_S
+        failing: str | None = None
+        since = reminded = 0.0
         while not stop.is_set():
             # Cleared before the round so that a wake() during it is not lost.
             self._wakeup.clear()
             try:
                 published = self.publish_pending()
-                backoff = 0.5
-            except Exception:
-                logger.exception("outbox relay round failed; retrying in %.1fs", backoff)
+            except Exception as exc:
+                now = time.monotonic()
+                condition = type(exc).__name__
+                if condition != failing:
+                    logger.exception("outbox relay round failed; retrying every %.1f s or less", MAX_BACKOFF_S)
+                    since = now if failing is None else since
+                    reminded = now
+                elif now - reminded >= REMINDER_S:
+                    logger.warning("outbox relay still failing after %.0f s (%s: %s)", now - since, condition,
+                                   str(exc).splitlines()[0] if str(exc) else "")
+                    reminded = now
+                failing = condition
                 stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
+            if failing is not None:
+                logger.info("outbox relay recovered after %.1f s (%s)", time.monotonic() - since, failing)
+                failing = None
+            backoff = FIRST_BACKOFF_S
             if published < self._batch_size:
                 self._wakeup.wait(self._idle_s)
         # Drain what committed before shutdown so a graceful stop leaves nothing behind.

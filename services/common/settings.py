@@ -16,6 +16,7 @@ service instead of being ignored. Every problem is reported as ``VARIABLE: probl
         ├── IntakeSettings
         ├── ReviewSettings
         └── AuthorizationSettings
+    └── WorkbenchSettings     the workbench web application (HTTP, sessions, where the services are)
     ClientSettings            urctl and the tools (where the services are, a reviewer's token)
     ToolSettings              the tests and the benchmark (PostgreSQL servers)
 """
@@ -23,6 +24,7 @@ service instead of being ignored. Every problem is reported as ``VARIABLE: probl
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -164,7 +166,10 @@ class PlatformSettings(_Environment):
                                                           "given.")
     auto_migrate: bool = setting("UR_AUTO_MIGRATE", True, "Run Alembic migrations to head when a service starts "
                                                           "(0 or false to disable).")
-    grpc_max_workers: Count = setting("UR_GRPC_MAX_WORKERS", 16, "Threads serving gRPC calls in each service.")
+    grpc_max_workers: Count = setting(
+        "UR_GRPC_MAX_WORKERS", 16,
+        "Threads running each service's blocking gRPC work (handlers and their database calls); waiting "
+        "calls, health checks and reflection hold none.")
     grpc_shutdown_grace_s: SecondsOrZero = setting(
         "UR_GRPC_SHUTDOWN_GRACE_S", 10.0, "Seconds in-flight gRPC calls get to finish on SIGTERM.")
     consumer_max_batch: Count = setting("UR_CONSUMER_MAX_BATCH", 500,
@@ -172,10 +177,62 @@ class PlatformSettings(_Environment):
     relay_batch: Count = setting("UR_RELAY_BATCH", 500, "Most outbox rows the relay publishes per round.")
     relay_idle_s: Seconds = setting("UR_RELAY_IDLE_S", 0.2, "How often the outbox relay polls when nothing woke "
                                                             "it.")
+    outbox_retention_days: Annotated[float, Field(gt=0)] = setting(
+        "UR_OUTBOX_RETENTION_DAYS", 7.0,
+        "Days a published outbox row is kept (for inspection) before retention deletes it; rows not yet "
+        "published are never deleted.")
+    processed_events_retention_days: Annotated[float, Field(gt=0)] = setting(
+        "UR_PROCESSED_EVENTS_RETENTION_DAYS", 14.0,
+        "Days the id of a consumed event is remembered to drop redelivered copies; never less than the "
+        "consumed topics' retention.ms plus a day (asked of the broker at each pass). Why this is safe: "
+        "services/common/retention.py.")
+    retention_interval_s: Seconds = setting(
+        "UR_RETENTION_INTERVAL_S", 3600.0, "Seconds between retention passes over the outbox and the processed "
+                                           "event ids.")
     grpc_port_file: AnyPath | None = setting(
         "UR_GRPC_PORT_FILE", None,
         "File the service writes the port its gRPC server bound to, once it serves; with a listen address of "
         "port 0 this is how a supervisor (the tests' Platform) learns the port.")
+    supervisor_pid: Annotated[int, Field(ge=1)] | None = setting(
+        "UR_SUPERVISOR_PID", None,
+        "Set by a supervisor that starts the service as its child (`make run`, the bench, the tests): the "
+        "service stops when that process dies, even by kill -9.")
+    grpc_max_message_bytes: Count = setting(
+        "UR_GRPC_MAX_MESSAGE_BYTES", 8 * 1024 * 1024,
+        "Largest gRPC message a service receives or sends (and its clients accept), in bytes.")
+    grpc_tls_cert_file: ExistingFile | None = setting(
+        "UR_GRPC_TLS_CERT_FILE", None,
+        "PEM certificate chain of this process: its gRPC server serves it (TLS on when set, with "
+        "UR_GRPC_TLS_KEY_FILE) and its gRPC clients present it as their client certificate.")
+    grpc_tls_key_file: ExistingFile | None = setting(
+        "UR_GRPC_TLS_KEY_FILE", None, "PEM private key of UR_GRPC_TLS_CERT_FILE.")
+    grpc_tls_ca_file: ExistingFile | None = setting(
+        "UR_GRPC_TLS_CA_FILE", None,
+        "PEM CA bundle: gRPC clients verify servers against it (and use TLS when it is set); a server "
+        "verifies client certificates against it.")
+    grpc_tls_require_client_cert: bool = setting(
+        "UR_GRPC_TLS_REQUIRE_CLIENT_CERT", False,
+        "A TLS gRPC server refuses clients without a certificate signed by UR_GRPC_TLS_CA_FILE (mutual TLS "
+        "between the services).")
+    grpc_allow_plaintext: bool = setting(
+        "UR_GRPC_ALLOW_PLAINTEXT", False,
+        "Let a service bind a non-loopback gRPC address without TLS. Off: such a service refuses to start "
+        "(exit 2); plaintext is for loopback (`make run`) or a network that encrypts for you.")
+    health_interval_s: Seconds = setting(
+        "UR_HEALTH_INTERVAL_S", 1.0,
+        "Seconds between health checks of a service's dependencies (database, broker, consumer).")
+    health_timeout_s: Seconds = setting(
+        "UR_HEALTH_TIMEOUT_S", 2.0, "A dependency check that takes longer than this has failed.")
+    health_failures: Count = setting(
+        "UR_HEALTH_FAILURES", 2,
+        "Consecutive failed checks of a dependency before the gRPC health status turns NOT_SERVING.")
+    health_successes: Count = setting(
+        "UR_HEALTH_SUCCESSES", 2,
+        "Consecutive passed checks of a failed dependency before the status turns SERVING again.")
+    health_consumer_stall_s: Seconds = setting(
+        "UR_HEALTH_CONSUMER_STALL_S", 60.0,
+        "The Kafka consumer counts as stalled (health NOT_SERVING for service \"\") when it has not polled, or "
+        "has held no partition, for this many seconds.")
 
 
 class ServiceSettings(PlatformSettings):
@@ -194,6 +251,26 @@ class ServiceSettings(PlatformSettings):
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
+
+    def transport_problems(self) -> list[tuple[str, str]]:
+        """What is wrong with the gRPC transport settings, as (variable, problem): a plaintext listener on
+        a non-loopback address that UR_GRPC_ALLOW_PLAINTEXT does not allow, half a certificate, client
+        certificates required with no CA to check them. :func:`load` and the runtime refuse to start on
+        any of them."""
+        problems: list[tuple[str, str]] = []
+        if (self.grpc_tls_cert_file is None) != (self.grpc_tls_key_file is None):
+            problems.append(("UR_GRPC_TLS_CERT_FILE" if self.grpc_tls_cert_file is None else "UR_GRPC_TLS_KEY_FILE",
+                             "set UR_GRPC_TLS_CERT_FILE and UR_GRPC_TLS_KEY_FILE together"))
+        if self.grpc_tls_require_client_cert and (self.grpc_tls_ca_file is None or self.grpc_tls_cert_file is None):
+            problems.append(("UR_GRPC_TLS_REQUIRE_CLIENT_CERT",
+                             "needs UR_GRPC_TLS_CA_FILE (to check client certificates) and a server certificate "
+                             "(UR_GRPC_TLS_CERT_FILE, UR_GRPC_TLS_KEY_FILE)"))
+        if self.grpc_tls_cert_file is None and not self.grpc_allow_plaintext and not is_loopback(self.grpc_listen):
+            problems.append((f"UR_{self.service.upper()}_GRPC_LISTEN",
+                             f"{self.grpc_listen} is not a loopback address and the server has no TLS certificate; "
+                             "set UR_GRPC_TLS_CERT_FILE and UR_GRPC_TLS_KEY_FILE, or UR_GRPC_ALLOW_PLAINTEXT=true "
+                             "if plaintext on this network is intended"))
+        return problems
 
 
 class IntakeSettings(ServiceSettings):
@@ -279,6 +356,38 @@ class AuthorizationSettings(ServiceSettings):
                                    "Validity of an authorization when the line names no end date.")
 
 
+class WorkbenchSettings(PlatformSettings):
+    """The workbench (services/workbench): a web application in front of the services, holding
+    nothing but sessions. It reads the platform's logging settings and these."""
+
+    used_by: ClassVar[tuple[str, ...]] = ("workbench",)
+
+    listen: Address = setting("UR_WORKBENCH_LISTEN", "127.0.0.1:8080",
+                              "Address the workbench's HTTP server binds (port 0: any free port).")
+    intake_target: Address = setting("UR_INTAKE_TARGET", "127.0.0.1:50051",
+                                     "Where urctl, the tools and the workbench reach intake.")
+    review_target: Address = setting("UR_REVIEW_TARGET", "127.0.0.1:50052",
+                                     "Where urctl, the tools and the workbench reach review.")
+    authorization_target: Address = setting("UR_AUTHORIZATION_TARGET", "127.0.0.1:50053",
+                                            "Where urctl and tools reach authorization.")
+    cookie_secure: bool = setting(
+        "UR_WORKBENCH_COOKIE_SECURE", True,
+        "Mark the session cookie Secure (sent over HTTPS only); false only for plain-HTTP development on "
+        "localhost, as `make run` does.")
+    idle_timeout_s: Seconds = setting(
+        "UR_WORKBENCH_IDLE_TIMEOUT_S", 900.0,
+        "Seconds without a request after which a workbench session ends and the reviewer signs in again.")
+    session_max_s: Seconds = setting(
+        "UR_WORKBENCH_SESSION_MAX_S", 43200.0,
+        "Longest a workbench session lasts, however active (default 12 hours: one shift).")
+    rpc_timeout_s: Seconds = setting("UR_WORKBENCH_RPC_TIMEOUT_S", 10.0,
+                                     "Deadline of each gRPC call the workbench makes to the services.")
+    port_file: AnyPath | None = setting(
+        "UR_WORKBENCH_PORT_FILE", None,
+        "File the workbench writes the HTTP port it bound to, once it serves (how a supervisor learns a port "
+        "chosen with port 0).")
+
+
 class ClientSettings(_Environment):
     """What urctl and the tools read."""
 
@@ -290,6 +399,13 @@ class ClientSettings(_Environment):
                                             "Where urctl and tools reach authorization.")
     reviewer_token: str | None = setting("UR_REVIEWER_TOKEN", None,
                                          "Bearer token urctl review commands send (a reviewer's secret).")
+    # The services' variables (one row each in the table, read by both): a tool is a gRPC client like them.
+    grpc_tls_cert_file: ExistingFile | None = setting(
+        "UR_GRPC_TLS_CERT_FILE", None, "PEM client certificate urctl and the tools present.")
+    grpc_tls_key_file: ExistingFile | None = setting("UR_GRPC_TLS_KEY_FILE", None, "PEM private key of the "
+                                                                                   "client certificate.")
+    grpc_tls_ca_file: ExistingFile | None = setting("UR_GRPC_TLS_CA_FILE", None, "PEM CA bundle the servers' "
+                                                                               "certificates are checked against.")
 
 
 class ToolSettings(_Environment):
@@ -314,7 +430,7 @@ class ToolSettings(_Environment):
 
 
 MODELS: tuple[type[_Environment], ...] = (PlatformSettings, IntakeSettings, ReviewSettings, AuthorizationSettings,
-                                          ClientSettings, ToolSettings)
+                                          WorkbenchSettings, ClientSettings, ToolSettings)
 SERVICE_MODELS: Mapping[str, type[ServiceSettings]] = {
     m.service: m for m in (IntakeSettings, ReviewSettings, AuthorizationSettings)}
 
@@ -339,13 +455,14 @@ def _env_name(name: str, field: FieldInfo) -> str:
 
 def _own_fields(model: type[_Environment]) -> Iterator[tuple[str, FieldInfo]]:
     """The fields ``model`` declares itself (a service's model also holds the platform's)."""
-    inherited = PlatformSettings.model_fields if issubclass(model, ServiceSettings) else {}
+    inherited = PlatformSettings.model_fields if issubclass(model, PlatformSettings) and model is not \
+        PlatformSettings else {}
     for name, field in model.model_fields.items():
         if name not in inherited and field.validation_alias is not None:
             yield name, field
 
 
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -391,7 +508,7 @@ def markdown_table() -> str:
     lines = ["| variable | default | used by | meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
         default = f"`{s.default}`" if s.default else "`(see meaning)`"
-        used_by = "all services" if s.used_by == ("*",) else ", ".join(s.used_by)
+        used_by = ", ".join("all services" if reader == "*" else reader for reader in s.used_by)
         lines.append(f"| `{s.name}` | {default} | {used_by} | {s.help} |")
     return "\n".join(lines)
 
@@ -423,9 +540,23 @@ def load(model: type[S]) -> S:
             variable = names.get(str(error["loc"][0]), str(error["loc"][0])) if error["loc"] else model.__name__
             problems.append((variable, describe(error)))
         raise SettingsError(problems) from None
+    if isinstance(loaded, ServiceSettings):
+        problems += loaded.transport_problems()
     if problems:
         raise SettingsError(problems)
     return loaded
+
+
+def is_loopback(address: str) -> bool:
+    """Whether host:port names a loopback host (127.0.0.0/8, ::1, localhost): reachable from this machine
+    only. Any other name counts as reachable from outside, since what it resolves to may change."""
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def sqlite_url(service: str, var_dir: Path) -> str:

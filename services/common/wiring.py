@@ -8,14 +8,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from google.protobuf.message import Message
 from sqlalchemy import Engine, Table
 
 from services.common import migrations
-from services.common.consumer import EventHandler
 from services.common.db import make_engine
-from services.common.events import IncomingEvent
+from services.common.events import EventHandler, IncomingEvent
 from services.common.grpc_server import Registration
 from services.common.runtime import Kafka, ServiceRuntime
 from services.common.settings import ServiceSettings
@@ -37,7 +36,8 @@ class Infrastructure:
 
 def infrastructure(settings: ServiceSettings, outbox: Table) -> Infrastructure:
     """The service's database, migrated to head unless ``auto_migrate`` is off."""
-    # Every gRPC worker, the consumer, the relay and waiting callers may hold a connection at once;
+    # Every gRPC worker thread, the consumer, the relay and the health monitor may hold a connection
+    # at once (a waiting SubmitRequest holds none: it only borrows a worker to re-read its request);
     # a pool smaller than that churns connections (a new PostgreSQL backend each time).
     engine = make_engine(settings.database, pool_size=settings.grpc_max_workers + 4)
     if settings.auto_migrate:
@@ -45,13 +45,13 @@ def infrastructure(settings: ServiceSettings, outbox: Table) -> Infrastructure:
     return Infrastructure(settings, engine, settings.topics, outbox)
 
 
-def decoders(*message_types: Any) -> dict[str, Callable[[bytes], Any]]:
+def decoders(*message_types: type[Message]) -> dict[str, Callable[[bytes], Message]]:
     """Event type header value → parser, for the protobuf event classes a service consumes."""
     return {t.DESCRIPTOR.full_name: t.FromString for t in message_types}
 
 
-def assemble(infra: Infrastructure, handler: EventHandler, consumes: Sequence[str], event_types: Sequence[Any],
-             registration: Registration,
+def assemble(infra: Infrastructure, handler: EventHandler, consumes: Sequence[str],
+             event_types: Sequence[type[Message]], registration: Registration,
              on_applied: Callable[[Sequence[IncomingEvent]], None] | None = None,
              kafka: Kafka | None = None) -> ServiceRuntime:
     """The runtime around a service's handler and servicer; not started."""

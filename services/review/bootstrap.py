@@ -12,6 +12,7 @@ from pathlib import Path
 from ur.events.v1 import events_pb2
 from ur.review.v1 import review_pb2, review_pb2_grpc
 
+from services.common import tls
 from services.common.auth import load_tokens
 from services.common.clock import Clock, utcnow
 from services.common.grpc_server import Registration
@@ -76,7 +77,8 @@ def build(settings: ReviewSettings, *, clock: Clock = utcnow, duplicates: Duplic
     def uow() -> ReviewUnitOfWork:
         return ReviewUnitOfWork(infra.engine, tables.outbox, tables.processed_events, after_commit=infra.wake)
 
-    checker = duplicates if duplicates is not None else GrpcDuplicateChecker(settings.authorization_target)
+    checker = duplicates if duplicates is not None else GrpcDuplicateChecker(
+        settings.authorization_target, security=tls.from_settings(settings))
     handlers = ReviewHandlers(uow, infra.topics, current_evaluator(), checker, clocks, clock=clock,
                               policies=policies, current_evaluator=current_evaluator,
                               at_risk_fraction=settings.at_risk_fraction)

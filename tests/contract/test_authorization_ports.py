@@ -43,12 +43,14 @@ class AuthorizationPortsContract(UnitOfWorkContract):
         issued = self.add(backend, *first) + self.add(backend, draft("r3", 4))
         assert [numbered(d, i) for d, i in zip([*first, draft("r3", 4)], issued, strict=True)] == issued
         found = [i.authorization_number for i in issued]
-        assert len(set(found)) == 4 and all(numbers.is_well_formed(n) for n in found)
+        assert len(set(found)) == 4
+        assert all(numbers.is_well_formed(n) for n in found)
         assert [n[:4] for n in found] == ["UR27", "UR27", "UR28", "UR27"]  # the year of issue
         with backend.uow().read_only() as uow:
             for i in issued:
                 got = uow.authorizations.by_number(i.authorization_number)
-                assert got == i and got.issued_at.utcoffset() == dt.timedelta(0)
+                assert got == i
+                assert got.issued_at.utcoffset() == dt.timedelta(0)
             assert uow.authorizations.by_number("UR27-0000-0000") is None
 
     def test_nothing_to_add_adds_nothing(self, backend: Backend) -> None:

@@ -67,7 +67,8 @@ class IntakePortsContract(UnitOfWorkContract):
         with backend.uow().read_only() as uow:
             got = uow.requests.get(request(1).request_id)
             assert got == in_order(request(1))
-            assert got is not None and [ln.line_number for ln in got.lines] == [1, 2]
+            assert got is not None
+            assert [ln.line_number for ln in got.lines] == [1, 2]
             assert got.received_at.utcoffset() == dt.timedelta(0)
             assert uow.requests.get(request(1).request_id, for_update=True) == got
             assert uow.requests.by_key("key-2") == request(2, lines=1, status=RequestStatus.INELIGIBLE)
@@ -147,7 +148,8 @@ class IntakePortsContract(UnitOfWorkContract):
             uow.commit()
         with backend.uow().read_only() as uow:
             got = uow.information.by_key("info-1")
-            assert got == information(1, rid) and got.received_at.utcoffset() == dt.timedelta(0)
+            assert got == information(1, rid)
+            assert got.received_at.utcoffset() == dt.timedelta(0)
             assert uow.information.by_key("info-2") is None
         for duplicate in (information(2, rid, key="info-1"), replace(information(1, rid), idempotency_key="new")):
             with pytest.raises(DuplicateKey), backend.uow() as uow:
@@ -155,6 +157,30 @@ class IntakePortsContract(UnitOfWorkContract):
         with backend.uow().read_only() as uow:
             assert uow.information.by_key("info-1") == information(1, rid)
             assert uow.information.by_key("new") is None
+
+    def test_information_of_a_request_comes_oldest_first(self, backend: Backend) -> None:
+        first, other = request(1).request_id, request(2).request_id
+        with backend.uow() as uow:
+            uow.requests.add(request(1))
+            uow.requests.add(request(2))
+            for record in (information(3, first), information(1, first), information(2, other)):
+                uow.information.add(record)
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            assert uow.information.of_request(first) == [information(1, first), information(3, first)]
+            assert uow.information.of_request("00000000-0000-4000-8000-000000000099") == []
+
+    def test_a_members_requests_come_newest_first_up_to_the_limit(self, backend: Backend) -> None:
+        with backend.uow() as uow:
+            for n in (1, 3, 2):
+                uow.requests.add(request(n))
+            uow.requests.add(replace(request(4), member_id="T-MA-0002"))
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            assert [r.request_id for r in uow.requests.of_member("T-MA-0001", 10)] == [
+                request(n).request_id for n in (3, 2, 1)]
+            assert uow.requests.of_member("T-MA-0001", 2) == [in_order(request(3)), in_order(request(2))]
+            assert uow.requests.of_member("nobody", 10) == []
 
     # -- members -------------------------------------------------------------------------------
     def test_a_member_round_trips_with_coverages_in_the_order_saved(self, backend: Backend) -> None:

@@ -43,6 +43,7 @@ from services.review.bootstrap import DEFAULT_CRITERIA_DIR
 from services.review.domain.case import Case
 from services.review.domain.criteria import Outcome, PythonMatcher
 from services.review.domain.deadlines import ClockState, PendEffect
+from services.review.domain.notes import CaseNote
 from services.review.domain.policy import LineOutcome, ProviderRecord
 from services.review.domain.task import AuditEntry, Task
 from services.review.domain.workflow import Reviewer, Role, StaleTask, TaskStatus
@@ -202,15 +203,21 @@ class UnitOfWorkContract(StoreContract):
             uow.publish(OutgoingEvent(topic="t", key=dropped.request_id, message=events_pb2.DeterminationMade()))
             uow.mark_processed("review", ["e-2"])
         with store.uow().read_only() as uow:
-            assert uow.cases.get(kept.request_id) == kept and uow.cases.get(dropped.request_id) is None
+            assert uow.cases.get(kept.request_id) == kept
+            assert uow.cases.get(dropped.request_id) is None
         assert store.published() == [kept.request_id]
         assert store.processed() == {("review", "e-1")}
 
     def test_an_error_inside_rolls_back(self, store: Store) -> None:
         case = a_case()
-        with pytest.raises(ZeroDivisionError), store.uow() as uow:
-            uow.cases.add_many([case])
-            _ = 1 / 0
+
+        def stage_then_fail() -> None:
+            with store.uow() as uow:
+                uow.cases.add_many([case])
+                raise ZeroDivisionError
+
+        with pytest.raises(ZeroDivisionError):
+            stage_then_fail()
         with store.uow().read_only() as uow:
             assert uow.cases.get(case.request_id) is None
 
@@ -223,7 +230,8 @@ class UnitOfWorkContract(StoreContract):
             uow.cases.add_many([second])
             uow.commit()
         with store.uow().read_only() as uow:
-            assert uow.cases.get(first.request_id) is None and uow.cases.get(second.request_id) == second
+            assert uow.cases.get(first.request_id) is None
+            assert uow.cases.get(second.request_id) == second
         assert store.published() == []
 
     def test_events_are_processed_once_per_consumer(self, store: Store) -> None:
@@ -304,7 +312,18 @@ class CaseRepositoryContract(StoreContract):
             uow.commit()
         with store.uow().read_only() as uow:
             found = uow.cases.get(case.request_id)
-            assert found is not None and found.due_at == T0 + 48 * H and found.clock == resumed
+            assert found is not None
+            assert found.due_at == T0 + 48 * H
+            assert found.clock == resumed
+
+    def test_a_members_cases_oldest_received_first(self, store: Store) -> None:
+        later, earlier = a_case(received_at=T0 + H), a_case(received_at=T0)
+        with store.uow() as uow:
+            uow.cases.add_many([later, a_case(member_id="M-2"), earlier])
+            uow.commit()
+        with store.uow().read_only() as uow:
+            assert uow.cases.request_ids_of_member("M-1") == [earlier.request_id, later.request_id]
+            assert uow.cases.request_ids_of_member("nobody") == []
 
 
 class TestCasesOnFakes(CaseRepositoryContract):
@@ -338,7 +357,8 @@ class TaskRepositoryContract(StoreContract):
                       clock_paused=True, at_risk_at=None, reasons=())
         self.add(store, plain, full)
         with store.uow().read_only() as uow:
-            assert uow.tasks.get(plain.task_id) == plain and uow.tasks.get(full.task_id) == full
+            assert uow.tasks.get(plain.task_id) == plain
+            assert uow.tasks.get(full.task_id) == full
             assert uow.tasks.get("unknown") is None
 
     def test_a_line_has_one_task(self, store: Store) -> None:
@@ -351,17 +371,22 @@ class TaskRepositoryContract(StoreContract):
         task = self.add(store, a_task())[0]
         with store.uow() as uow:
             mine = uow.tasks.get(task.task_id)
-            assert mine is not None and mine.version == 0
+            assert mine is not None
+            assert mine.version == 0
             mine.claim(a_reviewer("rn-1"), T0, H)
             uow.tasks.save(mine)
-            assert mine.version == 1 and mine.new_entries == []
+            assert mine.version == 1
+            assert mine.new_entries == []
             mine.release(a_reviewer("rn-1"), T0, "later")
             uow.tasks.save(mine)  # twice in one unit of work
             uow.commit()
         with store.uow().read_only() as uow:
             stored = uow.tasks.get(task.task_id)
-            assert stored is not None and stored.version == 2 and stored.status is TaskStatus.OPEN
-            assert stored.updated_at == T0 and stored.new_entries == []
+            assert stored is not None
+            assert stored.version == 2
+            assert stored.status is TaskStatus.OPEN
+            assert stored.updated_at == T0
+            assert stored.new_entries == []
             assert [(e.actor, e.action) for e in uow.tasks.history(task.task_id)] == [
                 ("rn-1", "claimed"), ("rn-1", "released")]
 
@@ -380,11 +405,14 @@ class TaskRepositoryContract(StoreContract):
             mine.claim(a_reviewer("rn-1"), T0, H)
             with pytest.raises(StaleTask):
                 uow.tasks.save(mine)
-            assert mine.version == 0 and len(mine.new_entries) == 1  # untouched: the caller may retry
+            assert mine.version == 0
+            assert len(mine.new_entries) == 1
             uow.commit()
         with store.uow().read_only() as uow:
             stored = uow.tasks.get(task.task_id)
-            assert stored is not None and stored.assigned_to == "rn-2" and stored.version == 1
+            assert stored is not None
+            assert stored.assigned_to == "rn-2"
+            assert stored.version == 1
             assert [e.actor for e in uow.tasks.history(task.task_id)] == ["rn-2"]
 
     def test_a_stale_or_unknown_task_is_not_saved(self, store: Store) -> None:
@@ -482,9 +510,59 @@ class TaskRepositoryContract(StoreContract):
         self.add(store, newer, older, urgent, a_task(status=TaskStatus.CLAIMED, assigned_to="x"))
         with store.uow().read_only() as uow:
             page, total = uow.tasks.open_tasks(2, 0)
-            assert total == 3 and ids(page) == [urgent.task_id, older.task_id]
+            assert total == 3
+            assert ids(page) == [urgent.task_id, older.task_id]
             page, total = uow.tasks.open_tasks(2, 2)
-            assert total == 3 and ids(page) == [newer.task_id]
+            assert total == 3
+            assert ids(page) == [newer.task_id]
+
+
+    # -- the supervisor's overview
+    def test_depth_counts_undecided_tasks_by_kind_with_those_at_risk_and_missed(self, store: Store) -> None:
+        now = T0 + 12 * H  # the default task is due at T0 + 24 h and at risk from T0 + 20 h
+        self.add(store,
+                 a_task(due_at=now + H, at_risk_at=now - H),  # at risk
+                 a_task(due_at=now - H),  # missed
+                 a_task(due_at=now + H, at_risk_at=now - H, clock_paused=True),  # tolled: neither
+                 a_task(due_at=now + 9 * H),
+                 a_task(urgency="expedited", line_of_business="medicaid"),
+                 a_task(status=TaskStatus.CLAIMED, assigned_to="rn-1", lease_expires_at=now + H),
+                 a_task(required_role=Role.PHYSICIAN, category="spine_surgery"),
+                 a_task(status=TaskStatus.DECIDED), a_task(status=TaskStatus.CANCELLED))
+        with store.uow().read_only() as uow:
+            depth = [(d.category, d.urgency, d.line_of_business, d.required_role, d.status, d.count, d.at_risk,
+                      d.missed) for d in uow.tasks.depth(now)]
+        assert depth == [
+            ("advanced_imaging", "expedited", "medicaid", Role.NURSE, "open", 1, 0, 0),
+            ("advanced_imaging", "standard", "commercial", Role.NURSE, "claimed", 1, 0, 0),
+            ("advanced_imaging", "standard", "commercial", Role.NURSE, "open", 4, 1, 1),
+            ("spine_surgery", "standard", "commercial", Role.PHYSICIAN, "open", 1, 0, 0)]
+
+    def test_at_risk_and_missed_are_undecided_on_a_running_clock_earliest_due_first(self, store: Store) -> None:
+        now = T0 + 24 * H
+        risky_later = a_task(due_at=now + 2 * H, at_risk_at=now - H)
+        risky_sooner = a_task(due_at=now + H, at_risk_at=now, status=TaskStatus.PENDED_INFORMATION)
+        missed_long_ago = a_task(due_at=now - 5 * H, missed_at=now - 5 * H)
+        missed_just_now = a_task(due_at=now)
+        self.add(store, risky_later, risky_sooner, missed_long_ago, missed_just_now,
+                 a_task(due_at=now + H, at_risk_at=now + dt.timedelta(seconds=1)),
+                 a_task(due_at=now - H, clock_paused=True), a_task(due_at=now + H, at_risk_at=now, clock_paused=True),
+                 a_task(due_at=now - H, status=TaskStatus.DECIDED), a_task(due_at=now + H, at_risk_at=None))
+        with store.uow().read_only() as uow:
+            assert ids(uow.tasks.at_risk(now, 10)) == [risky_sooner.task_id, risky_later.task_id]
+            assert ids(uow.tasks.at_risk(now, 1)) == [risky_sooner.task_id]
+            assert ids(uow.tasks.missed(now, 10)) == [missed_long_ago.task_id, missed_just_now.task_id]
+
+    def test_all_held_is_live_leases_by_holder_then_most_urgent(self, store: Store) -> None:
+        now = T0 + H
+        def held(who: str, **changes: Any) -> Task:
+            return a_task(status=TaskStatus.CLAIMED, assigned_to=who, lease_expires_at=now + H, **changes)
+        b_late, b_urgent, a_only = held("rn-b", due_at=T0 + 30 * H), held("rn-b", urgency="expedited"), held("rn-a")
+        self.add(store, b_late, b_urgent, a_only,
+                 a_task(status=TaskStatus.CLAIMED, assigned_to="rn-a", lease_expires_at=now), a_task())
+        with store.uow().read_only() as uow:
+            assert ids(uow.tasks.all_held(now, 10)) == [a_only.task_id, b_urgent.task_id, b_late.task_id]
+            assert ids(uow.tasks.all_held(now, 2)) == [a_only.task_id, b_urgent.task_id]
 
 
 class TestTasksOnFakes(TaskRepositoryContract):
@@ -514,7 +592,8 @@ class ReviewerRepositoryContract(StoreContract):
             uow.reviewers.put(replaced, T0 + H)
             uow.commit()
         with store.uow().read_only() as uow:
-            assert uow.reviewers.get("rn-2") == replaced and uow.reviewers.get("nobody") is None
+            assert uow.reviewers.get("rn-2") == replaced
+            assert uow.reviewers.get("nobody") is None
             assert [r.reviewer_id for r in uow.reviewers.all()] == ["md-1", "rn-2"]
             assert uow.reviewers.all()[0] == a_reviewer("md-1", role=Role.PHYSICIAN, credential="MD",
                                                         licence_states=frozenset())
@@ -530,6 +609,55 @@ class TestReviewersOnSqlite(ReviewerRepositoryContract):
 
 @pytest.mark.integration
 class TestReviewersOnPostgresql(ReviewerRepositoryContract):
+    store_name = "postgresql"
+
+
+# -- case notes ----------------------------------------------------------------------------------
+
+def a_note(member_id: str = "M-1", **changes: Any) -> CaseNote:
+    return dataclasses.replace(CaseNote(note_id=str(uuid.uuid4()), member_id=member_id, author_id="cm-1",
+                                        author_name="Jordan Ross", author_role=Role.CASE_MANAGER, written_at=T0,
+                                        text="Called the member; PT starts Monday.\nRide arranged."), **changes)
+
+
+class CaseNoteRepositoryContract(StoreContract):
+    def test_notes_come_back_as_written_oldest_first(self, store: Store) -> None:
+        first, amended = a_note(written_at=T0), a_note(written_at=T0 + H, author_role=Role.NURSE)
+        amendment = a_note(written_at=T0 + H, amends=first.note_id, text="Correction: PT starts Tuesday.")
+        with store.uow() as uow:
+            for note in (amended, a_note("M-2"), first):
+                uow.case_notes.add(note)
+            uow.case_notes.add(amendment)
+            uow.commit()
+        with store.uow().read_only() as uow:
+            assert uow.case_notes.get(amendment.note_id) == amendment
+            assert uow.case_notes.get("nope") is None
+            assert uow.case_notes.of_member("M-1") == [first, *sorted([amended, amendment], key=lambda n: n.note_id)]
+            assert uow.case_notes.of_member("nobody") == []
+
+    def test_a_note_id_is_taken_once_and_uncommitted_notes_are_not_stored(self, store: Store) -> None:
+        note = a_note()
+        with store.uow() as uow:
+            uow.case_notes.add(note)
+            uow.commit()
+        with pytest.raises(DuplicateKey), store.uow() as uow:
+            uow.case_notes.add(a_note(note_id=note.note_id, text="other"))
+        with store.uow() as uow:
+            uow.case_notes.add(a_note())
+        with store.uow().read_only() as uow:
+            assert uow.case_notes.of_member("M-1") == [note]
+
+
+class TestCaseNotesOnFakes(CaseNoteRepositoryContract):
+    store_name = "fake"
+
+
+class TestCaseNotesOnSqlite(CaseNoteRepositoryContract):
+    store_name = "sqlite"
+
+
+@pytest.mark.integration
+class TestCaseNotesOnPostgresql(CaseNoteRepositoryContract):
     store_name = "postgresql"
 
 
@@ -603,9 +731,13 @@ class EvaluatorContract:
     def test_the_lumbar_mri(self, kwargs: dict[str, bool], outcome: Outcome) -> None:
         evaluator = self.make_evaluator()
         got = evaluator.evaluate(lumbar_line(**kwargs))
-        assert got is not None and got.outcome is outcome and got.category == "advanced_imaging"
+        assert got is not None
+        assert got.outcome is outcome
+        assert got.category == "advanced_imaging"
         assert bool(got.missing_facts) is (outcome is Outcome.PEND_MISSING_INFORMATION)
-        assert got.criteria_id and got.criteria_version and got.summary
+        assert got.criteria_id
+        assert got.criteria_version
+        assert got.summary
         assert evaluator.evaluate(lumbar_line(**kwargs)) == got  # the same line, the same answer
 
 
@@ -725,7 +857,8 @@ class ClockContract:
     def test_tells_aware_utc_time_that_never_runs_backwards(self) -> None:
         clock = self.make_clock()
         first, second = clock(), clock()
-        assert first.utcoffset() == dt.timedelta(0) and first.tzinfo is not None
+        assert first.utcoffset() == dt.timedelta(0)
+        assert first.tzinfo is not None
         assert second >= first
 
 
@@ -750,6 +883,7 @@ def test_every_port_has_a_contract() -> None:
     contracts = {UnitOfWorkContract: ports.UnitOfWork, CaseRepositoryContract: ports.CaseRepository,
                  TaskRepositoryContract: ports.TaskRepository, ReviewerRepositoryContract: ports.ReviewerRepository,
                  ProviderOutcomeRepositoryContract: ports.ProviderOutcomeRepository,
+                 CaseNoteRepositoryContract: ports.CaseNoteRepository,
                  EvaluatorContract: ports.Evaluator, DuplicateCheckerContract: ports.DuplicateChecker}
     abstract = {obj for name in ports.__all__ if isinstance(obj := getattr(ports, name), type)
                 and issubclass(obj, abc.ABC)}

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-import grpc
 import pytest
 from ur.authorization.v1 import authorization_pb2_grpc
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 from ur.review.v1 import review_pb2_grpc
 
 from services.cli.platform import Platform
+from services.common.tls import TransportSecurity
 from tests.conftest import REPO
 from tests.polling import wait_until
 
@@ -20,9 +20,10 @@ SETTLED = {intake_pb2.REQUEST_STATUS_PENDED, intake_pb2.REQUEST_STATUS_COMPLETE,
 
 
 def start_platform(tmp: Path, make_database: Callable[[str], str], kafka_bootstrap: str,
-                   prefix: str, extra_env: Mapping[str, str] | None = None) -> Platform:
+                   prefix: str, extra_env: Mapping[str, str] | None = None,
+                   security: TransportSecurity | None = None) -> Platform:
     platform = Platform(
-        var_dir=tmp, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix,
+        var_dir=tmp, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, security=security,
         database_urls={s: make_database(s) for s in ("intake", "review", "authorization")},
         # Port 0: each service binds a free port and reports it; nothing can take it in between.
         ports={s: 0 for s in ("intake", "review", "authorization")},
@@ -31,6 +32,22 @@ def start_platform(tmp: Path, make_database: Callable[[str], str], kafka_bootstr
     platform.start()
     try:
         platform.wait_healthy(timeout_s=120)
+    except RuntimeError:
+        platform.stop()
+        raise
+    return platform
+
+
+def start_intake_alone(tmp: Path, kafka_bootstrap: str, prefix: str, database_url: str,
+                       extra_env: Mapping[str, str] | None = None) -> Platform:
+    """Intake without review and authorization (nothing decides its requests), on ``database_url``."""
+    platform = Platform(var_dir=tmp, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix,
+                        database_urls={"intake": database_url}, ports={"intake": 0, "review": 0, "authorization": 0},
+                        members_seed=REPO / "tests" / "data" / "members.yaml",
+                        extra_env={"UR_TOPIC_PARTITIONS": "3", **(extra_env or {})})
+    platform.start("intake")
+    try:
+        platform.wait_healthy("intake", timeout_s=120)
     except RuntimeError:
         platform.stop()
         raise
@@ -50,7 +67,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[
 
 class Clients:
     def __init__(self, platform: Platform) -> None:
-        self.channels = {s: grpc.insecure_channel(platform.target(s)) for s in ("intake", "review", "authorization")}
+        self.channels = {s: platform.channel(s) for s in ("intake", "review", "authorization")}
         self.intake = intake_pb2_grpc.IntakeServiceStub(self.channels["intake"])
         self.review = review_pb2_grpc.ReviewServiceStub(self.channels["review"])
         self.authorization = authorization_pb2_grpc.AuthorizationServiceStub(self.channels["authorization"])

@@ -106,7 +106,8 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(own
     own_platform.wait_healthy(victim, timeout_s=120)
     for w in workers:
         w.join()
-    assert len(request_ids) == TOTAL and len(set(request_ids)) == TOTAL
+    assert len(request_ids) == TOTAL
+    assert len(set(request_ids)) == TOTAL
     views = [clients.settle(rid, timeout_s=120) for rid in request_ids]
     clients.close()
 
@@ -117,7 +118,8 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(own
 
     review_url = own_platform.database_urls["review"]
     cases = _count(review_url, "SELECT request_id, count(*) FROM cases GROUP BY request_id")
-    assert len(cases) == TOTAL and all(n == 1 for _rid, n in cases)
+    assert len(cases) == TOTAL
+    assert all(n == 1 for _rid, n in cases)
     assert {rid for rid, _n in cases} == set(request_ids)
 
     auth_url = own_platform.database_urls["authorization"]
@@ -132,7 +134,8 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(own
     assert intake_rows[0] == (TOTAL, TOTAL)
     # Intake tells the same story: every complete request shows its one authorization number.
     shown = {v.lines[0].authorization.authorization_number for v in complete}
-    assert len(shown) == len(complete) and "" not in shown
+    assert len(shown) == len(complete)
+    assert "" not in shown
 
 
 def test_sigterm_stops_each_service_gracefully(own_platform: Platform) -> None:
@@ -158,7 +161,8 @@ def test_sigterm_stops_each_service_gracefully(own_platform: Platform) -> None:
         own_platform.kill(service, signal.SIGTERM)
     caller.join(30)
     clients.close()
-    assert answer and answer[0].request.request_id
+    assert answer
+    assert answer[0].request.request_id
     assert answer[0].request.status == intake_pb2.REQUEST_STATUS_IN_REVIEW  # it waited in intake, unsettled
     for service, proc in procs.items():
         assert proc.returncode == 0, f"{service} exited with {proc.returncode}"

@@ -34,8 +34,8 @@ pytestmark = pytest.mark.e2e
 GOLD_CARD_MIN = 5
 MEMBERS = {"medicare_advantage": ("T-MA-0001", "CA"), "medicaid": ("T-MCD-0002", "TX"),
            "commercial": ("T-COM-0003", "NY"), "workers_comp": ("T-WC-0004", "CA")}
-LOB_NUMBER = {name: to_number(types_pb2.LineOfBusiness.DESCRIPTOR, name) for name in MEMBERS}
-OUTCOME_NUMBER = {o: to_number(types_pb2.LineOutcome.DESCRIPTOR, o.value) for o in Outcome}
+LOB_NUMBER = {name: to_number(types_pb2.LineOfBusiness, name) for name in MEMBERS}
+OUTCOME_NUMBER = {o: to_number(types_pb2.LineOutcome, o.value) for o in Outcome}
 LUMBAR_FACTS: dict[str, FactValue] = {
     "suspected_cauda_equina": False, "suspected_cancer": False, "suspected_infection": False,
     "suspected_fracture": False, "progressive_neurologic_deficit": False}
@@ -90,7 +90,7 @@ def request(code: str, diagnoses: tuple[str, ...], lob: str, facts: dict[str, Fa
     start, end = dates or window()
     return intake_pb2.SubmitRequestRequest(
         idempotency_key=f"criteria-flow-{uuid.uuid4()}", member_id=member_id,
-        coverage=types_pb2.Coverage(line_of_business=LOB_NUMBER[lob], member_state=state,  # type: ignore[arg-type]
+        coverage=types_pb2.Coverage(line_of_business=LOB_NUMBER[lob], member_state=state,
                                     plan_id="PLAN-1"),
         requesting_provider=types_pb2.Provider(npi=npi or fresh_npi(), name="Requesting Clinic"),
         servicing_provider=types_pb2.Provider(npi=fresh_npi(), name="Servicing Center"),
@@ -196,7 +196,8 @@ def test_a_code_on_the_no_prior_authorization_list_needs_no_action(flow: Flow) -
     line = view.lines[0]
     det = line.determination
     assert det.action_code == types_pb2.ACTION_CODE_NO_ACTION_REQUIRED
-    assert det.outcome == types_pb2.LINE_OUTCOME_NO_ACTION_REQUIRED and not det.queued_for_review
+    assert det.outcome == types_pb2.LINE_OUTCOME_NO_ACTION_REQUIRED
+    assert not det.queued_for_review
     assert "No prior authorization is required for 99213" in det.explanation.summary
     assert "no-prior-auth.yaml" in det.explanation.summary
     assert not line.authorization.authorization_number
@@ -212,7 +213,8 @@ def test_a_gold_carded_provider_is_approved_where_another_is_referred(flow: Flow
         assert view.lines[0].determination.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL
     exempt = flow.decide(lumbar(2, npi=gold))  # two weeks of therapy: criteria alone refer it
     det = exempt.lines[0].determination
-    assert det.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL and not det.queued_for_review
+    assert det.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL
+    assert not det.queued_for_review
     assert det.reasons[0].startswith(f"provider exempt (gold card): {GOLD_CARD_MIN} of {GOLD_CARD_MIN} "
                                      "advanced_imaging requests approved since ")
     assert any(gold in f and "gold-carded" in f for f in det.explanation.flags)
@@ -222,7 +224,8 @@ def test_a_gold_carded_provider_is_approved_where_another_is_referred(flow: Flow
     other = flow.decide(lumbar(2))
     det = other.lines[0].determination
     assert other.status == intake_pb2.REQUEST_STATUS_PENDED
-    assert det.outcome == types_pb2.LINE_OUTCOME_REFER_TO_NURSE and det.queued_for_review
+    assert det.outcome == types_pb2.LINE_OUTCOME_REFER_TO_NURSE
+    assert det.queued_for_review
     assert not other.lines[0].authorization.authorization_number
 
 
@@ -234,19 +237,22 @@ def test_an_overlapping_authorization_is_flagged(flow: Flow) -> None:
     again = flow.decide(lumbar(7, lob="medicare_advantage",
                                dates=(start + dt.timedelta(days=7), start + dt.timedelta(days=21))))
     det = again.lines[0].determination
-    assert again.status == intake_pb2.REQUEST_STATUS_PENDED and det.queued_for_review
+    assert again.status == intake_pb2.REQUEST_STATUS_PENDED
+    assert det.queued_for_review
     assert any(number in flag for flag in det.explanation.flags)
 
 
 def test_missing_facts_are_pended_and_named(flow: Flow) -> None:
     det = flow.decide(lumbar(7, facts=False)).lines[0].determination
-    assert det.outcome == types_pb2.LINE_OUTCOME_PEND_MISSING_INFORMATION and det.queued_for_review
+    assert det.outcome == types_pb2.LINE_OUTCOME_PEND_MISSING_INFORMATION
+    assert det.queued_for_review
     assert {"symptom_duration_weeks", "conservative_therapy_weeks"} <= set(det.explanation.missing_facts)
 
 
 def test_an_unknown_service_is_referred(flow: Flow) -> None:
     det = flow.decide(request("28296", ("M20.11",), "commercial", {})).lines[0].determination
-    assert det.outcome == types_pb2.LINE_OUTCOME_REFER_TO_NURSE and det.queued_for_review
+    assert det.outcome == types_pb2.LINE_OUTCOME_REFER_TO_NURSE
+    assert det.queued_for_review
     assert "no criteria set covers 28296" in det.reasons[0]
 
 
@@ -259,7 +265,8 @@ def test_a_new_criteria_version_is_loaded_while_running_and_recorded(flow: Flow)
 
     text = (flow.criteria_dir / "imaging-mri-lumbar-spine.yaml").read_text(encoding="utf-8")
     threshold = "when: {fact: conservative_therapy_weeks, op: ge, value: 6}"
-    assert threshold in text and 'version: "2026.1"' in text
+    assert threshold in text
+    assert 'version: "2026.1"' in text
     new_file = flow.criteria_dir / "imaging-mri-lumbar-spine-2026.2.yaml"
     staging = flow.criteria_dir / "imaging-mri-lumbar-spine-2026.2.tmp"
     staging.write_text(text.replace('version: "2026.1"', 'version: "2026.2"')
@@ -294,4 +301,5 @@ def test_a_new_criteria_version_is_loaded_while_running_and_recorded(flow: Flow)
     log = flow.platform.log_path("review").read_text(encoding="utf-8", errors="replace")
     # The arrow may be escaped when the service's stderr is not UTF-8.
     reloaded = [ln for ln in log.splitlines() if "criteria reloaded: imaging-mri-lumbar-spine 2026.1 " in ln]
-    assert reloaded and reloaded[0].endswith(" 2026.2"), log[-2000:]
+    assert reloaded, log[-2000:]
+    assert reloaded[0].endswith(" 2026.2"), log[-2000:]

@@ -36,15 +36,19 @@ def test_approved_request_gets_its_authorization_within_the_wait(clients: Client
     assert det.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL
     assert det.outcome == types_pb2.LINE_OUTCOME_MEETS_CRITERIA
     assert det.explanation.criteria_id == "imaging-mri-lumbar-spine"
-    assert det.explanation.criteria_version and det.explanation.criteria_hash
+    assert det.explanation.criteria_version
+    assert det.explanation.criteria_hash
     assert any(c.status == types_pb2.CONDITION_STATUS_MET for c in det.explanation.conditions)
     assert view.decided_by.id == "system:rules-engine"
-    assert view.clock.regime == "cms-0057-f" and "7 calendar days" in view.clock.rule
+    assert view.clock.regime == "cms-0057-f"
+    assert "7 calendar days" in view.clock.rule
     number = line.authorization.authorization_number
     assert number.startswith("UR")
     fetched = clients.authorization.GetAuthorization(
         authorization_pb2.GetAuthorizationRequest(authorization_number=number.lower()), timeout=10).authorization
-    assert fetched.request_id == view.request_id and fetched.units == 1 and fetched.procedure_code == "72148"
+    assert fetched.request_id == view.request_id
+    assert fetched.units == 1
+    assert fetched.procedure_code == "72148"
     listed = clients.authorization.ListMemberAuthorizations(
         authorization_pb2.ListMemberAuthorizationsRequest(member_id="T-MA-0001"), timeout=10).authorizations
     assert number in {a.authorization_number for a in listed}
@@ -60,7 +64,8 @@ def test_overlapping_authorization_is_flagged_and_routed_to_a_nurse(clients: Cli
     again = lumbar_mri(start=dt.date(2029, 3, 10))  # same member and code, overlapping dates
     view = clients.settle(clients.intake.SubmitRequest(again, timeout=30).request.request_id)
     det = view.lines[0].determination
-    assert view.status == intake_pb2.REQUEST_STATUS_PENDED and det.queued_for_review
+    assert view.status == intake_pb2.REQUEST_STATUS_PENDED
+    assert det.queued_for_review
     assert any(number in flag for flag in det.explanation.flags)
 
 
@@ -71,7 +76,8 @@ def test_request_not_meeting_criteria_is_queued_for_a_nurse(clients: Clients) ->
     view = clients.settle(view.request_id)
     assert view.status == intake_pb2.REQUEST_STATUS_PENDED
     det = view.lines[0].determination
-    assert det.action_code == types_pb2.ACTION_CODE_PENDED and det.queued_for_review
+    assert det.action_code == types_pb2.ACTION_CODE_PENDED
+    assert det.queued_for_review
     assert not view.lines[0].authorization.authorization_number
     assert any(c.status == types_pb2.CONDITION_STATUS_UNMET for c in det.explanation.conditions)
     assert view.clock.regime == "erisa-2560.503-1"
@@ -93,7 +99,8 @@ def test_missing_facts_are_pended_naming_them(clients: Clients) -> None:
 def test_unknown_service_is_referred(clients: Clients) -> None:
     view = clients.intake.SubmitRequest(lumbar_mri(procedure_code="28296"), timeout=30).request
     det = clients.settle(view.request_id).lines[0].determination
-    assert det.outcome == types_pb2.LINE_OUTCOME_REFER_TO_NURSE and "no criteria set covers 28296" in det.reasons[0]
+    assert det.outcome == types_pb2.LINE_OUTCOME_REFER_TO_NURSE
+    assert "no criteria set covers 28296" in det.reasons[0]
 
 
 def test_ineligible_member_is_answered_and_recorded(clients: Clients) -> None:
@@ -105,7 +112,7 @@ def test_ineligible_member_is_answered_and_recorded(clients: Clients) -> None:
 
 
 def _violations(exc: grpc.RpcError) -> dict[str, str]:
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    status = rpc_status.from_call(exc)
     assert status is not None
     found = {}
     for detail in status.details:
@@ -135,7 +142,8 @@ def test_invalid_request_gets_field_errors_and_nothing_is_stored(clients: Client
                               .where(intake_tables.requests.c.idempotency_key == request.idempotency_key)).scalar()
         outbox = conn.execute(text("SELECT count(*) FROM outbox WHERE payload IS NULL")).scalar()
     engine.dispose()
-    assert stored == 0 and outbox == 0
+    assert stored == 0
+    assert outbox == 0
 
 
 def test_repeated_idempotency_key_is_one_request(clients: Clients, platform: Platform) -> None:
@@ -147,7 +155,7 @@ def test_repeated_idempotency_key_is_one_request(clients: Clients, platform: Pla
     def submit() -> None:
         try:
             results.append(clients.intake.SubmitRequest(request, timeout=30))
-        except Exception as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=submit) for _ in range(8)]

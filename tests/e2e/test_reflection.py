@@ -6,10 +6,13 @@ import json
 import subprocess
 import sys
 
+import grpc
 import pytest
+from grpc_reflection.v1alpha import reflection_pb2
 
 from services.cli.platform import Platform
 from tests.conftest import REPO
+from tests.grpc_helpers import GARBAGE, SERVICES, pool_of, raw, reflect
 
 pytestmark = pytest.mark.e2e
 
@@ -28,9 +31,11 @@ def test_reflection_lists_and_calls_every_service(platform: Platform) -> None:
         listed = _reflect("list", platform.target(service))
         assert listed.returncode == 0, listed.stderr
         names = listed.stdout.split()
-        assert full_name in names and "grpc.health.v1.Health" in names
+        assert full_name in names
+        assert "grpc.health.v1.Health" in names
         described = _reflect("describe", platform.target(service), full_name)
-        assert described.returncode == 0 and "rpc " in described.stdout
+        assert described.returncode == 0
+        assert "rpc " in described.stdout
     queue = _reflect("call", platform.target("review"), "ur.review.v1.ReviewService/ListReviewQueue",
                      '{"page_size": 5}')
     assert queue.returncode == 0, queue.stderr
@@ -39,4 +44,26 @@ def test_reflection_lists_and_calls_every_service(platform: Platform) -> None:
     assert json.loads(health.stdout)["status"] == "SERVING"
     missing = _reflect("call", platform.target("intake"), "ur.intake.v1.IntakeService/GetRequest",
                        '{"request_id": "no-such-request"}')
-    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+    assert missing.returncode == 1
+    assert "NOT_FOUND" in missing.stderr
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+def test_reflection_describes_every_method_of_the_running_services(platform: Platform, version: str) -> None:
+    """What ``grpcurl describe ur.intake.v1.IntakeService.SubmitRequest`` asks, for every method."""
+    for service, full_name in EXPECTED.items():
+        descriptor = SERVICES[full_name]
+        with platform.channel(service) as channel:
+            answers = reflect(channel, version, *(reflection_pb2.ServerReflectionRequest(
+                file_containing_symbol=m.full_name) for m in descriptor.methods))
+        for method, answer in zip(descriptor.methods, answers, strict=True):
+            found = pool_of(answer).FindServiceByName(full_name).FindMethodByName(method.name)
+            assert found.input_type.full_name == method.input_type.full_name
+
+
+def test_an_undecodable_body_is_invalid_argument(platform: Platform) -> None:
+    with platform.channel("intake") as channel, pytest.raises(grpc.RpcError) as refused:
+        raw(channel, "/ur.intake.v1.IntakeService/SubmitRequest")(GARBAGE, timeout=10)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    log = platform.log_path("intake").read_text()
+    assert "SubmitRequest: undecodable request body answered INVALID_ARGUMENT" in log

@@ -19,9 +19,9 @@ from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
-NURSE = [("authorization", "Bearer dev-only-token-rn-alvarez")]
-PHYSICIAN = [("authorization", "Bearer dev-only-token-md-patel")]
-SUPERVISOR = [("authorization", "Bearer dev-only-token-sup-kim")]
+NURSE = (("authorization", "Bearer dev-only-token-rn-alvarez"),)
+PHYSICIAN = (("authorization", "Bearer dev-only-token-md-patel"),)
+SUPERVISOR = (("authorization", "Bearer dev-only-token-sup-kim"),)
 
 
 def submit_referred(clients: Clients) -> str:
@@ -31,7 +31,7 @@ def submit_referred(clients: Clients) -> str:
     return str(view.request_id)
 
 
-def claim(clients: Clients, who: list[tuple[str, str]], request_id: str) -> review_pb2.TaskView:
+def claim(clients: Clients, who: tuple[tuple[str, str], ...], request_id: str) -> review_pb2.TaskView:
     def attempt() -> review_pb2.TaskView | None:
         try:
             view = clients.review.ClaimNextTask(review_pb2.ClaimNextTaskRequest(), metadata=who, timeout=10).task
@@ -59,11 +59,12 @@ def test_calls_without_a_valid_token_are_refused(clients: Clients) -> None:
         clients.review.ClaimNextTask(review_pb2.ClaimNextTaskRequest(), timeout=10)
     assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
     with pytest.raises(grpc.RpcError) as caught:
-        clients.review.WhoAmI(review_pb2.WhoAmIRequest(), metadata=[("authorization", "Bearer forged-token-123456")],
+        clients.review.WhoAmI(review_pb2.WhoAmIRequest(), metadata=(("authorization", "Bearer forged-token-123456"),),
                               timeout=10)
     assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
     me = clients.review.WhoAmI(review_pb2.WhoAmIRequest(), metadata=NURSE, timeout=10)
-    assert me.reviewer_id == "rn-alvarez" and me.role == review_pb2.REVIEWER_ROLE_NURSE
+    assert me.reviewer_id == "rn-alvarez"
+    assert me.role == review_pb2.REVIEWER_ROLE_NURSE
 
 
 def test_nurse_pends_information_answered_through_intake_then_physician_denies(clients: Clients) -> None:
@@ -126,9 +127,11 @@ def test_nurse_pends_information_answered_through_intake_then_physician_denies(c
     # Intake tells the whole story; nothing is authorized for a denied line.
     final = wait_until(lambda: line_of(clients, request_id), 60, what="intake to record the denial",
                        until=lambda ln: ln.determination.action_code == types_pb2.ACTION_CODE_NOT_CERTIFIED)
-    assert final.determination.decided_by.id == "md-patel" and not final.authorization.authorization_number
+    assert final.determination.decided_by.id == "md-patel"
+    assert not final.authorization.authorization_number
     actions = [h.action for h in decided.task.history]
-    assert actions[:2] == ["claimed", "request_information"] and actions[-2:] == ["peer_to_peer_offered", "deny"]
+    assert actions[:2] == ["claimed", "request_information"]
+    assert actions[-2:] == ["peer_to_peer_offered", "deny"]
 
 
 def test_physician_modification_reaches_the_authorization_service(clients: Clients) -> None:
@@ -145,7 +148,8 @@ def test_physician_modification_reaches_the_authorization_service(clients: Clien
     line = wait_until(lambda: line_of(clients, request_id), 60, what="the authorization for the modified line",
                       until=lambda ln: bool(ln.authorization.authorization_number))
     assert line.determination.action_code == types_pb2.ACTION_CODE_MODIFIED
-    assert line.authorization.units == 1 and line.authorization.determination_id
+    assert line.authorization.units == 1
+    assert line.authorization.determination_id
     view = clients.intake.GetRequest(intake_pb2.GetRequestRequest(request_id=request_id), timeout=10).request
     assert view.status == intake_pb2.REQUEST_STATUS_COMPLETE
 
@@ -164,9 +168,11 @@ def test_supervisor_reassigns_and_sees_the_directory(clients: Clients) -> None:
     assert "needs a nurse" in (caught.value.details() or "")
     moved = clients.review.ReassignTask(review_pb2.ReassignTaskRequest(
         task_id=task_id, reviewer_id="rn-okafor", note="covering for Maria"), metadata=SUPERVISOR, timeout=10)
-    assert moved.task.assigned_to == "rn-okafor" and moved.history[-1].action == "reassigned"
+    assert moved.task.assigned_to == "rn-okafor"
+    assert moved.history[-1].action == "reassigned"
     directory = clients.review.ListReviewers(review_pb2.ListReviewersRequest(), metadata=SUPERVISOR, timeout=10)
     assert {r.reviewer_id for r in directory.reviewers} >= {"rn-alvarez", "md-patel", "sup-kim"}
-    okafor = [("authorization", "Bearer dev-only-token-rn-okafor")]
+    okafor = (("authorization", "Bearer dev-only-token-rn-okafor"),)
     mine = clients.review.ListMyTasks(review_pb2.ListMyTasksRequest(), metadata=okafor, timeout=10)
-    assert [v.task.task_id for v in mine.held] == [task_id] and mine.held[0].why_eligible
+    assert [v.task.task_id for v in mine.held] == [task_id]
+    assert mine.held[0].why_eligible

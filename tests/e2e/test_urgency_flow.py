@@ -24,8 +24,8 @@ from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
-NURSE = [("authorization", "Bearer dev-only-token-rn-alvarez")]
-ADJUSTER = [("authorization", "Bearer dev-only-token-adj-chen")]
+NURSE = (("authorization", "Bearer dev-only-token-rn-alvarez"),)
+ADJUSTER = (("authorization", "Bearer dev-only-token-adj-chen"),)
 _windows = itertools.count()
 
 
@@ -34,7 +34,8 @@ def pb_date(d: dt.date) -> types_pb2.Date:
 
 
 def request(*codes: str, diagnoses: tuple[str, ...], facts: list[types_pb2.ClinicalFact],
-            member: str = "T-MA-0001", lob: types_pb2.LineOfBusiness = types_pb2.LINE_OF_BUSINESS_MEDICARE_ADVANTAGE,
+            member: str = "T-MA-0001",
+            lob: types_pb2.LineOfBusiness.ValueType = types_pb2.LINE_OF_BUSINESS_MEDICARE_ADVANTAGE,
             state: str = "CA") -> intake_pb2.SubmitRequestRequest:
     start = dt.date(2029, 1, 8) + dt.timedelta(days=21 * next(_windows))  # no two requests overlap
     return intake_pb2.SubmitRequestRequest(

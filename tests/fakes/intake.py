@@ -51,6 +51,12 @@ class FakeRequestRepository(ports.RequestRepository):
     def get_many(self, request_ids: Sequence[str]) -> dict[str, RequestRecord]:
         return {rid: self.store.requests[rid] for rid in request_ids if rid in self.store.requests}
 
+    def of_member(self, member_id: str, limit: int) -> list[RequestRecord]:
+        mine = [r for r in self.store.requests.values() if r.member_id == member_id]
+        mine.sort(key=lambda r: r.request_id)
+        mine.sort(key=lambda r: r.received_at, reverse=True)
+        return mine[:limit]
+
     def _change(self, request_id: str, **values: object) -> None:
         record = self.store.requests.get(request_id)
         if record is not None:  # like an UPDATE that matches no row
@@ -89,6 +95,10 @@ class FakeInformationRepository(ports.InformationRepository):
 
     def by_key(self, idempotency_key: str) -> InformationRecord | None:
         return _with_key(self.store.information.values(), idempotency_key)
+
+    def of_request(self, request_id: str) -> list[InformationRecord]:
+        return sorted((r for r in self.store.information.values() if r.request_id == request_id),
+                      key=lambda r: (r.received_at, r.information_id))
 
 
 class FakeMemberRepository(ports.MemberRepository):

@@ -21,6 +21,7 @@ from services.common.errors import DuplicateKey
 from services.common.events import OutgoingEvent
 from services.review.domain.case import Case
 from services.review.domain.criteria import LineEvaluation, LineFacts, Outcome
+from services.review.domain.notes import CaseNote
 from services.review.domain.policy import LineOutcome, ProviderRecord
 from services.review.domain.task import UNDECIDED, AuditEntry, Task
 from services.review.domain.workflow import Reviewer, Role, StaleTask, TaskStatus, priority
@@ -36,10 +37,11 @@ class ReviewStore:
     history: list[tuple[int, str, AuditEntry]] = field(default_factory=list)  # (sequence, task id, entry)
     reviewers: dict[str, Reviewer] = field(default_factory=dict)
     outcomes: dict[tuple[str, int], LineOutcome] = field(default_factory=dict)
+    notes: dict[str, CaseNote] = field(default_factory=dict)
     outbox: list[OutgoingEvent] = field(default_factory=list)
     processed: set[tuple[str, str]] = field(default_factory=set)
     sequence: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    before_task_save: list[Callable[[Task], None]] = field(default_factory=list)
+    before_task_save: list[Callable[[Task], object]] = field(default_factory=list)
     """Each is run once, just before the next task save of any unit of work: how a test lets
     another writer in between a use case's read and its write."""
 
@@ -106,6 +108,11 @@ class FakeCaseRepository(ports.CaseRepository):
         stored.request, stored.determination = case.request, case.determination
         stored.due_at, stored.clock, stored.urgency = case.due_at, case.clock, case.urgency
         self._cases.put(case.request_id, stored)
+
+    def request_ids_of_member(self, member_id: str) -> list[str]:
+        mine = sorted((c for c in self._cases.values() if c.member_id == member_id),
+                      key=lambda c: (c.received_at, c.request_id))
+        return [c.request_id for c in mine]
 
 
 class FakeTaskRepository(ports.TaskRepository):
@@ -177,6 +184,38 @@ class FakeTaskRepository(ports.TaskRepository):
         entries = [(e.at, seq, e) for seq, tid, e in [*self._store.history, *self._history] if tid == task_id]
         return [e for _, _, e in sorted(entries, key=lambda x: (x[0], x[1]))]
 
+    @staticmethod
+    def _at_risk(t: Task, now: dt.datetime) -> bool:
+        return (t.status in UNDECIDED and not t.clock_paused and t.at_risk_at is not None and t.at_risk_at <= now
+                and t.due_at > now)
+
+    @staticmethod
+    def _missed(t: Task, now: dt.datetime) -> bool:
+        return t.status in UNDECIDED and not t.clock_paused and t.due_at <= now
+
+    def depth(self, now: dt.datetime) -> list[ports.QueueDepth]:
+        counts: dict[tuple[str, str, str, str, str], list[int]] = {}
+        for t in self._all():
+            if t.status in UNDECIDED:
+                key = (t.category, t.urgency, t.line_of_business, t.required_role.value, t.status.value)
+                seen = counts.setdefault(key, [0, 0, 0])
+                seen[0] += 1
+                seen[1] += self._at_risk(t, now)
+                seen[2] += self._missed(t, now)
+        return [ports.QueueDepth(category=k[0], urgency=k[1], line_of_business=k[2], required_role=Role(k[3]),
+                                 status=k[4], count=c[0], at_risk=c[1], missed=c[2])
+                for k, c in sorted(counts.items())]
+
+    def at_risk(self, now: dt.datetime, limit: int) -> list[Task]:
+        return sorted((t for t in self._all() if self._at_risk(t, now)), key=lambda t: (t.due_at, t.task_id))[:limit]
+
+    def missed(self, now: dt.datetime, limit: int) -> list[Task]:
+        return sorted((t for t in self._all() if self._missed(t, now)), key=lambda t: (t.due_at, t.task_id))[:limit]
+
+    def all_held(self, now: dt.datetime, limit: int) -> list[Task]:
+        held = [t for t in self._all() if t.held(now)]
+        return sorted(held, key=lambda t: (t.assigned_to or "", *_urgent_first(t)))[:limit]
+
 
 class FakeReviewerRepository(ports.ReviewerRepository):
     def __init__(self, layer: _Layer[str, Reviewer]) -> None:
@@ -225,6 +264,23 @@ class FakeProviderOutcomeRepository(ports.ProviderOutcomeRepository):
                 for (npi, category), (approved, total) in sorted(counts.items())]
 
 
+class FakeCaseNoteRepository(ports.CaseNoteRepository):
+    def __init__(self, layer: _Layer[str, CaseNote]) -> None:
+        self._notes = layer
+
+    def add(self, note: CaseNote) -> None:
+        if note.note_id in self._notes:
+            raise DuplicateKey("this case note is already stored")
+        self._notes.put(note.note_id, note)
+
+    def get(self, note_id: str) -> CaseNote | None:
+        return self._notes.get(note_id)
+
+    def of_member(self, member_id: str) -> list[CaseNote]:
+        return sorted((n for n in self._notes.values() if n.member_id == member_id),
+                      key=lambda n: (n.written_at, n.note_id))
+
+
 class FakeUnitOfWork(ports.UnitOfWork):
     """A unit of work over a :class:`ReviewStore`; a fresh one per use, like the SQL one."""
 
@@ -232,6 +288,7 @@ class FakeUnitOfWork(ports.UnitOfWork):
     tasks: FakeTaskRepository
     reviewers: FakeReviewerRepository
     provider_outcomes: FakeProviderOutcomeRepository
+    case_notes: FakeCaseNoteRepository
 
     def __init__(self, store: ReviewStore) -> None:
         self.store = store
@@ -245,7 +302,7 @@ class FakeUnitOfWork(ports.UnitOfWork):
 
     def __enter__(self) -> Self:
         s = self.store
-        self._layers = (_Layer(s.cases), _Layer(s.tasks), _Layer(s.reviewers), _Layer(s.outcomes))
+        self._layers = (_Layer(s.cases), _Layer(s.tasks), _Layer(s.reviewers), _Layer(s.outcomes), _Layer(s.notes))
         self._history: list[tuple[int, str, AuditEntry]] = []
         self._events: list[OutgoingEvent] = []
         self._processed: set[tuple[str, str]] = set()
@@ -253,6 +310,7 @@ class FakeUnitOfWork(ports.UnitOfWork):
         self.tasks = FakeTaskRepository(s, self._layers[1], self._history)
         self.reviewers = FakeReviewerRepository(self._layers[2])
         self.provider_outcomes = FakeProviderOutcomeRepository(self._layers[3])
+        self.case_notes = FakeCaseNoteRepository(self._layers[4])
         self._active = True
         return self
 

@@ -72,7 +72,8 @@ def test_redelivered_determinations_authorize_once_and_poison_is_parked(
     thread = threading.Thread(target=loop.run, args=(stop,))
     thread.start()
     try:
-        wait_until(lambda: loop.applied_total + loop.dead_lettered_total, 60,
+        # Copies in one poll are dropped by the loop, copies in later polls by the handler.
+        wait_until(lambda: loop.applied_total + loop.duplicates_skipped_total + loop.dead_lettered_total, 60,
                    what="the consumer to apply or park all 41 records", until=lambda handled: handled >= 41)
     finally:
         stop.set()
@@ -101,5 +102,6 @@ def test_redelivered_determinations_authorize_once_and_poison_is_parked(
     dlq.close()
     producer.close()
     engine.dispose()
-    assert len(parked) == 1 and b"not a valid ur.events.v1.DeterminationMade" in parked[0]["dlq-reason"]
+    assert len(parked) == 1
+    assert b"not a valid ur.events.v1.DeterminationMade" in parked[0]["dlq-reason"]
     assert parked[0]["dlq-consumer"] == b"authorization"

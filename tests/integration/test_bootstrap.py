@@ -30,7 +30,9 @@ def test_build_wires_without_connecting_and_uses_the_injected_clock(make_databas
                                  clock=lambda: PINNED)
     runtime = app.runtime
     try:
-        assert runtime.server is None and runtime.producer is None and runtime.consumer is None
+        assert runtime.server is None
+        assert runtime.producer is None
+        assert runtime.consumer is None
         with pytest.raises(RuntimeError, match="not started"):
             _ = runtime.port
         message = lumbar_mri()
@@ -47,7 +49,7 @@ def test_review_takes_its_collaborators_and_the_settings_files(make_database: Ca
     app = review_bootstrap.build(
         ReviewSettings(database_url=make_database("review"), reviewers_seed=REPO / "deploy" / "sample" /
                        "reviewers.yaml", lease_s=60.0),
-        clock=lambda: PINNED, duplicates=duplicates)  # type: ignore[arg-type]
+        clock=lambda: PINNED, duplicates=duplicates)
     try:
         assert app.runtime.server is None
         assert [name for name, _, _ in app.runtime.periodic] == ["deadline-monitor", "criteria-reload"]
@@ -61,7 +63,8 @@ def test_start_connects_serves_and_stop_closes(make_database: Callable[[str], st
                                                topic_prefix: str) -> None:
     app = authorization_bootstrap.build(AuthorizationSettings(
         database_url=make_database("authorization"), topic_prefix=topic_prefix, kafka_bootstrap_servers=kafka_bootstrap,
-        grpc_listen="127.0.0.1:0", topic_partitions=1, grpc_shutdown_grace_s=0.0))
+        grpc_listen="127.0.0.1:0", topic_partitions=1, grpc_shutdown_grace_s=0.0,
+        processed_events_retention_days=0.001))
     runtime = app.runtime
     runtime.start()
     try:
@@ -70,7 +73,16 @@ def test_start_connects_serves_and_stop_closes(make_database: Callable[[str], st
         with grpc.insecure_channel(f"127.0.0.1:{runtime.port}") as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
-        assert runtime.relay is not None and runtime.consumer is not None
+        assert runtime.relay is not None
+        assert runtime.consumer is not None
+        # Retention runs, and keeps consumed ids at least as long as the broker keeps the records (plus
+        # a day), not the minute and a half configured.
+        assert runtime.retention is not None
+        assert f"{runtime.name}-retention" in [t.name for t in runtime._threads]
+        window = runtime.retention.processed_after()
+        assert window is not None
+        assert window > dt.timedelta(days=1)
+        assert runtime.retention.prune() == {"outbox": 0, "processed_events": 0}
     finally:
         runtime.stop()
     assert all(not thread.is_alive() for thread in runtime._threads)

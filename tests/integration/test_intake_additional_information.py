@@ -86,7 +86,7 @@ def refused(intake: Intake, message: intake_pb2.SubmitAdditionalInformationReque
 
 
 def violations(error: grpc.RpcError) -> list[str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None
     fields: list[str] = []
     for detail in status.details:
@@ -122,7 +122,8 @@ def decide(intake: Intake, request_id: str, *, queued: bool) -> None:
 def test_information_and_its_event_are_recorded_together(intake: Intake) -> None:
     request_id = intake.submit(lumbar_mri(meets=False))
     response = intake.stub.SubmitAdditionalInformation(info(request_id), timeout=10)
-    assert not response.replayed and uuid.UUID(response.information_id)
+    assert not response.replayed
+    assert uuid.UUID(response.information_id)
     with intake.engine.connect() as conn:
         stored = conn.execute(select(tables.additional_information)).one()
     assert (stored.information_id, stored.request_id, stored.idempotency_key) == (
@@ -132,7 +133,8 @@ def test_information_and_its_event_are_recorded_together(intake: Intake) -> None
     [row] = intake.outbox()
     assert row.message_key == request_id
     assert row.event_type == "ur.events.v1.AdditionalInformationReceived"
-    assert row.schema_version == "1" and uuid.UUID(row.event_id)
+    assert row.schema_version == "1"
+    assert uuid.UUID(row.event_id)
     event = events_pb2.AdditionalInformationReceived.FromString(row.payload)
     assert (event.request_id, event.information_id, event.note) == (
         request_id, response.information_id, "PT notes attached")
@@ -147,9 +149,11 @@ def test_same_key_and_payload_replays_the_first_answer(intake: Intake) -> None:
     first = intake.stub.SubmitAdditionalInformation(info(request_id), timeout=10)
     decide(intake, request_id, queued=False)  # a replay still answers after the request is decided
     again = intake.stub.SubmitAdditionalInformation(info(request_id), timeout=10)
-    assert again.replayed and (again.information_id, again.received_at) == (first.information_id,
+    assert again.replayed
+    assert (again.information_id, again.received_at) == (first.information_id,
                                                                             first.received_at)
-    assert intake.count(tables.additional_information) == 1 and len(intake.outbox()) == 1
+    assert intake.count(tables.additional_information) == 1
+    assert len(intake.outbox()) == 1
 
 
 def test_same_key_with_another_payload_is_already_exists(intake: Intake) -> None:
@@ -158,8 +162,10 @@ def test_same_key_with_another_payload_is_already_exists(intake: Intake) -> None
     intake.stub.SubmitAdditionalInformation(info(request_id), timeout=10)
     for message in (info(request_id, weeks=9.0), info(request_id, note="other note"), info(other_id)):
         error = refused(intake, message)
-        assert error.code() is grpc.StatusCode.ALREADY_EXISTS and "info-1" in (error.details() or "")
-    assert intake.count(tables.additional_information) == 1 and len(intake.outbox()) == 1
+        assert error.code() is grpc.StatusCode.ALREADY_EXISTS
+        assert "info-1" in (error.details() or "")
+    assert intake.count(tables.additional_information) == 1
+    assert len(intake.outbox()) == 1
 
 
 def test_racing_calls_with_one_key_record_once_and_all_get_the_answer(intake: Intake) -> None:
@@ -187,8 +193,10 @@ def test_racing_calls_with_one_key_record_once_and_all_get_the_answer(intake: In
     for t in threads:
         t.join()
     assert errors == []
-    assert len({a.information_id for a in answers}) == 1 and sum(not a.replayed for a in answers) == 1
-    assert intake.count(tables.additional_information) == 1 and len(intake.outbox()) == 1
+    assert len({a.information_id for a in answers}) == 1
+    assert sum(not a.replayed for a in answers) == 1
+    assert intake.count(tables.additional_information) == 1
+    assert len(intake.outbox()) == 1
 
 
 def test_invalid_information_is_invalid_argument_and_stores_nothing(intake: Intake) -> None:
@@ -204,14 +212,17 @@ def test_invalid_information_is_invalid_argument_and_stores_nothing(intake: Inta
                                  "clinical_facts[5].name", "note"]
     error = refused(intake, intake_pb2.SubmitAdditionalInformationRequest(request_id="not-a-uuid"))
     assert violations(error) == ["request_id", "idempotency_key", "clinical_facts"]
-    assert intake.count(tables.additional_information) == 0 and intake.count(tables.outbox) == events_before
+    assert intake.count(tables.additional_information) == 0
+    assert intake.count(tables.outbox) == events_before
 
 
 def test_unknown_request_is_not_found(intake: Intake) -> None:
     unknown = str(uuid.uuid4())
     error = refused(intake, info(unknown))
-    assert error.code() is grpc.StatusCode.NOT_FOUND and unknown in (error.details() or "")
-    assert intake.count(tables.additional_information) == 0 and len(intake.outbox()) == 0
+    assert error.code() is grpc.StatusCode.NOT_FOUND
+    assert unknown in (error.details() or "")
+    assert intake.count(tables.additional_information) == 0
+    assert len(intake.outbox()) == 0
 
 
 def test_requests_not_under_review_are_failed_precondition(intake: Intake) -> None:
@@ -223,7 +234,8 @@ def test_requests_not_under_review_are_failed_precondition(intake: Intake) -> No
         assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
         assert f"request {request_id} is {status}" in (error.details() or "")
         assert "nothing is waiting for information" in (error.details() or "")
-    assert intake.count(tables.additional_information) == 0 and len(intake.outbox()) == 0
+    assert intake.count(tables.additional_information) == 0
+    assert len(intake.outbox()) == 0
 
 
 def test_pended_and_in_review_requests_take_information(intake: Intake) -> None:

@@ -54,11 +54,13 @@ def submit(intake: Intake, message):  # type: ignore[no-untyped-def]
 def test_request_and_its_event_are_recorded_together(intake: Intake) -> None:
     result = submit(intake, lumbar_mri())
     assert result.record.status is RequestStatus.IN_REVIEW
-    assert intake.count(tables.requests) == 1 and intake.count(tables.outbox) == 1
+    assert intake.count(tables.requests) == 1
+    assert intake.count(tables.outbox) == 1
     with intake.engine.connect() as conn:
         row = conn.execute(select(tables.outbox)).one()
     event = events_pb2.RequestSubmitted.FromString(row.payload)
-    assert event.request_id == result.record.request_id and row.message_key == event.request_id
+    assert event.request_id == result.record.request_id
+    assert row.message_key == event.request_id
     assert row.topic == "t.intake.request-submitted.v1"
 
 
@@ -73,8 +75,10 @@ def test_invalid_request_leaves_nothing_behind(intake: Intake) -> None:
 
 def test_ineligible_is_recorded_but_not_published(intake: Intake) -> None:
     result = submit(intake, lumbar_mri(member_id="NOBODY-1"))
-    assert result.record.status is RequestStatus.INELIGIBLE and result.record.status_reason == "member not found"
-    assert intake.count(tables.requests) == 1 and intake.count(tables.outbox) == 0
+    assert result.record.status is RequestStatus.INELIGIBLE
+    assert result.record.status_reason == "member not found"
+    assert intake.count(tables.requests) == 1
+    assert intake.count(tables.outbox) == 0
 
 
 def test_racing_submissions_of_one_key_make_one_request(intake: Intake) -> None:
@@ -92,7 +96,8 @@ def test_racing_submissions_of_one_key_make_one_request(intake: Intake) -> None:
         t.join()
     assert len({r.record.request_id for r in results}) == 1
     assert sum(not r.replayed for r in results) == 1
-    assert intake.count(tables.requests) == 1 and intake.count(tables.outbox) == 1
+    assert intake.count(tables.requests) == 1
+    assert intake.count(tables.outbox) == 1
     with pytest.raises(IdempotencyConflict):
         submit(intake, lumbar_mri(key="race-key", meets=False))
 
@@ -138,14 +143,17 @@ def test_additional_information_is_recorded_and_forwarded_once(intake: Intake) -
     request_id = submit(intake, lumbar_mri(meets=False)).record.request_id
     first = add_info(intake, _info(request_id))
     again = add_info(intake, _info(request_id))
-    assert again.replayed and again.information_id == first.information_id
+    assert again.replayed
+    assert again.information_id == first.information_id
     assert intake.count(tables.additional_information) == 1
     with intake.engine.connect() as conn:
         rows = conn.execute(select(tables.outbox).where(tables.outbox.c.topic == "t.intake.additional-information.v1")
                             ).all()
-    assert len(rows) == 1 and rows[0].message_key == request_id
+    assert len(rows) == 1
+    assert rows[0].message_key == request_id
     event = events_pb2.AdditionalInformationReceived.FromString(rows[0].payload)
-    assert event.information_id == first.information_id and event.clinical_facts[0].number_value == 7.0
+    assert event.information_id == first.information_id
+    assert event.clinical_facts[0].number_value == 7.0
     with pytest.raises(IdempotencyConflict):
         add_info(intake, _info(request_id, weeks=9.0))
 

@@ -47,8 +47,10 @@ class Review:
     workflow: ReviewWorkflow
     now: list[dt.datetime]
 
-    def submit(self, *, meets: bool = False, lob: int = types_pb2.LINE_OF_BUSINESS_COMMERCIAL, state: str = "TX",
-               missing: bool = False, urgency: int = types_pb2.URGENCY_STANDARD,
+    def submit(self, *, meets: bool = False,
+               lob: types_pb2.LineOfBusiness.ValueType = types_pb2.LINE_OF_BUSINESS_COMMERCIAL,
+               state: str = "TX", missing: bool = False,
+               urgency: types_pb2.Urgency.ValueType = types_pb2.URGENCY_STANDARD,
                received_at: dt.datetime | None = None) -> str:
         """Review consumes the request at ``now``; intake received it at ``received_at`` (default: now)."""
         req = lumbar_mri(meets=meets, lob=lob, state=state, missing_facts=missing, urgency=urgency)
@@ -119,7 +121,7 @@ def test_many_reviewers_claiming_at_once_never_share_a_task(backend: str, make_d
                 view = r.workflow.queue.claim_next(nurse.reviewer_id)
             except (NotFound, ResourceExhausted):
                 return
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - a failure in a thread must fail the test
                 errors.append(exc)
                 return
             claimed.append((view.task.task_id, nurse.reviewer_id))
@@ -131,10 +133,12 @@ def test_many_reviewers_claiming_at_once_never_share_a_task(backend: str, make_d
         t.join(timeout=120)
     assert not errors, errors
     per_task = Counter(task for task, _ in claimed)
-    assert len(claimed) == 30 and max(per_task.values()) == 1
+    assert len(claimed) == 30
+    assert max(per_task.values()) == 1
     assert max(Counter(who for _, who in claimed).values()) <= 4  # capacity respected
     with r.engine.connect() as conn:
-        holders = dict(conn.execute(select(tables.review_tasks.c.task_id, tables.review_tasks.c.assigned_to)).all())
+        rows = conn.execute(select(tables.review_tasks.c.task_id, tables.review_tasks.c.assigned_to)).all()
+    holders = {task_id: assigned_to for task_id, assigned_to in rows}
     assert holders == dict(claimed)
     r.engine.dispose()
 
@@ -147,7 +151,8 @@ def test_an_expired_lease_returns_the_task_to_the_queue(review: Review) -> None:
     review.now[0] = T0 + dt.timedelta(minutes=11)
     assert review.workflow.monitor.run()["leases_expired"] == 1
     view = review.workflow.queue.claim_next("rn-2")
-    assert view.task.task_id == task_id and view.task.assigned_to == "rn-2"
+    assert view.task.task_id == task_id
+    assert view.task.assigned_to == "rn-2"
     with pytest.raises(FailedPrecondition, match="held by another reviewer"):
         review.workflow.decisions.decide("rn-1", task_id, DecisionInput(Decision.APPROVE))
     assert [h.action for h in view.history] == ["claimed", "lease_expired", "claimed"]
@@ -174,7 +179,8 @@ def test_a_nurse_cannot_deny_a_physician_can_and_is_named(review: Review) -> Non
                                        criterion="imaging-mri-lumbar-spine@2026.1: conservative_therapy_six_weeks"))
     line = determination.lines[0]
     assert line.action_code == types_pb2.ACTION_CODE_NOT_CERTIFIED
-    assert line.decided_by.id == "md-1" and line.decided_by.role == "physician"
+    assert line.decided_by.id == "md-1"
+    assert line.decided_by.role == "physician"
     assert line.decided_by.credential == "MD, licensed in TX"
     assert line.criterion.endswith("conservative_therapy_six_weeks")
     assert line.explanation.criteria_id == "imaging-mri-lumbar-spine"  # the criteria explanation travels on
@@ -206,7 +212,8 @@ def test_information_requested_then_received_reopens_or_approves(review: Review)
     assert status == "decided"
     approvals = [d for d in review.outbox() if d.determination.lines[0].action_code
                  == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL]
-    assert len(approvals) == 1 and approvals[0].determination.lines[0].approved_units == 1
+    assert len(approvals) == 1
+    assert approvals[0].determination.lines[0].approved_units == 1
 
 
 def test_the_monitor_escalates_then_records_a_missed_medicaid_deadline(review: Review) -> None:
@@ -222,7 +229,9 @@ def test_the_monitor_escalates_then_records_a_missed_medicaid_deadline(review: R
     kinds = [a.kind for a in review.alerts()]
     assert kinds == [events_pb2.ReviewAlert.KIND_UNASSIGNED_NEAR_DEADLINE, events_pb2.ReviewAlert.KIND_DEADLINE_MISSED]
     missed = review.alerts()[-1]
-    assert missed.deemed_denial and missed.request_id == request_id and "438.404" in missed.message
+    assert missed.deemed_denial
+    assert missed.request_id == request_id
+    assert "438.404" in missed.message
     with review.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(tables.review_tasks)
                             .where(tables.review_tasks.c.deemed_denial.is_(True))).scalar_one() == 1
@@ -245,7 +254,8 @@ def test_a_task_created_five_days_after_receipt_is_at_risk_on_the_monitors_first
         r.now[0] = T0 + first_pass_after
         assert r.workflow.monitor.run()["unassigned_alerts"] == 1
         alert = r.alerts()[-1]
-        assert alert.request_id == request_id and alert.kind == events_pb2.ReviewAlert.KIND_UNASSIGNED_NEAR_DEADLINE
+        assert alert.request_id == request_id
+        assert alert.kind == events_pb2.ReviewAlert.KIND_UNASSIGNED_NEAR_DEADLINE
     finally:
         r.engine.dispose()
 
@@ -261,7 +271,8 @@ def test_an_erisa_request_for_information_tolls_the_clock_until_the_answer(revie
     review.workflow.queue.claim_next("rn-1")
     view, _ = review.workflow.decisions.decide("rn-1", task_id, DecisionInput(Decision.REQUEST_INFORMATION,
                                                                      facts=("conservative_therapy_weeks",)))
-    assert view.task.clock_paused and "tolled" in view.task.clock_rule
+    assert view.task.clock_paused
+    assert "tolled" in view.task.clock_rule
     review.now[0] = T0 + dt.timedelta(days=40)  # long past the original deadline: still not missed
     assert review.workflow.monitor.run()["missed"] == 0
     info = events_pb2.AdditionalInformationReceived(request_id=request_id, information_id=str(uuid.uuid4()),
@@ -271,7 +282,8 @@ def test_an_erisa_request_for_information_tolls_the_clock_until_the_answer(revie
                                                       partition=0, offset=0)])
     task = review.workflow.queue.get_task("rn-1", task_id).task
     due = task.due_at if task.due_at.tzinfo else task.due_at.replace(tzinfo=dt.UTC)
-    assert not task.clock_paused and task.status == "open"
+    assert not task.clock_paused
+    assert task.status == "open"
     assert due == T0 + dt.timedelta(days=40) + dt.timedelta(days=10)  # the 10 days left when it stopped
     assert "resumes" in task.clock_rule
 
@@ -282,7 +294,8 @@ def test_deadline_extensions_follow_the_regime(review: Review) -> None:
         review.workflow.deadlines.extend_deadline("rn-1", ma, "enrollee_request", notice_sent=False)
     view = review.workflow.deadlines.extend_deadline("rn-1", ma, "enrollee_request", notice_sent=True)
     due = view.task.due_at if view.task.due_at.tzinfo else view.task.due_at.replace(tzinfo=dt.UTC)
-    assert due == T0 + dt.timedelta(days=21) and view.history[-1].action == "deadline_extended"
+    assert due == T0 + dt.timedelta(days=21)
+    assert view.history[-1].action == "deadline_extended"
     with pytest.raises(FailedPrecondition, match="one extension"):
         review.workflow.deadlines.extend_deadline("rn-1", ma, "enrollee_request", notice_sent=True)
     wc = review.task_of(review.submit(lob=types_pb2.LINE_OF_BUSINESS_WORKERS_COMP, state="TX"))
@@ -303,4 +316,5 @@ def test_a_reviewers_decision_updates_the_gold_card_record(review: Review) -> No
     review.workflow.decisions.decide("rn-1", task_id, DecisionInput(Decision.APPROVE, note="notes document therapy"))
     with review.engine.connect() as conn:
         after = conn.execute(select(OUTCOMES.c.approved, OUTCOMES.c.decided_by)).one()
-    assert bool(after.approved) and after.decided_by == "rn-1"
+    assert bool(after.approved)
+    assert after.decided_by == "rn-1"

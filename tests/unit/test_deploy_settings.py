@@ -55,7 +55,8 @@ def _check_address_settings(env: dict[str, str], where: str) -> None:
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     document = yaml.safe_load(COMPOSE.read_text())
-    assert isinstance(document, dict) and isinstance(document.get("services"), dict), COMPOSE
+    assert isinstance(document, dict), COMPOSE
+    assert isinstance(document.get("services"), dict), COMPOSE
     return document
 
 
@@ -101,7 +102,7 @@ def test_compose_ports_match_defaults(compose: dict[str, Any]) -> None:
         _check_address_settings(env, f"compose service {name}")
         for mapping in spec.get("ports") or []:
             target = mapping.get("target") if isinstance(mapping, dict) else str(mapping).split("/")[0].split(":")[-1]
-            assert int(target) == port, f"compose service {name} publishes container port {target}, not {port}"
+            assert int(str(target)) == port, f"compose service {name} publishes container port {target}, not {port}"
         health = " ".join(map(str, (spec.get("healthcheck") or {}).get("test") or []))
         for probed in re.findall(r"127\.0\.0\.1:(\d+)", health):
             assert int(probed) == port, f"compose service {name}: healthcheck probes port {probed}, not {port}"
@@ -128,7 +129,8 @@ def _k8s_documents() -> Iterator[tuple[Path, dict[str, Any]]]:
     for path in K8S_FILES:
         for document in yaml.safe_load_all(path.read_text()):
             if document:
-                assert isinstance(document, dict) and "kind" in document, f"{path}: not a Kubernetes object"
+                assert isinstance(document, dict), f"{path}: not a Kubernetes object"
+                assert "kind" in document, f"{path}: not a Kubernetes object"
                 yield path, document
 
 
@@ -184,12 +186,13 @@ def _container_env(container: dict[str, Any], namespace: str,
         value = item.get("value", "")
         secret = (item.get("valueFrom") or {}).get("secretKeyRef")
         config_map = (item.get("valueFrom") or {}).get("configMapKeyRef")
-        for kind, ref in (("Secret", secret), ("ConfigMap", config_map)):
-            if ref:
-                source = config.get((kind, namespace, ref["name"]))
-                assert source is not None, f"{where}: {item['name']} refers to {kind} {ref['name']}, not in deploy/k8s"
-                assert ref["key"] in source, f"{where}: {kind} {ref['name']} has no key {ref['key']}"
-                value = source[ref["key"]]
+        for kind, key_ref in (("Secret", secret), ("ConfigMap", config_map)):
+            if key_ref:
+                source = config.get((kind, namespace, key_ref["name"]))
+                assert source is not None, (f"{where}: {item['name']} refers to {kind} {key_ref['name']}, "
+                                            "not in deploy/k8s")
+                assert key_ref["key"] in source, f"{where}: {kind} {key_ref['name']} has no key {key_ref['key']}"
+                value = source[key_ref["key"]]
         env[item["name"]] = str(value)
     return env
 
@@ -236,7 +239,8 @@ def test_k8s_ports_match_defaults(k8s: list[tuple[Path, dict[str, Any]]]) -> Non
             assert listen.startswith("0.0.0.0:"), f"{where}: UR_{service.upper()}_GRPC_LISTEN={listen!r}"
             for probe_name in ("startupProbe", "readinessProbe", "livenessProbe"):
                 probe = container.get(probe_name)
-                assert probe and "grpc" in probe, f"{where}: needs a gRPC {probe_name}"
+                assert probe, f"{where}: needs a gRPC {probe_name}"
+                assert "grpc" in probe, f"{where}: needs a gRPC {probe_name}"
                 assert probe["grpc"]["port"] == port, f"{where}: {probe_name} probes {probe['grpc']['port']}"
             labels = document["spec"]["selector"]["matchLabels"]
             pod_ports[(namespace, labels.get("app.kubernetes.io/name", ""))] = (service, ports)
@@ -246,7 +250,8 @@ def test_k8s_ports_match_defaults(k8s: list[tuple[Path, dict[str, Any]]]) -> Non
         if document["kind"] != "Service":
             continue
         namespace = _key(document)[0]
-        selected = pod_ports.get((namespace, (document["spec"].get("selector") or {}).get("app.kubernetes.io/name")))
+        app: str | None = (document["spec"].get("selector") or {}).get("app.kubernetes.io/name")
+        selected = pod_ports.get((namespace, app)) if app is not None else None
         if not selected:
             continue
         service, named = selected

@@ -25,7 +25,7 @@ from services.common.topics import Topics
 logger = logging.getLogger(__name__)
 
 CONSUMER_NAME = "authorization"
-ACTION = types_pb2.ActionCode.DESCRIPTOR
+ACTION = types_pb2.ActionCode
 
 
 def _date(d: types_pb2.Date) -> dt.date | None:

@@ -82,7 +82,7 @@ def run_examples(loaded: LoadedSet, matchers: Mapping[str, ConditionMatcher],
         for name, matcher in matchers.items():
             try:
                 got = evaluate(c, line, matcher, deriver)
-            except Exception as exc:  # an engine failure is this example's failure, not the run's
+            except Exception as exc:  # noqa: BLE001 - an engine failure is this example's failure, not the run's
                 problems.append(f"{name}: error: {exc}")
                 continue
             summary = summary or got.summary
@@ -127,7 +127,7 @@ def run_vocabulary_examples(loaded: LoadedVocabulary, library: CriteriaLibrary |
         for name, matcher in matchers.items():
             try:
                 problems += [f"{name}: {p}" for p in run_example(criteria, library.derivations(criteria), e, matcher)]
-            except Exception as exc:  # an engine failure is this example's failure, not the run's
+            except Exception as exc:  # noqa: BLE001 - an engine failure is this example's failure, not the run's
                 problems.append(f"{name}: error: {exc}")
         expected = e.expect.value + (f", derived {', '.join(sorted(e.derived))}" if e.derived else "")
         if problems:

@@ -27,7 +27,7 @@ from services.review.adapters.criteria_loader import CriteriaLibrary
 from services.review.adapters.rules_engine import DurableRulesMatcher
 from services.review.domain.criteria import ConditionMatcher, evaluate
 
-LOB = types_pb2.LineOfBusiness.DESCRIPTOR
+LOB = types_pb2.LineOfBusiness
 
 
 def explain_file(path: Path, library: CriteriaLibrary, matcher: ConditionMatcher) -> Any:
@@ -48,7 +48,7 @@ def explain_file(path: Path, library: CriteriaLibrary, matcher: ConditionMatcher
                                        f"{', '.join(facts.diagnoses) or '(none)'}; a nurse reviews it")
             continue
         evaluation = evaluate(criteria, facts, matcher, library.derivations(criteria))
-        out.outcome = to_number(OUTCOME, evaluation.outcome.value)  # type: ignore[assignment]
+        out.outcome = to_number(OUTCOME, evaluation.outcome.value)
         out.explanation.CopyFrom(explanation_of(evaluation))
     return determination
 

@@ -7,7 +7,8 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from ur.common.v1 import types_pb2
 
 from services.cli.base import UsageError
 from services.common import settings
@@ -100,7 +101,7 @@ def engine_problem(loaded: LoadedSet) -> CriteriaError | None:
     """Whether durable-rules compiles the set, as the review service does at start."""
     try:
         DurableRulesMatcher().compile(loaded.criteria)
-    except Exception as exc:  # the engine's own error type is an implementation detail
+    except Exception as exc:  # noqa: BLE001 - the engine's own error type is an implementation detail
         return CriteriaError(loaded.path, "conditions", f"the rules engine refuses this set: {exc}")
     return None
 
@@ -189,7 +190,7 @@ def _vocabulary_alone(path: Path, result: Validation) -> list[Path]:
 
 # -- from a request to its lines' facts: review's own translation (service_layer/lines.py) ---------
 
-def request_lines(message: Any) -> list[tuple[Any, LineFacts]]:
+def request_lines(message: lines.RequestMessage) -> list[tuple[types_pb2.ServiceLine, LineFacts]]:
     """(service line, LineFacts) as review builds them; an impossible date fact is left out (intake
     would refuse the request; explain still shows what the rest of it gives)."""
     return lines.request_lines(message, drop_impossible_dates=True)

@@ -127,23 +127,49 @@ def format_replay(report: ReplayReport, sample_size: int) -> RenderableType:
             ("lines whose outcome would change", plain(report.changed, "bold yellow" if report.changed else "bold")),
         ]),
     ]
-    extras = []
-    if report.governed_by_other_set:
-        extras.append(f"{report.governed_by_other_set} line(s) the draft covers stay under a more specific criteria "
-                      "set and are not counted")
-    if report.no_longer_covered:
-        extras.append(f"{report.no_longer_covered} line(s) decided under {d.id} are no longer covered by the draft "
-                      "(their code, line of business or diagnosis was dropped): they would go to a nurse or another "
-                      "criteria set")
-    if report.unreadable:
-        extras.append(f"{report.unreadable} stored request(s) could not be read and were skipped")
-    parts += [plain(f"• {x}", "yellow") for x in extras]
+    parts += [plain(f"• {x}", "yellow") for x in _notes(report)]
     if not report.covered:
         codes, lobs = ", ".join(sorted(d.service_codes)), ", ".join(sorted(d.lines_of_business))
         parts.append(plain(f"\nNone of these requests has a line the draft would govern ({codes} for {lobs}).",
                            "yellow"))
         return Group(*parts)
 
+    parts += [Text(""), _counts_table(report)]
+
+    if not report.changed:
+        parts.append(plain("No line would get a different outcome under the draft.", "green"))
+        return Group(*parts)
+    moves = Table(title="How outcomes would move", box=box.SIMPLE_HEAVY, pad_edge=False, title_justify="left")
+    moves.add_column("lines", justify="right")
+    moves.add_column("change")
+    for (was, now), n in report.transitions.most_common():
+        moves.add_row(plain(n, "bold"), plain(f"{WAS.get(was, was)} → {WOULD.get(now, now)}"))
+    parts += [moves]
+    if not report.sample:
+        return Group(*parts)
+    parts.append(plain(f"Sample of changed lines ({len(report.sample)} of {report.changed}; --sample {sample_size})",
+                       "bold"))
+    for c in report.sample:
+        parts += _sample_parts(c)
+    return Group(*parts)
+
+
+def _notes(report: ReplayReport) -> list[str]:
+    """What the counts leave out: lines kept by another set, lines no longer covered, unreadable requests."""
+    extras: list[str] = []
+    if report.governed_by_other_set:
+        extras.append(f"{report.governed_by_other_set} line(s) the draft covers stay under a more specific criteria "
+                      "set and are not counted")
+    if report.no_longer_covered:
+        extras.append(f"{report.no_longer_covered} line(s) decided under {report.draft.id} are no longer covered by "
+                      "the draft (their code, line of business or diagnosis was dropped): they would go to a nurse or "
+                      "another criteria set")
+    if report.unreadable:
+        extras.append(f"{report.unreadable} stored request(s) could not be read and were skipped")
+    return extras
+
+
+def _counts_table(report: ReplayReport) -> Table:
     counts = Table(title="Outcomes of the lines the draft governs", box=box.SIMPLE_HEAVY, pad_edge=False,
                    title_justify="left")
     counts.add_column("outcome")
@@ -160,42 +186,29 @@ def format_replay(report: ReplayReport, sample_size: int) -> RenderableType:
         counts.add_row(plain(other), plain(report.before[other]), plain(0), plain(f"{-report.before[other]:+d}"))
     counts.add_row(plain("total", "bold"), plain(sum(report.before.values())), plain(sum(report.after.values())),
                    plain(""))
-    parts += [Text(""), counts]
+    return counts
 
-    if not report.changed:
-        parts.append(plain("No line would get a different outcome under the draft.", "green"))
-        return Group(*parts)
-    moves = Table(title="How outcomes would move", box=box.SIMPLE_HEAVY, pad_edge=False, title_justify="left")
-    moves.add_column("lines", justify="right")
-    moves.add_column("change")
-    for (was, now), n in report.transitions.most_common():
-        moves.add_row(plain(n, "bold"), plain(f"{WAS.get(was, was)} → {WOULD.get(now, now)}"))
-    parts += [moves]
-    if not report.sample:
-        return Group(*parts)
-    parts.append(plain(f"Sample of changed lines ({len(report.sample)} of {report.changed}; --sample {sample_size})",
-                       "bold"))
-    for c in report.sample:
-        heading = Text.assemble((f"Request {c.request_id}", "cyan"), f" line {c.line_number}, ",
-                                (f"{c.procedure_code}", "bold"), f", received {c.received_at}: ",
-                                (OUTCOME_LABEL.get(c.before, c.before), OUTCOME_STYLE.get(c.before, "")), " → ",
-                                (OUTCOME_LABEL.get(c.after, c.after), f"bold {OUTCOME_STYLE.get(c.after, '')}"))
-        rows: list[tuple[str, RenderableType]] = [
-            ("before", plain(c.before_words)),
-            ("with the draft", plain(c.after_words, "bold")),
-        ]
-        if c.flips:
-            table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-            table.add_column("condition that changed")
-            table.add_column("before", no_wrap=True)
-            table.add_column("with the draft", no_wrap=True)
-            table.add_column("the request says", overflow="fold")
-            for f in c.flips:
-                table.add_row(plain(f.described), plain(f.before, STATUS_STYLE.get(f.before, "dim")),
-                              plain(f.after, STATUS_STYLE.get(f.after, "dim")),
-                              plain(", ".join(f.observed) or "not stated"))
-            rows.append(("why", table))
-        if c.later_decision:
-            rows.append(("since then", plain(c.later_decision, "magenta")))
-        parts += [Text(""), heading, indent(kv_grid(rows))]
-    return Group(*parts)
+
+def _sample_parts(c: ChangedLine) -> list[RenderableType]:
+    heading = Text.assemble((f"Request {c.request_id}", "cyan"), f" line {c.line_number}, ",
+                            (f"{c.procedure_code}", "bold"), f", received {c.received_at}: ",
+                            (OUTCOME_LABEL.get(c.before, c.before), OUTCOME_STYLE.get(c.before, "")), " → ",
+                            (OUTCOME_LABEL.get(c.after, c.after), f"bold {OUTCOME_STYLE.get(c.after, '')}"))
+    rows: list[tuple[str, RenderableType]] = [
+        ("before", plain(c.before_words)),
+        ("with the draft", plain(c.after_words, "bold")),
+    ]
+    if c.flips:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        table.add_column("condition that changed")
+        table.add_column("before", no_wrap=True)
+        table.add_column("with the draft", no_wrap=True)
+        table.add_column("the request says", overflow="fold")
+        for f in c.flips:
+            table.add_row(plain(f.described), plain(f.before, STATUS_STYLE.get(f.before, "dim")),
+                          plain(f.after, STATUS_STYLE.get(f.after, "dim")),
+                          plain(", ".join(f.observed) or "not stated"))
+        rows.append(("why", table))
+    if c.later_decision:
+        rows.append(("since then", plain(c.later_decision, "magenta")))
+    return [Text(""), heading, indent(kv_grid(rows))]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from ur.common.v1 import types_pb2
 
-OUTCOME = types_pb2.LineOutcome.DESCRIPTOR
-CONDITION = types_pb2.ConditionStatus.DESCRIPTOR
+OUTCOME = types_pb2.LineOutcome
+CONDITION = types_pb2.ConditionStatus
 
 OUTCOME_ORDER = ("meets_criteria", "meets_criteria_urgent", "no_action_required", "refer_to_nurse",
                  "pend_missing_information")

@@ -17,7 +17,7 @@ from services.intake.domain.records import InformationRecord, LineRecord, Reques
 from services.intake.service_layer import ports
 
 
-def _bytes(value: Any) -> bytes | None:
+def _bytes(value: bytes | memoryview | None) -> bytes | None:
     return bytes(value) if value else None
 
 
@@ -88,6 +88,13 @@ class SqlRequestRepository(ports.RequestRepository):
             by_request.setdefault(ln.request_id, []).append(ln)
         return {r.request_id: _record(r, by_request.get(r.request_id, [])) for r in rows}
 
+    def of_member(self, member_id: str, limit: int) -> list[RequestRecord]:
+        ids = self.conn.execute(select(t.requests.c.request_id).where(t.requests.c.member_id == member_id)
+                                .order_by(t.requests.c.received_at.desc(), t.requests.c.request_id)
+                                .limit(limit)).scalars().all()
+        found = self.get_many(list(ids))
+        return [found[i] for i in ids]
+
     def apply(self, changes: RequestChanges) -> None:
         # Batched updates (executemany): keys prefixed ``b_`` select the row, the rest are new values.
         batches: tuple[tuple[Table, tuple[str, ...], list[dict[str, Any]]], ...] = (
@@ -128,11 +135,19 @@ class SqlInformationRepository(ports.InformationRepository):
     def by_key(self, idempotency_key: str) -> InformationRecord | None:
         row = self.conn.execute(select(t.additional_information).where(
             t.additional_information.c.idempotency_key == idempotency_key)).first()
-        if row is None:
-            return None
-        return InformationRecord(information_id=row.information_id, request_id=row.request_id,
-                                 idempotency_key=row.idempotency_key, fingerprint=row.fingerprint,
-                                 payload=bytes(row.payload), received_at=ensure_utc(row.received_at))
+        return None if row is None else _information(row)
+
+    def of_request(self, request_id: str) -> list[InformationRecord]:
+        info = t.additional_information
+        rows = self.conn.execute(select(info).where(info.c.request_id == request_id)
+                                 .order_by(info.c.received_at, info.c.information_id))
+        return [_information(r) for r in rows]
+
+
+def _information(row: Row[Any]) -> InformationRecord:
+    return InformationRecord(information_id=row.information_id, request_id=row.request_id,
+                             idempotency_key=row.idempotency_key, fingerprint=row.fingerprint,
+                             payload=bytes(row.payload), received_at=ensure_utc(row.received_at))
 
 
 class SqlMemberRepository(ports.MemberRepository):

@@ -18,7 +18,6 @@ and a member listed twice are refused with a :class:`SeedError`:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,8 +26,6 @@ from pydantic import field_validator
 from services.common.config_files import ConfigFileError, Date, FileModel, Text, load_model
 from services.intake.domain.model import LINES_OF_BUSINESS, Coverage, Member
 from services.intake.service_layer.ports import IntakeUnitOfWork
-
-logger = logging.getLogger(__name__)
 
 
 class SeedError(ConfigFileError):
@@ -83,11 +80,3 @@ def store_members(members: Sequence[Member], uow_factory: Callable[[], IntakeUni
         for member in members:
             uow.members.save(member)
         uow.commit()
-
-
-def load_members(path: Path, uow_factory: Callable[[], IntakeUnitOfWork]) -> int:
-    """Upsert every member of the file (read whole and validated first); returns how many."""
-    members = read_members(path)
-    store_members(members, uow_factory)
-    logger.info("loaded %d members from %s", len(members), path)
-    return len(members)

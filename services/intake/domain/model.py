@@ -15,9 +15,6 @@ from services.common.errors import FieldViolation
 from services.intake.domain.codes import is_icd10cm, is_npi, is_procedure_code, is_state
 
 LINES_OF_BUSINESS = ("medicare_advantage", "medicaid", "commercial", "workers_comp")
-REVIEW_TYPES = ("prospective", "concurrent", "retrospective")
-URGENCIES = ("standard", "expedited")
-FACT_KINDS = ("bool", "number", "text", "date")
 
 MAX_LINES = 50
 MAX_UNITS = 9999
@@ -98,6 +95,19 @@ def validate(req: PriorAuthRequest) -> list[FieldViolation]:
     def bad(field: str, description: str) -> None:
         v.append(FieldViolation(field, description))
 
+    _validate_parties(req, bad)
+    _validate_diagnoses(req, bad)
+    if req.review_type is None:
+        bad("review_type", "required: prospective, concurrent or retrospective")
+    if req.urgency is None:
+        bad("urgency", "required: standard or expedited")
+    _validate_lines(req, bad)
+    _validate_facts(req, bad)
+    return v
+
+
+def _validate_parties(req: PriorAuthRequest, bad: _Bad) -> None:
+    """The key, the member and their coverage, the providers."""
     if not req.idempotency_key:
         bad("idempotency_key", "required")
     elif not _KEY.match(req.idempotency_key):
@@ -117,6 +127,9 @@ def validate(req: PriorAuthRequest) -> list[FieldViolation]:
             bad(f"{prefix}.npi", "required")
         elif not is_npi(npi):
             bad(f"{prefix}.npi", f"{npi!r} is not a valid NPI (10 digits with a Luhn check digit)")
+
+
+def _validate_diagnoses(req: PriorAuthRequest, bad: _Bad) -> None:
     if not req.diagnoses:
         bad("diagnoses", "at least one ICD-10-CM diagnosis is required")
     for i, (code, _primary) in enumerate(req.diagnoses):
@@ -124,13 +137,6 @@ def validate(req: PriorAuthRequest) -> list[FieldViolation]:
             bad(f"diagnoses[{i}].code", f"{code!r} is not an ICD-10-CM code (e.g. M54.50)")
     if sum(1 for _c, primary in req.diagnoses if primary) > 1:
         bad("diagnoses", "at most one diagnosis may be primary")
-    if req.review_type is None:
-        bad("review_type", "required: prospective, concurrent or retrospective")
-    if req.urgency is None:
-        bad("urgency", "required: standard or expedited")
-    _validate_lines(req, bad)
-    _validate_facts(req, bad)
-    return v
 
 
 def _validate_lines(req: PriorAuthRequest, bad: _Bad) -> None:
@@ -138,37 +144,43 @@ def _validate_lines(req: PriorAuthRequest, bad: _Bad) -> None:
         bad("service_lines", "at least one service line is required")
     if len(req.lines) > MAX_LINES:
         bad("service_lines", f"at most {MAX_LINES} lines per request")
-    seen: set[int] = set()
     for i, line in enumerate(req.lines):
-        f = f"service_lines[{i}]"
-        if line.line_number != i + 1:
-            bad(f"{f}.line_number", f"must be {i + 1} (lines are numbered 1, 2, 3... in order)")
-        seen.add(line.line_number)
-        if not line.procedure_code:
-            bad(f"{f}.procedure_code", "required")
-        elif not is_procedure_code(line.procedure_code):
-            bad(f"{f}.procedure_code",
-                f"{line.procedure_code!r} is neither CPT (5 characters) nor HCPCS Level II (letter + 4 digits)")
-        for j, modifier in enumerate(line.modifiers):
-            if not re.fullmatch(r"[A-Z0-9]{2}", modifier):
-                bad(f"{f}.modifiers[{j}]", f"{modifier!r} is not a two-character modifier")
-        if line.units <= 0:
-            bad(f"{f}.units", "must be at least 1")
-        elif line.units > MAX_UNITS:
-            bad(f"{f}.units", f"at most {MAX_UNITS}")
-        start, end = _date(line.start_date), _date(line.end_date)
-        if line.start_date is None:
-            bad(f"{f}.start_date", "required")
-        elif start is None:
-            bad(f"{f}.start_date", f"{line.start_date} is not a calendar date")
-        if line.end_date is not None and end is None:
-            bad(f"{f}.end_date", f"{line.end_date} is not a calendar date")
-        if start and end and end < start:
-            bad(f"{f}.end_date", "is before start_date")
-        if start and end and (end - start).days > 366:
-            bad(f"{f}.end_date", "a line may span at most one year")
-        if line.place_of_service == 0:
-            bad(f"{f}.place_of_service", "required")
+        _validate_line(i, line, bad)
+
+
+def _validate_line(i: int, line: ServiceLine, bad: _Bad) -> None:
+    f = f"service_lines[{i}]"
+    if line.line_number != i + 1:
+        bad(f"{f}.line_number", f"must be {i + 1} (lines are numbered 1, 2, 3... in order)")
+    if not line.procedure_code:
+        bad(f"{f}.procedure_code", "required")
+    elif not is_procedure_code(line.procedure_code):
+        bad(f"{f}.procedure_code",
+            f"{line.procedure_code!r} is neither CPT (5 characters) nor HCPCS Level II (letter + 4 digits)")
+    for j, modifier in enumerate(line.modifiers):
+        if not re.fullmatch(r"[A-Z0-9]{2}", modifier):
+            bad(f"{f}.modifiers[{j}]", f"{modifier!r} is not a two-character modifier")
+    if line.units <= 0:
+        bad(f"{f}.units", "must be at least 1")
+    elif line.units > MAX_UNITS:
+        bad(f"{f}.units", f"at most {MAX_UNITS}")
+    _validate_line_dates(f, line, bad)
+    if line.place_of_service == 0:
+        bad(f"{f}.place_of_service", "required")
+
+
+def _validate_line_dates(f: str, line: ServiceLine, bad: _Bad) -> None:
+    start, end = _date(line.start_date), _date(line.end_date)
+    if line.start_date is None:
+        bad(f"{f}.start_date", "required")
+    elif start is None:
+        bad(f"{f}.start_date", f"{line.start_date} is not a calendar date")
+    if line.end_date is not None and end is None:
+        bad(f"{f}.end_date", f"{line.end_date} is not a calendar date")
+    if start and end and end < start:
+        bad(f"{f}.end_date", "is before start_date")
+    if start and end and (end - start).days > 366:
+        bad(f"{f}.end_date", "a line may span at most one year")
 
 
 def _validate_facts(req: PriorAuthRequest | AdditionalInformation, bad: _Bad) -> None:

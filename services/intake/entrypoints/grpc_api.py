@@ -1,12 +1,20 @@
-"""IntakeService over gRPC: translate, call the handlers, translate back."""
+"""IntakeService over gRPC: translate, call the handlers, translate back.
+
+SubmitRequest is ``async``: a caller that waits for its determination (``wait_ms``) awaits on the
+server's event loop and holds no worker thread (services/common/grpc_server.py); its database work
+goes to the server's thread pool through ``offload``. The other methods are plain and run there."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
+import grpc.aio
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
 from services.common.clock import ensure_utc
 from services.common.grpc_errors import translate_errors
+from services.common.grpc_server import offload
 from services.intake.entrypoints.mapping import information_to_domain, to_domain, to_view
 from services.intake.service_layer.handlers import IntakeHandlers
 
@@ -16,15 +24,22 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
         self._handlers = handlers
 
     @translate_errors
-    def SubmitRequest(self, request: intake_pb2.SubmitRequestRequest,  # noqa: N802 - gRPC method name
-                      context: grpc.ServicerContext) -> intake_pb2.SubmitRequestResponse:
-        result = self._handlers.submit(to_domain(request), request, request.wait_ms)
+    async def SubmitRequest(self, request: intake_pb2.SubmitRequestRequest,  # noqa: N802 - gRPC method name
+                            context: grpc.aio.ServicerContext[Any, Any]) -> intake_pb2.SubmitRequestResponse:
+        result = await self._handlers.submit_async(to_domain(request), request, request.wait_ms, offload)
         return intake_pb2.SubmitRequestResponse(request=to_view(result.record), replayed=result.replayed)
 
     @translate_errors
     def GetRequest(self, request: intake_pb2.GetRequestRequest,  # noqa: N802
                    context: grpc.ServicerContext) -> intake_pb2.GetRequestResponse:
-        return intake_pb2.GetRequestResponse(request=to_view(self._handlers.get(request.request_id)))
+        record, information = self._handlers.get_with_information(request.request_id)
+        return intake_pb2.GetRequestResponse(request=to_view(record, information))
+
+    @translate_errors
+    def ListMemberRequests(self, request: intake_pb2.ListMemberRequestsRequest,  # noqa: N802
+                           context: grpc.ServicerContext) -> intake_pb2.ListMemberRequestsResponse:
+        records = self._handlers.of_member(request.member_id, request.limit)
+        return intake_pb2.ListMemberRequestsResponse(requests=[to_view(r) for r in records])
 
     @translate_errors
     def SubmitAdditionalInformation(self, request: intake_pb2.SubmitAdditionalInformationRequest,  # noqa: N802

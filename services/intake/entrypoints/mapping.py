@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from ur.common.v1 import types_pb2
@@ -10,12 +11,12 @@ from ur.intake.v1 import intake_pb2
 
 from services.common.proto_enums import to_name, to_number
 from services.intake.domain.model import AdditionalInformation, ClinicalFact, PriorAuthRequest, ServiceLine
-from services.intake.domain.records import RequestRecord
+from services.intake.domain.records import InformationRecord, RequestRecord
 
-LOB = types_pb2.LineOfBusiness.DESCRIPTOR
-REVIEW_TYPE = types_pb2.ReviewType.DESCRIPTOR
-URGENCY = types_pb2.Urgency.DESCRIPTOR
-STATUS = intake_pb2.RequestStatus.DESCRIPTOR
+LOB = types_pb2.LineOfBusiness
+REVIEW_TYPE = types_pb2.ReviewType
+URGENCY = types_pb2.Urgency
+STATUS = intake_pb2.RequestStatus
 
 
 def _ymd(message: types_pb2.Date, present: bool) -> tuple[int, int, int] | None:
@@ -63,19 +64,28 @@ def to_domain(msg: intake_pb2.SubmitRequestRequest) -> PriorAuthRequest:
     )
 
 
-def to_view(record: RequestRecord) -> intake_pb2.RequestView:
+def to_view(record: RequestRecord, information: Sequence[InformationRecord] = ()) -> intake_pb2.RequestView:
+    """The request's story; ``information``: the additional information received for it, oldest first."""
     submitted = intake_pb2.SubmitRequestRequest.FromString(record.payload)
     view = intake_pb2.RequestView(
         request_id=record.request_id,
         idempotency_key=record.idempotency_key,
         member_id=record.member_id,
-        status=to_number(STATUS, record.status.value),  # type: ignore[arg-type]
+        status=to_number(STATUS, record.status.value),
         status_reason=record.status_reason,
         urgency=submitted.urgency,
         review_type=submitted.review_type,
         line_of_business=submitted.coverage.line_of_business,
         determination_id=record.determination_id or "",
+        coverage=submitted.coverage, requesting_provider=submitted.requesting_provider,
+        servicing_provider=submitted.servicing_provider, diagnoses=submitted.diagnoses,
+        clinical_facts=submitted.clinical_facts,
     )
+    for info in information:
+        sent = intake_pb2.SubmitAdditionalInformationRequest.FromString(info.payload)
+        received = view.additional_information.add(information_id=info.information_id,
+                                                   clinical_facts=sent.clinical_facts, note=sent.note)
+        received.received_at.CopyFrom(_ts(info.received_at))
     view.received_at.CopyFrom(_ts(record.received_at))
     if record.decided_at is not None:
         view.decided_at.CopyFrom(_ts(record.decided_at))

@@ -57,7 +57,7 @@ REVIEW_TYPE_OF_CERTIFICATION = {
 LEVELS_OF_SERVICE = {"03": "emergency", "E": "elective", "U": "urgent"}
 EXPEDITED_LEVELS = frozenset({"03", "U"})
 
-PLACES_OF_SERVICE = frozenset(v.number for v in types_pb2.PlaceOfService.DESCRIPTOR.values if v.number)
+PLACES_OF_SERVICE = frozenset(v for v in types_pb2.PlaceOfService.values() if v)
 
 # NUBC type of bill (facility type + bill classification, the first two digits without the leading
 # zero) -> the place of service the platform reviews it as.
@@ -75,13 +75,14 @@ TYPE_OF_BILL_PLACE = {
 }
 
 
-def place_from_type_of_bill(code: str) -> int:
+def place_from_type_of_bill(code: str) -> types_pb2.PlaceOfService.ValueType:
     """'0111' or '111' -> inpatient hospital; 0 when the bill type is not one the platform reviews."""
     digits = code.lstrip("0")
-    return TYPE_OF_BILL_PLACE.get(digits[:2], 0) if len(digits) >= 2 and digits.isdigit() else 0
+    unspecified = types_pb2.PLACE_OF_SERVICE_UNSPECIFIED
+    return TYPE_OF_BILL_PLACE.get(digits[:2], unspecified) if len(digits) >= 2 and digits.isdigit() else unspecified
 
 
-def line_of_business_from_payer_type(code: str) -> int:
+def line_of_business_from_payer_type(code: str) -> types_pb2.LineOfBusiness.ValueType:
     """Source of Payment Typology (hierarchical: '111' Medicare HMO sits under '11' Medicare managed care).
 
     Medicare managed care is Medicare Advantage; Medicaid in all its forms is Medicaid; private
@@ -129,9 +130,6 @@ REJECT_REASONS = {
     "AG": "Invalid/missing procedure code(s)",
     "T4": "Payer name or identifier missing",
 }
-# AAA04 follow-up action.
-FOLLOWUPS = {"C": "Please correct and resubmit", "N": "Resubmission not allowed",
-             "P": "Please resubmit original transaction", "R": "Resubmission allowed"}
 
 
 def age_on(born: dt.date, on: dt.date) -> int:

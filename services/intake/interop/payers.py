@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ur.common.v1 import types_pb2
+
 
 @dataclass(frozen=True)
 class PayerProfile:
@@ -11,6 +13,6 @@ class PayerProfile:
     2010A NM109 payer id. X12 278 carries no insurance type, so for X12 this is where the line of
     business comes from; PAS uses it only when ``Coverage.type`` does not say."""
 
-    line_of_business: int  # ur.common.v1.LineOfBusiness
+    line_of_business: types_pb2.LineOfBusiness.ValueType
     plan_id: str = ""
     state: str = ""  # the state whose rules govern the plan, when the member's address is absent

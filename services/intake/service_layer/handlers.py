@@ -3,13 +3,16 @@ determination and authorization events that tell the rest of its story."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
@@ -55,31 +58,79 @@ from services.intake.service_layer.ports import Clock, IntakeUnitOfWork
 logger = logging.getLogger(__name__)
 
 CONSUMER_NAME = "intake"
+MAX_MEMBER_REQUESTS = 200
+#: How much longer than its wait a waiting submission may take to read its request one last time.
+READ_GRACE_S = 0.5
+
+T = TypeVar("T")
 CERTIFIED = frozenset({types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL, types_pb2.ACTION_CODE_CERTIFIED_PARTIAL,
                        types_pb2.ACTION_CODE_MODIFIED})
 
 
+class Waiter:
+    """One caller waiting for one request's story to move on. :meth:`wake` may be called from any
+    thread (the consumer's); a waiter made for an event loop is awaited on that loop
+    (:meth:`wait_async`), one made without a loop is waited on in the caller's thread (:meth:`wait`)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+        self._woken = threading.Event()
+        self._loop_woken = asyncio.Event()
+
+    def wake(self) -> None:
+        if self._loop is None:
+            self._woken.set()
+            return
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            self._loop.call_soon_threadsafe(self._loop_woken.set)
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until woken or ``timeout_s`` passes; whether it was woken."""
+        woken = self._woken.wait(timeout_s)
+        self._woken.clear()
+        return woken
+
+    async def wait_async(self, timeout_s: float) -> bool:
+        """Await (on the waiter's loop) until woken or ``timeout_s`` passes; whether it was woken."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._loop_woken.wait()
+        except TimeoutError:
+            return False
+        self._loop_woken.clear()
+        return True
+
+
 class Waiters:
-    """Lets a SubmitRequest call sleep until its request's story moves on."""
+    """The callers waiting for their requests to settle, by request id."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._events: dict[str, threading.Event] = {}
+        self._waiting: dict[str, Waiter] = {}
 
-    def register(self, request_id: str) -> threading.Event:
+    def register(self, request_id: str, loop: asyncio.AbstractEventLoop | None = None) -> Waiter:
         with self._lock:
-            return self._events.setdefault(request_id, threading.Event())
+            return self._waiting.setdefault(request_id, Waiter(loop))
 
     def release(self, request_id: str) -> None:
         with self._lock:
-            self._events.pop(request_id, None)
+            self._waiting.pop(request_id, None)
 
     def notify(self, request_ids: Sequence[str]) -> None:
         with self._lock:
-            for rid in request_ids:
-                event = self._events.get(rid)
-                if event is not None:
-                    event.set()
+            woken = [w for rid in request_ids if (w := self._waiting.get(rid)) is not None]
+        for waiter in woken:
+            waiter.wake()
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+
+class Offload(Protocol):
+    """Runs a blocking call off the event loop and awaits its result (the gRPC server's
+    ``services.common.grpc_server.offload``)."""
+
+    def __call__(self, fn: Callable[..., T], /, *args: Any) -> Awaitable[T]: ...
 
 
 @dataclass(frozen=True)
@@ -97,44 +148,94 @@ class SubmitResult:
 
 class IntakeHandlers:
     def __init__(self, uow_factory: Callable[[], IntakeUnitOfWork], topics: Topics, waiters: Waiters, *,
-                 clock: Clock, max_wait_ms: int = 15000, facts: FactCatalog | None = None) -> None:
-        """``facts``: the catalog of the criteria's facts (units, what cannot be negative); without
-        it facts are checked for shape only."""
+                 clock: Clock, max_wait_ms: int = 15000, poll_s: float = 1.0,
+                 facts: FactCatalog | None = None) -> None:
+        """``max_wait_ms`` caps a submission's wait; ``poll_s`` is how often a waiting submission
+        re-reads its request even unwoken (events consumed by another replica wake nobody here);
+        ``facts``: the catalog of the criteria's facts (units, what cannot be negative), without
+        which facts are checked for shape only."""
         self._facts = facts
         self._uow = uow_factory
         self._now = clock
         self._topics = topics
         self._waiters = waiters
         self._max_wait_ms = max_wait_ms
+        self._poll_s = poll_s
 
     # -- commands ------------------------------------------------------------------------------
     def submit(self, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
                wait_ms: int = 0) -> SubmitResult:
+        """Record the request (or replay the one its idempotency key names) and, with ``wait_ms``, wait
+        in this thread until it settles, at most ``min(wait_ms, max_wait_ms)`` from now."""
+        deadline = time.monotonic() + self._wait_s(wait_ms)
+        request_id = str(uuid.uuid4())
+        waiter = self._waiters.register(request_id) if wait_ms > 0 else None
+        try:
+            result, settles_later = self._accept(request_id, req, submitted, wait_ms)
+            while waiter is not None and settles_later and (remaining := deadline - time.monotonic()) > 0:
+                waiter.wait(min(remaining, self._poll_s))
+                result, settles_later = self._reread(result)
+        finally:
+            if waiter is not None:
+                self._waiters.release(request_id)
+        return result
+
+    async def submit_async(self, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest, wait_ms: int,
+                           offload: Offload) -> SubmitResult:
+        """:meth:`submit` for a caller on an event loop: the database work runs through ``offload`` and
+        the wait is awaited, holding no thread. The wait is bounded from now (receipt): the answer
+        comes within ``min(wait_ms, max_wait_ms)`` plus one bounded read of the request
+        (:data:`READ_GRACE_S`); a read that takes longer is abandoned for the record already known."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + self._wait_s(wait_ms)
+        request_id = str(uuid.uuid4())
+        waiter = self._waiters.register(request_id, loop) if wait_ms > 0 else None
+        try:
+            result, settles_later = await offload(self._accept, request_id, req, submitted, wait_ms)
+            while waiter is not None and settles_later and (remaining := deadline - time.monotonic()) > 0:
+                await waiter.wait_async(min(remaining, self._poll_s))
+                try:
+                    async with asyncio.timeout(max(deadline - time.monotonic(), 0.0) + READ_GRACE_S):
+                        result, settles_later = await offload(self._reread, result)
+                except TimeoutError:
+                    break
+        finally:
+            if waiter is not None:
+                self._waiters.release(request_id)
+        return result
+
+    def _wait_s(self, wait_ms: int) -> float:
+        return max(0, min(wait_ms, self._max_wait_ms)) / 1000
+
+    def _accept(self, request_id: str, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
+                wait_ms: int) -> tuple[SubmitResult, bool]:
+        """Validate and record the request as ``request_id`` (or find the submission its key replays);
+        the answer, and whether it is still to settle (worth waiting for)."""
         violations = validate(req) + self._fact_units(req.facts)
         if wait_ms < 0:
             violations.append(FieldViolation("wait_ms", "must not be negative"))
         if violations:
             raise ValidationFailed(violations)
         fingerprint = req.fingerprint()
-        request_id = str(uuid.uuid4())
-        waiter = self._waiters.register(request_id) if wait_ms > 0 else None
         try:
-            try:
-                record = self._record(request_id, req, submitted, fingerprint)
-            except DuplicateKey:
-                # The key is taken: a replay (or a conflict), perhaps by a concurrent submission.
-                # Inserting first keeps the common path to one transaction.
-                replay = self._replay(req.idempotency_key, fingerprint)
-                if replay is None:
-                    raise
-                return replay
-            if waiter is not None and record.status not in SETTLED:
-                self._wait(request_id, waiter, min(wait_ms, self._max_wait_ms))
-                record = self.get(request_id)
-        finally:
-            if waiter is not None:
-                self._waiters.release(request_id)
-        return SubmitResult(record, replayed=False)
+            record = self._record(request_id, req, submitted, fingerprint)
+        except DuplicateKey:
+            # The key is taken: a replay (or a conflict), perhaps by a concurrent submission.
+            # Inserting first keeps the common path to one transaction.
+            replay = self._replay(req.idempotency_key, fingerprint)
+            if replay is None:
+                raise
+            return replay, False
+        return SubmitResult(record, replayed=False), record.status not in SETTLED
+
+    def _reread(self, result: SubmitResult) -> tuple[SubmitResult, bool]:
+        """The request as it stands now (no transaction is held while waiting; re-reading also sees
+        events another intake replica consumed), and whether it is still to settle."""
+        with self._uow().read_only() as uow:
+            record = uow.requests.get(result.record.request_id)
+        if record is None:
+            return result, True
+        return SubmitResult(record, replayed=False), record.status not in SETTLED
 
     def _fact_units(self, facts: Sequence[ClinicalFact]) -> list[FieldViolation]:
         return unit_violations(facts, self._facts) if self._facts is not None else []
@@ -175,18 +276,6 @@ class IntakeHandlers:
             uow.commit()
         logger.info("request %s recorded: %s (%d lines)", request_id, status.value, len(req.lines))
         return record
-
-    def _wait(self, request_id: str, waiter: threading.Event, wait_ms: int) -> None:
-        """Sleep until the request settles or time runs out. No transaction is open meanwhile;
-        the periodic re-read covers events consumed by another intake replica."""
-        deadline = time.monotonic() + wait_ms / 1000
-        while (remaining := deadline - time.monotonic()) > 0:
-            waiter.wait(min(remaining, 0.25))
-            waiter.clear()
-            with self._uow().read_only() as uow:
-                record = uow.requests.get(request_id)
-            if record is not None and record.status in SETTLED:
-                return
 
     def add_information(self, info: AdditionalInformation,
                         submitted: intake_pb2.SubmitAdditionalInformationRequest) -> InformationResult:
@@ -243,11 +332,24 @@ class IntakeHandlers:
 
     # -- queries -------------------------------------------------------------------------------
     def get(self, request_id: str) -> RequestRecord:
+        return self.get_with_information(request_id)[0]
+
+    def get_with_information(self, request_id: str) -> tuple[RequestRecord, list[InformationRecord]]:
+        """The request and the additional information received for it, oldest first."""
         with self._uow().read_only() as uow:
             record = uow.requests.get(request_id)
-        if record is None:
-            raise NotFound(f"no request {request_id!r}")
-        return record
+            if record is None:
+                raise NotFound(f"no request {request_id!r}")
+            return record, uow.information.of_request(request_id)
+
+    def of_member(self, member_id: str, limit: int) -> list[RequestRecord]:
+        """The member's requests, newest first; ``limit`` 0 means 50, at most 200."""
+        if not 0 <= limit <= MAX_MEMBER_REQUESTS:
+            raise ValidationFailed([FieldViolation("limit", f"between 1 and {MAX_MEMBER_REQUESTS} (0 means 50)")])
+        if not member_id.strip():
+            raise ValidationFailed([FieldViolation("member_id", "required")])
+        with self._uow().read_only() as uow:
+            return uow.requests.of_member(member_id.strip(), limit or 50)
 
     # -- events --------------------------------------------------------------------------------
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:

@@ -38,6 +38,10 @@ class RequestRepository(abc.ABC):
         """Request id → request, for those of ``request_ids`` that exist."""
 
     @abc.abstractmethod
+    def of_member(self, member_id: str, limit: int) -> list[RequestRecord]:
+        """The member's requests, newest first (then by request id), at most ``limit``."""
+
+    @abc.abstractmethod
     def apply(self, changes: RequestChanges) -> None:
         """Apply a batch of changes to existing requests and lines (one statement per kind of
         change on a database, whatever the batch size); a later change to the same row wins."""
@@ -52,6 +56,10 @@ class InformationRepository(abc.ABC):
     @abc.abstractmethod
     def by_key(self, idempotency_key: str) -> InformationRecord | None:
         """The information recorded under this idempotency key; times in UTC."""
+
+    @abc.abstractmethod
+    def of_request(self, request_id: str) -> list[InformationRecord]:
+        """The information received for a request, oldest first (then by id); times in UTC."""
 
 
 class MemberRepository(abc.ABC):

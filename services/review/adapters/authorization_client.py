@@ -10,7 +10,8 @@ import grpc
 from ur.authorization.v1 import authorization_pb2, authorization_pb2_grpc
 from ur.common.v1 import types_pb2
 
-from services.common.consumer import TransientError
+from services.common.errors import TransientError
+from services.common.tls import TransportSecurity, open_channel
 from services.review.service_layer.ports import DuplicateChecker, LineQuery
 
 
@@ -21,15 +22,17 @@ def _pb_date(d: dt.date) -> types_pb2.Date:
 class GrpcDuplicateChecker(DuplicateChecker):
     """Asks the authorization service; unavailability is transient (the event is retried)."""
 
-    def __init__(self, target: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, target: str, timeout_s: float = 5.0, security: TransportSecurity | None = None) -> None:
+        """``security``: TLS (with this service's client certificate, when it has one); None: plaintext."""
         self._target = target
         self._timeout_s = timeout_s
+        self._security = security
         self._channel: grpc.Channel | None = None
         self._stub: authorization_pb2_grpc.AuthorizationServiceStub | None = None
 
     def _client(self) -> authorization_pb2_grpc.AuthorizationServiceStub:
         if self._stub is None:
-            self._channel = grpc.insecure_channel(self._target)
+            self._channel = open_channel(self._target, self._security)
             self._stub = authorization_pb2_grpc.AuthorizationServiceStub(self._channel)
         return self._stub
 

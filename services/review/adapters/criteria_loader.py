@@ -131,7 +131,7 @@ def _adverse(text: str) -> bool:
     return bool(set(normalized.split("_")) & _ADVERSE_WORDS) or any(p in normalized for p in _ADVERSE_PHRASES)
 
 
-def _adverse_sites(node: Any, where: str, scan_values: bool) -> Iterator[str]:
+def _adverse_sites(node: object, where: str, scan_values: bool) -> Iterator[str]:
     """Fields that express an adverse outcome: any key (except the fact names of an example), and
     any text in an outcome position (under ``outcomes``, an example's ``expect``, or an unknown
     key). Descriptions, names and fact values elsewhere may say "adverse reaction" or "denied
@@ -163,7 +163,7 @@ class _Shape:
     def fail(self, field: str, problem: str) -> CriteriaError:
         return CriteriaError(self.path, field, problem)
 
-    def mapping(self, node: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()
+    def mapping(self, node: object, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()
                 ) -> dict[str, Any]:
         if not isinstance(node, dict):
             raise self.fail(where, f"expected a mapping, got {_kind(node)}")
@@ -176,7 +176,7 @@ class _Shape:
                 raise self.fail(_join(where, key), "missing required field")
         return node
 
-    def text(self, node: Any, where: str) -> str:
+    def text(self, node: object, where: str) -> str:
         if not isinstance(node, str):
             hint = " (quote it: YAML read it as a number)" if isinstance(node, int | float) else ""
             raise self.fail(where, f"expected text, got {_kind(node)}{hint}")
@@ -184,17 +184,17 @@ class _Shape:
             raise self.fail(where, "must not be empty")
         return node
 
-    def texts(self, node: Any, where: str) -> list[str]:
+    def texts(self, node: object, where: str) -> list[str]:
         if not isinstance(node, list):
             raise self.fail(where, f"expected a list, got {_kind(node)}")
         return [self.text(item, f"{where}[{i}]") for i, item in enumerate(node)]
 
-    def flag(self, node: Any, where: str) -> bool:
+    def flag(self, node: object, where: str) -> bool:
         if not isinstance(node, bool):
             raise self.fail(where, f"expected true or false, got {_kind(node)}")
         return node
 
-    def items(self, node: Any, where: str) -> list[Any]:
+    def items(self, node: object, where: str) -> list[Any]:
         if not isinstance(node, list):
             raise self.fail(where, f"expected a list, got {_kind(node)}")
         if not node:
@@ -206,7 +206,7 @@ def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _kind(node: Any) -> str:
+def _kind(node: object) -> str:
     if node is None:
         return "nothing"
     return {bool: "a boolean", int: "a number", float: "a number", str: "text", list: "a list",
@@ -221,7 +221,7 @@ def _enum_value(shape: _Shape, kind: type[_E], node: Any, where: str, what: str)
         raise shape.fail(where, f"unknown {what} {node!r} (one of: {allowed})") from None
 
 
-def _fact_value(shape: _Shape, spec: FactSpec | None, node: Any, where: str) -> FactValue:
+def _fact_value(shape: _Shape, spec: FactSpec | None, node: object, where: str) -> FactValue:
     """A YAML scalar as a value of the fact's type (dates may be written as ISO text)."""
     if spec is not None and spec.type is FactType.DATE and isinstance(node, str):
         try:
@@ -233,7 +233,7 @@ def _fact_value(shape: _Shape, spec: FactSpec | None, node: Any, where: str) -> 
     raise shape.fail(where, f"expected a single value, got {_kind(node)}")
 
 
-def _predicate(shape: _Shape, node: Any, where: str, facts: Mapping[str, FactSpec]) -> Predicate:
+def _predicate(shape: _Shape, node: object, where: str, facts: Mapping[str, FactSpec]) -> Predicate:
     raw = shape.mapping(node, where, PREDICATE_REQUIRED)
     name = shape.text(raw["fact"], f"{where}.fact")
     op = _enum_value(shape, Op, raw["op"], f"{where}.op", "operator")
@@ -246,7 +246,7 @@ def _predicate(shape: _Shape, node: Any, where: str, facts: Mapping[str, FactSpe
     return Predicate(fact=name, op=op, value=value)
 
 
-def _condition(shape: _Shape, node: Any, where: str, facts: Mapping[str, FactSpec]) -> Condition:
+def _condition(shape: _Shape, node: object, where: str, facts: Mapping[str, FactSpec]) -> Condition:
     raw = shape.mapping(node, where, CONDITION_REQUIRED)
     when = raw["when"]
     if isinstance(when, dict) and set(when) == {"all_of"}:
@@ -260,7 +260,7 @@ def _condition(shape: _Shape, node: Any, where: str, facts: Mapping[str, FactSpe
                      description=shape.text(raw["description"], f"{where}.description"), predicates=predicates)
 
 
-def _rule(shape: _Shape, node: Any, where: str) -> RuleTerm:
+def _rule(shape: _Shape, node: object, where: str) -> RuleTerm:
     if isinstance(node, str):
         return node
     if isinstance(node, dict) and len(node) == 1:
@@ -273,7 +273,7 @@ def _rule(shape: _Shape, node: Any, where: str) -> RuleTerm:
     raise shape.fail(where, "expected a condition id, {all_of: [...]} or {any_of: [...]}")
 
 
-def _example(shape: _Shape, node: Any, where: str, facts: Mapping[str, FactSpec]) -> Example:
+def _example(shape: _Shape, node: object, where: str, facts: Mapping[str, FactSpec]) -> Example:
     raw = shape.mapping(node, where, EXAMPLE_REQUIRED, EXAMPLE_OPTIONAL)
     given = raw["facts"]
     if not isinstance(given, dict):
@@ -293,7 +293,7 @@ def _example(shape: _Shape, node: Any, where: str, facts: Mapping[str, FactSpec]
         if "line_of_business" in raw else None)
 
 
-def parse_criteria(doc: Any, path: Path, digest: str) -> CriteriaSet:
+def parse_criteria(doc: object, path: Path, digest: str) -> CriteriaSet:
     """Build a criteria set from a parsed YAML document; ``path`` only names the file in errors."""
     shape = _Shape(path)
     for site in _adverse_sites(doc, "", scan_values=False):

@@ -114,7 +114,7 @@ class CriteriaReloader:
             try:
                 library = self._load(self._directory)
                 self._compiler.add(library.all())
-            except Exception as exc:  # whatever went wrong, the old library keeps serving
+            except Exception as exc:  # noqa: BLE001 - whatever went wrong, the old library keeps serving
                 self._failed = seen
                 logger.error("criteria reload from %s failed; still using the previous library: %s",
                              self._directory, exc)

@@ -198,9 +198,10 @@ class _Reader:
                     except ValueError:
                         raise self.fail(f"rules[{i}].day", f"{rule.day!r} is not a day of month {rule.month}") \
                             from None
-                else:
-                    assert rule.weekday is not None and rule.nth is not None  # the model's shape check
+                elif rule.weekday is not None and rule.nth is not None:
                     day = self.nth_weekday(year, rule.month, rule.weekday, rule.nth)
+                else:  # Rule's own shape check refuses this before it gets here
+                    raise self.fail(f"rules[{i}]", RULE_SHAPE)
                 found.append((rule.name, day))
         return found
 

@@ -17,7 +17,7 @@ refused with a :class:`PolicyFileError` naming the file and the field (``entries
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field
 
@@ -43,7 +43,7 @@ class NoPriorAuthFile(FileModel):
     entries: list[NoPriorAuthFileEntry]
 
 
-def parse_no_prior_auth(doc: Any, path: Path) -> NoPriorAuthList:
+def parse_no_prior_auth(doc: object, path: Path) -> NoPriorAuthList:
     """The list a parsed YAML document describes; raises :class:`PolicyFileError`."""
     top = parse(NoPriorAuthFile, doc, path, PolicyFileError)
     entries: list[NoPriorAuthEntry] = []

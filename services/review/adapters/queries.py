@@ -101,7 +101,7 @@ def _decode(row: Any) -> StoredCase | UnreadableCase:
     return StoredCase(row.request_id, received_at, request, determination)
 
 
-def _window(received_from: dt.datetime, received_before: dt.datetime | None) -> Any:
+def _window(received_from: dt.datetime, received_before: dt.datetime | None) -> sa.ColumnElement[bool]:
     condition = cases.c.received_at >= received_from
     if received_before is not None:
         condition = sa.and_(condition, cases.c.received_at < received_before)

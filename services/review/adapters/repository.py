@@ -10,19 +10,46 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, case, func, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    FromClause,
+    Integer,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import ensure_utc
 from services.common.errors import DuplicateKey
 from services.common.uow import SqlUnitOfWork
-from services.review.adapters.tables import cases, provider_line_outcomes, review_tasks, reviewers, task_events
+from services.review.adapters.tables import (
+    case_notes,
+    cases,
+    provider_line_outcomes,
+    review_tasks,
+    reviewers,
+    task_events,
+)
 from services.review.domain.case import Case
 from services.review.domain.criteria import Outcome
 from services.review.domain.deadlines import ClockState
+from services.review.domain.notes import CaseNote
 from services.review.domain.policy import LineOutcome, ProviderRecord
 from services.review.domain.task import AuditEntry, Task
 from services.review.domain.workflow import Reviewer, Role, StaleTask, TaskStatus
@@ -35,7 +62,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return ensure_utc(value) if value is not None else None
 
 
-def _insert(conn: Connection, table: Any, rows: Sequence[dict[str, Any]], what: str) -> None:
+def _insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], what: str) -> None:
     if not rows:
         return
     try:
@@ -89,6 +116,10 @@ class SqlCaseRepository(ports.CaseRepository):
             request=c.request, determination=c.determination, due_at=c.due_at, urgency=c.urgency,
             clock_state=json.dumps(c.clock.to_dict()) if c.clock else None))
 
+    def request_ids_of_member(self, member_id: str) -> list[str]:
+        return list(self.conn.execute(select(cases.c.request_id).where(cases.c.member_id == member_id)
+                                      .order_by(cases.c.received_at, cases.c.request_id)).scalars())
+
 
 # -- tasks ---------------------------------------------------------------------------------------
 
@@ -118,20 +149,58 @@ def task_row(t: Task) -> dict[str, Any]:
             "requested_facts": json.dumps(list(t.requested_facts)) if t.requested_facts else None,
             "information_due": t.information_due, "escalated_at": t.escalated_at, "missed_at": t.missed_at,
             "deemed_denial": t.deemed_denial, "updated_at": t.updated_at, "clock_paused": t.clock_paused,
-            "at_risk_at": t.at_risk_at}
+            "at_risk_at": t.at_risk_at, "urgency_rank": urgency_rank(t.urgency)}
 
 
-def _urgent_first() -> tuple[Any, ...]:
-    return (case((review_tasks.c.urgency == "expedited", 0), else_=1), review_tasks.c.due_at,
-            review_tasks.c.task_id)
+def urgency_rank(urgency: str) -> int:
+    """The queue's order of an urgency: expedited (0) before the rest (1)."""
+    return 0 if urgency == "expedited" else 1
+
+
+def _queue_order(t: FromClause) -> tuple[ColumnElement[object], ...]:
+    """Most urgent first (:func:`~services.review.domain.workflow.priority`): expedited, then earliest
+    due, then id. ``t`` is the tasks table or a subquery of it; on the table this is the order of
+    ``ix_review_tasks_queue_order`` after its status, so a query reads the first rows and stops."""
+    return (t.c.urgency_rank, t.c.due_at, t.c.task_id)
+
+
+def _claimable() -> Select[tuple[object, ...]]:
+    """Claimable tasks: open ones and lapsed claims are read apart, each in queue order from the queue
+    index and cut at ``window``, then merged, so that at most twice ``window`` rows are sorted however
+    long the queue. Built once: a subquery of the tasks' thirty columns costs milliseconds to assemble,
+    more than the query takes to run."""
+    t = review_tasks
+    # The window is written into the statement (one prepared statement per window size): PostgreSQL
+    # plans a LIMIT it knows, also once the driver prepares the statement and the plan is reused.
+    window = bindparam("window", type_=Integer(), literal_execute=True)
+    routed = (t.c.required_role.in_(bindparam("roles", expanding=True)),
+              t.c.line_of_business.in_(bindparam("lines", expanding=True)),
+              t.c.category.in_(bindparam("categories", expanding=True)))
+    open_tasks = select(t).where(t.c.status == TaskStatus.OPEN.value, *routed)
+    lapsed = select(t).where(t.c.status == TaskStatus.CLAIMED.value,
+                             t.c.lease_expires_at <= bindparam("now", type_=t.c.lease_expires_at.type), *routed)
+    both = union_all(*(select(q.order_by(*_queue_order(t)).limit(window).subquery())
+                       for q in (open_tasks, lapsed))).subquery()
+    return select(both).order_by(*_queue_order(both)).limit(window)
+
+
+_CLAIMABLE = _claimable()
+
+# A task's compare-and-set, built once for the same reason (thirty SET columns): every column is
+# written, the version moves on, and only the row still at the version read is changed.
+_SAVE_TASK = (update(review_tasks)
+              .where(review_tasks.c.task_id == bindparam("task_id_was"),
+                     review_tasks.c.version == bindparam("version_was"))
+              .values({c.name: bindparam(f"new_{c.name}", type_=c.type)
+                       for c in review_tasks.c if c.name != "task_id"}))
 
 
 class SqlTaskRepository(ports.TaskRepository):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def _tasks(self, query: Any) -> list[Task]:
-        return [task_from_row(r) for r in self.conn.execute(query)]
+    def _tasks(self, query: Executable, parameters: Mapping[str, object] | None = None) -> list[Task]:
+        return [task_from_row(r) for r in self.conn.execute(query, parameters)]
 
     def add_many(self, tasks: Sequence[Task]) -> None:
         _insert(self.conn, review_tasks, [{"task_id": t.task_id, "version": t.version, **task_row(t)} for t in tasks],
@@ -144,9 +213,9 @@ class SqlTaskRepository(ports.TaskRepository):
         return found[0] if found else None
 
     def save(self, task: Task) -> None:
-        result = self.conn.execute(
-            update(review_tasks).where(review_tasks.c.task_id == task.task_id, review_tasks.c.version == task.version)
-            .values(version=task.version + 1, **task_row(task)))
+        values = {f"new_{name}": value for name, value in task_row(task).items()}
+        result = self.conn.execute(_SAVE_TASK, {"task_id_was": task.task_id, "version_was": task.version,
+                                                "new_version": task.version + 1, **values})
         if result.rowcount != 1:
             raise StaleTask(task.task_id)
         task.version += 1
@@ -167,17 +236,12 @@ class SqlTaskRepository(ports.TaskRepository):
         return self._tasks(select(review_tasks).where(review_tasks.c.status == TaskStatus.CLAIMED.value,
                                                       review_tasks.c.assigned_to == reviewer_id,
                                                       review_tasks.c.lease_expires_at > now)
-                           .order_by(*_urgent_first()))
+                           .order_by(*_queue_order(review_tasks)))
 
     def claimable(self, roles: Sequence[Role], lines_of_business: Iterable[str], categories: Iterable[str],
                   now: dt.datetime, limit: int) -> list[Task]:
-        t = review_tasks
-        free = or_(t.c.status == TaskStatus.OPEN.value,
-                   and_(t.c.status == TaskStatus.CLAIMED.value, t.c.lease_expires_at <= now))
-        return self._tasks(select(t).where(free, t.c.required_role.in_([r.value for r in roles]),
-                                           t.c.line_of_business.in_(list(lines_of_business)),
-                                           t.c.category.in_(list(categories)))
-                           .order_by(*_urgent_first()).limit(limit))
+        return self._tasks(_CLAIMABLE, {"roles": [r.value for r in roles], "lines": list(lines_of_business),
+                                        "categories": list(categories), "now": now, "window": limit})
 
     def expired_leases(self, now: dt.datetime) -> list[Task]:
         return self._tasks(select(review_tasks).where(review_tasks.c.status == TaskStatus.CLAIMED.value,
@@ -193,9 +257,10 @@ class SqlTaskRepository(ports.TaskRepository):
 
     def open_tasks(self, limit: int, offset: int) -> tuple[list[Task], int]:
         t = review_tasks
-        urgency_rank = case((t.c.urgency == "expedited", 0), else_=1)
+        # The listing breaks ties of due time by age before id: an incremental sort of the (rare)
+        # equal-deadline runs the queue index delivers, never a sort of the whole queue.
         query = (select(t).where(t.c.status == TaskStatus.OPEN.value)
-                 .order_by(urgency_rank, t.c.due_at, t.c.created_at, t.c.task_id).limit(limit).offset(offset))
+                 .order_by(t.c.urgency_rank, t.c.due_at, t.c.created_at, t.c.task_id).limit(limit).offset(offset))
         total = self.conn.execute(select(func.count()).select_from(t)
                                   .where(t.c.status == TaskStatus.OPEN.value)).scalar_one()
         return self._tasks(query), int(total)
@@ -204,6 +269,37 @@ class SqlTaskRepository(ports.TaskRepository):
         rows = self.conn.execute(select(task_events).where(task_events.c.task_id == task_id)
                                  .order_by(task_events.c.at, task_events.c.id))
         return [AuditEntry(ensure_utc(r.at), r.actor, r.action, r.detail) for r in rows]
+
+    # -- the supervisor's overview --------------------------------------------------------------
+    @staticmethod
+    def _running() -> Any:
+        return and_(review_tasks.c.status.in_(UNDECIDED), review_tasks.c.clock_paused.is_(False))
+
+    def depth(self, now: dt.datetime) -> list[ports.QueueDepth]:
+        t = review_tasks
+        at_risk = case((and_(t.c.clock_paused.is_(False), t.c.at_risk_at <= now, t.c.due_at > now), 1), else_=0)
+        missed = case((and_(t.c.clock_paused.is_(False), t.c.due_at <= now), 1), else_=0)
+        keys = (t.c.category, t.c.urgency, t.c.line_of_business, t.c.required_role, t.c.status)
+        rows = self.conn.execute(select(*keys, func.count(), func.sum(at_risk), func.sum(missed))
+                                 .where(t.c.status.in_(UNDECIDED)).group_by(*keys).order_by(*keys))
+        return [ports.QueueDepth(category=r[0], urgency=r[1], line_of_business=r[2], required_role=Role(r[3]),
+                                 status=r[4], count=int(r[5]), at_risk=int(r[6] or 0), missed=int(r[7] or 0))
+                for r in rows]
+
+    def at_risk(self, now: dt.datetime, limit: int) -> list[Task]:
+        t = review_tasks
+        return self._tasks(select(t).where(self._running(), t.c.at_risk_at <= now, t.c.due_at > now)
+                           .order_by(t.c.due_at, t.c.task_id).limit(limit))
+
+    def missed(self, now: dt.datetime, limit: int) -> list[Task]:
+        t = review_tasks
+        return self._tasks(select(t).where(self._running(), t.c.due_at <= now)
+                           .order_by(t.c.due_at, t.c.task_id).limit(limit))
+
+    def all_held(self, now: dt.datetime, limit: int) -> list[Task]:
+        t = review_tasks
+        return self._tasks(select(t).where(t.c.status == TaskStatus.CLAIMED.value, t.c.lease_expires_at > now)
+                           .order_by(t.c.assigned_to, *_queue_order(t)).limit(limit))
 
 
 # -- the reviewer directory ----------------------------------------------------------------------
@@ -278,6 +374,36 @@ class SqlProviderOutcomeRepository(ports.ProviderOutcomeRepository):
                 for r in self.conn.execute(query)]
 
 
+# -- case notes ----------------------------------------------------------------------------------
+
+def _note(row: Row[Any]) -> CaseNote:
+    return CaseNote(note_id=row.note_id, member_id=row.member_id, author_id=row.author_id,
+                    author_name=row.author_name, author_role=Role(row.author_role),
+                    written_at=ensure_utc(row.written_at), text=row.text, amends=row.amends)
+
+
+class SqlCaseNoteRepository(ports.CaseNoteRepository):
+    """Inserts and reads only: no statement here updates or deletes a note."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, note: CaseNote) -> None:
+        _insert(self.conn, case_notes, [{
+            "note_id": note.note_id, "member_id": note.member_id, "author_id": note.author_id,
+            "author_name": note.author_name, "author_role": note.author_role.value, "written_at": note.written_at,
+            "text": note.text, "amends": note.amends}], "this case note is")
+
+    def get(self, note_id: str) -> CaseNote | None:
+        row = self.conn.execute(select(case_notes).where(case_notes.c.note_id == note_id)).first()
+        return None if row is None else _note(row)
+
+    def of_member(self, member_id: str) -> list[CaseNote]:
+        rows = self.conn.execute(select(case_notes).where(case_notes.c.member_id == member_id)
+                                 .order_by(case_notes.c.written_at, case_notes.c.note_id))
+        return [_note(r) for r in rows]
+
+
 # -- the unit of work ----------------------------------------------------------------------------
 
 class ReviewUnitOfWork(SqlUnitOfWork, ports.UnitOfWork):
@@ -287,6 +413,7 @@ class ReviewUnitOfWork(SqlUnitOfWork, ports.UnitOfWork):
     tasks: SqlTaskRepository
     reviewers: SqlReviewerRepository
     provider_outcomes: SqlProviderOutcomeRepository
+    case_notes: SqlCaseNoteRepository
 
     def __enter__(self) -> ReviewUnitOfWork:
         super().__enter__()
@@ -294,4 +421,5 @@ class ReviewUnitOfWork(SqlUnitOfWork, ports.UnitOfWork):
         self.tasks = SqlTaskRepository(self.conn)
         self.reviewers = SqlReviewerRepository(self.conn)
         self.provider_outcomes = SqlProviderOutcomeRepository(self.conn)
+        self.case_notes = SqlCaseNoteRepository(self.conn)
         return self

@@ -3,7 +3,7 @@
     reviewers:
       - reviewer_id: rn-alvarez
         name: Maria Alvarez
-        role: nurse                      # nurse | physician | adjuster | supervisor
+        role: nurse                      # nurse | physician | adjuster | supervisor | case_manager
         credential: RN
         specialties: [advanced_imaging, general]
         licence_states: [TX, CA]

@@ -81,11 +81,23 @@ review_tasks = Table(
     # From when less than the at-risk share of the regulatory clock is left (receipt or deemed receipt
     # to deadline, less tolled time); NULL while the clock is tolled (migration 0005).
     Column("at_risk_at", DateTime(timezone=True), nullable=True),
+    # The queue's order as a number (0 expedited, 1 otherwise), so that an index can serve it; an
+    # ORDER BY on CASE urgency cannot use one (migration 0007).
+    Column("urgency_rank", Integer, nullable=False, server_default="1"),
     UniqueConstraint("request_id", "line_number", name="uq_review_tasks_request_line"),
 )
-Index("ix_review_tasks_queue", review_tasks.c.status, review_tasks.c.urgency, review_tasks.c.due_at)
+# The queue, most urgent first (claim-next, the queue listing, a reviewer's held tasks): one status
+# read in the order the queries ask for, so the first rows are the answer and nothing is sorted.
+Index("ix_review_tasks_queue_order", review_tasks.c.status, review_tasks.c.urgency_rank, review_tasks.c.due_at,
+      review_tasks.c.task_id)
 Index("ix_review_tasks_assignee", review_tasks.c.assigned_to, review_tasks.c.status)
-Index("ix_review_tasks_at_risk", review_tasks.c.status, review_tasks.c.at_risk_at)
+# The deadline monitor's two questions: deadlines passed but not yet recorded, at-risk times reached
+# but not yet escalated. Tasks already marked drop out of these indexes, so a pass reads only the
+# tasks it has to act on, however many open tasks there are.
+Index("ix_review_tasks_due_unmissed", review_tasks.c.status, review_tasks.c.due_at,
+      postgresql_where=review_tasks.c.missed_at.is_(None), sqlite_where=review_tasks.c.missed_at.is_(None))
+Index("ix_review_tasks_at_risk_unescalated", review_tasks.c.status, review_tasks.c.at_risk_at,
+      postgresql_where=review_tasks.c.escalated_at.is_(None), sqlite_where=review_tasks.c.escalated_at.is_(None))
 
 reviewers = Table(
     "reviewers", metadata,
@@ -127,6 +139,21 @@ provider_line_outcomes = Table(
 )
 Index("ix_provider_line_outcomes_provider", provider_line_outcomes.c.requesting_npi,
       provider_line_outcomes.c.category, provider_line_outcomes.c.decided_at)
+
+# Case notes on members (migration 0006): append only, never updated or deleted; a correction is a
+# new note naming the one it amends.
+case_notes = Table(
+    "case_notes", metadata,
+    Column("note_id", String(36), primary_key=True),
+    Column("member_id", String(40), nullable=False),
+    Column("author_id", String(64), nullable=False),
+    Column("author_name", String(200), nullable=False),
+    Column("author_role", String(20), nullable=False),
+    Column("written_at", DateTime(timezone=True), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("amends", String(36), nullable=True),
+)
+Index("ix_case_notes_member", case_notes.c.member_id, case_notes.c.written_at)
 
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)

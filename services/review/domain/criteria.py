@@ -38,7 +38,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, TypeGuard
 
 
 class Outcome(enum.Enum):
@@ -79,7 +79,6 @@ class Op(enum.StrEnum):
 
 
 SET_OPS = frozenset({Op.IN, Op.NOT_IN})
-ORDER_OPS = frozenset({Op.GT, Op.GE, Op.LT, Op.LE})
 OPS_BY_TYPE: Mapping[FactType, frozenset[Op]] = {
     FactType.BOOL: frozenset({Op.EQ, Op.NE}),
     FactType.NUMBER: frozenset(Op),
@@ -97,7 +96,8 @@ CATEGORIES = frozenset({
     "bariatric_surgery", "genetic_testing", "durable_medical_equipment", "behavioral_health",
 })
 
-# Facts a line states by itself; they override a clinical fact of the same name.
+# Facts a line states by itself (:func:`with_line_facts`); they override a clinical fact of the same
+# name, so no vocabulary derives them and intake's fact catalog leaves them out.
 LINE_DERIVED_FACTS = ("requested_units",)
 
 # Code shapes (see the domain notes): CPT is 5 digits or 4 digits + F/T/U; HCPCS Level II is a letter
@@ -150,7 +150,7 @@ class FactSpec:
     unit: str | None = None
     required: bool = False
 
-    def accepts(self, value: object) -> bool:
+    def accepts(self, value: object) -> TypeGuard[FactValue]:
         """Whether ``value`` is usable as this fact (booleans are not numbers, datetimes are
         not dates, non-finite numbers are nobody's measurement)."""
         if self.type is FactType.BOOL:
@@ -411,6 +411,15 @@ def _check(c: CriteriaSet) -> None:
             raise InvalidCriteria("approval.unit", f"{c.approval.unit!r} is not one of {sorted(APPROVAL_UNITS)}")
     if not c.sources or any(not s.strip() for s in c.sources):
         raise InvalidCriteria("sources", "cite at least one public source, none of them empty")
+    _check_coverage(c)
+    _check_facts(c)
+    _check_conditions(c)
+    _check_outcomes(c)
+    _check_examples(c)
+
+
+def _check_coverage(c: CriteriaSet) -> None:
+    """Lines of business, service codes and diagnosis patterns: what the set covers."""
     if not c.lines_of_business:
         raise InvalidCriteria("lines_of_business", "name at least one line of business")
     for lob in sorted(c.lines_of_business):
@@ -431,10 +440,6 @@ def _check(c: CriteriaSet) -> None:
                                   "nor a prefix pattern (M545*)")
     if len(set(c.diagnosis_patterns)) != len(c.diagnosis_patterns):
         raise InvalidCriteria("diagnosis_patterns", "lists a pattern twice")
-    _check_facts(c)
-    _check_conditions(c)
-    _check_outcomes(c)
-    _check_examples(c)
 
 
 def _check_facts(c: CriteriaSet) -> None:
@@ -734,22 +739,28 @@ Truth: TypeAlias = bool | None  # None: unknown, because a fact is missing
 _PLAN_ATTRIBUTE = "_evaluation_plan"
 
 
-def _accepter(spec: FactSpec) -> Callable[[object], bool]:
+def _accepter(spec: FactSpec) -> Callable[[object], TypeGuard[FactValue]]:
     """``spec.accepts`` with a fast path for the exact types lines carry."""
     accepts = spec.accepts
     if spec.type is FactType.BOOL:
-        return lambda v: v is True or v is False  # bool cannot be subclassed: same as isinstance
+        def boolean(v: object) -> TypeGuard[FactValue]:
+            return v is True or v is False  # bool cannot be subclassed: same as isinstance
+
+        return boolean
     if spec.type is FactType.NUMBER:
         isfinite = math.isfinite
 
-        def number(v: object) -> bool:
+        def number(v: object) -> TypeGuard[FactValue]:
             if type(v) is float:
                 return isfinite(v)
             return accepts(v)
 
         return number
     if spec.type is FactType.TEXT:
-        return lambda v: type(v) is str or accepts(v)
+        def text(v: object) -> TypeGuard[FactValue]:
+            return type(v) is str or accepts(v)
+
+        return text
     return accepts
 
 
@@ -882,7 +893,7 @@ class _Plan:
         for name, accepts in self.checks:
             value = get(name)
             if value is not None and accepts(value):
-                usable[name] = value  # type: ignore[assignment]  # accepts() checked the type
+                usable[name] = value
         return usable
 
 
@@ -918,25 +929,7 @@ def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher,
     facts = line.facts
     usable = plan.usable(facts)
     matched = matcher.matched(criteria, _with_facts(line, usable))
-
-    rendered = _rendered(plan, facts, derived)
-    results: list[ConditionResult] = []
-    known: dict[str, Truth] = {}
-    for cid, description, reads in plan.conditions:
-        if len(reads) == 1:
-            name = reads[0]
-            present = name in usable
-            observed: tuple[str, ...] = (rendered[name],) if name in rendered else ()
-        else:
-            present = all(f in usable for f in reads)
-            observed = tuple(rendered[f] for f in reads if f in rendered)
-        if not present:
-            status, known[cid] = _MISSING, None
-        elif cid in matched:
-            status, known[cid] = _MET, True
-        else:
-            status, known[cid] = _UNMET, False
-        results.append(ConditionResult(cid, description, status, observed))
+    results, known = _condition_results(plan, _rendered(plan, facts, derived), usable, matched)
 
     def done(outcome: Outcome, missing: tuple[str, ...], summary: str) -> LineEvaluation:
         meets = outcome is Outcome.MEETS_CRITERIA or outcome is Outcome.MEETS_CRITERIA_URGENT
@@ -986,7 +979,7 @@ def _derive(criteria: CriteriaSet, line: LineFacts, deriver: FactDeriver | None
     return _with_facts(line, made.facts), made.derived, made.contradictions
 
 
-def _rendered(plan: _Plan, facts: Mapping[str, FactValue], derived: tuple[DerivedFact, ...]) -> dict[str, str]:
+def _rendered(plan: _Plan, facts: Mapping[str, object], derived: tuple[DerivedFact, ...]) -> dict[str, str]:
     """``name=value unit`` of the facts the conditions read, a derived one saying what from."""
     rendered: dict[str, str] = {}
     for name, render in plan.renderers:
@@ -1034,6 +1027,30 @@ def _urgency(criteria: CriteriaSet, plan: _Plan, outcome: Outcome, known: Mappin
     rule.open_conditions(known, open_conditions)
     missing = sorted({f for cid in open_conditions for f in criteria.condition(cid).facts if f not in usable})
     return UrgencySignal(False, criteria.title, tuple(flags), tuple(missing))
+
+
+def _condition_results(plan: _Plan, rendered: Mapping[str, str], usable: Mapping[str, FactValue],
+                       matched: frozenset[str]) -> tuple[list[ConditionResult], dict[str, Truth]]:
+    """Each condition's status (with the values it read, as reviewers see them, from ``rendered``)
+    and its truth."""
+    results: list[ConditionResult] = []
+    known: dict[str, Truth] = {}
+    for cid, description, reads in plan.conditions:
+        if len(reads) == 1:
+            name = reads[0]
+            present = name in usable
+            observed: tuple[str, ...] = (rendered[name],) if name in rendered else ()
+        else:
+            present = all(f in usable for f in reads)
+            observed = tuple(rendered[f] for f in reads if f in rendered)
+        if not present:
+            status, known[cid] = _MISSING, None
+        elif cid in matched:
+            status, known[cid] = _MET, True
+        else:
+            status, known[cid] = _UNMET, False
+        results.append(ConditionResult(cid, description, status, observed))
+    return results, known
 
 
 def _describe(criteria: CriteriaSet, condition_ids: Iterable[str]) -> str:

@@ -212,7 +212,7 @@ class ClockState:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ClockState:
-        def ts(value: Any) -> dt.datetime | None:
+        def ts(value: str | None) -> dt.datetime | None:
             return dt.datetime.fromisoformat(value) if value else None
         received = ts(d["received_at"])
         if received is None:

@@ -8,16 +8,20 @@ nurse          approve; request information; refer to a physician
 adjuster       the same, on workers' compensation lines only
 physician      approve; approve in part; modify; deny (reason and criterion required);
                request information; peer-to-peer
-supervisor     reassign and release tasks; manage the directory; decides nothing
+supervisor     reassign and release tasks; manage the directory; oversee the queue;
+               decides nothing
+case manager   follows members across requests and writes case notes; decides nothing
 =============  ==========================================================================
 
-Nurses, physicians and supervisors may change a task's urgency, with a reason (an adjuster may not).
+Nurses, physicians and supervisors may change a task's urgency, with a reason (an adjuster or a case
+manager may not).
 
 Only a physician's decision can be adverse; the server checks the authenticated reviewer's role
 before anything is written (:func:`check_decision`), never the client. What else each role may do
 is one table, :data:`MAY` (:func:`check_may`): claiming is for the roles that decide (a supervisor
 assigns instead), reassigning and the directory are a supervisor's, peer-to-peer a physician's,
-and any role but an adjuster may extend a deadline.
+any role but an adjuster or a case manager may extend a deadline, the queue overview is a
+supervisor's, and case notes are written by case managers, nurses and adjusters.
 
 Eligibility for a task (:func:`eligibility`): the role the next action needs (a task referred to a
 physician needs a physician; otherwise a nurse, or an adjuster on workers' comp), the line of
@@ -38,6 +42,11 @@ class Role(enum.StrEnum):
     PHYSICIAN = "physician"
     ADJUSTER = "adjuster"
     SUPERVISOR = "supervisor"
+    CASE_MANAGER = "case_manager"
+
+
+#: Roles that take no task: they assign, oversee or follow members (no specialty or capacity).
+NON_REVIEWING = frozenset({Role.SUPERVISOR, Role.CASE_MANAGER})
 
 
 class TaskStatus(enum.StrEnum):
@@ -75,6 +84,7 @@ ALLOWED: dict[Role, frozenset[Decision]] = {
     Role.ADJUSTER: frozenset({Decision.APPROVE, Decision.REQUEST_INFORMATION, Decision.REFER_TO_PHYSICIAN}),
     Role.PHYSICIAN: frozenset(Decision),
     Role.SUPERVISOR: frozenset(),
+    Role.CASE_MANAGER: frozenset(),
 }
 GENERAL = "general"
 
@@ -127,6 +137,8 @@ class Action(enum.StrEnum):
     EXTEND_DEADLINE = "extend_deadline"
     MANAGE_DIRECTORY = "manage_directory"
     SET_URGENCY = "set_urgency"
+    OVERSEE_QUEUE = "oversee_queue"
+    WRITE_CASE_NOTE = "write_case_note"
 
 
 # Action -> (the roles that may, the refusal for the others; {role} names the caller's role).
@@ -139,7 +151,10 @@ MAY: dict[Action, tuple[frozenset[Role], str]] = {
                              "a {role} may not extend a deadline"),
     Action.MANAGE_DIRECTORY: (frozenset({Role.SUPERVISOR}), "only a supervisor manages the reviewer directory"),
     Action.SET_URGENCY: (frozenset({Role.NURSE, Role.PHYSICIAN, Role.SUPERVISOR}),
-                         "an {role} may not change a task's urgency"),
+                         "only a nurse, physician or supervisor may change a task's urgency, not the {role}"),
+    Action.OVERSEE_QUEUE: (frozenset({Role.SUPERVISOR}), "the queue overview is a supervisor's"),
+    Action.WRITE_CASE_NOTE: (frozenset({Role.CASE_MANAGER, Role.NURSE, Role.ADJUSTER}),
+                             "case notes are written by case managers, nurses and adjusters, not a {role}"),
 }
 
 

@@ -15,15 +15,17 @@ from services.common.errors import FieldViolation, Unauthenticated, ValidationFa
 from services.common.grpc_errors import translate_errors
 from services.common.proto_enums import to_name, to_number
 from services.review.domain import workflow as wf
+from services.review.domain.notes import CaseNote
 from services.review.domain.task import DecisionInput, Task
 from services.review.service_layer.handlers import ReviewHandlers
 from services.review.service_layer.lines import to_proto_date
+from services.review.service_layer.oversight import QueueOverview
 from services.review.service_layer.views import TaskView
 from services.review.service_layer.workflow import ReviewWorkflow
 
-LOB = types_pb2.LineOfBusiness.DESCRIPTOR
-URGENCY = types_pb2.Urgency.DESCRIPTOR
-OUTCOME = types_pb2.LineOutcome.DESCRIPTOR
+LOB = types_pb2.LineOfBusiness
+URGENCY = types_pb2.Urgency
+OUTCOME = types_pb2.LineOutcome
 
 
 def _ts(value: dt.datetime) -> Timestamp:
@@ -50,15 +52,15 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             response.tasks.add(
                 task_id=task.task_id, request_id=task.request_id, line_number=task.line_number,
                 procedure_code=task.procedure_code, member_state=task.member_state,
-                line_of_business=to_number(LOB, task.line_of_business),  # type: ignore[arg-type]
-                urgency=to_number(URGENCY, task.urgency),  # type: ignore[arg-type]
-                outcome=to_number(OUTCOME, task.outcome.value),  # type: ignore[arg-type]
+                line_of_business=to_number(LOB, task.line_of_business),
+                urgency=to_number(URGENCY, task.urgency),
+                outcome=to_number(OUTCOME, task.outcome.value),
                 reasons=list(task.reasons), created_at=_ts(task.created_at), due_at=_ts(task.due_at),
                 status=task.status.value, urgency_reason=task.urgency_reason)
         return response
 
 
-ROLE = review_pb2.ReviewerRole.DESCRIPTOR
+ROLE = review_pb2.ReviewerRole
 P2P_KIND = {review_pb2.RecordPeerToPeerRequest.KIND_OFFERED: "offered",
             review_pb2.RecordPeerToPeerRequest.KIND_HELD: "held",
             review_pb2.RecordPeerToPeerRequest.KIND_DECLINED: "declined"}
@@ -66,9 +68,9 @@ P2P_KIND = {review_pb2.RecordPeerToPeerRequest.KIND_OFFERED: "offered",
 
 def reviewer_to_proto(r: wf.Reviewer) -> review_pb2.Reviewer:
     return review_pb2.Reviewer(
-        reviewer_id=r.reviewer_id, name=r.name, role=to_number(ROLE, r.role.value),  # type: ignore[arg-type]
+        reviewer_id=r.reviewer_id, name=r.name, role=to_number(ROLE, r.role.value),
         specialties=sorted(r.specialties), licence_states=sorted(r.licence_states),
-        lines_of_business=[to_number(LOB, lob) for lob in sorted(r.lines_of_business)],  # type: ignore[misc]
+        lines_of_business=[to_number(LOB, lob) for lob in sorted(r.lines_of_business)],
         capacity=r.capacity, credential=r.credential, active=r.active)
 
 
@@ -90,19 +92,33 @@ def reviewer_from_proto(p: review_pb2.Reviewer) -> wf.Reviewer:
 
 
 def task_to_proto(view: TaskView) -> review_pb2.TaskView:
-    task: Task = view.task
     out = review_pb2.TaskView(why_eligible=list(view.why_eligible))
-    t = out.task
+    fill_task(out.task, view.task)
+    for h in view.history:
+        event = out.history.add(actor=h.actor, action=h.action, detail=h.detail)
+        event.at.CopyFrom(_ts(h.at))
+    if view.determination is not None:
+        out.determination.CopyFrom(view.determination)
+    return out
+
+
+def review_task(task: Task) -> review_pb2.ReviewTask:
+    out = review_pb2.ReviewTask()
+    fill_task(out, task)
+    return out
+
+
+def fill_task(t: review_pb2.ReviewTask, task: Task) -> None:
     t.task_id, t.request_id, t.line_number = task.task_id, task.request_id, task.line_number
     t.procedure_code, t.member_state, t.status = task.procedure_code, task.member_state, task.status.value
-    t.line_of_business = to_number(LOB, task.line_of_business)  # type: ignore[assignment]
-    t.urgency = to_number(URGENCY, task.urgency)  # type: ignore[assignment]
-    t.outcome = to_number(OUTCOME, task.outcome.value)  # type: ignore[assignment]
+    t.line_of_business = to_number(LOB, task.line_of_business)
+    t.urgency = to_number(URGENCY, task.urgency)
+    t.outcome = to_number(OUTCOME, task.outcome.value)
     t.reasons.extend(task.reasons)
     t.created_at.CopyFrom(_ts(task.created_at))
     t.due_at.CopyFrom(_ts(task.due_at))
     t.category = task.category
-    t.required_role = to_number(ROLE, task.required_role.value)  # type: ignore[assignment]
+    t.required_role = to_number(ROLE, task.required_role.value)
     t.assigned_to = task.assigned_to or ""
     if task.lease_expires_at is not None:
         t.lease_expires_at.CopyFrom(_ts(task.lease_expires_at))
@@ -113,11 +129,25 @@ def task_to_proto(view: TaskView) -> review_pb2.TaskView:
     t.urgency_reason = task.urgency_reason
     if task.information_due is not None:
         t.information_due.CopyFrom(to_proto_date(task.information_due))
-    for h in view.history:
-        event = out.history.add(actor=h.actor, action=h.action, detail=h.detail)
-        event.at.CopyFrom(_ts(h.at))
-    if view.determination is not None:
-        out.determination.CopyFrom(view.determination)
+
+
+def note_to_proto(note: CaseNote) -> review_pb2.CaseNote:
+    out = review_pb2.CaseNote(note_id=note.note_id, member_id=note.member_id, author_id=note.author_id,
+                              author_name=note.author_name, text=note.text, amends=note.amends or "",
+                              author_role=to_number(ROLE, note.author_role.value))
+    out.written_at.CopyFrom(_ts(note.written_at))
+    return out
+
+
+def overview_to_proto(overview: QueueOverview) -> review_pb2.GetQueueOverviewResponse:
+    out = review_pb2.GetQueueOverviewResponse(
+        at_risk=[review_task(t) for t in overview.at_risk], missed=[review_task(t) for t in overview.missed],
+        held=[review_task(t) for t in overview.held])
+    for d in overview.depth:
+        out.depth.add(category=d.category, urgency=to_number(URGENCY, d.urgency),
+                      line_of_business=to_number(LOB, d.line_of_business),
+                      required_role=to_number(ROLE, d.required_role.value),
+                      status=d.status, count=d.count, at_risk=d.at_risk, missed=d.missed)
     return out
 
 
@@ -185,7 +215,8 @@ class ReviewerServicer(ReviewServicer):
     @translate_errors
     def ListMyTasks(self, request: review_pb2.ListMyTasksRequest,  # noqa: N802
                     context: grpc.ServicerContext) -> review_pb2.ListMyTasksResponse:
-        held, available = self._workflow.queue.my_tasks(self._principal(context), request.limit)
+        held, available = self._workflow.queue.my_tasks(self._principal(context), request.limit,
+                                                        summary=request.summary)
         return review_pb2.ListMyTasksResponse(held=[task_to_proto(v) for v in held],
                                               available=[task_to_proto(v) for v in available])
 
@@ -244,3 +275,27 @@ class ReviewerServicer(ReviewServicer):
         if urgency is None:
             raise ValidationFailed([FieldViolation("urgency", "standard or expedited")])
         return task_to_proto(self._workflow.urgency.set_urgency(principal, request.task_id, urgency, request.reason))
+
+    @translate_errors
+    def GetQueueOverview(self, request: review_pb2.GetQueueOverviewRequest,  # noqa: N802
+                         context: grpc.ServicerContext) -> review_pb2.GetQueueOverviewResponse:
+        return overview_to_proto(self._workflow.oversight.overview(self._principal(context), request.limit))
+
+    @translate_errors
+    def ListMemberTasks(self, request: review_pb2.ListMemberTasksRequest,  # noqa: N802
+                        context: grpc.ServicerContext) -> review_pb2.ListMemberTasksResponse:
+        tasks = self._workflow.oversight.member_tasks(self._principal(context), request.member_id)
+        return review_pb2.ListMemberTasksResponse(tasks=[review_task(t) for t in tasks])
+
+    @translate_errors
+    def AddCaseNote(self, request: review_pb2.AddCaseNoteRequest,  # noqa: N802
+                    context: grpc.ServicerContext) -> review_pb2.CaseNote:
+        principal = self._principal(context)
+        return note_to_proto(self._workflow.case_notes.add(principal, request.member_id, request.text,
+                                                           request.amends))
+
+    @translate_errors
+    def ListCaseNotes(self, request: review_pb2.ListCaseNotesRequest,  # noqa: N802
+                      context: grpc.ServicerContext) -> review_pb2.ListCaseNotesResponse:
+        notes = self._workflow.case_notes.of_member(self._principal(context), request.member_id)
+        return review_pb2.ListCaseNotesResponse(notes=[note_to_proto(n) for n in notes])

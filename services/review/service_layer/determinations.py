@@ -27,8 +27,8 @@ from services.review.service_layer.ports import UnitOfWork
 from services.review.service_layer.submitted import date_of
 
 SYSTEM_DECIDER = types_pb2.DeciderRef(id="system:rules-engine", role="software")
-OUTCOME = types_pb2.LineOutcome.DESCRIPTOR
-ACTION = types_pb2.ActionCode.DESCRIPTOR
+OUTCOME = types_pb2.LineOutcome
+ACTION = types_pb2.ActionCode
 VERB = {wf.Decision.DENY: "denied", wf.Decision.APPROVE_PARTIAL: "approved in part", wf.Decision.MODIFY: "modified"}
 
 
@@ -51,8 +51,8 @@ def rules_line(service_line: types_pb2.ServiceLine, decision: LineDecision, eval
     """Software's determination of a line (units and dates of an approval: :func:`certify`)."""
     return types_pb2.LineDetermination(
         line_number=service_line.line_number, procedure_code=service_line.procedure_code,
-        outcome=to_number(OUTCOME, decision.outcome.value),  # type: ignore[arg-type]
-        action_code=to_number(ACTION, decision.action),  # type: ignore[arg-type]
+        outcome=to_number(OUTCOME, decision.outcome.value),
+        action_code=to_number(ACTION, decision.action),
         reasons=list(decision.reasons) if reasons is None else reasons,
         queued_for_review=decision.queued_for_review, explanation=explanation(evaluation, decision))
 
@@ -72,7 +72,7 @@ def reevaluated_line(service_line: types_pb2.ServiceLine, decision: LineDecision
 
 def hold_for_person(line: types_pb2.LineDetermination) -> None:
     """Criteria are met, but a person decides (a physician was asked, or a duplicate is suspected)."""
-    line.action_code = to_number(ACTION, "pended")  # type: ignore[assignment]
+    line.action_code = to_number(ACTION, "pended")
     line.queued_for_review = True
 
 
@@ -115,9 +115,9 @@ def decided_line(stored: types_pb2.LineDetermination, service_line: types_pb2.Se
     line.CopyFrom(stored)
     for name in ("approved_units", "approved_start", "approved_end", "next_review_date", "criterion",
                  "requested_facts", "information_due"):
-        line.ClearField(name)  # type: ignore[arg-type]
+        line.ClearField(name)
     del line.reasons[:]
-    line.action_code = to_number(ACTION, wf.ACTION_OF[d.decision])  # type: ignore[assignment]
+    line.action_code = to_number(ACTION, wf.ACTION_OF[d.decision])
     line.decided_by.CopyFrom(decider(me))
     line.decided_at.FromDatetime(now)
     line.queued_for_review = d.decision in (wf.Decision.REQUEST_INFORMATION, wf.Decision.REFER_TO_PHYSICIAN)

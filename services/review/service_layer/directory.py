@@ -59,7 +59,7 @@ def validate_reviewer(r: wf.Reviewer) -> None:
         problems.append(FieldViolation("reviewer.reviewer_id", "1 to 64 characters"))
     if not r.name.strip():
         problems.append(FieldViolation("reviewer.name", "required"))
-    if r.role is not wf.Role.SUPERVISOR:
+    if r.role not in wf.NON_REVIEWING:
         if not r.lines_of_business:
             problems.append(FieldViolation("reviewer.lines_of_business", "at least one"))
         unknown = sorted(s for s in r.specialties if s not in CATEGORIES and s != wf.GENERAL)

@@ -14,8 +14,7 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
 from services.common.clock import Clock
-from services.common.consumer import PoisonMessage
-from services.common.errors import FieldViolation, NotFound, ValidationFailed
+from services.common.errors import FieldViolation, NotFound, PoisonMessage, ValidationFailed
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.proto_enums import to_name
 from services.common.topics import Topics
@@ -34,9 +33,9 @@ from services.review.service_layer.submitted import clock_request, date_of, fact
 logger = logging.getLogger(__name__)
 
 CONSUMER_NAME = "review"
-LOB = types_pb2.LineOfBusiness.DESCRIPTOR
-URGENCY = types_pb2.Urgency.DESCRIPTOR
-REVIEW_TYPE = types_pb2.ReviewType.DESCRIPTOR
+LOB = types_pb2.LineOfBusiness
+URGENCY = types_pb2.Urgency
+REVIEW_TYPE = types_pb2.ReviewType
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
 from services.common.clock import Clock
-from services.common.consumer import PoisonMessage, TransientError
+from services.common.errors import PoisonMessage, TransientError
 from services.common.events import IncomingEvent
 from services.common.topics import Topics
 from services.review.domain.criteria import Outcome

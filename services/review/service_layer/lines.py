@@ -6,17 +6,35 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Protocol
 
 from ur.common.v1 import types_pb2
 
 from services.common.proto_enums import to_name, to_number
 from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts, render_value, with_line_facts
 
-LOB = types_pb2.LineOfBusiness.DESCRIPTOR
-URGENCY = types_pb2.Urgency.DESCRIPTOR
-REVIEW_TYPE = types_pb2.ReviewType.DESCRIPTOR
-CONDITION = types_pb2.ConditionStatus.DESCRIPTOR
+LOB = types_pb2.LineOfBusiness
+URGENCY = types_pb2.Urgency
+REVIEW_TYPE = types_pb2.ReviewType
+CONDITION = types_pb2.ConditionStatus
+
+
+class RequestMessage(Protocol):
+    """What review reads of a request: a RequestSubmitted event, or (the criteria tools) a
+    SubmitRequestRequest."""
+
+    @property
+    def coverage(self) -> types_pb2.Coverage: ...
+    @property
+    def diagnoses(self) -> Sequence[types_pb2.Diagnosis]: ...
+    @property
+    def urgency(self) -> types_pb2.Urgency.ValueType: ...
+    @property
+    def review_type(self) -> types_pb2.ReviewType.ValueType: ...
+    @property
+    def clinical_facts(self) -> Sequence[types_pb2.ClinicalFact]: ...
+    @property
+    def service_lines(self) -> Sequence[types_pb2.ServiceLine]: ...
 
 
 def proto_date(d: types_pb2.Date) -> dt.date | None:
@@ -30,7 +48,8 @@ def to_proto_date(d: dt.date) -> types_pb2.Date:
     return types_pb2.Date(year=d.year, month=d.month, day=d.day)
 
 
-def request_facts(clinical_facts: Sequence[Any], *, drop_impossible_dates: bool = False) -> dict[str, FactValue]:
+def request_facts(clinical_facts: Sequence[types_pb2.ClinicalFact], *,
+                  drop_impossible_dates: bool = False) -> dict[str, FactValue]:
     """The typed clinical facts of a request by name. An impossible date raises ValueError, or is
     left out with ``drop_impossible_dates``."""
     facts: dict[str, FactValue] = {}
@@ -54,7 +73,8 @@ def request_facts(clinical_facts: Sequence[Any], *, drop_impossible_dates: bool 
     return facts
 
 
-def line_facts(message: Any, line: types_pb2.ServiceLine, lob: str, facts: dict[str, FactValue]) -> LineFacts:
+def line_facts(message: RequestMessage, line: types_pb2.ServiceLine, lob: str,
+               facts: dict[str, FactValue]) -> LineFacts:
     """What the criteria see of one line of a RequestSubmitted (or SubmitRequestRequest)."""
     return LineFacts(procedure_code=line.procedure_code,
                      diagnoses=tuple(d.code.upper().replace(".", "") for d in message.diagnoses),
@@ -65,7 +85,8 @@ def line_facts(message: Any, line: types_pb2.ServiceLine, lob: str, facts: dict[
                      facts=with_line_facts(facts, line.units))
 
 
-def request_lines(message: Any, *, drop_impossible_dates: bool = False) -> list[tuple[Any, LineFacts]]:
+def request_lines(message: RequestMessage, *,
+                  drop_impossible_dates: bool = False) -> list[tuple[types_pb2.ServiceLine, LineFacts]]:
     """(service line, LineFacts) of every line; empty when the request names no line of business."""
     lob = to_name(LOB, message.coverage.line_of_business)
     if lob is None:
@@ -82,7 +103,7 @@ def explanation_proto(evaluation: LineEvaluation) -> types_pb2.Explanation:
         missing_facts=list(evaluation.missing_facts))
     for c in evaluation.conditions:
         explanation.conditions.add(condition_id=c.condition_id, description=c.description,
-                                   status=to_number(CONDITION, c.status.value),  # type: ignore[arg-type]
+                                   status=to_number(CONDITION, c.status.value),
                                    observed=list(c.observed))
     for d in evaluation.derived:
         explanation.derived.add(name=d.fact, value=render_value(d.value), derived_from=d.because, mapping=d.mapping,

@@ -58,9 +58,9 @@ class Monitor:
             logger.info("monitor: %s", ", ".join(f"{k}={v}" for k, v in counts.items() if v))
         return counts
 
-    def _alert(self, uow: UnitOfWork, task: Task, kind: int, detail: str, now: dt.datetime, *,
-               deemed_denial: bool = False) -> None:
-        alert = events_pb2.ReviewAlert(alert_id=str(uuid.uuid4()), kind=kind,  # type: ignore[arg-type]
+    def _alert(self, uow: UnitOfWork, task: Task, kind: events_pb2.ReviewAlert.Kind.ValueType, detail: str,
+               now: dt.datetime, *, deemed_denial: bool = False) -> None:
+        alert = events_pb2.ReviewAlert(alert_id=str(uuid.uuid4()), kind=kind,
                                        request_id=task.request_id, line_number=task.line_number,
                                        task_id=task.task_id, assigned_to=task.assigned_to or "",
                                        deemed_denial=deemed_denial, message=detail)

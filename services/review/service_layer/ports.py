@@ -22,17 +22,20 @@ from services.common.clock import Clock
 from services.common.events import OutgoingEvent
 from services.review.domain.case import Case
 from services.review.domain.criteria import LineEvaluation, LineFacts
+from services.review.domain.notes import CaseNote
 from services.review.domain.policy import LineOutcome, ProviderRecord
 from services.review.domain.task import AuditEntry, Task
 from services.review.domain.workflow import Reviewer, Role
 
 __all__ = [
+    "CaseNoteRepository",
     "CaseRepository",
     "Clock",
     "DuplicateChecker",
     "Evaluator",
     "LineQuery",
     "ProviderOutcomeRepository",
+    "QueueDepth",
     "ReviewerRepository",
     "TaskRepository",
     "UnitOfWork",
@@ -57,6 +60,26 @@ class CaseRepository(abc.ABC):
     def save(self, case: Case) -> None:
         """Store what may change on a case: its request (merged facts), determination, clock, due time
         and urgency (the urgency its clock runs on, which a person may change)."""
+
+    @abc.abstractmethod
+    def request_ids_of_member(self, member_id: str) -> list[str]:
+        """The ids of the member's cases, oldest received first (then by id)."""
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """How many undecided tasks share a category, urgency, line of business, required role and
+    status; of those, how many are at risk and how many are past their deadline (as
+    :meth:`TaskRepository.at_risk` and :meth:`TaskRepository.missed` count them)."""
+
+    category: str
+    urgency: str
+    line_of_business: str
+    required_role: Role
+    status: str
+    count: int
+    at_risk: int
+    missed: int
 
 
 class TaskRepository(abc.ABC):
@@ -110,6 +133,26 @@ class TaskRepository(abc.ABC):
     def history(self, task_id: str) -> list[AuditEntry]:
         """The task's audit trail, oldest first (entries of one instant in the order written)."""
 
+    # -- the supervisor's overview ------------------------------------------------------------
+    @abc.abstractmethod
+    def depth(self, now: dt.datetime) -> list[QueueDepth]:
+        """Undecided tasks counted by (category, urgency, line of business, required role, status),
+        in that order of keys."""
+
+    @abc.abstractmethod
+    def at_risk(self, now: dt.datetime, limit: int) -> list[Task]:
+        """Undecided tasks on a running clock whose at-risk time has come and whose deadline has
+        not passed, earliest due first (then id), at most ``limit``."""
+
+    @abc.abstractmethod
+    def missed(self, now: dt.datetime, limit: int) -> list[Task]:
+        """Undecided tasks on a running clock whose deadline passed (recorded by the monitor or
+        not yet), earliest due first (then id), at most ``limit``."""
+
+    @abc.abstractmethod
+    def all_held(self, now: dt.datetime, limit: int) -> list[Task]:
+        """Tasks held under a live lease, by holder, then most urgent first, at most ``limit``."""
+
 
 class ReviewerRepository(abc.ABC):
     @abc.abstractmethod
@@ -143,6 +186,21 @@ class ProviderOutcomeRepository(abc.ABC):
         Pairs without any decision are absent."""
 
 
+class CaseNoteRepository(abc.ABC):
+    """Case notes, append only: there is no way to change or remove a stored note."""
+
+    @abc.abstractmethod
+    def add(self, note: CaseNote) -> None:
+        """Store a new note; DuplicateKey if its id is taken."""
+
+    @abc.abstractmethod
+    def get(self, note_id: str) -> CaseNote | None: ...
+
+    @abc.abstractmethod
+    def of_member(self, member_id: str) -> list[CaseNote]:
+        """The member's notes, oldest first (then by id)."""
+
+
 class UnitOfWork(abc.ABC):
     """One transaction over review's store, used as a context manager: it rolls back unless
     :meth:`commit` is called. Events handed to :meth:`publish` are stored with the changes (the
@@ -153,6 +211,7 @@ class UnitOfWork(abc.ABC):
     tasks: TaskRepository
     reviewers: ReviewerRepository
     provider_outcomes: ProviderOutcomeRepository
+    case_notes: CaseNoteRepository
 
     @abc.abstractmethod
     def read_only(self) -> Self:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import ParamSpec, TypeVar
 
 from services.common.errors import (
     FailedPrecondition,
@@ -24,10 +24,11 @@ from services.review.domain import workflow as wf
 from services.review.domain.task import Task
 from services.review.service_layer.ports import UnitOfWork
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def use_case(method: F) -> F:
+def use_case(method: Callable[P, R]) -> Callable[P, R]:
     """Decorate a use case so the domain's refusals leave as service errors:
 
     ============  ==================
@@ -39,7 +40,7 @@ def use_case(method: F) -> F:
     """
 
     @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(*args, **kwargs)
         except wf.NotPermitted as exc:
@@ -51,7 +52,7 @@ def use_case(method: F) -> F:
         except wf.Conflict as exc:
             raise FailedPrecondition(str(exc)) from exc
 
-    return cast(F, wrapper)
+    return wrapper
 
 
 def identify(uow: UnitOfWork, principal: str, may: wf.Action | None = None) -> wf.Reviewer:

@@ -14,7 +14,10 @@ from services.review.service_layer.ports import UnitOfWork
 from services.review.service_layer.preamble import identify, load_task, use_case
 from services.review.service_layer.views import TaskView, task_view
 
-# How many candidates a claim looks through (licences are checked here, not in the query).
+# How many candidates a claim looks through: licences are checked here, not in the query, so a
+# claim reads a short window first (nearly always enough) and a wide one only when none of that was
+# the reviewer's to take.
+CLAIM_FIRST_LOOK = 10
 CLAIM_CANDIDATES = 200
 LIST_CANDIDATES = 500
 
@@ -26,17 +29,17 @@ class Queue:
         self._lease = dt.timedelta(seconds=lease_s)
 
     @use_case
-    def my_tasks(self, principal: str, limit: int) -> tuple[list[TaskView], list[TaskView]]:
+    def my_tasks(self, principal: str, limit: int, *, summary: bool = False) -> tuple[list[TaskView], list[TaskView]]:
         """(held, available): what the reviewer holds, and up to ``limit`` (0: 20) tasks they could
-        claim, most urgent first."""
+        claim, most urgent first; ``summary`` views leave out history and determination."""
         if not 0 <= limit <= 200:
             raise ValidationFailed([FieldViolation("limit", "between 1 and 200 (0 means 20)")])
         now = self._now()
         with self._uow().read_only() as uow:
             me = identify(uow, principal)
-            held = [task_view(uow, t, me) for t in uow.tasks.held_by(me.reviewer_id, now)]
+            held = [task_view(uow, t, me, summary=summary) for t in uow.tasks.held_by(me.reviewer_id, now)]
             available = self._candidates(uow, me, now, LIST_CANDIDATES)[:limit or 20]
-            return held, [task_view(uow, t, me) for t in available]
+            return held, [task_view(uow, t, me, summary=summary) for t in available]
 
     @use_case
     def get_task(self, principal: str, task_id: str) -> TaskView:
@@ -52,14 +55,18 @@ class Queue:
         with self._uow() as uow:
             me = identify(uow, principal, may=wf.Action.CLAIM)
             wf.check_capacity(me, len(uow.tasks.held_by(me.reviewer_id, now)))
-            for task in self._candidates(uow, me, now, CLAIM_CANDIDATES):
-                task.claim(me, now, self._lease)
-                try:
-                    uow.tasks.save(task)
-                except wf.StaleTask:
-                    continue  # another reviewer got it first
-                uow.commit()
-                return task_view(uow, task, me)
+            for window in (CLAIM_FIRST_LOOK, CLAIM_CANDIDATES):
+                found = uow.tasks.claimable(wf.roles_served(me), me.lines_of_business, me.specialties, now, window)
+                for task in (t for t in found if wf.eligibility(me, t.facts())[0]):
+                    task.claim(me, now, self._lease)
+                    try:
+                        uow.tasks.save(task)
+                    except wf.StaleTask:
+                        continue  # another reviewer got it first
+                    uow.commit()
+                    return task_view(uow, task, me)
+                if len(found) < window:
+                    break  # that was every candidate there is
             raise NotFound("no open task you are eligible for")
 
     @use_case

@@ -8,7 +8,7 @@ import datetime as dt
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
-from services.common.consumer import PoisonMessage
+from services.common.errors import PoisonMessage
 from services.review.domain.criteria import FactValue
 from services.review.domain.deadlines import ClockRequest
 from services.review.service_layer.lines import proto_date, request_facts

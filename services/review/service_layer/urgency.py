@@ -25,7 +25,7 @@ from services.review.service_layer.preamble import identify, load_task, use_case
 from services.review.service_layer.submitted import clock_request
 from services.review.service_layer.views import TaskView, task_view
 
-URGENCY = types_pb2.Urgency.DESCRIPTOR
+URGENCY = types_pb2.Urgency
 
 
 class TaskUrgency:

@@ -21,8 +21,12 @@ class TaskView:
     determination: types_pb2.LineDetermination | None
 
 
-def task_view(uow: UnitOfWork, task: Task, viewer: wf.Reviewer) -> TaskView:
+def task_view(uow: UnitOfWork, task: Task, viewer: wf.Reviewer, *, summary: bool = False) -> TaskView:
+    """The viewer's view of ``task``; a ``summary`` leaves out the history and the determination
+    (two reads per task a list can do without)."""
     eligible, reasons = wf.eligibility(viewer, task.facts())
+    if summary:
+        return TaskView(task, reasons if eligible else (), (), None)
     case = uow.cases.get(task.request_id)
     line = None
     if case is not None:

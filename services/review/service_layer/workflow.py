@@ -1,7 +1,7 @@
 """Review's use cases for people, one object per responsibility: the reviewer directory, the queue
 (claims under a lease), decisions, peer-to-peer, deadline extensions, a task's urgency, additional
-information and the deadline monitor. The task's rules are the Task aggregate's (domain/task.py); these load it,
-call it and save it."""
+information, the deadline monitor, the supervisor's overview and case notes. The task's rules are
+the Task aggregate's (domain/task.py); these load it, call it and save it."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from collections.abc import Callable, Sequence
 from ur.events.v1 import events_pb2
 
 from services.common.clock import Clock
-from services.common.consumer import EventHandler
-from services.common.events import IncomingEvent
+from services.common.events import EventHandler, IncomingEvent
 from services.common.topics import Topics
 from services.review.domain.deadlines import ClockEngine
+from services.review.service_layer.case_notes import CaseNotes
 from services.review.service_layer.clocks import DeadlineExtensions
 from services.review.service_layer.decisions import Decisions
 from services.review.service_layer.directory import Directory
 from services.review.service_layer.information import Information
 from services.review.service_layer.monitor import Monitor
+from services.review.service_layer.oversight import Oversight
 from services.review.service_layer.peer_to_peer import PeerToPeer
 from services.review.service_layer.ports import Evaluator, UnitOfWork
 from services.review.service_layer.queue import Queue
@@ -41,6 +42,8 @@ class ReviewWorkflow:
                                        at_risk_fraction=at_risk_fraction)
         self.monitor = Monitor(uow_factory, topics, clock=clock)
         self.urgency = TaskUrgency(uow_factory, clocks, clock=clock, at_risk_fraction=at_risk_fraction)
+        self.oversight = Oversight(uow_factory, clock=clock)
+        self.case_notes = CaseNotes(uow_factory, clock=clock)
 
 
 class ReviewEvents:

@@ -86,7 +86,8 @@ def test_each_certified_line_gets_one_authorization_and_the_news_goes_out(
     assert [(a.authorization_number, a.line_number, a.procedure_code, a.units) for a in event.authorizations] == [
         (a.authorization_number, a.line_number, a.procedure_code, a.units) for a in stored]
     first = event.authorizations[0]
-    assert first.status == types_pb2.AUTHORIZATION_STATUS_ACTIVE and first.member_id == "T-MA-0001"
+    assert first.status == types_pb2.AUTHORIZATION_STATUS_ACTIVE
+    assert first.member_id == "T-MA-0001"
     assert first.issued_at.ToDatetime(dt.UTC) == NOW
     assert (first.valid_from, first.valid_to) == (date(dt.date(2027, 3, 1)), date(dt.date(2027, 5, 29)))
 
@@ -105,7 +106,8 @@ def test_a_redelivered_determination_issues_nothing_more(store: AuthorizationSto
     before = dict(store.authorizations)
     handlers.handle_batch([event])  # same event id: already processed
     handlers.handle_batch([incoming(event.message, "e2")])  # published twice: new id, lines already authorized
-    assert store.authorizations == before and len(issued_events(store)) == 1
+    assert store.authorizations == before
+    assert len(issued_events(store)) == 1
     assert store.processed == {("authorization", "e1"), ("authorization", "e2")}
 
 
@@ -117,13 +119,15 @@ def test_a_line_approved_later_gets_its_own_authorization(store: AuthorizationSt
         (1, "d1"), (2, "d2")]
     first, second = issued_events(store)
     assert [a.line_number for a in first.authorizations] == [1]
-    assert [a.line_number for a in second.authorizations] == [2] and second.determination_id == "d2"
+    assert [a.line_number for a in second.authorizations] == [2]
+    assert second.determination_id == "d2"
 
 
 def test_nothing_certified_issues_nothing_but_is_remembered(store: AuthorizationStore,
                                                            handlers: AuthorizationHandlers) -> None:
     handlers.handle_batch([incoming(decided("r1", (1, PENDED, 0), (2, DENIED, 0)), "e1")])
-    assert store.authorizations == {} and store.outbox == []
+    assert store.authorizations == {}
+    assert store.outbox == []
     assert store.processed == {("authorization", "e1")}
 
 
@@ -154,7 +158,9 @@ def test_a_determination_that_cannot_apply_is_poison_and_its_batch_changes_nothi
         store: AuthorizationStore, handlers: AuthorizationHandlers, message: Message, problem: str) -> None:
     with pytest.raises(PoisonMessage, match=problem):
         handlers.handle_batch([incoming(decided("r0", (1, CERTIFIED, 1))), incoming(message)])
-    assert store.authorizations == {} and store.outbox == [] and store.processed == set()
+    assert store.authorizations == {}
+    assert store.outbox == []
+    assert store.processed == set()
 
 
 # -- queries -----------------------------------------------------------------------------------

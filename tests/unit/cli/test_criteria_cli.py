@@ -130,13 +130,17 @@ BROKEN = [
 def test_validate_accepts_the_shipped_library(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "validate")
     assert code == 0, out
-    assert LUMBAR_ID in out and "every criteria file is valid" in out
+    assert LUMBAR_ID in out
+    assert "every criteria file is valid" in out
     code, out, _ = run(capsys, "validate", "--json")
     report = json.loads(out)
-    assert code == 0 and report["problems"] == []
+    assert code == 0
+    assert report["problems"] == []
     assert len(report["valid"]) >= 5
     lumbar = next(s for s in report["valid"] if s["id"] == LUMBAR_ID)
-    assert lumbar["examples"] >= 5 and len(lumbar["sha256"]) == 64 and lumbar["category"] == "advanced_imaging"
+    assert lumbar["examples"] >= 5
+    assert len(lumbar["sha256"]) == 64
+    assert lumbar["category"] == "advanced_imaging"
 
 
 @pytest.mark.parametrize(("edit", "field", "problem"), BROKEN)
@@ -195,11 +199,14 @@ def test_test_passes_every_example_of_the_shipped_library(capsys: pytest.Capture
     code, out, _ = run(capsys, "test", "--json")
     report = json.loads(out)
     assert code == 0, out
-    assert len(report["sets"]) >= 5 and report["failed"] == 0 and report["problems"] == []
+    assert len(report["sets"]) >= 5
+    assert report["failed"] == 0
+    assert report["problems"] == []
     library = load_library(SHIPPED)
     for s in report["sets"]:
         criteria = library.get(s["id"], s["version"])
-        assert criteria is not None and s["passed"] == len(criteria.examples) > 0
+        assert criteria is not None
+        assert s["passed"] == len(criteria.examples) > 0
     code, out, _ = run(capsys, "test")
     assert code == 0
     assert f"{report['examples']} of {report['examples']} example(s) passed" in out
@@ -238,9 +245,13 @@ def test_test_reports_each_failing_example_with_expected_and_got(monkeypatch: py
     assert "FAIL" in out
     code, out, _ = run(capsys, "test", str(LUMBAR), "--json")
     report = json.loads(out)
-    assert code == 1 and report["failed"] > 0
+    assert code == 1
+    assert report["failed"] > 0
     failure = report["sets"][0]["failures"][0]
-    assert failure["example"] and failure["expected"] and "durable-rules" in failure["got"] and failure["summary"]
+    assert failure["example"]
+    assert failure["expected"]
+    assert "durable-rules" in failure["got"]
+    assert failure["summary"]
 
 
 # -- explain -----------------------------------------------------------------------------------------
@@ -259,12 +270,15 @@ def test_explain_a_request_file_shows_criteria_and_conditions(tmp_path: Path,
     assert f"{LUMBAR_ID} version 2026.1" in out
     assert "referred to a nurse" in out
     assert "symptoms_six_weeks: symptoms for at least 6 weeks" in out
-    assert "unmet" in out and "symptom_duration_weeks=2 weeks" in out
+    assert "unmet" in out
+    assert "symptom_duration_weeks=2 weeks" in out
     code, out, _ = run(capsys, "explain", str(_request_file(tmp_path, lumbar_mri(meets=True), "ok.json")), "--json")
     answer = json.loads(out)
     explanation = answer["lines"][0]["explanation"]
-    assert code == 0 and answer["lines"][0]["outcome"] == "LINE_OUTCOME_MEETS_CRITERIA"
-    assert explanation["criteria_id"] == LUMBAR_ID and len(explanation["criteria_hash"]) == 64
+    assert code == 0
+    assert answer["lines"][0]["outcome"] == "LINE_OUTCOME_MEETS_CRITERIA"
+    assert explanation["criteria_id"] == LUMBAR_ID
+    assert len(explanation["criteria_hash"]) == 64
     statuses = {c["condition_id"]: c["status"] for c in explanation["conditions"]}
     assert statuses["symptoms_six_weeks"] == "CONDITION_STATUS_MET"
     assert statuses["cauda_equina_suspected"] == "CONDITION_STATUS_UNMET"
@@ -276,17 +290,21 @@ def test_explain_names_missing_facts_and_uncovered_lines(tmp_path: Path, capsys:
     code, out, _ = run(capsys, "explain", str(_request_file(tmp_path, request)))
     assert code == 0
     assert "pended for missing information" in out
-    assert "conservative_therapy_weeks" in out and "missing" in out
-    assert "Line 2: 99999" in out and "no criteria set covers 99999" in out
+    assert "conservative_therapy_weeks" in out
+    assert "missing" in out
+    assert "Line 2: 99999" in out
+    assert "no criteria set covers 99999" in out
 
 
 def test_explain_a_file_that_is_not_a_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "nonsense.yaml"
     path.write_text("members: [1, 2]\n")
     code, _, err = run(capsys, "explain", str(path))
-    assert code == 2 and "nonsense.yaml: not a valid SubmitRequestRequest" in err
+    assert code == 2
+    assert "nonsense.yaml: not a valid SubmitRequestRequest" in err
     code, _, err = run(capsys, "explain", str(tmp_path / "absent.json"))
-    assert code == 2 and "absent.json: no such file" in err
+    assert code == 2
+    assert "absent.json: no such file" in err
 
 
 class _Review(review_pb2_grpc.ReviewServiceServicer):
@@ -303,7 +321,7 @@ class _Review(review_pb2_grpc.ReviewServiceServicer):
 def review_server() -> Iterator[tuple[str, Any]]:
     determination = stored_determination(submitted(lumbar_mri(meets=False), dt.datetime(2026, 3, 2, tzinfo=dt.UTC)))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    review_pb2_grpc.add_ReviewServiceServicer_to_server(_Review(determination), server)
+    review_pb2_grpc.add_ReviewServiceServicer_to_server(_Review(determination), server)  # type: ignore[abstract]  # stub: abstract; runtime: UNIMPLEMENTED
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     yield f"127.0.0.1:{port}", determination
@@ -315,13 +333,18 @@ def test_explain_a_request_id_asks_the_review_service(review_server: tuple[str, 
     target, determination = review_server
     code, out, _ = run(capsys, "explain", determination.request_id, "--review", target)
     assert code == 0, out
-    assert determination.request_id in out and f"{LUMBAR_ID} version 2026.1" in out
-    assert "referred to a nurse" in out and "symptoms_six_weeks" in out and "unmet" in out
+    assert determination.request_id in out
+    assert f"{LUMBAR_ID} version 2026.1" in out
+    assert "referred to a nurse" in out
+    assert "symptoms_six_weeks" in out
+    assert "unmet" in out
     code, out, _ = run(capsys, "explain", determination.request_id, "--review", target, "--json")
     assert json.loads(out)["request_id"] == determination.request_id
     unknown = str(uuid.uuid4())
     code, _, err = run(capsys, "explain", unknown, "--review", target)
-    assert code == 1 and "not found" in err and unknown in err
+    assert code == 1
+    assert "not found" in err
+    assert unknown in err
 
 
 # -- replay ------------------------------------------------------------------------------------------
@@ -351,7 +374,7 @@ def stored_determination(message: Any) -> Any:
             out.explanation.summary = "no criteria set covers it"
             continue
         evaluation = evaluate(criteria, facts, PythonMatcher())
-        out.outcome = to_number(types_pb2.LineOutcome.DESCRIPTOR, evaluation.outcome.value)
+        out.outcome = to_number(types_pb2.LineOutcome, evaluation.outcome.value)
         out.explanation.CopyFrom(explanation_of(evaluation))
     return determination
 
@@ -397,7 +420,8 @@ def seed_review_database(url: str) -> int:
 
 def check_replay_report(report: dict[str, Any]) -> None:
     """What the replay of :func:`write_draft` over :func:`case_rows` from 2026-03-01 must say."""
-    assert report["requests"] == 4 and report["lines"] == 4
+    assert report["requests"] == 4
+    assert report["lines"] == 4
     assert report["lines_covered"] == 3
     outcomes = report["outcomes"]
     assert outcomes["meets_criteria"] == {"before": 1, "after": 0, "delta": -1}
@@ -406,7 +430,8 @@ def check_replay_report(report: dict[str, Any]) -> None:
     assert report["changed_lines"] == 1
     assert report["transitions"] == [{"before": "meets_criteria", "after": "refer_to_nurse", "lines": 1}]
     (changed,) = report["sample"]
-    assert changed["request_id"] == MEETS_ID and changed["procedure_code"] == "72148"
+    assert changed["request_id"] == MEETS_ID
+    assert changed["procedure_code"] == "72148"
     assert changed["after_words"].startswith("would now be referred to a nurse")
     flips = {f["condition_id"]: f for f in changed["flips"]}
     assert set(flips) == {"symptoms_six_weeks", "conservative_therapy_six_weeks"}
@@ -448,7 +473,9 @@ def test_replay_reports_counts_and_flipped_conditions_without_touching_the_datab
     assert "symptoms for at least 10 weeks (was: symptoms for at least 6 weeks)" in out
     assert "symptom_duration_weeks=8 weeks" in out
     assert "was approved under imaging-mri-lumbar-spine 2026.1" in out
-    assert "approved (meets criteria)" in out and "-1" in out and "+1" in out
+    assert "approved (meets criteria)" in out
+    assert "-1" in out
+    assert "+1" in out
     assert _snapshot(review_db) == before  # same bytes, same mtime, no -wal or -shm left behind
 
 
@@ -460,7 +487,8 @@ def test_replay_until_and_the_default_database_under_ur_var_dir(review_db: Path,
     code, out, err = run(capsys, "replay", str(draft), "--since", "2026-01-01", "--until", "2026-01-31", "--json")
     assert code == 0, err
     report = json.loads(out)
-    assert report["requests"] == 1 and report["changed_lines"] == 1
+    assert report["requests"] == 1
+    assert report["changed_lines"] == 1
     assert report["database"].endswith("review.db")
 
 
@@ -478,16 +506,20 @@ def test_replay_errors_are_plain(review_db: Path, tmp_path: Path, capsys: pytest
     url = f"sqlite:///{review_db}"
     code, _, err = run(capsys, "replay", str(draft), "--since", "2026-03-01",
                        "--database-url", f"sqlite:///{tmp_path / 'absent.db'}")
-    assert code == 1 and "no review database at" in err and "make run" in err
+    assert code == 1
+    assert "no review database at" in err
+    assert "make run" in err
     code, _, err = run(capsys, "replay", str(draft), "--since", "2030-01-01", "--database-url", url)
     assert code == 1
     assert "no requests were received on or after 2030-01-01" in err
     assert "holds 5 request(s) received from 2026-01-05 to 2026-03-02" in err
     code, _, err = run(capsys, "replay", str(draft), "--since", "2026-03-05", "--until", "2026-03-01",
                        "--database-url", url)
-    assert code == 2 and "--until 2026-03-01 is before --since 2026-03-05" in err
+    assert code == 2
+    assert "--until 2026-03-01 is before --since 2026-03-05" in err
     code, _, err = run(capsys, "replay", str(draft), "--since", "March", "--database-url", url)
-    assert code == 2 and "--since takes a date as YYYY-MM-DD" in err
+    assert code == 2
+    assert "--since takes a date as YYYY-MM-DD" in err
 
 
 def test_replay_refuses_a_draft_that_does_not_validate(review_db: Path, tmp_path: Path,
@@ -498,7 +530,8 @@ def test_replay_refuses_a_draft_that_does_not_validate(review_db: Path, tmp_path
     denying["outcomes"]["deny_when"] = "symptoms_six_weeks"
     code, out, err = run(capsys, "replay", str(write_doc(tmp_path / "deny.yaml", denying)), "--since", "2026-03-01",
                          "--database-url", url)
-    assert code == 2 and out == ""
+    assert code == 2
+    assert out == ""
     assert "the draft does not validate: deny.yaml: outcomes.deny_when: software may not deny" in err
     same_version = copy.deepcopy(doc)
     same_version["version"] = "2026.1"

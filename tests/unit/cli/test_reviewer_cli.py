@@ -17,12 +17,15 @@ from services.cli.reviewer import parse_fact
 ])
 def test_facts_parse_by_shape(text: str, kind: str, value: object, unit: str) -> None:
     fact = parse_fact(text)
-    assert fact.WhichOneof("value") == kind and getattr(fact, kind) == value and fact.unit == unit
+    assert fact.WhichOneof("value") == kind
+    assert getattr(fact, kind) == value
+    assert fact.unit == unit
 
 
 def test_dates_parse_as_dates() -> None:
     fact = parse_fact("surgery_date=2026-10-02")
-    assert fact.WhichOneof("value") == "date_value" and (fact.date_value.month, fact.date_value.day) == (10, 2)
+    assert fact.WhichOneof("value") == "date_value"
+    assert (fact.date_value.month, fact.date_value.day) == (10, 2)
 
 
 def test_a_fact_without_a_value_is_a_clear_error() -> None:

@@ -37,7 +37,8 @@ SAMPLE = REPO / "deploy" / "sample"
 
 def _load_make_sample() -> ModuleType:
     spec = importlib.util.spec_from_file_location("make_sample", SAMPLE / "make_sample.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("make_sample", module)  # dataclasses look their module up by name
     spec.loader.exec_module(module)
@@ -49,17 +50,20 @@ make_sample = _load_make_sample()
 
 @pytest.fixture(scope="module")
 def workload() -> list[dict[str, Any]]:
-    return json.loads((SAMPLE / "workload.json").read_text())
+    entries: list[dict[str, Any]] = json.loads((SAMPLE / "workload.json").read_text())
+    return entries
 
 
 @pytest.fixture(scope="module")
 def expected() -> list[str]:
-    return json.loads((SAMPLE / "workload.expected.json").read_text())
+    categories: list[str] = json.loads((SAMPLE / "workload.expected.json").read_text())
+    return categories
 
 
 @pytest.fixture(scope="module")
 def members() -> list[dict[str, Any]]:
-    return yaml.safe_load((SAMPLE / "members.yaml").read_text())["members"]
+    found: list[dict[str, Any]] = yaml.safe_load((SAMPLE / "members.yaml").read_text())["members"]
+    return found
 
 
 # -- NPI ---------------------------------------------------------------------------------------------
@@ -189,7 +193,7 @@ def test_intake_rules_agree_with_the_intended_categories(
 
 def test_invalid_requests_cover_each_kind_of_defect(
         workload: list[dict[str, Any]], expected: list[str]) -> None:
-    fields = Counter()
+    fields: Counter[str] = Counter()
     for entry, category in zip(workload, expected, strict=True):
         if category == "invalid":
             request = to_domain(json_format.ParseDict(entry, intake_pb2.SubmitRequestRequest()))
@@ -249,7 +253,7 @@ def _review_category(request: intake_pb2.SubmitRequestRequest) -> tuple[str, lis
     """What the review service's criteria library and decision rules make of a request, as a
     workload category, with the criteria id each line was evaluated against."""
     library = _library()
-    lob = to_name(types_pb2.LineOfBusiness.DESCRIPTOR, request.coverage.line_of_business)
+    lob = to_name(types_pb2.LineOfBusiness, request.coverage.line_of_business)
     assert lob is not None
     outcomes, criteria_ids = set(), []
     for line, line_facts in request_lines(request):  # the review service's own translation
@@ -292,13 +296,17 @@ def test_members_file_format(members: list[dict[str, Any]]) -> None:
     assert len(set(ids)) == len(ids)
     for m in members:
         assert re.fullmatch(r"[A-Z0-9-]{6,20}", m["member_id"])
-        assert isinstance(m["birth_date"], str) and dt.date.fromisoformat(m["birth_date"])
+        assert isinstance(m["birth_date"], str)
+        assert dt.date.fromisoformat(m["birth_date"])
         assert 1 <= len(m["coverages"]) <= 2
         for c in m["coverages"]:
             assert set(c) == {"line_of_business", "plan_id", "state", "effective", "termination"}
             assert c["line_of_business"] in ("medicare_advantage", "medicaid", "commercial", "workers_comp")
-            assert re.fullmatch(r"[A-Z]{2}", c["state"]) and isinstance(c["plan_id"], str) and c["plan_id"]
-            assert isinstance(c["effective"], str) and dt.date.fromisoformat(c["effective"])
+            assert re.fullmatch(r"[A-Z]{2}", c["state"])
+            assert isinstance(c["plan_id"], str)
+            assert c["plan_id"]
+            assert isinstance(c["effective"], str)
+            assert dt.date.fromisoformat(c["effective"])
             assert c["termination"] is None or dt.date.fromisoformat(c["termination"]) < dt.date(2026, 11, 1)
 
 

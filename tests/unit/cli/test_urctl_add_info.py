@@ -40,7 +40,9 @@ DECIDED_ID = "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
 def test_values_parse_by_shape(text: str, kind: str, value: object) -> None:
     fact = parse_fact(text)
     assert fact.name == text.partition("=")[0]
-    assert fact.WhichOneof("value") == kind and getattr(fact, kind) == value and fact.unit == ""
+    assert fact.WhichOneof("value") == kind
+    assert getattr(fact, kind) == value
+    assert fact.unit == ""
 
 
 def test_iso_dates_parse_as_dates() -> None:
@@ -103,7 +105,7 @@ class FakeIntake(intake_pb2_grpc.IntakeServiceServicer):
 
 @pytest.fixture
 def intake() -> Iterator[tuple[FakeIntake, str]]:
-    fake = FakeIntake()
+    fake = FakeIntake()  # type: ignore[abstract]  # stub: abstract; runtime: UNIMPLEMENTED
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     intake_pb2_grpc.add_IntakeServiceServicer_to_server(fake, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -119,11 +121,14 @@ def test_add_info_sends_the_facts_and_prints_the_information_id(
                        "--fact", "conservative_therapy_weeks=7:weeks", "--fact", "imaging_done=true",
                        "--fact", "therapy_start=2026-11-02", "--note", "PT notes attached"]) == urctl.EXIT_OK
     [sent] = fake.received
-    assert sent.request_id == REQUEST_ID and sent.note == "PT notes attached"
+    assert sent.request_id == REQUEST_ID
+    assert sent.note == "PT notes attached"
     assert [f.WhichOneof("value") for f in sent.clinical_facts] == ["number_value", "bool_value", "date_value"]
     assert sent.clinical_facts[0].unit == "weeks"
     out = capsys.readouterr().out
-    assert INFORMATION_ID in out and REQUEST_ID in out and "replayed" not in out
+    assert INFORMATION_ID in out
+    assert REQUEST_ID in out
+    assert "replayed" not in out
 
 
 def test_each_call_gets_a_new_key_unless_one_is_given(intake: tuple[FakeIntake, str]) -> None:
@@ -131,7 +136,8 @@ def test_each_call_gets_a_new_key_unless_one_is_given(intake: tuple[FakeIntake, 
     for _ in range(2):
         assert urctl.main(["request", "add-info", REQUEST_ID, "--fact", "x=1", "--intake", target]) == 0
     keys = [r.idempotency_key for r in fake.received]
-    assert keys[0] != keys[1] and all(uuid.UUID(k.removeprefix("info-")) for k in keys)
+    assert keys[0] != keys[1]
+    assert all(uuid.UUID(k.removeprefix("info-")) for k in keys)
     assert urctl.main(["request", "add-info", REQUEST_ID, "--fact", "x=1", "--key", "rfi-42",
                        "--intake", target]) == 0
     assert fake.received[-1].idempotency_key == "rfi-42"
@@ -147,7 +153,8 @@ def test_json_output_is_the_response(intake: tuple[FakeIntake, str], capsys: pyt
     _, target = intake
     assert urctl.main(["request", "add-info", REQUEST_ID, "--fact", "x=1", "--json", "--intake", target]) == 0
     answer = json.loads(capsys.readouterr().out)
-    assert answer["information_id"] == INFORMATION_ID and answer["received_at"].startswith("2026-09-21")
+    assert answer["information_id"] == INFORMATION_ID
+    assert answer["received_at"].startswith("2026-09-21")
 
 
 def test_refusals_are_one_readable_message(intake: tuple[FakeIntake, str],
@@ -155,17 +162,20 @@ def test_refusals_are_one_readable_message(intake: tuple[FakeIntake, str],
     _, target = intake
     assert urctl.main(["request", "add-info", DECIDED_ID, "--fact", "x=1", "--intake", target]) == 1
     err = capsys.readouterr().err
-    assert "FAILED_PRECONDITION" in err and "nothing is waiting for information" in err
+    assert "FAILED_PRECONDITION" in err
+    assert "nothing is waiting for information" in err
     assert urctl.main(["request", "add-info", "nope", "--fact", "x=1", "--intake", target]) == 1
     err = capsys.readouterr().err
-    assert "intake rejected the information (1 problem):" in err and "  request_id: required" in err
+    assert "intake rejected the information (1 problem):" in err
+    assert "  request_id: required" in err
     assert "Traceback" not in err
 
 
 def test_without_facts_nothing_is_sent(intake: tuple[FakeIntake, str], capsys: pytest.CaptureFixture[str]) -> None:
     fake, target = intake
     assert urctl.main(["request", "add-info", REQUEST_ID, "--intake", target]) != urctl.EXIT_OK
-    assert "at least one --fact" in capsys.readouterr().err and fake.received == []
+    assert "at least one --fact" in capsys.readouterr().err
+    assert fake.received == []
 
 
 def test_without_facts_is_a_usage_error(intake: tuple[FakeIntake, str]) -> None:

@@ -109,7 +109,7 @@ def test_catalog_check_says_whether_intake_s_catalog_matches(tmp_path: Path,
     assert stale.read_text() == (REPO / "services" / "common" / "clinical-facts.yaml").read_text()
 
 
-class _Review(review_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]  # grpc's generated servicers are untyped
+class _Review(review_pb2_grpc.ReviewServiceServicer):
     def __init__(self) -> None:
         self.calls: list[tuple[review_pb2.SetTaskUrgencyRequest, str]] = []
 
@@ -125,7 +125,7 @@ class _Review(review_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]  # g
 
 @pytest.fixture
 def review_server() -> Iterator[tuple[str, _Review]]:
-    servicer = _Review()
+    servicer = _Review()  # type: ignore[abstract]  # stub: abstract; runtime: UNIMPLEMENTED
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     review_pb2_grpc.add_ReviewServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -107,7 +107,7 @@ class FakeIntake(intake_pb2_grpc.IntakeServiceServicer):
 
 @pytest.fixture
 def intake() -> Iterator[tuple[str, FakeIntake]]:
-    fake = FakeIntake()
+    fake = FakeIntake()  # type: ignore[abstract]  # stub: abstract; runtime: UNIMPLEMENTED
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     intake_pb2_grpc.add_IntakeServiceServicer_to_server(fake, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -168,8 +168,10 @@ def test_wait_ms_is_applied_to_copies(intake: tuple[str, FakeIntake]) -> None:
 def test_unreachable_intake_is_counted_not_raised(refused_target: str) -> None:
     summary = workload.run_workload(refused_target, [_request("OK-1"), _request("OK-2")], settle_timeout_s=1,
                                     console=_quiet())
-    assert summary.failed == 2 and summary.failures == {"UNAVAILABLE": 2}
-    assert summary.recorded == 0 and summary.unsettled == 0
+    assert summary.failed == 2
+    assert summary.failures == {"UNAVAILABLE": 2}
+    assert summary.recorded == 0
+    assert summary.unsettled == 0
 
 
 def test_render_summary_shows_the_numbers(intake: tuple[str, FakeIntake]) -> None:

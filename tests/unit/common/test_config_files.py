@@ -123,18 +123,23 @@ REVIEWER = """reviewers:
 
 def test_the_sample_reviewers_load() -> None:
     reviewers = load_reviewers(SAMPLE / "reviewers.yaml")
-    assert len(reviewers) >= 5 and {r.role for r in reviewers} >= {Role.NURSE, Role.PHYSICIAN, Role.SUPERVISOR}
+    assert len(reviewers) >= 5
+    assert {r.role for r in reviewers} >= {Role.NURSE, Role.PHYSICIAN, Role.SUPERVISOR}
 
 
 def test_a_reviewer_gets_the_defaults(tmp_path: Path) -> None:
     (reviewer,) = load_reviewers(write(tmp_path, REVIEWER))
-    assert reviewer.role is Role.NURSE and reviewer.capacity == 10 and reviewer.active
-    assert reviewer.specialties == frozenset({"general"}) and reviewer.licence_states == frozenset({"TX"})
+    assert reviewer.role is Role.NURSE
+    assert reviewer.capacity == 10
+    assert reviewer.active
+    assert reviewer.specialties == frozenset({"general"})
+    assert reviewer.licence_states == frozenset({"TX"})
 
 
 @pytest.mark.parametrize(("change", "expected"), [
     (("role: nurse", "role: nures"),
-     "file.yaml: reviewers[0].role: 'nures' is not one of 'nurse', 'physician', 'adjuster' or 'supervisor'"),
+     "file.yaml: reviewers[0].role: 'nures' is not one of 'nurse', 'physician', 'adjuster', 'supervisor' or "
+     "'case_manager'"),
     (("    credential: RN\n", ""), "file.yaml: reviewers[0].credential: is required"),
     (("name: Nurse One", "name: '  '"), "file.yaml: reviewers[0].name: must not be empty"),
     (("credential: RN", "credential: RN\n    capacity: ten"),
@@ -180,9 +185,11 @@ def test_the_sample_and_test_members_load() -> None:
 def test_a_member_reads_dates_quoted_or_not(tmp_path: Path) -> None:
     (member,) = read_members(write(tmp_path, MEMBER))
     (coverage,) = member.coverages
-    assert member.member_id == "M1" and member.birth_date is not None
+    assert member.member_id == "M1"
+    assert member.birth_date is not None
     assert member.birth_date.isoformat() == "1950-02-01"
-    assert coverage.effective.isoformat() == "2026-01-01" and coverage.termination is None
+    assert coverage.effective.isoformat() == "2026-01-01"
+    assert coverage.termination is None
 
 
 @pytest.mark.parametrize(("change", "expected"), [

@@ -52,7 +52,7 @@ def test_a_bad_file_named_by_a_setting_exits_2_naming_file_and_field(tmp_path: P
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines()[-1] == (
         "ur-review: configuration error: reviewers.yaml: reviewers[0].role: 'nures' is not one of 'nurse', "
-        "'physician', 'adjuster' or 'supervisor'")
+        "'physician', 'adjuster', 'supervisor' or 'case_manager'")
     assert not (tmp_path / "review.db").exists()  # files are read before the database is touched
 
 
@@ -88,6 +88,13 @@ class FakeRuntime:
     def stop(self) -> None:
         self.stopped = True
 
+    @property
+    def port(self) -> int:
+        return 0
+
+    def serve_forever(self) -> None:
+        raise AssertionError("serve_forever after a failed start")
+
 
 @dataclass
 class FakeApp:
@@ -99,7 +106,7 @@ def test_a_configuration_error_while_building_exits_2(capsys: pytest.CaptureFixt
     def build(settings: AuthorizationSettings) -> FakeApp:
         raise ConfigFileError("x.yaml", "a[0].b", "is required")
 
-    assert main.run(AuthorizationSettings, build, []) == 2  # type: ignore[arg-type]
+    assert main.run(AuthorizationSettings, build, []) == 2
     assert capsys.readouterr().err == "ur-authorization: configuration error: x.yaml: a[0].b: is required\n"
 
 
@@ -108,7 +115,15 @@ def test_any_other_failure_to_build_or_start_exits_1_and_closes_what_was_opened(
     def broken(settings: AuthorizationSettings) -> FakeApp:
         raise ConnectionError("database away")
 
-    assert main.run(AuthorizationSettings, broken, []) == 1  # type: ignore[arg-type]
+    assert main.run(AuthorizationSettings, broken, []) == 1
     app = FakeApp(FakeRuntime(fail_start=True))
-    assert main.run(AuthorizationSettings, lambda settings: app, []) == 1  # type: ignore[arg-type]
+    assert main.run(AuthorizationSettings, lambda settings: app, []) == 1
     assert app.runtime.stopped
+
+
+def test_plaintext_on_a_public_address_exits_2_before_anything_starts(tmp_path: Path) -> None:
+    done = run_service("authorization", tmp_path, UR_AUTHORIZATION_GRPC_LISTEN="0.0.0.0:0")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("ur-authorization: configuration error: UR_AUTHORIZATION_GRPC_LISTEN: 0.0.0.0:0 "
+                                  "is not a loopback address and the server has no TLS certificate")
+    assert not (tmp_path / "authorization.db").exists()

@@ -37,8 +37,11 @@ def test_defaults_are_the_documented_ones(tmp_path: Path, monkeypatch: pytest.Mo
     review = load(ReviewSettings)
     assert review.kafka_bootstrap_servers == "127.0.0.1:9092"
     assert review.grpc_listen == "127.0.0.1:50052"
-    assert review.lease_s == 900.0 and review.at_risk_fraction == 0.2 and review.auto_migrate is True
-    assert review.tokens_file is None and review.criteria_dir is None
+    assert review.lease_s == 900.0
+    assert review.at_risk_fraction == 0.2
+    assert review.auto_migrate is True
+    assert review.tokens_file is None
+    assert review.criteria_dir is None
     assert review.database == f"sqlite:///{(tmp_path / 'review.db').resolve()}"
     assert review.topics.request_submitted == "ur.intake.request-submitted.v1"
     # Defaults are not validated when used; given explicitly, they must pass their own checks.
@@ -56,18 +59,23 @@ def test_values_are_read_as_their_types(tmp_path: Path, monkeypatch: pytest.Monk
                         "UR_REVIEW_CRITERIA_RELOAD_S": "0"}.items():
         monkeypatch.setenv(name, value)
     review = load(ReviewSettings)
-    assert review.lease_s == 60.0 and review.at_risk_fraction == 0.25 and review.auto_migrate is False
-    assert review.log_level == "DEBUG" and review.tokens_file == tokens
+    assert review.lease_s == 60.0
+    assert review.at_risk_fraction == 0.25
+    assert review.auto_migrate is False
+    assert review.log_level == "DEBUG"
+    assert review.tokens_file == tokens
     assert review.database == "postgresql+psycopg://u:p@db:5432/review"
     assert review.kafka_bootstrap_servers == "k1:9092,k2:9092"
-    assert review.gold_card_min_requests == 3 and review.criteria_reload_s == 0.0
+    assert review.gold_card_min_requests == 3
+    assert review.criteria_reload_s == 0.0
 
 
 def test_an_empty_value_means_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UR_INTAKE_MAX_WAIT_MS", "")
     monkeypatch.setenv("UR_INTAKE_DATABASE_URL", "")
     intake = load(IntakeSettings)
-    assert intake.max_wait_ms == 15000 and intake.database_url is None
+    assert intake.max_wait_ms == 15000
+    assert intake.database_url is None
 
 
 @pytest.mark.parametrize(("name", "value", "problem"), [
@@ -136,7 +144,7 @@ def test_every_variable_is_documented_once() -> None:
     assert all(s.help.strip() for s in settings.SETTINGS)
     # One row, every reader, for a variable two models declare.
     (target,) = (s for s in settings.SETTINGS if s.name == "UR_AUTHORIZATION_TARGET")
-    assert target.used_by == ("review", "cli")
+    assert target.used_by == ("review", "workbench", "cli")
     declared = {f.validation_alias for m in settings.MODELS for f in m.model_fields.values()
                 if isinstance(f.validation_alias, str)}
     assert declared == settings.known_env_vars()
@@ -146,3 +154,41 @@ def test_get_reads_text_for_the_cli() -> None:
     assert settings.get("UR_INTAKE_TARGET", {}) == "127.0.0.1:50051"
     assert settings.get("UR_INTAKE_TARGET", {"UR_INTAKE_TARGET": "intake:50051"}) == "intake:50051"
     assert settings.get("UR_REVIEWER_TOKEN", {}) == ""
+
+
+# -- gRPC transport --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("address", ["127.0.0.1:50051", "127.3.4.5:1", "localhost:0", "[::1]:50051"])
+def test_plaintext_on_loopback_is_the_zero_setup_default(monkeypatch: pytest.MonkeyPatch, address: str) -> None:
+    monkeypatch.setenv("UR_INTAKE_GRPC_LISTEN", address)
+    assert load(IntakeSettings).transport_problems() == []
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0:50051", "[::]:50051", "10.1.2.3:50051", "intake.internal:50051"])
+def test_plaintext_beyond_loopback_is_refused_unless_allowed(monkeypatch: pytest.MonkeyPatch, address: str) -> None:
+    monkeypatch.setenv("UR_INTAKE_GRPC_LISTEN", address)
+    [problem] = problems(IntakeSettings)
+    assert problem.startswith(f"UR_INTAKE_GRPC_LISTEN: {address} is not a loopback address and the server has no "
+                              "TLS certificate")
+    monkeypatch.setenv("UR_GRPC_ALLOW_PLAINTEXT", "true")
+    assert load(IntakeSettings).grpc_listen == address
+
+
+def test_tls_settings_must_make_sense_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pem = tmp_path / "x.pem"
+    pem.write_text("not checked here: the server reads it when it starts\n")
+    monkeypatch.setenv("UR_REVIEW_GRPC_LISTEN", "0.0.0.0:50052")
+    monkeypatch.setenv("UR_GRPC_TLS_CERT_FILE", str(pem))
+    monkeypatch.setenv("UR_GRPC_TLS_REQUIRE_CLIENT_CERT", "true")
+    assert problems(ReviewSettings) == [
+        "UR_GRPC_TLS_KEY_FILE: set UR_GRPC_TLS_CERT_FILE and UR_GRPC_TLS_KEY_FILE together",
+        "UR_GRPC_TLS_REQUIRE_CLIENT_CERT: needs UR_GRPC_TLS_CA_FILE (to check client certificates) and a server "
+        "certificate (UR_GRPC_TLS_CERT_FILE, UR_GRPC_TLS_KEY_FILE)",
+    ]
+    monkeypatch.setenv("UR_GRPC_TLS_KEY_FILE", str(pem))
+    monkeypatch.setenv("UR_GRPC_TLS_CA_FILE", str(pem))
+    loaded = load(ReviewSettings)  # TLS with client certificates: any address
+    assert loaded.grpc_tls_require_client_cert
+    assert loaded.transport_problems() == []
+    monkeypatch.setenv("UR_GRPC_TLS_CA_FILE", str(tmp_path / "missing.pem"))
+    assert problems(ReviewSettings) == [f"UR_GRPC_TLS_CA_FILE: no such file: '{tmp_path / 'missing.pem'}'"]

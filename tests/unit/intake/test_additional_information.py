@@ -54,7 +54,8 @@ def test_request_id_must_be_a_uuid(request_id: str) -> None:
 ])
 def test_idempotency_key_follows_submit_request_rules(key: str, problem: str) -> None:
     [violation] = validate_information(_info(idempotency_key=key))
-    assert violation.field == "idempotency_key" and problem in violation.description
+    assert violation.field == "idempotency_key"
+    assert problem in violation.description
     # ...the very same rules as SubmitRequest's
     submit = to_domain(lumbar_mri(key=key or "placeholder"))
     assert [v.field for v in validate(replace(submit, idempotency_key=key))] == ["idempotency_key"]
@@ -62,7 +63,8 @@ def test_idempotency_key_follows_submit_request_rules(key: str, problem: str) ->
 
 def test_at_least_one_fact() -> None:
     [violation] = validate_information(_info(facts=()))
-    assert violation.field == "clinical_facts" and "at least one" in violation.description
+    assert violation.field == "clinical_facts"
+    assert "at least one" in violation.description
 
 
 def test_at_most_max_facts() -> None:
@@ -89,7 +91,8 @@ def test_each_fact_needs_a_snake_case_name_and_one_valid_value() -> None:
 
 def test_note_at_most_2000_characters() -> None:
     [violation] = validate_information(_info(note="x" * (MAX_NOTE + 1)))
-    assert violation.field == "note" and "2000" in violation.description
+    assert violation.field == "note"
+    assert "2000" in violation.description
 
 
 def test_every_problem_is_reported_in_field_order() -> None:

@@ -99,15 +99,20 @@ def test_a_valid_request_is_recorded_in_review_and_announced_together(intake: In
     message.wait_ms = 5000  # how long the caller would wait; not part of what is stored
     result = intake.submit(message)
     record = result.record
-    assert not result.replayed and record.status is RequestStatus.IN_REVIEW and record.status_reason == ""
-    assert record.received_at == NOW and record.lines == (LineRecord(1, "72148"),)
+    assert not result.replayed
+    assert record.status is RequestStatus.IN_REVIEW
+    assert record.status_reason == ""
+    assert record.received_at == NOW
+    assert record.lines == (LineRecord(1, "72148"),)
     assert intake.store.requests == {record.request_id: record}
     stored = intake_pb2.SubmitRequestRequest.FromString(record.payload)
-    assert stored.wait_ms == 0 and stored.idempotency_key == message.idempotency_key
+    assert stored.wait_ms == 0
+    assert stored.idempotency_key == message.idempotency_key
     [event] = intake.store.outbox
     assert (event.topic, event.key) == ("t.intake.request-submitted.v1", record.request_id)
     assert isinstance(event.message, events_pb2.RequestSubmitted)
-    assert event.message.request_id == record.request_id and event.message.member_id == "T-MA-0001"
+    assert event.message.request_id == record.request_id
+    assert event.message.member_id == "T-MA-0001"
     assert event.message.received_at.ToDatetime(dt.UTC) == NOW
     assert list(event.message.service_lines) == list(message.service_lines)
 
@@ -119,22 +124,26 @@ def test_an_invalid_request_is_refused_field_by_field_and_nothing_is_written(int
     with pytest.raises(ValidationFailed) as caught:
         intake.submit(bad, wait_ms=-1)
     assert [v.field for v in caught.value.violations] == ["servicing_provider.npi", "diagnoses", "wait_ms"]
-    assert intake.store.requests == {} and intake.store.outbox == []
+    assert intake.store.requests == {}
+    assert intake.store.outbox == []
 
 
 def test_the_same_key_and_body_again_is_answered_as_the_first_time(intake: Intake) -> None:
     message = lumbar_mri(key="once")
     first = intake.submit(message)
     again = intake.submit(message)
-    assert again.replayed and again.record == first.record
-    assert len(intake.store.requests) == 1 and len(intake.store.outbox) == 1
+    assert again.replayed
+    assert again.record == first.record
+    assert len(intake.store.requests) == 1
+    assert len(intake.store.outbox) == 1
 
 
 def test_the_same_key_with_another_body_is_a_conflict(intake: Intake) -> None:
     first = intake.submit(lumbar_mri(key="once"))
     with pytest.raises(IdempotencyConflict, match=f"already used for request {first.record.request_id}"):
         intake.submit(lumbar_mri(key="once", meets=False))
-    assert list(intake.store.requests) == [first.record.request_id] and len(intake.store.outbox) == 1
+    assert list(intake.store.requests) == [first.record.request_id]
+    assert len(intake.store.outbox) == 1
 
 
 @pytest.mark.parametrize(("member_id", "reason"), [
@@ -145,10 +154,13 @@ def test_the_same_key_with_another_body_is_a_conflict(intake: Intake) -> None:
 def test_an_ineligible_member_is_recorded_but_not_sent_to_review(intake: Intake, member_id: str, reason: str) -> None:
     message = lumbar_mri(member_id=member_id, start=dt.date(2027, 6, 1))
     result = intake.submit(message, wait_ms=10_000)  # settled at once: nothing to wait for
-    assert result.record.status is RequestStatus.INELIGIBLE and result.record.status_reason == reason
-    assert list(intake.store.requests) == [result.record.request_id] and intake.store.outbox == []
+    assert result.record.status is RequestStatus.INELIGIBLE
+    assert result.record.status_reason == reason
+    assert list(intake.store.requests) == [result.record.request_id]
+    assert intake.store.outbox == []
     again = intake.submit(message)
-    assert again.replayed and again.record == result.record
+    assert again.replayed
+    assert again.record == result.record
 
 
 def test_a_waiting_submission_returns_as_soon_as_its_request_settles(intake: Intake) -> None:
@@ -164,7 +176,8 @@ def test_a_waiting_submission_returns_as_soon_as_its_request_settles(intake: Int
     caller.join(timeout=20)
     assert not caller.is_alive()
     [result] = results
-    assert result.record.status is RequestStatus.PENDED and not result.replayed
+    assert result.record.status is RequestStatus.PENDED
+    assert not result.replayed
 
 
 # -- GetRequest --------------------------------------------------------------------------------
@@ -192,7 +205,9 @@ INFO_TOPIC = "t.intake.additional-information.v1"
 def test_information_is_recorded_and_forwarded_to_review_together(intake: Intake) -> None:
     request_id = intake.submit(lumbar_mri(meets=False)).record.request_id
     result = intake.add_info(info(request_id))
-    assert not result.replayed and result.received_at == NOW and uuid.UUID(result.information_id)
+    assert not result.replayed
+    assert result.received_at == NOW
+    assert uuid.UUID(result.information_id)
     [stored] = intake.store.information.values()
     assert stored == InformationRecord(result.information_id, request_id, "info-1",
                                        information_to_domain(info(request_id)).fingerprint(),
@@ -212,7 +227,8 @@ def test_the_same_information_again_gets_the_first_answer_even_once_decided(inta
     intake.handlers.handle_batch([incoming(determination(request_id, CERTIFIED))])
     again = intake.add_info(info(request_id))
     assert again == replace(first, replayed=True)
-    assert len(intake.store.information) == 1 and len(intake.events(INFO_TOPIC)) == 1
+    assert len(intake.store.information) == 1
+    assert len(intake.events(INFO_TOPIC)) == 1
 
 
 def test_a_key_reused_for_other_information_is_a_conflict(intake: Intake) -> None:
@@ -222,7 +238,8 @@ def test_a_key_reused_for_other_information_is_a_conflict(intake: Intake) -> Non
     for message in (info(request_id, weeks=9.0), info(request_id, note="other"), info(other_id)):
         with pytest.raises(IdempotencyConflict, match="info-1"):
             intake.add_info(message)
-    assert len(intake.store.information) == 1 and len(intake.events(INFO_TOPIC)) == 1
+    assert len(intake.store.information) == 1
+    assert len(intake.events(INFO_TOPIC)) == 1
 
 
 def test_a_key_recorded_by_a_concurrent_call_is_answered_as_that_call_was(intake: Intake) -> None:
@@ -246,7 +263,8 @@ def test_a_key_recorded_by_a_concurrent_call_is_answered_as_that_call_was(intake
         first, replayed=True)
     with pytest.raises(IdempotencyConflict):
         racing.add_information(information_to_domain(info(request_id, weeks=1)), info(request_id, weeks=1))
-    assert len(intake.store.information) == 1 and len(intake.events(INFO_TOPIC)) == 1
+    assert len(intake.store.information) == 1
+    assert len(intake.events(INFO_TOPIC)) == 1
 
 
 def test_a_duplicate_that_no_recorded_key_explains_is_not_swallowed(intake: Intake) -> None:
@@ -263,7 +281,8 @@ def test_a_duplicate_that_no_recorded_key_explains_is_not_swallowed(intake: Inta
     message = lumbar_mri()
     with pytest.raises(DuplicateKey):
         colliding.submit(to_domain(message), message)
-    assert intake.store.requests == {} and intake.store.outbox == []
+    assert intake.store.requests == {}
+    assert intake.store.outbox == []
 
 
 def test_information_for_an_unknown_request_is_not_found(intake: Intake) -> None:
@@ -295,7 +314,8 @@ def test_invalid_information_is_refused_field_by_field_and_nothing_is_written(in
     with pytest.raises(ValidationFailed) as caught:
         intake.add_info(bad)
     assert [v.field for v in caught.value.violations] == ["idempotency_key", "clinical_facts[2].value", "note"]
-    assert intake.store.information == {} and intake.events(INFO_TOPIC) == []
+    assert intake.store.information == {}
+    assert intake.events(INFO_TOPIC) == []
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -309,10 +329,12 @@ def test_a_certified_line_decides_the_request_and_its_authorization_completes_it
     assert (record.determination_id, record.decided_at, record.decided_by) == (
         "d1", NOW + dt.timedelta(minutes=5), "rules-engine")
     header = types_pb2.Determination.FromString(record.determination_header or b"")
-    assert header.decided_by.id == "rules-engine" and not header.lines
+    assert header.decided_by.id == "rules-engine"
+    assert not header.lines
     [line] = record.lines
     assert (line.outcome, line.queued, line.certified) == ("LINE_OUTCOME_MEETS_CRITERIA", False, True)
-    assert line.determination == made.determination.lines[0].SerializeToString() and line.authorization is None
+    assert line.determination == made.determination.lines[0].SerializeToString()
+    assert line.authorization is None
 
     issued = authorizations(request_id, 1)
     intake.handlers.handle_batch([incoming(issued)])
@@ -365,4 +387,42 @@ def test_an_event_that_cannot_apply_is_poison_and_its_batch_changes_nothing(
     fine = incoming(determination(request_id, CERTIFIED), "e-fine")
     with pytest.raises(PoisonMessage, match=problem):
         intake.handlers.handle_batch([fine, incoming(build(request_id))])  # type: ignore[operator]
-    assert intake.handlers.get(request_id) == before and intake.store.processed == set()
+    assert intake.handlers.get(request_id) == before
+    assert intake.store.processed == set()
+
+
+# -- reading a member's requests and a request's whole story -------------------------------------
+
+def test_the_view_carries_the_submission_and_the_information_received_since(intake: Intake) -> None:
+    from services.intake.entrypoints.mapping import to_view
+
+    request_id = intake.submit(lumbar_mri(meets=False)).record.request_id
+    intake.add_info(intake_pb2.SubmitAdditionalInformationRequest(
+        request_id=request_id, idempotency_key="info-1", note="therapy notes",
+        clinical_facts=[fact("conservative_therapy_weeks", 7, "weeks")]))
+    record, information = intake.handlers.get_with_information(request_id)
+    view = to_view(record, information)
+    submitted = lumbar_mri(meets=False)
+    assert view.coverage == submitted.coverage
+    assert list(view.diagnoses) == list(submitted.diagnoses)
+    assert view.requesting_provider == submitted.requesting_provider
+    assert view.servicing_provider == submitted.servicing_provider
+    assert list(view.clinical_facts) == list(submitted.clinical_facts)
+    [info] = view.additional_information
+    assert info.note == "therapy notes"
+    assert info.received_at.ToDatetime(tzinfo=dt.UTC) == NOW
+    assert [(f.name, f.number_value, f.unit) for f in info.clinical_facts] == [
+        ("conservative_therapy_weeks", 7.0, "weeks")]
+
+
+def test_a_members_requests_newest_first_and_the_limit_is_checked(intake: Intake) -> None:
+    first = intake.submit(lumbar_mri(key="a")).record.request_id
+    intake.handlers = IntakeHandlers(intake.store.unit_of_work, TOPICS, Waiters(),
+                                     clock=lambda: NOW + dt.timedelta(hours=1))
+    second = intake.submit(lumbar_mri(key="b")).record.request_id
+    intake.submit(lumbar_mri(key="c", member_id="T-NV-0002"))
+    assert [r.request_id for r in intake.handlers.of_member("T-MA-0001", 0)] == [second, first]
+    assert [r.request_id for r in intake.handlers.of_member(" T-MA-0001 ", 1)] == [second]
+    for member_id, limit in (("T-MA-0001", 201), ("T-MA-0001", -1), (" ", 10)):
+        with pytest.raises(ValidationFailed):
+            intake.handlers.of_member(member_id, limit)

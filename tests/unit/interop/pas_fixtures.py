@@ -27,7 +27,8 @@ RESPONSE_EXAMPLES = ("Bundle-ReferralAuthorizationResponseBundleExample.json",
 
 
 def example(name: str) -> dict[str, Any]:
-    return json.loads((EXAMPLES / name).read_text())
+    bundle: dict[str, Any] = json.loads((EXAMPLES / name).read_text())
+    return bundle
 
 
 def _item(sequence: int, code: str, *, certification: str = "I", start: str = "2026-03-02",
@@ -108,7 +109,8 @@ def complete_bundle(*codes: str, lob_code: str = "111", state: str = "TX") -> di
 
 
 def claim(bundle: dict[str, Any]) -> dict[str, Any]:
-    return bundle["entry"][0]["resource"]
+    resource: dict[str, Any] = bundle["entry"][0]["resource"]
+    return resource
 
 
 def entry(bundle: dict[str, Any], resource_type: str) -> dict[str, Any]:
@@ -126,7 +128,8 @@ def _ts(text: str) -> Timestamp:
 
 
 def view_for(command: intake_pb2.SubmitRequestRequest, *decisions: dict[str, Any],
-             status: int = intake_pb2.REQUEST_STATUS_COMPLETE, status_reason: str = "") -> intake_pb2.RequestView:
+             status: intake_pb2.RequestStatus.ValueType = intake_pb2.REQUEST_STATUS_COMPLETE,
+             status_reason: str = "") -> intake_pb2.RequestView:
     """A RequestView as intake would return it: one line per command line, with the given
     determination fields (action, units, dates, reasons, decider, authorization number)."""
     view = intake_pb2.RequestView(request_id="6f1c2a44-0b7e-4b8a-9d55-1c0f7e3a9b21",

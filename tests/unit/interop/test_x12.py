@@ -52,12 +52,6 @@ def one_command(text: str) -> intake_pb2.SubmitRequestRequest:
     return received.outcome
 
 
-def one_rejection_set(text: str) -> list[tuple[str, str, int]]:
-    [received] = receive(text).requests
-    assert isinstance(received.outcome, list), received.outcome
-    return [(r.loop, r.code, r.line) for r in received.outcome]
-
-
 def loops(text: str) -> list[tuple[str, Segment]]:
     """Each segment of a 278 with the loop it sits in."""
     out, level, in_entity = [], "", False
@@ -120,9 +114,11 @@ def test_segments_without_line_breaks_read_the_same() -> None:
 ])
 def test_unreadable_interchanges_get_a_ta1(text: str, code: str) -> None:
     read = read_interchange(text)
-    assert isinstance(read, InterchangeRejection) and read.code == code, read
+    assert isinstance(read, InterchangeRejection), read
+    assert read.code == code, read
     receipt = receive(text)
-    assert receipt.requests == () and receipt.interchange is None
+    assert receipt.requests == ()
+    assert receipt.interchange is None
     [ta1] = tags(receipt.acknowledgment, "TA1")
     assert ta1[3:] == ("R", code)
 
@@ -141,8 +137,10 @@ def test_an_accepted_interchange_gets_a_999_accepting_it() -> None:
     assert ack["AK2"] == [("278", "0001", "005010X217")]
     assert ack["IK5"] == [("A",)]
     assert ack["AK9"] == [("A", "1", "1", "1")]
-    assert ack["GS"][0][0] == "FA" and ack["GS"][0][7] == "005010X231A1"
-    assert ack["ISA"][0][5].strip() == "URPLATFORM" and ack["ISA"][0][7].strip() == "PROVIDERSUB"  # swapped
+    assert ack["GS"][0][0] == "FA"
+    assert ack["GS"][0][7] == "005010X231A1"
+    assert ack["ISA"][0][5].strip() == "URPLATFORM"
+    assert ack["ISA"][0][7].strip() == "PROVIDERSUB"
     assert ack["ISA"][0][12] == "000000041"
     envelope_is_sound(receipt.acknowledgment)
 
@@ -221,7 +219,8 @@ def test_a_response_code_in_a_request_bht_is_an_invalid_code() -> None:
 def test_invalid_service_date_names_segment_loop_and_element() -> None:
     body = transaction(services=[service(1, dates="DTP*472*D8*20260231~")])
     [(ik3, ik4s)] = _ik(interchange(body))
-    assert ik3[0] == "DTP" and ik3[2:] == ("2000F", "8")
+    assert ik3[0] == "DTP"
+    assert ik3[2:] == ("2000F", "8")
     assert ik4s == [("3", "1251", "8", "20260231")]
     assert body[int(ik3[1]) - 1].startswith("DTP*472*D8*20260231")  # IK302 counts from ST
 
@@ -396,7 +395,8 @@ def test_unavailable_intake_answers_42_in_2000a() -> None:
 def test_an_ineligible_view_answers_in_2010c(reason: str, code: str) -> None:
     receipt = receive(interchange(transaction()))
     [received] = receipt.requests
-    assert isinstance(received.outcome, intake_pb2.SubmitRequestRequest) and receipt.interchange is not None
+    assert isinstance(received.outcome, intake_pb2.SubmitRequestRequest)
+    assert receipt.interchange is not None
     view = view_for(received.outcome, status=intake_pb2.REQUEST_STATUS_INELIGIBLE, status_reason=reason)
     answer = response_278(received.request, reply_envelope(receipt.interchange, 42, 8, AT), view=view)
     assert aaa(answer)[0][:2] == ("2010C", code)
@@ -407,7 +407,8 @@ def test_an_ineligible_view_answers_in_2010c(reason: str, code: str) -> None:
 def _answer(decisions: list[dict[str, Any]], **kwargs: Any) -> tuple[str, Any]:
     receipt = receive(interchange(transaction(**kwargs)))
     [received] = receipt.requests
-    assert isinstance(received.outcome, intake_pb2.SubmitRequestRequest) and receipt.interchange is not None
+    assert isinstance(received.outcome, intake_pb2.SubmitRequestRequest)
+    assert receipt.interchange is not None
     view = view_for(received.outcome, *decisions)
     answer = response_278(received.request, reply_envelope(receipt.interchange, 42, 8, AT), view=view)
     return answer, received
@@ -427,7 +428,8 @@ def test_response_per_service_with_certification_dates_and_quantity() -> None:
                  service(3, "73721"), service(4, "E0601")])
     read = envelope_is_sound(answer)
     [ts] = read.groups[0].transactions
-    assert ts.code == "278" and ts.accepted
+    assert ts.code == "278"
+    assert ts.accepted
     assert tags(answer, "BHT") == [("0007", "11", "REF-0001", "20260301", "1000")]
     assert tags(answer, "HCR") == [("A1", "UR26-8K3F-Q9ZD"), ("A2", "UR26-0000-0002"), ("A4",), ("A3",)]
     by_loop = loops(answer)
@@ -440,13 +442,16 @@ def test_response_per_service_with_certification_dates_and_quantity() -> None:
     first, second, third, fourth = service_segments
     assert ("TRN", "2", "SVC1", "9012345678") in first  # the request's trace, referenced
     assert ("DTP", "102", "D8", "20260301") in first
-    assert ("DTP", "007", "D8", "20260302") in first and ("DTP", "036", "D8", "20260302") in first
+    assert ("DTP", "007", "D8", "20260302") in first
+    assert ("DTP", "036", "D8", "20260302") in first
     assert ("HSD", "FL", "1") in first
-    assert ("DTP", "036", "D8", "20260316") in second and ("HSD", "VS", "6") in second
+    assert ("DTP", "036", "D8", "20260316") in second
+    assert ("HSD", "VS", "6") in second
     assert not [s for s in third + fourth if s[0] == "DTP" and s[1] in ("102", "007", "036")]
     assert ("REF", "NT", "6f1c2a44-0b7e-4b8a-9d55-1c0f7e3a9b21") in [(s.tag, *s.elements) for s in segments(answer)]
     [msg] = tags(answer, "MSG")
-    assert "line 4 A3 - denied not medically necessary" in msg[0] and len(msg[0]) <= 264  # no ':' (a delimiter)
+    assert "line 4 A3 - denied not medically necessary" in msg[0]
+    assert len(msg[0]) <= 264
     hls = tags(answer, "HL")
     assert [h[2] for h in hls] == ["20", "21", "22", "EV", "SS", "SS", "SS", "SS"]
     assert all(h[1] == "4" for h in hls if h[2] == "SS")
@@ -457,7 +462,8 @@ def test_response_round_trips_through_our_own_reader_with_any_delimiters() -> No
     custom = text.replace("*", "|").replace(":", ">").replace("^", "!")
     receipt = receive(custom)
     [received] = receipt.requests
-    assert isinstance(received.outcome, intake_pb2.SubmitRequestRequest) and receipt.interchange is not None
+    assert isinstance(received.outcome, intake_pb2.SubmitRequestRequest)
+    assert receipt.interchange is not None
     view = view_for(received.outcome, {"action": t.ACTION_CODE_CERTIFIED_IN_TOTAL, "units": 1, "auth": "UR26-1"})
     answer = response_278(received.request, reply_envelope(receipt.interchange, 42, 8, AT), view=view)
     envelope_is_sound(answer)
@@ -468,7 +474,8 @@ def test_response_round_trips_through_our_own_reader_with_any_delimiters() -> No
 def test_a_dependent_is_echoed_in_2000d_when_rejected() -> None:
     receipt = receive(interchange(transaction(dependent=True)))
     [received] = receipt.requests
-    assert isinstance(received.outcome, list) and receipt.interchange is not None
+    assert isinstance(received.outcome, list)
+    assert receipt.interchange is not None
     answer = response_278(received.request, reply_envelope(receipt.interchange, 42, 8, AT),
                           rejections=received.outcome)
     assert [h[2] for h in tags(answer, "HL")] == ["20", "21", "22", "23", "EV", "SS"]

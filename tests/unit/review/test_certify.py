@@ -21,7 +21,9 @@ def _evaluation(approval: Approval | None) -> LineEvaluation:
 def test_without_a_cap_the_request_is_certified_as_asked() -> None:
     out = types_pb2.LineDetermination()
     certify(out, _line(7), _evaluation(None))
-    assert out.approved_units == 7 and out.approved_end.day == 5 and not out.HasField("next_review_date")
+    assert out.approved_units == 7
+    assert out.approved_end.day == 5
+    assert not out.HasField("next_review_date")
 
 
 def test_a_day_cap_certifies_a_period_and_names_the_next_review() -> None:
@@ -37,11 +39,15 @@ def test_a_day_cap_certifies_a_period_and_names_the_next_review() -> None:
 def test_a_request_within_the_cap_is_untouched() -> None:
     out = types_pb2.LineDetermination()
     certify(out, _line(3), _evaluation(Approval(3, "days")))
-    assert out.approved_units == 3 and out.approved_end.day == 5 and not out.reasons
+    assert out.approved_units == 3
+    assert out.approved_end.day == 5
+    assert not out.reasons
 
 
 def test_a_visit_cap_keeps_the_dates() -> None:
     out = types_pb2.LineDetermination()
     certify(out, _line(12), _evaluation(Approval(6, "visits")))
-    assert out.approved_units == 6 and out.approved_end.day == 5 and not out.HasField("next_review_date")
+    assert out.approved_units == 6
+    assert out.approved_end.day == 5
+    assert not out.HasField("next_review_date")
     assert "certified 6 of 12 requested visits" in out.reasons[-1]

@@ -80,11 +80,13 @@ def test_everything_missing_pends_for_every_fact_sorted() -> None:
 def test_refer_when_everything_is_known_and_nothing_approves() -> None:
     got = evaluate(lumbar_like(), line({"cauda_equina": False, "cancer": False, "weeks": 8, "therapy_weeks": 1}),
                    PythonMatcher())
-    assert got.outcome is Outcome.REFER_TO_NURSE and got.missing_facts == ()
+    assert got.outcome is Outcome.REFER_TO_NURSE
+    assert got.missing_facts == ()
     assert "nurse" in got.summary
     for unmet in ("ce", "ca", "six weeks therapy"):
         assert unmet in got.summary
-    assert "not met: " in got.summary and "six weeks;" not in got.summary  # a met condition is not listed
+    assert "not met: " in got.summary
+    assert "six weeks;" not in got.summary
 
 
 def test_no_action_rule_is_tried_first() -> None:
@@ -103,15 +105,20 @@ def test_condition_statuses_and_observed_facts() -> None:
     got = evaluate(lumbar_like(), line({"cauda_equina": False, "weeks": 8.0, "therapy_weeks": "lots"}),
                    PythonMatcher())
     by_id = {r.condition_id: r for r in got.conditions}
-    assert by_id["ce"].status is ConditionStatus.UNMET and by_id["ce"].observed == ("cauda_equina=false",)
-    assert by_id["ca"].status is ConditionStatus.MISSING and by_id["ca"].observed == ()
-    assert by_id["six_weeks"].status is ConditionStatus.MET and by_id["six_weeks"].observed == ("weeks=8 weeks",)
+    assert by_id["ce"].status is ConditionStatus.UNMET
+    assert by_id["ce"].observed == ("cauda_equina=false",)
+    assert by_id["ca"].status is ConditionStatus.MISSING
+    assert by_id["ca"].observed == ()
+    assert by_id["six_weeks"].status is ConditionStatus.MET
+    assert by_id["six_weeks"].observed == ("weeks=8 weeks",)
     # A fact of the wrong type is unusable: the condition is missing it, and says why.
     assert by_id["six_weeks_therapy"].status is ConditionStatus.MISSING
     assert by_id["six_weeks_therapy"].observed == ("therapy_weeks=lots (unusable: not a number)",)
     assert got.outcome is Outcome.PEND_MISSING_INFORMATION
     assert got.missing_facts == ("cancer", "therapy_weeks")
-    assert got.criteria_id and got.criteria_version == "1" and got.criteria_hash
+    assert got.criteria_id
+    assert got.criteria_version == "1"
+    assert got.criteria_hash
 
 
 def test_missing_takes_precedence_over_a_matcher_that_claims_too_much() -> None:
@@ -145,7 +152,9 @@ def test_summaries_are_single_plain_sentences() -> None:
         {"cauda_equina": False, "cancer": False, "weeks": 1, "therapy_weeks": 1}]
     for facts in cases:
         summary = evaluate(c, line(facts), PythonMatcher()).summary
-        assert summary.endswith(".") and summary.count(". ") == 0 and "lumbar spine MRI" in summary
+        assert summary.endswith(".")
+        assert summary.count(". ") == 0
+        assert "lumbar spine MRI" in summary
 
 
 def test_no_outcome_is_adverse() -> None:
@@ -178,7 +187,8 @@ def test_no_outcome_is_adverse() -> None:
 def test_inconsistent_sets_are_refused(build: object, field: str, words: str) -> None:
     with pytest.raises(InvalidCriteria) as caught:
         build()  # type: ignore[operator]
-    assert caught.value.field == field and words in caught.value.problem
+    assert caught.value.field == field
+    assert words in caught.value.problem
 
 
 def test_versions_order_numerically() -> None:
@@ -258,7 +268,8 @@ class MatcherContract:
 
     @pytest.mark.parametrize("facts", [
         {"score": "12"}, {"score": True}, {"score": math.nan}, {"score": math.inf}, {"flag": 1},
-        {"onset": dt.datetime(2026, 2, 1, 9, 0)}, {"onset": "2026-02-01"}, {"side": 3}, {"score": None},
+        {"onset": dt.datetime(2026, 2, 1, 9, 0)},  # noqa: DTZ001 - a time, naive or not, is not a date
+        {"onset": "2026-02-01"}, {"side": 3}, {"score": None},
     ])
     def test_unusable_facts_never_match(self, facts: dict[str, object]) -> None:
         assert self.make_matcher().matched(TYPED, line(facts)) == frozenset()
@@ -303,7 +314,8 @@ def test_required_criteria_files_are_shipped_and_cite_sources() -> None:
     assert {c.id for c in LIBRARY.all()} >= REQUIRED_FILES
     assert len(set(LIBRARY.all())) == len(LIBRARY.all())  # hashable, and distinct
     for c in LIBRARY.all():
-        assert c.sources and all(len(s) > 20 for s in c.sources)
+        assert c.sources
+        assert all(len(s) > 20 for s in c.sources)
         assert len(c.content_hash) == 64
 
 
@@ -322,9 +334,11 @@ def test_lumbar_mri_is_selected_for_low_back_pain_lines() -> None:
         for dx in ("M5450", "M5416", "M5116", "M48062", "M5126"):
             for lob in ("medicare_advantage", "medicaid", "commercial", "workers_comp"):
                 chosen = LIBRARY.select(line({}, code=code, diagnoses=("Z0000", dx), lob=lob))
-                assert chosen is not None and chosen.id == "imaging-mri-lumbar-spine"
+                assert chosen is not None
+                assert chosen.id == "imaging-mri-lumbar-spine"
     dotted = LIBRARY.select(line({}, diagnoses=("m54.16",)))  # normalized before matching
-    assert dotted is not None and dotted.id == "imaging-mri-lumbar-spine"
+    assert dotted is not None
+    assert dotted.id == "imaging-mri-lumbar-spine"
 
 
 @pytest.mark.parametrize(("code", "diagnoses", "lob"), [
@@ -360,7 +374,8 @@ def test_selection_takes_the_highest_version_and_is_deterministic() -> None:
     versions = [_covering("same", version=v) for v in ("2026.9", "2026.10", "2025.1")]
     for order in (versions, versions[::-1]):
         chosen = CriteriaLibrary(tuple(order)).select(line({}))
-        assert chosen is not None and chosen.version == "2026.10"
+        assert chosen is not None
+        assert chosen.version == "2026.10"
     tie_a, tie_b = _covering("tie-a"), _covering("tie-b")
     assert CriteriaLibrary((tie_b, tie_a)).select(line({})) is tie_a
     # A newer version that stopped covering a code is not overridden by the older one.
@@ -368,5 +383,7 @@ def test_selection_takes_the_highest_version_and_is_deterministic() -> None:
     new = _covering("moved", version="2", codes=("72149",))
     library = CriteriaLibrary((old, new))
     assert library.select(line({}, code="72148")) is None
-    assert library.get("moved") is new and library.get("moved", "1") is old
-    assert library.all() == (old, new) and library.current() == (new,)
+    assert library.get("moved") is new
+    assert library.get("moved", "1") is old
+    assert library.all() == (old, new)
+    assert library.current() == (new,)

@@ -65,7 +65,8 @@ def broken(tmp_path: Path, mutate: Callable[[dict[str, Any]], object]) -> Criter
 
 def test_a_valid_file_loads(tmp_path: Path) -> None:
     c = load_criteria(write(tmp_path, BASE))
-    assert c.key == "test-lumbar@1" and c.diagnosis_patterns == ("M545*", "M5416")
+    assert c.key == "test-lumbar@1"
+    assert c.diagnosis_patterns == ("M545*", "M5416")
     assert c.service_codes == frozenset({"72148", "G0399", "0042T"})
     assert c.required_facts == ("symptom_duration_weeks",)
     assert c.outcomes.approve_when == AnyOf(("six_weeks", "cancer"))
@@ -100,7 +101,8 @@ def test_the_content_hash_ignores_layout_and_comments_but_not_content(tmp_path: 
 def test_any_attempt_to_deny_is_refused(tmp_path: Path, mutate: Callable[[dict[str, Any]], object],
                                         field: str) -> None:
     error = broken(tmp_path, mutate)
-    assert error.field == field and error.problem == DENY_PROBLEM
+    assert error.field == field
+    assert error.problem == DENY_PROBLEM
     assert str(error) == f"lumbar.yaml: {field}: {DENY_PROBLEM}"
     assert str(error).startswith(f"lumbar.yaml: {field}: software may not deny; ")
 
@@ -245,24 +247,29 @@ def test_a_missing_or_empty_directory_is_an_error(tmp_path: Path, make: Callable
 
 def test_category_must_be_known(tmp_path: Path) -> None:
     error = broken(tmp_path, lambda d: d.update(category="dentistry"))
-    assert error.field == "category" and "'dentistry' is not one of" in error.problem
+    assert error.field == "category"
+    assert "'dentistry' is not one of" in error.problem
     error = broken(tmp_path, lambda d: d.pop("category"))
-    assert error.field == "category" and error.problem == "missing required field"
+    assert error.field == "category"
+    assert error.problem == "missing required field"
 
 
 def test_approval_cap_is_checked(tmp_path: Path) -> None:
     error = broken(tmp_path, lambda d: d.update(approval={"max_units": 0, "unit": "days"}))
     assert error.field == "approval.max_units"
     error = broken(tmp_path, lambda d: d.update(approval={"max_units": "3", "unit": "days"}))
-    assert error.field == "approval.max_units" and "whole number" in error.problem
+    assert error.field == "approval.max_units"
+    assert "whole number" in error.problem
     error = broken(tmp_path, lambda d: d.update(approval={"max_units": 3, "unit": "weeks"}))
     assert error.field == "approval.unit"
     error = broken(tmp_path, lambda d: d.update(approval={"max_units": 3}))
-    assert error.field == "approval.unit" and error.problem == "missing required field"
+    assert error.field == "approval.unit"
+    assert error.problem == "missing required field"
     doc = copy.deepcopy(BASE)
     doc["approval"] = {"max_units": 3, "unit": "days"}
     c = load_criteria(write(tmp_path, doc))
-    assert c.approval is not None and (c.approval.max_units, c.approval.unit) == (3, "days")
+    assert c.approval is not None
+    assert (c.approval.max_units, c.approval.unit) == (3, "days")
 
 
 def test_requested_units_come_from_the_line(tmp_path: Path) -> None:

@@ -84,20 +84,24 @@ def test_a_new_version_is_swapped_in_while_the_old_evaluator_still_decides(
     in_flight = criteria.current()
     assert not criteria.check()  # nothing changed
     first = in_flight.evaluate(line())
-    assert first is not None and (first.criteria_version, first.outcome) == ("2026.1", Outcome.REFER_TO_NURSE)
+    assert first is not None
+    assert (first.criteria_version, first.outcome) == ("2026.1", Outcome.REFER_TO_NURSE)
 
     caplog.set_level(logging.INFO, logger="services.review.adapters.criteria_reload")
     touch_later(tmp_path / "lumbar-2026.2.yaml", lumbar_text(criteria_id, "2026.2", therapy_weeks=4))
     assert criteria.check()
-    assert matcher.added and f"{criteria_id}@2026.2" in matcher.added[-1]
+    assert matcher.added
+    assert f"{criteria_id}@2026.2" in matcher.added[-1]
     assert f"criteria reloaded: {criteria_id} 2026.1 → 2026.2" in caplog.messages
 
     now = criteria.current().evaluate(line())
-    assert now is not None and (now.criteria_version, now.outcome) == ("2026.2", Outcome.MEETS_CRITERIA)
+    assert now is not None
+    assert (now.criteria_version, now.outcome) == ("2026.2", Outcome.MEETS_CRITERIA)
     assert now.criteria_hash != first.criteria_hash
     # A batch that took the evaluator before the swap finishes on the old version.
     again = in_flight.evaluate(line())
-    assert again is not None and again.criteria_version == "2026.1"
+    assert again is not None
+    assert again.criteria_version == "2026.1"
     assert {c.version for c in criteria.library.all()} == {"2026.1", "2026.2"}
     assert not criteria.check()
 
@@ -126,7 +130,8 @@ def test_a_broken_change_keeps_the_old_library_and_is_retried_when_fixed(
     touch_later(tmp_path / "lumbar-2026.2.yaml", lumbar_text(criteria_id, "2026.2", therapy_weeks=4))
     assert criteria.check()
     evaluation = criteria.current().evaluate(line())
-    assert evaluation is not None and evaluation.criteria_version == "2026.2"
+    assert evaluation is not None
+    assert evaluation.criteria_version == "2026.2"
 
 
 def test_changed_content_under_a_known_version_is_refused_by_the_engine(
@@ -154,7 +159,8 @@ def test_a_removed_file_and_an_emptied_directory(tmp_path: Path, criteria_id: st
     (tmp_path / "lumbar.yaml").unlink()
     assert not criteria.check()  # an empty directory is a mistake, not a library: keep serving
     evaluation = criteria.current().evaluate(line())
-    assert evaluation is not None and evaluation.criteria_version == "2026.1"
+    assert evaluation is not None
+    assert evaluation.criteria_version == "2026.1"
 
 
 def test_fingerprint_sees_names_sizes_and_times_of_criteria_files_only(tmp_path: Path) -> None:

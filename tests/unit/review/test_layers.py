@@ -20,7 +20,7 @@ FORBIDDEN = {
 
 
 def imports(path: Path) -> list[str]:
-    found = []
+    found: list[str] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.extend(a.name for a in node.names)

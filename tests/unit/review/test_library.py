@@ -86,13 +86,16 @@ def test_the_library_loads_with_at_least_21_sets() -> None:
     named_after_id = {p.stem for p in DEFAULT_CRITERIA_DIR.glob("*.yaml")} & {c.id for c in sets}
     assert len(named_after_id) >= len(sets) - 1  # pt-ot-visits.yaml predates the convention
     for c in sets:
-        assert c.version == "2026.1" and c.title.strip() and c.notes.strip()
+        assert c.version == "2026.1"
+        assert c.title.strip()
+        assert c.notes.strip()
 
 
 def test_every_category_of_the_issue_is_represented() -> None:
     ids = {c.id for c in _sets()}
     for category, set_ids in ISSUE_CATEGORIES.items():
-        assert set_ids and set(set_ids) <= ids, f"{category}: {sorted(set(set_ids) - ids)} not in the library"
+        assert set_ids, category
+        assert set(set_ids) <= ids, f"{category}: {sorted(set(set_ids) - ids)} not in the library"
 
 
 def test_workers_comp_mtus_sets_are_workers_comp_only() -> None:
@@ -152,7 +155,8 @@ def test_every_set_cites_a_recognizable_source(criteria: CriteriaSet) -> None:
 def test_each_example_selects_its_own_set(pair: tuple[CriteriaSet, Example]) -> None:
     criteria, example = pair
     chosen = _library().select(example_line(criteria, example))
-    assert chosen is not None and chosen.id == criteria.id, f"selected {chosen.id if chosen else None}"
+    assert chosen is not None
+    assert chosen.id == criteria.id, f"selected {chosen.id}"
 
 
 def test_no_two_current_sets_tie_on_the_same_line() -> None:
@@ -171,20 +175,25 @@ def test_no_two_current_sets_tie_on_the_same_line() -> None:
 
 def test_the_inpatient_concurrent_stay_certifies_days_with_a_next_review() -> None:
     stay = _library().get("inpatient-concurrent-stay")
-    assert stay is not None and stay.approval is not None
-    assert stay.approval.unit == "days" and 1 <= stay.approval.max_units <= 7
+    assert stay is not None
+    assert stay.approval is not None
+    assert stay.approval.unit == "days"
+    assert 1 <= stay.approval.max_units <= 7
     assert stay.category == "inpatient_acute"
     long_request = next(ex for ex in stay.examples if ex.expect is Outcome.MEETS_CRITERIA
-                        and float(ex.facts.get("requested_units", 0)) > stay.approval.max_units)
+                        and isinstance(units := ex.facts.get("requested_units", 0), int | float)
+                        and units > stay.approval.max_units)
     got = evaluate(stay, example_line(stay, long_request), PythonMatcher())
-    assert got.outcome is Outcome.MEETS_CRITERIA and got.approval == stay.approval
+    assert got.outcome is Outcome.MEETS_CRITERIA
+    assert got.approval == stay.approval
 
 
 def test_visit_caps_refer_to_a_nurse_beyond_the_cap() -> None:
     """Workers' comp visit caps read the line's units: more visits than the cap go to a nurse."""
     for set_id in ("mtus-physical-therapy-visits", "mtus-chiropractic-visits", "mtus-acupuncture-visits"):
         criteria = _library().get(set_id)
-        assert criteria is not None and criteria.declares("requested_units")
+        assert criteria is not None
+        assert criteria.declares("requested_units")
         met = next(ex for ex in criteria.examples if ex.expect is Outcome.MEETS_CRITERIA)
         line = example_line(criteria, met)
         many = dataclasses.replace(line, units=40, facts={**line.facts, "requested_units": 40.0})

@@ -66,7 +66,9 @@ def test_shipped_list_loads_with_reasons_and_sources() -> None:
     assert listed.name == "no-prior-auth.yaml"
     assert {"99213", "72100", "80053", "85025"} <= listed.codes()
     entry = listed.lookup("medicare_advantage", "99213")
-    assert entry is not None and entry.reason and entry.source
+    assert entry is not None
+    assert entry.reason
+    assert entry.source
     assert listed.lookup("workers_comp", "80053") is None  # per line of business
 
 
@@ -182,7 +184,8 @@ def test_no_prior_auth_comes_first_and_needs_no_person() -> None:
     d = decide_with_policy(None, "99213", "commercial", ["UR26-XXXX"], no_prior_auth=LISTED,
                            no_prior_auth_list="no-prior-auth.yaml", gold_card=CARD)
     assert (d.outcome, d.action, d.queued_for_review) == (Outcome.NO_ACTION_REQUIRED, "no_action_required", False)
-    assert d.decided_by is DecidedBy.NO_PRIOR_AUTH_LIST and not d.counts_for_gold_card
+    assert d.decided_by is DecidedBy.NO_PRIOR_AUTH_LIST
+    assert not d.counts_for_gold_card
     assert all(part in d.reasons[0] for part in ("office visit", "no-prior-auth.yaml", "a published list"))
 
 
@@ -190,20 +193,25 @@ def test_no_prior_auth_comes_first_and_needs_no_person() -> None:
 def test_gold_card_approves_what_criteria_would_not(outcome: Outcome) -> None:
     d = decide_with_policy(evaluation(outcome, ("x",)), "72148", "commercial", [], gold_card=CARD)
     assert (d.outcome, d.action, d.queued_for_review) == (Outcome.MEETS_CRITERIA, "certified_in_total", False)
-    assert d.reasons[0] == CARD.reason and d.decided_by is DecidedBy.GOLD_CARD
+    assert d.reasons[0] == CARD.reason
+    assert d.decided_by is DecidedBy.GOLD_CARD
     assert not d.counts_for_gold_card  # an exemption cannot feed itself
 
 
 def test_criteria_approval_wins_over_the_gold_card_and_counts() -> None:
     d = decide_with_policy(evaluation(Outcome.MEETS_CRITERIA), "72148", "commercial", [], gold_card=CARD)
-    assert d.decided_by is DecidedBy.CRITERIA and d.counts_for_gold_card and d.approved
+    assert d.decided_by is DecidedBy.CRITERIA
+    assert d.counts_for_gold_card
+    assert d.approved
 
 
 def test_a_possible_duplicate_still_goes_to_a_nurse_under_a_gold_card() -> None:
     d = decide_with_policy(evaluation(Outcome.REFER_TO_NURSE), "72148", "commercial", ["UR26-AAAA-BBBB"],
                            gold_card=CARD)
-    assert d.outcome is Outcome.REFER_TO_NURSE and d.queued_for_review
-    assert any("UR26-AAAA-BBBB" in f for f in d.flags) and CARD.flag in d.flags
+    assert d.outcome is Outcome.REFER_TO_NURSE
+    assert d.queued_for_review
+    assert any("UR26-AAAA-BBBB" in f for f in d.flags)
+    assert CARD.flag in d.flags
 
 
 def test_without_policies_it_is_decide_line() -> None:
@@ -241,7 +249,7 @@ def review(tmp_path: Path) -> Iterator[Review]:
     """Review as bootstrap wires it (shipped no-PA list, gold card after 3 requests), not started."""
     app = bootstrap.build(ReviewSettings(database_url=f"sqlite:///{tmp_path / 'review.db'}", topic_prefix="t",
                                          gold_card_min_requests=3),
-                          clock=lambda: NOW, duplicates=NoDuplicates(),  # type: ignore[arg-type]
+                          clock=lambda: NOW, duplicates=NoDuplicates(),
                           evaluator=LibraryEvaluator(shipped_library(), PythonMatcher()))
     yield Review(app.runtime.engine, app.handlers)
     app.runtime.engine.dispose()
@@ -255,10 +263,14 @@ def test_listed_code_is_answered_no_action_required_without_a_task(review: Revie
     det = review.submit(office_visit())
     line = det.lines[0]
     assert line.action_code == types_pb2.ACTION_CODE_NO_ACTION_REQUIRED
-    assert line.outcome == types_pb2.LINE_OUTCOME_NO_ACTION_REQUIRED and not line.queued_for_review
-    assert "no-prior-auth.yaml" in line.explanation.summary and line.explanation.flags
-    assert not line.approved_units and det.decided_by.id == "system:rules-engine"
-    assert review.tasks() == 0 and review.outcome_rows() == []
+    assert line.outcome == types_pb2.LINE_OUTCOME_NO_ACTION_REQUIRED
+    assert not line.queued_for_review
+    assert "no-prior-auth.yaml" in line.explanation.summary
+    assert line.explanation.flags
+    assert not line.approved_units
+    assert det.decided_by.id == "system:rules-engine"
+    assert review.tasks() == 0
+    assert review.outcome_rows() == []
 
 
 def test_gold_card_is_earned_from_recorded_decisions_and_does_not_feed_itself(review: Review) -> None:
@@ -274,13 +286,17 @@ def test_gold_card_is_earned_from_recorded_decisions_and_does_not_feed_itself(re
         review.submit(lumbar_mri(meets=True))  # 18 of 20 = 90 %
 
     line = review.submit(lumbar_mri(meets=False)).lines[0]
-    assert line.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL and not line.queued_for_review
+    assert line.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL
+    assert not line.queued_for_review
     assert line.outcome == types_pb2.LINE_OUTCOME_MEETS_CRITERIA
     assert line.reasons[0].startswith("provider exempt (gold card): 18 of 20 advanced_imaging requests approved since ")
-    assert line.explanation.summary.startswith("provider exempt (gold card)") and line.explanation.flags
-    assert line.explanation.criteria_id == "imaging-mri-lumbar-spine" and line.explanation.criteria_version
+    assert line.explanation.summary.startswith("provider exempt (gold card)")
+    assert line.explanation.flags
+    assert line.explanation.criteria_id == "imaging-mri-lumbar-spine"
+    assert line.explanation.criteria_version
     assert any(c.status == types_pb2.CONDITION_STATUS_UNMET for c in line.explanation.conditions)
-    assert line.approved_units == 1 and review.tasks() == 2
+    assert line.approved_units == 1
+    assert review.tasks() == 2
     assert len(review.outcome_rows()) == 20  # the exempt approval is not recorded
 
     other = lumbar_mri(meets=False)

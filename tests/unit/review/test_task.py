@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 
 import pytest
 
@@ -86,7 +87,8 @@ def test_capacity_and_the_roles_a_queue_draws_from() -> None:
     check_capacity(NURSE, 4)
     with pytest.raises(AtCapacity, match="you hold 5 task"):
         check_capacity(NURSE, 5)
-    assert roles_served(ADJUSTER) == (Role.NURSE,) and roles_served(PHYSICIAN) == (Role.PHYSICIAN,)
+    assert roles_served(ADJUSTER) == (Role.NURSE,)
+    assert roles_served(PHYSICIAN) == (Role.PHYSICIAN,)
 
 
 # -- claim ---------------------------------------------------------------------------------------
@@ -103,7 +105,8 @@ def test_a_task_whose_lease_ran_out_can_be_claimed_and_says_so() -> None:
     t = claimed()
     later = NOW + LEASE
     t.claim(OTHER_NURSE, later, LEASE)
-    assert t.assigned_to == "rn-2" and t.lease_expires_at == later + LEASE
+    assert t.assigned_to == "rn-2"
+    assert t.lease_expires_at == later + LEASE
     assert last(t)[2].endswith("(lease of rn-1 had expired)")
 
 
@@ -121,7 +124,8 @@ def test_claim_refusals(who: Reviewer, t: Task, error: type[Exception], match: s
     before = dataclasses.replace(t)
     with pytest.raises(error, match=match):
         t.claim(who, NOW, LEASE)
-    assert t == before and not t.new_entries
+    assert t == before
+    assert not t.new_entries
 
 
 # -- release and reassign ------------------------------------------------------------------------
@@ -189,7 +193,8 @@ def test_a_request_for_information_pends_until_the_deadline_or_the_date_given() 
     t = claimed()
     t.decide(NURSE, DecisionInput(Decision.REQUEST_INFORMATION, facts=(" therapy_weeks ", " ")), NOW)
     assert (t.status, t.assigned_to, t.lease_expires_at) == (TaskStatus.PENDED_INFORMATION, None, None)
-    assert t.requested_facts == ("therapy_weeks",) and t.information_due == t.due_at.date()
+    assert t.requested_facts == ("therapy_weeks",)
+    assert t.information_due == t.due_at.date()
     assert last(t) == ("rn-1", "request_information", "facts:  therapy_weeks ,  ")
     t2 = claimed()
     t2.decide(NURSE, DecisionInput(Decision.REQUEST_INFORMATION, facts=("x",), needed_by=dt.date(2026, 11, 30)), NOW)
@@ -229,7 +234,8 @@ def test_decision_refusals(t: Task, who: Reviewer, d: DecisionInput, error: type
     before = dataclasses.replace(t)
     with pytest.raises(error, match=match):
         t.decide(who, d, NOW)
-    assert t == before and not t.new_entries
+    assert t == before
+    assert not t.new_entries
 
 
 def test_a_decision_needs_a_live_lease() -> None:
@@ -269,8 +275,9 @@ def test_information_that_meets_criteria_approves_a_nurse_level_task(status: Tas
 def test_information_never_settles_a_physicians_or_a_decided_task() -> None:
     with pytest.raises(Conflict, match="decided by a person"):
         task(required_role=Role.PHYSICIAN).approve_on_criteria(NOW)
-    for action in (lambda t: t.approve_on_criteria(NOW),
-                   lambda t: t.reopen_with(Outcome.REFER_TO_NURSE, (), "x", NOW)):
+    actions: tuple[Callable[[Task], object], ...] = (
+        lambda t: t.approve_on_criteria(NOW), lambda t: t.reopen_with(Outcome.REFER_TO_NURSE, (), "x", NOW))
+    for action in actions:
         with pytest.raises(Conflict, match="only an undecided task"):
             action(task(status=TaskStatus.DECIDED))
 
@@ -292,11 +299,16 @@ def clock(due: dt.datetime | None, **changes: object) -> ClockState:
 def test_a_tolled_clock_pauses_the_task_and_a_new_due_time_makes_escalation_moot() -> None:
     t = task(escalated_at=NOW)
     t.follow_clock(clock(None, rule="tolled", paused_at=NOW, remaining_s=3600.0), 0.2, NOW)
-    assert t.clock_paused and t.clock_rule == "tolled" and t.at_risk_at is None
-    assert t.escalated_at == NOW and t.due_at == NOW + dt.timedelta(days=10)  # kept while tolled
+    assert t.clock_paused
+    assert t.clock_rule == "tolled"
+    assert t.at_risk_at is None
+    assert t.escalated_at == NOW
+    assert t.due_at == NOW + dt.timedelta(days=10)
     new_due = NOW + dt.timedelta(days=20)
     t.follow_clock(clock(new_due, rule="resumes"), 0.2, NOW)
-    assert not t.clock_paused and t.due_at == new_due and t.escalated_at is None
+    assert not t.clock_paused
+    assert t.due_at == new_due
+    assert t.escalated_at is None
     assert t.at_risk_at == new_due - dt.timedelta(days=4)  # a fifth of the 20 days since receipt
     assert not t.new_entries
     with pytest.raises(Conflict):
@@ -318,8 +330,10 @@ def test_a_missed_deadline_is_recorded_once(lob: str, deemed: bool) -> None:
     with pytest.raises(Conflict):
         t.miss_deadline(t.due_at - dt.timedelta(seconds=1))
     entry = t.miss_deadline(t.due_at)
-    assert t.missed_at == t.due_at and t.deemed_denial is deemed
-    assert ("438.404(c)(5)" in entry.detail) is deemed and entry.action == "deadline_missed"
+    assert t.missed_at == t.due_at
+    assert t.deemed_denial is deemed
+    assert ("438.404(c)(5)" in entry.detail) is deemed
+    assert entry.action == "deadline_missed"
     with pytest.raises(Conflict):
         t.miss_deadline(t.due_at)
 
@@ -327,7 +341,8 @@ def test_a_missed_deadline_is_recorded_once(lob: str, deemed: bool) -> None:
 def test_no_deadline_is_missed_while_the_clock_is_tolled_or_after_a_decision() -> None:
     late = NOW + dt.timedelta(days=30)
     for t in (task(clock_paused=True), task(status=TaskStatus.DECIDED)):
-        assert not t.deadline_passed_unrecorded(late) and not t.escalation_due(late)
+        assert not t.deadline_passed_unrecorded(late)
+        assert not t.escalation_due(late)
         with pytest.raises(Conflict):
             t.miss_deadline(late)
 

@@ -130,7 +130,10 @@ def test_a_person_changes_the_urgency_with_a_reason_in_the_history(clocks: Clock
 
 
 @pytest.mark.parametrize(("who", "urgency", "reason", "error", "text"), [
-    (Role.ADJUSTER, "expedited", "why", NotPermitted, "an adjuster may not change a task's urgency"),
+    (Role.ADJUSTER, "expedited", "why", NotPermitted,
+     "only a nurse, physician or supervisor may change a task's urgency, not the adjuster"),
+    (Role.CASE_MANAGER, "expedited", "why", NotPermitted,
+     "only a nurse, physician or supervisor may change a task's urgency, not the case_manager"),
     (Role.NURSE, "urgent", "why", InvalidInput, "urgency: standard or expedited"),
     (Role.NURSE, "expedited", "  ", InvalidInput, "reason: say why"),
     (Role.NURSE, "standard", "why", Conflict, "already standard"),
@@ -191,8 +194,8 @@ def review(clocks: ClockEngine) -> Review:
 
 
 def request(*lines: tuple[str, int], diagnoses: tuple[str, ...], facts: list[types_pb2.ClinicalFact],
-            lob: types_pb2.LineOfBusiness = MA, state: str = "CA",
-            urgency: types_pb2.Urgency = types_pb2.URGENCY_STANDARD,
+            lob: types_pb2.LineOfBusiness.ValueType = MA, state: str = "CA",
+            urgency: types_pb2.Urgency.ValueType = types_pb2.URGENCY_STANDARD,
             member: str = "T-MA-0001") -> intake_pb2.SubmitRequestRequest:
     start = types_pb2.Date(year=2027, month=3, day=1)
     return intake_pb2.SubmitRequestRequest(

@@ -27,8 +27,9 @@ from services.common.topics import Topics
 from services.review.adapters.holiday_calendars import load_calendars
 from services.review.domain.deadlines import ClockEngine
 from services.review.domain.task import DecisionInput, Task
-from services.review.domain.workflow import Decision, Reviewer, Role, TaskStatus
+from services.review.domain.workflow import Decision, Reviewer, Role, TaskStatus, eligibility
 from services.review.service_layer.handlers import ReviewHandlers
+from services.review.service_layer.queue import CLAIM_FIRST_LOOK
 from services.review.service_layer.workflow import ReviewWorkflow
 from tests.factories import fact, lumbar_mri, submitted_event
 from tests.fakes.review import FakeDuplicateChecker, FakeEvaluator, FakeUnitOfWork, FixedClock, ReviewStore
@@ -37,6 +38,7 @@ T0 = dt.datetime(2026, 11, 25, 15, 0, tzinfo=dt.UTC)
 LEASE = dt.timedelta(minutes=10)
 ALL_LOBS = frozenset({"medicare_advantage", "medicaid", "commercial", "workers_comp"})
 COMMERCIAL = types_pb2.LINE_OF_BUSINESS_COMMERCIAL
+WORKERS_COMP = types_pb2.LINE_OF_BUSINESS_WORKERS_COMP
 APPROVE = DecisionInput(Decision.APPROVE)
 DENY = DecisionInput(Decision.DENY, reason="MRI is not indicated before six weeks of conservative therapy",
                      criterion="imaging-mri-lumbar-spine@2026.1: conservative_therapy_six_weeks")
@@ -61,10 +63,11 @@ class Review:
     handlers: ReviewHandlers
     workflow: ReviewWorkflow
 
-    def submit(self, *, meets: bool = False, lob: int = COMMERCIAL, state: str = "TX",
-               urgency: int = types_pb2.URGENCY_STANDARD) -> str:
+    def submit(self, *, meets: bool = False, lob: types_pb2.LineOfBusiness.ValueType = COMMERCIAL,
+               state: str = "TX", urgency: types_pb2.Urgency.ValueType = types_pb2.URGENCY_STANDARD,
+               start: dt.date | None = None) -> str:
         request_id = str(uuid.uuid4())
-        request = lumbar_mri(meets=meets, lob=lob, state=state, urgency=urgency)
+        request = lumbar_mri(meets=meets, lob=lob, state=state, urgency=urgency, start=start)
         self.handlers.handle_batch([submitted_event(request, request_id, self.clock())])
         return request_id
 
@@ -148,11 +151,14 @@ def test_a_claim_takes_the_most_urgent_eligible_task(review: Review) -> None:
     urgent = review.task_of(review.submit(urgency=types_pb2.URGENCY_EXPEDITED))
     review.submit(meets=True)  # approved by criteria: no task
     view = review.workflow.queue.claim_next("rn-1")
-    assert view.task.task_id == urgent.task_id and view.task.assigned_to == "rn-1"
-    assert view.task.lease_expires_at == T0 + LEASE and view.task.version == 1
+    assert view.task.task_id == urgent.task_id
+    assert view.task.assigned_to == "rn-1"
+    assert view.task.lease_expires_at == T0 + LEASE
+    assert view.task.version == 1
     assert "role: nurse (task needs a nurse)" in view.why_eligible
     assert [h.action for h in view.history] == ["claimed"]
-    assert view.determination is not None and view.determination.queued_for_review
+    assert view.determination is not None
+    assert view.determination.queued_for_review
     assert review.task(urgent.task_id) == view.task
 
 
@@ -171,6 +177,16 @@ def test_claim_refusals(review: Review) -> None:
     review.workflow.queue.claim_next("rn-1")
     with pytest.raises(ResourceExhausted, match="you hold 1 task"):
         review.workflow.queue.claim_next("rn-1")
+
+
+def test_a_claim_looks_past_a_first_window_of_tasks_the_reviewer_may_not_take(review: Review) -> None:
+    # More expedited tasks needing a licence in CA (workers' comp) than a claim reads first; the reviewer
+    # is licensed in TX only.
+    out_of_state = [review.submit(urgency=types_pb2.URGENCY_EXPEDITED, state="CA", lob=WORKERS_COMP)
+                    for _ in range(CLAIM_FIRST_LOOK + 2)]
+    assert not eligibility(reviewer("rn-1"), review.task_of(out_of_state[0]).facts())[0]
+    mine = review.task_of(review.submit(state="TX"))
+    assert review.workflow.queue.claim_next("rn-1").task.task_id == mine.task_id
 
 
 def test_a_claim_that_loses_the_race_moves_on_to_the_next_task(review: Review) -> None:
@@ -195,7 +211,8 @@ def test_my_tasks_lists_what_i_hold_and_what_i_could_take(review: Review) -> Non
     held = review.workflow.queue.claim_next("rn-1").task.task_id
     mine, available = review.workflow.queue.my_tasks("rn-1", 1)
     assert [v.task.task_id for v in mine] == [held]
-    assert len(available) == 1 and available[0].task.task_id in set(ids) - {held}
+    assert len(available) == 1
+    assert available[0].task.task_id in set(ids) - {held}
     assert len(review.workflow.queue.my_tasks("rn-2", 0)[1]) == 2
     assert review.workflow.queue.my_tasks("md-1", 0) == ([], [])
     with pytest.raises(ValidationFailed, match="limit"):
@@ -212,7 +229,8 @@ def test_the_holder_or_a_supervisor_releases(review: Review) -> None:
     with pytest.raises(PermissionDenied, match="only the holder or a supervisor"):
         review.workflow.queue.release("rn-2", task_id, "")
     view = review.workflow.queue.release("rn-1", task_id, "")
-    assert view.task.status is TaskStatus.OPEN and view.task.assigned_to is None
+    assert view.task.status is TaskStatus.OPEN
+    assert view.task.assigned_to is None
     review.workflow.queue.claim_next("rn-2")
     review.workflow.queue.release("sup-1", task_id, "rn-2 is out today")
     assert review.actions(task_id) == ["claimed", "released", "claimed", "released"]
@@ -233,7 +251,8 @@ def test_a_supervisor_reassigns(review: Review) -> None:
     task_id = review.task_of(review.submit()).task_id
     review.workflow.queue.claim_next("rn-1")
     view = review.workflow.queue.reassign("sup-1", task_id, "rn-2", "rn-1 is out")
-    assert view.task.assigned_to == "rn-2" and view.task.lease_expires_at == T0 + LEASE
+    assert view.task.assigned_to == "rn-2"
+    assert view.task.lease_expires_at == T0 + LEASE
     assert view.why_eligible  # the new holder's reasons
     assert view.history[-1].detail == "to rn-2 (from rn-1): rn-1 is out"
 
@@ -264,16 +283,20 @@ def test_a_nurse_approves_and_the_decision_is_announced_and_counted(review: Revi
     review.workflow.queue.claim_next("rn-1")
     view, determination = review.workflow.decisions.decide("rn-1", task_id, DecisionInput(
         Decision.APPROVE, note="notes document therapy"))
-    assert view.task.status is TaskStatus.DECIDED and [h.action for h in view.history] == ["claimed", "approve"]
+    assert view.task.status is TaskStatus.DECIDED
+    assert [h.action for h in view.history] == ["claimed", "approve"]
     line = determination.lines[0]
-    assert line.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL and line.approved_units == 1
+    assert line.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL
+    assert line.approved_units == 1
     assert (line.decided_by.id, line.decided_by.credential) == ("rn-1", "RN, licensed in TX")
     assert line.reasons[0] == "approved by Reviewer rn-1 (RN, licensed in TX): notes document therapy"
     assert review.determinations()[-1] == determination
     stored = types_pb2.Determination.FromString(review.store.cases[request_id].determination)
-    assert stored.lines[0] == line and view.determination == line
+    assert stored.lines[0] == line
+    assert view.determination == line
     outcome = review.store.outcomes[(request_id, 1)]
-    assert outcome.approved and outcome.decided_by == "rn-1"
+    assert outcome.approved
+    assert outcome.decided_by == "rn-1"
 
 
 def test_a_nurse_cannot_decide_adversely_and_nothing_is_written(review: Review) -> None:
@@ -301,16 +324,19 @@ def test_a_referral_goes_to_a_physician_who_denies(review: Review) -> None:
     review.workflow.queue.claim_next("md-1")
     view, determination = review.workflow.decisions.decide("md-1", task_id, DENY)
     line = determination.lines[0]
-    assert line.action_code == types_pb2.ACTION_CODE_NOT_CERTIFIED and line.criterion == DENY.criterion
-    assert line.reasons[-1] == f"criterion: {DENY.criterion}" and line.decided_by.role == "physician"
+    assert line.action_code == types_pb2.ACTION_CODE_NOT_CERTIFIED
+    assert line.criterion == DENY.criterion
+    assert line.reasons[-1] == f"criterion: {DENY.criterion}"
+    assert line.decided_by.role == "physician"
     assert line.explanation.criteria_id == "fake-72148"  # the criteria explanation travels on
     assert [h.action for h in view.history] == ["claimed", "refer_to_physician", "claimed", "deny"]
     outcome = review.store.outcomes[(request_id, 1)]
-    assert not outcome.approved and outcome.decided_by == "md-1"
+    assert not outcome.approved
+    assert outcome.decided_by == "md-1"
 
 
 def test_a_physician_approves_in_part(review: Review) -> None:
-    task_id = review.task_of(review.submit()).task_id
+    task_id = review.task_of(review.submit(start=dt.date(2027, 1, 25))).task_id
     review.workflow.queue.claim_next("rn-1")
     review.workflow.decisions.decide("rn-1", task_id, DecisionInput(Decision.REFER_TO_PHYSICIAN))
     review.workflow.queue.claim_next("md-1")
@@ -321,9 +347,10 @@ def test_a_physician_approves_in_part(review: Review) -> None:
         Decision.MODIFY, reason="a shorter course", criterion="c@1: x", approved_units=1,
         approved_start=dt.date(2027, 2, 1)))
     line = determination.lines[0]
-    assert line.action_code == types_pb2.ACTION_CODE_MODIFIED and line.approved_units == 1
+    assert line.action_code == types_pb2.ACTION_CODE_MODIFIED
+    assert line.approved_units == 1
     assert (line.approved_start.month, line.approved_start.day) == (2, 1)
-    assert line.approved_end.month >= 2
+    assert (line.approved_end.year, line.approved_end.month, line.approved_end.day) == (2027, 2, 8)  # as requested
 
 
 def test_a_request_for_information_pends_the_task_and_tolls_an_erisa_clock(review: Review) -> None:
@@ -335,14 +362,18 @@ def test_a_request_for_information_pends_the_task_and_tolls_an_erisa_clock(revie
     view, determination = review.workflow.decisions.decide("rn-1", task_id, DecisionInput(
         Decision.REQUEST_INFORMATION, facts=("conservative_therapy_weeks",), note="therapy notes"))
     task = view.task
-    assert task.status is TaskStatus.PENDED_INFORMATION and task.assigned_to is None
-    assert task.clock_paused and "tolled" in task.clock_rule and task.at_risk_at is None
+    assert task.status is TaskStatus.PENDED_INFORMATION
+    assert task.assigned_to is None
+    assert task.clock_paused
+    assert "tolled" in task.clock_rule
+    assert task.at_risk_at is None
     line = determination.lines[0]
     assert line.action_code == types_pb2.ACTION_CODE_PENDED
     assert list(line.requested_facts) == ["conservative_therapy_weeks"]
     assert (line.information_due.year, line.information_due.month, line.information_due.day) == (2026, 12, 10)
     case = review.store.cases[request_id]
-    assert case.clock is not None and case.clock.tolled
+    assert case.clock is not None
+    assert case.clock.tolled
     assert "tolled" in determination.clock.rule
 
 
@@ -370,7 +401,8 @@ def test_a_decision_on_a_task_changed_meanwhile_is_refused_and_writes_nothing(re
     with pytest.raises(FailedPrecondition, match="the task changed while you were acting on it"):
         review.workflow.decisions.decide("rn-1", task_id, APPROVE)
     assert len(review.determinations()) == announced
-    assert review.task(task_id).assigned_to == "rn-2" and review.actions(task_id) == ["claimed", "reassigned"]
+    assert review.task(task_id).assigned_to == "rn-2"
+    assert review.actions(task_id) == ["claimed", "reassigned"]
 
 
 # -- peer-to-peer and deadline extensions --------------------------------------------------------
@@ -394,7 +426,8 @@ def test_deadline_extensions_follow_the_regime(review: Review) -> None:
     with pytest.raises(FailedPrecondition, match="written notice"):
         review.workflow.deadlines.extend_deadline("rn-1", ma, "enrollee_request", notice_sent=False)
     view = review.workflow.deadlines.extend_deadline("rn-1", ma, "enrollee_request", notice_sent=True)
-    assert view.task.due_at == T0 + dt.timedelta(days=21) and view.history[-1].action == "deadline_extended"
+    assert view.task.due_at == T0 + dt.timedelta(days=21)
+    assert view.history[-1].action == "deadline_extended"
     assert review.store.cases[request_id].due_at == T0 + dt.timedelta(days=21)
     with pytest.raises(FailedPrecondition, match="one extension"):
         review.workflow.deadlines.extend_deadline("rn-1", ma, "enrollee_request", notice_sent=True)
@@ -422,9 +455,11 @@ def test_information_that_meets_criteria_is_approved_by_the_rules_engine_once(re
     review.workflow.information.handle_batch([event])  # redelivery is harmless
     assert len(review.store.outbox) == announced
     task = review.task(task_id)
-    assert task.status is TaskStatus.DECIDED and review.actions(task_id)[-1] == "information_received"
+    assert task.status is TaskStatus.DECIDED
+    assert review.actions(task_id)[-1] == "information_received"
     line = review.determinations()[-1].lines[0]
-    assert line.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL and line.approved_units == 1
+    assert line.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL
+    assert line.approved_units == 1
     assert line.decided_by.id == "system:rules-engine"
     assert review.store.outcomes[(request_id, 1)].approved
 
@@ -436,7 +471,9 @@ def test_information_short_of_criteria_reopens_the_task_and_restarts_the_clock(r
     review.clock.advance(dt.timedelta(days=35))
     review.workflow.information.handle_batch([review.information(request_id, conservative_therapy_weeks=3)])
     task = review.task(task_id)
-    assert task.status is TaskStatus.OPEN and not task.clock_paused and "resumes" in task.clock_rule
+    assert task.status is TaskStatus.OPEN
+    assert not task.clock_paused
+    assert "resumes" in task.clock_rule
     assert task.due_at == T0 + dt.timedelta(days=40 + 10)  # the ten days left when it stopped
     assert task.reasons[0] == "re-evaluated with the additional information received"
     assert review.determinations()[-1].lines[0].action_code == types_pb2.ACTION_CODE_PENDED
@@ -453,7 +490,8 @@ def test_information_never_settles_a_task_a_physician_was_asked_to_decide(review
     assert (task.status, task.required_role, task.outcome.value) == (TaskStatus.OPEN, Role.PHYSICIAN,
                                                                      "refer_to_nurse")
     line = review.determinations()[-1].lines[0]
-    assert line.action_code == types_pb2.ACTION_CODE_PENDED and line.queued_for_review
+    assert line.action_code == types_pb2.ACTION_CODE_PENDED
+    assert line.queued_for_review
 
 
 def test_information_before_its_request_is_retried_and_a_stranger_is_poison(review: Review) -> None:
@@ -475,7 +513,8 @@ def test_the_monitor_returns_a_task_whose_lease_ran_out(review: Review) -> None:
     assert review.workflow.monitor.run()["leases_expired"] == 0
     review.clock.advance(dt.timedelta(seconds=1))
     assert review.workflow.monitor.run()["leases_expired"] == 1
-    assert review.task(task_id).status is TaskStatus.OPEN and review.actions(task_id) == ["claimed", "lease_expired"]
+    assert review.task(task_id).status is TaskStatus.OPEN
+    assert review.actions(task_id) == ["claimed", "lease_expired"]
     assert review.workflow.queue.claim_next("rn-2").task.task_id == task_id
 
 
@@ -504,7 +543,9 @@ def test_the_monitor_escalates_once_then_records_a_missed_medicaid_deadline(revi
     kinds = [a.kind for a in review.alerts()]
     assert kinds == [events_pb2.ReviewAlert.KIND_UNASSIGNED_NEAR_DEADLINE, events_pb2.ReviewAlert.KIND_DEADLINE_MISSED]
     missed = review.alerts()[-1]
-    assert missed.deemed_denial and missed.request_id == request_id and "438.404" in missed.message
+    assert missed.deemed_denial
+    assert missed.request_id == request_id
+    assert "438.404" in missed.message
     assert review.task(task.task_id).deemed_denial
     assert review.actions(task.task_id) == ["escalated", "deadline_missed"]
 
@@ -516,8 +557,10 @@ def test_an_escalation_of_a_held_task_names_its_holder(review: Review) -> None:
     review.workflow.queue.claim_next("rn-1")
     assert review.workflow.monitor.run() == {"leases_expired": 0, "escalated": 1, "unassigned_alerts": 0, "missed": 0}
     alert = review.alerts()[-1]
-    assert alert.kind == events_pb2.ReviewAlert.KIND_AT_RISK and alert.assigned_to == "rn-1"
-    assert "held by rn-1" in alert.message and not alert.deemed_denial
+    assert alert.kind == events_pb2.ReviewAlert.KIND_AT_RISK
+    assert alert.assigned_to == "rn-1"
+    assert "held by rn-1" in alert.message
+    assert not alert.deemed_denial
 
 
 def test_a_tolled_clock_is_never_missed(review: Review) -> None:
@@ -533,8 +576,11 @@ def test_the_open_queue_pages_most_urgent_first(review: Review) -> None:
     standard = [review.task_of(review.submit()).task_id for _ in range(2)]
     urgent = review.task_of(review.submit(urgency=types_pb2.URGENCY_EXPEDITED)).task_id
     page, token, total = review.handlers.queue(2, "")
-    assert total == 3 and token == "2" and page[0].task_id == urgent
+    assert total == 3
+    assert token == "2"
+    assert page[0].task_id == urgent
     rest, token, _ = review.handlers.queue(2, token)
-    assert token == "" and {t.task_id for t in [*page, *rest]} == {urgent, *standard}
+    assert token == ""
+    assert {t.task_id for t in [*page, *rest]} == {urgent, *standard}
     with pytest.raises(ValidationFailed):
         review.handlers.queue(2, "not-a-token")

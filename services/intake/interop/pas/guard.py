@@ -105,31 +105,38 @@ def check(value: Any, limits: Limits = DEFAULT_LIMITS) -> list[Problem]:
             return [*problems, Problem("Bundle", "too-costly", f"more than {limits.max_nodes} JSON values")]
         if len(path) > limits.max_depth:
             return [*problems, Problem(fhirpath(path), "too-costly", f"nested deeper than {limits.max_depth} levels")]
-        if isinstance(node, str):
-            if len(node) > limits.max_string:
-                problems.append(Problem(fhirpath(path), "too-long",
-                                        f"a string of {len(node)} characters, more than {limits.max_string}"))
-        elif isinstance(node, Mapping):
-            kind = node.get("resourceType")
-            if "resourceType" in node and not (isinstance(kind, str) and kind in known):
-                problems.append(Problem(fhirpath((*path, "resourceType")), "structure",
-                                        f"{str(kind)[:80]!r} is not an R4 resource type"))
-                continue
-            for key, child in node.items():
-                if not isinstance(key, str):
-                    problems.append(Problem(fhirpath(path), "structure", "object keys must be strings"))
-                    break
-                stack.append((child, (*path, key)))
-        elif isinstance(node, (list, tuple)):
-            if len(node) > limits.max_array:
-                problems.append(Problem(fhirpath(path), "too-costly",
-                                        f"an array of {len(node)} values, more than {limits.max_array}"))
-                continue
-            stack.extend((child, (*path, i)) for i, child in enumerate(node))
-        elif isinstance(node, float) and not math.isfinite(node):
-            problems.append(Problem(fhirpath(path), "value", "not a finite number"))
-        elif node is not None and not isinstance(node, (bool, int, float)):
-            problems.append(Problem(fhirpath(path), "structure", f"{type(node).__name__} is not a JSON value"))
-        if len(problems) > 200:
+        if _visit(node, path, limits, known, problems, stack) and len(problems) > 200:
             break
     return problems
+
+
+def _visit(node: Any, path: tuple[str | int, ...], limits: Limits, known: frozenset[str],
+           problems: list[Problem], stack: list[tuple[Any, tuple[str | int, ...]]]) -> bool:
+    """Check one JSON value, adding its problems and pushing its children; False when the node is
+    refused whole (its children are not looked at)."""
+    if isinstance(node, str):
+        if len(node) > limits.max_string:
+            problems.append(Problem(fhirpath(path), "too-long",
+                                    f"a string of {len(node)} characters, more than {limits.max_string}"))
+    elif isinstance(node, Mapping):
+        kind = node.get("resourceType")
+        if "resourceType" in node and not (isinstance(kind, str) and kind in known):
+            problems.append(Problem(fhirpath((*path, "resourceType")), "structure",
+                                    f"{str(kind)[:80]!r} is not an R4 resource type"))
+            return False
+        for key, child in node.items():
+            if not isinstance(key, str):
+                problems.append(Problem(fhirpath(path), "structure", "object keys must be strings"))
+                break
+            stack.append((child, (*path, key)))
+    elif isinstance(node, (list, tuple)):
+        if len(node) > limits.max_array:
+            problems.append(Problem(fhirpath(path), "too-costly",
+                                    f"an array of {len(node)} values, more than {limits.max_array}"))
+            return False
+        stack.extend((child, (*path, i)) for i, child in enumerate(node))
+    elif isinstance(node, float) and not math.isfinite(node):
+        problems.append(Problem(fhirpath(path), "value", "not a finite number"))
+    elif node is not None and not isinstance(node, (bool, int, float)):
+        problems.append(Problem(fhirpath(path), "structure", f"{type(node).__name__} is not a JSON value"))
+    return True

@@ -138,6 +138,17 @@ def pas_request_to_command(bundle_json: str | bytes | Mapping[str, Any], submitt
     return command
 
 
+def _occurrence(requested: Any) -> tuple[dt.date | None, dt.date | None]:
+    """When the requested service (ServiceRequest, DeviceRequest, ...) is to occur, if it says."""
+    when = getattr(requested, "occurrenceDateTime", None)
+    period = getattr(requested, "occurrencePeriod", None)
+    if when is not None:
+        return as_date(when), as_date(when)
+    if period is not None:
+        return as_date(period.start), as_date(period.end)
+    return None, None
+
+
 def _set_date(target: types_pb2.Date, day: dt.date) -> None:
     target.year, target.month, target.day = day.year, day.month, day.day
 
@@ -218,14 +229,7 @@ class _Translation:
             self.bad(f"{p}.use", "value", f"a PAS Claim has use 'preauthorization', not {c.use!r}")
         if c.status != "active":
             self.bad(f"{p}.status", "value", f"a PAS Claim has status 'active', not {c.status!r}")
-        if not c.identifier:
-            self.bad(f"{p}.identifier", "required", "a PAS Claim has at least one identifier (the patient event "
-                                                     "trace number)")
-        for k, ident in enumerate(c.identifier or []):
-            if not ident.system:
-                self.bad(f"{p}.identifier[{k}].system", "required", "a PAS identifier has a system")
-            if not ident.value:
-                self.bad(f"{p}.identifier[{k}].value", "required", "a PAS identifier has a value")
+        self.claim_identifiers(c, p)
         self.insurer = self.target(c.insurer, claim, f"{p}.insurer", ("Organization",), "the insurer")
         if self.insurer is not None:
             for ident in self.insurer.resource.identifier or []:
@@ -283,14 +287,14 @@ class _Translation:
             self.command.member_id = member.value
 
     def line_of_business(self, r: Any, cp: str) -> None:
-        lob, given = 0, []
+        lob, given = types_pb2.LINE_OF_BUSINESS_UNSPECIFIED, []
         for coding in codings(r.type):
             code = str(coding.code or "")
             given.append(code)
             if coding.system in codes.SOPT_SYSTEMS:
                 lob = lob or codes.line_of_business_from_payer_type(code)
             elif coding.system == codes.CLAIM_FILING_SYSTEM:
-                lob = lob or codes.CLAIM_FILING_LINE_OF_BUSINESS.get(code, 0)
+                lob = lob or codes.CLAIM_FILING_LINE_OF_BUSINESS.get(code, types_pb2.LINE_OF_BUSINESS_UNSPECIFIED)
         if not lob and self.profile is not None:
             lob = self.profile.line_of_business
         if not lob:
@@ -299,7 +303,7 @@ class _Translation:
                      "the line of business: Coverage.type with a Source of Payment Typology code (system "
                      "https://nahdo.org/sopt: 11x Medicare managed care, 2x Medicaid, 5x/6x private, 95x workers' "
                      "compensation) or an X12 claim filing indicator" + said)
-        self.command.coverage.line_of_business = lob  # type: ignore[assignment]
+        self.command.coverage.line_of_business = lob
 
     def member_state(self) -> None:
         for who in (self.patient, self.subscriber):
@@ -403,6 +407,16 @@ class _Translation:
         if principal_at is None and self.command.diagnoses:
             self.command.diagnoses[0].primary = True  # the first by sequence, as X12's first HI code is
 
+    def claim_identifiers(self, c: Any, p: str) -> None:
+        if not c.identifier:
+            self.bad(f"{p}.identifier", "required", "a PAS Claim has at least one identifier (the patient event "
+                                                     "trace number)")
+        for k, ident in enumerate(c.identifier or []):
+            if not ident.system:
+                self.bad(f"{p}.identifier[{k}].system", "required", "a PAS identifier has a system")
+            if not ident.value:
+                self.bad(f"{p}.identifier[{k}].value", "required", "a PAS identifier has a value")
+
     def supporting_info(self, claim: Found) -> None:
         c, p = claim.resource, claim.path
         for j, info in enumerate(c.supportingInfo or []):
@@ -416,30 +430,37 @@ class _Translation:
                 else:
                     self.admission = period
             elif category == "additionalInformation" and info.valueReference is not None:
-                found = self.target(info.valueReference, claim, f"{ip}.valueReference",
-                                    ("DocumentReference", "QuestionnaireResponse", "Observation", "AllergyIntolerance",
-                                     "Condition", "DiagnosticReport", "Immunization", "MedicationRequest", "Procedure",
-                                     "ServiceRequest", "NutritionOrder", "DeviceRequest", "Bundle"),
-                                    "the additional information")
-                if found is not None and kind(found.resource) == "Observation":
-                    self.observation(found)
-                elif found is not None and kind(found.resource) == "QuestionnaireResponse":
-                    for path, item in iter_items(found.resource.item, found.path):
-                        if item.definition and str(item.definition).startswith(FACT_SYSTEM + "#") and item.answer:
-                            self.answer_fact(str(item.definition).split("#", 1)[1], f"{path}.answer[0]",
-                                             item.answer[0])
+                self.additional_information(claim, info.valueReference, f"{ip}.valueReference")
             name = code_in(info.code, FACT_SYSTEM)
             if name is not None:
-                if info.valueBoolean is not None:
-                    self.fact(name, f"{ip}.valueBoolean", bool_value=bool(info.valueBoolean))
-                elif info.valueQuantity is not None and info.valueQuantity.value is not None:
-                    q = info.valueQuantity
-                    self.fact(name, f"{ip}.valueQuantity", number_value=float(q.value),
-                              unit=str(q.unit or q.code or ""))
-                elif info.valueString is not None:
-                    self.fact(name, f"{ip}.valueString", text_value=str(info.valueString)[:1000])
-                else:
-                    self.bad(f"{ip}.value", "required", f"the fact {name!r} has no boolean, quantity or string value")
+                self.info_fact(name, info, ip)
+
+    def additional_information(self, claim: Found, reference: Any, where: str) -> None:
+        """Facts from a referenced Observation or QuestionnaireResponse (other kinds are accepted and read by
+        people)."""
+        found = self.target(reference, claim, where,
+                            ("DocumentReference", "QuestionnaireResponse", "Observation", "AllergyIntolerance",
+                             "Condition", "DiagnosticReport", "Immunization", "MedicationRequest", "Procedure",
+                             "ServiceRequest", "NutritionOrder", "DeviceRequest", "Bundle"),
+                            "the additional information")
+        if found is not None and kind(found.resource) == "Observation":
+            self.observation(found)
+        elif found is not None and kind(found.resource) == "QuestionnaireResponse":
+            for path, item in iter_items(found.resource.item, found.path):
+                if item.definition and str(item.definition).startswith(FACT_SYSTEM + "#") and item.answer:
+                    self.answer_fact(str(item.definition).split("#", 1)[1], f"{path}.answer[0]", item.answer[0])
+
+    def info_fact(self, name: str, info: Any, ip: str) -> None:
+        """A supportingInfo entry coded with a platform fact name: its boolean, quantity or string value."""
+        if info.valueBoolean is not None:
+            self.fact(name, f"{ip}.valueBoolean", bool_value=bool(info.valueBoolean))
+        elif info.valueQuantity is not None and info.valueQuantity.value is not None:
+            q = info.valueQuantity
+            self.fact(name, f"{ip}.valueQuantity", number_value=float(q.value), unit=str(q.unit or q.code or ""))
+        elif info.valueString is not None:
+            self.fact(name, f"{ip}.valueString", text_value=str(info.valueString)[:1000])
+        else:
+            self.bad(f"{ip}.value", "required", f"the fact {name!r} has no boolean, quantity or string value")
 
     def observation(self, found: Found) -> None:
         r = found.resource
@@ -515,35 +536,14 @@ class _Translation:
 
     def items(self, claim: Found) -> None:
         c, p = claim.resource, claim.path
-        review_types: dict[int, list[int]] = {}
+        review_types: dict[types_pb2.ReviewType.ValueType, list[int]] = {}
         for i, item in enumerate(c.item or []):
             ip = f"{p}.item[{i}]"
             line = types_pb2.ServiceLine(line_number=i + 1)
-            certification = self.one_extension(item, ip, EXT_CERTIFICATION, codes.CERTIFICATION_TYPE_SYSTEM,
-                                               "certificationType")
-            if certification is not None:
-                if certification not in codes.CERTIFICATION_TYPES:
-                    self.bad(ext_path(ip, EXT_CERTIFICATION), "value",
-                             f"{certification[:10]!r} is not an X12 certification type (UM02)")
-                elif certification not in codes.REVIEW_TYPE_OF_CERTIFICATION:
-                    self.bad(ext_path(ip, EXT_CERTIFICATION), "not-supported",
-                             f"certification type {certification!r} ({codes.CERTIFICATION_TYPES[certification]}) "
-                             "concerns an existing request; this door accepts initial, renewal and extension requests")
-                else:
-                    review_types.setdefault(codes.REVIEW_TYPE_OF_CERTIFICATION[certification], []).append(i)
-            self.one_extension(item, ip, EXT_REQUEST_TYPE, codes.REQUEST_CATEGORY_SYSTEM, "serviceItemRequestType")
-            if item.category is None:
-                self.bad(f"{ip}.category", "required", "a PAS item has a category (X12 service type code)")
-            elif code_in(item.category, codes.SERVICE_TYPE_SYSTEM) is None:
-                self.bad(f"{ip}.category", "value",
-                         f"the category is an X12 service type code ({codes.SERVICE_TYPE_SYSTEM})")
-            for k, ext in enumerate(item.modifierExtension or []):
-                if ext.url == EXT_INFO_CANCELLED and ext.valueBoolean:
-                    self.bad(f"{ip}.modifierExtension[{k}]", "not-supported",
-                             "cancelling an item changes an existing request; this door accepts new requests")
-            if extensions(item, EXT_CODE_END):
-                self.bad(ext_path(ip, EXT_CODE_END), "not-supported",
-                         "a range of procedure codes: the platform reviews one code per item")
+            review_type = self.item_review_type(item, ip)
+            if review_type is not None:
+                review_types.setdefault(review_type, []).append(i)
+            self.item_kind(item, ip)
             requested = self.requested_service(claim, item, ip)
             self.procedure(item, ip, requested, line)
             self.units(item, ip, requested, line)
@@ -563,7 +563,40 @@ class _Translation:
                 if submitted and starts and len(starts) == len(self.command.service_lines) and all(
                         s < submitted for s in starts):
                     review_type = types_pb2.REVIEW_TYPE_RETROSPECTIVE
-            self.command.review_type = review_type  # type: ignore[assignment]
+            self.command.review_type = review_type
+
+    def item_review_type(self, item: Any, ip: str) -> types_pb2.ReviewType.ValueType | None:
+        """The review type the item's certification type (UM02) asks for, if it names one this door takes."""
+        certification = self.one_extension(item, ip, EXT_CERTIFICATION, codes.CERTIFICATION_TYPE_SYSTEM,
+                                           "certificationType")
+        if certification is None:
+            return None
+        if certification not in codes.CERTIFICATION_TYPES:
+            self.bad(ext_path(ip, EXT_CERTIFICATION), "value",
+                     f"{certification[:10]!r} is not an X12 certification type (UM02)")
+            return None
+        if certification not in codes.REVIEW_TYPE_OF_CERTIFICATION:
+            self.bad(ext_path(ip, EXT_CERTIFICATION), "not-supported",
+                     f"certification type {certification!r} ({codes.CERTIFICATION_TYPES[certification]}) "
+                     "concerns an existing request; this door accepts initial, renewal and extension requests")
+            return None
+        return codes.REVIEW_TYPE_OF_CERTIFICATION[certification]
+
+    def item_kind(self, item: Any, ip: str) -> None:
+        """The item's request type and category; refuses cancellations and code ranges."""
+        self.one_extension(item, ip, EXT_REQUEST_TYPE, codes.REQUEST_CATEGORY_SYSTEM, "serviceItemRequestType")
+        if item.category is None:
+            self.bad(f"{ip}.category", "required", "a PAS item has a category (X12 service type code)")
+        elif code_in(item.category, codes.SERVICE_TYPE_SYSTEM) is None:
+            self.bad(f"{ip}.category", "value",
+                     f"the category is an X12 service type code ({codes.SERVICE_TYPE_SYSTEM})")
+        for k, ext in enumerate(item.modifierExtension or []):
+            if ext.url == EXT_INFO_CANCELLED and ext.valueBoolean:
+                self.bad(f"{ip}.modifierExtension[{k}]", "not-supported",
+                         "cancelling an item changes an existing request; this door accepts new requests")
+        if extensions(item, EXT_CODE_END):
+            self.bad(ext_path(ip, EXT_CODE_END), "not-supported",
+                     "a range of procedure codes: the platform reviews one code per item")
 
     def one_extension(self, item: Any, ip: str, url: str, system: str, name: str) -> str | None:
         found = extensions(item, url)
@@ -649,13 +682,7 @@ class _Translation:
                          "PAS FullDateRule: the period starts on a full date (YYYY-MM-DD)")
                 return
         if start is None and requested is not None:
-            r = requested.resource
-            when = getattr(r, "occurrenceDateTime", None)
-            period = getattr(r, "occurrencePeriod", None)
-            if when is not None:
-                start = end = as_date(when)
-            elif period is not None:
-                start, end = as_date(period.start), as_date(period.end)
+            start, end = _occurrence(requested.resource)
         for fallback in (self.admission, self.event):
             if start is None and fallback is not None:
                 start, end = fallback
@@ -682,9 +709,9 @@ class _Translation:
             return
         pos = code_in(concept, codes.POS_SYSTEM)
         bill = code_in(concept, codes.TYPE_OF_BILL_SYSTEM)
-        place = 0
+        place = types_pb2.PLACE_OF_SERVICE_UNSPECIFIED
         if pos is not None and pos.isdigit() and int(pos) in codes.PLACES_OF_SERVICE:
-            place = int(pos)
+            place = types_pb2.PlaceOfService.ValueType(int(pos))
         elif bill is not None:
             place = codes.place_from_type_of_bill(bill)
         if not place:
@@ -693,7 +720,7 @@ class _Translation:
                      f"place of service {pos or bill or 'none'!r}: the platform reviews places of service {supported} "
                      f"(system {codes.POS_SYSTEM}) and the matching NUBC bill types")
             return
-        line.place_of_service = place  # type: ignore[assignment]
+        line.place_of_service = place
 
     def urgency(self, claim: Found) -> None:
         c, p = claim.resource, claim.path

@@ -120,9 +120,10 @@ def _moment(view: intake_pb2.RequestView, now: dt.datetime | None) -> dt.datetim
     """The response's timestamp: given by the caller, else the latest moment the view records."""
     if now is not None:
         return now
-    for field in ("decided_at", "received_at"):
-        if view.HasField(field):
-            return getattr(view, field).ToDatetime(tzinfo=dt.UTC)  # type: ignore[no-any-return]
+    if view.HasField("decided_at"):
+        return view.decided_at.ToDatetime(tzinfo=dt.UTC)
+    if view.HasField("received_at"):
+        return view.received_at.ToDatetime(tzinfo=dt.UTC)
     return dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -130,8 +131,9 @@ def _period(start: dt.date | None, end: dt.date | None) -> dict[str, str]:
     out = {}
     if start is not None:
         out["start"] = start.isoformat()
-    if end is not None or start is not None:
-        out["end"] = (end or start).isoformat()  # type: ignore[union-attr]
+    last = end or start
+    if last is not None:
+        out["end"] = last.isoformat()
     return out
 
 

@@ -84,6 +84,30 @@ def tokenize(text: str) -> tuple[Delimiters, list[Segment]] | InterchangeRejecti
     if len(text) > MAX_INTERCHANGE:
         return _reject("024", f"more than {MAX_INTERCHANGE} characters")
     text = text.lstrip("\ufeff \t\r\n")
+    delimiters = _delimiters(text)
+    if isinstance(delimiters, InterchangeRejection):
+        return delimiters
+    element, terminator = delimiters.element, delimiters.segment
+    segments: list[Segment] = []
+    raw_segments = text.split(terminator)
+    if raw_segments[-1].strip(" \r\n\t"):
+        return _reject("023", "the last segment has no terminator")
+    for chunk in raw_segments[:-1]:
+        raw = chunk.lstrip("\r\n") if terminator not in "\r\n" else chunk
+        if not raw:
+            continue
+        if len(segments) >= MAX_SEGMENTS:
+            return _reject("024", f"more than {MAX_SEGMENTS} segments")
+        parts = raw.split(element, MAX_ELEMENTS + 1)
+        tag = parts[0]
+        if not _TAG.fullmatch(tag):
+            return _reject("024", f"segment {len(segments) + 1} has no valid segment ID ({tag[:10]!r})")
+        segments.append(Segment(tag, tuple(parts[1:]), len(segments) + 1))
+    return delimiters, segments
+
+
+def _delimiters(text: str) -> Delimiters | InterchangeRejection:
+    """The delimiters the (fixed-width) ISA segment declares, or why they are unusable."""
     if not text.startswith("ISA"):
         return _reject("022", "an interchange starts with ISA")
     if len(text) < ISA_LENGTH:
@@ -101,23 +125,7 @@ def tokenize(text: str) -> tuple[Delimiters, list[Segment]] | InterchangeRejecti
         return _reject("004", repr(terminator))
     if len(repetition) != 1 or repetition.isalnum() or repetition in (element, component, terminator):
         return _reject("022", f"invalid repetition separator {repetition!r} (ISA11)")
-    delimiters = Delimiters(element=element, repetition=repetition, component=component, segment=terminator)
-    segments: list[Segment] = []
-    raw_segments = text.split(terminator)
-    if raw_segments[-1].strip(" \r\n\t"):
-        return _reject("023", "the last segment has no terminator")
-    for chunk in raw_segments[:-1]:
-        raw = chunk.lstrip("\r\n") if terminator not in "\r\n" else chunk
-        if not raw:
-            continue
-        if len(segments) >= MAX_SEGMENTS:
-            return _reject("024", f"more than {MAX_SEGMENTS} segments")
-        parts = raw.split(element, MAX_ELEMENTS + 1)
-        tag = parts[0]
-        if not _TAG.fullmatch(tag):
-            return _reject("024", f"segment {len(segments) + 1} has no valid segment ID ({tag[:10]!r})")
-        segments.append(Segment(tag, tuple(parts[1:]), len(segments) + 1))
-    return delimiters, segments
+    return Delimiters(element=element, repetition=repetition, component=component, segment=terminator)
 
 
 def write(segments: list[Segment] | list[tuple[str, ...]], delimiters: Delimiters = X12_DEFAULT,

@@ -126,7 +126,7 @@ def _isa_problem(isa: Segment) -> InterchangeRejection | None:
 
 def _valid(value: str, pattern: str) -> bool:
     try:
-        dt.datetime.strptime(value, pattern)
+        dt.datetime.strptime(value, pattern).replace(tzinfo=dt.UTC)  # only the format matters
     except ValueError:
         return False
     return value.isdigit()

@@ -32,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ur.common.v1 import types_pb2
@@ -179,11 +179,27 @@ def parse_278(ts: TransactionSet, delimiters: Delimiters) -> Request278:
                        _required(bht, 3, "127"),
                        None if _date(bht.get(4)) else ElementError(4, "8" if bht.get(4) else "1", bht.get(4), None,
                                                                    "373"))
+    _assign_levels(check, request, _levels(check, body[1 if request.bht else 0:]))
+    anchor = ts.trailer or (body[-1] if body else ts.header)
+    for found, code in ((request.umo, "20"), (request.requester, "21"), (request.subscriber, "22"),
+                        (request.event, "EV")):
+        if found is None:
+            check.ts.errors.append(SegmentError("HL", ts.position(anchor), LEVEL_LOOPS[code], "3"))
+    _check_entities(check, request)
+    _check_event(check, request)
+    for service in request.services:
+        _check_service(check, service)
+    return request
+
+
+def _levels(check: _Checker, segments: Sequence[Segment]) -> list[Level]:
+    """The HL levels in order, each with its entities (NM1 and the segments after it) and its own
+    segments."""
     levels: list[Level] = []
     current: Level | None = None
     entity: Entity | None = None
     by_id: dict[str, Level] = {}
-    for seg in body[1 if request.bht else 0:]:
+    for seg in segments:
         if seg.tag == "HL":
             current, entity = Level(seg), None
             levels.append(current)
@@ -198,6 +214,12 @@ def parse_278(ts: TransactionSet, delimiters: Delimiters) -> Request278:
             entity.segments.append(seg)
         else:
             current.segments.append(seg)
+    return levels
+
+
+def _assign_levels(check: _Checker, request: Request278, levels: list[Level]) -> None:
+    """The first level of each kind is the request's; services are all kept; a second of another
+    kind occurs over its maximum."""
     for level in levels:
         code = level.code
         if code == "20" and request.umo is None:
@@ -214,16 +236,6 @@ def parse_278(ts: TransactionSet, delimiters: Delimiters) -> Request278:
             request.services.append(level)
         elif code in LEVEL_LOOPS:
             check.segment(level.hl, level.loop, "4")  # loop occurs over maximum times
-    anchor = ts.trailer or (body[-1] if body else ts.header)
-    for found, code in ((request.umo, "20"), (request.requester, "21"), (request.subscriber, "22"),
-                        (request.event, "EV")):
-        if found is None:
-            check.ts.errors.append(SegmentError("HL", ts.position(anchor), LEVEL_LOOPS[code], "3"))
-    _check_entities(check, request)
-    _check_event(check, request)
-    for service in request.services:
-        _check_service(check, service)
-    return request
 
 
 def _check_hl(check: _Checker, hl: Segment, by_id: Mapping[str, Level], count: int) -> None:
@@ -394,7 +406,7 @@ class _Mapper:
             self.reject("2010A", "79", f"payer id {payer_id[:20]!r} is not one this platform reviews for",
                         element="2010A-NM109", followup="N")
             return
-        self.command.coverage.line_of_business = self.profile.line_of_business  # type: ignore[assignment]
+        self.command.coverage.line_of_business = self.profile.line_of_business
         self.command.coverage.plan_id = self.profile.plan_id
 
     def requester(self, level: Level) -> None:
@@ -447,7 +459,7 @@ class _Mapper:
                                        "request; this door takes initial, renewal and extension requests",
                         element="2000E-UM02", followup="N")
         else:
-            self.command.review_type = review_type  # type: ignore[assignment]
+            self.command.review_type = review_type
         expedited = um.get(6) in codes.EXPEDITED_LEVELS
         self.command.urgency = types_pb2.URGENCY_EXPEDITED if expedited else types_pb2.URGENCY_STANDARD
         principal_seen = False
@@ -559,7 +571,7 @@ class _Mapper:
             self.reject("2000F", "33", "place of service (UM04 with qualifier B) is missing or not one the "
                                        "platform reviews", element="2000F-UM04", line=n)
             return
-        line.place_of_service = place  # type: ignore[assignment]
+        line.place_of_service = place
         self.command.service_lines.append(line)
 
     def age(self, patient: Level) -> None:
@@ -571,15 +583,15 @@ class _Mapper:
                                                                   unit="years"))
 
 
-def _place(um: Segment | None, d: Delimiters) -> int:
+def _place(um: Segment | None, d: Delimiters) -> types_pb2.PlaceOfService.ValueType:
     if um is None or not um.get(4):
-        return 0
+        return types_pb2.PLACE_OF_SERVICE_UNSPECIFIED
     value, qualifier = um.component(4, 1, d), um.component(4, 2, d)
     if qualifier == "B" and value.isdigit() and int(value) in codes.PLACES_OF_SERVICE:
-        return int(value)
+        return types_pb2.PlaceOfService.ValueType(int(value))
     if qualifier == "A":
         return codes.place_from_type_of_bill(value)
-    return 0
+    return types_pb2.PLACE_OF_SERVICE_UNSPECIFIED
 
 
 def _servicing(entities: list[Entity]) -> tuple[str, str] | None:

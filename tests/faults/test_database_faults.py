@@ -1,0 +1,59 @@
+"""PostgreSQL fails under load: its postmaster and backends are killed (``kill -9``) and it is
+started again (crash recovery). Requests keep coming in across the outage; none is lost or decided
+twice, and a request submitted once the database is back is decided within 15 s of its return."""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from services.cli.platform import Platform
+from tests.e2e.conftest import Clients, start_platform
+from tests.faults.conftest import RETRYABLE, recovers, streaming
+from tests.faults.infra import ThrowawayBroker, ThrowawayPostgres
+
+pytestmark = pytest.mark.faults
+
+OUTAGE_S = 5.0
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[ThrowawayPostgres]:
+    cluster = ThrowawayPostgres()
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory, postgres: ThrowawayPostgres,
+             broker: ThrowawayBroker) -> Iterator[Platform]:
+    numbers = itertools.count()
+    running = start_platform(tmp_path_factory.mktemp("platform"),
+                             lambda service: postgres.create_database(f"{service}_{next(numbers)}"),
+                             broker.bootstrap, f"urf{uuid.uuid4().hex[:10]}")
+    yield running
+    running.stop()
+
+
+def test_postgres_killed_and_restarted_loses_nothing_and_decisions_resume_promptly(
+        platform: Platform, postgres: ThrowawayPostgres) -> None:
+    clients = Clients(platform)
+    # TODO(issue 11 item 3, gRPC-server session): during the outage intake must answer UNAVAILABLE
+    # (it answers INTERNAL today); then drop INTERNAL from what the stream retries, and assert that
+    # health says NOT_SERVING within 5 s of the kill and SERVING within 5 s of the restart (item 4).
+    with streaming(clients, retryable=(*RETRYABLE, grpc.StatusCode.INTERNAL)) as stream:
+        postgres.kill()
+        time.sleep(OUTAGE_S)
+        assert stream.refused > 0, "no submission met the outage"
+        postgres.start()
+        recovers(platform, clients, stream, time.monotonic(), "PostgreSQL's restart")
+    clients.close()
