@@ -295,7 +295,7 @@ class Task:
     def set_urgency(self, by: Reviewer, urgency: str, reason: str, now: dt.datetime, clock_note: str = "") -> None:
         """A person changes the task's urgency (its place in the queue), saying why; ``clock_note``
         says what that did to the request's clock (:func:`~services.review.domain.urgency.person_clock_change`).
-        Refused to an adjuster, without a reason, on a decided task, and to the urgency it has."""
+        Refused to an adjuster or a case manager, without a reason, on a decided task, and to the urgency it has."""
         check_may(by, Action.SET_URGENCY)
         if urgency not in URGENCIES:
             raise InvalidInput("urgency", "standard or expedited")
