@@ -128,7 +128,7 @@ def test_invalid_request_gets_field_errors_and_nothing_is_stored(clients: Client
     request.service_lines[0].procedure_code = "7214"
     request.service_lines[0].units = 0
     request.diagnoses[0].code = "54.5"
-    request.service_lines[0].end_date.day = 1  # before the start date
+    request.service_lines[0].end_date.year = request.service_lines[0].start_date.year - 1  # before the start
     with pytest.raises(grpc.RpcError) as caught:
         clients.intake.SubmitRequest(request, timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -62,18 +62,20 @@ def launch(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
                                 stderr=subprocess.STDOUT)
 
 
-def serving(var_dir: Path, supervisor: subprocess.Popen[bytes], log: Path) -> dict[int, str]:
-    """Wait until the three services report their ports (they serve); their pids and commands."""
+def serving(var_dir: Path, supervisor: subprocess.Popen[bytes], log: Path,
+            started: tuple[str, ...] = (*SERVICES, "workbench")) -> dict[int, str]:
+    """Wait until the ``started`` processes (the three services and, for ``make run``, the workbench)
+    report their ports (they serve); their pids and commands."""
     ports = var_dir / "ports"
 
     def reported() -> bool:
         if supervisor.poll() is not None:
             raise AssertionError(f"the supervisor exited with {supervisor.returncode}:\n{log.read_text()[-3000:]}")
-        return all((ports / f"{s}.port").exists() for s in SERVICES)
+        return all((ports / f"{s}.port").exists() for s in started)
 
-    wait_until(reported, 120, what="the three services to serve", interval_s=0.2)
+    wait_until(reported, 120, what=f"{', '.join(started)} to serve", interval_s=0.2)
     found = services_of(supervisor.pid)
-    assert len(found) == 3, found
+    assert len(found) == len(started), found
     return found
 
 
@@ -89,12 +91,13 @@ def alive(pid: int) -> bool:
         return False
 
 
-def run_and_end(args: list[str], env: dict[str, str], var_dir: Path, log: Path, signum: int) -> int:
+def run_and_end(args: list[str], env: dict[str, str], var_dir: Path, log: Path, signum: int,
+                started: tuple[str, ...] = (*SERVICES, "workbench")) -> int:
     """Start a supervisor, wait until its services serve, send it ``signum``; its exit status, once no
     service of it is left."""
     supervisor = launch(args, env, log)
     try:
-        return end_and_check(supervisor, serving(var_dir, supervisor, log), signum)
+        return end_and_check(supervisor, serving(var_dir, supervisor, log, started), signum)
     finally:
         if supervisor.poll() is None:
             supervisor.kill()
@@ -182,7 +185,7 @@ def test_ending_the_bench_ends_its_services(tmp_path: Path, kafka_bootstrap: str
                         "--skip-ceilings", "--rule-evaluations", "0", "--var-dir", str(tmp_path / "var"),
                         "--db-prefix", bench_databases, "--output", str(tmp_path / "bench.json")],
                        environment("unused", kafka_bootstrap, UR_BENCH_PG_URL=pg_admin_url), tmp_path / "var", log,
-                       signum)
+                       signum, started=SERVICES)
     assert code == 128 + signum, log.read_text()[-3000:]
     assert f"stopped by {signal.Signals(signum).name}" in log.read_text()
 
