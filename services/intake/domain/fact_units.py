@@ -16,3 +16,11 @@ def unit_violations(facts: Sequence[ClinicalFact], catalog: FactCatalog) -> list
     return [FieldViolation(f"clinical_facts[{i}].{field}", problem)
             for i, fact in enumerate(facts)
             for field, problem in catalog.problems(fact.name, fact.kind, fact.value, fact.unit)]
+
+
+def one_per_field(general: Sequence[FieldViolation], by_catalog: Sequence[FieldViolation]) -> list[FieldViolation]:
+    """The request's own validation (services/intake/domain/model.py, which bounds every number fact
+    without knowing it) and the catalog's, one violation per field: where the catalog names a field, its
+    description (which names the fact's unit) replaces the generic one, e.g. for a negative duration."""
+    named = {v.field for v in by_catalog}
+    return [v for v in general if v.field not in named] + list(by_catalog)

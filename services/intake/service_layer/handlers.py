@@ -30,7 +30,7 @@ from services.common.errors import (
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.fact_catalog import FactCatalog
 from services.common.topics import Topics
-from services.intake.domain.fact_units import unit_violations
+from services.intake.domain.fact_units import one_per_field, unit_violations
 from services.intake.domain.model import (
     SETTLED,
     AdditionalInformation,
@@ -213,7 +213,7 @@ class IntakeHandlers:
                 wait_ms: int) -> tuple[SubmitResult, bool]:
         """Validate and record the request as ``request_id`` (or find the submission its key replays);
         the answer, and whether it is still to settle (worth waiting for)."""
-        violations = validate(req) + self._fact_units(req.facts)
+        violations = one_per_field(validate(req), self._fact_units(req.facts))
         if wait_ms < 0:
             violations.append(FieldViolation("wait_ms", "must not be negative"))
         if violations:
@@ -284,7 +284,7 @@ class IntakeHandlers:
         """Record additional facts for a request under review and forward them to review, in one
         transaction. Same key and payload: the original answer, even once the request is decided;
         same key, other payload (or another request): IdempotencyConflict."""
-        violations = validate_information(info) + self._fact_units(info.facts)
+        violations = one_per_field(validate_information(info), self._fact_units(info.facts))
         if violations:
             raise ValidationFailed(violations)
         fingerprint = info.fingerprint()

@@ -10,10 +10,10 @@ import datetime as dt
 import pytest
 from ur.intake.v1 import intake_pb2
 
-from services.common.errors import ValidationFailed
+from services.common.errors import FieldViolation, ValidationFailed
 from services.common.fact_catalog import CatalogError, FactCatalog, load_catalog, parse_catalog
 from services.common.topics import Topics
-from services.intake.domain.fact_units import unit_violations
+from services.intake.domain.fact_units import one_per_field, unit_violations
 from services.intake.domain.model import ClinicalFact, Coverage, Member
 from services.intake.entrypoints.mapping import information_to_domain, to_domain
 from services.intake.service_layer.handlers import IntakeHandlers, Waiters
@@ -86,3 +86,13 @@ def test_additional_information_is_held_to_the_catalog_too(handlers: tuple[Intak
     with pytest.raises(ValidationFailed) as caught:
         intake.add_information(information_to_domain(message), message)
     assert [v.field for v in caught.value.violations] == ["clinical_facts[0].number_value"]
+
+
+def test_the_catalog_and_the_general_bounds_name_a_field_once() -> None:
+    """model.validate bounds every number (a negative duration by its unit) and the catalog knows the fact:
+    the catalog's description is the one kept; other fields' violations stay."""
+    general = [FieldViolation("member_id", "required"),
+               FieldViolation("clinical_facts[0].number_value", "a duration (weeks) cannot be negative")]
+    catalog = [FieldViolation("clinical_facts[0].number_value",
+                              "symptom_duration_weeks is a duration in weeks: it cannot be negative")]
+    assert one_per_field(general, catalog) == [general[0], catalog[0]]
