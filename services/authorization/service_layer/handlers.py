@@ -37,7 +37,7 @@ def _date(d: types_pb2.Date) -> dt.date | None:
         raise PoisonMessage(f"invalid date {d.year}-{d.month}-{d.day}") from exc
 
 
-_STATUS = {"active": types_pb2.AUTHORIZATION_STATUS_ACTIVE, "expired": types_pb2.AUTHORIZATION_STATUS_EXPIRED,
+_STATUS = {"active": types_pb2.AUTHORIZATION_STATUS_APPROVED, "expired": types_pb2.AUTHORIZATION_STATUS_EXPIRED,
            "cancelled": types_pb2.AUTHORIZATION_STATUS_CANCELLED}
 
 

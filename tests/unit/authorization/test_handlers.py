@@ -86,7 +86,7 @@ def test_each_certified_line_gets_one_authorization_and_the_news_goes_out(
     assert [(a.authorization_number, a.line_number, a.procedure_code, a.units) for a in event.authorizations] == [
         (a.authorization_number, a.line_number, a.procedure_code, a.units) for a in stored]
     first = event.authorizations[0]
-    assert first.status == types_pb2.AUTHORIZATION_STATUS_ACTIVE
+    assert first.status == types_pb2.AUTHORIZATION_STATUS_APPROVED
     assert first.member_id == "T-MA-0001"
     assert first.issued_at.ToDatetime(dt.UTC) == NOW
     assert (first.valid_from, first.valid_to) == (date(dt.date(2027, 3, 1)), date(dt.date(2027, 5, 29)))
@@ -213,7 +213,7 @@ def test_a_members_authorizations_are_listed_newest_first_with_filters(
     assert listed(overlaps_from=dt.date(2027, 4, 1)) == []
     assert listed(overlaps_to=dt.date(2027, 3, 1)) == [cancelled, knee, newer, older]
     assert handlers.for_member("T-OTHER-1", "", None, None, False, 0)[0].status == (
-        types_pb2.AUTHORIZATION_STATUS_ACTIVE)
+        types_pb2.AUTHORIZATION_STATUS_APPROVED)
     cancelled_proto = handlers.get(cancelled)
     assert cancelled_proto.status == types_pb2.AUTHORIZATION_STATUS_CANCELLED
 

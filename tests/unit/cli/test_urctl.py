@@ -39,7 +39,7 @@ def _authorization() -> types_pb2.Authorization:
     auth = types_pb2.Authorization(
         authorization_number=AUTH_NUMBER, request_id=REQUEST_ID, line_number=1, member_id="MA100001",
         procedure_code="72148", units=1, valid_from=_date(2027, 1, 11), valid_to=_date(2027, 1, 25),
-        status=types_pb2.AUTHORIZATION_STATUS_ACTIVE, determination_id="det-1")
+        status=types_pb2.AUTHORIZATION_STATUS_APPROVED, determination_id="det-1")
     auth.issued_at.FromMilliseconds(1_790_000_000_500)
     return auth
 
@@ -297,7 +297,7 @@ def test_authorization_show(server: Server, capsys: pytest.CaptureFixture[str]) 
     assert urctl.main(["authorization", "show", AUTH_NUMBER.lower(), *server.flags()]) == 0
     out = capsys.readouterr().out
     assert AUTH_NUMBER in out
-    assert "ACTIVE" in out
+    assert "APPROVED" in out
     assert "2027-01-11 → 2027-01-25" in out
     assert "72148 x 1" in out
 
