@@ -133,7 +133,8 @@ class AuthorizationPortsContract(UnitOfWorkContract):
         with backend.uow().read_only() as uow:
             found = uow.authorizations.by_number(issued.authorization_number)
         assert found == dataclasses.replace(changed, units_used=0, issued_at=ISSUED)
-        assert found is not None and found.updated_at is not None
+        assert found is not None
+        assert found.updated_at is not None
         assert found.updated_at.utcoffset() == dt.timedelta(0)
         again = dataclasses.replace(changed, extensions=(*changed.extensions,
                                                         Extension("r9", 2, "det-9", 1, dt.date(2027, 6, 9), later)))
