@@ -24,7 +24,13 @@ from services.review.domain.deadlines import ClockEngine, ClockError, ClockReque
 from services.review.domain.decisions import ACTION_CERTIFIED, decide_with_policy
 from services.review.domain.policy import GoldCard, LineOutcome, NoPriorAuthEntry, Policies
 from services.review.domain.task import Task
-from services.review.service_layer.determinations import SYSTEM_DECIDER, certify, rules_line
+from services.review.service_layer.determinations import (
+    SYSTEM_DECIDER,
+    certify,
+    determination_made,
+    request_decider,
+    rules_line,
+)
 from services.review.service_layer.lines import line_facts
 from services.review.service_layer.ports import DuplicateChecker, Evaluator, LineQuery, UnitOfWork
 from services.review.service_layer.submitted import date_of, facts_of
@@ -179,8 +185,10 @@ class ReviewHandlers:
         if deadline.due_at is None:
             raise PoisonMessage(f"request {request_id}: the regulatory clock started without a due time")
         now = self._now()
-        determination = types_pb2.Determination(request_id=request_id, determination_id=str(uuid.uuid4()),
-                                                decided_by=SYSTEM_DECIDER)
+        determination = types_pb2.Determination(
+            request_id=request_id, determination_id=str(uuid.uuid4()), decided_by=SYSTEM_DECIDER,
+            certification_type=message.certification_type,
+            related_authorization_number=message.related_authorization_number)
         determination.decided_at.FromDatetime(now)
         determination.clock.regime = deadline.regime
         determination.clock.rule = deadline.rule
@@ -193,7 +201,7 @@ class ReviewHandlers:
             decision = decide_with_policy(evaluation, line.procedure_code, lob, overlaps.get(line.line_number, []),
                                           no_prior_auth=assessed_line.no_prior_auth,
                                           no_prior_auth_list=self._policies.no_prior_auth.name, gold_card=card)
-            out = rules_line(line, decision, evaluation)
+            out = rules_line(line, decision, evaluation, now=now)
             if decision.action == ACTION_CERTIFIED:
                 certify(out, line, evaluation)
             determination.lines.add().CopyFrom(out)
@@ -213,8 +221,8 @@ class ReviewHandlers:
                     received_at=received_at, due_at=deadline.due_at, regime=deadline.regime,
                     request=message.SerializeToString(), determination=determination.SerializeToString(),
                     created_at=now, clock=deadline)
-        outgoing = events_pb2.DeterminationMade(determination=determination, member_id=message.member_id,
-                                                coverage=message.coverage)
+        determination.decided_by.CopyFrom(request_decider(determination))
+        outgoing = determination_made(determination, message)
         return _Decided(event.event_id, case, tasks, outcomes, outgoing)
 
     # -- queries -------------------------------------------------------------------------------
