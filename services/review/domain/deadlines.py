@@ -412,6 +412,13 @@ class ClockEngine:
             return self._days(regime, received, 30, PendEffect.UNCHANGED, f"{what}: 30 calendar days from receipt")
         raise ClockError(f"no appeal clock for regime {regime!r}")
 
+    @staticmethod
+    def stop(state: ClockState, at: dt.datetime, reason: str) -> ClockState:
+        """The request was withdrawn: the clock stops for good (no due time, nothing at risk)."""
+        at = _utc(at)
+        return replace(_with(state, at, "stopped", f"{reason}: the clock stops", None, paused_at=at),
+                       remaining_s=None)
+
     # -- pends and answers ----------------------------------------------------------------------
     def pend(self, state: ClockState, at: dt.datetime, reason: str = "information requested") -> ClockState:
         at = _utc(at)

@@ -132,7 +132,7 @@ def decided_line(stored: types_pb2.LineDetermination, service_line: types_pb2.Se
     line = types_pb2.LineDetermination()
     line.CopyFrom(stored)
     for name in ("approved_units", "approved_start", "approved_end", "next_review_date", "criterion",
-                 "requested_facts", "information_due"):
+                 "requested_facts", "information_due", "appeal_rights", "appeal"):
         line.ClearField(name)
     del line.reasons[:]
     line.action_code = to_number(ACTION, wf.ACTION_OF[d.decision])

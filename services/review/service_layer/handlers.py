@@ -32,6 +32,7 @@ from services.review.service_layer.determinations import (
     rules_line,
 )
 from services.review.service_layer.lines import line_facts
+from services.review.service_layer.notices import NoticeWriter
 from services.review.service_layer.ports import DuplicateChecker, Evaluator, LineQuery, UnitOfWork
 from services.review.service_layer.submitted import date_of, facts_of
 
@@ -50,6 +51,7 @@ class _Decided:
     tasks: list[Task]
     outcomes: list[LineOutcome]
     event: events_pb2.DeterminationMade
+    request: events_pb2.RequestSubmitted
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class ReviewHandlers:
     def __init__(self, uow_factory: Callable[[], UnitOfWork], topics: Topics, evaluator: Evaluator,
                  duplicates: DuplicateChecker, clocks: ClockEngine, *, clock: Clock,
                  policies: Policies | None = None, current_evaluator: Callable[[], Evaluator] | None = None,
-                 at_risk_fraction: float = 0.2) -> None:
+                 at_risk_fraction: float = 0.2, notices: NoticeWriter | None = None) -> None:
         """``current_evaluator``, when given, is asked once per batch for the evaluator to use (the
         criteria library may be reloaded while the service runs); otherwise ``evaluator`` is.
         ``at_risk_fraction``: a task is at risk once less than this share of its clock is left."""
@@ -100,6 +102,7 @@ class ReviewHandlers:
         self._current_evaluator = current_evaluator or (lambda: evaluator)
         self._duplicates = duplicates
         self._policies = policies or Policies()
+        self._notices = notices
 
     # -- events --------------------------------------------------------------------------------
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
@@ -133,9 +136,15 @@ class ReviewHandlers:
             uow.cases.add_many([d.case for d in decided])
             uow.tasks.add_many([t for d in decided for t in d.tasks])
             uow.provider_outcomes.add_many([o for d in decided for o in d.outcomes])
+            now = self._now()
             for d in decided:
                 uow.publish(OutgoingEvent(topic=self._topics.determination_made, key=d.case.request_id,
                                           message=d.event))
+                if self._notices is not None:
+                    # Software's approvals are decisions too: the member and the provider hear of them.
+                    self._notices.for_lines(uow, d.case, d.request, d.case.determination_id,
+                                            [ln for ln in d.event.determination.lines if not ln.queued_for_review],
+                                            now)
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
             uow.commit()
         if decided:
@@ -223,7 +232,7 @@ class ReviewHandlers:
                     created_at=now, clock=deadline)
         determination.decided_by.CopyFrom(request_decider(determination))
         outgoing = determination_made(determination, message)
-        return _Decided(event.event_id, case, tasks, outcomes, outgoing)
+        return _Decided(event.event_id, case, tasks, outcomes, outgoing, message)
 
     # -- queries -------------------------------------------------------------------------------
     def determination(self, request_id: str) -> types_pb2.Determination:
