@@ -33,6 +33,7 @@ class RequestStatus(enum.Enum):
     DECIDED = "decided"
     COMPLETE = "complete"
     INELIGIBLE = "ineligible"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class PriorAuthRequest:
     review_type: str | None
     urgency: str | None
     facts: tuple[ClinicalFact, ...]
+    # X12 UM02: "initial" (default), "extension" or "renewal" of related_authorization_number, ...
+    certification_type: str = "initial"
+    related_authorization_number: str = ""
 
     def fingerprint(self) -> str:
         """Identity of the payload (everything but the idempotency key) for replay detection."""
@@ -103,7 +107,26 @@ def validate(req: PriorAuthRequest) -> list[FieldViolation]:
         bad("urgency", "required: standard or expedited")
     _validate_lines(req, bad)
     _validate_facts(req, bad)
+    _validate_certification(req, bad)
     return v
+
+
+_AUTHORIZATION_NUMBER = re.compile(r"^UR\d{2}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")
+#: Certification types a submission may carry; cancellations, revisions and appeals have their own calls.
+SUBMITTED_CERTIFICATIONS = ("initial", "extension", "renewal")
+
+
+def _validate_certification(req: PriorAuthRequest, bad: _Bad) -> None:
+    """An extension or renewal continues an authorization, which it names (X12 UM02 4 / R)."""
+    if req.certification_type not in SUBMITTED_CERTIFICATIONS:
+        bad("certification_type", "initial, extension or renewal (cancel, revise and appeal have calls of their own)")
+    elif req.certification_type != "initial":
+        number = req.related_authorization_number.strip().upper()
+        if not number:
+            bad("related_authorization_number", f"an {req.certification_type} names the authorization it continues")
+        elif not _AUTHORIZATION_NUMBER.match(number):
+            bad("related_authorization_number", f"{req.related_authorization_number!r} is not an authorization "
+                                                "number (like UR26-8K3F-Q9ZD)")
 
 
 def _validate_parties(req: PriorAuthRequest, bad: _Bad) -> None:
@@ -302,7 +325,7 @@ class LineProgress:
 
 def derive_status(current: RequestStatus, lines: Iterable[LineProgress]) -> RequestStatus:
     """Order-independent: determination and authorization events may arrive either way round."""
-    if current is RequestStatus.INELIGIBLE:
+    if current in (RequestStatus.INELIGIBLE, RequestStatus.CANCELLED):
         return current
     lines = list(lines)
     if not lines or not all(line.decided for line in lines):
@@ -314,4 +337,6 @@ def derive_status(current: RequestStatus, lines: Iterable[LineProgress]) -> Requ
     return RequestStatus.DECIDED
 
 
-SETTLED = frozenset({RequestStatus.PENDED, RequestStatus.COMPLETE, RequestStatus.INELIGIBLE})
+SETTLED = frozenset({RequestStatus.PENDED, RequestStatus.COMPLETE, RequestStatus.INELIGIBLE, RequestStatus.CANCELLED})
+#: Where a request may still be revised or cancelled by its submitter.
+UNDER_REVIEW = frozenset({RequestStatus.IN_REVIEW, RequestStatus.PENDED})
