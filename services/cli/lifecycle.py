@@ -141,7 +141,7 @@ class Lifecycle:
         auth = _until("the authorization after appeal", issued)
         self.report.lines.append(("authorization", f"{auth.authorization_number}: "
                                                    f"{types_pb2.AuthorizationStatus.Name(auth.status)}, approved after "
-                                                   f"appeal, {auth.units_remaining} {auth.unit} to draw on"))
+                                                   f"appeal; {auth.unit} left to draw on: {auth.units_remaining}"))
 
     def metrics(self) -> None:
         m = self.authorization.GetAuthorizationMetrics(authorization_pb2.GetAuthorizationMetricsRequest(), timeout=10)

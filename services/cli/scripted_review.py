@@ -70,11 +70,13 @@ def nurse_step(stub: review_pb2_grpc.ReviewServiceStub, who: str, token: str, vi
             task_id=t.task_id, request_information=review_pb2.DecideTaskRequest.RequestInformation(
                 facts=facts, note="please send the clinical notes that state these")), metadata=_md(token), timeout=10)
         report.actions.append((who, t.task_id[:8], t.procedure_code, "requested information", ", ".join(facts)))
+        report.decided_requests.append(t.request_id)
     elif n % 3 == 0 and explanation.criteria_id:
         # The nurse reads the notes and finds the criteria met after all (what software could not see).
         stub.DecideTask(review_pb2.DecideTaskRequest(task_id=t.task_id, approve=review_pb2.DecideTaskRequest.Approve(
             note="clinical notes document the criteria")), metadata=_md(token), timeout=10)
         report.actions.append((who, t.task_id[:8], t.procedure_code, "approved", "notes document the criteria"))
+        report.decided_requests.append(t.request_id)
     else:
         stub.DecideTask(review_pb2.DecideTaskRequest(
             task_id=t.task_id, refer_to_physician=review_pb2.DecideTaskRequest.ReferToPhysician(
@@ -119,7 +121,10 @@ def physician_step(stub: review_pb2_grpc.ReviewServiceStub, view: review_pb2.Tas
             else ""
         reason = (f"The request does not show {shortfall.description}{stated}, which the criteria need on the "
                   "path this request is on; it can be requested again once it does")
-    kind = ("denied", "approved in part", "modified")[n % 3] if shortfall is not None and n < 3 else "approved"
+    # One of each adverse kind, in turn, on tasks whose criteria name a shortfall; the rest approved.
+    made = sum(len(v) for v in report.adverse.values())
+    kind = ("denied", "approved in part", "modified")[made] if shortfall is not None and made < 3 else "approved"
+    del n
     if kind == "denied":
         request.deny.CopyFrom(review_pb2.DecideTaskRequest.Deny(reason=reason, criterion=criterion))
     elif kind == "approved in part":
