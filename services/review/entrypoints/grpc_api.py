@@ -129,6 +129,7 @@ def fill_task(t: review_pb2.ReviewTask, task: Task) -> None:
     t.clock.due_at.CopyFrom(_ts(task.due_at))
     t.escalated = task.escalated_at is not None
     t.requested_facts.extend(task.requested_facts)
+    t.appeal_id = task.appeal_id
     if task.information_due is not None:
         t.information_due.CopyFrom(to_proto_date(task.information_due))
 
