@@ -97,7 +97,8 @@ def file_appeal(clients: Clients, request_id: str) -> review_pb2.Appeal:
                 return None
             raise
 
-    appeal: review_pb2.Appeal = wait_until(opened, 60, what="review to open the appeal", until=lambda a: a is not None)
+    appeal = wait_until(opened, 60, what="review to open the appeal", until=lambda a: a is not None)
+    assert appeal is not None
     assert appeal.original_decider == "md-patel"
     assert appeal.clock.regime == "ma-reconsideration"
     assert "72 hours" in appeal.clock.rule
