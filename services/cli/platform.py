@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
     """Start the services, submit the sample workload, run a shift of scripted reviewers, then
     (``run``) serve until a service exits."""
-    from services.cli import scripted_review, workload
+    from services.cli import lifecycle, scripted_review, workload
 
     platform.start()
     with console.status("waiting for the services to report SERVING..."):
@@ -406,7 +406,9 @@ def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
     summary = workload.run_workload(platform.target("intake"), requests, concurrency=args.concurrency,
                                     console=console, security=platform.security)
     workload.render_summary(summary, console)
-    scripted_review.run_shift(platform.target("review"), console, security=platform.security)
+    shift = scripted_review.run_shift(platform.target("review"), console, security=platform.security)
+    lifecycle.run_lifecycle({s: platform.target(s) for s in SERVICES}, shift, console, platform.var_dir / "notices",
+                            security=platform.security)
     if args.mode == "demo":
         return 0
     console.print(f"\n[bold]The workbench: {workbench}/[/bold] (sign in with a development token from "

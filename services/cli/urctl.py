@@ -5,6 +5,10 @@
     urctl authorization show UR26-8K3F-Q9ZD [--json]
     urctl authorization list --member MA100001 [--code 72148] [--json]
     urctl queue list [--limit 50] [--json]
+    urctl notice list|show|pdf ...       notices of determinations
+    urctl request cancel|revise|appeal   what a submitter may do after submitting
+    urctl claim check|consume ...        claim lines against authorizations
+    urctl authorization metrics
     urctl settings [--markdown]
 
 Where the services are comes from UR_INTAKE_TARGET, UR_REVIEW_TARGET and UR_AUTHORIZATION_TARGET
@@ -23,7 +27,7 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
-from services.cli import reviewer, service_commands
+from services.cli import lifecycle_commands, reviewer, service_commands
 from services.cli.base import (
     DEFAULT_TIMEOUT_S,
     EXIT_OK,
@@ -49,6 +53,7 @@ COMMANDS: tuple[Callable[[Parsers], None], ...] = (
     service_commands.add_commands,  # submit, request show, authorization, queue
     reviewer.add_commands,  # request add-info, review ...
     criteria_commands.add_commands,  # criteria validate|test|explain|replay
+    lifecycle_commands.add_commands,  # notice, request cancel|revise|appeal, claim, authorization metrics
     service_commands.add_settings_command,
 )
 

@@ -21,7 +21,7 @@ from services.intake.adapters import tables
 from services.intake.adapters.repository import SqlIntakeUnitOfWork
 from services.intake.adapters.seed import read_members, store_members
 from services.intake.entrypoints.grpc_api import IntakeServicer
-from services.intake.service_layer.handlers import IntakeHandlers, Waiters
+from services.intake.service_layer.handlers import IntakeHandlers, RequestChanger, Waiters
 from services.intake.service_layer.ports import IntakeUnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ def build(settings: IntakeSettings, *, clock: Clock = utcnow) -> Intake:
     runtime = assemble(
         infra, handlers, [infra.topics.determination_made, infra.topics.authorizations_issued],
         [events_pb2.DeterminationMade, events_pb2.AuthorizationsIssued],
-        Registration(intake_pb2_grpc.add_IntakeServiceServicer_to_server, IntakeServicer(handlers),
+        Registration(intake_pb2_grpc.add_IntakeServiceServicer_to_server,
+                     IntakeServicer(handlers, RequestChanger(uow, infra.topics, clock=clock)),
                      intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name),
         on_applied=handlers.notify)
     return Intake(runtime, handlers, uow)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as dt
+import io
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -37,18 +38,21 @@ from services.review.adapters import tables
 from services.review.adapters.authorization_client import GrpcDuplicateChecker
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import load_library
+from services.review.adapters.notice_pdf import ReportLabNoticeRenderer
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.adapters.rules_engine import DurableRulesMatcher
 from services.review.bootstrap import DEFAULT_CRITERIA_DIR
+from services.review.domain.appeals import Appeal, AppealOutcome
 from services.review.domain.case import Case
 from services.review.domain.criteria import Outcome, PythonMatcher
 from services.review.domain.deadlines import ClockState, PendEffect
 from services.review.domain.notes import CaseNote
+from services.review.domain.notices import Notice, NoticeKind, Party, Section
 from services.review.domain.policy import LineOutcome, ProviderRecord
 from services.review.domain.task import AuditEntry, Task
 from services.review.domain.workflow import Reviewer, Role, StaleTask, TaskStatus
 from services.review.service_layer.lines import request_lines
-from services.review.service_layer.ports import DuplicateChecker, Evaluator, LineQuery, UnitOfWork
+from services.review.service_layer.ports import DuplicateChecker, Evaluator, LineQuery, NoticeRenderer, UnitOfWork
 from tests.factories import lumbar_mri
 from tests.fakes.review import (
     Authorization,
@@ -676,6 +680,123 @@ class TestCaseNotesOnPostgresql(CaseNoteRepositoryContract):
     store_name = "postgresql"
 
 
+# -- notices, appeals and appeal tasks -------------------------------------------------------------
+
+def a_notice(request_id: str = "r-1", **changes: Any) -> Notice:
+    return dataclasses.replace(Notice(
+        notice_id=str(uuid.uuid4()), request_id=request_id, determination_id="d-1", member_id="M-1",
+        kind=NoticeKind.DENIAL, recipient_role="member", recipient=Party("Maria Lopez", ("1 Oak St", "Austin, TX")),
+        issued_at=T0, line_numbers=(1, 2), subject="We did not approve your request",
+        sections=(Section("What we decided", (), ("Lumbar spine MRI: not approved.",)),
+                  Section("The rules", ("42 CFR 422.582(b)",), reference=True)),
+        about="About: Maria Lopez, member ID M-1"), **changes)
+
+
+def an_appeal(**changes: Any) -> Appeal:
+    return dataclasses.replace(Appeal(
+        appeal_id=str(uuid.uuid4()), request_id="r-1", line_number=1, member_id="M-1", urgency="expedited",
+        appellant="provider_on_behalf", appellant_name="Valley Orthopedics", filed_at=T0, reason="notes attached",
+        regime="ma-reconsideration", clock=a_clock(regime="ma-reconsideration"), original_decider="md-patel",
+        task_id=str(uuid.uuid4())), **changes)
+
+
+class NoticeRepositoryContract(StoreContract):
+    def test_notices_come_back_as_issued_oldest_first(self, store: Store) -> None:
+        later, first, other = a_notice(issued_at=T0 + H), a_notice(), a_notice("r-2", member_id="M-2")
+        with store.uow() as uow:
+            uow.notices.add_many([later, first, other])
+            uow.notices.add_many([])
+            uow.commit()
+        with store.uow().read_only() as uow:
+            assert uow.notices.get(first.notice_id) == first
+            assert uow.notices.get("nope") is None
+            assert uow.notices.of_request("r-1") == [first, later]
+            assert uow.notices.of_member("M-2") == [other]
+        with pytest.raises(DuplicateKey), store.uow() as uow:
+            uow.notices.add_many([a_notice(notice_id=first.notice_id)])
+
+
+class AppealRepositoryContract(StoreContract):
+    def test_an_appeal_is_stored_decided_and_listed_by_line(self, store: Store) -> None:
+        appeal, other_line = an_appeal(), an_appeal(line_number=2, filed_at=T0 + H)
+        with store.uow() as uow:
+            uow.appeals.add(appeal)
+            uow.appeals.add(other_line)
+            uow.commit()
+        with pytest.raises(DuplicateKey), store.uow() as uow:
+            uow.appeals.add(an_appeal(task_id=appeal.task_id))
+        appeal.decide(AppealOutcome.UPHELD, "md-osei", T0 + 2 * H, "the IRE")
+        with store.uow() as uow:
+            uow.appeals.save(appeal)
+            uow.commit()
+        with store.uow().read_only() as uow:
+            assert uow.appeals.get(appeal.appeal_id) == appeal
+            assert uow.appeals.get("nope") is None
+            assert uow.appeals.of_line("r-1", 1) == [appeal]
+            assert uow.appeals.of_line("r-1", 2) == [other_line]
+
+    def test_a_line_has_one_first_review_and_one_task_per_appeal(self, store: Store) -> None:
+        first = a_task()
+        appeal_task = a_task(request_id=first.request_id, appeal_id="ap-1", required_role=Role.PHYSICIAN,
+                             excluded_reviewers=("md-patel",))
+        with store.uow() as uow:
+            uow.tasks.add_many([first, appeal_task])
+            uow.commit()
+        with pytest.raises(DuplicateKey), store.uow() as uow:
+            uow.tasks.add_many([a_task(request_id=first.request_id, appeal_id="ap-1")])
+        with store.uow().read_only() as uow:
+            assert uow.tasks.get(appeal_task.task_id) == appeal_task
+            assert [t.appeal_id for t in uow.tasks.of_request(first.request_id)] in (["", "ap-1"], ["ap-1", ""])
+
+
+class TestNoticesOnFakes(NoticeRepositoryContract):
+    store_name = "fake"
+
+
+class TestNoticesOnSqlite(NoticeRepositoryContract):
+    store_name = "sqlite"
+
+
+@pytest.mark.integration
+class TestNoticesOnPostgresql(NoticeRepositoryContract):
+    store_name = "postgresql"
+
+
+class TestAppealsOnFakes(AppealRepositoryContract):
+    store_name = "fake"
+
+
+class TestAppealsOnSqlite(AppealRepositoryContract):
+    store_name = "sqlite"
+
+
+@pytest.mark.integration
+class TestAppealsOnPostgresql(AppealRepositoryContract):
+    store_name = "postgresql"
+
+
+class NoticeRendererContract:
+    """A renderer's PDF shows every section of the notice: its text reads back out (pypdf)."""
+
+    def make_renderer(self) -> NoticeRenderer:
+        raise NotImplementedError
+
+    def test_the_pdf_holds_every_word_of_the_notice(self) -> None:
+        from pypdf import PdfReader
+
+        notice = a_notice()
+        pdf = self.make_renderer().pdf(notice)
+        text = " ".join(" ".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(pdf)).pages).split())
+        for part in (notice.subject, notice.recipient.name, *notice.recipient.address_lines,
+                     *(x for sec in notice.sections for x in (sec.heading, *sec.paragraphs, *sec.items))):
+            assert part in text
+
+
+class TestReportLabRenderer(NoticeRendererContract):
+    def make_renderer(self) -> NoticeRenderer:
+        return ReportLabNoticeRenderer()
+
+
 # -- the gold-card record ------------------------------------------------------------------------
 
 class ProviderOutcomeRepositoryContract(StoreContract):
@@ -899,6 +1020,8 @@ def test_every_port_has_a_contract() -> None:
                  TaskRepositoryContract: ports.TaskRepository, ReviewerRepositoryContract: ports.ReviewerRepository,
                  ProviderOutcomeRepositoryContract: ports.ProviderOutcomeRepository,
                  CaseNoteRepositoryContract: ports.CaseNoteRepository,
+                 NoticeRepositoryContract: ports.NoticeRepository, AppealRepositoryContract: ports.AppealRepository,
+                 NoticeRendererContract: ports.NoticeRenderer,
                  EvaluatorContract: ports.Evaluator, DuplicateCheckerContract: ports.DuplicateChecker}
     abstract = {obj for name in ports.__all__ if isinstance(obj := getattr(ports, name), type)
                 and issubclass(obj, abc.ABC)}

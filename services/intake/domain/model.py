@@ -63,6 +63,7 @@ class RequestStatus(enum.Enum):
     DECIDED = "decided"
     COMPLETE = "complete"
     INELIGIBLE = "ineligible"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,9 @@ class PriorAuthRequest:
     review_type: str | None
     urgency: str | None
     facts: tuple[ClinicalFact, ...]
+    # X12 UM02: "initial" (default), "extension" or "renewal" of related_authorization_number, ...
+    certification_type: str = "initial"
+    related_authorization_number: str = ""
 
     def fingerprint(self) -> str:
         """Identity of the payload (everything but the idempotency key) for replay detection."""
@@ -152,6 +156,7 @@ def validate(req: PriorAuthRequest) -> list[FieldViolation]:
         bad("urgency", "required: standard or expedited")
     _validate_lines(req, bad)
     _validate_facts(req, bad)
+    _validate_certification(req, bad)
     return v
 
 
@@ -175,6 +180,24 @@ def text_problem(value: str, limit: int, *, multiline: bool = False) -> str | No
             continue
         return f"contains the control character U+{ord(ch):04X}"
     return None
+
+
+_AUTHORIZATION_NUMBER = re.compile(r"^UR\d{2}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")
+#: Certification types a submission may carry; cancellations, revisions and appeals have their own calls.
+SUBMITTED_CERTIFICATIONS = ("initial", "extension", "renewal")
+
+
+def _validate_certification(req: PriorAuthRequest, bad: _Bad) -> None:
+    """An extension or renewal continues an authorization, which it names (X12 UM02 4 / R)."""
+    if req.certification_type not in SUBMITTED_CERTIFICATIONS:
+        bad("certification_type", "initial, extension or renewal (cancel, revise and appeal have calls of their own)")
+    elif req.certification_type != "initial":
+        number = req.related_authorization_number.strip().upper()
+        if not number:
+            bad("related_authorization_number", f"an {req.certification_type} names the authorization it continues")
+        elif not _AUTHORIZATION_NUMBER.fullmatch(number):
+            bad("related_authorization_number", f"{shown(req.related_authorization_number)} is not an authorization "
+                                                "number (like UR26-8K3F-Q9ZD)")
 
 
 def _validate_providers(req: PriorAuthRequest, bad: _Bad) -> None:
@@ -420,7 +443,7 @@ class LineProgress:
 
 def derive_status(current: RequestStatus, lines: Iterable[LineProgress]) -> RequestStatus:
     """Order-independent: determination and authorization events may arrive either way round."""
-    if current is RequestStatus.INELIGIBLE:
+    if current in (RequestStatus.INELIGIBLE, RequestStatus.CANCELLED):
         return current
     lines = list(lines)
     if not lines or not all(line.decided for line in lines):
@@ -432,4 +455,6 @@ def derive_status(current: RequestStatus, lines: Iterable[LineProgress]) -> Requ
     return RequestStatus.DECIDED
 
 
-SETTLED = frozenset({RequestStatus.PENDED, RequestStatus.COMPLETE, RequestStatus.INELIGIBLE})
+SETTLED = frozenset({RequestStatus.PENDED, RequestStatus.COMPLETE, RequestStatus.INELIGIBLE, RequestStatus.CANCELLED})
+#: Where a request may still be revised or cancelled by its submitter.
+UNDER_REVIEW = frozenset({RequestStatus.IN_REVIEW, RequestStatus.PENDED})

@@ -38,7 +38,10 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias, TypeGuard
+from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeGuard
+
+if TYPE_CHECKING:
+    from services.review.domain.nearest import NearestPath
 
 
 class Outcome(enum.Enum):
@@ -702,6 +705,11 @@ class LineEvaluation:
     derived: tuple[DerivedFact, ...] = ()  # facts derived from the request's codes and words
     contradictions: tuple[Contradiction, ...] = ()  # stated facts kept against what codes imply
     urgency: UrgencySignal | None = None  # why the line is urgent, when it is (or may well be)
+    title: str = ""
+    sources: tuple[str, ...] = ()
+    # When the line does not meet the criteria: the nearest path of their approval rule
+    # (services/review/domain/nearest.py), the specific reason a notice gives.
+    nearest: NearestPath | None = None
 
 
 class ConditionMatcher(Protocol):
@@ -931,14 +939,16 @@ def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher,
     matched = matcher.matched(criteria, _with_facts(line, usable))
     results, known = _condition_results(plan, _rendered(plan, facts, derived), usable, matched)
 
-    def done(outcome: Outcome, missing: tuple[str, ...], summary: str) -> LineEvaluation:
+    def done(outcome: Outcome, missing: tuple[str, ...], summary: str,
+             nearest: NearestPath | None = None) -> LineEvaluation:
         meets = outcome is Outcome.MEETS_CRITERIA or outcome is Outcome.MEETS_CRITERIA_URGENT
         return LineEvaluation(outcome=outcome, criteria_id=criteria.id, criteria_version=criteria.version,
                               criteria_hash=criteria.content_hash, conditions=tuple(results),
                               missing_facts=missing, summary=_with_derivations(summary, derived),
                               approval=criteria.approval if meets else None, category=criteria.category,
                               derived=derived, contradictions=contradictions,
-                              urgency=_urgency(criteria, plan, outcome, known, usable, derived))
+                              urgency=_urgency(criteria, plan, outcome, known, usable, derived),
+                              title=criteria.title, sources=criteria.sources, nearest=nearest)
 
     title = criteria.title
     for outcome, rule in plan.rules:
@@ -952,6 +962,9 @@ def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher,
                 return done(outcome, (), f"Meets the {title} criteria and is urgent: {because}.")
             return done(outcome, (), f"Meets the {title} criteria: {because}.")
 
+    from services.review.domain.nearest import nearest_path  # it reads this module's types
+
+    nearest = nearest_path(criteria, results)
     missing = {f for f in plan.required if f not in usable}
     open_conditions: list[str] = []
     for _, rule in plan.rules:
@@ -962,12 +975,12 @@ def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher,
         names = tuple(sorted(missing))
         wanted = "; ".join(f"{criteria.fact(n).description} ({n})" for n in names)
         return done(Outcome.PEND_MISSING_INFORMATION, names,
-                    f"Cannot apply the {title} criteria until the request states: {wanted}.")
+                    f"Cannot apply the {title} criteria until the request states: {wanted}.", nearest)
 
-    unmet = [r.condition_id for r in results if r.status is _UNMET]
+    # The nearest path, not every unmet condition: an alternative that did not apply is no reason.
+    why = nearest.summary if nearest is not None else "no combination of conditions is met"
     return done(Outcome.REFER_TO_NURSE, (),
-                f"Does not clearly meet the {title} criteria, so a nurse reviews it; not met: "
-                f"{_describe(criteria, unmet) or 'no combination of conditions'}.")
+                f"Does not clearly meet the {title} criteria, so a nurse reviews it: {why}.", nearest)
 
 
 def _derive(criteria: CriteriaSet, line: LineFacts, deriver: FactDeriver | None

@@ -20,7 +20,13 @@ claimed, by the decider  refer_to_physician                          open, for a
 claimed, by the decider  request_information                         pended_information
 open, claimed, pended    information received, criteria now met      decided (nurse level only)
 open, claimed, pended    information received, otherwise             open, new evaluation
+open, claimed, pended    the request is cancelled (withdrawn)        cancelled
 =======================  ==========================================  ==========================
+
+An appeal's task (:meth:`Task.open_for_appeal`) starts open for a physician, on the appeal's own
+clock, naming the reviewer who made the decision appealed in :attr:`Task.excluded_reviewers`: they
+are never eligible for it (:func:`~services.review.domain.workflow.eligibility`), so it is neither
+offered to them, nor claimable, nor assignable to them.
 
 Beside the state, a task's urgency (its place in the queue) may be changed by a nurse, physician
 or supervisor with a reason (:meth:`Task.set_urgency`), or by the system when its request's clock
@@ -146,6 +152,8 @@ class Task:
     updated_at: dt.datetime | None = None
     clock_paused: bool = False  # the regime stops the clock while information is awaited (ERISA)
     at_risk_at: dt.datetime | None = None  # from when it is at risk; None while the clock is tolled
+    appeal_id: str = ""  # set on an appeal's task
+    excluded_reviewers: tuple[str, ...] = ()  # who may never take it (the decision appealed was theirs)
     new_entries: list[AuditEntry] = field(default_factory=list, compare=False, repr=False)
     """Audit entries recorded since the task was read; the repository stores them when it saves."""
 
@@ -169,12 +177,36 @@ class Task:
             task._record(now, SYSTEM, urgency, urgency_reason)
         return task
 
+    @classmethod
+    def open_for_appeal(cls, *, task_id: str, appeal_id: str, request_id: str, line_number: int, procedure_code: str,
+                        line_of_business: str, member_state: str, urgency: str, reasons: tuple[str, ...],
+                        clock: ClockState, category: str, units: int, excluded: tuple[str, ...],
+                        now: dt.datetime, at_risk_fraction: float) -> Task:
+        """An appeal's task: for a physician (of the line's specialty) other than ``excluded``, on the
+        appeal's clock (which must be running)."""
+        if clock.due_at is None:
+            raise ValueError(f"appeal {appeal_id}: the clock has no due time")
+        task = cls(task_id=task_id, request_id=request_id, line_number=line_number, procedure_code=procedure_code,
+                   line_of_business=line_of_business, member_state=member_state, urgency=urgency,
+                   outcome=Outcome.REFER_TO_NURSE, reasons=reasons, status=TaskStatus.OPEN, due_at=clock.due_at,
+                   created_at=now, category=category, required_role=Role.PHYSICIAN, units=units, regime=clock.regime,
+                   clock_rule=clock.rule, at_risk_at=ClockEngine.at_risk_from(clock, at_risk_fraction),
+                   appeal_id=appeal_id, excluded_reviewers=tuple(e for e in excluded if e))
+        task._record(now, SYSTEM, "appeal_filed", f"appeal {appeal_id}; not for "
+                     + (", ".join(task.excluded_reviewers) or "software (no reviewer decided it)"))
+        return task
+
     # -- what the task is ---------------------------------------------------------------------
     def facts(self) -> TaskFacts:
         """What routing needs to know (:func:`~services.review.domain.workflow.eligibility`)."""
         return TaskFacts(task_id=self.task_id, line_of_business=self.line_of_business,
                          member_state=self.member_state, category=self.category, required_role=self.required_role,
-                         urgency=self.urgency, due_at=self.due_at, regime=self.regime)
+                         urgency=self.urgency, due_at=self.due_at, regime=self.regime,
+                         excluded=frozenset(self.excluded_reviewers))
+
+    @property
+    def is_appeal(self) -> bool:
+        return bool(self.appeal_id)
 
     @property
     def undecided(self) -> bool:
@@ -266,6 +298,10 @@ class Task:
         else by the decision deadline's date)."""
         check_decision(by, d.decision, reason=d.reason, criterion=d.criterion, approved_units=d.approved_units,
                        requested_units=self.units, facts=d.facts)
+        if by.reviewer_id in self.excluded_reviewers:
+            raise NotPermitted("the decision under appeal was yours: another physician decides the appeal")
+        if self.is_appeal and d.decision is Decision.REFER_TO_PHYSICIAN:
+            raise Conflict("an appeal is already with a physician: decide it")
         check_can_act(by, self.status, self.assigned_to, self.lease_expires_at, now)
         if d.decision is Decision.REQUEST_INFORMATION:
             self.status = TaskStatus.PENDED_INFORMATION
@@ -361,6 +397,25 @@ class Task:
         if clock.due_at is not None and clock.due_at != self.due_at:
             self.due_at = clock.due_at
             self.escalated_at = None
+
+    def withdraw(self, why: str, now: dt.datetime) -> None:
+        """The submitter cancelled the request: the task leaves the queue, undecided."""
+        self._check_undecided("withdrawn")
+        self.status = TaskStatus.CANCELLED
+        self.assigned_to = None
+        self.lease_expires_at = None
+        self.updated_at = now
+        self._record(now, SYSTEM, "withdrawn", why)
+
+    def revise(self, procedure_code: str, units: int, urgency: str, now: dt.datetime) -> None:
+        """The submitter revised the request: the line's code, units and urgency as they now read."""
+        self._check_undecided("revised")
+        changes = [f"{name} {old} -> {new}" for name, old, new in (
+            ("code", self.procedure_code, procedure_code), ("units", self.units, units),
+            ("urgency", self.urgency, urgency)) if old != new]
+        self.procedure_code, self.units, self.urgency = procedure_code, units, urgency
+        self.updated_at = now
+        self._record(now, SYSTEM, "revised", "; ".join(changes) or "request revised")
 
     def expire_lease(self, now: dt.datetime) -> None:
         """The holder's lease ran out: the task goes back to the queue."""

@@ -193,6 +193,8 @@ class TaskFacts:
     urgency: str  # "standard" | "expedited"
     due_at: dt.datetime
     regime: str
+    # Reviewers who may never take it: on an appeal, whoever made the decision appealed.
+    excluded: frozenset[str] = frozenset()
 
 
 def check_may(reviewer: Reviewer, action: Action) -> None:
@@ -237,6 +239,8 @@ def eligibility(reviewer: Reviewer, task: TaskFacts) -> tuple[bool, tuple[str, .
     why: list[str] = []
     if not reviewer.active:
         return False, ("reviewer is inactive",)
+    if reviewer.reviewer_id in task.excluded:
+        return False, ("made the decision under appeal: an appeal goes to another reviewer",)
     role_ok = reviewer.role is task.required_role or (
         task.required_role is Role.NURSE and reviewer.role is Role.ADJUSTER
         and task.line_of_business == "workers_comp")

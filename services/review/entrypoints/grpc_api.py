@@ -11,15 +11,18 @@ from ur.review.v1 import review_pb2, review_pb2_grpc
 
 from services.common.auth import TokenDirectory
 from services.common.clock import ensure_utc
-from services.common.errors import FieldViolation, Unauthenticated, ValidationFailed
+from services.common.errors import FailedPrecondition, FieldViolation, Unauthenticated, ValidationFailed
 from services.common.grpc_errors import translate_errors
 from services.common.proto_enums import to_name, to_number
 from services.review.domain import workflow as wf
+from services.review.domain.appeals import Appeal
 from services.review.domain.notes import CaseNote
+from services.review.domain.notices import Notice
 from services.review.domain.task import DecisionInput, Task
 from services.review.service_layer.handlers import ReviewHandlers
 from services.review.service_layer.lines import to_proto_date
 from services.review.service_layer.oversight import QueueOverview
+from services.review.service_layer.ports import NoticeRenderer
 from services.review.service_layer.views import TaskView
 from services.review.service_layer.workflow import ReviewWorkflow
 
@@ -126,6 +129,7 @@ def fill_task(t: review_pb2.ReviewTask, task: Task) -> None:
     t.clock.due_at.CopyFrom(_ts(task.due_at))
     t.escalated = task.escalated_at is not None
     t.requested_facts.extend(task.requested_facts)
+    t.appeal_id = task.appeal_id
     t.urgency_reason = task.urgency_reason
     if task.information_due is not None:
         t.information_due.CopyFrom(to_proto_date(task.information_due))
@@ -200,13 +204,45 @@ def decision_from_proto(request: review_pb2.DecideTaskRequest) -> DecisionInput:
                          approved_end=_opt_date(part.approved_end, f"{kind}.approved_end"))
 
 
+NOTICE_KIND = review_pb2.NoticeKind
+
+
+def notice_to_proto(n: Notice) -> review_pb2.Notice:
+    out = review_pb2.Notice(notice_id=n.notice_id, request_id=n.request_id, determination_id=n.determination_id,
+                            kind=to_number(NOTICE_KIND, n.kind.value), recipient_role=n.recipient_role,
+                            recipient=types_pb2.Contact(name=n.recipient.name,
+                                                        address_lines=list(n.recipient.address_lines)),
+                            line_numbers=list(n.line_numbers), subject=n.subject, text=n.text, member_id=n.member_id)
+    out.issued_at.CopyFrom(_ts(n.issued_at))
+    return out
+
+
+def appeal_to_proto(a: Appeal) -> review_pb2.Appeal:
+    out = review_pb2.Appeal(appeal_id=a.appeal_id, request_id=a.request_id, line_number=a.line_number,
+                            urgency=to_number(URGENCY, a.urgency), appellant=a.appellant,
+                            original_decider=a.original_decider, task_id=a.task_id, status=a.status.value,
+                            clock=types_pb2.ClockRef(regime=a.clock.regime, rule=a.clock.rule))
+    out.filed_at.CopyFrom(_ts(a.filed_at))
+    if a.clock.due_at is not None:
+        out.clock.due_at.CopyFrom(_ts(a.clock.due_at))
+    if a.outcome is not None:
+        out.outcome.CopyFrom(types_pb2.AppealOutcome(appeal_id=a.appeal_id, outcome=a.outcome.value,
+                                                     forwarded=bool(a.forwarded_to), forwarded_to=a.forwarded_to))
+        out.decided_by.id = a.decided_by
+    if a.decided_at is not None:
+        out.decided_at.CopyFrom(_ts(a.decided_at))
+    return out
+
+
 class ReviewerServicer(ReviewServicer):
     """ReviewService with the reviewer workflow: every workflow call authenticates its caller."""
 
-    def __init__(self, handlers: ReviewHandlers, workflow: ReviewWorkflow, tokens: TokenDirectory | None) -> None:
+    def __init__(self, handlers: ReviewHandlers, workflow: ReviewWorkflow, tokens: TokenDirectory | None,
+                 renderer: NoticeRenderer | None = None) -> None:
         super().__init__(handlers)
         self._workflow = workflow
         self._tokens = tokens
+        self._renderer = renderer
 
     def _principal(self, context: grpc.ServicerContext) -> str:
         if self._tokens is None:
@@ -317,3 +353,28 @@ class ReviewerServicer(ReviewServicer):
                       context: grpc.ServicerContext) -> review_pb2.ListCaseNotesResponse:
         notes = self._workflow.case_notes.of_member(self._principal(context), request.member_id)
         return review_pb2.ListCaseNotesResponse(notes=[note_to_proto(n) for n in notes])
+
+    # -- notices and appeals (read by the member's portal, the mail room and urctl; no reviewer token) --
+    @translate_errors
+    def GetNotice(self, request: review_pb2.GetNoticeRequest,  # noqa: N802
+                  context: grpc.ServicerContext) -> review_pb2.GetNoticeResponse:
+        notice = self._workflow.notices.get(request.notice_id)
+        response = review_pb2.GetNoticeResponse(notice=notice_to_proto(notice))
+        if request.include_pdf:
+            if self._renderer is None:
+                raise FailedPrecondition("this server renders no PDF")
+            response.pdf = self._renderer.pdf(notice)
+        return response
+
+    @translate_errors
+    def ListNotices(self, request: review_pb2.ListNoticesRequest,  # noqa: N802
+                    context: grpc.ServicerContext) -> review_pb2.ListNoticesResponse:
+        notices = self._workflow.notices.listed(request.request_id, request.member_id)
+        return review_pb2.ListNoticesResponse(notices=[notice_to_proto(n) for n in notices])
+
+    @translate_errors
+    def GetAppeal(self, request: review_pb2.GetAppealRequest,  # noqa: N802
+                  context: grpc.ServicerContext) -> review_pb2.Appeal:
+        if self._workflow.appeals is None:
+            raise FailedPrecondition("this server keeps no appeals")
+        return appeal_to_proto(self._workflow.appeals.get(request.appeal_id))

@@ -26,8 +26,15 @@ from services.review.domain.decisions import ACTION_CERTIFIED, decide_with_polic
 from services.review.domain.policy import GoldCard, LineOutcome, NoPriorAuthEntry, Policies
 from services.review.domain.task import Task
 from services.review.domain.urgency import UrgentLine, route
-from services.review.service_layer.determinations import SYSTEM_DECIDER, certify, rules_line
+from services.review.service_layer.determinations import (
+    SYSTEM_DECIDER,
+    certify,
+    determination_made,
+    request_decider,
+    rules_line,
+)
 from services.review.service_layer.lines import line_facts
+from services.review.service_layer.notices import NoticeWriter
 from services.review.service_layer.ports import DuplicateChecker, Evaluator, LineQuery, UnitOfWork
 from services.review.service_layer.submitted import clock_request, date_of, facts_of
 
@@ -46,6 +53,7 @@ class _Decided:
     tasks: list[Task]
     outcomes: list[LineOutcome]
     event: events_pb2.DeterminationMade
+    request: events_pb2.RequestSubmitted
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ class ReviewHandlers:
     def __init__(self, uow_factory: Callable[[], UnitOfWork], topics: Topics, evaluator: Evaluator,
                  duplicates: DuplicateChecker, clocks: ClockEngine, *, clock: Clock,
                  policies: Policies | None = None, current_evaluator: Callable[[], Evaluator] | None = None,
-                 at_risk_fraction: float = 0.2) -> None:
+                 at_risk_fraction: float = 0.2, notices: NoticeWriter | None = None) -> None:
         """``current_evaluator``, when given, is asked once per batch for the evaluator to use (the
         criteria library may be reloaded while the service runs); otherwise ``evaluator`` is.
         ``at_risk_fraction``: a task is at risk once less than this share of its clock is left."""
@@ -102,6 +110,7 @@ class ReviewHandlers:
         self._current_evaluator = current_evaluator or (lambda: evaluator)
         self._duplicates = duplicates
         self._policies = policies or Policies()
+        self._notices = notices
 
     # -- events --------------------------------------------------------------------------------
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
@@ -135,9 +144,15 @@ class ReviewHandlers:
             uow.cases.add_many([d.case for d in decided])
             uow.tasks.add_many([t for d in decided for t in d.tasks])
             uow.provider_outcomes.add_many([o for d in decided for o in d.outcomes])
+            now = self._now()
             for d in decided:
                 uow.publish(OutgoingEvent(topic=self._topics.determination_made, key=d.case.request_id,
                                           message=d.event))
+                if self._notices is not None:
+                    # Software's approvals are decisions too: the member and the provider hear of them.
+                    self._notices.for_lines(uow, d.case, d.request, d.case.determination_id,
+                                            [ln for ln in d.event.determination.lines if not ln.queued_for_review],
+                                            now)
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
             uow.commit()
         if decided:
@@ -188,8 +203,10 @@ class ReviewHandlers:
         if deadline.due_at is None:
             raise PoisonMessage(f"request {request_id}: the regulatory clock started without a due time")
         now = self._now()
-        determination = types_pb2.Determination(request_id=request_id, determination_id=str(uuid.uuid4()),
-                                                decided_by=SYSTEM_DECIDER)
+        determination = types_pb2.Determination(
+            request_id=request_id, determination_id=str(uuid.uuid4()), decided_by=SYSTEM_DECIDER,
+            certification_type=message.certification_type,
+            related_authorization_number=message.related_authorization_number)
         determination.decided_at.FromDatetime(now)
         determination.clock.regime = deadline.regime
         determination.clock.rule = deadline.rule
@@ -202,7 +219,7 @@ class ReviewHandlers:
             decision = decide_with_policy(evaluation, line.procedure_code, lob, overlaps.get(line.line_number, []),
                                           no_prior_auth=assessed_line.no_prior_auth,
                                           no_prior_auth_list=self._policies.no_prior_auth.name, gold_card=card)
-            out = rules_line(line, decision, evaluation)
+            out = rules_line(line, decision, evaluation, now=now)
             if decision.action == ACTION_CERTIFIED:
                 certify(out, line, evaluation)
             task_urgency, urgency_reason = routing.for_line(line.line_number)
@@ -227,9 +244,9 @@ class ReviewHandlers:
                     received_at=received_at, due_at=deadline.due_at, regime=deadline.regime,
                     request=message.SerializeToString(), determination=determination.SerializeToString(),
                     created_at=now, clock=deadline)
-        outgoing = events_pb2.DeterminationMade(determination=determination, member_id=message.member_id,
-                                                coverage=message.coverage)
-        return _Decided(event.event_id, case, tasks, outcomes, outgoing)
+        determination.decided_by.CopyFrom(request_decider(determination))
+        outgoing = determination_made(determination, message)
+        return _Decided(event.event_id, case, tasks, outcomes, outgoing, message)
 
     # -- queries -------------------------------------------------------------------------------
     def determination(self, request_id: str) -> types_pb2.Determination:

@@ -29,6 +29,7 @@ from services.review.service_layer.determinations import (
     reevaluated_line,
 )
 from services.review.service_layer.lines import line_facts
+from services.review.service_layer.notices import NoticeWriter
 from services.review.service_layer.ports import Evaluator, UnitOfWork
 from services.review.service_layer.preamble import use_case
 from services.review.service_layer.submitted import facts_of, service_line
@@ -39,7 +40,8 @@ MEETS = (Outcome.MEETS_CRITERIA, Outcome.MEETS_CRITERIA_URGENT)
 
 class Information:
     def __init__(self, uow_factory: Callable[[], UnitOfWork], topics: Topics, evaluator: Callable[[], Evaluator],
-                 clocks: ClockEngine, *, clock: Clock, at_risk_fraction: float = 0.2) -> None:
+                 clocks: ClockEngine, *, clock: Clock, at_risk_fraction: float = 0.2,
+                 notices: NoticeWriter | None = None) -> None:
         """``evaluator`` is asked once per batch for the evaluator to use (the criteria library may
         be reloaded while the service runs)."""
         self._uow = uow_factory
@@ -48,6 +50,7 @@ class Information:
         self._clocks = clocks
         self._now = clock
         self._at_risk = at_risk_fraction
+        self._notices = notices
 
     @use_case
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
@@ -83,7 +86,7 @@ class Information:
             follow_clock(uow, case, stored, self._clocks.information_received(case.clock, now), self._at_risk, now)
         facts = facts_of(request)
         for task in uow.tasks.of_request(message.request_id):
-            if not task.undecided:
+            if not task.undecided or task.is_appeal:
                 continue
             line = service_line(request, task.line_number)
             evaluation = evaluator.evaluate(line_facts(request, line, task.line_of_business, facts))
@@ -93,7 +96,8 @@ class Information:
                 raise PoisonMessage(f"the determination of request {task.request_id} has no line {task.line_number}")
             determined = reevaluated_line(line, decision, evaluation, previous, now)
             flagged = bool(previous.explanation.flags)
-            if decision.action == ACTION_CERTIFIED and not flagged and task.approvable_on_criteria:
+            approved = decision.action == ACTION_CERTIFIED and not flagged and task.approvable_on_criteria
+            if approved:
                 certify(determined, line, evaluation)
                 task.approve_on_criteria(now)
                 uow.tasks.save(task)
@@ -110,4 +114,6 @@ class Information:
                     task.follow_urgency("expedited", f"after the information received, {evaluation.urgency.reason()}",
                                         now)
                 uow.tasks.save(task)
-            announce_line(uow, self._topics.determination_made, case, request, stored, determined, now)
+            out = announce_line(uow, self._topics.determination_made, case, request, stored, determined, now)
+            if approved and self._notices is not None:
+                self._notices.for_lines(uow, case, request, out.determination_id, [determined], now)

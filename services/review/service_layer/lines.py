@@ -111,4 +111,15 @@ def explanation_proto(evaluation: LineEvaluation) -> types_pb2.Explanation:
     explanation.contradictions.extend(c.describe() for c in evaluation.contradictions)
     if evaluation.urgency is not None:
         explanation.urgency = evaluation.urgency.reason()
+    explanation.criteria_title = evaluation.title
+    explanation.criteria_sources.extend(" ".join(s.split()) for s in evaluation.sources)
+    if evaluation.nearest is not None:
+        n = evaluation.nearest
+        nearest = explanation.nearest
+        for kind, results in (("met", n.met), ("unmet", n.unmet), ("missing", n.missing)):
+            for c in results:
+                getattr(nearest, kind).add(condition_id=c.condition_id, description=c.description,
+                                           status=to_number(CONDITION, c.status.value), observed=list(c.observed))
+        nearest.not_applicable.extend(n.not_applicable)
+        nearest.summary = n.summary
     return explanation

@@ -20,20 +20,25 @@ from typing import Self
 
 from services.common.clock import Clock
 from services.common.events import OutgoingEvent
+from services.review.domain.appeals import Appeal
 from services.review.domain.case import Case
 from services.review.domain.criteria import LineEvaluation, LineFacts
 from services.review.domain.notes import CaseNote
+from services.review.domain.notices import Notice
 from services.review.domain.policy import LineOutcome, ProviderRecord
 from services.review.domain.task import AuditEntry, Task
 from services.review.domain.workflow import Reviewer, Role
 
 __all__ = [
+    "AppealRepository",
     "CaseNoteRepository",
     "CaseRepository",
     "Clock",
     "DuplicateChecker",
     "Evaluator",
     "LineQuery",
+    "NoticeRenderer",
+    "NoticeRepository",
     "ProviderOutcomeRepository",
     "QueueDepth",
     "ReviewerRepository",
@@ -201,6 +206,50 @@ class CaseNoteRepository(abc.ABC):
         """The member's notes, oldest first (then by id)."""
 
 
+class NoticeRepository(abc.ABC):
+    """Notices as issued, never changed."""
+
+    @abc.abstractmethod
+    def add_many(self, notices: Sequence[Notice]) -> None:
+        """Store new notices; DuplicateKey if an id is taken."""
+
+    @abc.abstractmethod
+    def get(self, notice_id: str) -> Notice | None: ...
+
+    @abc.abstractmethod
+    def of_request(self, request_id: str) -> list[Notice]:
+        """The request's notices, oldest first (then by id)."""
+
+    @abc.abstractmethod
+    def of_member(self, member_id: str) -> list[Notice]:
+        """The member's notices, oldest first (then by id)."""
+
+
+class NoticeRenderer(abc.ABC):
+    """A notice as the PDF letter that is mailed (adapters/notice_pdf.py)."""
+
+    @abc.abstractmethod
+    def pdf(self, notice: Notice) -> bytes:
+        """The letter as PDF bytes, showing every section of ``notice`` (its text can be read back out)."""
+
+
+class AppealRepository(abc.ABC):
+    @abc.abstractmethod
+    def add(self, appeal: Appeal) -> None:
+        """Store a new appeal; DuplicateKey if its id (or its task) is taken."""
+
+    @abc.abstractmethod
+    def get(self, appeal_id: str) -> Appeal | None: ...
+
+    @abc.abstractmethod
+    def save(self, appeal: Appeal) -> None:
+        """Store what a decision changes: status, outcome, decider, time and where it was forwarded."""
+
+    @abc.abstractmethod
+    def of_line(self, request_id: str, line_number: int) -> list[Appeal]:
+        """The line's appeals, oldest first."""
+
+
 class UnitOfWork(abc.ABC):
     """One transaction over review's store, used as a context manager: it rolls back unless
     :meth:`commit` is called. Events handed to :meth:`publish` are stored with the changes (the
@@ -212,6 +261,8 @@ class UnitOfWork(abc.ABC):
     reviewers: ReviewerRepository
     provider_outcomes: ProviderOutcomeRepository
     case_notes: CaseNoteRepository
+    notices: NoticeRepository
+    appeals: AppealRepository
 
     @abc.abstractmethod
     def read_only(self) -> Self:
