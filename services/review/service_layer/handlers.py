@@ -26,7 +26,15 @@ from services.review.domain.policy import GoldCard, LineOutcome, NoPriorAuthEntr
 from services.review.domain.task import Task
 from services.review.service_layer.determinations import SYSTEM_DECIDER, certify, rules_line
 from services.review.service_layer.lines import line_facts
-from services.review.service_layer.ports import DuplicateChecker, Evaluator, LineQuery, UnitOfWork
+from services.review.service_layer.ports import (
+    DecisionMetrics,
+    DuplicateChecker,
+    Evaluator,
+    LineDecided,
+    LineQuery,
+    NoDecisionMetrics,
+    UnitOfWork,
+)
 from services.review.service_layer.submitted import date_of, facts_of
 
 logger = logging.getLogger(__name__)
@@ -35,6 +43,7 @@ CONSUMER_NAME = "review"
 LOB = types_pb2.LineOfBusiness
 URGENCY = types_pb2.Urgency
 REVIEW_TYPE = types_pb2.ReviewType
+ACTION = types_pb2.ActionCode
 
 
 @dataclass(frozen=True)
@@ -82,10 +91,11 @@ class ReviewHandlers:
     def __init__(self, uow_factory: Callable[[], UnitOfWork], topics: Topics, evaluator: Evaluator,
                  duplicates: DuplicateChecker, clocks: ClockEngine, *, clock: Clock,
                  policies: Policies | None = None, current_evaluator: Callable[[], Evaluator] | None = None,
-                 at_risk_fraction: float = 0.2) -> None:
+                 at_risk_fraction: float = 0.2, metrics: DecisionMetrics | None = None) -> None:
         """``current_evaluator``, when given, is asked once per batch for the evaluator to use (the
         criteria library may be reloaded while the service runs); otherwise ``evaluator`` is.
-        ``at_risk_fraction``: a task is at risk once less than this share of its clock is left."""
+        ``at_risk_fraction``: a task is at risk once less than this share of its clock is left;
+        ``metrics`` counts the lines decided."""
         self._clocks = clocks
         self._now = clock
         self._at_risk = at_risk_fraction
@@ -94,6 +104,7 @@ class ReviewHandlers:
         self._current_evaluator = current_evaluator or (lambda: evaluator)
         self._duplicates = duplicates
         self._policies = policies or Policies()
+        self._metrics = metrics or NoDecisionMetrics()
 
     # -- events --------------------------------------------------------------------------------
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
@@ -135,6 +146,10 @@ class ReviewHandlers:
         if decided:
             queued = sum(len(d.tasks) for d in decided)
             logger.info("decided %d requests (%d lines queued for review)", len(decided), queued)
+            self._metrics.decided([
+                LineDecided("software", to_name(ACTION, line.action_code) or "unspecified", d.case.regime,
+                            d.case.urgency, d.case.received_at, d.case.created_at)
+                for d in decided for line in d.event.determination.lines])
 
     def _assess(self, event: IncomingEvent, evaluator: Evaluator) -> _Assessed:
         """The no-PA list and criteria applied to each line of a request (no I/O)."""

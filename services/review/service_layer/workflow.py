@@ -21,7 +21,7 @@ from services.review.service_layer.information import Information
 from services.review.service_layer.monitor import Monitor
 from services.review.service_layer.oversight import Oversight
 from services.review.service_layer.peer_to_peer import PeerToPeer
-from services.review.service_layer.ports import Evaluator, UnitOfWork
+from services.review.service_layer.ports import DecisionMetrics, Evaluator, UnitOfWork
 from services.review.service_layer.queue import Queue
 
 
@@ -31,14 +31,16 @@ class ReviewWorkflow:
     regulatory clock is left; ``evaluator`` is asked for the current criteria evaluator."""
 
     def __init__(self, uow_factory: Callable[[], UnitOfWork], topics: Topics, evaluator: Callable[[], Evaluator],
-                 clocks: ClockEngine, *, lease_s: float = 900.0, clock: Clock, at_risk_fraction: float = 0.2) -> None:
+                 clocks: ClockEngine, *, lease_s: float = 900.0, clock: Clock, at_risk_fraction: float = 0.2,
+                 metrics: DecisionMetrics | None = None) -> None:
         self.directory = Directory(uow_factory, clock=clock)
         self.queue = Queue(uow_factory, clock=clock, lease_s=lease_s)
-        self.decisions = Decisions(uow_factory, topics, clocks, clock=clock, at_risk_fraction=at_risk_fraction)
+        self.decisions = Decisions(uow_factory, topics, clocks, clock=clock, at_risk_fraction=at_risk_fraction,
+                                   metrics=metrics)
         self.peer_to_peer = PeerToPeer(uow_factory, clock=clock)
         self.deadlines = DeadlineExtensions(uow_factory, clocks, clock=clock, at_risk_fraction=at_risk_fraction)
         self.information = Information(uow_factory, topics, evaluator, clocks, clock=clock,
-                                       at_risk_fraction=at_risk_fraction)
+                                       at_risk_fraction=at_risk_fraction, metrics=metrics)
         self.monitor = Monitor(uow_factory, topics, clock=clock)
         self.oversight = Oversight(uow_factory, clock=clock)
         self.case_notes = CaseNotes(uow_factory, clock=clock)
