@@ -67,8 +67,10 @@ class _Noting:
         return self._context.abort_with_status(status)
 
 
-def _split(method: str) -> tuple[str, str]:
-    service, _, name = method.lstrip("/").rpartition("/")
+def _split(method: str | bytes) -> tuple[str, str]:
+    """(service, method) of ``/pkg.Service/Method`` (asyncio clients name it in bytes)."""
+    text = method.decode("ascii", errors="replace") if isinstance(method, bytes) else method
+    service, _, name = text.lstrip("/").rpartition("/")
     return service, name
 
 
