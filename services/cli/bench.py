@@ -12,7 +12,11 @@ Phases (each printed with a progress bar, all figures also written to JSON):
                  submit → authorization event, p50/p95/p99.
 3. ceilings    - kafka-python produce and consume on the same broker, a trivial gRPC
                  unary call (health check) at the same concurrency.
-4. rules       - after the platform stops, services/cli/bench_rules.py in a process of its
+4. queue       - after the platform stops, services/cli/bench_queue.py in a process of its own:
+                 claim-next at 50,000 open tasks on a fresh PostgreSQL database (--queue-tasks).
+5. workbench   - services/cli/bench_workbench.py in a process of its own: the workbench's queue
+                 and task pages at 10,000 open tasks (--workbench-tasks).
+6. rules       - after the platform stops, services/cli/bench_rules.py in a process of its
                  own: whole-library line evaluations/s next to raw durable-rules on the
                  same lines and rulesets, RSS before and after N evaluations (default
                  1,000,000; --rule-evaluations 0 skips it).
@@ -322,6 +326,25 @@ def ceiling_kafka(bootstrap: str, prefix: str, count: int, console: Console) -> 
     return {"kafka_produce_per_s": round(produce_rate), "kafka_consume_per_s": round(consume_rate)}
 
 
+def queue_phase(database_url: str, open_tasks: int, output: Path) -> dict[str, Any]:
+    """services/cli/bench_queue.py in its own process: claim-next at ``open_tasks`` open tasks."""
+    subprocess.run([sys.executable, "-m", "services.cli.bench_queue", "--database-url", database_url,
+                    "--open", str(open_tasks), "--json", str(output)], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL)
+    report: dict[str, Any] = json.loads(output.read_text())
+    return report
+
+
+def workbench_phase(database_url: str, tasks: int, output: Path) -> dict[str, Any]:
+    """services/cli/bench_workbench.py in its own process: the queue and task pages at ``tasks`` open
+    tasks."""
+    subprocess.run([sys.executable, "-m", "services.cli.bench_workbench", "--tasks", str(tasks),
+                    "--database-url", database_url, "--json", str(output)], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL)
+    report: dict[str, Any] = json.loads(output.read_text())
+    return report
+
+
 def rule_evaluations(count: int, output: Path) -> dict[str, Any]:
     """services/cli/bench_rules.py in its own process (its RSS is its own); its JSON report."""
     subprocess.run([sys.executable, "-m", "services.cli.bench_rules", "--evaluations", str(count),
@@ -396,11 +419,12 @@ def pg_admin_url() -> str:
                           text=True, check=True).stdout.strip()
 
 
-def fresh_databases(admin_url: str, prefix: str = "ur_bench") -> dict[str, str]:
+def fresh_databases(admin_url: str, prefix: str = "ur_bench",
+                    services: tuple[str, ...] = ("intake", "review", "authorization")) -> dict[str, str]:
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     urls = {}
     with admin.connect() as conn:
-        for service in ("intake", "review", "authorization"):
+        for service in services:
             name = f"{prefix}_{service}"
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -423,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rule-evaluations", type=int,
                         default=int(os.environ.get("BENCH_RULE_EVALUATIONS", "1000000")),
                         help="line evaluations of the criteria-library phase (services/cli/bench_rules.py); 0 skips it")
+    parser.add_argument("--queue-tasks", type=int, default=int(os.environ.get("BENCH_QUEUE_TASKS", "50000")),
+                        help="open tasks of the claim-next phase (services/cli/bench_queue.py); 0 skips it")
+    parser.add_argument("--workbench-tasks", type=int, default=int(os.environ.get("BENCH_WORKBENCH_TASKS", "10000")),
+                        help="open tasks of the workbench page phase (services/cli/bench_workbench.py); 0 skips it")
     parser.add_argument("--grpc-workers", type=int, default=int(os.environ.get("BENCH_GRPC_WORKERS", "16")),
                         help="UR_GRPC_MAX_WORKERS of the services under test")
     parser.add_argument("--profile", action="store_true",
@@ -539,6 +567,14 @@ def main(argv: list[str] | None = None) -> int:
             }
     finally:
         platform.stop()
+    if args.queue_tasks > 0:
+        console.print(f"claim-next at {args.queue_tasks:,} open tasks (services/cli/bench_queue.py)...")
+        [queue_db] = fresh_databases(pg_admin_url(), args.db_prefix, ("queue",)).values()
+        results["queue"] = queue_phase(queue_db, args.queue_tasks, var_dir / "bench-queue.json")
+    if args.workbench_tasks > 0:
+        console.print(f"workbench pages at {args.workbench_tasks:,} open tasks (services/cli/bench_workbench.py)...")
+        [pages_db] = fresh_databases(pg_admin_url(), args.db_prefix, ("workbench",)).values()
+        results["workbench"] = workbench_phase(pages_db, args.workbench_tasks, var_dir / "bench-workbench.json")
     if args.rule_evaluations > 0:
         rules = rule_evaluations(args.rule_evaluations, var_dir / "bench-rules.json")
         results["rule_evaluations"] = rules
@@ -573,6 +609,19 @@ def render(results: dict[str, Any], console: Console) -> None:
         rows.append((f"ceiling: {key}", value))
     for key, value in results.get("ratios", {}).items():
         rows.append((f"ratio: {key}", value))
+    queue = results.get("queue")
+    if queue:
+        claim = queue["claim_next_ms"]
+        rows.append((f"queue: claim-next at {queue['open_tasks']:,} open tasks p50/p95/max (ms; target < "
+                     f"{queue['target_ms']:g})", f"{claim['p50']}/{claim['p95']}/{claim['max']}"))
+        rows.append(("queue: claimable query in PostgreSQL (ms)", queue["claimable_query_db_ms"]))
+    pages = results.get("workbench")
+    if pages:
+        rows.append((f"workbench: queue page p50/p95 at {pages['open_tasks']:,} open tasks (ms; target p95 < "
+                     f"{pages['targets']['queue_page_p95_ms']})",
+                     f"{pages['queue_page']['p50_ms']}/{pages['queue_page']['p95_ms']}"))
+        rows.append((f"workbench: task page p50/p95 (ms; target p95 < {pages['targets']['task_page_p95_ms']})",
+                     f"{pages['task_page']['p50_ms']}/{pages['task_page']['p95_ms']}"))
     rules = results.get("rule_evaluations")
     if rules:
         from services.cli.bench_rules import report_rows

@@ -315,6 +315,11 @@ class IntakeSettings(ServiceSettings):
         "YAML file of members and coverage loaded into intake's database at start (upsert).")
     max_wait_ms: Annotated[int, Field(ge=0)] = setting(
         "UR_INTAKE_MAX_WAIT_MS", 15000, "Upper bound on SubmitRequest.wait_ms (Da Vinci PAS targets 15 s).")
+    fact_catalog: ExistingFile | None = setting(
+        "UR_INTAKE_FACT_CATALOG", None,
+        "The clinical-fact catalog (types and units of the criteria's facts) intake checks facts against "
+        "(default: services/common/clinical-facts.yaml, generated from the shipped criteria by `urctl criteria "
+        "catalog --write`).")
 
 
 class ReviewSettings(ServiceSettings):

@@ -12,6 +12,7 @@ from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
 from services.common.clock import Clock, utcnow
+from services.common.fact_catalog import DEFAULT_CATALOG, load_catalog
 from services.common.grpc_server import Registration
 from services.common.runtime import ServiceRuntime
 from services.common.settings import IntakeSettings
@@ -40,6 +41,8 @@ def build(settings: IntakeSettings, *, clock: Clock = utcnow) -> Intake:
 
     Configuration files are read before the database is touched, so a bad one fails first."""
     members = read_members(settings.members_seed) if settings.members_seed is not None else []
+    # The criteria's facts (types, units), generated from the review service's criteria library.
+    facts = load_catalog(settings.fact_catalog or DEFAULT_CATALOG)
     infra = infrastructure(settings, tables.outbox)
 
     def uow() -> SqlIntakeUnitOfWork:
@@ -48,7 +51,8 @@ def build(settings: IntakeSettings, *, clock: Clock = utcnow) -> Intake:
     if members:
         store_members(members, uow)
         logger.info("loaded %d members from %s", len(members), settings.members_seed)
-    handlers = IntakeHandlers(uow, infra.topics, Waiters(), clock=clock, max_wait_ms=settings.max_wait_ms)
+    handlers = IntakeHandlers(uow, infra.topics, Waiters(), clock=clock, max_wait_ms=settings.max_wait_ms,
+                              facts=facts)
     runtime = assemble(
         infra, handlers, [infra.topics.determination_made, infra.topics.authorizations_issued],
         [events_pb2.DeterminationMade, events_pb2.AuthorizationsIssued],

@@ -296,12 +296,13 @@ class CaseRepositoryContract(StoreContract):
             assert stored is not None
             stored.request, stored.determination = b"merged facts", b"decided"
             stored.follow_clock(tolled)  # a tolled clock keeps the last due time
+            stored.urgency = "expedited"  # a person expedited it, and its clock with it
             stored.member_id = "not saved: a case's member never changes"
             uow.cases.save(stored)
             uow.commit()
         with store.uow().read_only() as uow:
             assert uow.cases.get(case.request_id) == dataclasses.replace(
-                case, request=b"merged facts", determination=b"decided", clock=tolled)
+                case, request=b"merged facts", determination=b"decided", clock=tolled, urgency="expedited")
         resumed = a_clock(T0 + 48 * H, rule="resumed")
         with store.uow() as uow:
             again = uow.cases.get(case.request_id)
@@ -475,6 +476,21 @@ class TaskRepositoryContract(StoreContract):
             assert ids(uow.tasks.claimable([Role.NURSE], ["commercial"], ["advanced_imaging"], now, 2)) == [
                 urgent.task_id, lapsed.task_id]
             assert uow.tasks.claimable([Role.ADJUSTER], ["commercial"], ["advanced_imaging"], now, 10) == []
+
+    def test_a_task_saved_with_another_urgency_takes_its_place_in_the_queue(self, store: Store) -> None:
+        # The queue orders by a rank stored beside the urgency (an index column): a save that
+        # changes the urgency must move the task, in claims and in the open pages alike.
+        soon, later = self.add(store, a_task(due_at=T0 + 24 * H), a_task(due_at=T0 + 48 * H))
+        with store.uow() as uow:
+            task = uow.tasks.get(later.task_id)
+            assert task is not None
+            task.set_urgency(a_reviewer("rn-1"), "expedited", "new weakness reported by phone", T0)
+            uow.tasks.save(task)
+            uow.commit()
+        with store.uow().read_only() as uow:
+            claimable = uow.tasks.claimable([Role.NURSE], ["commercial"], ["advanced_imaging"], T0 + H, 10)
+            assert ids(claimable) == [later.task_id, soon.task_id]
+            assert ids(uow.tasks.open_tasks(10, 0)[0]) == [later.task_id, soon.task_id]
 
     def test_expired_leases(self, store: Store) -> None:
         now = T0 + H

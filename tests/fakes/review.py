@@ -106,7 +106,7 @@ class FakeCaseRepository(ports.CaseRepository):
         if stored is None:
             return  # an UPDATE of no row
         stored.request, stored.determination = case.request, case.determination
-        stored.due_at, stored.clock = case.due_at, case.clock
+        stored.due_at, stored.clock, stored.urgency = case.due_at, case.clock, case.urgency
         self._cases.put(case.request_id, stored)
 
     def request_ids_of_member(self, member_id: str) -> list[str]:

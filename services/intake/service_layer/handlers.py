@@ -28,10 +28,13 @@ from services.common.errors import (
     ValidationFailed,
 )
 from services.common.events import IncomingEvent, OutgoingEvent
+from services.common.fact_catalog import FactCatalog
 from services.common.topics import Topics
+from services.intake.domain.fact_units import unit_violations
 from services.intake.domain.model import (
     SETTLED,
     AdditionalInformation,
+    ClinicalFact,
     LineProgress,
     PriorAuthRequest,
     RequestStatus,
@@ -145,9 +148,13 @@ class SubmitResult:
 
 class IntakeHandlers:
     def __init__(self, uow_factory: Callable[[], IntakeUnitOfWork], topics: Topics, waiters: Waiters, *,
-                 clock: Clock, max_wait_ms: int = 15000, poll_s: float = 1.0) -> None:
+                 clock: Clock, max_wait_ms: int = 15000, poll_s: float = 1.0,
+                 facts: FactCatalog | None = None) -> None:
         """``max_wait_ms`` caps a submission's wait; ``poll_s`` is how often a waiting submission
-        re-reads its request even unwoken (events consumed by another replica wake nobody here)."""
+        re-reads its request even unwoken (events consumed by another replica wake nobody here);
+        ``facts``: the catalog of the criteria's facts (units, what cannot be negative), without
+        which facts are checked for shape only."""
+        self._facts = facts
         self._uow = uow_factory
         self._now = clock
         self._topics = topics
@@ -204,7 +211,7 @@ class IntakeHandlers:
                 wait_ms: int) -> tuple[SubmitResult, bool]:
         """Validate and record the request as ``request_id`` (or find the submission its key replays);
         the answer, and whether it is still to settle (worth waiting for)."""
-        violations = validate(req)
+        violations = validate(req) + self._fact_units(req.facts)
         if wait_ms < 0:
             violations.append(FieldViolation("wait_ms", "must not be negative"))
         if violations:
@@ -229,6 +236,9 @@ class IntakeHandlers:
         if record is None:
             return result, True
         return SubmitResult(record, replayed=False), record.status not in SETTLED
+
+    def _fact_units(self, facts: Sequence[ClinicalFact]) -> list[FieldViolation]:
+        return unit_violations(facts, self._facts) if self._facts is not None else []
 
     def _replay(self, key: str, fingerprint: str) -> SubmitResult | None:
         with self._uow().read_only() as uow:
@@ -272,7 +282,7 @@ class IntakeHandlers:
         """Record additional facts for a request under review and forward them to review, in one
         transaction. Same key and payload: the original answer, even once the request is decided;
         same key, other payload (or another request): IdempotencyConflict."""
-        violations = validate_information(info)
+        violations = validate_information(info) + self._fact_units(info.facts)
         if violations:
             raise ValidationFailed(violations)
         fingerprint = info.fingerprint()

@@ -113,7 +113,7 @@ class SqlCaseRepository(ports.CaseRepository):
 
     def save(self, c: Case) -> None:
         self.conn.execute(update(cases).where(cases.c.request_id == c.request_id).values(
-            request=c.request, determination=c.determination, due_at=c.due_at,
+            request=c.request, determination=c.determination, due_at=c.due_at, urgency=c.urgency,
             clock_state=json.dumps(c.clock.to_dict()) if c.clock else None))
 
     def request_ids_of_member(self, member_id: str) -> list[str]:

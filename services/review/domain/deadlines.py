@@ -155,6 +155,9 @@ class ClockRequest:
     review_type: str  # prospective | concurrent | retrospective
     received_at: dt.datetime
     setting: str = ""  # "inpatient" for a concurrent review of an inpatient stay
+    # Why the plan expedited a request the provider did not ask to expedite (domain/urgency.py);
+    # recorded with the rule of an expedited clock.
+    expedited_because: str = ""
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,16 @@ class ClockEngine:
 
     # -- start ---------------------------------------------------------------------------------
     def start(self, req: ClockRequest) -> ClockState:
+        """The clock of a new request; an expedited clock the plan chose records why in its rule."""
+        state = self._start(req)
+        if not (req.expedited_because and state.expedited):
+            return state
+        rule = f"{state.rule}; {req.expedited_because}"
+        started = state.history[0]
+        return replace(state, rule=rule, history=(ClockEvent(started.at, started.kind, rule, started.due_at),
+                                                  *state.history[1:]))
+
+    def _start(self, req: ClockRequest) -> ClockState:
         received = _utc(req.received_at)
         expedited = req.urgency == "expedited"
         lob, state, review = req.line_of_business, req.member_state.upper(), req.review_type

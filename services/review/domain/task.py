@@ -22,6 +22,11 @@ open, claimed, pended    information received, criteria now met      decided (nu
 open, claimed, pended    information received, otherwise             open, new evaluation
 =======================  ==========================================  ==========================
 
+Beside the state, a task's urgency (its place in the queue) may be changed by a nurse, physician
+or supervisor with a reason (:meth:`Task.set_urgency`), or by the system when its request's clock
+changes or new information raises a red flag (:meth:`Task.follow_urgency`); the reason leads the
+task's reasons (``urgency expedited: ...``) and the change is in its history.
+
 Beside the state, the deadline monitor marks a task escalated (at risk of missing its deadline) and
 missed (deadline passed undecided; for Medicaid a deemed denial), each once.
 """
@@ -51,6 +56,14 @@ from services.review.domain.workflow import (
 
 SYSTEM = "system"
 """The actor of the changes no person made (the monitor, the rules engine)."""
+
+URGENCIES = ("standard", "expedited")
+_URGENCY_NOTES = tuple(f"urgency {u}: " for u in URGENCIES)
+
+
+def urgency_note(urgency: str, why: str) -> str:
+    """The reason that says why a task has its urgency: ``urgency expedited: <why>``."""
+    return f"urgency {urgency}: {why}"
 
 UNDECIDED = frozenset({TaskStatus.OPEN, TaskStatus.CLAIMED, TaskStatus.PENDED_INFORMATION})
 PEER_TO_PEER_KINDS = ("offered", "held", "declined")
@@ -140,15 +153,21 @@ class Task:
     def open_for_review(cls, *, task_id: str, request_id: str, line_number: int, procedure_code: str,
                         line_of_business: str, member_state: str, urgency: str, outcome: Outcome,
                         reasons: tuple[str, ...], clock: ClockState, category: str, units: int,
-                        now: dt.datetime, at_risk_fraction: float) -> Task:
-        """A new task for a nurse, on the request's regulatory clock (which must be running)."""
+                        now: dt.datetime, at_risk_fraction: float, urgency_reason: str = "") -> Task:
+        """A new task for a nurse, on the request's regulatory clock (which must be running).
+        ``urgency_reason``: why software gave it an urgency other than the provider asked for (a red
+        flag, a met urgent rule); it leads the reasons and is the first entry of the history."""
         if clock.due_at is None:
             raise ValueError(f"task for {request_id} line {line_number}: the clock has no due time")
-        return cls(task_id=task_id, request_id=request_id, line_number=line_number, procedure_code=procedure_code,
+        task = cls(task_id=task_id, request_id=request_id, line_number=line_number, procedure_code=procedure_code,
                    line_of_business=line_of_business, member_state=member_state, urgency=urgency, outcome=outcome,
-                   reasons=reasons, status=TaskStatus.OPEN, due_at=clock.due_at, created_at=now, category=category,
+                   reasons=(urgency_note(urgency, urgency_reason), *reasons) if urgency_reason else reasons,
+                   status=TaskStatus.OPEN, due_at=clock.due_at, created_at=now, category=category,
                    required_role=Role.NURSE, units=units, regime=clock.regime, clock_rule=clock.rule,
                    at_risk_at=ClockEngine.at_risk_from(clock, at_risk_fraction))
+        if urgency_reason:
+            task._record(now, SYSTEM, urgency, urgency_reason)
+        return task
 
     # -- what the task is ---------------------------------------------------------------------
     def facts(self) -> TaskFacts:
@@ -160,6 +179,12 @@ class Task:
     @property
     def undecided(self) -> bool:
         return self.status in UNDECIDED
+
+    @property
+    def urgency_reason(self) -> str:
+        """Why the task has its urgency, when software or a person set it; empty otherwise."""
+        note = f"urgency {self.urgency}: "
+        return next((r[len(note):] for r in self.reasons if r.startswith(note)), "")
 
     @property
     def approvable_on_criteria(self) -> bool:
@@ -267,6 +292,36 @@ class Task:
                      at.isoformat(timespec="minutes") + (f" with {contact}" if contact else "")
                      + (f": {note}" if note else ""))
 
+    def set_urgency(self, by: Reviewer, urgency: str, reason: str, now: dt.datetime, clock_note: str = "") -> None:
+        """A person changes the task's urgency (its place in the queue), saying why; ``clock_note``
+        says what that did to the request's clock (:func:`~services.review.domain.urgency.person_clock_change`).
+        Refused to an adjuster or a case manager, without a reason, on a decided task, and to the urgency it has."""
+        check_may(by, Action.SET_URGENCY)
+        if urgency not in URGENCIES:
+            raise InvalidInput("urgency", "standard or expedited")
+        why = reason.strip()
+        if not why:
+            raise InvalidInput("reason", "say why the urgency changes")
+        self._check_undecided("given another urgency")
+        if urgency == self.urgency:
+            raise Conflict(f"the task is already {urgency}")
+        before = self.urgency
+        self._change_urgency(urgency, f"set by {by.reviewer_id}: {why}", now)
+        self._record(now, by.reviewer_id, "urgency_changed",
+                     f"{before} → {urgency}: {why}" + (f" ({clock_note})" if clock_note else ""))
+
+    def follow_urgency(self, urgency: str, why: str, now: dt.datetime) -> bool:
+        """The system gives an undecided task ``urgency`` (its request's clock changed, or new
+        information raised a red flag), saying why; False when it has it already or is decided."""
+        if urgency not in URGENCIES:
+            raise InvalidInput("urgency", "standard or expedited")
+        if not self.undecided or urgency == self.urgency:
+            return False
+        before = self.urgency
+        self._change_urgency(urgency, why, now)
+        self._record(now, SYSTEM, "urgency_changed", f"{before} → {urgency}: {why}")
+        return True
+
     def record_deadline_extended(self, by: Reviewer, rule: str, now: dt.datetime) -> None:
         """The request's deadline was extended from this task (the clock itself: :meth:`follow_clock`)."""
         check_may(by, Action.EXTEND_DEADLINE)
@@ -291,7 +346,8 @@ class Task:
         self._check_undecided("reopened")
         self._reopen(now)
         self.outcome = outcome
-        self.reasons = reasons
+        # Why the task has its urgency stays with it whatever the new evaluation says.
+        self.reasons = (*(r for r in self.reasons if r.startswith(_URGENCY_NOTES)), *reasons)
         self._record(now, SYSTEM, "information_received", f"reopened: {why}")
 
     def follow_clock(self, clock: ClockState, at_risk_fraction: float, now: dt.datetime) -> None:
@@ -348,6 +404,11 @@ class Task:
         self.status = TaskStatus.OPEN
         self.assigned_to = None
         self.lease_expires_at = None
+        self.updated_at = now
+
+    def _change_urgency(self, urgency: str, why: str, now: dt.datetime) -> None:
+        self.reasons = (urgency_note(urgency, why), *(r for r in self.reasons if not r.startswith(_URGENCY_NOTES)))
+        self.urgency = urgency
         self.updated_at = now
 
     def _check_undecided(self, what: str) -> None:

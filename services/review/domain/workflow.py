@@ -13,6 +13,9 @@ supervisor     reassign and release tasks; manage the directory; oversee the que
 case manager   follows members across requests and writes case notes; decides nothing
 =============  ==========================================================================
 
+Nurses, physicians and supervisors may change a task's urgency, with a reason (an adjuster or a case
+manager may not).
+
 Only a physician's decision can be adverse; the server checks the authenticated reviewer's role
 before anything is written (:func:`check_decision`), never the client. What else each role may do
 is one table, :data:`MAY` (:func:`check_may`): claiming is for the roles that decide (a supervisor
@@ -133,6 +136,7 @@ class Action(enum.StrEnum):
     PEER_TO_PEER = "peer_to_peer"
     EXTEND_DEADLINE = "extend_deadline"
     MANAGE_DIRECTORY = "manage_directory"
+    SET_URGENCY = "set_urgency"
     OVERSEE_QUEUE = "oversee_queue"
     WRITE_CASE_NOTE = "write_case_note"
 
@@ -146,6 +150,8 @@ MAY: dict[Action, tuple[frozenset[Role], str]] = {
     Action.EXTEND_DEADLINE: (frozenset({Role.PHYSICIAN, Role.SUPERVISOR, Role.NURSE}),
                              "a {role} may not extend a deadline"),
     Action.MANAGE_DIRECTORY: (frozenset({Role.SUPERVISOR}), "only a supervisor manages the reviewer directory"),
+    Action.SET_URGENCY: (frozenset({Role.NURSE, Role.PHYSICIAN, Role.SUPERVISOR}),
+                         "only a nurse, physician or supervisor may change a task's urgency, not the {role}"),
     Action.OVERSEE_QUEUE: (frozenset({Role.SUPERVISOR}), "the queue overview is a supervisor's"),
     Action.WRITE_CASE_NOTE: (frozenset({Role.CASE_MANAGER, Role.NURSE, Role.ADJUSTER}),
                              "case notes are written by case managers, nurses and adjusters, not a {role}"),

@@ -56,7 +56,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
                 urgency=to_number(URGENCY, task.urgency),
                 outcome=to_number(OUTCOME, task.outcome.value),
                 reasons=list(task.reasons), created_at=_ts(task.created_at), due_at=_ts(task.due_at),
-                status=task.status.value)
+                status=task.status.value, urgency_reason=task.urgency_reason)
         return response
 
 
@@ -126,6 +126,7 @@ def fill_task(t: review_pb2.ReviewTask, task: Task) -> None:
     t.clock.due_at.CopyFrom(_ts(task.due_at))
     t.escalated = task.escalated_at is not None
     t.requested_facts.extend(task.requested_facts)
+    t.urgency_reason = task.urgency_reason
     if task.information_due is not None:
         t.information_due.CopyFrom(to_proto_date(task.information_due))
 
@@ -265,6 +266,15 @@ class ReviewerServicer(ReviewServicer):
         principal = self._principal(context)
         return task_to_proto(self._workflow.deadlines.extend_deadline(principal, request.task_id,
                                                                       request.ground.strip(), request.notice_sent))
+
+    @translate_errors
+    def SetTaskUrgency(self, request: review_pb2.SetTaskUrgencyRequest,  # noqa: N802
+                       context: grpc.ServicerContext) -> review_pb2.TaskView:
+        principal = self._principal(context)
+        urgency = to_name(URGENCY, request.urgency)
+        if urgency is None:
+            raise ValidationFailed([FieldViolation("urgency", "standard or expedited")])
+        return task_to_proto(self._workflow.urgency.set_urgency(principal, request.task_id, urgency, request.reason))
 
     @translate_errors
     def GetQueueOverview(self, request: review_pb2.GetQueueOverviewRequest,  # noqa: N802

@@ -20,10 +20,11 @@ from services.common.proto_enums import to_name
 from services.common.topics import Topics
 from services.review.domain.case import Case
 from services.review.domain.criteria import LineEvaluation, Outcome
-from services.review.domain.deadlines import ClockEngine, ClockError, ClockRequest
+from services.review.domain.deadlines import ClockEngine, ClockError
 from services.review.domain.decisions import ACTION_CERTIFIED, decide_with_policy
 from services.review.domain.policy import GoldCard, LineOutcome, NoPriorAuthEntry, Policies
 from services.review.domain.task import Task
+from services.review.domain.urgency import UrgentLine, route
 from services.review.service_layer.determinations import SYSTEM_DECIDER, certify, rules_line
 from services.review.service_layer.lines import line_facts
 from services.review.service_layer.ports import (
@@ -35,7 +36,7 @@ from services.review.service_layer.ports import (
     NoDecisionMetrics,
     UnitOfWork,
 )
-from services.review.service_layer.submitted import date_of, facts_of
+from services.review.service_layer.submitted import clock_request, date_of, facts_of
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,12 @@ class _Assessed:
     @property
     def npi(self) -> str:
         return str(self.message.requesting_provider.npi)
+
+    def urgent_lines(self) -> list[UrgentLine]:
+        """The lines their criteria call urgent (a met urgent rule, or a red flag while a fact is
+        missing), with why; lines on the no-prior-authorization list need no review at all."""
+        return [UrgentLine(a.line.line_number, a.evaluation.urgency.reason()) for a in self.lines
+                if a.no_prior_auth is None and a.evaluation is not None and a.evaluation.urgency is not None]
 
     def gold_card_candidates(self) -> set[tuple[str, str]]:
         """(npi, category) of the lines an exemption could still change: covered by criteria that
@@ -184,11 +191,12 @@ class ReviewHandlers:
         request_id = message.request_id
         state = message.coverage.member_state
         received_at = message.received_at.ToDatetime(tzinfo=dt.UTC)
-        inpatient = any(line.place_of_service == types_pb2.PLACE_OF_SERVICE_INPATIENT_HOSPITAL
-                        for line in message.service_lines)
         try:
-            deadline = self._clocks.start(ClockRequest(lob, state, urgency, review_type, received_at,
-                                                       "inpatient" if inpatient else ""))
+            deadline = self._clocks.start(clock_request(message, lob, urgency, review_type))
+            routing = route(urgency, review_type, deadline.regime, assessed.urgent_lines())
+            if routing.clock_urgency != urgency:
+                deadline = self._clocks.start(clock_request(message, lob, routing.clock_urgency, review_type,
+                                                            routing.clock_reason))
         except ClockError as exc:  # e.g. a year the holiday calendars do not cover: refuse, never guess
             raise PoisonMessage(f"request {request_id}: no regulatory clock: {exc}") from exc
         if deadline.due_at is None:
@@ -211,19 +219,24 @@ class ReviewHandlers:
             out = rules_line(line, decision, evaluation)
             if decision.action == ACTION_CERTIFIED:
                 certify(out, line, evaluation)
+            task_urgency, urgency_reason = routing.for_line(line.line_number)
+            if decision.queued_for_review and urgency_reason:
+                out.reasons.append(f"{task_urgency} review: {urgency_reason}")
             determination.lines.add().CopyFrom(out)
             category = evaluation.category if evaluation is not None else "general"
             if decision.queued_for_review:
                 tasks.append(Task.open_for_review(
                     task_id=str(uuid.uuid4()), request_id=request_id, line_number=line.line_number,
-                    procedure_code=line.procedure_code, line_of_business=lob, member_state=state, urgency=urgency,
-                    outcome=decision.outcome, reasons=(*decision.reasons, *decision.flags), clock=deadline,
-                    category=category, units=line.units, now=now, at_risk_fraction=self._at_risk))
+                    procedure_code=line.procedure_code, line_of_business=lob, member_state=state,
+                    urgency=task_urgency, outcome=decision.outcome, reasons=(*decision.reasons, *decision.flags),
+                    clock=deadline, category=category, units=line.units, now=now, at_risk_fraction=self._at_risk,
+                    urgency_reason=urgency_reason))
             if decision.counts_for_gold_card and evaluation is not None and assessed.npi:
                 outcomes.append(LineOutcome(request_id, line.line_number, assessed.npi, category, now,
                                             decision.approved, SYSTEM_DECIDER.id))
         case = Case(request_id=request_id, determination_id=determination.determination_id,
-                    member_id=message.member_id, line_of_business=lob, member_state=state, urgency=urgency,
+                    member_id=message.member_id, line_of_business=lob, member_state=state,
+                    urgency=routing.clock_urgency,
                     review_type=review_type, requesting_npi=message.requesting_provider.npi,
                     received_at=received_at, due_at=deadline.due_at, regime=deadline.regime,
                     request=message.SerializeToString(), determination=determination.SerializeToString(),

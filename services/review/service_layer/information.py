@@ -1,7 +1,8 @@
 """Additional information from the provider (AdditionalInformationReceived, through intake): the
 new facts join the case, the clock resumes where the regime stopped it, and the criteria run again
 on every line still waiting for a person. What now meets them at nurse level is approved by the
-rules engine; the rest goes back to the queue with the new evaluation."""
+rules engine; the rest goes back to the queue with the new evaluation, expedited in the queue when
+the new facts make it urgent (or raise a red flag) under its criteria."""
 
 from __future__ import annotations
 
@@ -117,6 +118,10 @@ class Information:
                 outcome = decision.outcome if decision.outcome not in MEETS else Outcome.REFER_TO_NURSE
                 task.reopen_with(outcome, tuple(determined.reasons),
                                  decision.reasons[0] if decision.reasons else "re-evaluated", now)
+                if evaluation is not None and evaluation.urgency is not None:
+                    # The queue order follows at once; the clock keeps the course it took when it was pended.
+                    task.follow_urgency("expedited", f"after the information received, {evaluation.urgency.reason()}",
+                                        now)
                 uow.tasks.save(task)
             announce_line(uow, self._topics.determination_made, case, request, stored, determined, now)
             action = to_name(types_pb2.ActionCode, determined.action_code) or "unspecified"

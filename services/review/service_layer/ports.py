@@ -61,7 +61,8 @@ class CaseRepository(abc.ABC):
 
     @abc.abstractmethod
     def save(self, case: Case) -> None:
-        """Store what may change on a case: its request (merged facts), determination, clock and due time."""
+        """Store what may change on a case: its request (merged facts), determination, clock, due time
+        and urgency (the urgency its clock runs on, which a person may change)."""
 
     @abc.abstractmethod
     def request_ids_of_member(self, member_id: str) -> list[str]:

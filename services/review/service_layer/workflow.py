@@ -1,7 +1,7 @@
 """Review's use cases for people, one object per responsibility: the reviewer directory, the queue
-(claims under a lease), decisions, peer-to-peer, deadline extensions, additional information, the
-deadline monitor, the supervisor's overview and case notes. The task's rules are the Task
-aggregate's (domain/task.py); these load it, call it and save it."""
+(claims under a lease), decisions, peer-to-peer, deadline extensions, a task's urgency, additional
+information, the deadline monitor, the supervisor's overview and case notes. The task's rules are
+the Task aggregate's (domain/task.py); these load it, call it and save it."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from services.review.service_layer.oversight import Oversight
 from services.review.service_layer.peer_to_peer import PeerToPeer
 from services.review.service_layer.ports import DecisionMetrics, Evaluator, UnitOfWork
 from services.review.service_layer.queue import Queue
+from services.review.service_layer.urgency import TaskUrgency
 
 
 class ReviewWorkflow:
@@ -42,6 +43,7 @@ class ReviewWorkflow:
         self.information = Information(uow_factory, topics, evaluator, clocks, clock=clock,
                                        at_risk_fraction=at_risk_fraction, metrics=metrics)
         self.monitor = Monitor(uow_factory, topics, clock=clock)
+        self.urgency = TaskUrgency(uow_factory, clocks, clock=clock, at_risk_fraction=at_risk_fraction)
         self.oversight = Oversight(uow_factory, clock=clock)
         self.case_notes = CaseNotes(uow_factory, clock=clock)
 
