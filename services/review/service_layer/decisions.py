@@ -19,7 +19,7 @@ from services.review.domain.deadlines import ClockEngine
 from services.review.domain.task import DecisionInput
 from services.review.service_layer.clocks import follow_clock
 from services.review.service_layer.determinations import announce_line, decided_line, line_of
-from services.review.service_layer.ports import DecisionMetrics, LineDecided, NoDecisionMetrics, UnitOfWork
+from services.review.service_layer.ports import DecisionMetrics, LineDecided, UnitOfWork
 from services.review.service_layer.preamble import identify, load_task, use_case
 from services.review.service_layer.submitted import service_line
 from services.review.service_layer.views import TaskView, task_view
@@ -31,7 +31,7 @@ class Decisions:
     def __init__(self, uow_factory: Callable[[], UnitOfWork], topics: Topics, clocks: ClockEngine, *,
                  clock: Clock, at_risk_fraction: float = 0.2, metrics: DecisionMetrics | None = None) -> None:
         self._uow = uow_factory
-        self._metrics = metrics or NoDecisionMetrics()
+        self._metrics = metrics
         self._topics = topics
         self._clocks = clocks
         self._now = clock
@@ -70,8 +70,9 @@ class Decisions:
                 follow_clock(uow, case, determination, self._clocks.pend(case.clock, now), self._at_risk, now)
             out = announce_line(uow, self._topics.determination_made, case, request, determination, line, now)
             uow.commit()
-            self._metrics.decided([LineDecided(me.role.value, wf.ACTION_OF[d.decision], case.regime, case.urgency,
-                                               case.received_at, now)])
+            if self._metrics is not None:
+                self._metrics.decided([LineDecided(me.role.value, wf.ACTION_OF[d.decision], case.regime,
+                                                   case.urgency, case.received_at, now)])
             view = task_view(uow, load_task(uow, task_id), me)
         logger.info("task %s: %s by %s (%s)", task_id, d.decision.value, me.reviewer_id, me.role.value)
         return view, out

@@ -33,7 +33,6 @@ from services.review.service_layer.ports import (
     Evaluator,
     LineDecided,
     LineQuery,
-    NoDecisionMetrics,
     UnitOfWork,
 )
 from services.review.service_layer.submitted import clock_request, date_of, facts_of
@@ -111,7 +110,7 @@ class ReviewHandlers:
         self._current_evaluator = current_evaluator or (lambda: evaluator)
         self._duplicates = duplicates
         self._policies = policies or Policies()
-        self._metrics = metrics or NoDecisionMetrics()
+        self._metrics = metrics
 
     # -- events --------------------------------------------------------------------------------
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
@@ -153,10 +152,11 @@ class ReviewHandlers:
         if decided:
             queued = sum(len(d.tasks) for d in decided)
             logger.info("decided %d requests (%d lines queued for review)", len(decided), queued)
-            self._metrics.decided([
-                LineDecided("software", to_name(ACTION, line.action_code) or "unspecified", d.case.regime,
-                            d.case.urgency, d.case.received_at, d.case.created_at)
-                for d in decided for line in d.event.determination.lines])
+            if self._metrics is not None:
+                self._metrics.decided([
+                    LineDecided("software", to_name(ACTION, line.action_code) or "unspecified", d.case.regime,
+                                d.case.urgency, d.case.received_at, d.case.created_at)
+                    for d in decided for line in d.event.determination.lines])
 
     def _assess(self, event: IncomingEvent, evaluator: Evaluator) -> _Assessed:
         """The no-PA list and criteria applied to each line of a request (no I/O)."""

@@ -34,7 +34,6 @@ from services.review.service_layer.ports import (
     DecisionMetrics,
     Evaluator,
     LineDecided,
-    NoDecisionMetrics,
     UnitOfWork,
 )
 from services.review.service_layer.preamble import use_case
@@ -56,7 +55,7 @@ class Information:
         self._clocks = clocks
         self._now = clock
         self._at_risk = at_risk_fraction
-        self._metrics = metrics or NoDecisionMetrics()
+        self._metrics = metrics
 
     @use_case
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
@@ -74,7 +73,8 @@ class Information:
                 decided += self._apply(uow, evaluator, message, now)
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
             uow.commit()
-        self._metrics.decided(decided)
+        if self._metrics is not None:
+            self._metrics.decided(decided)
 
     def _apply(self, uow: UnitOfWork, evaluator: Evaluator, message: events_pb2.AdditionalInformationReceived,
                now: dt.datetime) -> list[LineDecided]:

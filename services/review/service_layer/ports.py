@@ -36,7 +36,6 @@ __all__ = [
     "Evaluator",
     "LineDecided",
     "LineQuery",
-    "NoDecisionMetrics",
     "ProviderOutcomeRepository",
     "QueueDepth",
     "ReviewerRepository",
@@ -298,10 +297,3 @@ class DecisionMetrics(abc.ABC):
     def decided(self, lines: Sequence[LineDecided]) -> None:
         """Count lines whose determination has just been committed (called after the commit, so a
         rolled-back decision is never counted)."""
-
-
-class NoDecisionMetrics(DecisionMetrics):
-    """Counts nothing (tests, tools)."""
-
-    def decided(self, lines: Sequence[LineDecided]) -> None:
-        return None

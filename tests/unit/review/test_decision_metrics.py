@@ -18,23 +18,30 @@ from services.review.domain.deadlines import ClockEngine
 from services.review.domain.task import DecisionInput
 from services.review.domain.workflow import Decision, Role
 from services.review.service_layer.handlers import ReviewHandlers
-from services.review.service_layer.ports import DecisionMetrics, LineDecided
+from services.review.service_layer.ports import LineDecided
 from services.review.service_layer.workflow import ReviewWorkflow
-from tests.fakes.review import FakeDuplicateChecker, FakeEvaluator, FakeUnitOfWork, FixedClock, ReviewStore
+from tests.fakes.review import (
+    FakeDuplicateChecker,
+    FakeEvaluator,
+    FakeUnitOfWork,
+    FixedClock,
+    RecordingDecisionMetrics,
+    ReviewStore,
+)
 from tests.unit.review.test_workflow_use_cases import DENY, LEASE, T0, Review, clocks, pend, reviewer
 
 __all__ = ["clocks"]  # the fixture, imported for pytest
 
 
-class Both(DecisionMetrics):
+class Both(RecordingDecisionMetrics):
     """Keeps what it is told and passes it to the Prometheus adapter."""
 
     def __init__(self, prometheus: PrometheusDecisions) -> None:
-        self.lines: list[LineDecided] = []
+        super().__init__()
         self.prometheus = prometheus
 
     def decided(self, lines: Sequence[LineDecided]) -> None:
-        self.lines.extend(lines)
+        super().decided(lines)
         self.prometheus.decided(lines)
 
 
