@@ -586,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         ratios["library_vs_durable_rules_raw"] = rules["ratio_vs_raw"]
         ratios["line_evals_vs_durable_rules_raw"] = round(results["throughput"]["end_to_end_per_s"]
                                                           / rules["raw_per_s"], 3)
-    Path(args.output).write_text(json.dumps(results, indent=2))
+    Path(args.output).write_text(json.dumps(results, indent=2, default=str))  # paths among the parameters
     render(results, console)
     console.print(f"results written to {args.output}")
     return 0

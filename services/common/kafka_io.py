@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, NewTopic
@@ -232,3 +232,20 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int,
             pass
     finally:
         admin.close()
+
+
+def consumer_lag(consumer: object, timeout_ms: int = 1000) -> dict[TopicPartition, int]:
+    """Records not yet consumed on each partition ``consumer`` (kafka-python's) holds: the end offsets
+    the broker reports minus the consumer's positions. Bounded by ``timeout_ms``; raises KafkaError
+    when the broker does not answer. Call it on the consumer's own thread."""
+    client: Any = consumer
+    assigned = list(client.assignment())
+    if not assigned:
+        return {}
+    ends = client.end_offsets(assigned, timeout_ms=timeout_ms)
+    lags: dict[TopicPartition, int] = {}
+    for tp in assigned:
+        position = client.position(tp, timeout_ms=timeout_ms)
+        if tp in ends and position is not None:
+            lags[TopicPartition(tp.topic, tp.partition)] = max(0, int(ends[tp]) - int(position))
+    return lags

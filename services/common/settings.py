@@ -46,6 +46,9 @@ SERVICES = ("intake", "review", "authorization")
 #: Default gRPC ports, one per service.
 DEFAULT_PORTS = {"intake": 50051, "review": 50052, "authorization": 50053}
 
+#: Default ports of the Prometheus /metrics listeners, one per process (deploy/prometheus scrapes them).
+DEFAULT_METRICS_PORTS = {"intake": 9101, "review": 9102, "authorization": 9103, "workbench": 9104}
+
 
 class SettingsError(ConfigurationError):
     """Settings the service cannot use; ``str()`` is one ``VARIABLE: problem`` line per problem."""
@@ -65,6 +68,10 @@ def _address(value: str) -> str:
     if match is None or int(match.group(2)) > 65535:  # port 0: bind any free port
         raise ValueError(f"expected host:port, got {value!r}")
     return value.strip()
+
+
+def _metrics_address(value: str) -> str:
+    return "off" if value.strip().lower() == "off" else _address(value)
 
 
 def _addresses(value: str) -> str:
@@ -120,6 +127,8 @@ def _existing_directory(value: Path) -> Path:
 
 Address = Annotated[str, AfterValidator(_address)]
 Addresses = Annotated[str, AfterValidator(_addresses)]
+#: host:port of a Prometheus /metrics listener, or "off".
+MetricsAddress = Annotated[str, AfterValidator(_metrics_address)]
 DatabaseUrl = Annotated[str, AfterValidator(_database_url)]
 TopicPrefix = Annotated[str, AfterValidator(_topic_prefix)]
 # Paths come as text from the environment: converted (not strict), then checked.
@@ -253,6 +262,22 @@ class PlatformSettings(_Environment):
         "UR_HEALTH_CONSUMER_STALL_S", 60.0,
         "The Kafka consumer counts as stalled (health NOT_SERVING for service \"\") when it has not polled, or "
         "has held no partition, for this many seconds.")
+    metrics_port_file: AnyPath | None = setting(
+        "UR_METRICS_PORT_FILE", None,
+        "File the process writes the port its Prometheus /metrics listener bound to, once it serves (how a "
+        "supervisor learns a port chosen with port 0).")
+    metrics_interval_s: Seconds = setting(
+        "UR_METRICS_INTERVAL_S", 15.0,
+        "Seconds between updates of the metrics read from the database and the broker (queue depth, tasks at "
+        "risk, outbox backlog, consumer lag); about Prometheus' scrape interval.")
+    otlp_traces_endpoint: str | None = setting(
+        "UR_OTLP_TRACES_ENDPOINT", None,
+        "OTLP/HTTP endpoint the process exports OpenTelemetry trace spans to (e.g. "
+        "http://otel-collector:4318/v1/traces). Unset: tracing is off (no spans are made, nothing is exported).")
+    trace_sample_ratio: Annotated[float, Field(ge=0, le=1)] = setting(
+        "UR_TRACE_SAMPLE_RATIO", 1.0,
+        "Share of new traces recorded when tracing is on (a call or event that arrives traced follows its "
+        "caller's choice); between 0 and 1.")
 
     # Kafka over TLS: declared in this order, each checked against the ones before it.
     kafka_security_protocol: KafkaProtocol = setting(
@@ -337,6 +362,7 @@ class ServiceSettings(PlatformSettings):
     service: ClassVar[str]
     database_url: str | None = None
     grpc_listen: str = ""
+    metrics_listen: str = "off"
 
     @property
     def database(self) -> str:
@@ -376,6 +402,9 @@ class IntakeSettings(ServiceSettings):
         "UR_INTAKE_DATABASE_URL", None, "SQLAlchemy URL of intake's database (default: SQLite under UR_VAR_DIR).")
     grpc_listen: Address = setting("UR_INTAKE_GRPC_LISTEN", "127.0.0.1:50051", "Address the intake gRPC server "
                                                                                "binds.")
+    metrics_listen: MetricsAddress = setting(
+        "UR_INTAKE_METRICS_LISTEN", "127.0.0.1:9101",
+        "Address of intake's Prometheus /metrics listener (port 0: any free port; off: none).")
     members_seed: ExistingFile | None = setting(
         "UR_INTAKE_MEMBERS_SEED", None,
         "YAML file of members and coverage loaded into intake's database at start (upsert).")
@@ -396,6 +425,9 @@ class ReviewSettings(ServiceSettings):
         "UR_REVIEW_DATABASE_URL", None, "SQLAlchemy URL of review's database (default: SQLite under UR_VAR_DIR).")
     grpc_listen: Address = setting("UR_REVIEW_GRPC_LISTEN", "127.0.0.1:50052", "Address the review gRPC server "
                                                                                "binds.")
+    metrics_listen: MetricsAddress = setting(
+        "UR_REVIEW_METRICS_LISTEN", "127.0.0.1:9102",
+        "Address of review's Prometheus /metrics listener (port 0: any free port; off: none).")
     criteria_dir: ExistingDirectory | None = setting(
         "UR_REVIEW_CRITERIA_DIR", None,
         "Directory of criteria YAML files (default: the library shipped with the review service).")
@@ -447,6 +479,9 @@ class AuthorizationSettings(ServiceSettings):
         "SQLAlchemy URL of authorization's database (default: SQLite under UR_VAR_DIR).")
     grpc_listen: Address = setting("UR_AUTHORIZATION_GRPC_LISTEN", "127.0.0.1:50053",
                                    "Address the authorization gRPC server binds.")
+    metrics_listen: MetricsAddress = setting(
+        "UR_AUTHORIZATION_METRICS_LISTEN", "127.0.0.1:9103",
+        "Address of authorization's Prometheus /metrics listener (port 0: any free port; off: none).")
     validity_days: Count = setting("UR_AUTHORIZATION_VALIDITY_DAYS", 90,
                                    "Validity of an authorization when the line names no end date.")
 
@@ -459,6 +494,15 @@ class WorkbenchSettings(PlatformSettings):
 
     listen: Address = setting("UR_WORKBENCH_LISTEN", "127.0.0.1:8080",
                               "Address the workbench's HTTP server binds (port 0: any free port).")
+    metrics_listen: MetricsAddress = setting(
+        "UR_WORKBENCH_METRICS_LISTEN", "127.0.0.1:9104",
+        "Address of the workbench's Prometheus /metrics listener, apart from the reviewers' port (port 0: any "
+        "free port; off: none).")
+    access_log_key: str | None = setting(
+        "UR_WORKBENCH_ACCESS_LOG_KEY", None,
+        "Secret key of the opaque member references in the workbench's access log (HMAC-SHA256 of the member "
+        "id): with the same key an auditor can tell which member a line refers to. Unset: a random key per "
+        "process, so references link lines of one process only.")
     intake_target: Address = setting("UR_INTAKE_TARGET", "127.0.0.1:50051",
                                      "Where urctl, the tools and the workbench reach intake.")
     review_target: Address = setting("UR_REVIEW_TARGET", "127.0.0.1:50052",

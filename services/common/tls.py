@@ -146,8 +146,15 @@ def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[
 
 def open_channel(target: str, security: TransportSecurity | None = None, *,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, options: ChannelOptions = ()) -> grpc.Channel:
-    """A channel to ``target``: TLS with ``security``, plaintext without."""
+    """A channel to ``target``: TLS with ``security``, plaintext without; carrying the trace on when
+    tracing is on (services/common/grpc_telemetry.py)."""
+    # Imported here: grpc_telemetry builds on grpc_server, which builds on this module.
+    from services.common.grpc_telemetry import client_interceptors
+
     merged = [*channel_options(max_message_bytes), *options]
     if security is None:
-        return grpc.insecure_channel(target, options=merged)
-    return grpc.secure_channel(target, security.channel_credentials(), options=merged)
+        channel = grpc.insecure_channel(target, options=merged)
+    else:
+        channel = grpc.secure_channel(target, security.channel_credentials(), options=merged)
+    interceptors = client_interceptors()
+    return grpc.intercept_channel(channel, *interceptors) if interceptors else channel

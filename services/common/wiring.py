@@ -16,6 +16,7 @@ from services.common import migrations
 from services.common.db import make_engine
 from services.common.events import EventHandler, IncomingEvent
 from services.common.grpc_server import Registration
+from services.common.metrics import Metrics
 from services.common.runtime import Kafka, ServiceRuntime
 from services.common.settings import ServiceSettings
 from services.common.topics import Topics
@@ -28,6 +29,8 @@ class Infrastructure:
     topics: Topics
     outbox: Table
     wakeup: threading.Event = field(default_factory=threading.Event)
+    #: The process's metrics: the runtime's, and those of the service's own adapters.
+    metrics: Metrics = field(default_factory=Metrics)
 
     def wake(self) -> None:
         """A unit of work's ``after_commit``: the relay publishes what was just committed at once."""
@@ -58,4 +61,5 @@ def assemble(infra: Infrastructure, handler: EventHandler, consumes: Sequence[st
     """The runtime around a service's handler and servicer; not started."""
     return ServiceRuntime(name=infra.settings.service, settings=infra.settings, engine=infra.engine,
                           outbox=infra.outbox, handler=handler, consumes=consumes, decoders=decoders(*event_types),
-                          registrations=[registration], on_applied=on_applied, wakeup=infra.wakeup, kafka=kafka)
+                          registrations=[registration], on_applied=on_applied, wakeup=infra.wakeup, kafka=kafka,
+                          metrics=infra.metrics)

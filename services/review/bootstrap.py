@@ -27,6 +27,7 @@ from services.review.adapters.criteria_loader import CriteriaLibrary, load_libra
 from services.review.adapters.criteria_reload import CriteriaReloader
 from services.review.adapters.holiday_calendars import load_calendars
 from services.review.adapters.notice_pdf import ReportLabNoticeRenderer
+from services.review.adapters.metrics import PrometheusDecisions, QueueSampler
 from services.review.adapters.policy_loader import DEFAULT_NO_PA_LIST, load_no_prior_auth
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.adapters.reviewers_loader import load_reviewers
@@ -84,11 +85,13 @@ def build(settings: ReviewSettings, *, clock: Clock = utcnow, duplicates: Duplic
     checker = duplicates if duplicates is not None else GrpcDuplicateChecker(
         settings.authorization_target, security=tls.from_settings(settings))
     notices = NoticeWriter(rights, infra.topics)
+    decisions = PrometheusDecisions(infra.metrics)
     handlers = ReviewHandlers(uow, infra.topics, current_evaluator(), checker, clocks, clock=clock,
                               policies=policies, current_evaluator=current_evaluator,
-                              at_risk_fraction=settings.at_risk_fraction, notices=notices)
+                              at_risk_fraction=settings.at_risk_fraction, notices=notices, metrics=decisions)
     workflow = ReviewWorkflow(uow, infra.topics, current_evaluator, clocks, clock=clock,
-                              lease_s=settings.lease_s, at_risk_fraction=settings.at_risk_fraction, notices=notices)
+                              lease_s=settings.lease_s, at_risk_fraction=settings.at_risk_fraction, notices=notices,
+                              metrics=decisions)
     if reviewers:
         workflow.directory.seed(reviewers)
         logger.info("reviewer directory: %d reviewers from %s", len(reviewers), settings.reviewers_seed)
@@ -104,6 +107,7 @@ def build(settings: ReviewSettings, *, clock: Clock = utcnow, duplicates: Duplic
     if isinstance(checker, GrpcDuplicateChecker):
         runtime.on_stop.append(checker.close)
     runtime.periodic.append(("deadline-monitor", settings.monitor_s, workflow.monitor.run))
+    runtime.samplers.append(QueueSampler(infra.engine, infra.metrics, clock=clock).sample)
     if criteria is not None and settings.criteria_reload_s > 0:
         # Stopped with the runtime's other periodic threads (the runtime's stop event ends it).
         runtime.periodic.append(("criteria-reload", settings.criteria_reload_s, criteria.check))

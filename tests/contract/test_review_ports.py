@@ -33,12 +33,14 @@ from services.common.db import make_engine
 from services.common.errors import DuplicateKey
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.grpc_server import Registration, RunningServer, create_server
+from services.common.metrics import Metrics
 from services.common.topics import Topics
 from services.review.adapters import tables
 from services.review.adapters.authorization_client import GrpcDuplicateChecker
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import load_library
 from services.review.adapters.notice_pdf import ReportLabNoticeRenderer
+from services.review.adapters.metrics import PrometheusDecisions
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.adapters.rules_engine import DurableRulesMatcher
 from services.review.bootstrap import DEFAULT_CRITERIA_DIR
@@ -51,6 +53,7 @@ from services.review.domain.notices import Notice, NoticeKind, Party, Section
 from services.review.domain.policy import LineOutcome, ProviderRecord
 from services.review.domain.task import AuditEntry, Task
 from services.review.domain.workflow import Reviewer, Role, StaleTask, TaskStatus
+from services.review.service_layer import ports
 from services.review.service_layer.lines import request_lines
 from services.review.service_layer.ports import DuplicateChecker, Evaluator, LineQuery, NoticeRenderer, UnitOfWork
 from tests.factories import lumbar_mri
@@ -60,6 +63,7 @@ from tests.fakes.review import (
     FakeEvaluator,
     FakeUnitOfWork,
     FixedClock,
+    RecordingDecisionMetrics,
     ReviewStore,
 )
 
@@ -1013,6 +1017,52 @@ class TestWallClock(ClockContract):
         return utcnow
 
 
+class DecisionMetricsContract:
+    """Every line told is counted once by who decided and its outcome; nothing a line can hold (a
+    pended line, a receipt after the decision by a skewed clock, an empty batch) makes it raise."""
+
+    def make(self) -> ports.DecisionMetrics:
+        raise NotImplementedError
+
+    def count(self, metrics: ports.DecisionMetrics, decider: str, outcome: str) -> int:
+        raise NotImplementedError
+
+    def test_counts_each_line_once_by_decider_and_outcome(self) -> None:
+        metrics = self.make()
+        line = ports.LineDecided("software", "certified_in_total", "cms-0057-f", "standard", T0, T0 + H)
+        metrics.decided([line, dataclasses.replace(line, decider="physician", outcome="not_certified")])
+        metrics.decided([line])
+        metrics.decided([])
+        assert self.count(metrics, "software", "certified_in_total") == 2
+        assert self.count(metrics, "physician", "not_certified") == 1
+        assert self.count(metrics, "nurse", "pended") == 0
+
+    def test_takes_pended_lines_and_a_skewed_clock(self) -> None:
+        metrics = self.make()
+        metrics.decided([ports.LineDecided("nurse", "pended", "", "expedited", T0, T0),
+                         ports.LineDecided("nurse", "certified_in_total", "erisa", "expedited", T0 + H, T0)])
+        assert self.count(metrics, "nurse", "pended") == 1
+        assert self.count(metrics, "nurse", "certified_in_total") == 1
+
+
+class TestRecordingDecisionMetrics(DecisionMetricsContract):
+    def make(self) -> ports.DecisionMetrics:
+        return RecordingDecisionMetrics()
+
+    def count(self, metrics: ports.DecisionMetrics, decider: str, outcome: str) -> int:
+        assert isinstance(metrics, RecordingDecisionMetrics)
+        return sum(1 for line in metrics.lines if (line.decider, line.outcome) == (decider, outcome))
+
+
+class TestPrometheusDecisions(DecisionMetricsContract):
+    def make(self) -> ports.DecisionMetrics:
+        self.registry = Metrics(process_collectors=False)
+        return PrometheusDecisions(self.registry)
+
+    def count(self, metrics: ports.DecisionMetrics, decider: str, outcome: str) -> int:
+        return int(self.registry.value("ur_review_decisions_total", {"decider": decider, "outcome": outcome}) or 0)
+
+
 def test_every_port_has_a_contract() -> None:
     """A new port gets its contract here, run against its fake and its real implementations."""
     from services.review.service_layer import ports
@@ -1022,7 +1072,8 @@ def test_every_port_has_a_contract() -> None:
                  CaseNoteRepositoryContract: ports.CaseNoteRepository,
                  NoticeRepositoryContract: ports.NoticeRepository, AppealRepositoryContract: ports.AppealRepository,
                  NoticeRendererContract: ports.NoticeRenderer,
-                 EvaluatorContract: ports.Evaluator, DuplicateCheckerContract: ports.DuplicateChecker}
+                 EvaluatorContract: ports.Evaluator, DuplicateCheckerContract: ports.DuplicateChecker,
+                 DecisionMetricsContract: ports.DecisionMetrics}
     abstract = {obj for name in ports.__all__ if isinstance(obj := getattr(ports, name), type)
                 and issubclass(obj, abc.ABC)}
     assert abstract == set(contracts.values())  # and the clock (a callable, not a class): ClockContract

@@ -491,3 +491,13 @@ class FakeDuplicateChecker(ports.DuplicateChecker):
 
 NoDuplicates = FakeDuplicateChecker
 """Review's duplicate check when nothing overlaps."""
+
+
+class RecordingDecisionMetrics(ports.DecisionMetrics):
+    """Keeps every line it is told about, in order."""
+
+    def __init__(self) -> None:
+        self.lines: list[ports.LineDecided] = []
+
+    def decided(self, lines: Sequence[ports.LineDecided]) -> None:
+        self.lines.extend(lines)

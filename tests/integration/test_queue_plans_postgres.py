@@ -13,9 +13,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, event, text
 
 from services.cli.bench_queue import populate
+from services.common.metrics import Metrics
+from services.review.adapters.metrics import QueueSampler
 from services.review.adapters.repository import SqlTaskRepository
 from services.review.domain.workflow import Role
 from services.review.service_layer.queue import CLAIM_FIRST_LOOK
@@ -134,3 +136,31 @@ def test_the_deadline_monitor_reads_only_what_it_must_act_on(review: Review) -> 
         used = assert_index_backed(plan_of(conn, *monitor)["Plan"], most_sorted=1000, what="needing_attention")
         assert {"ix_review_tasks_due_unmissed", "ix_review_tasks_at_risk_unescalated"} <= used
         assert_index_backed(plan_of(conn, *leases)["Plan"], most_sorted=1000, what="expired_leases")
+
+
+def test_the_queue_metrics_are_counted_from_indexes_alone(review: Review) -> None:
+    """The metrics' periodic pass (services/review/adapters/metrics.py): three counts that indexes
+    answer without reading a task, and the figures those counts say."""
+    metrics = Metrics(process_collectors=False)
+    sampler = QueueSampler(review.engine, metrics, clock=lambda: T0)
+    with captured(review.engine) as seen:
+        sampler.sample()
+    assert len(seen) == 3
+    with review.engine.connect() as conn:
+        for statement, parameters in seen:
+            plan = plan_of(conn, statement, parameters)["Plan"]
+            used = assert_index_backed(plan, most_sorted=OPEN, what=statement)
+            assert used <= {"ix_review_tasks_queue_order", "ix_review_tasks_status_at_risk"}, used
+            scans = [n for n in nodes(plan) if n.get("Relation Name") == "review_tasks"]
+            assert all(n["Node Type"] == "Index Only Scan" for n in scans), [n["Node Type"] for n in scans]
+        expected: dict[str, int] = {name: count for name, count in conn.execute(text(
+            "SELECT 'depth', count(*) FROM review_tasks WHERE status IN ('open', 'claimed', 'pended_information') "
+            "UNION ALL SELECT 'at_risk', count(*) FROM review_tasks WHERE status IN ('open', 'claimed', "
+            "'pended_information') AND at_risk_at <= :t0 UNION ALL SELECT 'overdue', count(*) FROM review_tasks "
+            "WHERE status IN ('open', 'claimed') AND due_at <= :t0"), {"t0": T0})}
+    shown = {name: sum(s.value for family in metrics.registry.collect() if family.name == f"ur_review_{name}"
+                       for s in family.samples)
+             for name in ("queue_depth", "tasks_at_risk", "tasks_overdue")}
+    assert shown == {"queue_depth": expected["depth"], "tasks_at_risk": expected["at_risk"],
+                     "tasks_overdue": expected["overdue"]}
+    assert shown["queue_depth"] == OPEN

@@ -101,6 +101,9 @@ Index("ix_review_tasks_assignee", review_tasks.c.assigned_to, review_tasks.c.sta
 # tasks it has to act on, however many open tasks there are.
 Index("ix_review_tasks_due_unmissed", review_tasks.c.status, review_tasks.c.due_at,
       postgresql_where=review_tasks.c.missed_at.is_(None), sqlite_where=review_tasks.c.missed_at.is_(None))
+# The metrics' count of tasks at risk (services/review/adapters/metrics.py): undecided tasks whose
+# at-risk time has come, escalated or not.
+Index("ix_review_tasks_status_at_risk", review_tasks.c.status, review_tasks.c.at_risk_at, review_tasks.c.urgency_rank)
 Index("ix_review_tasks_at_risk_unescalated", review_tasks.c.status, review_tasks.c.at_risk_at,
       postgresql_where=review_tasks.c.escalated_at.is_(None), sqlite_where=review_tasks.c.escalated_at.is_(None))
 

@@ -30,7 +30,7 @@ from services.review.domain.task import DecisionInput
 from services.review.service_layer.clocks import follow_clock
 from services.review.service_layer.determinations import announce_line, decided_line, line_of
 from services.review.service_layer.notices import NoticeWriter, appeal_rights_proto
-from services.review.service_layer.ports import UnitOfWork
+from services.review.service_layer.ports import DecisionMetrics, LineDecided, UnitOfWork
 from services.review.service_layer.preamble import identify, load_task, use_case
 from services.review.service_layer.submitted import service_line
 from services.review.service_layer.views import TaskView, task_view
@@ -40,10 +40,12 @@ logger = logging.getLogger(__name__)
 
 class Decisions:
     def __init__(self, uow_factory: Callable[[], UnitOfWork], topics: Topics, clocks: ClockEngine, *,
-                 clock: Clock, at_risk_fraction: float = 0.2, notices: NoticeWriter | None = None) -> None:
+                 clock: Clock, at_risk_fraction: float = 0.2, notices: NoticeWriter | None = None,
+                 metrics: DecisionMetrics | None = None) -> None:
         """``notices``: who writes the notices of decisions (None: none are written, as in tests that
-        look elsewhere)."""
+        look elsewhere); ``metrics``: where decisions are counted (None: nowhere)."""
         self._uow = uow_factory
+        self._metrics = metrics
         self._topics = topics
         self._clocks = clocks
         self._now = clock
@@ -97,6 +99,9 @@ class Decisions:
                                           appeal.forwarded_to))
                 self._notices.for_lines(uow, case, request, out.determination_id, [line], now, appeal=decided)
             uow.commit()
+            if self._metrics is not None:
+                self._metrics.decided([LineDecided(me.role.value, wf.ACTION_OF[d.decision], case.regime,
+                                                   case.urgency, case.received_at, now)])
             view = task_view(uow, load_task(uow, task_id), me)
         logger.info("task %s: %s by %s (%s)", task_id, d.decision.value, me.reviewer_id, me.role.value)
         return view, out

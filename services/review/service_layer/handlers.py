@@ -35,7 +35,14 @@ from services.review.service_layer.determinations import (
 )
 from services.review.service_layer.lines import line_facts
 from services.review.service_layer.notices import NoticeWriter
-from services.review.service_layer.ports import DuplicateChecker, Evaluator, LineQuery, UnitOfWork
+from services.review.service_layer.ports import (
+    DecisionMetrics,
+    DuplicateChecker,
+    Evaluator,
+    LineDecided,
+    LineQuery,
+    UnitOfWork,
+)
 from services.review.service_layer.submitted import clock_request, date_of, facts_of
 
 logger = logging.getLogger(__name__)
@@ -44,6 +51,7 @@ CONSUMER_NAME = "review"
 LOB = types_pb2.LineOfBusiness
 URGENCY = types_pb2.Urgency
 REVIEW_TYPE = types_pb2.ReviewType
+ACTION = types_pb2.ActionCode
 
 
 @dataclass(frozen=True)
@@ -98,10 +106,12 @@ class ReviewHandlers:
     def __init__(self, uow_factory: Callable[[], UnitOfWork], topics: Topics, evaluator: Evaluator,
                  duplicates: DuplicateChecker, clocks: ClockEngine, *, clock: Clock,
                  policies: Policies | None = None, current_evaluator: Callable[[], Evaluator] | None = None,
-                 at_risk_fraction: float = 0.2, notices: NoticeWriter | None = None) -> None:
+                 at_risk_fraction: float = 0.2, notices: NoticeWriter | None = None,
+                 metrics: DecisionMetrics | None = None) -> None:
         """``current_evaluator``, when given, is asked once per batch for the evaluator to use (the
         criteria library may be reloaded while the service runs); otherwise ``evaluator`` is.
-        ``at_risk_fraction``: a task is at risk once less than this share of its clock is left."""
+        ``at_risk_fraction``: a task is at risk once less than this share of its clock is left;
+        ``metrics`` counts the lines decided."""
         self._clocks = clocks
         self._now = clock
         self._at_risk = at_risk_fraction
@@ -111,6 +121,7 @@ class ReviewHandlers:
         self._duplicates = duplicates
         self._policies = policies or Policies()
         self._notices = notices
+        self._metrics = metrics
 
     # -- events --------------------------------------------------------------------------------
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
@@ -158,6 +169,11 @@ class ReviewHandlers:
         if decided:
             queued = sum(len(d.tasks) for d in decided)
             logger.info("decided %d requests (%d lines queued for review)", len(decided), queued)
+            if self._metrics is not None:
+                self._metrics.decided([
+                    LineDecided("software", to_name(ACTION, line.action_code) or "unspecified", d.case.regime,
+                                d.case.urgency, d.case.received_at, d.case.created_at)
+                    for d in decided for line in d.event.determination.lines])
 
     def _assess(self, event: IncomingEvent, evaluator: Evaluator) -> _Assessed:
         """The no-PA list and criteria applied to each line of a request (no I/O)."""

@@ -34,8 +34,10 @@ __all__ = [
     "CaseNoteRepository",
     "CaseRepository",
     "Clock",
+    "DecisionMetrics",
     "DuplicateChecker",
     "Evaluator",
+    "LineDecided",
     "LineQuery",
     "NoticeRenderer",
     "NoticeRepository",
@@ -322,3 +324,27 @@ class DuplicateChecker(abc.ABC):
         """For each (member id, lines), in order: line number -> numbers of the member's active
         authorizations for the line's code whose validity overlaps the line's dates. Lines without
         any are absent. Raises TransientError when the answer cannot be had now."""
+
+
+@dataclass(frozen=True)
+class LineDecided:
+    """A line's determination, as committed and announced: who decided it (``software``, or the
+    reviewer's role: ``nurse``, ``physician``, ``adjuster``), its action (``certified_in_total``,
+    ``pended``, ``not_certified``... the ActionCode's name), the request's regulatory regime and
+    urgency, and when the request was received and the line decided. No identifiers."""
+
+    decider: str
+    outcome: str
+    regime: str
+    urgency: str
+    received_at: dt.datetime
+    decided_at: dt.datetime
+
+
+class DecisionMetrics(abc.ABC):
+    """Where decisions are counted (adapters/metrics.py: Prometheus)."""
+
+    @abc.abstractmethod
+    def decided(self, lines: Sequence[LineDecided]) -> None:
+        """Count lines whose determination has just been committed (called after the commit, so a
+        rolled-back decision is never counted)."""

@@ -24,7 +24,7 @@ from services.review.service_layer.monitor import Monitor
 from services.review.service_layer.notices import NoticeQueries, NoticeWriter
 from services.review.service_layer.oversight import Oversight
 from services.review.service_layer.peer_to_peer import PeerToPeer
-from services.review.service_layer.ports import Evaluator, UnitOfWork
+from services.review.service_layer.ports import DecisionMetrics, Evaluator, UnitOfWork
 from services.review.service_layer.queue import Queue
 from services.review.service_layer.updates import Updates
 from services.review.service_layer.urgency import TaskUrgency
@@ -37,19 +37,21 @@ class ReviewWorkflow:
 
     def __init__(self, uow_factory: Callable[[], UnitOfWork], topics: Topics, evaluator: Callable[[], Evaluator],
                  clocks: ClockEngine, *, lease_s: float = 900.0, clock: Clock, at_risk_fraction: float = 0.2,
-                 notices: NoticeWriter | None = None, rights: AppealRights | None = None) -> None:
+                 notices: NoticeWriter | None = None, rights: AppealRights | None = None,
+                 metrics: DecisionMetrics | None = None) -> None:
         """``notices`` writes the notices of decisions (None: none, as some unit tests want); ``rights``
         is the appeal rights table (default: the notice writer's)."""
         rights = rights if rights is not None else (notices.rights if notices is not None else None)
         self.directory = Directory(uow_factory, clock=clock)
         self.queue = Queue(uow_factory, clock=clock, lease_s=lease_s)
         self.decisions = Decisions(uow_factory, topics, clocks, clock=clock, at_risk_fraction=at_risk_fraction,
-                                   notices=notices)
+                                   notices=notices, metrics=metrics)
         self.peer_to_peer = PeerToPeer(uow_factory, clock=clock)
         self.deadlines = DeadlineExtensions(uow_factory, clocks, clock=clock, at_risk_fraction=at_risk_fraction,
                                             notices=notices)
         self.information = Information(uow_factory, topics, evaluator, clocks, clock=clock,
-                                       at_risk_fraction=at_risk_fraction, notices=notices)
+                                       at_risk_fraction=at_risk_fraction, notices=notices,
+                                       metrics=metrics)
         self.updates = Updates(uow_factory, topics, evaluator, clocks, clock=clock, at_risk_fraction=at_risk_fraction,
                                notices=notices)
         self.appeals = Appeals(uow_factory, clocks, rights, clock=clock, at_risk_fraction=at_risk_fraction) \

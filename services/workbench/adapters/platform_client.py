@@ -21,6 +21,7 @@ from ur.review.v1 import review_pb2, review_pb2_grpc
 
 from services.common.errors import FieldViolation, ServiceError, Unavailable, ValidationFailed
 from services.common.grpc_errors import STATUS_OF
+from services.common.grpc_telemetry import aio_client_interceptors
 from services.workbench.service_layer.ports import Platform
 
 T = TypeVar("T")
@@ -65,7 +66,8 @@ class GrpcPlatform(Platform):
 
     def _open(self) -> None:
         if not self._channels:
-            self._channels = [grpc.aio.insecure_channel(t) for t in self._targets]
+            self._channels = [grpc.aio.insecure_channel(t, interceptors=aio_client_interceptors())
+                              for t in self._targets]
 
     @property
     def _intake(self) -> intake_pb2_grpc.IntakeServiceAsyncStub:
