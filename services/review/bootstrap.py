@@ -26,8 +26,8 @@ from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import CriteriaLibrary, load_library
 from services.review.adapters.criteria_reload import CriteriaReloader
 from services.review.adapters.holiday_calendars import load_calendars
-from services.review.adapters.notice_pdf import ReportLabNoticeRenderer
 from services.review.adapters.metrics import PrometheusDecisions, QueueSampler
+from services.review.adapters.notice_pdf import ReportLabNoticeRenderer
 from services.review.adapters.policy_loader import DEFAULT_NO_PA_LIST, load_no_prior_auth
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.adapters.reviewers_loader import load_reviewers

@@ -39,8 +39,8 @@ from services.review.adapters import tables
 from services.review.adapters.authorization_client import GrpcDuplicateChecker
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import load_library
-from services.review.adapters.notice_pdf import ReportLabNoticeRenderer
 from services.review.adapters.metrics import PrometheusDecisions
+from services.review.adapters.notice_pdf import ReportLabNoticeRenderer
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.adapters.rules_engine import DurableRulesMatcher
 from services.review.bootstrap import DEFAULT_CRITERIA_DIR
