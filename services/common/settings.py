@@ -410,6 +410,29 @@ class IntakeSettings(ServiceSettings):
         "YAML file of members and coverage loaded into intake's database at start (upsert).")
     max_wait_ms: Annotated[int, Field(ge=0)] = setting(
         "UR_INTAKE_MAX_WAIT_MS", 15000, "Upper bound on SubmitRequest.wait_ms (Da Vinci PAS targets 15 s).")
+    subscriptions_metrics_listen: MetricsAddress = setting(
+        "UR_INTAKE_SUBSCRIPTIONS_METRICS_LISTEN", "127.0.0.1:9106",
+        "Address of the Prometheus /metrics listener of intake's subscription worker (ur-intake-subscriptions, "
+        "which sends the FHIR Subscription notifications) (port 0: any free port; off: none).")
+    subscriptions_retry_first_s: Seconds = setting(
+        "UR_INTAKE_SUBSCRIPTIONS_RETRY_FIRST_S", 5.0,
+        "Seconds before the first retry of a notification a subscriber's endpoint did not accept; doubled after "
+        "each further failure, up to UR_INTAKE_SUBSCRIPTIONS_RETRY_MAX_S. Notifications are retried until "
+        "accepted.")
+    subscriptions_retry_max_s: Seconds = setting(
+        "UR_INTAKE_SUBSCRIPTIONS_RETRY_MAX_S", 300.0, "Longest wait between retries of a notification.")
+    subscriptions_hold_s: Seconds = setting(
+        "UR_INTAKE_SUBSCRIPTIONS_HOLD_S", 120.0,
+        "Seconds a notification of an approval waits for its authorization numbers before it is sent without "
+        "them (the authorization service issues them within a second when it runs).")
+    subscriptions_poll_s: Seconds = setting(
+        "UR_INTAKE_SUBSCRIPTIONS_POLL_S", 1.0,
+        "How often the subscription worker looks for notifications due (retries, heartbeats) when nothing "
+        "woke it.")
+    subscriptions_plain_http: bool = setting(
+        "UR_INTAKE_SUBSCRIPTIONS_PLAIN_HTTP", False,
+        "Let subscribers name plain http:// endpoints (notifications carry PHI: development and tests only); "
+        "off: https:// only.")
     fact_catalog: ExistingFile | None = setting(
         "UR_INTAKE_FACT_CATALOG", None,
         "The clinical-fact catalog (types and units of the criteria's facts) intake checks facts against "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -121,6 +123,57 @@ appeals = Table(
     Column("forwarded_to", String(300), nullable=False, server_default=""),
     UniqueConstraint("request_id", "line_number", name="uq_appeals_request_line"),
 )
+
+# FHIR Subscriptions (R4 backport) to the PAS topic, per organization, and the notifications owed to them
+# (migration 0006; services/intake/interop/subscriptions).
+fhir_subscriptions = Table(
+    "fhir_subscriptions", metadata,
+    Column("subscription_id", String(36), primary_key=True),
+    Column("owner", String(100), nullable=False, index=True),
+    Column("status", String(20), nullable=False),
+    Column("reason", String(1000), nullable=False),
+    Column("org_identifier", String(80), nullable=True),
+    Column("endpoint", String(2000), nullable=False),
+    # JSON list of "Name: value" lines, as the subscriber gave them.
+    Column("headers", Text, nullable=False),
+    Column("heartbeat_period_s", Integer, nullable=True),
+    Column("timeout_s", Integer, nullable=False),
+    Column("end_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("events_since_start", BigInteger, nullable=False),
+    Column("handshake_at", DateTime(timezone=True), nullable=True),
+    Column("last_delivered_at", DateTime(timezone=True), nullable=True),
+    Column("failures", Integer, nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=True),
+    Column("leased_until", DateTime(timezone=True), nullable=True),
+    Column("error", String(300), nullable=False),
+)
+Index("ix_fhir_subscriptions_due_at", fhir_subscriptions.c.due_at)
+
+fhir_notifications = Table(
+    "fhir_notifications", metadata,
+    Column("notification_id", BigIntId, primary_key=True, autoincrement=True),
+    Column("subscription_id", String(36), ForeignKey("fhir_subscriptions.subscription_id", ondelete="CASCADE"),
+           nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("request_id", String(36), nullable=False),
+    Column("determination_id", String(36), nullable=False),
+    Column("state", String(10), nullable=False),
+    # Held: the certified lines ("1,2") whose authorization the result waits for.
+    Column("awaiting", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("event_number", BigInteger, nullable=True),
+    # The PAS response Bundle (JSON) the notification carries, fixed when it is released.
+    Column("focus", LargeBinary, nullable=True),
+    Column("released_at", DateTime(timezone=True), nullable=True),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("subscription_id", "event_id", name="uq_fhir_notifications_subscription_event"),
+)
+Index("ix_fhir_notifications_line", fhir_notifications.c.subscription_id, fhir_notifications.c.state,
+      fhir_notifications.c.event_number)
+Index("ix_fhir_notifications_held", fhir_notifications.c.state, fhir_notifications.c.request_id,
+      fhir_notifications.c.created_at)
+Index("ix_fhir_notifications_delivered_at", fhir_notifications.c.delivered_at)
 
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)

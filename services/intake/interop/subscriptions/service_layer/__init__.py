@@ -1,0 +1,1 @@
+"""Subscriptions' use cases and the ports they depend on."""
