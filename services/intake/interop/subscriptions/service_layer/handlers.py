@@ -201,7 +201,11 @@ class NotificationRecorder:
         now = self._now()
         with self._uow() as uow:
             done = uow.already_processed(CONSUMER_NAME, [e.event_id for e, _ in facts])
-            fresh = [(e, f) for e, f in facts if e.event_id not in done]
+            fresh = []
+            for event, fact in facts:
+                if event.event_id not in done:  # new, and (should the loop not have) its copies dropped
+                    done.add(event.event_id)
+                    fresh.append((event, fact))
             known = uow.results.requests(sorted({f.request_id for _, f in fresh if f is not None}))
             owners = sorted({k.submitter for k in known.values() if k.submitter and k.pas})
             subs = [s for s in uow.subscriptions.of_owners(owners) if s.live(now)] if owners else []
