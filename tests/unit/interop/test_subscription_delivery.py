@@ -5,6 +5,7 @@ after the period, the status a subscriber reads. Time is the fake clock's."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
@@ -224,8 +225,7 @@ def test_a_deleted_subscription_is_owed_nothing_more() -> None:
 def test_a_subscription_past_its_end_turns_off_and_is_sent_nothing() -> None:
     world = World()
     sub = world.service.create(ORG_A, asked())
-    world.store.subscriptions[sub.subscription_id] = type(sub)(**{
-        **sub.__dict__, "end": world.clock() + dt.timedelta(seconds=10)})
+    world.store.subscriptions[sub.subscription_id] = replace(sub, end=world.clock() + dt.timedelta(seconds=10))
     world.deliver()
     world.clock.advance(10)
     world.decide(world.request(), A1)
