@@ -10,9 +10,9 @@ import pytest
 
 from tests.conftest import REPO
 
-LAYERS = sorted(p for service in ("intake", "review", "authorization")
+LAYERS = sorted(p for package in ("intake", "review", "authorization", "intake/interop/subscriptions")
                 for layer in ("domain", "service_layer")
-                for p in (REPO / "services" / service / layer).rglob("*.py"))
+                for p in (REPO / "services" / package / layer).rglob("*.py"))
 DATETIME_READS = {"now", "utcnow", "today"}  # on datetime / date
 TIME_READS = {"time", "time_ns", "localtime", "gmtime"}  # on the time module
 WALL_CLOCK_IMPORTS = {"utcnow"}
