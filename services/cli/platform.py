@@ -51,6 +51,10 @@ SERVICES = settings.SERVICES
 #: Where `make run` serves the workbench.
 WORKBENCH_PORT = 8080
 
+#: Intake's subscription worker (a process of its own, on intake's database) and its metrics port.
+SUBSCRIPTIONS = "intake-subscriptions"
+SUBSCRIPTIONS_METRICS_PORT = 9106
+
 #: Services that are started with another one's address (review asks authorization about duplicates).
 NEEDS_ADDRESS_OF = {"review": ("authorization",)}
 
@@ -311,10 +315,34 @@ class Platform:
         self.bound["workbench"] = int(port_file.read_text(encoding="ascii"))
         return self.workbench_url()
 
+    # -- intake's subscription worker (FHIR Subscription notifications) ---------------------------------
+    def start_subscriptions(self, timeout_s: float = 60.0) -> None:
+        """Start ``ur-intake-subscriptions`` on intake's database and settings (intake must have
+        migrated it: call after :meth:`wait_healthy`) and wait until it runs (it reports its metrics
+        port once it does)."""
+        process = SUBSCRIPTIONS
+        port_file = self.metrics_port_file(process)
+        port_file.unlink(missing_ok=True)
+        env = self.env_for("intake")
+        listen = self.metrics_bound.get(process) or (0 if self.ports["intake"] == 0 else SUBSCRIPTIONS_METRICS_PORT)
+        env.update({"UR_INTAKE_SUBSCRIPTIONS_METRICS_LISTEN": f"127.0.0.1:{listen}",
+                    "UR_METRICS_PORT_FILE": str(port_file)})
+        env.pop("UR_GRPC_PORT_FILE", None)  # intake's: the worker serves no gRPC
+        log = self.log_path(process).open("ab")
+        self.procs[process] = subprocess.Popen(
+            [sys.executable, "-m", "services.intake.entrypoints.fhir_subscriptions_worker"], env=env, stdout=log,
+            stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while not port_file.exists():
+            self._check_alive(process, f"reported no metrics port in {port_file} within {timeout_s:.0f}s", deadline)
+            time.sleep(0.05)
+        self.metrics_bound[process] = int(port_file.read_text(encoding="ascii"))
+
     def metrics_urls(self) -> dict[str, str]:
         """Each running process's /metrics URL (those with metrics on)."""
         found = {}
-        for process in (*SERVICES, "workbench"):
+        for process in (*SERVICES, SUBSCRIPTIONS, "workbench"):
             if process in self.procs:
                 with contextlib.suppress(RuntimeError):
                     found[process] = self.metrics_url(process)
@@ -439,6 +467,7 @@ def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
         platform.wait_healthy()
     where = ", ".join(f"{s} {platform.target(s)}" for s in SERVICES)
     console.print(f"[green]all three services are SERVING[/green]: {where}")
+    platform.start_subscriptions()
     workbench = platform.start_workbench()
     console.print(f"[green]the workbench serves on {workbench}/[/green]")
     console.print("Prometheus metrics: " + ", ".join(f"{p} {url}" for p, url in platform.metrics_urls().items())

@@ -27,6 +27,9 @@ from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
+#: What ``make run`` starts: the three services, intake's subscription worker, the workbench.
+MAKE_RUN = (*SERVICES, "intake-subscriptions", "workbench")
+
 
 def services_of(supervisor: int) -> dict[int, str]:
     """pid → command of every process started with UR_SUPERVISOR_PID=supervisor."""
@@ -63,15 +66,16 @@ def launch(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 
 
 def serving(var_dir: Path, supervisor: subprocess.Popen[bytes], log: Path,
-            started: tuple[str, ...] = (*SERVICES, "workbench")) -> dict[int, str]:
-    """Wait until the ``started`` processes (the three services and, for ``make run``, the workbench)
-    report their ports (they serve); their pids and commands."""
+            started: tuple[str, ...] = MAKE_RUN) -> dict[int, str]:
+    """Wait until the ``started`` processes (the three services and, for ``make run``, intake's
+    subscription worker and the workbench) report their ports (they serve); their pids and commands."""
     ports = var_dir / "ports"
 
     def reported() -> bool:
         if supervisor.poll() is not None:
             raise AssertionError(f"the supervisor exited with {supervisor.returncode}:\n{log.read_text()[-3000:]}")
-        return all((ports / f"{s}.port").exists() for s in started)
+        # The subscription worker serves no API: its metrics port says it runs.
+        return all((ports / f"{s}.port").exists() or (ports / f"{s}.metrics.port").exists() for s in started)
 
     wait_until(reported, 120, what=f"{', '.join(started)} to serve", interval_s=0.2)
     found = services_of(supervisor.pid)
@@ -92,7 +96,7 @@ def alive(pid: int) -> bool:
 
 
 def run_and_end(args: list[str], env: dict[str, str], var_dir: Path, log: Path, signum: int,
-                started: tuple[str, ...] = (*SERVICES, "workbench")) -> int:
+                started: tuple[str, ...] = MAKE_RUN) -> int:
     """Start a supervisor, wait until its services serve, send it ``signum``; its exit status, once no
     service of it is left."""
     supervisor = launch(args, env, log)
@@ -149,8 +153,8 @@ def test_ending_make_itself_ends_make_run(tmp_path: Path, kafka_bootstrap: str, 
                    or make.poll(), 120, what="make run's services and workbench to serve", interval_s=0.2)
         assert make.poll() is None, log.read_text()[-3000:]
         started = {pid: command for pid, command in processes_with(f"UR_VAR_DIR={var_dir}").items()
-                   if pid != make.pid}  # the platform, its three services and the workbench
-        assert len(started) == 5, started
+                   if pid != make.pid}  # the platform, its three services, the worker and the workbench
+        assert len(started) == 6, started
         assert sum("services.cli.platform" in c for c in started.values()) == 1, started
         if to_group:
             os.killpg(make.pid, signum)
