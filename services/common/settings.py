@@ -429,6 +429,11 @@ class IntakeSettings(ServiceSettings):
         "UR_INTAKE_SUBSCRIPTIONS_POLL_S", 1.0,
         "How often the subscription worker looks for notifications due (retries, heartbeats) when nothing "
         "woke it.")
+    subscriptions_pas_database_url: DatabaseUrl | None = setting(
+        "UR_INTAKE_SUBSCRIPTIONS_PAS_DATABASE_URL", None,
+        "SQLAlchemy URL of the FHIR door's own database, where it keeps the PAS Bundles requests came in: the "
+        "subscription worker reads them to answer (the door's UR_FHIR_DATABASE_URL; default: SQLite fhir.db "
+        "under UR_VAR_DIR, the door's default).")
     subscriptions_plain_http: bool = setting(
         "UR_INTAKE_SUBSCRIPTIONS_PLAIN_HTTP", False,
         "Let subscribers name plain http:// endpoints (notifications carry PHI: development and tests only); "

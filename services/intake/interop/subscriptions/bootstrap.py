@@ -18,7 +18,8 @@ from services.common.db import make_engine
 from services.common.errors import ConfigurationError
 from services.common.metrics import Metrics
 from services.common.runtime import Kafka
-from services.common.settings import IntakeSettings
+from services.common.settings import IntakeSettings, sqlite_url
+from services.intake.interop.subscriptions.adapters.door_submissions import DoorSubmissions
 from services.intake.interop.subscriptions.adapters.http_sender import HttpSender
 from services.intake.interop.subscriptions.adapters.repository import SqlSubscriptionsUnitOfWork
 from services.intake.interop.subscriptions.adapters.results import PasSubmissions, no_submissions
@@ -77,14 +78,21 @@ def wait_for_schema(engine: Engine, timeout_s: float = SCHEMA_WAIT_S) -> None:
 def build_worker(settings: IntakeSettings, *, clock: Clock = utcnow, submissions: PasSubmissions | None = None,
                  sender: Sender | None = None, kafka: Kafka | None = None,
                  schema_wait_s: float = SCHEMA_WAIT_S) -> Worker:
-    """The subscription worker on intake's database (once intake has migrated it), not started."""
+    """The subscription worker on intake's database (once intake has migrated it), not started;
+    ``submissions``: where the PAS request Bundles are (default: the FHIR door's database)."""
     engine = make_engine(settings.database, pool_size=8, libpq=settings.libpq_options(),
                          password_file=settings.database_password_file)
     wait_for_schema(engine, schema_wait_s)
+    engines = []
+    if submissions is None:
+        door = make_engine(settings.subscriptions_pas_database_url or sqlite_url("fhir", settings.var_dir),
+                           pool_size=4, libpq=settings.libpq_options(), password_file=settings.database_password_file)
+        submissions = DoorSubmissions(door)
+        engines.append(door)
     uow = unit_of_work(engine, submissions)
     recorder = NotificationRecorder(uow, clock=clock, pause=time.sleep)
     deliverer = Deliverer(uow, sender or HttpSender(), clock=clock,
                           backoff=Backoff(first_s=settings.subscriptions_retry_first_s,
                                           max_s=settings.subscriptions_retry_max_s),
                           hold_s=settings.subscriptions_hold_s)
-    return Worker(settings, engine, recorder, deliverer, Metrics(), kafka=kafka)
+    return Worker(settings, engine, recorder, deliverer, Metrics(), kafka=kafka, engines=engines)

@@ -72,6 +72,8 @@ class Worker:
     deliverer: Deliverer
     metrics: Metrics
     kafka: Kafka | None = None
+    #: Other engines the worker's parts hold (the FHIR door's database), disposed on stop.
+    engines: list[Engine] = field(default_factory=list)
     stop_event: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
     consumer: ConsumerLoop | None = None
@@ -184,6 +186,8 @@ class Worker:
             self.producer.flush(timeout=10)
             self.producer.close(timeout=10)
         self.engine.dispose()
+        for engine in self.engines:
+            engine.dispose()
         logger.info("subscription worker stopped")
 
     def serve_forever(self) -> None:
