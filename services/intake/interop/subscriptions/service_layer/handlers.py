@@ -355,6 +355,10 @@ class Deliverer:
                     uow.notifications.delivered(delivery.notification.notification_id, now)
                 more = uow.notifications.head(sub.subscription_id) is not None
                 uow.subscriptions.set_delivery(after_success(current, kind, now, more))
+                level = logging.DEBUG if kind is Kind.HEARTBEAT and not current.failures else logging.INFO
+                logger.log(level, "subscription %s: %s%s delivered%s", sub.subscription_id, kind.value,
+                           f" {delivery.notification.event_number}" if delivery.notification is not None else "",
+                           f" after {current.failures} failed attempts" if current.failures else "")
             else:
                 failed = after_failure(current, now, error, self._backoff)
                 uow.subscriptions.set_delivery(failed)
