@@ -212,6 +212,17 @@ class SubscriptionPortsContract(UnitOfWorkContract):
             assert (delivered.state, delivered.delivered_at) == (NotificationState.DELIVERED,
                                                                  T0 + dt.timedelta(seconds=1))
 
+    def test_discarded_notifications_are_gone(self, backend: Backend) -> None:
+        sub = sub_of()
+        self._add(backend, sub)
+        with backend.uow() as uow:
+            kept, dropped = uow.notifications.add([note(sub, "e1", held=True), note(sub, "e2", held=True)])
+            uow.notifications.discard([dropped.notification_id])
+            uow.notifications.discard([])
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            assert uow.notifications.of_subscription(sub.subscription_id) == [kept]
+
     def test_deleting_a_subscription_drops_what_it_was_owed(self, backend: Backend) -> None:
         sub, other = sub_of(n=1), sub_of(n=2)
         self._add(backend, sub, other)

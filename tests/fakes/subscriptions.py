@@ -147,6 +147,10 @@ class FakeNotificationRepository(ports.NotificationRepository):
                 n, state=NotificationState.PENDING, event_number=r.event_number, focus=r.focus,
                 released_at=r.released_at)
 
+    def discard(self, notification_ids: Sequence[int]) -> None:
+        for notification_id in notification_ids:
+            self.store.notifications.pop(notification_id, None)
+
     def head(self, subscription_id: str) -> Notification | None:
         pending = [n for n in self.store.notifications.values()
                    if n.subscription_id == subscription_id and n.state is NotificationState.PENDING]

@@ -4,6 +4,8 @@ and held until an approval's authorization numbers are in intake's records."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from services.common.errors import TransientError
@@ -20,6 +22,7 @@ from tests.unit.interop.subscription_fixtures import (
     authorizations,
     determination,
     determination_id_of,
+    pas_bundle,
 )
 
 
@@ -63,12 +66,39 @@ def test_a_determination_that_only_pends_notifies_nobody(actions: tuple[int, ...
     assert world.store.notifications == {}
 
 
-def test_requests_that_did_not_come_as_pas_bundles_or_that_nobody_submitted_notify_nobody() -> None:
+def test_requests_that_nobody_submitted_notify_nobody() -> None:
     world = World()
     world.service.create(ORG_A, asked())
-    world.consume(determination(world.request(ORG_A, pas=False), A3),
-                  determination(world.request(""), A3))
+    world.consume(determination(world.request(""), A3))
     assert world.store.notifications == {}
+
+
+def test_a_request_without_a_pas_bundle_is_held_then_discarded() -> None:
+    world = World()
+    world.service.create(ORG_A, asked())
+    request_id = world.request(ORG_A, pas=False)  # submitted over gRPC or X12 by the same organization
+    world.consume(determination(request_id, A3))
+    assert states(world) == [(request_id, NotificationState.HELD, None)]
+    world.clock.advance(121)
+    assert world.deliverer.release_overdue() == 0
+    assert world.store.notifications == {}
+    assert world.service.search(ORG_A)[0].events_since_start == 0
+
+
+def test_a_decision_before_the_door_recorded_the_bundle_is_sent_once_it_has() -> None:
+    world = World()
+    world.service.create(ORG_A, asked())
+    world.deliver()
+    request_id = world.request(ORG_A, pas=False)
+    world.consume(determination(request_id, A3))  # decided between intake's answer and the door's record
+    facts = world.store.requests[request_id]
+    world.store.requests[request_id] = replace(facts, pas=True)
+    world.store.bundles[request_id] = pas_bundle(request_id)
+    world.clock.advance(121)
+    assert world.deliverer.release_overdue() == 1
+    world.deliver()
+    [notification] = world.endpoint.of_kind("event-notification")
+    assert notification.event_number == 1
 
 
 def test_event_numbers_count_per_subscription() -> None:

@@ -169,6 +169,10 @@ class SqlNotificationRepository(ports.NotificationRepository):
                 [{"id_": r.notification_id, "number": r.event_number, "focus_": r.focus, "at": r.released_at}
                  for r in releases])
 
+    def discard(self, notification_ids: Sequence[int]) -> None:
+        if notification_ids:
+            self.conn.execute(delete(N).where(N.c.notification_id.in_(list(notification_ids))))
+
     def head(self, subscription_id: str) -> Notification | None:
         row = self.conn.execute(select(N).where(N.c.subscription_id == subscription_id,
                                                 N.c.state == NotificationState.PENDING.value)

@@ -207,7 +207,7 @@ class NotificationRecorder:
                     done.add(event.event_id)
                     fresh.append((event, fact))
             known = uow.results.requests(sorted({f.request_id for _, f in fresh if f is not None}))
-            owners = sorted({k.submitter for k in known.values() if k.submitter and k.pas})
+            owners = sorted({k.submitter for k in known.values() if k.submitter})
             subs = [s for s in uow.subscriptions.of_owners(owners) if s.live(now)] if owners else []
             new: list[Notification] = []
             authorized: dict[str, list[str]] = defaultdict(list)  # request id → its AuthorizationsIssued
@@ -223,7 +223,8 @@ class NotificationRecorder:
                 raise _NotApplied(f"intake has not applied {len(missing)} of the batch's events yet")
             stored = uow.notifications.add(new) if new else []
             ready = [n for n in stored if n.state is NotificationState.PENDING]
-            ready += [n for n in held if complete(n.determination_id, n.awaiting, known[n.request_id])]
+            ready += [n for n in held if known[n.request_id].pas
+                      and complete(n.determination_id, n.awaiting, known[n.request_id])]
             released = release(uow, ready, now)
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e, _ in fresh])
             uow.commit()
@@ -235,10 +236,13 @@ class NotificationRecorder:
 def _owed(decided: Decided, facts: RequestFacts | None, subs: Sequence[Subscription],
           now: dt.datetime) -> list[Notification]:
     """The notifications a determination owes: one per live subscription of the request's
-    submitter that its filter admits; held when certified lines await their authorization."""
-    if facts is None or not decided.notifies or not facts.pas or not consistent(decided, facts):
+    submitter that its filter admits; held when certified lines await their authorization, or when
+    the door has not recorded the request's PAS Bundle (yet: it records it once intake answered
+    ``$submit``, so a decision may come first; a request that did not come as a PAS Bundle never gets
+    one, and its held notifications are discarded when the hold times out)."""
+    if facts is None or not decided.notifies or not consistent(decided, facts):
         return []
-    ready = complete(decided.determination_id, decided.certified_lines, facts)
+    ready = facts.pas and complete(decided.determination_id, decided.certified_lines, facts)
     state = NotificationState.PENDING if ready else NotificationState.HELD
     return [Notification(subscription_id=s.subscription_id, event_id=decided.event_id, request_id=decided.request_id,
                          determination_id=decided.determination_id, state=state, created_at=now,
@@ -249,18 +253,24 @@ def _owed(decided: Decided, facts: RequestFacts | None, subs: Sequence[Subscript
 def release(uow: SubscriptionsUnitOfWork, ready: Sequence[Notification], now: dt.datetime) -> int:
     """Make ``ready`` notifications pending: each gets its focus (the request's PAS response Bundle
     as intake's records have it now) and the next event numbers of its subscription, in the order
-    given; their subscriptions are woken. Returns how many."""
+    given; their subscriptions are woken. Those of requests without a PAS Bundle are discarded.
+    Returns how many were released."""
     if not ready:
         return 0
     focus: dict[str, bytes] = {}
     for request_id in sorted({n.request_id for n in ready}):
         bundle = uow.results.response_bundle(request_id)
-        if bundle is None:
-            raise RuntimeError(f"request {request_id} has no PAS request Bundle to answer (it had one when "
-                               "its notification was recorded)")
-        focus[request_id] = bundles.encode(bundle)
+        if bundle is not None:
+            focus[request_id] = bundles.encode(bundle)
+    unanswerable = [n for n in ready if n.request_id not in focus]
+    if unanswerable:
+        # Requests that did not come in as PAS Bundles (submitted over gRPC or X12): nothing to send.
+        uow.notifications.discard([n.notification_id for n in unanswerable])
+        logger.info("discarded %d notifications of requests without a PAS Bundle", len(unanswerable))
     by_subscription: dict[str, list[Notification]] = defaultdict(list)
     for n in ready:
+        if n.request_id not in focus:
+            continue
         by_subscription[n.subscription_id].append(n)
     releases = []
     for subscription_id, owed in by_subscription.items():

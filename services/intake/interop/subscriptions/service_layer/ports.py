@@ -92,6 +92,10 @@ class NotificationRepository(abc.ABC):
         """Make these notifications pending with their event number and focus."""
 
     @abc.abstractmethod
+    def discard(self, notification_ids: Sequence[int]) -> None:
+        """Forget these notifications (nothing can be sent for them)."""
+
+    @abc.abstractmethod
     def head(self, subscription_id: str) -> Notification | None:
         """The subscription's pending notification with the lowest event number."""
 
