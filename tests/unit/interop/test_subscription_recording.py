@@ -10,6 +10,7 @@ import pytest
 
 from services.common.errors import TransientError
 from services.intake.interop.subscriptions.domain.model import NotificationState
+from services.intake.interop.subscriptions.service_layer.handlers import NotificationRecorder
 from tests.unit.interop.subscription_fixtures import (
     A1,
     A3,
@@ -190,3 +191,21 @@ def test_unknown_requests_and_foreign_lines_are_skipped_not_waited_for() -> None
     world.consume(unknown, foreign_line, applied=False)  # intake dead-letters both: never applied
     assert world.pauses == []
     assert world.store.notifications == {}
+
+
+def test_an_approval_and_its_authorizations_in_one_batch_wait_for_intake_to_apply_both() -> None:
+    world = World()
+    world.service.create(ORG_A, asked())
+    request_id = world.request(ORG_A)
+    decided = determination(request_id, A1)
+    issued = authorizations(request_id, determination_id_of(decided))
+    world.store.applied.add(decided.event_id)  # intake has applied the determination, not yet the rest
+
+    def intake_catches_up(_seconds: float) -> None:
+        world.authorize(request_id, determination_id_of(decided), 1)
+        world.store.applied.add(issued.event_id)
+
+    recorder = NotificationRecorder(world.store.unit_of_work, clock=world.clock, pause=intake_catches_up,
+                                    wait_s=1.0, poll_s=0.05)
+    recorder.handle_batch([decided, issued])
+    assert states(world) == [(request_id, NotificationState.PENDING, 1)]  # with its number, not held

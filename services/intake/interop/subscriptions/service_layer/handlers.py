@@ -217,7 +217,9 @@ class NotificationRecorder:
                 elif isinstance(fact, Authorized) and fact.request_id in known:
                     authorized[fact.request_id].append(event.event_id)
             held = uow.notifications.held(sorted(authorized)) if authorized else []
-            needed = {n.event_id for n in new} | {e for n in held for e in authorized[n.request_id]}
+            # What the notifications are built from must be in intake's records: the determinations
+            # that owe them, and the authorizations of the requests they are about.
+            needed = {n.event_id for n in new} | {e for n in (*new, *held) for e in authorized.get(n.request_id, ())}
             missing = needed - uow.results.applied(sorted(needed)) if needed else set()
             if missing:
                 raise _NotApplied(f"intake has not applied {len(missing)} of the batch's events yet")
