@@ -51,9 +51,8 @@ SERVICES = settings.SERVICES
 #: Where `make run` serves the workbench.
 WORKBENCH_PORT = 8080
 
-#: Intake's subscription worker (a process of its own, on intake's database) and its metrics port.
+#: Intake's subscription worker (a process of its own, on intake's database).
 SUBSCRIPTIONS = "intake-subscriptions"
-SUBSCRIPTIONS_METRICS_PORT = 9106
 
 #: Services that are started with another one's address (review asks authorization about duplicates).
 NEEDS_ADDRESS_OF = {"review": ("authorization",)}
@@ -324,8 +323,7 @@ class Platform:
         port_file = self.metrics_port_file(process)
         port_file.unlink(missing_ok=True)
         env = self.env_for("intake")
-        listen = self.metrics_bound.get(process) or (0 if self.ports["intake"] == 0 else SUBSCRIPTIONS_METRICS_PORT)
-        env.update({"UR_INTAKE_SUBSCRIPTIONS_METRICS_LISTEN": f"127.0.0.1:{listen}",
+        env.update({"UR_INTAKE_SUBSCRIPTIONS_METRICS_LISTEN": self._metrics_listen(process, self.ports["intake"]),
                     "UR_METRICS_PORT_FILE": str(port_file)})
         env.pop("UR_GRPC_PORT_FILE", None)  # intake's: the worker serves no gRPC
         log = self.log_path(process).open("ab")

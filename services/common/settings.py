@@ -47,7 +47,8 @@ SERVICES = ("intake", "review", "authorization")
 DEFAULT_PORTS = {"intake": 50051, "review": 50052, "authorization": 50053}
 
 #: Default ports of the Prometheus /metrics listeners, one per process (deploy/prometheus scrapes them).
-DEFAULT_METRICS_PORTS = {"intake": 9101, "review": 9102, "authorization": 9103, "workbench": 9104}
+DEFAULT_METRICS_PORTS = {"intake": 9101, "review": 9102, "authorization": 9103, "workbench": 9104,
+                         "intake-subscriptions": 9106}
 
 
 class SettingsError(ConfigurationError):
