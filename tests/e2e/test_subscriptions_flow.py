@@ -136,7 +136,8 @@ def test_a_pended_request_decided_while_the_endpoint_is_down_arrives_once_with_a
         created = door.subscribe(subscriber.url)
         subscription_id = str(created["id"])
         wait_until(lambda: subscriber.of_kind("handshake"), 60, what="the handshake")
-        assert door.status(subscription_id) == "active"
+        wait_until(lambda: door.status(subscription_id), 30, what="the handshake to make the subscription active",
+                   until=lambda s: s == "active")
 
         request_id = door.submit_needing_a_nurse()
         view = clients.settle(request_id)
