@@ -57,6 +57,14 @@ raise the door's own refusal, which then answers as the door decides."""
 _UNPROCESSABLE = frozenset({"not-supported", "value", "required", "invariant"})
 
 
+async def door_organization(request: Request) -> str | None:
+    """The organization the FHIR door authenticated (services/intake/entrypoints/fhir_http.py puts its
+    ``Submitter`` on ``request.state.submitter``; its ``id`` is the organization), None without one."""
+    submitter = getattr(request.state, "submitter", None)
+    identifier = getattr(submitter, "id", None)
+    return identifier if isinstance(identifier, str) and identifier else None
+
+
 class _Refused(Exception):
     def __init__(self, response: Response) -> None:
         super().__init__(response.status_code)

@@ -185,3 +185,32 @@ def test_the_capability_statement_entry_names_the_topic() -> None:
     entry = capability_resource()
     assert entry["type"] == "Subscription"
     assert entry["extension"][0]["valueCanonical"] == PAS_TOPIC
+
+
+def test_the_doors_authenticated_submitter_is_the_organization() -> None:
+    from dataclasses import dataclass
+
+    from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+    from starlette.responses import Response
+
+    from services.intake.entrypoints.fhir_subscriptions import door_organization
+
+    @dataclass(frozen=True)
+    class Submitter:  # the door's: an id, and a credential that is none of this module's business
+        id: str
+        credential: str
+
+    async def authenticate(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        if "x-test-org" in request.headers:
+            request.state.submitter = Submitter(request.headers["x-test-org"], "secret")
+        return await call_next(request)
+
+    store = SubscriptionsStore()
+    service = SubscriptionService(store.unit_of_work, clock=Clock())
+    app = Starlette(routes=[Mount("/fhir", routes=routes(service, door_organization))])
+    app.add_middleware(BaseHTTPMiddleware, dispatch=authenticate)
+    with TestClient(app) as client:
+        assert client.post("/fhir/Subscription", content=json.dumps(subscription()),
+                           headers=as_org("org-a")).status_code == 201
+        assert client.get("/fhir/Subscription", headers={"content-type": FHIR_JSON}).status_code == 401
+    assert [s.owner for s in store.subscriptions.values()] == ["org-a"]
