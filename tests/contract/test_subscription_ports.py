@@ -20,7 +20,7 @@ from services.common.errors import DuplicateKey
 from services.intake.adapters import tables
 from services.intake.adapters.repository import SqlIntakeUnitOfWork
 from services.intake.domain.model import RequestStatus
-from services.intake.domain.records import LineRecord, RequestRecord
+from services.intake.domain.records import LineRecord
 from services.intake.interop.pas.request import pas_request_to_command
 from services.intake.interop.subscriptions.adapters.repository import SqlSubscriptionsUnitOfWork
 from services.intake.interop.subscriptions.adapters.results import PasSubmission
@@ -39,6 +39,7 @@ from services.intake.interop.subscriptions.service_layer.handlers import INTAKE_
 from tests.contract.unit_of_work import Backend, FakeBackend, SqlBackend, UnitOfWorkContract
 from tests.fakes.subscriptions import SubscriptionsStore
 from tests.unit.interop.pas_fixtures import complete_bundle
+from tests.unit.interop.subscription_fixtures import intake_record
 
 T0 = dt.datetime(2027, 3, 1, 9, 0, 0, 123000, tzinfo=dt.UTC)
 
@@ -322,7 +323,8 @@ class SqlSubscriptionBackend(SqlBackend, SubscriptionBackend):
                 auth = types_pb2.Authorization(authorization_number=f"UR27-{number:04d}", line_number=number,
                                                determination_id=facts.authorized[number]).SerializeToString()
             lines.append(LineRecord(number, "72148", authorization=auth))
-        record = RequestRecord(
+        record = intake_record(
+            facts.submitter,
             request_id=facts.request_id, idempotency_key=f"k-{facts.request_id}", fingerprint="f" * 64,
             member_id=command.member_id, line_of_business="medicare_advantage", member_state="TX", urgency="standard",
             review_type="prospective", status=RequestStatus.IN_REVIEW, status_reason="", received_at=T0,

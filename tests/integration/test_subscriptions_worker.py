@@ -26,7 +26,7 @@ from services.common.topics import Topics
 from services.intake.adapters import tables
 from services.intake.adapters.repository import SqlIntakeUnitOfWork
 from services.intake.domain.model import RequestStatus
-from services.intake.domain.records import LineRecord, RequestRecord
+from services.intake.domain.records import LineRecord
 from services.intake.interop.pas.request import pas_request_to_command
 from services.intake.interop.subscriptions import bootstrap
 from services.intake.interop.subscriptions.adapters.results import PasSubmission
@@ -35,6 +35,7 @@ from services.intake.service_layer.handlers import IntakeHandlers, Waiters
 from tests.polling import wait_until
 from tests.subscriber import Subscriber
 from tests.unit.interop.pas_fixtures import complete_bundle
+from tests.unit.interop.subscription_fixtures import intake_record
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,8 @@ class Intake:
         command = pas_request_to_command(bundle, ORG)
         assert isinstance(command, intake_pb2.SubmitRequestRequest), command
         with self.uow() as uow:
-            uow.requests.add(RequestRecord(
+            uow.requests.add(intake_record(
+                ORG,
                 request_id=request_id, idempotency_key=command.idempotency_key + request_id[:8],
                 fingerprint="f" * 64, member_id=command.member_id, line_of_business="medicare_advantage",
                 member_state="TX", urgency="standard", review_type="prospective", status=RequestStatus.IN_REVIEW,
