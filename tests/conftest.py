@@ -159,15 +159,21 @@ def travelling() -> bool:
 
 
 @pytest.fixture
-def make_topics(kafka_bootstrap: str) -> Callable[[Iterable[str], int], None]:
-    """Creates topics on the test broker, as the services do. Under time travel the broker stamps
-    records with its own clock (LogAppendTime): it keeps the real clock, and a Kafka 4 broker
-    refuses records stamped more than an hour ahead, i.e. every one a travelling producer writes."""
+def make_topics(kafka_bootstrap: str) -> Iterator[Callable[[Iterable[str], int], None]]:
+    """Creates topics on the test broker, as the services do, and deletes them after the test (the
+    broker is shared and long-lived: every test's topics left behind would pile up on it). Under time
+    travel the broker stamps records with its own clock (LogAppendTime): it keeps the real clock, and
+    a Kafka 4 broker refuses records stamped more than an hour ahead, i.e. every one a travelling
+    producer writes."""
     from kafka import KafkaAdminClient
 
     from services.common import kafka_io
 
+    made: list[str] = []
+
     def make(names: Iterable[str], partitions: int) -> None:
+        names = list(names)
+        made.extend(names)
         if not travelling():
             kafka_io.ensure_topics(kafka_bootstrap, names, partitions)
             return
@@ -178,7 +184,9 @@ def make_topics(kafka_bootstrap: str) -> Callable[[Iterable[str], int], None]:
         finally:
             admin.close()
 
-    return make
+    yield make
+    if made:
+        kafka_io.delete_topics(kafka_bootstrap, made)
 
 
 @pytest.fixture

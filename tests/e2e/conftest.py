@@ -27,7 +27,7 @@ def start_platform(tmp: Path, make_database: Callable[[str], str], kafka_bootstr
         database_urls={s: make_database(s) for s in ("intake", "review", "authorization")},
         # Port 0: each service binds a free port and reports it; nothing can take it in between.
         ports={s: 0 for s in ("intake", "review", "authorization")},
-        members_seed=REPO / "tests" / "data" / "members.yaml",
+        members_seed=REPO / "tests" / "data" / "members.yaml", delete_topics_on_stop=True,
         extra_env={"UR_LOG_LEVEL": "INFO", "UR_TOPIC_PARTITIONS": "3", **(extra_env or {})})
     platform.start()
     try:
@@ -43,7 +43,7 @@ def start_intake_alone(tmp: Path, kafka_bootstrap: str, prefix: str, database_ur
     """Intake without review and authorization (nothing decides its requests), on ``database_url``."""
     platform = Platform(var_dir=tmp, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix,
                         database_urls={"intake": database_url}, ports={"intake": 0, "review": 0, "authorization": 0},
-                        members_seed=REPO / "tests" / "data" / "members.yaml",
+                        members_seed=REPO / "tests" / "data" / "members.yaml", delete_topics_on_stop=True,
                         extra_env={"UR_TOPIC_PARTITIONS": "3", **(extra_env or {})})
     platform.start("intake")
     try:

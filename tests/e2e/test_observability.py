@@ -130,7 +130,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[
         var_dir=tmp_path_factory.mktemp("observed"), kafka_bootstrap=kafka_bootstrap,
         topic_prefix=f"urt{uuid.uuid4().hex[:10]}",
         database_urls={s: make_database(s) for s in ("intake", "review", "authorization")},
-        ports={s: 0 for s in ("intake", "review", "authorization")},
+        ports={s: 0 for s in ("intake", "review", "authorization")}, delete_topics_on_stop=True,
         extra_env={"UR_LOG_LEVEL": "INFO", "UR_TOPIC_PARTITIONS": "3", "UR_METRICS_INTERVAL_S": "1",
                    "UR_OTLP_TRACES_ENDPOINT": collector.endpoint,
                    # The SDK's batch processor exports every 5 s by default; sooner here.
