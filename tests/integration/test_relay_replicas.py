@@ -1,6 +1,7 @@
 """Three replicas' outbox relays over one outbox on PostgreSQL, publishing to the real broker: while
-events of many requests are written, the lease holder stalls in the middle of a round (its batch sent,
-not marked) and stays away past its lease, another replica takes over, then the stalled one wakes up.
+events of many requests are written, the lease holder stalls in the middle of a round (its batch read,
+none of it sent) and stays away past its lease, another replica takes over, then the stalled one wakes
+up and sends its old batch.
 Read back, the topic holds every event, and each request's events first appear in the order they were
 written (later copies are the at-least-once contract's duplicates; consumers drop them by event id)."""
 
@@ -51,8 +52,9 @@ class MovableClock:
 
 
 class StallingProducer:
-    """A real producer that, once :meth:`stall_next_round` is called, stops at its next flush (the
-    records of the round already sent, none marked) until :meth:`resume`."""
+    """A real producer that, once :meth:`stall_next_round` is called, stops at the next record it is
+    given (the holder has read its batch and sent none of it: the spot where a relay that skipped the
+    rows another one holds would publish a request's later event first) until :meth:`resume`."""
 
     def __init__(self, inner: Producer) -> None:
         self.inner = inner
@@ -62,14 +64,14 @@ class StallingProducer:
 
     def send(self, topic: str, *, key: bytes | None = None, value: bytes | None = None,
              headers: Sequence[tuple[str, bytes]] | None = None) -> SendFuture:
-        return self.inner.send(topic, key=key, value=value, headers=headers)
-
-    def flush(self, timeout: float | None = None) -> None:
-        self.inner.flush(timeout=timeout)
         if self.armed.is_set():
             self.armed.clear()
             self.stalled.set()
             self.released.wait(120)
+        return self.inner.send(topic, key=key, value=value, headers=headers)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.inner.flush(timeout=timeout)
 
     def close(self, timeout: float | None = None) -> None:
         self.inner.close(timeout=timeout)
@@ -197,7 +199,7 @@ def test_replicas_relays_keep_each_keys_order_across_a_stall_and_a_takeover(
             w.start()
         wait_until(lambda: _count(engine, published=True), 60, what="a fifth of the events published",
                    until=lambda n: n >= total // 5)
-        # The holder stalls mid-round: its batch is on the broker, not marked, and it stays away.
+        # The holder stalls mid-round: its batch read, nothing of it sent, and it stays away.
         [holder] = replicas.active()
         replicas.producers[holder].stall_next_round()
         wait_until(replicas.producers[holder].stalled.is_set, 30, what="the holder to stall mid-round")

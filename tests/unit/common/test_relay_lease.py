@@ -56,16 +56,21 @@ class Topic:
 
 
 class SharedProducer:
-    """One replica's producer writing to the shared :class:`Topic`; ``on_flush`` runs in the middle of
-    a round, after the sends and before the marks (where a stalled replica would sit)."""
+    """One replica's producer writing to the shared :class:`Topic`. Where a replica may stall in the
+    middle of a round: ``on_send`` runs at the round's first record, before it is sent (the batch read,
+    nothing of it out); ``on_flush`` after the sends and before the marks."""
 
     def __init__(self, name: str, topic: Topic) -> None:
         self.name = name
         self.topic = topic
+        self.on_send: Callable[[], None] | None = None
         self.on_flush: Callable[[], None] | None = None
 
     def send(self, topic: str, key: bytes | None = None, value: bytes | None = None,
              headers: Sequence[tuple[str, bytes]] | None = None) -> FakeFuture:
+        hook, self.on_send = self.on_send, None
+        if hook is not None:
+            hook()
         found = dict(headers or [])
         self.topic.records.append((self.name, (key or b"").decode(), found["event-id"].decode()))
         return FakeFuture()
@@ -203,6 +208,23 @@ def test_a_holder_stalled_past_its_expiry_has_its_marks_refused_and_never_overta
     box.assert_in_order_and_complete()
 
 
+def test_a_holder_stalled_before_sending_its_batch_sends_only_copies_when_it_wakes(tmp_path: Path) -> None:
+    box = _outbox(tmp_path)
+    a, producer_a = box.replica("a")
+    b, _ = box.replica("b")
+    box.write(["k1", "k2"])
+
+    def stall() -> None:
+        box.clock.advance(LEASE_S + 1)
+        box.write(["k1"])
+        assert b.publish_pending() == 3  # a's batch and the later event, in order
+
+    producer_a.on_send = stall
+    assert a.publish_pending() == 2  # a wakes up and sends its old batch: copies, after their first copies
+    assert [p for p, _k, _e in box.topic.records] == ["b"] * 3 + ["a"] * 2
+    box.assert_in_order_and_complete()
+
+
 def test_any_interleaving_of_replicas_keeps_each_keys_order(tmp_path: Path) -> None:
     """Three replicas; writes, rounds, deaths (the clock jumps past the lease) and stalls mid-round at
     random: each key's first copies arrive in written order, and nothing is lost."""
@@ -221,7 +243,10 @@ def test_any_interleaving_of_replicas_keeps_each_keys_order(tmp_path: Path) -> N
                 box.write(rng.sample(keys, 3))
                 other.publish_pending()
 
-            producer.on_flush = stall
+            if rng.random() < 0.5:
+                producer.on_flush = stall
+            else:
+                producer.on_send = stall
         relay.publish_pending()
 
     for _ in range(300):
