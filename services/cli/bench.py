@@ -52,6 +52,7 @@ from typing import Any
 import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -591,8 +592,11 @@ def main(argv: list[str] | None = None) -> int:
             }
     finally:
         platform.stop()
-        deleted = platform.delete_topics(ceiling_topic(prefix), *unrelated)
-        console.print(f"deleted the bench's {len(deleted)} topics ({prefix}.*)")
+        try:
+            deleted = platform.delete_topics(ceiling_topic(prefix), *unrelated)
+            console.print(f"deleted the bench's {len(deleted)} topics ({prefix}.*)")
+        except (KafkaError, OSError) as exc:  # the broker gone: the bench's figures still stand
+            console.print(f"[red]could not delete the bench's topics ({prefix}.*): {exc}[/red]")
     if args.queue_tasks > 0:
         console.print(f"claim-next at {args.queue_tasks:,} open tasks (services/cli/bench_queue.py)...")
         [queue_db] = fresh_databases(pg_admin_url(), args.db_prefix, ("queue",)).values()

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from kafka.errors import KafkaError
 
 from services.common import kafka_io, lifetime, settings, tls
 from services.common.errors import ConfigurationError
@@ -132,9 +131,6 @@ class Platform:
     metrics_ports: Mapping[str, int] = field(default_factory=dict)
     #: service → the /metrics port it reported binding
     metrics_bound: dict[str, int] = field(default_factory=dict)
-    #: Delete the platform's topics when it stops (the bench's and the tests' throw-away platforms, whose
-    #: topics would otherwise pile up on the broker; ``make run`` keeps its own).
-    delete_topics_on_stop: bool = False
 
     def _fixed_port(self, process: str) -> int:
         """The port ``process`` is to bind: its own in ``ports``, else 0 (any) for a further replica."""
@@ -364,14 +360,16 @@ class Platform:
 
     def delete_topics(self, *extra: str) -> list[str]:
         """Delete the platform's topics (those of its prefix, services/common/topics.py) and ``extra``,
-        by name: nothing else on the broker is listed or touched. Returns the names deleted."""
+        by name: nothing else on the broker is listed or touched. Returns the names deleted. A
+        throw-away platform's (the bench's) would otherwise pile up on the broker; ``make run`` keeps
+        its own."""
         names = [*Topics(self.topic_prefix).all(), *extra]
         return kafka_io.delete_topics(self.kafka_bootstrap, names, security=self.kafka_security)
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM to every service, SIGKILL to those still running after ``timeout_s``, then (with
-        :attr:`delete_topics_on_stop`) delete the platform's topics. Another SIGTERM or SIGHUP meanwhile
-        does not interrupt it (in the main thread: elsewhere signals cannot arrive)."""
+        """SIGTERM to every service, SIGKILL to those still running after ``timeout_s``. Another
+        SIGTERM or SIGHUP meanwhile does not interrupt it (in the main thread: elsewhere signals
+        cannot arrive)."""
         with _signals_ignored():
             for proc in self.procs.values():
                 if proc.poll() is None:
@@ -384,11 +382,6 @@ class Platform:
                     proc.kill()
                     proc.wait()
             self.procs.clear()
-            if self.delete_topics_on_stop:
-                try:
-                    self.delete_topics()
-                except (KafkaError, OSError, RuntimeError) as exc:  # the broker gone: nothing more to do
-                    print(f"could not delete the topics of {self.topic_prefix}: {exc}", file=sys.stderr)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from services.common.tls import open_channel
 from tests.e2e.conftest import Clients, start_platform
 from tests.faults.conftest import assert_exactly_once, streaming
 from tests.polling import wait_until
+from tests.topics import new_topic_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +43,7 @@ class ReplicatedClients(Clients):
 
 @pytest.fixture
 def replicated(tmp_path: Path, make_database: Callable[[str], str], kafka_bootstrap: str) -> Iterator[Platform]:
-    platform = start_platform(tmp_path, make_database, kafka_bootstrap, f"urt{uuid.uuid4().hex[:10]}",
+    platform = start_platform(tmp_path, make_database, kafka_bootstrap, new_topic_prefix(),
                               extra_env={"UR_RELAY_LEASE_S": str(LEASE_S)})
     try:
         seconds = [replica_name(s, 2) for s in SERVICES]
