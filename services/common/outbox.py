@@ -71,10 +71,15 @@ def add_events(conn: Connection, outbox: Table, events: Sequence[OutgoingEvent])
     ])
 
 
-def relay_identity(service: str) -> str:
-    """Who holds a lease, as its logs and ``relay_lease.holder`` name it: host (the pod), process and a
-    random part (a restarted process is a new holder)."""
-    return f"{service}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:200]
+def relay_identity(service: str, port: int = 0) -> str:
+    """Who holds a lease, as its logs and ``relay_lease.holder`` name it. A replica serving a fixed
+    ``port`` is its host (the pod) and that port: restarted there (a crashed container, ``make run``
+    again), it is the same replica and takes its lease back at once instead of waiting for it to
+    expire; two live processes cannot serve one port of one host. Without a fixed port (0: any), the
+    process id and a random part: every process is a replica of its own."""
+    if port:
+        return f"{service}@{socket.gethostname()}:{port}"[:200]
+    return f"{service}@{socket.gethostname()}:pid{os.getpid()}:{uuid.uuid4().hex[:8]}"[:200]
 
 
 class RelayLease:
@@ -82,8 +87,10 @@ class RelayLease:
     ``relay_lease`` table (services/common/db.py).
 
     :meth:`hold` (called at the start of every round, in the round's transaction) takes the lease when
-    nobody holds it or its holder let it expire, keeps it while it is this relay's (renewing it once
-    half of ``lease_s`` has passed), and says whether this relay holds it. Every change of holder is a
+    nobody holds it, its holder let it expire, or (at this relay's first look) it was held by an earlier
+    process of this very replica (same ``holder``: it is dead, see :func:`relay_identity`); keeps it
+    while it is this relay's (renewing it once half of ``lease_s`` has passed), and says whether this
+    relay holds it. Every change of holder is a
     compare-and-set on ``epoch``, which it increments, so two relays racing for an expired lease cannot
     both win and a relay that lost it learns so at its next write. :meth:`fence` is the condition the
     holder's marks carry. Times come from ``clock``.
@@ -99,6 +106,7 @@ class RelayLease:
         self._clock = clock
         #: The epoch this relay holds, None while it holds none.
         self.epoch: int | None = None
+        self._looked = False
 
     @property
     def held(self) -> bool:
@@ -113,6 +121,9 @@ class RelayLease:
             return self._first(conn, now)
         expires = ensure_utc(row.expires_at)
         mine = row.holder == self.holder and row.epoch == self.epoch
+        first_look, self._looked = not self._looked, True
+        if first_look and row.holder == self.holder and not mine:
+            expires = now  # this replica's previous process held it: it is gone, take it back now
         if mine and expires > now:
             if expires - now >= self.lease / 2:
                 return True

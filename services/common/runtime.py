@@ -163,8 +163,9 @@ class ServiceRuntime:
         kafka.prepare(topics.all(), settings.topic_partitions)
         self.producer = kafka.producer(client_id=f"ur-{self.name}")
         # One relay of all the service's replicas publishes at a time (per-request order; outbox.py).
-        lease = RelayLease(self.outbox.metadata.tables["relay_lease"], self.name, relay_identity(self.name),
-                           settings.relay_lease_s, clock=self.clock)
+        holder = relay_identity(self.name, int(settings.grpc_listen.rpartition(":")[2] or 0))
+        lease = RelayLease(self.outbox.metadata.tables["relay_lease"], self.name, holder, settings.relay_lease_s,
+                           clock=self.clock)
         self.relay = OutboxRelay(self.engine, self.outbox, self.producer, self.name,
                                  batch_size=settings.relay_batch, idle_s=settings.relay_idle_s, wakeup=self.wakeup,
                                  metrics=self.metrics, lease=lease, standby_s=settings.relay_lease_s / 5,

@@ -19,7 +19,7 @@ from ur.events.v1 import events_pb2
 from services.common.db import make_engine, outbox_table, relay_lease_table
 from services.common.events import OutgoingEvent
 from services.common.metrics import Metrics
-from services.common.outbox import OutboxRelay, RelayLease, add_events
+from services.common.outbox import OutboxRelay, RelayLease, add_events, relay_identity
 from tests.unit.common.fakes import FakeFuture
 
 LEASE_S = 10.0
@@ -265,6 +265,27 @@ def test_any_interleaving_of_replicas_keeps_each_keys_order(tmp_path: Path) -> N
     assert sum(len(ids) for ids in box.written.values()) > 200
     producers = {p for p, _k, _e in box.topic.records}
     assert producers == {"a", "b", "c"}, producers
+
+
+def test_a_replica_restarted_takes_its_lease_back_at_once(tmp_path: Path) -> None:
+    box = _outbox(tmp_path)
+    crashed, _ = box.replica("a")
+    box.write(["k1"])
+    assert crashed.publish_pending() == 1
+    box.write(["k1"])  # then it dies (kill -9): the lease stays its own until it expires
+    other, _ = box.replica("b")
+    assert other.publish_pending() == 0
+    restarted, _ = box.replica("a")  # the same replica (host and port) started again
+    assert restarted.publish_pending() == 1
+    assert box.holder() == ("svc@a", 2)
+    assert other.publish_pending() == 0
+    box.assert_in_order_and_complete()
+
+
+def test_relay_identity_is_the_replica_where_its_port_is_fixed() -> None:
+    assert relay_identity("review", 50052) == relay_identity("review", 50052)
+    assert relay_identity("review", 50052) != relay_identity("review", 50062)
+    assert relay_identity("review") != relay_identity("review")  # port 0: each process its own
 
 
 def test_two_relays_creating_the_lease_row_agree_on_one_holder(tmp_path: Path) -> None:
