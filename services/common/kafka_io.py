@@ -163,12 +163,26 @@ def make_consumer(bootstrap: str, group_id: str, client_id: str, topics: Iterabl
     }
     config.update(overrides)
     names = list(topics)
-    # Joining the group before the topics' partitions are known gets an empty assignment that is only
-    # corrected at the next metadata refresh: wait until the broker shows them. (Not with the consumer's
-    # partitions_for_topic, which asks for the metadata of every topic in the cluster.)
     wait_for_topics(bootstrap, names, security=security)
     consumer = KafkaConsumer(**config)  # kafka-python's own class: subscribe
     consumer.subscribe(names)
+    # Joining the group (at the first poll) before the consumer's own metadata holds the topics'
+    # partitions gets an empty assignment, which a rejoin may or may not correct. Subscribing asked the
+    # broker for these topics' metadata (kafka-python's network thread fetches it): wait until its
+    # cache holds them. Read from kafka-python 3.0's cluster metadata (pinned in pyproject): the public
+    # partitions_for_topic would fetch the metadata of every topic in the cluster instead.
+    cluster: Any = getattr(consumer, "_cluster", None)
+    started = time.monotonic()
+    asked = started
+    while cluster is not None and not all(cluster.partitions_for_topic(t) for t in names):
+        now = time.monotonic()
+        if now - started > 60:
+            consumer.close()
+            raise RuntimeError(f"topics {names} have no partitions known to the consumer after 60s")
+        if now - asked > 1:  # the answer to the subscription's request is overdue: ask again
+            cluster.request_update()
+            asked = now
+        time.sleep(0.02)
     subscribed: Consumer = consumer
     return subscribed
 

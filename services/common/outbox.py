@@ -140,9 +140,11 @@ class RelayLease:
         """The lease's row does not exist yet: create it, held by this relay (unless another relay
         created it meanwhile, which then holds it)."""
         dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        # RETURNING, not rowcount: psycopg reports -1 rows for an INSERT ... ON CONFLICT.
         created = conn.execute(dialect_insert(self.table).values(
-            name=self.name, holder=self.holder, epoch=1, expires_at=now + self.lease).on_conflict_do_nothing()).rowcount
-        return self._now_holding(1 if created == 1 else None, "nobody")
+            name=self.name, holder=self.holder, epoch=1, expires_at=now + self.lease)
+            .on_conflict_do_nothing().returning(self.table.c.epoch)).first()
+        return self._now_holding(1 if created is not None else None, "nobody")
 
     def _now_holding(self, epoch: int | None, previous: str) -> bool:
         if epoch is not None and self.epoch is None:

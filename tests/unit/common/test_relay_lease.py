@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, MetaData, Table, select
 from ur.events.v1 import events_pb2
 
@@ -125,16 +126,25 @@ class Outbox:
         assert by_key == self.written
 
 
-def _outbox(tmp_path: Path) -> Outbox:
-    engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
+def make_outbox(url: str) -> Outbox:
+    """An outbox and its lease table on a fresh database at ``url``."""
+    engine = make_engine(url)
     metadata = MetaData()
     outbox, lease = outbox_table(metadata), relay_lease_table(metadata)
     metadata.create_all(engine)
     return Outbox(engine, outbox, lease, Clock())
 
 
-def test_only_the_holder_publishes(tmp_path: Path) -> None:
-    box = _outbox(tmp_path)
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[Outbox]:
+    """The outbox on SQLite (tests/integration/test_relay_lease_postgres.py runs these tests again on
+    PostgreSQL)."""
+    made = make_outbox(f"sqlite:///{tmp_path / 'outbox.db'}")
+    yield made
+    made.engine.dispose()
+
+
+def test_only_the_holder_publishes(box: Outbox) -> None:
     metrics_a, metrics_b = Metrics(process_collectors=False), Metrics(process_collectors=False)
     a, _ = box.replica("a", metrics_a)
     b, _ = box.replica("b", metrics_b)
@@ -152,8 +162,7 @@ def test_only_the_holder_publishes(tmp_path: Path) -> None:
     assert [r[0] for r in box.topic.records] == ["a", "a", "a"]
 
 
-def test_another_replica_takes_over_after_the_expiry(tmp_path: Path) -> None:
-    box = _outbox(tmp_path)
+def test_another_replica_takes_over_after_the_expiry(box: Outbox) -> None:
     a, _ = box.replica("a")
     b, _ = box.replica("b")
     box.write(["k1"])
@@ -169,8 +178,7 @@ def test_another_replica_takes_over_after_the_expiry(tmp_path: Path) -> None:
     box.assert_in_order_and_complete()
 
 
-def test_a_graceful_stop_hands_the_lease_over_at_once(tmp_path: Path) -> None:
-    box = _outbox(tmp_path)
+def test_a_graceful_stop_hands_the_lease_over_at_once(box: Outbox) -> None:
     a, _ = box.replica("a")
     b, _ = box.replica("b")
     box.write(["k1"])
@@ -184,8 +192,7 @@ def test_a_graceful_stop_hands_the_lease_over_at_once(tmp_path: Path) -> None:
     box.assert_in_order_and_complete()
 
 
-def test_a_holder_stalled_past_its_expiry_has_its_marks_refused_and_never_overtakes(tmp_path: Path) -> None:
-    box = _outbox(tmp_path)
+def test_a_holder_stalled_past_its_expiry_has_its_marks_refused_and_never_overtakes(box: Outbox) -> None:
     a, producer_a = box.replica("a")
     b, _ = box.replica("b")
     box.write(["k1", "k2"])
@@ -208,8 +215,7 @@ def test_a_holder_stalled_past_its_expiry_has_its_marks_refused_and_never_overta
     box.assert_in_order_and_complete()
 
 
-def test_a_holder_stalled_before_sending_its_batch_sends_only_copies_when_it_wakes(tmp_path: Path) -> None:
-    box = _outbox(tmp_path)
+def test_a_holder_stalled_before_sending_its_batch_sends_only_copies_when_it_wakes(box: Outbox) -> None:
     a, producer_a = box.replica("a")
     b, _ = box.replica("b")
     box.write(["k1", "k2"])
@@ -225,10 +231,9 @@ def test_a_holder_stalled_before_sending_its_batch_sends_only_copies_when_it_wak
     box.assert_in_order_and_complete()
 
 
-def test_any_interleaving_of_replicas_keeps_each_keys_order(tmp_path: Path) -> None:
+def test_any_interleaving_of_replicas_keeps_each_keys_order(box: Outbox) -> None:
     """Three replicas; writes, rounds, deaths (the clock jumps past the lease) and stalls mid-round at
     random: each key's first copies arrive in written order, and nothing is lost."""
-    box = _outbox(tmp_path)
     rng = random.Random(17)
     replicas = [box.replica(name) for name in ("a", "b", "c")]
     keys = [f"k{i}" for i in range(12)]
@@ -267,8 +272,7 @@ def test_any_interleaving_of_replicas_keeps_each_keys_order(tmp_path: Path) -> N
     assert producers == {"a", "b", "c"}, producers
 
 
-def test_a_replica_restarted_takes_its_lease_back_at_once(tmp_path: Path) -> None:
-    box = _outbox(tmp_path)
+def test_a_replica_restarted_takes_its_lease_back_at_once(box: Outbox) -> None:
     crashed, _ = box.replica("a")
     box.write(["k1"])
     assert crashed.publish_pending() == 1
@@ -288,8 +292,7 @@ def test_relay_identity_is_the_replica_where_its_port_is_fixed() -> None:
     assert relay_identity("review") != relay_identity("review")  # port 0: each process its own
 
 
-def test_two_relays_creating_the_lease_row_agree_on_one_holder(tmp_path: Path) -> None:
-    box = _outbox(tmp_path)
+def test_two_relays_creating_the_lease_row_agree_on_one_holder(box: Outbox) -> None:
     a, _ = box.replica("a")
     b, _ = box.replica("b")
     leases: list[Any] = [a, b]
