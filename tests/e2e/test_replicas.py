@@ -7,6 +7,7 @@ line one authorization."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -66,8 +67,11 @@ def lease_holder(platform: Platform, service: str) -> tuple[str, int]:
 
 
 def holder_pid(holder: str) -> int:
-    """The process id in a holder's name (``review@host:pid:random``)."""
-    return int(holder.rsplit(":", 2)[1])
+    """The process id in a holder's name (``review@host:pid<N>:random``: the replicas bind any free
+    port, so each process is a replica of its own, services/common/outbox.py relay_identity)."""
+    found = re.search(r":pid(\d+):", holder)
+    assert found is not None, holder
+    return int(found.group(1))
 
 
 def test_replicas_rebalance_mid_stream_and_every_request_is_decided_once(replicated: Platform) -> None:
