@@ -125,7 +125,7 @@ appeals = Table(
 )
 
 # FHIR Subscriptions (R4 backport) to the PAS topic, per organization, and the notifications owed to them
-# (migration 0006; services/intake/interop/subscriptions).
+# (migration 0007; services/intake/interop/subscriptions).
 fhir_subscriptions = Table(
     "fhir_subscriptions", metadata,
     Column("subscription_id", String(36), primary_key=True),
