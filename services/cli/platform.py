@@ -353,7 +353,7 @@ class Platform:
         port_file = self.metrics_port_file(process)
         port_file.unlink(missing_ok=True)
         env = self.env_for("intake")
-        env.update({"UR_INTAKE_SUBSCRIPTIONS_METRICS_LISTEN": self._metrics_listen(process, self.ports["intake"]),
+        env.update({"UR_INTAKE_SUBSCRIPTIONS_METRICS_LISTEN": self._metrics_listen(process, self._fixed_port("intake")),
                     "UR_METRICS_PORT_FILE": str(port_file)})
         env.pop("UR_GRPC_PORT_FILE", None)  # intake's: the worker serves no gRPC
         log = self.log_path(process).open("ab")
