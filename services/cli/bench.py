@@ -19,6 +19,11 @@ Phases (each printed with a progress bar, all figures also written to JSON):
 
 CPU seconds used by each service process in each phase are read from /proc, which
 says where the time goes.
+
+``--tls`` runs the same with every gRPC link over mutual TLS (throw-away certificates from
+tests/tls_material.py, made in the bench's directory); the figures then sit next to a plaintext
+run's (README, `make bench`). Either way every call is authenticated (the sample's development
+credentials); the intake rate limit is off, as the bench is one caller sending as fast as it can.
 """
 
 from __future__ import annotations
@@ -388,6 +393,13 @@ def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
 
 # -- main ------------------------------------------------------------------------------------------
 
+def throwaway_tls(directory: Path) -> TransportSecurity:
+    """Mutual TLS from a CA and certificates made for this run (the tests' generator)."""
+    from tests.tls_material import make_material  # a development tool: the repository's tests are here
+
+    return make_material(directory).services(require_client_cert=True)
+
+
 def pg_admin_url() -> str:
     url = os.environ.get("UR_BENCH_PG_URL") or os.environ.get("UR_TEST_PG_URL")
     if url:
@@ -434,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(dropped and created afresh)")
     parser.add_argument("--stop-with-parent", action="store_true",
                         help="end (stopping the services) when the process that started this one ends (make bench)")
+    parser.add_argument("--tls", action="store_true",
+                        help="mutual TLS on every gRPC link, with throw-away certificates made for the run "
+                             "(default: the UR_GRPC_TLS_* settings, plaintext when unset)")
     args = parser.parse_args(argv)
     if args.stop_with_parent:
         lifetime.stop_with_supervisor(os.getppid())
@@ -449,13 +464,17 @@ def main(argv: list[str] | None = None) -> int:
     urls = fresh_databases(pg_admin_url(), args.db_prefix)
     # Ports as for `make run`: the services' listen settings (port 0: any free one, reported).
     ports = {s: int(settings.get(f"UR_{s.upper()}_GRPC_LISTEN").rpartition(":")[2]) for s in settings.SERVICES}
+    security = throwaway_tls(var_dir / "tls") if args.tls else platform_security()
+    transport = "plaintext" if security is None else "mutual TLS" if security.require_client_cert else "TLS"
     platform = Platform(var_dir=var_dir, kafka_bootstrap=bootstrap, topic_prefix=prefix, database_urls=urls,
-                        members_seed=seed, ports=ports, security=platform_security(),
-                        extra_env={"UR_LOG_LEVEL": "WARNING", "UR_GRPC_MAX_WORKERS": str(args.grpc_workers)})
+                        members_seed=seed, ports=ports, security=security,
+                        extra_env={"UR_LOG_LEVEL": "WARNING", "UR_GRPC_MAX_WORKERS": str(args.grpc_workers),
+                                   "UR_INTAKE_RATE_PER_S": "0"})
     results: dict[str, Any] = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                               "machine": {"cpus": os.cpu_count()}, "parameters": vars(args)}
+                               "machine": {"cpus": os.cpu_count()}, "transport": transport,
+                               "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
     console.print(f"[bold]make bench[/bold]: PostgreSQL, Kafka {bootstrap}, topics {prefix}.*, "
-                  f"{len(members)} eligible members")
+                  f"{len(members)} eligible members, gRPC over {transport}")
     try:
         platform.start()
         platform.wait_healthy(timeout_s=120)
@@ -559,6 +578,7 @@ def render(results: dict[str, Any], console: Console) -> None:
     tp = results.get("throughput", {})
     lr = results.get("latency_at_rate", {})
     rows: list[tuple[str, Any]] = [
+        ("gRPC transport", results.get("transport")),
         ("phase 1 requests / errors", f"{tp.get('requests')} / {tp.get('errors')}"),
         ("SubmitRequest rate (req/s)", tp.get("submit_per_s")),
         ("end-to-end throughput (req/s)", tp.get("end_to_end_per_s")),

@@ -155,7 +155,7 @@ def render(report: ShiftReport, mine: review_pb2.ListMyTasksResponse, console: C
                         "; ".join(v.why_eligible))
         console.print(nxt)
     console.print("Work the queue yourself: [bold]UR_REVIEWER_TOKEN=dev-only-token-rn-alvarez .venv/bin/urctl "
-                  "review claim[/bold] (tokens in deploy/sample/reviewer-tokens.dev.yaml).")
+                  "review claim[/bold] (tokens in deploy/sample/credentials.dev.yaml).")
 
 
 def summarize(report: ShiftReport) -> dict[str, int]:

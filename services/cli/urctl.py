@@ -5,10 +5,13 @@
     urctl authorization show UR26-8K3F-Q9ZD [--json]
     urctl authorization list --member MA100001 [--code 72148] [--json]
     urctl queue list [--limit 50] [--json]
+    urctl credentials scopes|salt|token|hash|check
     urctl settings [--markdown]
 
 Where the services are comes from UR_INTAKE_TARGET, UR_REVIEW_TARGET and UR_AUTHORIZATION_TARGET
-(see services/common/settings.py), or --intake/--review/--authorization HOST:PORT.
+(see services/common/settings.py), or --intake/--review/--authorization HOST:PORT; who urctl is to
+them from UR_INTAKE_TOKEN (a submitter), UR_REVIEWER_TOKEN (a reviewer; review commands also take
+--token) and UR_AUTHORIZATION_TOKEN.
 
 Exit status: 0 done; 1 a service answered with an error or could not be reached; 2 bad usage or an
 input file that cannot be read or is not a SubmitRequestRequest. Expected errors are reported in one
@@ -23,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
-from services.cli import reviewer, service_commands
+from services.cli import credentials_commands, reviewer, service_commands
 from services.cli.base import (
     DEFAULT_TIMEOUT_S,
     EXIT_OK,
@@ -49,6 +52,7 @@ COMMANDS: tuple[Callable[[Parsers], None], ...] = (
     service_commands.add_commands,  # submit, request show, authorization, queue
     reviewer.add_commands,  # request add-info, review ...
     criteria_commands.add_commands,  # criteria validate|test|explain|replay
+    credentials_commands.add_commands,  # credentials scopes|salt|token|hash|check
     service_commands.add_settings_command,
 )
 

@@ -243,13 +243,15 @@ def _settle(stub: intake_pb2_grpc.IntakeServiceStub, views: dict[str, intake_pb2
 
 def run_workload(intake_target: str, requests: Sequence[intake_pb2.SubmitRequestRequest], *,
                  concurrency: int = 16, wait_ms: int = 0, settle_timeout_s: float = 60,
-                 console: Console | None = None, security: TransportSecurity | None = None) -> WorkloadSummary:
+                 console: Console | None = None, security: TransportSecurity | None = None,
+                 token: str | None = None) -> WorkloadSummary:
     """Submit every request to intake at ``intake_target``, wait for the recorded ones to settle,
     and summarize (see :class:`WorkloadSummary`).
 
     ``wait_ms`` > 0 replaces each request's wait_ms (on copies; the caller's messages are not
     changed). Errors of individual calls are counted, never raised; an unreachable intake shows up
     as ``failed`` with ``failures == {"UNAVAILABLE": n}``. ``security``: TLS; None, plaintext.
+    ``token``: the submitter's bearer token (UR_INTAKE_TOKEN); without one, intake refuses every call.
     """
     console = console or Console()
     concurrency = max(1, concurrency)
@@ -262,7 +264,7 @@ def run_workload(intake_target: str, requests: Sequence[intake_pb2.SubmitRequest
             copies.append(copy)
         requests = copies
     started = time.monotonic()
-    with open_channel(intake_target, security) as channel:
+    with open_channel(intake_target, security, token=token) as channel:
         stub = intake_pb2_grpc.IntakeServiceStub(channel)
         answers = _submit_all(stub, requests, concurrency, console)
         views = dict(answers.views)
@@ -337,11 +339,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             request.idempotency_key = f"{args.key_prefix}-{request.idempotency_key}"[:100]
     summary = run_workload(args.intake or settings.get("UR_INTAKE_TARGET"), requests, concurrency=args.concurrency,
                            wait_ms=args.wait_ms, settle_timeout_s=args.settle_timeout, console=console,
-                           security=security)
+                           security=security, token=settings.get("UR_INTAKE_TOKEN") or None)
     render_summary(summary, console)
     if summary.failed and summary.failures.get("UNAVAILABLE") == summary.failed:
         print(f"workload: cannot reach intake at {args.intake or settings.get('UR_INTAKE_TARGET')} — "
               "is the platform running? (make run)", file=sys.stderr)
+    if summary.failures.get("UNAUTHENTICATED") or summary.failures.get("PERMISSION_DENIED"):
+        print("workload: intake refused the calls: set UR_INTAKE_TOKEN to a submitter's token "
+              "(make run's: dev-only-token-sample-clinic)", file=sys.stderr)
     return 1 if summary.failed or summary.unsettled else 0
 
 

@@ -28,6 +28,7 @@ from typing import cast
 import grpc
 
 from services.common import settings as settings_module
+from services.common.credentials import BearerToken, TokenSource
 from services.common.errors import ConfigurationError
 from services.common.settings import PlatformSettings
 
@@ -144,10 +145,13 @@ def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[
             ("grpc.max_send_message_length", max_message_bytes)]
 
 
-def open_channel(target: str, security: TransportSecurity | None = None, *,
+def open_channel(target: str, security: TransportSecurity | None = None, *, token: TokenSource | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, options: ChannelOptions = ()) -> grpc.Channel:
-    """A channel to ``target``: TLS with ``security``, plaintext without."""
+    """A channel to ``target``: TLS with ``security``, plaintext without; with ``token``, every call
+    that carries no authorization header of its own sends ``authorization: Bearer <token>``."""
     merged = [*channel_options(max_message_bytes), *options]
     if security is None:
-        return grpc.insecure_channel(target, options=merged)
-    return grpc.secure_channel(target, security.channel_credentials(), options=merged)
+        channel = grpc.insecure_channel(target, options=merged)
+    else:
+        channel = grpc.secure_channel(target, security.channel_credentials(), options=merged)
+    return channel if token is None else grpc.intercept_channel(channel, BearerToken(token))

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
+from services.common import tls
 from services.common.clock import Clock, utcnow
+from services.common.credentials import TokenFile
 from services.common.settings import WorkbenchSettings
 from services.workbench.adapters.access_log import LogAccessLog
 from services.workbench.adapters.platform_client import GrpcPlatform
@@ -33,8 +35,10 @@ class Built:
 def build(settings: WorkbenchSettings, *, platform: Platform | None = None, sessions: SessionStore | None = None,
           access: AccessLog | None = None, clock: Clock = utcnow) -> Built:
     """The workbench wired to the services ``settings`` name; tests pass fakes for any part."""
-    platform = platform or GrpcPlatform(settings.intake_target, settings.review_target,
-                                        settings.authorization_target, timeout_s=settings.rpc_timeout_s)
+    if platform is None:
+        token = TokenFile(settings.grpc_token_file) if settings.grpc_token_file is not None else None
+        platform = GrpcPlatform(settings.intake_target, settings.review_target, settings.authorization_target,
+                                timeout_s=settings.rpc_timeout_s, security=tls.from_settings(settings), token=token)
     store = sessions or MemorySessionStore()
     workbench = Workbench(
         Sessions(platform, store, clock=clock, idle_timeout_s=settings.idle_timeout_s,

@@ -157,14 +157,15 @@ class IntakeHandlers:
 
     # -- commands ------------------------------------------------------------------------------
     def submit(self, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
-               wait_ms: int = 0) -> SubmitResult:
-        """Record the request (or replay the one its idempotency key names) and, with ``wait_ms``, wait
-        in this thread until it settles, at most ``min(wait_ms, max_wait_ms)`` from now."""
+               wait_ms: int = 0, *, submitter: str) -> SubmitResult:
+        """Record ``submitter``'s request (or replay the one its idempotency key names: keys are each
+        submitter's own) and, with ``wait_ms``, wait in this thread until it settles, at most
+        ``min(wait_ms, max_wait_ms)`` from now."""
         deadline = time.monotonic() + self._wait_s(wait_ms)
         request_id = str(uuid.uuid4())
         waiter = self._waiters.register(request_id) if wait_ms > 0 else None
         try:
-            result, settles_later = self._accept(request_id, req, submitted, wait_ms)
+            result, settles_later = self._accept(request_id, req, submitted, wait_ms, submitter)
             while waiter is not None and settles_later and (remaining := deadline - time.monotonic()) > 0:
                 waiter.wait(min(remaining, self._poll_s))
                 result, settles_later = self._reread(result)
@@ -174,7 +175,7 @@ class IntakeHandlers:
         return result
 
     async def submit_async(self, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest, wait_ms: int,
-                           offload: Offload) -> SubmitResult:
+                           offload: Offload, *, submitter: str) -> SubmitResult:
         """:meth:`submit` for a caller on an event loop: the database work runs through ``offload`` and
         the wait is awaited, holding no thread. The wait is bounded from now (receipt): the answer
         comes within ``min(wait_ms, max_wait_ms)`` plus one bounded read of the request
@@ -184,7 +185,7 @@ class IntakeHandlers:
         request_id = str(uuid.uuid4())
         waiter = self._waiters.register(request_id, loop) if wait_ms > 0 else None
         try:
-            result, settles_later = await offload(self._accept, request_id, req, submitted, wait_ms)
+            result, settles_later = await offload(self._accept, request_id, req, submitted, wait_ms, submitter)
             while waiter is not None and settles_later and (remaining := deadline - time.monotonic()) > 0:
                 await waiter.wait_async(min(remaining, self._poll_s))
                 try:
@@ -201,7 +202,7 @@ class IntakeHandlers:
         return max(0, min(wait_ms, self._max_wait_ms)) / 1000
 
     def _accept(self, request_id: str, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
-                wait_ms: int) -> tuple[SubmitResult, bool]:
+                wait_ms: int, submitter: str) -> tuple[SubmitResult, bool]:
         """Validate and record the request as ``request_id`` (or find the submission its key replays);
         the answer, and whether it is still to settle (worth waiting for)."""
         violations = validate(req)
@@ -211,11 +212,11 @@ class IntakeHandlers:
             raise ValidationFailed(violations)
         fingerprint = req.fingerprint()
         try:
-            record = self._record(request_id, req, submitted, fingerprint)
+            record = self._record(request_id, req, submitted, fingerprint, submitter)
         except DuplicateKey:
             # The key is taken: a replay (or a conflict), perhaps by a concurrent submission.
             # Inserting first keeps the common path to one transaction.
-            replay = self._replay(req.idempotency_key, fingerprint)
+            replay = self._replay(submitter, req.idempotency_key, fingerprint)
             if replay is None:
                 raise
             return replay, False
@@ -230,9 +231,9 @@ class IntakeHandlers:
             return result, True
         return SubmitResult(record, replayed=False), record.status not in SETTLED
 
-    def _replay(self, key: str, fingerprint: str) -> SubmitResult | None:
+    def _replay(self, submitter: str, key: str, fingerprint: str) -> SubmitResult | None:
         with self._uow().read_only() as uow:
-            existing = uow.requests.by_key(key)
+            existing = uow.requests.by_key(submitter, key)
         if existing is None:
             return None
         if existing.fingerprint != fingerprint:
@@ -242,7 +243,7 @@ class IntakeHandlers:
         return SubmitResult(existing, replayed=True)
 
     def _record(self, request_id: str, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
-                fingerprint: str) -> RequestRecord:
+                fingerprint: str, submitter: str) -> RequestRecord:
         """Check eligibility and record the request (and, if eligible, its event) in one transaction."""
         now = self._now()
         stored = intake_pb2.SubmitRequestRequest()
@@ -254,7 +255,8 @@ class IntakeHandlers:
             eligibility = check_eligibility(req, member.coverages if member else (), member is not None)
             status = RequestStatus.IN_REVIEW if eligibility.eligible else RequestStatus.INELIGIBLE
             record = RequestRecord(
-                request_id=request_id, idempotency_key=req.idempotency_key, fingerprint=fingerprint,
+                request_id=request_id, submitter=submitter, idempotency_key=req.idempotency_key,
+                fingerprint=fingerprint,
                 member_id=req.member_id, line_of_business=req.line_of_business, member_state=req.member_state,
                 urgency=req.urgency, review_type=req.review_type, status=status,
                 status_reason="" if eligibility.eligible else eligibility.reason, received_at=now,
@@ -264,37 +266,38 @@ class IntakeHandlers:
                 uow.publish(OutgoingEvent(topic=self._topics.request_submitted, key=request_id,
                                           message=_submitted_event(request_id, now, stored)))
             uow.commit()
-        logger.info("request %s recorded: %s (%d lines)", request_id, status.value, len(req.lines))
+        logger.info("request %s recorded for %s: %s (%d lines)", request_id, submitter, status.value, len(req.lines))
         return record
 
-    def add_information(self, info: AdditionalInformation,
-                        submitted: intake_pb2.SubmitAdditionalInformationRequest) -> InformationResult:
+    def add_information(self, info: AdditionalInformation, submitted: intake_pb2.SubmitAdditionalInformationRequest,
+                        *, submitter: str) -> InformationResult:
         """Record additional facts for a request under review and forward them to review, in one
-        transaction. Same key and payload: the original answer, even once the request is decided;
+        transaction. Only the request's submitter may: another's request is NotFound, exactly as an
+        unknown one. Same key and payload: the original answer, even once the request is decided;
         same key, other payload (or another request): IdempotencyConflict."""
         violations = validate_information(info)
         if violations:
             raise ValidationFailed(violations)
         fingerprint = info.fingerprint()
         try:
-            return self._record_information(info, submitted, fingerprint)
+            return self._record_information(info, submitted, fingerprint, submitter)
         except DuplicateKey:
             # The key was recorded by a concurrent call after this one looked for it: answer as it did.
-            replay = self._information_replay(info, fingerprint)
+            replay = self._information_replay(info, fingerprint, submitter)
             if replay is None:
                 raise
             return replay
 
     def _record_information(self, info: AdditionalInformation,
                             submitted: intake_pb2.SubmitAdditionalInformationRequest,
-                            fingerprint: str) -> InformationResult:
+                            fingerprint: str, submitter: str) -> InformationResult:
         now = self._now()
         with self._uow() as uow:
-            previous = uow.information.by_key(info.idempotency_key)
+            previous = uow.information.by_key(submitter, info.idempotency_key)
             if previous is not None:
                 return _information_answer(info, fingerprint, previous)
             record = uow.requests.get(info.request_id, for_update=True)
-            if record is None:
+            if record is None or record.submitter != submitter:
                 raise NotFound(f"no request {info.request_id!r}")
             if record.status not in (RequestStatus.IN_REVIEW, RequestStatus.PENDED):
                 raise FailedPrecondition(
@@ -303,7 +306,8 @@ class IntakeHandlers:
                     "information")
             information_id = str(uuid.uuid4())
             uow.information.add(InformationRecord(
-                information_id=information_id, request_id=info.request_id, idempotency_key=info.idempotency_key,
+                information_id=information_id, request_id=info.request_id, submitter=submitter,
+                idempotency_key=info.idempotency_key,
                 fingerprint=fingerprint, payload=submitted.SerializeToString(), received_at=now))
             event = events_pb2.AdditionalInformationReceived(
                 request_id=info.request_id, information_id=information_id,
@@ -315,31 +319,36 @@ class IntakeHandlers:
                     len(info.facts))
         return InformationResult(information_id, now, replayed=False)
 
-    def _information_replay(self, info: AdditionalInformation, fingerprint: str) -> InformationResult | None:
+    def _information_replay(self, info: AdditionalInformation, fingerprint: str,
+                            submitter: str) -> InformationResult | None:
         with self._uow().read_only() as uow:
-            previous = uow.information.by_key(info.idempotency_key)
+            previous = uow.information.by_key(submitter, info.idempotency_key)
         return None if previous is None else _information_answer(info, fingerprint, previous)
 
     # -- queries -------------------------------------------------------------------------------
-    def get(self, request_id: str) -> RequestRecord:
-        return self.get_with_information(request_id)[0]
+    def get(self, request_id: str, *, submitter: str | None) -> RequestRecord:
+        return self.get_with_information(request_id, submitter=submitter)[0]
 
-    def get_with_information(self, request_id: str) -> tuple[RequestRecord, list[InformationRecord]]:
-        """The request and the additional information received for it, oldest first."""
+    def get_with_information(self, request_id: str, *,
+                             submitter: str | None) -> tuple[RequestRecord, list[InformationRecord]]:
+        """The request and the additional information received for it, oldest first. With a
+        ``submitter``, only a request it submitted: another's is NotFound, with the words an unknown
+        id gets, so that nothing tells the two apart; None reads every submitter's."""
         with self._uow().read_only() as uow:
             record = uow.requests.get(request_id)
-            if record is None:
+            if record is None or (submitter is not None and record.submitter != submitter):
                 raise NotFound(f"no request {request_id!r}")
             return record, uow.information.of_request(request_id)
 
-    def of_member(self, member_id: str, limit: int) -> list[RequestRecord]:
-        """The member's requests, newest first; ``limit`` 0 means 50, at most 200."""
+    def of_member(self, member_id: str, limit: int, *, submitter: str | None) -> list[RequestRecord]:
+        """The member's requests, newest first; ``limit`` 0 means 50, at most 200. With a ``submitter``,
+        only those it submitted; None: every submitter's."""
         if not 0 <= limit <= MAX_MEMBER_REQUESTS:
             raise ValidationFailed([FieldViolation("limit", f"between 1 and {MAX_MEMBER_REQUESTS} (0 means 50)")])
         if not member_id.strip():
             raise ValidationFailed([FieldViolation("member_id", "required")])
         with self._uow().read_only() as uow:
-            return uow.requests.of_member(member_id.strip(), limit or 50)
+            return uow.requests.of_member(member_id.strip(), limit or 50, submitter)
 
     # -- events --------------------------------------------------------------------------------
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:

@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         lifetime.stop_with_supervisor(config.supervisor_pid)
     try:
         asyncio.run(serve(config))
+    except ConfigurationError as exc:  # a file a setting names (UR_GRPC_TOKEN_FILE) cannot be used
+        return configuration_error("workbench", exc)
     except OSError as exc:
         logger.exception("workbench failed to start: %s", exc)
         return EXIT_FAILED
