@@ -80,6 +80,21 @@ def field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
     return found
 
 
+def retry_hint(exc: grpc.RpcError) -> float | None:
+    """The seconds a RESOURCE_EXHAUSTED or UNAVAILABLE answer asks the caller to wait before trying
+    again (its google.rpc.RetryInfo), None when it gives none."""
+    try:
+        status = rpc_status.from_call(exc)
+    except ValueError:
+        return None
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return float(info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
+    return None
+
+
 def describe_rpc_error(exc: grpc.RpcError, service: str, target: str, timeout_s: float | None = None,
                        subject: str = "the request") -> ServiceCallError:
     """Translate a failed call into the message a person needs (one line per field violation)."""

@@ -31,6 +31,7 @@ from rich.table import Table
 from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
+from services.cli.base import retry_hint
 from services.cli.urctl import decision_latency_ms
 from services.common import settings, tls
 from services.common.config_files import ConfigFileError, kind, load_json, read_text
@@ -46,6 +47,9 @@ APPROVED_OUTCOMES = frozenset({types_pb2.LINE_OUTCOME_MEETS_CRITERIA, types_pb2.
 SUBMIT_TIMEOUT_S = 30.0
 POLL_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.25
+#: How often a submission intake answered RESOURCE_EXHAUSTED (the caller's rate limit) is sent again,
+#: after the wait intake's retry hint asks for.
+RATE_LIMITED_RETRIES = 20
 
 
 class WorkloadFileError(ConfigFileError):
@@ -182,11 +186,18 @@ def _submit_all(stub: intake_pb2_grpc.IntakeServiceStub, requests: Sequence[inta
     timeout = SUBMIT_TIMEOUT_S + max((r.wait_ms for r in requests), default=0) / 1000
 
     def submit(request: intake_pb2.SubmitRequestRequest) -> intake_pb2.SubmitRequestResponse | grpc.RpcError:
-        try:
-            response: intake_pb2.SubmitRequestResponse = stub.SubmitRequest(request, timeout=timeout)
-        except grpc.RpcError as exc:
-            return exc
-        return response
+        attempts = 0
+        while True:
+            try:
+                response: intake_pb2.SubmitRequestResponse = stub.SubmitRequest(request, timeout=timeout)
+            except grpc.RpcError as exc:
+                attempts += 1
+                wait_s = retry_hint(exc) if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED else None
+                if wait_s is None or attempts > RATE_LIMITED_RETRIES:
+                    return exc
+                time.sleep(wait_s)  # paced by the caller's rate limit, as intake asks
+                continue
+            return response
 
     with _progress(console) as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
         task = progress.add_task("submitting", total=len(requests))
