@@ -7,6 +7,15 @@
 #   deploy/kafka/kafka.sh stop     stop the broker this script started
 #   deploy/kafka/kafka.sh status   say whether it runs (exit 0 running, 3 not running)
 #
+#   deploy/kafka/kafka.sh secure-start DIR SASL_PORT SSL_PORT CONTROLLER_PORT
+#       a throw-away broker for the tests of Kafka over TLS, everything under DIR: a fresh CA, the
+#       broker's keystore and truststore, SCRAM users created when its storage is formatted, and two
+#       client listeners on 127.0.0.1: SASL_SSL (SCRAM-SHA-512) on SASL_PORT and SSL requiring a client
+#       certificate on SSL_PORT (the controller listens on loopback). Writes DIR/sasl_ssl.env and
+#       DIR/ssl.env, the settings (KAFKA_BOOTSTRAP_SERVERS, UR_KAFKA_*) a client needs for each. It
+#       ignores KAFKA_BOOTSTRAP_SERVERS and never touches the broker of `start`.
+#   deploy/kafka/kafka.sh secure-stop DIR   stop that broker (its files stay until DIR is removed)
+#
 # Everything lives under <repo>/.cache/kafka: libs/ (jars), data/ (KRaft log dirs),
 # server.properties, log4j2.xml, broker.log (log4j), broker.out (JVM stdout/stderr), broker.pid.
 # `rm -rf .cache/kafka/data` throws the topics away; the next start formats a fresh cluster.
@@ -155,6 +164,29 @@ running_pid() {
     echo "$pid"
 }
 
+# The part of server.properties every single-node broker here shares: DATA, partitions, I/O threads.
+single_node_properties() {
+    local data=$1 partitions=$2 io_threads=$3
+    cat <<PROPERTIES
+log.dirs=$data
+num.partitions=$partitions
+auto.create.topics.enable=true
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=$partitions
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=$partitions
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=$io_threads
+num.recovery.threads.per.data.dir=1
+PROPERTIES
+}
+
 write_config() {
     mkdir -p "$DATA"
     cat >"$PROPS" <<EOF
@@ -168,22 +200,7 @@ advertised.listeners=PLAINTEXT://$HOST:$PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs=$DATA
-num.partitions=6
-auto.create.topics.enable=true
-default.replication.factor=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=6
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=6
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-min.insync.replicas=1
-group.initial.rebalance.delay.ms=0
-num.network.threads=2
-num.io.threads=4
-num.recovery.threads.per.data.dir=1
+$(single_node_properties "$DATA" 6 4)
 log.retention.hours=24
 log.segment.bytes=104857600
 EOF
@@ -313,6 +330,22 @@ cmd_start() {
     wait_ready "$pid"
 }
 
+# SIGTERM, then SIGKILL if the broker is still there after STOP_TIMEOUT_S.
+terminate() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + STOP_TIMEOUT_S))
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            log "still running after ${STOP_TIMEOUT_S}s, sending KILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 1
+            break
+        fi
+        sleep 0.5
+    done
+}
+
 cmd_stop() {
     if external; then
         log "KAFKA_BOOTSTRAP_SERVERS is set: the external cluster is not ours to stop"
@@ -330,17 +363,7 @@ cmd_stop() {
         return 0
     fi
     log "stopping the Kafka broker (pid $pid) ..."
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + STOP_TIMEOUT_S))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            log "still running after ${STOP_TIMEOUT_S}s, sending KILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 1
-            break
-        fi
-        sleep 0.5
-    done
+    terminate "$pid"
     rm -f "$PIDFILE"
     log "stopped"
 }
@@ -367,13 +390,192 @@ cmd_status() {
     return 3
 }
 
+# ---------------------------------------------------------------- a throw-away broker over TLS
+
+# openssl: a CA, and certificates it signs for 127.0.0.1/localhost; keytool: the broker's truststore.
+make_certificates() {
+    local dir=$1 storepass=$2 name
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3 -subj "/CN=ur throw-away test CA" \
+        -keyout "$dir/ca.key" -out "$dir/ca.pem" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    for name in broker client; do
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=ur-$name" -keyout "$dir/$name.key" \
+            -out "$dir/$name.csr" 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' \
+            >"$dir/$name.ext"
+        openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+            -days 3 -extfile "$dir/$name.ext" -out "$dir/$name.pem" 2>/dev/null
+    done
+    openssl pkcs12 -export -in "$dir/broker.pem" -inkey "$dir/broker.key" -certfile "$dir/ca.pem" \
+        -name broker -out "$dir/broker.p12" -passout "pass:$storepass"
+    keytool -importcert -noprompt -alias ca -file "$dir/ca.pem" -keystore "$dir/truststore.p12" \
+        -storetype PKCS12 -storepass "$storepass" >/dev/null 2>&1
+}
+
+# The secure broker answers over SASL_SSL, with the client settings it wrote.
+secure_answers() {
+    local env_file=$1
+    "$(python_bin)" - "$env_file" >/dev/null 2>&1 <<'PY'
+import sys
+from pathlib import Path
+
+from kafka import KafkaAdminClient
+
+env = dict(line.split("=", 1) for line in Path(sys.argv[1]).read_text().splitlines() if "=" in line)
+admin = KafkaAdminClient(
+    bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"], client_id="ur-kafka-sh", request_timeout_ms=5000,
+    security_protocol="SASL_SSL", ssl_cafile=env["UR_KAFKA_SSL_CAFILE"], sasl_mechanism=env["UR_KAFKA_SASL_MECHANISM"],
+    sasl_plain_username=env["UR_KAFKA_SASL_USERNAME"],
+    sasl_plain_password=Path(env["UR_KAFKA_SASL_PASSWORD_FILE"]).read_text().strip())
+try:
+    admin.list_topics()
+finally:
+    admin.close()
+PY
+}
+
+# The pid of the broker running from DIR (guards against pid reuse), or fail.
+secure_pid() {
+    local dir=$1 pid cmdline
+    [[ -f "$dir/broker.pid" ]] || return 1
+    pid=$(tr -dc '0-9' <"$dir/broker.pid")
+    [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
+    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    [[ "$cmdline" == *kafka.Kafka* && "$cmdline" == *"$dir/server.properties"* ]] || return 1
+    echo "$pid"
+}
+
+write_secure_config() {
+    local dir=$1 sasl_port=$2 ssl_port=$3 controller_port=$4 storepass=$5 admin_password=$6
+    cat >"$dir/server.properties" <<PROPERTIES
+# Written by deploy/kafka/kafka.sh secure-start: a throw-away broker for tests of Kafka over TLS.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=$HOST:$controller_port
+listeners=SASL_SSL://$HOST:$sasl_port,SSL://$HOST:$ssl_port,CONTROLLER://$HOST:$controller_port
+advertised.listeners=SASL_SSL://$HOST:$sasl_port,SSL://$HOST:$ssl_port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=SASL_SSL:SASL_SSL,SSL:SSL,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$admin_password";
+listener.name.ssl.ssl.client.auth=required
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$dir/broker.p12
+ssl.keystore.password=$storepass
+ssl.key.password=$storepass
+ssl.truststore.type=PKCS12
+ssl.truststore.location=$dir/truststore.p12
+ssl.truststore.password=$storepass
+$(single_node_properties "$dir/data" 3 2)
+PROPERTIES
+    cat >"$dir/log4j2.xml" <<LOG4J
+<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="WARN">
+  <Appenders>
+    <File name="file" fileName="$dir/broker.log"><PatternLayout pattern="[%d{ISO8601}] %-5p %m (%c{1})%n"/></File>
+  </Appenders>
+  <Loggers>
+    <Logger name="kafka.server.KafkaRaftServer" level="INFO"/>
+    <Root level="WARN"><AppenderRef ref="file"/></Root>
+  </Loggers>
+</Configuration>
+LOG4J
+    cat >"$dir/sasl_ssl.env" <<SETTINGS
+KAFKA_BOOTSTRAP_SERVERS=$HOST:$sasl_port
+UR_KAFKA_SECURITY_PROTOCOL=SASL_SSL
+UR_KAFKA_SSL_CAFILE=$dir/ca.pem
+UR_KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+UR_KAFKA_SASL_USERNAME=ur
+UR_KAFKA_SASL_PASSWORD_FILE=$dir/ur.password
+SETTINGS
+    cat >"$dir/ssl.env" <<SETTINGS
+KAFKA_BOOTSTRAP_SERVERS=$HOST:$ssl_port
+UR_KAFKA_SECURITY_PROTOCOL=SSL
+UR_KAFKA_SSL_CAFILE=$dir/ca.pem
+UR_KAFKA_SSL_CERTFILE=$dir/client.pem
+UR_KAFKA_SSL_KEYFILE=$dir/client.key
+SETTINGS
+}
+
+cmd_secure_start() {
+    local dir=${1:-} sasl_port=${2:-} ssl_port=${3:-} controller_port=${4:-}
+    [[ -n "$dir" && "$sasl_port" =~ ^[0-9]+$ && "$ssl_port" =~ ^[0-9]+$ && "$controller_port" =~ ^[0-9]+$ ]] \
+        || { echo "usage: $0 secure-start DIR SASL_PORT SSL_PORT CONTROLLER_PORT" >&2; exit 2; }
+    command -v openssl >/dev/null 2>&1 || die "openssl not found (apt-get install openssl)"
+    command -v keytool >/dev/null 2>&1 || die "keytool not found (it comes with the Java runtime)"
+    (take_lock && cmd_fetch)
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    chmod 700 "$dir"
+    if secure_pid "$dir" >/dev/null; then
+        die "a broker already runs from $dir; deploy/kafka/kafka.sh secure-stop $dir first"
+    fi
+    local storepass admin_password user_password cluster_id
+    storepass=$(openssl rand -hex 16)
+    admin_password=$(openssl rand -hex 16)
+    user_password=$(openssl rand -hex 16)
+    make_certificates "$dir" "$storepass"
+    printf '%s\n' "$user_password" >"$dir/ur.password"
+    chmod 600 "$dir"/*.key "$dir/ur.password"
+    write_secure_config "$dir" "$sasl_port" "$ssl_port" "$controller_port" "$storepass" "$admin_password"
+    cluster_id=$(java -cp "$LIBS/*" -Dlog4j2.configurationFile="$dir/log4j2.xml" kafka.tools.StorageTool random-uuid)
+    log "formatting a throw-away KRaft storage in $dir with SCRAM users admin and ur ..."
+    if ! java -cp "$LIBS/*" -Dlog4j2.configurationFile="$dir/log4j2.xml" kafka.tools.StorageTool \
+            format --standalone -t "$cluster_id" -c "$dir/server.properties" \
+            --add-scram "SCRAM-SHA-512=[name=admin,password=$admin_password]" \
+            --add-scram "SCRAM-SHA-512=[name=ur,password=$user_password]" >"$dir/format.out" 2>&1; then
+        cat "$dir/format.out" >&2
+        die "formatting the secure broker's storage failed"
+    fi
+    log "starting a broker with SASL_SSL on $HOST:$sasl_port and SSL on $HOST:$ssl_port (log: $dir/broker.log) ..."
+    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$dir/broker.pid" \
+        java -Xms128m -Xmx384m -XX:+UseG1GC -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$dir/log4j2.xml" -Dkafka.logs.dir="$dir" \
+        -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" </dev/null >>"$dir/broker.out" 2>&1 9>&- &
+    local deadline=$((SECONDS + READY_TIMEOUT_S)) pid="" waited=0
+    until [[ -s "$dir/broker.pid" ]]; do
+        ((waited++ < 50)) || die "the secure broker did not write its pid file"
+        sleep 0.1
+    done
+    until secure_answers "$dir/sasl_ssl.env"; do
+        if ! pid=$(secure_pid "$dir"); then
+            tail -n 30 "$dir/broker.out" "$dir/broker.log" >&2 2>/dev/null || true
+            die "the secure broker exited during start-up"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail -n 30 "$dir/broker.log" >&2 2>/dev/null || true
+            die "the secure broker (pid $pid) did not answer over SASL_SSL within ${READY_TIMEOUT_S}s"
+        fi
+        sleep 1
+    done
+    log "secure broker ready: SASL_SSL $HOST:$sasl_port, SSL $HOST:$ssl_port (client settings in $dir/*.env)"
+}
+
+cmd_secure_stop() {
+    local dir=${1:-} pid
+    [[ -n "$dir" ]] || { echo "usage: $0 secure-stop DIR" >&2; exit 2; }
+    dir=$(cd "$dir" 2>/dev/null && pwd) || { log "no directory $1: nothing to stop"; return 0; }
+    if ! pid=$(secure_pid "$dir"); then
+        log "no secure broker runs from $dir"
+        return 0
+    fi
+    log "stopping the secure broker (pid $pid) ..."
+    terminate "$pid"
+    rm -f "$dir/broker.pid"
+    log "stopped"
+}
+
 case "${1:-}" in
     fetch) take_lock; cmd_fetch ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
+    secure-start) shift; cmd_secure_start "$@" ;;
+    secure-stop) shift; cmd_secure_stop "$@" ;;
     *)
-        echo "usage: $0 {fetch|start|stop|status}" >&2
+        echo "usage: $0 {fetch|start|stop|status|secure-start DIR SASL_PORT SSL_PORT CONTROLLER_PORT|secure-stop DIR}" >&2
         exit 2
         ;;
 esac

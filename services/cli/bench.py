@@ -12,7 +12,11 @@ Phases (each printed with a progress bar, all figures also written to JSON):
                  submit → authorization event, p50/p95/p99.
 3. ceilings    - kafka-python produce and consume on the same broker, a trivial gRPC
                  unary call (health check) at the same concurrency.
-4. rules       - after the platform stops, services/cli/bench_rules.py in a process of its
+4. queue       - after the platform stops, services/cli/bench_queue.py in a process of its own:
+                 claim-next at 50,000 open tasks on a fresh PostgreSQL database (--queue-tasks).
+5. workbench   - services/cli/bench_workbench.py in a process of its own: the workbench's queue
+                 and task pages at 10,000 open tasks (--workbench-tasks).
+6. rules       - after the platform stops, services/cli/bench_rules.py in a process of its
                  own: whole-library line evaluations/s next to raw durable-rules on the
                  same lines and rulesets, RSS before and after N evaluations (default
                  1,000,000; --rule-evaluations 0 skips it).
@@ -137,6 +141,7 @@ class Tracker:
 
     bootstrap: str
     prefix: str
+    security: kafka_io.KafkaSecurity = kafka_io.PLAINTEXT
     settled_at: dict[str, float] = field(default_factory=dict)
     authorized_at: dict[str, float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -150,6 +155,7 @@ class Tracker:
     def _run(self) -> None:
         consumer = kafka_io.make_consumer(
             self.bootstrap, group_id=f"bench-tracker-{uuid.uuid4().hex[:8]}", client_id="bench-tracker",
+            security=self.security,
             topics=[f"{self.prefix}.review.determination-made.v1",
                     f"{self.prefix}.authorization.authorizations-issued.v1"],
             auto_offset_reset="latest", fetch_max_wait_ms=20)
@@ -295,11 +301,12 @@ def wait_settled(tracker: Tracker, ids: Iterator[str] | list[str], timeout_s: fl
             time.sleep(0.2)
 
 
-def ceiling_kafka(bootstrap: str, prefix: str, count: int, console: Console) -> dict[str, float]:
+def ceiling_kafka(bootstrap: str, prefix: str, count: int, console: Console,
+                  security: kafka_io.KafkaSecurity = kafka_io.PLAINTEXT) -> dict[str, float]:
     topic = f"{prefix}.bench.ceiling"
-    kafka_io.ensure_topics(bootstrap, [topic], 6)
+    kafka_io.ensure_topics(bootstrap, [topic], 6, security=security)
     payload = make_request(1, [("M", types_pb2.LINE_OF_BUSINESS_MEDICARE_ADVANTAGE, "CA")], "x").SerializeToString()
-    producer = kafka_io.make_producer(bootstrap, client_id="bench-ceiling")
+    producer = kafka_io.make_producer(bootstrap, client_id="bench-ceiling", security=security)
     with progress(console) as bar:
         task = bar.add_task("ceiling: kafka-python produce (acks=all)", total=count)
         t0 = time.monotonic()
@@ -313,7 +320,7 @@ def ceiling_kafka(bootstrap: str, prefix: str, count: int, console: Console) -> 
         bar.update(task, completed=count)
     producer.close()
     consumer = kafka_io.make_consumer(bootstrap, group_id=f"bench-{uuid.uuid4().hex[:6]}", client_id="bench",
-                                      topics=[topic])
+                                      topics=[topic], security=security)
     seen = 0
     with progress(console) as bar:
         task = bar.add_task("ceiling: kafka-python consume", total=count)
@@ -325,6 +332,25 @@ def ceiling_kafka(bootstrap: str, prefix: str, count: int, console: Console) -> 
         consume_rate = seen / (time.monotonic() - t0)
     consumer.close()
     return {"kafka_produce_per_s": round(produce_rate), "kafka_consume_per_s": round(consume_rate)}
+
+
+def queue_phase(database_url: str, open_tasks: int, output: Path) -> dict[str, Any]:
+    """services/cli/bench_queue.py in its own process: claim-next at ``open_tasks`` open tasks."""
+    subprocess.run([sys.executable, "-m", "services.cli.bench_queue", "--database-url", database_url,
+                    "--open", str(open_tasks), "--json", str(output)], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL)
+    report: dict[str, Any] = json.loads(output.read_text())
+    return report
+
+
+def workbench_phase(database_url: str, tasks: int, output: Path) -> dict[str, Any]:
+    """services/cli/bench_workbench.py in its own process: the queue and task pages at ``tasks`` open
+    tasks."""
+    subprocess.run([sys.executable, "-m", "services.cli.bench_workbench", "--tasks", str(tasks),
+                    "--database-url", database_url, "--json", str(output)], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL)
+    report: dict[str, Any] = json.loads(output.read_text())
+    return report
 
 
 def rule_evaluations(count: int, output: Path) -> dict[str, Any]:
@@ -408,11 +434,12 @@ def pg_admin_url() -> str:
                           text=True, check=True).stdout.strip()
 
 
-def fresh_databases(admin_url: str, prefix: str = "ur_bench") -> dict[str, str]:
+def fresh_databases(admin_url: str, prefix: str = "ur_bench",
+                    services: tuple[str, ...] = ("intake", "review", "authorization")) -> dict[str, str]:
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     urls = {}
     with admin.connect() as conn:
-        for service in ("intake", "review", "authorization"):
+        for service in services:
             name = f"{prefix}_{service}"
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -435,6 +462,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rule-evaluations", type=int,
                         default=int(os.environ.get("BENCH_RULE_EVALUATIONS", "1000000")),
                         help="line evaluations of the criteria-library phase (services/cli/bench_rules.py); 0 skips it")
+    parser.add_argument("--queue-tasks", type=int, default=int(os.environ.get("BENCH_QUEUE_TASKS", "50000")),
+                        help="open tasks of the claim-next phase (services/cli/bench_queue.py); 0 skips it")
+    parser.add_argument("--workbench-tasks", type=int, default=int(os.environ.get("BENCH_WORKBENCH_TASKS", "10000")),
+                        help="open tasks of the workbench page phase (services/cli/bench_workbench.py); 0 skips it")
     parser.add_argument("--grpc-workers", type=int, default=int(os.environ.get("BENCH_GRPC_WORKERS", "16")),
                         help="UR_GRPC_MAX_WORKERS of the services under test")
     parser.add_argument("--profile", action="store_true",
@@ -454,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         lifetime.stop_with_supervisor(os.getppid())
     console = Console()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
+    kafka_security = kafka_io.KafkaSecurity.of(settings.load(settings.PlatformSettings))  # as the services have it
     prefix = f"urbench{time.strftime('%H%M%S')}"
     var_dir = args.var_dir
     seed = var_dir / "members.yaml"
@@ -483,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         if broker:
             pids["kafka"] = broker
         pids["bench-client"] = os.getpid()
-        tracker = Tracker(bootstrap, prefix)
+        tracker = Tracker(bootstrap, prefix, kafka_security)
         tracker.start()
         channel = platform.channel("intake")
         stub = intake_pb2_grpc.IntakeServiceStub(channel)
@@ -544,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
             ceilings: dict[str, float] = {}
             ceilings.update(ceiling_grpc(platform.target("review"), 20000, args.concurrency, console,
                                          platform.security))
-            ceilings.update(ceiling_kafka(bootstrap, prefix, args.ceiling_count, console))
+            ceilings.update(ceiling_kafka(bootstrap, prefix, args.ceiling_count, console, kafka_security))
             results["ceilings"] = ceilings
             tp = results["throughput"]
             # Each request produces three events (submitted, determination, authorization) and is
@@ -558,6 +590,14 @@ def main(argv: list[str] | None = None) -> int:
             }
     finally:
         platform.stop()
+    if args.queue_tasks > 0:
+        console.print(f"claim-next at {args.queue_tasks:,} open tasks (services/cli/bench_queue.py)...")
+        [queue_db] = fresh_databases(pg_admin_url(), args.db_prefix, ("queue",)).values()
+        results["queue"] = queue_phase(queue_db, args.queue_tasks, var_dir / "bench-queue.json")
+    if args.workbench_tasks > 0:
+        console.print(f"workbench pages at {args.workbench_tasks:,} open tasks (services/cli/bench_workbench.py)...")
+        [pages_db] = fresh_databases(pg_admin_url(), args.db_prefix, ("workbench",)).values()
+        results["workbench"] = workbench_phase(pages_db, args.workbench_tasks, var_dir / "bench-workbench.json")
     if args.rule_evaluations > 0:
         rules = rule_evaluations(args.rule_evaluations, var_dir / "bench-rules.json")
         results["rule_evaluations"] = rules
@@ -565,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         ratios["library_vs_durable_rules_raw"] = rules["ratio_vs_raw"]
         ratios["line_evals_vs_durable_rules_raw"] = round(results["throughput"]["end_to_end_per_s"]
                                                           / rules["raw_per_s"], 3)
-    Path(args.output).write_text(json.dumps(results, indent=2))
+    Path(args.output).write_text(json.dumps(results, indent=2, default=str))  # paths among the parameters
     render(results, console)
     console.print(f"results written to {args.output}")
     return 0
@@ -593,6 +633,19 @@ def render(results: dict[str, Any], console: Console) -> None:
         rows.append((f"ceiling: {key}", value))
     for key, value in results.get("ratios", {}).items():
         rows.append((f"ratio: {key}", value))
+    queue = results.get("queue")
+    if queue:
+        claim = queue["claim_next_ms"]
+        rows.append((f"queue: claim-next at {queue['open_tasks']:,} open tasks p50/p95/max (ms; target < "
+                     f"{queue['target_ms']:g})", f"{claim['p50']}/{claim['p95']}/{claim['max']}"))
+        rows.append(("queue: claimable query in PostgreSQL (ms)", queue["claimable_query_db_ms"]))
+    pages = results.get("workbench")
+    if pages:
+        rows.append((f"workbench: queue page p50/p95 at {pages['open_tasks']:,} open tasks (ms; target p95 < "
+                     f"{pages['targets']['queue_page_p95_ms']})",
+                     f"{pages['queue_page']['p50_ms']}/{pages['queue_page']['p95_ms']}"))
+        rows.append((f"workbench: task page p50/p95 (ms; target p95 < {pages['targets']['task_page_p95_ms']})",
+                     f"{pages['task_page']['p50_ms']}/{pages['task_page']['p95_ms']}"))
     rules = results.get("rule_evaluations")
     if rules:
         from services.cli.bench_rules import report_rows

@@ -6,19 +6,21 @@ lines, and the process's memory before and after N evaluations (default 1,000,00
 Run it as its own process (``make bench`` does): the memory figures are this process's RSS.
 
 The lines: every example case of every current criteria set (the cases shipped with the library,
-their line attributes filled in as ``urctl criteria test`` does), the same cases again with every
-number shifted a little, and lines no criteria set covers (an uncovered service code, a covered code
-with an uncovered diagnosis or line of business), one in ten, interleaved so that consecutive lines
-go to different sets. The rotation is replayed until N lines have been evaluated.
+their line attributes filled in as ``urctl criteria test`` does) and the vocabulary's worked
+examples (codes and words from which facts are derived), the same cases again with every number
+shifted a little, and lines no criteria set covers (an uncovered service code, a covered code with an
+uncovered diagnosis or line of business), one in ten, interleaved so that consecutive lines go to
+different sets. The rotation is replayed until N lines have been evaluated.
 
 line evaluations/s
-    ``LibraryEvaluator.evaluate`` as the review service calls it: select the criteria set, match
-    through ``DurableRulesMatcher`` (one durable-rules assert and one session delete per line),
-    three-valued outcome, explanation.
+    ``LibraryEvaluator.evaluate`` as the review service calls it: select the criteria set, derive
+    facts from the line's codes and words (the vocabulary), match through ``DurableRulesMatcher``
+    (one durable-rules assert and one session delete per line), three-valued outcome, urgency,
+    explanation.
 raw durable-rules/s
     The engine alone on the same work: for each line of the same rotation, the fact the matcher
-    would assert is built beforehand, and the loop only sets its ``sid``, calls ``assert_fact`` on a
-    ruleset compiled from the same criteria set (same rules, same catch-all rule, each action
+    would assert (derived facts included) is built beforehand, and the loop only sets its ``sid``,
+    calls ``assert_fact`` on a ruleset compiled from the same criteria set (same rules, same catch-all rule, each action
     appending its condition id to a list) on a host without background threads, and deletes the
     session. Lines no set covers cost the engine nothing and count as done, as they do for the
     library. The ratio of the two rates is what the Python around the engine costs.
@@ -54,6 +56,7 @@ from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import CriteriaLibrary, load_library
 from services.review.adapters.rules_engine import DurableRulesMatcher, engine_fact, ruleset_definition
 from services.review.domain.criteria import FactValue, LineFacts, example_line
+from services.review.domain.vocabulary import example_of
 
 DEFAULT_CRITERIA_DIR = Path(__file__).resolve().parents[1] / "review" / "criteria"
 TARGET_RATIO = 0.5
@@ -109,11 +112,18 @@ def _uncovered(library: CriteriaLibrary) -> list[LineFacts]:
 
 
 def line_rotation(library: CriteriaLibrary) -> list[LineFacts]:
-    """The rotation evaluated over and over: each current set's examples and their shifted twins,
-    interleaved across sets, with an uncovered line every UNCOVERED_EVERY lines."""
+    """The rotation evaluated over and over: each current set's examples, the vocabulary's worked
+    examples for it (lines whose codes and words derive facts), and their shifted twins, interleaved
+    across sets, with an uncovered line every UNCOVERED_EVERY lines."""
+    worked: dict[str, list[LineFacts]] = {}
+    current = {c.id: c for c in library.current()}
+    for vocabulary in library.vocabularies:
+        for e in vocabulary.examples:
+            if e.criteria in current:
+                worked.setdefault(e.criteria, []).append(example_of(current[e.criteria], e))
     per_set: list[list[LineFacts]] = []
     for c in library.current():
-        cases = [example_line(c, ex) for ex in c.examples]
+        cases = [example_line(c, ex) for ex in c.examples] + worked.get(c.id, [])
         twins = [dataclasses.replace(line, facts=_shifted(dict(line.facts), i)) for i, line in enumerate(cases)]
         if cases:
             per_set.append(cases + twins)
@@ -179,7 +189,9 @@ def measure_raw(library: CriteriaLibrary, lines: list[LineFacts], count: int, co
         if criteria.key not in names:
             names[criteria.key] = prefix + criteria.key
             host.register_rulesets({names[criteria.key]: ruleset_definition(criteria, action)})
-        jobs.append((names[criteria.key], engine_fact(criteria, line.facts)))
+        # The fact the matcher asserts: the line's facts with what the vocabulary derives for them.
+        derived = library.derivations(criteria).derive(line) if criteria.derive_facts else None
+        jobs.append((names[criteria.key], engine_fact(criteria, derived.facts if derived is not None else line.facts)))
     size = len(jobs)
     assert_fact, delete_state = host.assert_fact, host.delete_state
 

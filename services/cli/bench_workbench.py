@@ -188,8 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--database-url", default=None, help="review's database (default: SQLite in a temp dir)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    run(args.tasks, args.rounds, args.database_url)
+    result = run(args.tasks, args.rounds, args.database_url)
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2))
     return 0
 
 

@@ -127,6 +127,11 @@ class Platform:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     #: service → the port it reported binding
     bound: dict[str, int] = field(default_factory=dict)
+    #: The ports of the services' (and the workbench's) Prometheus /metrics listeners; a process
+    #: missing here binds the default one, or any free port (reported) when its own port is 0.
+    metrics_ports: Mapping[str, int] = field(default_factory=dict)
+    #: service → the /metrics port it reported binding
+    metrics_bound: dict[str, int] = field(default_factory=dict)
 
     def port(self, service: str) -> int:
         """The port the service serves on: the one it reported, else the fixed one it was given."""
@@ -148,6 +153,27 @@ class Platform:
     def port_file(self, service: str) -> Path:
         return self.var_dir / "ports" / f"{service}.port"
 
+    def metrics_port_file(self, process: str) -> Path:
+        return self.var_dir / "ports" / f"{process}.metrics.port"
+
+    def _metrics_listen(self, process: str, port: int) -> str:
+        """The /metrics address of ``process`` (a service or the workbench) whose own port is ``port``:
+        the one it had when started again (its scrapers keep their target)."""
+        chosen = self.metrics_bound.get(process) or self.metrics_ports.get(
+            process, 0 if port == 0 else settings.DEFAULT_METRICS_PORTS[process])
+        return f"127.0.0.1:{chosen}"
+
+    def metrics_url(self, process: str) -> str:
+        """Where the process serves its Prometheus metrics (it must have reported its port: a service
+        does before its gRPC port, the workbench before it answers)."""
+        port = self.metrics_bound.get(process)
+        if port is None:
+            path = self.metrics_port_file(process)
+            if not path.exists():
+                raise RuntimeError(f"{process} has reported no metrics port in {path}")
+            port = self.metrics_bound[process] = int(path.read_text(encoding="ascii"))
+        return f"http://127.0.0.1:{port}/metrics"
+
     def env_for(self, service: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("UR_")}
         upper = service.upper()
@@ -157,6 +183,8 @@ class Platform:
             "UR_VAR_DIR": str(self.var_dir),
             f"UR_{upper}_GRPC_LISTEN": f"127.0.0.1:{self.bound.get(service) or self.ports[service]}",
             "UR_GRPC_PORT_FILE": str(self.port_file(service)),
+            f"UR_{upper}_METRICS_LISTEN": self._metrics_listen(service, self.ports[service]),
+            "UR_METRICS_PORT_FILE": str(self.metrics_port_file(service)),
             # The service stops when this process dies, even by kill -9 (services/common/lifetime.py).
             "UR_SUPERVISOR_PID": str(os.getpid()),
             "PYTHONUNBUFFERED": "1",
@@ -224,6 +252,7 @@ class Platform:
     def _spawn(self, service: str) -> None:
         # A port file left by an earlier run (or a killed process) must not pass for this one's.
         self.port_file(service).unlink(missing_ok=True)
+        self.metrics_port_file(service).unlink(missing_ok=True)
         log = self.log_path(service).open("ab")
         # Its own session: a terminal's Ctrl-C or hang-up reaches the supervisor, which stops the
         # services in order; UR_SUPERVISOR_PID (env_for) covers a supervisor killed outright.
@@ -240,6 +269,9 @@ class Platform:
             self._check_alive(service, f"reported no port in {path} within {timeout_s:.0f}s", deadline)
             time.sleep(0.05)
         self.bound[service] = int(path.read_text(encoding="ascii"))
+        metrics = self.metrics_port_file(service)
+        if metrics.exists():  # written before the gRPC port (absent when metrics are off)
+            self.metrics_bound[service] = int(metrics.read_text(encoding="ascii"))
         return self.bound[service]
 
     def wait_healthy(self, *services: str, timeout_s: float = 90.0) -> None:
@@ -287,9 +319,14 @@ class Platform:
         (self.var_dir / "ports").mkdir(parents=True, exist_ok=True)
         port_file = self.port_file("workbench")
         port_file.unlink(missing_ok=True)
+        self.metrics_port_file("workbench").unlink(missing_ok=True)
+        self.metrics_bound.pop("workbench", None)
         env = {k: v for k, v in os.environ.items() if not k.startswith("UR_")}
-        listen = f"127.0.0.1:{self.workbench_port if port is None else port}"
+        chosen = self.workbench_port if port is None else port
+        listen = f"127.0.0.1:{chosen}"
         env.update({"UR_WORKBENCH_LISTEN": listen, "UR_WORKBENCH_PORT_FILE": str(port_file),
+                    "UR_WORKBENCH_METRICS_LISTEN": self._metrics_listen("workbench", chosen),
+                    "UR_METRICS_PORT_FILE": str(self.metrics_port_file("workbench")),
                     "UR_WORKBENCH_COOKIE_SECURE": "false", "UR_INTAKE_TARGET": self.target("intake"),
                     "UR_REVIEW_TARGET": self.target("review"), "UR_AUTHORIZATION_TARGET": self.target("authorization"),
                     "UR_VAR_DIR": str(self.var_dir), "UR_SUPERVISOR_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1",
@@ -305,6 +342,15 @@ class Platform:
             time.sleep(0.05)
         self.bound["workbench"] = int(port_file.read_text(encoding="ascii"))
         return self.workbench_url()
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Each running process's /metrics URL (those with metrics on)."""
+        found = {}
+        for process in (*SERVICES, "workbench"):
+            if process in self.procs:
+                with contextlib.suppress(RuntimeError):
+                    found[process] = self.metrics_url(process)
+        return found
 
     def workbench_url(self) -> str:
         return f"http://127.0.0.1:{self.bound['workbench']}"
@@ -418,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
     """Start the services, submit the sample workload, run a shift of scripted reviewers, then
     (``run``) serve until a service exits."""
-    from services.cli import scripted_review, workload
+    from services.cli import lifecycle, scripted_review, workload
 
     platform.start()
     with console.status("waiting for the services to report SERVING..."):
@@ -427,6 +473,8 @@ def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
     console.print(f"[green]all three services are SERVING[/green]: {where}")
     workbench = platform.start_workbench()
     console.print(f"[green]the workbench serves on {workbench}/[/green]")
+    console.print("Prometheus metrics: " + ", ".join(f"{p} {url}" for p, url in platform.metrics_urls().items())
+                  + " (scrape configuration and Grafana dashboard in deploy/prometheus and deploy/grafana)")
     requests = workload.load_workload()
     # A run prefix keeps each run's idempotency keys apart while data accumulates across runs.
     run_id = time.strftime("%Y%m%d%H%M%S")
@@ -435,7 +483,10 @@ def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
     summary = workload.run_workload(platform.target("intake"), requests, concurrency=args.concurrency,
                                     console=console, security=platform.security, token=platform.tokens["intake"])
     workload.render_summary(summary, console)
-    scripted_review.run_shift(platform.target("review"), console, security=platform.security)
+    shift = scripted_review.run_shift(platform.target("review"), console, security=platform.security,
+                                      token=platform.tokens["review"])
+    lifecycle.run_lifecycle({s: platform.target(s) for s in SERVICES}, shift, console, platform.var_dir / "notices",
+                            security=platform.security, tokens=platform.tokens)
     if args.mode == "demo":
         return 0
     console.print(f"\n[bold]The workbench: {workbench}/[/bold] (sign in with a development token from "

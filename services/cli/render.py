@@ -238,7 +238,13 @@ def format_authorization(auth: types_pb2.Authorization) -> RenderableType:
         indent(kv_grid([
             ("member", plain(auth.member_id)),
             ("service", plain(f"{auth.procedure_code} x {auth.units}")),
+            ("used", plain(f"{auth.units_used} of {auth.units} {auth.unit or 'units'}, {auth.units_remaining} left")),
+            ("servicing", plain(f"{auth.servicing_name} ({auth.servicing_npi})" if auth.servicing_npi else "—")),
             ("valid", plain(f"{format_date(auth.valid_from)} → {format_date(auth.valid_to)}")),
+            ("decided by", plain(f"{auth.decided_by.name or auth.decided_by.id} ({auth.decided_by.role})"
+                                 + (f", {auth.decided_by.criteria}" if auth.decided_by.criteria else "")
+                                 if auth.decided_by.id else "—")),
+            ("appeal", plain(f"approved after appeal {auth.appeal_id}" if auth.approved_after_appeal else "—")),
             ("request", plain(f"{auth.request_id} line {auth.line_number}")),
             ("determination", plain(auth.determination_id or "—")),
             ("issued", plain(format_timestamp(auth.issued_at))),

@@ -76,6 +76,9 @@ def format_task(view: review_pb2.TaskView) -> RenderableType:
         ("status", Text(t.status + (f" (held by {t.assigned_to} until {_when(t.lease_expires_at)})"
                                     if t.assigned_to else ""), style="yellow" if t.escalated else "")),
         ("needs", Text(f"a {role}; category {t.category}")),
+        ("urgency", Text(enum_label(types_pb2.Urgency, t.urgency) + (f": {t.urgency_reason}" if t.urgency_reason
+                                                                     else ""),
+                         style="bold magenta" if t.urgency == types_pb2.URGENCY_EXPEDITED else "")),
         ("due", Text(f"{_when(t.due_at)} ({_due_in(t.due_at)})" + ("  ESCALATED" if t.escalated else ""),
                      style="red" if t.escalated else "")),
         ("clock", Text(f"{t.clock.regime}: {t.clock.rule}")),
@@ -257,6 +260,15 @@ def cmd_reassign(args: argparse.Namespace, targets: Targets, console: Console) -
     return EXIT_OK
 
 
+def cmd_urgency(args: argparse.Namespace, targets: Targets, console: Console) -> int:
+    urgency = types_pb2.URGENCY_EXPEDITED if args.urgency == "expedited" else types_pb2.URGENCY_STANDARD
+    view = _review(args, targets, "the change of urgency", lambda s, md: s.SetTaskUrgency(
+        review_pb2.SetTaskUrgencyRequest(task_id=args.task_id, urgency=urgency, reason=args.reason),
+        metadata=md, timeout=args.timeout))
+    emit(console, args, view, lambda: format_task(view))
+    return EXIT_OK
+
+
 def parse_fact(text: str) -> types_pb2.ClinicalFact:
     """``name=value`` or ``name=value:unit``: true/false, numbers, ISO dates, else text."""
     name, sep, raw = text.partition("=")
@@ -389,3 +401,9 @@ def add_commands(parsers: Parsers) -> None:
     reassign.add_argument("--to", required=True, metavar="REVIEWER_ID")
     reassign.add_argument("--note", metavar="TEXT")
     reassign.set_defaults(handler=cmd_reassign)
+    urgency = review.add_parser("urgency", parents=parents,
+                                help="nurse, physician or supervisor: expedite a task or make it standard, saying why")
+    urgency.add_argument("task_id", metavar="TASK_ID")
+    urgency.add_argument("urgency", choices=["expedited", "standard"])
+    urgency.add_argument("--reason", required=True, metavar="TEXT", help="why (recorded in the task's history)")
+    urgency.set_defaults(handler=cmd_urgency)

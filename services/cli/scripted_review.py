@@ -4,8 +4,10 @@ a physician work through part of it over the authenticated gRPC API, as people w
 What the script decides is deliberately simple and never adverse on its own: a nurse approves a
 line whose only problem is a missing fact she can see was answered, otherwise requests the missing
 information or refers to the physician; the physician offers a peer-to-peer conversation and
-decides. Every decision is made through the same calls ``urctl review`` uses, so the server's
-permission checks apply to it too.
+decides (denying with the specific reason the criteria's nearest path gives, approving in part or
+modifying where there is more than one unit). Every decision is made through the same calls
+``urctl review`` uses, so the server's permission checks apply to it too. What follows a decision
+(an appeal, an extension, the notices) is :mod:`services.cli.lifecycle`'s.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ PHYSICIAN = ("md-patel", "dev-only-token-md-patel")
 class ShiftReport:
     actions: list[tuple[str, str, str, str, str]] = field(default_factory=list)  # who, task, code, action, why
     refused: list[str] = field(default_factory=list)
+    #: task id -> request id, of the lines decided adversely (denied, in part, modified), by kind
+    adverse: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)  # kind -> (task, request, line)
+    decided_requests: list[str] = field(default_factory=list)
 
 
 def _md(token: str) -> tuple[tuple[str, str], ...]:
@@ -65,11 +70,13 @@ def nurse_step(stub: review_pb2_grpc.ReviewServiceStub, who: str, token: str, vi
             task_id=t.task_id, request_information=review_pb2.DecideTaskRequest.RequestInformation(
                 facts=facts, note="please send the clinical notes that state these")), metadata=_md(token), timeout=10)
         report.actions.append((who, t.task_id[:8], t.procedure_code, "requested information", ", ".join(facts)))
+        report.decided_requests.append(t.request_id)
     elif n % 3 == 0 and explanation.criteria_id:
         # The nurse reads the notes and finds the criteria met after all (what software could not see).
         stub.DecideTask(review_pb2.DecideTaskRequest(task_id=t.task_id, approve=review_pb2.DecideTaskRequest.Approve(
             note="clinical notes document the criteria")), metadata=_md(token), timeout=10)
         report.actions.append((who, t.task_id[:8], t.procedure_code, "approved", "notes document the criteria"))
+        report.decided_requests.append(t.request_id)
     else:
         stub.DecideTask(review_pb2.DecideTaskRequest(
             task_id=t.task_id, refer_to_physician=review_pb2.DecideTaskRequest.ReferToPhysician(
@@ -86,6 +93,15 @@ def nurse_step(stub: review_pb2_grpc.ReviewServiceStub, who: str, token: str, vi
             report.refused.append(f"{who} tried to deny: {exc.code().name} ({exc.details()})")
 
 
+def _nearest_shortfall(view: review_pb2.TaskView) -> types_pb2.ConditionResult | None:
+    """The condition of the criteria's nearest path that is unmet (or missing): the specific reason
+    of an adverse decision, never an alternative that merely did not apply."""
+    nearest = view.determination.explanation.nearest
+    for c in (*nearest.unmet, *nearest.missing):
+        return c
+    return None
+
+
 def physician_step(stub: review_pb2_grpc.ReviewServiceStub, view: review_pb2.TaskView, n: int,
                    report: ShiftReport) -> None:
     who, token = PHYSICIAN
@@ -94,25 +110,51 @@ def physician_step(stub: review_pb2_grpc.ReviewServiceStub, view: review_pb2.Tas
         task_id=t.task_id, kind=review_pb2.RecordPeerToPeerRequest.KIND_OFFERED,
         provider_contact="requesting provider's office", note="offered before the decision"),
         metadata=_md(token), timeout=10)
-    unmet = _first_unmet(view)
+    shortfall = _nearest_shortfall(view)
     explanation = view.determination.explanation
-    if n % 2 == 1 and unmet is not None:
-        criterion = f"{explanation.criteria_id}@{explanation.criteria_version}: {unmet.condition_id}"
-        stub.DecideTask(review_pb2.DecideTaskRequest(task_id=t.task_id, deny=review_pb2.DecideTaskRequest.Deny(
-            reason=f"The request does not show {unmet.description}, which the criteria require before this "
-                   "service; it can be requested again once it does.", criterion=criterion)),
-            metadata=_md(token), timeout=10)
-        report.actions.append((who, t.task_id[:8], t.procedure_code, "denied", criterion))
+    criterion = (f"{explanation.criteria_id}@{explanation.criteria_version}: {shortfall.condition_id}"
+                 if shortfall is not None else "")
+    request = review_pb2.DecideTaskRequest(task_id=t.task_id)
+    reason = ""
+    if shortfall is not None:
+        stated = f" ({', '.join(o.split('=', 1)[-1] for o in shortfall.observed)} stated)" if shortfall.observed \
+            else ""
+        reason = (f"The request does not show {shortfall.description}{stated}, which the criteria need on the "
+                  "path this request is on; it can be requested again once it does")
+    # One of each adverse kind, in turn, on tasks whose criteria name a shortfall; the rest approved.
+    made = sum(len(v) for v in report.adverse.values())
+    kind = ("denied", "approved in part", "modified")[made] if shortfall is not None and made < 3 else "approved"
+    del n
+    if kind == "denied":
+        request.deny.CopyFrom(review_pb2.DecideTaskRequest.Deny(reason=reason, criterion=criterion))
+    elif kind == "approved in part":
+        request.approve_partial.CopyFrom(review_pb2.DecideTaskRequest.ApprovePartial(
+            approved_units=1, reason=reason, criterion=criterion))
+    elif kind == "modified":
+        request.modify.CopyFrom(review_pb2.DecideTaskRequest.Modify(approved_units=1, reason=reason,
+                                                                    criterion=criterion))
     else:
-        stub.DecideTask(review_pb2.DecideTaskRequest(task_id=t.task_id, approve=review_pb2.DecideTaskRequest.Approve(
-            note="medically necessary on physician review")), metadata=_md(token), timeout=10)
-        report.actions.append((who, t.task_id[:8], t.procedure_code, "approved", "physician review"))
+        request.approve.CopyFrom(review_pb2.DecideTaskRequest.Approve(note="medically necessary on physician review"))
+    try:
+        stub.DecideTask(request, metadata=_md(token), timeout=10)
+    except grpc.RpcError as exc:
+        if exc.code() is not grpc.StatusCode.INVALID_ARGUMENT or kind != "approved in part":
+            raise
+        # One unit was asked for: nothing to approve in part; the physician denies instead.
+        kind = "denied"
+        request.deny.CopyFrom(review_pb2.DecideTaskRequest.Deny(reason=reason, criterion=criterion))
+        stub.DecideTask(request, metadata=_md(token), timeout=10)
+    report.actions.append((who, t.task_id[:8], t.procedure_code, kind, criterion or "physician review"))
+    report.decided_requests.append(t.request_id)
+    if kind != "approved":
+        report.adverse.setdefault(kind, []).append((t.task_id, t.request_id, t.line_number))
 
 
-def run_shift(review_target: str, console: Console, *, nurse_tasks: int = 12, physician_tasks: int = 4,
-              security: TransportSecurity | None = None) -> ShiftReport:
+def run_shift(review_target: str, console: Console, *, nurse_tasks: int = 12, physician_tasks: int = 5,
+              security: TransportSecurity | None = None, token: str | None = None) -> ShiftReport:
+    """``token``: what calls made on no reviewer's behalf send (the queue's listing: ``review:read``)."""
     report = ShiftReport()
-    with open_channel(review_target, security) as channel:
+    with open_channel(review_target, security, token=token) as channel:
         stub = review_pb2_grpc.ReviewServiceStub(channel)
         queue = stub.ListReviewQueue(review_pb2.ListReviewQueueRequest(page_size=500), timeout=10)
         console.print(f"\n[bold]Review queue[/bold]: {queue.total} lines wait for a person "

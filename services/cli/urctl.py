@@ -5,6 +5,10 @@
     urctl authorization show UR26-8K3F-Q9ZD [--json]
     urctl authorization list --member MA100001 [--code 72148] [--json]
     urctl queue list [--limit 50] [--json]
+    urctl notice list|show|pdf ...       notices of determinations
+    urctl request cancel|revise|appeal   what a submitter may do after submitting
+    urctl claim check|consume ...        claim lines against authorizations
+    urctl authorization metrics
     urctl credentials scopes|salt|token|hash|check
     urctl settings [--markdown]
 
@@ -26,7 +30,7 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
-from services.cli import credentials_commands, reviewer, service_commands
+from services.cli import credentials_commands, lifecycle_commands, reviewer, service_commands
 from services.cli.base import (
     DEFAULT_TIMEOUT_S,
     EXIT_OK,
@@ -52,6 +56,7 @@ COMMANDS: tuple[Callable[[Parsers], None], ...] = (
     service_commands.add_commands,  # submit, request show, authorization, queue
     reviewer.add_commands,  # request add-info, review ...
     criteria_commands.add_commands,  # criteria validate|test|explain|replay
+    lifecycle_commands.add_commands,  # notice, request cancel|revise|appeal, claim, authorization metrics
     credentials_commands.add_commands,  # credentials scopes|salt|token|hash|check
     service_commands.add_settings_command,
 )

@@ -130,6 +130,17 @@ def read_yaml(path: Path | str, error: Callable[[Path, str, str], ConfigFileErro
     return parse_yaml(path, read_text(path, error), error)
 
 
+def canonical_json(document: object) -> bytes:
+    """A parsed document's canonical JSON (sorted keys, no insignificant whitespace, dates as ISO
+    text): what a content hash is taken of, so comments and layout do not change it."""
+    def default(value: object) -> str:
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        raise TypeError(f"cannot hash a {type(value).__name__}")
+
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=default).encode()
+
+
 def load_json(text: str) -> Any:
     """Parse JSON, refusing a key given twice in one object (json.loads keeps the last one)."""
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -55,6 +56,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from services.common import tracing
 from services.common.clock import utcnow
 from services.common.errors import PoisonMessage, TransientError, Unavailable
 from services.common.events import (
@@ -68,6 +70,7 @@ from services.common.events import (
     IncomingEvent,
 )
 from services.common.kafka_io import Consumer, Producer, Record
+from services.common.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,12 @@ REMINDER_S = 60.0
 COMMIT_TIMEOUT_S = 2.0
 COMMIT_RETRY_S = 1.0
 MAX_COMMIT_RETRY_S = 8.0
+#: How often the consumer measures its lag (end offsets against positions) by default.
+LAG_INTERVAL_S = 15.0
+
+#: Measures the consumer's lag: partition → records not yet consumed. Called on the loop's thread
+#: (kafka-python's consumer is not thread-safe); may raise KafkaError.
+LagProbe = Callable[[], Mapping[TopicPartition, int]]
 
 
 def already_processed(conn: Connection, processed: Table, consumer: str, event_ids: Sequence[str]) -> set[str]:
@@ -155,6 +164,12 @@ class _Item:
     copies: list[int]
 
 
+def _consumed(item: _Item) -> tracing.Consumed:
+    event, record = item.event, item.record
+    return tracing.Consumed(topic=event.topic, partition=event.partition, offset=event.offset, key=event.key,
+                            event_id=event.event_id, event_type=event.event_type, headers=record.headers)
+
+
 class _Interrupted(TransientError):
     """A batch stopped part-way; ``settled[i]`` tells whether record i needs no further work."""
 
@@ -174,7 +189,10 @@ class ConsumerLoop:
     def __init__(self, consumer: Consumer, handler: EventHandler, decoders: Decoders, *, name: str,
                  dlq_producer: Producer, dlq_topic: str, max_batch: int = 500,
                  on_applied: Callable[[Sequence[IncomingEvent]], None] | None = None,
-                 commit_timeout_s: float = COMMIT_TIMEOUT_S) -> None:
+                 commit_timeout_s: float = COMMIT_TIMEOUT_S, metrics: Metrics | None = None,
+                 lag: LagProbe | None = None, lag_interval_s: float = LAG_INTERVAL_S) -> None:
+        """``metrics``: where records settled, dead-lettered and the lag ``lag`` measures (every
+        ``lag_interval_s``, between polls) are counted."""
         self._consumer = consumer
         self._handler = handler
         self._decoders = decoders
@@ -193,6 +211,11 @@ class ConsumerLoop:
         #: Transactions that failed and were split (a measure of how often bisection ran).
         self.bisections_total = 0
         self.failure: str | None = None
+        self._metrics = metrics
+        self._lag = lag
+        self._lag_interval_s = lag_interval_s
+        self._lag_due = 0.0
+        self._lag_shown: set[tuple[str, str]] = set()
         self.last_progress = time.monotonic()
         self._failing_since = self._reminded_at = 0.0
 
@@ -212,6 +235,9 @@ class ConsumerLoop:
             # Not parked yet, so not skippable: retry the batch (a DLQ duplicate is harmless).
             raise TransientError(f"dead-letter topic unavailable: {exc}") from exc
         self.dead_lettered_total += 1
+        if self._metrics is not None:
+            self._metrics.dead_lettered.labels(record.topic).inc()
+            self._metrics.consumer_records.labels(record.topic, "dead_lettered").inc()
 
     # -- one batch -----------------------------------------------------------------------------
     def process(self, records: Sequence[Record]) -> None:
@@ -224,7 +250,12 @@ class ConsumerLoop:
             if copies:
                 logger.info("%s: %d of %d records were copies of events earlier in the batch; applied once",
                             self._name, copies, len(records))
-            self._settle(items, settled)
+                if self._metrics is not None:
+                    for item in items:
+                        if item.copies:
+                            self._metrics.consumer_records.labels(item.event.topic, "duplicate").inc(len(item.copies))
+            with tracing.processing(self._name, [_consumed(i) for i in items] if tracing.enabled() else []):
+                self._settle(items, settled)
         except TransientError as exc:
             raise _Interrupted(exc, settled) from exc
 
@@ -298,6 +329,9 @@ class ConsumerLoop:
                 raise TransientError(str(exc).splitlines()[0]) from exc
             raise
         self.applied_total += len(events)
+        if self._metrics is not None:
+            for topic, count in Counter(e.topic for e in events).items():
+                self._metrics.consumer_records.labels(topic, "applied").inc(count)
         if self._on_applied is not None:
             self._on_applied(events)
 
@@ -306,6 +340,8 @@ class ConsumerLoop:
         backoff = FIRST_BACKOFF_S
         while not stop.is_set():
             polled = self._consumer.poll(timeout_ms=200, max_records=self._max_batch)
+            if self._lag is not None and time.monotonic() >= self._lag_due:
+                self._measure_lag()
             if not polled:
                 self.last_progress = time.monotonic()
                 self._retry_commit()
@@ -329,6 +365,23 @@ class ConsumerLoop:
                           for tp, batch in polled.items()})
         logger.info("consumer %s stopping", self._name)
         self._retry_commit(force=True)
+
+    def _measure_lag(self) -> None:
+        """Record the lag of every assigned partition (kept as it was when the broker cannot say)."""
+        self._lag_due = time.monotonic() + self._lag_interval_s
+        if self._lag is None or self._metrics is None:
+            return
+        try:
+            lags = self._lag()
+        except (KafkaError, OSError) as exc:
+            logger.debug("%s: lag not measured this time (%s)", self._name, type(exc).__name__)
+            return
+        shown = {(tp.topic, str(tp.partition)): lag for tp, lag in lags.items()}
+        for gone in self._lag_shown - shown.keys():  # partitions another member holds now
+            self._metrics.consumer_lag.remove(*gone)
+        for labels, lag in shown.items():
+            self._metrics.consumer_lag.labels(*labels).set(lag)
+        self._lag_shown = set(shown)
 
     def _log_failure(self, condition: str, backoff: float) -> None:
         """One line when a failure starts or changes, a reminder every :data:`REMINDER_S` while it lasts."""

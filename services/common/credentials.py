@@ -65,14 +65,19 @@ MIN_TOKEN = 16
 #: Every scope a principal may hold, and what it allows. The services' access policies
 #: (services/*/entrypoints/access.py) name no other; a credentials file naming another is refused.
 SCOPES: Mapping[str, str] = {
-    "requests:submit": "intake: submit requests, and additional information for the caller's own requests",
+    "requests:submit": "intake: submit requests; for the caller's own requests only, send additional information, "
+                       "cancel, revise and appeal them",
     "requests:read": "intake: read the caller's own requests (GetRequest, ListMemberRequests)",
     "requests:read-all": "intake: read every submitter's requests (the workbench)",
-    "authorizations:read": "authorization: read authorizations, by number and by member",
-    "authorizations:check": "authorization: look one authorization up by its number (claims adjudication)",
+    "authorizations:read": "authorization: read authorizations, by number and by member, and their metrics",
+    "authorizations:check": "authorization: look one authorization up by its number, and match claim lines against "
+                            "authorizations (CheckClaim): claims adjudication",
+    "authorizations:consume": "authorization: draw a paid claim line's units from its authorization (ConsumeUnits, "
+                              "once per claim line): a claims system",
     "review:work": "review: act as the reviewer named by the principal's id (the reviewer directory decides "
                    "what the reviewer's role allows), and read determinations and the queue",
-    "review:read": "review: read determinations and the open queue, as a service (no reviewer identity)",
+    "review:read": "review: read determinations, the open queue, notices and appeals, as a service (no reviewer "
+                   "identity)",
 }
 
 _PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,99}")

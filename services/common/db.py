@@ -7,7 +7,7 @@ two reliability tables so that every service writes them the same way.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,13 +37,21 @@ logger = logging.getLogger(__name__)
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine tuned for the backend: WAL and busy timeout on SQLite, a pool on PostgreSQL."""
+def make_engine(url: str, *, pool_size: int = 10, libpq: Mapping[str, str] | None = None,
+                password_file: Path | None = None) -> Engine:
+    """An engine tuned for the backend: WAL and busy timeout on SQLite, a pool on PostgreSQL.
+
+    PostgreSQL only: ``libpq`` parameters (sslmode, sslrootcert, ...) apply where the URL's query sets
+    none of its own; ``password_file`` holds the password of a URL without one, read at every new
+    connection (a rotated secret is picked up without a restart).
+
+    Its errors never quote a statement's parameters (``hide_parameters``): they hold member ids,
+    names and diagnoses, and an error's text ends up in logs."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -62,8 +70,17 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                         pool_recycle=1800)
+    connect_args = {k: v for k, v in (libpq or {}).items() if k not in parsed.query}
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                           pool_recycle=1800, connect_args=connect_args, hide_parameters=True)
+    if password_file is not None and parsed.password is None:
+        secret = password_file
+
+        @event.listens_for(engine, "do_connect")
+        def _password(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+            cparams["password"] = secret.read_text(encoding="utf-8").strip()
+
+    return engine
 
 
 def is_postgres(engine: Engine) -> bool:
@@ -83,6 +100,9 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("payload", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("published_at", DateTime(timezone=True), nullable=True),
+        # The W3C traceparent of the span that wrote the event (tracing on; NULL otherwise), published
+        # as the record's header so that the consumer continues the trace (services/common/tracing.py).
+        Column("traceparent", String(55), nullable=True),
     )
     Index("ix_outbox_unpublished", table.c.id,
           postgresql_where=table.c.published_at.is_(None), sqlite_where=table.c.published_at.is_(None))

@@ -1,6 +1,7 @@
 """The platform's errors (services/common/errors.py) → gRPC status, in one place: a table.
 
-    ValidationFailed     → INVALID_ARGUMENT with google.rpc.BadRequest field violations
+    ValidationFailed     → INVALID_ARGUMENT with google.rpc.BadRequest field violations (the
+                           first MAX_VIOLATIONS; the message says how many were left out)
     IdempotencyConflict  → ALREADY_EXISTS
     NotFound             → NOT_FOUND
     PermissionDenied     → PERMISSION_DENIED
@@ -12,6 +13,9 @@
                          → UNAVAILABLE with google.rpc.RetryInfo; logged once when the outage
                            starts and once when a call succeeds again, not once per call
     anything else        → INTERNAL (logged with its traceback, message kept generic)
+
+Before the method runs, the request is held to the limits of every API
+(services/common/request_checks.py): a violation is a ValidationFailed too.
 
 :func:`translate_errors` decorates servicer methods, plain or ``async``; both run on the asyncio
 server of services/common/grpc_server.py (plain ones in its thread pool).
@@ -37,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from services.common import db_errors
 from services.common.errors import (
     FailedPrecondition,
+    FieldViolation,
     IdempotencyConflict,
     NotFound,
     PermissionDenied,
@@ -46,8 +51,37 @@ from services.common.errors import (
     Unavailable,
     ValidationFailed,
 )
+from services.common.request_checks import request_problems
 
 logger = logging.getLogger(__name__)
+
+
+# Status message and details travel as trailing metadata, which clients refuse beyond 8 KiB by
+# default (they then see RESOURCE_EXHAUSTED instead of the status): keep both well under it.
+MAX_VIOLATIONS = 50
+MAX_VIOLATIONS_BYTES = 4096
+MAX_MESSAGE_CHARS = 1000
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def bad_request(violations: Sequence[FieldViolation]) -> tuple[str, error_details_pb2.BadRequest]:
+    """The status message and BadRequest detail of a validation failure: the first violations, at
+    most MAX_VIOLATIONS and MAX_VIOLATIONS_BYTES of them; the message counts those left out."""
+    detail = error_details_pb2.BadRequest()
+    for v in violations[:MAX_VIOLATIONS]:
+        entry = error_details_pb2.BadRequest.FieldViolation(field=_cut(v.field, 200),
+                                                            description=_cut(v.description, 300))
+        if detail.ByteSize() + entry.ByteSize() + 3 > MAX_VIOLATIONS_BYTES:
+            break
+        detail.field_violations.append(entry)
+    listed = len(detail.field_violations)
+    left_out = f"; {len(violations) - listed} more not listed" if listed < len(violations) else ""
+    shown = "; ".join(f"{e.field}: {e.description}" for e in detail.field_violations[:5])
+    return f"request is invalid ({len(violations)} problem(s){left_out}): {shown}", detail
+
 
 STATUS_OF: dict[type, int] = {
     IdempotencyConflict: code_pb2.ALREADY_EXISTS,
@@ -75,7 +109,7 @@ def retry_info(seconds: float) -> error_details_pb2.RetryInfo:
 
 def rich_status(code: int, message: str, details: Sequence[Message] = ()) -> grpc.Status:
     """A status with google.rpc details, as the ``grpc-status-details-bin`` trailer carries them."""
-    status = status_pb2.Status(code=code, message=message)
+    status = status_pb2.Status(code=code, message=_cut(message, MAX_MESSAGE_CHARS))
     for detail in details:
         packed = any_pb2.Any()
         packed.Pack(detail)
@@ -129,11 +163,8 @@ def status_for(exc: ServiceError | SQLAlchemyError, where: str) -> grpc.Status:
     """The status a call that raised ``exc`` answers with (a storage error that is not an outage is
     an internal error, logged with its traceback)."""
     if isinstance(exc, ValidationFailed):
-        bad_request = error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in exc.violations])
-        return rich_status(code_pb2.INVALID_ARGUMENT,
-                           f"request is invalid ({len(exc.violations)} problem(s)): {exc}", [bad_request])
+        message, detail = bad_request(exc.violations)
+        return rich_status(code_pb2.INVALID_ARGUMENT, message, [detail])
     if isinstance(exc, Unavailable):
         return rich_status(code_pb2.UNAVAILABLE, str(exc), [retry_info(exc.retry_after_s)])
     if isinstance(exc, ResourceExhausted) and exc.retry_after_s is not None:
@@ -152,6 +183,13 @@ def status_for(exc: ServiceError | SQLAlchemyError, where: str) -> grpc.Status:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def check_limits(request: object) -> None:
+    """The limits every field of every API keeps (control characters, sizes), before any handler:
+    raises ValidationFailed naming the fields that break them."""
+    if isinstance(request, Message) and (problems := request_problems(request)):
+        raise ValidationFailed(problems)
+
+
 def translate_errors(method: F) -> F:
     """Decorate a servicer method (plain or ``async``) so errors leave as precise statuses."""
     where = method.__name__
@@ -159,6 +197,7 @@ def translate_errors(method: F) -> F:
         @functools.wraps(method)
         async def async_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
+                check_limits(request)
                 result = await method(self, request, context)
             except grpc.aio.AbortError:
                 raise  # the method answered with a status itself
@@ -177,6 +216,7 @@ def translate_errors(method: F) -> F:
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
+            check_limits(request)
             result = method(self, request, context)
         except grpc.aio.AbortError:
             raise

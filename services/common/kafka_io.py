@@ -1,18 +1,67 @@
-"""Kafka clients (kafka-python) configured the same way in every service."""
+"""Kafka clients (kafka-python) configured the same way in every service, over PLAINTEXT, SSL or
+SASL_SSL (:class:`KafkaSecurity`, from the settings): every producer, consumer and admin client is
+made here, so the security options are added in this one place."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
+from services.common.settings import PlatformSettings
+
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How clients reach the brokers. PLAINTEXT (the default); SSL: TLS, the brokers' certificates
+    checked against ``cafile`` (else the system's CAs) and their host names, and a client certificate
+    when ``certfile``/``keyfile`` are given; SASL_SSL: the same TLS and a SCRAM login whose password
+    is read from ``password_file`` each time a client is made (a rotated secret needs no restart)."""
+
+    protocol: str = "PLAINTEXT"
+    cafile: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    username: str | None = None
+    password_file: Path | None = None
+
+    @classmethod
+    def of(cls, settings: PlatformSettings) -> KafkaSecurity:
+        return cls(protocol=settings.kafka_security_protocol, cafile=settings.kafka_ssl_cafile,
+                   certfile=settings.kafka_ssl_certfile, keyfile=settings.kafka_ssl_keyfile,
+                   sasl_mechanism=settings.kafka_sasl_mechanism, username=settings.kafka_sasl_username,
+                   password_file=settings.kafka_sasl_password_file)
+
+    def options(self) -> dict[str, object]:
+        """kafka-python configuration for this security (the same keys for every kind of client)."""
+        if self.protocol == "PLAINTEXT":
+            return {"security_protocol": "PLAINTEXT"}
+        options: dict[str, object] = {"security_protocol": self.protocol, "ssl_check_hostname": True}
+        if self.cafile is not None:
+            options["ssl_cafile"] = str(self.cafile)
+        if self.certfile is not None:
+            options["ssl_certfile"] = str(self.certfile)
+            options["ssl_keyfile"] = str(self.keyfile) if self.keyfile is not None else None
+        if self.protocol == "SASL_SSL":
+            if not self.username or self.password_file is None:
+                raise ValueError("SASL_SSL needs a username and a password file")
+            options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.username,
+                           sasl_plain_password=self.password_file.read_text(encoding="utf-8").strip())
+        return options
+
+
+PLAINTEXT = KafkaSecurity()
 
 
 #: How fast every client finds the broker again after an outage. kafka-python backs off reconnects
@@ -72,9 +121,11 @@ def _servers(bootstrap: str) -> list[str]:
     return [s.strip() for s in bootstrap.split(",") if s.strip()]
 
 
-def make_producer(bootstrap: str, client_id: str, **overrides: object) -> Producer:
+def make_producer(bootstrap: str, client_id: str, security: KafkaSecurity = PLAINTEXT,
+                  **overrides: object) -> Producer:
     """acks=all with idempotence: a record is acknowledged only once the broker has it durably."""
     config: dict[str, object] = {
+        **security.options(),
         "bootstrap_servers": _servers(bootstrap),
         "client_id": client_id,
         "acks": "all",
@@ -92,9 +143,10 @@ def make_producer(bootstrap: str, client_id: str, **overrides: object) -> Produc
 
 
 def make_consumer(bootstrap: str, group_id: str, client_id: str, topics: Iterable[str],
-                  **overrides: object) -> Consumer:
+                  security: KafkaSecurity = PLAINTEXT, **overrides: object) -> Consumer:
     """Manual offset commits only: offsets move after the database transaction commits."""
     config: dict[str, object] = {
+        **security.options(),
         "bootstrap_servers": _servers(bootstrap),
         "group_id": group_id,
         "client_id": client_id,
@@ -125,12 +177,18 @@ def make_consumer(bootstrap: str, group_id: str, client_id: str, topics: Iterabl
     return subscribed
 
 
-def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
+def make_admin(bootstrap: str, client_id: str, security: KafkaSecurity = PLAINTEXT,
+               **overrides: object) -> KafkaAdminClient:
+    """An admin client with the security options and the reconnect backoff every client has."""
+    return KafkaAdminClient(**{**security.options(), "bootstrap_servers": _servers(bootstrap), "client_id": client_id,
+                               **RECONNECT, **overrides})
+
+
+def wait_for_broker(bootstrap: str, timeout_s: float = 60.0, security: KafkaSecurity = PLAINTEXT) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), client_id="ur-probe",
-                                     request_timeout_ms=5000, bootstrap_timeout_ms=5000, **RECONNECT)
+            admin = make_admin(bootstrap, "ur-probe", security, request_timeout_ms=5000, bootstrap_timeout_ms=5000)
             admin.list_topics()
             admin.close()
         except (KafkaError, OSError) as exc:
@@ -141,9 +199,10 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
             return
 
 
-def topic_retention_ms(bootstrap: str, names: Iterable[str]) -> dict[str, int | None]:
+def topic_retention_ms(bootstrap: str, names: Iterable[str],
+                       security: KafkaSecurity = PLAINTEXT) -> dict[str, int | None]:
     """Each topic's ``retention.ms`` as the broker reports it (``None`` when it reports none)."""
-    admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), client_id="ur-topic-admin", **RECONNECT)
+    admin = make_admin(bootstrap, "ur-topic-admin", security)
     try:
         described = admin.describe_configs([ConfigResource("TOPIC", name, ["retention.ms"]) for name in names],
                                            config_filter="all")
@@ -156,9 +215,10 @@ def topic_retention_ms(bootstrap: str, names: Iterable[str]) -> dict[str, int | 
     return found
 
 
-def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int,
+                  security: KafkaSecurity = PLAINTEXT) -> None:
     """Create the topics that don't exist yet (idempotent; safe to race with another service)."""
-    admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), client_id="ur-topic-admin", **RECONNECT)
+    admin = make_admin(bootstrap, "ur-topic-admin", security)
     try:
         existing = set(admin.list_topics())
         missing = [n for n in names if n not in existing]
@@ -172,3 +232,20 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None
             pass
     finally:
         admin.close()
+
+
+def consumer_lag(consumer: object, timeout_ms: int = 1000) -> dict[TopicPartition, int]:
+    """Records not yet consumed on each partition ``consumer`` (kafka-python's) holds: the end offsets
+    the broker reports minus the consumer's positions. Bounded by ``timeout_ms``; raises KafkaError
+    when the broker does not answer. Call it on the consumer's own thread."""
+    client: Any = consumer
+    assigned = list(client.assignment())
+    if not assigned:
+        return {}
+    ends = client.end_offsets(assigned, timeout_ms=timeout_ms)
+    lags: dict[TopicPartition, int] = {}
+    for tp in assigned:
+        position = client.position(tp, timeout_ms=timeout_ms)
+        if tp in ends and position is not None:
+            lags[TopicPartition(tp.topic, tp.partition)] = max(0, int(ends[tp]) - int(position))
+    return lags

@@ -12,9 +12,11 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy import Connection, Engine, Table, func, insert, select, update
 
+from services.common import tracing
 from services.common.clock import utcnow
 from services.common.db import is_postgres
 from services.common.events import (
@@ -25,6 +27,7 @@ from services.common.events import (
     OutgoingEvent,
 )
 from services.common.kafka_io import Producer
+from services.common.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +38,8 @@ REMINDER_S = 60.0
 
 
 def add_events(conn: Connection, outbox: Table, events: Sequence[OutgoingEvent]) -> None:
-    """Stage events in the caller's transaction; they exist only if it commits."""
+    """Stage events in the caller's transaction; they exist only if it commits. With tracing on, each
+    row keeps the ``traceparent`` of the span that created its event (services/common/tracing.py)."""
     if not events:
         return
     conn.execute(insert(outbox), [
@@ -47,6 +51,7 @@ def add_events(conn: Connection, outbox: Table, events: Sequence[OutgoingEvent])
             "schema_version": e.schema_version,
             "payload": e.message.SerializeToString(),
             "created_at": e.created_at,
+            "traceparent": tracing.event_created(e.topic, e.key, e.event_id),
         }
         for e in events
     ])
@@ -60,7 +65,8 @@ class OutboxRelay:
     """
 
     def __init__(self, engine: Engine, outbox: Table, producer: Producer, producer_name: str,
-                 batch_size: int = 500, idle_s: float = 0.2, wakeup: threading.Event | None = None) -> None:
+                 batch_size: int = 500, idle_s: float = 0.2, wakeup: threading.Event | None = None,
+                 metrics: Metrics | None = None) -> None:
         self._engine = engine
         self._outbox = outbox
         self._producer = producer
@@ -69,6 +75,7 @@ class OutboxRelay:
         self._idle_s = idle_s
         # Given when units of work are wired before the relay exists (they set it after commit).
         self._wakeup = wakeup if wakeup is not None else threading.Event()
+        self._metrics = metrics
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -77,7 +84,7 @@ class OutboxRelay:
         """One round: publish up to batch_size rows. Returns how many were published."""
         t = self._outbox
         query = (select(t.c.id, t.c.event_id, t.c.topic, t.c.message_key, t.c.event_type,
-                        t.c.schema_version, t.c.payload)
+                        t.c.schema_version, t.c.payload, t.c.traceparent)
                  .where(t.c.published_at.is_(None)).order_by(t.c.id).limit(self._batch_size))
         if is_postgres(self._engine):
             # A second relay (another replica) skips rows this one is publishing.
@@ -92,13 +99,16 @@ class OutboxRelay:
                     headers=[(HEADER_EVENT_TYPE, row.event_type.encode()),
                              (HEADER_SCHEMA_VERSION, row.schema_version.encode()),
                              (HEADER_EVENT_ID, row.event_id.encode()),
-                             (HEADER_PRODUCER, self._producer_name)])
+                             (HEADER_PRODUCER, self._producer_name), *tracing.kafka_headers(row.traceparent)])
                 for row in rows
             ]
             self._producer.flush(timeout=30)
             for future in futures:
                 future.get(timeout=30)  # raises if the broker did not take it: nothing is marked
             conn.execute(update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=utcnow()))
+        if self._metrics is not None:
+            for row in rows:
+                self._metrics.outbox_published.labels(row.topic).inc()
         return len(rows)
 
     def run(self, stop: threading.Event) -> None:
@@ -141,3 +151,17 @@ class OutboxRelay:
                 pass
         except Exception:
             logger.exception("final outbox drain failed; rows stay for the next start")
+
+
+def backlog(engine: Engine, outbox: Table, now: datetime) -> tuple[int, float]:
+    """(rows not yet published, age in seconds of the oldest of them, 0 when none): one query on the
+    partial index of unpublished rows."""
+    t = outbox
+    with engine.connect() as conn:
+        count, oldest = conn.execute(select(func.count(), func.min(t.c.created_at))
+                                     .where(t.c.published_at.is_(None))).one()
+    if not count or oldest is None:
+        return 0, 0.0
+    if oldest.tzinfo is None:  # SQLite hands timestamps back naive; they were written in UTC
+        oldest = oldest.replace(tzinfo=UTC)
+    return int(count), max(0.0, (now - oldest).total_seconds())

@@ -21,6 +21,7 @@ the relay publishes what has committed; then connections close.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import signal
 import threading
@@ -30,15 +31,17 @@ from types import FrameType
 from typing import Any, Protocol
 
 import grpc.aio
-from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 from sqlalchemy import Engine, Table, text
 
-from services.common import kafka_io, tls
+from services.common import kafka_io, outbox, tls
+from services.common.clock import utcnow
 from services.common.consumer import ConsumerLoop, Decoders, EventHandler
 from services.common.events import IncomingEvent
 from services.common.grpc_server import Registration, RunningServer, create_server
+from services.common.grpc_telemetry import TelemetryInterceptor
 from services.common.health import Check, ConsumerWatch, HealthMonitor
+from services.common.metrics import Metrics
 from services.common.outbox import OutboxRelay
 from services.common.retention import Retention, dedupe_window
 from services.common.settings import ServiceSettings, SettingsError
@@ -53,21 +56,23 @@ RETENTION_FIRST_PASS_S = 60.0
 class Kafka:
     """The Kafka clients a runtime opens when it starts (kafka-python, configured in kafka_io)."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, security: kafka_io.KafkaSecurity = kafka_io.PLAINTEXT) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self._admin: Any = None
         self._admin_lock = threading.Lock()
 
     def prepare(self, topics: Sequence[str], partitions: int) -> None:
         """Wait for the broker, then create the topics that are missing."""
-        kafka_io.wait_for_broker(self.bootstrap)
-        kafka_io.ensure_topics(self.bootstrap, topics, partitions)
+        kafka_io.wait_for_broker(self.bootstrap, security=self.security)
+        kafka_io.ensure_topics(self.bootstrap, topics, partitions, security=self.security)
 
     def producer(self, client_id: str) -> kafka_io.Producer:
-        return kafka_io.make_producer(self.bootstrap, client_id=client_id)
+        return kafka_io.make_producer(self.bootstrap, client_id=client_id, security=self.security)
 
     def consumer(self, group_id: str, client_id: str, topics: Sequence[str]) -> kafka_io.Consumer:
-        return kafka_io.make_consumer(self.bootstrap, group_id=group_id, client_id=client_id, topics=topics)
+        return kafka_io.make_consumer(self.bootstrap, group_id=group_id, client_id=client_id, topics=topics,
+                                      security=self.security)
 
     def probe(self, timeout_s: float) -> str | None:
         """The health check: the broker answers a cluster description within ``timeout_s`` (a reused
@@ -76,9 +81,8 @@ class Kafka:
         with self._admin_lock:
             try:
                 if self._admin is None:
-                    self._admin = KafkaAdminClient(
-                        bootstrap_servers=[s.strip() for s in self.bootstrap.split(",") if s.strip()],
-                        client_id="ur-health", request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+                    self._admin = kafka_io.make_admin(self.bootstrap, "ur-health", self.security,
+                                                      request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
                 self._admin.describe_cluster()  # a small answer: list_topics would parse every topic
             except Exception:
                 self.close()
@@ -95,7 +99,7 @@ class Kafka:
 
     def retention_ms(self, topics: Sequence[str]) -> dict[str, int | None]:
         """The topics' ``retention.ms``; raises when the broker cannot say."""
-        return kafka_io.topic_retention_ms(self.bootstrap, topics)
+        return kafka_io.topic_retention_ms(self.bootstrap, topics, security=self.security)
 
 
 @dataclass
@@ -115,13 +119,19 @@ class ServiceRuntime:
     #: Set after every commit that staged events (the units of work's ``after_commit``); the relay
     #: publishes at once instead of at its next poll.
     wakeup: threading.Event = field(default_factory=threading.Event)
-    kafka: Kafka | None = None  # default: the brokers of settings.kafka_bootstrap_servers
+    kafka: Kafka | None = None  # default: the brokers of settings.kafka_bootstrap_servers, as its security says
     # Periodic work of a service (name, seconds between runs, function); runs until stop.
     periodic: list[tuple[str, float, Callable[[], object]]] = field(default_factory=list)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     stop_event: threading.Event = field(default_factory=threading.Event)
-    #: gRPC server interceptors, run in order before every call (authentication, issue 10).
+    #: gRPC server interceptors, run in order before every call (authentication, issue 10), after the
+    #: telemetry interceptor (services/common/grpc_telemetry.py), which counts and traces every call.
     interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)
+    #: The process's Prometheus metrics (services/common/metrics.py); services/common/main.py serves
+    #: them. The runtime counts calls, records, the outbox and the consumer's lag into them.
+    metrics: Metrics = field(default_factory=Metrics)
+    #: A service's own metrics read from its database (review's queue), run with :meth:`sample`.
+    samplers: list[Callable[[], None]] = field(default_factory=list)
     #: Health checks besides the database, broker and consumer ones (which start() adds).
     checks: list[Check] = field(default_factory=list)
     #: Checks the service's API needs (its health names follow them; "" follows every check).
@@ -146,21 +156,27 @@ class ServiceRuntime:
         if problems:
             raise SettingsError(problems)
         topics = settings.topics
-        kafka = self.kafka or Kafka(settings.kafka_bootstrap_servers)
+        kafka = self.kafka or Kafka(settings.kafka_bootstrap_servers, kafka_io.KafkaSecurity.of(settings))
         self.on_stop.append(kafka.close)
         kafka.prepare(topics.all(), settings.topic_partitions)
         self.producer = kafka.producer(client_id=f"ur-{self.name}")
         self.relay = OutboxRelay(self.engine, self.outbox, self.producer, self.name,
-                                 batch_size=settings.relay_batch, idle_s=settings.relay_idle_s, wakeup=self.wakeup)
-        watched = ConsumerWatch(kafka.consumer(group_id=topics.consumer_group(self.name), client_id=f"ur-{self.name}",
-                                               topics=self.consumes), stall_s=settings.health_consumer_stall_s)
+                                 batch_size=settings.relay_batch, idle_s=settings.relay_idle_s, wakeup=self.wakeup,
+                                 metrics=self.metrics)
+        raw = kafka.consumer(group_id=topics.consumer_group(self.name), client_id=f"ur-{self.name}",
+                             topics=self.consumes)
+        watched = ConsumerWatch(raw, stall_s=settings.health_consumer_stall_s)
+        # Lag needs the broker's end offsets, which only kafka-python's own consumer asks for.
+        lag = functools.partial(kafka_io.consumer_lag, raw) if hasattr(raw, "end_offsets") else None
         self.consumer = ConsumerLoop(
             watched,
             self.handler, self.decoders, name=self.name, dlq_producer=self.producer,
             dlq_topic=topics.dead_letter(self.name), max_batch=settings.consumer_max_batch,
-            on_applied=self.on_applied)
+            on_applied=self.on_applied, metrics=self.metrics, lag=lag, lag_interval_s=settings.metrics_interval_s)
         for name, every_s, work in self.periodic:
             self._threads.append(self._spawn(name, self._every(every_s, work, name)))
+        self._threads.append(self._spawn("metrics", self._every(settings.metrics_interval_s, self.sample,
+                                                                "metrics", first_after=0.0)))
         self.retention = self._retention(kafka)
         self._threads.append(self._spawn("retention", self._every(
             settings.retention_interval_s, self.retention.prune, "retention",
@@ -168,8 +184,9 @@ class ServiceRuntime:
         relay, consumer = self.relay, self.consumer
         self._threads.append(self._spawn("outbox-relay", lambda: relay.run(self._relay_stop)))
         self._threads.append(self._spawn("consumer", lambda: consumer.run(self.stop_event)))
+        interceptors = [TelemetryInterceptor(self.metrics), *self.interceptors]
         self.server = create_server(settings.grpc_listen, self.registrations, max_workers=settings.grpc_max_workers,
-                                    interceptors=self.interceptors, security=tls.from_settings(settings),
+                                    interceptors=interceptors, security=tls.from_settings(settings),
                                     max_message_bytes=settings.grpc_max_message_bytes)
         self.monitor = self._health_monitor(kafka, watched, self.server)
         monitor = self.monitor
@@ -185,6 +202,15 @@ class ServiceRuntime:
         return HealthMonitor(checks, names, server.health.set, interval_s=settings.health_interval_s,
                              timeout_s=settings.health_timeout_s, failures=settings.health_failures,
                              successes=settings.health_successes)
+
+    def sample(self) -> None:
+        """The metrics read from the database: the outbox's backlog, then the service's own
+        :attr:`samplers` (a pass at start, then every UR_METRICS_INTERVAL_S)."""
+        count, oldest_s = outbox.backlog(self.engine, self.outbox, utcnow())
+        self.metrics.outbox_backlog.set(count)
+        self.metrics.outbox_oldest_s.set(oldest_s)
+        for sampler in self.samplers:
+            sampler()
 
     def _database_probe(self) -> str | None:
         with self.engine.connect() as conn:
@@ -296,6 +322,9 @@ class Runnable(Protocol):
 
     @property
     def port(self) -> int: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
 
     def start(self) -> None: ...
 

@@ -30,9 +30,9 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 
-from pydantic import AfterValidator, BeforeValidator, Field, Strict, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.exc import ArgumentError
@@ -45,6 +45,9 @@ SERVICES = ("intake", "review", "authorization")
 
 #: Default gRPC ports, one per service.
 DEFAULT_PORTS = {"intake": 50051, "review": 50052, "authorization": 50053}
+
+#: Default ports of the Prometheus /metrics listeners, one per process (deploy/prometheus scrapes them).
+DEFAULT_METRICS_PORTS = {"intake": 9101, "review": 9102, "authorization": 9103, "workbench": 9104}
 
 
 class SettingsError(ConfigurationError):
@@ -67,6 +70,10 @@ def _address(value: str) -> str:
     return value.strip()
 
 
+def _metrics_address(value: str) -> str:
+    return "off" if value.strip().lower() == "off" else _address(value)
+
+
 def _addresses(value: str) -> str:
     parts = [p.strip() for p in value.split(",") if p.strip()]
     if not parts:
@@ -74,14 +81,26 @@ def _addresses(value: str) -> str:
     return ",".join(_address(p) for p in parts)
 
 
-def _database_url(value: str) -> str:
-    try:
-        from sqlalchemy import make_url
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+SSL_MODES: tuple[str, ...] = get_args(SslMode)
+#: libpq parameters of a PostgreSQL URL that name files.
+_URL_FILES = ("sslrootcert", "sslcert", "sslkey", "passfile")
 
-        make_url(value)
+
+def _database_url(value: str) -> str:
+    from sqlalchemy import make_url
+
+    try:
+        url = make_url(value)
     except ArgumentError:
-        raise ValueError(f"not a SQLAlchemy database URL (driver://user:password@host/database): {value!r}") \
-            from None
+        raise ValueError("not a SQLAlchemy database URL (driver://user:password@host/database)") from None
+    query = {k: v if isinstance(v, str) else v[-1] for k, v in url.query.items()}
+    if "sslmode" in query and query["sslmode"] not in SSL_MODES:
+        raise ValueError(f"sslmode={query['sslmode']!r} is not one of {', '.join(SSL_MODES)}")
+    for name in _URL_FILES:
+        path = query.get(name)
+        if path and not (name == "sslrootcert" and path == "system") and not Path(path).is_file():
+            raise ValueError(f"{name}: no such file: '{path}'")
     return value
 
 
@@ -108,6 +127,8 @@ def _existing_directory(value: Path) -> Path:
 
 Address = Annotated[str, AfterValidator(_address)]
 Addresses = Annotated[str, AfterValidator(_addresses)]
+#: host:port of a Prometheus /metrics listener, or "off".
+MetricsAddress = Annotated[str, AfterValidator(_metrics_address)]
 DatabaseUrl = Annotated[str, AfterValidator(_database_url)]
 TopicPrefix = Annotated[str, AfterValidator(_topic_prefix)]
 # Paths come as text from the environment: converted (not strict), then checked.
@@ -116,6 +137,7 @@ ExistingFile = Annotated[Path, Strict(False), AfterValidator(_existing_file)]
 ExistingDirectory = Annotated[Path, Strict(False), AfterValidator(_existing_directory)]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                      BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v)]
+KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_SSL"]
 Seconds = Annotated[float, Field(gt=0)]
 SecondsOrZero = Annotated[float, Field(ge=0)]
 Count = Annotated[int, Field(ge=1)]
@@ -124,6 +146,13 @@ Count = Annotated[int, Field(ge=1)]
 def setting(env: str, default: Any, help: str, **constraints: Any) -> Any:
     """A field read from the environment variable ``env``."""
     return Field(default, validation_alias=env, description=help, **constraints)
+
+
+def _pair(key: Path | None, certificate: object, certificate_variable: str) -> Path | None:
+    """A private key comes with its certificate, and a certificate with its key."""
+    if (key is None) != (certificate is None):
+        raise ValueError(f"give both this and {certificate_variable}, or neither")
+    return key
 
 
 # -- the models ------------------------------------------------------------------------------------
@@ -238,6 +267,97 @@ class PlatformSettings(_Environment):
         "UR_HEALTH_CONSUMER_STALL_S", 60.0,
         "The Kafka consumer counts as stalled (health NOT_SERVING for service \"\") when it has not polled, or "
         "has held no partition, for this many seconds.")
+    metrics_port_file: AnyPath | None = setting(
+        "UR_METRICS_PORT_FILE", None,
+        "File the process writes the port its Prometheus /metrics listener bound to, once it serves (how a "
+        "supervisor learns a port chosen with port 0).")
+    metrics_interval_s: Seconds = setting(
+        "UR_METRICS_INTERVAL_S", 15.0,
+        "Seconds between updates of the metrics read from the database and the broker (queue depth, tasks at "
+        "risk, outbox backlog, consumer lag); about Prometheus' scrape interval.")
+    otlp_traces_endpoint: str | None = setting(
+        "UR_OTLP_TRACES_ENDPOINT", None,
+        "OTLP/HTTP endpoint the process exports OpenTelemetry trace spans to (e.g. "
+        "http://otel-collector:4318/v1/traces). Unset: tracing is off (no spans are made, nothing is exported).")
+    trace_sample_ratio: Annotated[float, Field(ge=0, le=1)] = setting(
+        "UR_TRACE_SAMPLE_RATIO", 1.0,
+        "Share of new traces recorded when tracing is on (a call or event that arrives traced follows its "
+        "caller's choice); between 0 and 1.")
+
+    # Kafka over TLS: declared in this order, each checked against the ones before it.
+    kafka_security_protocol: KafkaProtocol = setting(
+        "UR_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+        "How the services reach Kafka: PLAINTEXT, SSL (TLS; a client certificate too when the listener asks for "
+        "one) or SASL_SSL (TLS and a SCRAM user).")
+    kafka_ssl_cafile: ExistingFile | None = setting(
+        "UR_KAFKA_SSL_CAFILE", None,
+        "PEM bundle of the CAs that sign the brokers' certificates (default: the system's); SSL and SASL_SSL "
+        "only.", validate_default=True)
+    kafka_ssl_certfile: ExistingFile | None = setting(
+        "UR_KAFKA_SSL_CERTFILE", None, "PEM client certificate (chain) presented to brokers that require one; "
+                                       "with UR_KAFKA_SSL_KEYFILE.", validate_default=True)
+    kafka_ssl_keyfile: ExistingFile | None = setting(
+        "UR_KAFKA_SSL_KEYFILE", None, "PEM private key of UR_KAFKA_SSL_CERTFILE.", validate_default=True)
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = setting(
+        "UR_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "SASL mechanism with SASL_SSL.")
+    kafka_sasl_username: str | None = setting(
+        "UR_KAFKA_SASL_USERNAME", None, "SCRAM user the services log in as; required with SASL_SSL.",
+        validate_default=True)
+    kafka_sasl_password_file: ExistingFile | None = setting(
+        "UR_KAFKA_SASL_PASSWORD_FILE", None,
+        "File holding the SCRAM user's password (a mounted secret; read when a client connects); required with "
+        "SASL_SSL.", validate_default=True)
+    # PostgreSQL over TLS: libpq parameters for database URLs that do not set them.
+    database_sslmode: SslMode | None = setting(
+        "UR_DATABASE_SSLMODE", None,
+        "libpq sslmode of PostgreSQL connections whose URL gives none (verify-full: encrypted, and the server's "
+        "certificate must be signed by UR_DATABASE_SSLROOTCERT and name the host).")
+    database_sslrootcert: ExistingFile | None = setting(
+        "UR_DATABASE_SSLROOTCERT", None,
+        "PEM bundle of the CAs that sign PostgreSQL servers' certificates, for URLs that name none (sslrootcert).")
+    database_sslcert: ExistingFile | None = setting(
+        "UR_DATABASE_SSLCERT", None, "PEM client certificate for PostgreSQL certificate authentication (sslcert), "
+                                     "with UR_DATABASE_SSLKEY.", validate_default=True)
+    database_sslkey: ExistingFile | None = setting(
+        "UR_DATABASE_SSLKEY", None, "PEM private key of UR_DATABASE_SSLCERT (sslkey; mode 0600).",
+        validate_default=True)
+    database_password_file: ExistingFile | None = setting(
+        "UR_DATABASE_PASSWORD_FILE", None,
+        "File holding the PostgreSQL password, for database URLs without one (a mounted secret rather than a "
+        "password in the URL).")
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile")
+    @classmethod
+    def _tls_only(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("kafka_security_protocol") == "PLAINTEXT":
+            raise ValueError("needs UR_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL (it is PLAINTEXT)")
+        return value
+
+    @field_validator("kafka_ssl_keyfile")
+    @classmethod
+    def _key_with_certificate(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _pair(value, info.data.get("kafka_ssl_certfile"), "UR_KAFKA_SSL_CERTFILE")
+
+    @field_validator("database_sslkey")
+    @classmethod
+    def _database_key_with_certificate(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _pair(value, info.data.get("database_sslcert"), "UR_DATABASE_SSLCERT")
+
+    @field_validator("kafka_sasl_username", "kafka_sasl_password_file")
+    @classmethod
+    def _sasl_credentials(cls, value: str | Path | None, info: ValidationInfo) -> str | Path | None:
+        sasl = info.data.get("kafka_security_protocol") == "SASL_SSL"
+        if sasl and not value:
+            raise ValueError("required with UR_KAFKA_SECURITY_PROTOCOL=SASL_SSL")
+        if value and not sasl and "kafka_security_protocol" in info.data:
+            raise ValueError("only with UR_KAFKA_SECURITY_PROTOCOL=SASL_SSL")
+        return value
+
+    def libpq_options(self) -> dict[str, str]:
+        """libpq parameters for PostgreSQL connections (those set; a database URL's own win)."""
+        options = {"sslmode": self.database_sslmode, "sslrootcert": self.database_sslrootcert,
+                   "sslcert": self.database_sslcert, "sslkey": self.database_sslkey}
+        return {name: str(value) for name, value in options.items() if value is not None}
 
 
 class ServiceSettings(PlatformSettings):
@@ -256,6 +376,7 @@ class ServiceSettings(PlatformSettings):
         "UR_CREDENTIALS_RELOAD_S", 5.0,
         "Seconds between checks of UR_CREDENTIALS_FILE; a changed file is loaded without a restart (a file that "
         "does not parse is logged and the last good one kept).")
+    metrics_listen: str = "off"
 
     @property
     def database(self) -> str:
@@ -295,6 +416,9 @@ class IntakeSettings(ServiceSettings):
         "UR_INTAKE_DATABASE_URL", None, "SQLAlchemy URL of intake's database (default: SQLite under UR_VAR_DIR).")
     grpc_listen: Address = setting("UR_INTAKE_GRPC_LISTEN", "127.0.0.1:50051", "Address the intake gRPC server "
                                                                                "binds.")
+    metrics_listen: MetricsAddress = setting(
+        "UR_INTAKE_METRICS_LISTEN", "127.0.0.1:9101",
+        "Address of intake's Prometheus /metrics listener (port 0: any free port; off: none).")
     members_seed: ExistingFile | None = setting(
         "UR_INTAKE_MEMBERS_SEED", None,
         "YAML file of members and coverage loaded into intake's database at start (upsert).")
@@ -307,6 +431,11 @@ class IntakeSettings(ServiceSettings):
     rate_burst: Count = setting(
         "UR_INTAKE_RATE_BURST", 100, "Calls a caller may make to intake at once before UR_INTAKE_RATE_PER_S "
                                      "paces it (the bucket's size).")
+    fact_catalog: ExistingFile | None = setting(
+        "UR_INTAKE_FACT_CATALOG", None,
+        "The clinical-fact catalog (types and units of the criteria's facts) intake checks facts against "
+        "(default: services/common/clinical-facts.yaml, generated from the shipped criteria by `urctl criteria "
+        "catalog --write`).")
 
 
 class ReviewSettings(ServiceSettings):
@@ -317,6 +446,9 @@ class ReviewSettings(ServiceSettings):
         "UR_REVIEW_DATABASE_URL", None, "SQLAlchemy URL of review's database (default: SQLite under UR_VAR_DIR).")
     grpc_listen: Address = setting("UR_REVIEW_GRPC_LISTEN", "127.0.0.1:50052", "Address the review gRPC server "
                                                                                "binds.")
+    metrics_listen: MetricsAddress = setting(
+        "UR_REVIEW_METRICS_LISTEN", "127.0.0.1:9102",
+        "Address of review's Prometheus /metrics listener (port 0: any free port; off: none).")
     criteria_dir: ExistingDirectory | None = setting(
         "UR_REVIEW_CRITERIA_DIR", None,
         "Directory of criteria YAML files (default: the library shipped with the review service).")
@@ -364,6 +496,9 @@ class AuthorizationSettings(ServiceSettings):
         "SQLAlchemy URL of authorization's database (default: SQLite under UR_VAR_DIR).")
     grpc_listen: Address = setting("UR_AUTHORIZATION_GRPC_LISTEN", "127.0.0.1:50053",
                                    "Address the authorization gRPC server binds.")
+    metrics_listen: MetricsAddress = setting(
+        "UR_AUTHORIZATION_METRICS_LISTEN", "127.0.0.1:9103",
+        "Address of authorization's Prometheus /metrics listener (port 0: any free port; off: none).")
     validity_days: Count = setting("UR_AUTHORIZATION_VALIDITY_DAYS", 90,
                                    "Validity of an authorization when the line names no end date.")
 
@@ -376,6 +511,15 @@ class WorkbenchSettings(PlatformSettings):
 
     listen: Address = setting("UR_WORKBENCH_LISTEN", "127.0.0.1:8080",
                               "Address the workbench's HTTP server binds (port 0: any free port).")
+    metrics_listen: MetricsAddress = setting(
+        "UR_WORKBENCH_METRICS_LISTEN", "127.0.0.1:9104",
+        "Address of the workbench's Prometheus /metrics listener, apart from the reviewers' port (port 0: any "
+        "free port; off: none).")
+    access_log_key: str | None = setting(
+        "UR_WORKBENCH_ACCESS_LOG_KEY", None,
+        "Secret key of the opaque member references in the workbench's access log (HMAC-SHA256 of the member "
+        "id): with the same key an auditor can tell which member a line refers to. Unset: a random key per "
+        "process, so references link lines of one process only.")
     intake_target: Address = setting("UR_INTAKE_TARGET", "127.0.0.1:50051",
                                      "Where urctl, the tools and the workbench reach intake.")
     review_target: Address = setting("UR_REVIEW_TARGET", "127.0.0.1:50052",

@@ -148,10 +148,17 @@ def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[
 def open_channel(target: str, security: TransportSecurity | None = None, *, token: TokenSource | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, options: ChannelOptions = ()) -> grpc.Channel:
     """A channel to ``target``: TLS with ``security``, plaintext without; with ``token``, every call
-    that carries no authorization header of its own sends ``authorization: Bearer <token>``."""
+    that carries no authorization header of its own sends ``authorization: Bearer <token>``; carrying
+    the trace on when tracing is on (services/common/grpc_telemetry.py)."""
+    # Imported here: grpc_telemetry builds on grpc_server, which builds on this module.
+    from services.common.grpc_telemetry import client_interceptors
+
     merged = [*channel_options(max_message_bytes), *options]
     if security is None:
         channel = grpc.insecure_channel(target, options=merged)
     else:
         channel = grpc.secure_channel(target, security.channel_credentials(), options=merged)
-    return channel if token is None else grpc.intercept_channel(channel, BearerToken(token))
+    interceptors: list[grpc.UnaryUnaryClientInterceptor] = [*client_interceptors()]
+    if token is not None:
+        interceptors.append(BearerToken(token))
+    return grpc.intercept_channel(channel, *interceptors) if interceptors else channel

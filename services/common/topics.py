@@ -33,6 +33,19 @@ class Topics:
     def review_alerts(self) -> str:
         return f"{self.prefix}.review.alerts.v1"
 
+    @property
+    def request_updated(self) -> str:
+        """RequestCancelled and RequestRevised, keyed by request id (intake -> review)."""
+        return f"{self.prefix}.intake.request-updated.v1"
+
+    @property
+    def appeal_filed(self) -> str:
+        return f"{self.prefix}.intake.appeal-filed.v1"
+
+    @property
+    def notice_issued(self) -> str:
+        return f"{self.prefix}.review.notice-issued.v1"
+
     def consumer_group(self, service: str) -> str:
         """Groups carry the prefix too: platforms sharing a cluster must not share groups."""
         return f"{self.prefix}.{service}"
@@ -42,4 +55,5 @@ class Topics:
 
     def all(self) -> list[str]:
         return [self.request_submitted, self.determination_made, self.authorizations_issued,
-                self.additional_information, self.review_alerts, *(self.dead_letter(s) for s in SERVICES)]
+                self.additional_information, self.review_alerts, self.request_updated, self.appeal_filed,
+                self.notice_issued, *(self.dead_letter(s) for s in SERVICES)]

@@ -18,6 +18,7 @@ from services.common.credentials import CredentialsSource
 from services.common.db import make_engine
 from services.common.events import EventHandler, IncomingEvent
 from services.common.grpc_server import Registration
+from services.common.metrics import Metrics
 from services.common.runtime import Kafka, ServiceRuntime
 from services.common.settings import ServiceSettings
 from services.common.topics import Topics
@@ -30,6 +31,8 @@ class Infrastructure:
     topics: Topics
     outbox: Table
     wakeup: threading.Event = field(default_factory=threading.Event)
+    #: The process's metrics: the runtime's, and those of the service's own adapters.
+    metrics: Metrics = field(default_factory=Metrics)
 
     def wake(self) -> None:
         """A unit of work's ``after_commit``: the relay publishes what was just committed at once."""
@@ -41,7 +44,8 @@ def infrastructure(settings: ServiceSettings, outbox: Table) -> Infrastructure:
     # Every gRPC worker thread, the consumer, the relay and the health monitor may hold a connection
     # at once (a waiting SubmitRequest holds none: it only borrows a worker to re-read its request);
     # a pool smaller than that churns connections (a new PostgreSQL backend each time).
-    engine = make_engine(settings.database, pool_size=settings.grpc_max_workers + 4)
+    engine = make_engine(settings.database, pool_size=settings.grpc_max_workers + 4,
+                         libpq=settings.libpq_options(), password_file=settings.database_password_file)
     if settings.auto_migrate:
         migrations.upgrade(settings.service, engine)
     return Infrastructure(settings, engine, settings.topics, outbox)
@@ -58,11 +62,12 @@ def assemble(infra: Infrastructure, handler: EventHandler, consumes: Sequence[st
              kafka: Kafka | None = None, limiter: RateLimiter | None = None) -> ServiceRuntime:
     """The runtime around a service's handler and servicer; not started. Every call of the servicer
     goes through :class:`~services.common.access.AccessControl` with ``policy``, against the callers
-    of ``credentials`` (checked for changes every UR_CREDENTIALS_RELOAD_S) and ``limiter``."""
+    of ``credentials`` (checked for changes every UR_CREDENTIALS_RELOAD_S) and ``limiter``; the
+    runtime's telemetry interceptor runs before it, so refusals are counted."""
     runtime = ServiceRuntime(name=infra.settings.service, settings=infra.settings, engine=infra.engine,
                              outbox=infra.outbox, handler=handler, consumes=consumes,
                              decoders=decoders(*event_types), registrations=[registration], on_applied=on_applied,
-                             wakeup=infra.wakeup, kafka=kafka,
+                             wakeup=infra.wakeup, kafka=kafka, metrics=infra.metrics,
                              interceptors=[AccessControl([policy], credentials, limiter)])
     runtime.periodic.append(("credentials-reload", infra.settings.credentials_reload_s, credentials.check))
     return runtime

@@ -14,6 +14,7 @@ from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 from services.common.access import RateLimiter
 from services.common.clock import Clock, utcnow
 from services.common.credentials import CredentialsSource
+from services.common.fact_catalog import DEFAULT_CATALOG, load_catalog
 from services.common.grpc_server import Registration
 from services.common.runtime import ServiceRuntime
 from services.common.settings import IntakeSettings
@@ -23,7 +24,7 @@ from services.intake.adapters.repository import SqlIntakeUnitOfWork
 from services.intake.adapters.seed import read_members, store_members
 from services.intake.entrypoints.access import POLICY
 from services.intake.entrypoints.grpc_api import IntakeServicer
-from services.intake.service_layer.handlers import IntakeHandlers, Waiters
+from services.intake.service_layer.handlers import IntakeHandlers, RequestChanger, Waiters
 from services.intake.service_layer.ports import IntakeUnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ def build(settings: IntakeSettings, *, clock: Clock = utcnow) -> Intake:
     Configuration files are read before the database is touched, so a bad one fails first."""
     members = read_members(settings.members_seed) if settings.members_seed is not None else []
     credentials = CredentialsSource(settings.credentials_file)
+    # The criteria's facts (types, units), generated from the review service's criteria library.
+    facts = load_catalog(settings.fact_catalog or DEFAULT_CATALOG)
     infra = infrastructure(settings, tables.outbox)
 
     def uow() -> SqlIntakeUnitOfWork:
@@ -52,11 +55,13 @@ def build(settings: IntakeSettings, *, clock: Clock = utcnow) -> Intake:
     if members:
         store_members(members, uow)
         logger.info("loaded %d members from %s", len(members), settings.members_seed)
-    handlers = IntakeHandlers(uow, infra.topics, Waiters(), clock=clock, max_wait_ms=settings.max_wait_ms)
+    handlers = IntakeHandlers(uow, infra.topics, Waiters(), clock=clock, max_wait_ms=settings.max_wait_ms,
+                              facts=facts)
     runtime = assemble(
         infra, handlers, [infra.topics.determination_made, infra.topics.authorizations_issued],
         [events_pb2.DeterminationMade, events_pb2.AuthorizationsIssued],
-        Registration(intake_pb2_grpc.add_IntakeServiceServicer_to_server, IntakeServicer(handlers),
+        Registration(intake_pb2_grpc.add_IntakeServiceServicer_to_server,
+                     IntakeServicer(handlers, RequestChanger(uow, infra.topics, clock=clock)),
                      intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name),
         POLICY, credentials, on_applied=handlers.notify,
         limiter=RateLimiter(settings.rate_per_s, settings.rate_burst) if settings.rate_per_s > 0 else None)

@@ -20,11 +20,14 @@ from services.common.runtime import ServiceRuntime
 from services.common.settings import ReviewSettings
 from services.common.wiring import assemble, infrastructure
 from services.review.adapters import tables
+from services.review.adapters.appeal_rights_loader import load_appeal_rights
 from services.review.adapters.authorization_client import GrpcDuplicateChecker
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import CriteriaLibrary, load_library
 from services.review.adapters.criteria_reload import CriteriaReloader
 from services.review.adapters.holiday_calendars import load_calendars
+from services.review.adapters.metrics import PrometheusDecisions, QueueSampler
+from services.review.adapters.notice_pdf import ReportLabNoticeRenderer
 from services.review.adapters.policy_loader import DEFAULT_NO_PA_LIST, load_no_prior_auth
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.adapters.reviewers_loader import load_reviewers
@@ -34,6 +37,7 @@ from services.review.domain.policy import GoldCardPolicy, Policies
 from services.review.entrypoints.access import POLICY
 from services.review.entrypoints.grpc_api import ReviewerServicer
 from services.review.service_layer.handlers import ReviewHandlers
+from services.review.service_layer.notices import NoticeWriter
 from services.review.service_layer.ports import DuplicateChecker, Evaluator
 from services.review.service_layer.workflow import ReviewEvents, ReviewWorkflow
 
@@ -60,6 +64,7 @@ def build(settings: ReviewSettings, *, clock: Clock = utcnow, duplicates: Duplic
     criteria library of ``settings.criteria_dir`` (which is then neither compiled nor watched).
     Configuration files are read before the database is touched, so a bad one fails first."""
     policies = _policies(settings)
+    rights = load_appeal_rights()
     clocks = ClockEngine(load_calendars())
     credentials = CredentialsSource(settings.credentials_file)
     token = TokenFile(settings.grpc_token_file) if settings.grpc_token_file is not None else None
@@ -79,25 +84,31 @@ def build(settings: ReviewSettings, *, clock: Clock = utcnow, duplicates: Duplic
 
     checker = duplicates if duplicates is not None else GrpcDuplicateChecker(
         settings.authorization_target, security=tls.from_settings(settings), token=token)
+    notices = NoticeWriter(rights, infra.topics)
+    decisions = PrometheusDecisions(infra.metrics)
     handlers = ReviewHandlers(uow, infra.topics, current_evaluator(), checker, clocks, clock=clock,
                               policies=policies, current_evaluator=current_evaluator,
-                              at_risk_fraction=settings.at_risk_fraction)
+                              at_risk_fraction=settings.at_risk_fraction, notices=notices, metrics=decisions)
     workflow = ReviewWorkflow(uow, infra.topics, current_evaluator, clocks, clock=clock,
-                              lease_s=settings.lease_s, at_risk_fraction=settings.at_risk_fraction)
+                              lease_s=settings.lease_s, at_risk_fraction=settings.at_risk_fraction, notices=notices,
+                              metrics=decisions)
     if reviewers:
         workflow.directory.seed(reviewers)
         logger.info("reviewer directory: %d reviewers from %s", len(reviewers), settings.reviewers_seed)
     runtime = assemble(
         infra, ReviewEvents(handlers, workflow),
-        [infra.topics.request_submitted, infra.topics.additional_information],
-        [events_pb2.RequestSubmitted, events_pb2.AdditionalInformationReceived],
+        [infra.topics.request_submitted, infra.topics.additional_information, infra.topics.request_updated,
+         infra.topics.appeal_filed],
+        [events_pb2.RequestSubmitted, events_pb2.AdditionalInformationReceived, events_pb2.RequestCancelled,
+         events_pb2.RequestRevised, events_pb2.AppealFiled],
         Registration(review_pb2_grpc.add_ReviewServiceServicer_to_server,
-                     ReviewerServicer(handlers, workflow),
+                     ReviewerServicer(handlers, workflow, ReportLabNoticeRenderer()),
                      review_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name),
         POLICY, credentials)
     if isinstance(checker, GrpcDuplicateChecker):
         runtime.on_stop.append(checker.close)
     runtime.periodic.append(("deadline-monitor", settings.monitor_s, workflow.monitor.run))
+    runtime.samplers.append(QueueSampler(infra.engine, infra.metrics, clock=clock).sample)
     if criteria is not None and settings.criteria_reload_s > 0:
         # Stopped with the runtime's other periodic threads (the runtime's stop event ends it).
         runtime.periodic.append(("criteria-reload", settings.criteria_reload_s, criteria.check))

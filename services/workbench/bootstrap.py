@@ -14,10 +14,12 @@ from starlette.types import ASGIApp
 from services.common import tls
 from services.common.clock import Clock, utcnow
 from services.common.credentials import TokenFile
+from services.common.metrics import Metrics
 from services.common.settings import WorkbenchSettings
 from services.workbench.adapters.access_log import LogAccessLog
 from services.workbench.adapters.platform_client import GrpcPlatform
 from services.workbench.adapters.sessions import MemorySessionStore
+from services.workbench.entrypoints.telemetry import HttpMetrics
 from services.workbench.entrypoints.web import Workbench, create_app
 from services.workbench.service_layer.pages import Pages
 from services.workbench.service_layer.ports import AccessLog, Platform, SessionStore
@@ -30,11 +32,14 @@ class Built:
     workbench: Workbench
     platform: Platform
     sessions: SessionStore
+    #: The workbench's Prometheus metrics (its requests, and the process's), served apart from its pages.
+    metrics: Metrics
 
 
 def build(settings: WorkbenchSettings, *, platform: Platform | None = None, sessions: SessionStore | None = None,
-          access: AccessLog | None = None, clock: Clock = utcnow) -> Built:
+          access: AccessLog | None = None, clock: Clock = utcnow, metrics: Metrics | None = None) -> Built:
     """The workbench wired to the services ``settings`` name; tests pass fakes for any part."""
+    metrics = metrics or Metrics()
     if platform is None:
         token = TokenFile(settings.grpc_token_file) if settings.grpc_token_file is not None else None
         platform = GrpcPlatform(settings.intake_target, settings.review_target, settings.authorization_target,
@@ -43,7 +48,7 @@ def build(settings: WorkbenchSettings, *, platform: Platform | None = None, sess
     workbench = Workbench(
         Sessions(platform, store, clock=clock, idle_timeout_s=settings.idle_timeout_s,
                  max_age_s=settings.session_max_s),
-        Pages(platform, access or LogAccessLog(), clock=clock), platform, clock=clock,
+        Pages(platform, access or LogAccessLog(settings.access_log_key), clock=clock), platform, clock=clock,
         cookie_secure=settings.cookie_secure, idle_timeout_s=settings.idle_timeout_s)
 
     @asynccontextmanager
@@ -52,4 +57,5 @@ def build(settings: WorkbenchSettings, *, platform: Platform | None = None, sess
         if isinstance(platform, GrpcPlatform):
             await platform.close()
 
-    return Built(create_app(workbench, lifespan=lifespan), workbench, platform, store)
+    return Built(create_app(workbench, lifespan=lifespan, metrics=HttpMetrics(metrics)), workbench, platform, store,
+                 metrics)

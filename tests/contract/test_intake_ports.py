@@ -14,6 +14,8 @@ from services.intake.adapters import tables
 from services.intake.adapters.repository import SqlIntakeUnitOfWork
 from services.intake.domain.model import Coverage, Member, RequestStatus
 from services.intake.domain.records import (
+    AppealDecided,
+    AppealRecord,
     DeterminationRecorded,
     InformationRecord,
     LineAuthorized,
@@ -21,6 +23,7 @@ from services.intake.domain.records import (
     LineRecord,
     RequestChanges,
     RequestRecord,
+    RevisionRecord,
     StatusChanged,
 )
 from tests.contract.unit_of_work import Backend, FakeBackend, SqlBackend, UnitOfWorkContract
@@ -233,6 +236,63 @@ class IntakePortsContract(UnitOfWorkContract):
 
 
 # -- the implementations -----------------------------------------------------------------------
+
+    def test_a_request_is_cancelled_or_revised(self, backend: Backend) -> None:
+        first, second = request(1), request(2)
+        with backend.uow() as uow:
+            uow.requests.add(first)
+            uow.requests.add(second)
+            uow.requests.cancel(first.request_id, "withdrawn by its submitter: moved", RECEIVED)
+            uow.requests.revise(second.request_id, b"revised", [(1, "72149"), (2, "72158")], RECEIVED)
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            cancelled, revised = uow.requests.get(first.request_id), uow.requests.get(second.request_id)
+        assert cancelled is not None
+        assert (cancelled.status, cancelled.status_reason) == (RequestStatus.CANCELLED,
+                                                               "withdrawn by its submitter: moved")
+        assert revised is not None
+        assert revised.payload == b"revised"
+        assert [ln.procedure_code for ln in revised.lines] == ["72149", "72158"]
+
+    def test_a_revision_key_is_taken_once(self, backend: Backend) -> None:
+        record = request(1)
+        revision = RevisionRecord("r-1", record.request_id, "rev-key", "f" * 64, b"\x01", RECEIVED)
+        with backend.uow() as uow:
+            uow.requests.add(record)
+            uow.revisions.add(revision)
+            uow.commit()
+        with pytest.raises(DuplicateKey), backend.uow() as uow:
+            uow.revisions.add(replace(revision, revision_id="r-2"))
+        with backend.uow().read_only() as uow:
+            assert uow.revisions.by_key("rev-key") == revision
+            assert uow.revisions.by_key("other") is None
+
+    def test_a_line_is_appealed_once_and_its_outcome_recorded(self, backend: Backend) -> None:
+        record = request(1)
+        appeal = AppealRecord("a-1", record.request_id, 1, "ap-key", "f" * 64, "expedited", "member", "Maria Lopez",
+                              "notes attached", RECEIVED, b"\x02")
+        later = replace(appeal, appeal_id="a-2", line_number=2, idempotency_key="ap-2",
+                        filed_at=RECEIVED + dt.timedelta(hours=1))
+        with backend.uow() as uow:
+            uow.requests.add(record)
+            uow.appeals.add(later)
+            uow.appeals.add(appeal)
+            uow.commit()
+        for taken in (replace(appeal, appeal_id="a-3", idempotency_key="ap-3"), replace(appeal, appeal_id="a-4",
+                                                                                        line_number=2)):
+            with pytest.raises(DuplicateKey), backend.uow() as uow:
+                uow.appeals.add(taken)
+        decided_at = RECEIVED + dt.timedelta(days=2)
+        with backend.uow() as uow:
+            uow.appeals.decide([AppealDecided(record.request_id, 1, "a-1", "upheld", decided_at, "the IRE"),
+                                AppealDecided(record.request_id, 9, "nope", "upheld", decided_at, "")])
+            uow.appeals.decide([])
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            assert uow.appeals.by_key("ap-key") == replace(appeal, status="decided", outcome="upheld",
+                                                          decided_at=decided_at, forwarded_to="the IRE")
+            assert [a.appeal_id for a in uow.appeals.of_request(record.request_id)] == ["a-1", "a-2"]
+
 
 class TestFakeIntake(IntakePortsContract):
     @pytest.fixture

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as dt
+import io
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,23 +33,29 @@ from services.common.db import make_engine
 from services.common.errors import DuplicateKey
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.grpc_server import Registration, RunningServer, create_server
+from services.common.metrics import Metrics
 from services.common.topics import Topics
 from services.review.adapters import tables
 from services.review.adapters.authorization_client import GrpcDuplicateChecker
 from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import load_library
+from services.review.adapters.metrics import PrometheusDecisions
+from services.review.adapters.notice_pdf import ReportLabNoticeRenderer
 from services.review.adapters.repository import ReviewUnitOfWork
 from services.review.adapters.rules_engine import DurableRulesMatcher
 from services.review.bootstrap import DEFAULT_CRITERIA_DIR
+from services.review.domain.appeals import Appeal, AppealOutcome
 from services.review.domain.case import Case
 from services.review.domain.criteria import Outcome, PythonMatcher
 from services.review.domain.deadlines import ClockState, PendEffect
 from services.review.domain.notes import CaseNote
+from services.review.domain.notices import Notice, NoticeKind, Party, Section
 from services.review.domain.policy import LineOutcome, ProviderRecord
 from services.review.domain.task import AuditEntry, Task
 from services.review.domain.workflow import Reviewer, Role, StaleTask, TaskStatus
+from services.review.service_layer import ports
 from services.review.service_layer.lines import request_lines
-from services.review.service_layer.ports import DuplicateChecker, Evaluator, LineQuery, UnitOfWork
+from services.review.service_layer.ports import DuplicateChecker, Evaluator, LineQuery, NoticeRenderer, UnitOfWork
 from tests.factories import lumbar_mri
 from tests.fakes.review import (
     Authorization,
@@ -56,6 +63,7 @@ from tests.fakes.review import (
     FakeEvaluator,
     FakeUnitOfWork,
     FixedClock,
+    RecordingDecisionMetrics,
     ReviewStore,
 )
 
@@ -296,12 +304,13 @@ class CaseRepositoryContract(StoreContract):
             assert stored is not None
             stored.request, stored.determination = b"merged facts", b"decided"
             stored.follow_clock(tolled)  # a tolled clock keeps the last due time
+            stored.urgency = "expedited"  # a person expedited it, and its clock with it
             stored.member_id = "not saved: a case's member never changes"
             uow.cases.save(stored)
             uow.commit()
         with store.uow().read_only() as uow:
             assert uow.cases.get(case.request_id) == dataclasses.replace(
-                case, request=b"merged facts", determination=b"decided", clock=tolled)
+                case, request=b"merged facts", determination=b"decided", clock=tolled, urgency="expedited")
         resumed = a_clock(T0 + 48 * H, rule="resumed")
         with store.uow() as uow:
             again = uow.cases.get(case.request_id)
@@ -475,6 +484,21 @@ class TaskRepositoryContract(StoreContract):
             assert ids(uow.tasks.claimable([Role.NURSE], ["commercial"], ["advanced_imaging"], now, 2)) == [
                 urgent.task_id, lapsed.task_id]
             assert uow.tasks.claimable([Role.ADJUSTER], ["commercial"], ["advanced_imaging"], now, 10) == []
+
+    def test_a_task_saved_with_another_urgency_takes_its_place_in_the_queue(self, store: Store) -> None:
+        # The queue orders by a rank stored beside the urgency (an index column): a save that
+        # changes the urgency must move the task, in claims and in the open pages alike.
+        soon, later = self.add(store, a_task(due_at=T0 + 24 * H), a_task(due_at=T0 + 48 * H))
+        with store.uow() as uow:
+            task = uow.tasks.get(later.task_id)
+            assert task is not None
+            task.set_urgency(a_reviewer("rn-1"), "expedited", "new weakness reported by phone", T0)
+            uow.tasks.save(task)
+            uow.commit()
+        with store.uow().read_only() as uow:
+            claimable = uow.tasks.claimable([Role.NURSE], ["commercial"], ["advanced_imaging"], T0 + H, 10)
+            assert ids(claimable) == [later.task_id, soon.task_id]
+            assert ids(uow.tasks.open_tasks(10, 0)[0]) == [later.task_id, soon.task_id]
 
     def test_expired_leases(self, store: Store) -> None:
         now = T0 + H
@@ -658,6 +682,123 @@ class TestCaseNotesOnSqlite(CaseNoteRepositoryContract):
 @pytest.mark.integration
 class TestCaseNotesOnPostgresql(CaseNoteRepositoryContract):
     store_name = "postgresql"
+
+
+# -- notices, appeals and appeal tasks -------------------------------------------------------------
+
+def a_notice(request_id: str = "r-1", **changes: Any) -> Notice:
+    return dataclasses.replace(Notice(
+        notice_id=str(uuid.uuid4()), request_id=request_id, determination_id="d-1", member_id="M-1",
+        kind=NoticeKind.DENIAL, recipient_role="member", recipient=Party("Maria Lopez", ("1 Oak St", "Austin, TX")),
+        issued_at=T0, line_numbers=(1, 2), subject="We did not approve your request",
+        sections=(Section("What we decided", (), ("Lumbar spine MRI: not approved.",)),
+                  Section("The rules", ("42 CFR 422.582(b)",), reference=True)),
+        about="About: Maria Lopez, member ID M-1"), **changes)
+
+
+def an_appeal(**changes: Any) -> Appeal:
+    return dataclasses.replace(Appeal(
+        appeal_id=str(uuid.uuid4()), request_id="r-1", line_number=1, member_id="M-1", urgency="expedited",
+        appellant="provider_on_behalf", appellant_name="Valley Orthopedics", filed_at=T0, reason="notes attached",
+        regime="ma-reconsideration", clock=a_clock(regime="ma-reconsideration"), original_decider="md-patel",
+        task_id=str(uuid.uuid4())), **changes)
+
+
+class NoticeRepositoryContract(StoreContract):
+    def test_notices_come_back_as_issued_oldest_first(self, store: Store) -> None:
+        later, first, other = a_notice(issued_at=T0 + H), a_notice(), a_notice("r-2", member_id="M-2")
+        with store.uow() as uow:
+            uow.notices.add_many([later, first, other])
+            uow.notices.add_many([])
+            uow.commit()
+        with store.uow().read_only() as uow:
+            assert uow.notices.get(first.notice_id) == first
+            assert uow.notices.get("nope") is None
+            assert uow.notices.of_request("r-1") == [first, later]
+            assert uow.notices.of_member("M-2") == [other]
+        with pytest.raises(DuplicateKey), store.uow() as uow:
+            uow.notices.add_many([a_notice(notice_id=first.notice_id)])
+
+
+class AppealRepositoryContract(StoreContract):
+    def test_an_appeal_is_stored_decided_and_listed_by_line(self, store: Store) -> None:
+        appeal, other_line = an_appeal(), an_appeal(line_number=2, filed_at=T0 + H)
+        with store.uow() as uow:
+            uow.appeals.add(appeal)
+            uow.appeals.add(other_line)
+            uow.commit()
+        with pytest.raises(DuplicateKey), store.uow() as uow:
+            uow.appeals.add(an_appeal(task_id=appeal.task_id))
+        appeal.decide(AppealOutcome.UPHELD, "md-osei", T0 + 2 * H, "the IRE")
+        with store.uow() as uow:
+            uow.appeals.save(appeal)
+            uow.commit()
+        with store.uow().read_only() as uow:
+            assert uow.appeals.get(appeal.appeal_id) == appeal
+            assert uow.appeals.get("nope") is None
+            assert uow.appeals.of_line("r-1", 1) == [appeal]
+            assert uow.appeals.of_line("r-1", 2) == [other_line]
+
+    def test_a_line_has_one_first_review_and_one_task_per_appeal(self, store: Store) -> None:
+        first = a_task()
+        appeal_task = a_task(request_id=first.request_id, appeal_id="ap-1", required_role=Role.PHYSICIAN,
+                             excluded_reviewers=("md-patel",))
+        with store.uow() as uow:
+            uow.tasks.add_many([first, appeal_task])
+            uow.commit()
+        with pytest.raises(DuplicateKey), store.uow() as uow:
+            uow.tasks.add_many([a_task(request_id=first.request_id, appeal_id="ap-1")])
+        with store.uow().read_only() as uow:
+            assert uow.tasks.get(appeal_task.task_id) == appeal_task
+            assert [t.appeal_id for t in uow.tasks.of_request(first.request_id)] in (["", "ap-1"], ["ap-1", ""])
+
+
+class TestNoticesOnFakes(NoticeRepositoryContract):
+    store_name = "fake"
+
+
+class TestNoticesOnSqlite(NoticeRepositoryContract):
+    store_name = "sqlite"
+
+
+@pytest.mark.integration
+class TestNoticesOnPostgresql(NoticeRepositoryContract):
+    store_name = "postgresql"
+
+
+class TestAppealsOnFakes(AppealRepositoryContract):
+    store_name = "fake"
+
+
+class TestAppealsOnSqlite(AppealRepositoryContract):
+    store_name = "sqlite"
+
+
+@pytest.mark.integration
+class TestAppealsOnPostgresql(AppealRepositoryContract):
+    store_name = "postgresql"
+
+
+class NoticeRendererContract:
+    """A renderer's PDF shows every section of the notice: its text reads back out (pypdf)."""
+
+    def make_renderer(self) -> NoticeRenderer:
+        raise NotImplementedError
+
+    def test_the_pdf_holds_every_word_of_the_notice(self) -> None:
+        from pypdf import PdfReader
+
+        notice = a_notice()
+        pdf = self.make_renderer().pdf(notice)
+        text = " ".join(" ".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(pdf)).pages).split())
+        for part in (notice.subject, notice.recipient.name, *notice.recipient.address_lines,
+                     *(x for sec in notice.sections for x in (sec.heading, *sec.paragraphs, *sec.items))):
+            assert part in text
+
+
+class TestReportLabRenderer(NoticeRendererContract):
+    def make_renderer(self) -> NoticeRenderer:
+        return ReportLabNoticeRenderer()
 
 
 # -- the gold-card record ------------------------------------------------------------------------
@@ -876,6 +1017,52 @@ class TestWallClock(ClockContract):
         return utcnow
 
 
+class DecisionMetricsContract:
+    """Every line told is counted once by who decided and its outcome; nothing a line can hold (a
+    pended line, a receipt after the decision by a skewed clock, an empty batch) makes it raise."""
+
+    def make(self) -> ports.DecisionMetrics:
+        raise NotImplementedError
+
+    def count(self, metrics: ports.DecisionMetrics, decider: str, outcome: str) -> int:
+        raise NotImplementedError
+
+    def test_counts_each_line_once_by_decider_and_outcome(self) -> None:
+        metrics = self.make()
+        line = ports.LineDecided("software", "certified_in_total", "cms-0057-f", "standard", T0, T0 + H)
+        metrics.decided([line, dataclasses.replace(line, decider="physician", outcome="not_certified")])
+        metrics.decided([line])
+        metrics.decided([])
+        assert self.count(metrics, "software", "certified_in_total") == 2
+        assert self.count(metrics, "physician", "not_certified") == 1
+        assert self.count(metrics, "nurse", "pended") == 0
+
+    def test_takes_pended_lines_and_a_skewed_clock(self) -> None:
+        metrics = self.make()
+        metrics.decided([ports.LineDecided("nurse", "pended", "", "expedited", T0, T0),
+                         ports.LineDecided("nurse", "certified_in_total", "erisa", "expedited", T0 + H, T0)])
+        assert self.count(metrics, "nurse", "pended") == 1
+        assert self.count(metrics, "nurse", "certified_in_total") == 1
+
+
+class TestRecordingDecisionMetrics(DecisionMetricsContract):
+    def make(self) -> ports.DecisionMetrics:
+        return RecordingDecisionMetrics()
+
+    def count(self, metrics: ports.DecisionMetrics, decider: str, outcome: str) -> int:
+        assert isinstance(metrics, RecordingDecisionMetrics)
+        return sum(1 for line in metrics.lines if (line.decider, line.outcome) == (decider, outcome))
+
+
+class TestPrometheusDecisions(DecisionMetricsContract):
+    def make(self) -> ports.DecisionMetrics:
+        self.registry = Metrics(process_collectors=False)
+        return PrometheusDecisions(self.registry)
+
+    def count(self, metrics: ports.DecisionMetrics, decider: str, outcome: str) -> int:
+        return int(self.registry.value("ur_review_decisions_total", {"decider": decider, "outcome": outcome}) or 0)
+
+
 def test_every_port_has_a_contract() -> None:
     """A new port gets its contract here, run against its fake and its real implementations."""
     from services.review.service_layer import ports
@@ -883,7 +1070,10 @@ def test_every_port_has_a_contract() -> None:
                  TaskRepositoryContract: ports.TaskRepository, ReviewerRepositoryContract: ports.ReviewerRepository,
                  ProviderOutcomeRepositoryContract: ports.ProviderOutcomeRepository,
                  CaseNoteRepositoryContract: ports.CaseNoteRepository,
-                 EvaluatorContract: ports.Evaluator, DuplicateCheckerContract: ports.DuplicateChecker}
+                 NoticeRepositoryContract: ports.NoticeRepository, AppealRepositoryContract: ports.AppealRepository,
+                 NoticeRendererContract: ports.NoticeRenderer,
+                 EvaluatorContract: ports.Evaluator, DuplicateCheckerContract: ports.DuplicateChecker,
+                 DecisionMetricsContract: ports.DecisionMetrics}
     abstract = {obj for name in ports.__all__ if isinstance(obj := getattr(ports, name), type)
                 and issubclass(obj, abc.ABC)}
     assert abstract == set(contracts.values())  # and the clock (a callable, not a class): ClockContract

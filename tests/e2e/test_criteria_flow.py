@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -302,4 +303,4 @@ def test_a_new_criteria_version_is_loaded_while_running_and_recorded(flow: Flow)
     # The arrow may be escaped when the service's stderr is not UTF-8.
     reloaded = [ln for ln in log.splitlines() if "criteria reloaded: imaging-mri-lumbar-spine 2026.1 " in ln]
     assert reloaded, log[-2000:]
-    assert reloaded[0].endswith(" 2026.2"), log[-2000:]
+    assert json.loads(reloaded[0])["message"].endswith(" 2026.2"), log[-2000:]  # a JSON line (services/common/logs.py)

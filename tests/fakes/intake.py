@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
 from services.common.errors import DuplicateKey
-from services.intake.domain.model import Member
-from services.intake.domain.records import InformationRecord, RequestChanges, RequestRecord
+from services.intake.domain.model import Member, RequestStatus
+from services.intake.domain.records import (
+    AppealDecided,
+    AppealRecord,
+    InformationRecord,
+    RequestChanges,
+    RequestRecord,
+    RevisionRecord,
+)
 from services.intake.service_layer import ports
 from tests.fakes.common import FakeStore, FakeUnitOfWork
 
@@ -25,6 +33,8 @@ class IntakeStore(FakeStore):
         self.requests: dict[str, RequestRecord] = {}
         self.information: dict[str, InformationRecord] = {}
         self.members: dict[str, Member] = {}
+        self.revisions: dict[str, RevisionRecord] = {}
+        self.appeals: dict[str, AppealRecord] = {}
 
     def unit_of_work(self) -> FakeIntakeUnitOfWork:
         """The handlers' ``uow_factory``: a new unit of work on this store."""
@@ -83,6 +93,55 @@ class FakeRequestRepository(ports.RequestRepository):
         for a in changes.lines_authorized:
             self._change_line(a.request_id, a.line_number, authorization=a.authorization)
 
+    def cancel(self, request_id: str, reason: str, at: dt.datetime) -> None:
+        self._change(request_id, status=RequestStatus.CANCELLED, status_reason=reason[:300])
+
+    def revise(self, request_id: str, payload: bytes, procedure_codes: Sequence[tuple[int, str]],
+               at: dt.datetime) -> None:
+        self._change(request_id, payload=payload)
+        for number, code in procedure_codes:
+            self._change_line(request_id, number, procedure_code=code)
+
+
+class FakeRevisionRepository(ports.RevisionRepository):
+    def __init__(self, store: IntakeStore) -> None:
+        self.store = store
+
+    def add(self, record: RevisionRecord) -> None:
+        if record.revision_id in self.store.revisions or any(
+                r.idempotency_key == record.idempotency_key for r in self.store.revisions.values()):
+            raise DuplicateKey(f"revision with idempotency key {record.idempotency_key!r}")
+        self.store.revisions[record.revision_id] = record
+
+    def by_key(self, idempotency_key: str) -> RevisionRecord | None:
+        return next((r for r in self.store.revisions.values() if r.idempotency_key == idempotency_key), None)
+
+
+class FakeAppealRepository(ports.AppealRepository):
+    def __init__(self, store: IntakeStore) -> None:
+        self.store = store
+
+    def add(self, record: AppealRecord) -> None:
+        if record.appeal_id in self.store.appeals or any(
+                a.idempotency_key == record.idempotency_key or (a.request_id, a.line_number) == (
+                    record.request_id, record.line_number) for a in self.store.appeals.values()):
+            raise DuplicateKey(f"an appeal of request {record.request_id} line {record.line_number}")
+        self.store.appeals[record.appeal_id] = record
+
+    def by_key(self, idempotency_key: str) -> AppealRecord | None:
+        return next((a for a in self.store.appeals.values() if a.idempotency_key == idempotency_key), None)
+
+    def of_request(self, request_id: str) -> list[AppealRecord]:
+        return sorted((a for a in self.store.appeals.values() if a.request_id == request_id),
+                      key=lambda a: (a.filed_at, a.appeal_id))
+
+    def decide(self, decided: Sequence[AppealDecided]) -> None:
+        for d in decided:
+            found = self.store.appeals.get(d.appeal_id)
+            if found is not None:
+                self.store.appeals[d.appeal_id] = replace(found, status="decided", outcome=d.outcome,
+                                                          decided_at=d.decided_at, forwarded_to=d.forwarded_to)
+
 
 class FakeInformationRepository(ports.InformationRepository):
     def __init__(self, store: IntakeStore) -> None:
@@ -118,4 +177,6 @@ class FakeIntakeUnitOfWork(FakeUnitOfWork[IntakeStore], ports.IntakeUnitOfWork):
         self.requests = FakeRequestRepository(working)
         self.information = FakeInformationRepository(working)
         self.members = FakeMemberRepository(working)
+        self.revisions = FakeRevisionRepository(working)
+        self.appeals = FakeAppealRepository(working)
 

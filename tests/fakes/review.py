@@ -19,9 +19,11 @@ from typing import Generic, Self, TypeVar
 
 from services.common.errors import DuplicateKey
 from services.common.events import OutgoingEvent
+from services.review.domain.appeals import Appeal
 from services.review.domain.case import Case
 from services.review.domain.criteria import LineEvaluation, LineFacts, Outcome
 from services.review.domain.notes import CaseNote
+from services.review.domain.notices import Notice
 from services.review.domain.policy import LineOutcome, ProviderRecord
 from services.review.domain.task import UNDECIDED, AuditEntry, Task
 from services.review.domain.workflow import Reviewer, Role, StaleTask, TaskStatus, priority
@@ -38,6 +40,8 @@ class ReviewStore:
     reviewers: dict[str, Reviewer] = field(default_factory=dict)
     outcomes: dict[tuple[str, int], LineOutcome] = field(default_factory=dict)
     notes: dict[str, CaseNote] = field(default_factory=dict)
+    notices: dict[str, Notice] = field(default_factory=dict)
+    appeals: dict[str, Appeal] = field(default_factory=dict)
     outbox: list[OutgoingEvent] = field(default_factory=list)
     processed: set[tuple[str, str]] = field(default_factory=set)
     sequence: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -106,7 +110,7 @@ class FakeCaseRepository(ports.CaseRepository):
         if stored is None:
             return  # an UPDATE of no row
         stored.request, stored.determination = case.request, case.determination
-        stored.due_at, stored.clock = case.due_at, case.clock
+        stored.due_at, stored.clock, stored.urgency = case.due_at, case.clock, case.urgency
         self._cases.put(case.request_id, stored)
 
     def request_ids_of_member(self, member_id: str) -> list[str]:
@@ -127,8 +131,8 @@ class FakeTaskRepository(ports.TaskRepository):
 
     def add_many(self, tasks: Sequence[Task]) -> None:
         ids = [t.task_id for t in tasks]
-        lines = [(t.request_id, t.line_number) for t in tasks]
-        taken = {(t.request_id, t.line_number) for t in self._all()}
+        lines = [(t.request_id, t.line_number, t.appeal_id) for t in tasks]
+        taken = {(t.request_id, t.line_number, t.appeal_id) for t in self._all()}
         if len(set(ids)) != len(ids) or len(set(lines)) != len(lines) or any(i in self._tasks for i in ids) \
                 or taken & set(lines):
             raise DuplicateKey("a task for one of these lines is already stored")
@@ -281,6 +285,50 @@ class FakeCaseNoteRepository(ports.CaseNoteRepository):
                       key=lambda n: (n.written_at, n.note_id))
 
 
+class FakeNoticeRepository(ports.NoticeRepository):
+    def __init__(self, layer: _Layer[str, Notice]) -> None:
+        self._notices = layer
+
+    def add_many(self, notices: Sequence[Notice]) -> None:
+        ids = [n.notice_id for n in notices]
+        if len(set(ids)) != len(ids) or any(i in self._notices for i in ids):
+            raise DuplicateKey("one of these notices is already stored")
+        for n in notices:
+            self._notices.put(n.notice_id, n)
+
+    def get(self, notice_id: str) -> Notice | None:
+        return self._notices.get(notice_id)
+
+    def of_request(self, request_id: str) -> list[Notice]:
+        return sorted((n for n in self._notices.values() if n.request_id == request_id),
+                      key=lambda n: (n.issued_at, n.notice_id))
+
+    def of_member(self, member_id: str) -> list[Notice]:
+        return sorted((n for n in self._notices.values() if n.member_id == member_id),
+                      key=lambda n: (n.issued_at, n.notice_id))
+
+
+class FakeAppealRepository(ports.AppealRepository):
+    def __init__(self, layer: _Layer[str, Appeal]) -> None:
+        self._appeals = layer
+
+    def add(self, appeal: Appeal) -> None:
+        if appeal.appeal_id in self._appeals or any(a.task_id == appeal.task_id for a in self._appeals.values()):
+            raise DuplicateKey(f"appeal {appeal.appeal_id} is already stored")
+        self._appeals.put(appeal.appeal_id, appeal)
+
+    def get(self, appeal_id: str) -> Appeal | None:
+        return self._appeals.get(appeal_id)
+
+    def save(self, appeal: Appeal) -> None:
+        if appeal.appeal_id in self._appeals:
+            self._appeals.put(appeal.appeal_id, appeal)
+
+    def of_line(self, request_id: str, line_number: int) -> list[Appeal]:
+        return sorted((a for a in self._appeals.values() if (a.request_id, a.line_number) == (request_id, line_number)),
+                      key=lambda a: (a.filed_at, a.appeal_id))
+
+
 class FakeUnitOfWork(ports.UnitOfWork):
     """A unit of work over a :class:`ReviewStore`; a fresh one per use, like the SQL one."""
 
@@ -289,6 +337,8 @@ class FakeUnitOfWork(ports.UnitOfWork):
     reviewers: FakeReviewerRepository
     provider_outcomes: FakeProviderOutcomeRepository
     case_notes: FakeCaseNoteRepository
+    notices: FakeNoticeRepository
+    appeals: FakeAppealRepository
 
     def __init__(self, store: ReviewStore) -> None:
         self.store = store
@@ -302,7 +352,8 @@ class FakeUnitOfWork(ports.UnitOfWork):
 
     def __enter__(self) -> Self:
         s = self.store
-        self._layers = (_Layer(s.cases), _Layer(s.tasks), _Layer(s.reviewers), _Layer(s.outcomes), _Layer(s.notes))
+        self._layers = (_Layer(s.cases), _Layer(s.tasks), _Layer(s.reviewers), _Layer(s.outcomes), _Layer(s.notes),
+                        _Layer(s.notices), _Layer(s.appeals))
         self._history: list[tuple[int, str, AuditEntry]] = []
         self._events: list[OutgoingEvent] = []
         self._processed: set[tuple[str, str]] = set()
@@ -311,6 +362,8 @@ class FakeUnitOfWork(ports.UnitOfWork):
         self.reviewers = FakeReviewerRepository(self._layers[2])
         self.provider_outcomes = FakeProviderOutcomeRepository(self._layers[3])
         self.case_notes = FakeCaseNoteRepository(self._layers[4])
+        self.notices = FakeNoticeRepository(self._layers[5])
+        self.appeals = FakeAppealRepository(self._layers[6])
         self._active = True
         return self
 
@@ -438,3 +491,13 @@ class FakeDuplicateChecker(ports.DuplicateChecker):
 
 NoDuplicates = FakeDuplicateChecker
 """Review's duplicate check when nothing overlaps."""
+
+
+class RecordingDecisionMetrics(ports.DecisionMetrics):
+    """Keeps every line it is told about, in order."""
+
+    def __init__(self) -> None:
+        self.lines: list[ports.LineDecided] = []
+
+    def decided(self, lines: Sequence[ports.LineDecided]) -> None:
+        self.lines.extend(lines)

@@ -25,7 +25,7 @@ from grpc_status import rpc_status
 from sqlalchemy.exc import OperationalError
 from ur.authorization.v1 import authorization_pb2, authorization_pb2_grpc
 from ur.common.v1 import types_pb2
-from ur.intake.v1 import intake_pb2_grpc
+from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 from ur.review.v1 import review_pb2_grpc
 
 from services.authorization.entrypoints.grpc_api import AuthorizationServicer
@@ -138,6 +138,38 @@ def test_an_undecodable_body_is_invalid_argument_with_one_log_line(channel: grpc
     assert len(lines) == len(methods)
     assert all(r.exc_info is None for r in lines)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def _bad_request(error: grpc.RpcError) -> error_details_pb2.BadRequest:
+    status = rpc_status.from_call(cast(grpc.Call, error))
+    assert status is not None
+    found = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(found)
+    return found
+
+
+def test_the_request_limits_refuse_before_any_handler_plain_or_async(channel: grpc.Channel) -> None:
+    """services/common/request_checks.py runs before every servicer method, ``async`` (SubmitRequest) and
+    plain (GetRequest) alike: the handlers are never reached, and the field is named."""
+    intake = intake_pb2_grpc.IntakeServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as submit:
+        intake.SubmitRequest(intake_pb2.SubmitRequestRequest(idempotency_key="k\x00"), timeout=5)
+    assert submit.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in _bad_request(submit.value).field_violations] == ["idempotency_key"]
+    with pytest.raises(grpc.RpcError) as get:
+        intake.GetRequest(intake_pb2.GetRequestRequest(request_id="x" * 10_001), timeout=5)
+    assert get.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in _bad_request(get.value).field_violations] == ["request_id"]
+
+
+def test_a_flood_of_bad_fields_is_answered_with_a_capped_list(channel: grpc.Channel) -> None:
+    """10,000 diagnoses with a control character each: INVALID_ARGUMENT with a bounded list (not
+    RESOURCE_EXHAUSTED from trailers beyond the client's limit)."""
+    flood = intake_pb2.SubmitRequestRequest(diagnoses=[types_pb2.Diagnosis(code=f"\x01{i}") for i in range(10_000)])
+    with pytest.raises(grpc.RpcError) as refused:
+        intake_pb2_grpc.IntakeServiceStub(channel).SubmitRequest(flood, timeout=10)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert len(_bad_request(refused.value).field_violations) == grpc_errors.MAX_VIOLATIONS
 
 
 class RequireMetadata(grpc.aio.ServerInterceptor):

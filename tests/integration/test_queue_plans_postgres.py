@@ -1,6 +1,6 @@
 """Review's queue queries on PostgreSQL at 50,000 open tasks (and as many decided ones): claim-next,
 the queue listing, a reviewer's held tasks and the deadline monitor read through indexes and sort
-at most a page of rows, never the whole queue; claim-next takes a few milliseconds.
+at most a page of rows, never the whole queue; `make bench` times claim-next at this size (services/cli/bench_queue.py).
 
 The plans are PostgreSQL's own (``EXPLAIN (ANALYZE, FORMAT JSON)``) for the exact statements the
 repositories send, captured as they run."""
@@ -8,8 +8,6 @@ repositories send, captured as they run."""
 from __future__ import annotations
 
 import datetime as dt
-import statistics
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,6 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, event, text
 
+from services.cli.bench_queue import populate
+from services.common.metrics import Metrics
+from services.review.adapters.metrics import QueueSampler
 from services.review.adapters.repository import SqlTaskRepository
 from services.review.domain.workflow import Role
 from services.review.service_layer.queue import CLAIM_FIRST_LOOK
@@ -27,40 +28,7 @@ pytestmark = pytest.mark.integration
 OPEN = 50_000
 #: Claims timed, by as many reviewers as take two each (a reviewer holds a few tasks, not dozens).
 CLAIMS = 40
-#: What the claimable query may take in the database at this size (the issue's target for claim-next).
-CLAIM_QUERY_BUDGET_MS = 5.0
-#: A bound on the whole use case (seven statements and their Python) that a machine shared with other
-#: test runs still keeps; the query reading and sorting every open task took over 60 ms at this size.
-CLAIM_USE_CASE_BOUND_MS = 50.0
 
-# Open tasks: 10 % expedited, deadlines spread from two days past to four weeks ahead, four lines of
-# business, three categories, one in seven for a physician, one in five out of state, one in 500
-# claimed (half of those leases lapsed). As many decided tasks: the history a queue query must not
-# read. The monitor's backlog is what a running monitor leaves: tasks at risk or overdue were
-# escalated or recorded by earlier passes, all but the few that got there since the last one.
-POPULATE = """
-INSERT INTO review_tasks (task_id, request_id, line_number, procedure_code, line_of_business, member_state,
-    urgency, urgency_rank, outcome, reasons, status, due_at, created_at, category, required_role, units, regime,
-    clock_rule, assigned_to, lease_expires_at, version, escalated_at, missed_at, deemed_denial, clock_paused,
-    at_risk_at)
-SELECT 'task-' || i, 'req-' || i, 1, '72148',
-    (ARRAY['medicare_advantage', 'medicaid', 'commercial', 'workers_comp'])[1 + i % 4],
-    CASE WHEN i % 5 = 0 THEN 'CA' ELSE 'TX' END,
-    CASE WHEN i % 10 = 0 THEN 'expedited' ELSE 'standard' END, CASE WHEN i % 10 = 0 THEN 0 ELSE 1 END,
-    'refer_to_nurse', '[]',
-    CASE WHEN i > :open THEN 'decided' WHEN i % 500 = 1 THEN 'claimed' ELSE 'open' END,
-    due, :t0 - make_interval(secs => i), (ARRAY['advanced_imaging', 'general', 'spine_surgery'])[1 + i % 3],
-    CASE WHEN i % 7 = 0 THEN 'physician' ELSE 'nurse' END, 1, 'medicare_advantage', '',
-    CASE WHEN i % 500 = 1 THEN 'rn-other' END,
-    CASE WHEN i % 1000 = 1 THEN :t0 - interval '1 hour' WHEN i % 500 = 1 THEN :t0 + interval '1 hour' END,
-    0,
-    CASE WHEN at_risk <= :t0 AND i % 97 <> 0 THEN at_risk END,
-    CASE WHEN due <= :t0 AND i % 89 <> 0 THEN due END,
-    false, false, at_risk
-FROM (SELECT i, :t0 + make_interval(mins => (i * 37) % 43200) - interval '2 days' AS due,
-             :t0 + make_interval(mins => (i * 37) % 43200) - interval '5 days' AS at_risk
-      FROM generate_series(1, 2 * :open) AS i) AS spread
-"""
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +37,7 @@ def review(make_database: Callable[[str], str]) -> Iterator[Review]:
     r.workflow.directory.seed([reviewer(f"rn-{n}", states=("TX", "CA"),
                                         specialties=("advanced_imaging", "general", "spine_surgery"))
                                for n in range(CLAIMS // 2)] + [reviewer("md-0", Role.PHYSICIAN, states=("TX",))])
-    with r.engine.begin() as conn:
-        conn.execute(text(POPULATE), {"open": OPEN, "t0": T0})
-    with r.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE review_tasks"))
+    populate(r.engine, OPEN)
     yield r
     r.engine.dispose()
 
@@ -124,14 +89,13 @@ def assert_index_backed(plan: dict[str, Any], *, most_sorted: int, what: str) ->
     return used
 
 
-def test_claim_next_reads_the_queue_index_and_takes_milliseconds(review: Review) -> None:
-    durations: list[float] = []
+def test_claim_next_reads_the_queue_index(review: Review) -> None:
+    """The plan, not the time: `make bench` (services/cli/bench_queue.py) measures claim-next at this
+    size; a test asserts what makes it fast, the index that lets the query stop after a page."""
     statements: list[tuple[str, Any]] = []
     for n in range(CLAIMS):
         with captured(review.engine) as seen:
-            started = time.perf_counter()
             view = review.workflow.queue.claim_next(f"rn-{n % (CLAIMS // 2)}")
-            durations.append((time.perf_counter() - started) * 1000)
         statements = seen
         assert view.task.urgency == "expedited"  # the most urgent first: 5,000 of them are
     claimable = [s for s in statements if "UNION ALL" in s[0]]
@@ -140,12 +104,6 @@ def test_claim_next_reads_the_queue_index_and_takes_milliseconds(review: Review)
         plan = plan_of(conn, *claimable[0])
     used = assert_index_backed(plan["Plan"], most_sorted=2 * CLAIM_FIRST_LOOK, what="claimable")
     assert "ix_review_tasks_queue_order" in used
-    median, worst = statistics.median(durations), max(durations)
-    # The bench quotes this line.
-    print(f"\n[queue] claim-next at {OPEN:,} open tasks: query {plan['Execution Time']:.2f} ms in the database; "
-          f"use case median {median:.2f} ms, max {worst:.2f} ms over {CLAIMS} claims")
-    assert plan["Execution Time"] < CLAIM_QUERY_BUDGET_MS
-    assert median < CLAIM_USE_CASE_BOUND_MS, f"claim-next took {median:.2f} ms (median) at {OPEN:,} open tasks"
 
 
 def test_the_queue_listing_and_held_tasks_read_the_queue_index(review: Review) -> None:
@@ -178,3 +136,31 @@ def test_the_deadline_monitor_reads_only_what_it_must_act_on(review: Review) -> 
         used = assert_index_backed(plan_of(conn, *monitor)["Plan"], most_sorted=1000, what="needing_attention")
         assert {"ix_review_tasks_due_unmissed", "ix_review_tasks_at_risk_unescalated"} <= used
         assert_index_backed(plan_of(conn, *leases)["Plan"], most_sorted=1000, what="expired_leases")
+
+
+def test_the_queue_metrics_are_counted_from_indexes_alone(review: Review) -> None:
+    """The metrics' periodic pass (services/review/adapters/metrics.py): three counts that indexes
+    answer without reading a task, and the figures those counts say."""
+    metrics = Metrics(process_collectors=False)
+    sampler = QueueSampler(review.engine, metrics, clock=lambda: T0)
+    with captured(review.engine) as seen:
+        sampler.sample()
+    assert len(seen) == 3
+    with review.engine.connect() as conn:
+        for statement, parameters in seen:
+            plan = plan_of(conn, statement, parameters)["Plan"]
+            used = assert_index_backed(plan, most_sorted=OPEN, what=statement)
+            assert used <= {"ix_review_tasks_queue_order", "ix_review_tasks_status_at_risk"}, used
+            scans = [n for n in nodes(plan) if n.get("Relation Name") == "review_tasks"]
+            assert all(n["Node Type"] == "Index Only Scan" for n in scans), [n["Node Type"] for n in scans]
+        expected: dict[str, int] = {name: count for name, count in conn.execute(text(
+            "SELECT 'depth', count(*) FROM review_tasks WHERE status IN ('open', 'claimed', 'pended_information') "
+            "UNION ALL SELECT 'at_risk', count(*) FROM review_tasks WHERE status IN ('open', 'claimed', "
+            "'pended_information') AND at_risk_at <= :t0 UNION ALL SELECT 'overdue', count(*) FROM review_tasks "
+            "WHERE status IN ('open', 'claimed') AND due_at <= :t0"), {"t0": T0})}
+    shown = {name: sum(s.value for family in metrics.registry.collect() if family.name == f"ur_review_{name}"
+                       for s in family.samples)
+             for name in ("queue_depth", "tasks_at_risk", "tasks_overdue")}
+    assert shown == {"queue_depth": expected["depth"], "tasks_at_risk": expected["at_risk"],
+                     "tasks_overdue": expected["overdue"]}
+    assert shown["queue_depth"] == OPEN

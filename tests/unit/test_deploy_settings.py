@@ -1,5 +1,5 @@
 """deploy/ (compose, Kubernetes) may only pass the services variables declared in
-services/common/settings.py, and must use the ports of DEFAULT_PORTS.
+services/common/settings.py, and must use the ports of DEFAULT_PORTS (gRPC) and DEFAULT_METRICS_PORTS.
 
 A typo in a manifest (UR_INTAKE_DATABASE_ULR) would otherwise be silently ignored and the
 service would fall back to its default; these tests catch it before a deployment does.
@@ -231,12 +231,16 @@ def test_k8s_ports_match_defaults(k8s: list[tuple[Path, dict[str, Any]]]) -> Non
             if not service:
                 continue
             port = settings.DEFAULT_PORTS[service]
+            metrics_port = settings.DEFAULT_METRICS_PORTS[service]
             where = f"{path.name}: {document['metadata']['name']}, container {container['name']}"
             ports = {p.get("name", str(p["containerPort"])): p["containerPort"] for p in container.get("ports") or []}
-            assert list(ports.values()) == [port], f"{where}: container ports {ports}, expected only {port}"
+            assert ports == {"grpc": port, "metrics": metrics_port}, (
+                f"{where}: container ports {ports}, expected grpc {port} and metrics {metrics_port}")
             env = _container_env(container, namespace, config, where)
             listen = env.get(f"UR_{service.upper()}_GRPC_LISTEN", "")
             assert listen.startswith("0.0.0.0:"), f"{where}: UR_{service.upper()}_GRPC_LISTEN={listen!r}"
+            metrics = env.get(f"UR_{service.upper()}_METRICS_LISTEN", "")
+            assert metrics == f"0.0.0.0:{metrics_port}", f"{where}: UR_{service.upper()}_METRICS_LISTEN={metrics!r}"
             for probe_name in ("startupProbe", "readinessProbe", "livenessProbe"):
                 probe = container.get(probe_name)
                 assert probe, f"{where}: needs a gRPC {probe_name}"

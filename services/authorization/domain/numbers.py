@@ -16,7 +16,8 @@ _HALF_BITS = 20
 _HALF_MASK = (1 << _HALF_BITS) - 1
 _ROUNDS = 4
 MAX_ID = (1 << (2 * _HALF_BITS)) - 1
-_PATTERN = re.compile(r"^UR\d{2}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")
+# ASCII, matched whole: \d would take any Unicode digit and $ a trailing newline.
+_PATTERN = re.compile(r"UR[0-9]{2}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}")
 
 
 def _round(value: int, key: int) -> int:
@@ -58,4 +59,4 @@ def normalize(text: str) -> str:
 
 
 def is_well_formed(number: str) -> bool:
-    return bool(_PATTERN.match(number))
+    return bool(_PATTERN.fullmatch(number))

@@ -5,6 +5,12 @@
     urctl criteria explain REQUEST_FILE|REQUEST_ID [--criteria DIR] [--review HOST:PORT] [--json]
     urctl criteria replay DRAFT.yaml --since YYYY-MM-DD [--until YYYY-MM-DD] [--database-url URL]
                                      [--criteria DIR] [--sample N] [--json]
+    urctl criteria catalog [--criteria DIR] [--write | --check] [--output FILE]
+
+The criteria directory's ``vocabulary/`` folder holds the vocabulary: cited mappings from diagnosis
+and procedure codes and from providers' own fact names to the facts the criteria read. ``validate``
+and ``test`` cover it with the criteria; ``explain`` shows what was derived from what. ``catalog``
+writes the fact catalog intake reads (each fact's type and unit) from the library.
 
 PATH is a criteria file or a directory of them (a directory is validated as a library, so the same
 id and version twice is caught); the default is the review service's criteria directory
@@ -26,6 +32,7 @@ import argparse
 import datetime as dt
 
 from services.cli.base import Parsers
+from services.cli.criteria.catalog import cmd_catalog
 from services.cli.criteria.examples import cmd_test
 from services.cli.criteria.explain import cmd_explain
 from services.cli.criteria.replay import cmd_replay
@@ -40,7 +47,7 @@ def _parse_day(text: str, flag: str) -> dt.date:
 
 
 def add_commands(parsers: Parsers) -> None:
-    """``urctl criteria validate|test|explain|replay``."""
+    """``urctl criteria validate|test|explain|replay|catalog``."""
     connection, output = parsers.connection, parsers.output
     group = parsers.group("criteria", "validate, test, explain and replay clinical criteria",
                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,3 +82,11 @@ def add_commands(parsers: Parsers) -> None:
                              "the review service or `make run` uses)")
     replay.add_argument("--sample", type=int, default=10, metavar="N", help="changed lines to show (default 10)")
     replay.set_defaults(handler=cmd_replay)
+    catalog = group.add_parser("catalog", parents=[criteria_dir],
+                               help="the clinical-fact catalog intake reads (types and units), from the library")
+    mode = catalog.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="write it to the file intake reads")
+    mode.add_argument("--check", action="store_true", help="exit 1 when that file differs from the library")
+    catalog.add_argument("--output", metavar="FILE", default=None,
+                         help="the catalog file (default: services/common/clinical-facts.yaml)")
+    catalog.set_defaults(handler=cmd_catalog)

@@ -1,7 +1,9 @@
 """``urctl criteria explain REQUEST_FILE|REQUEST_ID``: why each line of a request gets its outcome
 (the criteria set and version, each condition met/unmet/missing with what was observed, missing facts,
-flags). A request file is evaluated locally against a criteria library; a request id is answered by
-the review service's GetDetermination (its stored determination, including a person's later decision)."""
+the facts derived from the request's codes and words and what each was derived from, stated facts
+kept against its codes, why the line is urgent, flags). A request file is evaluated locally against a
+criteria library and its vocabulary; a request id is answered by the review service's
+GetDetermination (its stored determination, including a person's later decision)."""
 
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ def explain_file(path: Path, library: CriteriaLibrary, matcher: ConditionMatcher
             out.explanation.summary = (f"no criteria set covers {line.procedure_code} for {lob} with diagnoses "
                                        f"{', '.join(facts.diagnoses) or '(none)'}; a nurse reviews it")
             continue
-        evaluation = evaluate(criteria, facts, matcher)
+        evaluation = evaluate(criteria, facts, matcher, library.derivations(criteria))
         out.outcome = to_number(OUTCOME, evaluation.outcome.value)
         out.explanation.CopyFrom(explanation_of(evaluation))
     return determination
@@ -74,6 +76,7 @@ def format_explanation(determination: Any, title: str) -> RenderableType:
             rows.append(("summary", plain(e.summary)))
         if e.missing_facts:
             rows.append(("missing facts", plain(", ".join(e.missing_facts), "yellow")))
+        rows += _vocabulary_rows(e)
         if e.flags:
             rows.append(("flags", Group(*(plain(f"• {f}", "yellow") for f in e.flags))))
         if e.conditions:
@@ -81,6 +84,20 @@ def format_explanation(determination: Any, title: str) -> RenderableType:
         parts += [Text.assemble((f"Line {line.line_number}: ", "bold"), (line.procedure_code, "bold cyan")),
                   indent(kv_grid(rows), bottom=1)]
     return Group(*parts)
+
+
+def _vocabulary_rows(e: Any) -> list[tuple[str, RenderableType]]:
+    """What the vocabulary derived and what it did not replace, and why the line is urgent."""
+    rows: list[tuple[str, RenderableType]] = []
+    if e.derived:
+        rows.append(("derived facts", Group(*(
+            plain(f"• {d.name} = {d.value}: derived from {d.derived_from} ({d.mapping})", "cyan")
+            for d in e.derived))))
+    if e.contradictions:
+        rows.append(("kept as stated", Group(*(plain(f"• {c}", "yellow") for c in e.contradictions))))
+    if e.urgency:
+        rows.append(("urgent", plain(e.urgency, "bold magenta")))
+    return rows
 
 
 def _is_uuid(text: str) -> bool:

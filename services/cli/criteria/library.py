@@ -12,6 +12,7 @@ from ur.common.v1 import types_pb2
 
 from services.cli.base import UsageError
 from services.common import settings
+from services.common.config_files import ConfigFileError
 from services.review.adapters.criteria_loader import (
     CriteriaError,
     CriteriaLibrary,
@@ -20,7 +21,14 @@ from services.review.adapters.criteria_loader import (
     load_library,
 )
 from services.review.adapters.rules_engine import DurableRulesMatcher
+from services.review.adapters.vocabulary_loader import (
+    VOCABULARY_DIR,
+    VocabularyError,
+    load_vocabulary,
+    vocabulary_files,
+)
 from services.review.domain.criteria import CriteriaSet, LineFacts
+from services.review.domain.vocabulary import Vocabulary
 from services.review.service_layer import lines
 
 REPO = Path(__file__).resolve().parents[3]
@@ -57,16 +65,32 @@ class LoadedSet:
     criteria: CriteriaSet
 
 
+@dataclass(frozen=True)
+class LoadedVocabulary:
+    path: Path
+    vocabulary: Vocabulary
+
+
 @dataclass
 class Validation:
-    """Every valid set of the given paths, and every problem (one per file, plus duplicates)."""
+    """Every valid set and vocabulary of the given paths, every problem (one per file, plus
+    duplicates), and the library of each directory that loaded (for the vocabulary's derivations)."""
 
     sets: list[LoadedSet] = field(default_factory=list)
-    problems: list[CriteriaError] = field(default_factory=list)
+    problems: list[ConfigFileError] = field(default_factory=list)
+    vocabularies: list[LoadedVocabulary] = field(default_factory=list)
+    libraries: dict[Path, CriteriaLibrary] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def library_of(self, path: Path) -> CriteriaLibrary | None:
+        """The library loaded from the directory holding ``path`` (a criteria or vocabulary file)."""
+        folder = path.resolve().parent
+        if folder.name == VOCABULARY_DIR:
+            folder = folder.parent
+        return self.libraries.get(folder)
 
 
 def _criteria_files(directory: Path) -> list[Path]:
@@ -82,27 +106,29 @@ def engine_problem(loaded: LoadedSet) -> CriteriaError | None:
     return None
 
 
+def _vocabulary_file(path: Path) -> bool:
+    return path.resolve().parent.name == VOCABULARY_DIR
+
+
 def validate_paths(paths: Sequence[Path]) -> Validation:
-    """Load every file, and every directory as a library; collect every problem."""
+    """Load every file, and every directory as a library (its criteria and its vocabulary); collect
+    every problem. A vocabulary file given alone is checked against the library it sits in."""
     result = Validation()
     failed: set[Path] = set()
     for path in paths:
-        if path.is_dir():
-            try:
-                load_library(path)
-            except CriteriaLibraryError as exc:
-                result.problems.extend(exc.errors)
-                failed.update(e.path.resolve() for e in exc.errors)
-            candidates = [p for p in _criteria_files(path) if p.resolve() not in failed] if path.exists() else []
-        elif path.exists():
-            candidates = [path]
-        else:
+        if not path.exists():
             result.problems.append(CriteriaError(path, "", "no such file or directory"))
             continue
+        candidates, vocabulary_candidates = _candidates(path, result, failed)
         for file in candidates:
             try:
                 result.sets.append(LoadedSet(file, load_criteria(file)))
             except CriteriaError as exc:
+                result.problems.append(exc)
+        for file in vocabulary_candidates:
+            try:
+                result.vocabularies.append(LoadedVocabulary(file, load_vocabulary(file)))
+            except VocabularyError as exc:
                 result.problems.append(exc)
     # The same id and version in two of the given paths (a directory catches its own).
     first: dict[str, LoadedSet] = {}
@@ -125,6 +151,41 @@ def validate_paths(paths: Sequence[Path]) -> Validation:
         else:
             result.sets.append(loaded)
     return result
+
+
+def _candidates(path: Path, result: Validation, failed: set[Path]) -> tuple[list[Path], list[Path]]:
+    """The criteria and vocabulary files of ``path`` to read one by one: a directory is first loaded
+    as a library (its problems recorded, their files added to ``failed`` and left out); a vocabulary
+    file is checked against the library it sits in."""
+    if path.is_dir():
+        try:
+            result.libraries[path.resolve()] = load_library(path)
+        except CriteriaLibraryError as exc:
+            result.problems.extend(exc.errors)
+            failed.update(e.path.resolve() for e in exc.errors)
+        return ([p for p in _criteria_files(path) if p.resolve() not in failed],
+                [p for p in vocabulary_files(path) if p.resolve() not in failed])
+    if _vocabulary_file(path):
+        return [], _vocabulary_alone(path, result)
+    return [path], []
+
+
+def _vocabulary_alone(path: Path, result: Validation) -> list[Path]:
+    """A vocabulary file checked against the criteria directory it sits in (loaded as a library:
+    the vocabulary is part of it); [path] when it is valid, its problems recorded otherwise."""
+    directory = path.resolve().parent.parent
+    try:
+        result.libraries[directory] = load_library(directory)
+    except CriteriaLibraryError as exc:
+        mine = [e for e in exc.errors if e.path.resolve() == path.resolve()]
+        if mine:
+            result.problems.extend(mine)
+            return []
+        others = sorted({e.path.name for e in exc.errors})
+        result.problems.append(VocabularyError(path, "", f"the criteria library it serves ({directory}) does not "
+                                                         f"load ({', '.join(others)}), so it cannot be checked"))
+        return []
+    return [path]
 
 
 # -- from a request to its lines' facts: review's own translation (service_layer/lines.py) ---------

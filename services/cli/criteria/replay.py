@@ -158,7 +158,7 @@ def replay(draft: CriteriaSet, draft_file: str, replaces: str | None, library: C
     received_from = _start_of(since)
     received_before = _start_of(until + dt.timedelta(days=1)) if until is not None else None
     # The library as it would be with the draft in place of the current version of its id.
-    with_draft = CriteriaLibrary((*(c for c in library.current() if c.id != draft.id), draft)) \
+    with_draft = CriteriaLibrary((*(c for c in library.current() if c.id != draft.id), draft), library.vocabularies) \
         if library is not None else None
     matcher = DurableRulesMatcher([draft])
     report = ReplayReport(draft=draft, draft_file=draft_file, replaces=replaces,
@@ -212,7 +212,8 @@ def _replay_case(case: StoredCase | UnreadableCase, draft: CriteriaSet, with_dra
             report.governed_by_other_set += 1
             continue
         report.covered += 1
-        evaluation = evaluate(draft, facts, matcher)
+        # With the vocabulary's derived facts, as the review service would evaluate the draft.
+        evaluation = evaluate(draft, facts, matcher, with_draft.derivations(draft) if with_draft is not None else None)
         after = evaluation.outcome.value
         if after in ("meets_criteria", "meets_criteria_urgent") and before.explanation.flags:
             after = "refer_to_nurse"  # the review service refers possible duplicates, whatever the criteria say

@@ -3,6 +3,7 @@ Rows become domain values here; a unique-key refusal becomes ``DuplicateKey``.""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -13,7 +14,15 @@ from services.common.db import duplicate_keys_raised_as
 from services.common.uow import SqlUnitOfWork
 from services.intake.adapters import tables as t
 from services.intake.domain.model import Coverage, Member, RequestStatus
-from services.intake.domain.records import InformationRecord, LineRecord, RequestChanges, RequestRecord
+from services.intake.domain.records import (
+    AppealDecided,
+    AppealRecord,
+    InformationRecord,
+    LineRecord,
+    RequestChanges,
+    RequestRecord,
+    RevisionRecord,
+)
 from services.intake.service_layer import ports
 
 
@@ -125,6 +134,85 @@ class SqlRequestRepository(ports.RequestRepository):
             self.conn.execute(statement, rows)
 
 
+    def cancel(self, request_id: str, reason: str, at: dt.datetime) -> None:
+        self.conn.execute(update(t.requests).where(t.requests.c.request_id == request_id).values(
+            status=RequestStatus.CANCELLED.value, status_reason=reason[:300], updated_at=at))
+
+    def revise(self, request_id: str, payload: bytes, procedure_codes: Sequence[tuple[int, str]],
+               at: dt.datetime) -> None:
+        self.conn.execute(update(t.requests).where(t.requests.c.request_id == request_id).values(
+            payload=payload, updated_at=at))
+        if procedure_codes:
+            lines = t.request_lines
+            self.conn.execute(update(lines).where(lines.c.request_id == bindparam("b_request_id"),
+                                                  lines.c.line_number == bindparam("b_line"))
+                              .values(procedure_code=bindparam("b_code")),
+                              [{"b_request_id": request_id, "b_line": n, "b_code": code}
+                               for n, code in procedure_codes])
+
+
+class SqlRevisionRepository(ports.RevisionRepository):
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, record: RevisionRecord) -> None:
+        with duplicate_keys_raised_as(f"revision with idempotency key {record.idempotency_key!r}"):
+            self.conn.execute(t.request_revisions.insert().values(
+                revision_id=record.revision_id, request_id=record.request_id, idempotency_key=record.idempotency_key,
+                fingerprint=record.fingerprint, payload=record.payload, received_at=record.received_at))
+
+    def by_key(self, idempotency_key: str) -> RevisionRecord | None:
+        row = self.conn.execute(select(t.request_revisions).where(
+            t.request_revisions.c.idempotency_key == idempotency_key)).first()
+        if row is None:
+            return None
+        return RevisionRecord(revision_id=row.revision_id, request_id=row.request_id,
+                              idempotency_key=row.idempotency_key, fingerprint=row.fingerprint,
+                              payload=bytes(row.payload), received_at=ensure_utc(row.received_at))
+
+
+def _appeal(row: Row[Any]) -> AppealRecord:
+    return AppealRecord(appeal_id=row.appeal_id, request_id=row.request_id, line_number=row.line_number,
+                        idempotency_key=row.idempotency_key, fingerprint=row.fingerprint, urgency=row.urgency,
+                        appellant=row.appellant, appellant_name=row.appellant_name, reason=row.reason,
+                        filed_at=ensure_utc(row.filed_at), payload=bytes(row.payload), status=row.status,
+                        outcome=row.outcome, decided_at=ensure_utc(row.decided_at) if row.decided_at else None,
+                        forwarded_to=row.forwarded_to)
+
+
+class SqlAppealRepository(ports.AppealRepository):
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, record: AppealRecord) -> None:
+        with duplicate_keys_raised_as(f"an appeal of request {record.request_id} line {record.line_number} "
+                                      f"(key {record.idempotency_key!r})"):
+            self.conn.execute(t.appeals.insert().values(
+                appeal_id=record.appeal_id, request_id=record.request_id, line_number=record.line_number,
+                idempotency_key=record.idempotency_key, fingerprint=record.fingerprint, urgency=record.urgency,
+                appellant=record.appellant, appellant_name=record.appellant_name, reason=record.reason,
+                filed_at=record.filed_at, payload=record.payload, status=record.status, outcome=record.outcome,
+                decided_at=record.decided_at, forwarded_to=record.forwarded_to))
+
+    def by_key(self, idempotency_key: str) -> AppealRecord | None:
+        row = self.conn.execute(select(t.appeals).where(t.appeals.c.idempotency_key == idempotency_key)).first()
+        return None if row is None else _appeal(row)
+
+    def of_request(self, request_id: str) -> list[AppealRecord]:
+        rows = self.conn.execute(select(t.appeals).where(t.appeals.c.request_id == request_id)
+                                 .order_by(t.appeals.c.filed_at, t.appeals.c.appeal_id))
+        return [_appeal(r) for r in rows]
+
+    def decide(self, decided: Sequence[AppealDecided]) -> None:
+        if not decided:
+            return
+        self.conn.execute(update(t.appeals).where(t.appeals.c.appeal_id == bindparam("b_id")).values(
+            status="decided", outcome=bindparam("b_outcome"), decided_at=bindparam("b_at"),
+            forwarded_to=bindparam("b_forwarded")),
+            [{"b_id": d.appeal_id, "b_outcome": d.outcome, "b_at": d.decided_at, "b_forwarded": d.forwarded_to}
+             for d in decided])
+
+
 class SqlInformationRepository(ports.InformationRepository):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -195,4 +283,6 @@ class SqlIntakeUnitOfWork(SqlUnitOfWork, ports.IntakeUnitOfWork):
         self.requests = SqlRequestRepository(self.conn)
         self.information = SqlInformationRepository(self.conn)
         self.members = SqlMemberRepository(self.conn)
+        self.revisions = SqlRevisionRepository(self.conn)
+        self.appeals = SqlAppealRepository(self.conn)
         return self

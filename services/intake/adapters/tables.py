@@ -96,5 +96,39 @@ additional_information = Table(
 UniqueConstraint(additional_information.c.submitter, additional_information.c.idempotency_key,
                  name="uq_additional_information_submitter_key")
 
+# Revisions of requests under review (migration 0004).
+request_revisions = Table(
+    "request_revisions", metadata,
+    Column("revision_id", String(36), primary_key=True),
+    Column("request_id", String(36), ForeignKey("requests.request_id"), nullable=False, index=True),
+    Column("idempotency_key", String(100), nullable=False, unique=True),
+    Column("fingerprint", String(64), nullable=False),
+    # ur.intake.v1.ReviseRequestRequest as received.
+    Column("payload", LargeBinary, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+# Appeals of adverse lines, one per line (migration 0004), and their outcomes.
+appeals = Table(
+    "appeals", metadata,
+    Column("appeal_id", String(36), primary_key=True),
+    Column("request_id", String(36), ForeignKey("requests.request_id"), nullable=False),
+    Column("line_number", Integer, nullable=False),
+    Column("idempotency_key", String(100), nullable=False, unique=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("urgency", String(20), nullable=False),
+    Column("appellant", String(30), nullable=False),
+    Column("appellant_name", String(200), nullable=False),
+    Column("reason", String(2000), nullable=False),
+    Column("filed_at", DateTime(timezone=True), nullable=False),
+    # ur.intake.v1.FileAppealRequest as received.
+    Column("payload", LargeBinary, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("outcome", String(30), nullable=False, server_default=""),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("forwarded_to", String(300), nullable=False, server_default=""),
+    UniqueConstraint("request_id", "line_number", name="uq_appeals_request_line"),
+)
+
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)

@@ -5,15 +5,20 @@ HCPCS Level II: a letter + 4 digits. ICD-10-CM: letter, digit, alphanumeric,
 then optionally a dot and 1-4 alphanumerics. NPI: 10 digits whose last digit is
 the Luhn check digit computed over the constant prefix 80840 + the first nine.
 (Sources: AMA CPT; CMS HCPCS; CDC/NCHS ICD-10-CM; CMS NPI check digit standard.)
+
+Every code is ASCII, matched whole (``fullmatch``): Python's ``\\d`` and ``str.isdigit()`` also
+accept Arabic-Indic, Devanagari, full-width and superscript digits, and ``$`` accepts a trailing
+newline, so neither is used here.
 """
 
 from __future__ import annotations
 
 import re
 
-_CPT = re.compile(r"^(\d{5}|\d{4}[FTU])$")
-_HCPCS = re.compile(r"^[A-Z]\d{4}$")
-_ICD10CM = re.compile(r"^[A-TV-Z]\d[0-9A-Z](\.?[0-9A-Z]{1,4})?$")
+_CPT = re.compile(r"[0-9]{4}[0-9FTU]")
+_HCPCS = re.compile(r"[A-Z][0-9]{4}")
+_ICD10CM = re.compile(r"[A-TV-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?")
+_NPI = re.compile(r"[0-9]{10}")
 _STATE = frozenset({
     "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL",
     "IN", "IA", "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE",
@@ -23,11 +28,12 @@ _STATE = frozenset({
 
 
 def is_procedure_code(code: str) -> bool:
-    return bool(_CPT.match(code) or _HCPCS.match(code))
+    return bool(_CPT.fullmatch(code) or _HCPCS.fullmatch(code))
 
 
 def is_icd10cm(code: str) -> bool:
-    return bool(_ICD10CM.match(code.upper()))
+    # ASCII before upper(): 'ß'.upper() is 'SS' and 'ﬀ'.upper() is 'FF'.
+    return code.isascii() and bool(_ICD10CM.fullmatch(code.upper()))
 
 
 def normalize_icd10(code: str) -> str:
@@ -40,6 +46,9 @@ def is_state(code: str) -> bool:
 
 
 def luhn_check_digit(payload: str) -> int:
+    """The Luhn check digit of ``payload``, a string of ASCII digits (ValueError otherwise)."""
+    if not payload.isascii() or not payload.isdigit():
+        raise ValueError(f"{payload!r} is not a string of ASCII digits")
     total = 0
     for i, ch in enumerate(reversed(payload)):
         d = int(ch)
@@ -52,6 +61,6 @@ def luhn_check_digit(payload: str) -> int:
 
 
 def is_npi(npi: str) -> bool:
-    if len(npi) != 10 or not npi.isdigit():
+    if not _NPI.fullmatch(npi):
         return False
     return luhn_check_digit("80840" + npi[:9]) == int(npi[9])

@@ -62,6 +62,39 @@ class InformationRecord:
     received_at: dt.datetime
 
 
+@dataclass(frozen=True)
+class RevisionRecord:
+    """A revision of a request (``payload``: ur.intake.v1.ReviseRequestRequest as received)."""
+
+    revision_id: str
+    request_id: str
+    idempotency_key: str
+    fingerprint: str
+    payload: bytes
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class AppealRecord:
+    """An appeal of one line as filed (``payload``: ur.intake.v1.FileAppealRequest), and its outcome."""
+
+    appeal_id: str
+    request_id: str
+    line_number: int
+    idempotency_key: str
+    fingerprint: str
+    urgency: str
+    appellant: str
+    appellant_name: str
+    reason: str
+    filed_at: dt.datetime
+    payload: bytes
+    status: str = "filed"  # filed, decided
+    outcome: str = ""  # overturned, partially_overturned, upheld
+    decided_at: dt.datetime | None = None
+    forwarded_to: str = ""
+
+
 # -- changes events make ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -92,6 +125,16 @@ class LineAuthorized:
 
 
 @dataclass(frozen=True)
+class AppealDecided:
+    request_id: str
+    line_number: int
+    appeal_id: str
+    outcome: str
+    decided_at: dt.datetime
+    forwarded_to: str
+
+
+@dataclass(frozen=True)
 class StatusChanged:
     request_id: str
     status: RequestStatus
@@ -107,3 +150,4 @@ class RequestChanges:
     statuses: list[StatusChanged] = field(default_factory=list)
     lines_decided: list[LineDecided] = field(default_factory=list)
     lines_authorized: list[LineAuthorized] = field(default_factory=list)
+    appeals_decided: list[AppealDecided] = field(default_factory=list)

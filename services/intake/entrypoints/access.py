@@ -1,7 +1,8 @@
 """Who may call intake (services/common/access.py): submitting organizations (provider systems,
-clearinghouses, prior-authorization queues) submit requests and read back their own; a principal
-with ``requests:read-all`` (the workbench) reads every submitter's. Every call counts against the
-caller's rate limit (UR_INTAKE_RATE_PER_S, UR_INTAKE_RATE_BURST)."""
+clearinghouses, prior-authorization queues) submit requests, read back their own, and send more
+information for, cancel, revise and appeal only their own; a principal with ``requests:read-all``
+(the workbench) reads every submitter's and changes none. Every call counts against the caller's
+rate limit (UR_INTAKE_RATE_PER_S, UR_INTAKE_RATE_BURST)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ READ_ALL = "requests:read-all"
 
 POLICY = AccessPolicy(intake_pb2.DESCRIPTOR.services_by_name["IntakeService"], {
     "SubmitRequest": rule(SUBMIT, limited=True),
-    # Only for the caller's own requests: the use case answers NOT_FOUND for another's.
+    # Only for the caller's own requests: the use cases answer NOT_FOUND for another's.
     "SubmitAdditionalInformation": rule(SUBMIT, limited=True),
+    "CancelRequest": rule(SUBMIT, limited=True),
+    "ReviseRequest": rule(SUBMIT, limited=True),
+    "FileAppeal": rule(SUBMIT, limited=True),
     "GetRequest": rule(READ, READ_ALL, limited=True),
     "ListMemberRequests": rule(READ, READ_ALL, limited=True),
 })

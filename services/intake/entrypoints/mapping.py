@@ -11,12 +11,15 @@ from ur.intake.v1 import intake_pb2
 
 from services.common.proto_enums import to_name, to_number
 from services.intake.domain.model import AdditionalInformation, ClinicalFact, PriorAuthRequest, ServiceLine
-from services.intake.domain.records import InformationRecord, RequestRecord
+from services.intake.domain.records import AppealRecord, InformationRecord, RequestRecord
+from services.intake.service_layer.handlers import AppealFiling
 
 LOB = types_pb2.LineOfBusiness
 REVIEW_TYPE = types_pb2.ReviewType
 URGENCY = types_pb2.Urgency
 STATUS = intake_pb2.RequestStatus
+CERTIFICATION = types_pb2.CertificationType
+APPELLANT = intake_pb2.Appellant
 
 
 def _ymd(message: types_pb2.Date, present: bool) -> tuple[int, int, int] | None:
@@ -61,11 +64,33 @@ def to_domain(msg: intake_pb2.SubmitRequestRequest) -> PriorAuthRequest:
         review_type=to_name(REVIEW_TYPE, msg.review_type),
         urgency=to_name(URGENCY, msg.urgency),
         facts=tuple(_fact(f) for f in msg.clinical_facts),
+        certification_type=to_name(CERTIFICATION, msg.certification_type) or "initial",
+        related_authorization_number=msg.related_authorization_number,
     )
 
 
-def to_view(record: RequestRecord, information: Sequence[InformationRecord] = ()) -> intake_pb2.RequestView:
-    """The request's story; ``information``: the additional information received for it, oldest first."""
+def appeal_to_domain(msg: intake_pb2.FileAppealRequest) -> AppealFiling:
+    return AppealFiling(idempotency_key=msg.idempotency_key, request_id=msg.request_id.strip(),
+                        line_number=msg.line_number, urgency=to_name(URGENCY, msg.urgency),
+                        appellant=to_name(APPELLANT, msg.appellant), appellant_name=msg.appellant_name,
+                        reason=msg.reason)
+
+
+def appeal_view(a: AppealRecord) -> intake_pb2.AppealView:
+    view = intake_pb2.AppealView(appeal_id=a.appeal_id, request_id=a.request_id, line_number=a.line_number,
+                                 urgency=to_number(URGENCY, a.urgency), appellant=to_number(APPELLANT, a.appellant),
+                                 appellant_name=a.appellant_name, reason=a.reason, status=a.status,
+                                 outcome=a.outcome, forwarded=bool(a.forwarded_to), forwarded_to=a.forwarded_to)
+    view.filed_at.CopyFrom(_ts(a.filed_at))
+    if a.decided_at is not None:
+        view.decided_at.CopyFrom(_ts(a.decided_at))
+    return view
+
+
+def to_view(record: RequestRecord, information: Sequence[InformationRecord] = (),
+            appeals: Sequence[AppealRecord] = ()) -> intake_pb2.RequestView:
+    """The request's story; ``information``: the additional information received for it, oldest
+    first; ``appeals``: the appeals filed on its lines."""
     submitted = intake_pb2.SubmitRequestRequest.FromString(record.payload)
     view = intake_pb2.RequestView(
         request_id=record.request_id,
@@ -79,7 +104,10 @@ def to_view(record: RequestRecord, information: Sequence[InformationRecord] = ()
         determination_id=record.determination_id or "",
         coverage=submitted.coverage, requesting_provider=submitted.requesting_provider,
         servicing_provider=submitted.servicing_provider, diagnoses=submitted.diagnoses,
-        clinical_facts=submitted.clinical_facts,
+        clinical_facts=submitted.clinical_facts, certification_type=submitted.certification_type,
+        related_authorization_number=submitted.related_authorization_number,
+        member_contact=submitted.member_contact, workers_comp=submitted.workers_comp,
+        appeals=[appeal_view(a) for a in appeals],
     )
     for info in information:
         sent = intake_pb2.SubmitAdditionalInformationRequest.FromString(info.payload)
@@ -104,6 +132,15 @@ def to_view(record: RequestRecord, information: Sequence[InformationRecord] = ()
             item.determination.MergeFromString(stored.determination)
         if stored.authorization:
             item.authorization.MergeFromString(stored.authorization)
+    # Each line names its decider; the request's is theirs only when they share one (the event that
+    # last changed the request may have been about one line only).
+    deciders = {item.determination.decided_by.id: item.determination.decided_by for item in view.lines
+                if item.determination.decided_by.id}
+    if len(deciders) == 1:
+        view.decided_by.CopyFrom(next(iter(deciders.values())))
+    elif deciders:
+        view.decided_by.CopyFrom(types_pb2.DeciderRef(id="several", role="several",
+                                                      name="each line names its decider"))
     return view
 
 

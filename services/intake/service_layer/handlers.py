@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from ur.common.v1 import types_pb2
@@ -28,19 +29,35 @@ from services.common.errors import (
     ValidationFailed,
 )
 from services.common.events import IncomingEvent, OutgoingEvent
+from services.common.fact_catalog import FactCatalog
+from services.common.proto_enums import to_name
 from services.common.topics import Topics
+from services.intake.domain.changes import (
+    LineRights,
+    Original,
+    check_appeal,
+    check_changeable,
+    check_revision,
+    check_submitter,
+)
+from services.intake.domain.fact_units import one_per_field, unit_violations
 from services.intake.domain.model import (
     SETTLED,
     AdditionalInformation,
+    ClinicalFact,
     LineProgress,
     PriorAuthRequest,
     RequestStatus,
     check_eligibility,
     derive_status,
+    is_request_id,
+    shown,
     validate,
     validate_information,
 )
 from services.intake.domain.records import (
+    AppealDecided,
+    AppealRecord,
     DeterminationRecorded,
     InformationRecord,
     LineAuthorized,
@@ -48,6 +65,7 @@ from services.intake.domain.records import (
     LineRecord,
     RequestChanges,
     RequestRecord,
+    RevisionRecord,
     StatusChanged,
 )
 from services.intake.service_layer.ports import Clock, IntakeUnitOfWork
@@ -60,6 +78,7 @@ MAX_MEMBER_REQUESTS = 200
 READ_GRACE_S = 0.5
 
 T = TypeVar("T")
+ACTION = types_pb2.ActionCode
 CERTIFIED = frozenset({types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL, types_pb2.ACTION_CODE_CERTIFIED_PARTIAL,
                        types_pb2.ACTION_CODE_MODIFIED})
 
@@ -145,9 +164,13 @@ class SubmitResult:
 
 class IntakeHandlers:
     def __init__(self, uow_factory: Callable[[], IntakeUnitOfWork], topics: Topics, waiters: Waiters, *,
-                 clock: Clock, max_wait_ms: int = 15000, poll_s: float = 1.0) -> None:
+                 clock: Clock, max_wait_ms: int = 15000, poll_s: float = 1.0,
+                 facts: FactCatalog | None = None) -> None:
         """``max_wait_ms`` caps a submission's wait; ``poll_s`` is how often a waiting submission
-        re-reads its request even unwoken (events consumed by another replica wake nobody here)."""
+        re-reads its request even unwoken (events consumed by another replica wake nobody here);
+        ``facts``: the catalog of the criteria's facts (units, what cannot be negative), without
+        which facts are checked for shape only."""
+        self._facts = facts
         self._uow = uow_factory
         self._now = clock
         self._topics = topics
@@ -205,7 +228,7 @@ class IntakeHandlers:
                 wait_ms: int, submitter: str) -> tuple[SubmitResult, bool]:
         """Validate and record the request as ``request_id`` (or find the submission its key replays);
         the answer, and whether it is still to settle (worth waiting for)."""
-        violations = validate(req)
+        violations = one_per_field(validate(req), self._fact_units(req.facts))
         if wait_ms < 0:
             violations.append(FieldViolation("wait_ms", "must not be negative"))
         if violations:
@@ -230,6 +253,9 @@ class IntakeHandlers:
         if record is None:
             return result, True
         return SubmitResult(record, replayed=False), record.status not in SETTLED
+
+    def _fact_units(self, facts: Sequence[ClinicalFact]) -> list[FieldViolation]:
+        return unit_violations(facts, self._facts) if self._facts is not None else []
 
     def _replay(self, submitter: str, key: str, fingerprint: str) -> SubmitResult | None:
         with self._uow().read_only() as uow:
@@ -275,7 +301,7 @@ class IntakeHandlers:
         transaction. Only the request's submitter may: another's request is NotFound, exactly as an
         unknown one. Same key and payload: the original answer, even once the request is decided;
         same key, other payload (or another request): IdempotencyConflict."""
-        violations = validate_information(info)
+        violations = one_per_field(validate_information(info), self._fact_units(info.facts))
         if violations:
             raise ValidationFailed(violations)
         fingerprint = info.fingerprint()
@@ -298,7 +324,7 @@ class IntakeHandlers:
                 return _information_answer(info, fingerprint, previous)
             record = uow.requests.get(info.request_id, for_update=True)
             if record is None or record.submitter != submitter:
-                raise NotFound(f"no request {info.request_id!r}")
+                raise NotFound(f"no request {shown(info.request_id)}")
             if record.status not in (RequestStatus.IN_REVIEW, RequestStatus.PENDED):
                 raise FailedPrecondition(
                     f"request {info.request_id} is {record.status.value.replace('_', ' ')}"
@@ -331,14 +357,25 @@ class IntakeHandlers:
 
     def get_with_information(self, request_id: str, *,
                              submitter: str | None) -> tuple[RequestRecord, list[InformationRecord]]:
-        """The request and the additional information received for it, oldest first. With a
-        ``submitter``, only a request it submitted: another's is NotFound, with the words an unknown
-        id gets, so that nothing tells the two apart; None reads every submitter's."""
+        """The request and the additional information received for it, oldest first. NotFound for an
+        unknown id, or one that no request can have (without asking the database, which refuses some
+        strings outright: PostgreSQL text holds no NUL). With a ``submitter``, only a request it
+        submitted: another's is NotFound, with the words an unknown id gets, so that nothing tells the
+        two apart; None reads every submitter's."""
+        record, information, _ = self.get_story(request_id, submitter=submitter)
+        return record, information
+
+    def get_story(self, request_id: str, *, submitter: str | None
+                  ) -> tuple[RequestRecord, list[InformationRecord], list[AppealRecord]]:
+        """The request, the additional information received for it and the appeals of its lines; whose
+        requests may be read as :meth:`get_with_information` says."""
+        if not is_request_id(request_id):
+            raise NotFound(f"no request {shown(request_id)}")
         with self._uow().read_only() as uow:
             record = uow.requests.get(request_id)
             if record is None or (submitter is not None and record.submitter != submitter):
-                raise NotFound(f"no request {request_id!r}")
-            return record, uow.information.of_request(request_id)
+                raise NotFound(f"no request {shown(request_id)}")
+            return record, uow.information.of_request(request_id), uow.appeals.of_request(request_id)
 
     def of_member(self, member_id: str, limit: int, *, submitter: str | None) -> list[RequestRecord]:
         """The member's requests, newest first; ``limit`` 0 means 50, at most 200. With a ``submitter``,
@@ -380,6 +417,7 @@ class IntakeHandlers:
                 if status is not record.status:
                     changes.statuses.append(StatusChanged(request_id, status, now))
             uow.requests.apply(changes)
+            uow.appeals.decide(changes.appeals_decided)
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
             uow.commit()
 
@@ -411,7 +449,9 @@ def _submitted_event(request_id: str, received_at: dt.datetime,
         request_id=request_id, member_id=stored.member_id, coverage=stored.coverage,
         requesting_provider=stored.requesting_provider, servicing_provider=stored.servicing_provider,
         diagnoses=stored.diagnoses, service_lines=stored.service_lines, review_type=stored.review_type,
-        urgency=stored.urgency, clinical_facts=stored.clinical_facts)
+        urgency=stored.urgency, clinical_facts=stored.clinical_facts, certification_type=stored.certification_type,
+        related_authorization_number=stored.related_authorization_number.strip().upper(),
+        member_contact=stored.member_contact, workers_comp=stored.workers_comp)
     event.received_at.FromDatetime(received_at)
     return event
 
@@ -453,6 +493,12 @@ def _apply_determination(changes: RequestChanges, record: RequestRecord, lines: 
             certified=certified, determination=line.SerializeToString()))
         progress = lines[line.line_number]
         progress.decided, progress.queued, progress.certified = True, line.queued_for_review, certified
+        if line.appeal.appeal_id and line.appeal.outcome:
+            changes.appeals_decided.append(AppealDecided(
+                request_id=record.request_id, line_number=line.line_number, appeal_id=line.appeal.appeal_id,
+                outcome=line.appeal.outcome, decided_at=line.decided_at.ToDatetime(tzinfo=dt.UTC)
+                if line.HasField("decided_at") else determination.decided_at.ToDatetime(tzinfo=dt.UTC),
+                forwarded_to=line.appeal.forwarded_to))
 
 
 def _apply_authorizations(changes: RequestChanges, record: RequestRecord, lines: dict[int, _Progress],
@@ -465,3 +511,181 @@ def _apply_authorizations(changes: RequestChanges, record: RequestRecord, lines:
             request_id=record.request_id, line_number=auth.line_number, authorization=auth.SerializeToString(),
             authorization_number=auth.authorization_number))
         lines[auth.line_number].authorized = True
+
+
+# -- after submission: cancel, revise, appeal ----------------------------------------------------
+
+@dataclass(frozen=True)
+class AppealFiling:
+    """An appeal as filed, before checking (values may be malformed)."""
+
+    idempotency_key: str
+    request_id: str
+    line_number: int
+    urgency: str | None
+    appellant: str | None
+    appellant_name: str
+    reason: str
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(repr(replace(self, idempotency_key="")).encode()).hexdigest()
+
+
+def decided_lines(record: RequestRecord) -> list[int]:
+    """Lines with a decision of their own (approved, denied, modified, no action needed): not pended."""
+    return [ln.line_number for ln in record.lines if ln.determination is not None and not ln.queued]
+
+
+def _line_rights(line: LineRecord) -> LineRights | None:
+    if line.determination is None:
+        return None
+    det = types_pb2.LineDetermination.FromString(line.determination)
+    r = det.appeal_rights
+    file_by = dt.date(r.file_by.year, r.file_by.month, r.file_by.day) if r.file_by.year else None
+    return LineRights(action=to_name(ACTION, det.action_code) or "", file_by=file_by, window_days=r.filing_window_days,
+                      level=r.level, who_may_file=tuple(r.who_may_file), citation=r.citation)
+
+
+class RequestChanger:
+    """The submitter's changes to a request under review, and appeals of its adverse lines. Only the
+    request's submitter (the authenticated caller that submitted it) may: another's request is
+    NotFound, exactly as an unknown one, before anything else is looked at."""
+
+    def __init__(self, uow_factory: Callable[[], IntakeUnitOfWork], topics: Topics, *, clock: Clock) -> None:
+        self._uow = uow_factory
+        self._topics = topics
+        self._now = clock
+
+    def cancel(self, request_id: str, requesting_npi: str, reason: str, *, submitter: str) -> RequestRecord:
+        """Withdraw a request still under review (see the gRPC contract); cancelling again answers again."""
+        if len(reason) > 300:
+            raise ValidationFailed([FieldViolation("reason", "at most 300 characters")])
+        now = self._now()
+        with self._uow() as uow:
+            record = _found(uow, request_id, submitter)
+            submitted = intake_pb2.SubmitRequestRequest.FromString(record.payload)
+            check_submitter(requesting_npi, submitted.requesting_provider.npi)
+            if record.status is RequestStatus.CANCELLED:
+                return record
+            check_changeable(record.status, record.status_reason, decided_lines(record), "cancelled")
+            why = "withdrawn by its submitter" + (f": {reason.strip()}" if reason.strip() else "")
+            uow.requests.cancel(record.request_id, why, now)
+            event = events_pb2.RequestCancelled(request_id=record.request_id, reason=reason.strip(),
+                                                cancelled_by=requesting_npi.strip())
+            event.cancelled_at.FromDatetime(now)
+            uow.publish(OutgoingEvent(topic=self._topics.request_updated, key=record.request_id, message=event))
+            uow.commit()
+            logger.info("request %s cancelled by %s", record.request_id, requesting_npi.strip())
+            return _found(uow, request_id, submitter)
+
+    def revise(self, request_id: str, requesting_npi: str, revision: PriorAuthRequest,
+               submitted: intake_pb2.SubmitRequestRequest, *, submitter: str) -> tuple[RequestRecord, bool]:
+        """Revise a request still under review: (the request, whether this replays an earlier call)."""
+        violations = [FieldViolation(f"revision.{v.field}", v.description) for v in validate(revision)]
+        if violations:
+            raise ValidationFailed(violations)
+        fingerprint = hashlib.sha256(f"{request_id}:{revision.fingerprint()}".encode()).hexdigest()
+        now = self._now()
+        with self._uow() as uow:
+            record = _found(uow, request_id, submitter)
+            previous = uow.revisions.by_key(revision.idempotency_key)
+            if previous is not None:
+                if previous.fingerprint != fingerprint:
+                    raise IdempotencyConflict(f"idempotency key {revision.idempotency_key!r} was already used for "
+                                              "another revision; use a new key")
+                return record, True
+            original = intake_pb2.SubmitRequestRequest.FromString(record.payload)
+            check_submitter(requesting_npi, original.requesting_provider.npi)
+            check_changeable(record.status, record.status_reason, decided_lines(record), "revised")
+            kept = check_revision(Original(record.member_id, record.line_of_business, record.member_state,
+                                           len(record.lines), original.requesting_provider.npi), revision)
+            if kept:
+                raise ValidationFailed(kept)
+            stored = intake_pb2.SubmitRequestRequest()
+            stored.CopyFrom(submitted)
+            stored.wait_ms = 0
+            stored.idempotency_key = record.idempotency_key  # the request keeps its key; the revision has its own
+            revision_id = str(uuid.uuid4())
+            uow.revisions.add(RevisionRecord(revision_id=revision_id, request_id=record.request_id,
+                                             idempotency_key=revision.idempotency_key, fingerprint=fingerprint,
+                                             payload=submitted.SerializeToString(), received_at=now))
+            uow.requests.revise(record.request_id, stored.SerializeToString(),
+                                [(ln.line_number, ln.procedure_code) for ln in revision.lines], now)
+            event = events_pb2.RequestRevised(request=_submitted_event(record.request_id, record.received_at, stored),
+                                              revision_id=revision_id)
+            event.revised_at.FromDatetime(now)
+            uow.publish(OutgoingEvent(topic=self._topics.request_updated, key=record.request_id, message=event))
+            uow.commit()
+            logger.info("request %s revised (%s)", record.request_id, revision_id)
+            return _found(uow, request_id, submitter), False
+
+    def file_appeal(self, filing: AppealFiling, submitted: intake_pb2.FileAppealRequest, *,
+                    submitter: str) -> tuple[AppealRecord, bool]:
+        """Record an appeal of an adverse line and send it to review: (the appeal, whether replayed)."""
+        _check_filing(filing)
+        fingerprint = filing.fingerprint()
+        now = self._now()
+        with self._uow() as uow:
+            # The request first: a replay's fingerprint names it, so an appeal replayed is of a request
+            # the caller submitted.
+            record = _found(uow, filing.request_id, submitter)
+            previous = uow.appeals.by_key(filing.idempotency_key)
+            if previous is not None:
+                if previous.fingerprint != fingerprint:
+                    raise IdempotencyConflict(f"idempotency key {filing.idempotency_key!r} was already used for "
+                                              "another appeal; use a new key")
+                return previous, True
+            line = next((ln for ln in record.lines if ln.line_number == filing.line_number), None)
+            if line is None:
+                raise ValidationFailed([FieldViolation("line_number", f"request {record.request_id} has no line "
+                                                                      f"{filing.line_number}")])
+            already = any(a.line_number == filing.line_number for a in uow.appeals.of_request(record.request_id))
+            check_appeal(filing.line_number, _line_rights(line), filing.appellant or "", now.date(), already)
+            appeal = AppealRecord(appeal_id=str(uuid.uuid4()), request_id=record.request_id,
+                                  line_number=filing.line_number, idempotency_key=filing.idempotency_key,
+                                  fingerprint=fingerprint, urgency=filing.urgency or "standard",
+                                  appellant=filing.appellant or "", appellant_name=filing.appellant_name.strip(),
+                                  reason=filing.reason.strip(), filed_at=now, payload=submitted.SerializeToString())
+            try:
+                uow.appeals.add(appeal)
+            except DuplicateKey as exc:
+                raise FailedPrecondition(f"line {filing.line_number} is already appealed") from exc
+            event = events_pb2.AppealFiled(appeal_id=appeal.appeal_id, request_id=appeal.request_id,
+                                           line_number=appeal.line_number, urgency=submitted.urgency,
+                                           appellant=appeal.appellant, appellant_name=appeal.appellant_name,
+                                           reason=appeal.reason, clinical_facts=submitted.clinical_facts,
+                                           member_id=record.member_id)
+            event.filed_at.FromDatetime(now)
+            uow.publish(OutgoingEvent(topic=self._topics.appeal_filed, key=record.request_id, message=event))
+            uow.commit()
+        logger.info("appeal %s of request %s line %d filed by the %s", appeal.appeal_id, appeal.request_id,
+                    appeal.line_number, appeal.appellant)
+        return appeal, False
+
+
+def _found(uow: IntakeUnitOfWork, request_id: str, submitter: str) -> RequestRecord:
+    """``submitter``'s request ``request_id``, locked; NotFound for an unknown one and for another's alike."""
+    if not is_request_id(request_id.strip()):
+        raise NotFound(f"no request {shown(request_id)}")
+    record = uow.requests.get(request_id.strip(), for_update=True)
+    if record is None or record.submitter != submitter:
+        raise NotFound(f"no request {shown(request_id)}")
+    return record
+
+
+def _check_filing(filing: AppealFiling) -> None:
+    v = []
+    if not filing.idempotency_key or len(filing.idempotency_key) > 100:
+        v.append(FieldViolation("idempotency_key", "required, at most 100 characters"))
+    if not filing.request_id.strip():
+        v.append(FieldViolation("request_id", "required"))
+    if filing.line_number < 1:
+        v.append(FieldViolation("line_number", "the line appealed (1, 2, ...)"))
+    if filing.urgency is None:
+        v.append(FieldViolation("urgency", "standard or expedited"))
+    if filing.appellant is None:
+        v.append(FieldViolation("appellant", "member, provider_on_behalf, injured_worker or representative"))
+    if len(filing.reason) > 2000:
+        v.append(FieldViolation("reason", "at most 2000 characters"))
+    if v:
+        raise ValidationFailed(v)

@@ -8,14 +8,23 @@ contract suite ``tests/contract/test_intake_ports.py`` holds both to the docstri
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from collections.abc import Sequence
 
 from services.common.clock import Clock
 from services.common.ports import UnitOfWork
 from services.intake.domain.model import Member
-from services.intake.domain.records import InformationRecord, RequestChanges, RequestRecord
+from services.intake.domain.records import (
+    AppealDecided,
+    AppealRecord,
+    InformationRecord,
+    RequestChanges,
+    RequestRecord,
+    RevisionRecord,
+)
 
-__all__ = ["Clock", "InformationRepository", "IntakeUnitOfWork", "MemberRepository", "RequestRepository"]
+__all__ = ["AppealRepository", "Clock", "InformationRepository", "IntakeUnitOfWork", "MemberRepository",
+           "RequestRepository", "RevisionRepository"]
 
 
 class RequestRepository(abc.ABC):
@@ -45,7 +54,44 @@ class RequestRepository(abc.ABC):
     @abc.abstractmethod
     def apply(self, changes: RequestChanges) -> None:
         """Apply a batch of changes to existing requests and lines (one statement per kind of
-        change on a database, whatever the batch size); a later change to the same row wins."""
+        change on a database, whatever the batch size); a later change to the same row wins.
+        ``appeals_decided`` are the appeal repository's (:meth:`AppealRepository.decide`)."""
+
+    @abc.abstractmethod
+    def cancel(self, request_id: str, reason: str, at: dt.datetime) -> None:
+        """The request is cancelled (status and reason)."""
+
+    @abc.abstractmethod
+    def revise(self, request_id: str, payload: bytes, procedure_codes: Sequence[tuple[int, str]],
+               at: dt.datetime) -> None:
+        """The request's submission as revised (its payload) and its lines' codes ((line number, code))."""
+
+
+class RevisionRepository(abc.ABC):
+    @abc.abstractmethod
+    def add(self, record: RevisionRecord) -> None:
+        """Store a revision; ``DuplicateKey`` if its idempotency key (or id) is taken."""
+
+    @abc.abstractmethod
+    def by_key(self, idempotency_key: str) -> RevisionRecord | None: ...
+
+
+class AppealRepository(abc.ABC):
+    @abc.abstractmethod
+    def add(self, record: AppealRecord) -> None:
+        """Store an appeal; ``DuplicateKey`` if its idempotency key, its id or its line (one appeal
+        per request line) is taken."""
+
+    @abc.abstractmethod
+    def by_key(self, idempotency_key: str) -> AppealRecord | None: ...
+
+    @abc.abstractmethod
+    def of_request(self, request_id: str) -> list[AppealRecord]:
+        """The request's appeals, oldest first (then by id); times in UTC."""
+
+    @abc.abstractmethod
+    def decide(self, decided: Sequence[AppealDecided]) -> None:
+        """Record outcomes (status decided) of appeals on file; unknown ones change nothing."""
 
 
 class InformationRepository(abc.ABC):
@@ -80,3 +126,5 @@ class IntakeUnitOfWork(UnitOfWork):
     requests: RequestRepository
     information: InformationRepository
     members: MemberRepository
+    revisions: RevisionRepository
+    appeals: AppealRepository

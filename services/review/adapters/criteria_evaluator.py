@@ -1,4 +1,5 @@
-"""Binds the criteria library to the durable-rules matcher for the handlers."""
+"""Binds the criteria library (its sets and the vocabulary's derivations) to the durable-rules
+matcher for the handlers."""
 
 from __future__ import annotations
 
@@ -16,4 +17,4 @@ class LibraryEvaluator(Evaluator):
         criteria = self._library.select(line)
         if criteria is None:
             return None
-        return evaluate(criteria, line, self._matcher)
+        return evaluate(criteria, line, self._matcher, self._library.derivations(criteria))

@@ -19,12 +19,15 @@ pend or refer, never deny (CMS-4201-F; CMS Medicare Advantage FAQ, February 2024
 
 The content hash is the sha256 of the document's canonical JSON form (sorted keys, no
 insignificant whitespace), so comments and layout do not change it and any change of content does.
+
+A criteria set may say ``derive_facts: false`` to take no fact from the vocabulary (the criteria
+directory's ``vocabulary/`` folder, adapters/vocabulary_loader.py), which :func:`load_library` loads
+and holds to the library: see :func:`vocabulary_problems`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -32,8 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from services.common.config_files import ConfigFileError, parse_yaml, read_text
+from services.common.config_files import ConfigFileError, canonical_json, parse_yaml, read_text
 from services.common.errors import ConfigurationError
+from services.review.adapters.vocabulary_loader import (
+    VocabularyError,
+    load_vocabulary,
+    vocabulary_files,
+)
 from services.review.domain.criteria import (
     AllOf,
     AnyOf,
@@ -60,6 +68,12 @@ from services.review.domain.criteria import (
     normalize_diagnosis,
     version_key,
 )
+from services.review.domain.vocabulary import (
+    Derivations,
+    Vocabulary,
+    check_vocabularies,
+    run_example,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +93,7 @@ _ADVERSE_PHRASES = ("not_certified", "non_certified", "not_approved", "not_autho
 
 TOP_REQUIRED = ("id", "version", "title", "category", "sources", "lines_of_business", "service_codes",
                 "diagnosis_patterns", "facts", "conditions", "outcomes", "examples")
-TOP_OPTIONAL = ("notes", "approval")
+TOP_OPTIONAL = ("notes", "approval", "derive_facts")
 APPROVAL_REQUIRED = ("max_units", "unit")
 FACT_REQUIRED = ("name", "type", "description")
 FACT_OPTIONAL = ("unit", "required")
@@ -100,24 +114,15 @@ class CriteriaError(ConfigFileError):
 
 
 class CriteriaLibraryError(ConfigurationError):
-    """The problems of every criteria file that failed, one line each."""
+    """The problems of every criteria (or vocabulary) file that failed, one line each."""
 
-    def __init__(self, errors: Iterable[CriteriaError]) -> None:
+    def __init__(self, errors: Iterable[ConfigFileError]) -> None:
         self.errors = tuple(errors)
         super().__init__(f"{len(self.errors)} problem(s) in the criteria library:\n"
                          + "\n".join(f"  {e}" for e in self.errors))
 
 
 # -- YAML ------------------------------------------------------------------------------------------
-
-def _canonical(doc: object) -> bytes:
-    def default(value: object) -> str:
-        if isinstance(value, dt.date):
-            return value.isoformat()
-        raise TypeError(f"cannot hash a {type(value).__name__}")
-
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=default).encode()
-
 
 # -- the adverse-outcome guard ---------------------------------------------------------------------
 
@@ -336,7 +341,8 @@ def parse_criteria(doc: object, path: Path, digest: str) -> CriteriaSet:
             diagnosis_patterns=tuple(normalize_diagnosis(p) for p in patterns),
             facts=tuple(specs), conditions=conditions, outcomes=outcomes, content_hash=digest,
             examples=examples, notes=shape.text(raw["notes"], "notes") if "notes" in raw else "",
-            category=shape.text(raw["category"], "category"), approval=approval)
+            category=shape.text(raw["category"], "category"), approval=approval,
+            derive_facts=shape.flag(raw["derive_facts"], "derive_facts") if "derive_facts" in raw else True)
     except InvalidCriteria as exc:
         raise shape.fail(exc.field, exc.problem) from exc
     _check_examples_hold(shape, criteria)
@@ -363,20 +369,34 @@ def _check_examples_hold(shape: _Shape, criteria: CriteriaSet) -> None:
 def load_criteria(path: Path) -> CriteriaSet:
     """Read and validate one criteria file; raises :class:`CriteriaError`."""
     doc = parse_yaml(path, read_text(path, CriteriaError), CriteriaError)
-    return parse_criteria(doc, path, content_hash(_canonical(doc)))
+    return parse_criteria(doc, path, content_hash(canonical_json(doc)))
 
 
 # -- the library -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class CriteriaLibrary:
-    """Every loaded criteria set, every version. Selection uses the highest version of each id."""
+    """Every loaded criteria set, every version, and the vocabularies that derive facts for them.
+    Selection uses the highest version of each id."""
 
     sets: tuple[CriteriaSet, ...]
+    vocabularies: tuple[Vocabulary, ...] = ()
     _all: tuple[CriteriaSet, ...] = field(init=False, repr=False, compare=False)
     _current_by_code: Mapping[str, tuple[CriteriaSet, ...]] = field(init=False, repr=False, compare=False)
+    _derivations: dict[int, tuple[CriteriaSet, Derivations]] = field(init=False, repr=False, compare=False)
+
+    def derivations(self, criteria: CriteriaSet) -> Derivations:
+        """The vocabulary's derivations for ``criteria`` (any set, a draft included), built once."""
+        # Keyed by identity (this runs for every line): the entry keeps its set alive, so an id is
+        # never reused for another set while the entry exists.
+        found = self._derivations.get(id(criteria))
+        if found is None or found[0] is not criteria:
+            # Two threads may both build one; they are alike, and either is kept.
+            found = self._derivations[id(criteria)] = (criteria, Derivations(criteria, self.vocabularies))
+        return found[1]
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_derivations", {})
         ordered = tuple(sorted(self.sets, key=lambda c: (c.id, version_key(c.version))))
         newest = {c.id: c for c in ordered}  # ascending versions: the last one of each id stays
         by_code: dict[str, list[CriteriaSet]] = {}
@@ -445,16 +465,18 @@ class CriteriaLibrary:
 
 
 def load_library(directory: Path | str) -> CriteriaLibrary:
-    """Load every ``*.yaml``/``*.yml`` file of ``directory``. Raises :class:`CriteriaLibraryError`
-    listing the problems of all files (not just the first), including an id and version defined
-    twice, a missing directory or one without criteria files."""
+    """Load every ``*.yaml``/``*.yml`` file of ``directory``, and the vocabulary files of its
+    ``vocabulary/`` folder. Raises :class:`CriteriaLibraryError` listing the problems of all files
+    (not just the first), including an id and version defined twice, a missing directory or one
+    without criteria files, a vocabulary that does not fit the criteria (:func:`vocabulary_problems`),
+    and a criteria set whose worked examples no longer hold once facts are derived."""
     root = Path(directory)
     if not root.is_dir():
         raise CriteriaLibraryError([CriteriaError(root, "", "is not a directory")])
     paths = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
     if not paths:
         raise CriteriaLibraryError([CriteriaError(root, "", "contains no criteria files (*.yaml)")])
-    errors: list[CriteriaError] = []
+    errors: list[ConfigFileError] = []
     loaded: dict[str, tuple[Path, CriteriaSet]] = {}
     for path in paths:
         try:
@@ -468,9 +490,73 @@ def load_library(directory: Path | str) -> CriteriaLibrary:
                                                          f"defined in {other}; give changed criteria a new version"))
             continue
         loaded[criteria.key] = (path, criteria)
+    vocabularies = _load_vocabularies(root, errors)
     if errors:
         raise CriteriaLibraryError(errors)
-    library = CriteriaLibrary(tuple(c for _, c in loaded.values()))
+    library = CriteriaLibrary(tuple(c for _, c in loaded.values()), tuple(v for _, v in vocabularies.values()))
+    files = {key: path for key, (path, _) in (*loaded.items(), *vocabularies.items())}
+    problems = vocabulary_problems(library, files)
+    if problems:
+        raise CriteriaLibraryError(problems)
     for c in library.current():
         logger.debug("criteria %s version %s (sha256 %s)", c.id, c.version, c.content_hash[:12])
     return library
+
+
+def _load_vocabularies(root: Path, errors: list[ConfigFileError]) -> dict[str, tuple[Path, Vocabulary]]:
+    """Each vocabulary file of the criteria directory by key, as far as it loads (the problems of the
+    others appended to ``errors``); one id may be defined once."""
+    vocabularies: dict[str, tuple[Path, Vocabulary]] = {}
+    for path in vocabulary_files(root):
+        try:
+            vocabulary = load_vocabulary(path)
+        except VocabularyError as exc:
+            errors.append(exc)
+            continue
+        if vocabulary.id in {v.id for _, v in vocabularies.values()}:
+            errors.append(VocabularyError(path, "id", f"vocabulary {vocabulary.id!r} is defined twice"))
+            continue
+        vocabularies[vocabulary.key] = (path, vocabulary)
+    return vocabularies
+
+
+def vocabulary_problems(library: CriteriaLibrary, paths: Mapping[str, Path]) -> list[ConfigFileError]:
+    """The vocabularies held to the library's current sets (``paths``: the file of each criteria and
+    vocabulary key): unknown facts, contradictions, worked examples that fail, and criteria examples
+    whose outcome changes once facts are derived."""
+    current = library.current()
+    found: list[ConfigFileError] = []
+    faulty: set[str] = set()
+    for p in check_vocabularies(library.vocabularies, current):
+        owner = p.criteria or p.vocabulary
+        error: type[ConfigFileError] = CriteriaError if p.criteria else VocabularyError
+        found.append(error(paths.get(owner, Path(owner)), p.field, p.problem))
+        faulty.add(p.vocabulary)
+    by_id = {c.id: c for c in current}
+    matcher = PythonMatcher()
+    for v in library.vocabularies:
+        if v.key in faulty:
+            continue  # its examples would only repeat what is wrong with its mappings
+        for i, e in enumerate(v.examples):
+            criteria = by_id.get(e.criteria)
+            if criteria is None:
+                found.append(VocabularyError(paths[v.key], f"examples[{i}].criteria", f"{e.criteria!r}: no such "
+                                                                                      "criteria set"))
+                continue
+            found += [VocabularyError(paths[v.key], f"examples[{i}]", f"{e.name!r} {problem}")
+                      for problem in run_example(criteria, library.derivations(criteria), e, matcher)]
+    for c in current:
+        derivations = library.derivations(c)
+        if not derivations:
+            continue
+        for i, ex in enumerate(c.examples):
+            got = evaluate(c, example_line(c, ex), matcher, derivations)
+            wrong_missing = ex.missing_facts is not None and tuple(sorted(ex.missing_facts)) != got.missing_facts
+            if got.outcome is not ex.expect or wrong_missing:
+                found.append(CriteriaError(paths.get(c.key, Path(c.id)), f"examples[{i}].expect",
+                                           f"{ex.name!r} expects {ex.expect.value}"
+                                           + (f" (missing {sorted(ex.missing_facts)})" if wrong_missing and
+                                              ex.missing_facts is not None else "")
+                                           + f"; with the vocabulary's derived facts the criteria give "
+                                             f"{got.outcome.value} ({got.summary})"))
+    return found

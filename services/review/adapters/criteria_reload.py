@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from services.review.adapters.criteria_loader import CriteriaLibrary, load_library
+from services.review.adapters.vocabulary_loader import VOCABULARY_DIR
 from services.review.domain.criteria import CriteriaSet
 from services.review.service_layer.ports import Evaluator
 
@@ -37,20 +38,22 @@ class RulesetCompiler(Protocol):
 
 
 def fingerprint(directory: Path) -> Fingerprint:
-    """Names, modification times (ns) and sizes of the criteria files: what a change changes."""
-    try:
-        entries = list(directory.iterdir())
-    except OSError:
-        return ()
+    """Names, modification times (ns) and sizes of the criteria files and of the vocabulary files
+    beside them (``vocabulary/``): what a change changes."""
     found = []
-    for path in entries:
-        if path.suffix not in (".yaml", ".yml"):
-            continue
+    for folder, prefix in ((directory, ""), (directory / VOCABULARY_DIR, f"{VOCABULARY_DIR}/")):
         try:
-            stat = path.stat()
-        except OSError:  # removed between listing and stat: the next check sees the new state
+            entries = list(folder.iterdir())
+        except OSError:
             continue
-        found.append((path.name, stat.st_mtime_ns, stat.st_size))
+        for path in entries:
+            if path.suffix not in (".yaml", ".yml"):
+                continue
+            try:
+                stat = path.stat()
+            except OSError:  # removed between listing and stat: the next check sees the new state
+                continue
+            found.append((prefix + path.name, stat.st_mtime_ns, stat.st_size))
     return tuple(sorted(found))
 
 
@@ -66,6 +69,14 @@ def _changes(old: CriteriaLibrary, new: CriteriaLibrary) -> list[str]:
             lines.append(f"{cid} {was.version} → (removed)")
         elif was is not None and now is not None and was.key != now.key:
             lines.append(f"{cid} {was.version} → {now.version}")
+    vocabulary_before = {v.id: v for v in old.vocabularies}
+    vocabulary_after = {v.id: v for v in new.vocabularies}
+    for vid in sorted(vocabulary_before.keys() | vocabulary_after.keys()):
+        was_v, now_v = vocabulary_before.get(vid), vocabulary_after.get(vid)
+        if was_v is None or now_v is None or was_v.content_hash != now_v.content_hash:
+            lines.append(f"vocabulary {vid} {was_v.version if was_v else '(new)'} → "
+                         f"{now_v.version if now_v else '(removed)'}"
+                         + (" (content changed)" if was_v and now_v and was_v.version == now_v.version else ""))
     return lines
 
 

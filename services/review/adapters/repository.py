@@ -39,17 +39,21 @@ from services.common.clock import ensure_utc
 from services.common.errors import DuplicateKey
 from services.common.uow import SqlUnitOfWork
 from services.review.adapters.tables import (
+    appeals,
     case_notes,
     cases,
+    notices,
     provider_line_outcomes,
     review_tasks,
     reviewers,
     task_events,
 )
+from services.review.domain.appeals import Appeal, AppealOutcome, AppealStatus
 from services.review.domain.case import Case
 from services.review.domain.criteria import Outcome
 from services.review.domain.deadlines import ClockState
 from services.review.domain.notes import CaseNote
+from services.review.domain.notices import Notice, NoticeKind, Party, Section
 from services.review.domain.policy import LineOutcome, ProviderRecord
 from services.review.domain.task import AuditEntry, Task
 from services.review.domain.workflow import Reviewer, Role, StaleTask, TaskStatus
@@ -113,7 +117,7 @@ class SqlCaseRepository(ports.CaseRepository):
 
     def save(self, c: Case) -> None:
         self.conn.execute(update(cases).where(cases.c.request_id == c.request_id).values(
-            request=c.request, determination=c.determination, due_at=c.due_at,
+            request=c.request, determination=c.determination, due_at=c.due_at, urgency=c.urgency,
             clock_state=json.dumps(c.clock.to_dict()) if c.clock else None))
 
     def request_ids_of_member(self, member_id: str) -> list[str]:
@@ -135,7 +139,8 @@ def task_from_row(row: Row[Any]) -> Task:
                 information_due=row.information_due, escalated_at=_utc(row.escalated_at),
                 missed_at=_utc(row.missed_at), deemed_denial=bool(row.deemed_denial),
                 updated_at=_utc(row.updated_at), clock_paused=bool(row.clock_paused),
-                at_risk_at=_utc(row.at_risk_at))
+                at_risk_at=_utc(row.at_risk_at), appeal_id=row.appeal_id,
+                excluded_reviewers=tuple(json.loads(row.excluded_reviewers)))
 
 
 def task_row(t: Task) -> dict[str, Any]:
@@ -149,7 +154,8 @@ def task_row(t: Task) -> dict[str, Any]:
             "requested_facts": json.dumps(list(t.requested_facts)) if t.requested_facts else None,
             "information_due": t.information_due, "escalated_at": t.escalated_at, "missed_at": t.missed_at,
             "deemed_denial": t.deemed_denial, "updated_at": t.updated_at, "clock_paused": t.clock_paused,
-            "at_risk_at": t.at_risk_at, "urgency_rank": urgency_rank(t.urgency)}
+            "at_risk_at": t.at_risk_at, "urgency_rank": urgency_rank(t.urgency), "appeal_id": t.appeal_id,
+            "excluded_reviewers": json.dumps(list(t.excluded_reviewers))}
 
 
 def urgency_rank(urgency: str) -> int:
@@ -404,6 +410,92 @@ class SqlCaseNoteRepository(ports.CaseNoteRepository):
         return [_note(r) for r in rows]
 
 
+# -- notices -------------------------------------------------------------------------------------
+
+def _notice(row: Row[Any]) -> Notice:
+    recipient = json.loads(row.recipient)
+    sections = tuple(Section(s["heading"], tuple(s["paragraphs"]), tuple(s["items"]), bool(s["reference"]))
+                     for s in json.loads(row.sections))
+    return Notice(notice_id=row.notice_id, request_id=row.request_id, determination_id=row.determination_id,
+                  member_id=row.member_id, kind=NoticeKind(row.kind), recipient_role=row.recipient_role,
+                  recipient=Party(recipient["name"], tuple(recipient["address_lines"]), recipient.get("npi", "")),
+                  issued_at=ensure_utc(row.issued_at), line_numbers=tuple(json.loads(row.line_numbers)),
+                  subject=row.subject, sections=sections, about=recipient.get("about", ""))
+
+
+def notice_row(n: Notice) -> dict[str, Any]:
+    return {"notice_id": n.notice_id, "request_id": n.request_id, "determination_id": n.determination_id,
+            "member_id": n.member_id, "kind": n.kind.value, "recipient_role": n.recipient_role,
+            "recipient": json.dumps({"name": n.recipient.name, "address_lines": list(n.recipient.address_lines),
+                                     "npi": n.recipient.npi, "about": n.about}),
+            "issued_at": n.issued_at, "line_numbers": json.dumps(list(n.line_numbers)), "subject": n.subject,
+            "sections": json.dumps([{"heading": s.heading, "paragraphs": list(s.paragraphs), "items": list(s.items),
+                                     "reference": s.reference} for s in n.sections]),
+            "text": n.text}
+
+
+class SqlNoticeRepository(ports.NoticeRepository):
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add_many(self, new: Sequence[Notice]) -> None:
+        _insert(self.conn, notices, [notice_row(n) for n in new], "one of these notices is")
+
+    def get(self, notice_id: str) -> Notice | None:
+        row = self.conn.execute(select(notices).where(notices.c.notice_id == notice_id)).first()
+        return None if row is None else _notice(row)
+
+    def of_request(self, request_id: str) -> list[Notice]:
+        return [_notice(r) for r in self.conn.execute(select(notices).where(notices.c.request_id == request_id)
+                                                      .order_by(notices.c.issued_at, notices.c.notice_id))]
+
+    def of_member(self, member_id: str) -> list[Notice]:
+        return [_notice(r) for r in self.conn.execute(select(notices).where(notices.c.member_id == member_id)
+                                                      .order_by(notices.c.issued_at, notices.c.notice_id))]
+
+
+# -- appeals -------------------------------------------------------------------------------------
+
+def _appeal(row: Row[Any]) -> Appeal:
+    return Appeal(appeal_id=row.appeal_id, request_id=row.request_id, line_number=row.line_number,
+                  member_id=row.member_id, urgency=row.urgency, appellant=row.appellant,
+                  appellant_name=row.appellant_name, filed_at=ensure_utc(row.filed_at), reason=row.reason,
+                  regime=row.regime, clock=ClockState.from_dict(json.loads(row.clock_state)),
+                  original_decider=row.original_decider, task_id=row.task_id, status=AppealStatus(row.status),
+                  outcome=AppealOutcome(row.outcome) if row.outcome else None, decided_by=row.decided_by,
+                  decided_at=_utc(row.decided_at), forwarded_to=row.forwarded_to)
+
+
+class SqlAppealRepository(ports.AppealRepository):
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, appeal: Appeal) -> None:
+        _insert(self.conn, appeals, [{
+            "appeal_id": appeal.appeal_id, "request_id": appeal.request_id, "line_number": appeal.line_number,
+            "member_id": appeal.member_id, "urgency": appeal.urgency, "appellant": appeal.appellant,
+            "appellant_name": appeal.appellant_name, "filed_at": appeal.filed_at, "reason": appeal.reason,
+            "regime": appeal.regime, "clock_state": json.dumps(appeal.clock.to_dict()),
+            "original_decider": appeal.original_decider, "task_id": appeal.task_id, "status": appeal.status.value,
+            "outcome": appeal.outcome.value if appeal.outcome else None, "decided_by": appeal.decided_by,
+            "decided_at": appeal.decided_at, "forwarded_to": appeal.forwarded_to}], f"appeal {appeal.appeal_id} is")
+
+    def get(self, appeal_id: str) -> Appeal | None:
+        row = self.conn.execute(select(appeals).where(appeals.c.appeal_id == appeal_id)).first()
+        return None if row is None else _appeal(row)
+
+    def save(self, appeal: Appeal) -> None:
+        self.conn.execute(update(appeals).where(appeals.c.appeal_id == appeal.appeal_id).values(
+            status=appeal.status.value, outcome=appeal.outcome.value if appeal.outcome else None,
+            decided_by=appeal.decided_by, decided_at=appeal.decided_at, forwarded_to=appeal.forwarded_to,
+            clock_state=json.dumps(appeal.clock.to_dict())))
+
+    def of_line(self, request_id: str, line_number: int) -> list[Appeal]:
+        return [_appeal(r) for r in self.conn.execute(
+            select(appeals).where(appeals.c.request_id == request_id, appeals.c.line_number == line_number)
+            .order_by(appeals.c.filed_at, appeals.c.appeal_id))]
+
+
 # -- the unit of work ----------------------------------------------------------------------------
 
 class ReviewUnitOfWork(SqlUnitOfWork, ports.UnitOfWork):
@@ -414,6 +506,8 @@ class ReviewUnitOfWork(SqlUnitOfWork, ports.UnitOfWork):
     reviewers: SqlReviewerRepository
     provider_outcomes: SqlProviderOutcomeRepository
     case_notes: SqlCaseNoteRepository
+    notices: SqlNoticeRepository
+    appeals: SqlAppealRepository
 
     def __enter__(self) -> ReviewUnitOfWork:
         super().__enter__()
@@ -422,4 +516,6 @@ class ReviewUnitOfWork(SqlUnitOfWork, ports.UnitOfWork):
         self.reviewers = SqlReviewerRepository(self.conn)
         self.provider_outcomes = SqlProviderOutcomeRepository(self.conn)
         self.case_notes = SqlCaseNoteRepository(self.conn)
+        self.notices = SqlNoticeRepository(self.conn)
+        self.appeals = SqlAppealRepository(self.conn)
         return self

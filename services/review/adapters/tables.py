@@ -84,7 +84,12 @@ review_tasks = Table(
     # The queue's order as a number (0 expedited, 1 otherwise), so that an index can serve it; an
     # ORDER BY on CASE urgency cannot use one (migration 0007).
     Column("urgency_rank", Integer, nullable=False, server_default="1"),
-    UniqueConstraint("request_id", "line_number", name="uq_review_tasks_request_line"),
+    # An appeal's task (migration 0009): the appeal it decides ("" for a line's first review) and the
+    # reviewers who may never take it (JSON list: whoever made the decision appealed).
+    Column("appeal_id", String(36), nullable=False, server_default=""),
+    Column("excluded_reviewers", Text, nullable=False, server_default="[]"),
+    # One first review per line, and one task per appeal of it.
+    UniqueConstraint("request_id", "line_number", "appeal_id", name="uq_review_tasks_request_line"),
 )
 # The queue, most urgent first (claim-next, the queue listing, a reviewer's held tasks): one status
 # read in the order the queries ask for, so the first rows are the answer and nothing is sorted.
@@ -96,6 +101,9 @@ Index("ix_review_tasks_assignee", review_tasks.c.assigned_to, review_tasks.c.sta
 # tasks it has to act on, however many open tasks there are.
 Index("ix_review_tasks_due_unmissed", review_tasks.c.status, review_tasks.c.due_at,
       postgresql_where=review_tasks.c.missed_at.is_(None), sqlite_where=review_tasks.c.missed_at.is_(None))
+# The metrics' count of tasks at risk (services/review/adapters/metrics.py): undecided tasks whose
+# at-risk time has come, escalated or not.
+Index("ix_review_tasks_status_at_risk", review_tasks.c.status, review_tasks.c.at_risk_at, review_tasks.c.urgency_rank)
 Index("ix_review_tasks_at_risk_unescalated", review_tasks.c.status, review_tasks.c.at_risk_at,
       postgresql_where=review_tasks.c.escalated_at.is_(None), sqlite_where=review_tasks.c.escalated_at.is_(None))
 
@@ -154,6 +162,48 @@ case_notes = Table(
     Column("amends", String(36), nullable=True),
 )
 Index("ix_case_notes_member", case_notes.c.member_id, case_notes.c.written_at)
+
+# Notices of determinations (migration 0009), stored with the determination: the letter as composed
+# (sections as JSON, the plain text); the PDF is rendered from the sections when asked for.
+notices = Table(
+    "notices", metadata,
+    Column("notice_id", String(36), primary_key=True),
+    Column("request_id", String(36), nullable=False, index=True),
+    Column("determination_id", String(36), nullable=False),
+    Column("member_id", String(40), nullable=False, index=True),
+    Column("kind", String(40), nullable=False),
+    Column("recipient_role", String(30), nullable=False),
+    Column("recipient", Text, nullable=False),  # JSON: name, address lines
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("line_numbers", Text, nullable=False),  # JSON list
+    Column("subject", Text, nullable=False),
+    Column("sections", Text, nullable=False),  # JSON list of {heading, paragraphs, reference}
+    Column("text", Text, nullable=False),
+)
+
+# Appeals of adverse lines (migration 0009), each on its own clock, for a reviewer other than the
+# one who made the decision appealed.
+appeals = Table(
+    "appeals", metadata,
+    Column("appeal_id", String(36), primary_key=True),
+    Column("request_id", String(36), nullable=False, index=True),
+    Column("line_number", Integer, nullable=False),
+    Column("member_id", String(40), nullable=False),
+    Column("urgency", String(20), nullable=False),
+    Column("appellant", String(30), nullable=False),
+    Column("appellant_name", String(200), nullable=False),
+    Column("filed_at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("regime", String(40), nullable=False),
+    Column("clock_state", Text, nullable=False),  # ClockState as JSON
+    Column("original_decider", String(64), nullable=False),
+    Column("task_id", String(36), nullable=False, unique=True),
+    Column("status", String(20), nullable=False),
+    Column("outcome", String(30), nullable=True),
+    Column("decided_by", String(64), nullable=False, server_default=""),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("forwarded_to", Text, nullable=False, server_default=""),
+)
 
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)

@@ -20,7 +20,7 @@ class Case:
     member_id: str
     line_of_business: str
     member_state: str
-    urgency: str
+    urgency: str  # what the clock runs on: as asked, or expedited by the plan (domain/urgency.py)
     review_type: str
     requesting_npi: str
     received_at: dt.datetime

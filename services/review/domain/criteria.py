@@ -15,7 +15,14 @@ durable-rules adapter in production, :class:`PythonMatcher` as the reference). I
   criteria);
 * otherwise, when a required fact is missing, or a missing fact could still make a rule true, the
   line is pended for those facts (sorted); else it is referred to a nurse, naming the unmet
-  conditions.
+  conditions;
+* given a :class:`FactDeriver` (the vocabulary layer, services/review/domain/vocabulary.py), facts
+  the request did not state are first derived from what it did state (its diagnosis and procedure
+  codes, synonymous fact names); a stated fact is never replaced, and every derived fact is named in
+  the evaluation (:attr:`LineEvaluation.derived`) and in what the conditions observed;
+* the evaluation says when the line is urgent (:attr:`LineEvaluation.urgency`): its ``urgent_when``
+  rule holds, or it is still undecided for a missing fact while one of the set's red flags (a
+  condition of ``urgent_when`` that approval does not need anyway) is met.
 
 There is no deny outcome, and nothing here can produce one: software may approve, pend or route;
 an adverse decision belongs to a physician (CMS-4201-F and the CMS Medicare Advantage FAQ of
@@ -31,7 +38,10 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias, TypeGuard
+from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeGuard
+
+if TYPE_CHECKING:
+    from services.review.domain.nearest import NearestPath
 
 
 class Outcome(enum.Enum):
@@ -88,6 +98,10 @@ CATEGORIES = frozenset({
     "chiropractic", "acupuncture", "home_health", "post_acute_care", "inpatient_acute", "pain_management",
     "bariatric_surgery", "genetic_testing", "durable_medical_equipment", "behavioral_health",
 })
+
+# Facts a line states by itself (:func:`with_line_facts`); they override a clinical fact of the same
+# name, so no vocabulary derives them and intake's fact catalog leaves them out.
+LINE_DERIVED_FACTS = ("requested_units",)
 
 # Code shapes (see the domain notes): CPT is 5 digits or 4 digits + F/T/U; HCPCS Level II is a letter
 # and 4 digits; a normalized ICD-10-CM code is letter, digit, alphanumeric, then up to 4 alphanumerics.
@@ -333,6 +347,7 @@ class CriteriaSet:
     notes: str = ""
     category: str = "advanced_imaging"
     approval: Approval | None = None
+    derive_facts: bool = True  # False: the vocabulary layer derives nothing for this set
     _facts_by_name: Mapping[str, FactSpec] = field(init=False, repr=False, compare=False)
     _conditions_by_id: Mapping[str, Condition] = field(init=False, repr=False, compare=False)
 
@@ -594,6 +609,88 @@ class ConditionResult:
     observed: tuple[str, ...]  # "name=value unit" of the facts it saw
 
 
+def render_value(value: object) -> str:
+    """A fact value as reviewers read it (``true``, ``8``, ``2026-03-01``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        number = float(value)
+        return str(int(number)) if math.isfinite(number) and number.is_integer() and abs(number) < 1e15 \
+            else repr(number)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+@dataclass(frozen=True)
+class DerivedFact:
+    """A criteria fact the request did not state, derived from what it did state. ``because`` names
+    what implied it ("diagnosis G83.4", "fact saddle_anaesthesia", "procedure 72148"), ``mapping``
+    the vocabulary entry that says so ("spine@2026.1 cauda-equina-syndrome-coded")."""
+
+    fact: str
+    value: FactValue
+    because: str
+    mapping: str
+
+    def describe(self) -> str:
+        """"suspected cauda equina: derived from diagnosis G83.4"."""
+        return f"{self.fact.replace('_', ' ')}: derived from {self.because}"
+
+
+@dataclass(frozen=True)
+class Contradiction:
+    """A fact the vocabulary would have derived otherwise than the request states it (the stated
+    value is kept), or, with ``stated`` None, that mappings disagree (nothing is derived)."""
+
+    fact: str
+    stated: object | None
+    implied: FactValue
+    because: str
+    mapping: str
+
+    def describe(self) -> str:
+        if self.stated is None:
+            return (f"{self.fact} not derived: {self.because} implies {render_value(self.implied)} ({self.mapping}), "
+                    "and another mapping implies otherwise")
+        return (f"{self.fact} stated as {render_value(self.stated)} and kept; {self.because} implies "
+                f"{render_value(self.implied)} ({self.mapping})")
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What a :class:`FactDeriver` made of a line: its facts with the derived ones added."""
+
+    facts: Mapping[str, FactValue] = field(hash=False)
+    derived: tuple[DerivedFact, ...] = ()
+    contradictions: tuple[Contradiction, ...] = ()
+
+
+class FactDeriver(Protocol):
+    def derive(self, line: LineFacts) -> Derived | None:
+        """The line's facts with those its codes and words imply, or None when nothing applies
+        (the line is then evaluated as it is). Never replaces a fact the line states."""
+        ...
+
+
+@dataclass(frozen=True)
+class UrgencySignal:
+    """Why a line is urgent under its criteria: ``definite`` when the set's ``urgent_when`` rule
+    holds; otherwise that rule still waits for the ``missing`` facts while red flags are met."""
+
+    definite: bool
+    criteria_title: str
+    red_flags: tuple[str, ...]  # the met conditions, each naming the facts derived for it
+    missing: tuple[str, ...] = ()
+
+    def reason(self) -> str:
+        flags = "; ".join(self.red_flags)
+        if self.definite:
+            return f"meets the urgent {self.criteria_title} criteria: {flags}"
+        return (f"a red flag of the urgent {self.criteria_title} criteria: {flags}; the request does not yet "
+                f"state {', '.join(self.missing)}")
+
+
 @dataclass(frozen=True)
 class LineEvaluation:
     outcome: Outcome
@@ -605,6 +702,14 @@ class LineEvaluation:
     summary: str  # one plain-language sentence a nurse can read
     approval: Approval | None = None  # the set's cap, when the line meets criteria
     category: str = "general"  # the set's service category (routing, gold card)
+    derived: tuple[DerivedFact, ...] = ()  # facts derived from the request's codes and words
+    contradictions: tuple[Contradiction, ...] = ()  # stated facts kept against what codes imply
+    urgency: UrgencySignal | None = None  # why the line is urgent, when it is (or may well be)
+    title: str = ""
+    sources: tuple[str, ...] = ()
+    # When the line does not meet the criteria: the nearest path of their approval rule
+    # (services/review/domain/nearest.py), the specific reason a notice gives.
+    nearest: NearestPath | None = None
 
 
 class ConditionMatcher(Protocol):
@@ -733,6 +838,18 @@ class _Rule:
         for child in self.children:
             child.open_conditions(known, out)
 
+    def live_met(self, known: Mapping[str, Truth], out: list[str]) -> None:
+        """The met conditions of the parts of this rule that are not already false (a met
+        condition beside a false one in a conjunction cannot make the rule true)."""
+        if self.truth(known) is False:
+            return
+        if self.condition_id is not None:
+            if known[self.condition_id] is True:
+                out.append(self.condition_id)
+            return
+        for child in self.children:
+            child.live_met(known, out)
+
     def witnesses(self, known: Mapping[str, Truth], out: list[str]) -> None:
         """The met conditions that make a true rule true."""
         if self.condition_id is not None:
@@ -744,8 +861,28 @@ class _Rule:
                 child.witnesses(known, out)
 
 
+def necessary_conditions(term: RuleTerm) -> frozenset[str]:
+    """The conditions every way of making ``term`` true needs."""
+    if isinstance(term, str):
+        return frozenset({term})
+    parts = [necessary_conditions(t) for t in term.terms]
+    if isinstance(term, AllOf):
+        return frozenset().union(*parts)
+    return frozenset.intersection(*parts) if parts else frozenset()
+
+
+def red_flags(criteria: CriteriaSet) -> frozenset[str]:
+    """The conditions of ``urgent_when`` that approval does not need anyway: what makes a line
+    urgent rather than merely approvable (cauda equina, peritoneal signs, a step down from an
+    inpatient stay). Empty without ``urgent_when``."""
+    urgent = criteria.outcomes.urgent_when
+    if urgent is None:
+        return frozenset()
+    return frozenset(rule_conditions(urgent)) - necessary_conditions(criteria.outcomes.approve_when)
+
+
 class _Plan:
-    __slots__ = ("checks", "conditions", "renderers", "required", "rules")
+    __slots__ = ("checks", "conditions", "red_flags", "renderers", "required", "rules", "urgent")
 
     def __init__(self, criteria: CriteriaSet) -> None:
         self.checks = tuple((spec.name, _accepter(spec)) for spec in criteria.facts)
@@ -754,6 +891,9 @@ class _Plan:
         self.renderers = tuple((name, _renderer(criteria.fact(name))) for name in read)
         self.required = criteria.required_facts
         self.rules = tuple((outcome, _Rule(rule)) for outcome, _, rule in criteria.outcomes.in_order())
+        urgent = criteria.outcomes.urgent_when
+        self.urgent = _Rule(urgent) if urgent is not None else None
+        self.red_flags = red_flags(criteria)
 
     def usable(self, facts: Mapping[str, object]) -> dict[str, FactValue]:
         usable: dict[str, FactValue] = {}
@@ -786,21 +926,29 @@ def _with_facts(line: LineFacts, facts: Mapping[str, FactValue]) -> LineFacts:
 _MET, _UNMET, _MISSING = ConditionStatus.MET, ConditionStatus.UNMET, ConditionStatus.MISSING
 
 
-def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher) -> LineEvaluation:
+def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher,
+             deriver: FactDeriver | None = None) -> LineEvaluation:
     """Apply ``criteria`` to ``line``; see the module docstring for the contract. The matcher
-    sees only the declared facts that are present and well typed."""
+    sees only the declared facts that are present and well typed. ``deriver`` (the vocabulary's
+    derivations for this set) adds facts implied by the line's codes and words, unless the set
+    switched derivations off."""
     plan = _plan(criteria)
+    line, derived, contradictions = _derive(criteria, line, deriver)
     facts = line.facts
     usable = plan.usable(facts)
     matched = matcher.matched(criteria, _with_facts(line, usable))
-    results, known = _condition_results(plan, facts, usable, matched)
+    results, known = _condition_results(plan, _rendered(plan, facts, derived), usable, matched)
 
-    def done(outcome: Outcome, missing: tuple[str, ...], summary: str) -> LineEvaluation:
+    def done(outcome: Outcome, missing: tuple[str, ...], summary: str,
+             nearest: NearestPath | None = None) -> LineEvaluation:
         meets = outcome is Outcome.MEETS_CRITERIA or outcome is Outcome.MEETS_CRITERIA_URGENT
         return LineEvaluation(outcome=outcome, criteria_id=criteria.id, criteria_version=criteria.version,
                               criteria_hash=criteria.content_hash, conditions=tuple(results),
-                              missing_facts=missing, summary=summary,
-                              approval=criteria.approval if meets else None, category=criteria.category)
+                              missing_facts=missing, summary=_with_derivations(summary, derived),
+                              approval=criteria.approval if meets else None, category=criteria.category,
+                              derived=derived, contradictions=contradictions,
+                              urgency=_urgency(criteria, plan, outcome, known, usable, derived),
+                              title=criteria.title, sources=criteria.sources, nearest=nearest)
 
     title = criteria.title
     for outcome, rule in plan.rules:
@@ -814,6 +962,9 @@ def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher) 
                 return done(outcome, (), f"Meets the {title} criteria and is urgent: {because}.")
             return done(outcome, (), f"Meets the {title} criteria: {because}.")
 
+    from services.review.domain.nearest import nearest_path  # it reads this module's types
+
+    nearest = nearest_path(criteria, results)
     missing = {f for f in plan.required if f not in usable}
     open_conditions: list[str] = []
     for _, rule in plan.rules:
@@ -824,22 +975,77 @@ def evaluate(criteria: CriteriaSet, line: LineFacts, matcher: ConditionMatcher) 
         names = tuple(sorted(missing))
         wanted = "; ".join(f"{criteria.fact(n).description} ({n})" for n in names)
         return done(Outcome.PEND_MISSING_INFORMATION, names,
-                    f"Cannot apply the {title} criteria until the request states: {wanted}.")
+                    f"Cannot apply the {title} criteria until the request states: {wanted}.", nearest)
 
-    unmet = [r.condition_id for r in results if r.status is _UNMET]
+    # The nearest path, not every unmet condition: an alternative that did not apply is no reason.
+    why = nearest.summary if nearest is not None else "no combination of conditions is met"
     return done(Outcome.REFER_TO_NURSE, (),
-                f"Does not clearly meet the {title} criteria, so a nurse reviews it; not met: "
-                f"{_describe(criteria, unmet) or 'no combination of conditions'}.")
+                f"Does not clearly meet the {title} criteria, so a nurse reviews it: {why}.", nearest)
 
 
-def _condition_results(plan: _Plan, facts: Mapping[str, object], usable: Mapping[str, FactValue],
-                       matched: frozenset[str]) -> tuple[list[ConditionResult], dict[str, Truth]]:
-    """Each condition's status (with the values it read, as reviewers see them) and its truth."""
+def _derive(criteria: CriteriaSet, line: LineFacts, deriver: FactDeriver | None
+            ) -> tuple[LineFacts, tuple[DerivedFact, ...], tuple[Contradiction, ...]]:
+    """The line with the facts ``deriver`` adds (unless the set switched derivations off)."""
+    made = deriver.derive(line) if deriver is not None and criteria.derive_facts else None
+    if made is None:
+        return line, (), ()
+    return _with_facts(line, made.facts), made.derived, made.contradictions
+
+
+def _rendered(plan: _Plan, facts: Mapping[str, object], derived: tuple[DerivedFact, ...]) -> dict[str, str]:
+    """``name=value unit`` of the facts the conditions read, a derived one saying what from."""
     rendered: dict[str, str] = {}
     for name, render in plan.renderers:
         value = facts.get(name)
         if value is not None:
             rendered[name] = render(value)
+    for d in derived:
+        if d.fact in rendered:
+            rendered[d.fact] += f" (derived from {d.because})"
+    return rendered
+
+
+def _with_derivations(summary: str, derived: tuple[DerivedFact, ...]) -> str:
+    if not derived:
+        return summary
+    return f"{summary[:-1]} ({'; '.join(d.describe() for d in derived)})."
+
+
+def _urgency(criteria: CriteriaSet, plan: _Plan, outcome: Outcome, known: Mapping[str, Truth],
+             usable: Mapping[str, FactValue], derived: tuple[DerivedFact, ...]) -> UrgencySignal | None:
+    """Whether the line is urgent: ``urgent_when`` holds, or is undecided with a red flag met. A line
+    that needs no authorization is never urgent."""
+    rule = plan.urgent
+    if rule is None or outcome is Outcome.NO_ACTION_REQUIRED:
+        return None
+    truth = rule.truth(known)
+    if truth is False:
+        return None
+    met: list[str] = []
+    if truth is True:
+        rule.witnesses(known, met)
+    else:
+        rule.live_met(known, met)
+        met = [cid for cid in met if cid in plan.red_flags]
+        if not met:
+            return None
+    flags = []
+    for cid in dict.fromkeys(met):
+        condition = criteria.condition(cid)
+        notes = [d.describe() for d in derived if d.fact in condition.facts]
+        flags.append(condition.description + (f" ({'; '.join(notes)})" if notes else ""))
+    if truth is True:
+        return UrgencySignal(True, criteria.title, tuple(flags))
+    open_conditions: list[str] = []
+    rule.open_conditions(known, open_conditions)
+    missing = sorted({f for cid in open_conditions for f in criteria.condition(cid).facts if f not in usable})
+    return UrgencySignal(False, criteria.title, tuple(flags), tuple(missing))
+
+
+def _condition_results(plan: _Plan, rendered: Mapping[str, str], usable: Mapping[str, FactValue],
+                       matched: frozenset[str]) -> tuple[list[ConditionResult], dict[str, Truth]]:
+    """Each condition's status (with the values it read, as reviewers see them, from ``rendered``)
+    and its truth."""
     results: list[ConditionResult] = []
     known: dict[str, Truth] = {}
     for cid, description, reads in plan.conditions:

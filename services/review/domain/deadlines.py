@@ -48,6 +48,23 @@ Regimes (``regime`` ids are stored with every deadline)
                       an inpatient stay; working days per 28 TAC 102.3. Pends leave it unchanged.
 ``workers-comp-default`` Other states' workers' comp: 5 business days on the federal calendar, a
                       conservative placeholder until the state's rule is configured.
+
+Appeal clocks (:meth:`ClockEngine.start_appeal`, from the appeal's receipt; the regime ids are those
+of the appeal rights, ``services/review/policy/appeal-rights.yaml``)
+---------------------------------------------------------------------------------------------------
+``ma-reconsideration``   Medicare Advantage pre-service reconsideration: 30 calendar days (42 CFR
+                         422.590(a)(1)); expedited 72 hours (422.590(e)(1)).
+``medicaid-appeal``      Medicaid managed care plan appeal: 30 calendar days (42 CFR 438.408(b)(2));
+                         expedited 72 hours (438.408(b)(3)).
+``erisa-appeal``         ERISA internal appeal: pre-service 30 days (29 CFR 2560.503-1(i)(2)(ii)),
+                         urgent care 72 hours ((i)(2)(i)), post-service 60 days ((i)(2)(iii)).
+``ca-imr``               California workers' comp: the claims administrator's internal appeal is
+                         optional (Labor Code 4610.5(h)(3)); decided within 30 days, 72 hours when
+                         expedited (this platform's policy, never delaying IMR).
+``tx-reconsideration``   Texas workers' comp reconsideration: 30 calendar days, 3 working days for a
+                         concurrent review of an inpatient stay or when expedited (28 TAC 19.2011).
+``workers-comp-default`` Other states: 30 calendar days, 72 hours when expedited (conservative).
+Appeal clocks keep running while information is awaited and have no extension here.
 """
 
 from __future__ import annotations
@@ -155,6 +172,9 @@ class ClockRequest:
     review_type: str  # prospective | concurrent | retrospective
     received_at: dt.datetime
     setting: str = ""  # "inpatient" for a concurrent review of an inpatient stay
+    # Why the plan expedited a request the provider did not ask to expedite (domain/urgency.py);
+    # recorded with the rule of an expedited clock.
+    expedited_because: str = ""
 
 
 @dataclass(frozen=True)
@@ -234,7 +254,9 @@ class ClockEngine:
     # The local calendar each regime counts its days on. CMS and ERISA clocks count calendar days on
     # the federal calendar's clock (Eastern time); the states' on their own.
     REGIME_CALENDAR = {"cms-0057-f": "us-federal", "erisa-2560.503-1": "us-federal", "ca-lc-4610": "california",
-                       "tx-28-tac-134.600": "texas", "workers-comp-default": "us-federal"}
+                       "tx-28-tac-134.600": "texas", "workers-comp-default": "us-federal",
+                       "ma-reconsideration": "us-federal", "medicaid-appeal": "us-federal",
+                       "erisa-appeal": "us-federal", "ca-imr": "california", "tx-reconsideration": "texas"}
 
     def __init__(self, calendars: Mapping[str, Calendar]) -> None:
         for needed in ("us-federal", "california", "texas"):
@@ -251,6 +273,16 @@ class ClockEngine:
 
     # -- start ---------------------------------------------------------------------------------
     def start(self, req: ClockRequest) -> ClockState:
+        """The clock of a new request; an expedited clock the plan chose records why in its rule."""
+        state = self._start(req)
+        if not (req.expedited_because and state.expedited):
+            return state
+        rule = f"{state.rule}; {req.expedited_because}"
+        started = state.history[0]
+        return replace(state, rule=rule, history=(ClockEvent(started.at, started.kind, rule, started.due_at),
+                                                  *state.history[1:]))
+
+    def _start(self, req: ClockRequest) -> ClockState:
         received = _utc(req.received_at)
         expedited = req.urgency == "expedited"
         lob, state, review = req.line_of_business, req.member_state.upper(), req.review_type
@@ -350,6 +382,55 @@ class ClockEngine:
                           calendar=calendar, business_days=days, time_zone=cal.time_zone,
                           period_start=effective if effective != received else None,
                           history=(ClockEvent(received, "started", rule, due),))
+
+    # -- appeals -------------------------------------------------------------------------------
+    def start_appeal(self, regime: str, req: ClockRequest) -> ClockState:
+        """The decision clock of an appeal received at ``req.received_at`` under the appeal regime
+        ``regime`` (see the module doc); a pend leaves it running."""
+        received = _utc(req.received_at)
+        expedited = req.urgency == "expedited"
+        inpatient = req.review_type == "concurrent" and req.setting == "inpatient"
+        if regime in ("ma-reconsideration", "medicaid-appeal"):
+            ma = regime == "ma-reconsideration"
+            if expedited:
+                cite = "42 CFR 422.590(e)(1)" if ma else "42 CFR 438.408(b)(3)"
+                return self._hours(regime, received, 72, PendEffect.UNCHANGED,
+                                   f"expedited appeal: 72 hours from receipt ({cite})", expedited=True)
+            cite = "42 CFR 422.590(a)(1)" if ma else "42 CFR 438.408(b)(2)"
+            return self._days(regime, received, 30, PendEffect.UNCHANGED,
+                              f"standard appeal: 30 calendar days from receipt ({cite})")
+        if regime == "erisa-appeal":
+            if expedited:
+                return self._hours(regime, received, 72, PendEffect.UNCHANGED,
+                                   "urgent care appeal: 72 hours from receipt (29 CFR 2560.503-1(i)(2)(i))",
+                                   expedited=True)
+            if req.review_type == "retrospective":
+                return self._days(regime, received, 60, PendEffect.UNCHANGED,
+                                  "post-service appeal: 60 days from receipt (29 CFR 2560.503-1(i)(2)(iii))")
+            return self._days(regime, received, 30, PendEffect.UNCHANGED,
+                              "pre-service appeal: 30 days from receipt (29 CFR 2560.503-1(i)(2)(ii))")
+        if regime == "tx-reconsideration":
+            if expedited or inpatient:
+                return self._business(regime, received, received, 3, PendEffect.UNCHANGED,
+                                      "reconsideration of an inpatient stay or expedited: 3 working days from receipt "
+                                      "(28 TAC 19.2011; working days per 28 TAC 102.3)")
+            return self._days(regime, received, 30, PendEffect.UNCHANGED,
+                              "reconsideration: 30 calendar days from receipt (28 TAC 19.2011)")
+        if regime in ("ca-imr", "workers-comp-default"):
+            what = ("internal appeal (optional, Labor Code 4610.5(h)(3); independent medical review is not delayed)"
+                    if regime == "ca-imr" else "appeal (no state rule configured: conservative default)")
+            if expedited:
+                return self._hours(regime, received, 72, PendEffect.UNCHANGED,
+                                   f"expedited {what}: 72 hours from receipt", expedited=True)
+            return self._days(regime, received, 30, PendEffect.UNCHANGED, f"{what}: 30 calendar days from receipt")
+        raise ClockError(f"no appeal clock for regime {regime!r}")
+
+    @staticmethod
+    def stop(state: ClockState, at: dt.datetime, reason: str) -> ClockState:
+        """The request was withdrawn: the clock stops for good (no due time, nothing at risk)."""
+        at = _utc(at)
+        return replace(_with(state, at, "stopped", f"{reason}: the clock stops", None, paused_at=at),
+                       remaining_s=None)
 
     # -- pends and answers ----------------------------------------------------------------------
     def pend(self, state: ClockState, at: dt.datetime, reason: str = "information requested") -> ClockState:

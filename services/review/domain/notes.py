@@ -11,12 +11,16 @@ replaces).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 from services.review.domain.workflow import Action, InvalidInput, Reviewer, Role, check_may
 
 MAX_TEXT = 4000
 MAX_MEMBER_ID = 40
+#: A member id as intake accepts it: ASCII, matched whole (``\w`` and ``$`` would let in other scripts' letters
+#: and a trailing newline).
+_MEMBER_ID = re.compile(rf"[A-Za-z0-9-]{{1,{MAX_MEMBER_ID}}}")
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,8 @@ def write_note(author: Reviewer, *, note_id: str, member_id: str, text: str, ame
     notes (NotPermitted) and an empty, overlong or misdirected note (InvalidInput)."""
     check_may(author, Action.WRITE_CASE_NOTE)
     member = member_id.strip()
-    if not member or len(member) > MAX_MEMBER_ID:
-        raise InvalidInput("member_id", f"1 to {MAX_MEMBER_ID} characters")
+    if not _MEMBER_ID.fullmatch(member):
+        raise InvalidInput("member_id", f"1 to {MAX_MEMBER_ID} ASCII letters, digits or '-'")
     body = text.strip()
     if not body:
         raise InvalidInput("text", "a note says something")

@@ -20,7 +20,18 @@ claimed, by the decider  refer_to_physician                          open, for a
 claimed, by the decider  request_information                         pended_information
 open, claimed, pended    information received, criteria now met      decided (nurse level only)
 open, claimed, pended    information received, otherwise             open, new evaluation
+open, claimed, pended    the request is cancelled (withdrawn)        cancelled
 =======================  ==========================================  ==========================
+
+An appeal's task (:meth:`Task.open_for_appeal`) starts open for a physician, on the appeal's own
+clock, naming the reviewer who made the decision appealed in :attr:`Task.excluded_reviewers`: they
+are never eligible for it (:func:`~services.review.domain.workflow.eligibility`), so it is neither
+offered to them, nor claimable, nor assignable to them.
+
+Beside the state, a task's urgency (its place in the queue) may be changed by a nurse, physician
+or supervisor with a reason (:meth:`Task.set_urgency`), or by the system when its request's clock
+changes or new information raises a red flag (:meth:`Task.follow_urgency`); the reason leads the
+task's reasons (``urgency expedited: ...``) and the change is in its history.
 
 Beside the state, the deadline monitor marks a task escalated (at risk of missing its deadline) and
 missed (deadline passed undecided; for Medicaid a deemed denial), each once.
@@ -51,6 +62,14 @@ from services.review.domain.workflow import (
 
 SYSTEM = "system"
 """The actor of the changes no person made (the monitor, the rules engine)."""
+
+URGENCIES = ("standard", "expedited")
+_URGENCY_NOTES = tuple(f"urgency {u}: " for u in URGENCIES)
+
+
+def urgency_note(urgency: str, why: str) -> str:
+    """The reason that says why a task has its urgency: ``urgency expedited: <why>``."""
+    return f"urgency {urgency}: {why}"
 
 UNDECIDED = frozenset({TaskStatus.OPEN, TaskStatus.CLAIMED, TaskStatus.PENDED_INFORMATION})
 PEER_TO_PEER_KINDS = ("offered", "held", "declined")
@@ -133,6 +152,8 @@ class Task:
     updated_at: dt.datetime | None = None
     clock_paused: bool = False  # the regime stops the clock while information is awaited (ERISA)
     at_risk_at: dt.datetime | None = None  # from when it is at risk; None while the clock is tolled
+    appeal_id: str = ""  # set on an appeal's task
+    excluded_reviewers: tuple[str, ...] = ()  # who may never take it (the decision appealed was theirs)
     new_entries: list[AuditEntry] = field(default_factory=list, compare=False, repr=False)
     """Audit entries recorded since the task was read; the repository stores them when it saves."""
 
@@ -140,26 +161,62 @@ class Task:
     def open_for_review(cls, *, task_id: str, request_id: str, line_number: int, procedure_code: str,
                         line_of_business: str, member_state: str, urgency: str, outcome: Outcome,
                         reasons: tuple[str, ...], clock: ClockState, category: str, units: int,
-                        now: dt.datetime, at_risk_fraction: float) -> Task:
-        """A new task for a nurse, on the request's regulatory clock (which must be running)."""
+                        now: dt.datetime, at_risk_fraction: float, urgency_reason: str = "") -> Task:
+        """A new task for a nurse, on the request's regulatory clock (which must be running).
+        ``urgency_reason``: why software gave it an urgency other than the provider asked for (a red
+        flag, a met urgent rule); it leads the reasons and is the first entry of the history."""
         if clock.due_at is None:
             raise ValueError(f"task for {request_id} line {line_number}: the clock has no due time")
-        return cls(task_id=task_id, request_id=request_id, line_number=line_number, procedure_code=procedure_code,
+        task = cls(task_id=task_id, request_id=request_id, line_number=line_number, procedure_code=procedure_code,
                    line_of_business=line_of_business, member_state=member_state, urgency=urgency, outcome=outcome,
-                   reasons=reasons, status=TaskStatus.OPEN, due_at=clock.due_at, created_at=now, category=category,
+                   reasons=(urgency_note(urgency, urgency_reason), *reasons) if urgency_reason else reasons,
+                   status=TaskStatus.OPEN, due_at=clock.due_at, created_at=now, category=category,
                    required_role=Role.NURSE, units=units, regime=clock.regime, clock_rule=clock.rule,
                    at_risk_at=ClockEngine.at_risk_from(clock, at_risk_fraction))
+        if urgency_reason:
+            task._record(now, SYSTEM, urgency, urgency_reason)
+        return task
+
+    @classmethod
+    def open_for_appeal(cls, *, task_id: str, appeal_id: str, request_id: str, line_number: int, procedure_code: str,
+                        line_of_business: str, member_state: str, urgency: str, reasons: tuple[str, ...],
+                        clock: ClockState, category: str, units: int, excluded: tuple[str, ...],
+                        now: dt.datetime, at_risk_fraction: float) -> Task:
+        """An appeal's task: for a physician (of the line's specialty) other than ``excluded``, on the
+        appeal's clock (which must be running)."""
+        if clock.due_at is None:
+            raise ValueError(f"appeal {appeal_id}: the clock has no due time")
+        task = cls(task_id=task_id, request_id=request_id, line_number=line_number, procedure_code=procedure_code,
+                   line_of_business=line_of_business, member_state=member_state, urgency=urgency,
+                   outcome=Outcome.REFER_TO_NURSE, reasons=reasons, status=TaskStatus.OPEN, due_at=clock.due_at,
+                   created_at=now, category=category, required_role=Role.PHYSICIAN, units=units, regime=clock.regime,
+                   clock_rule=clock.rule, at_risk_at=ClockEngine.at_risk_from(clock, at_risk_fraction),
+                   appeal_id=appeal_id, excluded_reviewers=tuple(e for e in excluded if e))
+        task._record(now, SYSTEM, "appeal_filed", f"appeal {appeal_id}; not for "
+                     + (", ".join(task.excluded_reviewers) or "software (no reviewer decided it)"))
+        return task
 
     # -- what the task is ---------------------------------------------------------------------
     def facts(self) -> TaskFacts:
         """What routing needs to know (:func:`~services.review.domain.workflow.eligibility`)."""
         return TaskFacts(task_id=self.task_id, line_of_business=self.line_of_business,
                          member_state=self.member_state, category=self.category, required_role=self.required_role,
-                         urgency=self.urgency, due_at=self.due_at, regime=self.regime)
+                         urgency=self.urgency, due_at=self.due_at, regime=self.regime,
+                         excluded=frozenset(self.excluded_reviewers))
+
+    @property
+    def is_appeal(self) -> bool:
+        return bool(self.appeal_id)
 
     @property
     def undecided(self) -> bool:
         return self.status in UNDECIDED
+
+    @property
+    def urgency_reason(self) -> str:
+        """Why the task has its urgency, when software or a person set it; empty otherwise."""
+        note = f"urgency {self.urgency}: "
+        return next((r[len(note):] for r in self.reasons if r.startswith(note)), "")
 
     @property
     def approvable_on_criteria(self) -> bool:
@@ -241,6 +298,10 @@ class Task:
         else by the decision deadline's date)."""
         check_decision(by, d.decision, reason=d.reason, criterion=d.criterion, approved_units=d.approved_units,
                        requested_units=self.units, facts=d.facts)
+        if by.reviewer_id in self.excluded_reviewers:
+            raise NotPermitted("the decision under appeal was yours: another physician decides the appeal")
+        if self.is_appeal and d.decision is Decision.REFER_TO_PHYSICIAN:
+            raise Conflict("an appeal is already with a physician: decide it")
         check_can_act(by, self.status, self.assigned_to, self.lease_expires_at, now)
         if d.decision is Decision.REQUEST_INFORMATION:
             self.status = TaskStatus.PENDED_INFORMATION
@@ -267,6 +328,36 @@ class Task:
                      at.isoformat(timespec="minutes") + (f" with {contact}" if contact else "")
                      + (f": {note}" if note else ""))
 
+    def set_urgency(self, by: Reviewer, urgency: str, reason: str, now: dt.datetime, clock_note: str = "") -> None:
+        """A person changes the task's urgency (its place in the queue), saying why; ``clock_note``
+        says what that did to the request's clock (:func:`~services.review.domain.urgency.person_clock_change`).
+        Refused to an adjuster or a case manager, without a reason, on a decided task, and to the urgency it has."""
+        check_may(by, Action.SET_URGENCY)
+        if urgency not in URGENCIES:
+            raise InvalidInput("urgency", "standard or expedited")
+        why = reason.strip()
+        if not why:
+            raise InvalidInput("reason", "say why the urgency changes")
+        self._check_undecided("given another urgency")
+        if urgency == self.urgency:
+            raise Conflict(f"the task is already {urgency}")
+        before = self.urgency
+        self._change_urgency(urgency, f"set by {by.reviewer_id}: {why}", now)
+        self._record(now, by.reviewer_id, "urgency_changed",
+                     f"{before} → {urgency}: {why}" + (f" ({clock_note})" if clock_note else ""))
+
+    def follow_urgency(self, urgency: str, why: str, now: dt.datetime) -> bool:
+        """The system gives an undecided task ``urgency`` (its request's clock changed, or new
+        information raised a red flag), saying why; False when it has it already or is decided."""
+        if urgency not in URGENCIES:
+            raise InvalidInput("urgency", "standard or expedited")
+        if not self.undecided or urgency == self.urgency:
+            return False
+        before = self.urgency
+        self._change_urgency(urgency, why, now)
+        self._record(now, SYSTEM, "urgency_changed", f"{before} → {urgency}: {why}")
+        return True
+
     def record_deadline_extended(self, by: Reviewer, rule: str, now: dt.datetime) -> None:
         """The request's deadline was extended from this task (the clock itself: :meth:`follow_clock`)."""
         check_may(by, Action.EXTEND_DEADLINE)
@@ -291,7 +382,8 @@ class Task:
         self._check_undecided("reopened")
         self._reopen(now)
         self.outcome = outcome
-        self.reasons = reasons
+        # Why the task has its urgency stays with it whatever the new evaluation says.
+        self.reasons = (*(r for r in self.reasons if r.startswith(_URGENCY_NOTES)), *reasons)
         self._record(now, SYSTEM, "information_received", f"reopened: {why}")
 
     def follow_clock(self, clock: ClockState, at_risk_fraction: float, now: dt.datetime) -> None:
@@ -305,6 +397,25 @@ class Task:
         if clock.due_at is not None and clock.due_at != self.due_at:
             self.due_at = clock.due_at
             self.escalated_at = None
+
+    def withdraw(self, why: str, now: dt.datetime) -> None:
+        """The submitter cancelled the request: the task leaves the queue, undecided."""
+        self._check_undecided("withdrawn")
+        self.status = TaskStatus.CANCELLED
+        self.assigned_to = None
+        self.lease_expires_at = None
+        self.updated_at = now
+        self._record(now, SYSTEM, "withdrawn", why)
+
+    def revise(self, procedure_code: str, units: int, urgency: str, now: dt.datetime) -> None:
+        """The submitter revised the request: the line's code, units and urgency as they now read."""
+        self._check_undecided("revised")
+        changes = [f"{name} {old} -> {new}" for name, old, new in (
+            ("code", self.procedure_code, procedure_code), ("units", self.units, units),
+            ("urgency", self.urgency, urgency)) if old != new]
+        self.procedure_code, self.units, self.urgency = procedure_code, units, urgency
+        self.updated_at = now
+        self._record(now, SYSTEM, "revised", "; ".join(changes) or "request revised")
 
     def expire_lease(self, now: dt.datetime) -> None:
         """The holder's lease ran out: the task goes back to the queue."""
@@ -348,6 +459,11 @@ class Task:
         self.status = TaskStatus.OPEN
         self.assigned_to = None
         self.lease_expires_at = None
+        self.updated_at = now
+
+    def _change_urgency(self, urgency: str, why: str, now: dt.datetime) -> None:
+        self.reasons = (urgency_note(urgency, why), *(r for r in self.reasons if not r.startswith(_URGENCY_NOTES)))
+        self.urgency = urgency
         self.updated_at = now
 
     def _check_undecided(self, what: str) -> None:

@@ -13,6 +13,9 @@ supervisor     reassign and release tasks; manage the directory; oversee the que
 case manager   follows members across requests and writes case notes; decides nothing
 =============  ==========================================================================
 
+Nurses, physicians and supervisors may change a task's urgency, with a reason (an adjuster or a case
+manager may not).
+
 Only a physician's decision can be adverse; the server checks the authenticated reviewer's role
 before anything is written (:func:`check_decision`), never the client. What else each role may do
 is one table, :data:`MAY` (:func:`check_may`): claiming is for the roles that decide (a supervisor
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -84,6 +88,10 @@ ALLOWED: dict[Role, frozenset[Decision]] = {
     Role.CASE_MANAGER: frozenset(),
 }
 GENERAL = "general"
+# What a person's decision may carry: units as a service line has them, facts as criteria name them.
+MAX_UNITS = 9999
+MAX_REQUESTED_FACTS = 50
+FACT_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class WorkflowError(Exception):
@@ -133,6 +141,7 @@ class Action(enum.StrEnum):
     PEER_TO_PEER = "peer_to_peer"
     EXTEND_DEADLINE = "extend_deadline"
     MANAGE_DIRECTORY = "manage_directory"
+    SET_URGENCY = "set_urgency"
     OVERSEE_QUEUE = "oversee_queue"
     WRITE_CASE_NOTE = "write_case_note"
 
@@ -146,6 +155,8 @@ MAY: dict[Action, tuple[frozenset[Role], str]] = {
     Action.EXTEND_DEADLINE: (frozenset({Role.PHYSICIAN, Role.SUPERVISOR, Role.NURSE}),
                              "a {role} may not extend a deadline"),
     Action.MANAGE_DIRECTORY: (frozenset({Role.SUPERVISOR}), "only a supervisor manages the reviewer directory"),
+    Action.SET_URGENCY: (frozenset({Role.NURSE, Role.PHYSICIAN, Role.SUPERVISOR}),
+                         "only a nurse, physician or supervisor may change a task's urgency, not the {role}"),
     Action.OVERSEE_QUEUE: (frozenset({Role.SUPERVISOR}), "the queue overview is a supervisor's"),
     Action.WRITE_CASE_NOTE: (frozenset({Role.CASE_MANAGER, Role.NURSE, Role.ADJUSTER}),
                              "case notes are written by case managers, nurses and adjusters, not a {role}"),
@@ -182,6 +193,8 @@ class TaskFacts:
     urgency: str  # "standard" | "expedited"
     due_at: dt.datetime
     regime: str
+    # Reviewers who may never take it: on an appeal, whoever made the decision appealed.
+    excluded: frozenset[str] = frozenset()
 
 
 def check_may(reviewer: Reviewer, action: Action) -> None:
@@ -226,6 +239,8 @@ def eligibility(reviewer: Reviewer, task: TaskFacts) -> tuple[bool, tuple[str, .
     why: list[str] = []
     if not reviewer.active:
         return False, ("reviewer is inactive",)
+    if reviewer.reviewer_id in task.excluded:
+        return False, ("made the decision under appeal: an appeal goes to another reviewer",)
     role_ok = reviewer.role is task.required_role or (
         task.required_role is Role.NURSE and reviewer.role is Role.ADJUSTER
         and task.line_of_business == "workers_comp")
@@ -275,13 +290,22 @@ def check_decision(reviewer: Reviewer, decision: Decision, *, reason: str = "", 
         if not criterion.strip():
             raise BadDecision("criterion", "an adverse decision names the criterion it rests on")
     if decision in (Decision.APPROVE_PARTIAL, Decision.MODIFY):
-        if approved_units is None or approved_units < 1:
-            raise BadDecision("approved_units", "at least 1")
+        if approved_units is None or not 1 <= approved_units <= MAX_UNITS:
+            raise BadDecision("approved_units", f"between 1 and {MAX_UNITS}")
         if decision is Decision.APPROVE_PARTIAL and requested_units and approved_units >= requested_units:
             raise BadDecision("approved_units", f"a partial approval approves fewer than the {requested_units} "
                                                 "requested (approve it instead)")
     if decision is Decision.REQUEST_INFORMATION and not [f for f in facts if f.strip()]:
         raise BadDecision("facts", "name at least one fact the provider must send")
+    _check_requested_facts(facts)
+
+
+def _check_requested_facts(facts: Sequence[str]) -> None:
+    if len(facts) > MAX_REQUESTED_FACTS:
+        raise BadDecision("facts", f"at most {MAX_REQUESTED_FACTS} facts")
+    for fact in facts:
+        if fact.strip() and not FACT_NAME.fullmatch(fact.strip()):
+            raise BadDecision("facts", f"{fact[:70]!r} is not a fact name (snake_case ASCII, at most 64 characters)")
 
 
 def check_can_act(reviewer: Reviewer, status: TaskStatus, assigned_to: str | None, lease_expires_at: dt.datetime | None,

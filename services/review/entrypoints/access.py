@@ -1,7 +1,8 @@
 """Who may call review (services/common/access.py). Reviewers (``review:work``, the principal's id
 being their reviewer id) do everything the reviewer workflow offers, and what their role allows is
 then the directory's to say (PERMISSION_DENIED from the use case); a service with ``review:read``
-reads determinations and the open queue, nothing else. No review call is open to anonymous callers."""
+reads determinations, the open queue, notices and appeals, nothing else. No review call is open to
+anonymous callers."""
 
 from __future__ import annotations
 
@@ -31,4 +32,8 @@ POLICY = AccessPolicy(review_pb2.DESCRIPTOR.services_by_name["ReviewService"], {
     "ListMemberTasks": rule(WORK),
     "AddCaseNote": rule(WORK),
     "ListCaseNotes": rule(WORK),
+    "SetTaskUrgency": rule(WORK),  # the directory checks the role
+    "GetNotice": rule(WORK, READ),
+    "ListNotices": rule(WORK, READ),
+    "GetAppeal": rule(WORK, READ),
 })

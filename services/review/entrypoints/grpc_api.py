@@ -11,15 +11,18 @@ from ur.review.v1 import review_pb2, review_pb2_grpc
 
 from services.common.access import current_caller
 from services.common.clock import ensure_utc
-from services.common.errors import FieldViolation, ValidationFailed
+from services.common.errors import FailedPrecondition, FieldViolation, ValidationFailed
 from services.common.grpc_errors import translate_errors
 from services.common.proto_enums import to_name, to_number
 from services.review.domain import workflow as wf
+from services.review.domain.appeals import Appeal
 from services.review.domain.notes import CaseNote
+from services.review.domain.notices import Notice
 from services.review.domain.task import DecisionInput, Task
 from services.review.service_layer.handlers import ReviewHandlers
 from services.review.service_layer.lines import to_proto_date
 from services.review.service_layer.oversight import QueueOverview
+from services.review.service_layer.ports import NoticeRenderer
 from services.review.service_layer.views import TaskView
 from services.review.service_layer.workflow import ReviewWorkflow
 
@@ -56,7 +59,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
                 urgency=to_number(URGENCY, task.urgency),
                 outcome=to_number(OUTCOME, task.outcome.value),
                 reasons=list(task.reasons), created_at=_ts(task.created_at), due_at=_ts(task.due_at),
-                status=task.status.value)
+                status=task.status.value, urgency_reason=task.urgency_reason)
         return response
 
 
@@ -126,6 +129,8 @@ def fill_task(t: review_pb2.ReviewTask, task: Task) -> None:
     t.clock.due_at.CopyFrom(_ts(task.due_at))
     t.escalated = task.escalated_at is not None
     t.requested_facts.extend(task.requested_facts)
+    t.appeal_id = task.appeal_id
+    t.urgency_reason = task.urgency_reason
     if task.information_due is not None:
         t.information_due.CopyFrom(to_proto_date(task.information_due))
 
@@ -150,13 +155,31 @@ def overview_to_proto(overview: QueueOverview) -> review_pb2.GetQueueOverviewRes
     return out
 
 
+# Dates a decision may carry: a year of 9999 would overflow the arithmetic downstream (validity ends).
+MIN_YEAR, MAX_YEAR = 1900, 2199
+
+
 def _opt_date(d: types_pb2.Date, field: str) -> dt.date | None:
     if d.year == 0 and d.month == 0 and d.day == 0:
         return None
+    problem = ValidationFailed([FieldViolation(field, f"{d.year}-{d.month}-{d.day} is not a date between "
+                                                      f"{MIN_YEAR} and {MAX_YEAR}")])
+    if not MIN_YEAR <= d.year <= MAX_YEAR:
+        raise problem
     try:
         return dt.date(d.year, d.month, d.day)
     except ValueError:
-        raise ValidationFailed([FieldViolation(field, f"{d.year}-{d.month}-{d.day} is not a date")]) from None
+        raise problem from None
+
+
+def timestamp_from_proto(ts: Timestamp, field: str) -> dt.datetime:
+    try:
+        at = ts.ToDatetime(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):
+        raise ValidationFailed([FieldViolation(field, "is not a valid timestamp")]) from None
+    if not MIN_YEAR <= at.year <= MAX_YEAR:
+        raise ValidationFailed([FieldViolation(field, f"a time between {MIN_YEAR} and {MAX_YEAR}")])
+    return at
 
 
 def decision_from_proto(request: review_pb2.DecideTaskRequest) -> DecisionInput:
@@ -181,14 +204,46 @@ def decision_from_proto(request: review_pb2.DecideTaskRequest) -> DecisionInput:
                          approved_end=_opt_date(part.approved_end, f"{kind}.approved_end"))
 
 
+NOTICE_KIND = review_pb2.NoticeKind
+
+
+def notice_to_proto(n: Notice) -> review_pb2.Notice:
+    out = review_pb2.Notice(notice_id=n.notice_id, request_id=n.request_id, determination_id=n.determination_id,
+                            kind=to_number(NOTICE_KIND, n.kind.value), recipient_role=n.recipient_role,
+                            recipient=types_pb2.Contact(name=n.recipient.name,
+                                                        address_lines=list(n.recipient.address_lines)),
+                            line_numbers=list(n.line_numbers), subject=n.subject, text=n.text, member_id=n.member_id)
+    out.issued_at.CopyFrom(_ts(n.issued_at))
+    return out
+
+
+def appeal_to_proto(a: Appeal) -> review_pb2.Appeal:
+    out = review_pb2.Appeal(appeal_id=a.appeal_id, request_id=a.request_id, line_number=a.line_number,
+                            urgency=to_number(URGENCY, a.urgency), appellant=a.appellant,
+                            original_decider=a.original_decider, task_id=a.task_id, status=a.status.value,
+                            clock=types_pb2.ClockRef(regime=a.clock.regime, rule=a.clock.rule))
+    out.filed_at.CopyFrom(_ts(a.filed_at))
+    if a.clock.due_at is not None:
+        out.clock.due_at.CopyFrom(_ts(a.clock.due_at))
+    if a.outcome is not None:
+        out.outcome.CopyFrom(types_pb2.AppealOutcome(appeal_id=a.appeal_id, outcome=a.outcome.value,
+                                                     forwarded=bool(a.forwarded_to), forwarded_to=a.forwarded_to))
+        out.decided_by.id = a.decided_by
+    if a.decided_at is not None:
+        out.decided_at.CopyFrom(_ts(a.decided_at))
+    return out
+
+
 class ReviewerServicer(ReviewServicer):
     """ReviewService with the reviewer workflow. The access interceptor (entrypoints/access.py) has
     authenticated every call and let only reviewers (``review:work``) through to the workflow's
     methods; the caller's principal is their reviewer id, and the workflow checks their role."""
 
-    def __init__(self, handlers: ReviewHandlers, workflow: ReviewWorkflow) -> None:
+    def __init__(self, handlers: ReviewHandlers, workflow: ReviewWorkflow,
+                 renderer: NoticeRenderer | None = None) -> None:
         super().__init__(handlers)
         self._workflow = workflow
+        self._renderer = renderer
 
     def _principal(self, context: grpc.ServicerContext) -> str:
         return current_caller().principal
@@ -250,7 +305,7 @@ class ReviewerServicer(ReviewServicer):
         kind = P2P_KIND.get(request.kind)
         if kind is None:
             raise ValidationFailed([FieldViolation("kind", "offered, held or declined")])
-        at = request.at.ToDatetime(tzinfo=dt.UTC) if request.HasField("at") else None
+        at = timestamp_from_proto(request.at, "at") if request.HasField("at") else None
         return task_to_proto(self._workflow.peer_to_peer.record(principal, request.task_id, kind, at,
                                                                 request.provider_contact, request.note))
 
@@ -264,6 +319,15 @@ class ReviewerServicer(ReviewServicer):
         principal = self._principal(context)
         return task_to_proto(self._workflow.deadlines.extend_deadline(principal, request.task_id,
                                                                       request.ground.strip(), request.notice_sent))
+
+    @translate_errors
+    def SetTaskUrgency(self, request: review_pb2.SetTaskUrgencyRequest,  # noqa: N802
+                       context: grpc.ServicerContext) -> review_pb2.TaskView:
+        principal = self._principal(context)
+        urgency = to_name(URGENCY, request.urgency)
+        if urgency is None:
+            raise ValidationFailed([FieldViolation("urgency", "standard or expedited")])
+        return task_to_proto(self._workflow.urgency.set_urgency(principal, request.task_id, urgency, request.reason))
 
     @translate_errors
     def GetQueueOverview(self, request: review_pb2.GetQueueOverviewRequest,  # noqa: N802
@@ -288,3 +352,28 @@ class ReviewerServicer(ReviewServicer):
                       context: grpc.ServicerContext) -> review_pb2.ListCaseNotesResponse:
         notes = self._workflow.case_notes.of_member(self._principal(context), request.member_id)
         return review_pb2.ListCaseNotesResponse(notes=[note_to_proto(n) for n in notes])
+
+    # -- notices and appeals (read by the member's portal, the mail room and urctl; no reviewer token) --
+    @translate_errors
+    def GetNotice(self, request: review_pb2.GetNoticeRequest,  # noqa: N802
+                  context: grpc.ServicerContext) -> review_pb2.GetNoticeResponse:
+        notice = self._workflow.notices.get(request.notice_id)
+        response = review_pb2.GetNoticeResponse(notice=notice_to_proto(notice))
+        if request.include_pdf:
+            if self._renderer is None:
+                raise FailedPrecondition("this server renders no PDF")
+            response.pdf = self._renderer.pdf(notice)
+        return response
+
+    @translate_errors
+    def ListNotices(self, request: review_pb2.ListNoticesRequest,  # noqa: N802
+                    context: grpc.ServicerContext) -> review_pb2.ListNoticesResponse:
+        notices = self._workflow.notices.listed(request.request_id, request.member_id)
+        return review_pb2.ListNoticesResponse(notices=[notice_to_proto(n) for n in notices])
+
+    @translate_errors
+    def GetAppeal(self, request: review_pb2.GetAppealRequest,  # noqa: N802
+                  context: grpc.ServicerContext) -> review_pb2.Appeal:
+        if self._workflow.appeals is None:
+            raise FailedPrecondition("this server keeps no appeals")
+        return appeal_to_proto(self._workflow.appeals.get(request.appeal_id))

@@ -31,7 +31,8 @@ class CaseNotes:
                               amends=amends.strip() or None, amended=amended, now=self._now())
             uow.case_notes.add(note)
             uow.commit()
-        logger.info("case note %s on member %s by %s%s", note.note_id, note.member_id, note.author_id,
+        # The note's id, not its member: a log line carries no patient data (services/common/logs.py).
+        logger.info("case note %s by %s%s", note.note_id, note.author_id,
                     f" (amends {note.amends})" if note.amends else "")
         return note
 

@@ -7,13 +7,16 @@ import datetime as dt
 from collections.abc import Callable
 
 from ur.common.v1 import types_pb2
+from ur.events.v1 import events_pb2
 
 from services.common.clock import Clock
 from services.common.errors import FailedPrecondition
 from services.review.domain import workflow as wf
 from services.review.domain.case import Case
 from services.review.domain.deadlines import ClockEngine, ClockError, ClockState, ExtensionRefused
+from services.review.domain.notices import NoticeKind, ServiceAction, ServiceDecision
 from services.review.service_layer.determinations import set_clock
+from services.review.service_layer.notices import NoticeWriter
 from services.review.service_layer.ports import UnitOfWork
 from services.review.service_layer.preamble import identify, load_task, use_case
 from services.review.service_layer.views import TaskView, task_view
@@ -27,18 +30,19 @@ def follow_clock(uow: UnitOfWork, case: Case, determination: types_pb2.Determina
     uow.cases.save(case)
     set_clock(determination, clock)
     for task in uow.tasks.of_request(case.request_id):
-        if task.undecided:
+        if task.undecided and not task.is_appeal:  # an appeal runs on its own clock
             task.follow_clock(clock, at_risk_fraction, now)
             uow.tasks.save(task)
 
 
 class DeadlineExtensions:
     def __init__(self, uow_factory: Callable[[], UnitOfWork], clocks: ClockEngine, *, clock: Clock,
-                 at_risk_fraction: float = 0.2) -> None:
+                 at_risk_fraction: float = 0.2, notices: NoticeWriter | None = None) -> None:
         self._uow = uow_factory
         self._clocks = clocks
         self._now = clock
         self._at_risk = at_risk_fraction
+        self._notices = notices
 
     @use_case
     def extend_deadline(self, principal: str, task_id: str, ground: str, notice_sent: bool) -> TaskView:
@@ -63,5 +67,23 @@ class DeadlineExtensions:
             task = load_task(uow, task_id)  # as follow_clock left it
             task.record_deadline_extended(me, extended.rule, now)
             uow.tasks.save(task)
+            if self._notices is not None:
+                self._extension_notice(uow, case, determination, ground, extended.due_at, now)
             uow.commit()
             return task_view(uow, task, me)
+
+    def _extension_notice(self, uow: UnitOfWork, case: Case, determination: types_pb2.Determination, ground: str,
+                          due: dt.datetime | None, now: dt.datetime) -> None:
+        """The written notice of the extension (Medicare Advantage: 42 CFR 422.568(b)(1)(ii)), naming
+        the lines still waiting."""
+        if self._notices is None:
+            return
+        request = events_pb2.RequestSubmitted.FromString(case.request)
+        waiting = {t.line_number: t for t in uow.tasks.of_request(case.request_id) if t.undecided and not t.is_appeal}
+        services = [ServiceDecision(line_number=ln.line_number, procedure_code=ln.procedure_code,
+                                    service=ln.explanation.criteria_title or f"the service {ln.procedure_code}",
+                                    action=ServiceAction.PENDED, requested_units=waiting[ln.line_number].units)
+                    for ln in determination.lines if ln.line_number in waiting]
+        facts = self._notices.facts(NoticeKind.EXTENSION, case, request, case.determination_id, services, now,
+                                    new_due=due, extension_ground=ground)
+        self._notices.issue(uow, facts, request, now)

@@ -46,15 +46,34 @@ def explanation(evaluation: LineEvaluation | None, decision: LineDecision) -> ty
     return explained
 
 
+def software_decider(decision: LineDecision, evaluation: LineEvaluation | None) -> types_pb2.DeciderRef:
+    """Software as the decider of a line, naming what it applied: the criteria set and version, the
+    no-prior-authorization list, or the gold-card exemption."""
+    decider = types_pb2.DeciderRef()
+    decider.CopyFrom(SYSTEM_DECIDER)
+    if decision.decided_by is DecidedBy.NO_PRIOR_AUTH_LIST:
+        decider.criteria = "no-prior-authorization list"
+    elif decision.decided_by is DecidedBy.GOLD_CARD:
+        decider.criteria = "gold-card exemption"
+    elif evaluation is not None:
+        decider.criteria = f"{evaluation.criteria_id}@{evaluation.criteria_version}"
+    return decider
+
+
 def rules_line(service_line: types_pb2.ServiceLine, decision: LineDecision, evaluation: LineEvaluation | None,
-               reasons: list[str] | None = None) -> types_pb2.LineDetermination:
-    """Software's determination of a line (units and dates of an approval: :func:`certify`)."""
-    return types_pb2.LineDetermination(
+               reasons: list[str] | None = None, now: dt.datetime | None = None) -> types_pb2.LineDetermination:
+    """Software's determination of a line (units and dates of an approval: :func:`certify`); every
+    line names its own decider, software with what it applied, and when (``now``)."""
+    line = types_pb2.LineDetermination(
         line_number=service_line.line_number, procedure_code=service_line.procedure_code,
         outcome=to_number(OUTCOME, decision.outcome.value),
         action_code=to_number(ACTION, decision.action),
         reasons=list(decision.reasons) if reasons is None else reasons,
-        queued_for_review=decision.queued_for_review, explanation=explanation(evaluation, decision))
+        queued_for_review=decision.queued_for_review, explanation=explanation(evaluation, decision),
+        decided_by=software_decider(decision, evaluation))
+    if now is not None:
+        line.decided_at.FromDatetime(now)
+    return line
 
 
 def reevaluated_line(service_line: types_pb2.ServiceLine, decision: LineDecision,
@@ -62,12 +81,9 @@ def reevaluated_line(service_line: types_pb2.ServiceLine, decision: LineDecision
                      now: dt.datetime) -> types_pb2.LineDetermination:
     """Software's new determination of a line once the provider sent more information; the
     previous line's flags (a possible duplicate, a gold card) stay among the reasons."""
-    line = rules_line(service_line, decision, evaluation,
+    return rules_line(service_line, decision, evaluation,
                       ["re-evaluated with the additional information received", *decision.reasons,
-                       *previous.explanation.flags])
-    line.decided_by.CopyFrom(SYSTEM_DECIDER)
-    line.decided_at.FromDatetime(now)
-    return line
+                       *previous.explanation.flags], now)
 
 
 def hold_for_person(line: types_pb2.LineDetermination) -> None:
@@ -85,6 +101,8 @@ def certify(out: types_pb2.LineDetermination, line: types_pb2.ServiceLine,
     out.approved_start.CopyFrom(line.start_date)
     out.approved_end.CopyFrom(line.end_date if line.HasField("end_date") else line.start_date)
     cap = evaluation.approval if evaluation is not None else None
+    if cap is not None:
+        out.unit = cap.unit
     if cap is None or line.units <= cap.max_units:
         return
     out.approved_units = cap.max_units
@@ -114,7 +132,7 @@ def decided_line(stored: types_pb2.LineDetermination, service_line: types_pb2.Se
     line = types_pb2.LineDetermination()
     line.CopyFrom(stored)
     for name in ("approved_units", "approved_start", "approved_end", "next_review_date", "criterion",
-                 "requested_facts", "information_due"):
+                 "requested_facts", "information_due", "appeal_rights", "appeal"):
         line.ClearField(name)
     del line.reasons[:]
     line.action_code = to_number(ACTION, wf.ACTION_OF[d.decision])
@@ -173,15 +191,37 @@ def announce_line(uow: UnitOfWork, topic: str, case: Case, request: events_pb2.R
     for i, existing in enumerate(stored.lines):
         if existing.line_number == line.line_number:
             stored.lines[i].CopyFrom(line)
-    stored.decided_by.CopyFrom(line.decided_by)
+    # Each line names its decider; the request's is theirs only when they are one and the same, so
+    # a software approval never reads as a physician's decision on another line.
+    stored.decided_by.CopyFrom(request_decider(stored))
     stored.decided_at.CopyFrom(line.decided_at)
     case.determination = stored.SerializeToString()
     uow.cases.save(case)
     out = types_pb2.Determination(request_id=case.request_id, determination_id=str(uuid.uuid4()),
-                                  decided_by=line.decided_by, clock=stored.clock)
+                                  decided_by=line.decided_by, clock=stored.clock,
+                                  certification_type=stored.certification_type,
+                                  related_authorization_number=stored.related_authorization_number)
     out.decided_at.FromDatetime(now)
     out.lines.add().CopyFrom(line)
-    uow.publish(OutgoingEvent(topic=topic, key=case.request_id,
-                              message=events_pb2.DeterminationMade(determination=out, member_id=request.member_id,
-                                                                   coverage=request.coverage)))
+    uow.publish(OutgoingEvent(topic=topic, key=case.request_id, message=determination_made(out, request)))
     return out
+
+
+#: The request-level decider when its lines were decided by different deciders (each line names its own).
+SEVERAL_DECIDERS = types_pb2.DeciderRef(id="several", role="several", name="each line names its decider")
+
+
+def request_decider(determination: types_pb2.Determination) -> types_pb2.DeciderRef:
+    """The decider of every decided line when it is one and the same; otherwise :data:`SEVERAL_DECIDERS`."""
+    ids = {ln.decided_by.id for ln in determination.lines if ln.decided_by.id}
+    if len(ids) == 1:
+        return next(ln.decided_by for ln in determination.lines if ln.decided_by.id)
+    return SEVERAL_DECIDERS if ids else determination.decided_by
+
+
+def determination_made(determination: types_pb2.Determination,
+                       request: events_pb2.RequestSubmitted) -> events_pb2.DeterminationMade:
+    """The event announcing ``determination``, with what authorization records need of the request."""
+    return events_pb2.DeterminationMade(determination=determination, member_id=request.member_id,
+                                        coverage=request.coverage, servicing_provider=request.servicing_provider,
+                                        requesting_provider=request.requesting_provider)

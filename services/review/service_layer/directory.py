@@ -4,6 +4,7 @@ at start (:meth:`Directory.seed`) and managed by supervisors."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 
 from services.common.clock import Clock
@@ -14,6 +15,10 @@ from services.review.service_layer.ports import UnitOfWork
 from services.review.service_layer.preamble import identify, use_case
 
 logger = logging.getLogger(__name__)
+
+# Directory entries are stored in columns of these widths (adapters/tables.py); ids are ASCII.
+_REVIEWER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+MAX_TEXT = 200
 
 
 class Directory:
@@ -52,13 +57,23 @@ class Directory:
             uow.commit()
 
 
-def validate_reviewer(r: wf.Reviewer) -> None:
-    """Raise ValidationFailed naming every field of a directory entry that is wrong."""
+def _identity_problems(r: wf.Reviewer) -> list[FieldViolation]:
+    """Id, name and credential: the shapes and widths of their columns."""
     problems = []
-    if not r.reviewer_id.strip() or len(r.reviewer_id) > 64:
-        problems.append(FieldViolation("reviewer.reviewer_id", "1 to 64 characters"))
+    if not _REVIEWER_ID.fullmatch(r.reviewer_id):
+        problems.append(FieldViolation("reviewer.reviewer_id", "1 to 64 ASCII letters, digits, '.', '_', '@' or "
+                                                               "'-', starting with a letter or digit"))
     if not r.name.strip():
         problems.append(FieldViolation("reviewer.name", "required"))
+    for field, text in (("name", r.name), ("credential", r.credential)):
+        if len(text) > MAX_TEXT:
+            problems.append(FieldViolation(f"reviewer.{field}", f"at most {MAX_TEXT} characters"))
+    return problems
+
+
+def validate_reviewer(r: wf.Reviewer) -> None:
+    """Raise ValidationFailed naming every field of a directory entry that is wrong."""
+    problems = _identity_problems(r)
     if r.role not in wf.NON_REVIEWING:
         if not r.lines_of_business:
             problems.append(FieldViolation("reviewer.lines_of_business", "at least one"))
@@ -71,7 +86,7 @@ def validate_reviewer(r: wf.Reviewer) -> None:
             problems.append(FieldViolation("reviewer.capacity", "between 1 and 500"))
         if not r.credential.strip():
             problems.append(FieldViolation("reviewer.credential", "required, e.g. RN or MD"))
-    bad_states = sorted(s for s in r.licence_states if len(s) != 2 or not s.isalpha() or not s.isupper())
+    bad_states = sorted(s for s in r.licence_states if not re.fullmatch(r"[A-Z]{2}", s))
     if bad_states:
         problems.append(FieldViolation("reviewer.licence_states", f"two-letter USPS codes (not {bad_states})"))
     bad_lobs = sorted(lob for lob in r.lines_of_business if lob not in LINES_OF_BUSINESS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,14 +21,29 @@ from services.common.proto_enums import to_name
 from services.common.topics import Topics
 from services.review.domain.case import Case
 from services.review.domain.criteria import LineEvaluation, Outcome
-from services.review.domain.deadlines import ClockEngine, ClockError, ClockRequest
+from services.review.domain.deadlines import ClockEngine, ClockError
 from services.review.domain.decisions import ACTION_CERTIFIED, decide_with_policy
 from services.review.domain.policy import GoldCard, LineOutcome, NoPriorAuthEntry, Policies
 from services.review.domain.task import Task
-from services.review.service_layer.determinations import SYSTEM_DECIDER, certify, rules_line
+from services.review.domain.urgency import UrgentLine, route
+from services.review.service_layer.determinations import (
+    SYSTEM_DECIDER,
+    certify,
+    determination_made,
+    request_decider,
+    rules_line,
+)
 from services.review.service_layer.lines import line_facts
-from services.review.service_layer.ports import DuplicateChecker, Evaluator, LineQuery, UnitOfWork
-from services.review.service_layer.submitted import date_of, facts_of
+from services.review.service_layer.notices import NoticeWriter
+from services.review.service_layer.ports import (
+    DecisionMetrics,
+    DuplicateChecker,
+    Evaluator,
+    LineDecided,
+    LineQuery,
+    UnitOfWork,
+)
+from services.review.service_layer.submitted import clock_request, date_of, facts_of
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +51,7 @@ CONSUMER_NAME = "review"
 LOB = types_pb2.LineOfBusiness
 URGENCY = types_pb2.Urgency
 REVIEW_TYPE = types_pb2.ReviewType
+ACTION = types_pb2.ActionCode
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,7 @@ class _Decided:
     tasks: list[Task]
     outcomes: list[LineOutcome]
     event: events_pb2.DeterminationMade
+    request: events_pb2.RequestSubmitted
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,12 @@ class _Assessed:
     def npi(self) -> str:
         return str(self.message.requesting_provider.npi)
 
+    def urgent_lines(self) -> list[UrgentLine]:
+        """The lines their criteria call urgent (a met urgent rule, or a red flag while a fact is
+        missing), with why; lines on the no-prior-authorization list need no review at all."""
+        return [UrgentLine(a.line.line_number, a.evaluation.urgency.reason()) for a in self.lines
+                if a.no_prior_auth is None and a.evaluation is not None and a.evaluation.urgency is not None]
+
     def gold_card_candidates(self) -> set[tuple[str, str]]:
         """(npi, category) of the lines an exemption could still change: covered by criteria that
         did not approve them."""
@@ -82,10 +106,12 @@ class ReviewHandlers:
     def __init__(self, uow_factory: Callable[[], UnitOfWork], topics: Topics, evaluator: Evaluator,
                  duplicates: DuplicateChecker, clocks: ClockEngine, *, clock: Clock,
                  policies: Policies | None = None, current_evaluator: Callable[[], Evaluator] | None = None,
-                 at_risk_fraction: float = 0.2) -> None:
+                 at_risk_fraction: float = 0.2, notices: NoticeWriter | None = None,
+                 metrics: DecisionMetrics | None = None) -> None:
         """``current_evaluator``, when given, is asked once per batch for the evaluator to use (the
         criteria library may be reloaded while the service runs); otherwise ``evaluator`` is.
-        ``at_risk_fraction``: a task is at risk once less than this share of its clock is left."""
+        ``at_risk_fraction``: a task is at risk once less than this share of its clock is left;
+        ``metrics`` counts the lines decided."""
         self._clocks = clocks
         self._now = clock
         self._at_risk = at_risk_fraction
@@ -94,6 +120,8 @@ class ReviewHandlers:
         self._current_evaluator = current_evaluator or (lambda: evaluator)
         self._duplicates = duplicates
         self._policies = policies or Policies()
+        self._notices = notices
+        self._metrics = metrics
 
     # -- events --------------------------------------------------------------------------------
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
@@ -127,14 +155,25 @@ class ReviewHandlers:
             uow.cases.add_many([d.case for d in decided])
             uow.tasks.add_many([t for d in decided for t in d.tasks])
             uow.provider_outcomes.add_many([o for d in decided for o in d.outcomes])
+            now = self._now()
             for d in decided:
                 uow.publish(OutgoingEvent(topic=self._topics.determination_made, key=d.case.request_id,
                                           message=d.event))
+                if self._notices is not None:
+                    # Software's approvals are decisions too: the member and the provider hear of them.
+                    self._notices.for_lines(uow, d.case, d.request, d.case.determination_id,
+                                            [ln for ln in d.event.determination.lines if not ln.queued_for_review],
+                                            now)
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
             uow.commit()
         if decided:
             queued = sum(len(d.tasks) for d in decided)
             logger.info("decided %d requests (%d lines queued for review)", len(decided), queued)
+            if self._metrics is not None:
+                self._metrics.decided([
+                    LineDecided("software", to_name(ACTION, line.action_code) or "unspecified", d.case.regime,
+                                d.case.urgency, d.case.received_at, d.case.created_at)
+                    for d in decided for line in d.event.determination.lines])
 
     def _assess(self, event: IncomingEvent, evaluator: Evaluator) -> _Assessed:
         """The no-PA list and criteria applied to each line of a request (no I/O)."""
@@ -169,18 +208,21 @@ class ReviewHandlers:
         request_id = message.request_id
         state = message.coverage.member_state
         received_at = message.received_at.ToDatetime(tzinfo=dt.UTC)
-        inpatient = any(line.place_of_service == types_pb2.PLACE_OF_SERVICE_INPATIENT_HOSPITAL
-                        for line in message.service_lines)
         try:
-            deadline = self._clocks.start(ClockRequest(lob, state, urgency, review_type, received_at,
-                                                       "inpatient" if inpatient else ""))
+            deadline = self._clocks.start(clock_request(message, lob, urgency, review_type))
+            routing = route(urgency, review_type, deadline.regime, assessed.urgent_lines())
+            if routing.clock_urgency != urgency:
+                deadline = self._clocks.start(clock_request(message, lob, routing.clock_urgency, review_type,
+                                                            routing.clock_reason))
         except ClockError as exc:  # e.g. a year the holiday calendars do not cover: refuse, never guess
             raise PoisonMessage(f"request {request_id}: no regulatory clock: {exc}") from exc
         if deadline.due_at is None:
             raise PoisonMessage(f"request {request_id}: the regulatory clock started without a due time")
         now = self._now()
-        determination = types_pb2.Determination(request_id=request_id, determination_id=str(uuid.uuid4()),
-                                                decided_by=SYSTEM_DECIDER)
+        determination = types_pb2.Determination(
+            request_id=request_id, determination_id=str(uuid.uuid4()), decided_by=SYSTEM_DECIDER,
+            certification_type=message.certification_type,
+            related_authorization_number=message.related_authorization_number)
         determination.decided_at.FromDatetime(now)
         determination.clock.regime = deadline.regime
         determination.clock.rule = deadline.rule
@@ -193,29 +235,34 @@ class ReviewHandlers:
             decision = decide_with_policy(evaluation, line.procedure_code, lob, overlaps.get(line.line_number, []),
                                           no_prior_auth=assessed_line.no_prior_auth,
                                           no_prior_auth_list=self._policies.no_prior_auth.name, gold_card=card)
-            out = rules_line(line, decision, evaluation)
+            out = rules_line(line, decision, evaluation, now=now)
             if decision.action == ACTION_CERTIFIED:
                 certify(out, line, evaluation)
+            task_urgency, urgency_reason = routing.for_line(line.line_number)
+            if decision.queued_for_review and urgency_reason:
+                out.reasons.append(f"{task_urgency} review: {urgency_reason}")
             determination.lines.add().CopyFrom(out)
             category = evaluation.category if evaluation is not None else "general"
             if decision.queued_for_review:
                 tasks.append(Task.open_for_review(
                     task_id=str(uuid.uuid4()), request_id=request_id, line_number=line.line_number,
-                    procedure_code=line.procedure_code, line_of_business=lob, member_state=state, urgency=urgency,
-                    outcome=decision.outcome, reasons=(*decision.reasons, *decision.flags), clock=deadline,
-                    category=category, units=line.units, now=now, at_risk_fraction=self._at_risk))
+                    procedure_code=line.procedure_code, line_of_business=lob, member_state=state,
+                    urgency=task_urgency, outcome=decision.outcome, reasons=(*decision.reasons, *decision.flags),
+                    clock=deadline, category=category, units=line.units, now=now, at_risk_fraction=self._at_risk,
+                    urgency_reason=urgency_reason))
             if decision.counts_for_gold_card and evaluation is not None and assessed.npi:
                 outcomes.append(LineOutcome(request_id, line.line_number, assessed.npi, category, now,
                                             decision.approved, SYSTEM_DECIDER.id))
         case = Case(request_id=request_id, determination_id=determination.determination_id,
-                    member_id=message.member_id, line_of_business=lob, member_state=state, urgency=urgency,
+                    member_id=message.member_id, line_of_business=lob, member_state=state,
+                    urgency=routing.clock_urgency,
                     review_type=review_type, requesting_npi=message.requesting_provider.npi,
                     received_at=received_at, due_at=deadline.due_at, regime=deadline.regime,
                     request=message.SerializeToString(), determination=determination.SerializeToString(),
                     created_at=now, clock=deadline)
-        outgoing = events_pb2.DeterminationMade(determination=determination, member_id=message.member_id,
-                                                coverage=message.coverage)
-        return _Decided(event.event_id, case, tasks, outcomes, outgoing)
+        determination.decided_by.CopyFrom(request_decider(determination))
+        outgoing = determination_made(determination, message)
+        return _Decided(event.event_id, case, tasks, outcomes, outgoing, message)
 
     # -- queries -------------------------------------------------------------------------------
     def determination(self, request_id: str) -> types_pb2.Determination:
@@ -229,10 +276,10 @@ class ReviewHandlers:
         """A page of the open tasks, most urgent first, the next page's token and how many are open."""
         if not 0 <= page_size <= 500:
             raise ValidationFailed([FieldViolation("page_size", "between 1 and 500 (0 means 50)")])
-        try:
-            offset = int(page_token) if page_token else 0
-        except ValueError:
-            raise ValidationFailed([FieldViolation("page_token", "not a token this service issued")]) from None
+        # The tokens issued are offsets; int() alone would take '-5', a full-width digit or a hundred digits.
+        if page_token and not re.fullmatch(r"[0-9]{1,9}", page_token):
+            raise ValidationFailed([FieldViolation("page_token", "not a token this service issued")])
+        offset = int(page_token) if page_token else 0
         size = page_size or 50
         with self._uow().read_only() as uow:
             tasks, total = uow.tasks.open_tasks(size, offset)

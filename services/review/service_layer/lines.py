@@ -11,7 +11,7 @@ from typing import Protocol
 from ur.common.v1 import types_pb2
 
 from services.common.proto_enums import to_name, to_number
-from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts, with_line_facts
+from services.review.domain.criteria import FactValue, LineEvaluation, LineFacts, render_value, with_line_facts
 
 LOB = types_pb2.LineOfBusiness
 URGENCY = types_pb2.Urgency
@@ -105,4 +105,21 @@ def explanation_proto(evaluation: LineEvaluation) -> types_pb2.Explanation:
         explanation.conditions.add(condition_id=c.condition_id, description=c.description,
                                    status=to_number(CONDITION, c.status.value),
                                    observed=list(c.observed))
+    for d in evaluation.derived:
+        explanation.derived.add(name=d.fact, value=render_value(d.value), derived_from=d.because, mapping=d.mapping,
+                                description=d.describe())
+    explanation.contradictions.extend(c.describe() for c in evaluation.contradictions)
+    if evaluation.urgency is not None:
+        explanation.urgency = evaluation.urgency.reason()
+    explanation.criteria_title = evaluation.title
+    explanation.criteria_sources.extend(" ".join(s.split()) for s in evaluation.sources)
+    if evaluation.nearest is not None:
+        n = evaluation.nearest
+        nearest = explanation.nearest
+        for kind, results in (("met", n.met), ("unmet", n.unmet), ("missing", n.missing)):
+            for c in results:
+                getattr(nearest, kind).add(condition_id=c.condition_id, description=c.description,
+                                           status=to_number(CONDITION, c.status.value), observed=list(c.observed))
+        nearest.not_applicable.extend(n.not_applicable)
+        nearest.summary = n.summary
     return explanation

@@ -20,20 +20,27 @@ from typing import Self
 
 from services.common.clock import Clock
 from services.common.events import OutgoingEvent
+from services.review.domain.appeals import Appeal
 from services.review.domain.case import Case
 from services.review.domain.criteria import LineEvaluation, LineFacts
 from services.review.domain.notes import CaseNote
+from services.review.domain.notices import Notice
 from services.review.domain.policy import LineOutcome, ProviderRecord
 from services.review.domain.task import AuditEntry, Task
 from services.review.domain.workflow import Reviewer, Role
 
 __all__ = [
+    "AppealRepository",
     "CaseNoteRepository",
     "CaseRepository",
     "Clock",
+    "DecisionMetrics",
     "DuplicateChecker",
     "Evaluator",
+    "LineDecided",
     "LineQuery",
+    "NoticeRenderer",
+    "NoticeRepository",
     "ProviderOutcomeRepository",
     "QueueDepth",
     "ReviewerRepository",
@@ -58,7 +65,8 @@ class CaseRepository(abc.ABC):
 
     @abc.abstractmethod
     def save(self, case: Case) -> None:
-        """Store what may change on a case: its request (merged facts), determination, clock and due time."""
+        """Store what may change on a case: its request (merged facts), determination, clock, due time
+        and urgency (the urgency its clock runs on, which a person may change)."""
 
     @abc.abstractmethod
     def request_ids_of_member(self, member_id: str) -> list[str]:
@@ -200,6 +208,50 @@ class CaseNoteRepository(abc.ABC):
         """The member's notes, oldest first (then by id)."""
 
 
+class NoticeRepository(abc.ABC):
+    """Notices as issued, never changed."""
+
+    @abc.abstractmethod
+    def add_many(self, notices: Sequence[Notice]) -> None:
+        """Store new notices; DuplicateKey if an id is taken."""
+
+    @abc.abstractmethod
+    def get(self, notice_id: str) -> Notice | None: ...
+
+    @abc.abstractmethod
+    def of_request(self, request_id: str) -> list[Notice]:
+        """The request's notices, oldest first (then by id)."""
+
+    @abc.abstractmethod
+    def of_member(self, member_id: str) -> list[Notice]:
+        """The member's notices, oldest first (then by id)."""
+
+
+class NoticeRenderer(abc.ABC):
+    """A notice as the PDF letter that is mailed (adapters/notice_pdf.py)."""
+
+    @abc.abstractmethod
+    def pdf(self, notice: Notice) -> bytes:
+        """The letter as PDF bytes, showing every section of ``notice`` (its text can be read back out)."""
+
+
+class AppealRepository(abc.ABC):
+    @abc.abstractmethod
+    def add(self, appeal: Appeal) -> None:
+        """Store a new appeal; DuplicateKey if its id (or its task) is taken."""
+
+    @abc.abstractmethod
+    def get(self, appeal_id: str) -> Appeal | None: ...
+
+    @abc.abstractmethod
+    def save(self, appeal: Appeal) -> None:
+        """Store what a decision changes: status, outcome, decider, time and where it was forwarded."""
+
+    @abc.abstractmethod
+    def of_line(self, request_id: str, line_number: int) -> list[Appeal]:
+        """The line's appeals, oldest first."""
+
+
 class UnitOfWork(abc.ABC):
     """One transaction over review's store, used as a context manager: it rolls back unless
     :meth:`commit` is called. Events handed to :meth:`publish` are stored with the changes (the
@@ -211,6 +263,8 @@ class UnitOfWork(abc.ABC):
     reviewers: ReviewerRepository
     provider_outcomes: ProviderOutcomeRepository
     case_notes: CaseNoteRepository
+    notices: NoticeRepository
+    appeals: AppealRepository
 
     @abc.abstractmethod
     def read_only(self) -> Self:
@@ -270,3 +324,27 @@ class DuplicateChecker(abc.ABC):
         """For each (member id, lines), in order: line number -> numbers of the member's active
         authorizations for the line's code whose validity overlaps the line's dates. Lines without
         any are absent. Raises TransientError when the answer cannot be had now."""
+
+
+@dataclass(frozen=True)
+class LineDecided:
+    """A line's determination, as committed and announced: who decided it (``software``, or the
+    reviewer's role: ``nurse``, ``physician``, ``adjuster``), its action (``certified_in_total``,
+    ``pended``, ``not_certified``... the ActionCode's name), the request's regulatory regime and
+    urgency, and when the request was received and the line decided. No identifiers."""
+
+    decider: str
+    outcome: str
+    regime: str
+    urgency: str
+    received_at: dt.datetime
+    decided_at: dt.datetime
+
+
+class DecisionMetrics(abc.ABC):
+    """Where decisions are counted (adapters/metrics.py: Prometheus)."""
+
+    @abc.abstractmethod
+    def decided(self, lines: Sequence[LineDecided]) -> None:
+        """Count lines whose determination has just been committed (called after the commit, so a
+        rolled-back decision is never counted)."""

@@ -10,6 +10,7 @@ from ur.events.v1 import events_pb2
 
 from services.common.errors import PoisonMessage
 from services.review.domain.criteria import FactValue
+from services.review.domain.deadlines import ClockRequest
 from services.review.service_layer.lines import proto_date, request_facts
 
 
@@ -34,3 +35,13 @@ def service_line(message: events_pb2.RequestSubmitted, line_number: int) -> type
         if line.line_number == line_number:
             return line
     raise PoisonMessage(f"request {message.request_id} has no line {line_number}")
+
+
+def clock_request(message: events_pb2.RequestSubmitted, line_of_business: str, urgency: str, review_type: str,
+                  expedited_because: str = "") -> ClockRequest:
+    """What the regulatory clock of the request needs to know, with the urgency it is to run on."""
+    inpatient = any(line.place_of_service == types_pb2.PLACE_OF_SERVICE_INPATIENT_HOSPITAL
+                    for line in message.service_lines)
+    return ClockRequest(line_of_business, message.coverage.member_state, urgency, review_type,
+                        message.received_at.ToDatetime(tzinfo=dt.UTC), "inpatient" if inpatient else "",
+                        expedited_because)

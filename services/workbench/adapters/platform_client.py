@@ -25,6 +25,7 @@ from ur.review.v1 import review_pb2, review_pb2_grpc
 from services.common.credentials import TokenSource, bearer
 from services.common.errors import FieldViolation, ServiceError, Unavailable, ValidationFailed
 from services.common.grpc_errors import STATUS_OF
+from services.common.grpc_telemetry import aio_client_interceptors
 from services.common.tls import TransportSecurity, channel_options
 from services.workbench.service_layer.ports import Platform
 
@@ -75,11 +76,14 @@ class GrpcPlatform(Platform):
     def _open(self) -> None:
         if not self._channels:
             options = channel_options()
+            interceptors = aio_client_interceptors()
             if self._security is None:
-                self._channels = [grpc.aio.insecure_channel(t, options=options) for t in self._targets]
+                self._channels = [grpc.aio.insecure_channel(t, options=options, interceptors=interceptors)
+                                  for t in self._targets]
             else:
                 credentials = self._security.channel_credentials()
-                self._channels = [grpc.aio.secure_channel(t, credentials, options=options) for t in self._targets]
+                self._channels = [grpc.aio.secure_channel(t, credentials, options=options, interceptors=interceptors)
+                                  for t in self._targets]
 
     def _own(self) -> tuple[tuple[str, str], ...]:
         """The workbench's own credentials (none: its client certificate alone identifies it)."""

@@ -11,9 +11,10 @@ import sys
 
 import uvicorn
 
-from services.common import lifetime, logs, settings
+from services.common import lifetime, logs, settings, tracing
 from services.common.errors import ConfigurationError
-from services.common.main import EXIT_FAILED, configuration_error, report_port
+from services.common.main import EXIT_FAILED, configuration_error, report_port, serve_metrics
+from services.common.metrics import MetricsBindError
 from services.workbench.bootstrap import build
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def bind(address: str) -> socket.socket:
 
 async def serve(config: settings.WorkbenchSettings) -> None:
     built = build(config)
+    listener = serve_metrics(config, built.metrics)
     sock = bind(config.listen)
     server = uvicorn.Server(uvicorn.Config(built.app, log_config=None, access_log=False, proxy_headers=False,
                                            server_header=False, date_header=True, timeout_graceful_shutdown=10))
@@ -42,7 +44,11 @@ async def serve(config: settings.WorkbenchSettings) -> None:
         logger.info("workbench serving on http://%s:%d/", sock.getsockname()[0], port)
         if config.port_file:
             report_port(config.port_file, port)
-    await task
+    try:
+        await task
+    finally:
+        if listener is not None:
+            listener.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,13 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.log_level, "workbench")
     if config.supervisor_pid is not None:
         lifetime.stop_with_supervisor(config.supervisor_pid)
+    tracing.configure("workbench", config.otlp_traces_endpoint, config.trace_sample_ratio)
     try:
         asyncio.run(serve(config))
     except ConfigurationError as exc:  # a file a setting names (UR_GRPC_TOKEN_FILE) cannot be used
         return configuration_error("workbench", exc)
+    except MetricsBindError as exc:
+        logger.error("workbench failed to start: %s", exc)
+        return EXIT_FAILED
     except OSError as exc:
         logger.exception("workbench failed to start: %s", exc)
         return EXIT_FAILED
+    finally:
+        tracing.shutdown()
     return 0
 
 

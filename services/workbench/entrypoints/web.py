@@ -52,6 +52,7 @@ from services.common.errors import (
     ValidationFailed,
 )
 from services.workbench.entrypoints import presentation
+from services.workbench.entrypoints.telemetry import HttpMetrics, HttpTelemetry, route_of
 from services.workbench.service_layer.pages import (
     CASE_MANAGER,
     QUEUE_LIMIT,
@@ -185,8 +186,9 @@ class Workbench:
         form = await request.form()
         presented = request.headers.get("x-csrf-token") or _text(form, "csrf_token")
         if not self.same_origin(request) or not csrf_ok(me, presented):
+            # The route's template, not the path: a path may hold a member id.
             logger.warning("refused a request without a valid CSRF token from %s to %s", me.reviewer_id,
-                           request.url.path)
+                           route_of(request.scope))
             return me, form, PlainTextResponse("This form has expired or did not come from the workbench. "
                                                "Reload the page and try again.", status_code=403)
         return me, form, None
@@ -489,8 +491,10 @@ def _home(me: Session) -> str:
     return "/queue"
 
 
-def create_app(workbench: Workbench, *, lifespan: Lifespan | None = None) -> ASGIApp:
-    """The ASGI application; ``lifespan`` opens and closes what the workbench holds (its channels)."""
+def create_app(workbench: Workbench, *, lifespan: Lifespan | None = None,
+               metrics: HttpMetrics | None = None) -> ASGIApp:
+    """The ASGI application; ``lifespan`` opens and closes what the workbench holds (its channels);
+    ``metrics``: where requests are counted (entrypoints/telemetry.py)."""
     w = workbench
     routes = [
         Route("/", w.home),
@@ -513,4 +517,5 @@ def create_app(workbench: Workbench, *, lifespan: Lifespan | None = None) -> ASG
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    return SecurityHeaders(app)
+    secured = SecurityHeaders(app)
+    return HttpTelemetry(secured, metrics) if metrics is not None else secured

@@ -67,16 +67,21 @@ def issued_events(store: AuthorizationStore) -> list[events_pb2.AuthorizationsIs
 
 # -- issuing -----------------------------------------------------------------------------------
 
-def test_each_certified_line_gets_one_authorization_and_the_news_goes_out(
+def test_each_decided_line_gets_one_record_and_the_news_goes_out(
         store: AuthorizationStore, handlers: AuthorizationHandlers) -> None:
     handlers.handle_batch([incoming(decided("r1", (1, CERTIFIED, 2), (2, PENDED, 0), (3, DENIED, 0),
                                             (4, PARTIAL, 3), (5, MODIFIED, 1), (6, CERTIFIED, 0)))])
     stored = sorted(store.authorizations.values(), key=lambda a: a.line_number)
-    assert [(a.line_number, a.units) for a in stored] == [(1, 2), (4, 3), (5, 1)]
+    assert [(a.line_number, a.status, a.units) for a in stored] == [
+        (1, "approved", 2), (2, "pended", 0), (3, "denied", 0), (4, "partially_approved", 3), (5, "modified", 1),
+        (6, "approved", 0)]
     assert all(a.request_id == "r1" and a.member_id == "T-MA-0001" and a.determination_id == "d1"
-               and a.status == "active" and a.issued_at == NOW for a in stored)
-    # No approved dates: valid from the day of the decision for the default 90 days.
-    assert {(a.valid_from, a.valid_to) for a in stored} == {(dt.date(2027, 3, 1), dt.date(2027, 5, 29))}
+               and a.issued_at == NOW for a in stored)
+    # No approved dates: valid from the day of the decision for the default 90 days; a record that
+    # approves nothing is valid on no other day.
+    assert {(a.valid_from, a.valid_to) for a in stored if a.units} == {(dt.date(2027, 3, 1), dt.date(2027, 5, 29))}
+    assert {(a.valid_from, a.valid_to) for a in stored if not a.units} == {(dt.date(2027, 3, 1),) * 2}
+    # Denials get a number too: the reference a provider quotes on appeal.
     assert all(numbers.is_well_formed(a.authorization_number) and a.authorization_number.startswith("UR27-")
                for a in stored)
 
@@ -86,7 +91,9 @@ def test_each_certified_line_gets_one_authorization_and_the_news_goes_out(
     assert [(a.authorization_number, a.line_number, a.procedure_code, a.units) for a in event.authorizations] == [
         (a.authorization_number, a.line_number, a.procedure_code, a.units) for a in stored]
     first = event.authorizations[0]
-    assert first.status == types_pb2.AUTHORIZATION_STATUS_ACTIVE
+    assert first.status == types_pb2.AUTHORIZATION_STATUS_APPROVED
+    assert (first.units_remaining, first.units_used) == (2, 0)
+    assert event.authorizations[2].status == types_pb2.AUTHORIZATION_STATUS_DENIED
     assert first.member_id == "T-MA-0001"
     assert first.issued_at.ToDatetime(dt.UTC) == NOW
     assert (first.valid_from, first.valid_to) == (date(dt.date(2027, 3, 1)), date(dt.date(2027, 5, 29)))
@@ -111,21 +118,35 @@ def test_a_redelivered_determination_issues_nothing_more(store: AuthorizationSto
     assert store.processed == {("authorization", "e1"), ("authorization", "e2")}
 
 
-def test_a_line_approved_later_gets_its_own_authorization(store: AuthorizationStore,
-                                                          handlers: AuthorizationHandlers) -> None:
+def test_a_line_approved_later_follows_on_its_record(store: AuthorizationStore,
+                                                    handlers: AuthorizationHandlers) -> None:
     handlers.handle_batch([incoming(decided("r1", (1, CERTIFIED, 1), (2, PENDED, 0)))])
-    handlers.handle_batch([incoming(decided("r1", (1, CERTIFIED, 1), (2, CERTIFIED, 4), determination_id="d2"))])
-    assert sorted((a.line_number, a.determination_id) for a in store.authorizations.values()) == [
-        (1, "d1"), (2, "d2")]
+    [pended] = [a for a in store.authorizations.values() if a.line_number == 2]
+    handlers.handle_batch([incoming(decided("r1", (2, CERTIFIED, 4), determination_id="d2"))])
+    assert sorted((a.line_number, a.determination_id, a.status, a.units) for a in store.authorizations.values()) == [
+        (1, "d1", "approved", 1), (2, "d2", "approved", 4)]
+    [later] = [a for a in store.authorizations.values() if a.line_number == 2]
+    assert later.authorization_number == pended.authorization_number
     first, second = issued_events(store)
-    assert [a.line_number for a in first.authorizations] == [1]
+    assert [a.line_number for a in first.authorizations] == [1, 2]
     assert [a.line_number for a in second.authorizations] == [2]
     assert second.determination_id == "d2"
 
 
-def test_nothing_certified_issues_nothing_but_is_remembered(store: AuthorizationStore,
-                                                           handlers: AuthorizationHandlers) -> None:
-    handlers.handle_batch([incoming(decided("r1", (1, PENDED, 0), (2, DENIED, 0)), "e1")])
+def test_a_decision_older_than_the_records_is_ignored(store: AuthorizationStore,
+                                                      handlers: AuthorizationHandlers) -> None:
+    newer = decided("r1", (1, CERTIFIED, 2), determination_id="d2")
+    newer.determination.lines[0].decided_at.FromDatetime(NOW)
+    older = decided("r1", (1, PENDED, 0), determination_id="d1")
+    older.determination.lines[0].decided_at.FromDatetime(NOW - dt.timedelta(hours=1))
+    handlers.handle_batch([incoming(newer), incoming(older)])
+    [record] = store.authorizations.values()
+    assert (record.status, record.determination_id) == ("approved", "d2")
+
+
+def test_lines_needing_no_authorization_get_no_record_but_the_event_is_remembered(
+        store: AuthorizationStore, handlers: AuthorizationHandlers) -> None:
+    handlers.handle_batch([incoming(decided("r1", (1, types_pb2.ACTION_CODE_NO_ACTION_REQUIRED, 0)), "e1")])
     assert store.authorizations == {}
     assert store.outbox == []
     assert store.processed == {("authorization", "e1")}
@@ -166,7 +187,7 @@ def test_a_determination_that_cannot_apply_is_poison_and_its_batch_changes_nothi
 # -- queries -----------------------------------------------------------------------------------
 
 def issue(store: AuthorizationStore, request_id: str, *, member_id: str = "T-MA-0001", code: str = "72148",
-          status: str = "active", issued_at: dt.datetime = NOW) -> str:
+          status: str = "approved", issued_at: dt.datetime = NOW) -> str:
     with store.unit_of_work() as uow:
         [auth] = uow.authorizations.add_many([AuthorizationToIssue(
             request_id=request_id, line_number=1, determination_id="d1", member_id=member_id, procedure_code=code,
@@ -213,7 +234,7 @@ def test_a_members_authorizations_are_listed_newest_first_with_filters(
     assert listed(overlaps_from=dt.date(2027, 4, 1)) == []
     assert listed(overlaps_to=dt.date(2027, 3, 1)) == [cancelled, knee, newer, older]
     assert handlers.for_member("T-OTHER-1", "", None, None, False, 0)[0].status == (
-        types_pb2.AUTHORIZATION_STATUS_ACTIVE)
+        types_pb2.AUTHORIZATION_STATUS_APPROVED)
     cancelled_proto = handlers.get(cancelled)
     assert cancelled_proto.status == types_pb2.AUTHORIZATION_STATUS_CANCELLED
 

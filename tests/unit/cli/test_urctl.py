@@ -39,7 +39,7 @@ def _authorization() -> types_pb2.Authorization:
     auth = types_pb2.Authorization(
         authorization_number=AUTH_NUMBER, request_id=REQUEST_ID, line_number=1, member_id="MA100001",
         procedure_code="72148", units=1, valid_from=_date(2027, 1, 11), valid_to=_date(2027, 1, 25),
-        status=types_pb2.AUTHORIZATION_STATUS_ACTIVE, determination_id="det-1")
+        status=types_pb2.AUTHORIZATION_STATUS_APPROVED, determination_id="det-1")
     auth.issued_at.FromMilliseconds(1_790_000_000_500)
     return auth
 
@@ -118,6 +118,25 @@ class FakeAuthorization(authorization_pb2_grpc.AuthorizationServiceServicer):
         if request.procedure_code:
             auths = [a for a in auths if a.procedure_code == request.procedure_code]
         return authorization_pb2.ListMemberAuthorizationsResponse(authorizations=auths)
+
+    def CheckClaim(self, request: authorization_pb2.CheckClaimRequest,
+                   context: grpc.ServicerContext) -> authorization_pb2.CheckClaimResponse:
+        if request.claim.member_id != "MA100001":
+            return authorization_pb2.CheckClaimResponse(match=authorization_pb2.CLAIM_MATCH_NEVER_AUTHORIZED,
+                                                        explanation="member has no authorization")
+        return authorization_pb2.CheckClaimResponse(match=authorization_pb2.CLAIM_MATCH_COVERED,
+                                                    authorization=_authorization(), units_remaining=1,
+                                                    explanation=f"covered by {AUTH_NUMBER}: 1 of 1 units remain")
+
+    def ConsumeUnits(self, request: authorization_pb2.ConsumeUnitsRequest,
+                     context: grpc.ServicerContext) -> authorization_pb2.ConsumeUnitsResponse:
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "units exhausted: 0 of 1 units left")
+        raise AssertionError("abort raises")
+
+    def GetAuthorizationMetrics(self, request: authorization_pb2.GetAuthorizationMetricsRequest,
+                                context: grpc.ServicerContext) -> authorization_pb2.GetAuthorizationMetricsResponse:
+        return authorization_pb2.GetAuthorizationMetricsResponse(decided=4, approved=3, denied=1,
+                                                                 approved_after_appeal=1)
 
 
 class FakeReview(review_pb2_grpc.ReviewServiceServicer):
@@ -293,11 +312,23 @@ def test_request_show_not_found(server: Server, capsys: pytest.CaptureFixture[st
     assert "Traceback" not in err
 
 
+def test_claim_check_consume_and_metrics(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    claim = ["--member", "MA100001", "--npi", "1234567893", "--code", "72148", "--date", "2027-01-20"]
+    assert urctl.main(["claim", "check", *claim, *server.flags()]) == 0
+    assert f"covered: covered by {AUTH_NUMBER}" in capsys.readouterr().out
+    assert urctl.main(["claim", "consume", "CLM-1/1", *claim, *server.flags()]) == 1
+    assert "units exhausted: 0 of 1 units left" in capsys.readouterr().err
+    assert urctl.main(["claim", "check", *claim[:-1], "20.1.2027", *server.flags()]) == 2
+    assert "is not a date" in capsys.readouterr().err
+    assert urctl.main(["authorization", "metrics", *server.flags()]) == 0
+    assert "4 decided: 3 approved" in capsys.readouterr().out
+
+
 def test_authorization_show(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     assert urctl.main(["authorization", "show", AUTH_NUMBER.lower(), *server.flags()]) == 0
     out = capsys.readouterr().out
     assert AUTH_NUMBER in out
-    assert "ACTIVE" in out
+    assert "APPROVED" in out
     assert "2027-01-11 → 2027-01-25" in out
     assert "72148 x 1" in out
 

@@ -8,13 +8,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from services.common import main
 from services.common.config_files import ConfigFileError
+from services.common.metrics import Metrics
 from services.common.settings import AuthorizationSettings
 from tests.conftest import REPO
 
@@ -80,6 +81,7 @@ def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 class FakeRuntime:
     fail_start: bool = False
     stopped: bool = False
+    metrics: Metrics = field(default_factory=lambda: Metrics(process_collectors=False))
 
     def start(self) -> None:
         if self.fail_start:

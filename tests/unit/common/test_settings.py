@@ -101,6 +101,8 @@ def test_an_empty_value_means_the_default(monkeypatch: pytest.MonkeyPatch) -> No
     ("UR_CREDENTIALS_RELOAD_S", "0", "UR_CREDENTIALS_RELOAD_S: must be greater than 0"),
     ("UR_REVIEW_NO_PA_LIST", "/", "UR_REVIEW_NO_PA_LIST: '/' is not a file"),
     ("UR_REVIEW_CRITERIA_DIR", "/nonexistent", "UR_REVIEW_CRITERIA_DIR: no such directory: '/nonexistent'"),
+    ("UR_REVIEW_METRICS_LISTEN", "9102", "UR_REVIEW_METRICS_LISTEN: expected host:port, got '9102'"),
+    ("UR_TRACE_SAMPLE_RATIO", "2", "UR_TRACE_SAMPLE_RATIO: must be less than or equal to 1, got 2.0"),
 ])
 def test_a_bad_value_names_the_variable_and_the_problem(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
                                                         problem: str) -> None:
@@ -197,3 +199,13 @@ def test_tls_settings_must_make_sense_together(tmp_path: Path, monkeypatch: pyte
     assert loaded.transport_problems() == []
     monkeypatch.setenv("UR_GRPC_TLS_CA_FILE", str(tmp_path / "missing.pem"))
     assert problems(ReviewSettings) == [f"UR_GRPC_TLS_CA_FILE: no such file: '{tmp_path / 'missing.pem'}'"]
+
+
+def test_metrics_listen_on_a_port_or_off_and_tracing_is_off_unless_an_endpoint_is_set(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load(ReviewSettings).metrics_listen == "127.0.0.1:9102"
+    assert load(ReviewSettings).otlp_traces_endpoint is None
+    monkeypatch.setenv("UR_REVIEW_METRICS_LISTEN", "OFF")
+    monkeypatch.setenv("UR_OTLP_TRACES_ENDPOINT", "http://collector:4318/v1/traces")
+    loaded = load(ReviewSettings)
+    assert (loaded.metrics_listen, loaded.otlp_traces_endpoint) == ("off", "http://collector:4318/v1/traces")

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from services.cli import bench_rules
 from services.review.domain.criteria import Outcome, example_line
+from services.review.domain.vocabulary import example_of
 from tests.unit.review.builders import SHIPPED_DIR, shipped_library
 
 REPO = Path(__file__).resolve().parents[3]
@@ -48,15 +49,21 @@ def _check_report(report: dict[str, Any], evaluations: int) -> None:
 
 
 def test_rotation_covers_every_example_and_some_uncovered_lines() -> None:
+    """Every criteria example and every worked example of the vocabulary (lines from which facts are
+    derived), each with its shifted twin, and some lines no set covers."""
     library = shipped_library()
     lines = bench_rules.line_rotation(library)
-    for c in library.current():
+    current = {c.id: c for c in library.current()}
+    for c in current.values():
         for ex in c.examples:
             assert example_line(c, ex) in lines, (c.key, ex.name)
+    worked = [(current[e.criteria], e) for v in library.vocabularies for e in v.examples]
+    for c, e in worked:
+        assert example_of(c, e) in lines, (c.key, e.name)
     selected = [library.select(line) for line in lines]
     uncovered = sum(1 for c in selected if c is None)
     assert 0 < uncovered <= len(lines) // bench_rules.UNCOVERED_EVERY + 1
-    examples = sum(len(c.examples) for c in library.current())
+    examples = sum(len(c.examples) for c in current.values()) + len(worked)
     assert len(lines) - uncovered == 2 * examples  # each example, and its shifted twin
 
 

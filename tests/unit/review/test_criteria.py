@@ -83,10 +83,10 @@ def test_refer_when_everything_is_known_and_nothing_approves() -> None:
     assert got.outcome is Outcome.REFER_TO_NURSE
     assert got.missing_facts == ()
     assert "nurse" in got.summary
-    for unmet in ("ce", "ca", "six weeks therapy"):
-        assert unmet in got.summary
-    assert "not met: " in got.summary
-    assert "six weeks;" not in got.summary
+    # The nearest path (weeks met, therapy not), never the red flags that merely did not apply.
+    assert "the request shows six weeks, but not six weeks therapy (therapy_weeks=1 weeks stated)" in got.summary
+    assert " ce" not in got.summary
+    assert " ca" not in got.summary
 
 
 def test_no_action_rule_is_tried_first() -> None:

@@ -274,3 +274,40 @@ def test_a_malformed_calendar_is_refused_precisely(tmp_path: Path, change: tuple
     bad.write_text(GOOD_CALENDAR.replace(*change))
     with pytest.raises(CalendarFileError, match=problem):
         load_calendar(bad)
+
+
+# -- appeal clocks -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("regime", "urgency", "review", "hours", "cite"), [
+    ("ma-reconsideration", "standard", "prospective", 30 * 24, "422.590(a)(1)"),
+    ("ma-reconsideration", "expedited", "prospective", 72, "422.590(e)(1)"),
+    ("medicaid-appeal", "standard", "prospective", 30 * 24, "438.408(b)(2)"),
+    ("medicaid-appeal", "expedited", "prospective", 72, "438.408(b)(3)"),
+    ("erisa-appeal", "standard", "prospective", 30 * 24, "2560.503-1(i)(2)(ii)"),
+    ("erisa-appeal", "expedited", "prospective", 72, "2560.503-1(i)(2)(i)"),
+    ("erisa-appeal", "standard", "retrospective", 60 * 24, "2560.503-1(i)(2)(iii)"),
+    ("ca-imr", "standard", "prospective", 30 * 24, "4610.5(h)(3)"),
+    ("tx-reconsideration", "standard", "prospective", 30 * 24, "19.2011"),
+    ("workers-comp-default", "expedited", "prospective", 72, "conservative"),
+])
+def test_appeal_clocks_follow_their_regime(regime: str, urgency: str, review: str, hours: int, cite: str) -> None:
+    received = dt.datetime(2027, 1, 12, 15, 0, tzinfo=dt.UTC)  # winter: no daylight-saving change within 60 days
+    state = ENGINE.start_appeal(regime, ClockRequest("medicare_advantage", "TX", urgency, review, received))
+    assert state.regime == regime
+    assert state.due_at == received + dt.timedelta(hours=hours)
+    assert cite in state.rule
+
+
+def test_a_texas_reconsideration_of_a_stay_has_three_working_days() -> None:
+    received = dt.datetime(2027, 1, 15, 15, 0, tzinfo=dt.UTC)  # a Friday: the weekend does not count
+    state = ENGINE.start_appeal("tx-reconsideration", ClockRequest("workers_comp", "TX", "standard", "concurrent",
+                                                                   received, "inpatient"))
+    assert state.business_days == 3
+    assert state.due_at is not None
+    assert state.due_at > received + dt.timedelta(days=3)
+
+
+def test_an_unknown_appeal_regime_is_refused() -> None:
+    with pytest.raises(ClockError, match="no appeal clock"):
+        ENGINE.start_appeal("nowhere", ClockRequest("commercial", "NY", "standard", "prospective",
+                                                    dt.datetime(2027, 1, 12, tzinfo=dt.UTC)))

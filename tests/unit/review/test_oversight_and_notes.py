@@ -79,6 +79,9 @@ def test_a_case_manager_writes_and_amends_notes_that_are_never_changed(with_case
     ("cm-1", "T-MA-0001", "   ", "", ValidationFailed),
     ("cm-1", "T-MA-0001", "x" * (MAX_TEXT + 1), "", ValidationFailed),
     ("cm-1", " ", "a note", "", ValidationFailed),
+    ("cm-1", "T-MA-\u0661", "a note", "", ValidationFailed),  # an Arabic-Indic digit
+    ("cm-1", "T-MA-0001\u202e", "a note", "", ValidationFailed),  # a right-to-left override
+    ("cm-1", "M" * 41, "a note", "", ValidationFailed),
     ("cm-1", "T-MA-0001", "a note", "no-such-note", ValidationFailed),
     ("stranger", "T-MA-0001", "a note", "", PermissionDenied),
 ])

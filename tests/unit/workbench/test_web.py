@@ -7,6 +7,7 @@ tests/e2e/test_workbench.py."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Iterator
 
@@ -16,7 +17,9 @@ from starlette.datastructures import FormData
 from starlette.testclient import TestClient
 from ur.review.v1 import review_pb2
 
+from services.common.logs import FIELDS
 from services.common.settings import WorkbenchSettings
+from services.workbench.adapters.access_log import LogAccessLog, member_reference
 from services.workbench.adapters.sessions import MemorySessionStore
 from services.workbench.bootstrap import build
 from services.workbench.entrypoints.web import decision_from_form
@@ -233,3 +236,35 @@ def test_decision_forms_become_the_requests_review_receives() -> None:
     unknown = decision_from_form("t", FormData([("decision", "rubber-stamp")]))
     assert unknown.WhichOneof("decision") is None
     assert unknown == review_pb2.DecideTaskRequest(task_id="t")
+
+
+def test_requests_are_counted_by_route_template_never_by_path(wb: Workbench) -> None:
+    wb.sign_in()
+    assert wb.client.get(f"/tasks/{TASK_ID}").status_code == 200
+    wb.client.get("/members/M-1")
+    wb.client.get("/no/such/page")
+    metrics = wb.built.metrics
+
+    def count(route: str, status: str) -> float:
+        return metrics.value("ur_workbench_http_requests_total", {"route": route, "method": "GET",
+                                                                  "status": status}) or 0.0
+
+    assert count("/tasks/{task_id}", "200") == 1
+    assert count("/members/{member_id}", "200") + count("/members/{member_id}", "404") == 1
+    assert count("unmatched", "404") == 1
+    samples = [s for family in metrics.registry.collect() for s in family.samples]
+    assert not [s for s in samples if any(TASK_ID in v or "M-1" in v for v in s.labels.values())]
+
+
+def test_the_access_log_names_members_by_an_opaque_reference(caplog: pytest.LogCaptureFixture) -> None:
+    log = LogAccessLog("audit-key")
+    with caplog.at_level(logging.INFO, logger="ur.workbench.access"):
+        log.viewed(reviewer_id="rn-1", page="member", at=T0, request_ids=[REQUEST_ID], member_ids=["M-1", "M-1"],
+                   task_ids=[TASK_ID])
+        LogAccessLog("another-key").viewed(reviewer_id="rn-1", page="member", at=T0, member_ids=["M-1"])
+    first, second = (getattr(r, FIELDS) for r in caplog.records)
+    assert first["member_refs"] == [member_reference(b"audit-key", "M-1")]
+    assert first["member_refs"][0].startswith("m-")
+    assert (first["request_ids"], first["task_ids"], first["reviewer"]) == ([REQUEST_ID], [TASK_ID], "rn-1")
+    assert "M-1" not in str(first)
+    assert second["member_refs"] != first["member_refs"]  # another key, another reference

@@ -98,9 +98,10 @@ EXT_CARE_TEAM_SCOPE = PAS + "extension-careTeamClaimScope"
 REQUESTED_SERVICE_TYPES = ("ServiceRequest", "DeviceRequest", "MedicationRequest", "NutritionOrder")
 
 MAX_SPAN_DAYS = 366  # intake's limit for one line
-_MEMBER = re.compile(r"^[A-Za-z0-9-]{1,40}$")
-_FACT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_MODIFIER = re.compile(r"^[A-Z0-9]{2}$")
+# ASCII, matched whole: $ would accept a trailing newline.
+_MEMBER = re.compile(r"[A-Za-z0-9-]{1,40}")
+_FACT_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_MODIFIER = re.compile(r"[A-Z0-9]{2}")
 
 
 def idempotency_key(submitter_id: str, system: str, value: str) -> str:
@@ -281,7 +282,7 @@ class _Translation:
                 "member id")
             self.bad(member.path, "required", "the member id: a Coverage.identifier of type MB, or subscriberId "
                                               "when the patient is the subscriber" + extra)
-        elif not _MEMBER.match(member.value):
+        elif not _MEMBER.fullmatch(member.value):
             self.bad(member.path, "value", "a member id is 1-40 letters, digits or '-'")
         else:
             self.command.member_id = member.value
@@ -512,7 +513,7 @@ class _Translation:
 
     def fact(self, name: str, path: str, *, bool_value: bool | None = None, number_value: float | None = None,
              text_value: str | None = None, date_value: dt.date | None = None, unit: str = "") -> None:
-        if not _FACT_NAME.match(name):
+        if not _FACT_NAME.fullmatch(name):
             self.bad(path, "value", f"{name[:70]!r} is not a fact name (snake_case, a letter first, at most 64)")
             return
         fact = types_pb2.ClinicalFact(name=name, unit=unit[:40])
@@ -644,7 +645,7 @@ class _Translation:
         line.procedure_code = code
         for k, modifier in enumerate(item.modifier or []):
             value = code_in(modifier, *PROCEDURE_SYSTEMS) or (modifier.coding[0].code if modifier.coding else None)
-            if value is None or not _MODIFIER.match(str(value)):
+            if value is None or not _MODIFIER.fullmatch(str(value)):
                 self.bad(f"{ip}.modifier[{k}]", "value", "a modifier is a two-character CPT/HCPCS modifier")
             else:
                 line.modifiers.append(str(value))
@@ -662,7 +663,7 @@ class _Translation:
             line.units = 1  # one service, as X12's SV1/SV2 quantity defaults
             return
         value = quantity.value
-        if value != int(value) or value < 1 or value > 9999:
+        if not 1 <= value <= 9999 or value != int(value):  # range first: int() of an infinity raises
             self.bad(where, "value", f"units are a whole number from 1 to 9999, not {value}")
             return
         line.units = int(value)
@@ -710,7 +711,7 @@ class _Translation:
         pos = code_in(concept, codes.POS_SYSTEM)
         bill = code_in(concept, codes.TYPE_OF_BILL_SYSTEM)
         place = types_pb2.PLACE_OF_SERVICE_UNSPECIFIED
-        if pos is not None and pos.isdigit() and int(pos) in codes.PLACES_OF_SERVICE:
+        if pos is not None and pos.isascii() and pos.isdigit() and int(pos) in codes.PLACES_OF_SERVICE:
             place = types_pb2.PlaceOfService.ValueType(int(pos))
         elif bill is not None:
             place = codes.place_from_type_of_bill(bill)

@@ -25,8 +25,8 @@ from services.intake.interop.x12.edi import (
 
 VERSION = "005010X217"
 ISA_VERSION = "00501"
-_DIGITS9 = re.compile(r"^\d{9}$")
-_CONTROL = re.compile(r"^[A-Za-z0-9]{4,9}$")
+_DIGITS9 = re.compile(r"[0-9]{9}")
+_CONTROL = re.compile(r"[A-Za-z0-9]{4,9}")
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def _isa_problem(isa: Segment) -> InterchangeRejection | None:
     checks = [
         ("005", len(isa.get(5)) == 2), ("007", len(isa.get(7)) == 2),
         ("014", _valid(isa.get(9), "%y%m%d")), ("015", _valid(isa.get(10), "%H%M")),
-        ("017", isa.get(12) == ISA_VERSION), ("018", bool(_DIGITS9.match(isa.get(13)))),
+        ("017", isa.get(12) == ISA_VERSION), ("018", bool(_DIGITS9.fullmatch(isa.get(13)))),
         ("019", isa.get(14) in ("0", "1")), ("020", isa.get(15) in ("P", "T")),
     ]
     for code, ok in checks:
@@ -129,7 +129,7 @@ def _valid(value: str, pattern: str) -> bool:
         dt.datetime.strptime(value, pattern).replace(tzinfo=dt.UTC)  # only the format matters
     except ValueError:
         return False
-    return value.isdigit()
+    return value.isascii() and value.isdigit()
 
 
 def read_interchange(text: str) -> Interchange | InterchangeRejection:
@@ -170,7 +170,7 @@ def _group(gs: Segment, inner: list[Segment], ge: Segment | None) -> FunctionalG
         group.errors.append("1")  # functional group not supported
     if gs.get(8) != VERSION:
         group.errors.append("2")  # functional group version not supported
-    if not gs.get(6).isdigit() or len(gs.get(6)) > 9:
+    if not gs.get(6).isascii() or not gs.get(6).isdigit() or len(gs.get(6)) > 9:
         group.errors.append("6")  # group control number violates syntax
     i = 0
     seen: set[str] = set()
@@ -199,7 +199,7 @@ def _group(gs: Segment, inner: list[Segment], ge: Segment | None) -> FunctionalG
 def _check_set(ts: TransactionSet, seen: set[str]) -> None:
     if ts.code != "278":
         ts.set_errors.append("1")  # transaction set not supported
-    if not _CONTROL.match(ts.control_number):
+    if not _CONTROL.fullmatch(ts.control_number):
         ts.set_errors.append("7")  # missing or invalid transaction set control number
     elif ts.control_number in seen:
         ts.set_errors.append("23")  # control number not unique within the group

@@ -53,8 +53,9 @@ PRINCIPAL = ("ABK",)
 OTHER_ICD10 = ("ABF", "ABJ", "APR")
 ICD9 = ("BK", "BF", "BJ", "PR")
 SERVICING_ROLES = ("SJ", "FA", "77", "71", "72")
-_MEMBER = re.compile(r"^[A-Za-z0-9-]{1,40}$")
-_NUMBER = re.compile(r"^\d+(\.\d+)?$")
+# ASCII, matched whole: \d takes any Unicode digit and $ a trailing newline.
+_MEMBER = re.compile(r"[A-Za-z0-9-]{1,40}")
+_NUMBER = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
 
 
 @dataclass
@@ -118,7 +119,7 @@ class Request278:
 
 
 def _date(value: str) -> dt.date | None:
-    if len(value) != 8 or not value.isdigit():
+    if len(value) != 8 or not value.isascii() or not value.isdigit():  # '²'.isdigit(), and int('²') raises
         return None
     try:
         return dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
@@ -343,10 +344,10 @@ def _check_service(check: _Checker, service: Level) -> None:
             errors: list[ElementError | None] = []
             if seg.get(composite) and not seg.component(composite, 2, d):
                 errors.append(ElementError(composite, "1", "", 2, "234"))
-            if seg.get(quantity) and not _NUMBER.match(seg.get(quantity)):
+            if seg.get(quantity) and not _NUMBER.fullmatch(seg.get(quantity)):
                 errors.append(ElementError(quantity, "6", seg.get(quantity), None, "380"))
             check.elements(seg, "2000F", *errors)
-        elif seg.tag == "HSD" and seg.get(2) and not _NUMBER.match(seg.get(2)):
+        elif seg.tag == "HSD" and seg.get(2) and not _NUMBER.fullmatch(seg.get(2)):
             check.elements(seg, "2000F", ElementError(2, "6", seg.get(2), None, "380"))
 
 
@@ -422,7 +423,7 @@ class _Mapper:
         if entity is None:  # the envelope check refused a 2000C without its 2010C
             raise ValueError("2000C without 2010C")
         member = entity.nm1.get(9)
-        if not _MEMBER.match(member):
+        if not _MEMBER.fullmatch(member):
             self.reject("2010C", "72", "a member id is 1-40 letters, digits or '-'", element="2010C-NM109")
         else:
             self.command.member_id = member
@@ -548,7 +549,7 @@ class _Mapper:
         hsd = service.first("HSD")
         if not quantity and hsd is not None:
             quantity = hsd.get(2)
-        units = float(quantity) if quantity and _NUMBER.match(quantity) else 1.0
+        units = float(quantity) if quantity and _NUMBER.fullmatch(quantity) else 1.0
         if units != int(units) or not 1 <= units <= 9999:
             self.reject("2000F", "33", f"quantity {quantity!r}: whole units from 1 to 9999", element="2000F-SV104",
                         line=n)
@@ -587,7 +588,7 @@ def _place(um: Segment | None, d: Delimiters) -> types_pb2.PlaceOfService.ValueT
     if um is None or not um.get(4):
         return types_pb2.PLACE_OF_SERVICE_UNSPECIFIED
     value, qualifier = um.component(4, 1, d), um.component(4, 2, d)
-    if qualifier == "B" and value.isdigit() and int(value) in codes.PLACES_OF_SERVICE:
+    if qualifier == "B" and value.isascii() and value.isdigit() and int(value) in codes.PLACES_OF_SERVICE:
         return types_pb2.PlaceOfService.ValueType(int(value))
     if qualifier == "A":
         return codes.place_from_type_of_bill(value)
