@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import functools
+
+import yaml
+
 from services.cli.platform import DEV_CREDENTIALS
 
 CREDENTIALS = DEV_CREDENTIALS
@@ -31,3 +35,10 @@ def token(principal: str) -> str:
 def as_(principal: str) -> Metadata:
     """Call metadata presenting ``principal``."""
     return (("authorization", f"Bearer {token(principal)}"),)
+
+
+@functools.cache
+def scopes_of() -> dict[str, frozenset[str]]:
+    """Every principal of the sample file, with its scopes."""
+    document = yaml.safe_load(CREDENTIALS.read_text(encoding="utf-8"))
+    return {p["id"]: frozenset(p.get("scopes") or ()) for p in document["principals"]}

@@ -484,7 +484,7 @@ def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
                                     console=console, security=platform.security, token=platform.tokens["intake"])
     workload.render_summary(summary, console)
     shift = scripted_review.run_shift(platform.target("review"), console, security=platform.security,
-                                      token=platform.tokens["review"])
+                                      service_token=platform.tokens["review"])
     lifecycle.run_lifecycle({s: platform.target(s) for s in SERVICES}, shift, console, platform.var_dir / "notices",
                             security=platform.security, tokens=platform.tokens)
     if args.mode == "demo":

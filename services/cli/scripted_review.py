@@ -151,10 +151,10 @@ def physician_step(stub: review_pb2_grpc.ReviewServiceStub, view: review_pb2.Tas
 
 
 def run_shift(review_target: str, console: Console, *, nurse_tasks: int = 12, physician_tasks: int = 5,
-              security: TransportSecurity | None = None, token: str | None = None) -> ShiftReport:
-    """``token``: what calls made on no reviewer's behalf send (the queue's listing: ``review:read``)."""
+              security: TransportSecurity | None = None, service_token: str | None = None) -> ShiftReport:
+    """``service_token``: what calls made on no reviewer's behalf send (the queue's listing: ``review:read``)."""
     report = ShiftReport()
-    with open_channel(review_target, security, token=token) as channel:
+    with open_channel(review_target, security, token=service_token) as channel:
         stub = review_pb2_grpc.ReviewServiceStub(channel)
         queue = stub.ListReviewQueue(review_pb2.ListReviewQueueRequest(page_size=500), timeout=10)
         console.print(f"\n[bold]Review queue[/bold]: {queue.total} lines wait for a person "

@@ -6,7 +6,8 @@ and it fails unless the service's access policy declares it. For every method:
 
 - no credentials, a token nobody was given, a malformed header: UNAUTHENTICATED;
 - every principal of the credentials file that lacks the method's scopes: PERMISSION_DENIED;
-- a submitter asking for another submitter's request: NOT_FOUND, in the words an unknown id gets;
+- a submitter asking for, adding to, cancelling, revising or appealing another submitter's request:
+  NOT_FOUND, in the words an unknown id gets;
 
 and after all of them nothing was stored (every table of the service counted before and after) and
 no refusal carried a member id, a request id or a token. A principal that holds the scope gets
@@ -36,6 +37,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy import Engine, MetaData, func, select
 from ur.authorization.v1 import authorization_pb2, authorization_pb2_grpc
+from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 from ur.review.v1 import review_pb2
 
@@ -54,7 +56,7 @@ from services.review import bootstrap as review_bootstrap
 from services.review.adapters import tables as review_tables
 from services.review.entrypoints.access import POLICY as REVIEW_POLICY
 from tests.conftest import REPO
-from tests.factories import fact, lumbar_mri, submitted_event
+from tests.factories import VALID_NPI, fact, lumbar_mri, submitted_event
 from tests.fakes.review import NoDuplicates
 from tests.identity import CLEARINGHOUSE, CLINIC, CREDENTIALS, as_, token
 from tests.tls_material import make_material
@@ -65,6 +67,9 @@ MEMBERS = REPO / "tests" / "data" / "members.yaml"
 SAMPLE = REPO / "deploy" / "sample"
 #: A principal with no scope at all, added to the sample's for the matrix.
 NOBODY = "nobody-in-particular"
+#: A claim line a claims system would check, and draw units for.
+CLAIM = authorization_pb2.ClaimLine(member_id="T-MA-0001", servicing_npi=VALID_NPI, procedure_code="72148",
+                                    date_of_service=types_pb2.Date(year=2027, month=1, day=15), units=1)
 
 
 def credentials_file(directory: Path) -> Path:
@@ -139,6 +144,12 @@ def _intake(url: str, credentials: Path) -> Served:
         "SubmitAdditionalInformation": intake_pb2.SubmitAdditionalInformationRequest(
             request_id=request_id, idempotency_key=f"am-{uuid.uuid4()}",
             clinical_facts=[fact("conservative_therapy_weeks", 7.0, "weeks")]),
+        "CancelRequest": intake_pb2.CancelRequestRequest(request_id=request_id, requesting_npi=VALID_NPI),
+        "ReviseRequest": intake_pb2.ReviseRequestRequest(request_id=request_id, requesting_npi=VALID_NPI,
+                                                         revision=lumbar_mri(meets=True, key=f"am-{uuid.uuid4()}")),
+        "FileAppeal": intake_pb2.FileAppealRequest(
+            idempotency_key=f"am-{uuid.uuid4()}", request_id=request_id, line_number=1,
+            urgency=types_pb2.URGENCY_STANDARD, appellant=intake_pb2.APPELLANT_MEMBER),
     }
     return _serve("intake", app, intake_pb2.DESCRIPTOR.services_by_name["IntakeService"], INTAKE_POLICY,
                   intake_tables.metadata, requests, [request_id, message.member_id])
@@ -167,6 +178,11 @@ def _review(url: str, credentials: Path) -> Served:
         "ListCaseNotes": review_pb2.ListCaseNotesRequest(member_id=message.member_id),
         "PutReviewer": review_pb2.PutReviewerRequest(reviewer=review_pb2.Reviewer(
             reviewer_id="rn-new", name="New Nurse", role=review_pb2.REVIEWER_ROLE_NURSE, capacity=5, active=True)),
+        "SetTaskUrgency": review_pb2.SetTaskUrgencyRequest(task_id=task_id, urgency=types_pb2.URGENCY_EXPEDITED,
+                                                           reason="the member's symptoms worsened"),
+        "ListNotices": review_pb2.ListNoticesRequest(request_id=request_id),
+        "GetNotice": review_pb2.GetNoticeRequest(notice_id=str(uuid.uuid4())),
+        "GetAppeal": review_pb2.GetAppealRequest(appeal_id=str(uuid.uuid4())),
     }
     return _serve("review", app, review_pb2.DESCRIPTOR.services_by_name["ReviewService"], REVIEW_POLICY,
                   review_tables.metadata, requests, [request_id, task_id, message.member_id])
@@ -178,6 +194,9 @@ def _authorization(url: str, credentials: Path) -> Served:
     requests: dict[str, Message] = {
         "GetAuthorization": authorization_pb2.GetAuthorizationRequest(authorization_number="UR27-AAAA-BBBB"),
         "ListMemberAuthorizations": authorization_pb2.ListMemberAuthorizationsRequest(member_id="T-MA-0001"),
+        "CheckClaim": authorization_pb2.CheckClaimRequest(claim=CLAIM),
+        "ConsumeUnits": authorization_pb2.ConsumeUnitsRequest(claim_line_id=f"am-{uuid.uuid4()}", claim=CLAIM),
+        "GetAuthorizationMetrics": authorization_pb2.GetAuthorizationMetricsRequest(),
     }
     return _serve("authorization", app, authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"],
                   AUTHORIZATION_POLICY, authorization_tables.metadata, requests, ["T-MA-0001"])
@@ -272,6 +291,21 @@ def intake(make_database: Callable[[str], str], tmp_path_factory: pytest.TempPat
     built.engine.dispose()
 
 
+def _change(stub: intake_pb2_grpc.IntakeServiceStub, what: str, request_id: str,
+            metadata: tuple[tuple[str, str], ...]) -> object:
+    """Cancel, revise or appeal ``request_id`` as its requesting provider would."""
+    if what == "cancel":
+        return stub.CancelRequest(intake_pb2.CancelRequestRequest(
+            request_id=request_id, requesting_npi=VALID_NPI, reason="theirs"), metadata=metadata, timeout=30)
+    if what == "revise":
+        return stub.ReviseRequest(intake_pb2.ReviseRequestRequest(
+            request_id=request_id, requesting_npi=VALID_NPI, revision=lumbar_mri(meets=True, key="theirs-rev")),
+            metadata=metadata, timeout=30)
+    return stub.FileAppeal(intake_pb2.FileAppealRequest(
+        idempotency_key="theirs-appeal", request_id=request_id, line_number=1, urgency=types_pb2.URGENCY_STANDARD,
+        appellant=intake_pb2.APPELLANT_MEMBER), metadata=metadata, timeout=30)
+
+
 def test_a_submitter_sees_nothing_of_another_submitters_requests(intake: Served) -> None:
     stub = intake_pb2_grpc.IntakeServiceStub(intake.channel)
     mine = stub.SubmitRequest(lumbar_mri(meets=False), metadata=as_(CLINIC), timeout=30).request
@@ -290,6 +324,12 @@ def test_a_submitter_sees_nothing_of_another_submitters_requests(intake: Served)
                 metadata=as_(CLEARINGHOUSE), timeout=30)
         assert added.value.code() is grpc.StatusCode.NOT_FOUND
         assert added.value.details() == f"no request {request_id!r}"
+        # Naming the right requesting provider does not make it theirs.
+        for what in ("cancel", "revise", "appeal"):
+            with pytest.raises(grpc.RpcError) as changed:
+                _change(stub, what, request_id, as_(CLEARINGHOUSE))
+            assert (what, changed.value.code()) == (what, grpc.StatusCode.NOT_FOUND)
+            assert changed.value.details() == f"no request {request_id!r}"
     listed = stub.ListMemberRequests(intake_pb2.ListMemberRequestsRequest(member_id=mine.member_id),
                                      metadata=as_(CLEARINGHOUSE), timeout=30)
     assert mine.request_id not in [r.request_id for r in listed.requests]
@@ -302,6 +342,16 @@ def test_a_submitter_sees_nothing_of_another_submitters_requests(intake: Served)
     own = stub.ListMemberRequests(intake_pb2.ListMemberRequestsRequest(member_id=mine.member_id),
                                   metadata=as_(CLINIC), timeout=30)
     assert mine.request_id in [r.request_id for r in own.requests]
+    # The workbench reads every submitter's requests and changes none.
+    with pytest.raises(grpc.RpcError) as workbench:
+        stub.CancelRequest(intake_pb2.CancelRequestRequest(request_id=mine.request_id, requesting_npi=VALID_NPI),
+                           metadata=as_("svc-workbench"), timeout=30)
+    assert workbench.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    # The submitter itself may withdraw it.
+    cancelled = stub.CancelRequest(intake_pb2.CancelRequestRequest(
+        request_id=mine.request_id, requesting_npi=VALID_NPI, reason="no longer needed"), metadata=as_(CLINIC),
+        timeout=30).request
+    assert cancelled.status == intake_pb2.REQUEST_STATUS_CANCELLED
 
 
 # -- the rate limit --------------------------------------------------------------------------------
