@@ -84,8 +84,17 @@ def test_the_policies_say_who_may_do_what() -> None:
     assert AUTHORIZATION_POLICY.rules["GetAuthorization"].scopes == {"authorizations:read", "authorizations:check"}
     assert AUTHORIZATION_POLICY.rules["ListMemberAuthorizations"].scopes == {"authorizations:read"}
     assert REVIEW_POLICY.rules["ListReviewQueue"].scopes == {"review:work", "review:read"}
-    assert all(r.scopes == {"review:work"} for name, r in REVIEW_POLICY.rules.items()
-               if name not in ("ListReviewQueue", "GetDetermination"))
+    # What a service may read besides reviewers: determinations, the queue, notices and appeals.
+    readable = ("ListReviewQueue", "GetDetermination", "GetNotice", "ListNotices", "GetAppeal")
+    assert all(REVIEW_POLICY.rules[name].scopes == {"review:work", "review:read"} for name in readable)
+    assert all(r.scopes == {"review:work"} for name, r in REVIEW_POLICY.rules.items() if name not in readable)
+    # A submitter changes only its own requests (the use cases' check); a reader changes none.
+    for change in ("SubmitAdditionalInformation", "CancelRequest", "ReviseRequest", "FileAppeal"):
+        assert INTAKE_POLICY.rules[change] == rule("requests:submit", limited=True)
+    # Only a claims system draws units; claim matching needs the claims scope too.
+    assert AUTHORIZATION_POLICY.rules["ConsumeUnits"].scopes == {"authorizations:consume"}
+    assert AUTHORIZATION_POLICY.rules["CheckClaim"].scopes == {"authorizations:check"}
+    assert AUTHORIZATION_POLICY.rules["GetAuthorizationMetrics"].scopes == {"authorizations:read"}
 
 
 @pytest.mark.parametrize(("metadata", "context", "message"), [
