@@ -14,7 +14,6 @@ from services.authorization.service_layer.handlers import AuthorizationHandlers,
 from services.common.errors import FieldViolation, ValidationFailed
 from services.common.grpc_errors import translate_errors
 
-
 #: Dates a call may name: arithmetic on a date near year 9999 overflows (found by fuzzing the metrics).
 MIN_YEAR, MAX_YEAR = 1900, 2199
 
