@@ -693,10 +693,10 @@ def compare_runs(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def transport_rows(results: dict[str, Any]) -> list[tuple[str, Any]]:
     """Each transport's headline figures, next to each other (``transports_compared``)."""
     rows: list[tuple[str, Any]] = []
-    for name, run in results.get("transports_compared", {}).items():
-        rows.append((f"{run['transport']} ({name}): SubmitRequest / end-to-end (req/s), p50 (ms)",
+    for run in results.get("transports_compared", {}).values():
+        rows.append((f"{run['transport']}: SubmitRequest / end-to-end (req/s), p50 (ms)",
                      f"{run['submit_per_s']} / {run['end_to_end_per_s']}, {run['submit_to_authorization_p50_ms']}"))
-        rows.append((f"{run['transport']} ({name}): end-to-end vs the first run; gRPC unary ceiling (req/s)",
+        rows.append((f"{run['transport']}: end-to-end vs the first run; gRPC unary ceiling (req/s)",
                      f"{run['end_to_end_vs_first']}; {run['grpc_unary_per_s']}"))
     return rows
 
