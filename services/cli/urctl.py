@@ -9,10 +9,13 @@
     urctl request cancel|revise|appeal   what a submitter may do after submitting
     urctl claim check|consume ...        claim lines against authorizations
     urctl authorization metrics
+    urctl credentials scopes|salt|token|hash|check
     urctl settings [--markdown]
 
 Where the services are comes from UR_INTAKE_TARGET, UR_REVIEW_TARGET and UR_AUTHORIZATION_TARGET
-(see services/common/settings.py), or --intake/--review/--authorization HOST:PORT.
+(see services/common/settings.py), or --intake/--review/--authorization HOST:PORT; who urctl is to
+them from UR_INTAKE_TOKEN (a submitter), UR_REVIEWER_TOKEN (a reviewer; review commands also take
+--token) and UR_AUTHORIZATION_TOKEN.
 
 Exit status: 0 done; 1 a service answered with an error or could not be reached; 2 bad usage or an
 input file that cannot be read or is not a SubmitRequestRequest. Expected errors are reported in one
@@ -27,7 +30,7 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
-from services.cli import lifecycle_commands, reviewer, service_commands
+from services.cli import credentials_commands, lifecycle_commands, reviewer, service_commands
 from services.cli.base import (
     DEFAULT_TIMEOUT_S,
     EXIT_OK,
@@ -54,6 +57,7 @@ COMMANDS: tuple[Callable[[Parsers], None], ...] = (
     reviewer.add_commands,  # request add-info, review ...
     criteria_commands.add_commands,  # criteria validate|test|explain|replay
     lifecycle_commands.add_commands,  # notice, request cancel|revise|appeal, claim, authorization metrics
+    credentials_commands.add_commands,  # credentials scopes|salt|token|hash|check
     service_commands.add_settings_command,
 )
 

@@ -35,6 +35,7 @@ from services.intake.interop.subscriptions.resource import EXT_CONTENT, Endpoint
 from tests.e2e.conftest import Clients, start_platform
 from tests.e2e.test_reviewer_flow import NURSE, claim
 from tests.factories import lumbar_mri
+from tests.identity import CLINIC
 from tests.polling import wait_until
 from tests.subscriber import Subscriber
 from tests.topics import new_topic_prefix
@@ -42,7 +43,9 @@ from tests.unit.interop.pas_fixtures import complete_bundle
 
 pytestmark = pytest.mark.e2e
 
-ORG = "org-valley-orthopedics"
+#: The submitting organization: the principal the platform's own intake client is (intake records it as
+#: the request's submitter), as the door would call intake on the organization's behalf.
+ORG = CLINIC
 #: How long the endpoint stays down while the nurse decides.
 OUTAGE_S = 60.0
 

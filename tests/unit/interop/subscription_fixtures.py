@@ -34,10 +34,8 @@ CERTIFIED = (A1, types_pb2.ACTION_CODE_CERTIFIED_PARTIAL, types_pb2.ACTION_CODE_
 
 
 def intake_record(submitter: str, **fields: Any) -> RequestRecord:
-    """Intake's record of a request ``submitter`` submitted: who submitted a request is intake's to
-    record once callers are authenticated (issue 10); before, the door's record says it."""
-    recorded: dict[str, Any] = {"submitter": submitter} if "submitter" in RequestRecord.__dataclass_fields__ else {}
-    return RequestRecord(**fields, **recorded)
+    """Intake's record of a request ``submitter`` (the authenticated principal) submitted."""
+    return RequestRecord(submitter=submitter, **fields)
 
 
 def asked(endpoint: str = "https://subscriber.example/notify", *, heartbeat_s: int | None = None,

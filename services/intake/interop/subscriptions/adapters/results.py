@@ -87,6 +87,6 @@ class SqlResults(ports.Results):
 
 
 def _submitter(record: RequestRecord, pas: PasSubmission | None) -> str:
-    """Who submitted the request: intake's own record of it where intake keeps one, else the door's."""
-    recorded = str(getattr(record, "submitter", "") or "")
-    return recorded or (pas.submitter if pas is not None else "")
+    """Who submitted the request: intake's record of it (the authenticated principal; the door calls
+    intake as the organization), else, for a request from before callers were authenticated, the door's."""
+    return record.submitter or (pas.submitter if pas is not None else "")
