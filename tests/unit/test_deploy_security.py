@@ -166,7 +166,13 @@ def test_k8s_mounts_every_file_a_setting_names_from_the_secrets_the_script_makes
                 checked += 1
         url = next(str(e["value"]) for e in pod["containers"][0]["env"] if e["name"].endswith("_DATABASE_URL"))
         assert ":" not in url.split("://", 1)[1].split("@", 1)[0], f"{name}: a password in {url}"
+        main = pod["containers"][0]
+        if not any(p.get("name") == "grpc" for p in main.get("ports") or []):
+            # A worker without an API (ur-intake-subscriptions): its plain /metrics listener says it runs.
+            for probe in ("startupProbe", "livenessProbe"):
+                assert main[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, f"{name}: {probe}"
+            continue
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            command = pod["containers"][0][probe]["exec"]["command"]
+            command = main[probe]["exec"]["command"]
             assert command[:4] == ["python", "-m", "services.cli.reflect", "health"], f"{name}: {probe}"
     assert checked >= 3 * len(settings.SERVICES) * 2
