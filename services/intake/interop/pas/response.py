@@ -310,7 +310,8 @@ def _added_item(claim_item: Any, answer: LineAnswer) -> dict[str, Any]:
     return added
 
 
-def _error(rejection: Rejection) -> dict[str, Any]:
+def _error(rejection: Rejection, item_sequence: int | None = None) -> dict[str, Any]:
+    """One ClaimResponse.error; ``item_sequence``: the Claim item it concerns, if one."""
     ext: list[dict[str, Any]] = []
     if rejection.element:
         ext.append({"url": EXT_ERROR_ELEMENT, "extension": [{"url": "error", "valueString": rejection.element}]})
@@ -318,7 +319,8 @@ def _error(rejection: Rejection) -> dict[str, Any]:
         ext.append({"url": EXT_ERROR_PATH, "valueString": rejection.path})
     ext.append({"url": EXT_ERROR_FOLLOWUP, "valueCodeableConcept": {
         "coding": [{"system": codes.FOLLOWUP_SYSTEM, "code": rejection.followup}]}})
-    return {"extension": ext, "code": {"coding": [{
+    located: dict[str, Any] = {"itemSequence": item_sequence} if item_sequence else {}
+    return {"extension": ext, **located, "code": {"coding": [{
         "system": codes.REJECT_REASON_SYSTEM, "code": rejection.code,
         "display": codes.REJECT_REASONS.get(rejection.code, rejection.code)}], "text": rejection.message}}
 
@@ -333,7 +335,9 @@ def pas_error_bundle(request_bundle: str | bytes | Mapping[str, Any], rejections
     notes = [{"number": k + 1, "type": NOTE_TYPE, "text": r.message} for k, r in enumerate(rejections) if r.message]
     if notes:
         response["processNote"] = notes
-    response["error"] = [_error(r) for r in rejections]
+    sequences = [item.sequence for item in request.claim.resource.item or []]
+    response["error"] = [_error(r, sequences[r.line - 1] if 0 < r.line <= len(sequences) else None)
+                         for r in rejections]
     claim_entry = request.raw_entries[:1]
     return _bundle(request, _ordered(response), now, extra=claim_entry)
 

@@ -1,0 +1,83 @@
+"""``ur-fhir``: serve intake's standard front doors (Da Vinci PAS over FHIR, the X12 278) over HTTP
+until SIGTERM or Ctrl-C.
+
+Exit status: 0 after a graceful stop, 2 for a configuration error, 1 when it could not start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import uvicorn
+
+from services.common import lifetime, logs, settings, tracing
+from services.common.errors import ConfigurationError
+from services.common.listeners import bind_tcp
+from services.common.main import EXIT_FAILED, configuration_error, report_port, serve_metrics
+from services.common.metrics import MetricsBindError
+from services.intake.door_bootstrap import build
+from services.intake.service_layer.door_ports import ClientDirectory
+
+logger = logging.getLogger(__name__)
+
+
+def clients_of(config: settings.FhirSettings) -> ClientDirectory:
+    """Who may obtain access tokens: the platform's credentials file."""
+    from services.intake.adapters.door_clients import credentials_directory
+
+    return credentials_directory(config)
+
+
+async def serve(config: settings.FhirSettings) -> None:
+    built = build(config, clients_of(config))
+    listener = serve_metrics(config, built.metrics)
+    sock = bind_tcp(config.listen)
+    https = config.tls_cert_file is not None
+    server = uvicorn.Server(uvicorn.Config(
+        built.app, log_config=None, access_log=False, proxy_headers=False, server_header=False, date_header=True,
+        timeout_graceful_shutdown=10, ssl_certfile=str(config.tls_cert_file) if https else None,
+        ssl_keyfile=str(config.tls_key_file) if https else None))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.02)
+    if server.started:
+        port = sock.getsockname()[1]
+        scheme = "https" if https else "http"
+        logger.info("FHIR door serving on %s://%s:%d/fhir (X12 278 at /x12/278)", scheme, sock.getsockname()[0],
+                    port)
+        if config.port_file:
+            report_port(config.port_file, port)
+    try:
+        await task
+    finally:
+        if listener is not None:
+            listener.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = settings.load(settings.FhirSettings)
+    except ConfigurationError as exc:
+        return configuration_error("fhir", exc)
+    logs.configure(config.log_level, "fhir")
+    if config.supervisor_pid is not None:
+        lifetime.stop_with_supervisor(config.supervisor_pid)
+    tracing.configure("fhir", config.otlp_traces_endpoint, config.trace_sample_ratio)
+    try:
+        asyncio.run(serve(config))
+    except ConfigurationError as exc:
+        return configuration_error("fhir", exc)
+    except MetricsBindError as exc:
+        logger.error("FHIR door failed to start: %s", exc)
+        return EXIT_FAILED
+    except OSError as exc:
+        logger.exception("FHIR door failed to start: %s", exc)
+        return EXIT_FAILED
+    finally:
+        tracing.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
