@@ -69,8 +69,8 @@ class TokenIssuer:
         now = self._now()
         with self._lock:
             self._prune(now)
-            mine = sorted((g.expires_at, d) for d, g in self._grants.items() if g.submitter.id == client_id)
-            for _expires, digest in mine[:max(0, len(mine) - MAX_TOKENS_PER_CLIENT + 1)]:
+            mine = [d for d, g in self._grants.items() if g.submitter.id == client_id]  # oldest first
+            for digest in mine[:max(0, len(mine) - MAX_TOKENS_PER_CLIENT + 1)]:
                 del self._grants[digest]  # the oldest make way
             if len(self._grants) >= MAX_TOKENS:
                 raise Unauthenticated("too many live access tokens; try again later")
