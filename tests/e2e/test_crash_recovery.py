@@ -123,12 +123,15 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(own
     assert {rid for rid, _n in cases} == set(request_ids)
 
     auth_url = own_platform.database_urls["authorization"]
+    # One record per decided line (issue 12): the approved ones usable, the pended ones waiting.
     auths = _count(auth_url, "SELECT request_id, line_number, count(*) FROM authorizations "
                              "GROUP BY request_id, line_number")
     assert all(n == 1 for _r, _l, n in auths)
-    assert {r for r, _l, _n in auths} == {v.request_id for v in complete}
+    assert {r for r, _l, _n in auths} == set(request_ids)
+    approved = _count(auth_url, "SELECT request_id FROM authorizations WHERE status = 'approved'")
+    assert {r for (r,) in approved} == {v.request_id for v in complete}
     numbers = _count(auth_url, "SELECT count(DISTINCT authorization_number), count(*) FROM authorizations")
-    assert numbers[0][0] == numbers[0][1] == len(complete)
+    assert numbers[0][0] == numbers[0][1] == TOTAL
     intake_rows = _count(own_platform.database_urls["intake"],
                          "SELECT count(*), count(DISTINCT idempotency_key) FROM requests")
     assert intake_rows[0] == (TOTAL, TOTAL)
