@@ -8,6 +8,7 @@
     urctl notice list|show|pdf ...       notices of determinations
     urctl request cancel|revise|appeal   what a submitter may do after submitting
     urctl claim check|consume ...        claim lines against authorizations
+    urctl x12 submit FILE                a 278 interchange through intake; prints the 278 response
     urctl authorization metrics
     urctl settings [--markdown]
 
@@ -27,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
-from services.cli import lifecycle_commands, reviewer, service_commands
+from services.cli import lifecycle_commands, reviewer, service_commands, x12_commands
 from services.cli.base import (
     DEFAULT_TIMEOUT_S,
     EXIT_OK,
@@ -54,6 +55,7 @@ COMMANDS: tuple[Callable[[Parsers], None], ...] = (
     reviewer.add_commands,  # request add-info, review ...
     criteria_commands.add_commands,  # criteria validate|test|explain|replay
     lifecycle_commands.add_commands,  # notice, request cancel|revise|appeal, claim, authorization metrics
+    x12_commands.add_commands,  # x12 submit
     service_commands.add_settings_command,
 )
 

@@ -52,7 +52,9 @@ class GrpcIntake(IntakeApi):
 
     @staticmethod
     def _as(submitter: Submitter) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {submitter.credential}"),)
+        """The submitter's credential as call metadata (none without one: a client certificate then
+        identifies the caller)."""
+        return (("authorization", f"Bearer {submitter.credential}"),) if submitter.credential else ()
 
     @staticmethod
     async def _call(call: Callable[[], Awaitable[T]]) -> T:

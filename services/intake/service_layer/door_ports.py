@@ -28,7 +28,8 @@ from ur.intake.v1 import intake_pb2
 
 from services.common.clock import Clock
 
-__all__ = ["ClientDirectory", "Clock", "IntakeApi", "StoredRequest", "SubmissionStore", "Submitter"]
+__all__ = ["ClientDirectory", "Clock", "ControlNumbers", "IntakeApi", "StoredRequest", "SubmissionStore",
+           "Submitter"]
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,15 @@ class StoredRequest:
     recorded_at: dt.datetime
 
 
-class SubmissionStore(abc.ABC):
+class ControlNumbers(abc.ABC):
+    """Where the X12 door's reply envelopes get their control numbers."""
+
+    @abc.abstractmethod
+    async def next_control_number(self) -> int:
+        """A fresh X12 control number (1 to 999999999), never handed out twice until it wraps."""
+
+
+class SubmissionStore(ControlNumbers):
     """The door's own records (see the module docstring). Times are aware UTC datetimes."""
 
     @abc.abstractmethod
@@ -102,10 +111,6 @@ class SubmissionStore(abc.ABC):
     async def find(self, submitter: str, system: str, value: str) -> list[str]:
         """The ids of ``submitter``'s requests whose Claim carried identifier (system, value), oldest
         first; another submitter's are never among them."""
-
-    @abc.abstractmethod
-    async def next_control_number(self) -> int:
-        """A fresh X12 control number (1 to 999999999), never handed out twice until it wraps."""
 
 
 class ClientDirectory(abc.ABC):

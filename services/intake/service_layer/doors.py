@@ -51,7 +51,7 @@ from services.intake.interop.pas.update import ClaimUpdate, claim_identifiers, i
 from services.intake.interop.payers import PayerProfile
 from services.intake.interop.x12 import Party, receive_278, reply_envelope, response_278_set
 from services.intake.interop.x12.envelope import VERSION, Interchange, wrap
-from services.intake.service_layer.door_ports import Clock, IntakeApi, SubmissionStore, Submitter
+from services.intake.service_layer.door_ports import Clock, ControlNumbers, IntakeApi, SubmissionStore, Submitter
 
 logger = logging.getLogger(__name__)
 
@@ -293,11 +293,11 @@ class X12Door:
     budget; its 278 response carries the determination (A4 for a line still under review), the
     rejections of a request the platform cannot review (AAA), or AAA 42 when intake cannot be reached."""
 
-    def __init__(self, intake: IntakeApi, store: SubmissionStore, *, clock: Clock,
+    def __init__(self, intake: IntakeApi, control: ControlNumbers, *, clock: Clock,
                  payers: Mapping[str, PayerProfile] | None = None, wait_ms: int = DEFAULT_WAIT_MS,
                  us: Party = US) -> None:
         self._intake = intake
-        self._store = store
+        self._control = control
         self._now = clock
         self._payers = dict(payers or {})
         self._wait_ms = wait_ms
@@ -306,8 +306,8 @@ class X12Door:
     async def receive(self, text: str, submitter: Submitter) -> X12Answer:
         at = self._now()
         receipt = receive_278(text, submitter.id, self._payers, at=at,
-                              interchange_control=await self._store.next_control_number(),
-                              group_control=await self._store.next_control_number(), us=self._us)
+                              interchange_control=await self._control.next_control_number(),
+                              group_control=await self._control.next_control_number(), us=self._us)
         if receipt.interchange is None:
             return X12Answer("TA1", receipt.acknowledgment)
         sets = []
@@ -323,8 +323,8 @@ class X12Door:
                                          transaction_control=control))
         if not sets:
             return X12Answer("999", receipt.acknowledgment)
-        envelope = reply_envelope(receipt.interchange, await self._store.next_control_number(),
-                                  await self._store.next_control_number(), at)
+        envelope = reply_envelope(receipt.interchange, await self._control.next_control_number(),
+                                  await self._control.next_control_number(), at)
         responses = wrap(envelope, "HI", VERSION, sets)
         if _all_accepted(receipt.interchange):
             return X12Answer("278", responses)

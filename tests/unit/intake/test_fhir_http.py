@@ -30,6 +30,7 @@ from services.intake.service_layer.door_ports import Submitter
 from tests.conftest import REPO
 from tests.fakes.door import NOW, FakeClients, FakeSubmissionStore, HandlersIntake, member
 from tests.unit.interop.pas_fixtures import complete_bundle
+from tests.unit.interop.test_x12 import REJECTIONS
 from tests.unit.interop.x12_fixtures import interchange, transaction
 
 CLIENT, SECRET = "sample-clinic", "dev-only-token-sample-clinic"
@@ -265,3 +266,26 @@ def test_requests_are_counted_by_route_never_by_path(door: Door) -> None:
     door.post("/fhir/Claim/$submit", complete_bundle(), door.token())
     text = "\n".join(str(m) for m in door.built.metrics.registry.collect())
     assert "/Claim/$submit" in text
+
+
+@pytest.mark.parametrize(("name", "kwargs", "expected"), REJECTIONS, ids=[r[0] for r in REJECTIONS])
+def test_every_278_rejection_path_over_http(door: Door, name: str, kwargs: dict[str, Any],
+                                            expected: tuple[str, str, int]) -> None:
+    reply = door.client.post("/x12/278", content=interchange(transaction(**kwargs)).encode(),
+                             headers={"authorization": f"Bearer {door.token()}"})
+    assert reply.status_code == 200
+    aaa = [s.split("*")[3] for s in reply.text.split("~") if s.strip().startswith("AAA*")]
+    assert aaa == [expected[1]], name
+    assert door.intake.calls == []
+
+
+def test_a_partly_refused_interchange_is_the_999_then_the_278s(door: Door) -> None:
+    good = transaction(control="0001")
+    bad = transaction(control="0002")
+    bad[-1] = "SE*99*0002~"  # a wrong segment count: that set is rejected
+    reply = door.client.post("/x12/278", content=interchange(good, bad).encode(),
+                             headers={"authorization": f"Bearer {door.token()}"})
+    assert reply.headers["x-ur-x12-answer"] == "999+278"
+    first, second = reply.text.split("IEA*", 1)[0], reply.text.split("IEA*", 1)[1]
+    assert "ST*999*" in first and "AK9*P" in first
+    assert second.count("ST*278*") == 1
