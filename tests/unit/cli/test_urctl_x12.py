@@ -54,7 +54,8 @@ def test_every_hl_level_and_several_services_are_answered(intake: Any, tmp_path:
     assert [hl[3] for hl in segments(out, "HL")] == ["20", "21", "22", "EV", "SS", "SS", "SS"]
     assert [h[1] for h in segments(out, "HCR")] == ["A4", "A4", "A4"]
     assert segments(out, "REF")[0][1] == "NT"  # the platform's request id, to quote in follow-ups
-    assert out.startswith("ISA*") and out.rstrip().endswith("~")
+    assert out.startswith("ISA*")
+    assert out.rstrip().endswith("~")
 
 
 @pytest.mark.parametrize(("name", "kwargs", "expected"), REJECTIONS, ids=[r[0] for r in REJECTIONS])
