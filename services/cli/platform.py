@@ -50,6 +50,10 @@ SERVICES = settings.SERVICES
 
 #: Where `make run` serves the workbench.
 WORKBENCH_PORT = 8080
+#: Where `make run` serves the FHIR (PAS) and X12 door.
+FHIR_PORT = 8090
+#: The payers the sample door serves (UR_FHIR_PAYERS_FILE).
+SAMPLE_PAYERS = REPO / "deploy" / "sample" / "payers.yaml"
 
 #: Services that are started with another one's address (review asks authorization about duplicates).
 NEEDS_ADDRESS_OF = {"review": ("authorization",)}
@@ -101,6 +105,8 @@ class Platform:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     #: The port the workbench binds (0: any free one, reported); see :meth:`start_workbench`.
     workbench_port: int = WORKBENCH_PORT
+    #: The port the FHIR and X12 door binds (0: any free one, reported); see :meth:`start_fhir`.
+    fhir_port: int = FHIR_PORT
     #: TLS for the services (their UR_GRPC_TLS_* settings) and for the platform's own calls.
     security: TransportSecurity | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -211,7 +217,7 @@ class Platform:
 
     def _taken(self, service: str) -> str | None:
         """Why the fixed port ``service`` is to bind is not free ('port N is in use by pid...'), or None."""
-        port = self.bound.get(service) or self.ports[service]
+        port = self.bound.get(service) or self.ports.get(service, 0)
         if not port:
             return None
         holder = port_holder(port)
@@ -311,10 +317,47 @@ class Platform:
         self.bound["workbench"] = int(port_file.read_text(encoding="ascii"))
         return self.workbench_url()
 
+    # -- intake's standard front doors (Da Vinci PAS over FHIR, the X12 278) --------------------------
+    def start_fhir(self, port: int | None = None, timeout_s: float = 60.0, database_url: str | None = None,
+                   extra_env: Mapping[str, str] | None = None) -> str:
+        """Start the FHIR and X12 door against the running intake (its port must be known: call after
+        :meth:`wait_healthy`) and wait until it serves; its FHIR base URL. Port 0: any free port.
+        ``database_url``: the door's own database (default SQLite under the var directory)."""
+        for sub in ("logs", "ports"):
+            (self.var_dir / sub).mkdir(parents=True, exist_ok=True)
+        port_file = self.port_file("fhir")
+        port_file.unlink(missing_ok=True)
+        self.metrics_port_file("fhir").unlink(missing_ok=True)
+        self.metrics_bound.pop("fhir", None)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("UR_")}
+        chosen = self.fhir_port if port is None else port
+        env.update({"UR_FHIR_LISTEN": f"127.0.0.1:{chosen}", "UR_FHIR_PORT_FILE": str(port_file),
+                    "UR_FHIR_METRICS_LISTEN": self._metrics_listen("fhir", chosen),
+                    "UR_METRICS_PORT_FILE": str(self.metrics_port_file("fhir")),
+                    "UR_INTAKE_TARGET": self.target("intake"), "UR_FHIR_PAYERS_FILE": str(SAMPLE_PAYERS),
+                    "UR_VAR_DIR": str(self.var_dir), "UR_SUPERVISOR_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1",
+                    **({"UR_FHIR_DATABASE_URL": database_url} if database_url else {}),
+                    **self.extra_env, **(extra_env or {})})
+        log = self.log_path("fhir").open("ab")
+        self.procs["fhir"] = subprocess.Popen(
+            [sys.executable, "-m", "services.intake.entrypoints.fhir_main"], env=env, stdout=log,
+            stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while not port_file.exists():
+            self._check_alive("fhir", f"reported no port in {port_file} within {timeout_s:.0f}s", deadline)
+            time.sleep(0.05)
+        self.bound["fhir"] = int(port_file.read_text(encoding="ascii"))
+        return self.fhir_url()
+
+    def fhir_url(self) -> str:
+        """The door's FHIR base URL (its X12 278 endpoint is ``/x12/278`` on the same host)."""
+        return f"http://127.0.0.1:{self.bound['fhir']}/fhir"
+
     def metrics_urls(self) -> dict[str, str]:
         """Each running process's /metrics URL (those with metrics on)."""
         found = {}
-        for process in (*SERVICES, "workbench"):
+        for process in (*SERVICES, "workbench", "fhir"):
             if process in self.procs:
                 with contextlib.suppress(RuntimeError):
                     found[process] = self.metrics_url(process)
@@ -411,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     ports = {s: _port_of(settings.get(f"UR_{s.upper()}_GRPC_LISTEN")) for s in SERVICES}
     platform = Platform(var_dir=var_dir, kafka_bootstrap=bootstrap, topic_prefix=settings.get("UR_TOPIC_PREFIX"),
                         database_urls=database_urls, ports=ports, security=security,
-                        workbench_port=_port_of(settings.get("UR_WORKBENCH_LISTEN")))
+                        workbench_port=_port_of(settings.get("UR_WORKBENCH_LISTEN")),
+                        fhir_port=_port_of(settings.get("UR_FHIR_LISTEN")))
     console.print(f"[bold]Starting the UR platform[/bold] (Kafka {bootstrap}; data in {args.var_dir}"
                   f"{'; TLS' if security is not None else ''})")
     try:
@@ -441,6 +485,9 @@ def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
     console.print(f"[green]all three services are SERVING[/green]: {where}")
     workbench = platform.start_workbench()
     console.print(f"[green]the workbench serves on {workbench}/[/green]")
+    fhir = platform.start_fhir(database_url=os.environ.get("UR_FHIR_DATABASE_URL") or None)
+    console.print(f"[green]the FHIR door (Da Vinci PAS) serves on {fhir} (metadata: {fhir}/metadata; X12 278: "
+                  f"POST {fhir.removesuffix('/fhir')}/x12/278)[/green]")
     console.print("Prometheus metrics: " + ", ".join(f"{p} {url}" for p, url in platform.metrics_urls().items())
                   + " (scrape configuration and Grafana dashboard in deploy/prometheus and deploy/grafana)")
     requests = workload.load_workload()
