@@ -35,6 +35,7 @@ from services.intake.interop.pas.fhir import (
     identifier_value,
     kind,
     parse_bundle,
+    unresolved_references,
 )
 from services.intake.interop.pas.guard import DEFAULT_LIMITS, Limits, load
 from services.intake.interop.pas.outcome import Problem
@@ -179,6 +180,8 @@ def read_update(body: str | bytes | Mapping[str, Any], *, limits: Limits = DEFAU
     if npi is None:
         out.append(Problem(f"{claim.path}.provider", "required", "the requesting provider, with its NPI: only the "
                                                                  "provider who submitted a request may change it"))
+    related = claim.resource.related or []
+    out.extend(unresolved_references(bundle, {id(r.claim) for r in related[:1] if r.claim is not None}))
     items = claim.resource.item or []
     flags = [_cancelled(item) for item in items]
     cancelled = [i for i, (yes, _path) in enumerate(flags) if yes]
