@@ -10,10 +10,13 @@
     urctl claim check|consume ...        claim lines against authorizations
     urctl x12 submit FILE                a 278 interchange through intake; prints the 278 response
     urctl authorization metrics
+    urctl credentials scopes|salt|token|hash|check
     urctl settings [--markdown]
 
 Where the services are comes from UR_INTAKE_TARGET, UR_REVIEW_TARGET and UR_AUTHORIZATION_TARGET
-(see services/common/settings.py), or --intake/--review/--authorization HOST:PORT.
+(see services/common/settings.py), or --intake/--review/--authorization HOST:PORT; who urctl is to
+them from UR_INTAKE_TOKEN (a submitter), UR_REVIEWER_TOKEN (a reviewer; review commands also take
+--token) and UR_AUTHORIZATION_TOKEN.
 
 Exit status: 0 done; 1 a service answered with an error or could not be reached; 2 bad usage or an
 input file that cannot be read or is not a SubmitRequestRequest. Expected errors are reported in one
@@ -28,7 +31,7 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
-from services.cli import lifecycle_commands, reviewer, service_commands, x12_commands
+from services.cli import credentials_commands, lifecycle_commands, reviewer, service_commands, x12_commands
 from services.cli.base import (
     DEFAULT_TIMEOUT_S,
     EXIT_OK,
@@ -56,6 +59,7 @@ COMMANDS: tuple[Callable[[Parsers], None], ...] = (
     criteria_commands.add_commands,  # criteria validate|test|explain|replay
     lifecycle_commands.add_commands,  # notice, request cancel|revise|appeal, claim, authorization metrics
     x12_commands.add_commands,  # x12 submit
+    credentials_commands.add_commands,  # credentials scopes|salt|token|hash|check
     service_commands.add_settings_command,
 )
 

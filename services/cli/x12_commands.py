@@ -81,8 +81,7 @@ async def _submit(args: argparse.Namespace, targets: Targets, text: str) -> X12A
     intake = GrpcIntake(targets.intake, timeout_s=args.timeout, security=transport_security())
     door = X12Door(intake, ClockControlNumbers(), clock=utcnow, payers=payers, wait_ms=max(0, args.wait_ms))
     try:
-        return await door.receive(text, Submitter(args.submitter, settings.get("UR_INTAKE_TOKEN")
-                                                  if "UR_INTAKE_TOKEN" in settings.known_env_vars() else ""))
+        return await door.receive(text, Submitter(args.submitter, settings.get("UR_INTAKE_TOKEN")))
     except ServiceError as exc:
         raise CliError(f"intake at {targets.intake}: {exc}") from exc
     finally:

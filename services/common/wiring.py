@@ -13,6 +13,8 @@ from google.protobuf.message import Message
 from sqlalchemy import Engine, Table
 
 from services.common import migrations
+from services.common.access import AccessControl, AccessPolicy, RateLimiter
+from services.common.credentials import CredentialsSource
 from services.common.db import make_engine
 from services.common.events import EventHandler, IncomingEvent
 from services.common.grpc_server import Registration
@@ -55,11 +57,17 @@ def decoders(*message_types: type[Message]) -> dict[str, Callable[[bytes], Messa
 
 
 def assemble(infra: Infrastructure, handler: EventHandler, consumes: Sequence[str],
-             event_types: Sequence[type[Message]], registration: Registration,
-             on_applied: Callable[[Sequence[IncomingEvent]], None] | None = None,
-             kafka: Kafka | None = None) -> ServiceRuntime:
-    """The runtime around a service's handler and servicer; not started."""
-    return ServiceRuntime(name=infra.settings.service, settings=infra.settings, engine=infra.engine,
-                          outbox=infra.outbox, handler=handler, consumes=consumes, decoders=decoders(*event_types),
-                          registrations=[registration], on_applied=on_applied, wakeup=infra.wakeup, kafka=kafka,
-                          metrics=infra.metrics)
+             event_types: Sequence[type[Message]], registration: Registration, policy: AccessPolicy,
+             credentials: CredentialsSource, on_applied: Callable[[Sequence[IncomingEvent]], None] | None = None,
+             kafka: Kafka | None = None, limiter: RateLimiter | None = None) -> ServiceRuntime:
+    """The runtime around a service's handler and servicer; not started. Every call of the servicer
+    goes through :class:`~services.common.access.AccessControl` with ``policy``, against the callers
+    of ``credentials`` (checked for changes every UR_CREDENTIALS_RELOAD_S) and ``limiter``; the
+    runtime's telemetry interceptor runs before it, so refusals are counted."""
+    runtime = ServiceRuntime(name=infra.settings.service, settings=infra.settings, engine=infra.engine,
+                             outbox=infra.outbox, handler=handler, consumes=consumes,
+                             decoders=decoders(*event_types), registrations=[registration], on_applied=on_applied,
+                             wakeup=infra.wakeup, kafka=kafka, metrics=infra.metrics,
+                             interceptors=[AccessControl([policy], credentials, limiter)])
+    runtime.periodic.append(("credentials-reload", infra.settings.credentials_reload_s, credentials.check))
+    return runtime

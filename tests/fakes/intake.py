@@ -23,8 +23,8 @@ from tests.fakes.common import FakeStore, FakeUnitOfWork
 R = TypeVar("R", RequestRecord, InformationRecord)
 
 
-def _with_key(records: Iterable[R], idempotency_key: str) -> R | None:
-    return next((r for r in records if r.idempotency_key == idempotency_key), None)
+def _with_key(records: Iterable[R], submitter: str, idempotency_key: str) -> R | None:
+    return next((r for r in records if r.submitter == submitter and r.idempotency_key == idempotency_key), None)
 
 
 class IntakeStore(FakeStore):
@@ -46,7 +46,7 @@ class FakeRequestRepository(ports.RequestRepository):
         self.store = store
 
     def add(self, record: RequestRecord) -> None:
-        if record.request_id in self.store.requests or _with_key(self.store.requests.values(),
+        if record.request_id in self.store.requests or _with_key(self.store.requests.values(), record.submitter,
                                                                   record.idempotency_key):
             raise DuplicateKey(f"request {record.request_id} (idempotency key {record.idempotency_key!r})")
         self.store.requests[record.request_id] = replace(
@@ -55,14 +55,15 @@ class FakeRequestRepository(ports.RequestRepository):
     def get(self, request_id: str, *, for_update: bool = False) -> RequestRecord | None:
         return self.store.requests.get(request_id)
 
-    def by_key(self, idempotency_key: str) -> RequestRecord | None:
-        return _with_key(self.store.requests.values(), idempotency_key)
+    def by_key(self, submitter: str, idempotency_key: str) -> RequestRecord | None:
+        return _with_key(self.store.requests.values(), submitter, idempotency_key)
 
     def get_many(self, request_ids: Sequence[str]) -> dict[str, RequestRecord]:
         return {rid: self.store.requests[rid] for rid in request_ids if rid in self.store.requests}
 
-    def of_member(self, member_id: str, limit: int) -> list[RequestRecord]:
-        mine = [r for r in self.store.requests.values() if r.member_id == member_id]
+    def of_member(self, member_id: str, limit: int, submitter: str | None = None) -> list[RequestRecord]:
+        mine = [r for r in self.store.requests.values()
+                if r.member_id == member_id and (submitter is None or r.submitter == submitter)]
         mine.sort(key=lambda r: r.request_id)
         mine.sort(key=lambda r: r.received_at, reverse=True)
         return mine[:limit]
@@ -148,12 +149,12 @@ class FakeInformationRepository(ports.InformationRepository):
 
     def add(self, record: InformationRecord) -> None:
         if record.information_id in self.store.information or _with_key(self.store.information.values(),
-                                                                         record.idempotency_key):
+                                                                         record.submitter, record.idempotency_key):
             raise DuplicateKey(f"information with idempotency key {record.idempotency_key!r}")
         self.store.information[record.information_id] = record
 
-    def by_key(self, idempotency_key: str) -> InformationRecord | None:
-        return _with_key(self.store.information.values(), idempotency_key)
+    def by_key(self, submitter: str, idempotency_key: str) -> InformationRecord | None:
+        return _with_key(self.store.information.values(), submitter, idempotency_key)
 
     def of_request(self, request_id: str) -> list[InformationRecord]:
         return sorted((r for r in self.store.information.values() if r.request_id == request_id),

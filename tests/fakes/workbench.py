@@ -24,6 +24,8 @@ SUPERVISOR = review_pb2.Reviewer(reviewer_id="sup-1", name="Sup One", role=revie
 TOKENS = {"token-nurse-0000001": NURSE, "token-physician-001": PHYSICIAN, "token-supervisor-01": SUPERVISOR}
 REQUEST_ID = "11111111-2222-4333-8444-555555555555"
 TASK_ID = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+#: Who calls intake and authorization: the workbench itself (its service identity), never a reviewer.
+WORKBENCH = "svc-workbench"
 
 
 def a_task(task_id: str = TASK_ID, *, assigned_to: str = "rn-1", status: str = "claimed") -> review_pb2.TaskView:
@@ -46,7 +48,7 @@ def a_task(task_id: str = TASK_ID, *, assigned_to: str = "rn-1", status: str = "
 class FakePlatform(Platform):
     tasks: dict[str, review_pb2.TaskView] = field(default_factory=lambda: {TASK_ID: a_task()})
     decisions: list[tuple[str, review_pb2.DecideTaskRequest]] = field(default_factory=list)
-    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, reviewer id)
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, reviewer id or WORKBENCH)
 
     def _who(self, token: str, method: str) -> review_pb2.Reviewer:
         me = TOKENS.get(token)
@@ -117,15 +119,18 @@ class FakePlatform(Platform):
         return review_pb2.CaseNote(note_id="n1", member_id=member_id, author_id=me.reviewer_id, text=text)
 
     async def request(self, request_id: str) -> intake_pb2.RequestView:
+        self.calls.append(("request", WORKBENCH))
         view = intake_pb2.RequestView(request_id=request_id, member_id="M-1",
                                       line_of_business=types_pb2.LINE_OF_BUSINESS_COMMERCIAL)
         view.lines.add().line.CopyFrom(types_pb2.ServiceLine(line_number=1, procedure_code="72148", units=1))
         return view
 
     async def member_requests(self, member_id: str) -> Sequence[intake_pb2.RequestView]:
+        self.calls.append(("member_requests", WORKBENCH))
         return [await self.request(REQUEST_ID)]
 
     async def member_authorizations(self, member_id: str) -> Sequence[types_pb2.Authorization]:
+        self.calls.append(("member_authorizations", WORKBENCH))
         return []
 
 

@@ -10,7 +10,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from services.common.errors import FieldViolation
 from services.intake.domain.codes import is_icd10cm, is_npi, is_procedure_code, is_state
@@ -106,6 +106,9 @@ class PriorAuthRequest:
     # X12 UM02: "initial" (default), "extension" or "renewal" of related_authorization_number, ...
     certification_type: str = "initial"
     related_authorization_number: str = ""
+    # Workers' comp: the date of injury the claim names. Out of repr, so out of the fingerprint: the
+    # fingerprints of requests recorded before it was checked stay what they were.
+    injury_date: YMD | None = field(default=None, repr=False)
 
     def fingerprint(self) -> str:
         """Identity of the payload (everything but the idempotency key) for replay detection."""
@@ -157,6 +160,9 @@ def validate(req: PriorAuthRequest) -> list[FieldViolation]:
     _validate_lines(req, bad)
     _validate_facts(req, bad)
     _validate_certification(req, bad)
+    if req.injury_date is not None and _date(req.injury_date) is None:
+        bad("workers_comp.date_of_injury", f"{_ymd_text(req.injury_date)} is not a calendar date between {MIN_YEAR} "
+                                           f"and {MAX_YEAR}")
     return v
 
 

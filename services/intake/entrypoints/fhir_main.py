@@ -12,25 +12,33 @@ import sys
 import uvicorn
 
 from services.common import lifetime, logs, settings, tracing
+from services.common.credentials import CredentialsSource
 from services.common.errors import ConfigurationError
 from services.common.listeners import bind_tcp
 from services.common.main import EXIT_FAILED, configuration_error, report_port, serve_metrics
 from services.common.metrics import MetricsBindError
+from services.intake.adapters.door_clients import CredentialsDirectory
 from services.intake.door_bootstrap import build
-from services.intake.service_layer.door_ports import ClientDirectory
 
 logger = logging.getLogger(__name__)
 
 
-def clients_of(config: settings.FhirSettings) -> ClientDirectory:
-    """Who may obtain access tokens: the platform's credentials file."""
-    from services.intake.adapters.door_clients import credentials_directory
+def credentials_of(config: settings.FhirSettings) -> CredentialsSource:
+    """The platform's credentials file (raises ConfigurationError when it cannot be used)."""
+    return CredentialsSource(config.credentials_file)
 
-    return credentials_directory(config)
+
+async def _reload(source: CredentialsSource, every_s: float) -> None:
+    """Pick up a changed credentials file (added, rotated or revoked secrets) without a restart."""
+    while True:
+        await asyncio.sleep(every_s)
+        await asyncio.to_thread(source.check)
 
 
 async def serve(config: settings.FhirSettings) -> None:
-    built = build(config, clients_of(config))
+    credentials = credentials_of(config)
+    built = build(config, CredentialsDirectory(credentials))
+    reload = asyncio.create_task(_reload(credentials, config.credentials_reload_s))
     listener = serve_metrics(config, built.metrics)
     sock = bind_tcp(config.listen)
     https = config.tls_cert_file is not None
@@ -51,6 +59,7 @@ async def serve(config: settings.FhirSettings) -> None:
     try:
         await task
     finally:
+        reload.cancel()
         if listener is not None:
             listener.stop()
 

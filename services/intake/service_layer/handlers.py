@@ -180,14 +180,15 @@ class IntakeHandlers:
 
     # -- commands ------------------------------------------------------------------------------
     def submit(self, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
-               wait_ms: int = 0) -> SubmitResult:
-        """Record the request (or replay the one its idempotency key names) and, with ``wait_ms``, wait
-        in this thread until it settles, at most ``min(wait_ms, max_wait_ms)`` from now."""
+               wait_ms: int = 0, *, submitter: str) -> SubmitResult:
+        """Record ``submitter``'s request (or replay the one its idempotency key names: keys are each
+        submitter's own) and, with ``wait_ms``, wait in this thread until it settles, at most
+        ``min(wait_ms, max_wait_ms)`` from now."""
         deadline = time.monotonic() + self._wait_s(wait_ms)
         request_id = str(uuid.uuid4())
         waiter = self._waiters.register(request_id) if wait_ms > 0 else None
         try:
-            result, settles_later = self._accept(request_id, req, submitted, wait_ms)
+            result, settles_later = self._accept(request_id, req, submitted, wait_ms, submitter)
             while waiter is not None and settles_later and (remaining := deadline - time.monotonic()) > 0:
                 waiter.wait(min(remaining, self._poll_s))
                 result, settles_later = self._reread(result)
@@ -197,7 +198,7 @@ class IntakeHandlers:
         return result
 
     async def submit_async(self, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest, wait_ms: int,
-                           offload: Offload) -> SubmitResult:
+                           offload: Offload, *, submitter: str) -> SubmitResult:
         """:meth:`submit` for a caller on an event loop: the database work runs through ``offload`` and
         the wait is awaited, holding no thread. The wait is bounded from now (receipt): the answer
         comes within ``min(wait_ms, max_wait_ms)`` plus one bounded read of the request
@@ -207,7 +208,7 @@ class IntakeHandlers:
         request_id = str(uuid.uuid4())
         waiter = self._waiters.register(request_id, loop) if wait_ms > 0 else None
         try:
-            result, settles_later = await offload(self._accept, request_id, req, submitted, wait_ms)
+            result, settles_later = await offload(self._accept, request_id, req, submitted, wait_ms, submitter)
             while waiter is not None and settles_later and (remaining := deadline - time.monotonic()) > 0:
                 await waiter.wait_async(min(remaining, self._poll_s))
                 try:
@@ -224,7 +225,7 @@ class IntakeHandlers:
         return max(0, min(wait_ms, self._max_wait_ms)) / 1000
 
     def _accept(self, request_id: str, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
-                wait_ms: int) -> tuple[SubmitResult, bool]:
+                wait_ms: int, submitter: str) -> tuple[SubmitResult, bool]:
         """Validate and record the request as ``request_id`` (or find the submission its key replays);
         the answer, and whether it is still to settle (worth waiting for)."""
         violations = one_per_field(validate(req), self._fact_units(req.facts))
@@ -234,11 +235,11 @@ class IntakeHandlers:
             raise ValidationFailed(violations)
         fingerprint = req.fingerprint()
         try:
-            record = self._record(request_id, req, submitted, fingerprint)
+            record = self._record(request_id, req, submitted, fingerprint, submitter)
         except DuplicateKey:
             # The key is taken: a replay (or a conflict), perhaps by a concurrent submission.
             # Inserting first keeps the common path to one transaction.
-            replay = self._replay(req.idempotency_key, fingerprint)
+            replay = self._replay(submitter, req.idempotency_key, fingerprint)
             if replay is None:
                 raise
             return replay, False
@@ -256,9 +257,9 @@ class IntakeHandlers:
     def _fact_units(self, facts: Sequence[ClinicalFact]) -> list[FieldViolation]:
         return unit_violations(facts, self._facts) if self._facts is not None else []
 
-    def _replay(self, key: str, fingerprint: str) -> SubmitResult | None:
+    def _replay(self, submitter: str, key: str, fingerprint: str) -> SubmitResult | None:
         with self._uow().read_only() as uow:
-            existing = uow.requests.by_key(key)
+            existing = uow.requests.by_key(submitter, key)
         if existing is None:
             return None
         if existing.fingerprint != fingerprint:
@@ -268,7 +269,7 @@ class IntakeHandlers:
         return SubmitResult(existing, replayed=True)
 
     def _record(self, request_id: str, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
-                fingerprint: str) -> RequestRecord:
+                fingerprint: str, submitter: str) -> RequestRecord:
         """Check eligibility and record the request (and, if eligible, its event) in one transaction."""
         now = self._now()
         stored = intake_pb2.SubmitRequestRequest()
@@ -280,7 +281,8 @@ class IntakeHandlers:
             eligibility = check_eligibility(req, member.coverages if member else (), member is not None)
             status = RequestStatus.IN_REVIEW if eligibility.eligible else RequestStatus.INELIGIBLE
             record = RequestRecord(
-                request_id=request_id, idempotency_key=req.idempotency_key, fingerprint=fingerprint,
+                request_id=request_id, submitter=submitter, idempotency_key=req.idempotency_key,
+                fingerprint=fingerprint,
                 member_id=req.member_id, line_of_business=req.line_of_business, member_state=req.member_state,
                 urgency=req.urgency, review_type=req.review_type, status=status,
                 status_reason="" if eligibility.eligible else eligibility.reason, received_at=now,
@@ -290,37 +292,38 @@ class IntakeHandlers:
                 uow.publish(OutgoingEvent(topic=self._topics.request_submitted, key=request_id,
                                           message=_submitted_event(request_id, now, stored)))
             uow.commit()
-        logger.info("request %s recorded: %s (%d lines)", request_id, status.value, len(req.lines))
+        logger.info("request %s recorded for %s: %s (%d lines)", request_id, submitter, status.value, len(req.lines))
         return record
 
-    def add_information(self, info: AdditionalInformation,
-                        submitted: intake_pb2.SubmitAdditionalInformationRequest) -> InformationResult:
+    def add_information(self, info: AdditionalInformation, submitted: intake_pb2.SubmitAdditionalInformationRequest,
+                        *, submitter: str) -> InformationResult:
         """Record additional facts for a request under review and forward them to review, in one
-        transaction. Same key and payload: the original answer, even once the request is decided;
+        transaction. Only the request's submitter may: another's request is NotFound, exactly as an
+        unknown one. Same key and payload: the original answer, even once the request is decided;
         same key, other payload (or another request): IdempotencyConflict."""
         violations = one_per_field(validate_information(info), self._fact_units(info.facts))
         if violations:
             raise ValidationFailed(violations)
         fingerprint = info.fingerprint()
         try:
-            return self._record_information(info, submitted, fingerprint)
+            return self._record_information(info, submitted, fingerprint, submitter)
         except DuplicateKey:
             # The key was recorded by a concurrent call after this one looked for it: answer as it did.
-            replay = self._information_replay(info, fingerprint)
+            replay = self._information_replay(info, fingerprint, submitter)
             if replay is None:
                 raise
             return replay
 
     def _record_information(self, info: AdditionalInformation,
                             submitted: intake_pb2.SubmitAdditionalInformationRequest,
-                            fingerprint: str) -> InformationResult:
+                            fingerprint: str, submitter: str) -> InformationResult:
         now = self._now()
         with self._uow() as uow:
-            previous = uow.information.by_key(info.idempotency_key)
+            previous = uow.information.by_key(submitter, info.idempotency_key)
             if previous is not None:
                 return _information_answer(info, fingerprint, previous)
             record = uow.requests.get(info.request_id, for_update=True)
-            if record is None:
+            if record is None or record.submitter != submitter:
                 raise NotFound(f"no request {shown(info.request_id)}")
             if record.status not in (RequestStatus.IN_REVIEW, RequestStatus.PENDED):
                 raise FailedPrecondition(
@@ -329,7 +332,8 @@ class IntakeHandlers:
                     "information")
             information_id = str(uuid.uuid4())
             uow.information.add(InformationRecord(
-                information_id=information_id, request_id=info.request_id, idempotency_key=info.idempotency_key,
+                information_id=information_id, request_id=info.request_id, submitter=submitter,
+                idempotency_key=info.idempotency_key,
                 fingerprint=fingerprint, payload=submitted.SerializeToString(), received_at=now))
             event = events_pb2.AdditionalInformationReceived(
                 request_id=info.request_id, information_id=information_id,
@@ -341,43 +345,47 @@ class IntakeHandlers:
                     len(info.facts))
         return InformationResult(information_id, now, replayed=False)
 
-    def _information_replay(self, info: AdditionalInformation, fingerprint: str) -> InformationResult | None:
+    def _information_replay(self, info: AdditionalInformation, fingerprint: str,
+                            submitter: str) -> InformationResult | None:
         with self._uow().read_only() as uow:
-            previous = uow.information.by_key(info.idempotency_key)
+            previous = uow.information.by_key(submitter, info.idempotency_key)
         return None if previous is None else _information_answer(info, fingerprint, previous)
 
     # -- queries -------------------------------------------------------------------------------
-    def get(self, request_id: str) -> RequestRecord:
-        return self.get_with_information(request_id)[0]
+    def get(self, request_id: str, *, submitter: str | None) -> RequestRecord:
+        return self.get_with_information(request_id, submitter=submitter)[0]
 
-    def get_with_information(self, request_id: str) -> tuple[RequestRecord, list[InformationRecord]]:
-        """The request and the additional information received for it, oldest first; NotFound for an
+    def get_with_information(self, request_id: str, *,
+                             submitter: str | None) -> tuple[RequestRecord, list[InformationRecord]]:
+        """The request and the additional information received for it, oldest first. NotFound for an
         unknown id, or one that no request can have (without asking the database, which refuses some
-        strings outright: PostgreSQL text holds no NUL)."""
+        strings outright: PostgreSQL text holds no NUL). With a ``submitter``, only a request it
+        submitted: another's is NotFound, with the words an unknown id gets, so that nothing tells the
+        two apart; None reads every submitter's."""
+        record, information, _ = self.get_story(request_id, submitter=submitter)
+        return record, information
+
+    def get_story(self, request_id: str, *, submitter: str | None
+                  ) -> tuple[RequestRecord, list[InformationRecord], list[AppealRecord]]:
+        """The request, the additional information received for it and the appeals of its lines; whose
+        requests may be read as :meth:`get_with_information` says."""
         if not is_request_id(request_id):
             raise NotFound(f"no request {shown(request_id)}")
         with self._uow().read_only() as uow:
             record = uow.requests.get(request_id)
-            if record is None:
-                raise NotFound(f"no request {shown(request_id)}")
-            return record, uow.information.of_request(request_id)
-
-    def get_story(self, request_id: str) -> tuple[RequestRecord, list[InformationRecord], list[AppealRecord]]:
-        """The request, the additional information received for it and the appeals of its lines."""
-        with self._uow().read_only() as uow:
-            record = uow.requests.get(request_id)
-            if record is None:
+            if record is None or (submitter is not None and record.submitter != submitter):
                 raise NotFound(f"no request {shown(request_id)}")
             return record, uow.information.of_request(request_id), uow.appeals.of_request(request_id)
 
-    def of_member(self, member_id: str, limit: int) -> list[RequestRecord]:
-        """The member's requests, newest first; ``limit`` 0 means 50, at most 200."""
+    def of_member(self, member_id: str, limit: int, *, submitter: str | None) -> list[RequestRecord]:
+        """The member's requests, newest first; ``limit`` 0 means 50, at most 200. With a ``submitter``,
+        only those it submitted; None: every submitter's."""
         if not 0 <= limit <= MAX_MEMBER_REQUESTS:
             raise ValidationFailed([FieldViolation("limit", f"between 1 and {MAX_MEMBER_REQUESTS} (0 means 50)")])
         if not member_id.strip():
             raise ValidationFailed([FieldViolation("member_id", "required")])
         with self._uow().read_only() as uow:
-            return uow.requests.of_member(member_id.strip(), limit or 50)
+            return uow.requests.of_member(member_id.strip(), limit or 50, submitter)
 
     # -- events --------------------------------------------------------------------------------
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
@@ -539,20 +547,22 @@ def _line_rights(line: LineRecord) -> LineRights | None:
 
 
 class RequestChanger:
-    """The submitter's changes to a request under review, and appeals of its adverse lines."""
+    """The submitter's changes to a request under review, and appeals of its adverse lines. Only the
+    request's submitter (the authenticated caller that submitted it) may: another's request is
+    NotFound, exactly as an unknown one, before anything else is looked at."""
 
     def __init__(self, uow_factory: Callable[[], IntakeUnitOfWork], topics: Topics, *, clock: Clock) -> None:
         self._uow = uow_factory
         self._topics = topics
         self._now = clock
 
-    def cancel(self, request_id: str, requesting_npi: str, reason: str) -> RequestRecord:
+    def cancel(self, request_id: str, requesting_npi: str, reason: str, *, submitter: str) -> RequestRecord:
         """Withdraw a request still under review (see the gRPC contract); cancelling again answers again."""
         if len(reason) > 300:
             raise ValidationFailed([FieldViolation("reason", "at most 300 characters")])
         now = self._now()
         with self._uow() as uow:
-            record = _found(uow, request_id)
+            record = _found(uow, request_id, submitter)
             submitted = intake_pb2.SubmitRequestRequest.FromString(record.payload)
             check_submitter(requesting_npi, submitted.requesting_provider.npi)
             if record.status is RequestStatus.CANCELLED:
@@ -566,10 +576,10 @@ class RequestChanger:
             uow.publish(OutgoingEvent(topic=self._topics.request_updated, key=record.request_id, message=event))
             uow.commit()
             logger.info("request %s cancelled by %s", record.request_id, requesting_npi.strip())
-            return _found(uow, request_id)
+            return _found(uow, request_id, submitter)
 
     def revise(self, request_id: str, requesting_npi: str, revision: PriorAuthRequest,
-               submitted: intake_pb2.SubmitRequestRequest) -> tuple[RequestRecord, bool]:
+               submitted: intake_pb2.SubmitRequestRequest, *, submitter: str) -> tuple[RequestRecord, bool]:
         """Revise a request still under review: (the request, whether this replays an earlier call)."""
         violations = [FieldViolation(f"revision.{v.field}", v.description) for v in validate(revision)]
         if violations:
@@ -577,13 +587,13 @@ class RequestChanger:
         fingerprint = hashlib.sha256(f"{request_id}:{revision.fingerprint()}".encode()).hexdigest()
         now = self._now()
         with self._uow() as uow:
+            record = _found(uow, request_id, submitter)
             previous = uow.revisions.by_key(revision.idempotency_key)
             if previous is not None:
                 if previous.fingerprint != fingerprint:
                     raise IdempotencyConflict(f"idempotency key {revision.idempotency_key!r} was already used for "
                                               "another revision; use a new key")
-                return _found(uow, request_id), True
-            record = _found(uow, request_id)
+                return record, True
             original = intake_pb2.SubmitRequestRequest.FromString(record.payload)
             check_submitter(requesting_npi, original.requesting_provider.npi)
             check_changeable(record.status, record.status_reason, decided_lines(record), "revised")
@@ -607,21 +617,24 @@ class RequestChanger:
             uow.publish(OutgoingEvent(topic=self._topics.request_updated, key=record.request_id, message=event))
             uow.commit()
             logger.info("request %s revised (%s)", record.request_id, revision_id)
-            return _found(uow, request_id), False
+            return _found(uow, request_id, submitter), False
 
-    def file_appeal(self, filing: AppealFiling, submitted: intake_pb2.FileAppealRequest) -> tuple[AppealRecord, bool]:
+    def file_appeal(self, filing: AppealFiling, submitted: intake_pb2.FileAppealRequest, *,
+                    submitter: str) -> tuple[AppealRecord, bool]:
         """Record an appeal of an adverse line and send it to review: (the appeal, whether replayed)."""
         _check_filing(filing)
         fingerprint = filing.fingerprint()
         now = self._now()
         with self._uow() as uow:
+            # The request first: a replay's fingerprint names it, so an appeal replayed is of a request
+            # the caller submitted.
+            record = _found(uow, filing.request_id, submitter)
             previous = uow.appeals.by_key(filing.idempotency_key)
             if previous is not None:
                 if previous.fingerprint != fingerprint:
                     raise IdempotencyConflict(f"idempotency key {filing.idempotency_key!r} was already used for "
                                               "another appeal; use a new key")
                 return previous, True
-            record = _found(uow, filing.request_id)
             line = next((ln for ln in record.lines if ln.line_number == filing.line_number), None)
             if line is None:
                 raise ValidationFailed([FieldViolation("line_number", f"request {record.request_id} has no line "
@@ -650,10 +663,13 @@ class RequestChanger:
         return appeal, False
 
 
-def _found(uow: IntakeUnitOfWork, request_id: str) -> RequestRecord:
+def _found(uow: IntakeUnitOfWork, request_id: str, submitter: str) -> RequestRecord:
+    """``submitter``'s request ``request_id``, locked; NotFound for an unknown one and for another's alike."""
+    if not is_request_id(request_id.strip()):
+        raise NotFound(f"no request {shown(request_id)}")
     record = uow.requests.get(request_id.strip(), for_update=True)
-    if record is None:
-        raise NotFound(f"no request {request_id!r}")
+    if record is None or record.submitter != submitter:
+        raise NotFound(f"no request {shown(request_id)}")
     return record
 
 

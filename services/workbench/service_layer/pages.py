@@ -1,7 +1,15 @@
 """What each page shows, gathered from the services, and the access log entry of every page that
 shows patient data. The workbench holds no domain rule: what a reviewer may do is review's to say
 (refusals come back as service errors); the role checks here only decide which controls a page
-offers, so a nurse is never shown a deny button the server would refuse anyway."""
+offers, so a nurse is never shown a deny button the server would refuse anyway.
+
+What a reviewer may see of intake and authorization. Those services know the workbench (its own
+service identity, allowed to read every request and authorization), not the reviewer; so the
+workbench reads them only for what review has just shown the reviewer with the reviewer's own
+token: a task's request and its member's authorizations after review answered GetTask for that
+task, a member's requests and authorizations after review answered ListMemberTasks for that member
+(which any signed-in reviewer may, as review's access policy says). A token review refuses sees
+nothing from intake or authorization either."""
 
 from __future__ import annotations
 
@@ -162,9 +170,11 @@ class Pages:
 
     async def member(self, me: Session, member_id: str) -> MemberPage:
         member_id = member_id.strip()
-        requests, authorizations, tasks, notes = await asyncio.gather(
-            self._platform.member_requests(member_id), self._platform.member_authorizations(member_id),
-            self._platform.member_tasks(me.token, member_id), self._platform.case_notes(me.token, member_id))
+        # Review first, as the reviewer: only once it has answered are intake and authorization asked.
+        tasks, notes = await asyncio.gather(self._platform.member_tasks(me.token, member_id),
+                                            self._platform.case_notes(me.token, member_id))
+        requests, authorizations = await asyncio.gather(self._platform.member_requests(member_id),
+                                                        self._platform.member_authorizations(member_id))
         if not (requests or authorizations or tasks or notes):
             raise NotFound(f"nothing on file for member {member_id}")
         self._viewed(me, "member", member_ids=[member_id], request_ids=[r.request_id for r in requests],

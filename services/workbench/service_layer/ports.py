@@ -70,7 +70,7 @@ class Platform(abc.ABC):
     @abc.abstractmethod
     async def add_case_note(self, token: str, member_id: str, text: str, amends: str) -> review_pb2.CaseNote: ...
 
-    # -- intake and authorization (no reviewer identity yet: issue 10) -----------------------------
+    # -- intake and authorization, as the workbench (its service identity; see service_layer/pages.py) ----
     @abc.abstractmethod
     async def request(self, request_id: str) -> intake_pb2.RequestView: ...
 
