@@ -85,7 +85,8 @@ def member(member_id: str, lob: str = "medicare_advantage", state: str = "TX") -
 
 class HandlersIntake(IntakeApi):
     """Intake's use cases (IntakeHandlers, RequestChanger) on the in-memory store, behind the API a
-    door calls. ``credentials``: submitter id -> the credential intake accepts for it (anything else is
+    door calls, each call as the submitter (a submitter sees only its own requests, as in intake).
+    ``credentials``: submitter id -> the credential intake accepts for it (anything else is
     Unauthenticated, as intake's interceptor answers). ``down``: every call Unavailable."""
 
     def __init__(self, credentials: Mapping[str, str], members: Sequence[Member] = (), *,
@@ -109,28 +110,30 @@ class HandlersIntake(IntakeApi):
     async def submit(self, command: intake_pb2.SubmitRequestRequest, submitter: Submitter,
                      ) -> intake_pb2.SubmitRequestResponse:
         self._admit("SubmitRequest", submitter)
-        result = await asyncio.to_thread(self.handlers.submit, to_domain(command), command, 0)
+        result = await asyncio.to_thread(lambda: self.handlers.submit(to_domain(command), command, 0,
+                                                                      submitter=submitter.id))
         return intake_pb2.SubmitRequestResponse(request=to_view(result.record), replayed=result.replayed)
 
     async def get(self, request_id: str, submitter: Submitter) -> intake_pb2.RequestView:
         self._admit("GetRequest", submitter)
-        record, information, appeals = self.handlers.get_story(request_id)
+        record, information, appeals = self.handlers.get_story(request_id, submitter=submitter.id)
         return to_view(record, information, appeals)
 
     async def member_requests(self, member_id: str, submitter: Submitter) -> list[intake_pb2.RequestView]:
         self._admit("ListMemberRequests", submitter)
-        return [to_view(r) for r in self.handlers.of_member(member_id, 0)]
+        return [to_view(r) for r in self.handlers.of_member(member_id, 0, submitter=submitter.id)]
 
     async def cancel(self, request_id: str, requesting_npi: str, reason: str,
                      submitter: Submitter) -> intake_pb2.RequestView:
         self._admit("CancelRequest", submitter)
-        record = self.changer.cancel(request_id, requesting_npi, reason)
+        record = self.changer.cancel(request_id, requesting_npi, reason, submitter=submitter.id)
         return to_view(record)
 
     async def revise(self, request_id: str, requesting_npi: str, revision: intake_pb2.SubmitRequestRequest,
                      submitter: Submitter) -> intake_pb2.RequestView:
         self._admit("ReviseRequest", submitter)
-        record, _replayed = self.changer.revise(request_id, requesting_npi, to_domain(revision), revision)
+        record, _replayed = self.changer.revise(request_id, requesting_npi, to_domain(revision), revision,
+                                                submitter=submitter.id)
         return to_view(record)
 
     # -- what review and authorization would do --------------------------------------------------

@@ -407,3 +407,21 @@ def test_intake_unavailable_answers_42(doors: Doors) -> None:
     doors.intake.down = True
     answer = run(doors.x12.receive(interchange(transaction()), CLINIC))
     assert "AAA*N**42*P" in answer.body
+
+
+def test_another_submitter_finds_nothing_however_it_names_the_request(doors: Doors) -> None:
+    rid = request_id(doors.submit(complete_bundle("72148")))
+    for asked in (inquiry(), inquiry(identifier=(REQUEST_ID_SYSTEM, rid)), inquiry(identifier=None)):
+        assert inquiry_answers(doors.inquire(asked, OTHER)) == []
+    assert len(inquiry_answers(doors.inquire(inquiry(identifier=(REQUEST_ID_SYSTEM, rid))))) == 1
+
+
+def test_another_submitter_cannot_cancel_by_the_platforms_request_id(doors: Doors) -> None:
+    original = complete_bundle("72148")
+    rid = request_id(doors.submit(original))
+    update = update_of(original, cancel=(0,))
+    claim(update)["related"][0]["claim"] = {"identifier": {"system": REQUEST_ID_SYSTEM, "value": rid}}
+    answer = doors.submit(update, OTHER)
+    assert claim_response(answer)["outcome"] == "error"
+    assert ("CancelRequest", OTHER.id) in doors.intake.calls  # intake decides, and says "not found"
+    assert action_codes(inquiry_answers(doors.inquire(inquiry()))[0]) == {1: "A4"}  # untouched
