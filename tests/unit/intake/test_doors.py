@@ -425,3 +425,11 @@ def test_another_submitter_cannot_cancel_by_the_platforms_request_id(doors: Door
     assert claim_response(answer)["outcome"] == "error"
     assert ("CancelRequest", OTHER.id) in doors.intake.calls  # intake decides, and says "not found"
     assert action_codes(inquiry_answers(doors.inquire(inquiry()))[0]) == {1: "A4"}  # untouched
+
+
+def test_a_pended_line_of_a_cancelled_request_answers_c(doors: Doors) -> None:
+    original = complete_bundle("72148")
+    rid = request_id(doors.submit(original))
+    doors.intake.decide(rid, (1, PENDED), reasons=("referred to a nurse",))
+    answer = doors.submit(update_of(original, cancel=(0,)))
+    assert action_codes(answer.resource) == {1: "C"}
