@@ -510,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
     """Start the services, submit the sample workload, run a shift of scripted reviewers, then
     (``run``) serve until a service exits."""
-    from services.cli import lifecycle, scripted_review, workload
+    from services.cli import fhir_demo, lifecycle, scripted_review, workload
 
     platform.start()
     with console.status("waiting for the services to report SERVING..."):
@@ -532,6 +532,7 @@ def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
     summary = workload.run_workload(platform.target("intake"), requests, concurrency=args.concurrency,
                                     console=console, security=platform.security, token=platform.tokens["intake"])
     workload.render_summary(summary, console)
+    fhir_demo.run(fhir, console)
     shift = scripted_review.run_shift(platform.target("review"), console, security=platform.security,
                                       service_token=platform.tokens["review"])
     lifecycle.run_lifecycle({s: platform.target(s) for s in SERVICES}, shift, console, platform.var_dir / "notices",

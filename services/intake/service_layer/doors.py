@@ -40,12 +40,13 @@ from services.common.errors import (
     ValidationFailed,
 )
 from services.intake.interop.answers import Rejection
+from services.intake.interop.pas.fhir import parse_bundle
 from services.intake.interop.pas.guard import DEFAULT_LIMITS, Limits, load
 from services.intake.interop.pas.inquiry import InquiryQuery, parse_inquiry
 from services.intake.interop.pas.inquiry_response import inquiry_parameters, pas_inquiry_bundle
 from services.intake.interop.pas.outcome import Problem, operation_outcome
 from services.intake.interop.pas.refusal import split
-from services.intake.interop.pas.request import pas_request_to_command
+from services.intake.interop.pas.request import bundle_to_command, pas_request_to_command
 from services.intake.interop.pas.response import REQUEST_ID_SYSTEM, pas_error_bundle, pas_response_bundle
 from services.intake.interop.pas.update import ClaimUpdate, claim_identifiers, is_update, read_update
 from services.intake.interop.payers import PayerProfile
@@ -128,7 +129,10 @@ class PasDoor:
             return _invalid(problems)
         if is_update(bundle):
             return await self._update(bundle, submitter)
-        command = pas_request_to_command(bundle, submitter.id, payers=self._payers, limits=self._limits)
+        parsed, problems = parse_bundle(bundle, self._limits)
+        if parsed is None:
+            return _invalid(problems)
+        command = bundle_to_command(parsed, submitter.id, payers=self._payers)
         if isinstance(command, list):
             return self._problems(bundle, command)
         command.wait_ms = self._wait_ms
@@ -143,7 +147,7 @@ class PasDoor:
             return self._refused(bundle, [unavailable("intake cannot be reached")])
         view = reply.request
         await self._record(view.request_id, submitter, bundle, claim_identifiers(bundle))
-        return Answer("ok", pas_response_bundle(bundle, view, now=self._now()))
+        return Answer("ok", pas_response_bundle(bundle, view, now=self._now(), parsed=parsed))
 
     def _problems(self, bundle: Mapping[str, Any], problems: Sequence[Problem]) -> Answer:
         invalid, refusals = split(problems, bundle)

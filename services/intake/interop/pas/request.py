@@ -126,6 +126,15 @@ def pas_request_to_command(bundle_json: str | bytes | Mapping[str, Any], submitt
     bundle, problems = parse_bundle(bundle_json, limits)
     if bundle is None:
         return problems
+    return bundle_to_command(bundle, submitter_id, payers=payers)
+
+
+def bundle_to_command(bundle: Bundle, submitter_id: str, *, payers: Mapping[str, PayerProfile] | None = None
+                      ) -> intake_pb2.SubmitRequestRequest | list[Problem]:
+    """:func:`pas_request_to_command` for a Bundle already parsed (``parse_bundle``), so that a door that
+    also answers from it parses it once."""
+    if not submitter_id:
+        raise ValueError("submitter_id is required")
     try:
         translation = _Translation(bundle, payers or {})
         translation.run()
