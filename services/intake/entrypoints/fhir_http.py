@@ -169,6 +169,13 @@ def submitter_of(request: Request) -> Submitter:
     return submitter
 
 
+async def organization_of(request: Request) -> str | None:
+    """The authenticated submitting organization's id (None outside the authenticated routes): the
+    resolver routes mounted with :func:`create_app`'s ``extra_routes`` take (the Subscription routes)."""
+    submitter = getattr(request.state, "submitter", None)
+    return submitter.id if isinstance(submitter, Submitter) else None
+
+
 class Authenticated:
     """ASGI middleware: every HTTP request but those to :data:`PUBLIC` paths carries a live bearer token
     of ``tokens``; the submitter it stands for goes on the scope's state (``request.state.submitter``).

@@ -24,7 +24,7 @@ from services.common.errors import ResourceExhausted
 from services.common.metrics import Metrics
 from services.common.settings import FhirSettings
 from services.intake.door_bootstrap import Built, build
-from services.intake.entrypoints.fhir_http import submitter_of
+from services.intake.entrypoints.fhir_http import organization_of, submitter_of
 from services.intake.interop.pas.response import action_codes
 from services.intake.service_layer.door_ports import Submitter
 from tests.conftest import REPO
@@ -53,7 +53,7 @@ class Door:
         self.store = FakeSubmissionStore()
 
         async def whoami(request: Request) -> Response:
-            return JSONResponse({"id": submitter_of(request).id})
+            return JSONResponse({"id": submitter_of(request).id, "organization": await organization_of(request)})
 
         self.built: Built = build(
             FhirSettings(wait_ms=0, max_body_bytes=64 * 1024, token_ttl_s=300, payers_file=PAYERS),
@@ -168,7 +168,7 @@ def test_a_token_expires(door: Door) -> None:
 
 def test_routes_mounted_by_another_module_see_the_submitter(door: Door) -> None:
     reply = door.client.get("/fhir/Whoami", headers={"authorization": f"Bearer {door.token()}"})
-    assert reply.json() == {"id": CLIENT}
+    assert reply.json() == {"id": CLIENT, "organization": CLIENT}
 
 
 def test_an_invalid_bundle_is_400_with_fhirpath_expressions(door: Door) -> None:
