@@ -321,33 +321,38 @@ class Platform:
         """Start the workbench against the running services (their ports must be known: call after
         :meth:`wait_healthy`) and wait until it answers; its URL. Port 0: any free port. The
         session cookie is not marked Secure: this is plain HTTP on localhost."""
-        (self.var_dir / "logs").mkdir(parents=True, exist_ok=True)
-        (self.var_dir / "ports").mkdir(parents=True, exist_ok=True)
-        port_file = self.port_file("workbench")
-        port_file.unlink(missing_ok=True)
-        self.metrics_port_file("workbench").unlink(missing_ok=True)
-        self.metrics_bound.pop("workbench", None)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("UR_")}
         chosen = self.workbench_port if port is None else port
-        listen = f"127.0.0.1:{chosen}"
-        env.update({"UR_WORKBENCH_LISTEN": listen, "UR_WORKBENCH_PORT_FILE": str(port_file),
-                    "UR_WORKBENCH_METRICS_LISTEN": self._metrics_listen("workbench", chosen),
-                    "UR_METRICS_PORT_FILE": str(self.metrics_port_file("workbench")),
-                    "UR_WORKBENCH_COOKIE_SECURE": "false", "UR_INTAKE_TARGET": self.target("intake"),
-                    "UR_REVIEW_TARGET": self.target("review"), "UR_AUTHORIZATION_TARGET": self.target("authorization"),
-                    "UR_VAR_DIR": str(self.var_dir), "UR_SUPERVISOR_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1",
-                    **self._client_env("workbench"), **self.extra_env, **(extra_env or {})})
-        log = self.log_path("workbench").open("ab")
-        self.procs["workbench"] = subprocess.Popen(
-            [sys.executable, "-m", "services.workbench.entrypoints.main"], env=env, stdout=log,
-            stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        self._start_web("workbench", "services.workbench.entrypoints.main", chosen, {
+            "UR_WORKBENCH_LISTEN": f"127.0.0.1:{chosen}", "UR_WORKBENCH_PORT_FILE": str(self.port_file("workbench")),
+            "UR_WORKBENCH_METRICS_LISTEN": self._metrics_listen("workbench", chosen),
+            "UR_WORKBENCH_COOKIE_SECURE": "false", "UR_INTAKE_TARGET": self.target("intake"),
+            "UR_REVIEW_TARGET": self.target("review"), "UR_AUTHORIZATION_TARGET": self.target("authorization"),
+            **self._client_env("workbench")}, extra_env, timeout_s)
+        return self.workbench_url()
+
+    def _start_web(self, process: str, module: str, port: int, env: Mapping[str, str],
+                   extra_env: Mapping[str, str] | None, timeout_s: float) -> None:
+        """Run ``module`` (a web process that reports its HTTP port in its port file) and wait until it
+        serves; its port in :attr:`bound`."""
+        for sub in ("logs", "ports"):
+            (self.var_dir / sub).mkdir(parents=True, exist_ok=True)
+        port_file = self.port_file(process)
+        port_file.unlink(missing_ok=True)
+        self.metrics_port_file(process).unlink(missing_ok=True)
+        self.metrics_bound.pop(process, None)
+        full = {k: v for k, v in os.environ.items() if not k.startswith("UR_")}
+        full.update({**env, "UR_METRICS_PORT_FILE": str(self.metrics_port_file(process)),
+                     "UR_VAR_DIR": str(self.var_dir), "UR_SUPERVISOR_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1",
+                     **self.extra_env, **(extra_env or {})})
+        log = self.log_path(process).open("ab")
+        self.procs[process] = subprocess.Popen([sys.executable, "-m", module], env=full, stdout=log,
+                                               stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout_s
         while not port_file.exists():
-            self._check_alive("workbench", f"reported no port in {port_file} within {timeout_s:.0f}s", deadline)
+            self._check_alive(process, f"reported no port in {port_file} within {timeout_s:.0f}s", deadline)
             time.sleep(0.05)
-        self.bound["workbench"] = int(port_file.read_text(encoding="ascii"))
-        return self.workbench_url()
+        self.bound[process] = int(port_file.read_text(encoding="ascii"))
 
     # -- intake's standard front doors (Da Vinci PAS over FHIR, the X12 278) --------------------------
     def start_fhir(self, port: int | None = None, timeout_s: float = 60.0, database_url: str | None = None,
@@ -356,32 +361,14 @@ class Platform:
         :meth:`wait_healthy`) and wait until it serves; its FHIR base URL. Port 0: any free port.
         ``database_url``: the door's own database (default SQLite under the var directory). Its clients
         authenticate against the platform's credentials file, as intake's do."""
-        for sub in ("logs", "ports"):
-            (self.var_dir / sub).mkdir(parents=True, exist_ok=True)
-        port_file = self.port_file("fhir")
-        port_file.unlink(missing_ok=True)
-        self.metrics_port_file("fhir").unlink(missing_ok=True)
-        self.metrics_bound.pop("fhir", None)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("UR_")}
         chosen = self.fhir_port if port is None else port
-        env.update({"UR_FHIR_LISTEN": f"127.0.0.1:{chosen}", "UR_FHIR_PORT_FILE": str(port_file),
-                    "UR_FHIR_METRICS_LISTEN": self._metrics_listen("fhir", chosen),
-                    "UR_METRICS_PORT_FILE": str(self.metrics_port_file("fhir")),
-                    "UR_INTAKE_TARGET": self.target("intake"), "UR_FHIR_PAYERS_FILE": str(SAMPLE_PAYERS),
-                    "UR_VAR_DIR": str(self.var_dir), "UR_SUPERVISOR_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1",
-                    **({"UR_FHIR_DATABASE_URL": database_url} if database_url else {}),
-                    **({"UR_CREDENTIALS_FILE": str(self.credentials_file)} if self.credentials_file else {}),
-                    **self._client_env("fhir"), **self.extra_env, **(extra_env or {})})
-        log = self.log_path("fhir").open("ab")
-        self.procs["fhir"] = subprocess.Popen(
-            [sys.executable, "-m", "services.intake.entrypoints.fhir_main"], env=env, stdout=log,
-            stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        while not port_file.exists():
-            self._check_alive("fhir", f"reported no port in {port_file} within {timeout_s:.0f}s", deadline)
-            time.sleep(0.05)
-        self.bound["fhir"] = int(port_file.read_text(encoding="ascii"))
+        self._start_web("fhir", "services.intake.entrypoints.fhir_main", chosen, {
+            "UR_FHIR_LISTEN": f"127.0.0.1:{chosen}", "UR_FHIR_PORT_FILE": str(self.port_file("fhir")),
+            "UR_FHIR_METRICS_LISTEN": self._metrics_listen("fhir", chosen),
+            "UR_INTAKE_TARGET": self.target("intake"), "UR_FHIR_PAYERS_FILE": str(SAMPLE_PAYERS),
+            **({"UR_FHIR_DATABASE_URL": database_url} if database_url else {}),
+            **({"UR_CREDENTIALS_FILE": str(self.credentials_file)} if self.credentials_file else {}),
+            **self._client_env("fhir")}, extra_env, timeout_s)
         return self.fhir_url()
 
     def fhir_url(self) -> str:

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx2 as httpx
 import pytest
 from fhir.resources.R4B.bundle import Bundle
@@ -52,11 +51,13 @@ from services.intake.interop.pas.response import (
 from tests.conftest import REPO
 from tests.e2e.conftest import Clients
 from tests.e2e.test_reviewer_flow import NURSE
+from tests.e2e.test_workbench import claim
 from tests.factories import lumbar_mri
 from tests.polling import wait_until
 from tests.unit.intake.test_doors import completed, update_of
 from tests.unit.interop.pas_fixtures import REQUEST_EXAMPLES, complete_bundle, example
 from tests.unit.interop.pas_fixtures import claim as claim_of
+from tests.unit.interop.test_pas_hostile import _get, _paths
 from tests.unit.interop.x12_fixtures import interchange, transaction
 
 pytestmark = pytest.mark.e2e
@@ -172,31 +173,6 @@ def via_fhir(*, meets: bool, transaction: str) -> dict[str, Any]:
     request = lumbar_mri(meets=meets)
     return pas_bundle(request, transaction=transaction, trace=f"TRN-{transaction}",
                       timestamp=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()))
-
-
-def claim(clients: Clients, who: tuple[tuple[str, str], ...], request_id: str) -> review_pb2.TaskView:
-    """Claim the task of ``request_id``: tasks claimed on the way (other tests' more urgent ones) are held
-    until it comes, then given back."""
-    passed: list[str] = []
-
-    def attempt() -> review_pb2.TaskView | None:
-        try:
-            view = clients.review.ClaimNextTask(review_pb2.ClaimNextTaskRequest(), metadata=who, timeout=10).task
-        except grpc.RpcError as exc:
-            if exc.code() is grpc.StatusCode.NOT_FOUND:
-                return None
-            raise
-        if view.task.request_id == request_id:
-            return view
-        passed.append(view.task.task_id)
-        return None
-
-    found = wait_until(attempt, 60, what=f"a claimable task for request {request_id}", until=lambda v: v is not None,
-                       interval_s=0.1)
-    for task_id in passed:
-        clients.review.ReleaseTask(review_pb2.ReleaseTaskRequest(task_id=task_id), metadata=who, timeout=10)
-    assert found is not None
-    return found
 
 
 def unique(label: str) -> str:
@@ -358,37 +334,20 @@ def test_one_submitter_cannot_inquire_into_or_update_anothers_request(door: Door
 TEN_MB = "x" * (10 * 1024 * 1024)
 
 
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [path]
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _paths(v, (*path, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _paths(v, (*path, i))
-    return out
-
-
-def _at(node: Any, path: tuple[Any, ...]) -> Any:
-    for p in path:
-        node = node[p]
-    return node
-
-
 Bodies = list[tuple[str, Any]]
 
 
 def _wrong_types(rng: random.Random, base: dict[str, Any]) -> Bodies:
     out: Bodies = []
-    for path in rng.sample([p for p in _paths(base) if p and isinstance(_at(base, p), (dict, list))], 60):
+    for path in rng.sample([p for p in _paths(base) if p and isinstance(_get(base, p), (dict, list))], 60):
         b = copy.deepcopy(base)
-        value = _at(b, path)
-        _at(b, path[:-1])[path[-1]] = "not an object" if isinstance(value, dict) else {"not": "a list"}
+        value = _get(b, path)
+        _get(b, path[:-1])[path[-1]] = "not an object" if isinstance(value, dict) else {"not": "a list"}
         out.append((f"wrong type at {'/'.join(map(str, path))}", b))
-    numbers = [p for p in _paths(base) if p and isinstance(_at(base, p), int) and not isinstance(_at(base, p), bool)]
+    numbers = [p for p in _paths(base) if p and isinstance(_get(base, p), int) and not isinstance(_get(base, p), bool)]
     for path in rng.sample(numbers, min(6, len(numbers))):
         b = copy.deepcopy(base)
-        _at(b, path[:-1])[path[-1]] = {"n": 1}
+        _get(b, path[:-1])[path[-1]] = {"n": 1}
         out.append((f"an object for a number at {'/'.join(map(str, path))}", b))
     return out
 
@@ -415,7 +374,7 @@ def _dangling(rng: random.Random, base: dict[str, Any], count: int) -> Bodies:
     for n in range(count):
         b = copy.deepcopy(base)
         where = rng.choice(references)
-        _at(b, where[:-1])["reference"] = rng.choice(["Patient/ghost", "#nope", "urn:uuid:nothing",
+        _get(b, where[:-1])["reference"] = rng.choice(["Patient/ghost", "#nope", "urn:uuid:nothing",
                                                       "http://evil.example/Claim/1", "Coverage/x/y/z/w",
                                                       f"Practitioner/ghost-{n}"])
         out.append((f"unresolved reference at {'/'.join(map(str, where))} ({n})", b))

@@ -9,14 +9,13 @@ import asyncio
 import logging
 import sys
 
-import uvicorn
-
 from services.common import lifetime, logs, settings, tracing
 from services.common.credentials import CredentialsSource
 from services.common.errors import ConfigurationError
 from services.common.listeners import bind_tcp
-from services.common.main import EXIT_FAILED, configuration_error, report_port, serve_metrics
+from services.common.main import EXIT_FAILED, configuration_error, serve_metrics
 from services.common.metrics import MetricsBindError
+from services.common.web import serve_asgi
 from services.intake.adapters.door_clients import CredentialsDirectory
 from services.intake.door_bootstrap import build
 
@@ -41,23 +40,10 @@ async def serve(config: settings.FhirSettings) -> None:
     reload = asyncio.create_task(_reload(credentials, config.credentials_reload_s))
     listener = serve_metrics(config, built.metrics)
     sock = bind_tcp(config.listen)
-    https = config.tls_cert_file is not None
-    server = uvicorn.Server(uvicorn.Config(
-        built.app, log_config=None, access_log=False, proxy_headers=False, server_header=False, date_header=True,
-        timeout_graceful_shutdown=10, ssl_certfile=str(config.tls_cert_file) if https else None,
-        ssl_keyfile=str(config.tls_key_file) if https else None))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started and not task.done():
-        await asyncio.sleep(0.02)
-    if server.started:
-        port = sock.getsockname()[1]
-        scheme = "https" if https else "http"
-        logger.info("FHIR door serving on %s://%s:%d/fhir (X12 278 at /x12/278)", scheme, sock.getsockname()[0],
-                    port)
-        if config.port_file:
-            report_port(config.port_file, port)
     try:
-        await task
+        await serve_asgi(built.app, sock, name="FHIR door (X12 278 at /x12/278)", path="/fhir",
+                         port_file=config.port_file, ssl_certfile=config.tls_cert_file,
+                         ssl_keyfile=config.tls_key_file)
     finally:
         reload.cancel()
         if listener is not None:
