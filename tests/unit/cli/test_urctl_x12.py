@@ -1,6 +1,7 @@
 """``urctl x12 submit FILE`` against intake's real servicer and use cases (on fakes) served over gRPC in
-this process: hand-built interchanges covering each HL level, several services, every AAA rejection
-path the 278 door has, and the 999 and TA1 answers."""
+this process behind its access control (urctl sends the sample clinic's token, UR_INTAKE_TOKEN):
+hand-built interchanges covering each HL level, several services, every AAA rejection path the 278
+door has, and the 999 and TA1 answers."""
 
 from __future__ import annotations
 
@@ -12,14 +13,23 @@ import pytest
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
 from services.cli import urctl
+from services.common.access import AccessControl
+from services.common.credentials import CredentialsSource
 from services.common.grpc_server import Registration, RunningServer, create_server
+from services.intake.entrypoints.access import POLICY
 from services.intake.entrypoints.grpc_api import IntakeServicer
 from tests.conftest import REPO
 from tests.fakes.door import HandlersIntake, member
+from tests.identity import CLINIC, CREDENTIALS, token
 from tests.unit.interop.test_x12 import REJECTIONS
 from tests.unit.interop.x12_fixtures import interchange, service, transaction
 
 PAYERS = REPO / "deploy" / "sample" / "payers.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _as_the_clinic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UR_INTAKE_TOKEN", token(CLINIC))
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +37,8 @@ def intake() -> Iterator[tuple[HandlersIntake, RunningServer]]:
     fake = HandlersIntake({}, [member("M-1001")])
     server = create_server("127.0.0.1:0", [Registration(
         intake_pb2_grpc.add_IntakeServiceServicer_to_server, IntakeServicer(fake.handlers, fake.changer),
-        intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name)], max_workers=2)
+        intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name)], max_workers=2,
+        interceptors=[AccessControl([POLICY], CredentialsSource(CREDENTIALS))])
     yield fake, server
     server.stop(None)
 
@@ -37,7 +48,7 @@ def submit(intake: tuple[HandlersIntake, RunningServer], tmp_path: Path, text: s
     path = tmp_path / "request.x12"
     path.write_text(text)
     status = urctl.main(["x12", "submit", str(path), "--intake", f"127.0.0.1:{intake[1].port}", "--wait-ms", "0",
-                         "--payers", str(PAYERS)])
+                         "--payers", str(PAYERS), "--submitter", CLINIC])
     return status, capsys.readouterr().out
 
 
