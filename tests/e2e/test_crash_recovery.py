@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from services.cli.platform import Platform
 from tests.e2e.conftest import Clients, start_platform
 from tests.factories import lumbar_mri
 from tests.polling import wait_until
+from tests.topics import new_topic_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grp
 
 @pytest.fixture
 def own_platform(tmp_path: Path, make_database: Callable[[str], str], kafka_bootstrap: str) -> Iterator[Platform]:
-    running = start_platform(tmp_path, make_database, kafka_bootstrap, f"urt{uuid.uuid4().hex[:10]}")
+    running = start_platform(tmp_path, make_database, kafka_bootstrap, new_topic_prefix())
     yield running
     running.stop()
 

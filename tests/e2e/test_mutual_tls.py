@@ -10,7 +10,6 @@ without a token."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from tests.factories import lumbar_mri
 from tests.grpc_helpers import health_of
 from tests.identity import CREDENTIALS
 from tests.tls_material import make_material
+from tests.topics import new_topic_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,7 @@ def test_the_platform_runs_over_mutual_tls_and_refuses_clients_without_a_certifi
         if principal["id"] == "svc-review":
             principal["certificates"] = [{"common_name": "ur-service"}]
     (tmp_path / "credentials.yaml").write_text(yaml.safe_dump(credentials))
-    platform = start_platform(tmp_path / "platform", make_database, kafka_bootstrap, f"urt{uuid.uuid4().hex[:10]}",
+    platform = start_platform(tmp_path / "platform", make_database, kafka_bootstrap, new_topic_prefix(),
                               security=material.services(require_client_cert=True),
                               credentials_file=tmp_path / "credentials.yaml", token_files={})
     try:
