@@ -31,6 +31,7 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any
 
+from kafka.errors import KafkaError
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
 from services.cli.bench import (
@@ -43,6 +44,7 @@ from services.cli.bench import (
 )
 from services.cli.pas_bundles import pas_bundle
 from services.cli.platform import REPO, Platform, Stopped, platform_security, stop_on_signals
+from services.common import kafka_io
 from services.intake.interop.answers import line_answers
 from services.intake.interop.pas.response import action_codes
 
@@ -144,6 +146,20 @@ def _grpc_outcome(reply: intake_pb2.SubmitRequestResponse) -> str:
     return answers[0].action if answers else intake_pb2.RequestStatus.Name(reply.request.status)
 
 
+def _delete_topics(bootstrap: str, prefix: str) -> None:
+    """The run's topics go with it: a shared broker must not grow with every bench run."""
+    try:
+        admin = kafka_io.make_admin(bootstrap, "bench-fhir-cleanup", request_timeout_ms=30000)
+        try:
+            doomed = [t for t in admin.list_topics() if t.startswith(prefix + ".")]
+            if doomed:
+                admin.delete_topics(doomed, timeout_ms=30000)
+        finally:
+            admin.close()
+    except (KafkaError, OSError) as exc:
+        print(f"bench_fhir: could not delete the run's topics ({exc})", file=sys.stderr)
+
+
 def run(rate: float, seconds: float, var_dir: Path, db_prefix: str, concurrency: int = 256) -> dict[str, Any]:
     """Start the platform and the door, offer both doors ``rate`` requests/s for ``seconds``; the figures."""
     count = max(1, int(rate * seconds))
@@ -197,6 +213,7 @@ def run(rate: float, seconds: float, var_dir: Path, db_prefix: str, concurrency:
         channel.close()
     finally:
         platform.stop()
+        _delete_topics(bootstrap, prefix)
     result = {"offered_per_s": rate, "seconds": seconds, "wait_ms": WAIT_MS,
               "grpc_submit": summary(grpc_results), "fhir_submit": summary(fhir_results)}
     print(json.dumps(result, indent=2))
