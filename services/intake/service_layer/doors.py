@@ -129,7 +129,7 @@ class PasDoor:
             return _invalid(problems)
         if is_update(bundle):
             return await self._update(bundle, submitter)
-        parsed, problems = parse_bundle(bundle, self._limits)
+        parsed, problems = parse_bundle(bundle, self._limits, checked=True)
         if parsed is None:
             return _invalid(problems)
         command = bundle_to_command(parsed, submitter.id, payers=self._payers)

@@ -35,13 +35,17 @@ X12_RELATIONSHIP = "https://codesystem.x12.org/005010/1069"
 MAX_VALIDATION_PROBLEMS = 100
 
 
-def parse_bundle(body: str | bytes | Mapping[str, Any], limits: Limits = DEFAULT_LIMITS
+def parse_bundle(body: str | bytes | Mapping[str, Any], limits: Limits = DEFAULT_LIMITS, *, checked: bool = False
                  ) -> tuple[Bundle | None, list[Problem]]:
     """Bounded decoding, then the model library's validation (datatypes, R4 cardinalities, unknown
-    elements), each failure as a problem naming its element."""
-    value, problems = load(body, limits)
-    if problems:
-        return None, problems
+    elements), each failure as a problem naming its element. ``checked``: ``body`` is JSON the input
+    guard (``guard.load``) has already passed, not to be walked again."""
+    if checked and isinstance(body, Mapping):
+        value: Any = body
+    else:
+        value, problems = load(body, limits)
+        if problems:
+            return None, problems
     if not isinstance(value, Mapping) or value.get("resourceType") != "Bundle":
         got = value.get("resourceType") if isinstance(value, Mapping) else type(value).__name__
         return None, [Problem("Bundle", "structure", f"expected a Bundle resource, got {str(got)[:80]!r}")]
@@ -126,7 +130,9 @@ def references(node: Any, path: str, depth: int = 0) -> Iterator[tuple[str, Refe
             yield from references(value, f"{path}[{i}]", depth + 1)
     elif isinstance(node, BaseModel):
         fields = type(node).model_fields
-        for name, value in node:
+        given = node.model_fields_set  # what the Bundle gave: most of an element's fields are absent
+        for name in [n for n in fields if n in given]:  # in the model's order, not the set's
+            value = getattr(node, name, None)
             if value is None or isinstance(value, (str, int, float, bool)):
                 continue
             alias = fields[name].alias if name in fields and fields[name].alias else name
