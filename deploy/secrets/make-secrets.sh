@@ -10,7 +10,8 @@
 #   <service>.pem, <service>.key for intake, review and authorization: each serves it over gRPC and
 #                                presents it as its client certificate (mutual TLS); names
 #                                <service>, ur-<service>, ur-<service>.<namespace>.svc(.cluster.local),
-#                                localhost and 127.0.0.1 (the probes)
+#                                ur-<service>-pods.<namespace>.svc(.cluster.local) (the headless
+#                                Services), localhost and 127.0.0.1 (the probes)
 #   operator.pem, operator.key   a client certificate for urctl on the host (principal "operator")
 #   postgres.pem, postgres.key   compose's PostgreSQL server certificate (name "postgres")
 #   postgres-password            compose's PostgreSQL password (the services read it from a file:
@@ -79,7 +80,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days "$DAY
 for service in "${SERVICES[@]}"; do
     log "$service's certificate"
     issue "$service" "ur-$service" serverAuth,clientAuth "DNS:$service" "DNS:ur-$service" \
-        "DNS:ur-$service.$NAMESPACE.svc" "DNS:ur-$service.$NAMESPACE.svc.cluster.local" DNS:localhost IP:127.0.0.1
+        "DNS:ur-$service.$NAMESPACE.svc" "DNS:ur-$service.$NAMESPACE.svc.cluster.local" \
+        "DNS:ur-$service-pods.$NAMESPACE.svc" "DNS:ur-$service-pods.$NAMESPACE.svc.cluster.local" \
+        DNS:localhost IP:127.0.0.1
 done
 log "the operator's client certificate, PostgreSQL's and Kafka's"
 issue operator ur-operator clientAuth "DNS:ur-operator"

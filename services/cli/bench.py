@@ -33,6 +33,12 @@ in the bench's directory), each on fresh databases and topics, so that `make ben
 throughput with TLS on next to plaintext (``--tls``: the TLS run only). Either way every call is
 authenticated (the sample's development credentials); the intake rate limit is off, as the bench is
 one caller sending as fast as it can.
+
+The bench's topics (its platform's, the ceiling's and those of --unrelated-partitions) are deleted when
+it ends, however it ends: each run leaves the broker as it found it. With --unrelated-partitions N the
+broker first gets N partitions of topics nothing uses, as a broker shared with other applications
+has: the platform's figures next to a run without them say how indifferent it is to the cluster (every
+metadata request of the services and the bench names its topics).
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from typing import Any
 import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -306,9 +313,13 @@ def wait_settled(tracker: Tracker, ids: Iterator[str] | list[str], timeout_s: fl
             time.sleep(0.2)
 
 
+def ceiling_topic(prefix: str) -> str:
+    return f"{prefix}.bench.ceiling"
+
+
 def ceiling_kafka(bootstrap: str, prefix: str, count: int, console: Console,
                   security: kafka_io.KafkaSecurity = kafka_io.PLAINTEXT) -> dict[str, float]:
-    topic = f"{prefix}.bench.ceiling"
+    topic = ceiling_topic(prefix)
     kafka_io.ensure_topics(bootstrap, [topic], 6, security=security)
     payload = make_request(1, [("M", types_pb2.LINE_OF_BUSINESS_MEDICARE_ADVANTAGE, "CA")], "x").SerializeToString()
     producer = kafka_io.make_producer(bootstrap, client_id="bench-ceiling", security=security)
@@ -501,6 +512,10 @@ def main(argv: list[str] | None = None) -> int:
                              "for the run) or settings (the UR_GRPC_TLS_* settings); default plaintext,tls, so "
                              "that TLS figures sit next to plaintext ones")
     parser.add_argument("--tls", action="store_true", help="the same as --transports tls")
+    parser.add_argument("--unrelated-partitions", type=int,
+                        default=int(os.environ.get("BENCH_UNRELATED_PARTITIONS", "0")),
+                        help="first create this many partitions (topics of 100) that nothing uses, as on a broker "
+                             "shared with other applications; deleted at the end with the bench's own topics")
     args = parser.parse_args(argv)
     transports = ["tls"] if args.tls else [t.strip() for t in args.transports.split(",") if t.strip()]
     unknown = sorted(set(transports) - set(TRANSPORTS))
@@ -521,11 +536,25 @@ def main(argv: list[str] | None = None) -> int:
                                "machine": {"cpus": os.cpu_count()},
                                "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
     runs: dict[str, dict[str, Any]] = {}
-    for n, transport in enumerate(transports):
-        security = transport_security(transport, var_dir)
-        runs[transport] = platform_phases(args, PlatformRun(
-            bootstrap=bootstrap, kafka_security=kafka_security, prefix=f"urbench{time.strftime('%H%M%S')}{n}",
-            security=security, members=members, seed=seed, var_dir=var_dir), console, kafka_ceilings=n == 0)
+    prefix = f"urbench{time.strftime('%H%M%S')}"
+    unrelated: list[str] = []
+    try:
+        if args.unrelated_partitions > 0:
+            console.print(f"creating {args.unrelated_partitions:,} unrelated partitions...")
+            unrelated = kafka_io.create_partitions(bootstrap, prefix, args.unrelated_partitions,
+                                                   security=kafka_security)
+            results["unrelated_partitions"] = args.unrelated_partitions
+        for n, transport in enumerate(transports):
+            security = transport_security(transport, var_dir)
+            runs[transport] = platform_phases(args, PlatformRun(
+                bootstrap=bootstrap, kafka_security=kafka_security, prefix=f"{prefix}{n}", security=security,
+                members=members, seed=seed, var_dir=var_dir), console, kafka_ceilings=n == 0)
+    finally:
+        if unrelated:
+            try:
+                kafka_io.delete_topics(bootstrap, unrelated, security=kafka_security)
+            except (KafkaError, OSError) as exc:  # the broker gone: the bench's figures still stand
+                console.print(f"[red]could not delete the unrelated topics ({prefix}.*): {exc}[/red]")
     first = runs[transports[0]]
     # The first run's figures where one run's go (what the ratios and the rules phase compare with).
     results.update({"transport": first["transport"], "throughput": first["throughput"],
@@ -609,6 +638,7 @@ def platform_phases(args: argparse.Namespace, run: PlatformRun, console: Console
     ports = {s: int(settings.get(f"UR_{s.upper()}_GRPC_LISTEN").rpartition(":")[2]) for s in settings.SERVICES}
     platform = Platform(var_dir=run.var_dir, kafka_bootstrap=run.bootstrap, topic_prefix=run.prefix,
                         database_urls=urls, members_seed=run.seed, ports=ports, security=security,
+                        kafka_security=run.kafka_security,
                         extra_env={"UR_LOG_LEVEL": "WARNING", "UR_GRPC_MAX_WORKERS": str(args.grpc_workers),
                                    "UR_INTAKE_RATE_PER_S": "0"})
     results: dict[str, Any] = {"transport": transport}
@@ -689,6 +719,11 @@ def platform_phases(args: argparse.Namespace, run: PlatformRun, console: Console
             results["ceilings"] = ceilings
     finally:
         platform.stop()
+        try:
+            deleted = platform.delete_topics(ceiling_topic(run.prefix))
+            console.print(f"deleted the run's {len(deleted)} topics ({run.prefix}.*)")
+        except (KafkaError, OSError) as exc:  # the broker gone: the bench's figures still stand
+            console.print(f"[red]could not delete the run's topics ({run.prefix}.*): {exc}[/red]")
     return results
 
 

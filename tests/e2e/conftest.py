@@ -35,7 +35,10 @@ def start_platform(tmp: Path, make_database: Callable[[str], str], kafka_bootstr
         # Port 0: each service binds a free port and reports it; nothing can take it in between.
         ports={s: 0 for s in ("intake", "review", "authorization")},
         members_seed=REPO / "tests" / "data" / "members.yaml",
-        extra_env={"UR_LOG_LEVEL": "INFO", "UR_TOPIC_PARTITIONS": "3", **(extra_env or {})})
+        # The tests' one submitter polls intake faster than a caller may (UR_INTAKE_RATE_PER_S): the
+        # limit is off here, and tested on its own (tests/integration/test_access_matrix.py).
+        extra_env={"UR_LOG_LEVEL": "INFO", "UR_TOPIC_PARTITIONS": "3", "UR_INTAKE_RATE_PER_S": "0",
+                   **(extra_env or {})})
     platform.start()
     try:
         platform.wait_healthy(timeout_s=120)

@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from services.common.db import BigIntId, outbox_table, processed_events_table
+from services.common.db import BigIntId, outbox_table, processed_events_table, relay_lease_table
 
 metadata = MetaData()
 
@@ -81,3 +81,4 @@ unit_draws = Table(
 
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
+relay_lease = relay_lease_table(metadata)

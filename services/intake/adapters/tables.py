@@ -17,7 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from services.common.db import BigIntId, outbox_table, processed_events_table
+from services.common.db import BigIntId, outbox_table, processed_events_table, relay_lease_table
 
 metadata = MetaData()
 
@@ -132,3 +132,4 @@ appeals = Table(
 
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
+relay_lease = relay_lease_table(metadata)

@@ -18,7 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from services.common.db import outbox_table, processed_events_table
+from services.common.db import outbox_table, processed_events_table, relay_lease_table
 
 metadata = MetaData()
 
@@ -207,3 +207,4 @@ appeals = Table(
 
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
+relay_lease = relay_lease_table(metadata)
