@@ -369,6 +369,14 @@ def workbench_phase(database_url: str, tasks: int, output: Path) -> dict[str, An
     return report
 
 
+def fhir_results(args: argparse.Namespace, output: Path, console: Console) -> dict[str, Any]:
+    """``{"fhir": ...}`` of the FHIR door phase, or nothing when --fhir-seconds is 0."""
+    if args.fhir_seconds <= 0:
+        return {}
+    console.print(f"FHIR $submit at {args.fhir_rate:g} requests/s offered (services/cli/bench_fhir.py)...")
+    return {"fhir": fhir_phase(args.fhir_rate, args.fhir_seconds, args.db_prefix, output)}
+
+
 def fhir_phase(rate: float, seconds: float, db_prefix: str, output: Path) -> dict[str, Any]:
     """services/cli/bench_fhir.py in its own process: $submit next to gRPC at an offered rate."""
     subprocess.run([sys.executable, "-m", "services.cli.bench_fhir", "--rate", str(rate), "--seconds", str(seconds),
@@ -572,9 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"workbench pages at {args.workbench_tasks:,} open tasks (services/cli/bench_workbench.py)...")
         [pages_db] = fresh_databases(pg_admin_url(), args.db_prefix, ("workbench",)).values()
         results["workbench"] = workbench_phase(pages_db, args.workbench_tasks, var_dir / "bench-workbench.json")
-    if args.fhir_seconds > 0:
-        console.print(f"FHIR $submit at {args.fhir_rate:g} requests/s offered (services/cli/bench_fhir.py)...")
-        results["fhir"] = fhir_phase(args.fhir_rate, args.fhir_seconds, args.db_prefix, var_dir / "bench-fhir.json")
+    results.update(fhir_results(args, var_dir / "bench-fhir.json", console))
     if args.rule_evaluations > 0:
         rules = rule_evaluations(args.rule_evaluations, var_dir / "bench-rules.json")
         results["rule_evaluations"] = rules
