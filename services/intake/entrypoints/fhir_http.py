@@ -44,11 +44,15 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common.errors import (
+    FailedPrecondition,
+    IdempotencyConflict,
+    NotFound,
     PermissionDenied,
     ResourceExhausted,
     ServiceError,
     Unauthenticated,
     Unavailable,
+    ValidationFailed,
 )
 from services.common.http_telemetry import HttpMetrics, HttpTelemetry
 from services.intake.service_layer.door_auth import TokenIssuer
@@ -108,7 +112,13 @@ def _challenge(error: str | None) -> dict[str, str]:
 def error_response(exc: ServiceError, *, x12: bool = False) -> Response:
     """The HTTP answer to a service error that reached the transport (see the module docstring)."""
     status, code, headers = 500, "exception", {}
-    if isinstance(exc, Unauthenticated):
+    if isinstance(exc, ValidationFailed):
+        status, code = 400, "invalid"
+    elif isinstance(exc, NotFound):
+        status, code = 404, "not-found"
+    elif isinstance(exc, (FailedPrecondition, IdempotencyConflict)):
+        status, code = 409, "conflict"
+    elif isinstance(exc, Unauthenticated):
         status, code, headers = 401, "login", _challenge("invalid_token")
     elif isinstance(exc, PermissionDenied):
         status, code = 403, "forbidden"

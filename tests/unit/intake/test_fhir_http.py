@@ -20,7 +20,17 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 from ur.intake.v1 import intake_pb2
 
-from services.common.errors import ResourceExhausted
+from services.common.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    IdempotencyConflict,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    ServiceError,
+    Unavailable,
+    ValidationFailed,
+)
 from services.common.metrics import Metrics
 from services.common.settings import FhirSettings
 from services.intake.door_bootstrap import Built, build
@@ -290,3 +300,22 @@ def test_a_partly_refused_interchange_is_the_999_then_the_278s(door: Door) -> No
     assert "ST*999*" in first
     assert "AK9*P" in first
     assert second.count("ST*278*") == 1
+
+
+@pytest.mark.parametrize(("error", "status"), [
+    (NotFound("no request"), 404), (FailedPrecondition("decided"), 409), (IdempotencyConflict("key"), 409),
+    (ValidationFailed([FieldViolation("member_id", "required")]), 400), (PermissionDenied("scope"), 403),
+    (Unavailable("down"), 503)])
+def test_any_refusal_from_intake_that_reaches_the_transport_is_a_4xx_or_503(
+        door: Door, monkeypatch: pytest.MonkeyPatch, error: ServiceError, status: int) -> None:
+    async def refuse(member_id: str, submitter: Submitter) -> Any:
+        raise error
+
+    monkeypatch.setattr(door.intake, "member_requests", refuse)
+    inquiry = complete_bundle()
+    inquiry["identifier"]["value"] = "INQ-2"
+    del inquiry["entry"][0]["resource"]["item"]
+    inquiry["entry"][0]["resource"]["identifier"] = []  # by member: intake's ListMemberRequests
+    reply = door.post("/fhir/Claim/$inquire", inquiry, door.token())
+    assert reply.status_code == status
+    OperationOutcome.model_validate(reply.json())
