@@ -67,6 +67,8 @@ MEMBERS = REPO / "tests" / "data" / "members.yaml"
 SAMPLE = REPO / "deploy" / "sample"
 #: A principal with no scope at all, added to the sample's for the matrix.
 NOBODY = "nobody-in-particular"
+#: The workers' comp claim the matrix's request is under.
+WC_CLAIM = "WC-AM-0001"
 #: A claim line a claims system would check, and draw units for.
 CLAIM = authorization_pb2.ClaimLine(member_id="T-MA-0001", servicing_npi=VALID_NPI, procedure_code="72148",
                                     date_of_service=types_pb2.Date(year=2027, month=1, day=15), units=1)
@@ -136,13 +138,13 @@ def _intake(url: str, credentials: Path) -> Served:
     app = intake_bootstrap.build(IntakeSettings(database_url=url, topic_prefix="am", members_seed=MEMBERS,
                                                 credentials_file=credentials))
     message = lumbar_mri(meets=False)
-    message.workers_comp.claim_number = CLAIM
+    message.workers_comp.claim_number = WC_CLAIM
     request_id = app.handlers.submit(to_domain(message), message, submitter=CLINIC).record.request_id
     requests: dict[str, Message] = {
         "SubmitRequest": lumbar_mri(),
         "GetRequest": intake_pb2.GetRequestRequest(request_id=request_id),
         "ListMemberRequests": intake_pb2.ListMemberRequestsRequest(member_id=message.member_id),
-        "ListClaimRequests": intake_pb2.ListClaimRequestsRequest(claim_number=CLAIM),
+        "ListClaimRequests": intake_pb2.ListClaimRequestsRequest(claim_number=WC_CLAIM),
         "SubmitAdditionalInformation": intake_pb2.SubmitAdditionalInformationRequest(
             request_id=request_id, idempotency_key=f"am-{uuid.uuid4()}",
             clinical_facts=[fact("conservative_therapy_weeks", 7.0, "weeks")]),
