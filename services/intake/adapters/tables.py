@@ -62,6 +62,8 @@ requests = Table(
     # ur.common.v1.Determination without its lines (decider, clock), as received.
     Column("determination_header", LargeBinary, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Workers' comp: the submission's workers_comp.claim_number (NULL for none), for the claim's view.
+    Column("claim_number", String(40), nullable=True, index=True),
 )
 Index("ix_requests_status_received", requests.c.status, requests.c.received_at)
 UniqueConstraint(requests.c.submitter, requests.c.idempotency_key, name="uq_requests_submitter_key")
