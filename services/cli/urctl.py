@@ -8,6 +8,7 @@
     urctl notice list|show|pdf ...       notices of determinations
     urctl request cancel|revise|appeal   what a submitter may do after submitting
     urctl claim check|consume ...        claim lines against authorizations
+    urctl x12 submit FILE                a 278 interchange through intake; prints the 278 response
     urctl authorization metrics
     urctl credentials scopes|salt|token|hash|check
     urctl settings [--markdown]
@@ -30,7 +31,7 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
-from services.cli import credentials_commands, lifecycle_commands, reviewer, service_commands
+from services.cli import credentials_commands, lifecycle_commands, reviewer, service_commands, x12_commands
 from services.cli.base import (
     DEFAULT_TIMEOUT_S,
     EXIT_OK,
@@ -57,6 +58,7 @@ COMMANDS: tuple[Callable[[Parsers], None], ...] = (
     reviewer.add_commands,  # request add-info, review ...
     criteria_commands.add_commands,  # criteria validate|test|explain|replay
     lifecycle_commands.add_commands,  # notice, request cancel|revise|appeal, claim, authorization metrics
+    x12_commands.add_commands,  # x12 submit
     credentials_commands.add_commands,  # credentials scopes|salt|token|hash|check
     service_commands.add_settings_command,
 )

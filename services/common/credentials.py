@@ -67,7 +67,7 @@ MIN_TOKEN = 16
 SCOPES: Mapping[str, str] = {
     "requests:submit": "intake: submit requests; for the caller's own requests only, send additional information, "
                        "cancel, revise and appeal them",
-    "requests:read": "intake: read the caller's own requests (GetRequest, ListMemberRequests)",
+    "requests:read": "intake: read the caller's own requests (GetRequest, ListMemberRequests, ListClaimRequests)",
     "requests:read-all": "intake: read every submitter's requests (the workbench)",
     "authorizations:read": "authorization: read authorizations, by number and by member, and their metrics",
     "authorizations:check": "authorization: look one authorization up by its number, and match claim lines against "

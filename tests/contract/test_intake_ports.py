@@ -209,6 +209,25 @@ class IntakePortsContract(UnitOfWorkContract):
             assert uow.requests.of_member("T-MA-0001", 2) == [in_order(request(3)), in_order(request(2))]
             assert uow.requests.of_member("nobody", 10) == []
 
+    def test_a_claims_requests_come_newest_first_up_to_the_limit_and_only_the_submitters(
+            self, backend: Backend) -> None:
+        claim = "WC-2027-000123"
+        with backend.uow() as uow:
+            for n in (1, 3, 2):
+                uow.requests.add(replace(request(n, submitter="other" if n == 2 else CLINIC), claim_number=claim))
+            uow.requests.add(replace(request(4), claim_number="WC-2027-000999"))
+            uow.requests.add(request(5))  # no claim: not a workers' comp request
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            assert [r.request_id for r in uow.requests.of_claim(claim, 10)] == [
+                request(n).request_id for n in (3, 2, 1)]
+            assert uow.requests.of_claim(claim, 1) == [in_order(replace(request(3), claim_number=claim))]
+            assert [r.request_id for r in uow.requests.of_claim(claim, 10, CLINIC)] == [
+                request(n).request_id for n in (3, 1)]
+            stored = uow.requests.get_many([request(4).request_id, request(5).request_id])
+            assert [r.claim_number for r in stored.values()] == ["WC-2027-000999", None]
+            assert uow.requests.of_claim("WC-NONE", 10) == []
+
     # -- members -------------------------------------------------------------------------------
     def test_a_member_round_trips_with_coverages_in_the_order_saved(self, backend: Backend) -> None:
         covered = member("T-MA-0001", coverage(state="NV", termination=dt.date(2026, 6, 30)), coverage(),

@@ -27,6 +27,13 @@ def _with_key(records: Iterable[R], submitter: str, idempotency_key: str) -> R |
     return next((r for r in records if r.submitter == submitter and r.idempotency_key == idempotency_key), None)
 
 
+def _newest(records: list[RequestRecord], limit: int, submitter: str | None) -> list[RequestRecord]:
+    """As the repository orders them: newest first, then by request id; only ``submitter``'s unless None."""
+    mine = sorted((r for r in records if submitter is None or r.submitter == submitter), key=lambda r: r.request_id)
+    mine.sort(key=lambda r: r.received_at, reverse=True)
+    return mine[:limit]
+
+
 class IntakeStore(FakeStore):
     def __init__(self) -> None:
         super().__init__()
@@ -62,11 +69,10 @@ class FakeRequestRepository(ports.RequestRepository):
         return {rid: self.store.requests[rid] for rid in request_ids if rid in self.store.requests}
 
     def of_member(self, member_id: str, limit: int, submitter: str | None = None) -> list[RequestRecord]:
-        mine = [r for r in self.store.requests.values()
-                if r.member_id == member_id and (submitter is None or r.submitter == submitter)]
-        mine.sort(key=lambda r: r.request_id)
-        mine.sort(key=lambda r: r.received_at, reverse=True)
-        return mine[:limit]
+        return _newest([r for r in self.store.requests.values() if r.member_id == member_id], limit, submitter)
+
+    def of_claim(self, claim_number: str, limit: int, submitter: str | None = None) -> list[RequestRecord]:
+        return _newest([r for r in self.store.requests.values() if r.claim_number == claim_number], limit, submitter)
 
     def _change(self, request_id: str, **values: object) -> None:
         record = self.store.requests.get(request_id)

@@ -67,6 +67,8 @@ MEMBERS = REPO / "tests" / "data" / "members.yaml"
 SAMPLE = REPO / "deploy" / "sample"
 #: A principal with no scope at all, added to the sample's for the matrix.
 NOBODY = "nobody-in-particular"
+#: The workers' comp claim the matrix's request is under.
+WC_CLAIM = "WC-AM-0001"
 #: A claim line a claims system would check, and draw units for.
 CLAIM = authorization_pb2.ClaimLine(member_id="T-MA-0001", servicing_npi=VALID_NPI, procedure_code="72148",
                                     date_of_service=types_pb2.Date(year=2027, month=1, day=15), units=1)
@@ -136,11 +138,13 @@ def _intake(url: str, credentials: Path) -> Served:
     app = intake_bootstrap.build(IntakeSettings(database_url=url, topic_prefix="am", members_seed=MEMBERS,
                                                 credentials_file=credentials))
     message = lumbar_mri(meets=False)
+    message.workers_comp.claim_number = WC_CLAIM
     request_id = app.handlers.submit(to_domain(message), message, submitter=CLINIC).record.request_id
     requests: dict[str, Message] = {
         "SubmitRequest": lumbar_mri(),
         "GetRequest": intake_pb2.GetRequestRequest(request_id=request_id),
         "ListMemberRequests": intake_pb2.ListMemberRequestsRequest(member_id=message.member_id),
+        "ListClaimRequests": intake_pb2.ListClaimRequestsRequest(claim_number=WC_CLAIM),
         "SubmitAdditionalInformation": intake_pb2.SubmitAdditionalInformationRequest(
             request_id=request_id, idempotency_key=f"am-{uuid.uuid4()}",
             clinical_facts=[fact("conservative_therapy_weeks", 7.0, "weeks")]),
@@ -308,7 +312,9 @@ def _change(stub: intake_pb2_grpc.IntakeServiceStub, what: str, request_id: str,
 
 def test_a_submitter_sees_nothing_of_another_submitters_requests(intake: Served) -> None:
     stub = intake_pb2_grpc.IntakeServiceStub(intake.channel)
-    mine = stub.SubmitRequest(lumbar_mri(meets=False), metadata=as_(CLINIC), timeout=30).request
+    submitted = lumbar_mri(meets=False)
+    submitted.workers_comp.claim_number = f"WC-{uuid.uuid4().hex[:12]}"
+    mine = stub.SubmitRequest(submitted, metadata=as_(CLINIC), timeout=30).request
     before = intake.counts()
     unknown = str(uuid.uuid4())
     for request_id in (mine.request_id, unknown):
@@ -333,6 +339,8 @@ def test_a_submitter_sees_nothing_of_another_submitters_requests(intake: Served)
     listed = stub.ListMemberRequests(intake_pb2.ListMemberRequestsRequest(member_id=mine.member_id),
                                      metadata=as_(CLEARINGHOUSE), timeout=30)
     assert mine.request_id not in [r.request_id for r in listed.requests]
+    claim = intake_pb2.ListClaimRequestsRequest(claim_number=submitted.workers_comp.claim_number)
+    assert list(stub.ListClaimRequests(claim, metadata=as_(CLEARINGHOUSE), timeout=30).requests) == []
     assert intake.counts() == before, "another submitter's call stored something"
     # The owner, and the workbench (requests:read-all), see it.
     assert stub.GetRequest(intake_pb2.GetRequestRequest(request_id=mine.request_id), metadata=as_(CLINIC),
@@ -342,6 +350,9 @@ def test_a_submitter_sees_nothing_of_another_submitters_requests(intake: Served)
     own = stub.ListMemberRequests(intake_pb2.ListMemberRequestsRequest(member_id=mine.member_id),
                                   metadata=as_(CLINIC), timeout=30)
     assert mine.request_id in [r.request_id for r in own.requests]
+    for reader in (CLINIC, "svc-workbench"):
+        under_claim = stub.ListClaimRequests(claim, metadata=as_(reader), timeout=30)
+        assert [r.request_id for r in under_claim.requests] == [mine.request_id]
     # The workbench reads every submitter's requests and changes none.
     with pytest.raises(grpc.RpcError) as workbench:
         stub.CancelRequest(intake_pb2.CancelRequestRequest(request_id=mine.request_id, requesting_npi=VALID_NPI),

@@ -152,6 +152,7 @@ def _intake(url: str) -> Target:
     app = intake_bootstrap.build(IntakeSettings(database_url=url, topic_prefix="fz", credentials_file=CREDENTIALS,
                                                 rate_per_s=0, members_seed=REPO / "tests" / "data" / "members.yaml"))
     submitted = [lumbar_mri(meets=meets) for meets in (True, False)]
+    submitted[1].workers_comp.claim_number = "WC-FZ-0001"
     ids = [app.handlers.submit(to_domain(m), m, submitter=CLINIC).record.request_id for m in submitted]
     info = intake_pb2.SubmitAdditionalInformationRequest(
         request_id=ids[0], idempotency_key="fuzz-info", note="PT notes attached",
@@ -164,6 +165,7 @@ def _intake(url: str) -> Target:
         "SubmitAdditionalInformation": [info],
         "ListMemberRequests": [intake_pb2.ListMemberRequestsRequest(member_id=m, limit=10)
                                for m in ("T-MA-0001", "T-COM-0003")],
+        "ListClaimRequests": [intake_pb2.ListClaimRequestsRequest(claim_number="WC-FZ-0001", limit=10)],
         "CancelRequest": [intake_pb2.CancelRequestRequest(request_id=i, requesting_npi=VALID_NPI, reason="moved")
                           for i in ids],
         "ReviseRequest": [intake_pb2.ReviseRequestRequest(request_id=ids[0], requesting_npi=VALID_NPI,

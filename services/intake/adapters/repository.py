@@ -39,7 +39,7 @@ def _record(row: Row[Any], lines: Iterable[Row[Any]]) -> RequestRecord:
         status_reason=row.status_reason, received_at=ensure_utc(row.received_at), payload=bytes(row.payload),
         determination_id=row.determination_id,
         decided_at=ensure_utc(row.decided_at) if row.decided_at else None, decided_by=row.decided_by,
-        determination_header=_bytes(row.determination_header),
+        determination_header=_bytes(row.determination_header), claim_number=row.claim_number,
         lines=tuple(LineRecord(line_number=ln.line_number, procedure_code=ln.procedure_code, outcome=ln.outcome,
                                queued=bool(ln.queued), certified=bool(ln.certified),
                                determination=_bytes(ln.determination), authorization=_bytes(ln.authorization))
@@ -61,7 +61,7 @@ class SqlRequestRepository(ports.RequestRepository):
                 status_reason=record.status_reason, received_at=record.received_at, payload=record.payload,
                 determination_id=record.determination_id, decided_at=record.decided_at,
                 decided_by=record.decided_by, determination_header=record.determination_header,
-                updated_at=record.received_at))
+                updated_at=record.received_at, claim_number=record.claim_number))
         if record.lines:
             self.conn.execute(t.request_lines.insert(), [
                 {"request_id": record.request_id, "line_number": ln.line_number,
@@ -100,7 +100,14 @@ class SqlRequestRepository(ports.RequestRepository):
         return {r.request_id: _record(r, by_request.get(r.request_id, [])) for r in rows}
 
     def of_member(self, member_id: str, limit: int, submitter: str | None = None) -> list[RequestRecord]:
-        query = select(t.requests.c.request_id).where(t.requests.c.member_id == member_id)
+        return self._newest(select(t.requests.c.request_id).where(t.requests.c.member_id == member_id), limit,
+                            submitter)
+
+    def of_claim(self, claim_number: str, limit: int, submitter: str | None = None) -> list[RequestRecord]:
+        return self._newest(select(t.requests.c.request_id).where(t.requests.c.claim_number == claim_number),
+                            limit, submitter)
+
+    def _newest(self, query: Select[Any], limit: int, submitter: str | None) -> list[RequestRecord]:
         if submitter is not None:
             query = query.where(t.requests.c.submitter == submitter)
         ids = self.conn.execute(query.order_by(t.requests.c.received_at.desc(), t.requests.c.request_id)

@@ -64,6 +64,8 @@ requests = Table(
     # ur.common.v1.Determination without its lines (decider, clock), as received.
     Column("determination_header", LargeBinary, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Workers' comp: the submission's workers_comp.claim_number (NULL for none), for the claim's view.
+    Column("claim_number", String(40), nullable=True, index=True),
 )
 Index("ix_requests_status_received", requests.c.status, requests.c.received_at)
 UniqueConstraint(requests.c.submitter, requests.c.idempotency_key, name="uq_requests_submitter_key")
@@ -133,7 +135,7 @@ appeals = Table(
 )
 
 # FHIR Subscriptions (R4 backport) to the PAS topic, per organization, and the notifications owed to them
-# (migration 0008; services/intake/interop/subscriptions).
+# (migration 0009; services/intake/interop/subscriptions).
 fhir_subscriptions = Table(
     "fhir_subscriptions", metadata,
     Column("subscription_id", String(36), primary_key=True),

@@ -46,6 +46,7 @@ class RequestRecord:
     decided_at: dt.datetime | None = None
     decided_by: str | None = None
     determination_header: bytes | None = None  # ur.common.v1.Determination without its lines
+    claim_number: str | None = None  # workers' comp: the submission's workers_comp.claim_number, if any
 
 
 @dataclass(frozen=True)

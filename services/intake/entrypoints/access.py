@@ -23,6 +23,8 @@ POLICY = AccessPolicy(intake_pb2.DESCRIPTOR.services_by_name["IntakeService"], {
     "FileAppeal": rule(SUBMIT, limited=True),
     "GetRequest": rule(READ, READ_ALL, limited=True),
     "ListMemberRequests": rule(READ, READ_ALL, limited=True),
+    # A submitter sees only the claim's requests it submitted; the workbench every one.
+    "ListClaimRequests": rule(READ, READ_ALL, limited=True),
 })
 
 

@@ -81,6 +81,13 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
         return intake_pb2.ListMemberRequestsResponse(requests=[to_view(r) for r in records])
 
     @translate_errors
+    def ListClaimRequests(self, request: intake_pb2.ListClaimRequestsRequest,  # noqa: N802
+                          context: grpc.ServicerContext) -> intake_pb2.ListClaimRequestsResponse:
+        records = self._handlers.of_claim(request.claim_number, request.limit,
+                                          submitter=readable_submitter(current_caller()))
+        return intake_pb2.ListClaimRequestsResponse(requests=[to_view(r) for r in records])
+
+    @translate_errors
     def SubmitAdditionalInformation(self, request: intake_pb2.SubmitAdditionalInformationRequest,  # noqa: N802
                                     context: grpc.ServicerContext) -> intake_pb2.SubmitAdditionalInformationResponse:
         result = self._handlers.add_information(information_to_domain(request), request,

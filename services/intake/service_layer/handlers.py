@@ -50,6 +50,7 @@ from services.intake.domain.model import (
     RequestStatus,
     check_eligibility,
     derive_status,
+    is_claim_number,
     is_request_id,
     shown,
     validate,
@@ -286,7 +287,8 @@ class IntakeHandlers:
                 member_id=req.member_id, line_of_business=req.line_of_business, member_state=req.member_state,
                 urgency=req.urgency, review_type=req.review_type, status=status,
                 status_reason="" if eligibility.eligible else eligibility.reason, received_at=now,
-                payload=payload, lines=tuple(LineRecord(line.line_number, line.procedure_code) for line in req.lines))
+                payload=payload, lines=tuple(LineRecord(line.line_number, line.procedure_code) for line in req.lines),
+                claim_number=req.claim_number or None)
             uow.requests.add(record)
             if eligibility.eligible:
                 uow.publish(OutgoingEvent(topic=self._topics.request_submitted, key=request_id,
@@ -386,6 +388,23 @@ class IntakeHandlers:
             raise ValidationFailed([FieldViolation("member_id", "required")])
         with self._uow().read_only() as uow:
             return uow.requests.of_member(member_id.strip(), limit or 50, submitter)
+
+    def of_claim(self, claim_number: str, limit: int, *, submitter: str | None) -> list[RequestRecord]:
+        """The requests under a workers' comp claim, newest first; ``limit`` and ``submitter`` as for
+        :meth:`of_member`. A claim number no request can carry (not 1-40 printable ASCII characters
+        without spaces) is refused rather than looked up."""
+        violations: list[FieldViolation] = []
+        if not 0 <= limit <= MAX_MEMBER_REQUESTS:
+            violations.append(FieldViolation("limit", f"between 1 and {MAX_MEMBER_REQUESTS} (0 means 50)"))
+        if not claim_number:
+            violations.append(FieldViolation("claim_number", "required"))
+        elif not is_claim_number(claim_number):
+            violations.append(FieldViolation("claim_number", f"{shown(claim_number)} is not 1-40 printable ASCII "
+                                                             "characters without spaces"))
+        if violations:
+            raise ValidationFailed(violations)
+        with self._uow().read_only() as uow:
+            return uow.requests.of_claim(claim_number, limit or 50, submitter)
 
     # -- events --------------------------------------------------------------------------------
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:

@@ -52,6 +52,11 @@ class RequestRepository(abc.ABC):
         ``submitter`` submitted unless it is None."""
 
     @abc.abstractmethod
+    def of_claim(self, claim_number: str, limit: int, submitter: str | None = None) -> list[RequestRecord]:
+        """The requests under this workers' comp claim (their ``claim_number``), newest first (then by
+        request id), at most ``limit``; only those ``submitter`` submitted unless it is None."""
+
+    @abc.abstractmethod
     def apply(self, changes: RequestChanges) -> None:
         """Apply a batch of changes to existing requests and lines (one statement per kind of
         change on a database, whatever the batch size); a later change to the same row wins.

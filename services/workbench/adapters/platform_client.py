@@ -193,6 +193,12 @@ class GrpcPlatform(Platform):
             intake_pb2.ListMemberRequestsRequest(member_id=member_id), metadata=self._own(), timeout=self._timeout))
         return list(reply.requests)
 
+    async def claim_requests(self, claim_number: str) -> Sequence[intake_pb2.RequestView]:
+        reply = await self._call(lambda: self._intake.ListClaimRequests(
+            intake_pb2.ListClaimRequestsRequest(claim_number=claim_number), metadata=self._own(),
+            timeout=self._timeout))
+        return list(reply.requests)
+
     async def member_authorizations(self, member_id: str) -> Sequence[types_pb2.Authorization]:
         reply = await self._call(lambda: self._authorization.ListMemberAuthorizations(
             authorization_pb2.ListMemberAuthorizationsRequest(member_id=member_id), metadata=self._own(),

@@ -78,6 +78,11 @@ class Platform(abc.ABC):
     async def member_requests(self, member_id: str) -> Sequence[intake_pb2.RequestView]: ...
 
     @abc.abstractmethod
+    async def claim_requests(self, claim_number: str) -> Sequence[intake_pb2.RequestView]:
+        """The workers' comp claim's requests, newest first; ValidationFailed for a claim number no
+        request can carry."""
+
+    @abc.abstractmethod
     async def member_authorizations(self, member_id: str) -> Sequence[types_pb2.Authorization]: ...
 
 

@@ -492,3 +492,38 @@ def test_a_members_requests_newest_first_and_the_limit_is_checked(intake: Intake
     for member_id, limit in (("T-MA-0001", 201), ("T-MA-0001", -1), (" ", 10)):
         with pytest.raises(ValidationFailed):
             intake.handlers.of_member(member_id, limit, submitter=None)
+
+
+def under_claim(claim_number: str, key: str, member_id: str = "T-MA-0001") -> intake_pb2.SubmitRequestRequest:
+    message = lumbar_mri(key=key, member_id=member_id)
+    message.workers_comp.claim_number = claim_number
+    return message
+
+
+def test_a_claims_requests_newest_first_are_found_by_the_submissions_claim_number(intake: Intake) -> None:
+    first = intake.submit(under_claim("WC-2027-0042", "a")).record.request_id
+    intake.handlers = IntakeHandlers(intake.store.unit_of_work, TOPICS, Waiters(),
+                                     clock=lambda: NOW + dt.timedelta(hours=1))
+    second = intake.submit(under_claim("WC-2027-0042", "b", member_id="T-NV-0002")).record.request_id
+    intake.submit(under_claim("WC-2027-0043", "c"))
+    intake.submit(lumbar_mri(key="d"))
+    assert [r.request_id for r in intake.handlers.of_claim("WC-2027-0042", 0, submitter=None)] == [second, first]
+    assert [r.request_id for r in intake.handlers.of_claim("WC-2027-0042", 1, submitter=CLINIC)] == [second]
+    assert intake.handlers.of_claim("WC-2027-0042", 0, submitter="a-third-one") == []
+    assert intake.handlers.of_claim("WC-NOTHING", 0, submitter=None) == []
+
+
+@pytest.mark.parametrize(("claim_number", "limit", "field"), [
+    ("WC-1", 201, "limit"), ("WC-1", -1, "limit"), ("", 10, "claim_number"), ("WC 1", 10, "claim_number"),
+    ("W" * 41, 10, "claim_number"), ("WC-\u00e9", 10, "claim_number"), ("WC-1\n", 10, "claim_number")])
+def test_a_claim_lookup_is_refused_for_a_claim_number_no_request_can_carry(
+        intake: Intake, claim_number: str, limit: int, field: str) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        intake.handlers.of_claim(claim_number, limit, submitter=None)
+    assert [v.field for v in refused.value.violations] == [field]
+
+
+def test_a_submission_with_a_malformed_claim_number_is_refused(intake: Intake) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        intake.submit(under_claim("WC 2027 0042", "bad"))
+    assert "workers_comp.claim_number" in [v.field for v in refused.value.violations]
