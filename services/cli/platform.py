@@ -400,6 +400,8 @@ class Platform:
             "UR_FHIR_METRICS_LISTEN": self._metrics_listen("fhir", chosen),
             "UR_INTAKE_TARGET": self.target("intake"), "UR_FHIR_PAYERS_FILE": str(SAMPLE_PAYERS),
             **({"UR_FHIR_DATABASE_URL": database_url} if database_url else {}),
+            # The Subscription routes keep subscriptions in intake's database.
+            **({"UR_INTAKE_DATABASE_URL": self.database_urls["intake"]} if "intake" in self.database_urls else {}),
             **({"UR_CREDENTIALS_FILE": str(self.credentials_file)} if self.credentials_file else {}),
             **self._client_env("fhir")}, extra_env, timeout_s)
         return self.fhir_url()
@@ -409,10 +411,11 @@ class Platform:
         return f"http://127.0.0.1:{self.bound['fhir']}/fhir"
 
     # -- intake's subscription worker (FHIR Subscription notifications) ---------------------------------
-    def start_subscriptions(self, timeout_s: float = 60.0) -> None:
+    def start_subscriptions(self, timeout_s: float = 60.0, fhir_database_url: str | None = None) -> None:
         """Start ``ur-intake-subscriptions`` on intake's database and settings (intake must have
         migrated it: call after :meth:`wait_healthy`) and wait until it runs (it reports its metrics
-        port once it does)."""
+        port once it does). ``fhir_database_url``: the FHIR door's database, where the PAS Bundles
+        notifications answer are (default, like the door's: SQLite under the var directory)."""
         process = SUBSCRIPTIONS
         port_file = self.metrics_port_file(process)
         port_file.unlink(missing_ok=True)
@@ -420,6 +423,8 @@ class Platform:
         env.update({"UR_INTAKE_SUBSCRIPTIONS_METRICS_LISTEN": self._metrics_listen(process, self._fixed_port("intake")),
                     "UR_METRICS_PORT_FILE": str(port_file)})
         env.pop("UR_GRPC_PORT_FILE", None)  # intake's: the worker serves no gRPC
+        if fhir_database_url:
+            env["UR_FHIR_DATABASE_URL"] = fhir_database_url
         log = self.log_path(process).open("ab")
         self.procs[process] = subprocess.Popen(
             [sys.executable, "-m", "services.intake.entrypoints.fhir_subscriptions_worker"], env=env, stdout=log,
@@ -568,7 +573,7 @@ def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
         platform.wait_healthy()
     where = ", ".join(f"{s} {platform.target(s)}" for s in SERVICES)
     console.print(f"[green]all three services are SERVING[/green]: {where}")
-    platform.start_subscriptions()
+    platform.start_subscriptions(fhir_database_url=os.environ.get("UR_FHIR_DATABASE_URL") or None)
     workbench = platform.start_workbench()
     console.print(f"[green]the workbench serves on {workbench}/[/green]")
     fhir = platform.start_fhir(database_url=os.environ.get("UR_FHIR_DATABASE_URL") or None)

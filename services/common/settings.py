@@ -457,11 +457,12 @@ class IntakeSettings(ServiceSettings):
         "UR_INTAKE_SUBSCRIPTIONS_POLL_S", 1.0,
         "How often the subscription worker looks for notifications due (retries, heartbeats) when nothing "
         "woke it.")
-    subscriptions_pas_database_url: DatabaseUrl | None = setting(
-        "UR_INTAKE_SUBSCRIPTIONS_PAS_DATABASE_URL", None,
-        "SQLAlchemy URL of the FHIR door's own database, where it keeps the PAS Bundles requests came in: the "
-        "subscription worker reads them to answer (the door's UR_FHIR_DATABASE_URL; default: SQLite fhir.db "
-        "under UR_VAR_DIR, the door's default).")
+    # The FHIR door's database, as intake's subscription worker reads it (the door's own row below).
+    fhir_database_url: DatabaseUrl | None = setting(
+        "UR_FHIR_DATABASE_URL", None,
+        "SQLAlchemy URL of the door's own database: the PAS Bundles requests came in, the Claim identifiers they "
+        "are named by, X12 control numbers (default: SQLite fhir.db under UR_VAR_DIR). Intake's subscription "
+        "worker reads the PAS Bundles from it.")
     subscriptions_plain_http: bool = setting(
         "UR_INTAKE_SUBSCRIPTIONS_PLAIN_HTTP", False,
         "Let subscribers name plain http:// endpoints (notifications carry PHI: development and tests only); "
@@ -598,6 +599,13 @@ class FhirSettings(PlatformSettings):
         "are named by, X12 control numbers (default: SQLite fhir.db under UR_VAR_DIR).")
     intake_target: Address = setting("UR_INTAKE_TARGET", "127.0.0.1:50051",
                                      "Where urctl, the tools, the workbench and the FHIR door reach intake.")
+    # The Subscription routes (services/intake/entrypoints/fhir_subscriptions.py) keep subscriptions in
+    # intake's database, which intake's subscription worker delivers from; intake's rows describe both.
+    intake_database_url: DatabaseUrl | None = setting(
+        "UR_INTAKE_DATABASE_URL", None, "SQLAlchemy URL of intake's database (default: SQLite under UR_VAR_DIR).")
+    subscriptions_plain_http: bool = setting(
+        "UR_INTAKE_SUBSCRIPTIONS_PLAIN_HTTP", False,
+        "Let subscribers name plain http:// endpoints (development and tests only); off: https:// only.")
     base_url: str | None = setting(
         "UR_FHIR_BASE_URL", None,
         "The FHIR base URL clients use (e.g. https://pa.example.org/fhir), named in the CapabilityStatement; "

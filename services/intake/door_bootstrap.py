@@ -6,9 +6,10 @@ holds; intake's channel opens on first use."""
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
@@ -52,10 +53,11 @@ def _version() -> str:
 
 def build(settings: FhirSettings, clients: ClientDirectory, *, intake: IntakeApi | None = None,
           store: SubmissionStore | None = None, clock: Clock = utcnow, metrics: Metrics | None = None,
-          extra_routes: Sequence[BaseRoute] = ()) -> Built:
+          extra_routes: Sequence[BaseRoute] = (), extra_resources: Sequence[Mapping[str, Any]] = ()) -> Built:
     """The doors wired to what ``settings`` name; tests pass fakes for any part. ``clients``: who may
     obtain access tokens (the platform's credentials file). ``extra_routes`` are mounted under the FHIR
-    base, authenticated (the Subscription resource)."""
+    base, authenticated (the Subscription resource), and ``extra_resources`` are their entries in the
+    CapabilityStatement."""
     metrics = metrics or Metrics()
     payers = read_payers(settings.payers_file) if settings.payers_file is not None else {}
     engine = None
@@ -78,7 +80,8 @@ def build(settings: FhirSettings, clients: ClientDirectory, *, intake: IntakeApi
         x12=X12Door(intake, store, clock=clock, payers=payers, wait_ms=settings.wait_ms),
         tokens=TokenIssuer(clients, clock=clock, lifetime_s=settings.token_ttl_s),
         capability=lambda base: capability_statement(base, software_version=version,
-                                                     date=clock().date().isoformat()),
+                                                     date=clock().date().isoformat(),
+                                                     extra_resources=extra_resources),
         max_body_bytes=settings.max_body_bytes, base_url=settings.base_url)
 
     @asynccontextmanager

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import Column, DateTime, MetaData, insert
+from sqlalchemy import insert
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Mount
@@ -27,9 +27,10 @@ from ur.review.v1 import review_pb2
 from services.cli.platform import SUBSCRIPTIONS, Platform
 from services.common.clock import utcnow
 from services.common.db import make_engine
+from services.intake.adapters.door_store import migrate
+from services.intake.adapters.door_tables import pas_requests
 from services.intake.entrypoints.fhir_subscriptions import routes
 from services.intake.interop.subscriptions import bootstrap
-from services.intake.interop.subscriptions.adapters.door_submissions import pas_requests
 from services.intake.interop.subscriptions.domain.model import PAS_TOPIC
 from services.intake.interop.subscriptions.resource import EXT_CONTENT, EndpointPolicy
 from tests.e2e.conftest import Clients, start_platform
@@ -58,10 +59,7 @@ class Door:
         self.clients = clients
         self.intake = make_engine(platform.database_urls["intake"])
         self.door = make_engine(door_url)
-        table = pas_requests.to_metadata(MetaData())
-        table.append_column(Column("recorded_at", DateTime(timezone=True), nullable=False))
-        table.metadata.create_all(self.door)
-        self.table = table
+        migrate(self.door)  # the door's own database, as the door makes it
 
         async def organization(request: Request) -> str | None:
             return request.headers.get("x-organization")
@@ -95,7 +93,7 @@ class Door:
         request_id = str(reply.request.request_id)
         bundle = complete_bundle("72148")
         with self.door.begin() as conn:
-            conn.execute(insert(self.table).values(request_id=request_id, submitter=ORG, recorded_at=utcnow(),
+            conn.execute(insert(pas_requests).values(request_id=request_id, submitter=ORG, recorded_at=utcnow(),
                                                    bundle=zlib.compress(json.dumps(bundle).encode())))
         return request_id
 
@@ -111,7 +109,7 @@ def running(tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[s
     door_url = make_database("fhir")
     platform = start_platform(tmp_path_factory.mktemp("subscriptions"), make_database, kafka_bootstrap,
                               new_topic_prefix(), extra_env={
-                                  "UR_INTAKE_SUBSCRIPTIONS_PAS_DATABASE_URL": door_url,
+                                  "UR_FHIR_DATABASE_URL": door_url,
                                   "UR_INTAKE_SUBSCRIPTIONS_RETRY_FIRST_S": "1",
                                   "UR_INTAKE_SUBSCRIPTIONS_RETRY_MAX_S": "8",
                                   "UR_INTAKE_SUBSCRIPTIONS_POLL_S": "0.2"})

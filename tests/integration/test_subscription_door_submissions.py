@@ -9,23 +9,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, DateTime, MetaData, Table, insert
+from sqlalchemy import insert
 from sqlalchemy.exc import OperationalError
 
 from services.common.clock import utcnow
 from services.common.db import make_engine
-from services.intake.interop.subscriptions.adapters.door_submissions import DoorSubmissions, pas_requests
+from services.intake.adapters.door_store import migrate
+from services.intake.adapters.door_tables import pas_requests
+from services.intake.interop.subscriptions.adapters.door_submissions import DoorSubmissions
 from services.intake.interop.subscriptions.adapters.results import PasSubmission
 
 pytestmark = pytest.mark.integration
-
-
-def door_table() -> Table:
-    """The door's table as its migration creates it (a column more than the worker reads)."""
-    metadata = MetaData()
-    table = pas_requests.to_metadata(metadata)
-    table.append_column(Column("recorded_at", DateTime(timezone=True), nullable=False))
-    return table
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -37,11 +31,10 @@ def test_the_doors_records_are_read_when_its_table_exists(backend: str, tmp_path
     try:
         with engine.connect() as conn:
             assert read(conn, ["r-1"]) == {}  # no door yet: no PAS request
-        table = door_table()
-        table.metadata.create_all(engine)
+        migrate(engine)  # the door's own migrations
         bundle = {"resourceType": "Bundle", "type": "collection"}
         with engine.begin() as conn:
-            conn.execute(insert(table).values(request_id="r-1", submitter="org-a", recorded_at=utcnow(),
+            conn.execute(insert(pas_requests).values(request_id="r-1", submitter="org-a", recorded_at=utcnow(),
                                               bundle=zlib.compress(json.dumps(bundle).encode())))
         with engine.connect() as conn:
             found = read(conn, ["r-1", "r-2"])

@@ -18,6 +18,7 @@ from services.common.metrics import MetricsBindError
 from services.common.web import serve_asgi
 from services.intake.adapters.door_clients import CredentialsDirectory
 from services.intake.door_bootstrap import build
+from services.intake.entrypoints import fhir_subscriptions
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ async def _reload(source: CredentialsSource, every_s: float) -> None:
 
 async def serve(config: settings.FhirSettings) -> None:
     credentials = credentials_of(config)
-    built = build(config, CredentialsDirectory(credentials))
+    subscriptions = fhir_subscriptions.for_door(config)
+    built = build(config, CredentialsDirectory(credentials), extra_routes=subscriptions.routes,
+                  extra_resources=[subscriptions.capability])
     reload = asyncio.create_task(_reload(credentials, config.credentials_reload_s))
     listener = serve_metrics(config, built.metrics)
     sock = bind_tcp(config.listen)
@@ -48,6 +51,7 @@ async def serve(config: settings.FhirSettings) -> None:
         reload.cancel()
         if listener is not None:
             listener.stop()
+        subscriptions.engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
@@ -30,12 +31,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.common.clock import Clock, utcnow
+from services.common.db import make_engine
 from services.common.db_errors import as_unavailable
 from services.common.errors import NotFound, ResourceExhausted, Unauthenticated
-from services.common.settings import IntakeSettings
+from services.common.settings import FhirSettings, sqlite_url
 from services.intake.interop.pas.outcome import Problem, operation_outcome
 from services.intake.interop.subscriptions import bootstrap
-from services.intake.interop.subscriptions.adapters.results import PasSubmissions
 from services.intake.interop.subscriptions.domain.model import PAS_TOPIC, Subscription, SubscriptionRequest
 from services.intake.interop.subscriptions.notification import status_bundle
 from services.intake.interop.subscriptions.resource import (
@@ -212,9 +213,22 @@ def routes(service: SubscriptionService, organization: OrganizationResolver, *, 
     ]
 
 
-def routes_for(settings: IntakeSettings, engine: Engine, organization: OrganizationResolver, *,
-               clock: Clock = utcnow, submissions: PasSubmissions | None = None) -> list[Route]:
-    """:func:`routes` wired on intake's database ``engine`` as ``settings`` say (the door's one call)."""
-    service = bootstrap.subscription_service(engine, clock=clock, submissions=submissions)
-    return routes(service, organization, clock=clock,
-                  policy=EndpointPolicy(allow_http=settings.subscriptions_plain_http))
+@dataclass
+class Mounted:
+    """The Subscription routes as the door mounts them, its CapabilityStatement entry, and the engine
+    on intake's database they hold (to dispose of when the door stops)."""
+
+    routes: list[Route]
+    capability: dict[str, Any]
+    engine: Engine
+
+
+def for_door(settings: FhirSettings, *, clock: Clock = utcnow) -> Mounted:
+    """The routes on intake's database (``UR_INTAKE_DATABASE_URL``: where subscriptions are kept and
+    intake's subscription worker delivers from), for the organization the door authenticated."""
+    engine = make_engine(settings.intake_database_url or sqlite_url("intake", settings.var_dir), pool_size=4,
+                         libpq=settings.libpq_options(), password_file=settings.database_password_file)
+    service = bootstrap.subscription_service(engine, clock=clock)
+    mounted = routes(service, door_organization, clock=clock,
+                     policy=EndpointPolicy(allow_http=settings.subscriptions_plain_http))
+    return Mounted(mounted, capability_resource(), engine)

@@ -85,7 +85,7 @@ def build_worker(settings: IntakeSettings, *, clock: Clock = utcnow, submissions
     wait_for_schema(engine, schema_wait_s)
     engines = []
     if submissions is None:
-        door = make_engine(settings.subscriptions_pas_database_url or sqlite_url("fhir", settings.var_dir),
+        door = make_engine(settings.fhir_database_url or sqlite_url("fhir", settings.var_dir),
                            pool_size=4, libpq=settings.libpq_options(), password_file=settings.database_password_file)
         submissions = DoorSubmissions(door)
         engines.append(door)

@@ -1,6 +1,6 @@
 """The PAS request Bundles the FHIR door recorded, read from the door's own database (its
 ``pas_requests`` table: request id, submitting organization, the latest PAS Bundle about the request
-as zlib-compressed JSON; services/intake/adapters/door_tables.py on the door's branch).
+as zlib-compressed JSON: services/intake/adapters/door_tables.py).
 
 Only this table is read, on a connection of the door's database of its own (not in intake's
 transaction: it is another database). A database the door has not created its table in yet holds no
@@ -13,20 +13,12 @@ import logging
 import zlib
 from collections.abc import Sequence
 
-from sqlalchemy import Column, Connection, Engine, LargeBinary, MetaData, String, Table, inspect, select
+from sqlalchemy import Connection, Engine, inspect, select
 
+from services.intake.adapters.door_tables import pas_requests
 from services.intake.interop.subscriptions.adapters.results import PasSubmission
 
 logger = logging.getLogger(__name__)
-
-#: The columns read (the door's table has more; the door's migrations create it).
-pas_requests = Table(
-    "pas_requests", MetaData(),
-    Column("request_id", String(36), primary_key=True),
-    Column("submitter", String(100), nullable=False),
-    Column("bundle", LargeBinary, nullable=False),
-)
-
 
 class DoorSubmissions:
     """A :data:`~.results.PasSubmissions` over the door's database."""
