@@ -81,7 +81,7 @@ def test_a_request_without_a_pas_bundle_is_held_then_discarded() -> None:
     world.consume(determination(request_id, A3))
     assert states(world) == [(request_id, NotificationState.HELD, None)]
     world.clock.advance(121)
-    assert world.deliverer.release_overdue() == 0
+    assert world.deliverer.release_held() == 0
     assert world.store.notifications == {}
     assert world.service.search(ORG_A)[0].events_since_start == 0
 
@@ -96,7 +96,7 @@ def test_a_decision_before_the_door_recorded_the_bundle_is_sent_once_it_has() ->
     world.store.requests[request_id] = replace(facts, pas=True)
     world.store.bundles[request_id] = pas_bundle(request_id)
     world.clock.advance(121)
-    assert world.deliverer.release_overdue() == 1
+    assert world.deliverer.release_held() == 1
     world.deliver()
     [notification] = world.endpoint.of_kind("event-notification")
     assert notification.event_number == 1
@@ -157,9 +157,9 @@ def test_a_hold_longer_than_the_timeout_is_released_as_the_result_stands() -> No
     request_id = world.request(ORG_A)
     world.consume(determination(request_id, A1))
     world.clock.advance(119)
-    assert world.deliverer.release_overdue() == 0
+    assert world.deliverer.release_held() == 0
     world.clock.advance(2)
-    assert world.deliverer.release_overdue() == 1
+    assert world.deliverer.release_held() == 1
     assert states(world) == [(request_id, NotificationState.PENDING, 1)]
 
 
@@ -209,3 +209,18 @@ def test_an_approval_and_its_authorizations_in_one_batch_wait_for_intake_to_appl
                                     wait_s=1.0, poll_s=0.05)
     recorder.handle_batch([decided, issued])
     assert states(world) == [(request_id, NotificationState.PENDING, 1)]  # with its number, not held
+
+
+def test_authorizations_consumed_before_their_determination_release_it_at_the_next_pass() -> None:
+    world = World()
+    world.service.create(ORG_A, asked())
+    request_id = world.request(ORG_A)
+    decided = determination(request_id, A1)
+    issued = authorizations(request_id, determination_id_of(decided))
+    world.consume(issued, applied=False)  # nothing held yet: nothing to release, nothing to wait for
+    world.consume(decided)  # intake has applied the determination, not yet the authorizations
+    assert states(world) == [(request_id, NotificationState.HELD, None)]
+    assert world.deliverer.release_held() == 0
+    world.authorize(request_id, determination_id_of(decided), 1)  # intake applies them
+    assert world.deliverer.release_held() == 1  # at once, not after the hold timeout
+    assert states(world) == [(request_id, NotificationState.PENDING, 1)]

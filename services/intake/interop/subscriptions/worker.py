@@ -127,7 +127,7 @@ class Worker:
         while not self.stop_event.is_set():
             self.wake.clear()  # before the pass, so that a wake during it is not lost
             try:
-                self.deliverer.release_overdue()
+                self.deliverer.release_held()
                 claimed = self.deliverer.claim()
                 self._attempt_all(claimed)
             except Exception:

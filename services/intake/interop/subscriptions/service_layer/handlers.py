@@ -315,16 +315,26 @@ class Deliverer:
         self._batch = batch
         self._keep = dt.timedelta(seconds=keep_delivered_s)
 
-    def release_overdue(self) -> int:
-        """Release the notifications held longer than ``hold_s`` (their authorization never came,
-        or came for another request: an extension's is its original's)."""
+    def release_held(self) -> int:
+        """Release the held notifications whose result is now complete in intake's records (the
+        AuthorizationsIssued that completes one may be consumed before its determination: the recorder
+        then has nothing to release, and intake applies it a moment later), and those held longer
+        than ``hold_s`` as their result stands (their authorization never came, or came for another
+        request: an extension's is its original's); those of requests without a PAS Bundle are
+        discarded then."""
         now = self._now()
         with self._uow() as uow:
-            overdue = uow.notifications.held(created_before=now - self._hold, limit=self._batch * 10)
-            released = release(uow, overdue, now)
+            held = uow.notifications.held(limit=self._batch * 10)
+            if not held:
+                return 0
+            facts = uow.results.requests(sorted({n.request_id for n in held}))
+            ready = [n for n in held if (f := facts.get(n.request_id)) is not None and f.pas
+                     and complete(n.determination_id, n.awaiting, f)]
+            overdue = [n for n in held if n not in ready and n.created_at < now - self._hold]
+            released = release(uow, [*ready, *overdue], now)
             uow.commit()
-        if released:
-            logger.warning("released %d notifications whose authorization did not come within %s", released,
+        if overdue:
+            logger.warning("%d notifications held longer than %s were released or discarded", len(overdue),
                            self._hold)
         return released
 
@@ -380,8 +390,9 @@ class Deliverer:
         return error is None
 
     def run_once(self) -> int:
-        """One pass: release overdue holds, then claim and attempt what is due; how many were sent."""
-        self.release_overdue()
+        """One pass: release what is held and can go, then claim and attempt what is due; how many were
+        sent."""
+        self.release_held()
         return sum(1 for delivery in self.claim() if self.attempt(delivery))
 
     def prune(self) -> int:
