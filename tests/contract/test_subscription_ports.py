@@ -367,3 +367,21 @@ class TestPostgresSubscriptionPorts(SubscriptionPortsContract):
 
 
 
+
+
+@pytest.mark.integration
+def test_a_held_notification_is_released_by_one_transaction_at_a_time(
+        postgres_subscriptions: SqlSubscriptionBackend) -> None:
+    """The recorder and the deliverer both release held notifications: on PostgreSQL a second
+    transaction skips the rows the first holds (the fakes and SQLite run one writer at a time)."""
+    backend = postgres_subscriptions
+    backend.clear()
+    sub = sub_of()
+    with backend.uow() as uow:
+        uow.subscriptions.add(sub)
+        uow.notifications.add([note(sub, "e1", held=True), note(sub, "e2", held=True, at=T0 + dt.timedelta(1))])
+        uow.commit()
+    with backend.uow() as first:
+        assert [n.event_id for n in first.notifications.held(limit=1)] == ["e1"]
+        with backend.uow() as second:
+            assert [n.event_id for n in second.notifications.held()] == ["e2"]

@@ -157,8 +157,12 @@ class SqlNotificationRepository(ports.NotificationRepository):
             query = query.where(N.c.request_id.in_(list(request_ids)))
         if created_before is not None:
             query = query.where(N.c.created_at < created_before)
-        return [_notification(r) for r in self.conn.execute(query.order_by(N.c.created_at, N.c.notification_id)
-                                                            .limit(limit))]
+        query = query.order_by(N.c.created_at, N.c.notification_id).limit(limit)
+        if self.conn.dialect.name == "postgresql":
+            # A row another releaser holds is skipped: that one releases it (READ COMMITTED would
+            # otherwise let both release it, numbering it twice).
+            query = query.with_for_update(skip_locked=True)
+        return [_notification(r) for r in self.conn.execute(query)]
 
     def release(self, releases: Sequence[Release]) -> None:
         if releases:

@@ -85,7 +85,9 @@ class NotificationRepository(abc.ABC):
     def held(self, request_ids: Sequence[str] = (), created_before: dt.datetime | None = None,
              limit: int = 1000) -> list[Notification]:
         """Held notifications of ``request_ids`` (or of every request when none is given) recorded
-        before ``created_before`` (when given), oldest first (then by id), at most ``limit``."""
+        before ``created_before`` (when given), oldest first (then by id), at most ``limit``; locked
+        for this transaction, skipping those another transaction holds where the store can tell (the
+        recorder and the deliverer both release held notifications: never one twice)."""
 
     @abc.abstractmethod
     def release(self, releases: Sequence[Release]) -> None:
