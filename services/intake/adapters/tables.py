@@ -17,6 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from services.common.audit.store import audit_tables
 from services.common.db import BigIntId, outbox_table, processed_events_table
 
 metadata = MetaData()
@@ -124,3 +125,5 @@ appeals = Table(
 
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
+# The tamper-evident audit log (services/common/audit/store.py).
+audit_tables(metadata)

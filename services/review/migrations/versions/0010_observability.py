@@ -1,16 +1,16 @@
 """observability: outbox.traceparent (the trace context an event was written in, published as its
 Kafka header) and an index counting the tasks at risk by status (the review_tasks_at_risk metric)
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
