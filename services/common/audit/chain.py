@@ -42,7 +42,7 @@ REF_KEYS = frozenset({
     "line", "lines", "task_id", "determination_id", "authorization_number", "appeal_id", "notice_id",
     "information_id", "revision_id", "note_id", "claim_line_id", "member_ref", "reviewer_id", "assigned_to",
     "status", "outcome", "action", "decider", "urgency", "kind", "recipient", "count", "units", "emitted",
-    "regime", "ground", "procedure_code", "page", "appeal_outcome", "requests",
+    "regime", "ground", "procedure_code", "page", "appeal_outcome", "amends",
 })
 
 #: A value of ``refs`` that is text: an identifier or a code, never prose.

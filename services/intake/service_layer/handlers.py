@@ -19,6 +19,8 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2
 
+from services.common.audit.chain import AuditRecord, RefValue
+from services.common.audit.recording import record_views
 from services.common.errors import (
     DuplicateKey,
     FailedPrecondition,
@@ -286,9 +288,14 @@ class IntakeHandlers:
                 status_reason="" if eligibility.eligible else eligibility.reason, received_at=now,
                 payload=payload, lines=tuple(LineRecord(line.line_number, line.procedure_code) for line in req.lines))
             uow.requests.add(record)
+            announced = ""
             if eligibility.eligible:
-                uow.publish(OutgoingEvent(topic=self._topics.request_submitted, key=request_id,
-                                          message=_submitted_event(request_id, now, stored)))
+                event = OutgoingEvent(topic=self._topics.request_submitted, key=request_id,
+                                      message=_submitted_event(request_id, now, stored))
+                uow.publish(event)
+                announced = event.event_id
+            uow.audit(AuditRecord("request.submitted", request_id, {"status": status.value, "lines": len(req.lines)},
+                                  event_id=announced, member_id=req.member_id))
             uow.commit()
         logger.info("request %s recorded: %s (%d lines)", request_id, status.value, len(req.lines))
         return record
@@ -335,7 +342,11 @@ class IntakeHandlers:
                 request_id=info.request_id, information_id=information_id,
                 clinical_facts=submitted.clinical_facts, note=submitted.note)
             event.received_at.FromDatetime(now)
-            uow.publish(OutgoingEvent(topic=self._topics.additional_information, key=info.request_id, message=event))
+            outgoing = OutgoingEvent(topic=self._topics.additional_information, key=info.request_id, message=event)
+            uow.publish(outgoing)
+            uow.audit(AuditRecord("information.received", info.request_id, {
+                "information_id": information_id, "count": len(info.facts)}, event_id=outgoing.event_id,
+                member_id=record.member_id))
             uow.commit()
         logger.info("additional information %s for request %s: %d facts", information_id, info.request_id,
                     len(info.facts))
@@ -360,7 +371,9 @@ class IntakeHandlers:
             record = uow.requests.get(request_id)
             if record is None:
                 raise NotFound(f"no request {shown(request_id)}")
-            return record, uow.information.of_request(request_id)
+            information = uow.information.of_request(request_id)
+        record_views(self._uow, [_viewed(record)])
+        return record, information
 
     def get_story(self, request_id: str) -> tuple[RequestRecord, list[InformationRecord], list[AppealRecord]]:
         """The request, the additional information received for it and the appeals of its lines."""
@@ -368,7 +381,9 @@ class IntakeHandlers:
             record = uow.requests.get(request_id)
             if record is None:
                 raise NotFound(f"no request {shown(request_id)}")
-            return record, uow.information.of_request(request_id), uow.appeals.of_request(request_id)
+            story = record, uow.information.of_request(request_id), uow.appeals.of_request(request_id)
+        record_views(self._uow, [_viewed(record)])
+        return story
 
     def of_member(self, member_id: str, limit: int) -> list[RequestRecord]:
         """The member's requests, newest first; ``limit`` 0 means 50, at most 200."""
@@ -377,7 +392,11 @@ class IntakeHandlers:
         if not member_id.strip():
             raise ValidationFailed([FieldViolation("member_id", "required")])
         with self._uow().read_only() as uow:
-            return uow.requests.of_member(member_id.strip(), limit or 50)
+            found = uow.requests.of_member(member_id.strip(), limit or 50)
+        # One entry per request shown; a search that found none still tells whom it was about.
+        record_views(self._uow, [_viewed(r) for r in found] or [
+            AuditRecord("request.listed", refs={"count": 0}, member_id=member_id.strip())])
+        return found
 
     # -- events --------------------------------------------------------------------------------
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
@@ -392,6 +411,8 @@ class IntakeHandlers:
             progress = {rid: {ln.line_number: _Progress.of(ln) for ln in rec.lines} for rid, rec in records.items()}
             changes = RequestChanges()
             touched: set[str] = set()
+            audit: list[AuditRecord] = []
+            last_event: dict[str, str] = {}
             for event in fresh:
                 request_id = _request_id(event)
                 record = records.get(request_id)
@@ -401,6 +422,8 @@ class IntakeHandlers:
                     _apply_determination(changes, record, progress[request_id], event.message)
                 elif isinstance(event.message, events_pb2.AuthorizationsIssued):
                     _apply_authorizations(changes, record, progress[request_id], event.message)
+                audit.append(_applied(event, record))
+                last_event[request_id] = event.event_id
                 touched.add(request_id)
             now = self._now()
             for request_id in sorted(touched):
@@ -408,8 +431,14 @@ class IntakeHandlers:
                 status = derive_status(record.status, [p.view() for p in progress[request_id].values()])
                 if status is not record.status:
                     changes.statuses.append(StatusChanged(request_id, status, now))
+                    audit.append(AuditRecord("request.status_changed", request_id, {"status": status.value},
+                                             event_id=last_event[request_id], member_id=record.member_id))
+            audit += [AuditRecord("appeal.decided", a.request_id, {
+                "appeal_id": a.appeal_id, "line": a.line_number, "appeal_outcome": a.outcome},
+                event_id=last_event.get(a.request_id, "")) for a in changes.appeals_decided]
             uow.requests.apply(changes)
             uow.appeals.decide(changes.appeals_decided)
+            uow.audit(*audit)
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
             uow.commit()
 
@@ -424,6 +453,27 @@ def _information_answer(info: AdditionalInformation, fingerprint: str,
         raise IdempotencyConflict(
             f"idempotency key {info.idempotency_key!r} was already used for other information; use a new key")
     return InformationResult(previous.information_id, previous.received_at, replayed=True)
+
+
+def _viewed(record: RequestRecord) -> AuditRecord:
+    return AuditRecord("request.viewed", record.request_id, {"status": record.status.value},
+                       member_id=record.member_id)
+
+
+def _applied(event: IncomingEvent, record: RequestRecord) -> AuditRecord:
+    """The audit record of a consumed determination or authorizations event."""
+    message = event.message
+    if isinstance(message, events_pb2.DeterminationMade):
+        return AuditRecord("determination.recorded", record.request_id, {
+            "determination_id": message.determination.determination_id,
+            "lines": len(message.determination.lines)}, event_id=event.event_id, member_id=record.member_id)
+    numbers = [a.authorization_number for a in message.authorizations] if isinstance(
+        message, events_pb2.AuthorizationsIssued) else []
+    refs: dict[str, RefValue] = {"count": len(numbers)}
+    if len(numbers) == 1:
+        refs["authorization_number"] = numbers[0]
+    return AuditRecord("authorizations.recorded", record.request_id, refs, event_id=event.event_id,
+                       member_id=record.member_id)
 
 
 def _request_id(event: IncomingEvent) -> str:
@@ -563,7 +613,10 @@ class RequestChanger:
             event = events_pb2.RequestCancelled(request_id=record.request_id, reason=reason.strip(),
                                                 cancelled_by=requesting_npi.strip())
             event.cancelled_at.FromDatetime(now)
-            uow.publish(OutgoingEvent(topic=self._topics.request_updated, key=record.request_id, message=event))
+            outgoing = OutgoingEvent(topic=self._topics.request_updated, key=record.request_id, message=event)
+            uow.publish(outgoing)
+            uow.audit(AuditRecord("request.cancelled", record.request_id, {"status": "cancelled"},
+                                  event_id=outgoing.event_id, member_id=record.member_id))
             uow.commit()
             logger.info("request %s cancelled by %s", record.request_id, requesting_npi.strip())
             return _found(uow, request_id)
@@ -604,7 +657,11 @@ class RequestChanger:
             event = events_pb2.RequestRevised(request=_submitted_event(record.request_id, record.received_at, stored),
                                               revision_id=revision_id)
             event.revised_at.FromDatetime(now)
-            uow.publish(OutgoingEvent(topic=self._topics.request_updated, key=record.request_id, message=event))
+            outgoing = OutgoingEvent(topic=self._topics.request_updated, key=record.request_id, message=event)
+            uow.publish(outgoing)
+            uow.audit(AuditRecord("request.revised", record.request_id, {
+                "revision_id": revision_id, "lines": len(revision.lines)}, event_id=outgoing.event_id,
+                member_id=record.member_id))
             uow.commit()
             logger.info("request %s revised (%s)", record.request_id, revision_id)
             return _found(uow, request_id), False
@@ -643,7 +700,11 @@ class RequestChanger:
                                            reason=appeal.reason, clinical_facts=submitted.clinical_facts,
                                            member_id=record.member_id)
             event.filed_at.FromDatetime(now)
-            uow.publish(OutgoingEvent(topic=self._topics.appeal_filed, key=record.request_id, message=event))
+            outgoing = OutgoingEvent(topic=self._topics.appeal_filed, key=record.request_id, message=event)
+            uow.publish(outgoing)
+            uow.audit(AuditRecord("appeal.filed", record.request_id, {
+                "appeal_id": appeal.appeal_id, "line": appeal.line_number, "urgency": appeal.urgency},
+                event_id=outgoing.event_id, member_id=record.member_id))
             uow.commit()
         logger.info("appeal %s of request %s line %d filed by the %s", appeal.appeal_id, appeal.request_id,
                     appeal.line_number, appeal.appellant)
