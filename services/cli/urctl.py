@@ -9,6 +9,8 @@
     urctl request cancel|revise|appeal   what a submitter may do after submitting
     urctl claim check|consume ...        claim lines against authorizations
     urctl authorization metrics
+    urctl audit verify|trail ...         the services' tamper-evident audit logs
+    urctl report cms-0057f --year YYYY   the CMS-0057-F public prior-authorization report
     urctl settings [--markdown]
 
 Where the services are comes from UR_INTAKE_TARGET, UR_REVIEW_TARGET and UR_AUTHORIZATION_TARGET
@@ -27,7 +29,7 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
-from services.cli import lifecycle_commands, reviewer, service_commands
+from services.cli import audit_commands, lifecycle_commands, reviewer, service_commands
 from services.cli.base import (
     DEFAULT_TIMEOUT_S,
     EXIT_OK,
@@ -54,6 +56,7 @@ COMMANDS: tuple[Callable[[Parsers], None], ...] = (
     reviewer.add_commands,  # request add-info, review ...
     criteria_commands.add_commands,  # criteria validate|test|explain|replay
     lifecycle_commands.add_commands,  # notice, request cancel|revise|appeal, claim, authorization metrics
+    audit_commands.add_commands,  # audit verify|trail
     service_commands.add_settings_command,
 )
 
