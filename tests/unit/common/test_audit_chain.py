@@ -72,7 +72,8 @@ def test_the_hash_is_sha256_of_a_canonical_encoding_that_does_not_drift() -> Non
 def test_sealing_after_a_head_continues_its_numbers_and_hash() -> None:
     first = chain(2)
     more = seal([AuditRecord("task.released", "req-9", actor="reviewer:rn-1")], head_of(first), T0)
-    assert more[0].seq == 3 and more[0].prev_hash == first[-1].hash
+    assert more[0].seq == 3
+    assert more[0].prev_hash == first[-1].hash
 
 
 def test_a_record_without_an_actor_or_with_a_member_id_is_never_sealed() -> None:
@@ -104,7 +105,9 @@ def test_refs_hold_text_or_whole_numbers_only() -> None:
 
 def test_a_member_reference_is_opaque_and_stable_under_one_key() -> None:
     ref = member_ref(KEY, "MA100001")
-    assert ref.startswith("m-") and len(ref) == 22 and "MA100001" not in ref
+    assert ref.startswith("m-")
+    assert len(ref) == 22
+    assert "MA100001" not in ref
     assert ref == member_ref(KEY, "MA100001") != member_ref(b"another-key-of-enough-bytes", "MA100001")
 
 
@@ -119,7 +122,8 @@ def test_an_untouched_log_verifies() -> None:
 
 def test_an_empty_log_verifies() -> None:
     result = verify("review", [], [], KEY, EMPTY)
-    assert result.ok and result.entries == 0
+    assert result.ok
+    assert result.entries == 0
 
 
 def test_an_edited_entry_is_named() -> None:
@@ -200,20 +204,23 @@ def test_a_checkpoint_not_signed_with_the_key_is_refused() -> None:
     entries = chain(5)
     forged = checkpoint_at(entries, 5, key=b"not-the-audit-key-at-all-nope")
     result = verify("review", entries, [forged], KEY, head_of(entries))
-    assert result.problem is not None and result.problem.kind == "bad_checkpoint"
+    assert result.problem is not None
+    assert result.problem.kind == "bad_checkpoint"
 
 
 def test_a_checkpoint_of_another_service_is_refused() -> None:
     entries = chain(5)
     result = verify("review", entries, [checkpoint_at(entries, 5, service="intake")], KEY, head_of(entries))
-    assert result.problem is not None and result.problem.kind == "bad_checkpoint"
+    assert result.problem is not None
+    assert result.problem.kind == "bad_checkpoint"
 
 
 def test_without_the_key_checkpoints_still_find_a_truncation_but_are_not_signature_checked() -> None:
     entries = chain(10)
     result = verify("review", entries[:5], [checkpoint_at(entries, 8)], None, head_of(entries[:5]))
     assert not result.signed
-    assert result.problem is not None and result.problem.kind == "truncated"
+    assert result.problem is not None
+    assert result.problem.kind == "truncated"
 
 
 def test_the_first_bad_entry_is_the_earliest_of_several() -> None:
@@ -222,7 +229,8 @@ def test_the_first_bad_entry_is_the_earliest_of_several() -> None:
     del entries[9]  # truncated at 10
     entries[2] = dataclasses.replace(entries[2], action="task.released")  # and 3 edited
     result = verify("review", entries, [cp], KEY, head_of(entries))
-    assert result.problem is not None and result.problem.seq == 3
+    assert result.problem is not None
+    assert result.problem.seq == 3
 
 
 def test_checkpoint_signatures_cover_service_number_head_and_time() -> None:
