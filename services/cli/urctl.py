@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
-from services.cli import audit_commands, lifecycle_commands, reviewer, service_commands
+from services.cli import audit_commands, lifecycle_commands, report_commands, reviewer, service_commands
 from services.cli.base import (
     DEFAULT_TIMEOUT_S,
     EXIT_OK,
@@ -57,6 +57,7 @@ COMMANDS: tuple[Callable[[Parsers], None], ...] = (
     criteria_commands.add_commands,  # criteria validate|test|explain|replay
     lifecycle_commands.add_commands,  # notice, request cancel|revise|appeal, claim, authorization metrics
     audit_commands.add_commands,  # audit verify|trail
+    report_commands.add_commands,  # report cms-0057f
     service_commands.add_settings_command,
 )
 

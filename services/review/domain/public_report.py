@@ -260,7 +260,7 @@ def services_requiring_authorization(covered: Iterable[RequiredService], request
     for code, lob in requested:
         if lob in IMPACTED and (code, lob) not in exempt and code not in listed:
             others.setdefault(code, set()).add(lob)
-    for code, lobs in others.items():
+    for code, seen in others.items():
         listed[code] = RequiredService(code, "reviewed for medical necessity without a criteria set", "",
-                                       tuple(sorted(lobs)))
+                                       tuple(sorted(seen)))
     return sorted(listed.values(), key=lambda s: s.code)

@@ -86,11 +86,12 @@ def line_decided(request_id: str, member_id: str, determination_id: str, line: t
 
 
 def notices_issued(notices: Iterable[Notice], emitted: dict[str, str]) -> list[AuditRecord]:
-    """One record per notice issued (``emitted``: notice id → its NoticeIssued event id)."""
+    """One record per notice issued (``emitted``: notice id → its NoticeIssued event id): review writes
+    the letters, whoever made the decision they tell of."""
     return [AuditRecord("notice.issued", n.request_id, {
         "notice_id": n.notice_id, "kind": n.kind.value, "recipient": n.recipient_role,
-        "determination_id": n.determination_id}, event_id=emitted.get(n.notice_id, ""), member_id=n.member_id)
-        for n in notices]
+        "determination_id": n.determination_id}, event_id=emitted.get(n.notice_id, ""), member_id=n.member_id,
+        actor=actors.service(SERVICE)) for n in notices]
 
 
 def appeal_record(action: str, appeal: Appeal, *, event_id: str = "", actor: str = "") -> AuditRecord:

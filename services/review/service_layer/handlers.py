@@ -156,8 +156,6 @@ class ReviewHandlers:
             still_new = set(todo) - uow.cases.existing(list(todo))
             decided = [d for d in decided if d.case.request_id in still_new]
             uow.cases.add_many([d.case for d in decided])
-            add_tasks(uow, [t for d in decided for t in d.tasks], event_of={d.case.request_id: d.event_id
-                                                                            for d in decided})
             uow.provider_outcomes.add_many([o for d in decided for o in d.outcomes])
             now = self._now()
             for d in decided:
@@ -173,6 +171,8 @@ class ReviewHandlers:
                     self._notices.for_lines(uow, d.case, d.request, d.case.determination_id,
                                             [ln for ln in d.event.determination.lines if not ln.queued_for_review],
                                             now)
+            add_tasks(uow, [t for d in decided for t in d.tasks], event_of={d.case.request_id: d.event_id
+                                                                            for d in decided})
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
             uow.commit()
         if decided:

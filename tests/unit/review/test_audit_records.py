@@ -41,10 +41,10 @@ def test_a_request_taken_up_is_recorded_line_by_line_with_its_events(review: Rev
                                request_id, review.clock())
     review.handlers.handle_batch([consumed])
     records = since(review, start)
-    assert what(records) == [("task.opened", "service:review"), ("request.received", "service:review"),
-                             ("line.decided", "service:review")]
+    assert what(records) == [("request.received", "service:review"), ("line.decided", "service:review"),
+                             ("task.opened", "service:review")]
     announced = [e for e in review.store.outbox if isinstance(e.message, events_pb2.DeterminationMade)][-1]
-    opened, received, line = records
+    received, line, opened = records
     assert {r.event_id for r in records} == {consumed.event_id}
     assert line.refs["emitted"] == announced.event_id
     assert (line.refs["action"], line.refs["decider"], line.refs["line"]) == ("pended", "software", 1)
