@@ -26,6 +26,8 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from tests.topics import delete_run_topics, new_topic_prefix
+
 REPO = Path(__file__).resolve().parents[1]
 TRAVEL_ENV = "UR_TEST_TRAVEL_TO"
 
@@ -142,7 +144,7 @@ def make_database(pg_admin_url: str) -> Iterator[Callable[[str], str]]:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
+def kafka_bootstrap() -> Iterator[str]:
     from services.common.kafka_io import wait_for_broker
 
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
@@ -151,7 +153,8 @@ def kafka_bootstrap() -> str:
     except RuntimeError as exc:
         pytest.fail(f"a Kafka broker is required for this test: {exc}\n"
                     "Start one with `deploy/kafka/kafka.sh start` (or `make test`).", pytrace=False)
-    return bootstrap
+    yield bootstrap
+    delete_run_topics(bootstrap)
 
 
 def travelling() -> bool:
@@ -192,4 +195,4 @@ def refused_target() -> Iterator[str]:
 
 @pytest.fixture
 def topic_prefix() -> str:
-    return f"urt{uuid.uuid4().hex[:10]}"
+    return new_topic_prefix()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from ur.authorization.v1 import authorization_pb2_grpc
+from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 from ur.review.v1 import review_pb2_grpc
 
@@ -14,6 +15,7 @@ from services.cli.platform import Platform
 from services.common.tls import TransportSecurity
 from tests.conftest import REPO
 from tests.polling import wait_until
+from tests.topics import new_topic_prefix
 
 SETTLED = {intake_pb2.REQUEST_STATUS_PENDED, intake_pb2.REQUEST_STATUS_COMPLETE,
            intake_pb2.REQUEST_STATUS_INELIGIBLE}
@@ -57,10 +59,9 @@ def start_intake_alone(tmp: Path, kafka_bootstrap: str, prefix: str, database_ur
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[str], str],
              kafka_bootstrap: str) -> Iterator[Platform]:
-    import uuid
 
     running = start_platform(tmp_path_factory.mktemp("platform"), make_database, kafka_bootstrap,
-                             f"urt{uuid.uuid4().hex[:10]}")
+                             new_topic_prefix())
     yield running
     running.stop()
 
@@ -83,6 +84,17 @@ class Clients:
     def close(self) -> None:
         for channel in self.channels.values():
             channel.close()
+
+
+#: Authorization records a claim can draw on. Since issue 12 every decided line has a record (and a
+#: reference number): pended and denied lines too, so a number alone says nothing about approval.
+USABLE = frozenset({types_pb2.AUTHORIZATION_STATUS_APPROVED, types_pb2.AUTHORIZATION_STATUS_PARTIALLY_APPROVED,
+                    types_pb2.AUTHORIZATION_STATUS_MODIFIED})
+
+
+def usable(authorization: types_pb2.Authorization) -> bool:
+    """Whether the line's authorization record is one a claim could draw on."""
+    return bool(authorization.authorization_number) and authorization.status in USABLE
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from services.cli.platform import Platform
 from tests.e2e.conftest import Clients, start_platform
 from tests.factories import lumbar_mri
 from tests.polling import wait_until
+from tests.topics import new_topic_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grp
 
 @pytest.fixture
 def own_platform(tmp_path: Path, make_database: Callable[[str], str], kafka_bootstrap: str) -> Iterator[Platform]:
-    running = start_platform(tmp_path, make_database, kafka_bootstrap, f"urt{uuid.uuid4().hex[:10]}")
+    running = start_platform(tmp_path, make_database, kafka_bootstrap, new_topic_prefix())
     yield running
     running.stop()
 
@@ -123,12 +123,15 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(own
     assert {rid for rid, _n in cases} == set(request_ids)
 
     auth_url = own_platform.database_urls["authorization"]
+    # One record per decided line (issue 12): the approved ones usable, the pended ones waiting.
     auths = _count(auth_url, "SELECT request_id, line_number, count(*) FROM authorizations "
                              "GROUP BY request_id, line_number")
     assert all(n == 1 for _r, _l, n in auths)
-    assert {r for r, _l, _n in auths} == {v.request_id for v in complete}
+    assert {r for r, _l, _n in auths} == set(request_ids)
+    approved = _count(auth_url, "SELECT request_id FROM authorizations WHERE status = 'approved'")
+    assert {r for (r,) in approved} == {v.request_id for v in complete}
     numbers = _count(auth_url, "SELECT count(DISTINCT authorization_number), count(*) FROM authorizations")
-    assert numbers[0][0] == numbers[0][1] == len(complete)
+    assert numbers[0][0] == numbers[0][1] == TOTAL
     intake_rows = _count(own_platform.database_urls["intake"],
                          "SELECT count(*), count(DISTINCT idempotency_key) FROM requests")
     assert intake_rows[0] == (TOTAL, TOTAL)

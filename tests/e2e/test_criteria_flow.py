@@ -27,8 +27,9 @@ from services.common.proto_enums import to_number
 from services.review.adapters.criteria_loader import load_criteria, load_library
 from services.review.bootstrap import DEFAULT_CRITERIA_DIR
 from services.review.domain.criteria import CriteriaSet, Example, FactValue, Outcome, normalize_diagnosis
-from tests.e2e.conftest import Clients, start_platform
+from tests.e2e.conftest import Clients, start_platform, usable
 from tests.polling import wait_until
+from tests.topics import new_topic_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -128,7 +129,7 @@ def flow(tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[str]
         if path.suffix in (".yaml", ".yml"):
             shutil.copy(path, criteria_dir / path.name)
     platform = start_platform(tmp_path_factory.mktemp("platform"), make_database, kafka_bootstrap,
-                              f"urt{uuid.uuid4().hex[:10]}",
+                              new_topic_prefix(),
                               extra_env={"UR_REVIEW_CRITERIA_DIR": str(criteria_dir),
                                          "UR_REVIEW_CRITERIA_RELOAD_S": "1",
                                          "UR_REVIEW_GOLD_CARD_MIN_REQUESTS": str(GOLD_CARD_MIN)})
@@ -183,9 +184,10 @@ def test_requests_across_the_library_get_the_outcomes_their_examples_promise(flo
                 and tuple(det.explanation.missing_facts) != tuple(sorted(example.missing_facts))):
             wrong.append(f"{key} {example.name!r}: missing {list(det.explanation.missing_facts)}")
         certified = det.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL
-        if certified != bool(line.authorization.authorization_number):
+        if certified != usable(line.authorization):
             wrong.append(f"{key} {example.name!r}: certified={certified} but authorization "
-                         f"{line.authorization.authorization_number!r}")
+                         f"{line.authorization.authorization_number!r} "
+                         f"{types_pb2.AuthorizationStatus.Name(line.authorization.status)}")
     assert not wrong, "\n".join(wrong)
 
 
@@ -219,7 +221,7 @@ def test_a_gold_carded_provider_is_approved_where_another_is_referred(flow: Flow
     assert det.reasons[0].startswith(f"provider exempt (gold card): {GOLD_CARD_MIN} of {GOLD_CARD_MIN} "
                                      "advanced_imaging requests approved since ")
     assert any(gold in f and "gold-carded" in f for f in det.explanation.flags)
-    assert exempt.lines[0].authorization.authorization_number
+    assert usable(exempt.lines[0].authorization)
     assert exempt.decided_by.id == "system:rules-engine"
 
     other = flow.decide(lumbar(2))
@@ -227,7 +229,7 @@ def test_a_gold_carded_provider_is_approved_where_another_is_referred(flow: Flow
     assert other.status == intake_pb2.REQUEST_STATUS_PENDED
     assert det.outcome == types_pb2.LINE_OUTCOME_REFER_TO_NURSE
     assert det.queued_for_review
-    assert not other.lines[0].authorization.authorization_number
+    assert not usable(other.lines[0].authorization)
 
 
 def test_an_overlapping_authorization_is_flagged(flow: Flow) -> None:

@@ -19,7 +19,7 @@ from ur.review.v1 import review_pb2
 
 from services.cli.platform import Platform
 from services.intake.adapters import tables as intake_tables
-from tests.e2e.conftest import Clients
+from tests.e2e.conftest import Clients, usable
 from tests.factories import lumbar_mri
 from tests.polling import wait_until
 
@@ -78,7 +78,7 @@ def test_request_not_meeting_criteria_is_queued_for_a_nurse(clients: Clients) ->
     det = view.lines[0].determination
     assert det.action_code == types_pb2.ACTION_CODE_PENDED
     assert det.queued_for_review
-    assert not view.lines[0].authorization.authorization_number
+    assert not usable(view.lines[0].authorization)
     assert any(c.status == types_pb2.CONDITION_STATUS_UNMET for c in det.explanation.conditions)
     assert view.clock.regime == "erisa-2560.503-1"
     queue = clients.review.ListReviewQueue(review_pb2.ListReviewQueueRequest(page_size=500), timeout=10)

@@ -7,7 +7,6 @@ one whose certificate another CA signed, and a plaintext client are all refused.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.e2e.conftest import start_platform
 from tests.factories import lumbar_mri
 from tests.grpc_helpers import health_of
 from tests.tls_material import make_material
+from tests.topics import new_topic_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 def test_the_platform_runs_over_mutual_tls_and_refuses_clients_without_a_certificate(
         tmp_path: Path, make_database: Callable[[str], str], kafka_bootstrap: str) -> None:
     material = make_material(tmp_path / "tls")
-    platform = start_platform(tmp_path / "platform", make_database, kafka_bootstrap, f"urt{uuid.uuid4().hex[:10]}",
+    platform = start_platform(tmp_path / "platform", make_database, kafka_bootstrap, new_topic_prefix(),
                               security=material.services(require_client_cert=True))
     try:
         with platform.channel("intake") as channel:

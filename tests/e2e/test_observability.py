@@ -18,7 +18,6 @@ import json
 import re
 import threading
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +39,7 @@ from tests.e2e.conftest import Clients
 from tests.e2e.test_workbench import TOKENS, Reviewer
 from tests.factories import lumbar_mri
 from tests.polling import wait_until
+from tests.topics import new_topic_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -128,7 +128,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[
     second; the workbench in front of it."""
     running = Platform(
         var_dir=tmp_path_factory.mktemp("observed"), kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=f"urt{uuid.uuid4().hex[:10]}",
+        topic_prefix=new_topic_prefix(),
         database_urls={s: make_database(s) for s in ("intake", "review", "authorization")},
         ports={s: 0 for s in ("intake", "review", "authorization")},
         extra_env={"UR_LOG_LEVEL": "INFO", "UR_TOPIC_PARTITIONS": "3", "UR_METRICS_INTERVAL_S": "1",

@@ -13,7 +13,7 @@ from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2
 from ur.review.v1 import review_pb2
 
-from tests.e2e.conftest import Clients
+from tests.e2e.conftest import Clients, usable
 from tests.factories import fact, lumbar_mri
 from tests.polling import wait_until
 
@@ -124,11 +124,13 @@ def test_nurse_pends_information_answered_through_intake_then_physician_denies(c
     assert line.criterion == "imaging-mri-lumbar-spine@2026.1: conservative_therapy_six_weeks"
     assert line.explanation.criteria_id == "imaging-mri-lumbar-spine"
 
-    # Intake tells the whole story; nothing is authorized for a denied line.
+    # Intake tells the whole story; the denied line's record (its reference number) is nothing to draw on.
     final = wait_until(lambda: line_of(clients, request_id), 60, what="intake to record the denial",
-                       until=lambda ln: ln.determination.action_code == types_pb2.ACTION_CODE_NOT_CERTIFIED)
+                       until=lambda ln: ln.authorization.status == types_pb2.AUTHORIZATION_STATUS_DENIED)
+    assert final.determination.action_code == types_pb2.ACTION_CODE_NOT_CERTIFIED
     assert final.determination.decided_by.id == "md-patel"
-    assert not final.authorization.authorization_number
+    assert not usable(final.authorization)
+    assert final.authorization.units == 0
     actions = [h.action for h in decided.task.history]
     assert actions[:2] == ["claimed", "request_information"]
     assert actions[-2:] == ["peer_to_peer_offered", "deny"]
@@ -146,7 +148,7 @@ def test_physician_modification_reaches_the_authorization_service(clients: Clien
             approved_units=1, reason="approved as MRI without contrast",
             criterion="imaging-mri-lumbar-spine@2026.1: symptoms_six_weeks")), metadata=PHYSICIAN, timeout=10)
     line = wait_until(lambda: line_of(clients, request_id), 60, what="the authorization for the modified line",
-                      until=lambda ln: bool(ln.authorization.authorization_number))
+                      until=lambda ln: ln.authorization.status == types_pb2.AUTHORIZATION_STATUS_MODIFIED)
     assert line.determination.action_code == types_pb2.ACTION_CODE_MODIFIED
     assert line.authorization.units == 1
     assert line.authorization.determination_id

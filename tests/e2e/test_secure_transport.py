@@ -31,6 +31,7 @@ from tests.conftest import REPO
 from tests.e2e.conftest import Clients, start_platform
 from tests.factories import lumbar_mri
 from tests.secure_infra import SecureKafka, TlsPostgres, secure_kafka, tls_postgres
+from tests.topics import new_topic_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -84,7 +85,7 @@ def test_the_platform_runs_end_to_end_over_sasl_ssl_and_verified_tls_postgres(
     env.update(UR_DATABASE_SSLMODE="verify-full", UR_DATABASE_SSLROOTCERT=str(pg_tls.ca),
                UR_DATABASE_PASSWORD_FILE=str(pg_tls.password_file))
     platform: Platform = start_platform(tmp_path, lambda service: pg_tls.url(DATABASES[service], password=False),
-                                        kafka_tls.sasl_ssl["KAFKA_BOOTSTRAP_SERVERS"], f"urt{uuid.uuid4().hex[:10]}",
+                                        kafka_tls.sasl_ssl["KAFKA_BOOTSTRAP_SERVERS"], new_topic_prefix(),
                                         extra_env=env)
     clients = Clients(platform)
     try:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import create_engine, text
 from ur.intake.v1 import intake_pb2
 
@@ -29,6 +30,9 @@ from tests.polling import wait_until
 
 #: How soon after the broker (or database) is back a new request must be decided.
 RECOVERY_BUDGET_S = 15.0
+#: How soon health must follow a dependency going away and coming back.
+HEALTH_BUDGET_S = 5.0
+SERVICES = ("intake", "review", "authorization")
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 
 
@@ -58,6 +62,8 @@ class Stream:
     retryable: Sequence[grpc.StatusCode] = RETRYABLE
     submitted: list[Submitted] = field(default_factory=list)
     refused: int = 0
+    #: Codes outside ``retryable`` that a background submitter met (it stops at the first).
+    unexpected: list[grpc.StatusCode] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -86,7 +92,12 @@ class Stream:
                 self._counter += 1
                 meets = self._counter % 4 != 0
             started = time.monotonic()
-            self.submit(meets)
+            try:
+                self.submit(meets)
+            except grpc.RpcError as exc:
+                with self._lock:
+                    self.unexpected.append(exc.code())
+                return
             self._stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
 
     def start(self, threads: int = 2) -> None:
@@ -157,6 +168,7 @@ def recovers(platform: Platform, clients: Clients, stream: Stream, back: float, 
     time.sleep(2)
     requests = stream.stop()
     assert recovered <= RECOVERY_BUDGET_S
+    assert stream.unexpected == [], f"submissions met {stream.unexpected}, not only {list(stream.retryable)}"
     assert_exactly_once(platform, clients, requests)
 
 
@@ -176,11 +188,12 @@ def assert_exactly_once(platform: Platform, clients: Clients, requests: Sequence
                                           "GROUP BY request_id", ids=ids)}
     assert set(cases) == set(ids), f"{len(set(ids) - set(cases))} requests have no determination"
     assert all(n == 1 for n in cases.values())
+    # One record per decided line (issue 12): the approved ones usable, the pended ones waiting.
     auths = rows(platform.database_urls["authorization"],
-                 "SELECT request_id, line_number, count(*) FROM authorizations WHERE request_id = ANY(:ids) "
-                 "GROUP BY request_id, line_number", ids=ids)
-    assert all(n == 1 for _r, _l, n in auths), "a line was authorized twice"
-    assert {r for r, _l, _n in auths} == approvable
+                 "SELECT request_id, line_number, count(*), min(status) FROM authorizations "
+                 "WHERE request_id = ANY(:ids) GROUP BY request_id, line_number", ids=ids)
+    assert all(n == 1 for _r, _l, n, _s in auths), "a line was authorized twice"
+    assert {r for r, _l, _n, status in auths if status == "approved"} == approvable
     keys = [r.key for r in requests]
     stored = rows(platform.database_urls["intake"],
                   "SELECT count(*), count(DISTINCT idempotency_key) FROM requests WHERE idempotency_key = ANY(:keys)",
@@ -189,6 +202,31 @@ def assert_exactly_once(platform: Platform, clients: Clients, requests: Sequence
     shown = {views[rid].lines[0].authorization.authorization_number for rid in complete}
     assert len(shown) == len(complete)
     assert "" not in shown
+
+
+def health(platform: Platform, service: str, name: str = "") -> str:
+    """The service's gRPC health status of ``name`` ("" = the whole service), or why there was none."""
+    with platform.channel(service) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=name),
+                                                              timeout=1.0)
+        except grpc.RpcError as exc:
+            return f"no answer ({exc.code().name})"
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+def health_turns(platform: Platform, status: str, since: float, what: str,
+                 services: Sequence[str] = SERVICES, name: str = "") -> float:
+    """Wait until every one of ``services`` reports ``status`` for health ``name``; fails when that
+    takes more than :data:`HEALTH_BUDGET_S` from ``since`` (a ``time.monotonic()``). Returns the
+    seconds it took."""
+    left = HEALTH_BUDGET_S - (time.monotonic() - since)
+    wait_until(lambda: {s: health(platform, s, name) for s in services}, max(left, 0.1),
+               what=f"health {name or '(service)'} {status} within {HEALTH_BUDGET_S:g} s of {what}",
+               until=lambda statuses: all(v == status for v in statuses.values()))
+    elapsed = time.monotonic() - since
+    print(f"\n[faults] health {status} {elapsed:.1f} s after {what}")
+    return elapsed
 
 
 def log_of(platform: Platform, service: str) -> str:

@@ -9,12 +9,11 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import grpc
 import pytest
 
 from services.cli.platform import Platform
 from tests.e2e.conftest import Clients, start_platform
-from tests.faults.conftest import RETRYABLE, recovers, streaming
+from tests.faults.conftest import health_turns, recovers, streaming
 from tests.faults.infra import ThrowawayBroker, ThrowawayPostgres
 
 pytestmark = pytest.mark.faults
@@ -47,13 +46,18 @@ def platform(tmp_path_factory: pytest.TempPathFactory, postgres: ThrowawayPostgr
 def test_postgres_killed_and_restarted_loses_nothing_and_decisions_resume_promptly(
         platform: Platform, postgres: ThrowawayPostgres) -> None:
     clients = Clients(platform)
-    # TODO(issue 11 item 3, gRPC-server session): during the outage intake must answer UNAVAILABLE
-    # (it answers INTERNAL today); then drop INTERNAL from what the stream retries, and assert that
-    # health says NOT_SERVING within 5 s of the kill and SERVING within 5 s of the restart (item 4).
-    with streaming(clients, retryable=(*RETRYABLE, grpc.StatusCode.INTERNAL)) as stream:
+    # The stream retries UNAVAILABLE (and deadlines) only: any other code during the outage fails it.
+    with streaming(clients) as stream:
         postgres.kill()
-        time.sleep(OUTAGE_S)
+        killed = time.monotonic()
+        health_turns(platform, "NOT_SERVING", killed, "PostgreSQL's death")
+        health_turns(platform, "NOT_SERVING", killed, "PostgreSQL's death", services=("intake",),
+                     name="ur.intake.v1.IntakeService")
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - killed)))
         assert stream.refused > 0, "no submission met the outage"
+        assert stream.unexpected == [], f"intake answered {stream.unexpected} during the outage, not UNAVAILABLE"
         postgres.start()
-        recovers(platform, clients, stream, time.monotonic(), "PostgreSQL's restart")
+        back = time.monotonic()
+        health_turns(platform, "SERVING", back, "PostgreSQL's restart")
+        recovers(platform, clients, stream, back, "PostgreSQL's restart")
     clients.close()
