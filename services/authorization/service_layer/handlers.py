@@ -30,7 +30,7 @@ from services.authorization.domain.model import (
     new_record,
 )
 from services.authorization.service_layer.ports import AuthorizationUnitOfWork, Clock
-from services.common.audit.chain import AuditRecord, RefValue
+from services.common.audit.chain import AuditRecord, RefValue, identifier
 from services.common.audit.recording import record_views
 from services.common.errors import (
     DuplicateKey,
@@ -322,7 +322,7 @@ class AuthorizationHandlers:
             uow.draws.add(UnitDraw(claim_line_id, number, claim.units, fingerprint, self._now()))
             auth = decision.authorization
             uow.audit(AuditRecord("units.drawn", auth.request_id, {
-                "line": auth.line_number, "authorization_number": number, "claim_line_id": claim_line_id,
+                "line": auth.line_number, "authorization_number": number, "claim_line_id": identifier(claim_line_id),
                 "units": claim.units}, member_id=auth.member_id))
             uow.commit()
             after = uow.authorizations.by_number(number)

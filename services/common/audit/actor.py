@@ -18,6 +18,8 @@ import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from services.common.audit.chain import identifier
+
 ANONYMOUS = "anonymous"
 
 _ACTOR: contextvars.ContextVar[str | None] = contextvars.ContextVar("ur_audit_actor", default=None)
@@ -32,7 +34,8 @@ def service(name: str) -> str:
 
 
 def caller(principal: str) -> str:
-    return f"caller:{principal}"
+    """An authenticated caller; a principal that is not a plain token is named by its digest."""
+    return f"caller:{identifier(principal)}"
 
 
 def current_actor() -> str | None:

@@ -62,6 +62,15 @@ def _check_ref(key: str, value: object) -> None:
         raise ValueError(f"audit refs: {key} must be an identifier or a code (no spaces), got {value[:40]!r}")
 
 
+def identifier(text: str) -> str:
+    """``text`` as an entry may carry it when a caller chose it (a claim line id, an id searched for):
+    itself when it is a token, else ``h-`` and 16 hex digits of its SHA-256 (still comparable, never
+    prose)."""
+    if TOKEN.fullmatch(text):
+        return text
+    return "h-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class AuditRecord:
     """What a use case records, before it is sealed into the chain.

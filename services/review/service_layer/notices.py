@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
-from services.common.audit.chain import AuditRecord
+from services.common.audit.chain import AuditRecord, identifier
 from services.common.audit.recording import record_views
 from services.common.errors import FieldViolation, NotFound, ValidationFailed
 from services.common.events import OutgoingEvent
@@ -213,5 +213,6 @@ class NoticeQueries:
                 found = list(uow.notices.of_member(member_id.strip()))
         # One entry per notice shown; a search that found none still tells what it was about.
         record_views(self._uow, notices_viewed(found) or [AuditRecord(
-            "notice.listed", request_id.strip(), {"count": 0}, member_id=member_id.strip())])
+            "notice.listed", identifier(request_id.strip()) if request_id.strip() else "", {"count": 0},
+            member_id=member_id.strip())])
         return found

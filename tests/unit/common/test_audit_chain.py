@@ -17,6 +17,7 @@ from services.common.audit.chain import (
     Checkpoint,
     canonical,
     checkpoint_mac,
+    identifier,
     make_checkpoint,
     member_ref,
     seal,
@@ -239,3 +240,12 @@ def test_checkpoint_signatures_cover_service_number_head_and_time() -> None:
     assert mac != checkpoint_mac(KEY, "review", 6, "ab" * 32, T0)
     assert mac != checkpoint_mac(KEY, "review", 5, "cd" * 32, T0)
     assert mac != checkpoint_mac(KEY, "review", 5, "ab" * 32, T0 + dt.timedelta(microseconds=1))
+
+
+def test_an_identifier_a_caller_chose_is_kept_when_a_token_and_digested_otherwise() -> None:
+    assert identifier("CLM-0001/1") == "CLM-0001/1"
+    digested = identifier("${jndi:ldap://x} or a name like Maria Lopez")
+    assert digested.startswith("h-")
+    assert len(digested) == 18
+    assert digested == identifier("${jndi:ldap://x} or a name like Maria Lopez")
+    AuditRecord("notice.listed", digested, {"claim_line_id": identifier("line 1 of claim 7")})  # accepted
