@@ -133,7 +133,7 @@ def _metric_rows(f: Figures) -> list[list[str]]:
         return "" if value is None else f"{value:.2f}"
 
     def num(value: float | None) -> str:
-        return "" if value is None else f"{value:.4f}"
+        return "" if value is None else f"{value:.6f}"
 
     found: list[list[str]] = []
     for urgency, u in (("standard", f.standard), ("expedited", f.expedited)):
