@@ -23,6 +23,12 @@ Phases (each printed with a progress bar, all figures also written to JSON):
 
 CPU seconds used by each service process in each phase are read from /proc, which
 says where the time goes.
+
+The bench's topics (its platform's, the ceiling's and those of --unrelated-partitions) are deleted when
+it ends, however it ends: each run leaves the broker as it found it. With --unrelated-partitions N the
+broker first gets N partitions of topics nothing uses, as a broker shared with other applications
+has: the platform's figures next to a run without them say how indifferent it is to the cluster (every
+metadata request of the services and the bench names its topics).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from typing import Any
 import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -296,9 +303,13 @@ def wait_settled(tracker: Tracker, ids: Iterator[str] | list[str], timeout_s: fl
             time.sleep(0.2)
 
 
+def ceiling_topic(prefix: str) -> str:
+    return f"{prefix}.bench.ceiling"
+
+
 def ceiling_kafka(bootstrap: str, prefix: str, count: int, console: Console,
                   security: kafka_io.KafkaSecurity = kafka_io.PLAINTEXT) -> dict[str, float]:
-    topic = f"{prefix}.bench.ceiling"
+    topic = ceiling_topic(prefix)
     kafka_io.ensure_topics(bootstrap, [topic], 6, security=security)
     payload = make_request(1, [("M", types_pb2.LINE_OF_BUSINESS_MEDICARE_ADVANTAGE, "CA")], "x").SerializeToString()
     producer = kafka_io.make_producer(bootstrap, client_id="bench-ceiling", security=security)
@@ -465,6 +476,10 @@ def main(argv: list[str] | None = None) -> int:
                              "(dropped and created afresh)")
     parser.add_argument("--stop-with-parent", action="store_true",
                         help="end (stopping the services) when the process that started this one ends (make bench)")
+    parser.add_argument("--unrelated-partitions", type=int,
+                        default=int(os.environ.get("BENCH_UNRELATED_PARTITIONS", "0")),
+                        help="first create this many partitions (topics of 100) that nothing uses, as on a broker "
+                             "shared with other applications; deleted at the end with the bench's own topics")
     args = parser.parse_args(argv)
     if args.stop_with_parent:
         lifetime.stop_with_supervisor(os.getppid())
@@ -482,13 +497,19 @@ def main(argv: list[str] | None = None) -> int:
     # Ports as for `make run`: the services' listen settings (port 0: any free one, reported).
     ports = {s: int(settings.get(f"UR_{s.upper()}_GRPC_LISTEN").rpartition(":")[2]) for s in settings.SERVICES}
     platform = Platform(var_dir=var_dir, kafka_bootstrap=bootstrap, topic_prefix=prefix, database_urls=urls,
-                        members_seed=seed, ports=ports, security=platform_security(),
+                        members_seed=seed, ports=ports, security=platform_security(), kafka_security=kafka_security,
                         extra_env={"UR_LOG_LEVEL": "WARNING", "UR_GRPC_MAX_WORKERS": str(args.grpc_workers)})
     results: dict[str, Any] = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                                "machine": {"cpus": os.cpu_count()}, "parameters": vars(args)}
     console.print(f"[bold]make bench[/bold]: PostgreSQL, Kafka {bootstrap}, topics {prefix}.*, "
                   f"{len(members)} eligible members")
+    unrelated: list[str] = []
     try:
+        if args.unrelated_partitions > 0:
+            console.print(f"creating {args.unrelated_partitions:,} unrelated partitions...")
+            unrelated = kafka_io.create_partitions(bootstrap, prefix, args.unrelated_partitions,
+                                                   security=kafka_security)
+            results["unrelated_partitions"] = args.unrelated_partitions
         platform.start()
         platform.wait_healthy(timeout_s=120)
         pids = {name: proc.pid for name, proc in platform.procs.items()}
@@ -571,6 +592,11 @@ def main(argv: list[str] | None = None) -> int:
             }
     finally:
         platform.stop()
+        try:
+            deleted = platform.delete_topics(ceiling_topic(prefix), *unrelated)
+            console.print(f"deleted the bench's {len(deleted)} topics ({prefix}.*)")
+        except (KafkaError, OSError) as exc:  # the broker gone: the bench's figures still stand
+            console.print(f"[red]could not delete the bench's topics ({prefix}.*): {exc}[/red]")
     if args.queue_tasks > 0:
         console.print(f"claim-next at {args.queue_tasks:,} open tasks (services/cli/bench_queue.py)...")
         [queue_db] = fresh_databases(pg_admin_url(), args.db_prefix, ("queue",)).values()

@@ -37,10 +37,11 @@ from typing import TYPE_CHECKING
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common import lifetime, settings, tls
+from services.common import kafka_io, lifetime, settings, tls
 from services.common.errors import ConfigurationError
 from services.common.listeners import port_holder
 from services.common.tls import TransportSecurity, open_channel
+from services.common.topics import Topics
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -54,6 +55,16 @@ WORKBENCH_PORT = 8080
 
 #: Services that are started with another one's address (review asks authorization about duplicates).
 NEEDS_ADDRESS_OF = {"review": ("authorization",)}
+
+def service_of(process: str) -> str:
+    """The service a process runs: ``review`` for ``review`` and for its replicas ``review-2``, ``review-3``..."""
+    return process.split("-", 1)[0]
+
+
+def replica_name(service: str, number: int) -> str:
+    """The process name of the ``number``-th replica of ``service`` (the first is the service's own name)."""
+    return service if number == 1 else f"{service}-{number}"
+
 
 class Stopped(Exception):
     """The supervisor received a signal that ends it (SIGTERM, SIGHUP)."""
@@ -89,6 +100,13 @@ class Platform:
     (``UR_GRPC_PORT_FILE``), which is what the tests do: nothing can take a port between choosing
     it and binding it. A service started again (after ``kill``) binds the port it had, so its
     clients' addresses stay right, as with a fixed port.
+
+    More replicas of a service are processes named ``review-2``, ``review-3``... (:func:`replica_name`):
+    ``start("review-2")`` runs another review on the same database and topics, in the same consumer
+    group (they share the partitions, and take turns at relaying the outbox), with a port, port file,
+    metrics port and log of its own (any free port unless ``ports`` names one). Every method that takes a
+    service takes a replica's name too; ``target("review")`` stays the first replica's address, which
+    the other services are given.
     """
 
     var_dir: Path
@@ -104,6 +122,8 @@ class Platform:
     workbench_port: int = WORKBENCH_PORT
     #: TLS for the services (their UR_GRPC_TLS_* settings) and for the platform's own calls.
     security: TransportSecurity | None = None
+    #: How the platform's own admin calls reach the broker (deleting its topics).
+    kafka_security: kafka_io.KafkaSecurity = kafka_io.PLAINTEXT
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     #: service → the port it reported binding
     bound: dict[str, int] = field(default_factory=dict)
@@ -116,9 +136,13 @@ class Platform:
     #: environment's, else one made at the first start in ``var_dir/audit.key``.
     audit_key_file: Path | None = None
 
+    def _fixed_port(self, process: str) -> int:
+        """The port ``process`` is to bind: its own in ``ports``, else 0 (any) for a further replica."""
+        return self.ports.get(process, 0)
+
     def port(self, service: str) -> int:
         """The port the service serves on: the one it reported, else the fixed one it was given."""
-        port = self.bound.get(service) or self.ports[service]
+        port = self.bound.get(service) or self._fixed_port(service)
         if not port:
             raise RuntimeError(f"{service} has not reported its port yet (start it, then wait_healthy)")
         return port
@@ -140,7 +164,8 @@ class Platform:
         """The /metrics address of ``process`` (a service or the workbench) whose own port is ``port``:
         the one it had when started again (its scrapers keep their target)."""
         chosen = self.metrics_bound.get(process) or self.metrics_ports.get(
-            process, 0 if port == 0 else settings.DEFAULT_METRICS_PORTS[process])
+            process, 0 if port == 0 or process not in settings.DEFAULT_METRICS_PORTS
+            else settings.DEFAULT_METRICS_PORTS[process])
         return f"127.0.0.1:{chosen}"
 
     def metrics_url(self, process: str) -> str:
@@ -154,17 +179,19 @@ class Platform:
             port = self.metrics_bound[process] = int(path.read_text(encoding="ascii"))
         return f"http://127.0.0.1:{port}/metrics"
 
-    def env_for(self, service: str) -> dict[str, str]:
+    def env_for(self, process: str) -> dict[str, str]:
+        """The environment of ``process`` (a service, or a replica of one: same settings, own ports)."""
+        service = service_of(process)
         env = {k: v for k, v in os.environ.items() if not k.startswith("UR_")}
         upper = service.upper()
         env.update({
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "UR_TOPIC_PREFIX": self.topic_prefix,
             "UR_VAR_DIR": str(self.var_dir),
-            f"UR_{upper}_GRPC_LISTEN": f"127.0.0.1:{self.bound.get(service) or self.ports[service]}",
-            "UR_GRPC_PORT_FILE": str(self.port_file(service)),
-            f"UR_{upper}_METRICS_LISTEN": self._metrics_listen(service, self.ports[service]),
-            "UR_METRICS_PORT_FILE": str(self.metrics_port_file(service)),
+            f"UR_{upper}_GRPC_LISTEN": f"127.0.0.1:{self.bound.get(process) or self._fixed_port(process)}",
+            "UR_GRPC_PORT_FILE": str(self.port_file(process)),
+            f"UR_{upper}_METRICS_LISTEN": self._metrics_listen(process, self._fixed_port(process)),
+            "UR_METRICS_PORT_FILE": str(self.metrics_port_file(process)),
             # The service stops when this process dies, even by kill -9 (services/common/lifetime.py).
             "UR_SUPERVISOR_PID": str(os.getpid()),
             "PYTHONUNBUFFERED": "1",
@@ -201,25 +228,28 @@ class Platform:
         if self.audit_key_file is None:
             self.audit_key_file = audit_key(self.var_dir)
         for service in wanted:
+            if service_of(service) not in SERVICES:
+                raise ValueError(f"{service} runs no service of {SERVICES}")
             taken = self._taken(service)
             if taken:
                 raise RuntimeError(f"cannot start {service}: {taken}")
-        later = [s for s in wanted if not all(self._port_known(o) for o in NEEDS_ADDRESS_OF.get(s, ()))]
+        later = [s for s in wanted
+                 if not all(self._port_known(o) for o in NEEDS_ADDRESS_OF.get(service_of(s), ()))]
         for service in wanted:
             if service not in later:
                 self._spawn(service)
         deadline = time.monotonic() + timeout_s
         for service in later:
-            for other in NEEDS_ADDRESS_OF[service]:
+            for other in NEEDS_ADDRESS_OF[service_of(service)]:
                 self.wait_port(other, timeout_s=max(0.0, deadline - time.monotonic()))
             self._spawn(service)
 
     def _port_known(self, service: str) -> bool:
-        return bool(self.bound.get(service) or self.ports[service])
+        return bool(self.bound.get(service) or self._fixed_port(service))
 
     def _taken(self, service: str) -> str | None:
         """Why the fixed port ``service`` is to bind is not free ('port N is in use by pid...'), or None."""
-        port = self.bound.get(service) or self.ports[service]
+        port = self.bound.get(service) or self._fixed_port(service)
         if not port:
             return None
         holder = port_holder(port)
@@ -233,7 +263,7 @@ class Platform:
         # Its own session: a terminal's Ctrl-C or hang-up reaches the supervisor, which stops the
         # services in order; UR_SUPERVISOR_PID (env_for) covers a supervisor killed outright.
         self.procs[service] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service}.entrypoints.main"], env=self.env_for(service),
+            [sys.executable, "-m", f"services.{service_of(service)}.entrypoints.main"], env=self.env_for(service),
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
         log.close()
 
@@ -335,6 +365,14 @@ class Platform:
         proc = self.procs.pop(service)
         proc.send_signal(sig)
         proc.wait(timeout=60)
+
+    def delete_topics(self, *extra: str) -> list[str]:
+        """Delete the platform's topics (those of its prefix, services/common/topics.py) and ``extra``,
+        by name: nothing else on the broker is listed or touched. Returns the names deleted. A
+        throw-away platform's (the bench's) would otherwise pile up on the broker; ``make run`` keeps
+        its own."""
+        names = [*Topics(self.topic_prefix).all(), *extra]
+        return kafka_io.delete_topics(self.kafka_bootstrap, names, security=self.kafka_security)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM to every service, SIGKILL to those still running after ``timeout_s``. Another

@@ -115,6 +115,19 @@ def outbox_table(metadata: MetaData) -> Table:
     return table
 
 
+def relay_lease_table(metadata: MetaData) -> Table:
+    """Which relay may publish the outbox: one row per outbox (services/common/outbox.py
+    :class:`~services.common.outbox.RelayLease`). ``epoch`` grows at every change of holder, so a relay
+    that lost the lease (paused past ``expires_at``) can tell, and its writes are refused."""
+    return Table(
+        "relay_lease", metadata,
+        Column("name", String(100), primary_key=True),
+        Column("holder", String(200), nullable=False),
+        Column("epoch", BigInteger, nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+    )
+
+
 def processed_events_table(metadata: MetaData) -> Table:
     """Events a consumer has applied; its primary key makes redelivery harmless."""
     table = Table(

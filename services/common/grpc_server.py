@@ -433,6 +433,13 @@ class RunningServer:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
+#: How long a client connection lives before the server asks the client to reconnect (GOAWAY), and how
+#: long calls in flight then get to finish: longer than any unary call here (a waiting SubmitRequest
+#: waits at most UR_INTAKE_MAX_WAIT_MS).
+MAX_CONNECTION_AGE_MS = 300_000
+MAX_CONNECTION_AGE_GRACE_MS = 60_000
+
+
 class BindError(RuntimeError):
     """The server could not bind its address; the message names the port and, where it can be seen,
     the process holding it."""
@@ -454,7 +461,11 @@ async def _start(address: str, registrations: Sequence[Registration], pool: futu
         migration_thread_pool=pool, interceptors=[*interceptors, _DecodeRequests(pool)],
         options=[("grpc.max_receive_message_length", max_message_bytes),
                  ("grpc.max_send_message_length", max_message_bytes),
-                 ("grpc.so_reuseport", 0)])
+                 ("grpc.so_reuseport", 0),
+                 # Replicas: a client's connection is closed (gracefully) after a while, so that it resolves
+                 # the service's name again and spreads its calls over replicas started since.
+                 ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+                 ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS)])
     for reg in registrations:
         reg.add_to_server(reg.servicer, server)
     health = HealthService(asyncio.get_running_loop())

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import ConfigResource, NewTopic
+from kafka.admin import ConfigResource
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
@@ -162,17 +162,27 @@ def make_consumer(bootstrap: str, group_id: str, client_id: str, topics: Iterabl
         **RECONNECT,
     }
     config.update(overrides)
-    consumer = KafkaConsumer(**config)  # kafka-python's own class: partitions_for_topic, subscribe
     names = list(topics)
-    # Joining the group before the topics' partitions are known gets an empty assignment
-    # that is only corrected at the next metadata refresh; wait until they are visible.
-    deadline = time.monotonic() + 60
-    while not all(consumer.partitions_for_topic(t) for t in names):
-        if time.monotonic() > deadline:
-            consumer.close()
-            raise RuntimeError(f"topics {names} have no partitions visible on {bootstrap} after 60s")
-        time.sleep(0.2)
+    wait_for_topics(bootstrap, names, security=security)
+    consumer = KafkaConsumer(**config)  # kafka-python's own class: subscribe
     consumer.subscribe(names)
+    # Joining the group (at the first poll) before the consumer's own metadata holds the topics'
+    # partitions gets an empty assignment, which a rejoin may or may not correct. Subscribing asked the
+    # broker for these topics' metadata (kafka-python's network thread fetches it): wait until its
+    # cache holds them. Read from kafka-python 3.0's cluster metadata (pinned in pyproject): the public
+    # partitions_for_topic would fetch the metadata of every topic in the cluster instead.
+    cluster: Any = getattr(consumer, "_cluster", None)
+    started = time.monotonic()
+    asked = started
+    while cluster is not None and not all(cluster.partitions_for_topic(t) for t in names):
+        now = time.monotonic()
+        if now - started > 60:
+            consumer.close()
+            raise RuntimeError(f"topics {names} have no partitions known to the consumer after 60s")
+        if now - asked > 1:  # the answer to the subscription's request is overdue: ask again
+            cluster.request_update()
+            asked = now
+        time.sleep(0.02)
     subscribed: Consumer = consumer
     return subscribed
 
@@ -184,12 +194,17 @@ def make_admin(bootstrap: str, client_id: str, security: KafkaSecurity = PLAINTE
                                **RECONNECT, **overrides})
 
 
+# Every metadata request here names its topics (or asks for none): the answer about the whole
+# cluster grows with every topic on it, and a broker shared with other applications may carry
+# thousands (issue 17: 'indifferent to the cluster').
+
 def wait_for_broker(bootstrap: str, timeout_s: float = 60.0, security: KafkaSecurity = PLAINTEXT) -> None:
+    """Wait until the broker describes the cluster (its brokers and controller; no topics)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             admin = make_admin(bootstrap, "ur-probe", security, request_timeout_ms=5000, bootstrap_timeout_ms=5000)
-            admin.list_topics()
+            admin.describe_cluster()
             admin.close()
         except (KafkaError, OSError) as exc:
             if time.monotonic() > deadline:
@@ -215,21 +230,78 @@ def topic_retention_ms(bootstrap: str, names: Iterable[str],
     return found
 
 
+def existing_topics(admin: KafkaAdminClient, names: Iterable[str]) -> dict[str, int]:
+    """Of ``names``, the topics the broker has: name → partition count (asking about these only)."""
+    wanted = list(names)
+    if not wanted:
+        return {}
+    return {str(t["name"]): len(t.get("partitions") or ()) for t in admin.describe_topics(wanted)
+            if t.get("error_code", 0) == 0}
+
+
 def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int,
                   security: KafkaSecurity = PLAINTEXT) -> None:
     """Create the topics that don't exist yet (idempotent; safe to race with another service)."""
     admin = make_admin(bootstrap, "ur-topic-admin", security)
     try:
-        existing = set(admin.list_topics())
-        missing = [n for n in names if n not in existing]
+        wanted = list(names)
+        existing = existing_topics(admin, wanted)
+        missing = [n for n in wanted if n not in existing]
         if not missing:
             return
         try:
-            admin.create_topics([NewTopic(name=n, num_partitions=partitions, replication_factor=1)
-                                 for n in missing])
+            admin.create_topics({n: {"num_partitions": partitions, "replication_factor": 1} for n in missing})
             logger.info("created topics %s", missing)
         except TopicAlreadyExistsError:
             pass
+    finally:
+        admin.close()
+
+
+def wait_for_topics(bootstrap: str, names: Sequence[str], timeout_s: float = 60.0,
+                    security: KafkaSecurity = PLAINTEXT) -> None:
+    """Wait until every one of ``names`` exists with its partitions; RuntimeError after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    admin = make_admin(bootstrap, "ur-topic-admin", security)
+    try:
+        while True:
+            found = existing_topics(admin, names)
+            if all(found.get(n) for n in names):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topics {list(names)} have no partitions visible on {bootstrap} after "
+                                   f"{timeout_s:.0f}s")
+            time.sleep(0.2)
+    finally:
+        admin.close()
+
+
+def create_partitions(bootstrap: str, prefix: str, partitions: int, per_topic: int = 100,
+                      security: KafkaSecurity = PLAINTEXT) -> list[str]:
+    """Topics ``<prefix>.unrelated.<n>`` carrying ``partitions`` partitions in all (at most ``per_topic``
+    each): a broker that also serves other applications. Returns the topic names."""
+    sizes = [min(per_topic, partitions - start) for start in range(0, partitions, per_topic)]
+    names = [f"{prefix}.unrelated.{n}" for n in range(len(sizes))]
+    admin = make_admin(bootstrap, "ur-topic-admin", security)
+    try:
+        admin.create_topics({name: {"num_partitions": size, "replication_factor": 1}
+                             for name, size in zip(names, sizes, strict=True)})
+        admin.wait_for_topics(names, timeout_ms=120000)
+    finally:
+        admin.close()
+    return names
+
+
+def delete_topics(bootstrap: str, names: Iterable[str], security: KafkaSecurity = PLAINTEXT) -> list[str]:
+    """Delete those of ``names`` that exist (a platform's topics when it is thrown away: the bench's,
+    the tests'); returns the names deleted."""
+    admin = make_admin(bootstrap, "ur-topic-admin", security, request_timeout_ms=10000, bootstrap_timeout_ms=10000)
+    try:
+        present = list(existing_topics(admin, names))
+        if present:
+            admin.delete_topics(present, raise_errors=False)
+            logger.info("deleted topics %s", present)
+        return present
     finally:
         admin.close()
 

@@ -20,6 +20,7 @@ What the shared families mean (names follow the Prometheus conventions; ``_total
     ur_outbox_published_total{topic}            events the relay published
     ur_outbox_backlog                           outbox rows not yet published (periodic)
     ur_outbox_oldest_unpublished_seconds        age of the oldest of them (0 when none)
+    ur_outbox_relay_active                      1 while this replica's relay holds the outbox lease
 
 Label values are code-defined names (methods, topics, outcomes), never identifiers: a metric never
 carries a request, member or reviewer id.
@@ -83,6 +84,9 @@ class Metrics:
             "ur_outbox_published", "Events the outbox relay published to Kafka.", ["topic"], registry=r)
         self.outbox_backlog = Gauge(
             "ur_outbox_backlog", "Outbox rows not published yet, measured periodically.", registry=r)
+        self.outbox_relay_active = Gauge(
+            "ur_outbox_relay_active", "1 while this process's outbox relay holds the lease (publishes), 0 while "
+            "another replica's does.", registry=r)
         self.outbox_oldest_s = Gauge(
             "ur_outbox_oldest_unpublished_seconds",
             "Age of the oldest outbox row not published yet (0 when there is none), measured periodically.",

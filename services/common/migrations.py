@@ -8,7 +8,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, MetaData
+from sqlalchemy import Engine, MetaData, text
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +24,20 @@ def alembic_config(service: str, database_url: str) -> Config:
     return config
 
 
+#: The PostgreSQL advisory lock under which a service's migrations run (any number, the same for all).
+MIGRATION_LOCK = 0x75720001
+
+
 def upgrade(service: str, engine: Engine) -> None:
-    """Bring the database to the newest revision, on the given engine's connection."""
+    """Bring the database to the newest revision, on the given engine's connection.
+
+    Replicas of a service starting together (or their Kubernetes init containers) migrate one at a
+    time: on PostgreSQL the migration transaction first takes an advisory lock, so the second finds
+    the schema at head and does nothing (SQLite's writers are serialized already)."""
     config = alembic_config(service, engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
     logger.info("%s database at head", service)

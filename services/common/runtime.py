@@ -35,14 +35,14 @@ from kafka.errors import KafkaError
 from sqlalchemy import Engine, Table, text
 
 from services.common import kafka_io, outbox, tls
-from services.common.clock import utcnow
+from services.common.clock import Clock, utcnow
 from services.common.consumer import ConsumerLoop, Decoders, EventHandler
 from services.common.events import IncomingEvent
 from services.common.grpc_server import Registration, RunningServer, create_server
 from services.common.grpc_telemetry import TelemetryInterceptor
 from services.common.health import Check, ConsumerWatch, HealthMonitor
 from services.common.metrics import Metrics
-from services.common.outbox import OutboxRelay
+from services.common.outbox import OutboxRelay, RelayLease, relay_identity
 from services.common.retention import Retention, dedupe_window
 from services.common.settings import ServiceSettings, SettingsError
 
@@ -130,6 +130,8 @@ class ServiceRuntime:
     #: The process's Prometheus metrics (services/common/metrics.py); services/common/main.py serves
     #: them. The runtime counts calls, records, the outbox and the consumer's lag into them.
     metrics: Metrics = field(default_factory=Metrics)
+    #: The time the relay's lease and marks go by (services/common/clock.py).
+    clock: Clock = utcnow
     #: A service's own metrics read from its database (review's queue), run with :meth:`sample`.
     samplers: list[Callable[[], None]] = field(default_factory=list)
     #: Health checks besides the database, broker and consumer ones (which start() adds).
@@ -160,9 +162,14 @@ class ServiceRuntime:
         self.on_stop.append(kafka.close)
         kafka.prepare(topics.all(), settings.topic_partitions)
         self.producer = kafka.producer(client_id=f"ur-{self.name}")
+        # One relay of all the service's replicas publishes at a time (per-request order; outbox.py).
+        holder = relay_identity(self.name, int(settings.grpc_listen.rpartition(":")[2] or 0))
+        lease = RelayLease(self.outbox.metadata.tables["relay_lease"], self.name, holder, settings.relay_lease_s,
+                           clock=self.clock)
         self.relay = OutboxRelay(self.engine, self.outbox, self.producer, self.name,
                                  batch_size=settings.relay_batch, idle_s=settings.relay_idle_s, wakeup=self.wakeup,
-                                 metrics=self.metrics)
+                                 metrics=self.metrics, lease=lease, standby_s=settings.relay_lease_s / 5,
+                                 clock=self.clock)
         raw = kafka.consumer(group_id=topics.consumer_group(self.name), client_id=f"ur-{self.name}",
                              topics=self.consumes)
         watched = ConsumerWatch(raw, stall_s=settings.health_consumer_stall_s)

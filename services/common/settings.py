@@ -206,6 +206,11 @@ class PlatformSettings(_Environment):
     relay_batch: Count = setting("UR_RELAY_BATCH", 500, "Most outbox rows the relay publishes per round.")
     relay_idle_s: Seconds = setting("UR_RELAY_IDLE_S", 0.2, "How often the outbox relay polls when nothing woke "
                                                             "it.")
+    relay_lease_s: Seconds = setting(
+        "UR_RELAY_LEASE_S", 10.0,
+        "Seconds the outbox relay's lease lasts unless renewed: of a service's replicas only the holder "
+        "publishes (keeping each request's events in order); another takes over this long after the holder "
+        "died (at once after a graceful stop). Longer than the replicas' clocks disagree.")
     outbox_retention_days: Annotated[float, Field(gt=0)] = setting(
         "UR_OUTBOX_RETENTION_DAYS", 7.0,
         "Days a published outbox row is kept (for inspection) before retention deletes it; rows not yet "

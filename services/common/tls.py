@@ -140,8 +140,12 @@ def for_clients(env: Mapping[str, str] | None = None) -> TransportSecurity | Non
 
 
 def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, int | str]]:
+    """Every channel's options. Round robin: a target that resolves to several replicas (a Kubernetes
+    headless Service, ``ipv4:host:port,host:port``) gets its calls spread over those that answer;
+    a one-address target behaves as with the default policy."""
     return [("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes)]
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.lb_policy_name", "round_robin")]
 
 
 def open_channel(target: str, security: TransportSecurity | None = None, *,

@@ -17,7 +17,7 @@ from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2
 from ur.review.v1 import review_pb2
 
-from tests.e2e.conftest import Clients
+from tests.e2e.conftest import Clients, usable
 from tests.factories import OTHER_NPI, VALID_NPI, fact, lumbar_mri
 from tests.polling import wait_until
 
@@ -211,9 +211,18 @@ def stay(days: int, start: dt.date, *, extends: str = "") -> intake_pb2.SubmitRe
     return request
 
 
+def authorized(clients: Clients, request_id: str) -> intake_pb2.RequestView:
+    """The request once decided and its first line's usable authorization record is known to intake
+    (the determination and the record reach intake on topics of their own)."""
+    view: intake_pb2.RequestView = wait_until(
+        lambda: view_of(clients, request_id), 60, what=f"request {request_id} to be authorized",
+        until=lambda v: v.status == intake_pb2.REQUEST_STATUS_COMPLETE and usable(v.lines[0].authorization))
+    return view
+
+
 def test_a_concurrent_stay_extension_extends_the_authorization_claims_draw_on(clients: Clients) -> None:
     first_day = dt.date(2029, 3, 5)
-    initial = clients.settle(clients.intake.SubmitRequest(stay(5, first_day), timeout=10).request.request_id)
+    initial = authorized(clients, clients.intake.SubmitRequest(stay(5, first_day), timeout=10).request.request_id)
     line = initial.lines[0]
     assert (line.determination.approved_units, line.determination.unit) == (3, "days")
     assert line.determination.next_review_date == pdate(first_day + dt.timedelta(days=3))
@@ -221,7 +230,7 @@ def test_a_concurrent_stay_extension_extends_the_authorization_claims_draw_on(cl
     assert number
     assert line.authorization.units == 3
 
-    extension = clients.settle(clients.intake.SubmitRequest(
+    extension = authorized(clients, clients.intake.SubmitRequest(
         stay(3, first_day + dt.timedelta(days=3), extends=number.lower()), timeout=10).request.request_id)
     assert extension.status == intake_pb2.REQUEST_STATUS_COMPLETE
     extended = extension.lines[0].authorization
@@ -269,8 +278,7 @@ def test_a_pending_request_revised_through_intake_is_reviewed_again(clients: Cli
     revised = clients.intake.ReviseRequest(intake_pb2.ReviseRequestRequest(
         request_id=pended.request_id, requesting_npi=VALID_NPI, revision=revision), timeout=10).request
     assert revised.lines[0].line.start_date == pdate(dt.date(2029, 6, 1))
-    view = wait_until(lambda: view_of(clients, pended.request_id), 60, what="the revision to be reviewed",
-                      until=lambda v: v.status == intake_pb2.REQUEST_STATUS_COMPLETE)
+    view = authorized(clients, pended.request_id)
     line = view.lines[0]
     assert line.determination.action_code == types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL
     assert line.determination.decided_by.role == "software"

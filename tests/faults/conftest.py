@@ -216,13 +216,12 @@ def health(platform: Platform, service: str, name: str = "") -> str:
 
 
 def health_turns(platform: Platform, status: str, since: float, what: str,
-                 services: Sequence[str] = SERVICES, name: str = "") -> float:
+                 services: Sequence[str] = SERVICES, name: str = "", budget_s: float = HEALTH_BUDGET_S) -> float:
     """Wait until every one of ``services`` reports ``status`` for health ``name``; fails when that
-    takes more than :data:`HEALTH_BUDGET_S` from ``since`` (a ``time.monotonic()``). Returns the
-    seconds it took."""
-    left = HEALTH_BUDGET_S - (time.monotonic() - since)
+    takes more than ``budget_s`` from ``since`` (a ``time.monotonic()``). Returns the seconds it took."""
+    left = budget_s - (time.monotonic() - since)
     wait_until(lambda: {s: health(platform, s, name) for s in services}, max(left, 0.1),
-               what=f"health {name or '(service)'} {status} within {HEALTH_BUDGET_S:g} s of {what}",
+               what=f"health {name or '(service)'} {status} within {budget_s:g} s of {what}",
                until=lambda statuses: all(v == status for v in statuses.values()))
     elapsed = time.monotonic() - since
     print(f"\n[faults] health {status} {elapsed:.1f} s after {what}")

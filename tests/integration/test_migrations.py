@@ -16,9 +16,10 @@ from services.common.db import make_engine
 
 pytestmark = pytest.mark.integration
 
-EXPECTED = {"intake": {"requests", "request_lines", "members", "coverages", "outbox", "processed_events"},
-            "review": {"cases", "review_tasks", "reviewers", "task_events", "outbox", "processed_events"},
-            "authorization": {"authorizations", "outbox", "processed_events"}}
+SHARED = {"outbox", "processed_events", "relay_lease"}
+EXPECTED = {"intake": {"requests", "request_lines", "members", "coverages", *SHARED},
+            "review": {"cases", "review_tasks", "reviewers", "task_events", *SHARED},
+            "authorization": {"authorizations", *SHARED}}
 
 
 @pytest.mark.parametrize("service", sorted(EXPECTED))

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 
 from services.common.audit.store import audit_tables
-from services.common.db import BigIntId, outbox_table, processed_events_table
+from services.common.db import BigIntId, outbox_table, processed_events_table, relay_lease_table
 
 metadata = MetaData()
 
@@ -125,5 +125,6 @@ appeals = Table(
 
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
+relay_lease = relay_lease_table(metadata)
 # The tamper-evident audit log (services/common/audit/store.py).
 audit_tables(metadata)

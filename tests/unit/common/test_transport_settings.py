@@ -130,11 +130,9 @@ class _Recorded:
     def describe_configs(self, *_args: object, **_kw: object) -> dict[str, object]:
         return {"topic": {}}
 
-    def list_topics(self) -> list[str]:
-        return ["t"]
-
-    def partitions_for_topic(self, _topic: str) -> set[int]:
-        return {0}
+    def describe_topics(self, topics: list[str]) -> list[dict[str, object]]:
+        # Named topics only: the stand-in has no way to list or describe the whole cluster.
+        return [{"name": t, "error_code": 0, "partitions": [{"partition_index": 0}]} for t in topics]
 
     def subscribe(self, _topics: list[str]) -> None:
         pass
@@ -160,6 +158,7 @@ def test_every_kafka_client_of_the_runtime_carries_the_security(monkeypatch: pyt
     assert kafka.probe(1.0) is None
     assert kafka.retention_ms(["t"]) == {}
     kafka.close()
-    assert len(made) == 6  # wait_for_broker, ensure_topics, producer, consumer, probe, retention
+    # wait_for_broker, ensure_topics, producer, the consumer's wait for its topics, consumer, probe, retention
+    assert len(made) == 7
     assert all(options["security_protocol"] == "SSL" for options in made)
     assert all(options["ssl_cafile"] == str(tmp_path / "ca.pem") for options in made)

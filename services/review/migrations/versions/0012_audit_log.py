@@ -1,16 +1,16 @@
 """audit log: the tamper-evident chain of what happened (audit_log), its head (audit_head, one row
 that appends lock) and the signed checkpoints (audit_checkpoints); services/common/audit/
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0012
+Revises: 0011
 """
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
