@@ -11,10 +11,12 @@ from ur.events.v1 import events_pb2
 
 from services.authorization.adapters import tables
 from services.authorization.adapters.repository import SqlAuthorizationUnitOfWork
+from services.authorization.entrypoints.access import POLICY
 from services.authorization.entrypoints.grpc_api import AuthorizationServicer
 from services.authorization.service_layer.handlers import AuthorizationHandlers
 from services.authorization.service_layer.ports import AuthorizationUnitOfWork
 from services.common.clock import Clock, utcnow
+from services.common.credentials import CredentialsSource
 from services.common.grpc_server import Registration
 from services.common.runtime import ServiceRuntime
 from services.common.settings import AuthorizationSettings
@@ -32,6 +34,7 @@ class Authorization:
 
 def build(settings: AuthorizationSettings, *, clock: Clock = utcnow) -> Authorization:
     """Authorization on ``settings``' database (migrated), not started."""
+    credentials = CredentialsSource(settings.credentials_file)
     infra = infrastructure(settings, tables.outbox, clock=clock)
 
     def uow() -> SqlAuthorizationUnitOfWork:
@@ -43,5 +46,6 @@ def build(settings: AuthorizationSettings, *, clock: Clock = utcnow) -> Authoriz
         infra, handlers, [infra.topics.determination_made], [events_pb2.DeterminationMade],
         Registration(authorization_pb2_grpc.add_AuthorizationServiceServicer_to_server,
                      AuthorizationServicer(handlers),
-                     authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name))
+                     authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name),
+        POLICY, credentials)
     return Authorization(runtime, handlers, uow)

@@ -80,6 +80,21 @@ def field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
     return found
 
 
+def retry_hint(exc: grpc.RpcError) -> float | None:
+    """The seconds a RESOURCE_EXHAUSTED or UNAVAILABLE answer asks the caller to wait before trying
+    again (its google.rpc.RetryInfo), None when it gives none."""
+    try:
+        status = rpc_status.from_call(exc)
+    except ValueError:
+        return None
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return float(info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
+    return None
+
+
 def describe_rpc_error(exc: grpc.RpcError, service: str, target: str, timeout_s: float | None = None,
                        subject: str = "the request") -> ServiceCallError:
     """Translate a failed call into the message a person needs (one line per field violation)."""
@@ -97,6 +112,11 @@ def describe_rpc_error(exc: grpc.RpcError, service: str, target: str, timeout_s:
     if code is grpc.StatusCode.NOT_FOUND:
         return ServiceCallError(f"not found: {details or 'no such object'} ({service} at {target})", code)
     if code is grpc.StatusCode.ALREADY_EXISTS:
+        return ServiceCallError(f"{service} refused {subject}: {details}", code)
+    if code is grpc.StatusCode.UNAUTHENTICATED:
+        return ServiceCallError(f"{service} at {target} does not know the caller: {details} (set "
+                                f"{TOKEN_SETTINGS.get(service, 'a token')})", code)
+    if code is grpc.StatusCode.PERMISSION_DENIED:
         return ServiceCallError(f"{service} refused {subject}: {details}", code)
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         within = f" within {timeout_s:g} s" if timeout_s is not None else " in time"
@@ -132,10 +152,20 @@ def transport_security() -> TransportSecurity | None:
         raise UsageError(str(exc)) from exc
 
 
+#: The setting holding the bearer token urctl sends to each service.
+TOKEN_SETTINGS = {"intake": "UR_INTAKE_TOKEN", "review": "UR_REVIEWER_TOKEN", "authorization": "UR_AUTHORIZATION_TOKEN"}
+
+
+def token_for(service: str) -> str | None:
+    """The token urctl sends to ``service`` (its UR_*_TOKEN setting), None when unset."""
+    return settings.get(TOKEN_SETTINGS[service]) or None
+
+
 def call(service: str, target: str, timeout_s: float, subject: str, invoke: Callable[[grpc.Channel], T]) -> T:
-    """Run ``invoke`` on a fresh channel (TLS when the settings say so); translate gRPC failures into
+    """Run ``invoke`` on a fresh channel (TLS when the settings say so) whose calls send the service's
+    token (:data:`TOKEN_SETTINGS`) unless they carry their own; translate gRPC failures into
     :class:`ServiceCallError`."""
-    with open_channel(target, transport_security()) as channel:
+    with open_channel(target, transport_security(), token=token_for(service)) as channel:
         try:
             return invoke(channel)
         except grpc.RpcError as exc:

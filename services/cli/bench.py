@@ -24,6 +24,13 @@ Phases (each printed with a progress bar, all figures also written to JSON):
 CPU seconds used by each service process in each phase are read from /proc, which
 says where the time goes.
 
+Phases 1-3 run once per gRPC transport (``--transports``, default ``plaintext,tls``): in plaintext,
+then with every gRPC link over mutual TLS (throw-away certificates from tests/tls_material.py, made
+in the bench's directory), each on fresh databases and topics, so that `make bench` quotes the
+throughput with TLS on next to plaintext (``--tls``: the TLS run only). Either way every call is
+authenticated (the sample's development credentials); the intake rate limit is off, as the bench is
+one caller sending as fast as it can.
+
 The bench's topics (its platform's, the ceiling's and those of --unrelated-partitions) are deleted when
 it ends, however it ends: each run leaves the broker as it found it. With --unrelated-partitions N the
 broker first gets N partitions of topics nothing uses, as a broker shared with other applications
@@ -425,6 +432,13 @@ def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
 
 # -- main ------------------------------------------------------------------------------------------
 
+def throwaway_tls(directory: Path) -> TransportSecurity:
+    """Mutual TLS from a CA and certificates made for this run (the tests' generator)."""
+    from tests.tls_material import make_material  # a development tool: the repository's tests are here
+
+    return make_material(directory).services(require_client_cert=True)
+
+
 def pg_admin_url() -> str:
     url = os.environ.get("UR_BENCH_PG_URL") or os.environ.get("UR_TEST_PG_URL")
     if url:
@@ -476,33 +490,37 @@ def main(argv: list[str] | None = None) -> int:
                              "(dropped and created afresh)")
     parser.add_argument("--stop-with-parent", action="store_true",
                         help="end (stopping the services) when the process that started this one ends (make bench)")
+    parser.add_argument("--transports", default=os.environ.get("BENCH_TRANSPORTS", "plaintext,tls"),
+                        help="the gRPC transports the platform phases (1-3) run over, in turn, each on fresh "
+                             "databases and topics: plaintext, tls (mutual TLS with throw-away certificates made "
+                             "for the run) or settings (the UR_GRPC_TLS_* settings); default plaintext,tls, so "
+                             "that TLS figures sit next to plaintext ones")
+    parser.add_argument("--tls", action="store_true", help="the same as --transports tls")
     parser.add_argument("--unrelated-partitions", type=int,
                         default=int(os.environ.get("BENCH_UNRELATED_PARTITIONS", "0")),
                         help="first create this many partitions (topics of 100) that nothing uses, as on a broker "
                              "shared with other applications; deleted at the end with the bench's own topics")
     args = parser.parse_args(argv)
+    transports = ["tls"] if args.tls else [t.strip() for t in args.transports.split(",") if t.strip()]
+    unknown = sorted(set(transports) - set(TRANSPORTS))
+    if unknown or not transports:
+        parser.error(f"--transports: {', '.join(unknown) or 'none given'}; choose from {', '.join(TRANSPORTS)}")
     if args.stop_with_parent:
         lifetime.stop_with_supervisor(os.getppid())
     console = Console()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
     kafka_security = kafka_io.KafkaSecurity.of(settings.load(settings.PlatformSettings))  # as the services have it
-    prefix = f"urbench{time.strftime('%H%M%S')}"
     var_dir = args.var_dir
     seed = var_dir / "members.yaml"
     total = args.requests + int(args.rate * args.rate_seconds) + 200
     # About six requests per member, 16 days apart: none overlap.
     write_bench_members(seed, max(1000, total // 6))
     members = eligible_members(seed)
-    urls = fresh_databases(pg_admin_url(), args.db_prefix)
-    # Ports as for `make run`: the services' listen settings (port 0: any free one, reported).
-    ports = {s: int(settings.get(f"UR_{s.upper()}_GRPC_LISTEN").rpartition(":")[2]) for s in settings.SERVICES}
-    platform = Platform(var_dir=var_dir, kafka_bootstrap=bootstrap, topic_prefix=prefix, database_urls=urls,
-                        members_seed=seed, ports=ports, security=platform_security(), kafka_security=kafka_security,
-                        extra_env={"UR_LOG_LEVEL": "WARNING", "UR_GRPC_MAX_WORKERS": str(args.grpc_workers)})
     results: dict[str, Any] = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                               "machine": {"cpus": os.cpu_count()}, "parameters": vars(args)}
-    console.print(f"[bold]make bench[/bold]: PostgreSQL, Kafka {bootstrap}, topics {prefix}.*, "
-                  f"{len(members)} eligible members")
+                               "machine": {"cpus": os.cpu_count()},
+                               "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
+    runs: dict[str, dict[str, Any]] = {}
+    prefix = f"urbench{time.strftime('%H%M%S')}"
     unrelated: list[str] = []
     try:
         if args.unrelated_partitions > 0:
@@ -510,93 +528,26 @@ def main(argv: list[str] | None = None) -> int:
             unrelated = kafka_io.create_partitions(bootstrap, prefix, args.unrelated_partitions,
                                                    security=kafka_security)
             results["unrelated_partitions"] = args.unrelated_partitions
-        platform.start()
-        platform.wait_healthy(timeout_s=120)
-        pids = {name: proc.pid for name, proc in platform.procs.items()}
-        broker = broker_pid()
-        if broker:
-            pids["kafka"] = broker
-        pids["bench-client"] = os.getpid()
-        tracker = Tracker(bootstrap, prefix, kafka_security)
-        tracker.start()
-        channel = platform.channel("intake")
-        stub = intake_pb2_grpc.IntakeServiceStub(channel)
-        run = uuid.uuid4().hex[:6]
-        # warm-up: connections, JIT-free but caches and pools
-        warm = [make_request(i, members, f"warm{run}") for i in range(200)]
-        started, _ = submit_all(stub, warm, args.concurrency, console, "warm-up")
-        wait_settled(tracker, list(started), 60, console, "warm-up settling")
-
-        # phase 1: throughput
-        requests = [make_request(i, members, run) for i in range(args.requests)]
-        meter = CpuMeter(pids)
-        spies = start_profiles(pids, 20, var_dir) if args.profile else []
-        t0 = time.monotonic()
-        started, errors = submit_all(stub, requests, args.concurrency, console, "phase 1: SubmitRequest")
-        submit_wall = time.monotonic() - t0
-        wait_settled(tracker, list(started), 300, console, "phase 1: settled end to end")
-        settled = [rid for rid in started if rid in tracker.settled_at]
-        end = max((tracker.settled_at[r] for r in settled), default=t0)
-        lat = [(tracker.authorized_at[r] - started[r]) * 1000 for r in started if r in tracker.authorized_at]
-        results["throughput"] = {
-            "requests": len(requests), "errors": errors, "settled": len(settled),
-            "submit_per_s": round(len(started) / submit_wall, 1),
-            "end_to_end_per_s": round(len(settled) / (end - t0), 1),
-            "authorized": len(lat),
-            "submit_to_authorization_ms": {"p50": round(percentile(lat, 50), 1),
-                                           "p95": round(percentile(lat, 95), 1),
-                                           "p99": round(percentile(lat, 99), 1)},
-            "cpu_seconds": meter.read(),
-        }
-        for spy in spies:
-            spy.wait(60)
-        if spies:
-            results["profiles"] = {name: summarize_profile(var_dir / f"{name}.folded")
-                                   for name in ("intake", "review", "authorization")
-                                   if (var_dir / f"{name}.folded").exists()}
-
-        # phase 2: latency at an offered rate
-        count = int(args.rate * args.rate_seconds)
-        paced = [make_request(i, members, f"rate{run}") for i in range(args.requests, args.requests + count)]
-        meter = CpuMeter(pids)
-        started, errors = submit_all(stub, paced, max(args.concurrency, 64), console,
-                                     f"phase 2: {args.rate:.0f} requests/s offered", rate=args.rate)
-        wait_settled(tracker, list(started), 120, console, "phase 2: settled end to end")
-        lat = [(tracker.authorized_at[r] - started[r]) * 1000 for r in started if r in tracker.authorized_at]
-        results["latency_at_rate"] = {
-            "offered_per_s": args.rate, "requests": count, "errors": errors, "authorized": len(lat),
-            "submit_to_authorization_ms": {"p50": round(percentile(lat, 50), 1),
-                                           "p95": round(percentile(lat, 95), 1),
-                                           "p99": round(percentile(lat, 99), 1),
-                                           "mean": round(statistics.fmean(lat), 1) if lat else None},
-            "cpu_seconds": meter.read(),
-        }
-        tracker.stop()
-        channel.close()
-
-        if not args.skip_ceilings:
-            ceilings: dict[str, float] = {}
-            ceilings.update(ceiling_grpc(platform.target("review"), 20000, args.concurrency, console,
-                                         platform.security))
-            ceilings.update(ceiling_kafka(bootstrap, prefix, args.ceiling_count, console, kafka_security))
-            results["ceilings"] = ceilings
-            tp = results["throughput"]
-            # Each request produces three events (submitted, determination, authorization) and is
-            # consumed four times (review, authorization, intake twice).
-            results["ratios"] = {
-                "submit_vs_grpc_unary": round(tp["submit_per_s"] / ceilings["grpc_unary_per_s"], 3),
-                "events_produced_vs_kafka_produce": round(3 * tp["end_to_end_per_s"] / ceilings["kafka_produce_per_s"],
-                                                          3),
-                "events_consumed_vs_kafka_consume": round(4 * tp["end_to_end_per_s"]
-                                                          / ceilings["kafka_consume_per_s"], 3),
-            }
+        for n, transport in enumerate(transports):
+            security = transport_security(transport, var_dir)
+            runs[transport] = platform_phases(args, PlatformRun(
+                bootstrap=bootstrap, kafka_security=kafka_security, prefix=f"{prefix}{n}", security=security,
+                members=members, seed=seed, var_dir=var_dir), console, kafka_ceilings=n == 0)
     finally:
-        platform.stop()
-        try:
-            deleted = platform.delete_topics(ceiling_topic(prefix), *unrelated)
-            console.print(f"deleted the bench's {len(deleted)} topics ({prefix}.*)")
-        except (KafkaError, OSError) as exc:  # the broker gone: the bench's figures still stand
-            console.print(f"[red]could not delete the bench's topics ({prefix}.*): {exc}[/red]")
+        if unrelated:
+            try:
+                kafka_io.delete_topics(bootstrap, unrelated, security=kafka_security)
+            except (KafkaError, OSError) as exc:  # the broker gone: the bench's figures still stand
+                console.print(f"[red]could not delete the unrelated topics ({prefix}.*): {exc}[/red]")
+    first = runs[transports[0]]
+    # The first run's figures where one run's go (what the ratios and the rules phase compare with).
+    results.update({"transport": first["transport"], "throughput": first["throughput"],
+                    "latency_at_rate": first["latency_at_rate"], "runs": runs})
+    if "ceilings" in first:
+        results["ceilings"] = first["ceilings"]
+        results["ratios"] = ceiling_ratios(first["throughput"], first["ceilings"])
+    if len(runs) > 1:
+        results["transports_compared"] = compare_runs(runs)
     if args.queue_tasks > 0:
         console.print(f"claim-next at {args.queue_tasks:,} open tasks (services/cli/bench_queue.py)...")
         [queue_db] = fresh_databases(pg_admin_url(), args.db_prefix, ("queue",)).values()
@@ -618,6 +569,185 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+#: The transports the platform phases can run over (``--transports``).
+TRANSPORTS = ("plaintext", "tls", "settings")
+
+
+def transport_security(transport: str, var_dir: Path) -> TransportSecurity | None:
+    """plaintext: None; tls: mutual TLS made for the run; settings: the UR_GRPC_TLS_* settings."""
+    if transport == "tls":
+        return throwaway_tls(var_dir / "tls")
+    if transport == "settings":
+        return platform_security()
+    return None
+
+
+@dataclass(frozen=True)
+class PlatformRun:
+    """What one run of the platform phases needs besides the command line."""
+
+    bootstrap: str
+    kafka_security: kafka_io.KafkaSecurity
+    prefix: str  # the run's topics
+    security: TransportSecurity | None
+    members: list[Member]
+    seed: Path
+    var_dir: Path
+
+
+def platform_phases(args: argparse.Namespace, run: PlatformRun, console: Console, *,
+                    kafka_ceilings: bool) -> dict[str, Any]:
+    """Phases 1-3 over one transport: the platform started on fresh databases and topics, measured,
+    stopped. ``kafka_ceilings``: measure Kafka's raw rates too (they do not depend on the gRPC transport)."""
+    security = run.security
+    transport = "plaintext" if security is None else "mutual TLS" if security.require_client_cert else "TLS"
+    urls = fresh_databases(pg_admin_url(), args.db_prefix)
+    # Ports as for `make run`: the services' listen settings (port 0: any free one, reported).
+    ports = {s: int(settings.get(f"UR_{s.upper()}_GRPC_LISTEN").rpartition(":")[2]) for s in settings.SERVICES}
+    platform = Platform(var_dir=run.var_dir, kafka_bootstrap=run.bootstrap, topic_prefix=run.prefix,
+                        database_urls=urls, members_seed=run.seed, ports=ports, security=security,
+                        kafka_security=run.kafka_security,
+                        extra_env={"UR_LOG_LEVEL": "WARNING", "UR_GRPC_MAX_WORKERS": str(args.grpc_workers),
+                                   "UR_INTAKE_RATE_PER_S": "0"})
+    results: dict[str, Any] = {"transport": transport}
+    console.print(f"[bold]make bench[/bold]: PostgreSQL, Kafka {run.bootstrap}, topics {run.prefix}.*, "
+                  f"{len(run.members)} eligible members, gRPC over {transport}")
+    members = run.members
+    try:
+        platform.start()
+        platform.wait_healthy(timeout_s=120)
+        pids = {name: proc.pid for name, proc in platform.procs.items()}
+        broker = broker_pid()
+        if broker:
+            pids["kafka"] = broker
+        pids["bench-client"] = os.getpid()
+        tracker = Tracker(run.bootstrap, run.prefix, run.kafka_security)
+        tracker.start()
+        channel = platform.channel("intake")
+        stub = intake_pb2_grpc.IntakeServiceStub(channel)
+        tag = uuid.uuid4().hex[:6]
+        # warm-up: connections, JIT-free but caches and pools
+        warm = [make_request(i, members, f"warm{tag}") for i in range(200)]
+        started, _ = submit_all(stub, warm, args.concurrency, console, "warm-up")
+        wait_settled(tracker, list(started), 60, console, "warm-up settling")
+
+        # phase 1: throughput
+        requests = [make_request(i, members, tag) for i in range(args.requests)]
+        meter = CpuMeter(pids)
+        spies = start_profiles(pids, 20, run.var_dir) if args.profile else []
+        t0 = time.monotonic()
+        started, errors = submit_all(stub, requests, args.concurrency, console, "phase 1: SubmitRequest")
+        submit_wall = time.monotonic() - t0
+        wait_settled(tracker, list(started), 300, console, "phase 1: settled end to end")
+        settled = [rid for rid in started if rid in tracker.settled_at]
+        end = max((tracker.settled_at[r] for r in settled), default=t0)
+        lat = [(tracker.authorized_at[r] - started[r]) * 1000 for r in started if r in tracker.authorized_at]
+        results["throughput"] = {
+            "requests": len(requests), "errors": errors, "settled": len(settled),
+            "submit_per_s": round(len(started) / submit_wall, 1),
+            "end_to_end_per_s": round(len(settled) / (end - t0), 1) if end > t0 else 0.0,
+            "authorized": len(lat),
+            "submit_to_authorization_ms": {"p50": round(percentile(lat, 50), 1),
+                                           "p95": round(percentile(lat, 95), 1),
+                                           "p99": round(percentile(lat, 99), 1)},
+            "cpu_seconds": meter.read(),
+        }
+        for spy in spies:
+            spy.wait(60)
+        if spies:
+            results["profiles"] = {name: summarize_profile(run.var_dir / f"{name}.folded")
+                                   for name in ("intake", "review", "authorization")
+                                   if (run.var_dir / f"{name}.folded").exists()}
+
+        # phase 2: latency at an offered rate
+        count = int(args.rate * args.rate_seconds)
+        paced = [make_request(i, members, f"rate{tag}") for i in range(args.requests, args.requests + count)]
+        meter = CpuMeter(pids)
+        started, errors = submit_all(stub, paced, max(args.concurrency, 64), console,
+                                     f"phase 2: {args.rate:.0f} requests/s offered", rate=args.rate)
+        wait_settled(tracker, list(started), 120, console, "phase 2: settled end to end")
+        lat = [(tracker.authorized_at[r] - started[r]) * 1000 for r in started if r in tracker.authorized_at]
+        results["latency_at_rate"] = {
+            "offered_per_s": args.rate, "requests": count, "errors": errors, "authorized": len(lat),
+            "submit_to_authorization_ms": {"p50": round(percentile(lat, 50), 1),
+                                           "p95": round(percentile(lat, 95), 1),
+                                           "p99": round(percentile(lat, 99), 1),
+                                           "mean": round(statistics.fmean(lat), 1) if lat else None},
+            "cpu_seconds": meter.read(),
+        }
+        tracker.stop()
+        channel.close()
+
+        if not args.skip_ceilings:
+            ceilings: dict[str, float] = {}
+            ceilings.update(ceiling_grpc(platform.target("review"), 20000, args.concurrency, console, security))
+            if kafka_ceilings:
+                ceilings.update(ceiling_kafka(run.bootstrap, run.prefix, args.ceiling_count, console,
+                                              run.kafka_security))
+            results["ceilings"] = ceilings
+    finally:
+        platform.stop()
+        try:
+            deleted = platform.delete_topics(ceiling_topic(run.prefix))
+            console.print(f"deleted the run's {len(deleted)} topics ({run.prefix}.*)")
+        except (KafkaError, OSError) as exc:  # the broker gone: the bench's figures still stand
+            console.print(f"[red]could not delete the run's topics ({run.prefix}.*): {exc}[/red]")
+    return results
+
+
+def ceiling_ratios(throughput: dict[str, Any], ceilings: dict[str, float]) -> dict[str, float]:
+    """The platform's rates against its parts' raw ones. Each request produces three events (submitted,
+    determination, authorization) and is consumed four times (review, authorization, intake twice)."""
+    ratios = {"submit_vs_grpc_unary": round(throughput["submit_per_s"] / ceilings["grpc_unary_per_s"], 3)}
+    if "kafka_produce_per_s" in ceilings:
+        ratios["events_produced_vs_kafka_produce"] = round(
+            3 * throughput["end_to_end_per_s"] / ceilings["kafka_produce_per_s"], 3)
+        ratios["events_consumed_vs_kafka_consume"] = round(
+            4 * throughput["end_to_end_per_s"] / ceilings["kafka_consume_per_s"], 3)
+    return ratios
+
+
+def compare_runs(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each run's headline figures, and each against the first's (1.0: as fast)."""
+    names = list(runs)
+    base = runs[names[0]]["throughput"]
+    compared: dict[str, dict[str, Any]] = {}
+    for name in names:
+        tp = runs[name]["throughput"]
+        compared[name] = {
+            "transport": runs[name]["transport"], "submit_per_s": tp["submit_per_s"],
+            "end_to_end_per_s": tp["end_to_end_per_s"],
+            "submit_to_authorization_p50_ms": tp["submit_to_authorization_ms"]["p50"],
+            "end_to_end_vs_first": round(tp["end_to_end_per_s"] / base["end_to_end_per_s"], 3)
+            if base["end_to_end_per_s"] else None,
+            "grpc_unary_per_s": runs[name].get("ceilings", {}).get("grpc_unary_per_s"),
+        }
+    return compared
+
+
+def transport_rows(results: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Each transport's headline figures, next to each other (``transports_compared``)."""
+    rows: list[tuple[str, Any]] = []
+    for run in results.get("transports_compared", {}).values():
+        rows.append((f"{run['transport']}: SubmitRequest / end-to-end (req/s), p50 (ms)",
+                     f"{run['submit_per_s']} / {run['end_to_end_per_s']}, {run['submit_to_authorization_p50_ms']}"))
+        rows.append((f"{run['transport']}: end-to-end vs the first run; gRPC unary ceiling (req/s)",
+                     f"{run['end_to_end_vs_first']}; {run['grpc_unary_per_s']}"))
+    return rows
+
+
+def render_profiles(results: dict[str, Any], console: Console) -> None:
+    profiles = {f"{service} ({name})": profile for name, run in results.get("runs", {}).items()
+                for service, profile in run.get("profiles", {}).items()}
+    for service, profile in profiles.items():
+        console.print(f"[bold]{service}[/bold]: {profile['samples']} busy samples; self time by function:")
+        for frame, pct in profile["self_pct"]:
+            console.print(f"  {pct:5.1f} %  {frame}")
+        console.print("  inclusive, our code:")
+        for frame, pct in profile["inclusive_ours_pct"]:
+            console.print(f"  {pct:5.1f} %  {frame}")
+
+
 def render(results: dict[str, Any], console: Console) -> None:
     table = Table(title="make bench")
     table.add_column("measure")
@@ -625,6 +755,7 @@ def render(results: dict[str, Any], console: Console) -> None:
     tp = results.get("throughput", {})
     lr = results.get("latency_at_rate", {})
     rows: list[tuple[str, Any]] = [
+        ("gRPC transport", results.get("transport")),
         ("phase 1 requests / errors", f"{tp.get('requests')} / {tp.get('errors')}"),
         ("SubmitRequest rate (req/s)", tp.get("submit_per_s")),
         ("end-to-end throughput (req/s)", tp.get("end_to_end_per_s")),
@@ -635,6 +766,7 @@ def render(results: dict[str, Any], console: Console) -> None:
     ]
     for name, used in (("phase 1", tp.get("cpu_seconds", {})), ("phase 2", lr.get("cpu_seconds", {}))):
         rows.append((f"{name} CPU seconds by process", ", ".join(f"{k} {v}" for k, v in used.items())))
+    rows.extend(transport_rows(results))
     for key, value in results.get("ceilings", {}).items():
         rows.append((f"ceiling: {key}", value))
     for key, value in results.get("ratios", {}).items():
@@ -661,14 +793,7 @@ def render(results: dict[str, Any], console: Console) -> None:
     console.print(table)
     if rules:
         console.print(f"rules: raw = {rules['raw_measures']}")
-    for service, profile in results.get("profiles", {}).items():
-        console.print(f"[bold]{service}[/bold]: {profile['samples']} busy samples; self time by function:")
-        for frame, pct in profile["self_pct"]:
-            console.print(f"  {pct:5.1f} %  {frame}")
-        console.print("  inclusive, our code:")
-        for frame, pct in profile["inclusive_ours_pct"]:
-            console.print(f"  {pct:5.1f} %  {frame}")
-
+    render_profiles(results, console)
 
 if __name__ == "__main__":
     # SIGTERM or SIGHUP (timeout, a closed terminal) stop the bench like Ctrl-C: its platform's

@@ -31,17 +31,14 @@ from pathlib import Path
 import uvicorn
 from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2
-from ur.review.v1 import review_pb2, review_pb2_grpc
 
-from services.common.auth import load_tokens
-from services.common.grpc_server import Registration, create_server
+from services.common.grpc_server import create_server
 from services.common.settings import ReviewSettings, WorkbenchSettings
 from services.review import bootstrap as review_bootstrap
 from services.review.domain.case import Case
 from services.review.domain.criteria import LineEvaluation, LineFacts, Outcome
 from services.review.domain.task import Task
 from services.review.domain.workflow import Role, TaskStatus
-from services.review.entrypoints.grpc_api import ReviewerServicer
 from services.review.service_layer.ports import Evaluator, UnitOfWork
 from services.workbench.adapters.platform_client import GrpcPlatform
 from services.workbench.bootstrap import build as build_workbench
@@ -132,17 +129,16 @@ def run(tasks: int = 10_000, rounds: int = 200, database_url: str | None = None)
     """Seed, serve, measure; the figures (also printed as JSON)."""
     with tempfile.TemporaryDirectory(prefix="ur-bench-workbench-") as tmp:
         settings = ReviewSettings(database_url=database_url or f"sqlite:///{Path(tmp) / 'review.db'}",
-                                  grpc_listen="127.0.0.1:0", tokens_file=SAMPLE / "reviewer-tokens.dev.yaml",
+                                  grpc_listen="127.0.0.1:0", credentials_file=SAMPLE / "credentials.dev.yaml",
                                   reviewers_seed=SAMPLE / "reviewers.yaml", criteria_reload_s=0.0)
         review = review_bootstrap.build(settings, duplicates=None, evaluator=_NoCriteria())
         now = dt.datetime.now(dt.UTC)
         began = time.perf_counter()
         seed(review.uow, tasks, now)
         seeded_s = time.perf_counter() - began
-        servicer = ReviewerServicer(review.handlers, review.workflow, load_tokens(SAMPLE / "reviewer-tokens.dev.yaml"))
-        grpc_server = create_server("127.0.0.1:0", [Registration(
-            review_pb2_grpc.add_ReviewServiceServicer_to_server, servicer,
-            review_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name)])
+        # The servicer as review wires it, with its access control, without the Kafka side.
+        grpc_server = create_server("127.0.0.1:0", review.runtime.registrations,
+                                    interceptors=review.runtime.interceptors)
         target = f"127.0.0.1:{grpc_server.port}"
         built = build_workbench(WorkbenchSettings(review_target=target, cookie_secure=False),
                                 platform=_MemoryDoors(target, target, target))

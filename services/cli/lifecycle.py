@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -203,10 +203,15 @@ def write_deemed_denial_sample(directory: Path, request_id: str, member_id: str)
 
 
 def run_lifecycle(targets: dict[str, str], shift: ShiftReport, console: Console, notices_dir: Path, *,
-                  security: TransportSecurity | None = None) -> LifecycleReport:
-    """Extension, appeal, metrics and the notices on disk (see the module docstring)."""
-    with open_channel(targets["intake"], security) as i, open_channel(targets["review"], security) as r, \
-            open_channel(targets["authorization"], security) as a:
+                  security: TransportSecurity | None = None, tokens: Mapping[str, str] | None = None
+                  ) -> LifecycleReport:
+    """Extension, appeal, metrics and the notices on disk (see the module docstring). ``tokens``: per
+    service, what calls made on no reviewer's behalf send (intake: the submitter of the requests, who
+    alone may appeal them; review and authorization: a reader of notices, appeals and metrics)."""
+    tokens = tokens or {}
+    with open_channel(targets["intake"], security, token=tokens.get("intake")) as i, \
+            open_channel(targets["review"], security, token=tokens.get("review")) as r, \
+            open_channel(targets["authorization"], security, token=tokens.get("authorization")) as a:
         life = Lifecycle(i, r, a)
         requests = list(shift.decided_requests)
         extended = life.extend_one()

@@ -15,6 +15,11 @@ start stops the run with an error that names the port and, where it can be seen,
 Set UR_GRPC_TLS_CA_FILE, UR_GRPC_TLS_CERT_FILE and UR_GRPC_TLS_KEY_FILE (and
 UR_GRPC_TLS_REQUIRE_CLIENT_CERT) to run the platform over TLS; the supervisor passes them on to the
 services and uses them itself.
+
+Every component gets development credentials from deploy/sample/: the services the callers of
+``credentials.dev.yaml`` (UR_CREDENTIALS_FILE), review and the workbench their own service tokens
+(UR_GRPC_TOKEN_FILE, from deploy/sample/tokens/), and the supervisor's own clients (the workload,
+the tests) the tokens of :data:`DEV_TOKENS`.
 """
 
 from __future__ import annotations
@@ -48,6 +53,17 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = settings.SERVICES
+SAMPLE = REPO / "deploy" / "sample"
+
+#: The callers every service of `make run` (and the tests, and the bench) knows: development only.
+DEV_CREDENTIALS = SAMPLE / "credentials.dev.yaml"
+#: The token each component that calls another sends (UR_GRPC_TOKEN_FILE), from DEV_CREDENTIALS.
+DEV_TOKEN_FILES = {"review": SAMPLE / "tokens" / "svc-review.dev-token",
+                   "workbench": SAMPLE / "tokens" / "svc-workbench.dev-token"}
+#: What the supervisor's own clients (the sample workload, the tests, the bench) send to each service:
+#: a submitter to intake, an operator's read access to review and authorization.
+DEV_TOKENS = {"intake": "dev-only-token-sample-clinic", "review": "dev-only-token-ops-console",
+              "authorization": "dev-only-token-ops-console"}
 
 
 #: Where `make run` serves the workbench.
@@ -116,7 +132,12 @@ class Platform:
     ports: Mapping[str, int] = field(default_factory=lambda: dict(settings.DEFAULT_PORTS))
     members_seed: Path | None = REPO / "deploy" / "sample" / "members.yaml"
     reviewers_seed: Path | None = REPO / "deploy" / "sample" / "reviewers.yaml"
-    tokens_file: Path | None = REPO / "deploy" / "sample" / "reviewer-tokens.dev.yaml"
+    #: UR_CREDENTIALS_FILE of every service (None: every call refused).
+    credentials_file: Path | None = DEV_CREDENTIALS
+    #: component → its UR_GRPC_TOKEN_FILE.
+    token_files: Mapping[str, Path] = field(default_factory=lambda: dict(DEV_TOKEN_FILES))
+    #: service → the token :meth:`channel` sends.
+    tokens: Mapping[str, str] = field(default_factory=lambda: dict(DEV_TOKENS))
     extra_env: Mapping[str, str] = field(default_factory=dict)
     #: The port the workbench binds (0: any free one, reported); see :meth:`start_workbench`.
     workbench_port: int = WORKBENCH_PORT
@@ -150,9 +171,12 @@ class Platform:
     def target(self, service: str) -> str:
         return f"127.0.0.1:{self.port(service)}"
 
-    def channel(self, service: str) -> grpc.Channel:
-        """A channel to the service as the platform reaches it (TLS when it runs with TLS)."""
-        return open_channel(self.target(service), self.security)
+    def channel(self, service: str, token: str | None = None, *, anonymous: bool = False) -> grpc.Channel:
+        """A channel to the service as the platform reaches it (TLS when it runs with TLS), whose calls
+        send ``token`` (default: the platform's own for that service, :attr:`tokens`) unless they carry
+        credentials of their own; ``anonymous``: none at all."""
+        chosen = None if anonymous else token or self.tokens.get(service)
+        return open_channel(self.target(service), self.security, token=chosen)
 
     def port_file(self, service: str) -> Path:
         return self.var_dir / "ports" / f"{service}.port"
@@ -206,14 +230,22 @@ class Platform:
             env["UR_INTAKE_MEMBERS_SEED"] = str(self.members_seed)
         if service == "review" and self.reviewers_seed is not None:
             env["UR_REVIEW_REVIEWERS_SEED"] = str(self.reviewers_seed)
-        if service == "review" and self.tokens_file is not None:
-            env["UR_REVIEW_TOKENS_FILE"] = str(self.tokens_file)
+        if self.credentials_file is not None:
+            env["UR_CREDENTIALS_FILE"] = str(self.credentials_file)
+        env.update(self._client_env(service))
+        env.update(self.extra_env)
+        return env
+
+    def _client_env(self, component: str) -> dict[str, str]:
+        """What ``component`` needs to call the services: TLS material and its own token file."""
+        env: dict[str, str] = {}
+        if component in self.token_files:
+            env["UR_GRPC_TOKEN_FILE"] = str(self.token_files[component])
         if self.security is not None:
             env.update({name: str(path) for name, path in (
                 ("UR_GRPC_TLS_CA_FILE", self.security.ca_file), ("UR_GRPC_TLS_CERT_FILE", self.security.cert_file),
                 ("UR_GRPC_TLS_KEY_FILE", self.security.key_file)) if path is not None})
             env["UR_GRPC_TLS_REQUIRE_CLIENT_CERT"] = "true" if self.security.require_client_cert else "false"
-        env.update(self.extra_env)
         return env
 
     def log_path(self, service: str) -> Path:
@@ -336,7 +368,7 @@ class Platform:
                     "UR_WORKBENCH_COOKIE_SECURE": "false", "UR_INTAKE_TARGET": self.target("intake"),
                     "UR_REVIEW_TARGET": self.target("review"), "UR_AUTHORIZATION_TARGET": self.target("authorization"),
                     "UR_VAR_DIR": str(self.var_dir), "UR_SUPERVISOR_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1",
-                    **self.extra_env, **(extra_env or {})})
+                    **self._client_env("workbench"), **self.extra_env, **(extra_env or {})})
         log = self.log_path("workbench").open("ab")
         self.procs["workbench"] = subprocess.Popen(
             [sys.executable, "-m", "services.workbench.entrypoints.main"], env=env, stdout=log,
@@ -511,20 +543,22 @@ def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
     for request in requests:
         request.idempotency_key = f"{run_id}-{request.idempotency_key}"[:100]
     summary = workload.run_workload(platform.target("intake"), requests, concurrency=args.concurrency,
-                                    console=console, security=platform.security)
+                                    console=console, security=platform.security, token=platform.tokens["intake"])
     workload.render_summary(summary, console)
-    shift = scripted_review.run_shift(platform.target("review"), console, security=platform.security)
+    shift = scripted_review.run_shift(platform.target("review"), console, security=platform.security,
+                                      service_token=platform.tokens["review"])
     lifecycle.run_lifecycle({s: platform.target(s) for s in SERVICES}, shift, console, platform.var_dir / "notices",
-                            security=platform.security)
+                            security=platform.security, tokens=platform.tokens)
     console.print("Audit: [bold].venv/bin/urctl audit verify[/bold] checks the services' audit logs, "
                   "[bold].venv/bin/urctl audit trail <request-id>[/bold] tells one request's story; the CMS-0057-F "
                   f"public report: [bold].venv/bin/urctl report cms-0057f --year {time.gmtime().tm_year}[/bold]")
     if args.mode == "demo":
         return 0
     console.print(f"\n[bold]The workbench: {workbench}/[/bold] (sign in with a development token from "
-                  "deploy/sample/reviewer-tokens.dev.yaml, e.g. dev-only-token-rn-alvarez)")
-    console.print("The platform keeps serving; try [bold].venv/bin/urctl queue list[/bold] or "
-                  "[bold].venv/bin/urctl request show <id>[/bold]. Ctrl-C stops it.")
+                  "deploy/sample/credentials.dev.yaml, e.g. dev-only-token-rn-alvarez)")
+    console.print("The platform keeps serving; try [bold]UR_REVIEWER_TOKEN=dev-only-token-rn-alvarez "
+                  ".venv/bin/urctl queue list[/bold] or [bold]UR_INTAKE_TOKEN=dev-only-token-sample-clinic "
+                  ".venv/bin/urctl request show <id>[/bold]. Ctrl-C stops it.")
     while all(p.poll() is None for p in platform.procs.values()):
         time.sleep(1)
     console.print("[red]a service exited[/red]")

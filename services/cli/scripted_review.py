@@ -151,9 +151,10 @@ def physician_step(stub: review_pb2_grpc.ReviewServiceStub, view: review_pb2.Tas
 
 
 def run_shift(review_target: str, console: Console, *, nurse_tasks: int = 12, physician_tasks: int = 5,
-              security: TransportSecurity | None = None) -> ShiftReport:
+              security: TransportSecurity | None = None, service_token: str | None = None) -> ShiftReport:
+    """``service_token``: what calls made on no reviewer's behalf send (the queue's listing: ``review:read``)."""
     report = ShiftReport()
-    with open_channel(review_target, security) as channel:
+    with open_channel(review_target, security, token=service_token) as channel:
         stub = review_pb2_grpc.ReviewServiceStub(channel)
         queue = stub.ListReviewQueue(review_pb2.ListReviewQueueRequest(page_size=500), timeout=10)
         console.print(f"\n[bold]Review queue[/bold]: {queue.total} lines wait for a person "
@@ -196,7 +197,7 @@ def render(report: ShiftReport, mine: review_pb2.ListMyTasksResponse, console: C
                         "; ".join(v.why_eligible))
         console.print(nxt)
     console.print("Work the queue yourself: [bold]UR_REVIEWER_TOKEN=dev-only-token-rn-alvarez .venv/bin/urctl "
-                  "review claim[/bold] (tokens in deploy/sample/reviewer-tokens.dev.yaml).")
+                  "review claim[/bold] (tokens in deploy/sample/credentials.dev.yaml).")
 
 
 def summarize(report: ShiftReport) -> dict[str, int]:

@@ -11,10 +11,13 @@
     urctl authorization metrics
     urctl audit verify|trail ...         the services' tamper-evident audit logs
     urctl report cms-0057f --year YYYY   the CMS-0057-F public prior-authorization report
+    urctl credentials scopes|salt|token|hash|check
     urctl settings [--markdown]
 
 Where the services are comes from UR_INTAKE_TARGET, UR_REVIEW_TARGET and UR_AUTHORIZATION_TARGET
-(see services/common/settings.py), or --intake/--review/--authorization HOST:PORT.
+(see services/common/settings.py), or --intake/--review/--authorization HOST:PORT; who urctl is to
+them from UR_INTAKE_TOKEN (a submitter), UR_REVIEWER_TOKEN (a reviewer; review commands also take
+--token) and UR_AUTHORIZATION_TOKEN.
 
 Exit status: 0 done; 1 a service answered with an error or could not be reached; 2 bad usage or an
 input file that cannot be read or is not a SubmitRequestRequest. Expected errors are reported in one
@@ -29,7 +32,14 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
-from services.cli import audit_commands, lifecycle_commands, report_commands, reviewer, service_commands
+from services.cli import (
+    audit_commands,
+    credentials_commands,
+    lifecycle_commands,
+    report_commands,
+    reviewer,
+    service_commands,
+)
 from services.cli.base import (
     DEFAULT_TIMEOUT_S,
     EXIT_OK,
@@ -58,6 +68,7 @@ COMMANDS: tuple[Callable[[Parsers], None], ...] = (
     lifecycle_commands.add_commands,  # notice, request cancel|revise|appeal, claim, authorization metrics
     audit_commands.add_commands,  # audit verify|trail
     report_commands.add_commands,  # report cms-0057f
+    credentials_commands.add_commands,  # credentials scopes|salt|token|hash|check
     service_commands.add_settings_command,
 )
 

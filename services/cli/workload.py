@@ -31,6 +31,7 @@ from rich.table import Table
 from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
+from services.cli.base import retry_hint
 from services.cli.urctl import decision_latency_ms
 from services.common import settings, tls
 from services.common.config_files import ConfigFileError, kind, load_json, read_text
@@ -46,6 +47,9 @@ APPROVED_OUTCOMES = frozenset({types_pb2.LINE_OUTCOME_MEETS_CRITERIA, types_pb2.
 SUBMIT_TIMEOUT_S = 30.0
 POLL_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.25
+#: How often a submission intake answered RESOURCE_EXHAUSTED (the caller's rate limit) is sent again,
+#: after the wait intake's retry hint asks for.
+RATE_LIMITED_RETRIES = 20
 
 
 class WorkloadFileError(ConfigFileError):
@@ -182,11 +186,18 @@ def _submit_all(stub: intake_pb2_grpc.IntakeServiceStub, requests: Sequence[inta
     timeout = SUBMIT_TIMEOUT_S + max((r.wait_ms for r in requests), default=0) / 1000
 
     def submit(request: intake_pb2.SubmitRequestRequest) -> intake_pb2.SubmitRequestResponse | grpc.RpcError:
-        try:
-            response: intake_pb2.SubmitRequestResponse = stub.SubmitRequest(request, timeout=timeout)
-        except grpc.RpcError as exc:
-            return exc
-        return response
+        attempts = 0
+        while True:
+            try:
+                response: intake_pb2.SubmitRequestResponse = stub.SubmitRequest(request, timeout=timeout)
+            except grpc.RpcError as exc:
+                attempts += 1
+                wait_s = retry_hint(exc) if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED else None
+                if wait_s is None or attempts > RATE_LIMITED_RETRIES:
+                    return exc
+                time.sleep(wait_s)  # paced by the caller's rate limit, as intake asks
+                continue
+            return response
 
     with _progress(console) as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
         task = progress.add_task("submitting", total=len(requests))
@@ -243,13 +254,15 @@ def _settle(stub: intake_pb2_grpc.IntakeServiceStub, views: dict[str, intake_pb2
 
 def run_workload(intake_target: str, requests: Sequence[intake_pb2.SubmitRequestRequest], *,
                  concurrency: int = 16, wait_ms: int = 0, settle_timeout_s: float = 60,
-                 console: Console | None = None, security: TransportSecurity | None = None) -> WorkloadSummary:
+                 console: Console | None = None, security: TransportSecurity | None = None,
+                 token: str | None = None) -> WorkloadSummary:
     """Submit every request to intake at ``intake_target``, wait for the recorded ones to settle,
     and summarize (see :class:`WorkloadSummary`).
 
     ``wait_ms`` > 0 replaces each request's wait_ms (on copies; the caller's messages are not
     changed). Errors of individual calls are counted, never raised; an unreachable intake shows up
     as ``failed`` with ``failures == {"UNAVAILABLE": n}``. ``security``: TLS; None, plaintext.
+    ``token``: the submitter's bearer token (UR_INTAKE_TOKEN); without one, intake refuses every call.
     """
     console = console or Console()
     concurrency = max(1, concurrency)
@@ -262,7 +275,7 @@ def run_workload(intake_target: str, requests: Sequence[intake_pb2.SubmitRequest
             copies.append(copy)
         requests = copies
     started = time.monotonic()
-    with open_channel(intake_target, security) as channel:
+    with open_channel(intake_target, security, token=token) as channel:
         stub = intake_pb2_grpc.IntakeServiceStub(channel)
         answers = _submit_all(stub, requests, concurrency, console)
         views = dict(answers.views)
@@ -337,11 +350,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             request.idempotency_key = f"{args.key_prefix}-{request.idempotency_key}"[:100]
     summary = run_workload(args.intake or settings.get("UR_INTAKE_TARGET"), requests, concurrency=args.concurrency,
                            wait_ms=args.wait_ms, settle_timeout_s=args.settle_timeout, console=console,
-                           security=security)
+                           security=security, token=settings.get("UR_INTAKE_TOKEN") or None)
     render_summary(summary, console)
     if summary.failed and summary.failures.get("UNAVAILABLE") == summary.failed:
         print(f"workload: cannot reach intake at {args.intake or settings.get('UR_INTAKE_TARGET')} — "
               "is the platform running? (make run)", file=sys.stderr)
+    if summary.failures.get("UNAUTHENTICATED") or summary.failures.get("PERMISSION_DENIED"):
+        print("workload: intake refused the calls: set UR_INTAKE_TOKEN to a submitter's token "
+              "(make run's: dev-only-token-sample-clinic)", file=sys.stderr)
     return 1 if summary.failed or summary.unsettled else 0
 
 

@@ -17,7 +17,7 @@ service instead of being ignored. Every problem is reported as ``VARIABLE: probl
         ├── ReviewSettings
         └── AuthorizationSettings
     └── WorkbenchSettings     the workbench web application (HTTP, sessions, where the services are)
-    ClientSettings            urctl and the tools (where the services are, a reviewer's token)
+    ClientSettings            urctl and the tools (where the services are, the tokens they send)
     ToolSettings              the tests and the benchmark (PostgreSQL servers)
 """
 
@@ -248,6 +248,11 @@ class PlatformSettings(_Environment):
         "UR_GRPC_TLS_REQUIRE_CLIENT_CERT", False,
         "A TLS gRPC server refuses clients without a certificate signed by UR_GRPC_TLS_CA_FILE (mutual TLS "
         "between the services).")
+    grpc_token_file: ExistingFile | None = setting(
+        "UR_GRPC_TOKEN_FILE", None,
+        "File holding the bearer token this process sends on its calls to the other services (review to "
+        "authorization, the workbench to intake and authorization); read again when it changes. Without it a "
+        "service calls with its client certificate alone (mutual TLS).")
     grpc_allow_plaintext: bool = setting(
         "UR_GRPC_ALLOW_PLAINTEXT", False,
         "Let a service bind a non-loopback gRPC address without TLS. Off: such a service refuses to start "
@@ -378,6 +383,15 @@ class ServiceSettings(PlatformSettings):
     service: ClassVar[str]
     database_url: str | None = None
     grpc_listen: str = ""
+    credentials_file: ExistingFile | None = setting(
+        "UR_CREDENTIALS_FILE", None,
+        "YAML file of the principals that may call this service: their scopes, token digests (HMAC-SHA256 with "
+        "the file's salt) and client certificate names (services/common/credentials.py). Read again when it "
+        "changes; without it every call is refused (UNAUTHENTICATED).")
+    credentials_reload_s: Seconds = setting(
+        "UR_CREDENTIALS_RELOAD_S", 5.0,
+        "Seconds between checks of UR_CREDENTIALS_FILE; a changed file is loaded without a restart (a file that "
+        "does not parse is logged and the last good one kept).")
     metrics_listen: str = "off"
 
     @property
@@ -426,6 +440,13 @@ class IntakeSettings(ServiceSettings):
         "YAML file of members and coverage loaded into intake's database at start (upsert).")
     max_wait_ms: Annotated[int, Field(ge=0)] = setting(
         "UR_INTAKE_MAX_WAIT_MS", 15000, "Upper bound on SubmitRequest.wait_ms (Da Vinci PAS targets 15 s).")
+    rate_per_s: Annotated[float, Field(ge=0)] = setting(
+        "UR_INTAKE_RATE_PER_S", 50.0,
+        "Calls a second each caller (principal) may make to intake on average, a token bucket per caller; more "
+        "are answered RESOURCE_EXHAUSTED with a retry hint (google.rpc.RetryInfo). 0: no limit.")
+    rate_burst: Count = setting(
+        "UR_INTAKE_RATE_BURST", 100, "Calls a caller may make to intake at once before UR_INTAKE_RATE_PER_S "
+                                     "paces it (the bucket's size).")
     fact_catalog: ExistingFile | None = setting(
         "UR_INTAKE_FACT_CATALOG", None,
         "The clinical-fact catalog (types and units of the criteria's facts) intake checks facts against "
@@ -447,10 +468,6 @@ class ReviewSettings(ServiceSettings):
     criteria_dir: ExistingDirectory | None = setting(
         "UR_REVIEW_CRITERIA_DIR", None,
         "Directory of criteria YAML files (default: the library shipped with the review service).")
-    tokens_file: ExistingFile | None = setting(
-        "UR_REVIEW_TOKENS_FILE", None,
-        "YAML file mapping bearer tokens (SHA-256, or plain in development) to reviewer ids; without it "
-        "reviewer calls are refused.")
     reviewers_seed: ExistingFile | None = setting(
         "UR_REVIEW_REVIEWERS_SEED", None,
         "YAML file of reviewers loaded into the directory at start (insert or update).")
@@ -552,8 +569,13 @@ class ClientSettings(_Environment):
     review_target: Address = setting("UR_REVIEW_TARGET", "127.0.0.1:50052", "Where urctl and tools reach review.")
     authorization_target: Address = setting("UR_AUTHORIZATION_TARGET", "127.0.0.1:50053",
                                             "Where urctl and tools reach authorization.")
+    intake_token: str | None = setting("UR_INTAKE_TOKEN", None,
+                                       "Bearer token urctl and the tools send to intake (a submitter's API key).")
     reviewer_token: str | None = setting("UR_REVIEWER_TOKEN", None,
-                                         "Bearer token urctl review commands send (a reviewer's secret).")
+                                         "Bearer token urctl and the tools send to review (a reviewer's secret).")
+    authorization_token: str | None = setting(
+        "UR_AUTHORIZATION_TOKEN", None, "Bearer token urctl and the tools send to authorization (a principal with "
+                                        "authorizations:read).")
     # The services' variables (one row each in the table, read by both): a tool is a gRPC client like them.
     grpc_tls_cert_file: ExistingFile | None = setting(
         "UR_GRPC_TLS_CERT_FILE", None, "PEM client certificate urctl and the tools present.")

@@ -28,6 +28,7 @@ from typing import cast
 import grpc
 
 from services.common import settings as settings_module
+from services.common.credentials import BearerToken, TokenSource
 from services.common.errors import ConfigurationError
 from services.common.settings import PlatformSettings
 
@@ -148,10 +149,11 @@ def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[
             ("grpc.lb_policy_name", "round_robin")]
 
 
-def open_channel(target: str, security: TransportSecurity | None = None, *,
+def open_channel(target: str, security: TransportSecurity | None = None, *, token: TokenSource | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, options: ChannelOptions = ()) -> grpc.Channel:
-    """A channel to ``target``: TLS with ``security``, plaintext without; carrying the trace on when
-    tracing is on (services/common/grpc_telemetry.py)."""
+    """A channel to ``target``: TLS with ``security``, plaintext without; with ``token``, every call
+    that carries no authorization header of its own sends ``authorization: Bearer <token>``; carrying
+    the trace on when tracing is on (services/common/grpc_telemetry.py)."""
     # Imported here: grpc_telemetry builds on grpc_server, which builds on this module.
     from services.common.grpc_telemetry import client_interceptors
 
@@ -160,5 +162,7 @@ def open_channel(target: str, security: TransportSecurity | None = None, *,
         channel = grpc.insecure_channel(target, options=merged)
     else:
         channel = grpc.secure_channel(target, security.channel_credentials(), options=merged)
-    interceptors = client_interceptors()
+    interceptors: list[grpc.UnaryUnaryClientInterceptor] = [*client_interceptors()]
+    if token is not None:
+        interceptors.append(BearerToken(token))
     return grpc.intercept_channel(channel, *interceptors) if interceptors else channel

@@ -14,10 +14,14 @@ from google.protobuf.message import Message
 from sqlalchemy import Engine, Table
 
 from services.common import migrations
+from services.common.access import AccessControl, AccessPolicy, RateLimiter, current_caller
+from services.common.audit import actor as actors
 from services.common.audit.interceptor import CallerActor
 from services.common.audit.store import AuditLog, AuditTables, read_key
 from services.common.clock import Clock, utcnow
+from services.common.credentials import CredentialsSource
 from services.common.db import make_engine
+from services.common.errors import Unauthenticated
 from services.common.events import EventHandler, IncomingEvent
 from services.common.grpc_server import Registration
 from services.common.metrics import Metrics
@@ -70,23 +74,36 @@ def decoders(*message_types: type[Message]) -> dict[str, Callable[[bytes], Messa
 
 
 def assemble(infra: Infrastructure, handler: EventHandler, consumes: Sequence[str],
-             event_types: Sequence[type[Message]], registration: Registration,
-             on_applied: Callable[[Sequence[IncomingEvent]], None] | None = None,
-             kafka: Kafka | None = None) -> ServiceRuntime:
-    """The runtime around a service's handler and servicer; not started. It signs the audit log's
-    head every UR_AUDIT_CHECKPOINT_S and once more when it stops, and names the actor of every call
-    (services/common/audit/actor.py)."""
+             event_types: Sequence[type[Message]], registration: Registration, policy: AccessPolicy,
+             credentials: CredentialsSource, on_applied: Callable[[Sequence[IncomingEvent]], None] | None = None,
+             kafka: Kafka | None = None, limiter: RateLimiter | None = None) -> ServiceRuntime:
+    """The runtime around a service's handler and servicer; not started. Every call of the servicer
+    goes through :class:`~services.common.access.AccessControl` with ``policy``, against the callers
+    of ``credentials`` (checked for changes every UR_CREDENTIALS_RELOAD_S) and ``limiter``; the
+    runtime's telemetry interceptor runs before it, so refusals are counted. Inside it, the caller it
+    admitted is the actor of what the call records in the audit log (services/common/audit/actor.py);
+    the runtime signs the audit log's head every UR_AUDIT_CHECKPOINT_S and once more when it stops."""
     runtime = ServiceRuntime(name=infra.settings.service, settings=infra.settings, engine=infra.engine,
                              outbox=infra.outbox, handler=handler, consumes=consumes,
                              decoders=decoders(*event_types), registrations=[registration], on_applied=on_applied,
-                             wakeup=infra.wakeup, kafka=kafka, metrics=infra.metrics)
-    runtime.interceptors.append(CallerActor())
+                             wakeup=infra.wakeup, kafka=kafka, metrics=infra.metrics,
+                             interceptors=[AccessControl([policy], credentials, limiter), CallerActor(caller_actor)])
+    runtime.periodic.append(("credentials-reload", infra.settings.credentials_reload_s, credentials.check))
     audit = infra.audit
     if audit is not None and audit.signs:
         runtime.periodic.append(("audit-checkpoint", infra.settings.audit_checkpoint_s,
                                  lambda: audit.checkpoint(infra.engine)))
         runtime.on_stop.append(lambda: _final_checkpoint(audit, infra.engine))
     return runtime
+
+
+def caller_actor(_context: object) -> str:
+    """The audit actor of a call: the principal access control admitted (``anonymous`` on a server
+    that does not authenticate)."""
+    try:
+        return actors.caller(current_caller().principal)
+    except Unauthenticated:
+        return actors.ANONYMOUS
 
 
 def _final_checkpoint(audit: AuditLog, engine: Engine) -> None:

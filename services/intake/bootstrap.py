@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 
+from services.common.access import RateLimiter
 from services.common.clock import Clock, utcnow
+from services.common.credentials import CredentialsSource
 from services.common.fact_catalog import DEFAULT_CATALOG, load_catalog
 from services.common.grpc_server import Registration
 from services.common.runtime import ServiceRuntime
@@ -20,6 +22,7 @@ from services.common.wiring import assemble, infrastructure
 from services.intake.adapters import tables
 from services.intake.adapters.repository import SqlIntakeUnitOfWork
 from services.intake.adapters.seed import read_members, store_members
+from services.intake.entrypoints.access import POLICY
 from services.intake.entrypoints.grpc_api import IntakeServicer
 from services.intake.service_layer.handlers import IntakeHandlers, RequestChanger, Waiters
 from services.intake.service_layer.ports import IntakeUnitOfWork
@@ -41,6 +44,7 @@ def build(settings: IntakeSettings, *, clock: Clock = utcnow) -> Intake:
 
     Configuration files are read before the database is touched, so a bad one fails first."""
     members = read_members(settings.members_seed) if settings.members_seed is not None else []
+    credentials = CredentialsSource(settings.credentials_file)
     # The criteria's facts (types, units), generated from the review service's criteria library.
     facts = load_catalog(settings.fact_catalog or DEFAULT_CATALOG)
     infra = infrastructure(settings, tables.outbox, clock=clock)
@@ -60,5 +64,6 @@ def build(settings: IntakeSettings, *, clock: Clock = utcnow) -> Intake:
         Registration(intake_pb2_grpc.add_IntakeServiceServicer_to_server,
                      IntakeServicer(handlers, RequestChanger(uow, infra.topics, clock=clock)),
                      intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name),
-        on_applied=handlers.notify)
+        POLICY, credentials, on_applied=handlers.notify,
+        limiter=RateLimiter(settings.rate_per_s, settings.rate_burst) if settings.rate_per_s > 0 else None)
     return Intake(runtime, handlers, uow)

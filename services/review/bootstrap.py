@@ -13,8 +13,8 @@ from ur.events.v1 import events_pb2
 from ur.review.v1 import review_pb2, review_pb2_grpc
 
 from services.common import tls
-from services.common.auth import load_tokens
 from services.common.clock import Clock, utcnow
+from services.common.credentials import CredentialsSource, TokenFile
 from services.common.grpc_server import Registration
 from services.common.runtime import ServiceRuntime
 from services.common.settings import ReviewSettings
@@ -34,6 +34,7 @@ from services.review.adapters.reviewers_loader import load_reviewers
 from services.review.adapters.rules_engine import DurableRulesMatcher
 from services.review.domain.deadlines import ClockEngine
 from services.review.domain.policy import GoldCardPolicy, Policies
+from services.review.entrypoints.access import POLICY
 from services.review.entrypoints.grpc_api import ReviewerServicer
 from services.review.service_layer.handlers import ReviewHandlers
 from services.review.service_layer.notices import NoticeWriter
@@ -65,9 +66,8 @@ def build(settings: ReviewSettings, *, clock: Clock = utcnow, duplicates: Duplic
     policies = _policies(settings)
     rights = load_appeal_rights()
     clocks = ClockEngine(load_calendars())
-    tokens = load_tokens(settings.tokens_file) if settings.tokens_file is not None else None
-    if tokens is None:
-        logger.warning("UR_REVIEW_TOKENS_FILE is not set: reviewer calls will be refused (UNAUTHENTICATED)")
+    credentials = CredentialsSource(settings.credentials_file)
+    token = TokenFile(settings.grpc_token_file) if settings.grpc_token_file is not None else None
     reviewers = load_reviewers(settings.reviewers_seed) if settings.reviewers_seed is not None else []
     criteria: CriteriaReloader | None = None
     criteria_dir = settings.criteria_dir or DEFAULT_CRITERIA_DIR
@@ -84,7 +84,7 @@ def build(settings: ReviewSettings, *, clock: Clock = utcnow, duplicates: Duplic
                                 audit=infra.audit)
 
     checker = duplicates if duplicates is not None else GrpcDuplicateChecker(
-        settings.authorization_target, security=tls.from_settings(settings))
+        settings.authorization_target, security=tls.from_settings(settings), token=token)
     notices = NoticeWriter(rights, infra.topics)
     decisions = PrometheusDecisions(infra.metrics)
     handlers = ReviewHandlers(uow, infra.topics, current_evaluator(), checker, clocks, clock=clock,
@@ -103,8 +103,9 @@ def build(settings: ReviewSettings, *, clock: Clock = utcnow, duplicates: Duplic
         [events_pb2.RequestSubmitted, events_pb2.AdditionalInformationReceived, events_pb2.RequestCancelled,
          events_pb2.RequestRevised, events_pb2.AppealFiled],
         Registration(review_pb2_grpc.add_ReviewServiceServicer_to_server,
-                     ReviewerServicer(handlers, workflow, tokens, ReportLabNoticeRenderer()),
-                     review_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name))
+                     ReviewerServicer(handlers, workflow, ReportLabNoticeRenderer()),
+                     review_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name),
+        POLICY, credentials)
     if isinstance(checker, GrpcDuplicateChecker):
         runtime.on_stop.append(checker.close)
     runtime.periodic.append(("deadline-monitor", settings.monitor_s, workflow.monitor.run))

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
+from services.common import tls
 from services.common.clock import Clock, utcnow
+from services.common.credentials import TokenFile
 from services.common.metrics import Metrics
 from services.common.settings import WorkbenchSettings
 from services.workbench.adapters.access_log import LogAccessLog
@@ -38,8 +40,10 @@ def build(settings: WorkbenchSettings, *, platform: Platform | None = None, sess
           access: AccessLog | None = None, clock: Clock = utcnow, metrics: Metrics | None = None) -> Built:
     """The workbench wired to the services ``settings`` name; tests pass fakes for any part."""
     metrics = metrics or Metrics()
-    platform = platform or GrpcPlatform(settings.intake_target, settings.review_target,
-                                        settings.authorization_target, timeout_s=settings.rpc_timeout_s)
+    if platform is None:
+        token = TokenFile(settings.grpc_token_file) if settings.grpc_token_file is not None else None
+        platform = GrpcPlatform(settings.intake_target, settings.review_target, settings.authorization_target,
+                                timeout_s=settings.rpc_timeout_s, security=tls.from_settings(settings), token=token)
     store = sessions or MemorySessionStore()
     workbench = Workbench(
         Sessions(platform, store, clock=clock, idle_timeout_s=settings.idle_timeout_s,

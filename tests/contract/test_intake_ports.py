@@ -32,18 +32,23 @@ from tests.fakes.intake import IntakeStore
 RECEIVED = dt.datetime(2027, 3, 1, 14, 30, 5, 123456, tzinfo=dt.UTC)
 
 
-def request(n: int = 1, *, key: str | None = None, lines: int = 2,
-            status: RequestStatus = RequestStatus.IN_REVIEW) -> RequestRecord:
+CLINIC = "acme-clinic"
+
+
+def request(n: int = 1, *, key: str | None = None, lines: int = 2, status: RequestStatus = RequestStatus.IN_REVIEW,
+            submitter: str = CLINIC) -> RequestRecord:
     return RequestRecord(
-        request_id=f"00000000-0000-4000-8000-{n:012d}", idempotency_key=key or f"key-{n}", fingerprint="f" * 64,
+        request_id=f"00000000-0000-4000-8000-{n:012d}", submitter=submitter, idempotency_key=key or f"key-{n}",
+        fingerprint="f" * 64,
         member_id="T-MA-0001", line_of_business="medicare_advantage", member_state="CA", urgency="standard",
         review_type="prospective", status=status, status_reason="", received_at=RECEIVED + dt.timedelta(seconds=n),
         payload=b"\x0a\x05key-1\x00\xff", lines=tuple(LineRecord(i, f"7214{i}") for i in range(lines, 0, -1)))
 
 
-def information(n: int, request_id: str, key: str | None = None) -> InformationRecord:
+def information(n: int, request_id: str, key: str | None = None, submitter: str = CLINIC) -> InformationRecord:
     return InformationRecord(information_id=f"10000000-0000-4000-8000-{n:012d}", request_id=request_id,
-                             idempotency_key=key or f"info-{n}", fingerprint="e" * 64, payload=b"\x01\x02",
+                             submitter=submitter, idempotency_key=key or f"info-{n}", fingerprint="e" * 64,
+                             payload=b"\x01\x02",
                              received_at=RECEIVED + dt.timedelta(hours=n))
 
 
@@ -74,9 +79,10 @@ class IntakePortsContract(UnitOfWorkContract):
             assert [ln.line_number for ln in got.lines] == [1, 2]
             assert got.received_at.utcoffset() == dt.timedelta(0)
             assert uow.requests.get(request(1).request_id, for_update=True) == got
-            assert uow.requests.by_key("key-2") == request(2, lines=1, status=RequestStatus.INELIGIBLE)
+            assert uow.requests.by_key(CLINIC, "key-2") == request(2, lines=1, status=RequestStatus.INELIGIBLE)
             assert uow.requests.get(request(3).request_id) is None
-            assert uow.requests.by_key("key-3") is None
+            assert uow.requests.by_key(CLINIC, "key-3") is None
+            assert uow.requests.by_key("someone-else", "key-2") is None
 
     def test_get_many_returns_those_that_exist(self, backend: Backend) -> None:
         with backend.uow() as uow:
@@ -96,9 +102,21 @@ class IntakePortsContract(UnitOfWorkContract):
             with pytest.raises(DuplicateKey), backend.uow() as uow:
                 uow.requests.add(duplicate)
         with backend.uow().read_only() as uow:
-            assert uow.requests.by_key("key-1") == in_order(request(1))
-            assert uow.requests.by_key("fresh") is None
+            assert uow.requests.by_key(CLINIC, "key-1") == in_order(request(1))
+            assert uow.requests.by_key(CLINIC, "fresh") is None
             assert uow.requests.get(request(2).request_id) is None
+
+    def test_idempotency_keys_are_unique_per_submitter(self, backend: Backend) -> None:
+        theirs = request(2, key="key-1", submitter="other")
+        with backend.uow() as uow:
+            uow.requests.add(request(1))
+            uow.requests.add(theirs)
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            assert uow.requests.by_key(CLINIC, "key-1") == in_order(request(1))
+            assert uow.requests.by_key("other", "key-1") == in_order(theirs)
+            assert [r.request_id for r in uow.requests.of_member("T-MA-0001", 10, "other")] == [theirs.request_id]
+            assert len(uow.requests.of_member("T-MA-0001", 10)) == 2
 
     def test_a_request_added_without_commit_is_not_stored(self, backend: Backend) -> None:
         with backend.uow() as uow:
@@ -108,7 +126,7 @@ class IntakePortsContract(UnitOfWorkContract):
             assert uow.requests.get(request(1).request_id) is not None  # the transaction sees its own work
         with backend.uow().read_only() as uow:
             assert uow.requests.get(request(1).request_id) is None
-            assert uow.information.by_key("info-1") is None
+            assert uow.information.by_key(CLINIC, "info-1") is None
             assert uow.members.get("T-NEW-0001") is None
 
     def test_changes_apply_to_requests_and_lines(self, backend: Backend) -> None:
@@ -150,16 +168,22 @@ class IntakePortsContract(UnitOfWorkContract):
             uow.information.add(information(1, rid))
             uow.commit()
         with backend.uow().read_only() as uow:
-            got = uow.information.by_key("info-1")
+            got = uow.information.by_key(CLINIC, "info-1")
             assert got == information(1, rid)
             assert got.received_at.utcoffset() == dt.timedelta(0)
-            assert uow.information.by_key("info-2") is None
+            assert uow.information.by_key(CLINIC, "info-2") is None
+            assert uow.information.by_key("other", "info-1") is None
         for duplicate in (information(2, rid, key="info-1"), replace(information(1, rid), idempotency_key="new")):
             with pytest.raises(DuplicateKey), backend.uow() as uow:
                 uow.information.add(duplicate)
         with backend.uow().read_only() as uow:
-            assert uow.information.by_key("info-1") == information(1, rid)
-            assert uow.information.by_key("new") is None
+            assert uow.information.by_key(CLINIC, "info-1") == information(1, rid)
+            assert uow.information.by_key(CLINIC, "new") is None
+        with backend.uow() as uow:  # another submitter's key of the same text is another key
+            uow.information.add(information(3, rid, key="info-1", submitter="other"))
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            assert uow.information.by_key("other", "info-1") == information(3, rid, key="info-1", submitter="other")
 
     def test_information_of_a_request_comes_oldest_first(self, backend: Backend) -> None:
         first, other = request(1).request_id, request(2).request_id
@@ -184,6 +208,25 @@ class IntakePortsContract(UnitOfWorkContract):
                 request(n).request_id for n in (3, 2, 1)]
             assert uow.requests.of_member("T-MA-0001", 2) == [in_order(request(3)), in_order(request(2))]
             assert uow.requests.of_member("nobody", 10) == []
+
+    def test_a_claims_requests_come_newest_first_up_to_the_limit_and_only_the_submitters(
+            self, backend: Backend) -> None:
+        claim = "WC-2027-000123"
+        with backend.uow() as uow:
+            for n in (1, 3, 2):
+                uow.requests.add(replace(request(n, submitter="other" if n == 2 else CLINIC), claim_number=claim))
+            uow.requests.add(replace(request(4), claim_number="WC-2027-000999"))
+            uow.requests.add(request(5))  # no claim: not a workers' comp request
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            assert [r.request_id for r in uow.requests.of_claim(claim, 10)] == [
+                request(n).request_id for n in (3, 2, 1)]
+            assert uow.requests.of_claim(claim, 1) == [in_order(replace(request(3), claim_number=claim))]
+            assert [r.request_id for r in uow.requests.of_claim(claim, 10, CLINIC)] == [
+                request(n).request_id for n in (3, 1)]
+            stored = uow.requests.get_many([request(4).request_id, request(5).request_id])
+            assert [r.claim_number for r in stored.values()] == ["WC-2027-000999", None]
+            assert uow.requests.of_claim("WC-NONE", 10) == []
 
     # -- members -------------------------------------------------------------------------------
     def test_a_member_round_trips_with_coverages_in_the_order_saved(self, backend: Backend) -> None:

@@ -11,7 +11,7 @@ from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 from ur.review.v1 import review_pb2_grpc
 
-from services.cli.platform import Platform
+from services.cli.platform import DEV_CREDENTIALS, DEV_TOKEN_FILES, Platform
 from services.common.tls import TransportSecurity
 from tests.conftest import REPO
 from tests.polling import wait_until
@@ -23,14 +23,22 @@ SETTLED = {intake_pb2.REQUEST_STATUS_PENDED, intake_pb2.REQUEST_STATUS_COMPLETE,
 
 def start_platform(tmp: Path, make_database: Callable[[str], str], kafka_bootstrap: str,
                    prefix: str, extra_env: Mapping[str, str] | None = None,
-                   security: TransportSecurity | None = None) -> Platform:
+                   security: TransportSecurity | None = None, credentials_file: Path = DEV_CREDENTIALS,
+                   token_files: Mapping[str, Path] = DEV_TOKEN_FILES) -> Platform:
+    """The platform on throw-away databases; every service knows the callers of ``credentials_file``
+    (the sample's development credentials), and review and the workbench send the tokens of
+    ``token_files``."""
     platform = Platform(
         var_dir=tmp, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, security=security,
+        credentials_file=credentials_file, token_files=dict(token_files),
         database_urls={s: make_database(s) for s in ("intake", "review", "authorization")},
         # Port 0: each service binds a free port and reports it; nothing can take it in between.
         ports={s: 0 for s in ("intake", "review", "authorization")},
         members_seed=REPO / "tests" / "data" / "members.yaml",
-        extra_env={"UR_LOG_LEVEL": "INFO", "UR_TOPIC_PARTITIONS": "3", **(extra_env or {})})
+        # The tests' one submitter polls intake faster than a caller may (UR_INTAKE_RATE_PER_S): the
+        # limit is off here, and tested on its own (tests/integration/test_access_matrix.py).
+        extra_env={"UR_LOG_LEVEL": "INFO", "UR_TOPIC_PARTITIONS": "3", "UR_INTAKE_RATE_PER_S": "0",
+                   **(extra_env or {})})
     platform.start()
     try:
         platform.wait_healthy(timeout_s=120)
@@ -67,6 +75,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[
 
 
 class Clients:
+    """Stubs of the three services as the platform's own clients call them: as the sample clinic
+    (a submitter) to intake, as the operator console (review:read, authorizations:read) to review
+    and authorization (services/cli/platform.py DEV_TOKENS). A call that passes its own
+    ``authorization`` metadata (a reviewer's token) is made as that caller instead."""
+
     def __init__(self, platform: Platform) -> None:
         self.channels = {s: platform.channel(s) for s in ("intake", "review", "authorization")}
         self.intake = intake_pb2_grpc.IntakeServiceStub(self.channels["intake"])

@@ -36,8 +36,10 @@ WAITERS = 40
 def intake_alone(tmp_path: Path, make_database: Callable[[str], str], kafka_bootstrap: str,
                  topic_prefix: str) -> Iterator[tuple[Platform, str]]:
     url = make_database("intake")
+    # One caller makes all the calls, faster than a caller may (UR_INTAKE_RATE_PER_S): this test is of
+    # the server's threads, not of the rate limit (tests/integration/test_access_matrix.py).
     platform = start_intake_alone(tmp_path, kafka_bootstrap, topic_prefix, url,
-                                  {"UR_INTAKE_MAX_WAIT_MS": str(int(CAP_S * 1000))})
+                                  {"UR_INTAKE_MAX_WAIT_MS": str(int(CAP_S * 1000)), "UR_INTAKE_RATE_PER_S": "0"})
     yield platform, url
     platform.stop()
 

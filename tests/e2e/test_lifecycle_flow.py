@@ -27,6 +27,8 @@ NURSE = (("authorization", "Bearer dev-only-token-rn-alvarez"),)
 DENIER = (("authorization", "Bearer dev-only-token-md-patel"),)
 APPEAL_REVIEWER = (("authorization", "Bearer dev-only-token-md-osei"),)
 SUPERVISOR = (("authorization", "Bearer dev-only-token-sup-kim"),)
+#: A claims system checks claim lines and draws units (authorizations:check, authorizations:consume).
+CLAIMS = (("authorization", "Bearer dev-only-token-svc-claims"),)
 
 
 def pdate(d: dt.date) -> types_pb2.Date:
@@ -240,21 +242,24 @@ def test_a_concurrent_stay_extension_extends_the_authorization_claims_draw_on(cl
 
     fifth_day = authorization_pb2.ClaimLine(member_id="T-MA-0001", servicing_npi=OTHER_NPI, procedure_code="99232",
                                             date_of_service=pdate(first_day + dt.timedelta(days=4)), units=1)
-    check = clients.authorization.CheckClaim(authorization_pb2.CheckClaimRequest(claim=fifth_day), timeout=10)
+    check = clients.authorization.CheckClaim(authorization_pb2.CheckClaimRequest(claim=fifth_day), metadata=CLAIMS,
+                                             timeout=10)
     assert (check.match, check.authorization.authorization_number) == (authorization_pb2.CLAIM_MATCH_COVERED, number)
     drawn = clients.authorization.ConsumeUnits(authorization_pb2.ConsumeUnitsRequest(
-        claim_line_id="clm-stay/5", claim=fifth_day), timeout=10)
+        claim_line_id="clm-stay/5", claim=fifth_day), metadata=CLAIMS, timeout=10)
     assert (drawn.units_consumed, drawn.units_remaining, drawn.replayed) == (1, 5, False)
     assert clients.authorization.ConsumeUnits(authorization_pb2.ConsumeUnitsRequest(
-        claim_line_id="clm-stay/5", claim=fifth_day), timeout=10).replayed
+        claim_line_id="clm-stay/5", claim=fifth_day), metadata=CLAIMS, timeout=10).replayed
     elsewhere = authorization_pb2.ClaimLine()
     elsewhere.CopyFrom(fifth_day)
     elsewhere.servicing_npi = VALID_NPI
-    answer = clients.authorization.CheckClaim(authorization_pb2.CheckClaimRequest(claim=elsewhere), timeout=10)
+    answer = clients.authorization.CheckClaim(authorization_pb2.CheckClaimRequest(claim=elsewhere), metadata=CLAIMS,
+                                              timeout=10)
     assert answer.match == authorization_pb2.CLAIM_MATCH_OTHER_PROVIDER
     with pytest.raises(grpc.RpcError) as over:
         clients.authorization.ConsumeUnits(authorization_pb2.ConsumeUnitsRequest(
-            claim_line_id="clm-stay/6", claim=dataclasses_free_copy(fifth_day, units=9)), timeout=10)
+            claim_line_id="clm-stay/6", claim=dataclasses_free_copy(fifth_day, units=9)), metadata=CLAIMS,
+            timeout=10)
     assert over.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert "has 5 of 6 days left" in (over.value.details() or "")
 
@@ -309,7 +314,8 @@ def test_a_pending_request_cancelled_through_intake_withdraws_its_task_and_autho
     claim_line = authorization_pb2.ClaimLine(member_id="T-MA-0001", servicing_npi=OTHER_NPI, procedure_code="72148",
                                              date_of_service=view.lines[0].line.start_date, units=1,
                                              authorization_number=view.lines[0].authorization.authorization_number)
-    check = clients.authorization.CheckClaim(authorization_pb2.CheckClaimRequest(claim=claim_line), timeout=10)
+    check = clients.authorization.CheckClaim(authorization_pb2.CheckClaimRequest(claim=claim_line), metadata=CLAIMS,
+                                             timeout=10)
     assert check.match == authorization_pb2.CLAIM_MATCH_CANCELLED
     again = clients.intake.CancelRequest(intake_pb2.CancelRequestRequest(request_id=pended.request_id,
                                                                          requesting_npi=VALID_NPI), timeout=10)

@@ -132,6 +132,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[
         database_urls={s: make_database(s) for s in ("intake", "review", "authorization")},
         ports={s: 0 for s in ("intake", "review", "authorization")},
         extra_env={"UR_LOG_LEVEL": "INFO", "UR_TOPIC_PARTITIONS": "3", "UR_METRICS_INTERVAL_S": "1",
+                   "UR_INTAKE_RATE_PER_S": "0",  # one submitter polling faster than a caller may
                    "UR_OTLP_TRACES_ENDPOINT": collector.endpoint,
                    # The SDK's batch processor exports every 5 s by default; sooner here.
                    "OTEL_BSP_SCHEDULE_DELAY": "200"})
@@ -225,9 +226,10 @@ def test_every_process_metrics_move_with_the_sample_workload_and_reviewers(platf
     before = {p: scrape(platform, p) for p in PROCESSES}
     quiet = Console(file=io.StringIO())
     summary = workload.run_workload(platform.target("intake"), workload.load_workload(), concurrency=4,
-                                    console=quiet)
+                                    console=quiet, token=platform.tokens["intake"])
     assert summary.submitted > 0
-    scripted_review.run_shift(platform.target("review"), quiet, nurse_tasks=4, physician_tasks=2)
+    scripted_review.run_shift(platform.target("review"), quiet, nurse_tasks=4, physician_tasks=2,
+                              service_token=platform.tokens["review"])
     browse_the_workbench(platform)
 
     def moved() -> dict[str, dict[tuple[str, frozenset[tuple[str, str]]], float]]:

@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from services.cli.platform import Platform
 from tests.conftest import REPO
 from tests.grpc_helpers import GARBAGE, SERVICES, pool_of, raw, reflect
+from tests.identity import CLINIC, OPERATOR, token
 
 pytestmark = pytest.mark.e2e
 
@@ -37,15 +38,25 @@ def test_reflection_lists_and_calls_every_service(platform: Platform) -> None:
         assert described.returncode == 0
         assert "rpc " in described.stdout
     queue = _reflect("call", platform.target("review"), "ur.review.v1.ReviewService/ListReviewQueue",
-                     '{"page_size": 5}')
+                     '{"page_size": 5}', "--token", token(OPERATOR))
     assert queue.returncode == 0, queue.stderr
     assert isinstance(json.loads(queue.stdout), dict)
+    anonymous = _reflect("call", platform.target("review"), "ur.review.v1.ReviewService/ListReviewQueue",
+                         '{"page_size": 5}')
+    assert anonymous.returncode == 1
+    assert "UNAUTHENTICATED" in anonymous.stderr
     health = _reflect("call", platform.target("intake"), "grpc.health.v1.Health/Check", "{}")
     assert json.loads(health.stdout)["status"] == "SERVING"
     missing = _reflect("call", platform.target("intake"), "ur.intake.v1.IntakeService/GetRequest",
-                       '{"request_id": "no-such-request"}')
+                       '{"request_id": "no-such-request"}', "--token", token(CLINIC))
     assert missing.returncode == 1
     assert "NOT_FOUND" in missing.stderr
+    for service in EXPECTED:  # the probe of the deployment manifests
+        assert _reflect("health", platform.target(service)).returncode == 0
+        assert _reflect("health", platform.target(service), "--service", EXPECTED[service]).returncode == 0
+    unknown = _reflect("health", platform.target("intake"), "--service", "no.such.Service")
+    assert unknown.returncode == 1
+    assert "NOT_FOUND" in unknown.stderr
 
 
 @pytest.mark.parametrize("version", ["v1", "v1alpha"])

@@ -38,7 +38,7 @@ class ReplicatedClients(Clients):
         super().__init__(platform)
         self.channels["intake"].close()
         addresses = ",".join(platform.target(name) for name in intakes)
-        self.channels["intake"] = open_channel(f"ipv4:{addresses}", platform.security)
+        self.channels["intake"] = open_channel(f"ipv4:{addresses}", platform.security, token=platform.tokens["intake"])
         self.intake = intake_pb2_grpc.IntakeServiceStub(self.channels["intake"])
 
 

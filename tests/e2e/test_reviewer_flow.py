@@ -11,8 +11,9 @@ import grpc
 import pytest
 from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2
-from ur.review.v1 import review_pb2
+from ur.review.v1 import review_pb2, review_pb2_grpc
 
+from services.cli.platform import Platform
 from tests.e2e.conftest import Clients, usable
 from tests.factories import fact, lumbar_mri
 from tests.polling import wait_until
@@ -54,10 +55,15 @@ def line_of(clients: Clients, request_id: str) -> intake_pb2.LineView:
     return clients.intake.GetRequest(intake_pb2.GetRequestRequest(request_id=request_id), timeout=10).request.lines[0]
 
 
-def test_calls_without_a_valid_token_are_refused(clients: Clients) -> None:
+def test_calls_without_a_valid_token_are_refused(platform: Platform, clients: Clients) -> None:
+    with platform.channel("review", anonymous=True) as channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            review_pb2_grpc.ReviewServiceStub(channel).ClaimNextTask(review_pb2.ClaimNextTaskRequest(), timeout=10)
+        assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    # The platform's own service token reads the queue, and is no reviewer.
     with pytest.raises(grpc.RpcError) as caught:
         clients.review.ClaimNextTask(review_pb2.ClaimNextTaskRequest(), timeout=10)
-    assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.RpcError) as caught:
         clients.review.WhoAmI(review_pb2.WhoAmIRequest(), metadata=(("authorization", "Bearer forged-token-123456"),),
                               timeout=10)

@@ -5,6 +5,7 @@ process in front of them, and Debian's Chromium driving it as people would (test
   through intake and the task reopens with the new facts; the nurse refers it; a physician signs in
   and denies it with a criterion picked from the explanation.
 * A supervisor reassigns a held task; a case manager opens a member and adds (and amends) a note.
+* An adjuster opens a workers' comp claim and sees both of its requests and their authorizations.
 * Keyboard alone: sign in and claim a task without the mouse.
 * Every page passes axe-core's WCAG 2.1 A/AA rules with no serious or critical violation, and each
   test saves screenshots under var/test-artifacts/workbench/.
@@ -23,6 +24,7 @@ import grpc
 import httpx2 as httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from ur.authorization.v1 import authorization_pb2
 from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2
 from ur.review.v1 import review_pb2
@@ -32,7 +34,7 @@ from services.workbench.adapters.access_log import member_reference
 from tests.e2e.browser import check_accessible, launch, screenshot
 from tests.e2e.conftest import Clients
 from tests.e2e.test_reviewer_flow import NURSE, PHYSICIAN, SUPERVISOR, line_of, submit_referred
-from tests.factories import fact
+from tests.factories import fact, lumbar_mri
 from tests.polling import wait_until
 
 Metadata = tuple[tuple[str, str | bytes], ...]
@@ -41,7 +43,7 @@ pytestmark = pytest.mark.e2e
 
 TOKENS = {"nurse": "dev-only-token-rn-alvarez", "other-nurse": "dev-only-token-rn-okafor",
           "physician": "dev-only-token-md-patel", "supervisor": "dev-only-token-sup-kim",
-          "case-manager": "dev-only-token-cm-ross"}
+          "case-manager": "dev-only-token-cm-ross", "adjuster": "dev-only-token-adj-chen"}
 CASE_MANAGER: Metadata = (("authorization", "Bearer dev-only-token-cm-ross"),)
 ACCESS_LOG_KEY = "e2e-access-log-key"
 
@@ -227,6 +229,49 @@ def test_a_case_manager_opens_a_member_and_adds_and_amends_a_note(browser: Brows
     assert mine[-1].amends == mine[-2].note_id
 
 
+def under_claim(claim_number: str) -> intake_pb2.SubmitRequestRequest:
+    """An approvable lumbar MRI for the sample injured worker, under ``claim_number``."""
+    message = lumbar_mri(meets=True, member_id="T-WC-0004", lob=types_pb2.LINE_OF_BUSINESS_WORKERS_COMP, state="CA")
+    wc = message.workers_comp
+    wc.claim_number, wc.employer = claim_number, "Harbor Freight Lines"
+    wc.date_of_injury.CopyFrom(types_pb2.Date(year=2026, month=11, day=3))
+    wc.adjuster.name, wc.adjuster.email = "J. Chen", "jchen@example.com"
+    wc.attorney.name = "L. Park, Esq."
+    message.member_contact.name = "Dana Reyes"
+    return message
+
+
+def test_an_adjuster_opens_a_claim_and_sees_its_requests_and_authorizations(
+        browser: Browser, workbench: str, platform: Platform, clients: Clients) -> None:
+    claim_number = f"WC-{uuid.uuid4().hex[:10].upper()}"
+    ids = [clients.intake.SubmitRequest(under_claim(claim_number), timeout=10).request.request_id for _ in range(2)]
+    for request_id in ids:
+        assert clients.settle(request_id).status == intake_pb2.REQUEST_STATUS_COMPLETE
+    issued = wait_until(lambda: [a for a in clients.authorization.ListMemberAuthorizations(
+        authorization_pb2.ListMemberAuthorizationsRequest(member_id="T-WC-0004"), timeout=10).authorizations
+        if a.request_id in ids], 60, what="both authorizations", until=lambda found: len(found) == 2)
+    adjuster = signed_in(browser, workbench, "adjuster")
+    adjuster.click("a:has-text('Claims')")
+    adjuster.wait_for_url(re.compile(r"/claims$"))
+    check_accessible(adjuster)
+    adjuster.fill("#claim-number", claim_number)
+    adjuster.click("button:has-text('Open claim')")
+    adjuster.wait_for_url(re.compile(f"/claims/{claim_number}$"))
+    text = adjuster.inner_text("main")
+    for shown in (claim_number, "Harbor Freight Lines", "2026-11-03", "Dana Reyes", "T-WC-0004", "J. Chen",
+                  "L. Park, Esq.", *(r[:8] for r in ids), *(a.authorization_number for a in issued)):
+        assert shown in text, shown
+    assert "Requests under the claim 2" in " ".join(adjuster.inner_text("#h-requests").split())
+    assert "Authorizations 2" in " ".join(adjuster.inner_text("#h-auths").split())
+    check_accessible(adjuster)
+    screenshot(adjuster, "13-adjuster-claim")
+    line = wait_until(lambda: [ln for ln in platform.log_path("workbench").read_text().splitlines()
+                               if '"page":"claim"' in ln and ids[0] in ln], 10,
+                      what="the access log line of the claim page", until=bool)[0]
+    assert '"reviewer":"adj-chen"' in line
+    assert ids[1] in line
+
+
 def test_keyboard_alone_signs_in_and_claims_from_the_queue(browser: Browser, workbench: str,
                                                            clients: Clients) -> None:
     submit_referred(clients)
@@ -301,7 +346,8 @@ class Reviewer:
         self.http.close()
 
 
-PAGES = ["/queue", "/supervisor", "/members", "/members/T-MA-0001", f"/tasks/{uuid.uuid4()}"]
+PAGES = ["/queue", "/supervisor", "/members", "/members/T-MA-0001", f"/tasks/{uuid.uuid4()}", "/claims",
+         "/claims/WC-CLAIM-88812"]
 ACTIONS = ["/queue/claim", f"/tasks/{uuid.uuid4()}/decide", f"/tasks/{uuid.uuid4()}/release",
            f"/tasks/{uuid.uuid4()}/peer-to-peer", f"/tasks/{uuid.uuid4()}/extend", "/supervisor/reassign",
            "/supervisor/release", "/members/T-MA-0001/notes", "/signout"]

@@ -23,8 +23,15 @@ from tests.fakes.common import FakeStore, FakeUnitOfWork
 R = TypeVar("R", RequestRecord, InformationRecord)
 
 
-def _with_key(records: Iterable[R], idempotency_key: str) -> R | None:
-    return next((r for r in records if r.idempotency_key == idempotency_key), None)
+def _with_key(records: Iterable[R], submitter: str, idempotency_key: str) -> R | None:
+    return next((r for r in records if r.submitter == submitter and r.idempotency_key == idempotency_key), None)
+
+
+def _newest(records: list[RequestRecord], limit: int, submitter: str | None) -> list[RequestRecord]:
+    """As the repository orders them: newest first, then by request id; only ``submitter``'s unless None."""
+    mine = sorted((r for r in records if submitter is None or r.submitter == submitter), key=lambda r: r.request_id)
+    mine.sort(key=lambda r: r.received_at, reverse=True)
+    return mine[:limit]
 
 
 class IntakeStore(FakeStore):
@@ -46,7 +53,7 @@ class FakeRequestRepository(ports.RequestRepository):
         self.store = store
 
     def add(self, record: RequestRecord) -> None:
-        if record.request_id in self.store.requests or _with_key(self.store.requests.values(),
+        if record.request_id in self.store.requests or _with_key(self.store.requests.values(), record.submitter,
                                                                   record.idempotency_key):
             raise DuplicateKey(f"request {record.request_id} (idempotency key {record.idempotency_key!r})")
         self.store.requests[record.request_id] = replace(
@@ -55,17 +62,17 @@ class FakeRequestRepository(ports.RequestRepository):
     def get(self, request_id: str, *, for_update: bool = False) -> RequestRecord | None:
         return self.store.requests.get(request_id)
 
-    def by_key(self, idempotency_key: str) -> RequestRecord | None:
-        return _with_key(self.store.requests.values(), idempotency_key)
+    def by_key(self, submitter: str, idempotency_key: str) -> RequestRecord | None:
+        return _with_key(self.store.requests.values(), submitter, idempotency_key)
 
     def get_many(self, request_ids: Sequence[str]) -> dict[str, RequestRecord]:
         return {rid: self.store.requests[rid] for rid in request_ids if rid in self.store.requests}
 
-    def of_member(self, member_id: str, limit: int) -> list[RequestRecord]:
-        mine = [r for r in self.store.requests.values() if r.member_id == member_id]
-        mine.sort(key=lambda r: r.request_id)
-        mine.sort(key=lambda r: r.received_at, reverse=True)
-        return mine[:limit]
+    def of_member(self, member_id: str, limit: int, submitter: str | None = None) -> list[RequestRecord]:
+        return _newest([r for r in self.store.requests.values() if r.member_id == member_id], limit, submitter)
+
+    def of_claim(self, claim_number: str, limit: int, submitter: str | None = None) -> list[RequestRecord]:
+        return _newest([r for r in self.store.requests.values() if r.claim_number == claim_number], limit, submitter)
 
     def _change(self, request_id: str, **values: object) -> None:
         record = self.store.requests.get(request_id)
@@ -148,12 +155,12 @@ class FakeInformationRepository(ports.InformationRepository):
 
     def add(self, record: InformationRecord) -> None:
         if record.information_id in self.store.information or _with_key(self.store.information.values(),
-                                                                         record.idempotency_key):
+                                                                         record.submitter, record.idempotency_key):
             raise DuplicateKey(f"information with idempotency key {record.idempotency_key!r}")
         self.store.information[record.information_id] = record
 
-    def by_key(self, idempotency_key: str) -> InformationRecord | None:
-        return _with_key(self.store.information.values(), idempotency_key)
+    def by_key(self, submitter: str, idempotency_key: str) -> InformationRecord | None:
+        return _with_key(self.store.information.values(), submitter, idempotency_key)
 
     def of_request(self, request_id: str) -> list[InformationRecord]:
         return sorted((r for r in self.store.information.values() if r.request_id == request_id),

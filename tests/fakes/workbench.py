@@ -21,9 +21,14 @@ PHYSICIAN = review_pb2.Reviewer(reviewer_id="md-1", name="Dr. One", role=review_
                                 credential="MD", active=True)
 SUPERVISOR = review_pb2.Reviewer(reviewer_id="sup-1", name="Sup One", role=review_pb2.REVIEWER_ROLE_SUPERVISOR,
                                  credential="RN", active=True)
-TOKENS = {"token-nurse-0000001": NURSE, "token-physician-001": PHYSICIAN, "token-supervisor-01": SUPERVISOR}
+ADJUSTER = review_pb2.Reviewer(reviewer_id="adj-1", name="Adjuster One", role=review_pb2.REVIEWER_ROLE_ADJUSTER,
+                               credential="WCCA", active=True)
+TOKENS = {"token-nurse-0000001": NURSE, "token-physician-001": PHYSICIAN, "token-supervisor-01": SUPERVISOR,
+          "token-adjuster-0001": ADJUSTER}
 REQUEST_ID = "11111111-2222-4333-8444-555555555555"
 TASK_ID = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+#: Who calls intake and authorization: the workbench itself (its service identity), never a reviewer.
+WORKBENCH = "svc-workbench"
 
 
 def a_task(task_id: str = TASK_ID, *, assigned_to: str = "rn-1", status: str = "claimed") -> review_pb2.TaskView:
@@ -46,7 +51,9 @@ def a_task(task_id: str = TASK_ID, *, assigned_to: str = "rn-1", status: str = "
 class FakePlatform(Platform):
     tasks: dict[str, review_pb2.TaskView] = field(default_factory=lambda: {TASK_ID: a_task()})
     decisions: list[tuple[str, review_pb2.DecideTaskRequest]] = field(default_factory=list)
-    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, reviewer id)
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, reviewer id or WORKBENCH)
+    claims: list[intake_pb2.RequestView] = field(default_factory=list)  # workers' comp requests, newest first
+    authorizations: list[types_pb2.Authorization] = field(default_factory=list)
 
     def _who(self, token: str, method: str) -> review_pb2.Reviewer:
         me = TOKENS.get(token)
@@ -117,16 +124,26 @@ class FakePlatform(Platform):
         return review_pb2.CaseNote(note_id="n1", member_id=member_id, author_id=me.reviewer_id, text=text)
 
     async def request(self, request_id: str) -> intake_pb2.RequestView:
+        self.calls.append(("request", WORKBENCH))
+        known = next((r for r in self.claims if r.request_id == request_id), None)
+        if known is not None:
+            return known
         view = intake_pb2.RequestView(request_id=request_id, member_id="M-1",
                                       line_of_business=types_pb2.LINE_OF_BUSINESS_COMMERCIAL)
         view.lines.add().line.CopyFrom(types_pb2.ServiceLine(line_number=1, procedure_code="72148", units=1))
         return view
 
     async def member_requests(self, member_id: str) -> Sequence[intake_pb2.RequestView]:
+        self.calls.append(("member_requests", WORKBENCH))
         return [await self.request(REQUEST_ID)]
 
+    async def claim_requests(self, claim_number: str) -> Sequence[intake_pb2.RequestView]:
+        self.calls.append(("claim_requests", WORKBENCH))
+        return [r for r in self.claims if r.workers_comp.claim_number == claim_number]
+
     async def member_authorizations(self, member_id: str) -> Sequence[types_pb2.Authorization]:
-        return []
+        self.calls.append(("member_authorizations", WORKBENCH))
+        return [a for a in self.authorizations if a.member_id == member_id]
 
 
 @dataclass

@@ -36,7 +36,7 @@ def test_build_wires_without_connecting_and_uses_the_injected_clock(make_databas
         with pytest.raises(RuntimeError, match="not started"):
             _ = runtime.port
         message = lumbar_mri()
-        result = app.handlers.submit(to_domain(message), message)
+        result = app.handlers.submit(to_domain(message), message, submitter="sample-clinic")
         assert result.record.received_at == PINNED
         # The unit of work's after_commit is the runtime's relay signal: a started relay publishes at once.
         assert runtime.wakeup.is_set()
@@ -52,7 +52,8 @@ def test_review_takes_its_collaborators_and_the_settings_files(make_database: Ca
         clock=lambda: PINNED, duplicates=duplicates)
     try:
         assert app.runtime.server is None
-        assert [name for name, _, _ in app.runtime.periodic] == ["deadline-monitor", "criteria-reload"]
+        assert [name for name, _, _ in app.runtime.periodic] == ["credentials-reload", "deadline-monitor",
+                                                                 "criteria-reload"]
         assert app.runtime.on_stop == []  # no gRPC client of authorization was made to be closed
         assert app.workflow.directory.whoami("rn-alvarez").name == "Maria Alvarez"  # seeded from the settings' file
     finally:

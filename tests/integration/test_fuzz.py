@@ -2,9 +2,11 @@
 
 Per service, MESSAGES inputs: valid requests with a few fields mutated and messages filled at
 random (tests/fuzzing.py: Unicode digits, control characters, NUL, huge and negative numbers, NaN,
-impossible dates, repeated fields thousands long), reviewer calls with a valid, a wrong or no
-token; then JUNK request bodies of random or corrupted bytes that parse, and JUNK that do not (each
-of those answered INVALID_ARGUMENT by the server's decoding step). Afterwards:
+impossible dates, repeated fields thousands long), with a valid, a wrong or no token (the servers
+run their access control, services/common/access.py, with the sample credentials); then JUNK
+request bodies of random or corrupted bytes that parse, and JUNK that do not (each of those sent by
+a caller the method admits, so that it reaches the server's decoding step, and answered
+INVALID_ARGUMENT there). Afterwards:
 
 - no call got INTERNAL or UNKNOWN (or another code that means the server broke);
 - nothing malformed is stored: every code column is printable ASCII, free text holds no control
@@ -27,7 +29,7 @@ import re
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -45,11 +47,15 @@ from ur.review.v1 import review_pb2
 
 from services.authorization import bootstrap as authorization_bootstrap
 from services.authorization.adapters import tables as authorization_tables
+from services.authorization.entrypoints.access import POLICY as AUTHORIZATION_POLICY
+from services.common.access import AccessPolicy
 from services.common.events import IncomingEvent
 from services.common.grpc_server import MAX_MESSAGE_BYTES, RunningServer, create_server
+from services.common.runtime import ServiceRuntime
 from services.common.settings import AuthorizationSettings, IntakeSettings, ReviewSettings
 from services.intake import bootstrap as intake_bootstrap
 from services.intake.adapters import tables as intake_tables
+from services.intake.entrypoints.access import POLICY as INTAKE_POLICY
 from services.intake.entrypoints.mapping import to_domain
 from services.review import bootstrap as review_bootstrap
 from services.review.adapters import tables as review_tables
@@ -57,10 +63,22 @@ from services.review.adapters.criteria_evaluator import LibraryEvaluator
 from services.review.adapters.criteria_loader import load_library
 from services.review.bootstrap import DEFAULT_CRITERIA_DIR
 from services.review.domain.criteria import PythonMatcher
+from services.review.entrypoints.access import POLICY as REVIEW_POLICY
 from tests.conftest import REPO
-from tests.factories import fact, lumbar_mri, submitted_event
+from tests.factories import VALID_NPI, fact, lumbar_mri, submitted_event
 from tests.fakes.review import NoDuplicates
 from tests.fuzzing import MessageFuzzer, parses
+from tests.identity import (
+    CLAIMS,
+    CLEARINGHOUSE,
+    CLINIC,
+    CREDENTIALS,
+    OPERATOR,
+    REVIEW_SERVICE,
+    WORKBENCH,
+    scopes_of,
+    token,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -73,9 +91,7 @@ CALL_TIMEOUT_S = 60.0
 BROKEN = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNIMPLEMENTED,
                     grpc.StatusCode.DATA_LOSS, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 SAMPLE = REPO / "deploy" / "sample"
-TOKENS = {"rn-alvarez": "dev-only-token-rn-alvarez", "rn-okafor": "dev-only-token-rn-okafor",
-          "adj-chen": "dev-only-token-adj-chen", "md-patel": "dev-only-token-md-patel",
-          "sup-kim": "dev-only-token-sup-kim", "cm-ross": "dev-only-token-cm-ross"}
+REVIEWERS = ("rn-alvarez", "rn-okafor", "adj-chen", "md-patel", "sup-kim", "cm-ross")
 PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -97,9 +113,11 @@ class Target:
     seeds: dict[str, list[Message]]
     #: ids the service knows, mixed into the random strings so that some calls find something
     known: list[str]
+    #: Who calls it (principals of the sample credentials; the first ones most often)
+    callers: tuple[str, ...]
+    policy: AccessPolicy
     #: String columns of free text (Unicode allowed, control characters not); every other is a code
     free_text: frozenset[str] = frozenset()
-    authenticated: bool = False
 
     def methods(self) -> list[str]:
         return [m.name for m in self.service.methods]
@@ -119,20 +137,23 @@ def _body(request: Message | bytes) -> bytes:
     return request if isinstance(request, bytes) else request.SerializeToString()
 
 
-def _serve(name: str, registrations: Sequence[object], engine: Engine, metadata: MetaData,
-           service: ServiceDescriptor, **rest: object) -> Target:
-    server = create_server("127.0.0.1:0", registrations)  # type: ignore[arg-type]
+def _serve(name: str, runtime: ServiceRuntime, metadata: MetaData, service: ServiceDescriptor,
+           **rest: object) -> Target:
+    """The service's servicer behind its own access control, as its runtime serves it."""
+    server = create_server("127.0.0.1:0", runtime.registrations, interceptors=runtime.interceptors)
     options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}", options=options)
-    return Target(name, service, server, channel, engine, metadata, **rest)  # type: ignore[arg-type]
+    return Target(name, service, server, channel, runtime.engine, metadata, **rest)  # type: ignore[arg-type]
 
 
 def _intake(url: str) -> Target:
-    app = intake_bootstrap.build(IntakeSettings(database_url=url, topic_prefix="fz",
-                                                members_seed=REPO / "tests" / "data" / "members.yaml"))
+    # No rate limit here: the limit is the access matrix's to test, and would refuse most of the fuzz.
+    app = intake_bootstrap.build(IntakeSettings(database_url=url, topic_prefix="fz", credentials_file=CREDENTIALS,
+                                                rate_per_s=0, members_seed=REPO / "tests" / "data" / "members.yaml"))
     submitted = [lumbar_mri(meets=meets) for meets in (True, False)]
-    ids = [app.handlers.submit(to_domain(m), m).record.request_id for m in submitted]
+    submitted[1].workers_comp.claim_number = "WC-FZ-0001"
+    ids = [app.handlers.submit(to_domain(m), m, submitter=CLINIC).record.request_id for m in submitted]
     info = intake_pb2.SubmitAdditionalInformationRequest(
         request_id=ids[0], idempotency_key="fuzz-info", note="PT notes attached",
         clinical_facts=[fact("conservative_therapy_weeks", 7.0, "weeks"), fact("imaging_done", True),
@@ -144,16 +165,25 @@ def _intake(url: str) -> Target:
         "SubmitAdditionalInformation": [info],
         "ListMemberRequests": [intake_pb2.ListMemberRequestsRequest(member_id=m, limit=10)
                                for m in ("T-MA-0001", "T-COM-0003")],
+        "ListClaimRequests": [intake_pb2.ListClaimRequestsRequest(claim_number="WC-FZ-0001", limit=10)],
+        "CancelRequest": [intake_pb2.CancelRequestRequest(request_id=i, requesting_npi=VALID_NPI, reason="moved")
+                          for i in ids],
+        "ReviseRequest": [intake_pb2.ReviseRequestRequest(request_id=ids[0], requesting_npi=VALID_NPI,
+                                                          revision=lumbar_mri(meets=True, key="fuzz-revision"))],
+        "FileAppeal": [intake_pb2.FileAppealRequest(
+            idempotency_key="fuzz-appeal", request_id=i, line_number=1, urgency=types_pb2.URGENCY_STANDARD,
+            appellant=intake_pb2.APPELLANT_MEMBER, appellant_name="A. Member", reason="please look again",
+            clinical_facts=[fact("conservative_therapy_weeks", 7.0, "weeks")]) for i in ids],
     }
-    return _serve("intake", app.runtime.registrations, app.runtime.engine, intake_tables.metadata,
+    return _serve("intake", app.runtime, intake_tables.metadata,
                   intake_pb2.DESCRIPTOR.services_by_name["IntakeService"], seeds=seeds, known=ids,
-                  free_text=frozenset({"requests.status_reason"}))
+                  callers=(CLINIC, CLINIC, CLINIC, CLEARINGHOUSE, WORKBENCH, "rn-alvarez"), policy=INTAKE_POLICY,
+                  free_text=frozenset({"requests.status_reason", "appeals.appellant_name", "appeals.reason"}))
 
 
 def _review(url: str) -> Target:
     app = review_bootstrap.build(
-        ReviewSettings(database_url=url, tokens_file=SAMPLE / "reviewer-tokens.dev.yaml",
-                       reviewers_seed=SAMPLE / "reviewers.yaml"),
+        ReviewSettings(database_url=url, credentials_file=CREDENTIALS, reviewers_seed=SAMPLE / "reviewers.yaml"),
         duplicates=NoDuplicates(), evaluator=LibraryEvaluator(load_library(DEFAULT_CRITERIA_DIR), PythonMatcher()))
     request_ids = []
     for i in range(24):
@@ -165,6 +195,7 @@ def _review(url: str) -> Target:
         request_ids.append(request_id)
     with app.runtime.engine.connect() as conn:
         task_ids = [str(t) for t in conn.execute(select(review_tables.review_tasks.c.task_id)).scalars()]
+        notice_ids = [str(n) for n in conn.execute(select(review_tables.notices.c.notice_id).limit(4)).scalars()]
     task = task_ids[0] if task_ids else str(uuid.uuid4())
     note = app.workflow.case_notes.add("cm-ross", "T-MA-0001", "Spoke with the member: PT starts Monday.", "")
     decide = review_pb2.DecideTaskRequest
@@ -203,15 +234,24 @@ def _review(url: str) -> Target:
                                                       amends=note.note_id),
                         review_pb2.AddCaseNoteRequest(member_id="T-COM-0001", text="Called the member.")],
         "ListCaseNotes": [review_pb2.ListCaseNotesRequest(member_id="T-MA-0001")],
+        "SetTaskUrgency": [review_pb2.SetTaskUrgencyRequest(task_id=t, urgency=types_pb2.URGENCY_EXPEDITED,
+                                                            reason="the member's symptoms worsened")
+                           for t in task_ids[:4]],
+        "GetNotice": [review_pb2.GetNoticeRequest(notice_id=n) for n in notice_ids],
+        "ListNotices": [*(review_pb2.ListNoticesRequest(request_id=r) for r in request_ids[:4]),
+                        review_pb2.ListNoticesRequest(member_id="T-MA-0001")],
+        "GetAppeal": [review_pb2.GetAppealRequest(appeal_id=str(uuid.uuid4()))],
     }
-    return _serve("review", app.runtime.registrations, app.runtime.engine, review_tables.metadata,
+    return _serve("review", app.runtime, review_tables.metadata,
                   review_pb2.DESCRIPTOR.services_by_name["ReviewService"], seeds=seeds,
-                  known=[*request_ids, *task_ids, *TOKENS, note.note_id, "T-MA-0001"], authenticated=True,
+                  known=[*request_ids, *task_ids, *notice_ids, *REVIEWERS, note.note_id, "T-MA-0001"],
+                  callers=(*REVIEWERS, OPERATOR), policy=REVIEW_POLICY,
                   free_text=frozenset({"reviewers.name", "reviewers.credential", "case_notes.author_name"}))
 
 
 def _authorization(url: str) -> Target:
-    app = authorization_bootstrap.build(AuthorizationSettings(database_url=url, topic_prefix="fz"))
+    app = authorization_bootstrap.build(AuthorizationSettings(database_url=url, topic_prefix="fz",
+                                                              credentials_file=CREDENTIALS))
     events = []
     for i in range(6):
         line = types_pb2.LineDetermination(line_number=1, procedure_code="72148",
@@ -231,10 +271,23 @@ def _authorization(url: str) -> Target:
         "ListMemberAuthorizations": [authorization_pb2.ListMemberAuthorizationsRequest(
             member_id="T-MA-0001", procedure_code="72148", overlaps_from=types_pb2.Date(year=2026, month=1, day=1),
             overlaps_to=types_pb2.Date(year=2027, month=12, day=31), active_only=True, limit=10)],
+        "CheckClaim": [authorization_pb2.CheckClaimRequest(claim=claim_line(n)) for n in numbers[:3]],
+        "ConsumeUnits": [authorization_pb2.ConsumeUnitsRequest(claim_line_id=f"fuzz-claim-{i}", claim=claim_line(n))
+                         for i, n in enumerate(numbers[:3])],
+        "GetAuthorizationMetrics": [authorization_pb2.GetAuthorizationMetricsRequest(
+            to=types_pb2.Date(year=2027, month=12, day=31))],
     }
-    return _serve("authorization", app.runtime.registrations, app.runtime.engine, authorization_tables.metadata,
+    return _serve("authorization", app.runtime, authorization_tables.metadata,
                   authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"], seeds=seeds,
-                  known=[*numbers, "T-MA-0001", "T-MA-0002"])
+                  known=[*numbers, "T-MA-0001", "T-MA-0002", "fuzz-claim-0"],
+                  callers=(CLAIMS, CLAIMS, OPERATOR, REVIEW_SERVICE, WORKBENCH), policy=AUTHORIZATION_POLICY)
+
+
+def claim_line(number: str) -> authorization_pb2.ClaimLine:
+    """A claim line an authorization of the fuzz's could cover (its number quoted)."""
+    return authorization_pb2.ClaimLine(member_id="T-MA-0001", servicing_npi=VALID_NPI, procedure_code="72148",
+                                       date_of_service=types_pb2.Date(year=2026, month=12, day=1), units=1,
+                                       authorization_number=number)
 
 
 BUILDERS: dict[str, Callable[[str], Target]] = {"intake": _intake, "review": _review,
@@ -320,13 +373,25 @@ def not_broken(method: str, code: grpc.StatusCode) -> bool:
     return code not in BROKEN
 
 
-def _credentials(rng: random.Random) -> tuple[tuple[str, str], ...] | None:
+def _credentials(rng: random.Random, target: Target) -> tuple[tuple[str, str], ...] | None:
+    """Mostly one of the target's callers (each may or may not hold the method's scope), else a
+    wrong token, a malformed header or none."""
     r = rng.random()
     if r < 0.8:
-        return (("authorization", f"Bearer {rng.choice(list(TOKENS.values()))}"),)
+        return (("authorization", f"Bearer {token(rng.choice(target.callers))}"),)
     if r < 0.9:
         return (("authorization", rng.choice(("Bearer nope-nope-nope-nope", "Basic abc", "Bearer ", "bearer"))),)
     return None
+
+
+def _admitted(rng: random.Random, target: Target, method: str) -> tuple[tuple[str, str], ...]:
+    """A caller the method admits (its scope), so that the call reaches the server's decoding step."""
+    rule = target.policy.rules[method]
+    scopes = scopes_of()
+    admitted = sorted({c for c in target.callers if scopes.get(c, frozenset()) & rule.scopes})
+    if not admitted:
+        raise AssertionError(f"{target.name}.{method}: none of {target.callers} may call it")
+    return (("authorization", f"Bearer {token(rng.choice(admitted))}"),)
 
 
 def message_calls(target: Target, seed: int, count: int) -> Iterator[Call]:
@@ -341,7 +406,7 @@ def message_calls(target: Target, seed: int, count: int) -> Iterator[Call]:
                    else fuzzer.fill(target.input_type(method)()))
         if message.ByteSize() > MAX_MESSAGE_BYTES // 2:  # over the server's limit is refused before any code runs
             message = fuzzer.fill(target.input_type(method)(), depth=3)
-        yield method, message, _credentials(rng) if target.authenticated else None
+        yield method, message, _credentials(rng, target)
 
 
 def junk_calls(target: Target, seed: int, count: int, *, parsable: bool) -> Iterator[Call]:
@@ -359,7 +424,7 @@ def junk_calls(target: Target, seed: int, count: int, *, parsable: bool) -> Iter
         body = fuzzer.junk(target.seeds.get(method, []))
         if parses(target.input_type(method), body) == parsable:
             made += 1
-            yield method, body, _credentials(rng) if target.authenticated else None
+            yield method, body, _credentials(rng, target) if parsable else _admitted(rng, target, method)
 
 
 # -- what was stored -----------------------------------------------------------------------------------
@@ -376,6 +441,8 @@ CODE_FIELDS_OF = frozenset({("ur.common.v1.ClinicalFact", "name")})
 STORED_MESSAGES: dict[str, type[Message]] = {
     "requests.payload": intake_pb2.SubmitRequestRequest,
     "additional_information.payload": intake_pb2.SubmitAdditionalInformationRequest,
+    "request_revisions.payload": intake_pb2.SubmitRequestRequest,
+    "appeals.payload": intake_pb2.FileAppealRequest,
     "requests.determination_header": types_pb2.Determination,
     "request_lines.determination": types_pb2.LineDetermination,
     "request_lines.authorization": types_pb2.Authorization,

@@ -53,7 +53,7 @@ def registrations(authorization: Any = None) -> list[Registration]:
         Registration(intake_pb2_grpc.add_IntakeServiceServicer_to_server, IntakeServicer(unreachable),
                      "ur.intake.v1.IntakeService"),
         Registration(review_pb2_grpc.add_ReviewServiceServicer_to_server,
-                     ReviewerServicer(unreachable, unreachable, None), "ur.review.v1.ReviewService"),
+                     ReviewerServicer(unreachable, unreachable), "ur.review.v1.ReviewService"),
         Registration(authorization_pb2_grpc.add_AuthorizationServiceServicer_to_server,
                      AuthorizationServicer(authorization or unreachable), "ur.authorization.v1.AuthorizationService"),
     ]

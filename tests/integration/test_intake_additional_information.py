@@ -23,12 +23,14 @@ from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 from services.common.events import IncomingEvent
 from services.common.grpc_server import RunningServer, create_server
 from services.common.settings import IntakeSettings
+from services.common.tls import open_channel
 from services.intake import bootstrap
 from services.intake.adapters import tables
 from services.intake.entrypoints.mapping import to_domain
 from services.intake.service_layer.handlers import IntakeHandlers
 from tests.conftest import REPO
 from tests.factories import fact, lumbar_mri
+from tests.identity import CLEARINGHOUSE, CLINIC, CREDENTIALS, as_, token
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
@@ -47,7 +49,7 @@ class Intake:
             return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
 
     def submit(self, message: intake_pb2.SubmitRequestRequest) -> str:
-        return self.handlers.submit(to_domain(message), message).record.request_id
+        return self.handlers.submit(to_domain(message), message, submitter=CLINIC).record.request_id
 
     def outbox(self) -> list[Row[Any]]:
         with self.engine.connect() as conn:
@@ -58,10 +60,13 @@ class Intake:
 @pytest.fixture
 def intake(make_database: Callable[[str], str]) -> Iterator[Intake]:
     app = bootstrap.build(IntakeSettings(database_url=make_database("intake"), topic_prefix="t",
-                                         members_seed=REPO / "tests" / "data" / "members.yaml"))
-    # The gRPC servicer as wired, without the runtime's Kafka side.
-    server: RunningServer = create_server("127.0.0.1:0", app.runtime.registrations)
-    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+                                         members_seed=REPO / "tests" / "data" / "members.yaml",
+                                         credentials_file=CREDENTIALS))
+    # The gRPC servicer as wired (its access control included), without the runtime's Kafka side;
+    # the calls are the clinic's, which submitted the requests.
+    server: RunningServer = create_server("127.0.0.1:0", app.runtime.registrations,
+                                          interceptors=app.runtime.interceptors)
+    channel = open_channel(f"127.0.0.1:{server.port}", token=token(CLINIC))
     try:
         yield Intake(app.runtime.engine, app.handlers, intake_pb2_grpc.IntakeServiceStub(channel))
     finally:
@@ -225,6 +230,19 @@ def test_unknown_request_is_not_found(intake: Intake) -> None:
     assert len(intake.outbox()) == 0
 
 
+def test_another_submitters_request_is_not_found_and_nobody_anonymous_gets_in(intake: Intake) -> None:
+    request_id = intake.submit(lumbar_mri(meets=False))
+    with pytest.raises(grpc.RpcError) as theirs:
+        intake.stub.SubmitAdditionalInformation(info(request_id), metadata=as_(CLEARINGHOUSE), timeout=10)
+    assert theirs.value.code() is grpc.StatusCode.NOT_FOUND
+    assert theirs.value.details() == f"no request {request_id!r}"  # what an unknown id gets
+    with pytest.raises(grpc.RpcError) as anonymous:
+        intake.stub.SubmitAdditionalInformation(info(request_id), metadata=(("authorization", ""),), timeout=10)
+    assert anonymous.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert intake.count(tables.additional_information) == 0
+    assert len(intake.outbox()) == 0
+
+
 def test_requests_not_under_review_are_failed_precondition(intake: Intake) -> None:
     ineligible = intake.submit(lumbar_mri(member_id="T-NOPE-0001"))
     decided = intake.submit(lumbar_mri())
@@ -242,7 +260,7 @@ def test_pended_and_in_review_requests_take_information(intake: Intake) -> None:
     in_review = intake.submit(lumbar_mri(meets=False))
     pended = intake.submit(lumbar_mri(meets=False))
     decide(intake, pended, queued=True)
-    assert intake.handlers.get(pended).status.value == "pended"
+    assert intake.handlers.get(pended, submitter=CLINIC).status.value == "pended"
     for request_id in (in_review, pended):
         assert not intake.stub.SubmitAdditionalInformation(info(request_id, key=f"k-{request_id}"),
                                                            timeout=10).replayed

@@ -25,6 +25,7 @@ from services.intake.entrypoints.mapping import information_to_domain, to_domain
 from services.intake.service_layer.handlers import IntakeHandlers
 from tests.conftest import REPO
 from tests.factories import fact, lumbar_mri
+from tests.identity import CLINIC
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ def intake(make_database: Callable[[str], str]) -> Iterator[Intake]:
 
 
 def submit(intake: Intake, message):  # type: ignore[no-untyped-def]
-    return intake.handlers.submit(to_domain(message), message)
+    return intake.handlers.submit(to_domain(message), message, submitter=CLINIC)
 
 
 def test_request_and_its_event_are_recorded_together(intake: Intake) -> None:
@@ -117,9 +118,9 @@ def test_events_apply_once_in_either_order(intake: Intake) -> None:
             outcome=types_pb2.LINE_OUTCOME_MEETS_CRITERIA)]))
     determination.determination.decided_at.GetCurrentTime()
     intake.handlers.handle_batch([_event("e-auth", auth)])  # the authorization overtakes the determination
-    assert intake.handlers.get(rid).status is RequestStatus.IN_REVIEW
+    assert intake.handlers.get(rid, submitter=CLINIC).status is RequestStatus.IN_REVIEW
     intake.handlers.handle_batch([_event("e-det", determination), _event("e-auth", auth)])
-    assert intake.handlers.get(rid).status is RequestStatus.COMPLETE
+    assert intake.handlers.get(rid, submitter=CLINIC).status is RequestStatus.COMPLETE
     # redelivery after a crash: harmless even if the row was changed since
     with intake.engine.begin() as conn:
         conn.execute(update(tables.request_lines).values(authorization_number="changed"))
@@ -136,7 +137,7 @@ def _info(request_id: str, key: str = "info-1", weeks: float = 7.0) -> intake_pb
 
 
 def add_info(intake: Intake, message: intake_pb2.SubmitAdditionalInformationRequest):  # type: ignore[no-untyped-def]
-    return intake.handlers.add_information(information_to_domain(message), message)
+    return intake.handlers.add_information(information_to_domain(message), message, submitter=CLINIC)
 
 
 def test_additional_information_is_recorded_and_forwarded_once(intake: Intake) -> None:

@@ -63,10 +63,12 @@ def test_probes_ask_grpc_health(documents: list[dict[str, Any]], service: str) -
     pod = _of_kind(documents, "Deployment")[f"ur-{service}"]["spec"]["template"]["spec"]
     [container] = pod["containers"]
     port = settings.DEFAULT_PORTS[service]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["grpc"]["port"] == port
+    # Over mutual TLS, which a kubelet gRPC probe cannot speak: services/cli/reflect.py health.
+    health = ["python", "-m", "services.cli.reflect", "health", f"127.0.0.1:{port}"]
+    for probe in ("startupProbe", "livenessProbe"):
+        assert container[probe]["exec"]["command"] == health
     # Ready while the API works (its database); a broker outage delays decisions, not answers.
-    assert container["readinessProbe"]["grpc"]["service"] == API_NAMES[service]
+    assert container["readinessProbe"]["exec"]["command"] == [*health, "--service", API_NAMES[service]]
 
 
 def test_review_reaches_every_authorization_pod(documents: list[dict[str, Any]]) -> None:

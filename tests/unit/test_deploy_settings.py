@@ -221,6 +221,17 @@ def test_k8s_passes_only_declared_settings(k8s: list[tuple[Path, dict[str, Any]]
     assert checked >= len(settings.SERVICES)
 
 
+def _probed_port(probe: dict[str, Any]) -> int | None:
+    """The port a probe asks the gRPC health service on: a kubelet gRPC probe's, or (TLS, which
+    those cannot speak) that of an exec probe running ``services.cli.reflect health HOST:PORT``."""
+    if "grpc" in probe:
+        return int(probe["grpc"]["port"])
+    command = [str(part) for part in (probe.get("exec") or {}).get("command") or []]
+    if command[:4] == ["python", "-m", "services.cli.reflect", "health"] and len(command) > 4:
+        return _port_of(command[4])
+    return None
+
+
 def test_k8s_ports_match_defaults(k8s: list[tuple[Path, dict[str, Any]]]) -> None:
     config = _config_keys(k8s)
     pod_ports: dict[tuple[str, str], tuple[str, dict[str, int]]] = {}  # (ns, app label) -> service, named ports
@@ -244,8 +255,7 @@ def test_k8s_ports_match_defaults(k8s: list[tuple[Path, dict[str, Any]]]) -> Non
             for probe_name in ("startupProbe", "readinessProbe", "livenessProbe"):
                 probe = container.get(probe_name)
                 assert probe, f"{where}: needs a gRPC {probe_name}"
-                assert "grpc" in probe, f"{where}: needs a gRPC {probe_name}"
-                assert probe["grpc"]["port"] == port, f"{where}: {probe_name} probes {probe['grpc']['port']}"
+                assert _probed_port(probe) == port, f"{where}: {probe_name} probes {_probed_port(probe)}"
             labels = document["spec"]["selector"]["matchLabels"]
             pod_ports[(namespace, labels.get("app.kubernetes.io/name", ""))] = (service, ports)
 

@@ -1,7 +1,8 @@
 """Who is acting, for the audit log: a small value that knows no transport.
 
 An audit entry names its actor as text: ``reviewer:<id>`` (review knows the reviewer behind a
-token), ``caller:<principal>`` (an authenticated caller of intake or authorization, issue 10),
+token), ``submitter:<principal>`` (intake knows who submitted a request and acts for them),
+``caller:<principal>`` (any other authenticated caller, issue 10),
 ``service:<name>`` (the service on its own: a consumer applying an event, the deadline monitor) or
 ``anonymous`` (a call from someone the server did not identify).
 
@@ -36,6 +37,11 @@ def service(name: str) -> str:
 def caller(principal: str) -> str:
     """An authenticated caller; a principal that is not a plain token is named by its digest."""
     return f"caller:{identifier(principal)}"
+
+
+def submitter(principal: str) -> str:
+    """The submitter of a request (intake knows it: the caller that submitted, issue 10)."""
+    return f"submitter:{identifier(principal)}"
 
 
 def current_actor() -> str | None:

@@ -32,13 +32,14 @@ def _bytes(value: bytes | memoryview | None) -> bytes | None:
 
 def _record(row: Row[Any], lines: Iterable[Row[Any]]) -> RequestRecord:
     return RequestRecord(
-        request_id=row.request_id, idempotency_key=row.idempotency_key, fingerprint=row.fingerprint,
+        request_id=row.request_id, submitter=row.submitter, idempotency_key=row.idempotency_key,
+        fingerprint=row.fingerprint,
         member_id=row.member_id, line_of_business=row.line_of_business, member_state=row.member_state,
         urgency=row.urgency, review_type=row.review_type, status=RequestStatus(row.status),
         status_reason=row.status_reason, received_at=ensure_utc(row.received_at), payload=bytes(row.payload),
         determination_id=row.determination_id,
         decided_at=ensure_utc(row.decided_at) if row.decided_at else None, decided_by=row.decided_by,
-        determination_header=_bytes(row.determination_header),
+        determination_header=_bytes(row.determination_header), claim_number=row.claim_number,
         lines=tuple(LineRecord(line_number=ln.line_number, procedure_code=ln.procedure_code, outcome=ln.outcome,
                                queued=bool(ln.queued), certified=bool(ln.certified),
                                determination=_bytes(ln.determination), authorization=_bytes(ln.authorization))
@@ -53,14 +54,14 @@ class SqlRequestRepository(ports.RequestRepository):
     def add(self, record: RequestRecord) -> None:
         with duplicate_keys_raised_as(f"request {record.request_id} (idempotency key {record.idempotency_key!r})"):
             self.conn.execute(t.requests.insert().values(
-                request_id=record.request_id, idempotency_key=record.idempotency_key,
+                request_id=record.request_id, submitter=record.submitter, idempotency_key=record.idempotency_key,
                 fingerprint=record.fingerprint, member_id=record.member_id,
                 line_of_business=record.line_of_business, member_state=record.member_state,
                 urgency=record.urgency, review_type=record.review_type, status=record.status.value,
                 status_reason=record.status_reason, received_at=record.received_at, payload=record.payload,
                 determination_id=record.determination_id, decided_at=record.decided_at,
                 decided_by=record.decided_by, determination_header=record.determination_header,
-                updated_at=record.received_at))
+                updated_at=record.received_at, claim_number=record.claim_number))
         if record.lines:
             self.conn.execute(t.request_lines.insert(), [
                 {"request_id": record.request_id, "line_number": ln.line_number,
@@ -82,8 +83,9 @@ class SqlRequestRepository(ports.RequestRepository):
             query = query.with_for_update()
         return self._one(query)
 
-    def by_key(self, idempotency_key: str) -> RequestRecord | None:
-        return self._one(select(t.requests).where(t.requests.c.idempotency_key == idempotency_key))
+    def by_key(self, submitter: str, idempotency_key: str) -> RequestRecord | None:
+        return self._one(select(t.requests).where(t.requests.c.submitter == submitter,
+                                                  t.requests.c.idempotency_key == idempotency_key))
 
     def get_many(self, request_ids: Sequence[str]) -> dict[str, RequestRecord]:
         if not request_ids:
@@ -97,9 +99,18 @@ class SqlRequestRepository(ports.RequestRepository):
             by_request.setdefault(ln.request_id, []).append(ln)
         return {r.request_id: _record(r, by_request.get(r.request_id, [])) for r in rows}
 
-    def of_member(self, member_id: str, limit: int) -> list[RequestRecord]:
-        ids = self.conn.execute(select(t.requests.c.request_id).where(t.requests.c.member_id == member_id)
-                                .order_by(t.requests.c.received_at.desc(), t.requests.c.request_id)
+    def of_member(self, member_id: str, limit: int, submitter: str | None = None) -> list[RequestRecord]:
+        return self._newest(select(t.requests.c.request_id).where(t.requests.c.member_id == member_id), limit,
+                            submitter)
+
+    def of_claim(self, claim_number: str, limit: int, submitter: str | None = None) -> list[RequestRecord]:
+        return self._newest(select(t.requests.c.request_id).where(t.requests.c.claim_number == claim_number),
+                            limit, submitter)
+
+    def _newest(self, query: Select[Any], limit: int, submitter: str | None) -> list[RequestRecord]:
+        if submitter is not None:
+            query = query.where(t.requests.c.submitter == submitter)
+        ids = self.conn.execute(query.order_by(t.requests.c.received_at.desc(), t.requests.c.request_id)
                                 .limit(limit)).scalars().all()
         found = self.get_many(list(ids))
         return [found[i] for i in ids]
@@ -216,13 +227,14 @@ class SqlInformationRepository(ports.InformationRepository):
     def add(self, record: InformationRecord) -> None:
         with duplicate_keys_raised_as(f"information with idempotency key {record.idempotency_key!r}"):
             self.conn.execute(t.additional_information.insert().values(
-                information_id=record.information_id, request_id=record.request_id,
+                information_id=record.information_id, request_id=record.request_id, submitter=record.submitter,
                 idempotency_key=record.idempotency_key, fingerprint=record.fingerprint, payload=record.payload,
                 received_at=record.received_at))
 
-    def by_key(self, idempotency_key: str) -> InformationRecord | None:
-        row = self.conn.execute(select(t.additional_information).where(
-            t.additional_information.c.idempotency_key == idempotency_key)).first()
+    def by_key(self, submitter: str, idempotency_key: str) -> InformationRecord | None:
+        info = t.additional_information
+        row = self.conn.execute(select(info).where(info.c.submitter == submitter,
+                                                   info.c.idempotency_key == idempotency_key)).first()
         return None if row is None else _information(row)
 
     def of_request(self, request_id: str) -> list[InformationRecord]:
@@ -233,7 +245,7 @@ class SqlInformationRepository(ports.InformationRepository):
 
 
 def _information(row: Row[Any]) -> InformationRecord:
-    return InformationRecord(information_id=row.information_id, request_id=row.request_id,
+    return InformationRecord(information_id=row.information_id, request_id=row.request_id, submitter=row.submitter,
                              idempotency_key=row.idempotency_key, fingerprint=row.fingerprint,
                              payload=bytes(row.payload), received_at=ensure_utc(row.received_at))
 

@@ -42,7 +42,10 @@ coverages = Table(
 requests = Table(
     "requests", metadata,
     Column("request_id", String(36), primary_key=True),
-    Column("idempotency_key", String(100), nullable=False, unique=True),
+    # The principal that submitted it (the credentials file's id); "" for requests from before
+    # callers were authenticated, which only readers of every request see.
+    Column("submitter", String(100), nullable=False, server_default=""),
+    Column("idempotency_key", String(100), nullable=False),
     Column("fingerprint", String(64), nullable=False),
     Column("member_id", String(40), nullable=False, index=True),
     Column("line_of_business", String(30), nullable=True),
@@ -60,8 +63,11 @@ requests = Table(
     # ur.common.v1.Determination without its lines (decider, clock), as received.
     Column("determination_header", LargeBinary, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Workers' comp: the submission's workers_comp.claim_number (NULL for none), for the claim's view.
+    Column("claim_number", String(40), nullable=True, index=True),
 )
 Index("ix_requests_status_received", requests.c.status, requests.c.received_at)
+UniqueConstraint(requests.c.submitter, requests.c.idempotency_key, name="uq_requests_submitter_key")
 
 request_lines = Table(
     "request_lines", metadata,
@@ -82,12 +88,16 @@ additional_information = Table(
     "additional_information", metadata,
     Column("information_id", String(36), primary_key=True),
     Column("request_id", String(36), ForeignKey("requests.request_id"), nullable=False, index=True),
-    Column("idempotency_key", String(100), nullable=False, unique=True),
+    Column("submitter", String(100), nullable=False, server_default=""),
+    Column("idempotency_key", String(100), nullable=False),
     Column("fingerprint", String(64), nullable=False),
     # ur.intake.v1.SubmitAdditionalInformationRequest as received.
     Column("payload", LargeBinary, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
+
+UniqueConstraint(additional_information.c.submitter, additional_information.c.idempotency_key,
+                 name="uq_additional_information_submitter_key")
 
 # Revisions of requests under review (migration 0004).
 request_revisions = Table(

@@ -10,7 +10,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from services.common.errors import FieldViolation
 from services.intake.domain.codes import is_icd10cm, is_npi, is_procedure_code, is_state
@@ -35,6 +35,9 @@ _MEMBER = re.compile(r"[A-Za-z0-9-]{1,40}")
 _PLAN = re.compile(r"[\x20-\x7e]{1,40}")
 _MODIFIER = re.compile(r"[A-Z0-9]{2}")
 _FACT_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# A workers' comp claim number: printable ASCII without spaces (carriers write "WC-2026-000123",
+# "12/34567-A"), as long as the column that indexes it.
+_CLAIM_NUMBER = re.compile(r"[\x21-\x7e]{1,40}")
 _REQUEST_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 # A number fact with one of these units, or without a unit and a name ending in it, is a duration:
@@ -106,6 +109,11 @@ class PriorAuthRequest:
     # X12 UM02: "initial" (default), "extension" or "renewal" of related_authorization_number, ...
     certification_type: str = "initial"
     related_authorization_number: str = ""
+    # Workers' comp: the date of injury the claim names. Out of repr, so out of the fingerprint: the
+    # fingerprints of requests recorded before it was checked stay what they were.
+    injury_date: YMD | None = field(default=None, repr=False)
+    # Workers' comp: the claim number ("" for none); out of the fingerprint like the injury date.
+    claim_number: str = field(default="", repr=False)
 
     def fingerprint(self) -> str:
         """Identity of the payload (everything but the idempotency key) for replay detection."""
@@ -157,7 +165,22 @@ def validate(req: PriorAuthRequest) -> list[FieldViolation]:
     _validate_lines(req, bad)
     _validate_facts(req, bad)
     _validate_certification(req, bad)
+    _validate_claim(req, bad)
     return v
+
+
+def _validate_claim(req: PriorAuthRequest, bad: _Bad) -> None:
+    if req.injury_date is not None and _date(req.injury_date) is None:
+        bad("workers_comp.date_of_injury", f"{_ymd_text(req.injury_date)} is not a calendar date between {MIN_YEAR} "
+                                           f"and {MAX_YEAR}")
+    if req.claim_number and not is_claim_number(req.claim_number):
+        bad("workers_comp.claim_number", f"{shown(req.claim_number)} is not 1-40 printable ASCII characters "
+                                         "without spaces")
+
+
+def is_claim_number(value: str) -> bool:
+    """Whether ``value`` has the shape of a workers' comp claim number a request may carry."""
+    return bool(_CLAIM_NUMBER.fullmatch(value))
 
 
 def is_request_id(value: str) -> bool:

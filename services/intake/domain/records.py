@@ -23,10 +23,13 @@ class LineRecord:
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """A submitted request: its identity, the submission as received (``payload``:
-    ur.intake.v1.SubmitRequestRequest with wait_ms cleared), where it stands, and its lines."""
+    """A submitted request: its identity, who submitted it (``submitter``: the authenticated principal,
+    the only caller besides readers of every request who may see it), the submission as received
+    (``payload``: ur.intake.v1.SubmitRequestRequest with wait_ms cleared), where it stands, and its lines.
+    Idempotency keys are the submitter's own: two submitters may use the same key."""
 
     request_id: str
+    submitter: str
     idempotency_key: str
     fingerprint: str  # PriorAuthRequest.fingerprint(): tells a replay from a conflicting reuse of the key
     member_id: str
@@ -43,6 +46,7 @@ class RequestRecord:
     decided_at: dt.datetime | None = None
     decided_by: str | None = None
     determination_header: bytes | None = None  # ur.common.v1.Determination without its lines
+    claim_number: str | None = None  # workers' comp: the submission's workers_comp.claim_number, if any
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class InformationRecord:
 
     information_id: str
     request_id: str
+    submitter: str  # who sent it: the request's submitter (keys are each submitter's own)
     idempotency_key: str
     fingerprint: str  # AdditionalInformation.fingerprint()
     payload: bytes

@@ -66,6 +66,8 @@ def to_domain(msg: intake_pb2.SubmitRequestRequest) -> PriorAuthRequest:
         facts=tuple(_fact(f) for f in msg.clinical_facts),
         certification_type=to_name(CERTIFICATION, msg.certification_type) or "initial",
         related_authorization_number=msg.related_authorization_number,
+        injury_date=_ymd(msg.workers_comp.date_of_injury, msg.workers_comp.HasField("date_of_injury")),
+        claim_number=msg.workers_comp.claim_number,
     )
 
 

@@ -19,6 +19,7 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2
 
+from services.common.audit import actor as actors
 from services.common.audit.chain import AuditRecord, RefValue
 from services.common.audit.recording import record_views
 from services.common.errors import (
@@ -52,6 +53,7 @@ from services.intake.domain.model import (
     RequestStatus,
     check_eligibility,
     derive_status,
+    is_claim_number,
     is_request_id,
     shown,
     validate,
@@ -182,14 +184,15 @@ class IntakeHandlers:
 
     # -- commands ------------------------------------------------------------------------------
     def submit(self, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
-               wait_ms: int = 0) -> SubmitResult:
-        """Record the request (or replay the one its idempotency key names) and, with ``wait_ms``, wait
-        in this thread until it settles, at most ``min(wait_ms, max_wait_ms)`` from now."""
+               wait_ms: int = 0, *, submitter: str) -> SubmitResult:
+        """Record ``submitter``'s request (or replay the one its idempotency key names: keys are each
+        submitter's own) and, with ``wait_ms``, wait in this thread until it settles, at most
+        ``min(wait_ms, max_wait_ms)`` from now."""
         deadline = time.monotonic() + self._wait_s(wait_ms)
         request_id = str(uuid.uuid4())
         waiter = self._waiters.register(request_id) if wait_ms > 0 else None
         try:
-            result, settles_later = self._accept(request_id, req, submitted, wait_ms)
+            result, settles_later = self._accept(request_id, req, submitted, wait_ms, submitter)
             while waiter is not None and settles_later and (remaining := deadline - time.monotonic()) > 0:
                 waiter.wait(min(remaining, self._poll_s))
                 result, settles_later = self._reread(result)
@@ -199,7 +202,7 @@ class IntakeHandlers:
         return result
 
     async def submit_async(self, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest, wait_ms: int,
-                           offload: Offload) -> SubmitResult:
+                           offload: Offload, *, submitter: str) -> SubmitResult:
         """:meth:`submit` for a caller on an event loop: the database work runs through ``offload`` and
         the wait is awaited, holding no thread. The wait is bounded from now (receipt): the answer
         comes within ``min(wait_ms, max_wait_ms)`` plus one bounded read of the request
@@ -209,7 +212,7 @@ class IntakeHandlers:
         request_id = str(uuid.uuid4())
         waiter = self._waiters.register(request_id, loop) if wait_ms > 0 else None
         try:
-            result, settles_later = await offload(self._accept, request_id, req, submitted, wait_ms)
+            result, settles_later = await offload(self._accept, request_id, req, submitted, wait_ms, submitter)
             while waiter is not None and settles_later and (remaining := deadline - time.monotonic()) > 0:
                 await waiter.wait_async(min(remaining, self._poll_s))
                 try:
@@ -226,7 +229,7 @@ class IntakeHandlers:
         return max(0, min(wait_ms, self._max_wait_ms)) / 1000
 
     def _accept(self, request_id: str, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
-                wait_ms: int) -> tuple[SubmitResult, bool]:
+                wait_ms: int, submitter: str) -> tuple[SubmitResult, bool]:
         """Validate and record the request as ``request_id`` (or find the submission its key replays);
         the answer, and whether it is still to settle (worth waiting for)."""
         violations = one_per_field(validate(req), self._fact_units(req.facts))
@@ -236,11 +239,11 @@ class IntakeHandlers:
             raise ValidationFailed(violations)
         fingerprint = req.fingerprint()
         try:
-            record = self._record(request_id, req, submitted, fingerprint)
+            record = self._record(request_id, req, submitted, fingerprint, submitter)
         except DuplicateKey:
             # The key is taken: a replay (or a conflict), perhaps by a concurrent submission.
             # Inserting first keeps the common path to one transaction.
-            replay = self._replay(req.idempotency_key, fingerprint)
+            replay = self._replay(submitter, req.idempotency_key, fingerprint)
             if replay is None:
                 raise
             return replay, False
@@ -258,9 +261,9 @@ class IntakeHandlers:
     def _fact_units(self, facts: Sequence[ClinicalFact]) -> list[FieldViolation]:
         return unit_violations(facts, self._facts) if self._facts is not None else []
 
-    def _replay(self, key: str, fingerprint: str) -> SubmitResult | None:
+    def _replay(self, submitter: str, key: str, fingerprint: str) -> SubmitResult | None:
         with self._uow().read_only() as uow:
-            existing = uow.requests.by_key(key)
+            existing = uow.requests.by_key(submitter, key)
         if existing is None:
             return None
         if existing.fingerprint != fingerprint:
@@ -270,7 +273,7 @@ class IntakeHandlers:
         return SubmitResult(existing, replayed=True)
 
     def _record(self, request_id: str, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
-                fingerprint: str) -> RequestRecord:
+                fingerprint: str, submitter: str) -> RequestRecord:
         """Check eligibility and record the request (and, if eligible, its event) in one transaction."""
         now = self._now()
         stored = intake_pb2.SubmitRequestRequest()
@@ -282,11 +285,13 @@ class IntakeHandlers:
             eligibility = check_eligibility(req, member.coverages if member else (), member is not None)
             status = RequestStatus.IN_REVIEW if eligibility.eligible else RequestStatus.INELIGIBLE
             record = RequestRecord(
-                request_id=request_id, idempotency_key=req.idempotency_key, fingerprint=fingerprint,
+                request_id=request_id, submitter=submitter, idempotency_key=req.idempotency_key,
+                fingerprint=fingerprint,
                 member_id=req.member_id, line_of_business=req.line_of_business, member_state=req.member_state,
                 urgency=req.urgency, review_type=req.review_type, status=status,
                 status_reason="" if eligibility.eligible else eligibility.reason, received_at=now,
-                payload=payload, lines=tuple(LineRecord(line.line_number, line.procedure_code) for line in req.lines))
+                payload=payload, lines=tuple(LineRecord(line.line_number, line.procedure_code) for line in req.lines),
+                claim_number=req.claim_number or None)
             uow.requests.add(record)
             announced = ""
             if eligibility.eligible:
@@ -295,39 +300,40 @@ class IntakeHandlers:
                 uow.publish(event)
                 announced = event.event_id
             uow.audit(AuditRecord("request.submitted", request_id, {"status": status.value, "lines": len(req.lines)},
-                                  event_id=announced, member_id=req.member_id))
+                                  event_id=announced, member_id=req.member_id, actor=actors.submitter(submitter)))
             uow.commit()
-        logger.info("request %s recorded: %s (%d lines)", request_id, status.value, len(req.lines))
+        logger.info("request %s recorded for %s: %s (%d lines)", request_id, submitter, status.value, len(req.lines))
         return record
 
-    def add_information(self, info: AdditionalInformation,
-                        submitted: intake_pb2.SubmitAdditionalInformationRequest) -> InformationResult:
+    def add_information(self, info: AdditionalInformation, submitted: intake_pb2.SubmitAdditionalInformationRequest,
+                        *, submitter: str) -> InformationResult:
         """Record additional facts for a request under review and forward them to review, in one
-        transaction. Same key and payload: the original answer, even once the request is decided;
+        transaction. Only the request's submitter may: another's request is NotFound, exactly as an
+        unknown one. Same key and payload: the original answer, even once the request is decided;
         same key, other payload (or another request): IdempotencyConflict."""
         violations = one_per_field(validate_information(info), self._fact_units(info.facts))
         if violations:
             raise ValidationFailed(violations)
         fingerprint = info.fingerprint()
         try:
-            return self._record_information(info, submitted, fingerprint)
+            return self._record_information(info, submitted, fingerprint, submitter)
         except DuplicateKey:
             # The key was recorded by a concurrent call after this one looked for it: answer as it did.
-            replay = self._information_replay(info, fingerprint)
+            replay = self._information_replay(info, fingerprint, submitter)
             if replay is None:
                 raise
             return replay
 
     def _record_information(self, info: AdditionalInformation,
                             submitted: intake_pb2.SubmitAdditionalInformationRequest,
-                            fingerprint: str) -> InformationResult:
+                            fingerprint: str, submitter: str) -> InformationResult:
         now = self._now()
         with self._uow() as uow:
-            previous = uow.information.by_key(info.idempotency_key)
+            previous = uow.information.by_key(submitter, info.idempotency_key)
             if previous is not None:
                 return _information_answer(info, fingerprint, previous)
             record = uow.requests.get(info.request_id, for_update=True)
-            if record is None:
+            if record is None or record.submitter != submitter:
                 raise NotFound(f"no request {shown(info.request_id)}")
             if record.status not in (RequestStatus.IN_REVIEW, RequestStatus.PENDED):
                 raise FailedPrecondition(
@@ -336,7 +342,8 @@ class IntakeHandlers:
                     "information")
             information_id = str(uuid.uuid4())
             uow.information.add(InformationRecord(
-                information_id=information_id, request_id=info.request_id, idempotency_key=info.idempotency_key,
+                information_id=information_id, request_id=info.request_id, submitter=submitter,
+                idempotency_key=info.idempotency_key,
                 fingerprint=fingerprint, payload=submitted.SerializeToString(), received_at=now))
             event = events_pb2.AdditionalInformationReceived(
                 request_id=info.request_id, information_id=information_id,
@@ -346,56 +353,80 @@ class IntakeHandlers:
             uow.publish(outgoing)
             uow.audit(AuditRecord("information.received", info.request_id, {
                 "information_id": information_id, "count": len(info.facts)}, event_id=outgoing.event_id,
-                member_id=record.member_id))
+                member_id=record.member_id, actor=actors.submitter(submitter)))
             uow.commit()
         logger.info("additional information %s for request %s: %d facts", information_id, info.request_id,
                     len(info.facts))
         return InformationResult(information_id, now, replayed=False)
 
-    def _information_replay(self, info: AdditionalInformation, fingerprint: str) -> InformationResult | None:
+    def _information_replay(self, info: AdditionalInformation, fingerprint: str,
+                            submitter: str) -> InformationResult | None:
         with self._uow().read_only() as uow:
-            previous = uow.information.by_key(info.idempotency_key)
+            previous = uow.information.by_key(submitter, info.idempotency_key)
         return None if previous is None else _information_answer(info, fingerprint, previous)
 
     # -- queries -------------------------------------------------------------------------------
-    def get(self, request_id: str) -> RequestRecord:
-        return self.get_with_information(request_id)[0]
+    def get(self, request_id: str, *, submitter: str | None) -> RequestRecord:
+        return self.get_with_information(request_id, submitter=submitter)[0]
 
-    def get_with_information(self, request_id: str) -> tuple[RequestRecord, list[InformationRecord]]:
-        """The request and the additional information received for it, oldest first; NotFound for an
+    def get_with_information(self, request_id: str, *,
+                             submitter: str | None) -> tuple[RequestRecord, list[InformationRecord]]:
+        """The request and the additional information received for it, oldest first. NotFound for an
         unknown id, or one that no request can have (without asking the database, which refuses some
-        strings outright: PostgreSQL text holds no NUL)."""
+        strings outright: PostgreSQL text holds no NUL). With a ``submitter``, only a request it
+        submitted: another's is NotFound, with the words an unknown id gets, so that nothing tells the
+        two apart; None reads every submitter's. The view is recorded in the audit log."""
+        record, information, _ = self.get_story(request_id, submitter=submitter)
+        return record, information
+
+    def get_story(self, request_id: str, *, submitter: str | None
+                  ) -> tuple[RequestRecord, list[InformationRecord], list[AppealRecord]]:
+        """The request, the additional information received for it and the appeals of its lines; whose
+        requests may be read as :meth:`get_with_information` says."""
         if not is_request_id(request_id):
             raise NotFound(f"no request {shown(request_id)}")
         with self._uow().read_only() as uow:
             record = uow.requests.get(request_id)
-            if record is None:
-                raise NotFound(f"no request {shown(request_id)}")
-            information = uow.information.of_request(request_id)
-        record_views(self._uow, [_viewed(record)])
-        return record, information
-
-    def get_story(self, request_id: str) -> tuple[RequestRecord, list[InformationRecord], list[AppealRecord]]:
-        """The request, the additional information received for it and the appeals of its lines."""
-        with self._uow().read_only() as uow:
-            record = uow.requests.get(request_id)
-            if record is None:
+            if record is None or (submitter is not None and record.submitter != submitter):
                 raise NotFound(f"no request {shown(request_id)}")
             story = record, uow.information.of_request(request_id), uow.appeals.of_request(request_id)
-        record_views(self._uow, [_viewed(record)])
+        record_views(self._uow, [_viewed(record, submitter)])
         return story
 
-    def of_member(self, member_id: str, limit: int) -> list[RequestRecord]:
-        """The member's requests, newest first; ``limit`` 0 means 50, at most 200."""
+    def of_member(self, member_id: str, limit: int, *, submitter: str | None) -> list[RequestRecord]:
+        """The member's requests, newest first; ``limit`` 0 means 50, at most 200. With a ``submitter``,
+        only those it submitted; None: every submitter's. Each request shown is a view in the audit log."""
         if not 0 <= limit <= MAX_MEMBER_REQUESTS:
             raise ValidationFailed([FieldViolation("limit", f"between 1 and {MAX_MEMBER_REQUESTS} (0 means 50)")])
         if not member_id.strip():
             raise ValidationFailed([FieldViolation("member_id", "required")])
         with self._uow().read_only() as uow:
-            found = uow.requests.of_member(member_id.strip(), limit or 50)
+            found = uow.requests.of_member(member_id.strip(), limit or 50, submitter)
         # One entry per request shown; a search that found none still tells whom it was about.
-        record_views(self._uow, [_viewed(r) for r in found] or [
-            AuditRecord("request.listed", refs={"count": 0}, member_id=member_id.strip())])
+        record_views(self._uow, [_viewed(r, submitter) for r in found] or [
+            AuditRecord("request.listed", refs={"count": 0}, member_id=member_id.strip(), actor=_reader(submitter))])
+        return found
+
+    def of_claim(self, claim_number: str, limit: int, *, submitter: str | None) -> list[RequestRecord]:
+        """The requests under a workers' comp claim, newest first; ``limit`` and ``submitter`` as for
+        :meth:`of_member`. A claim number no request can carry (not 1-40 printable ASCII characters
+        without spaces) is refused rather than looked up."""
+        violations: list[FieldViolation] = []
+        if not 0 <= limit <= MAX_MEMBER_REQUESTS:
+            violations.append(FieldViolation("limit", f"between 1 and {MAX_MEMBER_REQUESTS} (0 means 50)"))
+        if not claim_number:
+            violations.append(FieldViolation("claim_number", "required"))
+        elif not is_claim_number(claim_number):
+            violations.append(FieldViolation("claim_number", f"{shown(claim_number)} is not 1-40 printable ASCII "
+                                                             "characters without spaces"))
+        if violations:
+            raise ValidationFailed(violations)
+        with self._uow().read_only() as uow:
+            found = uow.requests.of_claim(claim_number, limit or 50, submitter)
+        # The claim number is the injured worker's: an opaque reference, as a member id would be.
+        record_views(self._uow, [_viewed(r, submitter) for r in found] or [
+            AuditRecord("request.listed", refs={"count": 0, "page": "claim"}, member_id=claim_number,
+                        actor=_reader(submitter))])
         return found
 
     # -- events --------------------------------------------------------------------------------
@@ -455,9 +486,14 @@ def _information_answer(info: AdditionalInformation, fingerprint: str,
     return InformationResult(previous.information_id, previous.received_at, replayed=True)
 
 
-def _viewed(record: RequestRecord) -> AuditRecord:
+def _reader(submitter: str | None) -> str:
+    """Who reads: the submitter reading its own requests, else the caller (left to the unit of work)."""
+    return actors.submitter(submitter) if submitter is not None else ""
+
+
+def _viewed(record: RequestRecord, submitter: str | None) -> AuditRecord:
     return AuditRecord("request.viewed", record.request_id, {"status": record.status.value},
-                       member_id=record.member_id)
+                       member_id=record.member_id, actor=_reader(submitter))
 
 
 def _applied(event: IncomingEvent, record: RequestRecord) -> AuditRecord:
@@ -589,20 +625,22 @@ def _line_rights(line: LineRecord) -> LineRights | None:
 
 
 class RequestChanger:
-    """The submitter's changes to a request under review, and appeals of its adverse lines."""
+    """The submitter's changes to a request under review, and appeals of its adverse lines. Only the
+    request's submitter (the authenticated caller that submitted it) may: another's request is
+    NotFound, exactly as an unknown one, before anything else is looked at."""
 
     def __init__(self, uow_factory: Callable[[], IntakeUnitOfWork], topics: Topics, *, clock: Clock) -> None:
         self._uow = uow_factory
         self._topics = topics
         self._now = clock
 
-    def cancel(self, request_id: str, requesting_npi: str, reason: str) -> RequestRecord:
+    def cancel(self, request_id: str, requesting_npi: str, reason: str, *, submitter: str) -> RequestRecord:
         """Withdraw a request still under review (see the gRPC contract); cancelling again answers again."""
         if len(reason) > 300:
             raise ValidationFailed([FieldViolation("reason", "at most 300 characters")])
         now = self._now()
         with self._uow() as uow:
-            record = _found(uow, request_id)
+            record = _found(uow, request_id, submitter)
             submitted = intake_pb2.SubmitRequestRequest.FromString(record.payload)
             check_submitter(requesting_npi, submitted.requesting_provider.npi)
             if record.status is RequestStatus.CANCELLED:
@@ -616,13 +654,14 @@ class RequestChanger:
             outgoing = OutgoingEvent(topic=self._topics.request_updated, key=record.request_id, message=event)
             uow.publish(outgoing)
             uow.audit(AuditRecord("request.cancelled", record.request_id, {"status": "cancelled"},
-                                  event_id=outgoing.event_id, member_id=record.member_id))
+                                  event_id=outgoing.event_id, member_id=record.member_id,
+                                  actor=actors.submitter(submitter)))
             uow.commit()
             logger.info("request %s cancelled by %s", record.request_id, requesting_npi.strip())
-            return _found(uow, request_id)
+            return _found(uow, request_id, submitter)
 
     def revise(self, request_id: str, requesting_npi: str, revision: PriorAuthRequest,
-               submitted: intake_pb2.SubmitRequestRequest) -> tuple[RequestRecord, bool]:
+               submitted: intake_pb2.SubmitRequestRequest, *, submitter: str) -> tuple[RequestRecord, bool]:
         """Revise a request still under review: (the request, whether this replays an earlier call)."""
         violations = [FieldViolation(f"revision.{v.field}", v.description) for v in validate(revision)]
         if violations:
@@ -630,13 +669,13 @@ class RequestChanger:
         fingerprint = hashlib.sha256(f"{request_id}:{revision.fingerprint()}".encode()).hexdigest()
         now = self._now()
         with self._uow() as uow:
+            record = _found(uow, request_id, submitter)
             previous = uow.revisions.by_key(revision.idempotency_key)
             if previous is not None:
                 if previous.fingerprint != fingerprint:
                     raise IdempotencyConflict(f"idempotency key {revision.idempotency_key!r} was already used for "
                                               "another revision; use a new key")
-                return _found(uow, request_id), True
-            record = _found(uow, request_id)
+                return record, True
             original = intake_pb2.SubmitRequestRequest.FromString(record.payload)
             check_submitter(requesting_npi, original.requesting_provider.npi)
             check_changeable(record.status, record.status_reason, decided_lines(record), "revised")
@@ -661,24 +700,27 @@ class RequestChanger:
             uow.publish(outgoing)
             uow.audit(AuditRecord("request.revised", record.request_id, {
                 "revision_id": revision_id, "lines": len(revision.lines)}, event_id=outgoing.event_id,
-                member_id=record.member_id))
+                member_id=record.member_id, actor=actors.submitter(submitter)))
             uow.commit()
             logger.info("request %s revised (%s)", record.request_id, revision_id)
-            return _found(uow, request_id), False
+            return _found(uow, request_id, submitter), False
 
-    def file_appeal(self, filing: AppealFiling, submitted: intake_pb2.FileAppealRequest) -> tuple[AppealRecord, bool]:
+    def file_appeal(self, filing: AppealFiling, submitted: intake_pb2.FileAppealRequest, *,
+                    submitter: str) -> tuple[AppealRecord, bool]:
         """Record an appeal of an adverse line and send it to review: (the appeal, whether replayed)."""
         _check_filing(filing)
         fingerprint = filing.fingerprint()
         now = self._now()
         with self._uow() as uow:
+            # The request first: a replay's fingerprint names it, so an appeal replayed is of a request
+            # the caller submitted.
+            record = _found(uow, filing.request_id, submitter)
             previous = uow.appeals.by_key(filing.idempotency_key)
             if previous is not None:
                 if previous.fingerprint != fingerprint:
                     raise IdempotencyConflict(f"idempotency key {filing.idempotency_key!r} was already used for "
                                               "another appeal; use a new key")
                 return previous, True
-            record = _found(uow, filing.request_id)
             line = next((ln for ln in record.lines if ln.line_number == filing.line_number), None)
             if line is None:
                 raise ValidationFailed([FieldViolation("line_number", f"request {record.request_id} has no line "
@@ -704,17 +746,20 @@ class RequestChanger:
             uow.publish(outgoing)
             uow.audit(AuditRecord("appeal.filed", record.request_id, {
                 "appeal_id": appeal.appeal_id, "line": appeal.line_number, "urgency": appeal.urgency},
-                event_id=outgoing.event_id, member_id=record.member_id))
+                event_id=outgoing.event_id, member_id=record.member_id, actor=actors.submitter(submitter)))
             uow.commit()
         logger.info("appeal %s of request %s line %d filed by the %s", appeal.appeal_id, appeal.request_id,
                     appeal.line_number, appeal.appellant)
         return appeal, False
 
 
-def _found(uow: IntakeUnitOfWork, request_id: str) -> RequestRecord:
+def _found(uow: IntakeUnitOfWork, request_id: str, submitter: str) -> RequestRecord:
+    """``submitter``'s request ``request_id``, locked; NotFound for an unknown one and for another's alike."""
+    if not is_request_id(request_id.strip()):
+        raise NotFound(f"no request {shown(request_id)}")
     record = uow.requests.get(request_id.strip(), for_update=True)
-    if record is None:
-        raise NotFound(f"no request {request_id!r}")
+    if record is None or record.submitter != submitter:
+        raise NotFound(f"no request {shown(request_id)}")
     return record
 
 

@@ -30,8 +30,8 @@ __all__ = ["AppealRepository", "Clock", "InformationRepository", "IntakeUnitOfWo
 class RequestRepository(abc.ABC):
     @abc.abstractmethod
     def add(self, record: RequestRecord) -> None:
-        """Store a new request with its lines. Raises ``DuplicateKey`` if its idempotency key (or
-        request id) is taken; the unit of work must then be abandoned (rolled back)."""
+        """Store a new request with its lines. Raises ``DuplicateKey`` if its submitter's idempotency
+        key (or the request id) is taken; the unit of work must then be abandoned (rolled back)."""
 
     @abc.abstractmethod
     def get(self, request_id: str, *, for_update: bool = False) -> RequestRecord | None:
@@ -39,16 +39,22 @@ class RequestRepository(abc.ABC):
         transaction ends where the store supports row locks (concurrent writers queue)."""
 
     @abc.abstractmethod
-    def by_key(self, idempotency_key: str) -> RequestRecord | None:
-        """The request submitted under this idempotency key."""
+    def by_key(self, submitter: str, idempotency_key: str) -> RequestRecord | None:
+        """The request ``submitter`` submitted under this idempotency key (keys are per submitter)."""
 
     @abc.abstractmethod
     def get_many(self, request_ids: Sequence[str]) -> dict[str, RequestRecord]:
         """Request id → request, for those of ``request_ids`` that exist."""
 
     @abc.abstractmethod
-    def of_member(self, member_id: str, limit: int) -> list[RequestRecord]:
-        """The member's requests, newest first (then by request id), at most ``limit``."""
+    def of_member(self, member_id: str, limit: int, submitter: str | None = None) -> list[RequestRecord]:
+        """The member's requests, newest first (then by request id), at most ``limit``; only those
+        ``submitter`` submitted unless it is None."""
+
+    @abc.abstractmethod
+    def of_claim(self, claim_number: str, limit: int, submitter: str | None = None) -> list[RequestRecord]:
+        """The requests under this workers' comp claim (their ``claim_number``), newest first (then by
+        request id), at most ``limit``; only those ``submitter`` submitted unless it is None."""
 
     @abc.abstractmethod
     def apply(self, changes: RequestChanges) -> None:
@@ -96,12 +102,12 @@ class AppealRepository(abc.ABC):
 class InformationRepository(abc.ABC):
     @abc.abstractmethod
     def add(self, record: InformationRecord) -> None:
-        """Store additional information. Raises ``DuplicateKey`` if its idempotency key (or id) is
-        taken; the unit of work must then be abandoned (rolled back)."""
+        """Store additional information. Raises ``DuplicateKey`` if its submitter's idempotency key (or
+        its id) is taken; the unit of work must then be abandoned (rolled back)."""
 
     @abc.abstractmethod
-    def by_key(self, idempotency_key: str) -> InformationRecord | None:
-        """The information recorded under this idempotency key; times in UTC."""
+    def by_key(self, submitter: str, idempotency_key: str) -> InformationRecord | None:
+        """The information ``submitter`` sent under this idempotency key; times in UTC."""
 
     @abc.abstractmethod
     def of_request(self, request_id: str) -> list[InformationRecord]:

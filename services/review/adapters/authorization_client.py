@@ -10,6 +10,7 @@ import grpc
 from ur.authorization.v1 import authorization_pb2, authorization_pb2_grpc
 from ur.common.v1 import types_pb2
 
+from services.common.credentials import TokenSource
 from services.common.errors import TransientError
 from services.common.tls import TransportSecurity, open_channel
 from services.review.service_layer.ports import DuplicateChecker, LineQuery
@@ -22,17 +23,20 @@ def _pb_date(d: dt.date) -> types_pb2.Date:
 class GrpcDuplicateChecker(DuplicateChecker):
     """Asks the authorization service; unavailability is transient (the event is retried)."""
 
-    def __init__(self, target: str, timeout_s: float = 5.0, security: TransportSecurity | None = None) -> None:
-        """``security``: TLS (with this service's client certificate, when it has one); None: plaintext."""
+    def __init__(self, target: str, timeout_s: float = 5.0, security: TransportSecurity | None = None,
+                 token: TokenSource | None = None) -> None:
+        """``security``: TLS (with this service's client certificate, when it has one); None: plaintext.
+        ``token``: review's bearer token (UR_GRPC_TOKEN_FILE); None: its client certificate identifies it."""
         self._target = target
         self._timeout_s = timeout_s
         self._security = security
+        self._token = token
         self._channel: grpc.Channel | None = None
         self._stub: authorization_pb2_grpc.AuthorizationServiceStub | None = None
 
     def _client(self) -> authorization_pb2_grpc.AuthorizationServiceStub:
         if self._stub is None:
-            self._channel = open_channel(self._target, self._security)
+            self._channel = open_channel(self._target, self._security, token=self._token)
             self._stub = authorization_pb2_grpc.AuthorizationServiceStub(self._channel)
         return self._stub
 
@@ -57,7 +61,8 @@ class GrpcDuplicateChecker(DuplicateChecker):
                 for other in calls:
                     if other is not None:
                         other.cancel()
-                raise TransientError(f"authorization service at {self._target}: {exc.code().name}") from exc
+                raise TransientError(f"authorization service at {self._target}: {exc.code().name}: "
+                                     f"{exc.details()}") from exc
             results.append(_overlaps(lines, response.authorizations))
         return results
 

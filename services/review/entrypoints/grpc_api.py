@@ -9,9 +9,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ur.common.v1 import types_pb2
 from ur.review.v1 import review_pb2, review_pb2_grpc
 
-from services.common.auth import TokenDirectory
+from services.common.access import current_caller
 from services.common.clock import ensure_utc
-from services.common.errors import FailedPrecondition, FieldViolation, Unauthenticated, ValidationFailed
+from services.common.errors import FailedPrecondition, FieldViolation, ValidationFailed
 from services.common.grpc_errors import translate_errors
 from services.common.proto_enums import to_name, to_number
 from services.review.domain import workflow as wf
@@ -235,19 +235,18 @@ def appeal_to_proto(a: Appeal) -> review_pb2.Appeal:
 
 
 class ReviewerServicer(ReviewServicer):
-    """ReviewService with the reviewer workflow: every workflow call authenticates its caller."""
+    """ReviewService with the reviewer workflow. The access interceptor (entrypoints/access.py) has
+    authenticated every call and let only reviewers (``review:work``) through to the workflow's
+    methods; the caller's principal is their reviewer id, and the workflow checks their role."""
 
-    def __init__(self, handlers: ReviewHandlers, workflow: ReviewWorkflow, tokens: TokenDirectory | None,
+    def __init__(self, handlers: ReviewHandlers, workflow: ReviewWorkflow,
                  renderer: NoticeRenderer | None = None) -> None:
         super().__init__(handlers)
         self._workflow = workflow
-        self._tokens = tokens
         self._renderer = renderer
 
     def _principal(self, context: grpc.ServicerContext) -> str:
-        if self._tokens is None:
-            raise Unauthenticated("reviewer identity is not configured on this server (UR_REVIEW_TOKENS_FILE)")
-        return self._tokens.authenticate(context)
+        return current_caller().principal
 
     @translate_errors
     def WhoAmI(self, request: review_pb2.WhoAmIRequest, context: grpc.ServicerContext) -> review_pb2.Reviewer:  # noqa: N802

@@ -1,9 +1,12 @@
 """The services over gRPC (grpc.aio), one channel each, as the workbench's Platform port.
 
 The signed-in reviewer's token travels as ``authorization: Bearer <token>`` metadata on every
-review call; review authenticates it and decides. A failed call comes back as the platform's
-service error with the server's message (the reverse of services/common/grpc_errors.py), so pages
-can show reviewers exactly why something was refused.
+review call; review authenticates it and decides. Intake and authorization are read with the
+workbench's own service token (UR_GRPC_TOKEN_FILE: a principal with ``requests:read-all`` and
+``authorizations:read``), and only for what review has just shown the reviewer (see
+services/workbench/service_layer/pages.py). A failed call comes back as the platform's service
+error with the server's message (the reverse of services/common/grpc_errors.py), so pages can show
+reviewers exactly why something was refused.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2, intake_pb2_grpc
 from ur.review.v1 import review_pb2, review_pb2_grpc
 
+from services.common.credentials import TokenSource, bearer
 from services.common.errors import FieldViolation, ServiceError, Unavailable, ValidationFailed
 from services.common.grpc_errors import STATUS_OF
 from services.common.grpc_telemetry import aio_client_interceptors
+from services.common.tls import TransportSecurity, channel_options
 from services.workbench.service_layer.ports import Platform
 
 T = TypeVar("T")
@@ -59,15 +64,30 @@ class GrpcPlatform(Platform):
     """Channels to intake, review and authorization, opened on first use (a grpc.aio channel
     belongs to the event loop it was made on: the server's); :meth:`close` closes them."""
 
-    def __init__(self, intake: str, review: str, authorization: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, intake: str, review: str, authorization: str, *, timeout_s: float = 10.0,
+                 security: TransportSecurity | None = None, token: TokenSource | None = None) -> None:
+        """``security``: TLS (None: plaintext); ``token``: the workbench's own, for intake and authorization."""
         self._targets = (intake, review, authorization)
         self._channels: list[grpc.aio.Channel] = []
         self._timeout = timeout_s
+        self._security = security
+        self._token = token
 
     def _open(self) -> None:
         if not self._channels:
-            self._channels = [grpc.aio.insecure_channel(t, interceptors=aio_client_interceptors())
-                              for t in self._targets]
+            options = channel_options()
+            interceptors = aio_client_interceptors()
+            if self._security is None:
+                self._channels = [grpc.aio.insecure_channel(t, options=options, interceptors=interceptors)
+                                  for t in self._targets]
+            else:
+                credentials = self._security.channel_credentials()
+                self._channels = [grpc.aio.secure_channel(t, credentials, options=options, interceptors=interceptors)
+                                  for t in self._targets]
+
+    def _own(self) -> tuple[tuple[str, str], ...]:
+        """The workbench's own credentials (none: its client certificate alone identifies it)."""
+        return bearer(self._token) if self._token is not None else ()
 
     @property
     def _intake(self) -> intake_pb2_grpc.IntakeServiceAsyncStub:
@@ -165,15 +185,22 @@ class GrpcPlatform(Platform):
     # -- intake and authorization ------------------------------------------------------------------
     async def request(self, request_id: str) -> intake_pb2.RequestView:
         reply: intake_pb2.GetRequestResponse = await self._call(lambda: self._intake.GetRequest(
-            intake_pb2.GetRequestRequest(request_id=request_id), timeout=self._timeout))
+            intake_pb2.GetRequestRequest(request_id=request_id), metadata=self._own(), timeout=self._timeout))
         return reply.request
 
     async def member_requests(self, member_id: str) -> Sequence[intake_pb2.RequestView]:
         reply = await self._call(lambda: self._intake.ListMemberRequests(
-            intake_pb2.ListMemberRequestsRequest(member_id=member_id), timeout=self._timeout))
+            intake_pb2.ListMemberRequestsRequest(member_id=member_id), metadata=self._own(), timeout=self._timeout))
+        return list(reply.requests)
+
+    async def claim_requests(self, claim_number: str) -> Sequence[intake_pb2.RequestView]:
+        reply = await self._call(lambda: self._intake.ListClaimRequests(
+            intake_pb2.ListClaimRequestsRequest(claim_number=claim_number), metadata=self._own(),
+            timeout=self._timeout))
         return list(reply.requests)
 
     async def member_authorizations(self, member_id: str) -> Sequence[types_pb2.Authorization]:
         reply = await self._call(lambda: self._authorization.ListMemberAuthorizations(
-            authorization_pb2.ListMemberAuthorizationsRequest(member_id=member_id), timeout=self._timeout))
+            authorization_pb2.ListMemberAuthorizationsRequest(member_id=member_id), metadata=self._own(),
+            timeout=self._timeout))
         return list(reply.authorizations)

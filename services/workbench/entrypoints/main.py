@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     tracing.configure("workbench", config.otlp_traces_endpoint, config.trace_sample_ratio)
     try:
         asyncio.run(serve(config))
+    except ConfigurationError as exc:  # a file a setting names (UR_GRPC_TOKEN_FILE) cannot be used
+        return configuration_error("workbench", exc)
     except MetricsBindError as exc:
         logger.error("workbench failed to start: %s", exc)
         return EXIT_FAILED

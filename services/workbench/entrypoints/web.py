@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -413,6 +413,26 @@ class Workbench:
         me.flashes.append(("success", "Note added."))
         return RedirectResponse(f"/members/{member_id}#notes", status_code=303)
 
+    # -- workers' comp claims ----------------------------------------------------------------------
+    async def claims(self, request: Request) -> Response:
+        me = self.session_of(request)
+        if me is None:
+            return self.to_signin(request)
+        claim_number = request.query_params.get("claim_number", "").strip()
+        if claim_number:
+            return RedirectResponse(f"/claims/{quote(claim_number, safe='')}", status_code=303)
+        return self.render(request, "claims.html", {}, me=me)
+
+    async def claim(self, request: Request) -> Response:
+        me = self.session_of(request)
+        if me is None:
+            return self.to_signin(request)
+        try:
+            page = await self.pages.claim(me, request.path_params["claim_number"])
+        except ServiceError as exc:
+            return self.error_page(request, me, exc)
+        return self.render(request, "claim.html", {"page": page}, me=me)
+
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -514,6 +534,9 @@ def create_app(workbench: Workbench, *, lifespan: Lifespan | None = None,
         Route("/members", w.members),
         Route("/members/{member_id}", w.member),
         Route("/members/{member_id}/notes", w.add_note, methods=["POST"]),
+        Route("/claims", w.claims),
+        # A claim number may hold a "/" (printable ASCII): the rest of the path is the claim number.
+        Route("/claims/{claim_number:path}", w.claim),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -1,7 +1,15 @@
 """What each page shows, gathered from the services, and the access log entry of every page that
 shows patient data. The workbench holds no domain rule: what a reviewer may do is review's to say
 (refusals come back as service errors); the role checks here only decide which controls a page
-offers, so a nurse is never shown a deny button the server would refuse anyway."""
+offers, so a nurse is never shown a deny button the server would refuse anyway.
+
+What a reviewer may see of intake and authorization. Those services know the workbench (its own
+service identity, allowed to read every request and authorization), not the reviewer; so the
+workbench reads them only for what review has just shown the reviewer with the reviewer's own
+token: a task's request and its member's authorizations after review answered GetTask for that
+task, a member's requests and authorizations after review answered ListMemberTasks for that member
+(which any signed-in reviewer may, as review's access policy says). A token review refuses sees
+nothing from intake or authorization either."""
 
 from __future__ import annotations
 
@@ -93,6 +101,27 @@ class MemberPage:
     may_write_notes: bool
 
 
+@dataclass(frozen=True)
+class ClaimPage:
+    """A workers' comp claim as its adjuster follows it: the claim as its newest request states it
+    (``claim``: employer, date of injury, adjuster, attorney), the injured worker(s) (member id and
+    name, newest first: a claim has one, but requests are the submitters' word), every request under
+    the claim, the authorizations issued for them and their open tasks."""
+
+    claim_number: str
+    claim: types_pb2.WorkersCompClaim
+    workers: list[tuple[str, str]]  # (member id, name as the request's member contact gives it)
+    requests: list[intake_pb2.RequestView]
+    authorizations: list[types_pb2.Authorization]
+    tasks: list[review_pb2.ReviewTask]
+
+    def authorization_of(self, request_id: str, line_number: int) -> types_pb2.Authorization | None:
+        """The authorization issued for the request's line, as authorization knows it (units used and
+        remaining), or None."""
+        return next((a for a in self.authorizations if a.request_id == request_id and a.line_number == line_number),
+                    None)
+
+
 def decisions_for(role: int) -> frozenset[str]:
     """Which decision controls to offer (review enforces the same table: services/review/domain/workflow.py)."""
     if role in NURSE_LEVEL:
@@ -162,12 +191,41 @@ class Pages:
 
     async def member(self, me: Session, member_id: str) -> MemberPage:
         member_id = member_id.strip()
-        requests, authorizations, tasks, notes = await asyncio.gather(
-            self._platform.member_requests(member_id), self._platform.member_authorizations(member_id),
-            self._platform.member_tasks(me.token, member_id), self._platform.case_notes(me.token, member_id))
+        # Review first, as the reviewer: only once it has answered are intake and authorization asked.
+        tasks, notes = await asyncio.gather(self._platform.member_tasks(me.token, member_id),
+                                            self._platform.case_notes(me.token, member_id))
+        requests, authorizations = await asyncio.gather(self._platform.member_requests(member_id),
+                                                        self._platform.member_authorizations(member_id))
         if not (requests or authorizations or tasks or notes):
             raise NotFound(f"nothing on file for member {member_id}")
         self._viewed(me, "member", member_ids=[member_id], request_ids=[r.request_id for r in requests],
                      task_ids=[t.task_id for t in tasks])
         return MemberPage(member_id, list(requests), list(authorizations), list(tasks), list(notes),
                           may_write_notes=me.role in (CASE_MANAGER, *NURSE_LEVEL))
+
+    async def claim(self, me: Session, claim_number: str) -> ClaimPage:
+        """The claim's page, for any reviewer review accepts (as a member's page is): review answers
+        first with the reviewer's own token, then intake lists the claim's requests, then review the
+        open tasks of their members (the reviewer's token again) and authorization their
+        authorizations. Only the claim's own requests' tasks and authorizations are shown; NotFound
+        when no request is under the claim."""
+        claim_number = claim_number.strip()
+        await self._platform.whoami(me.token)
+        requests = list(await self._platform.claim_requests(claim_number))
+        if not requests:
+            raise NotFound(f"no request is under claim {claim_number}")
+        members = list(dict.fromkeys(r.member_id for r in requests))
+        tasks = await asyncio.gather(*(self._platform.member_tasks(me.token, m) for m in members))
+        authorizations = await asyncio.gather(*(self._platform.member_authorizations(m) for m in members))
+        ids = {r.request_id for r in requests}
+        open_tasks = sorted((t for found in tasks for t in found if t.request_id in ids),
+                            key=lambda t: (t.due_at.seconds, t.due_at.nanos))
+        issued = [a for found in authorizations for a in found if a.request_id in ids]
+        names: dict[str, str] = {}
+        for r in reversed(requests):  # oldest first: the newest request's name wins
+            names[r.member_id] = r.member_contact.name or names.get(r.member_id, "")
+        stated = next((r.workers_comp for r in requests if r.HasField("workers_comp")), types_pb2.WorkersCompClaim())
+        self._viewed(me, "claim", member_ids=members, request_ids=[r.request_id for r in requests],
+                     task_ids=[t.task_id for t in open_tasks])
+        return ClaimPage(claim_number, stated, [(m, names.get(m, "")) for m in members], requests, issued,
+                         open_tasks)

@@ -70,12 +70,17 @@ class Platform(abc.ABC):
     @abc.abstractmethod
     async def add_case_note(self, token: str, member_id: str, text: str, amends: str) -> review_pb2.CaseNote: ...
 
-    # -- intake and authorization (no reviewer identity yet: issue 10) -----------------------------
+    # -- intake and authorization, as the workbench (its service identity; see service_layer/pages.py) ----
     @abc.abstractmethod
     async def request(self, request_id: str) -> intake_pb2.RequestView: ...
 
     @abc.abstractmethod
     async def member_requests(self, member_id: str) -> Sequence[intake_pb2.RequestView]: ...
+
+    @abc.abstractmethod
+    async def claim_requests(self, claim_number: str) -> Sequence[intake_pb2.RequestView]:
+        """The workers' comp claim's requests, newest first; ValidationFailed for a claim number no
+        request can carry."""
 
     @abc.abstractmethod
     async def member_authorizations(self, member_id: str) -> Sequence[types_pb2.Authorization]: ...

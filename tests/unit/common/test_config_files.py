@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from services.common.auth import TokenFileError, load_tokens, token_digest
 from services.common.config_files import ConfigFileError, load_yaml
+from services.common.credentials import CredentialsFileError, load_credentials
 from services.common.errors import ConfigurationError
 from services.intake.adapters.seed import SeedError, read_members
 from services.review.adapters.criteria_loader import CriteriaError, load_criteria
@@ -48,7 +48,7 @@ def test_an_impossible_date_is_refused_with_its_line() -> None:
 
 # Every loader of a file a service reads: (loader, its error, a file with a key given twice).
 LOADERS: list[tuple[Callable[[Path], Any], type[ConfigFileError], str]] = [
-    (load_tokens, TokenFileError, "tokens:\n  - principal: a\n    principal: b\n"),
+    (load_credentials, CredentialsFileError, "principals:\n  - id: a\n    id: b\n"),
     (load_reviewers, ReviewerFileError, "reviewers: []\nreviewers: []\n"),
     (read_members, SeedError, "members: []\nmembers: []\n"),
     (load_no_prior_auth, PolicyFileError, "version: '1'\nentries: []\nentries: []\n"),
@@ -67,45 +67,6 @@ def test_every_loader_refuses_duplicate_keys_and_reports_file_field_problem(
         load(tmp_path / "absent.yaml")
     with pytest.raises(error, match=r"^file\.yaml: not valid YAML: "):
         load(write(tmp_path, "a: [1, 2\n"))
-
-
-# -- tokens ----------------------------------------------------------------------------------------------
-
-
-def test_the_sample_tokens_load_as_digests() -> None:
-    directory = load_tokens(SAMPLE / "reviewer-tokens.dev.yaml")
-    assert directory.principal("dev-only-token-rn-alvarez") == "rn-alvarez"
-    assert all(len(d) == 64 for d in directory.principals_by_digest)
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("tokens:\n  - {principal: a, token: short-secret}\n", "file.yaml: tokens[0].token: at least 16 characters"),
-    ("tokens:\n  - {principal: a, token_sha256: abc}\n", "file.yaml: tokens[0].token_sha256: not a SHA-256 hex digest"),
-    ("tokens:\n  - {principal: a}\n",
-     "file.yaml: tokens[0]: give exactly one of 'token' (development) or 'token_sha256'"),
-    ("tokens:\n  - {token: a-long-enough-secret}\n", "file.yaml: tokens[0].principal: is required"),
-    ("tokens:\n  - {principal: a, token: a-long-enough-secret, role: x}\n",
-     "file.yaml: tokens[0].role: unknown key (allowed: principal, token, token_sha256)"),
-    ("tokens:\n  - {principal: a, token: 12345678901234567890}\n",
-     "file.yaml: tokens[0].token: expected text, got a number"),
-    ("tokens: {a: b}\n", "file.yaml: tokens: expected a list, got a mapping"),
-    ("[]\n", "file.yaml: expected a mapping, got a list"),
-    ("tokens:\n  - {principal: a, token: a-long-enough-secret}\n  - {principal: b, token: a-long-enough-secret}\n",
-     "file.yaml: tokens[1]: the same token as tokens[0]"),
-])
-def test_a_bad_tokens_file_is_refused_precisely_without_echoing_secrets(tmp_path: Path, text: str,
-                                                                        expected: str) -> None:
-    with pytest.raises(TokenFileError) as caught:
-        load_tokens(write(tmp_path, text))
-    assert str(caught.value) == expected
-    for secret in ("short-secret", "a-long-enough-secret", "12345678901234567890"):
-        assert secret not in str(caught.value)
-
-
-def test_a_digest_is_accepted_in_either_case(tmp_path: Path) -> None:
-    digest = token_digest("a-long-enough-secret").upper()
-    directory = load_tokens(write(tmp_path, f"tokens:\n  - {{principal: a, token_sha256: {digest}}}\n"))
-    assert directory.principal("a-long-enough-secret") == "a"
 
 
 # -- reviewers -------------------------------------------------------------------------------------------

@@ -40,7 +40,10 @@ def test_defaults_are_the_documented_ones(tmp_path: Path, monkeypatch: pytest.Mo
     assert review.lease_s == 900.0
     assert review.at_risk_fraction == 0.2
     assert review.auto_migrate is True
-    assert review.tokens_file is None
+    assert review.credentials_file is None
+    assert review.credentials_reload_s == 5.0
+    assert review.grpc_token_file is None
+    assert load(IntakeSettings).rate_per_s == 50.0
     assert review.criteria_dir is None
     assert review.database == f"sqlite:///{(tmp_path / 'review.db').resolve()}"
     assert review.topics.request_submitted == "ur.intake.request-submitted.v1"
@@ -50,10 +53,10 @@ def test_defaults_are_the_documented_ones(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_values_are_read_as_their_types(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tokens = tmp_path / "tokens.yaml"
-    tokens.write_text("tokens: []\n")
+    tokens = tmp_path / "credentials.yaml"
+    tokens.write_text("principals: []\n")
     for name, value in {"UR_REVIEW_LEASE_S": "60", "UR_REVIEW_AT_RISK_FRACTION": "0.25", "UR_AUTO_MIGRATE": "0",
-                        "UR_LOG_LEVEL": "debug", "UR_REVIEW_TOKENS_FILE": str(tokens),
+                        "UR_LOG_LEVEL": "debug", "UR_CREDENTIALS_FILE": str(tokens),
                         "UR_REVIEW_DATABASE_URL": "postgresql+psycopg://u:p@db:5432/review",
                         "KAFKA_BOOTSTRAP_SERVERS": "k1:9092, k2:9092", "UR_REVIEW_GOLD_CARD_MIN_REQUESTS": "3",
                         "UR_REVIEW_CRITERIA_RELOAD_S": "0"}.items():
@@ -63,7 +66,7 @@ def test_values_are_read_as_their_types(tmp_path: Path, monkeypatch: pytest.Monk
     assert review.at_risk_fraction == 0.25
     assert review.auto_migrate is False
     assert review.log_level == "DEBUG"
-    assert review.tokens_file == tokens
+    assert review.credentials_file == tokens
     assert review.database == "postgresql+psycopg://u:p@db:5432/review"
     assert review.kafka_bootstrap_servers == "k1:9092,k2:9092"
     assert review.gold_card_min_requests == 3
@@ -92,8 +95,10 @@ def test_an_empty_value_means_the_default(monkeypatch: pytest.MonkeyPatch) -> No
     ("KAFKA_BOOTSTRAP_SERVERS", "k1:9092,,k2", "KAFKA_BOOTSTRAP_SERVERS: expected host:port, got 'k2'"),
     ("UR_TOPIC_PREFIX", "my topics", "UR_TOPIC_PREFIX: letters, digits, '.', '_' and '-' only"),
     ("UR_REVIEW_DATABASE_URL", "review.db", "UR_REVIEW_DATABASE_URL: not a SQLAlchemy database URL"),
-    ("UR_REVIEW_TOKENS_FILE", "/nonexistent/tokens.yaml",
-     "UR_REVIEW_TOKENS_FILE: no such file: '/nonexistent/tokens.yaml'"),
+    ("UR_CREDENTIALS_FILE", "/nonexistent/credentials.yaml",
+     "UR_CREDENTIALS_FILE: no such file: '/nonexistent/credentials.yaml'"),
+    ("UR_GRPC_TOKEN_FILE", "/nonexistent/token", "UR_GRPC_TOKEN_FILE: no such file: '/nonexistent/token'"),
+    ("UR_CREDENTIALS_RELOAD_S", "0", "UR_CREDENTIALS_RELOAD_S: must be greater than 0"),
     ("UR_REVIEW_NO_PA_LIST", "/", "UR_REVIEW_NO_PA_LIST: '/' is not a file"),
     ("UR_REVIEW_CRITERIA_DIR", "/nonexistent", "UR_REVIEW_CRITERIA_DIR: no such directory: '/nonexistent'"),
     ("UR_REVIEW_METRICS_LISTEN", "9102", "UR_REVIEW_METRICS_LISTEN: expected host:port, got '9102'"),

@@ -10,6 +10,7 @@ from tests.factories import lumbar_mri
 from tests.fakes.common import FAKE_AUDIT_KEY
 from tests.unit.intake.test_handlers import (
     CERTIFIED,
+    CLINIC,
     TOPICS,
     Intake,
     authorizations,
@@ -22,11 +23,12 @@ __all__ = ["intake"]  # the fixture
 
 
 def test_a_submission_is_recorded_with_the_event_that_announces_it(intake: Intake) -> None:
-    with actors.acting_as(actors.ANONYMOUS):
+    with actors.acting_as(actors.caller(CLINIC)):
         record = intake.submit(lumbar_mri()).record
     (entry,) = intake.store.audit
     (announced,) = [e for e in intake.store.outbox if e.topic == TOPICS.request_submitted]
-    assert (entry.action, entry.request_id, entry.actor) == ("request.submitted", record.request_id, "anonymous")
+    assert (entry.action, entry.request_id, entry.actor) == ("request.submitted", record.request_id,
+                                                             f"submitter:{CLINIC}")
     assert entry.event_id == announced.event_id
     assert entry.refs == {"status": "in_review", "lines": 1, "member_ref": member_ref(FAKE_AUDIT_KEY, "T-MA-0001")}
 
@@ -41,12 +43,14 @@ def test_an_ineligible_submission_is_recorded_without_an_event(intake: Intake) -
 def test_every_read_of_a_request_is_a_view_in_the_log(intake: Intake) -> None:
     request_id = intake.submit(lumbar_mri()).record.request_id
     with actors.acting_as(actors.caller("workbench")):
-        intake.handlers.get_story(request_id)
-        intake.handlers.of_member("T-MA-0001", 10)
-        intake.handlers.of_member("T-NOBODY-1", 10)
+        intake.handlers.get_story(request_id, submitter=None)  # the workbench reads every submitter's
+        intake.handlers.of_member("T-MA-0001", 10, submitter=None)
+        intake.handlers.get_story(request_id, submitter=CLINIC)  # a submitter reads its own
+        intake.handlers.of_member("T-NOBODY-1", 10, submitter=None)
     views = [(e.action, e.request_id, e.actor) for e in intake.store.audit[1:]]
     assert views == [("request.viewed", request_id, "caller:workbench"),
                      ("request.viewed", request_id, "caller:workbench"),
+                     ("request.viewed", request_id, f"submitter:{CLINIC}"),
                      ("request.listed", "", "caller:workbench")]
     assert intake.store.audit[-1].refs == {"count": 0, "member_ref": member_ref(FAKE_AUDIT_KEY, "T-NOBODY-1")}
 
@@ -65,7 +69,7 @@ def test_applied_events_are_recorded_with_the_event_they_came_from(intake: Intak
 def test_no_entry_holds_the_member_id_or_what_the_request_says(intake: Intake) -> None:
     message = lumbar_mri()
     request_id = intake.submit(message).record.request_id
-    intake.handlers.get_story(request_id)
+    intake.handlers.get_story(request_id, submitter=None)
     intake.handlers.handle_batch([incoming(determination(request_id, CERTIFIED))])
     logged = repr(intake.store.audit)
     for secret in ("T-MA-0001", *[d.code for d in message.diagnoses], *[f.name for f in message.clinical_facts]):

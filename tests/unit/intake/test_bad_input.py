@@ -97,6 +97,19 @@ def test_dates_are_bounded(year: int, ok: bool) -> None:
     assert _fields(_req(facts=(fact,))) == ([] if ok else ["clinical_facts[0].date_value"])
 
 
+@pytest.mark.parametrize(("injured", "ok"), [((2026, 3, 2), True), ((2026, 2200, 0), False), ((2026, 2, 30), False),
+                                             ((1899, 1, 1), False), ((9999, 12, 31), False)])
+def test_a_workers_comp_date_of_injury_is_a_calendar_date(injured: tuple[int, int, int], ok: bool) -> None:
+    """Found by fuzzing: an impossible date of injury was stored and published with the request."""
+    message = lumbar_mri(key="k-1", start=dt.date(2027, 1, 11))
+    message.workers_comp.date_of_injury.year, message.workers_comp.date_of_injury.month = injured[:2]
+    message.workers_comp.date_of_injury.day = injured[2]
+    assert _fields(to_domain(message)) == ([] if ok else ["workers_comp.date_of_injury"])
+    # The check leaves the fingerprint alone: requests recorded before it replay as they did.
+    plain = lumbar_mri(key="k-1", start=dt.date(2027, 1, 11))
+    assert to_domain(message).fingerprint() == to_domain(plain).fingerprint()
+
+
 def test_place_of_service_is_a_cms_code() -> None:
     line = ServiceLine(1, "72148", (), 1, (2027, 1, 11), None, 12345)
     assert _fields(_req(lines=(line,))) == ["service_lines[0].place_of_service"]

@@ -1,6 +1,7 @@
-"""Cancel, revise and appeal through intake (fakes): only the submitter, only while under review and
-undecided; appeals of adverse lines only, within the window the line names (late: an error naming
-the window), by whom the regime admits, once."""
+"""Cancel, revise and appeal through intake (fakes): only the submitter (the caller that submitted it,
+and its requesting provider), only while under review and undecided; appeals of adverse lines only,
+within the window the line names (late: an error naming the window), by whom the regime admits,
+once."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2
 
-from services.common.errors import FailedPrecondition, PermissionDenied, ValidationFailed
+from services.common.errors import FailedPrecondition, NotFound, PermissionDenied, ValidationFailed
 from services.common.topics import Topics
 from services.intake.domain.model import RequestStatus
 from services.intake.domain.records import AppealRecord, LineRecord, RequestRecord
@@ -21,6 +22,9 @@ from tests.factories import OTHER_NPI, VALID_NPI, lumbar_mri
 from tests.fakes.intake import IntakeStore
 
 NOW = dt.datetime(2027, 3, 1, 15, 0, tzinfo=dt.UTC)
+#: The authenticated caller that submitted the stored request, and another submitter.
+CLINIC = "sample-clinic"
+OTHER = "sample-clearinghouse"
 
 
 class Clock:
@@ -50,7 +54,8 @@ def stored(store: IntakeStore, status: RequestStatus = RequestStatus.PENDED,
            line: types_pb2.LineDetermination | None = None) -> str:
     submitted = lumbar_mri()
     record = RequestRecord(
-        request_id="00000000-0000-4000-8000-000000000001", idempotency_key=submitted.idempotency_key,
+        request_id="00000000-0000-4000-8000-000000000001", submitter=CLINIC,
+        idempotency_key=submitted.idempotency_key,
         fingerprint="f" * 64, member_id="T-MA-0001", line_of_business="medicare_advantage", member_state="CA",
         urgency="standard", review_type="prospective", status=status, status_reason="", received_at=NOW,
         payload=submitted.SerializeToString(),
@@ -77,21 +82,48 @@ def filing(request_id: str, appellant: intake_pb2.Appellant.ValueType = intake_p
                                         urgency=types_pb2.URGENCY_STANDARD, appellant=appellant)
 
 
-def appeal(changer: RequestChanger, request: intake_pb2.FileAppealRequest) -> tuple[AppealRecord, bool]:
-    return changer.file_appeal(appeal_to_domain(request), request)
+def appeal(changer: RequestChanger, request: intake_pb2.FileAppealRequest,
+           submitter: str = CLINIC) -> tuple[AppealRecord, bool]:
+    return changer.file_appeal(appeal_to_domain(request), request, submitter=submitter)
 
 
 def test_the_submitter_cancels_a_pending_request_and_review_hears_of_it(store: IntakeStore,
                                                                         changer: RequestChanger) -> None:
     request_id = stored(store)
     with pytest.raises(PermissionDenied):
-        changer.cancel(request_id, OTHER_NPI, "")
-    record = changer.cancel(request_id, VALID_NPI, "moved away")
+        changer.cancel(request_id, OTHER_NPI, "", submitter=CLINIC)
+    record = changer.cancel(request_id, VALID_NPI, "moved away", submitter=CLINIC)
     assert (record.status, record.status_reason) == (RequestStatus.CANCELLED, "withdrawn by its submitter: moved away")
-    assert changer.cancel(request_id, VALID_NPI, "again").status is RequestStatus.CANCELLED  # answered again
+    again = changer.cancel(request_id, VALID_NPI, "again", submitter=CLINIC)
+    assert again.status is RequestStatus.CANCELLED  # answered again
     [event] = [e for e in store.outbox if e.topic == "t.intake.request-updated.v1"]
     assert isinstance(event.message, events_pb2.RequestCancelled)
     assert (event.key, event.message.reason) == (request_id, "moved away")
+
+
+def test_another_submitter_cannot_cancel_revise_or_appeal_a_request_and_learns_nothing(
+        store: IntakeStore, changer: RequestChanger) -> None:
+    """Another caller, even naming the right requesting provider, finds no such request: the words an
+    unknown id gets, and nothing written."""
+    pending = stored(store)
+    revision = lumbar_mri(meets=True, key="rev-other")
+    unknown = "00000000-0000-4000-8000-0000000000ff"
+    for request_id in (pending, unknown):
+        with pytest.raises(NotFound) as cancelled:
+            changer.cancel(request_id, VALID_NPI, "", submitter=OTHER)
+        assert str(cancelled.value) == f"no request {request_id!r}"
+        with pytest.raises(NotFound):
+            changer.revise(request_id, VALID_NPI, to_domain(revision), revision, submitter=OTHER)
+    store.requests.clear()
+    denied = stored(store, RequestStatus.COMPLETE, denial(NOW.date() + dt.timedelta(days=10)))
+    with pytest.raises(NotFound):
+        appeal(changer, filing(denied), submitter=OTHER)
+    assert not store.outbox
+    with store.unit_of_work() as uow:
+        assert uow.requests.get(denied) is not None
+        assert uow.appeals.of_request(denied) == []
+    # The submitter itself still may (its key was never taken).
+    assert not appeal(changer, filing(denied))[1]
 
 
 @pytest.mark.parametrize("status", [RequestStatus.COMPLETE, RequestStatus.DECIDED, RequestStatus.INELIGIBLE])
@@ -99,14 +131,14 @@ def test_a_request_no_longer_under_review_is_not_edited(store: IntakeStore, chan
                                                         status: RequestStatus) -> None:
     request_id = stored(store, status)
     with pytest.raises(FailedPrecondition, match="file a new request, or an appeal"):
-        changer.cancel(request_id, VALID_NPI, "")
+        changer.cancel(request_id, VALID_NPI, "", submitter=CLINIC)
 
 
 def test_a_request_with_a_decided_line_is_not_edited(store: IntakeStore, changer: RequestChanger) -> None:
     request_id = stored(store, line=denial(dt.date(2027, 5, 5)))
     revision = lumbar_mri(meets=True)
     with pytest.raises(FailedPrecondition, match=r"line\(s\) 1 of the request are decided"):
-        changer.revise(request_id, VALID_NPI, to_domain(revision), revision)
+        changer.revise(request_id, VALID_NPI, to_domain(revision), revision, submitter=CLINIC)
 
 
 def test_a_revision_keeps_member_coverage_and_lines_and_is_sent_to_review(store: IntakeStore,
@@ -114,12 +146,13 @@ def test_a_revision_keeps_member_coverage_and_lines_and_is_sent_to_review(store:
     request_id = stored(store)
     other_member = lumbar_mri(member_id="T-MCD-0002")
     with pytest.raises(ValidationFailed) as caught:
-        changer.revise(request_id, VALID_NPI, to_domain(other_member), other_member)
+        changer.revise(request_id, VALID_NPI, to_domain(other_member), other_member, submitter=CLINIC)
     assert [v.field for v in caught.value.violations] == ["revision.member_id"]
     revision = lumbar_mri(meets=True, key="rev-1")
-    record, replayed = changer.revise(request_id, VALID_NPI, to_domain(revision), revision)
+    record, replayed = changer.revise(request_id, VALID_NPI, to_domain(revision), revision, submitter=CLINIC)
     assert not replayed
-    assert changer.revise(request_id, VALID_NPI, to_domain(revision), revision)[1]  # the same key again: replayed
+    # The same key again: replayed.
+    assert changer.revise(request_id, VALID_NPI, to_domain(revision), revision, submitter=CLINIC)[1]
     kept = intake_pb2.SubmitRequestRequest.FromString(record.payload)
     assert kept.clinical_facts == revision.clinical_facts
     assert kept.idempotency_key != "rev-1"  # the request keeps its own key

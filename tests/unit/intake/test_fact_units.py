@@ -71,10 +71,10 @@ def test_a_request_with_a_negative_duration_is_refused_and_nothing_is_written(
     message.clinical_facts[0].CopyFrom(fact("symptom_duration_weeks", -8, "weeks"))
     message.clinical_facts[1].CopyFrom(fact("conservative_therapy_weeks", 49, "days"))
     with pytest.raises(ValidationFailed) as caught:
-        intake.submit(to_domain(message), message)
+        intake.submit(to_domain(message), message, submitter="clinic")
     assert [v.field for v in caught.value.violations] == ["clinical_facts[0].number_value", "clinical_facts[1].unit"]
     assert not store.outbox
-    accepted = intake.submit(to_domain(lumbar_mri()), lumbar_mri())
+    accepted = intake.submit(to_domain(lumbar_mri()), lumbar_mri(), submitter="clinic")
     assert accepted.record.request_id
 
 
@@ -84,7 +84,7 @@ def test_additional_information_is_held_to_the_catalog_too(handlers: tuple[Intak
         request_id="9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d", idempotency_key="info-1",
         clinical_facts=[fact("conservative_therapy_weeks", -1, "weeks")])
     with pytest.raises(ValidationFailed) as caught:
-        intake.add_information(information_to_domain(message), message)
+        intake.add_information(information_to_domain(message), message, submitter="clinic")
     assert [v.field for v in caught.value.violations] == ["clinical_facts[0].number_value"]
 
 

@@ -33,6 +33,8 @@ from tests.fakes.intake import FakeInformationRepository, FakeIntakeUnitOfWork, 
 
 NOW = dt.datetime(2027, 3, 1, 15, 0, tzinfo=dt.UTC)
 TOPICS = Topics("t")
+CLINIC = "acme-clinic"  # the submitter of the tests' requests
+OTHER = "other-clearinghouse"
 
 
 @dataclass
@@ -40,11 +42,17 @@ class Intake:
     store: IntakeStore
     handlers: IntakeHandlers
 
-    def submit(self, message: intake_pb2.SubmitRequestRequest, wait_ms: int = 0) -> SubmitResult:
-        return self.handlers.submit(to_domain(message), message, wait_ms)
+    def submit(self, message: intake_pb2.SubmitRequestRequest, wait_ms: int = 0, *,
+               submitter: str = CLINIC) -> SubmitResult:
+        return self.handlers.submit(to_domain(message), message, wait_ms, submitter=submitter)
 
-    def add_info(self, message: intake_pb2.SubmitAdditionalInformationRequest) -> InformationResult:
-        return self.handlers.add_information(information_to_domain(message), message)
+    def add_info(self, message: intake_pb2.SubmitAdditionalInformationRequest, *,
+                 submitter: str = CLINIC) -> InformationResult:
+        return self.handlers.add_information(information_to_domain(message), message, submitter=submitter)
+
+    def get(self, request_id: str, submitter: str | None = None) -> RequestRecord:
+        """As a reader of every request (None) unless ``submitter`` is given."""
+        return self.handlers.get(request_id, submitter=submitter)
 
     def events(self, topic: str) -> list[Message]:
         return [e.message for e in self.store.outbox if e.topic == topic]
@@ -184,10 +192,67 @@ def test_a_waiting_submission_returns_as_soon_as_its_request_settles(intake: Int
 
 def test_get_returns_the_request_as_it_stands(intake: Intake) -> None:
     record = intake.submit(lumbar_mri()).record
-    assert intake.handlers.get(record.request_id) == record
+    assert intake.get(record.request_id) == record
     unknown = str(uuid.uuid4())
     with pytest.raises(NotFound, match=unknown):
-        intake.handlers.get(unknown)
+        intake.get(unknown)
+
+
+# -- each submitter's own requests ---------------------------------------------------------------
+
+def test_a_request_belongs_to_its_submitter_and_another_cannot_tell_it_exists(intake: Intake) -> None:
+    record = intake.submit(lumbar_mri()).record
+    assert record.submitter == CLINIC
+    assert intake.get(record.request_id, submitter=CLINIC) == record
+    assert intake.get(record.request_id) == record  # a reader of every request (the workbench)
+    unknown = str(uuid.uuid4())
+    with pytest.raises(NotFound) as theirs:
+        intake.get(record.request_id, submitter=OTHER)
+    with pytest.raises(NotFound) as nobodys:
+        intake.get(unknown, submitter=OTHER)
+    # The same words as for an id nobody has: only the id differs.
+    assert str(theirs.value).replace(record.request_id, unknown) == str(nobodys.value)
+
+
+def test_a_members_requests_are_listed_for_their_submitter_only(intake: Intake) -> None:
+    mine = intake.submit(lumbar_mri(key="a")).record.request_id
+    theirs = intake.submit(lumbar_mri(key="b"), submitter=OTHER).record.request_id
+    assert [r.request_id for r in intake.handlers.of_member("T-MA-0001", 0, submitter=CLINIC)] == [mine]
+    assert [r.request_id for r in intake.handlers.of_member("T-MA-0001", 0, submitter=OTHER)] == [theirs]
+    assert {r.request_id for r in intake.handlers.of_member("T-MA-0001", 0, submitter=None)} == {mine, theirs}
+    assert intake.handlers.of_member("T-MA-0001", 0, submitter="a-third-one") == []
+
+
+def test_idempotency_keys_are_each_submitters_own(intake: Intake) -> None:
+    message = lumbar_mri(key="shared-key")
+    mine = intake.submit(message)
+    # Another submitter's key of the same text is a new request: no replay of mine, and no conflict
+    # (which would tell it that someone used the key).
+    theirs = intake.submit(lumbar_mri(key="shared-key", meets=False), submitter=OTHER)
+    assert not theirs.replayed
+    assert theirs.record.request_id != mine.record.request_id
+    assert theirs.record.submitter == OTHER
+    again = intake.submit(message)
+    assert again.replayed
+    assert again.record.request_id == mine.record.request_id
+    with pytest.raises(IdempotencyConflict):
+        intake.submit(lumbar_mri(key="shared-key", meets=False))
+
+
+def test_information_for_another_submitters_request_is_not_found_and_stores_nothing(intake: Intake) -> None:
+    request_id = intake.submit(lumbar_mri(meets=False)).record.request_id
+    outbox = list(intake.store.outbox)
+    with pytest.raises(NotFound) as theirs:
+        intake.add_info(info(request_id), submitter=OTHER)
+    assert str(theirs.value) == f"no request {request_id!r}"
+    assert intake.store.information == {}
+    assert intake.store.outbox == outbox
+    # Each submitter's information keys are its own too.
+    intake.add_info(info(request_id, key="info-shared"))
+    other_request = intake.submit(lumbar_mri(meets=False), submitter=OTHER).record.request_id
+    theirs_info = intake.add_info(info(other_request, key="info-shared"), submitter=OTHER)
+    assert not theirs_info.replayed
+    assert len(intake.store.information) == 2
 
 
 # -- additional information --------------------------------------------------------------------
@@ -209,7 +274,7 @@ def test_information_is_recorded_and_forwarded_to_review_together(intake: Intake
     assert result.received_at == NOW
     assert uuid.UUID(result.information_id)
     [stored] = intake.store.information.values()
-    assert stored == InformationRecord(result.information_id, request_id, "info-1",
+    assert stored == InformationRecord(result.information_id, request_id, CLINIC, "info-1",
                                        information_to_domain(info(request_id)).fingerprint(),
                                        info(request_id).SerializeToString(), NOW)
     [event] = intake.events(INFO_TOPIC)
@@ -249,7 +314,7 @@ def test_a_key_recorded_by_a_concurrent_call_is_answered_as_that_call_was(intake
     first = intake.add_info(info(request_id))
 
     class LateLookUp(FakeInformationRepository):
-        def by_key(self, idempotency_key: str) -> InformationRecord | None:
+        def by_key(self, submitter: str, idempotency_key: str) -> InformationRecord | None:
             return None
 
     class Racing(FakeIntakeUnitOfWork):
@@ -259,10 +324,11 @@ def test_a_key_recorded_by_a_concurrent_call_is_answered_as_that_call_was(intake
                 self.information = LateLookUp(working)
 
     racing = IntakeHandlers(lambda: Racing(intake.store), TOPICS, Waiters(), clock=lambda: NOW)
-    assert racing.add_information(information_to_domain(info(request_id)), info(request_id)) == replace(
-        first, replayed=True)
+    assert racing.add_information(information_to_domain(info(request_id)), info(request_id),
+                                  submitter=CLINIC) == replace(first, replayed=True)
     with pytest.raises(IdempotencyConflict):
-        racing.add_information(information_to_domain(info(request_id, weeks=1)), info(request_id, weeks=1))
+        racing.add_information(information_to_domain(info(request_id, weeks=1)), info(request_id, weeks=1),
+                               submitter=CLINIC)
     assert len(intake.store.information) == 1
     assert len(intake.events(INFO_TOPIC)) == 1
 
@@ -280,7 +346,7 @@ def test_a_duplicate_that_no_recorded_key_explains_is_not_swallowed(intake: Inta
     colliding = IntakeHandlers(lambda: Colliding(intake.store), TOPICS, Waiters(), clock=lambda: NOW)
     message = lumbar_mri()
     with pytest.raises(DuplicateKey):
-        colliding.submit(to_domain(message), message)
+        colliding.submit(to_domain(message), message, submitter=CLINIC)
     assert intake.store.requests == {}
     assert intake.store.outbox == []
 
@@ -324,7 +390,7 @@ def test_a_certified_line_decides_the_request_and_its_authorization_completes_it
     request_id = intake.submit(lumbar_mri()).record.request_id
     made = determination(request_id, CERTIFIED, decided_by="rules-engine")
     intake.handlers.handle_batch([incoming(made)])
-    record = intake.handlers.get(request_id)
+    record = intake.get(request_id)
     assert record.status is RequestStatus.DECIDED
     assert (record.determination_id, record.decided_at, record.decided_by) == (
         "d1", NOW + dt.timedelta(minutes=5), "rules-engine")
@@ -338,7 +404,7 @@ def test_a_certified_line_decides_the_request_and_its_authorization_completes_it
 
     issued = authorizations(request_id, 1)
     intake.handlers.handle_batch([incoming(issued)])
-    record = intake.handlers.get(request_id)
+    record = intake.get(request_id)
     assert record.status is RequestStatus.COMPLETE
     assert record.lines[0].authorization == issued.authorizations[0].SerializeToString()
 
@@ -346,7 +412,7 @@ def test_a_certified_line_decides_the_request_and_its_authorization_completes_it
 def test_a_line_queued_for_a_person_pends_the_request(intake: Intake) -> None:
     request_id = intake.submit(lumbar_mri(meets=False)).record.request_id
     intake.handlers.handle_batch([incoming(determination(request_id, PENDED))])
-    assert intake.handlers.get(request_id).status is RequestStatus.PENDED
+    assert intake.get(request_id).status is RequestStatus.PENDED
 
 
 def test_events_apply_once_in_either_order_and_redelivery_changes_nothing(intake: Intake) -> None:
@@ -354,15 +420,15 @@ def test_events_apply_once_in_either_order_and_redelivery_changes_nothing(intake
     det, auth = incoming(determination(request_id, CERTIFIED), "e-det"), incoming(authorizations(request_id, 1),
                                                                                   "e-auth")
     intake.handlers.handle_batch([auth])  # the authorization overtakes the determination
-    assert intake.handlers.get(request_id).status is RequestStatus.IN_REVIEW
+    assert intake.get(request_id).status is RequestStatus.IN_REVIEW
     intake.handlers.handle_batch([det, auth])
-    applied = intake.handlers.get(request_id)
+    applied = intake.get(request_id)
     assert applied.status is RequestStatus.COMPLETE
     # Redelivery after a crash is harmless, even if the request changed since.
     changed = replace(applied, status_reason="changed since")
     intake.store.requests[request_id] = changed
     intake.handlers.handle_batch([det, auth])
-    assert intake.handlers.get(request_id) == changed
+    assert intake.get(request_id) == changed
     assert intake.store.processed == {("intake", "e-det"), ("intake", "e-auth")}
 
 
@@ -370,7 +436,7 @@ def test_one_batch_moves_several_requests(intake: Intake) -> None:
     one, two, three = (intake.submit(lumbar_mri()).record.request_id for _ in range(3))
     intake.handlers.handle_batch([incoming(determination(one, CERTIFIED)), incoming(determination(two, PENDED)),
                                   incoming(determination(three, CERTIFIED)), incoming(authorizations(three, 1))])
-    assert [intake.handlers.get(r).status for r in (one, two, three)] == [
+    assert [intake.get(r).status for r in (one, two, three)] == [
         RequestStatus.DECIDED, RequestStatus.PENDED, RequestStatus.COMPLETE]
 
 
@@ -383,11 +449,11 @@ def test_one_batch_moves_several_requests(intake: Intake) -> None:
 def test_an_event_that_cannot_apply_is_poison_and_its_batch_changes_nothing(
         intake: Intake, build: object, problem: str) -> None:
     request_id = intake.submit(lumbar_mri()).record.request_id
-    before = intake.handlers.get(request_id)
+    before = intake.get(request_id)
     fine = incoming(determination(request_id, CERTIFIED), "e-fine")
     with pytest.raises(PoisonMessage, match=problem):
         intake.handlers.handle_batch([fine, incoming(build(request_id))])  # type: ignore[operator]
-    assert intake.handlers.get(request_id) == before
+    assert intake.get(request_id) == before
     assert intake.store.processed == set()
 
 
@@ -400,7 +466,7 @@ def test_the_view_carries_the_submission_and_the_information_received_since(inta
     intake.add_info(intake_pb2.SubmitAdditionalInformationRequest(
         request_id=request_id, idempotency_key="info-1", note="therapy notes",
         clinical_facts=[fact("conservative_therapy_weeks", 7, "weeks")]))
-    record, information = intake.handlers.get_with_information(request_id)
+    record, information = intake.handlers.get_with_information(request_id, submitter=CLINIC)
     view = to_view(record, information)
     submitted = lumbar_mri(meets=False)
     assert view.coverage == submitted.coverage
@@ -421,8 +487,43 @@ def test_a_members_requests_newest_first_and_the_limit_is_checked(intake: Intake
                                      clock=lambda: NOW + dt.timedelta(hours=1))
     second = intake.submit(lumbar_mri(key="b")).record.request_id
     intake.submit(lumbar_mri(key="c", member_id="T-NV-0002"))
-    assert [r.request_id for r in intake.handlers.of_member("T-MA-0001", 0)] == [second, first]
-    assert [r.request_id for r in intake.handlers.of_member(" T-MA-0001 ", 1)] == [second]
+    assert [r.request_id for r in intake.handlers.of_member("T-MA-0001", 0, submitter=None)] == [second, first]
+    assert [r.request_id for r in intake.handlers.of_member(" T-MA-0001 ", 1, submitter=CLINIC)] == [second]
     for member_id, limit in (("T-MA-0001", 201), ("T-MA-0001", -1), (" ", 10)):
         with pytest.raises(ValidationFailed):
-            intake.handlers.of_member(member_id, limit)
+            intake.handlers.of_member(member_id, limit, submitter=None)
+
+
+def under_claim(claim_number: str, key: str, member_id: str = "T-MA-0001") -> intake_pb2.SubmitRequestRequest:
+    message = lumbar_mri(key=key, member_id=member_id)
+    message.workers_comp.claim_number = claim_number
+    return message
+
+
+def test_a_claims_requests_newest_first_are_found_by_the_submissions_claim_number(intake: Intake) -> None:
+    first = intake.submit(under_claim("WC-2027-0042", "a")).record.request_id
+    intake.handlers = IntakeHandlers(intake.store.unit_of_work, TOPICS, Waiters(),
+                                     clock=lambda: NOW + dt.timedelta(hours=1))
+    second = intake.submit(under_claim("WC-2027-0042", "b", member_id="T-NV-0002")).record.request_id
+    intake.submit(under_claim("WC-2027-0043", "c"))
+    intake.submit(lumbar_mri(key="d"))
+    assert [r.request_id for r in intake.handlers.of_claim("WC-2027-0042", 0, submitter=None)] == [second, first]
+    assert [r.request_id for r in intake.handlers.of_claim("WC-2027-0042", 1, submitter=CLINIC)] == [second]
+    assert intake.handlers.of_claim("WC-2027-0042", 0, submitter="a-third-one") == []
+    assert intake.handlers.of_claim("WC-NOTHING", 0, submitter=None) == []
+
+
+@pytest.mark.parametrize(("claim_number", "limit", "field"), [
+    ("WC-1", 201, "limit"), ("WC-1", -1, "limit"), ("", 10, "claim_number"), ("WC 1", 10, "claim_number"),
+    ("W" * 41, 10, "claim_number"), ("WC-\u00e9", 10, "claim_number"), ("WC-1\n", 10, "claim_number")])
+def test_a_claim_lookup_is_refused_for_a_claim_number_no_request_can_carry(
+        intake: Intake, claim_number: str, limit: int, field: str) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        intake.handlers.of_claim(claim_number, limit, submitter=None)
+    assert [v.field for v in refused.value.violations] == [field]
+
+
+def test_a_submission_with_a_malformed_claim_number_is_refused(intake: Intake) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        intake.submit(under_claim("WC 2027 0042", "bad"))
+    assert "workers_comp.claim_number" in [v.field for v in refused.value.violations]

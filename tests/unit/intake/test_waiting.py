@@ -43,7 +43,7 @@ def offload_to(pool: futures.Executor) -> Callable[..., Any]:
 
 def submit(intake: IntakeHandlers, message: intake_pb2.SubmitRequestRequest, wait_ms: int,
            offload: Callable[..., Any]) -> Any:
-    return intake.submit_async(to_domain(message), message, wait_ms, offload)
+    return intake.submit_async(to_domain(message), message, wait_ms, offload, submitter="acme-clinic")
 
 
 def test_a_consumer_thread_wakes_a_waiter_on_the_loop() -> None:

@@ -1,16 +1,16 @@
 """audit log: the tamper-evident chain of what happened (audit_log), its head (audit_head, one row
 that appends lock) and the signed checkpoints (audit_checkpoints); services/common/audit/
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 """
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
