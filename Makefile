@@ -10,7 +10,7 @@ GEN_STAMP := gen/.stamp
 .PHONY: help setup protos lint test test-unit test-timetravel run demo bench kafka-start kafka-stop pg-start pg-stop clean
 
 help:
-	@echo "make run    - start Kafka + the three services on SQLite and the workbench (http://127.0.0.1:8080/), submit the sample workload, keep serving"
+	@echo "make run    - start Kafka + the three services on SQLite, the workbench (http://127.0.0.1:8080/) and the FHIR door (http://127.0.0.1:8090/fhir), submit the sample workload, keep serving"
 	@echo "make demo   - the same, exits after the summary"
 	@echo "make test   - unit, integration and end-to-end tests (real Kafka, real PostgreSQL)"
 	@echo "make test-timetravel - unit and integration tests with the clock moved to each of TRAVEL_DATES"

@@ -20,6 +20,9 @@ Phases (each printed with a progress bar, all figures also written to JSON):
                  own: whole-library line evaluations/s next to raw durable-rules on the
                  same lines and rulesets, RSS before and after N evaluations (default
                  1,000,000; --rule-evaluations 0 skips it).
+7. fhir        - services/cli/bench_fhir.py in a process of its own (its own platform and FHIR
+                 door): Claim/$submit p99 at 100 requests/s offered (--fhir-rate) next to
+                 gRPC SubmitRequest with the same wait at the same rate (--fhir-seconds 0 skips).
 
 CPU seconds used by each service process in each phase are read from /proc, which
 says where the time goes.
@@ -366,6 +369,23 @@ def workbench_phase(database_url: str, tasks: int, output: Path) -> dict[str, An
     return report
 
 
+def fhir_results(args: argparse.Namespace, output: Path, console: Console) -> dict[str, Any]:
+    """``{"fhir": ...}`` of the FHIR door phase, or nothing when --fhir-seconds is 0."""
+    if args.fhir_seconds <= 0:
+        return {}
+    console.print(f"FHIR $submit at {args.fhir_rate:g} requests/s offered (services/cli/bench_fhir.py)...")
+    return {"fhir": fhir_phase(args.fhir_rate, args.fhir_seconds, args.db_prefix, output)}
+
+
+def fhir_phase(rate: float, seconds: float, db_prefix: str, output: Path) -> dict[str, Any]:
+    """services/cli/bench_fhir.py in its own process: $submit next to gRPC at an offered rate."""
+    subprocess.run([sys.executable, "-m", "services.cli.bench_fhir", "--rate", str(rate), "--seconds", str(seconds),
+                    "--db-prefix", f"{db_prefix}_fhir", "--var-dir", str(output.parent / "fhir"),
+                    "--json", str(output)], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    report: dict[str, Any] = json.loads(output.read_text())
+    return report
+
+
 def rule_evaluations(count: int, output: Path) -> dict[str, Any]:
     """services/cli/bench_rules.py in its own process (its RSS is its own); its JSON report."""
     subprocess.run([sys.executable, "-m", "services.cli.bench_rules", "--evaluations", str(count),
@@ -479,6 +499,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="open tasks of the claim-next phase (services/cli/bench_queue.py); 0 skips it")
     parser.add_argument("--workbench-tasks", type=int, default=int(os.environ.get("BENCH_WORKBENCH_TASKS", "10000")),
                         help="open tasks of the workbench page phase (services/cli/bench_workbench.py); 0 skips it")
+    parser.add_argument("--fhir-rate", type=float, default=float(os.environ.get("BENCH_FHIR_RATE", "100")),
+                        help="offered requests/s of the FHIR door phase (services/cli/bench_fhir.py)")
+    parser.add_argument("--fhir-seconds", type=float, default=float(os.environ.get("BENCH_FHIR_SECONDS", "20")),
+                        help="seconds of the FHIR door phase, for each door; 0 skips it")
     parser.add_argument("--grpc-workers", type=int, default=int(os.environ.get("BENCH_GRPC_WORKERS", "16")),
                         help="UR_GRPC_MAX_WORKERS of the services under test")
     parser.add_argument("--profile", action="store_true",
@@ -556,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"workbench pages at {args.workbench_tasks:,} open tasks (services/cli/bench_workbench.py)...")
         [pages_db] = fresh_databases(pg_admin_url(), args.db_prefix, ("workbench",)).values()
         results["workbench"] = workbench_phase(pages_db, args.workbench_tasks, var_dir / "bench-workbench.json")
+    results.update(fhir_results(args, var_dir / "bench-fhir.json", console))
     if args.rule_evaluations > 0:
         rules = rule_evaluations(args.rule_evaluations, var_dir / "bench-rules.json")
         results["rule_evaluations"] = rules
@@ -567,6 +592,19 @@ def main(argv: list[str] | None = None) -> int:
     render(results, console)
     console.print(f"results written to {args.output}")
     return 0
+
+
+def fhir_rows(fhir: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """The FHIR door's $submit figures next to gRPC's, at the same offered rate."""
+    rows: list[tuple[str, Any]] = []
+    for door, label in (("fhir_submit", "FHIR Claim/$submit"), ("grpc_submit", "gRPC SubmitRequest, same wait")):
+        if not fhir:
+            break
+        figures = fhir[door]
+        rows.append((f"{label} at {fhir['offered_per_s']:g} req/s offered: p50/p95/p99 (ms); answered",
+                     f"{figures['ms']['p50']}/{figures['ms']['p95']}/{figures['ms']['p99']}; "
+                     f"{figures['answered']} of {figures['requests']}"))
+    return rows
 
 
 #: The transports the platform phases can run over (``--transports``).
@@ -784,6 +822,7 @@ def render(results: dict[str, Any], console: Console) -> None:
                      f"{pages['queue_page']['p50_ms']}/{pages['queue_page']['p95_ms']}"))
         rows.append((f"workbench: task page p50/p95 (ms; target p95 < {pages['targets']['task_page_p95_ms']})",
                      f"{pages['task_page']['p50_ms']}/{pages['task_page']['p95_ms']}"))
+    rows.extend(fhir_rows(results.get("fhir")))
     rules = results.get("rule_evaluations")
     if rules:
         from services.cli.bench_rules import report_rows

@@ -33,6 +33,7 @@ from ur.common.v1 import types_pb2
 from ur.intake.v1 import intake_pb2
 
 from services.common.grpc_server import create_server
+from services.common.listeners import bind_tcp as bind
 from services.common.settings import ReviewSettings, WorkbenchSettings
 from services.review import bootstrap as review_bootstrap
 from services.review.domain.case import Case
@@ -42,7 +43,6 @@ from services.review.domain.workflow import Role, TaskStatus
 from services.review.service_layer.ports import Evaluator, UnitOfWork
 from services.workbench.adapters.platform_client import GrpcPlatform
 from services.workbench.bootstrap import build as build_workbench
-from services.workbench.entrypoints.main import bind
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "deploy" / "sample"

@@ -174,9 +174,11 @@ def _appellant(value: int) -> str:
     return intake_pb2.Appellant.Name(value).removeprefix("APPELLANT_").lower().replace("_", " ")  # type: ignore[arg-type]
 
 
-def write_deemed_denial_sample(directory: Path, request_id: str, member_id: str) -> Path:
-    """A deemed denial needs a Medicaid deadline missed, which a run of minutes never reaches: its sample
-    is composed here with the platform's own notice code (and the shipped appeal rights)."""
+def write_composed_sample(directory: Path, kind: str, request_id: str, member_id: str) -> Path:
+    """A sample of a notice ``kind`` the run did not produce, composed here with the platform's own
+    notice code (and the shipped appeal rights): a deemed denial needs a Medicaid deadline missed,
+    which a run of minutes never reaches; an approval in part needs a physician cutting a line of
+    several units, which the sample shift may not meet."""
     from services.review.adapters.appeal_rights_loader import load_appeal_rights
     from services.review.adapters.notice_pdf import render_pdf
     from services.review.domain.notices import (
@@ -189,14 +191,24 @@ def write_deemed_denial_sample(directory: Path, request_id: str, member_id: str)
     )
 
     now = dt.datetime.now(dt.UTC)
-    facts = NoticeFacts(kind=NoticeKind.DEEMED_DENIAL, request_id=request_id, determination_id="(sample)",
-                        member_id=member_id, member=Party(f"Member {member_id}"), line_of_business="medicaid",
-                        member_state="TX", requesting_provider=Party("Requesting provider"), issued_on=now.date(),
-                        services=(ServiceDecision(1, "72148", "lumbar spine MRI", ServiceAction.PENDED, 1),),
-                        rights=load_appeal_rights().for_line("medicaid", "TX"), missed_due=now - dt.timedelta(hours=1))
-    notice = compose(facts, "member", facts.member, "sample-deemed-denial", now)
+    if kind == NoticeKind.DEEMED_DENIAL:
+        lob, state, missed = "medicaid", "TX", now - dt.timedelta(hours=1)
+        service = ServiceDecision(1, "72148", "lumbar spine MRI", ServiceAction.PENDED, 1)
+    elif kind == NoticeKind.PARTIAL_APPROVAL:
+        lob, state, missed = "medicare_advantage", "CA", None
+        service = ServiceDecision(1, "97110", "physical therapy visits", ServiceAction.APPROVED_IN_PART, 12,
+                                  approved_units=6, unit="visits",
+                                  reviewer_reason="Six visits are approved now; progress notes after them will "
+                                                  "show whether more are needed.")
+    else:
+        raise ValueError(f"no composed sample of {kind!r}")
+    facts = NoticeFacts(kind=NoticeKind(kind), request_id=request_id, determination_id="(sample)", member_id=member_id,
+                        member=Party(f"Member {member_id}"), line_of_business=lob, member_state=state,
+                        requesting_provider=Party("Requesting provider"), issued_on=now.date(), services=(service,),
+                        rights=load_appeal_rights().for_line(lob, state), missed_due=missed)
+    notice = compose(facts, "member", facts.member, f"sample-{kind}", now)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "deemed_denial.pdf"
+    path = directory / f"{kind}.pdf"
     path.write_bytes(render_pdf(notice))
     path.with_suffix(".txt").write_text(notice.text, encoding="utf-8")
     return path
@@ -224,8 +236,11 @@ def run_lifecycle(targets: dict[str, str], shift: ShiftReport, console: Console,
         life.write_notices(requests, notices_dir)
         if requests:
             first = life.intake.GetRequest(intake_pb2.GetRequestRequest(request_id=requests[0]), timeout=10).request
-            path = write_deemed_denial_sample(notices_dir, first.request_id, first.member_id)
-            life.report.notices.append(("deemed_denial (composed locally)", "member", path))
+            written = {kind for kind, _to, _path in life.report.notices}
+            for kind in ("partial_approval", "deemed_denial"):
+                if kind not in written:
+                    path = write_composed_sample(notices_dir, kind, first.request_id, first.member_id)
+                    life.report.notices.append((f"{kind} (composed locally)", "member", path))
     render(life.report, console, notices_dir)
     return life.report
 

@@ -68,6 +68,10 @@ DEV_TOKENS = {"intake": "dev-only-token-sample-clinic", "review": "dev-only-toke
 
 #: Where `make run` serves the workbench.
 WORKBENCH_PORT = 8080
+#: Where `make run` serves the FHIR (PAS) and X12 door.
+FHIR_PORT = 8090
+#: The payers the sample door serves (UR_FHIR_PAYERS_FILE).
+SAMPLE_PAYERS = REPO / "deploy" / "sample" / "payers.yaml"
 
 #: Services that are started with another one's address (review asks authorization about duplicates).
 NEEDS_ADDRESS_OF = {"review": ("authorization",)}
@@ -141,6 +145,8 @@ class Platform:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     #: The port the workbench binds (0: any free one, reported); see :meth:`start_workbench`.
     workbench_port: int = WORKBENCH_PORT
+    #: The port the FHIR and X12 door binds (0: any free one, reported); see :meth:`start_fhir`.
+    fhir_port: int = FHIR_PORT
     #: TLS for the services (their UR_GRPC_TLS_* settings) and for the platform's own calls.
     security: TransportSecurity | None = None
     #: How the platform's own admin calls reach the broker (deleting its topics).
@@ -353,38 +359,64 @@ class Platform:
         """Start the workbench against the running services (their ports must be known: call after
         :meth:`wait_healthy`) and wait until it answers; its URL. Port 0: any free port. The
         session cookie is not marked Secure: this is plain HTTP on localhost."""
-        (self.var_dir / "logs").mkdir(parents=True, exist_ok=True)
-        (self.var_dir / "ports").mkdir(parents=True, exist_ok=True)
-        port_file = self.port_file("workbench")
-        port_file.unlink(missing_ok=True)
-        self.metrics_port_file("workbench").unlink(missing_ok=True)
-        self.metrics_bound.pop("workbench", None)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("UR_")}
         chosen = self.workbench_port if port is None else port
-        listen = f"127.0.0.1:{chosen}"
-        env.update({"UR_WORKBENCH_LISTEN": listen, "UR_WORKBENCH_PORT_FILE": str(port_file),
-                    "UR_WORKBENCH_METRICS_LISTEN": self._metrics_listen("workbench", chosen),
-                    "UR_METRICS_PORT_FILE": str(self.metrics_port_file("workbench")),
-                    "UR_WORKBENCH_COOKIE_SECURE": "false", "UR_INTAKE_TARGET": self.target("intake"),
-                    "UR_REVIEW_TARGET": self.target("review"), "UR_AUTHORIZATION_TARGET": self.target("authorization"),
-                    "UR_VAR_DIR": str(self.var_dir), "UR_SUPERVISOR_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1",
-                    **self._client_env("workbench"), **self.extra_env, **(extra_env or {})})
-        log = self.log_path("workbench").open("ab")
-        self.procs["workbench"] = subprocess.Popen(
-            [sys.executable, "-m", "services.workbench.entrypoints.main"], env=env, stdout=log,
-            stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        self._start_web("workbench", "services.workbench.entrypoints.main", chosen, {
+            "UR_WORKBENCH_LISTEN": f"127.0.0.1:{chosen}", "UR_WORKBENCH_PORT_FILE": str(self.port_file("workbench")),
+            "UR_WORKBENCH_METRICS_LISTEN": self._metrics_listen("workbench", chosen),
+            "UR_WORKBENCH_COOKIE_SECURE": "false", "UR_INTAKE_TARGET": self.target("intake"),
+            "UR_REVIEW_TARGET": self.target("review"), "UR_AUTHORIZATION_TARGET": self.target("authorization"),
+            **self._client_env("workbench")}, extra_env, timeout_s)
+        return self.workbench_url()
+
+    def _start_web(self, process: str, module: str, port: int, env: Mapping[str, str],
+                   extra_env: Mapping[str, str] | None, timeout_s: float) -> None:
+        """Run ``module`` (a web process that reports its HTTP port in its port file) and wait until it
+        serves; its port in :attr:`bound`."""
+        for sub in ("logs", "ports"):
+            (self.var_dir / sub).mkdir(parents=True, exist_ok=True)
+        port_file = self.port_file(process)
+        port_file.unlink(missing_ok=True)
+        self.metrics_port_file(process).unlink(missing_ok=True)
+        self.metrics_bound.pop(process, None)
+        full = {k: v for k, v in os.environ.items() if not k.startswith("UR_")}
+        full.update({**env, "UR_METRICS_PORT_FILE": str(self.metrics_port_file(process)),
+                     "UR_VAR_DIR": str(self.var_dir), "UR_SUPERVISOR_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1",
+                     **self.extra_env, **(extra_env or {})})
+        log = self.log_path(process).open("ab")
+        self.procs[process] = subprocess.Popen([sys.executable, "-m", module], env=full, stdout=log,
+                                               stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout_s
         while not port_file.exists():
-            self._check_alive("workbench", f"reported no port in {port_file} within {timeout_s:.0f}s", deadline)
+            self._check_alive(process, f"reported no port in {port_file} within {timeout_s:.0f}s", deadline)
             time.sleep(0.05)
-        self.bound["workbench"] = int(port_file.read_text(encoding="ascii"))
-        return self.workbench_url()
+        self.bound[process] = int(port_file.read_text(encoding="ascii"))
+
+    # -- intake's standard front doors (Da Vinci PAS over FHIR, the X12 278) --------------------------
+    def start_fhir(self, port: int | None = None, timeout_s: float = 60.0, database_url: str | None = None,
+                   extra_env: Mapping[str, str] | None = None) -> str:
+        """Start the FHIR and X12 door against the running intake (its port must be known: call after
+        :meth:`wait_healthy`) and wait until it serves; its FHIR base URL. Port 0: any free port.
+        ``database_url``: the door's own database (default SQLite under the var directory). Its clients
+        authenticate against the platform's credentials file, as intake's do."""
+        chosen = self.fhir_port if port is None else port
+        self._start_web("fhir", "services.intake.entrypoints.fhir_main", chosen, {
+            "UR_FHIR_LISTEN": f"127.0.0.1:{chosen}", "UR_FHIR_PORT_FILE": str(self.port_file("fhir")),
+            "UR_FHIR_METRICS_LISTEN": self._metrics_listen("fhir", chosen),
+            "UR_INTAKE_TARGET": self.target("intake"), "UR_FHIR_PAYERS_FILE": str(SAMPLE_PAYERS),
+            **({"UR_FHIR_DATABASE_URL": database_url} if database_url else {}),
+            **({"UR_CREDENTIALS_FILE": str(self.credentials_file)} if self.credentials_file else {}),
+            **self._client_env("fhir")}, extra_env, timeout_s)
+        return self.fhir_url()
+
+    def fhir_url(self) -> str:
+        """The door's FHIR base URL (its X12 278 endpoint is ``/x12/278`` on the same host)."""
+        return f"http://127.0.0.1:{self.bound['fhir']}/fhir"
 
     def metrics_urls(self) -> dict[str, str]:
         """Each running process's /metrics URL (those with metrics on)."""
         found = {}
-        for process in (*SERVICES, "workbench"):
+        for process in (*SERVICES, "workbench", "fhir"):
             if process in self.procs:
                 with contextlib.suppress(RuntimeError):
                     found[process] = self.metrics_url(process)
@@ -505,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     ports = {s: _port_of(settings.get(f"UR_{s.upper()}_GRPC_LISTEN")) for s in SERVICES}
     platform = Platform(var_dir=var_dir, kafka_bootstrap=bootstrap, topic_prefix=settings.get("UR_TOPIC_PREFIX"),
                         database_urls=database_urls, ports=ports, security=security,
-                        workbench_port=_port_of(settings.get("UR_WORKBENCH_LISTEN")))
+                        workbench_port=_port_of(settings.get("UR_WORKBENCH_LISTEN")),
+                        fhir_port=_port_of(settings.get("UR_FHIR_LISTEN")))
     console.print(f"[bold]Starting the UR platform[/bold] (Kafka {bootstrap}; data in {args.var_dir}"
                   f"{'; TLS' if security is not None else ''})")
     try:
@@ -526,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
     """Start the services, submit the sample workload, run a shift of scripted reviewers, then
     (``run``) serve until a service exits."""
-    from services.cli import lifecycle, scripted_review, workload
+    from services.cli import fhir_demo, lifecycle, scripted_review, workload
 
     platform.start()
     with console.status("waiting for the services to report SERVING..."):
@@ -535,6 +568,9 @@ def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
     console.print(f"[green]all three services are SERVING[/green]: {where}")
     workbench = platform.start_workbench()
     console.print(f"[green]the workbench serves on {workbench}/[/green]")
+    fhir = platform.start_fhir(database_url=os.environ.get("UR_FHIR_DATABASE_URL") or None)
+    console.print(f"[green]the FHIR door (Da Vinci PAS) serves on {fhir} (metadata: {fhir}/metadata; X12 278: "
+                  f"POST {fhir.removesuffix('/fhir')}/x12/278)[/green]")
     console.print("Prometheus metrics: " + ", ".join(f"{p} {url}" for p, url in platform.metrics_urls().items())
                   + " (scrape configuration and Grafana dashboard in deploy/prometheus and deploy/grafana)")
     requests = workload.load_workload()
@@ -545,6 +581,7 @@ def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
     summary = workload.run_workload(platform.target("intake"), requests, concurrency=args.concurrency,
                                     console=console, security=platform.security, token=platform.tokens["intake"])
     workload.render_summary(summary, console)
+    fhir_demo.run(fhir, console)
     shift = scripted_review.run_shift(platform.target("review"), console, security=platform.security,
                                       service_token=platform.tokens["review"])
     lifecycle.run_lifecycle({s: platform.target(s) for s in SERVICES}, shift, console, platform.var_dir / "notices",

@@ -8,6 +8,7 @@
     urctl notice list|show|pdf ...       notices of determinations
     urctl request cancel|revise|appeal   what a submitter may do after submitting
     urctl claim check|consume ...        claim lines against authorizations
+    urctl x12 submit FILE                a 278 interchange through intake; prints the 278 response
     urctl authorization metrics
     urctl audit verify|trail ...         the services' tamper-evident audit logs
     urctl report cms-0057f --year YYYY   the CMS-0057-F public prior-authorization report
@@ -39,6 +40,7 @@ from services.cli import (
     report_commands,
     reviewer,
     service_commands,
+    x12_commands,
 )
 from services.cli.base import (
     DEFAULT_TIMEOUT_S,
@@ -66,6 +68,7 @@ COMMANDS: tuple[Callable[[Parsers], None], ...] = (
     reviewer.add_commands,  # request add-info, review ...
     criteria_commands.add_commands,  # criteria validate|test|explain|replay
     lifecycle_commands.add_commands,  # notice, request cancel|revise|appeal, claim, authorization metrics
+    x12_commands.add_commands,  # x12 submit
     audit_commands.add_commands,  # audit verify|trail
     report_commands.add_commands,  # report cms-0057f
     credentials_commands.add_commands,  # credentials scopes|salt|token|hash|check

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 import sys
 import time
 from collections import Counter
@@ -47,9 +48,13 @@ APPROVED_OUTCOMES = frozenset({types_pb2.LINE_OUTCOME_MEETS_CRITERIA, types_pb2.
 SUBMIT_TIMEOUT_S = 30.0
 POLL_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.25
-#: How often a submission intake answered RESOURCE_EXHAUSTED (the caller's rate limit) is sent again,
-#: after the wait intake's retry hint asks for.
-RATE_LIMITED_RETRIES = 20
+#: How long a submission intake answers RESOURCE_EXHAUSTED (the caller's rate limit) is sent again,
+#: each time after the wait intake's retry hint asks for plus a jitter that grows with the attempts
+#: (the hint is when the next call is admitted: many callers waking together take turns).
+RATE_LIMITED_PATIENCE_S = 60.0
+USABLE_AUTHORIZATIONS = frozenset({types_pb2.AUTHORIZATION_STATUS_APPROVED,
+                                   types_pb2.AUTHORIZATION_STATUS_PARTIALLY_APPROVED,
+                                   types_pb2.AUTHORIZATION_STATUS_MODIFIED})
 
 
 class WorkloadFileError(ConfigFileError):
@@ -68,8 +73,9 @@ class WorkloadSummary:
     last view: a line is auto-approved when its outcome is MEETS_CRITERIA(_URGENT) and it is not
     queued for review; queued when ``queued_for_review``; ``pended_missing_info_lines`` are the
     queued lines whose outcome is PEND_MISSING_INFORMATION. A request is auto-approved when every
-    line is, queued when any line is. ``authorizations_issued`` counts lines carrying an
-    authorization number. Decision latency is ``decided_at - received_at`` (server clocks) over
+    line is, queued when any line is. ``authorizations_issued`` counts lines carrying a usable
+    authorization (approved, in part or modified: pended and denied lines have records and reference
+    numbers too). Decision latency is ``decided_at - received_at`` (server clocks) over
     decided requests, 0.0 when none was decided. ``unsettled`` requests had not reached
     PENDED/COMPLETE/INELIGIBLE when the settle timeout passed.
     """
@@ -156,7 +162,7 @@ def summarize(submitted: int, answers: _Answers, views: Iterable[intake_pb2.Requ
                         lines_missing += 1
                 elif det.outcome in APPROVED_OUTCOMES:
                     approved_here += 1
-            if line.authorization.authorization_number:
+            if line.authorization.authorization_number and line.authorization.status in USABLE_AUTHORIZATIONS:
                 issued += 1
         lines_approved += approved_here
         lines_queued += queued_here
@@ -187,15 +193,17 @@ def _submit_all(stub: intake_pb2_grpc.IntakeServiceStub, requests: Sequence[inta
 
     def submit(request: intake_pb2.SubmitRequestRequest) -> intake_pb2.SubmitRequestResponse | grpc.RpcError:
         attempts = 0
+        first = time.monotonic()
         while True:
             try:
                 response: intake_pb2.SubmitRequestResponse = stub.SubmitRequest(request, timeout=timeout)
             except grpc.RpcError as exc:
                 attempts += 1
                 wait_s = retry_hint(exc) if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED else None
-                if wait_s is None or attempts > RATE_LIMITED_RETRIES:
+                if wait_s is None or time.monotonic() - first > RATE_LIMITED_PATIENCE_S:
                     return exc
-                time.sleep(wait_s)  # paced by the caller's rate limit, as intake asks
+                # Paced by the caller's rate limit, as intake asks; the jitter spreads the callers out.
+                time.sleep(wait_s + random.uniform(0, 0.02 * min(attempts, 50)))
                 continue
             return response
 

@@ -232,3 +232,42 @@ def translate_errors(method: F) -> F:
         context.abort(status.code, status.details)
 
     return cast(F, wrapper)
+
+
+# -- the client side: a failed call back to the platform's error ---------------------------------------
+
+#: The reverse of :data:`STATUS_OF`: one mapping, both ways.
+ERROR_OF: dict[grpc.StatusCode, type[ServiceError]] = {
+    grpc.StatusCode[code_pb2.Code.Name(code)]: kind for kind, code in STATUS_OF.items()}
+
+
+def _details(call: grpc.Call | grpc.aio.AioRpcError) -> list[any_pb2.Any]:
+    status = rpc_status.from_call(cast(grpc.Call, call))  # an AioRpcError has what from_call reads
+    return list(status.details) if status is not None else []
+
+
+def error_of(call: grpc.Call | grpc.aio.AioRpcError) -> ServiceError:
+    """The platform's error for a failed call (a ``grpc.RpcError`` that is a ``grpc.Call``, or an
+    ``AioRpcError``): INVALID_ARGUMENT keeps its field violations, RESOURCE_EXHAUSTED and UNAVAILABLE
+    their retry delay; DEADLINE_EXCEEDED and anything not in the table is Unavailable."""
+    code, message = call.code(), call.details() or ""
+    details = _details(call)
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
+        violations: list[FieldViolation] = []
+        for packed in details:
+            bad = error_details_pb2.BadRequest()
+            if packed.Unpack(bad):
+                violations.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
+        return ValidationFailed(violations or [FieldViolation("", message)])
+    retry_after: float | None = None
+    for packed in details:
+        info = error_details_pb2.RetryInfo()
+        if packed.Unpack(info):
+            retry_after = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    kind = ERROR_OF.get(code)
+    if kind is ResourceExhausted:
+        return ResourceExhausted(message, retry_after_s=retry_after)
+    if kind is Unavailable or kind is None:
+        what = message if kind is Unavailable else f"{code.name}: {message}"
+        return Unavailable(what, retry_after_s=retry_after or 1.0)
+    return kind(message)

@@ -8,6 +8,7 @@ Elsewhere, or when the holder belongs to another user, the answer is None and th
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,3 +79,15 @@ def describe_port_in_use(address: str) -> str:
     port_text = address.rpartition(":")[2]
     holder = port_holder(int(port_text)) if port_text.isdigit() and int(port_text) > 0 else None
     return f"{address} is in use" + (f" by {holder}" if holder is not None else " (by a process this user cannot see)")
+
+
+def bind_tcp(address: str) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: any free one), address reuse on, not yet listening:
+    what a web server (uvicorn) is handed, so the port is known before it serves."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, int(port)))
+    return sock

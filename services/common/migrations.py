@@ -15,9 +15,11 @@ logger = logging.getLogger(__name__)
 SERVICES_DIR = Path(__file__).resolve().parent.parent
 
 
-def alembic_config(service: str, database_url: str) -> Config:
+def alembic_config(service: str, database_url: str, location: Path | None = None) -> Config:
+    """``location``: the migrations directory when it is not ``services/<service>/migrations`` (a
+    service's second database, as intake's doors have)."""
     config = Config()
-    config.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    config.set_main_option("script_location", str(location or SERVICES_DIR / service / "migrations"))
     # ConfigParser interpolation would choke on '%' in passwords.
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     config.attributes["configure_logger"] = False
@@ -28,13 +30,13 @@ def alembic_config(service: str, database_url: str) -> Config:
 MIGRATION_LOCK = 0x75720001
 
 
-def upgrade(service: str, engine: Engine) -> None:
+def upgrade(service: str, engine: Engine, location: Path | None = None) -> None:
     """Bring the database to the newest revision, on the given engine's connection.
 
     Replicas of a service starting together (or their Kubernetes init containers) migrate one at a
     time: on PostgreSQL the migration transaction first takes an advisory lock, so the second finds
     the schema at head and does nothing (SQLite's writers are serialized already)."""
-    config = alembic_config(service, engine.url.render_as_string(hide_password=False))
+    config = alembic_config(service, engine.url.render_as_string(hide_password=False), location)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})

@@ -17,6 +17,7 @@ service instead of being ignored. Every problem is reported as ``VARIABLE: probl
         ├── ReviewSettings
         └── AuthorizationSettings
     └── WorkbenchSettings     the workbench web application (HTTP, sessions, where the services are)
+    └── FhirSettings          intake's standard front doors (Da Vinci PAS over FHIR, X12 278 over HTTP)
     ClientSettings            urctl and the tools (where the services are, the tokens they send)
     ToolSettings              the tests and the benchmark (PostgreSQL servers)
 """
@@ -47,7 +48,7 @@ SERVICES = ("intake", "review", "authorization")
 DEFAULT_PORTS = {"intake": 50051, "review": 50052, "authorization": 50053}
 
 #: Default ports of the Prometheus /metrics listeners, one per process (deploy/prometheus scrapes them).
-DEFAULT_METRICS_PORTS = {"intake": 9101, "review": 9102, "authorization": 9103, "workbench": 9104}
+DEFAULT_METRICS_PORTS = {"intake": 9101, "review": 9102, "authorization": 9103, "workbench": 9104, "fhir": 9105}
 
 
 class SettingsError(ConfigurationError):
@@ -560,6 +561,78 @@ class WorkbenchSettings(PlatformSettings):
         "chosen with port 0).")
 
 
+class FhirSettings(PlatformSettings):
+    """Intake's standard front doors (services/intake/entrypoints/fhir_http.py): Da Vinci PAS over FHIR R4
+    and the X12 278 over HTTP, a process of its own that calls intake's gRPC API as each submitting
+    organization. It reads the platform's logging and TLS settings and these."""
+
+    used_by: ClassVar[tuple[str, ...]] = ("fhir",)
+
+    listen: Address = setting("UR_FHIR_LISTEN", "127.0.0.1:8090",
+                              "Address the FHIR and X12 door's HTTP server binds (port 0: any free port).")
+    metrics_listen: MetricsAddress = setting(
+        "UR_FHIR_METRICS_LISTEN", "127.0.0.1:9105",
+        "Address of the door's Prometheus /metrics listener, apart from its API port (port 0: any free port; off: "
+        "none).")
+    database_url: DatabaseUrl | None = setting(
+        "UR_FHIR_DATABASE_URL", None,
+        "SQLAlchemy URL of the door's own database: the PAS Bundles requests came in, the Claim identifiers they "
+        "are named by, X12 control numbers (default: SQLite fhir.db under UR_VAR_DIR).")
+    intake_target: Address = setting("UR_INTAKE_TARGET", "127.0.0.1:50051",
+                                     "Where urctl, the tools, the workbench and the FHIR door reach intake.")
+    base_url: str | None = setting(
+        "UR_FHIR_BASE_URL", None,
+        "The FHIR base URL clients use (e.g. https://pa.example.org/fhir), named in the CapabilityStatement; "
+        "default: the scheme and host each request came to, plus /fhir.")
+    wait_ms: Annotated[int, Field(ge=0, le=14000)] = setting(
+        "UR_FHIR_WAIT_MS", 13000,
+        "How long $submit and the 278 let intake wait for a determination before answering pended (A4); PAS "
+        "answers within 15 s, and the rest of the budget is the door's own work.")
+    token_ttl_s: Annotated[int, Field(ge=60, le=3600)] = setting(
+        "UR_FHIR_TOKEN_TTL_S", 300, "Lifetime in seconds of the bearer tokens POST [base]/auth/token issues.")
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = setting(
+        "UR_FHIR_MAX_BODY_BYTES", 8 * 1024 * 1024,
+        "Largest request body the door reads; a larger one is refused at once with 413 and an OperationOutcome.")
+    payers_file: ExistingFile | None = setting(
+        "UR_FHIR_PAYERS_FILE", None,
+        "YAML file of the payers the doors serve, by identifier (a PAS insurer identifier, an X12 2010A payer "
+        "id): the line of business, plan and state a request may not say (deploy/sample/payers.yaml).")
+    rpc_timeout_s: Seconds = setting("UR_FHIR_RPC_TIMEOUT_S", 10.0,
+                                     "Deadline of each gRPC call the door makes to intake, plus a submission's "
+                                     "wait.")
+    tls_cert_file: ExistingFile | None = setting(
+        "UR_FHIR_TLS_CERT_FILE", None,
+        "PEM certificate chain the door serves HTTPS with (with UR_FHIR_TLS_KEY_FILE); unset: plain HTTP, for "
+        "loopback or behind a proxy that terminates TLS.")
+    tls_key_file: ExistingFile | None = setting("UR_FHIR_TLS_KEY_FILE", None,
+                                                "PEM private key of UR_FHIR_TLS_CERT_FILE.")
+    credentials_file: ExistingFile | None = setting(
+        "UR_CREDENTIALS_FILE", None,
+        "YAML file of the principals that may call this service: their scopes, token digests (HMAC-SHA256 with "
+        "the file's salt) and client certificate names (services/common/credentials.py). Read again when it "
+        "changes; without it every call is refused (UNAUTHENTICATED).")
+    credentials_reload_s: Seconds = setting(
+        "UR_CREDENTIALS_RELOAD_S", 5.0,
+        "Seconds between checks of UR_CREDENTIALS_FILE; a changed file is loaded without a restart (a file that "
+        "does not parse is logged and the last good one kept).")
+    port_file: AnyPath | None = setting(
+        "UR_FHIR_PORT_FILE", None,
+        "File the door writes the HTTP port it bound to, once it serves (how a supervisor learns a port chosen "
+        "with port 0).")
+
+    @field_validator("tls_key_file")
+    @classmethod
+    def _key_with_certificate(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _pair(value, info.data.get("tls_cert_file"), "UR_FHIR_TLS_CERT_FILE")
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value.strip()):
+            raise ValueError("an absolute http(s) URL without query or fragment, e.g. https://pa.example.org/fhir")
+        return value.strip().rstrip("/") if value is not None else None
+
+
 class ClientSettings(_Environment):
     """What urctl and the tools read."""
 
@@ -609,7 +682,7 @@ class ToolSettings(_Environment):
 
 
 MODELS: tuple[type[_Environment], ...] = (PlatformSettings, IntakeSettings, ReviewSettings, AuthorizationSettings,
-                                          WorkbenchSettings, ClientSettings, ToolSettings)
+                                          WorkbenchSettings, FhirSettings, ClientSettings, ToolSettings)
 SERVICE_MODELS: Mapping[str, type[ServiceSettings]] = {
     m.service: m for m in (IntakeSettings, ReviewSettings, AuthorizationSettings)}
 

@@ -52,7 +52,7 @@ def environment(topic_prefix: str, kafka_bootstrap: str, **settings: str) -> dic
     env = {k: v for k, v in os.environ.items() if not k.startswith("UR_")}
     env.update({"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "UR_TOPIC_PREFIX": topic_prefix, "PYTHONUNBUFFERED": "1",
                 **{f"UR_{s.upper()}_GRPC_LISTEN": "127.0.0.1:0" for s in SERVICES},
-                "UR_WORKBENCH_LISTEN": "127.0.0.1:0", **settings})
+                "UR_WORKBENCH_LISTEN": "127.0.0.1:0", "UR_FHIR_LISTEN": "127.0.0.1:0", **settings})
     return env
 
 
@@ -63,9 +63,9 @@ def launch(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 
 
 def serving(var_dir: Path, supervisor: subprocess.Popen[bytes], log: Path,
-            started: tuple[str, ...] = (*SERVICES, "workbench")) -> dict[int, str]:
-    """Wait until the ``started`` processes (the three services and, for ``make run``, the workbench)
-    report their ports (they serve); their pids and commands."""
+            started: tuple[str, ...] = (*SERVICES, "workbench", "fhir")) -> dict[int, str]:
+    """Wait until the ``started`` processes (the three services and, for ``make run``, the workbench and
+    the FHIR door) report their ports (they serve); their pids and commands."""
     ports = var_dir / "ports"
 
     def reported() -> bool:
@@ -92,7 +92,7 @@ def alive(pid: int) -> bool:
 
 
 def run_and_end(args: list[str], env: dict[str, str], var_dir: Path, log: Path, signum: int,
-                started: tuple[str, ...] = (*SERVICES, "workbench")) -> int:
+                started: tuple[str, ...] = (*SERVICES, "workbench", "fhir")) -> int:
     """Start a supervisor, wait until its services serve, send it ``signum``; its exit status, once no
     service of it is left."""
     supervisor = launch(args, env, log)
@@ -145,12 +145,12 @@ def test_ending_make_itself_ends_make_run(tmp_path: Path, kafka_bootstrap: str, 
         make = subprocess.Popen(["make", "--no-print-directory", "-o", ".venv/.installed", "-o", "gen/.stamp", "run"],
                                 env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_until(lambda: all((var_dir / "ports" / f"{s}.port").exists() for s in (*SERVICES, "workbench"))
-                   or make.poll(), 120, what="make run's services and workbench to serve", interval_s=0.2)
+        wait_until(lambda: all((var_dir / "ports" / f"{s}.port").exists() for s in (*SERVICES, "workbench", "fhir"))
+                   or make.poll(), 120, what="make run's services, workbench and FHIR door to serve", interval_s=0.2)
         assert make.poll() is None, log.read_text()[-3000:]
         started = {pid: command for pid, command in processes_with(f"UR_VAR_DIR={var_dir}").items()
-                   if pid != make.pid}  # the platform, its three services and the workbench
-        assert len(started) == 5, started
+                   if pid != make.pid}  # the platform, its three services, the workbench and the door
+        assert len(started) == 6, started
         assert sum("services.cli.platform" in c for c in started.values()) == 1, started
         if to_group:
             os.killpg(make.pid, signum)

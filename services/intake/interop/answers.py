@@ -1,7 +1,8 @@
 """What a stored request says for each of its lines, in the terms PAS and X12 answer in.
 
 Both doors read the ``RequestView`` intake's ``GetRequest`` returns. A line without a determination
-yet is pended (A4): the guide's synchronous answer for "under review". A certified line carries its
+yet is pended (A4): the guide's synchronous answer for "under review"; in a cancelled request a line
+still pended is cancelled (C), as review's determination will say. A certified line carries its
 authorization's number, units and validity when the authorization is issued, otherwise what the
 determination certified. An ineligible request has no line answers: it is rejected as a whole
 (``rejection_of``).
@@ -97,8 +98,12 @@ def line_answers(view: intake_pb2.RequestView) -> list[LineAnswer]:
         line, det, auth = item.line, item.determination, item.authorization
         decided = item.HasField("determination") and det.action_code != types_pb2.ACTION_CODE_UNSPECIFIED
         action, display = ACTION_CODES[types_pb2.ACTION_CODE_PENDED]
+        pended = not decided or det.action_code == types_pb2.ACTION_CODE_PENDED
+        withdrawn = pended and view.status == intake_pb2.REQUEST_STATUS_CANCELLED
         if decided:
             action, display = ACTION_CODES.get(det.action_code, ACTION_CODES[types_pb2.ACTION_CODE_PENDED])
+        if withdrawn:  # cancelled while under review: review's C for the line follows
+            action, display = ACTION_CODES[types_pb2.ACTION_CODE_CANCELLED]
         has_auth = item.HasField("authorization") and bool(auth.authorization_number)
         units = start = end = None
         if action in CERTIFIED:
@@ -116,7 +121,8 @@ def line_answers(view: intake_pb2.RequestView) -> list[LineAnswer]:
             action=action,
             action_display=display,
             authorization_number=auth.authorization_number if has_auth and action in CERTIFIED else None,
-            reasons=tuple(r for r in det.reasons if r.strip()) if decided else ("under review",),
+            reasons=(view.status_reason or "cancelled by the submitter",) if withdrawn else (
+                tuple(r for r in det.reasons if r.strip()) if decided else ("under review",)),
             requested_units=line.units,
             requested_start=_date(line.start_date, line.HasField("start_date")),
             requested_end=_date(line.end_date, line.HasField("end_date")),

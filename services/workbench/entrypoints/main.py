@@ -6,46 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import sys
-
-import uvicorn
 
 from services.common import lifetime, logs, settings, tracing
 from services.common.errors import ConfigurationError
-from services.common.main import EXIT_FAILED, configuration_error, report_port, serve_metrics
+from services.common.listeners import bind_tcp as bind
+from services.common.main import EXIT_FAILED, configuration_error, serve_metrics
 from services.common.metrics import MetricsBindError
+from services.common.web import serve_asgi
 from services.workbench.bootstrap import build
 
 logger = logging.getLogger(__name__)
-
-
-def bind(address: str) -> socket.socket:
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, int(port)))
-    return sock
 
 
 async def serve(config: settings.WorkbenchSettings) -> None:
     built = build(config)
     listener = serve_metrics(config, built.metrics)
     sock = bind(config.listen)
-    server = uvicorn.Server(uvicorn.Config(built.app, log_config=None, access_log=False, proxy_headers=False,
-                                           server_header=False, date_header=True, timeout_graceful_shutdown=10))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started and not task.done():
-        await asyncio.sleep(0.02)
-    if server.started:
-        port = sock.getsockname()[1]
-        logger.info("workbench serving on http://%s:%d/", sock.getsockname()[0], port)
-        if config.port_file:
-            report_port(config.port_file, port)
     try:
-        await task
+        await serve_asgi(built.app, sock, name="workbench", port_file=config.port_file)
     finally:
         if listener is not None:
             listener.stop()

@@ -33,6 +33,7 @@ def _line(number: int, *, outcome: int, queued: bool, authorized: bool) -> intak
         action_code=types_pb2.ACTION_CODE_PENDED if queued else types_pb2.ACTION_CODE_CERTIFIED_IN_TOTAL))
     if authorized:
         item.authorization.authorization_number = f"UR26-{number:04d}-TEST"
+        item.authorization.status = types_pb2.AUTHORIZATION_STATUS_APPROVED
     return item
 
 

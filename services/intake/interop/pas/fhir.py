@@ -10,7 +10,7 @@ QuestionnaireResponse, ClaimResponse and Bundle has the same name, type and card
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from fhir.resources.R4B.extension import Extension
 from fhir.resources.R4B.identifier import Identifier
 from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.resource import Resource
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.intake.interop.pas.guard import DEFAULT_LIMITS, Limits, load
 from services.intake.interop.pas.outcome import Problem, fhirpath
@@ -35,13 +35,17 @@ X12_RELATIONSHIP = "https://codesystem.x12.org/005010/1069"
 MAX_VALIDATION_PROBLEMS = 100
 
 
-def parse_bundle(body: str | bytes | Mapping[str, Any], limits: Limits = DEFAULT_LIMITS
+def parse_bundle(body: str | bytes | Mapping[str, Any], limits: Limits = DEFAULT_LIMITS, *, checked: bool = False
                  ) -> tuple[Bundle | None, list[Problem]]:
     """Bounded decoding, then the model library's validation (datatypes, R4 cardinalities, unknown
-    elements), each failure as a problem naming its element."""
-    value, problems = load(body, limits)
-    if problems:
-        return None, problems
+    elements), each failure as a problem naming its element. ``checked``: ``body`` is JSON the input
+    guard (``guard.load``) has already passed, not to be walked again."""
+    if checked and isinstance(body, Mapping):
+        value: Any = body
+    else:
+        value, problems = load(body, limits)
+        if problems:
+            return None, problems
     if not isinstance(value, Mapping) or value.get("resourceType") != "Bundle":
         got = value.get("resourceType") if isinstance(value, Mapping) else type(value).__name__
         return None, [Problem("Bundle", "structure", f"expected a Bundle resource, got {str(got)[:80]!r}")]
@@ -113,6 +117,43 @@ class BundleIndex:
             if len(candidates) == 1:
                 return candidates[0]
         return None
+
+
+def references(node: Any, path: str, depth: int = 0) -> Iterator[tuple[str, Reference]]:
+    """Every Reference under a parsed element, with its FHIRPath (JSON names), depth first."""
+    if depth > 60:  # the input guard bounds nesting far below this
+        return
+    if isinstance(node, Reference):
+        yield path, node
+    if isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from references(value, f"{path}[{i}]", depth + 1)
+    elif isinstance(node, BaseModel):
+        fields = type(node).model_fields
+        given = node.model_fields_set  # what the Bundle gave: most of an element's fields are absent
+        for name in [n for n in fields if n in given]:  # in the model's order, not the set's
+            value = getattr(node, name, None)
+            if value is None or isinstance(value, (str, int, float, bool)):
+                continue
+            alias = fields[name].alias if name in fields and fields[name].alias else name
+            yield from references(value, f"{path}.{alias}", depth + 1)
+
+
+def unresolved_references(bundle: Bundle, reported: Collection[int] = ()) -> list[Problem]:
+    """References of the Bundle's resources that name nothing in it: a PAS Bundle carries every
+    resource its Claim's references reach (``#id`` names a contained resource). ``reported``: the
+    ``id()`` of Reference objects a caller has already named a problem for."""
+    index = BundleIndex.of(bundle)
+    out = []
+    for i, entry in enumerate(bundle.entry or []):
+        if entry.resource is None:
+            continue
+        source = Found(entry.resource, f"Bundle.entry[{i}].resource", entry.fullUrl or "")
+        for path, ref in references(entry.resource, source.path):
+            if ref.reference and id(ref) not in reported and index.resolve(ref, source) is None:
+                out.append(Problem(f"{path}.reference", "not-found",
+                                   f"{ref.reference[:200]!r} does not resolve to an entry of the Bundle"))
+    return out
 
 
 def kind(resource: Any) -> str:

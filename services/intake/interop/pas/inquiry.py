@@ -25,6 +25,7 @@ from services.intake.interop.pas.fhir import (
     kind,
     member_id_of,
     parse_bundle,
+    unresolved_references,
 )
 from services.intake.interop.pas.guard import DEFAULT_LIMITS, Limits
 from services.intake.interop.pas.outcome import Problem
@@ -58,6 +59,7 @@ def parse_inquiry(bundle_json: str | bytes | Mapping[str, Any], *,
     claim_identifier = reader.claim_identifier()
     requester_npi, payer_ids, member_id = reader.requester_npi(), reader.payer_ids(), reader.member_id()
     codes, starts, ends = reader.services()
+    out.extend(unresolved_references(bundle, reader.unresolved))
     if out:
         return out
     if bundle.identifier is None:  # the Bundle rules checked it; kept explicit for python -O
@@ -74,6 +76,7 @@ class _InquiryReader:
 
     def __init__(self, index: BundleIndex, claim: Found, out: list[Problem]) -> None:
         self.index, self.claim, self.out = index, claim, out
+        self.unresolved: set[int] = set()  # id() of the references a problem already names
         self.c, self.p = claim.resource, claim.path
         if self.c.use != "preauthorization":
             self.bad(f"{self.p}.use", "value", f"an inquiry asks about a preauthorization, not {self.c.use!r}")
@@ -86,6 +89,7 @@ class _InquiryReader:
         if ref is None or not ref.reference:
             self.bad(path, "required", f"{what} is required")
         elif found is None:
+            self.unresolved.add(id(ref))
             self.bad(path, "not-found", f"{what}: {ref.reference[:200]!r} does not resolve to an entry of the Bundle")
         elif kind(found.resource) not in allowed:
             self.bad(path, "value", f"{what} must be a {' or '.join(allowed)}")

@@ -30,6 +30,8 @@ with a FHIRPath expression, and nothing raises for a hostile body. The mapping:
   birth date on the Bundle's date.
 * idempotency key: from the submitter and the Bundle identifier (the submitter's transaction number),
   so a resent Bundle replays the first answer.
+* every reference of every resource of the Bundle resolves inside it (a PAS Bundle carries what its
+  Claim reaches): one that does not is a ``not-found`` problem naming it.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from services.intake.interop.pas.fhir import (
     kind,
     member_id_of,
     parse_bundle,
+    unresolved_references,
 )
 from services.intake.interop.pas.guard import DEFAULT_LIMITS, Limits
 from services.intake.interop.pas.outcome import Problem
@@ -123,6 +126,15 @@ def pas_request_to_command(bundle_json: str | bytes | Mapping[str, Any], submitt
     bundle, problems = parse_bundle(bundle_json, limits)
     if bundle is None:
         return problems
+    return bundle_to_command(bundle, submitter_id, payers=payers)
+
+
+def bundle_to_command(bundle: Bundle, submitter_id: str, *, payers: Mapping[str, PayerProfile] | None = None
+                      ) -> intake_pb2.SubmitRequestRequest | list[Problem]:
+    """:func:`pas_request_to_command` for a Bundle already parsed (``parse_bundle``), so that a door that
+    also answers from it parses it once."""
+    if not submitter_id:
+        raise ValueError("submitter_id is required")
     try:
         translation = _Translation(bundle, payers or {})
         translation.run()
@@ -178,6 +190,7 @@ class _Translation:
         self.event: tuple[dt.date | None, dt.date | None] | None = None
         self.admission: tuple[dt.date | None, dt.date | None] | None = None
         self.facts: dict[str, tuple[str, types_pb2.ClinicalFact]] = {}
+        self.unresolved: set[int] = set()  # id() of the references a problem already names
 
     def bad(self, expression: str, code: str, message: str) -> None:
         self.problems.append(Problem(expression, code, message))
@@ -190,6 +203,7 @@ class _Translation:
             return None
         found = self.index.resolve(ref, source)
         if found is None:
+            self.unresolved.add(id(ref))
             self.bad(path, "not-found", f"{what}: {ref.reference[:200]!r} does not resolve to an entry of the Bundle")
             return None
         if kind(found.resource) not in allowed:
@@ -212,6 +226,7 @@ class _Translation:
         self.urgency(claim)
         self.age()
         self.command.clinical_facts.extend(fact for _key, (_path, fact) in sorted(self.facts.items()))
+        self.problems.extend(unresolved_references(self.bundle, self.unresolved))
 
     def bundle_rules(self) -> Found | None:
         self.problems.extend(collection_rules(self.bundle, "request"))

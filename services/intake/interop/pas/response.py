@@ -61,9 +61,12 @@ _NAMESPACE = uuid.UUID("9d7c1f4e-4a55-4d0b-9a39-2f1bfb0f8a31")
 class _Request:
     """The parts of the request Bundle a response refers to or echoes."""
 
-    def __init__(self, request_bundle: str | bytes | Mapping[str, Any]) -> None:
-        bundle, problems = parse_bundle(request_bundle)
-        raw, _ = load(request_bundle)
+    def __init__(self, request_bundle: str | bytes | Mapping[str, Any], parsed: Bundle | None = None) -> None:
+        problems: list[Any] = []
+        bundle = parsed
+        if bundle is None:
+            bundle, problems = parse_bundle(request_bundle)
+        raw = request_bundle if isinstance(request_bundle, Mapping) else load(request_bundle)[0]
         if bundle is None or not bundle.entry or bundle.entry[0].resource is None \
                 or bundle.entry[0].resource.get_resource_type() != "Claim":
             detail = "; ".join(f"{p.expression}: {p.message}" for p in problems[:3])
@@ -217,17 +220,19 @@ def _bundle(request: _Request, claim_response: dict[str, Any], moment: dt.dateti
 
 
 def pas_response_bundle(request_bundle: str | bytes | Mapping[str, Any], request_view: intake_pb2.RequestView, *,
-                        now: dt.datetime | None = None) -> dict[str, Any]:
+                        now: dt.datetime | None = None, parsed: Bundle | None = None) -> dict[str, Any]:
     """The PAS response Bundle (JSON-ready dict) for a request Bundle and intake's view of it.
 
     ``now`` stamps the Bundle and ``ClaimResponse.created``; by default the view's decision (else
     receipt) time, so the same view gives the same Bundle. Raises ValueError when ``request_bundle``
-    is not the PAS request Bundle the view was made from (the door stored it; a mismatch is a defect)."""
-    request = _Request(request_bundle)
+    is not the PAS request Bundle the view was made from (the door stored it; a mismatch is a defect).
+    ``parsed``: the Bundle as ``parse_bundle`` already read it (saves reading it again)."""
+    request = _Request(request_bundle, parsed)
     moment = _moment(request_view, now)
     rejection = rejection_of(request_view)
     if rejection is not None:
-        return pas_error_bundle(request_bundle, [rejection], request_id=request_view.request_id, now=moment)
+        return pas_error_bundle(request_bundle, [rejection], request_id=request_view.request_id, now=moment,
+                                parsed=request.bundle)
     claim_items = list(request.claim.resource.item or [])
     answers = line_answers(request_view)
     notes: list[dict[str, Any]] = []
@@ -310,7 +315,8 @@ def _added_item(claim_item: Any, answer: LineAnswer) -> dict[str, Any]:
     return added
 
 
-def _error(rejection: Rejection) -> dict[str, Any]:
+def _error(rejection: Rejection, item_sequence: int | None = None) -> dict[str, Any]:
+    """One ClaimResponse.error; ``item_sequence``: the Claim item it concerns, if one."""
     ext: list[dict[str, Any]] = []
     if rejection.element:
         ext.append({"url": EXT_ERROR_ELEMENT, "extension": [{"url": "error", "valueString": rejection.element}]})
@@ -318,22 +324,25 @@ def _error(rejection: Rejection) -> dict[str, Any]:
         ext.append({"url": EXT_ERROR_PATH, "valueString": rejection.path})
     ext.append({"url": EXT_ERROR_FOLLOWUP, "valueCodeableConcept": {
         "coding": [{"system": codes.FOLLOWUP_SYSTEM, "code": rejection.followup}]}})
-    return {"extension": ext, "code": {"coding": [{
+    located: dict[str, Any] = {"itemSequence": item_sequence} if item_sequence else {}
+    return {"extension": ext, **located, "code": {"coding": [{
         "system": codes.REJECT_REASON_SYSTEM, "code": rejection.code,
         "display": codes.REJECT_REASONS.get(rejection.code, rejection.code)}], "text": rejection.message}}
 
 
 def pas_error_bundle(request_bundle: str | bytes | Mapping[str, Any], rejections: Sequence[Rejection], *,
-                     request_id: str = "", now: dt.datetime) -> dict[str, Any]:
+                     request_id: str = "", now: dt.datetime, parsed: Bundle | None = None) -> dict[str, Any]:
     """The guide's error response for a valid request the platform cannot process: a ClaimResponse with
     ``outcome = error`` and one ``error`` per rejection (X12 reject reason, follow-up action, the
     element in error), the messages as process notes, and the Claim itself echoed."""
-    request = _Request(request_bundle)
+    request = _Request(request_bundle, parsed)
     response = _claim_response_shell(request, request_id, now, "error")
     notes = [{"number": k + 1, "type": NOTE_TYPE, "text": r.message} for k, r in enumerate(rejections) if r.message]
     if notes:
         response["processNote"] = notes
-    response["error"] = [_error(r) for r in rejections]
+    sequences = [item.sequence for item in request.claim.resource.item or []]
+    response["error"] = [_error(r, sequences[r.line - 1] if 0 < r.line <= len(sequences) else None)
+                         for r in rejections]
     claim_entry = request.raw_entries[:1]
     return _bundle(request, _ordered(response), now, extra=claim_entry)
 

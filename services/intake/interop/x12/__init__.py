@@ -20,7 +20,7 @@ from services.intake.interop.x12.ack import ack_999, ta1
 from services.intake.interop.x12.edi import InterchangeRejection
 from services.intake.interop.x12.envelope import Envelope, Interchange, Party, read_interchange, reply_envelope
 from services.intake.interop.x12.request278 import Request278, parse_278, request_278_to_command
-from services.intake.interop.x12.response278 import response_278
+from services.intake.interop.x12.response278 import response_278, response_278_set
 
 
 @dataclass(frozen=True)
@@ -61,4 +61,4 @@ def receive_278(text: str, submitter_id: str, payers: Mapping[str, PayerProfile]
 
 
 __all__ = ["Envelope", "Party", "PayerProfile", "Receipt", "Received278", "receive_278", "reply_envelope",
-           "response_278"]
+           "response_278", "response_278_set"]

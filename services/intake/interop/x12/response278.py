@@ -38,12 +38,19 @@ def response_278(request: Request278, envelope: Envelope, *, view: intake_pb2.Re
     ``GetRequest`` returned for the command made from it), or ``rejections`` (what
     ``request_278_to_command`` returned, or e.g. 42 unable to respond when intake is unavailable).
     An ineligible view is answered with its rejection (75 or 78 in 2010C)."""
+    body = response_278_set(request, view=view, rejections=rejections, transaction_control=transaction_control)
+    return wrap(envelope, "HI", VERSION, [body], X12_DEFAULT)
+
+
+def response_278_set(request: Request278, *, view: intake_pb2.RequestView | None = None,
+                     rejections: Sequence[Rejection] = (), transaction_control: str = "0001") -> list[tuple[str, ...]]:
+    """The 278 response transaction set (ST to SE) :func:`response_278` wraps, for an interchange
+    answering several requests at once (``envelope.wrap`` around a list of them)."""
     if view is not None and not rejections:
         ineligible = rejection_of(view)
         if ineligible is not None:
             rejections, view = [ineligible], None
-    body = _Writer(request, view, list(rejections), request.delimiters).segments(transaction_control)
-    return wrap(envelope, "HI", VERSION, [body], X12_DEFAULT)
+    return _Writer(request, view, list(rejections), request.delimiters).segments(transaction_control)
 
 
 class _Writer:
