@@ -35,11 +35,11 @@ class Authorization:
 def build(settings: AuthorizationSettings, *, clock: Clock = utcnow) -> Authorization:
     """Authorization on ``settings``' database (migrated), not started."""
     credentials = CredentialsSource(settings.credentials_file)
-    infra = infrastructure(settings, tables.outbox)
+    infra = infrastructure(settings, tables.outbox, clock=clock)
 
     def uow() -> SqlAuthorizationUnitOfWork:
         return SqlAuthorizationUnitOfWork(infra.engine, tables.outbox, tables.processed_events,
-                                          after_commit=infra.wake)
+                                          after_commit=infra.wake, audit=infra.audit)
 
     handlers = AuthorizationHandlers(uow, infra.topics, settings.validity_days, clock=clock)
     runtime = assemble(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -161,6 +162,9 @@ class Platform:
     metrics_ports: Mapping[str, int] = field(default_factory=dict)
     #: service → the /metrics port it reported binding
     metrics_bound: dict[str, int] = field(default_factory=dict)
+    #: The audit key the services sign their audit checkpoints with (UR_AUDIT_KEY_FILE); None: the
+    #: environment's, else one made at the first start in ``var_dir/audit.key``.
+    audit_key_file: Path | None = None
 
     def _fixed_port(self, process: str) -> int:
         """The port ``process`` is to bind: its own in ``ports``, else 0 (any) for a further replica."""
@@ -229,6 +233,8 @@ class Platform:
             env[f"UR_{other.upper()}_TARGET"] = self.target(other)
         if service in self.database_urls:
             env[f"UR_{upper}_DATABASE_URL"] = self.database_urls[service]
+        if self.audit_key_file is not None:
+            env["UR_AUDIT_KEY_FILE"] = str(self.audit_key_file)
         if service == "intake" and self.members_seed is not None:
             env["UR_INTAKE_MEMBERS_SEED"] = str(self.members_seed)
         if service == "review" and self.reviewers_seed is not None:
@@ -260,6 +266,8 @@ class Platform:
         wanted = services or SERVICES
         for sub in ("logs", "ports"):
             (self.var_dir / sub).mkdir(parents=True, exist_ok=True)
+        if self.audit_key_file is None:
+            self.audit_key_file = audit_key(self.var_dir)
         for service in wanted:
             if service_of(service) not in SERVICES:
                 raise ValueError(f"{service} runs no service of {SERVICES}")
@@ -509,6 +517,22 @@ def platform_security() -> TransportSecurity | None:
                              require_client_cert=require)
 
 
+def audit_key(var_dir: Path) -> Path:
+    """The audit key file of a platform run: UR_AUDIT_KEY_FILE when set, else ``var_dir/audit.key``,
+    made once (32 random bytes, hex; readable by its owner only). A real deployment keeps its key
+    away from the databases; a demonstration keeps it beside them for `urctl audit verify`."""
+    configured = os.environ.get("UR_AUDIT_KEY_FILE")
+    if configured:
+        return Path(configured)
+    path = var_dir / "audit.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(secrets.token_hex(32) + "\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
@@ -594,6 +618,9 @@ def _run(platform: Platform, args: argparse.Namespace, console: Console) -> int:
                                       service_token=platform.tokens["review"])
     lifecycle.run_lifecycle({s: platform.target(s) for s in SERVICES}, shift, console, platform.var_dir / "notices",
                             security=platform.security, tokens=platform.tokens)
+    console.print("Audit: [bold].venv/bin/urctl audit verify[/bold] checks the services' audit logs, "
+                  "[bold].venv/bin/urctl audit trail <request-id>[/bold] tells one request's story; the CMS-0057-F "
+                  f"public report: [bold].venv/bin/urctl report cms-0057f --year {time.gmtime().tm_year}[/bold]")
     if args.mode == "demo":
         return 0
     console.print(f"\n[bold]The workbench: {workbench}/[/bold] (sign in with a development token from "

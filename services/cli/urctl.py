@@ -10,6 +10,8 @@
     urctl claim check|consume ...        claim lines against authorizations
     urctl x12 submit FILE                a 278 interchange through intake; prints the 278 response
     urctl authorization metrics
+    urctl audit verify|trail ...         the services' tamper-evident audit logs
+    urctl report cms-0057f --year YYYY   the CMS-0057-F public prior-authorization report
     urctl credentials scopes|salt|token|hash|check
     urctl settings [--markdown]
 
@@ -31,7 +33,15 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
-from services.cli import credentials_commands, lifecycle_commands, reviewer, service_commands, x12_commands
+from services.cli import (
+    audit_commands,
+    credentials_commands,
+    lifecycle_commands,
+    report_commands,
+    reviewer,
+    service_commands,
+    x12_commands,
+)
 from services.cli.base import (
     DEFAULT_TIMEOUT_S,
     EXIT_OK,
@@ -59,6 +69,8 @@ COMMANDS: tuple[Callable[[Parsers], None], ...] = (
     criteria_commands.add_commands,  # criteria validate|test|explain|replay
     lifecycle_commands.add_commands,  # notice, request cancel|revise|appeal, claim, authorization metrics
     x12_commands.add_commands,  # x12 submit
+    audit_commands.add_commands,  # audit verify|trail
+    report_commands.add_commands,  # report cms-0057f
     credentials_commands.add_commands,  # credentials scopes|salt|token|hash|check
     service_commands.add_settings_command,
 )

@@ -7,10 +7,12 @@ two reliability tables so that every service writes them the same way.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import (
     BigInteger,
@@ -27,9 +29,10 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError
+from sqlalchemy.pool import NullPool
 
-from services.common.errors import DuplicateKey
+from services.common.errors import ConfigurationError, DuplicateKey, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -156,3 +159,36 @@ def duplicate_keys_raised_as(what: str) -> Iterator[None]:
         if is_unique_violation(exc):
             raise DuplicateKey(f"{what} already exists") from exc
         raise
+
+
+def read_only_engine(url: str, service: str) -> tuple[Engine, str]:
+    """An engine that cannot write to ``service``'s database at ``url``, for tools outside the service
+    (urctl criteria replay, audit, report), and the location to show (no password).
+
+    Read only by construction, not by promise: a SQLite file is opened through its URI with
+    ``mode=ro`` (and ``immutable=1`` when no writer has it open, so not even a -wal or -shm file
+    appears next to it); PostgreSQL sessions start with ``default_transaction_read_only=on``.
+
+    Raises :class:`ConfigurationError` for a URL that is not one or a backend other than SQLite or
+    PostgreSQL, :class:`NotFound` for a SQLite file that does not exist."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"{url!r} is not a database URL: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        path = Path(database)
+        if not database or database == ":memory:" or not path.is_file():
+            raise NotFound(f"no {service} database at {database or url}")
+        resolved = path.resolve()
+        live = resolved.with_name(resolved.name + "-wal").exists()  # a service has it open
+        uri = f"file:{quote(str(resolved))}?mode=ro" + ("" if live else "&immutable=1")
+        engine = create_engine("sqlite://", poolclass=NullPool,
+                               creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
+        return engine, f"sqlite:///{resolved}"
+    if backend == "postgresql":
+        engine = create_engine(parsed, poolclass=NullPool,
+                               connect_args={"options": "-c default_transaction_read_only=on"})
+        return engine, parsed.render_as_string(hide_password=True)
+    raise ConfigurationError(f"{service} databases are SQLite or PostgreSQL, not {backend}")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
+from services.common.audit.chain import AuditRecord
 from services.common.events import OutgoingEvent
 
 
@@ -28,7 +29,10 @@ class UnitOfWork(abc.ABC):
       and remembering that it was applied happen together; :meth:`already_processed` reads that
       record (the idempotent consumer);
     * a unit of work opened with :meth:`read_only` only reads; its :meth:`commit` raises
-      ``RuntimeError``.
+      ``RuntimeError``;
+    * :meth:`audit` stages audit records; on commit they are appended to the service's audit log
+      (services/common/audit/) in the same transaction, in the order recorded, after the entries
+      of every transaction committed before; on rollback they vanish with the changes.
     """
 
     @abc.abstractmethod
@@ -57,8 +61,13 @@ class UnitOfWork(abc.ABC):
         """Record that ``consumer`` applied these events (ids it has not recorded before)."""
 
     @abc.abstractmethod
+    def audit(self, *records: AuditRecord) -> None:
+        """Stage audit records to be appended to the audit log with this transaction's changes."""
+
+    @abc.abstractmethod
     def commit(self) -> None:
-        """Make the changes, the staged events and the processed-event record durable, together."""
+        """Make the changes, the staged events, the audit records and the processed-event record
+        durable, together."""
 
     @abc.abstractmethod
     def rollback(self) -> None:

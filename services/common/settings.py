@@ -291,6 +291,17 @@ class PlatformSettings(_Environment):
         "Share of new traces recorded when tracing is on (a call or event that arrives traced follows its "
         "caller's choice); between 0 and 1.")
 
+    audit_key_file: ExistingFile | None = setting(
+        "UR_AUDIT_KEY_FILE", None,
+        "File holding the audit key (at least 16 bytes; e.g. `openssl rand -hex 32`), kept away from the databases: "
+        "it signs the audit log's checkpoints (HMAC-SHA256), which make a truncated log detectable, and makes the "
+        "opaque member references of audit entries. `urctl audit verify` needs the same file. Unset: no checkpoints "
+        "and no member references (a warning at start).")
+    audit_checkpoint_s: Seconds = setting(
+        "UR_AUDIT_CHECKPOINT_S", 60.0,
+        "Seconds between signed checkpoints of a service's audit log (one more at a graceful stop); entries after "
+        "the last checkpoint could be cut off unnoticed.")
+
     # Kafka over TLS: declared in this order, each checked against the ones before it.
     kafka_security_protocol: KafkaProtocol = setting(
         "UR_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
@@ -682,6 +693,8 @@ class ClientSettings(_Environment):
                                                                                    "client certificate.")
     grpc_tls_ca_file: ExistingFile | None = setting("UR_GRPC_TLS_CA_FILE", None, "PEM CA bundle the servers' "
                                                                                "certificates are checked against.")
+    audit_key_file: ExistingFile | None = setting(
+        "UR_AUDIT_KEY_FILE", None, "The audit key `urctl audit verify` checks checkpoint signatures with.")
 
 
 class ToolSettings(_Environment):

@@ -47,10 +47,11 @@ def build(settings: IntakeSettings, *, clock: Clock = utcnow) -> Intake:
     credentials = CredentialsSource(settings.credentials_file)
     # The criteria's facts (types, units), generated from the review service's criteria library.
     facts = load_catalog(settings.fact_catalog or DEFAULT_CATALOG)
-    infra = infrastructure(settings, tables.outbox)
+    infra = infrastructure(settings, tables.outbox, clock=clock)
 
     def uow() -> SqlIntakeUnitOfWork:
-        return SqlIntakeUnitOfWork(infra.engine, tables.outbox, tables.processed_events, after_commit=infra.wake)
+        return SqlIntakeUnitOfWork(infra.engine, tables.outbox, tables.processed_events, after_commit=infra.wake,
+                                   audit=infra.audit)
 
     if members:
         store_members(members, uow)

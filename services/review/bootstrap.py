@@ -77,10 +77,11 @@ def build(settings: ReviewSettings, *, clock: Clock = utcnow, duplicates: Duplic
     else:
         fixed = evaluator
         current_evaluator = lambda: fixed  # noqa: E731
-    infra = infrastructure(settings, tables.outbox)
+    infra = infrastructure(settings, tables.outbox, clock=clock)
 
     def uow() -> ReviewUnitOfWork:
-        return ReviewUnitOfWork(infra.engine, tables.outbox, tables.processed_events, after_commit=infra.wake)
+        return ReviewUnitOfWork(infra.engine, tables.outbox, tables.processed_events, after_commit=infra.wake,
+                                audit=infra.audit)
 
     checker = duplicates if duplicates is not None else GrpcDuplicateChecker(
         settings.authorization_target, security=tls.from_settings(settings), token=token)

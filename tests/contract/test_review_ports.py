@@ -28,6 +28,8 @@ from services.authorization.adapters.repository import SqlAuthorizationUnitOfWor
 from services.authorization.entrypoints.grpc_api import AuthorizationServicer
 from services.authorization.service_layer.handlers import AuthorizationHandlers
 from services.common import migrations
+from services.common.audit.chain import AuditRecord
+from services.common.audit.store import AuditLog, read_entries
 from services.common.clock import Clock, utcnow
 from services.common.db import make_engine
 from services.common.errors import DuplicateKey
@@ -57,6 +59,7 @@ from services.review.service_layer import ports
 from services.review.service_layer.lines import request_lines
 from services.review.service_layer.ports import DuplicateChecker, Evaluator, LineQuery, NoticeRenderer, UnitOfWork
 from tests.factories import lumbar_mri
+from tests.fakes.common import FAKE_AUDIT_KEY
 from tests.fakes.review import (
     Authorization,
     FakeDuplicateChecker,
@@ -89,6 +92,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def processed(self) -> set[tuple[str, str]]: ...
 
+    @abc.abstractmethod
+    def audit_log(self) -> list[tuple[str, str, str]]:
+        """(actor, action, request id) of the committed audit records, in order."""
+
 
 class FakeStore(Store):
     def __init__(self) -> None:
@@ -106,6 +113,9 @@ class FakeStore(Store):
     def processed(self) -> set[tuple[str, str]]:
         return set(self.store.processed)
 
+    def audit_log(self) -> list[tuple[str, str, str]]:
+        return [(r.actor, r.action, r.request_id) for r in self.store.audit]
+
 
 class SqlStore(Store):
     def __init__(self, url: str) -> None:
@@ -113,7 +123,12 @@ class SqlStore(Store):
         migrations.upgrade("review", self.engine)
 
     def uow(self) -> UnitOfWork:
-        return ReviewUnitOfWork(self.engine, tables.outbox, tables.processed_events)
+        return ReviewUnitOfWork(self.engine, tables.outbox, tables.processed_events,
+                                audit=AuditLog.of(tables.metadata, service="review", key=FAKE_AUDIT_KEY))
+
+    def audit_log(self) -> list[tuple[str, str, str]]:
+        with self.engine.connect() as conn:
+            return [(e.actor, e.action, e.request_id) for e in read_entries(conn)]
 
     def reset(self) -> None:
         with self.engine.begin() as conn:
@@ -255,6 +270,22 @@ class UnitOfWorkContract(StoreContract):
     def test_a_read_only_unit_of_work_refuses_to_commit(self, store: Store) -> None:
         with pytest.raises(RuntimeError), store.uow().read_only() as uow:
             uow.commit()
+
+    def test_audit_records_commit_with_the_changes_and_vanish_without(self, store: Store) -> None:
+        case = a_case()
+        with store.uow() as uow:
+            uow.cases.add_many([case])
+            uow.audit(AuditRecord("request.received", case.request_id))
+            uow.commit()
+        with store.uow() as uow:
+            uow.audit(AuditRecord("task.claimed", case.request_id, actor="reviewer:rn-1"))
+            uow.rollback()
+            uow.audit(AuditRecord("task.released", case.request_id, actor="reviewer:rn-1"))
+        with store.uow() as uow:
+            uow.audit(AuditRecord("task.viewed", case.request_id, actor="reviewer:rn-2"))
+            uow.commit()
+        assert store.audit_log() == [("service:review", "request.received", case.request_id),
+                                     ("reviewer:rn-2", "task.viewed", case.request_id)]
 
 
 class TestUnitOfWorkOnFakes(UnitOfWorkContract):

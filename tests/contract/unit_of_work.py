@@ -9,16 +9,20 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, MetaData, Table, select
+from sqlalchemy import MetaData, Table, select
 from ur.events.v1 import events_pb2
 
 from services.common import migrations
+from services.common.audit import actor as actors
+from services.common.audit.chain import AuditRecord, RefValue, member_ref
+from services.common.audit.store import AuditLog, read_entries
 from services.common.db import make_engine
 from services.common.events import OutgoingEvent
 from services.common.ports import UnitOfWork
-from tests.fakes.common import FakeStore
+from tests.fakes.common import FAKE_AUDIT_KEY, FakeStore
 
 Stored = tuple[str, str, str, bytes]  # an outbox entry: topic, key, event type, payload
+Audited = tuple[str, str, str, dict[str, RefValue], str]  # an audit entry: actor, action, request, refs, event
 
 
 class Backend(abc.ABC):
@@ -32,6 +36,10 @@ class Backend(abc.ABC):
     def outbox(self) -> list[Stored]:
         """The committed events, in the order they were stored."""
 
+    @abc.abstractmethod
+    def audit_log(self) -> list[Audited]:
+        """The committed audit records, in the order they were appended."""
+
 
 class FakeBackend(Backend):
     def __init__(self, store: FakeStore, uow: Callable[[], UnitOfWork]) -> None:
@@ -44,17 +52,21 @@ class FakeBackend(Backend):
     def outbox(self) -> list[Stored]:
         return [(e.topic, e.key, e.event_type, e.message.SerializeToString()) for e in self.store.outbox]
 
+    def audit_log(self) -> list[Audited]:
+        return [(r.actor, r.action, r.request_id, dict(r.refs), r.event_id) for r in self.store.audit]
+
 
 class SqlBackend(Backend):
     """A migrated database shared by a test class; :meth:`clear` empties it between tests."""
 
-    def __init__(self, service: str, url: str, metadata: MetaData,
-                 uow: Callable[[Engine, Table, Table], UnitOfWork]) -> None:
+    def __init__(self, service: str, url: str, metadata: MetaData, uow: Callable[..., UnitOfWork]) -> None:
         self.engine = make_engine(url)
         migrations.upgrade(service, self.engine)
         self.metadata = metadata
+        # The fakes' key, so that member references compare alike.
+        log = AuditLog.of(metadata, service=service, key=FAKE_AUDIT_KEY)
         self._uow: Callable[[], UnitOfWork] = lambda: uow(self.engine, metadata.tables["outbox"],
-                                                          metadata.tables["processed_events"])
+                                                          metadata.tables["processed_events"], audit=log)
 
     def uow(self) -> Any:
         return self._uow()
@@ -64,6 +76,11 @@ class SqlBackend(Backend):
         with self.engine.connect() as conn:
             rows = conn.execute(select(outbox).order_by(outbox.c.id)).all()
         return [(r.topic, r.message_key, r.event_type, bytes(r.payload)) for r in rows]
+
+    def audit_log(self) -> list[Audited]:
+        with self.engine.connect() as conn:
+            entries = read_entries(conn)
+        return [(e.actor, e.action, e.request_id, dict(e.refs), e.event_id) for e in entries]
 
     def clear(self) -> None:
         with self.engine.begin() as conn:
@@ -154,3 +171,36 @@ class UnitOfWorkContract:
             assert uow.already_processed("c", ["e1"]) == {"e1"}
             with pytest.raises(RuntimeError, match="read-only"):
                 uow.commit()
+
+    # -- the audit log ---------------------------------------------------------------------------
+    def test_audit_records_commit_with_the_changes_in_order(self, backend: Backend) -> None:
+        announced = event("k1")
+        with backend.uow() as uow:
+            uow.publish(announced)
+            uow.audit(AuditRecord("request.submitted", "req-1", {"lines": 2}, event_id=announced.event_id),
+                      AuditRecord("request.viewed", "req-1", {"status": "in_review"}, actor="reviewer:rn-1"))
+            uow.commit()
+        log = backend.audit_log()
+        service = log[0][0]
+        assert service.startswith("service:")  # outside any call: the service itself
+        assert log == [(service, "request.submitted", "req-1", {"lines": 2}, announced.event_id),
+                       ("reviewer:rn-1", "request.viewed", "req-1", {"status": "in_review"}, "")]
+
+    def test_audit_records_vanish_with_a_rollback_or_without_a_commit(self, backend: Backend) -> None:
+        with backend.uow() as uow:
+            uow.audit(AuditRecord("request.viewed", "dropped-1"))
+        with backend.uow() as uow:
+            uow.audit(AuditRecord("request.viewed", "dropped-2"))
+            uow.rollback()
+            uow.audit(AuditRecord("request.viewed", "kept"))
+            uow.commit()
+        assert [a[2] for a in backend.audit_log()] == ["kept"]
+
+    def test_the_actor_is_the_callers_and_a_member_only_a_reference(self, backend: Backend) -> None:
+        with actors.acting_as(actors.ANONYMOUS), backend.uow() as uow:
+            uow.audit(AuditRecord("request.listed", refs={"count": 0}, member_id="MA100001"))
+            uow.commit()
+        ((actor, _, _, refs, _),) = backend.audit_log()
+        assert actor == "anonymous"
+        assert refs == {"count": 0, "member_ref": member_ref(FAKE_AUDIT_KEY, "MA100001")}
+        assert "MA100001" not in repr(backend.audit_log())

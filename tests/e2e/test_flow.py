@@ -211,3 +211,49 @@ def test_poison_messages_go_to_the_dead_letter_topic_while_the_rest_flows(client
 def test_health_reports_serving(platform: Platform) -> None:
     for service in ("intake", "review", "authorization"):
         assert platform.is_serving(service)
+
+
+def test_the_audit_trail_tells_one_requests_story_across_the_services_and_every_log_verifies(
+        clients: Clients, platform: Platform, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from services.cli import urctl
+
+    request = lumbar_mri(meets=True)
+    request.wait_ms = 15000
+    view = clients.intake.SubmitRequest(request, timeout=30).request
+    assert view.status == intake_pb2.REQUEST_STATUS_COMPLETE, view
+    number = view.lines[0].authorization.authorization_number
+    clients.intake.GetRequest(intake_pb2.GetRequestRequest(request_id=view.request_id), timeout=10)
+    clients.authorization.GetAuthorization(authorization_pb2.GetAuthorizationRequest(authorization_number=number),
+                                           timeout=10)
+    databases = [f"--{s}-database-url={platform.database_urls[s]}" for s in ("intake", "review", "authorization")]
+
+    def story() -> list[tuple[str, str, str]]:
+        assert urctl.main(["audit", "trail", view.request_id, "--json", *databases]) == 0
+        return [(e["service"], e["action"], e["actor"]) for e in json.loads(capsys.readouterr().out)]
+
+    # Read as the services committed it (each view is recorded before its answer leaves).
+    trail = wait_until(story, 30, what="the authorization's view in the trail",
+                       until=lambda t: any(a == "authorization.viewed" for _, a, _ in t))
+    # The calls are the callers' (access control admitted them), what follows from them the services'.
+    assert trail[0][:2] == ("intake", "request.submitted")
+    assert trail[0][2].startswith("submitter:")
+    assert any(a == "request.viewed" and who == trail[0][2] for _, a, who in trail)  # the submitter's read
+    assert any(a == "authorization.viewed" and who.startswith("caller:") for _, a, who in trail)
+    for step in [("review", "request.received", "service:review"), ("review", "line.decided", "service:review"),
+                 ("review", "notice.issued", "service:review"),
+                 ("authorization", "authorization.recorded", "service:authorization"),
+                 ("intake", "determination.recorded", "service:intake"),
+                 ("intake", "authorizations.recorded", "service:intake")]:
+        assert step in trail
+    order = [action for _, action, _ in trail]
+    assert order.index("request.submitted") < order.index("request.received") < order.index("line.decided") \
+        < order.index("authorization.recorded")
+    assert platform.audit_key_file is not None
+    monkeypatch.setenv("UR_AUDIT_KEY_FILE", str(platform.audit_key_file))
+    assert urctl.main(["audit", "verify", "--json", *databases]) == 0
+    verified = json.loads(capsys.readouterr().out)
+    assert [(v["service"], v["ok"]) for v in verified] == [("intake", True), ("review", True),
+                                                           ("authorization", True)]

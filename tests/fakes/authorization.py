@@ -124,6 +124,8 @@ class FakeUnitDrawRepository(ports.UnitDrawRepository):
 
 
 class FakeAuthorizationUnitOfWork(FakeUnitOfWork[AuthorizationStore], ports.AuthorizationUnitOfWork):
+    service = "authorization"
+
     def _open(self, working: AuthorizationStore) -> None:
         self.authorizations = FakeAuthorizationRepository(working)
         self.draws = FakeUnitDrawRepository(working)

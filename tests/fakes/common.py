@@ -9,8 +9,13 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
+from services.common.audit.chain import AuditRecord
+from services.common.audit.store import prepare
 from services.common.events import OutgoingEvent
 from services.common.ports import UnitOfWork
+
+#: The key the fakes make member references with.
+FAKE_AUDIT_KEY = b"fake-audit-key-for-the-tests"
 
 
 class FakeStore:
@@ -21,6 +26,8 @@ class FakeStore:
         self._lock = threading.Lock()
         self.outbox: list[OutgoingEvent] = []
         self.processed: set[tuple[str, str]] = set()  # (consumer, event id)
+        #: What the units of work recorded and committed, in order (actors filled in, members as references).
+        self.audit: list[AuditRecord] = []
 
     def _tables(self) -> dict[str, object]:
         return {name: value for name, value in vars(self).items() if name != "_lock"}
@@ -44,14 +51,18 @@ S = TypeVar("S", bound=FakeStore)
 
 
 class FakeUnitOfWork(UnitOfWork, Generic[S]):
-    """Works on a snapshot of ``store``; ``commit`` makes the snapshot (with the staged events and
-    processed ids) the store's state, so whatever is not committed simply disappears."""
+    """Works on a snapshot of ``store``; ``commit`` makes the snapshot (with the staged events, audit
+    records and processed ids) the store's state, so whatever is not committed simply disappears."""
+
+    #: The service the fake stands for (the actor of what it does outside a call).
+    service = "fake"
 
     def __init__(self, store: S) -> None:
         self.store = store
         self._read_only = False
         self._working: S | None = None
         self._events: list[OutgoingEvent] = []
+        self._records: list[AuditRecord] = []
 
     @abc.abstractmethod
     def _open(self, working: S) -> None:
@@ -66,6 +77,7 @@ class FakeUnitOfWork(UnitOfWork, Generic[S]):
     def _begin(self) -> None:
         self._working = self.store.snapshot()
         self._events = []
+        self._records = []
         self._open(self._working)
 
     def read_only(self) -> Self:
@@ -84,6 +96,10 @@ class FakeUnitOfWork(UnitOfWork, Generic[S]):
     def publish(self, event: OutgoingEvent) -> None:
         self._events.append(event)
 
+    def audit(self, *records: AuditRecord) -> None:
+        self.working  # noqa: B018 - outside the 'with' block this raises, as the SQL one does
+        self._records.extend(prepare(records, service=self.service, key=FAKE_AUDIT_KEY))
+
     def already_processed(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
         return {e for e in event_ids if (consumer, e) in self.working.processed}
 
@@ -95,6 +111,7 @@ class FakeUnitOfWork(UnitOfWork, Generic[S]):
             raise RuntimeError("commit() in a read-only unit of work")
         working = self.working
         working.outbox.extend(self._events)
+        working.audit.extend(self._records)
         self.store.take(working)
         self._begin()
 

@@ -179,6 +179,8 @@ class FakeMemberRepository(ports.MemberRepository):
 
 
 class FakeIntakeUnitOfWork(FakeUnitOfWork[IntakeStore], ports.IntakeUnitOfWork):
+    service = "intake"
+
     def _open(self, working: IntakeStore) -> None:
         self.requests = FakeRequestRepository(working)
         self.information = FakeInformationRepository(working)

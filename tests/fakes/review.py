@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
+from services.common.audit.chain import AuditRecord
+from services.common.audit.store import prepare
 from services.common.errors import DuplicateKey
 from services.common.events import OutgoingEvent
 from services.review.domain.appeals import Appeal
@@ -28,6 +30,7 @@ from services.review.domain.policy import LineOutcome, ProviderRecord
 from services.review.domain.task import UNDECIDED, AuditEntry, Task
 from services.review.domain.workflow import Reviewer, Role, StaleTask, TaskStatus, priority
 from services.review.service_layer import ports
+from tests.fakes.common import FAKE_AUDIT_KEY
 
 
 @dataclass
@@ -44,6 +47,8 @@ class ReviewStore:
     appeals: dict[str, Appeal] = field(default_factory=dict)
     outbox: list[OutgoingEvent] = field(default_factory=list)
     processed: set[tuple[str, str]] = field(default_factory=set)
+    #: What the units of work recorded and committed, in order (actors filled in, members as references).
+    audit: list[AuditRecord] = field(default_factory=list)
     sequence: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     before_task_save: list[Callable[[Task], object]] = field(default_factory=list)
     """Each is run once, just before the next task save of any unit of work: how a test lets
@@ -356,6 +361,7 @@ class FakeUnitOfWork(ports.UnitOfWork):
                         _Layer(s.notices), _Layer(s.appeals))
         self._history: list[tuple[int, str, AuditEntry]] = []
         self._events: list[OutgoingEvent] = []
+        self._records: list[AuditRecord] = []
         self._processed: set[tuple[str, str]] = set()
         self.cases = FakeCaseRepository(self._layers[0])
         self.tasks = FakeTaskRepository(s, self._layers[1], self._history)
@@ -381,9 +387,11 @@ class FakeUnitOfWork(ports.UnitOfWork):
             layer.commit()
         self.store.history.extend(self._history)
         self.store.outbox.extend(self._events)
+        self.store.audit.extend(self._records)
         self.store.processed |= self._processed
         self._history.clear()
         self._events = []
+        self._records = []
         self._processed = set()
         self.committed = True
 
@@ -392,10 +400,16 @@ class FakeUnitOfWork(ports.UnitOfWork):
             layer.pending.clear()
         self._history.clear()
         self._events = []
+        self._records = []
         self._processed = set()
 
     def publish(self, event: OutgoingEvent) -> None:
         self._events.append(event)
+
+    def audit(self, *records: AuditRecord) -> None:
+        if not self._active:
+            raise RuntimeError("unit of work used outside its 'with' block")
+        self._records.extend(prepare(records, service="review", key=FAKE_AUDIT_KEY))
 
     def already_processed(self, consumer: str, event_ids: list[str]) -> set[str]:
         return {e for e in event_ids if (consumer, e) in self.store.processed | self._processed}

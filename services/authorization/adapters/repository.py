@@ -205,6 +205,8 @@ class SqlUnitDrawRepository(ports.UnitDrawRepository):
 
 
 class SqlAuthorizationUnitOfWork(SqlUnitOfWork, ports.AuthorizationUnitOfWork):
+    service = "authorization"
+
     def __enter__(self) -> SqlAuthorizationUnitOfWork:
         super().__enter__()
         self.authorizations = SqlAuthorizationRepository(self.conn)

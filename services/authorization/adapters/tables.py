@@ -16,6 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from services.common.audit.store import audit_tables
 from services.common.db import BigIntId, outbox_table, processed_events_table, relay_lease_table
 
 metadata = MetaData()
@@ -82,3 +83,5 @@ unit_draws = Table(
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
 relay_lease = relay_lease_table(metadata)
+# The tamper-evident audit log (services/common/audit/store.py).
+audit_tables(metadata)

@@ -30,6 +30,8 @@ from services.authorization.domain.model import (
     new_record,
 )
 from services.authorization.service_layer.ports import AuthorizationUnitOfWork, Clock
+from services.common.audit.chain import AuditRecord, RefValue, identifier
+from services.common.audit.recording import record_views
 from services.common.errors import (
     DuplicateKey,
     FailedPrecondition,
@@ -218,6 +220,9 @@ class AuthorizationHandlers:
                     self._apply(batch, ctx, decided_line(ln), now)
             stored = uow.authorizations.add_many(list(batch.new.values()))
             uow.authorizations.update_many(list(batch.changed.values()))
+            event_of = {c.determination_id: e.event_id for c, e in zip(contexts, fresh, strict=True)}
+            uow.audit(*[_recorded("authorization.recorded", a, event_of) for a in stored],
+                      *[_recorded("authorization.changed", a, event_of) for a in batch.changed.values()])
             final = {(a.request_id, a.line_number): a for a in (*stored, *batch.changed.values())}
             today = now.date()
             for request_id, told in batch.told.items():
@@ -262,7 +267,14 @@ class AuthorizationHandlers:
         """Which record covers the claim line, or the nearest miss (reads only)."""
         _check_claim_line(claim)
         with self._uow().read_only() as uow:
-            return match_claim(claim, uow.authorizations.for_member(claim.member_id, limit=1000))
+            decision = match_claim(claim, uow.authorizations.for_member(claim.member_id, limit=1000))
+        shown = decision.authorization
+        refs: dict[str, RefValue] = {"outcome": decision.match.value}
+        if shown is not None:
+            refs.update(line=shown.line_number, authorization_number=shown.authorization_number)
+        record_views(self._uow, [AuditRecord("claim.checked", shown.request_id if shown is not None else "", refs,
+                                             member_id=claim.member_id)])
+        return decision
 
     def consume(self, claim_line_id: str, claim: ClaimLine) -> ConsumeResult:
         """Draw the claim line's units, once per claim line id (see the gRPC contract)."""
@@ -308,6 +320,10 @@ class AuthorizationHandlers:
             if not uow.authorizations.draw(number, claim.units):
                 return None
             uow.draws.add(UnitDraw(claim_line_id, number, claim.units, fingerprint, self._now()))
+            auth = decision.authorization
+            uow.audit(AuditRecord("units.drawn", auth.request_id, {
+                "line": auth.line_number, "authorization_number": number, "claim_line_id": identifier(claim_line_id),
+                "units": claim.units}, member_id=auth.member_id))
             uow.commit()
             after = uow.authorizations.by_number(number)
         return ConsumeResult(after or decision.authorization, claim.units, replayed=False)
@@ -325,6 +341,7 @@ class AuthorizationHandlers:
             found = uow.authorizations.by_number(canonical)
         if found is None:
             raise NotFound(f"no authorization {canonical}")
+        record_views(self._uow, [_viewed(found)])
         return to_proto(found, self.today())
 
     def for_member(self, member_id: str, procedure_code: str, overlaps_from: dt.date | None,
@@ -335,6 +352,9 @@ class AuthorizationHandlers:
         with self._uow().read_only() as uow:
             found = uow.authorizations.for_member(member_id, procedure_code, overlaps_from, overlaps_to,
                                                   active_only, limit or 100)
+        # One entry per record shown; a search that found none still tells whom it was about.
+        record_views(self._uow, [_viewed(a) for a in found] or [
+            AuditRecord("authorization.listed", refs={"count": 0}, member_id=member_id)])
         today = self.today()
         return [to_proto(a, today) for a in found]
 
@@ -343,6 +363,22 @@ class AuthorizationHandlers:
             raise ValidationFailed([FieldViolation("to", "is before from")])
         with self._uow().read_only() as uow:
             return uow.authorizations.metrics(issued_from, issued_to)
+
+
+def _recorded(action: str, a: IssuedAuthorization, event_of: dict[str, str]) -> AuditRecord:
+    """An audit record of a record created or changed by a determination (``event_of``: determination
+    id → the event that brought it)."""
+    refs: dict[str, RefValue] = {"line": a.line_number, "authorization_number": a.authorization_number,
+                                 "status": a.status, "determination_id": a.determination_id}
+    if a.extensions:
+        refs["count"] = len(a.extensions)
+    return AuditRecord(action, a.request_id, refs, event_id=event_of.get(a.determination_id, ""),
+                       member_id=a.member_id)
+
+
+def _viewed(a: IssuedAuthorization) -> AuditRecord:
+    return AuditRecord("authorization.viewed", a.request_id, {
+        "line": a.line_number, "authorization_number": a.authorization_number}, member_id=a.member_id)
 
 
 _MATCH_WORDS = {Match.COVERED: "covered", Match.EXPIRED: "not valid on the date of service",

@@ -17,12 +17,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
-from sqlalchemy.engine import make_url
 from ur.common.v1 import types_pb2
 
 from services.cli.base import EXIT_OK, CliError, Targets
 from services.cli.criteria.library import (
-    REPO,
     CriteriaInputError,
     LoadedSet,
     default_criteria_dir,
@@ -31,8 +29,8 @@ from services.cli.criteria.library import (
 )
 from services.cli.criteria.replay_report import ChangedLine, Flip, ReplayReport, format_replay
 from services.cli.criteria.words import ACTION_WORDS, CONDITION, OUTCOME
+from services.cli.databases import database_url
 from services.cli.render import format_action, progress_bar
-from services.common import settings
 from services.common.errors import ConfigurationError, NotFound, Unavailable
 from services.common.proto_enums import to_name
 from services.review.adapters.criteria_loader import (
@@ -50,16 +48,7 @@ from services.review.domain.criteria import ConditionMatcher, CriteriaSet, LineE
 def default_database_url() -> str:
     """Where the review service keeps its data: UR_REVIEW_DATABASE_URL, else its default SQLite file
     (under UR_VAR_DIR), else the one `make run` leaves in var/run/."""
-    configured = settings.get("UR_REVIEW_DATABASE_URL")
-    if configured:
-        return configured
-    service_default = settings.default_database_url("review")
-    candidates = [service_default, f"sqlite:///{(REPO / 'var' / 'run' / 'review.db').resolve()}"]
-    for url in candidates:
-        database = make_url(url).database
-        if database and Path(database).is_file():
-            return url
-    return service_default
+    return database_url("review")
 
 
 def load_draft(path: Path, library: CriteriaLibrary | None) -> tuple[CriteriaSet, str | None]:

@@ -285,6 +285,8 @@ class SqlMemberRepository(ports.MemberRepository):
 
 
 class SqlIntakeUnitOfWork(SqlUnitOfWork, ports.IntakeUnitOfWork):
+    service = "intake"
+
     def __enter__(self) -> SqlIntakeUnitOfWork:
         super().__enter__()
         self.requests = SqlRequestRepository(self.conn)

@@ -19,6 +19,9 @@ from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 from ur.intake.v1 import intake_pb2
 
+from services.common.audit import actor as actors
+from services.common.audit.chain import AuditRecord, RefValue
+from services.common.audit.recording import record_views
 from services.common.errors import (
     DuplicateKey,
     FailedPrecondition,
@@ -290,9 +293,14 @@ class IntakeHandlers:
                 payload=payload, lines=tuple(LineRecord(line.line_number, line.procedure_code) for line in req.lines),
                 claim_number=req.claim_number or None)
             uow.requests.add(record)
+            announced = ""
             if eligibility.eligible:
-                uow.publish(OutgoingEvent(topic=self._topics.request_submitted, key=request_id,
-                                          message=_submitted_event(request_id, now, stored)))
+                event = OutgoingEvent(topic=self._topics.request_submitted, key=request_id,
+                                      message=_submitted_event(request_id, now, stored))
+                uow.publish(event)
+                announced = event.event_id
+            uow.audit(AuditRecord("request.submitted", request_id, {"status": status.value, "lines": len(req.lines)},
+                                  event_id=announced, member_id=req.member_id, actor=actors.submitter(submitter)))
             uow.commit()
         logger.info("request %s recorded for %s: %s (%d lines)", request_id, submitter, status.value, len(req.lines))
         return record
@@ -341,7 +349,11 @@ class IntakeHandlers:
                 request_id=info.request_id, information_id=information_id,
                 clinical_facts=submitted.clinical_facts, note=submitted.note)
             event.received_at.FromDatetime(now)
-            uow.publish(OutgoingEvent(topic=self._topics.additional_information, key=info.request_id, message=event))
+            outgoing = OutgoingEvent(topic=self._topics.additional_information, key=info.request_id, message=event)
+            uow.publish(outgoing)
+            uow.audit(AuditRecord("information.received", info.request_id, {
+                "information_id": information_id, "count": len(info.facts)}, event_id=outgoing.event_id,
+                member_id=record.member_id, actor=actors.submitter(submitter)))
             uow.commit()
         logger.info("additional information %s for request %s: %d facts", information_id, info.request_id,
                     len(info.facts))
@@ -363,7 +375,7 @@ class IntakeHandlers:
         unknown id, or one that no request can have (without asking the database, which refuses some
         strings outright: PostgreSQL text holds no NUL). With a ``submitter``, only a request it
         submitted: another's is NotFound, with the words an unknown id gets, so that nothing tells the
-        two apart; None reads every submitter's."""
+        two apart; None reads every submitter's. The view is recorded in the audit log."""
         record, information, _ = self.get_story(request_id, submitter=submitter)
         return record, information
 
@@ -377,17 +389,23 @@ class IntakeHandlers:
             record = uow.requests.get(request_id)
             if record is None or (submitter is not None and record.submitter != submitter):
                 raise NotFound(f"no request {shown(request_id)}")
-            return record, uow.information.of_request(request_id), uow.appeals.of_request(request_id)
+            story = record, uow.information.of_request(request_id), uow.appeals.of_request(request_id)
+        record_views(self._uow, [_viewed(record, submitter)])
+        return story
 
     def of_member(self, member_id: str, limit: int, *, submitter: str | None) -> list[RequestRecord]:
         """The member's requests, newest first; ``limit`` 0 means 50, at most 200. With a ``submitter``,
-        only those it submitted; None: every submitter's."""
+        only those it submitted; None: every submitter's. Each request shown is a view in the audit log."""
         if not 0 <= limit <= MAX_MEMBER_REQUESTS:
             raise ValidationFailed([FieldViolation("limit", f"between 1 and {MAX_MEMBER_REQUESTS} (0 means 50)")])
         if not member_id.strip():
             raise ValidationFailed([FieldViolation("member_id", "required")])
         with self._uow().read_only() as uow:
-            return uow.requests.of_member(member_id.strip(), limit or 50, submitter)
+            found = uow.requests.of_member(member_id.strip(), limit or 50, submitter)
+        # One entry per request shown; a search that found none still tells whom it was about.
+        record_views(self._uow, [_viewed(r, submitter) for r in found] or [
+            AuditRecord("request.listed", refs={"count": 0}, member_id=member_id.strip(), actor=_reader(submitter))])
+        return found
 
     def of_claim(self, claim_number: str, limit: int, *, submitter: str | None) -> list[RequestRecord]:
         """The requests under a workers' comp claim, newest first; ``limit`` and ``submitter`` as for
@@ -404,7 +422,12 @@ class IntakeHandlers:
         if violations:
             raise ValidationFailed(violations)
         with self._uow().read_only() as uow:
-            return uow.requests.of_claim(claim_number, limit or 50, submitter)
+            found = uow.requests.of_claim(claim_number, limit or 50, submitter)
+        # The claim number is the injured worker's: an opaque reference, as a member id would be.
+        record_views(self._uow, [_viewed(r, submitter) for r in found] or [
+            AuditRecord("request.listed", refs={"count": 0, "page": "claim"}, member_id=claim_number,
+                        actor=_reader(submitter))])
+        return found
 
     # -- events --------------------------------------------------------------------------------
     def handle_batch(self, events: Sequence[IncomingEvent]) -> None:
@@ -419,6 +442,8 @@ class IntakeHandlers:
             progress = {rid: {ln.line_number: _Progress.of(ln) for ln in rec.lines} for rid, rec in records.items()}
             changes = RequestChanges()
             touched: set[str] = set()
+            audit: list[AuditRecord] = []
+            last_event: dict[str, str] = {}
             for event in fresh:
                 request_id = _request_id(event)
                 record = records.get(request_id)
@@ -428,6 +453,8 @@ class IntakeHandlers:
                     _apply_determination(changes, record, progress[request_id], event.message)
                 elif isinstance(event.message, events_pb2.AuthorizationsIssued):
                     _apply_authorizations(changes, record, progress[request_id], event.message)
+                audit.append(_applied(event, record))
+                last_event[request_id] = event.event_id
                 touched.add(request_id)
             now = self._now()
             for request_id in sorted(touched):
@@ -435,8 +462,14 @@ class IntakeHandlers:
                 status = derive_status(record.status, [p.view() for p in progress[request_id].values()])
                 if status is not record.status:
                     changes.statuses.append(StatusChanged(request_id, status, now))
+                    audit.append(AuditRecord("request.status_changed", request_id, {"status": status.value},
+                                             event_id=last_event[request_id], member_id=record.member_id))
+            audit += [AuditRecord("appeal.decided", a.request_id, {
+                "appeal_id": a.appeal_id, "line": a.line_number, "appeal_outcome": a.outcome},
+                event_id=last_event.get(a.request_id, "")) for a in changes.appeals_decided]
             uow.requests.apply(changes)
             uow.appeals.decide(changes.appeals_decided)
+            uow.audit(*audit)
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
             uow.commit()
 
@@ -451,6 +484,32 @@ def _information_answer(info: AdditionalInformation, fingerprint: str,
         raise IdempotencyConflict(
             f"idempotency key {info.idempotency_key!r} was already used for other information; use a new key")
     return InformationResult(previous.information_id, previous.received_at, replayed=True)
+
+
+def _reader(submitter: str | None) -> str:
+    """Who reads: the submitter reading its own requests, else the caller (left to the unit of work)."""
+    return actors.submitter(submitter) if submitter is not None else ""
+
+
+def _viewed(record: RequestRecord, submitter: str | None) -> AuditRecord:
+    return AuditRecord("request.viewed", record.request_id, {"status": record.status.value},
+                       member_id=record.member_id, actor=_reader(submitter))
+
+
+def _applied(event: IncomingEvent, record: RequestRecord) -> AuditRecord:
+    """The audit record of a consumed determination or authorizations event."""
+    message = event.message
+    if isinstance(message, events_pb2.DeterminationMade):
+        return AuditRecord("determination.recorded", record.request_id, {
+            "determination_id": message.determination.determination_id,
+            "lines": len(message.determination.lines)}, event_id=event.event_id, member_id=record.member_id)
+    numbers = [a.authorization_number for a in message.authorizations] if isinstance(
+        message, events_pb2.AuthorizationsIssued) else []
+    refs: dict[str, RefValue] = {"count": len(numbers)}
+    if len(numbers) == 1:
+        refs["authorization_number"] = numbers[0]
+    return AuditRecord("authorizations.recorded", record.request_id, refs, event_id=event.event_id,
+                       member_id=record.member_id)
 
 
 def _request_id(event: IncomingEvent) -> str:
@@ -592,7 +651,11 @@ class RequestChanger:
             event = events_pb2.RequestCancelled(request_id=record.request_id, reason=reason.strip(),
                                                 cancelled_by=requesting_npi.strip())
             event.cancelled_at.FromDatetime(now)
-            uow.publish(OutgoingEvent(topic=self._topics.request_updated, key=record.request_id, message=event))
+            outgoing = OutgoingEvent(topic=self._topics.request_updated, key=record.request_id, message=event)
+            uow.publish(outgoing)
+            uow.audit(AuditRecord("request.cancelled", record.request_id, {"status": "cancelled"},
+                                  event_id=outgoing.event_id, member_id=record.member_id,
+                                  actor=actors.submitter(submitter)))
             uow.commit()
             logger.info("request %s cancelled by %s", record.request_id, requesting_npi.strip())
             return _found(uow, request_id, submitter)
@@ -633,7 +696,11 @@ class RequestChanger:
             event = events_pb2.RequestRevised(request=_submitted_event(record.request_id, record.received_at, stored),
                                               revision_id=revision_id)
             event.revised_at.FromDatetime(now)
-            uow.publish(OutgoingEvent(topic=self._topics.request_updated, key=record.request_id, message=event))
+            outgoing = OutgoingEvent(topic=self._topics.request_updated, key=record.request_id, message=event)
+            uow.publish(outgoing)
+            uow.audit(AuditRecord("request.revised", record.request_id, {
+                "revision_id": revision_id, "lines": len(revision.lines)}, event_id=outgoing.event_id,
+                member_id=record.member_id, actor=actors.submitter(submitter)))
             uow.commit()
             logger.info("request %s revised (%s)", record.request_id, revision_id)
             return _found(uow, request_id, submitter), False
@@ -675,7 +742,11 @@ class RequestChanger:
                                            reason=appeal.reason, clinical_facts=submitted.clinical_facts,
                                            member_id=record.member_id)
             event.filed_at.FromDatetime(now)
-            uow.publish(OutgoingEvent(topic=self._topics.appeal_filed, key=record.request_id, message=event))
+            outgoing = OutgoingEvent(topic=self._topics.appeal_filed, key=record.request_id, message=event)
+            uow.publish(outgoing)
+            uow.audit(AuditRecord("appeal.filed", record.request_id, {
+                "appeal_id": appeal.appeal_id, "line": appeal.line_number, "urgency": appeal.urgency},
+                event_id=outgoing.event_id, member_id=record.member_id, actor=actors.submitter(submitter)))
             uow.commit()
         logger.info("appeal %s of request %s line %d filed by the %s", appeal.appeal_id, appeal.request_id,
                     appeal.line_number, appeal.appellant)

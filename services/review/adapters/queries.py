@@ -25,24 +25,21 @@ when the database cannot be read (the message names the database, password hidde
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 import sqlalchemy as sa
 from google.protobuf.message import DecodeError
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
-from services.common.errors import ConfigurationError, NotFound, Unavailable
+from services.common import db
+from services.common.errors import Unavailable
 from services.review.adapters.tables import cases
 
 STREAM_BATCH = 200  # rows fetched per round trip while streaming cases
@@ -181,32 +178,12 @@ class CaseReader:
 
 
 def read_only_engine(url: str) -> tuple[Engine, str]:
-    """An engine that cannot write to review's database, and the location to show (no password).
-    The engine behind :class:`CaseReader`, public so that tests can prove it refuses writes.
+    """An engine that cannot write to review's database, and the location to show (no password):
+    :func:`services.common.db.read_only_engine`. Public so that tests can prove it refuses writes.
 
     Raises :class:`ConfigurationError` for a URL that is not one or a backend other than SQLite or
     PostgreSQL, :class:`NotFound` for a SQLite file that does not exist."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigurationError(f"{url!r} is not a database URL: {exc}") from exc
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        database = parsed.database or ""
-        path = Path(database)
-        if not database or database == ":memory:" or not path.is_file():
-            raise NotFound(f"no review database at {database or url}")
-        resolved = path.resolve()
-        live = resolved.with_name(resolved.name + "-wal").exists()  # a service has it open
-        uri = f"file:{quote(str(resolved))}?mode=ro" + ("" if live else "&immutable=1")
-        engine = sa.create_engine("sqlite://", poolclass=NullPool,
-                                  creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
-        return engine, f"sqlite:///{resolved}"
-    if backend == "postgresql":
-        engine = sa.create_engine(parsed, poolclass=NullPool,
-                                  connect_args={"options": "-c default_transaction_read_only=on"})
-        return engine, parsed.render_as_string(hide_password=True)
-    raise ConfigurationError(f"review databases are SQLite or PostgreSQL, not {backend}")
+    return db.read_only_engine(url, "review")
 
 
 def open_case_reader(url: str) -> CaseReader:

@@ -501,6 +501,8 @@ class SqlAppealRepository(ports.AppealRepository):
 class ReviewUnitOfWork(SqlUnitOfWork, ports.UnitOfWork):
     """Review's unit of work on one database connection (outbox and processed events included)."""
 
+    service = "review"
+
     cases: SqlCaseRepository
     tasks: SqlTaskRepository
     reviewers: SqlReviewerRepository

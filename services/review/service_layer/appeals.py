@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
+from services.common.audit.recording import record_views
 from services.common.clock import Clock
 from services.common.errors import NotFound, PoisonMessage, TransientError
 from services.common.events import IncomingEvent
@@ -19,6 +20,7 @@ from services.common.proto_enums import to_name
 from services.review.domain.appeals import Appeal, AppealRights
 from services.review.domain.deadlines import ClockEngine, ClockError, ClockRequest
 from services.review.domain.task import Task
+from services.review.service_layer.auditing import add_tasks, appeal_record
 from services.review.service_layer.determinations import line_of
 from services.review.service_layer.ports import UnitOfWork
 from services.review.service_layer.preamble import use_case
@@ -51,11 +53,11 @@ class Appeals:
             for event in fresh:
                 if not isinstance(event.message, events_pb2.AppealFiled):
                     raise PoisonMessage(f"review does not take {event.event_type} as an appeal")
-                self._open(uow, event.message, now)
+                self._open(uow, event.message, now, event.event_id)
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
             uow.commit()
 
-    def _open(self, uow: UnitOfWork, filed: events_pb2.AppealFiled, now: dt.datetime) -> None:
+    def _open(self, uow: UnitOfWork, filed: events_pb2.AppealFiled, now: dt.datetime, event_id: str) -> None:
         if not filed.appeal_id or not filed.request_id:
             raise PoisonMessage("an appeal without its id or request id")
         if uow.appeals.get(filed.appeal_id) is not None:
@@ -99,12 +101,14 @@ class Appeals:
                      + (f": {filed.reason}" if filed.reason else ""), *line.reasons),
             clock=clock, category=category, units=service_line(request, filed.line_number).units,
             excluded=excluded, now=now, at_risk_fraction=self._at_risk)
-        uow.tasks.add_many([task])
-        uow.appeals.add(Appeal(
+        add_tasks(uow, [task], event_id=event_id)
+        appeal = Appeal(
             appeal_id=filed.appeal_id, request_id=case.request_id, line_number=filed.line_number,
             member_id=case.member_id, urgency=urgency, appellant=filed.appellant, appellant_name=filed.appellant_name,
             filed_at=filed_at, reason=filed.reason, regime=right.regime, clock=clock,
-            original_decider=excluded[0] if excluded else "", task_id=task.task_id))
+            original_decider=excluded[0] if excluded else "", task_id=task.task_id)
+        uow.appeals.add(appeal)
+        uow.audit(appeal_record("appeal.opened", appeal, event_id=event_id))
         logger.info("appeal %s of request %s line %d: %s, due %s, not for %s", filed.appeal_id, case.request_id,
                     filed.line_number, right.regime, clock.due_at, ", ".join(excluded) or "anyone in particular")
 
@@ -113,4 +117,5 @@ class Appeals:
             found = uow.appeals.get(appeal_id.strip())
         if found is None:
             raise NotFound(f"no appeal {appeal_id!r}")
+        record_views(self._uow, [appeal_record("appeal.viewed", found)])
         return found

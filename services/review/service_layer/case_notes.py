@@ -7,9 +7,13 @@ import logging
 import uuid
 from collections.abc import Callable
 
+from services.common.audit import actor as actors
+from services.common.audit.chain import AuditRecord
+from services.common.audit.recording import record_views
 from services.common.clock import Clock
 from services.common.errors import FieldViolation, ValidationFailed
 from services.review.domain.notes import CaseNote, write_note
+from services.review.service_layer.auditing import note_added
 from services.review.service_layer.ports import UnitOfWork
 from services.review.service_layer.preamble import identify, use_case
 
@@ -30,6 +34,7 @@ class CaseNotes:
             note = write_note(me, note_id=str(uuid.uuid4()), member_id=member_id, text=text,
                               amends=amends.strip() or None, amended=amended, now=self._now())
             uow.case_notes.add(note)
+            uow.audit(note_added(note))
             uow.commit()
         # The note's id, not its member: a log line carries no patient data (services/common/logs.py).
         logger.info("case note %s by %s%s", note.note_id, note.author_id,
@@ -42,5 +47,8 @@ class CaseNotes:
         if not member_id.strip():
             raise ValidationFailed([FieldViolation("member_id", "required")])
         with self._uow().read_only() as uow:
-            identify(uow, principal)
-            return uow.case_notes.of_member(member_id.strip())
+            me = identify(uow, principal)
+            notes = uow.case_notes.of_member(member_id.strip())
+        record_views(self._uow, [AuditRecord("case_notes.viewed", refs={"count": len(notes)},
+                                             member_id=member_id.strip(), actor=actors.reviewer(me.reviewer_id))])
+        return notes

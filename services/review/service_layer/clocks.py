@@ -9,12 +9,15 @@ from collections.abc import Callable
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
+from services.common.audit import actor as actors
+from services.common.audit.chain import AuditRecord
 from services.common.clock import Clock
 from services.common.errors import FailedPrecondition
 from services.review.domain import workflow as wf
 from services.review.domain.case import Case
 from services.review.domain.deadlines import ClockEngine, ClockError, ClockState, ExtensionRefused
 from services.review.domain.notices import NoticeKind, ServiceAction, ServiceDecision
+from services.review.service_layer.auditing import save_task
 from services.review.service_layer.determinations import set_clock
 from services.review.service_layer.notices import NoticeWriter
 from services.review.service_layer.ports import UnitOfWork
@@ -23,16 +26,17 @@ from services.review.service_layer.views import TaskView, task_view
 
 
 def follow_clock(uow: UnitOfWork, case: Case, determination: types_pb2.Determination, clock: ClockState,
-                 at_risk_fraction: float, now: dt.datetime) -> None:
+                 at_risk_fraction: float, now: dt.datetime, *, event_id: str = "") -> None:
     """Store the case's new clock and carry its deadline to the case, its undecided tasks (saved,
-    each a compare-and-set) and the determination's clock reference (the caller stores it)."""
+    each a compare-and-set) and the determination's clock reference (the caller stores it);
+    ``event_id``: the consumed event that moved it, if one did."""
     case.follow_clock(clock)
     uow.cases.save(case)
     set_clock(determination, clock)
     for task in uow.tasks.of_request(case.request_id):
         if task.undecided and not task.is_appeal:  # an appeal runs on its own clock
             task.follow_clock(clock, at_risk_fraction, now)
-            uow.tasks.save(task)
+            save_task(uow, task, event_id=event_id)
 
 
 class DeadlineExtensions:
@@ -66,7 +70,10 @@ class DeadlineExtensions:
             uow.cases.save(case)
             task = load_task(uow, task_id)  # as follow_clock left it
             task.record_deadline_extended(me, extended.rule, now)
-            uow.tasks.save(task)
+            save_task(uow, task)
+            uow.audit(AuditRecord("clock.extended", case.request_id, {
+                "task_id": task.task_id, "regime": extended.regime, "ground": ground},
+                actor=actors.reviewer(me.reviewer_id), member_id=case.member_id))
             if self._notices is not None:
                 self._extension_notice(uow, case, determination, ground, extended.due_at, now)
             uow.commit()

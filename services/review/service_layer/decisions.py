@@ -18,6 +18,7 @@ from collections.abc import Callable
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
+from services.common.audit import actor as actors
 from services.common.clock import Clock
 from services.common.errors import NotFound
 from services.common.topics import Topics
@@ -27,6 +28,7 @@ from services.review.domain.case import Case
 from services.review.domain.deadlines import ClockEngine
 from services.review.domain.notices import AppealDecision
 from services.review.domain.task import DecisionInput
+from services.review.service_layer.auditing import appeal_record, save_task
 from services.review.service_layer.clocks import follow_clock
 from services.review.service_layer.determinations import announce_line, decided_line, line_of
 from services.review.service_layer.notices import NoticeWriter, appeal_rights_proto
@@ -83,7 +85,9 @@ class Decisions:
                     next_level=self._notices.right_for(case).next_level if self._notices is not None else ""))
             elif d.decision in wf.ADVERSE and self._notices is not None:
                 line.appeal_rights.CopyFrom(appeal_rights_proto(self._notices.right_for(case), now.date()))
-            uow.tasks.save(task)
+            save_task(uow, task)
+            if appeal is not None:
+                uow.audit(appeal_record("appeal.decided", appeal, actor=actors.reviewer(me.reviewer_id)))
             if d.decision in wf.FINAL and appeal is None:
                 # The gold-card record counts a person's final word; only approval in full is approval.
                 uow.provider_outcomes.update_outcome(task.request_id, task.line_number,

@@ -22,6 +22,7 @@ from services.review.domain.criteria import LineEvaluation
 from services.review.domain.deadlines import ClockState
 from services.review.domain.decisions import DecidedBy, LineDecision
 from services.review.domain.task import DecisionInput, Task
+from services.review.service_layer.auditing import line_decided
 from services.review.service_layer.lines import explanation_proto, proto_date, to_proto_date
 from services.review.service_layer.ports import UnitOfWork
 from services.review.service_layer.submitted import date_of
@@ -185,9 +186,10 @@ def set_clock(determination: types_pb2.Determination, clock: ClockState) -> None
 
 def announce_line(uow: UnitOfWork, topic: str, case: Case, request: events_pb2.RequestSubmitted,
                   stored: types_pb2.Determination, line: types_pb2.LineDetermination,
-                  now: dt.datetime) -> types_pb2.Determination:
+                  now: dt.datetime, *, event_id: str = "") -> types_pb2.Determination:
     """Replace the line in the case's stored determination and announce a determination of that
-    line (DeterminationMade, through the unit of work's outbox). Returns the announced one."""
+    line (DeterminationMade, through the unit of work's outbox), recorded in the audit log (as
+    coming from ``event_id`` when a consumed event brought it). Returns the announced one."""
     for i, existing in enumerate(stored.lines):
         if existing.line_number == line.line_number:
             stored.lines[i].CopyFrom(line)
@@ -203,7 +205,10 @@ def announce_line(uow: UnitOfWork, topic: str, case: Case, request: events_pb2.R
                                   related_authorization_number=stored.related_authorization_number)
     out.decided_at.FromDatetime(now)
     out.lines.add().CopyFrom(line)
-    uow.publish(OutgoingEvent(topic=topic, key=case.request_id, message=determination_made(out, request)))
+    outgoing = OutgoingEvent(topic=topic, key=case.request_id, message=determination_made(out, request))
+    uow.publish(outgoing)
+    uow.audit(line_decided(case.request_id, case.member_id, out.determination_id, line,
+                           event_id=event_id or outgoing.event_id, emitted=outgoing.event_id if event_id else ""))
     return out
 
 

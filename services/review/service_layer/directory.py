@@ -7,6 +7,8 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 
+from services.common.audit import actor as actors
+from services.common.audit.chain import AuditRecord
 from services.common.clock import Clock
 from services.common.errors import FieldViolation, ValidationFailed
 from services.review.domain import workflow as wf
@@ -43,6 +45,7 @@ class Directory:
         with self._uow() as uow:
             identify(uow, principal, may=wf.Action.MANAGE_DIRECTORY)
             uow.reviewers.put(reviewer, self._now())
+            uow.audit(_put(reviewer, actors.reviewer(principal)))
             uow.commit()
         logger.info("reviewer %s (%s) updated by %s", reviewer.reviewer_id, reviewer.role.value, principal)
         return reviewer
@@ -54,7 +57,13 @@ class Directory:
         with self._uow() as uow:
             for r in reviewers:
                 uow.reviewers.put(r, self._now())
+            uow.audit(*[_put(r, actors.service("review")) for r in reviewers])
             uow.commit()
+
+
+def _put(r: wf.Reviewer, actor: str) -> AuditRecord:
+    return AuditRecord("reviewer.put", refs={"reviewer_id": r.reviewer_id, "kind": r.role.value,
+                                             "status": "active" if r.active else "inactive"}, actor=actor)
 
 
 def _identity_problems(r: wf.Reviewer) -> list[FieldViolation]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
+from services.common.audit.chain import AuditRecord
+from services.common.audit.recording import record_views
 from services.common.clock import Clock
 from services.common.errors import FieldViolation, NotFound, PoisonMessage, ValidationFailed
 from services.common.events import IncomingEvent, OutgoingEvent
@@ -26,6 +28,7 @@ from services.review.domain.decisions import ACTION_CERTIFIED, decide_with_polic
 from services.review.domain.policy import GoldCard, LineOutcome, NoPriorAuthEntry, Policies
 from services.review.domain.task import Task
 from services.review.domain.urgency import UrgentLine, route
+from services.review.service_layer.auditing import add_tasks, line_decided, tasks_viewed
 from services.review.service_layer.determinations import (
     SYSTEM_DECIDER,
     certify,
@@ -153,17 +156,23 @@ class ReviewHandlers:
             still_new = set(todo) - uow.cases.existing(list(todo))
             decided = [d for d in decided if d.case.request_id in still_new]
             uow.cases.add_many([d.case for d in decided])
-            uow.tasks.add_many([t for d in decided for t in d.tasks])
             uow.provider_outcomes.add_many([o for d in decided for o in d.outcomes])
             now = self._now()
             for d in decided:
-                uow.publish(OutgoingEvent(topic=self._topics.determination_made, key=d.case.request_id,
-                                          message=d.event))
+                outgoing = OutgoingEvent(topic=self._topics.determination_made, key=d.case.request_id,
+                                         message=d.event)
+                uow.publish(outgoing)
+                uow.audit(_received(d), *[
+                    line_decided(d.case.request_id, d.case.member_id, d.case.determination_id, ln,
+                                 event_id=d.event_id, emitted=outgoing.event_id)
+                    for ln in d.event.determination.lines])
                 if self._notices is not None:
                     # Software's approvals are decisions too: the member and the provider hear of them.
                     self._notices.for_lines(uow, d.case, d.request, d.case.determination_id,
                                             [ln for ln in d.event.determination.lines if not ln.queued_for_review],
                                             now)
+            add_tasks(uow, [t for d in decided for t in d.tasks], event_of={d.case.request_id: d.event_id
+                                                                            for d in decided})
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
             uow.commit()
         if decided:
@@ -270,6 +279,8 @@ class ReviewHandlers:
             case = uow.cases.get(request_id)
         if case is None:
             raise NotFound(f"no determination for request {request_id!r} (unknown, or not evaluated yet)")
+        record_views(self._uow, [AuditRecord("determination.viewed", case.request_id, {
+            "determination_id": case.determination_id}, member_id=case.member_id)])
         return types_pb2.Determination.FromString(case.determination)
 
     def queue(self, page_size: int, page_token: str) -> tuple[list[Task], str, int]:
@@ -283,8 +294,17 @@ class ReviewHandlers:
         size = page_size or 50
         with self._uow().read_only() as uow:
             tasks, total = uow.tasks.open_tasks(size, offset)
+        record_views(self._uow, tasks_viewed(tasks, "", "queue"))
         next_token = str(offset + size) if offset + size < total else ""
         return tasks, next_token, total
+
+
+def _received(d: _Decided) -> AuditRecord:
+    """The audit record of a request review took up: its clock and how many lines wait for people."""
+    return AuditRecord("request.received", d.case.request_id, {
+        "determination_id": d.case.determination_id, "regime": d.case.regime, "urgency": d.case.urgency,
+        "lines": len(d.event.determination.lines), "count": len(d.tasks)}, event_id=d.event_id,
+        member_id=d.case.member_id)
 
 
 def _line_queries(event: IncomingEvent) -> tuple[str, list[LineQuery]]:

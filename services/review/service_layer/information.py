@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
+from services.common.audit.chain import AuditRecord
 from services.common.clock import Clock
 from services.common.errors import PoisonMessage, TransientError
 from services.common.events import IncomingEvent
@@ -20,6 +21,7 @@ from services.common.topics import Topics
 from services.review.domain.criteria import Outcome
 from services.review.domain.deadlines import ClockEngine
 from services.review.domain.decisions import ACTION_CERTIFIED, decide_line
+from services.review.service_layer.auditing import save_task
 from services.review.service_layer.clocks import follow_clock
 from services.review.service_layer.determinations import (
     SYSTEM_DECIDER,
@@ -73,15 +75,15 @@ class Information:
                 message = event.message
                 if not isinstance(message, events_pb2.AdditionalInformationReceived):
                     raise PoisonMessage(f"review does not take {event.event_type} as information")
-                decided += self._apply(uow, evaluator, message, now)
+                decided += self._apply(uow, evaluator, message, now, event.event_id)
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
             uow.commit()
         if self._metrics is not None:
             self._metrics.decided(decided)
 
     def _apply(self, uow: UnitOfWork, evaluator: Evaluator, message: events_pb2.AdditionalInformationReceived,
-               now: dt.datetime) -> list[LineDecided]:
-        """Apply one event; returns the lines it decided again (by software)."""
+               now: dt.datetime, event_id: str) -> list[LineDecided]:
+        """Apply one event (``event_id``); returns the lines it decided again (by software)."""
         case = uow.cases.get(message.request_id, for_update=True)
         if case is None:
             # The request's own event has not been applied yet (another topic); try again shortly.
@@ -93,9 +95,13 @@ class Information:
         request.clinical_facts.extend([*kept, *message.clinical_facts])
         case.request = request.SerializeToString()
         uow.cases.save(case)
+        uow.audit(AuditRecord("information.applied", case.request_id, {
+            "information_id": message.information_id, "count": len(message.clinical_facts)}, event_id=event_id,
+            member_id=case.member_id))
         stored = types_pb2.Determination.FromString(case.determination)
         if case.clock is not None and case.clock.paused_at is not None:
-            follow_clock(uow, case, stored, self._clocks.information_received(case.clock, now), self._at_risk, now)
+            follow_clock(uow, case, stored, self._clocks.information_received(case.clock, now), self._at_risk, now,
+                         event_id=event_id)
         facts = facts_of(request)
         decided: list[LineDecided] = []
         for task in uow.tasks.of_request(message.request_id):
@@ -113,7 +119,7 @@ class Information:
             if approved:
                 certify(determined, line, evaluation)
                 task.approve_on_criteria(now)
-                uow.tasks.save(task)
+                save_task(uow, task, event_id=event_id)
                 uow.provider_outcomes.update_outcome(task.request_id, task.line_number, approved=True,
                                                      decided_by=SYSTEM_DECIDER.id, decided_at=now)
             else:
@@ -126,8 +132,9 @@ class Information:
                     # The queue order follows at once; the clock keeps the course it took when it was pended.
                     task.follow_urgency("expedited", f"after the information received, {evaluation.urgency.reason()}",
                                         now)
-                uow.tasks.save(task)
-            out = announce_line(uow, self._topics.determination_made, case, request, stored, determined, now)
+                save_task(uow, task, event_id=event_id)
+            out = announce_line(uow, self._topics.determination_made, case, request, stored, determined, now,
+                                event_id=event_id)
             if approved and self._notices is not None:
                 self._notices.for_lines(uow, case, request, out.determination_id, [determined], now)
             action = to_name(types_pb2.ActionCode, determined.action_code) or "unspecified"

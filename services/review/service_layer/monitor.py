@@ -18,6 +18,7 @@ from services.common.topics import Topics
 from services.review.domain import workflow as wf
 from services.review.domain.notices import NoticeKind, ServiceAction, ServiceDecision
 from services.review.domain.task import Task
+from services.review.service_layer.auditing import save_task
 from services.review.service_layer.determinations import line_of
 from services.review.service_layer.notices import NoticeWriter
 from services.review.service_layer.ports import UnitOfWork
@@ -97,7 +98,7 @@ class Monitor:
 
 def _saved(uow: UnitOfWork, task: Task) -> bool:
     try:
-        uow.tasks.save(task)
+        save_task(uow, task)
     except wf.StaleTask:
         return False
     return True

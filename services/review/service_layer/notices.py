@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
+from services.common.audit.chain import AuditRecord, identifier
+from services.common.audit.recording import record_views
 from services.common.errors import FieldViolation, NotFound, ValidationFailed
 from services.common.events import OutgoingEvent
 from services.common.proto_enums import to_name
@@ -31,6 +33,7 @@ from services.review.domain.notices import (
     compose,
     recipients,
 )
+from services.review.service_layer.auditing import notices_issued, notices_viewed
 from services.review.service_layer.lines import proto_date, to_proto_date
 from services.review.service_layer.ports import UnitOfWork
 
@@ -155,13 +158,17 @@ class NoticeWriter:
         notices = [compose(facts, role, party, str(uuid.uuid4()), now)
                    for role, party in recipients(facts, adjuster, attorney)]
         uow.notices.add_many(notices)
+        emitted: dict[str, str] = {}
         for n in notices:
             event = events_pb2.NoticeIssued(notice_id=n.notice_id, request_id=n.request_id,
                                             determination_id=n.determination_id, kind=n.kind.value,
                                             recipient_role=n.recipient_role, recipient_name=n.recipient.name,
                                             line_numbers=list(n.line_numbers), member_id=n.member_id)
             event.issued_at.FromDatetime(now)
-            uow.publish(OutgoingEvent(topic=self._topics.notice_issued, key=n.request_id, message=event))
+            outgoing = OutgoingEvent(topic=self._topics.notice_issued, key=n.request_id, message=event)
+            uow.publish(outgoing)
+            emitted[n.notice_id] = outgoing.event_id
+        uow.audit(*notices_issued(notices, emitted))
         return notices
 
     def for_lines(self, uow: UnitOfWork, case: Case, request: events_pb2.RequestSubmitted, determination_id: str,
@@ -193,6 +200,7 @@ class NoticeQueries:
             found = uow.notices.get(notice_id.strip())
         if found is None:
             raise NotFound(f"no notice {notice_id!r}")
+        record_views(self._uow, notices_viewed([found]))
         return found
 
     def listed(self, request_id: str, member_id: str) -> list[Notice]:
@@ -200,5 +208,11 @@ class NoticeQueries:
             raise ValidationFailed([FieldViolation("request_id", "give a request id or a member id (one of them)")])
         with self._uow().read_only() as uow:
             if request_id.strip():
-                return list(uow.notices.of_request(request_id.strip()))
-            return list(uow.notices.of_member(member_id.strip()))
+                found = list(uow.notices.of_request(request_id.strip()))
+            else:
+                found = list(uow.notices.of_member(member_id.strip()))
+        # One entry per notice shown; a search that found none still tells what it was about.
+        record_views(self._uow, notices_viewed(found) or [AuditRecord(
+            "notice.listed", identifier(request_id.strip()) if request_id.strip() else "", {"count": 0},
+            member_id=member_id.strip())])
+        return found

@@ -6,10 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from services.common.audit import actor as actors
+from services.common.audit.chain import AuditRecord
+from services.common.audit.recording import record_views
 from services.common.clock import Clock
 from services.common.errors import FieldViolation, ValidationFailed
 from services.review.domain import workflow as wf
 from services.review.domain.task import Task
+from services.review.service_layer.auditing import tasks_viewed
 from services.review.service_layer.ports import QueueDepth, UnitOfWork
 from services.review.service_layer.preamble import identify, use_case
 
@@ -38,9 +42,12 @@ class Oversight:
         size = limit or DEFAULT_LIST
         now = self._now()
         with self._uow().read_only() as uow:
-            identify(uow, principal, may=wf.Action.OVERSEE_QUEUE)
-            return QueueOverview(depth=uow.tasks.depth(now), at_risk=uow.tasks.at_risk(now, size),
-                                 missed=uow.tasks.missed(now, size), held=uow.tasks.all_held(now, size))
+            me = identify(uow, principal, may=wf.Action.OVERSEE_QUEUE)
+            overview = QueueOverview(depth=uow.tasks.depth(now), at_risk=uow.tasks.at_risk(now, size),
+                                     missed=uow.tasks.missed(now, size), held=uow.tasks.all_held(now, size))
+        shown = {t.task_id: t for t in (*overview.at_risk, *overview.missed, *overview.held)}
+        record_views(self._uow, tasks_viewed(shown.values(), me.reviewer_id, "overview"))
+        return overview
 
     @use_case
     def member_tasks(self, principal: str, member_id: str) -> list[Task]:
@@ -48,7 +55,11 @@ class Oversight:
         if not member_id.strip():
             raise ValidationFailed([FieldViolation("member_id", "required")])
         with self._uow().read_only() as uow:
-            identify(uow, principal)
+            me = identify(uow, principal)
             tasks = [t for rid in uow.cases.request_ids_of_member(member_id.strip())
                      for t in uow.tasks.of_request(rid) if t.undecided]
+        # One entry per task shown; a search that found none still tells whom it was about.
+        record_views(self._uow, tasks_viewed(tasks, me.reviewer_id, "member") or [AuditRecord(
+            "task.listed", refs={"count": 0, "page": "member"}, member_id=member_id.strip(),
+            actor=actors.reviewer(me.reviewer_id))])
         return sorted(tasks, key=lambda t: wf.priority(t.facts()))

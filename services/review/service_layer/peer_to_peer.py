@@ -9,6 +9,7 @@ from collections.abc import Callable
 from services.common.clock import Clock
 from services.review.domain import workflow as wf
 from services.review.domain.task import check_peer_to_peer_kind
+from services.review.service_layer.auditing import save_task
 from services.review.service_layer.ports import UnitOfWork
 from services.review.service_layer.preamble import identify, load_task, use_case
 from services.review.service_layer.views import TaskView, task_view
@@ -29,6 +30,6 @@ class PeerToPeer:
             me = identify(uow, principal, may=wf.Action.PEER_TO_PEER)
             task = load_task(uow, task_id)
             task.record_peer_to_peer(me, kind, at or now, contact, note, now)
-            uow.tasks.save(task)
+            save_task(uow, task)
             uow.commit()
             return task_view(uow, task, me)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
+from services.common.audit.chain import AuditRecord
 from services.common.clock import Clock
 from services.common.events import OutgoingEvent
 from services.review.domain.appeals import Appeal
@@ -256,7 +257,8 @@ class UnitOfWork(abc.ABC):
     """One transaction over review's store, used as a context manager: it rolls back unless
     :meth:`commit` is called. Events handed to :meth:`publish` are stored with the changes (the
     outbox) and leave only once committed; consumers record what they processed in the same
-    transaction (:meth:`mark_processed`), which makes them idempotent."""
+    transaction (:meth:`mark_processed`), which makes them idempotent. What it records with
+    :meth:`audit` joins the audit log in the same transaction."""
 
     cases: CaseRepository
     tasks: TaskRepository
@@ -287,6 +289,11 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     def publish(self, event: OutgoingEvent) -> None:
         """Stage an event; it is stored in the outbox by :meth:`commit`, dropped by a rollback."""
+
+    @abc.abstractmethod
+    def audit(self, *records: AuditRecord) -> None:
+        """Stage audit records; :meth:`commit` appends them to review's audit log with the changes
+        (services/common/ports.py states the contract), a rollback drops them."""
 
     @abc.abstractmethod
     def already_processed(self, consumer: str, event_ids: list[str]) -> set[str]:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from services.common.audit.recording import record_views
 from services.common.clock import Clock
 from services.common.errors import FieldViolation, NotFound, ValidationFailed
 from services.review.domain import workflow as wf
 from services.review.domain.task import Task
+from services.review.service_layer.auditing import save_task, tasks_viewed
 from services.review.service_layer.ports import UnitOfWork
 from services.review.service_layer.preamble import identify, load_task, use_case
 from services.review.service_layer.views import TaskView, task_view
@@ -37,15 +39,21 @@ class Queue:
         now = self._now()
         with self._uow().read_only() as uow:
             me = identify(uow, principal)
-            held = [task_view(uow, t, me, summary=summary) for t in uow.tasks.held_by(me.reviewer_id, now)]
+            holding = uow.tasks.held_by(me.reviewer_id, now)
+            held = [task_view(uow, t, me, summary=summary) for t in holding]
             available = self._candidates(uow, me, now, LIST_CANDIDATES)[:limit or 20]
-            return held, [task_view(uow, t, me, summary=summary) for t in available]
+            views = [task_view(uow, t, me, summary=summary) for t in available]
+        record_views(self._uow, tasks_viewed([*holding, *available], me.reviewer_id, "my_tasks"))
+        return held, views
 
     @use_case
     def get_task(self, principal: str, task_id: str) -> TaskView:
         with self._uow().read_only() as uow:
             me = identify(uow, principal)
-            return task_view(uow, load_task(uow, task_id), me)
+            task = load_task(uow, task_id)
+            view = task_view(uow, task, me)
+        record_views(self._uow, tasks_viewed([task], me.reviewer_id, "task"))
+        return view
 
     @use_case
     def claim_next(self, principal: str) -> TaskView:
@@ -60,7 +68,7 @@ class Queue:
                 for task in (t for t in found if wf.eligibility(me, t.facts())[0]):
                     task.claim(me, now, self._lease)
                     try:
-                        uow.tasks.save(task)
+                        save_task(uow, task)
                     except wf.StaleTask:
                         continue  # another reviewer got it first
                     uow.commit()
@@ -76,7 +84,7 @@ class Queue:
             me = identify(uow, principal)
             task = load_task(uow, task_id)
             task.release(me, now, note)
-            uow.tasks.save(task)
+            save_task(uow, task)
             uow.commit()
             return task_view(uow, task, me)
 
@@ -89,7 +97,7 @@ class Queue:
             task = load_task(uow, task_id)
             target = uow.reviewers.get(reviewer_id)
             task.reassign(me, reviewer_id, target, now, self._lease, note)
-            uow.tasks.save(task)
+            save_task(uow, task)
             uow.commit()
             return task_view(uow, task, target or me)
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from ur.common.v1 import types_pb2
 from ur.events.v1 import events_pb2
 
+from services.common.audit.chain import AuditRecord
 from services.common.clock import Clock
 from services.common.errors import PoisonMessage, TransientError
 from services.common.events import IncomingEvent, OutgoingEvent
@@ -29,6 +30,7 @@ from services.review.domain.case import Case
 from services.review.domain.criteria import Outcome
 from services.review.domain.deadlines import ClockEngine
 from services.review.domain.decisions import ACTION_CERTIFIED, decide_line
+from services.review.service_layer.auditing import line_decided, save_task
 from services.review.service_layer.determinations import (
     SYSTEM_DECIDER,
     announce_line,
@@ -75,9 +77,9 @@ class Updates:
             for event in fresh:
                 message = event.message
                 if isinstance(message, events_pb2.RequestCancelled):
-                    self._cancel(uow, message, now)
+                    self._cancel(uow, message, now, event.event_id)
                 elif isinstance(message, events_pb2.RequestRevised):
-                    self._revise(uow, evaluator, message, now)
+                    self._revise(uow, evaluator, message, now, event.event_id)
                 else:
                     raise PoisonMessage(f"review does not take {event.event_type} as a request update")
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])
@@ -91,7 +93,7 @@ class Updates:
             raise TransientError(f"{what} of request {request_id} arrived before the request")
         return case
 
-    def _cancel(self, uow: UnitOfWork, message: events_pb2.RequestCancelled, now: dt.datetime) -> None:
+    def _cancel(self, uow: UnitOfWork, message: events_pb2.RequestCancelled, now: dt.datetime, event_id: str) -> None:
         case = self._case(uow, message.request_id, "a cancellation")
         stored = types_pb2.Determination.FromString(case.determination)
         if all(to_name(ACTION, ln.action_code) == "cancelled" for ln in stored.lines):
@@ -100,7 +102,7 @@ class Updates:
         for task in uow.tasks.of_request(case.request_id):
             if task.undecided and not task.is_appeal:
                 task.withdraw(why, now)
-                uow.tasks.save(task)
+                save_task(uow, task, event_id=event_id)
         if case.clock is not None:
             case.follow_clock(self._clocks.stop(case.clock, now, why))
         request = events_pb2.RequestSubmitted.FromString(case.request)
@@ -121,14 +123,21 @@ class Updates:
         out.decided_by.CopyFrom(stored.decided_by)
         case.determination = stored.SerializeToString()
         uow.cases.save(case)
-        uow.publish(OutgoingEvent(topic=self._topics.determination_made, key=case.request_id,
-                                  message=determination_made(out, request)))
+        outgoing = OutgoingEvent(topic=self._topics.determination_made, key=case.request_id,
+                                 message=determination_made(out, request))
+        uow.publish(outgoing)
+        uow.audit(AuditRecord("request.cancelled", case.request_id, {"determination_id": out.determination_id},
+                              event_id=event_id, member_id=case.member_id),
+                  *[line_decided(case.request_id, case.member_id, out.determination_id, ln, event_id=event_id,
+                                 emitted=outgoing.event_id) for ln in out.lines])
         logger.info("request %s cancelled: %d lines answered C", case.request_id, len(out.lines))
 
     def _revise(self, uow: UnitOfWork, evaluator: Evaluator, message: events_pb2.RequestRevised,
-                now: dt.datetime) -> None:
+                now: dt.datetime, event_id: str) -> None:
         revised = message.request
         case = self._case(uow, revised.request_id, "a revision")
+        uow.audit(AuditRecord("request.revised", case.request_id, {"revision_id": message.revision_id},
+                              event_id=event_id, member_id=case.member_id))
         previous = events_pb2.RequestSubmitted.FromString(case.request)
         revised.received_at.CopyFrom(previous.received_at)  # the clock runs from the first receipt
         case.request = revised.SerializeToString()
@@ -161,8 +170,9 @@ class Updates:
                 outcome = decision.outcome if decision.outcome not in MEETS else Outcome.REFER_TO_NURSE
                 task.reopen_with(outcome, tuple(determined.reasons),
                                  decision.reasons[0] if decision.reasons else "re-evaluated after the revision", now)
-            uow.tasks.save(task)
-            out = announce_line(uow, self._topics.determination_made, case, revised, stored, determined, now)
+            save_task(uow, task, event_id=event_id)
+            out = announce_line(uow, self._topics.determination_made, case, revised, stored, determined, now,
+                                event_id=event_id)
             if self._notices is not None and determined in approved:
                 self._notices.for_lines(uow, case, revised, out.determination_id, [determined], now)
         logger.info("request %s revised (%s)", case.request_id, message.revision_id)

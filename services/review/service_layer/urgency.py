@@ -19,6 +19,7 @@ from services.review.domain.case import Case
 from services.review.domain.deadlines import ClockEngine, ClockError
 from services.review.domain.task import Task
 from services.review.domain.urgency import EXPEDITED, person_clock_change
+from services.review.service_layer.auditing import save_task
 from services.review.service_layer.clocks import follow_clock
 from services.review.service_layer.ports import UnitOfWork
 from services.review.service_layer.preamble import identify, load_task, use_case
@@ -51,7 +52,7 @@ class TaskUrgency:
             asked = to_name(URGENCY, request.urgency) or "standard"
             restart, note = person_clock_change(case.regime, case.review_type, case.clock, asked, urgency)
             task.set_urgency(me, urgency, reason, now, note)
-            uow.tasks.save(task)
+            save_task(uow, task)
             if restart:
                 self._restart_clock(uow, case, request, task, urgency, f"{me.reviewer_id}: {reason.strip()}", now)
             uow.commit()
@@ -75,4 +76,4 @@ class TaskUrgency:
         follows = f"its request's clock is {urgency} since task {changed.task_id} was changed by {why}"
         for other in uow.tasks.of_request(case.request_id):
             if other.task_id != changed.task_id and other.follow_urgency(urgency, follows, now):
-                uow.tasks.save(other)
+                save_task(uow, other)
