@@ -15,7 +15,7 @@ from services.authorization.domain import numbers
 from services.authorization.domain.claims import UnitDraw
 from services.authorization.domain.model import AuthorizationToIssue, Decider, Extension, IssuedAuthorization, Metrics
 from services.common.errors import DuplicateKey
-from tests.contract.unit_of_work import Backend, FakeBackend, SqlBackend, UnitOfWorkContract
+from tests.contract.unit_of_work import AuditedUnitOfWorkContract, Backend, FakeBackend, SqlBackend
 from tests.fakes.authorization import AuthorizationStore
 
 ISSUED = dt.datetime(2027, 3, 1, 14, 30, 5, 123456, tzinfo=dt.UTC)
@@ -33,7 +33,7 @@ def numbered(d: AuthorizationToIssue, issued: IssuedAuthorization) -> IssuedAuth
     return IssuedAuthorization.numbered(d, issued.authorization_number)
 
 
-class AuthorizationPortsContract(UnitOfWorkContract):
+class AuthorizationPortsContract(AuditedUnitOfWorkContract):
     def add(self, backend: Backend, *drafts: AuthorizationToIssue) -> list[IssuedAuthorization]:
         with backend.uow() as uow:
             issued: list[IssuedAuthorization] = uow.authorizations.add_many(list(drafts))

@@ -26,7 +26,7 @@ from services.intake.domain.records import (
     RevisionRecord,
     StatusChanged,
 )
-from tests.contract.unit_of_work import Backend, FakeBackend, SqlBackend, UnitOfWorkContract
+from tests.contract.unit_of_work import AuditedUnitOfWorkContract, Backend, FakeBackend, SqlBackend
 from tests.fakes.intake import IntakeStore
 
 RECEIVED = dt.datetime(2027, 3, 1, 14, 30, 5, 123456, tzinfo=dt.UTC)
@@ -65,7 +65,7 @@ def in_order(record: RequestRecord) -> RequestRecord:
     return replace(record, lines=tuple(sorted(record.lines, key=lambda ln: ln.line_number)))
 
 
-class IntakePortsContract(UnitOfWorkContract):
+class IntakePortsContract(AuditedUnitOfWorkContract):
     # -- requests ------------------------------------------------------------------------------
     def test_a_request_round_trips_with_its_lines_in_order(self, backend: Backend) -> None:
         with backend.uow() as uow:
@@ -225,7 +225,7 @@ class IntakePortsContract(UnitOfWorkContract):
             assert [r.request_id for r in uow.requests.of_claim(claim, 10, CLINIC)] == [
                 request(n).request_id for n in (3, 1)]
             stored = uow.requests.get_many([request(4).request_id, request(5).request_id])
-            assert [r.claim_number for r in stored.values()] == ["WC-2027-000999", None]
+            assert [stored[request(n).request_id].claim_number for n in (4, 5)] == ["WC-2027-000999", None]
             assert uow.requests.of_claim("WC-NONE", 10) == []
 
     # -- members -------------------------------------------------------------------------------

@@ -299,7 +299,8 @@ class SqlSubscriptionBackend(SqlBackend, SubscriptionBackend):
     def __init__(self, url: str) -> None:
         self.submissions: dict[str, PasSubmission] = {}
 
-        def make(engine: Engine, _outbox: Table, _processed: Table) -> SqlSubscriptionsUnitOfWork:
+        def make(engine: Engine, _outbox: Table, _processed: Table, **_audit: object) -> SqlSubscriptionsUnitOfWork:
+            # Subscriptions keep no audit entries of their own (the door's calls into intake do).
             return SqlSubscriptionsUnitOfWork(engine, self._lookup)
 
         super().__init__("intake", url, tables.metadata, make)

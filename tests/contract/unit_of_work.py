@@ -172,6 +172,12 @@ class UnitOfWorkContract:
             with pytest.raises(RuntimeError, match="read-only"):
                 uow.commit()
 
+
+
+class AuditedUnitOfWorkContract(UnitOfWorkContract):
+    """A service's unit of work that keeps the audit log (issue 16): intake, review, authorization.
+    (The PAS subscriptions' unit of work keeps none: the door's calls into intake are audited there.)"""
+
     # -- the audit log ---------------------------------------------------------------------------
     def test_audit_records_commit_with_the_changes_in_order(self, backend: Backend) -> None:
         announced = event("k1")
