@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import pytest
 from kafka import KafkaProducer
@@ -122,12 +122,14 @@ def subscriber() -> Iterator[Subscriber]:
 
 
 def test_an_approval_reaches_the_endpoint_once_after_it_comes_back(
-        make_database: Callable[[str], str], kafka_bootstrap: str, topic_prefix: str, subscriber: Subscriber) -> None:
+        make_database: Callable[[str], str], kafka_bootstrap: str, topic_prefix: str, subscriber: Subscriber,
+        make_topics: Callable[[Iterable[str], int], None]) -> None:
     intake = Intake(make_database("intake"), topic_prefix)
     settings = IntakeSettings(database_url=intake.engine.url.render_as_string(hide_password=False),
                               topic_prefix=topic_prefix, kafka_bootstrap_servers=kafka_bootstrap,
                               topic_partitions=3, subscriptions_retry_first_s=0.2, subscriptions_retry_max_s=1.0,
                               subscriptions_poll_s=0.1, subscriptions_metrics_listen="off")
+    make_topics(settings.topics.all(), 3)  # as the services make them (broker time stamps under time travel)
     worker = bootstrap.build_worker(settings, submissions=intake.submissions, schema_wait_s=10)
     service = bootstrap.subscription_service(worker.engine, submissions=intake.submissions)
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
