@@ -30,17 +30,10 @@ def delete_run_topics(bootstrap: str) -> int:
     that does not answer is logged, not raised: the tests have already passed or failed."""
     if not _PREFIXES:
         return 0
-    from services.common.kafka_io import make_admin
+    from services.common.kafka_io import delete_topics_under
 
-    prefixes = tuple(f"{p}." for p in _PREFIXES)
     try:
-        admin = make_admin(bootstrap, "ur-test-cleanup", request_timeout_ms=30000)
-        try:
-            doomed = [t for t in admin.list_topics() if t.startswith(prefixes)]
-            for start in range(0, len(doomed), 200):
-                admin.delete_topics(doomed[start:start + 200], timeout_ms=30000)
-        finally:
-            admin.close()
+        doomed = delete_topics_under(bootstrap, _PREFIXES)
     except (KafkaError, OSError) as exc:
         logger.warning("could not delete this run's topics from %s: %s", bootstrap, exc)
         return 0

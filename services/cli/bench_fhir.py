@@ -149,13 +149,7 @@ def _grpc_outcome(reply: intake_pb2.SubmitRequestResponse) -> str:
 def _delete_topics(bootstrap: str, prefix: str) -> None:
     """The run's topics go with it: a shared broker must not grow with every bench run."""
     try:
-        admin = kafka_io.make_admin(bootstrap, "bench-fhir-cleanup", request_timeout_ms=30000)
-        try:
-            doomed = [t for t in admin.list_topics() if t.startswith(prefix + ".")]
-            if doomed:
-                admin.delete_topics(doomed, timeout_ms=30000)
-        finally:
-            admin.close()
+        kafka_io.delete_topics_under(bootstrap, [prefix])
     except (KafkaError, OSError) as exc:
         print(f"bench_fhir: could not delete the run's topics ({exc})", file=sys.stderr)
 

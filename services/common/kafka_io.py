@@ -306,6 +306,23 @@ def delete_topics(bootstrap: str, names: Iterable[str], security: KafkaSecurity 
         admin.close()
 
 
+def delete_topics_under(bootstrap: str, prefixes: Iterable[str], security: KafkaSecurity = PLAINTEXT) -> list[str]:
+    """Delete every topic named ``<prefix>.*`` for one of ``prefixes`` (a throw-away platform's topics
+    when their full list is not known: a test run's, the FHIR bench's); returns the names deleted.
+    Lists the cluster's topics once: for clean-up only, never on a service's path."""
+    heads = tuple(f"{p}." for p in prefixes)
+    if not heads:
+        return []
+    admin = make_admin(bootstrap, "ur-topic-admin", security, request_timeout_ms=30000)
+    try:
+        doomed = [t for t in admin.list_topics() if t.startswith(heads)]
+        for start in range(0, len(doomed), 200):
+            admin.delete_topics(doomed[start:start + 200], timeout_ms=30000)
+        return doomed
+    finally:
+        admin.close()
+
+
 def consumer_lag(consumer: object, timeout_ms: int = 1000) -> dict[TopicPartition, int]:
     """Records not yet consumed on each partition ``consumer`` (kafka-python's) holds: the end offsets
     the broker reports minus the consumer's positions. Bounded by ``timeout_ms``; raises KafkaError
