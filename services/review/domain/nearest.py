@@ -80,19 +80,39 @@ def _is_finding(condition: Condition, criteria: CriteriaSet) -> bool:
     return True
 
 
+_PATHS_ATTRIBUTE = "_nearest_paths"
+_MET, _UNMET = ConditionStatus.MET, ConditionStatus.UNMET
+
+
+def _paths(criteria: CriteriaSet) -> tuple[tuple[str, ...], ...]:
+    """``rule_paths`` of the approval rule, computed once per criteria set (the rule never changes:
+    the set is frozen) and kept on it like the evaluation plan, so that a line does not pay for
+    enumerating the paths again."""
+    paths: tuple[tuple[str, ...], ...] | None = criteria.__dict__.get(_PATHS_ATTRIBUTE)
+    if paths is None:
+        # Not a field: equality, hashing and repr ignore it; two threads may both build it, alike.
+        paths = tuple(rule_paths(criteria.outcomes.approve_when))
+        object.__setattr__(criteria, _PATHS_ATTRIBUTE, paths)
+    return paths
+
+
 def nearest_path(criteria: CriteriaSet, results: Sequence[ConditionResult]) -> NearestPath | None:
     """The nearest path of ``criteria``'s approval rule given the line's condition ``results``;
     None when a path is fully met (the line meets the criteria)."""
     by_id: Mapping[str, ConditionResult] = {r.condition_id: r for r in results}
     scored = []
     absent: list[tuple[str, ...]] = []
-    for order, path in enumerate(rule_paths(criteria.outcomes.approve_when)):
-        found = [by_id[c] for c in path if c in by_id]
-        met = tuple(r for r in found if r.status is ConditionStatus.MET)
-        unmet = tuple(r for r in found if r.status is ConditionStatus.UNMET)
-        missing = tuple(r for r in found if r.status is ConditionStatus.MISSING)
-        if not unmet and not missing:
+    for order, path in enumerate(_paths(criteria)):
+        met_l: list[ConditionResult] = []
+        unmet_l: list[ConditionResult] = []
+        missing_l: list[ConditionResult] = []
+        for c in path:
+            r = by_id.get(c)
+            if r is not None:
+                (met_l if r.status is _MET else unmet_l if r.status is _UNMET else missing_l).append(r)
+        if not unmet_l and not missing_l:
             return None
+        met, unmet, missing = tuple(met_l), tuple(unmet_l), tuple(missing_l)
         if not met and not missing and all(_is_finding(criteria.condition(r.condition_id), criteria) for r in unmet):
             absent.append(path)
             continue
