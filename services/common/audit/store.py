@@ -39,6 +39,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    Update,
+    bindparam,
     insert,
     select,
     update,
@@ -158,6 +160,13 @@ class AuditLog:
         self.service = service
         self._clock = clock
         self._key = key
+        # Built once (SQLAlchemy then compiles it once): the head's update with one entry's insert as
+        # its CTE, every value bound.
+        entered = insert(tables.log).values({c.name: bindparam(c.name, type_=c.type) for c in tables.log.c})
+        self._one_trip: Update = (update(tables.head).where(tables.head.c.id == HEAD_ID)
+                                  .values(seq=bindparam("head_seq", type_=tables.head.c.seq.type),
+                                          hash=bindparam("head_hash", type_=tables.head.c.hash.type))
+                                  .add_cte(entered.cte("entered")))
 
     @classmethod
     def of(cls, metadata: MetaData, *, service: str, clock: Clock = utcnow,
@@ -184,11 +193,16 @@ class AuditLog:
                            .with_for_update()).first()
         head = EMPTY if row is None else ChainHead(int(row.seq), row.hash)
         entries = seal(records, head, self._clock())
-        conn.execute(insert(t.log), [
-            {"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "request_id": e.request_id,
-             "refs": refs_text(e.refs), "event_id": e.event_id, "prev_hash": e.prev_hash, "hash": e.hash}
-            for e in entries])
+        rows = [{"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "request_id": e.request_id,
+                 "refs": refs_text(e.refs), "event_id": e.event_id, "prev_hash": e.prev_hash, "hash": e.hash}
+                for e in entries]
         last = entries[-1]
+        if row is not None and len(rows) == 1 and conn.dialect.name == "postgresql":
+            # One round trip for the entry and the head (most transactions record one entry, and pay
+            # the trip while holding the head): the insert as a data-modifying CTE of the head's update.
+            conn.execute(self._one_trip, {"head_seq": last.seq, "head_hash": last.hash, **rows[0]})
+            return entries
+        conn.execute(insert(t.log), rows)
         if row is None:
             conn.execute(insert(t.head).values(id=HEAD_ID, seq=last.seq, hash=last.hash))
         else:

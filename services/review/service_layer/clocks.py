@@ -76,8 +76,9 @@ class DeadlineExtensions:
                 actor=actors.reviewer(me.reviewer_id), member_id=case.member_id))
             if self._notices is not None:
                 self._extension_notice(uow, case, determination, ground, extended.due_at, now)
-            uow.commit()
-            return task_view(uow, task, me)
+            view = task_view(uow, task, me)
+            uow.commit()  # the view is read in the same transaction: no second one
+            return view
 
     def _extension_notice(self, uow: UnitOfWork, case: Case, determination: types_pb2.Determination, ground: str,
                           due: dt.datetime | None, now: dt.datetime) -> None:

@@ -31,5 +31,6 @@ class PeerToPeer:
             task = load_task(uow, task_id)
             task.record_peer_to_peer(me, kind, at or now, contact, note, now)
             save_task(uow, task)
-            uow.commit()
-            return task_view(uow, task, me)
+            view = task_view(uow, task, me)
+            uow.commit()  # the view is read in the same transaction: no second one
+            return view

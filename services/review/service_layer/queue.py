@@ -19,7 +19,7 @@ from services.review.service_layer.views import TaskView, task_view
 # How many candidates a claim looks through: licences are checked here, not in the query, so a
 # claim reads a short window first (nearly always enough) and a wide one only when none of that was
 # the reviewer's to take.
-CLAIM_FIRST_LOOK = 10
+CLAIM_FIRST_LOOK = 3
 CLAIM_CANDIDATES = 200
 LIST_CANDIDATES = 500
 
@@ -71,8 +71,9 @@ class Queue:
                         save_task(uow, task)
                     except wf.StaleTask:
                         continue  # another reviewer got it first
-                    uow.commit()
-                    return task_view(uow, task, me)
+                    view = task_view(uow, task, me)
+                    uow.commit()  # the view is read in the same transaction: no second one
+                    return view
                 if len(found) < window:
                     break  # that was every candidate there is
             raise NotFound("no open task you are eligible for")
@@ -85,8 +86,9 @@ class Queue:
             task = load_task(uow, task_id)
             task.release(me, now, note)
             save_task(uow, task)
-            uow.commit()
-            return task_view(uow, task, me)
+            view = task_view(uow, task, me)
+            uow.commit()  # the view is read in the same transaction: no second one
+            return view
 
     @use_case
     def reassign(self, principal: str, task_id: str, reviewer_id: str, note: str) -> TaskView:
@@ -98,8 +100,9 @@ class Queue:
             target = uow.reviewers.get(reviewer_id)
             task.reassign(me, reviewer_id, target, now, self._lease, note)
             save_task(uow, task)
-            uow.commit()
-            return task_view(uow, task, target or me)
+            view = task_view(uow, task, target or me)
+            uow.commit()  # the view is read in the same transaction: no second one
+            return view
 
     @staticmethod
     def _candidates(uow: UnitOfWork, me: wf.Reviewer, now: dt.datetime, limit: int) -> list[Task]:

@@ -55,8 +55,9 @@ class TaskUrgency:
             save_task(uow, task)
             if restart:
                 self._restart_clock(uow, case, request, task, urgency, f"{me.reviewer_id}: {reason.strip()}", now)
-            uow.commit()
-            return task_view(uow, load_task(uow, task_id), me)
+            view = task_view(uow, load_task(uow, task_id), me)
+            uow.commit()  # the view is read in the same transaction: no second one
+            return view
 
     def _restart_clock(self, uow: UnitOfWork, case: Case, request: events_pb2.RequestSubmitted, changed: Task,
                        urgency: str, why: str, now: dt.datetime) -> None:
