@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import grpc
 import pytest
 from sqlalchemy import Engine, delete, select
 from ur.authorization.v1 import authorization_pb2, authorization_pb2_grpc
@@ -975,8 +976,9 @@ class TestFakeDuplicateChecker(DuplicateCheckerContract):
                                                                                              strict=True)), numbers
 
 
-@pytest.fixture(scope="module")
-def authorization_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, list[str]]]:
+@pytest.fixture(scope="module", params=["current", "older"])
+def authorization_service(request: pytest.FixtureRequest,
+                          tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, list[str]]]:
     """The authorization service in-process on SQLite, holding :data:`HELD` (issued from
     determinations, as in production), behind a real gRPC server on a free port."""
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('authorization') / 'authorization.db'}")
@@ -999,12 +1001,24 @@ def authorization_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             message=events_pb2.DeterminationMade(determination=determination, member_id=member))])
         [issued] = handlers.for_member(member, code, first, first, True, 10)
         numbers.append(issued.authorization_number)
+    servicer = AuthorizationServicer(handlers) if request.param == "current" else _OlderAuthorizationServicer(handlers)
     server = create_server("127.0.0.1:0", [Registration(
-        authorization_pb2_grpc.add_AuthorizationServiceServicer_to_server, AuthorizationServicer(handlers),
+        authorization_pb2_grpc.add_AuthorizationServiceServicer_to_server, servicer,
         authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name)])
     yield server, numbers
     server.stop(0)
     engine.dispose()
+
+
+class _OlderAuthorizationServicer(AuthorizationServicer):
+    """An authorization service from before FindOverlappingAuthorizations (UNIMPLEMENTED), as review
+    meets one during a rolling upgrade: the checker asks per request instead."""
+
+    def FindOverlappingAuthorizations(self, request: authorization_pb2.FindOverlappingAuthorizationsRequest,
+                                      context: grpc.ServicerContext
+                                      ) -> authorization_pb2.FindOverlappingAuthorizationsResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")  # as the generated base does
+        raise AssertionError("abort raises")
 
 
 class TestGrpcDuplicateChecker(DuplicateCheckerContract):

@@ -200,6 +200,7 @@ def _authorization(url: str, credentials: Path) -> Served:
     requests: dict[str, Message] = {
         "GetAuthorization": authorization_pb2.GetAuthorizationRequest(authorization_number="UR27-AAAA-BBBB"),
         "ListMemberAuthorizations": authorization_pb2.ListMemberAuthorizationsRequest(member_id="T-MA-0001"),
+        "FindOverlappingAuthorizations": authorization_pb2.FindOverlappingAuthorizationsRequest(),
         "CheckClaim": authorization_pb2.CheckClaimRequest(claim=CLAIM),
         "ConsumeUnits": authorization_pb2.ConsumeUnitsRequest(claim_line_id=f"am-{uuid.uuid4()}", claim=CLAIM),
         "GetAuthorizationMetrics": authorization_pb2.GetAuthorizationMetricsRequest(),

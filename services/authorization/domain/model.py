@@ -298,6 +298,25 @@ _MEMBER = re.compile(r"[A-Za-z0-9-]{1,40}")
 _PROCEDURE = re.compile(r"[0-9]{4}[0-9FTU]|[A-Z][0-9]{4}")
 
 
+#: Queries one FindOverlappingAuthorizations call may carry (a consumer batch's requests).
+MAX_OVERLAP_QUERIES = 1000
+
+
+def overlap_query_problems(queries: Sequence[tuple[str, dt.date, dt.date]]) -> list[FieldViolation]:
+    """What is wrong with a batch of overlap queries (``queries[i].field`` names), if anything."""
+    if len(queries) > MAX_OVERLAP_QUERIES:
+        return [FieldViolation("queries", f"at most {MAX_OVERLAP_QUERIES} ({len(queries)} sent)")]
+    problems = []
+    for i, (member_id, start, end) in enumerate(queries):
+        if not member_id:
+            problems.append(FieldViolation(f"queries[{i}].member_id", "required"))
+        elif not _MEMBER.fullmatch(member_id):
+            problems.append(FieldViolation(f"queries[{i}].member_id", "1-40 ASCII letters, digits or '-'"))
+        if end < start:
+            problems.append(FieldViolation(f"queries[{i}].overlaps_to", "is before overlaps_from"))
+    return problems
+
+
 def member_query_problems(member_id: str, procedure_code: str, limit: int) -> list[FieldViolation]:
     """What is wrong with a query of a member's authorizations (proto field names), if anything."""
     problems = []

@@ -17,6 +17,7 @@ CONSUME = "authorizations:consume"
 POLICY = AccessPolicy(authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"], {
     "GetAuthorization": rule(READ, CHECK),
     "ListMemberAuthorizations": rule(READ),
+    "FindOverlappingAuthorizations": rule(READ),
     "CheckClaim": rule(CHECK),
     # Changes the authorization (its units): only a claims system, never a reader.
     "ConsumeUnits": rule(CONSUME),

@@ -79,6 +79,22 @@ class AuthorizationServicer(authorization_pb2_grpc.AuthorizationServiceServicer)
         return authorization_pb2.ListMemberAuthorizationsResponse(authorizations=found)
 
     @translate_errors
+    def FindOverlappingAuthorizations(self, request: authorization_pb2.FindOverlappingAuthorizationsRequest,  # noqa: N802
+                                      context: grpc.ServicerContext
+                                      ) -> authorization_pb2.FindOverlappingAuthorizationsResponse:
+        queries = []
+        for i, q in enumerate(request.queries):
+            start = _date(q.overlaps_from, f"queries[{i}].overlaps_from", True) if q.HasField("overlaps_from") else None
+            end = _date(q.overlaps_to, f"queries[{i}].overlaps_to", True) if q.HasField("overlaps_to") else None
+            if start is None or end is None:
+                missing = "overlaps_from" if start is None else "overlaps_to"
+                raise ValidationFailed([FieldViolation(f"queries[{i}].{missing}", "required")])
+            queries.append((q.member_id, start, end))
+        answers = self._handlers.overlapping(queries)
+        return authorization_pb2.FindOverlappingAuthorizationsResponse(
+            answers=[authorization_pb2.OverlapAnswer(authorizations=found) for found in answers])
+
+    @translate_errors
     def CheckClaim(self, request: authorization_pb2.CheckClaimRequest,  # noqa: N802
                    context: grpc.ServicerContext) -> authorization_pb2.CheckClaimResponse:
         return decision_to_proto(self._handlers.check_claim(claim_from_proto(request.claim)), self._handlers.today())

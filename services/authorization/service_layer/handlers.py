@@ -16,6 +16,7 @@ from services.authorization.domain import numbers
 from services.authorization.domain.claims import ClaimDecision, ClaimLine, Match, UnitDraw, match_claim
 from services.authorization.domain.model import (
     CANCELLED,
+    MAX_LIST,
     PENDED,
     AuthorizationToIssue,
     Context,
@@ -28,6 +29,7 @@ from services.authorization.domain.model import (
     follow,
     member_query_problems,
     new_record,
+    overlap_query_problems,
 )
 from services.authorization.service_layer.ports import AuthorizationUnitOfWork, Clock
 from services.common.audit.chain import AuditRecord, RefValue, identifier
@@ -357,6 +359,24 @@ class AuthorizationHandlers:
             AuditRecord("authorization.listed", refs={"count": 0}, member_id=member_id)])
         today = self.today()
         return [to_proto(a, today) for a in found]
+
+    def overlapping(self, queries: Sequence[tuple[str, dt.date, dt.date]]) -> list[list[types_pb2.Authorization]]:
+        """For each (member, from, to), the member's usable records valid on some day of [from, to],
+        newest first: a batch of duplicate checks in one read and one audit transaction (one call per
+        request cost review a round trip and authorization a transaction each)."""
+        problems = overlap_query_problems(queries)
+        if problems:
+            raise ValidationFailed(problems)
+        with self._uow().read_only() as uow:
+            found = [uow.authorizations.for_member(member_id, "", start, end, True, MAX_LIST)
+                     for member_id, start, end in queries]
+        # As for_member: one entry per record shown, and a search that found none names its member.
+        records = [_viewed(a) for batch in found for a in batch]
+        records += [AuditRecord("authorization.listed", refs={"count": 0}, member_id=member_id)
+                    for (member_id, _, _), batch in zip(queries, found, strict=True) if not batch]
+        record_views(self._uow, records)
+        today = self.today()
+        return [[to_proto(a, today) for a in batch] for batch in found]
 
     def metrics(self, issued_from: dt.date | None, issued_to: dt.date | None) -> Metrics:
         if issued_from is not None and issued_to is not None and issued_to < issued_from:

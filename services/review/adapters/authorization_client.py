@@ -4,6 +4,7 @@ an authorization for the same code over overlapping dates?"""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
 
 import grpc
@@ -14,6 +15,12 @@ from services.common.credentials import TokenSource
 from services.common.errors import TransientError
 from services.common.tls import TransportSecurity, open_channel
 from services.review.service_layer.ports import DuplicateChecker, LineQuery
+
+logger = logging.getLogger(__name__)
+
+
+class _Unimplemented(Exception):
+    """The authorization service does not serve FindOverlappingAuthorizations."""
 
 
 def _pb_date(d: dt.date) -> types_pb2.Date:
@@ -33,6 +40,7 @@ class GrpcDuplicateChecker(DuplicateChecker):
         self._token = token
         self._channel: grpc.Channel | None = None
         self._stub: authorization_pb2_grpc.AuthorizationServiceStub | None = None
+        self._batch = True  # False once the service answered FindOverlappingAuthorizations UNIMPLEMENTED
 
     def _client(self) -> authorization_pb2_grpc.AuthorizationServiceStub:
         if self._stub is None:
@@ -41,6 +49,40 @@ class GrpcDuplicateChecker(DuplicateChecker):
         return self._stub
 
     def overlapping(self, requests: Sequence[tuple[str, Sequence[LineQuery]]]) -> list[dict[int, list[str]]]:
+        """One FindOverlappingAuthorizations call for the whole batch (one read and one audit
+        transaction in authorization); an authorization service that predates it (UNIMPLEMENTED, as
+        during a rolling upgrade) is asked one ListMemberAuthorizations per request instead."""
+        asked = [(member_id, lines) for member_id, lines in requests if lines]
+        if not asked:
+            return [{} for _ in requests]
+        if self._batch:
+            try:
+                answers = self._batched(asked)
+            except _Unimplemented:
+                self._batch = False
+                logger.warning("authorization at %s has no FindOverlappingAuthorizations: asking per request",
+                               self._target)
+            else:
+                found = iter(answers)
+                return [_overlaps(lines, next(found)) if lines else {} for _member, lines in requests]
+        return self._per_request(requests)
+
+    def _batched(self, asked: Sequence[tuple[str, Sequence[LineQuery]]]
+                 ) -> list[Sequence[types_pb2.Authorization]]:
+        request = authorization_pb2.FindOverlappingAuthorizationsRequest(queries=[
+            authorization_pb2.OverlapQuery(member_id=member_id, overlaps_from=_pb_date(min(q.start for q in lines)),
+                                           overlaps_to=_pb_date(max(q.end for q in lines)))
+            for member_id, lines in asked])
+        try:
+            response = self._client().FindOverlappingAuthorizations(request, timeout=self._timeout_s)
+        except grpc.RpcError as exc:
+            if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
+                raise _Unimplemented from exc
+            raise TransientError(f"authorization service at {self._target}: {exc.code().name}: "
+                                 f"{exc.details()}") from exc
+        return [answer.authorizations for answer in response.answers]
+
+    def _per_request(self, requests: Sequence[tuple[str, Sequence[LineQuery]]]) -> list[dict[int, list[str]]]:
         """One call per request, all in flight at once (a batch waits for the slowest, not the sum)."""
         client = self._client()
         calls = []

@@ -41,3 +41,18 @@ def test_every_look_up_is_a_view_in_the_log(store: AuthorizationStore, handlers:
                      ("authorization.listed", "", "caller:claims", None)]
     assert "T-MA-0001" not in repr(store.audit)
     assert "T-NOBODY-2" not in repr(store.audit)
+
+
+def test_a_batch_of_overlap_checks_records_each_view(store: AuthorizationStore,
+                                                                handlers: AuthorizationHandlers) -> None:
+    handlers.handle_batch([incoming(decided("r1", (1, CERTIFIED, 2)))])
+    number = next(iter(store.authorizations.values())).authorization_number
+    before = len(store.audit)
+    [valid_from] = {a.valid_from for a in store.authorizations.values()}
+    with actors.acting_as(actors.service("review")):
+        handlers.overlapping([("T-MA-0001", valid_from, valid_from), ("T-NOBODY-2", valid_from, valid_from)])
+    views = [(r.action, r.request_id, r.actor, r.refs.get("authorization_number"), r.refs.get("count"))
+             for r in store.audit[before:]]
+    assert views == [("authorization.viewed", "r1", "service:review", number, None),
+                     ("authorization.listed", "", "service:review", None, 0)]
+    assert store.audit[-1].refs["member_ref"] == member_ref(FAKE_AUDIT_KEY, "T-NOBODY-2")

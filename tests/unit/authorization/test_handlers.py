@@ -257,3 +257,33 @@ def test_a_listing_needs_a_member_and_a_sane_limit(handlers: AuthorizationHandle
     with pytest.raises(ValidationFailed) as caught:
         call(handlers)
     assert [v.field for v in caught.value.violations] == [field]
+
+
+# -- a batch of duplicate checks ---------------------------------------------------------------------
+
+def test_overlapping_answers_each_query_in_order_with_the_members_usable_records(
+        store: AuthorizationStore, handlers: AuthorizationHandlers) -> None:
+    mri = issue(store, "r1")  # valid 2027-03-01 .. 2027-03-31
+    knee = issue(store, "r2", code="27447")
+    issue(store, "r3", status="cancelled")
+    other = issue(store, "r4", member_id="T-OTHER-1")
+    answers = handlers.overlapping([
+        ("T-MA-0001", dt.date(2027, 3, 31), dt.date(2027, 4, 30)),  # overlaps on the last day
+        ("T-NOBODY-9", dt.date(2027, 3, 1), dt.date(2027, 3, 2)),
+        ("T-OTHER-1", dt.date(2027, 2, 1), dt.date(2027, 3, 1)),  # overlaps on the first day
+        ("T-MA-0001", dt.date(2027, 4, 1), dt.date(2027, 4, 30)),  # after the validity
+    ])
+    assert [sorted(a.authorization_number for a in found) for found in answers] == [
+        sorted([mri, knee]), [], [other], []]
+    assert handlers.overlapping([]) == []
+
+
+def test_overlapping_names_the_query_of_each_problem(handlers: AuthorizationHandlers) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        handlers.overlapping([("T-MA-0001", dt.date(2027, 3, 1), dt.date(2027, 3, 2)),
+                              ("", dt.date(2027, 3, 1), dt.date(2027, 3, 2)),
+                              ("T-MA-0001", dt.date(2027, 3, 2), dt.date(2027, 3, 1))])
+    assert [v.field for v in caught.value.violations] == ["queries[1].member_id", "queries[2].overlaps_to"]
+    with pytest.raises(ValidationFailed) as caught:
+        handlers.overlapping([("T-MA-0001", dt.date(2027, 3, 1), dt.date(2027, 3, 2))] * 1001)
+    assert [v.field for v in caught.value.violations] == ["queries"]

@@ -119,6 +119,13 @@ class FakeAuthorization(authorization_pb2_grpc.AuthorizationServiceServicer):
             auths = [a for a in auths if a.procedure_code == request.procedure_code]
         return authorization_pb2.ListMemberAuthorizationsResponse(authorizations=auths)
 
+    def FindOverlappingAuthorizations(self, request: authorization_pb2.FindOverlappingAuthorizationsRequest,
+                                      context: grpc.ServicerContext
+                                      ) -> authorization_pb2.FindOverlappingAuthorizationsResponse:
+        return authorization_pb2.FindOverlappingAuthorizationsResponse(answers=[
+            authorization_pb2.OverlapAnswer(authorizations=[_authorization()] if q.member_id == "MA100001" else [])
+            for q in request.queries])
+
     def CheckClaim(self, request: authorization_pb2.CheckClaimRequest,
                    context: grpc.ServicerContext) -> authorization_pb2.CheckClaimResponse:
         if request.claim.member_id != "MA100001":

@@ -83,6 +83,7 @@ def test_the_policies_say_who_may_do_what() -> None:
     assert INTAKE_POLICY.rule_of("/ur.review.v1.ReviewService/GetTask") is None
     assert AUTHORIZATION_POLICY.rules["GetAuthorization"].scopes == {"authorizations:read", "authorizations:check"}
     assert AUTHORIZATION_POLICY.rules["ListMemberAuthorizations"].scopes == {"authorizations:read"}
+    assert AUTHORIZATION_POLICY.rules["FindOverlappingAuthorizations"].scopes == {"authorizations:read"}
     assert REVIEW_POLICY.rules["ListReviewQueue"].scopes == {"review:work", "review:read"}
     # What a service may read besides reviewers: determinations, the queue, notices and appeals.
     readable = ("ListReviewQueue", "GetDetermination", "GetNotice", "ListNotices", "GetAppeal")
