@@ -122,6 +122,7 @@ def _code(target: str, security: TransportSecurity, method: str, token: str | No
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     requests: dict[str, Any] = {
         "ListMemberAuthorizations": authorization_pb2.ListMemberAuthorizationsRequest(member_id="T-MA-0001"),
+        "FindOverlappingAuthorizations": authorization_pb2.FindOverlappingAuthorizationsRequest(),
         "GetAuthorizationMetrics": authorization_pb2.GetAuthorizationMetricsRequest(),
         "ConsumeUnits": authorization_pb2.ConsumeUnitsRequest(claim_line_id="CLM-1/1"),
     }
@@ -138,6 +139,7 @@ def test_the_callers_it_names_are_admitted_and_no_others(made: Made, served: tup
     target, _ = served
     # Certificates as identities: review (svc-review) and the operator read; neither draws units.
     assert _code(target, made.client("review"), "ListMemberAuthorizations") == "OK"
+    assert _code(target, made.client("review"), "FindOverlappingAuthorizations") == "OK"  # its duplicate check
     assert _code(target, made.client("operator"), "GetAuthorizationMetrics") == "OK"
     assert _code(target, made.client("review"), "ConsumeUnits") == "PERMISSION_DENIED"
     # A token names the caller whatever certificate carries it: the claims system may draw.
