@@ -812,8 +812,12 @@ def render(results: dict[str, Any], console: Console) -> None:
     queue = results.get("queue")
     if queue:
         claim = queue["claim_next_ms"]
-        rows.append((f"queue: claim-next at {queue['open_tasks']:,} open tasks p50/p95/max (ms; target < "
-                     f"{queue['target_ms']:g})", f"{claim['p50']}/{claim['p95']}/{claim['max']}"))
+        rows.append((f"queue: claim-next at {queue['open_tasks']:,} open tasks p50/p95/max of "
+                     f"{queue['claims']} (ms; target < {queue['target_ms']:g})",
+                     f"{claim['p50']}/{claim['p95']}/{claim['max']}"))
+        if queue.get("first_claim_ms") is not None:
+            rows.append((f"queue: a fresh process's first claim (of {queue['warm_up_claims']} untimed) (ms)",
+                         queue["first_claim_ms"]))
         rows.append(("queue: claimable query in PostgreSQL (ms)", queue["claimable_query_db_ms"]))
     pages = results.get("workbench")
     if pages:

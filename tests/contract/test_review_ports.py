@@ -497,6 +497,8 @@ class TaskRepositoryContract(StoreContract):
         self.add(store, late, soon, urgent, expired, others, decided)
         with store.uow().read_only() as uow:
             assert ids(uow.tasks.held_by("rn-1", now)) == [urgent.task_id, soon.task_id, late.task_id]
+            assert (uow.tasks.count_held("rn-1", now), uow.tasks.count_held("rn-2", now),
+                    uow.tasks.count_held("rn-3", now)) == (3, 1, 0)
 
     def test_claimable_tasks_match_role_line_of_business_and_category(self, store: Store) -> None:
         now = T0 + H

@@ -168,6 +168,9 @@ class FakeTaskRepository(ports.TaskRepository):
     def held_by(self, reviewer_id: str, now: dt.datetime) -> list[Task]:
         return sorted((t for t in self._all() if t.assigned_to == reviewer_id and t.held(now)), key=_urgent_first)
 
+    def count_held(self, reviewer_id: str, now: dt.datetime) -> int:
+        return sum(1 for t in self._all() if t.assigned_to == reviewer_id and t.held(now))
+
     def claimable(self, roles: Sequence[Role], lines_of_business: Iterable[str], categories: Iterable[str],
                   now: dt.datetime, limit: int) -> list[Task]:
         lobs, cats = set(lines_of_business), set(categories)

@@ -192,6 +192,12 @@ def _claimable() -> Select[tuple[object, ...]]:
 
 _CLAIMABLE = _claimable()
 
+# A claim's capacity check: how many live leases the reviewer holds (the held_by index, nothing read).
+_COUNT_HELD = (select(func.count()).select_from(review_tasks)
+               .where(review_tasks.c.status == TaskStatus.CLAIMED.value,
+                      review_tasks.c.assigned_to == bindparam("reviewer_id"),
+                      review_tasks.c.lease_expires_at > bindparam("now", type_=review_tasks.c.lease_expires_at.type)))
+
 # A task's compare-and-set, built once for the same reason (thirty SET columns): every column is
 # written, the version moves on, and only the row still at the version read is changed.
 _SAVE_TASK = (update(review_tasks)
@@ -243,6 +249,9 @@ class SqlTaskRepository(ports.TaskRepository):
                                                       review_tasks.c.assigned_to == reviewer_id,
                                                       review_tasks.c.lease_expires_at > now)
                            .order_by(*_queue_order(review_tasks)))
+
+    def count_held(self, reviewer_id: str, now: dt.datetime) -> int:
+        return int(self.conn.execute(_COUNT_HELD, {"reviewer_id": reviewer_id, "now": now}).scalar_one())
 
     def claimable(self, roles: Sequence[Role], lines_of_business: Iterable[str], categories: Iterable[str],
                   now: dt.datetime, limit: int) -> list[Task]:

@@ -117,6 +117,11 @@ class TaskRepository(abc.ABC):
         """Tasks the reviewer holds under a live lease, most urgent first."""
 
     @abc.abstractmethod
+    def count_held(self, reviewer_id: str, now: dt.datetime) -> int:
+        """How many tasks the reviewer holds under a live lease (``len(held_by(...))``, without
+        reading them: a claim checks capacity with it)."""
+
+    @abc.abstractmethod
     def claimable(self, roles: Sequence[Role], lines_of_business: Iterable[str], categories: Iterable[str],
                   now: dt.datetime, limit: int) -> list[Task]:
         """Open tasks (or claimed ones whose lease ran out) needing one of ``roles`` on one of the

@@ -62,7 +62,7 @@ class Queue:
         now = self._now()
         with self._uow() as uow:
             me = identify(uow, principal, may=wf.Action.CLAIM)
-            wf.check_capacity(me, len(uow.tasks.held_by(me.reviewer_id, now)))
+            wf.check_capacity(me, uow.tasks.count_held(me.reviewer_id, now))
             for window in (CLAIM_FIRST_LOOK, CLAIM_CANDIDATES):
                 found = uow.tasks.claimable(wf.roles_served(me), me.lines_of_business, me.specialties, now, window)
                 for task in (t for t in found if wf.eligibility(me, t.facts())[0]):
