@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, Exists, Table, exists, func, insert, select, update
+from sqlalchemy import Connection, Engine, Exists, Insert, Table, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.common import tracing
@@ -51,12 +51,23 @@ MAX_BACKOFF_S = 2.0
 REMINDER_S = 60.0
 
 
+_INSERTS: dict[Table, Insert] = {}
+
+
+def _insert_into(outbox: Table) -> Insert:
+    """``insert(outbox)``, built once per table (every staged event paid for building it and its cache key)."""
+    statement = _INSERTS.get(outbox)
+    if statement is None:
+        statement = _INSERTS.setdefault(outbox, insert(outbox))
+    return statement
+
+
 def add_events(conn: Connection, outbox: Table, events: Sequence[OutgoingEvent]) -> None:
     """Stage events in the caller's transaction; they exist only if it commits. With tracing on, each
     row keeps the ``traceparent`` of the span that created its event (services/common/tracing.py)."""
     if not events:
         return
-    conn.execute(insert(outbox), [
+    conn.execute(_insert_into(outbox), [
         {
             "event_id": e.event_id,
             "topic": e.topic,

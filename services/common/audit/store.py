@@ -160,6 +160,8 @@ class AuditLog:
         self.service = service
         self._clock = clock
         self._key = key
+        self._lock_head = (select(tables.head.c.seq, tables.head.c.hash).where(tables.head.c.id == HEAD_ID)
+                           .with_for_update())
         # Built once (SQLAlchemy then compiles it once): the head's update with one entry's insert as
         # its CTE, every value bound.
         entered = insert(tables.log).values({c.name: bindparam(c.name, type_=c.type) for c in tables.log.c})
@@ -189,8 +191,7 @@ class AuditLog:
         if not records:
             return []
         t = self.tables
-        row = conn.execute(select(t.head.c.seq, t.head.c.hash).where(t.head.c.id == HEAD_ID)
-                           .with_for_update()).first()
+        row = conn.execute(self._lock_head).first()
         head = EMPTY if row is None else ChainHead(int(row.seq), row.hash)
         entries = seal(records, head, self._clock())
         rows = [{"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "request_id": e.request_id,
