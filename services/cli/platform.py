@@ -100,14 +100,18 @@ class Stopped(Exception):
 @contextlib.contextmanager
 def stop_on_signals(*signums: int) -> Iterator[None]:
     """Turn SIGTERM and SIGHUP (or ``signums``) into :class:`Stopped` raised in the main thread while
-    the block runs, so that its ``finally`` clauses (stopping the services) run; SIGINT already raises
-    KeyboardInterrupt. Main thread only (Python delivers signals there)."""
+    the block runs, so that its ``finally`` clauses (stopping the services) run; SIGINT raises
+    KeyboardInterrupt, also in a process that inherited it ignored (started with ``&`` by a script
+    without job control, as a CI runner may: Python then leaves SIGINT ignored, and ``kill -INT`` did
+    nothing). Main thread only (Python delivers signals there)."""
 
     def raise_stopped(signum: int, _frame: FrameType | None) -> None:
         raise Stopped(signum)
 
     wanted = signums or (signal.SIGTERM, signal.SIGHUP)
     previous = {signum: signal.signal(signum, raise_stopped) for signum in wanted}
+    if signal.SIGINT not in previous and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
