@@ -23,18 +23,23 @@ def sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _signalled(signum: int) -> None:
+    """Send ``signum`` to this process inside ``stop_on_signals`` (its handler runs before the block ends)."""
+    with stop_on_signals():
+        os.kill(os.getpid(), signum)
+        signal.sigtimedwait([], 0)
+
+
 def test_sigint_inherited_ignored_still_interrupts_and_is_ignored_again_after(sigint_ignored: None) -> None:
-    with pytest.raises(KeyboardInterrupt), stop_on_signals():
-        os.kill(os.getpid(), signal.SIGINT)
-        signal.sigtimedwait([], 0)  # let the handler run before the block ends
+    with pytest.raises(KeyboardInterrupt):
+        _signalled(signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_sigterm_and_sighup_become_stopped_and_the_handlers_are_restored() -> None:
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        with pytest.raises(Stopped) as stopped, stop_on_signals():
-            os.kill(os.getpid(), signum)
-            signal.sigtimedwait([], 0)
+        with pytest.raises(Stopped) as stopped:
+            _signalled(signum)
         assert stopped.value.signum == signum
     assert {s: signal.getsignal(s) for s in before} == before
