@@ -696,6 +696,9 @@ def platform_phases(args: argparse.Namespace, run: PlatformRun, console: Console
             results["profiles"] = {name: summarize_profile(run.var_dir / f"{name}.folded")
                                    for name in ("intake", "review", "authorization")
                                    if (run.var_dir / f"{name}.folded").exists()}
+            missed = [name for name in ("intake", "review", "authorization") if name not in results["profiles"]]
+            if missed:  # py-spy 0.3-0.4 panics on intake's asyncio process: say so rather than leave it out
+                console.print(f"[yellow]py-spy could not sample {', '.join(missed)} (see README, make bench)[/yellow]")
 
         # phase 2: latency at an offered rate
         count = int(args.rate * args.rate_seconds)
