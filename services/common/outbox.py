@@ -19,6 +19,7 @@ injected clock: the lease must outlast the clocks' disagreement and a round's us
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -51,15 +52,10 @@ MAX_BACKOFF_S = 2.0
 REMINDER_S = 60.0
 
 
-_INSERTS: dict[Table, Insert] = {}
-
-
+@functools.cache
 def _insert_into(outbox: Table) -> Insert:
     """``insert(outbox)``, built once per table (every staged event paid for building it and its cache key)."""
-    statement = _INSERTS.get(outbox)
-    if statement is None:
-        statement = _INSERTS.setdefault(outbox, insert(outbox))
-    return statement
+    return insert(outbox)
 
 
 def add_events(conn: Connection, outbox: Table, events: Sequence[OutgoingEvent]) -> None:

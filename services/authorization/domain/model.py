@@ -298,6 +298,15 @@ _MEMBER = re.compile(r"[A-Za-z0-9-]{1,40}")
 _PROCEDURE = re.compile(r"[0-9]{4}[0-9FTU]|[A-Z][0-9]{4}")
 
 
+def _member_problems(member_id: str, field: str) -> list[FieldViolation]:
+    """What is wrong with a member id a query names (``field``: its proto path), if anything."""
+    if not member_id:
+        return [FieldViolation(field, "required")]
+    if not _MEMBER.fullmatch(member_id):
+        return [FieldViolation(field, "1-40 ASCII letters, digits or '-'")]
+    return []
+
+
 #: Queries one FindOverlappingAuthorizations call may carry (a consumer batch's requests).
 MAX_OVERLAP_QUERIES = 1000
 
@@ -308,10 +317,7 @@ def overlap_query_problems(queries: Sequence[tuple[str, dt.date, dt.date]]) -> l
         return [FieldViolation("queries", f"at most {MAX_OVERLAP_QUERIES} ({len(queries)} sent)")]
     problems = []
     for i, (member_id, start, end) in enumerate(queries):
-        if not member_id:
-            problems.append(FieldViolation(f"queries[{i}].member_id", "required"))
-        elif not _MEMBER.fullmatch(member_id):
-            problems.append(FieldViolation(f"queries[{i}].member_id", "1-40 ASCII letters, digits or '-'"))
+        problems.extend(_member_problems(member_id, f"queries[{i}].member_id"))
         if end < start:
             problems.append(FieldViolation(f"queries[{i}].overlaps_to", "is before overlaps_from"))
     return problems
@@ -319,11 +325,7 @@ def overlap_query_problems(queries: Sequence[tuple[str, dt.date, dt.date]]) -> l
 
 def member_query_problems(member_id: str, procedure_code: str, limit: int) -> list[FieldViolation]:
     """What is wrong with a query of a member's authorizations (proto field names), if anything."""
-    problems = []
-    if not member_id:
-        problems.append(FieldViolation("member_id", "required"))
-    elif not _MEMBER.fullmatch(member_id):
-        problems.append(FieldViolation("member_id", "1-40 ASCII letters, digits or '-'"))
+    problems = _member_problems(member_id, "member_id")
     if procedure_code and not _PROCEDURE.fullmatch(procedure_code):
         problems.append(FieldViolation("procedure_code", "a CPT (5 characters) or HCPCS Level II code, or empty"))
     if not 0 <= limit <= MAX_LIST:

@@ -84,8 +84,8 @@ class AuthorizationServicer(authorization_pb2_grpc.AuthorizationServiceServicer)
                                       ) -> authorization_pb2.FindOverlappingAuthorizationsResponse:
         queries = []
         for i, q in enumerate(request.queries):
-            start = _date(q.overlaps_from, f"queries[{i}].overlaps_from", True) if q.HasField("overlaps_from") else None
-            end = _date(q.overlaps_to, f"queries[{i}].overlaps_to", True) if q.HasField("overlaps_to") else None
+            start = _date(q.overlaps_from, f"queries[{i}].overlaps_from", q.HasField("overlaps_from"))
+            end = _date(q.overlaps_to, f"queries[{i}].overlaps_to", q.HasField("overlaps_to"))
             if start is None or end is None:
                 missing = "overlaps_from" if start is None else "overlaps_to"
                 raise ValidationFailed([FieldViolation(f"queries[{i}].{missing}", "required")])

@@ -354,9 +354,7 @@ class AuthorizationHandlers:
         with self._uow().read_only() as uow:
             found = uow.authorizations.for_member(member_id, procedure_code, overlaps_from, overlaps_to,
                                                   active_only, limit or 100)
-        # One entry per record shown; a search that found none still tells whom it was about.
-        record_views(self._uow, [_viewed(a) for a in found] or [
-            AuditRecord("authorization.listed", refs={"count": 0}, member_id=member_id)])
+        record_views(self._uow, _views(member_id, found))
         today = self.today()
         return [to_proto(a, today) for a in found]
 
@@ -370,11 +368,8 @@ class AuthorizationHandlers:
         with self._uow().read_only() as uow:
             found = [uow.authorizations.for_member(member_id, "", start, end, True, MAX_LIST)
                      for member_id, start, end in queries]
-        # As for_member: one entry per record shown, and a search that found none names its member.
-        records = [_viewed(a) for batch in found for a in batch]
-        records += [AuditRecord("authorization.listed", refs={"count": 0}, member_id=member_id)
-                    for (member_id, _, _), batch in zip(queries, found, strict=True) if not batch]
-        record_views(self._uow, records)
+        record_views(self._uow, [r for (member_id, _, _), batch in zip(queries, found, strict=True)
+                                 for r in _views(member_id, batch)])
         today = self.today()
         return [[to_proto(a, today) for a in batch] for batch in found]
 
@@ -394,6 +389,13 @@ def _recorded(action: str, a: IssuedAuthorization, event_of: dict[str, str]) -> 
         refs["count"] = len(a.extensions)
     return AuditRecord(action, a.request_id, refs, event_id=event_of.get(a.determination_id, ""),
                        member_id=a.member_id)
+
+
+def _views(member_id: str, found: Sequence[IssuedAuthorization]) -> list[AuditRecord]:
+    """What a search of ``member_id``'s records records: one entry per record shown; a search that found
+    none still tells whom it was about."""
+    return [_viewed(a) for a in found] or [AuditRecord("authorization.listed", refs={"count": 0},
+                                                       member_id=member_id)]
 
 
 def _viewed(a: IssuedAuthorization) -> AuditRecord:

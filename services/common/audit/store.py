@@ -19,6 +19,7 @@ last, right before the commit, so a transaction holds it only for an insert and 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Row,
+    Select,
     String,
     Table,
     Text,
@@ -148,6 +150,20 @@ def prepare(records: Sequence[AuditRecord], *, service: str, key: bytes | None) 
     return ready
 
 
+@functools.cache
+def _append_statements(tables: AuditTables) -> tuple[Select[tuple[int, str]], Update]:
+    """The head's lock, and the head's update with one entry's insert as its CTE (every value bound):
+    built once per set of tables, so that SQLAlchemy compiles each once and no append (nor unit of work
+    that makes its own AuditLog) builds them again."""
+    lock_head = select(tables.head.c.seq, tables.head.c.hash).where(tables.head.c.id == HEAD_ID).with_for_update()
+    entered = insert(tables.log).values({c.name: bindparam(c.name, type_=c.type) for c in tables.log.c})
+    one_trip = (update(tables.head).where(tables.head.c.id == HEAD_ID)
+                .values(seq=bindparam("head_seq", type_=tables.head.c.seq.type),
+                        hash=bindparam("head_hash", type_=tables.head.c.hash.type))
+                .add_cte(entered.cte("entered")))
+    return lock_head, one_trip
+
+
 class AuditLog:
     """One service's audit log in its database: :meth:`prepare` and :meth:`append` for units of
     work, :meth:`checkpoint` for the periodic signature, and the reads ``urctl audit`` needs.
@@ -160,15 +176,6 @@ class AuditLog:
         self.service = service
         self._clock = clock
         self._key = key
-        self._lock_head = (select(tables.head.c.seq, tables.head.c.hash).where(tables.head.c.id == HEAD_ID)
-                           .with_for_update())
-        # Built once (SQLAlchemy then compiles it once): the head's update with one entry's insert as
-        # its CTE, every value bound.
-        entered = insert(tables.log).values({c.name: bindparam(c.name, type_=c.type) for c in tables.log.c})
-        self._one_trip: Update = (update(tables.head).where(tables.head.c.id == HEAD_ID)
-                                  .values(seq=bindparam("head_seq", type_=tables.head.c.seq.type),
-                                          hash=bindparam("head_hash", type_=tables.head.c.hash.type))
-                                  .add_cte(entered.cte("entered")))
 
     @classmethod
     def of(cls, metadata: MetaData, *, service: str, clock: Clock = utcnow,
@@ -191,7 +198,8 @@ class AuditLog:
         if not records:
             return []
         t = self.tables
-        row = conn.execute(self._lock_head).first()
+        lock_head, one_trip = _append_statements(t)
+        row = conn.execute(lock_head).first()
         head = EMPTY if row is None else ChainHead(int(row.seq), row.hash)
         entries = seal(records, head, self._clock())
         rows = [{"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "request_id": e.request_id,
@@ -201,7 +209,7 @@ class AuditLog:
         if row is not None and len(rows) == 1 and conn.dialect.name == "postgresql":
             # One round trip for the entry and the head (most transactions record one entry, and pay
             # the trip while holding the head): the insert as a data-modifying CTE of the head's update.
-            conn.execute(self._one_trip, {"head_seq": last.seq, "head_hash": last.hash, **rows[0]})
+            conn.execute(one_trip, {"head_seq": last.seq, "head_hash": last.hash, **rows[0]})
             return entries
         conn.execute(insert(t.log), rows)
         if row is None:
