@@ -94,6 +94,22 @@ class IntakePortsContract(AuditedUnitOfWorkContract):
                 request(1).request_id: in_order(request(1)), request(2).request_id: in_order(request(2))}
             assert uow.requests.get_many([]) == {}
 
+    def test_requests_added_together_round_trip_and_a_duplicate_among_them_stores_none(self,
+                                                                                       backend: Backend) -> None:
+        with backend.uow() as uow:
+            uow.requests.add_many([request(1), request(2, lines=1), request(3, lines=0)])
+            uow.requests.add_many([])
+            uow.commit()
+        with backend.uow().read_only() as uow:
+            assert uow.requests.get_many([request(n).request_id for n in (1, 2, 3)]) == {
+                request(n).request_id: in_order(request(n, **extra))
+                for n, extra in ((1, {}), (2, {"lines": 1}), (3, {"lines": 0}))}
+        for batch in ([request(4), request(5, key="key-1")], [request(6), request(7, key="key-6")]):
+            with pytest.raises(DuplicateKey), backend.uow() as uow:
+                uow.requests.add_many(batch)
+        with backend.uow().read_only() as uow:
+            assert uow.requests.get_many([request(n).request_id for n in (4, 5, 6, 7)]) == {}
+
     def test_a_taken_idempotency_key_or_id_is_a_duplicate_key(self, backend: Backend) -> None:
         with backend.uow() as uow:
             uow.requests.add(request(1))
@@ -241,6 +257,9 @@ class IntakePortsContract(AuditedUnitOfWorkContract):
             assert uow.members.get("T-MA-0001") == covered
             assert uow.members.get("T-NONE-0002") == bare
             assert uow.members.get("T-NOBODY-3") is None
+            assert uow.members.get_many(["T-NOBODY-3", "T-NONE-0002", "T-MA-0001", "T-MA-0001"]) == {
+                "T-MA-0001": covered, "T-NONE-0002": bare}
+            assert uow.members.get_many([]) == {}
 
     def test_saving_a_member_again_replaces_birth_date_and_coverages(self, backend: Backend) -> None:
         with backend.uow() as uow:

@@ -52,12 +52,13 @@ class FakeRequestRepository(ports.RequestRepository):
     def __init__(self, store: IntakeStore) -> None:
         self.store = store
 
-    def add(self, record: RequestRecord) -> None:
-        if record.request_id in self.store.requests or _with_key(self.store.requests.values(), record.submitter,
-                                                                  record.idempotency_key):
-            raise DuplicateKey(f"request {record.request_id} (idempotency key {record.idempotency_key!r})")
-        self.store.requests[record.request_id] = replace(
-            record, lines=tuple(sorted(record.lines, key=lambda ln: ln.line_number)))
+    def add_many(self, records: Sequence[RequestRecord]) -> None:
+        for record in records:
+            if record.request_id in self.store.requests or _with_key(self.store.requests.values(), record.submitter,
+                                                                      record.idempotency_key):
+                raise DuplicateKey(f"request {record.request_id} (idempotency key {record.idempotency_key!r})")
+            self.store.requests[record.request_id] = replace(
+                record, lines=tuple(sorted(record.lines, key=lambda ln: ln.line_number)))
 
     def get(self, request_id: str, *, for_update: bool = False) -> RequestRecord | None:
         return self.store.requests.get(request_id)
@@ -171,8 +172,8 @@ class FakeMemberRepository(ports.MemberRepository):
     def __init__(self, store: IntakeStore) -> None:
         self.store = store
 
-    def get(self, member_id: str) -> Member | None:
-        return self.store.members.get(member_id)
+    def get_many(self, member_ids: Sequence[str]) -> dict[str, Member]:
+        return {m: self.store.members[m] for m in member_ids if m in self.store.members}
 
     def save(self, member: Member) -> None:
         self.store.members[member.member_id] = member

@@ -33,6 +33,7 @@ from services.common.errors import (
 )
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.fact_catalog import FactCatalog
+from services.common.group_commit import GroupCommit
 from services.common.proto_enums import to_name
 from services.common.topics import Topics
 from services.intake.domain.changes import (
@@ -166,14 +167,27 @@ class SubmitResult:
     replayed: bool
 
 
+@dataclass(frozen=True)
+class _Submission:
+    """One validated submission waiting for its group's transaction; ``stored`` is what is kept and
+    announced (the call as received, without its wait)."""
+
+    request_id: str
+    req: PriorAuthRequest
+    stored: intake_pb2.SubmitRequestRequest
+    fingerprint: str
+    submitter: str
+
+
 class IntakeHandlers:
     def __init__(self, uow_factory: Callable[[], IntakeUnitOfWork], topics: Topics, waiters: Waiters, *,
                  clock: Clock, max_wait_ms: int = 15000, poll_s: float = 1.0,
-                 facts: FactCatalog | None = None) -> None:
+                 facts: FactCatalog | None = None, max_group_commit: int = 64) -> None:
         """``max_wait_ms`` caps a submission's wait; ``poll_s`` is how often a waiting submission
         re-reads its request even unwoken (events consumed by another replica wake nobody here);
         ``facts``: the catalog of the criteria's facts (units, what cannot be negative), without
-        which facts are checked for shape only."""
+        which facts are checked for shape only; ``max_group_commit``: at most this many concurrent
+        submissions share a transaction."""
         self._facts = facts
         self._uow = uow_factory
         self._now = clock
@@ -181,6 +195,8 @@ class IntakeHandlers:
         self._waiters = waiters
         self._max_wait_ms = max_wait_ms
         self._poll_s = poll_s
+        self._group: GroupCommit[_Submission, RequestRecord] = GroupCommit(self._record_batch,
+                                                                          max_batch=max_group_commit)
 
     # -- commands ------------------------------------------------------------------------------
     def submit(self, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
@@ -274,36 +290,65 @@ class IntakeHandlers:
 
     def _record(self, request_id: str, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
                 fingerprint: str, submitter: str) -> RequestRecord:
-        """Check eligibility and record the request (and, if eligible, its event) in one transaction."""
-        now = self._now()
+        """Check eligibility and record the request (and, if eligible, its event) in one transaction,
+        shared with the submissions of concurrent callers (group commit, :meth:`_record_batch`)."""
         stored = intake_pb2.SubmitRequestRequest()
         stored.CopyFrom(submitted)
         stored.wait_ms = 0
-        payload = stored.SerializeToString()
-        with self._uow() as uow:
-            member = uow.members.get(req.member_id)
-            eligibility = check_eligibility(req, member.coverages if member else (), member is not None)
-            status = RequestStatus.IN_REVIEW if eligibility.eligible else RequestStatus.INELIGIBLE
-            record = RequestRecord(
-                request_id=request_id, submitter=submitter, idempotency_key=req.idempotency_key,
-                fingerprint=fingerprint,
-                member_id=req.member_id, line_of_business=req.line_of_business, member_state=req.member_state,
-                urgency=req.urgency, review_type=req.review_type, status=status,
-                status_reason="" if eligibility.eligible else eligibility.reason, received_at=now,
-                payload=payload, lines=tuple(LineRecord(line.line_number, line.procedure_code) for line in req.lines),
-                claim_number=req.claim_number or None)
-            uow.requests.add(record)
-            announced = ""
-            if eligibility.eligible:
-                event = OutgoingEvent(topic=self._topics.request_submitted, key=request_id,
-                                      message=_submitted_event(request_id, now, stored))
-                uow.publish(event)
-                announced = event.event_id
-            uow.audit(AuditRecord("request.submitted", request_id, {"status": status.value, "lines": len(req.lines)},
-                                  event_id=announced, member_id=req.member_id, actor=actors.submitter(submitter)))
-            uow.commit()
-        logger.info("request %s recorded for %s: %s (%d lines)", request_id, submitter, status.value, len(req.lines))
+        record = self._group(_Submission(request_id, req, stored, fingerprint, submitter))
+        logger.info("request %s recorded for %s: %s (%d lines)", request_id, submitter, record.status.value,
+                    len(req.lines))
         return record
+
+    def _record_batch(self, batch: list[_Submission]) -> list[RequestRecord | BaseException]:
+        """Record a group of submissions in one transaction; if that fails and there was more than
+        one, each again in a transaction of its own, so that each caller gets its own answer (a
+        taken idempotency key is one caller's DuplicateKey, not its neighbours')."""
+        try:
+            return list(self._record_many(batch))
+        except Exception as exc:  # noqa: BLE001 - the caller's to raise, or each submission's to meet alone
+            if len(batch) == 1:
+                return [exc]
+        outcomes: list[RequestRecord | BaseException] = []
+        for submission in batch:
+            try:
+                outcomes.extend(self._record_many([submission]))
+            except Exception as exc:  # noqa: BLE001 - this submission's caller raises it
+                outcomes.append(exc)
+        return outcomes
+
+    def _record_many(self, batch: Sequence[_Submission]) -> list[RequestRecord]:
+        now = self._now()
+        with self._uow() as uow:
+            members = uow.members.get_many([s.req.member_id for s in batch])
+            records = []
+            for s in batch:
+                member = members.get(s.req.member_id)
+                eligibility = check_eligibility(s.req, member.coverages if member else (), member is not None)
+                status = RequestStatus.IN_REVIEW if eligibility.eligible else RequestStatus.INELIGIBLE
+                records.append(RequestRecord(
+                    request_id=s.request_id, submitter=s.submitter, idempotency_key=s.req.idempotency_key,
+                    fingerprint=s.fingerprint,
+                    member_id=s.req.member_id, line_of_business=s.req.line_of_business,
+                    member_state=s.req.member_state, urgency=s.req.urgency, review_type=s.req.review_type,
+                    status=status, status_reason="" if eligibility.eligible else eligibility.reason, received_at=now,
+                    payload=s.stored.SerializeToString(),
+                    lines=tuple(LineRecord(line.line_number, line.procedure_code) for line in s.req.lines),
+                    claim_number=s.req.claim_number or None))
+            uow.requests.add_many(records)
+            for s, record in zip(batch, records, strict=True):
+                announced = ""
+                if record.status is RequestStatus.IN_REVIEW:
+                    event = OutgoingEvent(topic=self._topics.request_submitted, key=s.request_id,
+                                          message=_submitted_event(s.request_id, now, s.stored))
+                    uow.publish(event)
+                    announced = event.event_id
+                uow.audit(AuditRecord("request.submitted", s.request_id,
+                                      {"status": record.status.value, "lines": len(s.req.lines)},
+                                      event_id=announced, member_id=s.req.member_id,
+                                      actor=actors.submitter(s.submitter)))
+            uow.commit()
+        return records
 
     def add_information(self, info: AdditionalInformation, submitted: intake_pb2.SubmitAdditionalInformationRequest,
                         *, submitter: str) -> InformationResult:

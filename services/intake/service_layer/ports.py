@@ -28,10 +28,16 @@ __all__ = ["AppealRepository", "Clock", "InformationRepository", "IntakeUnitOfWo
 
 
 class RequestRepository(abc.ABC):
-    @abc.abstractmethod
     def add(self, record: RequestRecord) -> None:
         """Store a new request with its lines. Raises ``DuplicateKey`` if its submitter's idempotency
         key (or the request id) is taken; the unit of work must then be abandoned (rolled back)."""
+        self.add_many([record])
+
+    @abc.abstractmethod
+    def add_many(self, records: Sequence[RequestRecord]) -> None:
+        """Store new requests with their lines (a group commit's, in as few statements as the store
+        allows). ``DuplicateKey`` if any key or id is taken, by the store or by another of ``records``;
+        the unit of work must then be abandoned (rolled back)."""
 
     @abc.abstractmethod
     def get(self, request_id: str, *, for_update: bool = False) -> RequestRecord | None:
@@ -115,9 +121,13 @@ class InformationRepository(abc.ABC):
 
 
 class MemberRepository(abc.ABC):
-    @abc.abstractmethod
     def get(self, member_id: str) -> Member | None:
         """The member with their coverages (in the order saved), or None if not on file."""
+        return self.get_many([member_id]).get(member_id)
+
+    @abc.abstractmethod
+    def get_many(self, member_ids: Sequence[str]) -> dict[str, Member]:
+        """The members on file among ``member_ids``, by id, each with their coverages in the order saved."""
 
     @abc.abstractmethod
     def save(self, member: Member) -> None:

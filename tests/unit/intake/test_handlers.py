@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
+from collections.abc import Sequence
+from concurrent import futures
 from dataclasses import dataclass, replace
 
 import pytest
@@ -30,6 +32,7 @@ from services.intake.entrypoints.mapping import information_to_domain, to_domain
 from services.intake.service_layer.handlers import InformationResult, IntakeHandlers, SubmitResult, Waiters
 from tests.factories import fact, lumbar_mri
 from tests.fakes.intake import FakeInformationRepository, FakeIntakeUnitOfWork, FakeRequestRepository, IntakeStore
+from tests.polling import wait_until
 
 NOW = dt.datetime(2027, 3, 1, 15, 0, tzinfo=dt.UTC)
 TOPICS = Topics("t")
@@ -265,6 +268,7 @@ def info(request_id: str, key: str = "info-1", weeks: float = 7.0,
 
 
 INFO_TOPIC = "t.intake.additional-information.v1"
+SUBMITTED_TOPIC = TOPICS.request_submitted
 
 
 def test_information_is_recorded_and_forwarded_to_review_together(intake: Intake) -> None:
@@ -333,10 +337,88 @@ def test_a_key_recorded_by_a_concurrent_call_is_answered_as_that_call_was(intake
     assert len(intake.events(INFO_TOPIC)) == 1
 
 
+class HeldFirst(FakeIntakeUnitOfWork):
+    """A unit of work that counts commits; the first one opened waits until ``release`` is set, so that
+    a test decides which submissions queue behind it (and share the next transaction)."""
+
+    opened = 0
+    commits = 0
+    first_open = threading.Event()
+    release = threading.Event()
+
+    def __enter__(self) -> HeldFirst:
+        cls = type(self)
+        cls.opened += 1
+        if cls.opened == 1:
+            cls.first_open.set()
+            assert cls.release.wait(10), "the test never released the first transaction"
+        return super().__enter__()
+
+    def commit(self) -> None:
+        type(self).commits += 1
+        super().commit()
+
+
+def _held(intake: Intake) -> tuple[IntakeHandlers, type[HeldFirst]]:
+    held = type("Held", (HeldFirst,), {"first_open": threading.Event(), "release": threading.Event()})
+    return IntakeHandlers(lambda: held(intake.store), TOPICS, Waiters(), clock=lambda: NOW), held
+
+
+def _queue_behind_a_held_submission(handlers: IntakeHandlers, held: type[HeldFirst],
+                                    messages: Sequence[intake_pb2.SubmitRequestRequest],
+                                    pool: futures.ThreadPoolExecutor) -> list[futures.Future[SubmitResult]]:
+    def submit(message: intake_pb2.SubmitRequestRequest) -> SubmitResult:
+        return handlers.submit(to_domain(message), message, submitter=CLINIC)
+
+    calls = [pool.submit(submit, messages[0])]
+    assert held.first_open.wait(10)
+    for n, message in enumerate(messages[1:], start=1):
+        calls.append(pool.submit(submit, message))
+        wait_until(lambda: handlers._group.queued, 10, what=f"{n} submissions queued",
+                   until=lambda queued, n=n: queued == n, interval_s=0.005)  # type: ignore[misc]
+    held.release.set()
+    return calls
+
+
+def test_concurrent_submissions_share_one_transaction_and_each_gets_its_own_record(intake: Intake) -> None:
+    handlers, held = _held(intake)
+    messages = [lumbar_mri(key=f"group-{n}", member_id=member, state=state) for n, (member, state) in enumerate(
+        [("T-MA-0001", "CA"), ("T-NV-0002", "NV"), ("T-MA-0001", "CA"), ("T-NOBODY-9", "CA"), ("T-TERM-0003", "CA")])]
+    with futures.ThreadPoolExecutor(8) as pool:
+        results = [call.result(10) for call in _queue_behind_a_held_submission(handlers, held, messages, pool)]
+    assert held.commits == 2, "the first submission alone, then the four queued behind it together"
+    assert [r.record.idempotency_key for r in results] == [f"group-{n}" for n in range(5)]
+    assert [r.record.status for r in results] == [RequestStatus.IN_REVIEW, RequestStatus.IN_REVIEW,
+                                                  RequestStatus.IN_REVIEW, RequestStatus.INELIGIBLE,
+                                                  RequestStatus.INELIGIBLE]  # not on file; coverage ended
+    assert len({r.record.request_id for r in results}) == 5
+    assert {r.record.request_id: r.record for r in results} == intake.store.requests
+    announced = [e.request_id for e in intake.events(SUBMITTED_TOPIC)]  # type: ignore[attr-defined]
+    assert sorted(announced) == sorted(r.record.request_id for r in results[:3])
+    assert [a.request_id for a in intake.store.audit] == [r.record.request_id for r in results]
+
+
+def test_a_taken_key_in_a_shared_transaction_is_that_callers_answer_alone(intake: Intake) -> None:
+    first = intake.submit(lumbar_mri(key="taken", start=dt.date(2027, 2, 1)))
+    handlers, held = _held(intake)
+    replayed = lumbar_mri(key="taken", start=dt.date(2027, 2, 1))
+    conflicting = lumbar_mri(key="taken", start=dt.date(2027, 4, 1))
+    messages = [lumbar_mri(key="lead"), lumbar_mri(key="fresh-1"), replayed, conflicting, lumbar_mri(key="fresh-2")]
+    with futures.ThreadPoolExecutor(8) as pool:
+        calls = _queue_behind_a_held_submission(handlers, held, messages, pool)
+        assert calls[2].result(10) == replace(first, replayed=True)
+        with pytest.raises(IdempotencyConflict):
+            calls[3].result(10)
+        fresh = [calls[n].result(10) for n in (0, 1, 4)]
+    assert [r.replayed for r in fresh] == [False, False, False]
+    assert sorted(intake.store.requests) == sorted([first.record.request_id] + [r.record.request_id for r in fresh])
+    assert len(intake.events(SUBMITTED_TOPIC)) == 4
+
+
 def test_a_duplicate_that_no_recorded_key_explains_is_not_swallowed(intake: Intake) -> None:
     class IdTaken(FakeRequestRepository):
-        def add(self, record: RequestRecord) -> None:
-            raise DuplicateKey(f"request {record.request_id}")
+        def add_many(self, records: Sequence[RequestRecord]) -> None:
+            raise DuplicateKey(f"request {records[0].request_id}")
 
     class Colliding(FakeIntakeUnitOfWork):
         def _open(self, working: IntakeStore) -> None:
