@@ -116,6 +116,26 @@ class AuthorizationPortsContract(AuditedUnitOfWorkContract):
         assert (mri.status, knee.procedure_code, gone.status, april.valid_to) == (
             "approved", "27447", "cancelled", dt.date(2027, 4, 30))
 
+    def test_a_batch_of_overlap_queries_answers_each_as_its_own_usable_listing(self, backend: Backend) -> None:
+        march, april_ = (dt.date(2027, 3, 1), dt.date(2027, 3, 31)), (dt.date(2027, 4, 1), dt.date(2027, 4, 30))
+        older = dt.datetime(2027, 2, 1, tzinfo=dt.UTC)
+        self.add(backend, draft("r1", valid=march, issued_at=older), draft("r2", code="27447", valid=march),
+                 draft("r3", valid=march, status="cancelled"), draft("r4", valid=april_),
+                 draft("r5", valid=march, member="T-OTHER-1"))
+        queries = [("T-MA-0001", dt.date(2027, 3, 31), dt.date(2027, 4, 1)), ("T-MA-0001", dt.date(2027, 4, 2),
+                                                                              dt.date(2027, 6, 1)),
+                   ("T-OTHER-1", dt.date(2027, 1, 1), dt.date(2027, 2, 28)), ("T-OTHER-1", dt.date(2027, 3, 1),
+                                                                              dt.date(2027, 3, 1)),
+                   ("T-NOBODY", dt.date(2027, 1, 1), dt.date(2027, 12, 31))]
+        with backend.uow().read_only() as uow:
+            answers = uow.authorizations.usable_overlapping(queries, 100)
+            assert answers == [uow.authorizations.for_member(m, "", start, end, True, 100) for m, start, end in queries]
+            assert [[a.request_id for a in answer] for answer in answers] == [
+                ["r4", "r2", "r1"], ["r4"], [], ["r5"], []]
+            assert [[a.request_id for a in answer] for answer in uow.authorizations.usable_overlapping(
+                queries[:1], 2)] == [["r4", "r2"]]
+            assert uow.authorizations.usable_overlapping([], 100) == []
+
     def test_a_record_follows_its_line_and_keeps_its_number_issue_time_and_units_used(self, backend: Backend) -> None:
         [issued] = self.add(backend, draft("r1", 1, status="pended"))
         later = ISSUED + dt.timedelta(hours=2)

@@ -80,6 +80,13 @@ _UPDATE = (update(t).where(t.c.authorization_number == bindparam("b_number"))
            .values({name: bindparam(name, type_=t.c[name].type) for name in _CHANGEABLE}))
 
 
+# Review's duplicate check, once per consumer batch: built once, so SQLAlchemy compiles it once.
+_USABLE_OVERLAPPING = (select(t).where(t.c.member_id.in_(bindparam("members", expanding=True)),
+                                       t.c.status.in_(bindparam("usable", expanding=True)),
+                                       t.c.valid_to >= bindparam("start"), t.c.valid_from <= bindparam("end"))
+                       .order_by(t.c.issued_at.desc(), t.c.id.desc()))
+
+
 class SqlAuthorizationRepository(ports.AuthorizationRepository):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -155,6 +162,19 @@ class SqlAuthorizationRepository(ports.AuthorizationRepository):
             query = query.where(t.c.status.in_(sorted(USABLE)))
         return self._with_extensions(self.conn.execute(query.order_by(t.c.issued_at.desc(), t.c.id.desc())
                                                        .limit(limit)))
+
+    def usable_overlapping(self, queries: Sequence[tuple[str, dt.date, dt.date]],
+                           limit: int = 100) -> list[list[IssuedAuthorization]]:
+        # One read for the batch (the members' usable records valid on some day of the widest span), each
+        # query's answer picked from it in its order; one more for their extensions.
+        if not queries:
+            return []
+        rows = self.conn.execute(_USABLE_OVERLAPPING, {
+            "members": sorted({m for m, _, _ in queries}), "usable": sorted(USABLE),
+            "start": min(start for _, start, _ in queries), "end": max(end for _, _, end in queries)}).all()
+        found = self._with_extensions(rows)
+        return [[a for a in found if a.member_id == member_id and a.valid_to >= start and a.valid_from <= end][:limit]
+                for member_id, start, end in queries]
 
     def draw(self, number: str, units: int) -> bool:
         # One statement: on PostgreSQL a concurrent draw on the same row waits for this one to end and

@@ -366,8 +366,7 @@ class AuthorizationHandlers:
         if problems:
             raise ValidationFailed(problems)
         with self._uow().read_only() as uow:
-            found = [uow.authorizations.for_member(member_id, "", start, end, True, MAX_LIST)
-                     for member_id, start, end in queries]
+            found = uow.authorizations.usable_overlapping(queries, MAX_LIST)
         record_views(self._uow, [r for (member_id, _, _), batch in zip(queries, found, strict=True)
                                  for r in _views(member_id, batch)])
         today = self.today()

@@ -50,6 +50,12 @@ class AuthorizationRepository(abc.ABC):
         [``overlaps_from``, ``overlaps_to``] (either end open when None; both inclusive); only usable
         ones (approved, partially approved, modified) if ``active_only``."""
 
+    def usable_overlapping(self, queries: Sequence[tuple[str, dt.date, dt.date]],
+                           limit: int = 100) -> list[list[IssuedAuthorization]]:
+        """For each (member, from, to): ``for_member(member, "", from, to, active_only=True, limit)``.
+        Stores override it to answer a batch in one read."""
+        return [self.for_member(member_id, "", start, end, True, limit) for member_id, start, end in queries]
+
     @abc.abstractmethod
     def draw(self, number: str, units: int) -> bool:
         """Add ``units`` to the record's units used if that leaves it within its units, atomically
