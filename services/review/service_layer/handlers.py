@@ -25,6 +25,7 @@ from services.review.domain.case import Case
 from services.review.domain.criteria import LineEvaluation, Outcome
 from services.review.domain.deadlines import ClockEngine, ClockError
 from services.review.domain.decisions import ACTION_CERTIFIED, decide_with_policy
+from services.review.domain.notices import Notice
 from services.review.domain.policy import GoldCard, LineOutcome, NoPriorAuthEntry, Policies
 from services.review.domain.task import Task
 from services.review.domain.urgency import UrgentLine, route
@@ -158,6 +159,7 @@ class ReviewHandlers:
             uow.cases.add_many([d.case for d in decided])
             uow.provider_outcomes.add_many([o for d in decided for o in d.outcomes])
             now = self._now()
+            notices: list[Notice] = []  # the batch's, stored together
             for d in decided:
                 outgoing = OutgoingEvent(topic=self._topics.determination_made, key=d.case.request_id,
                                          message=d.event)
@@ -170,7 +172,8 @@ class ReviewHandlers:
                     # Software's approvals are decisions too: the member and the provider hear of them.
                     self._notices.for_lines(uow, d.case, d.request, d.case.determination_id,
                                             [ln for ln in d.event.determination.lines if not ln.queued_for_review],
-                                            now)
+                                            now, unstored=notices)
+            uow.notices.add_many(notices)
             add_tasks(uow, [t for d in decided for t in d.tasks], event_of={d.case.request_id: d.event_id
                                                                             for d in decided})
             uow.mark_processed(CONSUMER_NAME, [e.event_id for e in fresh])

@@ -150,14 +150,19 @@ class NoticeWriter:
             new_due=new_due, extension_ground=extension_ground, missed_due=missed_due, appeal=appeal)
 
     def issue(self, uow: UnitOfWork, facts: NoticeFacts, request: events_pb2.RequestSubmitted,
-              now: dt.datetime) -> list[Notice]:
-        """Compose the notice for every recipient, store them and announce each (NoticeIssued)."""
+              now: dt.datetime, *, unstored: list[Notice] | None = None) -> list[Notice]:
+        """Compose the notice for every recipient, store them and announce each (NoticeIssued).
+        With ``unstored``, the notices are added to it instead, for the caller to store with others
+        of the same transaction in one statement."""
         wc = request.workers_comp
         adjuster = _party(wc.adjuster, "Claims adjuster") if wc.HasField("adjuster") else None
         attorney = _party(wc.attorney, "Attorney") if wc.HasField("attorney") and wc.attorney.name else None
         notices = [compose(facts, role, party, str(uuid.uuid4()), now)
                    for role, party in recipients(facts, adjuster, attorney)]
-        uow.notices.add_many(notices)
+        if unstored is None:
+            uow.notices.add_many(notices)
+        else:
+            unstored.extend(notices)
         emitted: dict[str, str] = {}
         for n in notices:
             event = events_pb2.NoticeIssued(notice_id=n.notice_id, request_id=n.request_id,
@@ -173,8 +178,9 @@ class NoticeWriter:
 
     def for_lines(self, uow: UnitOfWork, case: Case, request: events_pb2.RequestSubmitted, determination_id: str,
                   lines: Sequence[types_pb2.LineDetermination], now: dt.datetime, *,
-                  appeal: AppealDecision | None = None) -> list[Notice]:
-        """The notices of decided ``lines`` (none when every line only waits for a person)."""
+                  appeal: AppealDecision | None = None, unstored: list[Notice] | None = None) -> list[Notice]:
+        """The notices of decided ``lines`` (none when every line only waits for a person); ``unstored``
+        as for :meth:`issue`."""
         by_number = {sl.line_number: sl for sl in request.service_lines}
         services = [service_decision(ln, by_number.get(ln.line_number)) for ln in lines]
         services = [s for s in services if s.action is not ServiceAction.PENDED]
@@ -182,7 +188,7 @@ class NoticeWriter:
         if kind is None or not services:
             return []
         return self.issue(uow, self.facts(kind, case, request, determination_id, services, now, appeal=appeal),
-                          request, now)
+                          request, now, unstored=unstored)
 
 
 _WITH_RIGHTS = frozenset({NoticeKind.DENIAL, NoticeKind.PARTIAL_APPROVAL, NoticeKind.MODIFICATION,
