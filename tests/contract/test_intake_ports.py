@@ -102,8 +102,7 @@ class IntakePortsContract(AuditedUnitOfWorkContract):
             uow.commit()
         with backend.uow().read_only() as uow:
             assert uow.requests.get_many([request(n).request_id for n in (1, 2, 3)]) == {
-                request(n).request_id: in_order(request(n, **extra))
-                for n, extra in ((1, {}), (2, {"lines": 1}), (3, {"lines": 0}))}
+                request(n).request_id: in_order(request(n, lines=lines)) for n, lines in ((1, 2), (2, 1), (3, 0))}
         for batch in ([request(4), request(5, key="key-1")], [request(6), request(7, key="key-6")]):
             with pytest.raises(DuplicateKey), backend.uow() as uow:
                 uow.requests.add_many(batch)
