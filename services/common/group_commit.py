@@ -10,16 +10,23 @@ runs in its own thread (the gRPC server's pool), which is what it blocks.
 
 The batch function answers one result per item, in order: a value, or the exception that item's
 caller should raise. An exception the batch function itself raises is every item's answer.
+
+:class:`AsyncGroupCommit` is the same for callers on an asyncio event loop (the gRPC servicers'
+``async`` methods): they await, and each batch is one call of the blocking batch function in a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: Runs a blocking call off the event loop and awaits its result (services.common.grpc_server.offload).
+Offload = Callable[..., Awaitable[Any]]
 
 
 class _Slot(Generic[T, R]):
@@ -93,3 +100,70 @@ class GroupCommit(Generic[T, R]):
             slot.woken.set()
         if successor is not None:  # woken unsettled: it leads the next batch
             successor.woken.set()
+
+
+class AsyncGroupCommit(Generic[T, R]):
+    """:class:`GroupCommit` for callers on an asyncio event loop: a caller awaits its item's outcome;
+    one task writes the queued items in batches, each batch one blocking ``write`` run through
+    ``offload`` (the gRPC server's thread pool), so that a batch costs one thread hop, not one per
+    caller. A lone caller's item is written at once; items queued while a batch is written make the
+    next batch. A caller that stops waiting (a cancelled call) leaves its item to be written all the
+    same, as a caller of :class:`GroupCommit` whose thread is gone would."""
+
+    def __init__(self, write: Callable[[list[T]], Sequence[R | BaseException]], *, max_batch: int = 64) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._write = write
+        self._max_batch = max_batch
+        self._queued: list[tuple[T, asyncio.Future[R]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        #: Batches written and items in them (for tests and metrics).
+        self.batches = 0
+        self.items = 0
+
+    @property
+    def queued(self) -> int:
+        """Items waiting for the next batch (not those being written)."""
+        return len(self._queued)
+
+    async def __call__(self, item: T, offload: Offload) -> R:
+        """``item``'s result, written in a batch with whatever other callers queued meanwhile."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queued.append((item, future))
+        if self._writer is None:
+            # Made in this caller's context, so the writes run with its context variables (the pool).
+            self._writer = asyncio.create_task(self._write_queued(offload))
+        return await future
+
+    async def _write_queued(self, offload: Offload) -> None:
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        try:
+            while self._queued:
+                batch = self._queued[:self._max_batch]
+                del self._queued[:self._max_batch]
+                outcomes: Sequence[R | BaseException]
+                try:
+                    outcomes = await offload(self._write, [item for item, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - every caller of the batch learns why it failed
+                    outcomes = [exc] * len(batch)
+                else:
+                    if len(outcomes) != len(batch):
+                        outcomes = [RuntimeError(
+                            f"group commit: {len(outcomes)} outcomes for {len(batch)} items")] * len(batch)
+                self.batches += 1
+                self.items += len(batch)
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():  # its caller stopped waiting
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+                batch = []
+        finally:
+            self._writer = None
+            # Cancelled (the loop is stopping): nobody is left waiting for ever.
+            for _, future in [*batch, *self._queued]:
+                if not future.done():
+                    future.set_exception(RuntimeError("group commit stopped before this item was written"))
+            self._queued.clear()

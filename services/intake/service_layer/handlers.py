@@ -33,7 +33,7 @@ from services.common.errors import (
 )
 from services.common.events import IncomingEvent, OutgoingEvent
 from services.common.fact_catalog import FactCatalog
-from services.common.group_commit import GroupCommit
+from services.common.group_commit import AsyncGroupCommit, GroupCommit
 from services.common.proto_enums import to_name
 from services.common.topics import Topics
 from services.intake.domain.changes import (
@@ -195,8 +195,12 @@ class IntakeHandlers:
         self._waiters = waiters
         self._max_wait_ms = max_wait_ms
         self._poll_s = poll_s
+        # Concurrent submissions share a transaction: callers in threads (submit) through one group,
+        # callers on the event loop (submit_async, the gRPC servicer) through the other.
         self._group: GroupCommit[_Submission, RequestRecord] = GroupCommit(self._record_batch,
                                                                           max_batch=max_group_commit)
+        self._async_group: AsyncGroupCommit[_Submission, RequestRecord] = AsyncGroupCommit(
+            self._record_batch, max_batch=max_group_commit)
 
     # -- commands ------------------------------------------------------------------------------
     def submit(self, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
@@ -228,7 +232,7 @@ class IntakeHandlers:
         request_id = str(uuid.uuid4())
         waiter = self._waiters.register(request_id, loop) if wait_ms > 0 else None
         try:
-            result, settles_later = await offload(self._accept, request_id, req, submitted, wait_ms, submitter)
+            result, settles_later = await self._accept_async(request_id, req, submitted, wait_ms, submitter, offload)
             while waiter is not None and settles_later and (remaining := deadline - time.monotonic()) > 0:
                 await waiter.wait_async(min(remaining, self._poll_s))
                 try:
@@ -248,22 +252,54 @@ class IntakeHandlers:
                 wait_ms: int, submitter: str) -> tuple[SubmitResult, bool]:
         """Validate and record the request as ``request_id`` (or find the submission its key replays);
         the answer, and whether it is still to settle (worth waiting for)."""
+        submission = self._checked(request_id, req, submitted, wait_ms, submitter)
+        try:
+            record = self._group(submission)
+        except DuplicateKey:
+            # The key is taken: a replay (or a conflict), perhaps by a concurrent submission.
+            # Inserting first keeps the common path to one transaction.
+            return self._replayed(submission), False
+        return self._recorded(submission, record), record.status not in SETTLED
+
+    async def _accept_async(self, request_id: str, req: PriorAuthRequest,
+                            submitted: intake_pb2.SubmitRequestRequest, wait_ms: int, submitter: str,
+                            offload: Offload) -> tuple[SubmitResult, bool]:
+        """:meth:`_accept` on the event loop: the checks run here, the write with the other submissions
+        of its group in one thread hop for the whole group (:class:`AsyncGroupCommit`)."""
+        submission = self._checked(request_id, req, submitted, wait_ms, submitter)
+        try:
+            record = await self._async_group(submission, offload)
+        except DuplicateKey:
+            return await offload(self._replayed, submission), False
+        return self._recorded(submission, record), record.status not in SETTLED
+
+    def _checked(self, request_id: str, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
+                 wait_ms: int, submitter: str) -> _Submission:
+        """The submission to record, once valid (else ValidationFailed, naming every field at fault)."""
         violations = one_per_field(validate(req), self._fact_units(req.facts))
         if wait_ms < 0:
             violations.append(FieldViolation("wait_ms", "must not be negative"))
         if violations:
             raise ValidationFailed(violations)
-        fingerprint = req.fingerprint()
-        try:
-            record = self._record(request_id, req, submitted, fingerprint, submitter)
-        except DuplicateKey:
-            # The key is taken: a replay (or a conflict), perhaps by a concurrent submission.
-            # Inserting first keeps the common path to one transaction.
-            replay = self._replay(submitter, req.idempotency_key, fingerprint)
-            if replay is None:
-                raise
-            return replay, False
-        return SubmitResult(record, replayed=False), record.status not in SETTLED
+        stored = intake_pb2.SubmitRequestRequest()
+        stored.CopyFrom(submitted)
+        stored.wait_ms = 0
+        return _Submission(request_id, req, stored, req.fingerprint(), submitter)
+
+    def _replayed(self, submission: _Submission) -> SubmitResult:
+        """The answer when the submission's key is taken: the submission it replays (IdempotencyConflict
+        when the payload differs); DuplicateKey again when no recorded key explains it."""
+        replay = self._replay(submission.submitter, submission.req.idempotency_key, submission.fingerprint)
+        if replay is None:
+            raise DuplicateKey(f"request {submission.request_id} (idempotency key "
+                               f"{submission.req.idempotency_key!r})")
+        return replay
+
+    @staticmethod
+    def _recorded(submission: _Submission, record: RequestRecord) -> SubmitResult:
+        logger.info("request %s recorded for %s: %s (%d lines)", record.request_id, submission.submitter,
+                    record.status.value, len(submission.req.lines))
+        return SubmitResult(record, replayed=False)
 
     def _reread(self, result: SubmitResult) -> tuple[SubmitResult, bool]:
         """The request as it stands now (no transaction is held while waiting; re-reading also sees
@@ -288,20 +324,9 @@ class IntakeHandlers:
                 "payload; use a new key for a new request")
         return SubmitResult(existing, replayed=True)
 
-    def _record(self, request_id: str, req: PriorAuthRequest, submitted: intake_pb2.SubmitRequestRequest,
-                fingerprint: str, submitter: str) -> RequestRecord:
-        """Check eligibility and record the request (and, if eligible, its event) in one transaction,
-        shared with the submissions of concurrent callers (group commit, :meth:`_record_batch`)."""
-        stored = intake_pb2.SubmitRequestRequest()
-        stored.CopyFrom(submitted)
-        stored.wait_ms = 0
-        record = self._group(_Submission(request_id, req, stored, fingerprint, submitter))
-        logger.info("request %s recorded for %s: %s (%d lines)", request_id, submitter, record.status.value,
-                    len(req.lines))
-        return record
-
     def _record_batch(self, batch: list[_Submission]) -> list[RequestRecord | BaseException]:
-        """Record a group of submissions in one transaction; if that fails and there was more than
+        """Check eligibility and record a group of submissions (and the events of the eligible ones) in
+        one transaction; if that fails and there was more than
         one, each again in a transaction of its own, so that each caller gets its own answer (a
         taken idempotency key is one caller's DuplicateKey, not its neighbours')."""
         try:

@@ -4,13 +4,14 @@ by timing."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent import futures
 from typing import Any
 
 import pytest
 
-from services.common.group_commit import GroupCommit
+from services.common.group_commit import AsyncGroupCommit, GroupCommit
 from tests.polling import wait_until
 
 
@@ -124,3 +125,102 @@ def test_many_callers_all_get_their_own_results() -> None:
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         GroupCommit(lambda items: items, max_batch=0)
+
+
+# -- on an event loop --------------------------------------------------------------------------------
+
+class Offloaded:
+    """An offload that runs the blocking call in a thread and records each batch; the first batch is
+    held until released, so that the test decides who queues behind it."""
+
+    def __init__(self, pool: futures.ThreadPoolExecutor) -> None:
+        self.pool = pool
+        self.batches: list[list[int]] = []
+        self.release = threading.Event()
+
+    async def __call__(self, fn: Any, items: list[int]) -> Any:
+        self.batches.append(list(items))
+        if len(self.batches) == 1:
+            await asyncio.get_running_loop().run_in_executor(self.pool, self.release.wait, 10)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, items)
+
+
+def _run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def test_async_callers_during_a_write_share_the_next_batch_and_each_gets_its_own_outcome() -> None:
+    def write(items: list[int]) -> list[int | BaseException]:
+        return [ValueError(f"item {i} is odd") if i % 2 else i * 10 for i in items]
+
+    commit: AsyncGroupCommit[int, int] = AsyncGroupCommit(write)
+
+    async def scenario(offload: Offloaded) -> list[Any]:
+        calls = [asyncio.create_task(commit(0, offload))]
+        await asyncio.sleep(0)  # the first batch is being written
+        calls += [asyncio.create_task(commit(i, offload)) for i in (1, 2, 3, 4)]
+        await asyncio.sleep(0)
+        assert commit.queued == 4
+        offload.release.set()
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    with futures.ThreadPoolExecutor(4) as pool:
+        offload = Offloaded(pool)
+        outcomes = _run(scenario(offload))
+    assert offload.batches == [[0], [1, 2, 3, 4]]
+    assert outcomes[0] == 0
+    assert outcomes[2] == 20
+    assert outcomes[4] == 40
+    assert [str(o) for o in (outcomes[1], outcomes[3])] == ["item 1 is odd", "item 3 is odd"]
+    assert (commit.batches, commit.items, commit.queued) == (2, 5, 0)
+
+
+def test_async_batches_hold_at_most_max_batch_and_a_failed_write_fails_only_its_batch() -> None:
+    written: list[list[int]] = []
+
+    def write(items: list[int]) -> list[int]:
+        written.append(items)
+        if len(written) == 2:
+            raise ConnectionError("database gone")
+        return items
+
+    commit: AsyncGroupCommit[int, int] = AsyncGroupCommit(write, max_batch=2)
+
+    async def scenario(offload: Offloaded) -> list[Any]:
+        calls = [asyncio.create_task(commit(0, offload))]
+        await asyncio.sleep(0)
+        calls += [asyncio.create_task(commit(i, offload)) for i in (1, 2, 3)]
+        await asyncio.sleep(0)
+        offload.release.set()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        outcomes.append(await commit(9, offload))  # the writer is gone and comes back for a new caller
+        return outcomes
+
+    with futures.ThreadPoolExecutor(4) as pool:
+        outcomes = _run(scenario(Offloaded(pool)))
+    assert written == [[0], [1, 2], [3], [9]]
+    assert outcomes[0] == 0
+    assert [type(o) for o in outcomes[1:3]] == [ConnectionError, ConnectionError]
+    assert outcomes[3:] == [3, 9]
+
+
+def test_an_async_caller_that_stops_waiting_leaves_its_item_written_and_the_others_answered() -> None:
+    commit: AsyncGroupCommit[int, int] = AsyncGroupCommit(lambda items: [i + 1 for i in items])
+
+    async def scenario(offload: Offloaded) -> list[Any]:
+        first = asyncio.create_task(commit(0, offload))
+        await asyncio.sleep(0)
+        gone = asyncio.create_task(commit(1, offload))
+        kept = asyncio.create_task(commit(2, offload))
+        await asyncio.sleep(0)
+        gone.cancel()
+        offload.release.set()
+        return list(await asyncio.gather(first, gone, kept, return_exceptions=True))
+
+    with futures.ThreadPoolExecutor(4) as pool:
+        offload = Offloaded(pool)
+        outcomes = _run(scenario(offload))
+    assert offload.batches == [[0], [1, 2]]
+    assert outcomes[0] == 1
+    assert isinstance(outcomes[1], asyncio.CancelledError)
+    assert outcomes[2] == 3
