@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from services.cli import bench
+from tests.polling import wait_until
 
 
 def _steady(count: int, per_s: float, start: float = 100.0) -> list[float]:
@@ -94,6 +95,23 @@ def test_rss_growth_in_mib_and_percent_of_the_start() -> None:
     assert grown == {"intake": {"start": 100.0, "end": 110.0, "growth_pct": 10.0},
                      "review": {"start": 200.0, "end": 200.0, "growth_pct": 0.0},
                      "authorization": {"start": 50.0, "end": 47.5, "growth_pct": -5.0}}
+
+
+def test_rss_growth_after_the_first_tenth_is_the_growth_and_from_the_start_is_shown_too() -> None:
+    grown = bench.rss_growth({"review": 102400, "intake": 102400}, {"review": 122880, "intake": 104448},
+                             {"review": 117760, "intake": None})
+    assert grown["review"] == {"start": 100.0, "warm": 115.0, "end": 120.0, "growth_pct": 4.35,
+                               "growth_from_start_pct": 20.0}
+    assert grown["intake"] == {"start": 100.0, "end": 102.0, "growth_pct": 2.0}
+
+
+def test_the_rss_sampler_answers_the_first_reading_at_or_after_a_moment() -> None:
+    with bench.RssSampler({"me": os.getpid()}, every_s=0.01) as sampler:
+        wait_until(lambda: len(sampler.samples) >= 3, 10, what="three RSS readings", interval_s=0.01)
+    taken = [moment for moment, _ in sampler.samples]
+    assert sampler.at(taken[1]) == sampler.samples[1][1]
+    assert ((sampler.at(taken[0] - 1) or {}).get("me") or 0) > 0
+    assert sampler.at(taken[-1] + 1) is None
 
 
 def test_rss_growth_leaves_out_a_process_without_both_readings() -> None:
@@ -283,7 +301,7 @@ def test_the_tables_show_the_new_figures_and_the_targets() -> None:
     assert "phase 2 CPU ms per request by process" in text
     assert "first / last tenth of the 100,000 settled while submitting" in text
     assert "1150.0 / 1080.0; 0.939; 0" in text
-    assert "intake 100.0 → 104.0 (+4.0 %)" in text
+    assert "intake 100.0 → 104.0 MB (+4.0 %)" in text
     assert "without / with 2,000 unrelated partitions" in text
     assert "1100.0 / 1080.0; 1.8 %" in text
     assert "issue 17 targets" in text
