@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -475,6 +476,13 @@ def recipients(facts: NoticeFacts, adjuster: Party | None = None, attorney: Part
 WIDTH = 78
 
 
+@functools.lru_cache(maxsize=4096)
+def _wrapped(text: str, first: str, rest: str) -> tuple[str, ...]:
+    """``text`` wrapped to :data:`WIDTH`; kept, as most of a letter's paragraphs (rights, how to appeal,
+    whom to call) are the same in every letter of a kind and textwrap is slow."""
+    return tuple(textwrap.wrap(text, WIDTH, initial_indent=first, subsequent_indent=rest))
+
+
 def render_text(notice: Notice) -> str:
     """The letter as plain text (what the PDF shows, without the layout)."""
     out = [SENDER, long_date(notice.issued_at.date()), "", notice.recipient.name, *notice.recipient.address_lines, ""]
@@ -486,10 +494,10 @@ def render_text(notice: Notice) -> str:
         out.append(section.heading)
         out.append("-" * len(section.heading))
         for paragraph in section.paragraphs:
-            out += textwrap.wrap(paragraph, WIDTH) or [""]
+            out += _wrapped(paragraph, "", "") or [""]
             out.append("")
         for item in section.items:
-            out += textwrap.wrap(item, WIDTH, initial_indent="  * ", subsequent_indent="    ")
+            out += _wrapped(item, "  * ", "    ")
         if section.items:
             out.append("")
     out += ["Sincerely,", SENDER, ""]
