@@ -23,18 +23,16 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any, Protocol
 
 import grpc.aio
 from kafka.errors import KafkaError
 from sqlalchemy import Engine, Table, text
 
-from services.common import kafka_io, outbox, tls
+from services.common import kafka_io, lifetime, outbox, tls
 from services.common.clock import Clock, utcnow
 from services.common.consumer import ConsumerLoop, Decoders, EventHandler
 from services.common.events import IncomingEvent
@@ -311,17 +309,10 @@ class ServiceRuntime:
         logger.info("%s stopped", self.name)
 
     def serve_forever(self) -> None:
-        """Block until SIGTERM/SIGINT (or a worker thread dies), then stop gracefully."""
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            logger.info("received signal %d", signum)
-            self.stop_event.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        while not self.stop_event.wait(1.0):
-            pass
-        self.stop()
+        """Block until SIGTERM/SIGINT (or a worker thread dies), then stop gracefully, within
+        :data:`~services.common.lifetime.STOP_DEADLINE_S`."""
+        lifetime.serve_until_signalled(self.stop_event, self.stop, name=self.name, deadline_s=max(
+            lifetime.STOP_DEADLINE_S, self.settings.grpc_shutdown_grace_s + 35))
 
 
 class Runnable(Protocol):

@@ -12,18 +12,16 @@ subscription has at most one attempt in flight: it is leased while it runs).
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from types import FrameType
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Engine
 from ur.events.v1 import events_pb2
 
-from services.common import kafka_io
+from services.common import kafka_io, lifetime
 from services.common.consumer import ConsumerLoop
 from services.common.events import IncomingEvent
 from services.common.metrics import Metrics
@@ -191,14 +189,6 @@ class Worker:
         logger.info("subscription worker stopped")
 
     def serve_forever(self) -> None:
-        """Block until SIGTERM/SIGINT (or a thread dies), then stop gracefully."""
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            logger.info("received signal %d", signum)
-            self.stop_event.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        while not self.stop_event.wait(1.0):
-            pass
-        self.stop()
+        """Block until SIGTERM/SIGINT (or a thread dies), then stop gracefully, within
+        :data:`~services.common.lifetime.STOP_DEADLINE_S`."""
+        lifetime.serve_until_signalled(self.stop_event, self.stop, name="subscription worker")
