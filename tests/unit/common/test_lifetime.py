@@ -13,7 +13,7 @@ from services.common.lifetime import EXIT_STOP_OVERRAN
 from tests.conftest import REPO
 
 SCRIPT = """
-import logging, sys, threading, time
+import logging, signal, sys, threading, time
 from services.common.lifetime import serve_until_signalled
 logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 stop_event = threading.Event()
@@ -23,7 +23,11 @@ def stop():
         threading.Thread(target=threading.Event().wait, name="stuck-consumer").start()
         threading.Event().wait()
     print("stopped", flush=True)
-print("serving", flush=True)
+def announce():  # once the handler is in place: a SIGTERM before it would end the process at once
+    while signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        time.sleep(0.01)
+    print("serving", flush=True)
+threading.Thread(target=announce, daemon=True).start()
 serve_until_signalled(stop_event, stop, name="test service", deadline_s=0.5)
 print("returned", flush=True)
 """
