@@ -29,6 +29,14 @@ R = TypeVar("R")
 Offload = Callable[..., Awaitable[Any]]
 
 
+def _one_each(outcomes: Sequence[R | BaseException], items: int) -> Sequence[R | BaseException]:
+    """The batch function's outcomes, or, when it answered another number than one per item, the same
+    error for every item (no caller gets another's outcome)."""
+    if len(outcomes) != items:
+        return [RuntimeError(f"group commit: {len(outcomes)} outcomes for {items} items")] * items
+    return outcomes
+
+
 class _Slot(Generic[T, R]):
     __slots__ = ("item", "outcome", "settled", "woken")
 
@@ -82,12 +90,9 @@ class GroupCommit(Generic[T, R]):
             del self._queued[:self._max_batch]
         outcomes: Sequence[R | BaseException]
         try:
-            outcomes = self._write([slot.item for slot in batch])
+            outcomes = _one_each(self._write([slot.item for slot in batch]), len(batch))
         except BaseException as exc:  # noqa: BLE001 - every caller of the batch learns why it failed
             outcomes = [exc] * len(batch)
-        else:
-            if len(outcomes) != len(batch):
-                outcomes = [RuntimeError(f"group commit: {len(outcomes)} outcomes for {len(batch)} items")] * len(batch)
         finally:
             with self._lock:
                 self.batches += 1
@@ -143,13 +148,9 @@ class AsyncGroupCommit(Generic[T, R]):
                 del self._queued[:self._max_batch]
                 outcomes: Sequence[R | BaseException]
                 try:
-                    outcomes = await offload(self._write, [item for item, _ in batch])
+                    outcomes = _one_each(await offload(self._write, [item for item, _ in batch]), len(batch))
                 except Exception as exc:  # noqa: BLE001 - every caller of the batch learns why it failed
                     outcomes = [exc] * len(batch)
-                else:
-                    if len(outcomes) != len(batch):
-                        outcomes = [RuntimeError(
-                            f"group commit: {len(outcomes)} outcomes for {len(batch)} items")] * len(batch)
                 self.batches += 1
                 self.items += len(batch)
                 for (_, future), outcome in zip(batch, outcomes, strict=True):

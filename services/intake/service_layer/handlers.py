@@ -326,9 +326,9 @@ class IntakeHandlers:
 
     def _record_batch(self, batch: list[_Submission]) -> list[RequestRecord | BaseException]:
         """Check eligibility and record a group of submissions (and the events of the eligible ones) in
-        one transaction; if that fails and there was more than
-        one, each again in a transaction of its own, so that each caller gets its own answer (a
-        taken idempotency key is one caller's DuplicateKey, not its neighbours')."""
+        one transaction; if that fails and there was more than one, each again in a transaction of its
+        own, so that each caller gets its own answer (a taken idempotency key is one caller's
+        DuplicateKey, not its neighbours')."""
         try:
             return list(self._record_many(batch))
         except Exception as exc:  # noqa: BLE001 - the caller's to raise, or each submission's to meet alone
